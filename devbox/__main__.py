@@ -1,0 +1,3 @@
+from devbox.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Terminal output shared by every command: one rich Console, JSON printing, errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from devbox.errors import DevboxError
+
+_console: Console | None = None
+_err_console: Console | None = None
+QUIET = False
+VERBOSE = False
+
+
+def console() -> Console:
+    global _console
+    if _console is None:
+        # rich already honours NO_COLOR and non-TTY output; keep lines wide enough for tables
+        _console = Console(highlight=False, soft_wrap=False)
+    return _console
+
+
+def err_console() -> Console:
+    global _err_console
+    if _err_console is None:
+        _err_console = Console(stderr=True, highlight=False)
+    return _err_console
+
+
+def info(message: str) -> None:
+    """A progress or status line (stderr); silenced by --quiet."""
+    if not QUIET:
+        err_console().print(message)
+
+
+def debug(message: str) -> None:
+    if VERBOSE:
+        err_console().print(f"[dim]{message}[/dim]")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.buffer.write(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n"
+    )
+    sys.stdout.flush()
+
+
+def render_error(exc: DevboxError) -> None:
+    """The one place a DevboxError becomes text on a terminal."""
+    con = err_console()
+    con.print(f"[bold red]error:[/bold red] {exc.one_line()}", markup=True, highlight=False)
+    if exc.hint and not os.environ.get("DEVBOX_NO_HINTS"):
+        con.print(f"[yellow]hint:[/yellow] {exc.hint}")

@@ -1,0 +1,398 @@
+"""The on-disk recording format, as pure text <-> value conversion.
+
+Theory of operation
+-------------------
+A recording file is a *JSON stream*: a header object followed by one
+pretty-printed object per exchange, each closed by a ``}`` alone at column 0.
+``jq . FILE`` reads it, a reviewer reads it in a pull request, and a writer can
+append an exchange with a single ``write()``: a process killed mid-append leaves
+at most one torn object at the end, which the reader drops and reports.
+
+Bodies are stored as ``{"json": ...}`` when they are JSON that re-encodes to
+the same bytes, ``{"text": ...}`` when UTF-8, else ``{"base64": ...}``.
+The header's ``format`` field versions the layout; ``MIGRATIONS`` upgrades
+older versions on read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from devbox.core.model import Direction, Exchange, Request, Response, Timing, parse_query
+from devbox.errors import RecordingError
+
+FORMAT_VERSION = 1
+HEADER_KEY = "devbox_recording"
+
+# version N -> function that upgrades one exchange dict from N to N+1
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingHeader:
+    source: str
+    direction: Direction
+    format: int = FORMAT_VERSION
+    created_at: str = ""
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    header: RecordingHeader
+    exchanges: tuple[Exchange, ...]
+    # a torn final object (the writer was killed mid-append): dropped, reported
+    torn_tail: bool = False
+
+
+# ---------------------------------------------------------------- bodies
+
+
+def encode_body(body: bytes) -> dict[str, Any] | None:
+    if not body:
+        return None
+    head = body.lstrip()[:1]
+    if head in (b"{", b"["):
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if orjson.dumps(value) == body:
+                return {"json": value}
+            if _python_json(value) == body:
+                return {"json": value, "style": "spaced"}
+    try:
+        return {"text": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(body).decode("ascii")}
+
+
+def _python_json(value: Any) -> bytes:
+    # the separators of Python's json.dumps default, which many small services emit
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def decode_body(spec: Any, where: str) -> bytes:
+    if spec is None:
+        return b""
+    if not isinstance(spec, dict):
+        raise RecordingError("body must be an object with json, text or base64", field=where)
+    if "json" in spec:
+        if spec.get("style") == "spaced":
+            return _python_json(spec["json"])
+        return orjson.dumps(spec["json"])
+    if "text" in spec:
+        return str(spec["text"]).encode("utf-8")
+    if "base64" in spec:
+        try:
+            return base64.b64decode(spec["base64"], validate=True)
+        except ValueError as exc:
+            raise RecordingError(f"invalid base64 body: {exc}", field=where) from None
+    raise RecordingError("body must have one of json, text, base64", field=where)
+
+
+# ---------------------------------------------------------------- exchanges
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def _from_iso(s: str) -> float:
+    return datetime.fromisoformat(s).timestamp()
+
+
+def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
+    req = ex.request
+    d: dict[str, Any] = {
+        "id": ex.id,
+        "direction": ex.direction.value,
+        "source": ex.source,
+    }
+    if ex.parent:
+        d["parent"] = ex.parent
+    d["started_at"] = _iso(ex.timing.started_at)
+    d["duration_ms"] = round(ex.timing.duration_ms, 3)
+    if ex.timing.wait_ms is not None:
+        d["wait_ms"] = round(ex.timing.wait_ms, 3)
+    r: dict[str, Any] = {
+        "method": req.method,
+        "url": req.url,
+        "headers": [list(h) for h in req.headers],
+    }
+    if req.http_version != "HTTP/1.1":
+        r["http_version"] = req.http_version
+    body = encode_body(req.body)
+    if body is not None:
+        r["body"] = body
+    if ex.request_truncated:
+        r["truncated"] = True
+    d["request"] = r
+    if ex.response is not None:
+        resp = ex.response
+        rd: dict[str, Any] = {"status": resp.status}
+        if resp.reason:
+            rd["reason"] = resp.reason
+        rd["headers"] = [list(h) for h in resp.headers]
+        if resp.http_version != "HTTP/1.1":
+            rd["http_version"] = resp.http_version
+        rbody = encode_body(resp.body)
+        if rbody is not None:
+            rd["body"] = rbody
+        if ex.response_truncated:
+            rd["truncated"] = True
+        d["response"] = rd
+    if ex.error:
+        d["error"] = ex.error
+    if ex.origin:
+        d["origin"] = ex.origin
+    return d
+
+
+def _headers(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list):
+        raise RecordingError("headers must be a list of [name, value] pairs", field=where)
+    out = []
+    for i, pair in enumerate(raw):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise RecordingError("expected a [name, value] pair", field=f"{where}[{i}]")
+        out.append((str(pair[0]), str(pair[1])))
+    return tuple(out)
+
+
+def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
+    try:
+        r = d["request"]
+        url = urlsplit(r["url"])
+        request = Request(
+            method=str(r["method"]).upper(),
+            path=url.path or "/",
+            query=parse_query(url.query),
+            headers=_headers(r.get("headers", []), f"{where}.request.headers"),
+            body=decode_body(r.get("body"), f"{where}.request.body"),
+            scheme=url.scheme or "http",
+            host=url.netloc,
+            http_version=r.get("http_version", "HTTP/1.1"),
+        )
+        response = None
+        rd = d.get("response")
+        if rd is not None:
+            response = Response(
+                status=int(rd["status"]),
+                headers=_headers(rd.get("headers", []), f"{where}.response.headers"),
+                body=decode_body(rd.get("body"), f"{where}.response.body"),
+                reason=str(rd.get("reason", "")),
+                http_version=rd.get("http_version", "HTTP/1.1"),
+            )
+        started = d.get("started_at")
+        return Exchange(
+            id=str(d["id"]),
+            direction=Direction(d.get("direction", "outbound")),
+            source=str(d.get("source", "")),
+            request=request,
+            response=response,
+            timing=Timing(
+                started_at=_from_iso(started) if isinstance(started, str) else float(started or 0),
+                duration_ms=float(d.get("duration_ms", 0.0)),
+                wait_ms=d.get("wait_ms"),
+            ),
+            parent=d.get("parent"),
+            error=d.get("error"),
+            request_truncated=bool(r.get("truncated", False)),
+            response_truncated=bool(rd.get("truncated", False)) if rd else False,
+            origin=str(d.get("origin", "")),
+        )
+    except RecordingError:
+        raise
+    except KeyError as exc:
+        raise RecordingError(f"missing required key {exc}", field=where) from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise RecordingError(f"malformed exchange: {exc}", field=where) from None
+
+
+def header_to_text(h: RecordingHeader) -> bytes:
+    d = {
+        HEADER_KEY: True,
+        "format": h.format,
+        "source": h.source,
+        "direction": h.direction.value,
+        "created_at": h.created_at,
+    }
+    if h.origin:
+        d["origin"] = h.origin
+    return orjson.dumps(d, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def exchange_to_text(ex: Exchange) -> bytes:
+    """One exchange as an appendable chunk: pretty JSON, ``}`` at column 0, newline."""
+    return orjson.dumps(exchange_to_dict(ex), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def encode(header: RecordingHeader, exchanges: Iterable[Exchange]) -> bytes:
+    return header_to_text(header) + b"".join(exchange_to_text(e) for e in exchanges)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _chunks(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, object text) for each top-level object.
+
+    Fast path: objects written by devbox end with ``}`` alone on a line. Anything
+    else (hand-written compact JSON, other indentation) goes through the slow,
+    general decoder.
+    """
+    line = 1
+    start = 0
+    n = len(data)
+    while start < n:
+        # skip whitespace between objects
+        while start < n and data[start] in b" \t\r\n":
+            if data[start] == 0x0A:
+                line += 1
+            start += 1
+        if start >= n:
+            return
+        end = data.find(b"\n}", start)
+        if end == -1:
+            yield line, data[start:]
+            return
+        end += 2
+        chunk = data[start:end]
+        yield line, chunk
+        line += chunk.count(b"\n")
+        start = end
+
+
+def _general_objects(text: str) -> Iterator[tuple[int, Any]]:
+    dec = json.JSONDecoder()
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return
+        line = text.count("\n", 0, i) + 1
+        try:
+            value, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise _Torn(line, exc.msg) from None
+        yield line, value
+
+
+class _Torn(Exception):
+    def __init__(self, line: int, msg: str) -> None:
+        self.line = line
+        self.msg = msg
+
+
+def decode(data: bytes, filename: str = "<recording>") -> Decoded:
+    """Parse a recording; raise RecordingError (with file and line) on corruption.
+
+    Only the *last* object may be torn (a killed writer); a bad object earlier in
+    the file is corruption and is reported, never silently skipped.
+    """
+    objects: list[tuple[int, Any]] = []
+    torn = False
+    try:
+        pending: tuple[int, bytes] | None = None
+        for line, chunk in _chunks(data):
+            if pending is not None:
+                objects.append((pending[0], _loads_or_raise(pending[1], pending[0], filename)))
+            pending = (line, chunk)
+        if pending is not None:
+            try:
+                objects.append((pending[0], orjson.loads(pending[1])))
+            except orjson.JSONDecodeError:
+                # torn tail, or simply not devbox's layout: the general decoder decides
+                objects, torn = _decode_general(data, filename)
+    except RecordingError:
+        # not devbox's own layout: fall back to the general decoder
+        objects, torn = _decode_general(data, filename)
+    return _build(objects, torn, filename)
+
+
+def _loads_or_raise(chunk: bytes, line: int, filename: str) -> Any:
+    try:
+        return orjson.loads(chunk)
+    except orjson.JSONDecodeError as exc:
+        raise RecordingError(f"invalid JSON: {exc}", file=filename, line=line) from None
+
+
+def _decode_general(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], bool]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"not UTF-8 text: {exc}", file=filename) from None
+    objects: list[tuple[int, Any]] = []
+    try:
+        for line, value in _general_objects(text):
+            objects.append((line, value))
+    except _Torn as torn:
+        rest = text[_offset_of_line(text, torn.line) :]
+        if "\n{" in rest or not objects:
+            # there is more after the bad object: that is corruption, not a torn write
+            raise RecordingError(f"invalid JSON: {torn.msg}", file=filename, line=torn.line) from None
+        return objects, True
+    return objects, False
+
+
+def _offset_of_line(text: str, line: int) -> int:
+    off = 0
+    for _ in range(line - 1):
+        off = text.index("\n", off) + 1
+    return off
+
+
+def _build(objects: list[tuple[int, Any]], torn: bool, filename: str) -> Decoded:
+    if not objects:
+        raise RecordingError("empty recording: no header object", file=filename, line=1)
+    line, head = objects[0]
+    if not isinstance(head, dict) or not head.get(HEADER_KEY):
+        raise RecordingError(
+            f"first object must be the header with {HEADER_KEY!r}",
+            file=filename,
+            line=line,
+            field=HEADER_KEY,
+        )
+    version = head.get("format")
+    if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
+        raise RecordingError(
+            f"unsupported format version {version!r} (this devbox reads 1..{FORMAT_VERSION})",
+            file=filename,
+            line=line,
+            field="format",
+            hint="upgrade devbox to read recordings written by a newer version",
+        )
+    try:
+        header = RecordingHeader(
+            source=str(head.get("source", "")),
+            direction=Direction(head.get("direction", "outbound")),
+            format=FORMAT_VERSION,
+            created_at=str(head.get("created_at", "")),
+            origin=str(head.get("origin", "")),
+        )
+    except ValueError as exc:
+        raise RecordingError(str(exc), file=filename, line=line, field="direction") from None
+    exchanges = []
+    for idx, (ln, obj) in enumerate(objects[1:]):
+        if not isinstance(obj, dict):
+            raise RecordingError("expected an exchange object", file=filename, line=ln)
+        for v in range(version, FORMAT_VERSION):
+            obj = MIGRATIONS[v](obj)
+        obj.setdefault("source", header.source)
+        obj.setdefault("direction", header.direction.value)
+        try:
+            exchanges.append(exchange_from_dict(obj, where=f"exchange[{idx}]"))
+        except RecordingError as exc:
+            raise RecordingError(exc.message, file=filename, line=ln, field=exc.field) from None
+    return Decoded(header=header, exchanges=tuple(exchanges), torn_tail=torn)

@@ -1,0 +1,124 @@
+"""Everything the engine tells its views, as immutable values.
+
+The headless CLI prints these; the Textual dashboard turns them into widget
+updates. Neither view holds logic the other lacks: if a view needs a fact, it
+becomes an event here. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Log(Event):
+    """A line of output from the service (source = service name) or devbox itself ("devbox")."""
+
+    source: str
+    text: str
+    level: str = "info"  # info | warning | error
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState(Event):
+    name: str
+    runtime: str  # "docker" | "process"
+    state: str  # "building" | "starting" | "ready" | "crashed" | "stopped"
+    detail: str = ""  # image or command; why it crashed
+    port: int = 0
+    restarts: int = 0
+    since: float = field(default_factory=_now)  # when this state began (uptime when ready)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildProgress(Event):
+    name: str
+    line: str
+    step: int | None = None
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MockMiss(Event):
+    dependency: str
+    method: str
+    target: str
+    explanation: str  # nearest candidates and which fields differed, human-readable
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class MockStats(Event):
+    dependency: str
+    mode: str  # "replay" | "passthrough" | "record"  (replay == on_miss "fail")
+    port: int
+    hits: int
+    misses: int
+    last_miss: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IterationStarted(Event):
+    iteration: int
+    changed: tuple[str, ...]  # paths, relative to the project root
+    action: str  # "sync+restart" | "rebuild" | "reload-mocks" | "reload-profile" | "replay" | "start"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimed(Event):
+    iteration: int
+    stage: str  # "event" | "applied" | "ready" | "replayed" | "diffed"
+    ms: float  # since the iteration's first file event
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult(Event):
+    """One request's verdict. ``report`` holds the replay module's full result object."""
+
+    iteration: int
+    index: int
+    method: str
+    target: str
+    status: int | None
+    verdict: str  # "pass" | "fail" | "error"
+    latency_ms: float
+    differences: tuple[str, ...] = ()
+    exchange_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IterationFinished(Event):
+    iteration: int
+    action: str
+    passed: int
+    failed: int
+    errors: int
+    newly_failing: tuple[str, ...] = ()
+    newly_passing: tuple[str, ...] = ()
+    still_failing: tuple[str, ...] = ()
+    stages: tuple[tuple[str, float], ...] = ()
+    cancelled: bool = False
+    report: Any = None  # devbox.replay's report object, for views that show diffs
+
+
+@dataclass(frozen=True, slots=True)
+class Problem(Event):
+    """A DevboxError the engine survived: build failed, service crashed, profile invalid."""
+
+    message: str
+    hint: str | None = None
+    logs: tuple[str, ...] = ()
+    at: float = field(default_factory=_now)

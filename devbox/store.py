@@ -1,0 +1,160 @@
+"""Recordings on disk: reading a directory of recording files, crash-safe writing.
+
+Layout: ``mocks/<profile>/<source>/*.json``, one directory per dependency plus
+``inbound`` for the traffic clients sent to the service. Every ``*.json`` file in
+a source directory is a recording (see ``devbox.core.recording``); they are read
+in name order, so imports and recording sessions can sit side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devbox.core.model import Direction, Exchange
+from devbox.core.recording import (
+    Decoded,
+    RecordingHeader,
+    decode,
+    encode,
+    exchange_to_text,
+    header_to_text,
+)
+from devbox.errors import NotFoundError, RecordingError
+
+SUFFIX = ".json"
+# a recording set still being written; readers include it, see RecordingWriter
+PARTIAL_SUFFIX = ".json.partial"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedFile:
+    path: Path
+    decoded: Decoded
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def recording_files(directory: Path, *, include_partial: bool = False) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(SUFFIX)]
+    if include_partial:
+        files += [p for p in directory.iterdir() if p.name.endswith(PARTIAL_SUFFIX)]
+    return sorted(files)
+
+
+def load_file(path: Path) -> LoadedFile:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path}: no such recording file") from None
+    except OSError as exc:
+        raise RecordingError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    return LoadedFile(path, decode(data, str(path)))
+
+
+def load_dir(directory: Path, *, include_partial: bool = False) -> list[Exchange]:
+    """All exchanges of one source directory, in file order then recorded order."""
+    out: list[Exchange] = []
+    for f in recording_files(directory, include_partial=include_partial):
+        out.extend(load_file(f).decoded.exchanges)
+    return out
+
+
+def load_path(path: Path) -> list[Exchange]:
+    """A recording file or a source directory, whichever ``path`` is."""
+    if path.is_dir():
+        return load_dir(path)
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such recording file or directory")
+    return list(load_file(path).decoded.exchanges)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write-to-temp-then-rename: readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_recording(
+    path: Path,
+    source: str,
+    direction: Direction,
+    exchanges: Iterable[Exchange],
+    origin: str = "",
+) -> Path:
+    header = RecordingHeader(source=source, direction=direction, created_at=now_iso(), origin=origin)
+    atomic_write_bytes(path, encode(header, exchanges))
+    return path
+
+
+class RecordingWriter:
+    """Append-only writer: every ``append`` is one ``write()`` of a whole exchange.
+
+    A ``kill -9`` at any moment leaves a file that loads with every exchange whose
+    append returned. Appending to an existing file keeps its header.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        source: str,
+        direction: Direction,
+        *,
+        origin: str = "",
+        fsync: bool = False,
+    ) -> None:
+        self.final_path = path
+        self.path = path
+        self.count = 0
+        self.bytes_written = 0
+        self._fsync = fsync
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = RecordingHeader(
+            source=source, direction=direction, created_at=now_iso(), origin=origin
+        )
+        exists = path.exists() and path.stat().st_size > 0
+        # O_APPEND: concurrent appends from threads never interleave inside a chunk
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if not exists:
+            self._write(header_to_text(header))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.bytes_written += len(data)
+        if self._fsync:
+            os.fsync(self._fd)
+
+    def append(self, exchange: Exchange) -> None:
+        self._write(exchange_to_text(exchange))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
