@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from devbox.core.redact import DEFAULT_RULES
 from devbox.errors import ConfigError, NotFoundError
 
 SUPPORTED_KINDS = ("http",)
@@ -258,7 +254,9 @@ class _Ctx:
             raise self.error(_join(where, key), f"expected a string, got {_tname(v)}")
         return v
 
-    def choice(self, t: dict[str, Any], key: str, where: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(
+        self, t: dict[str, Any], key: str, where: str, choices: tuple[str, ...], default: str
+    ) -> str:
         v = self.str_(t, key, where, default)
         if v not in choices:
             raise self.error(
@@ -278,7 +276,9 @@ class _Ctx:
             raise self.error(_join(where, key), f"expected {lo}..{hi}, got {v}")
         return v
 
-    def num(self, t: dict[str, Any], key: str, where: str, default: float, lo: float, hi: float) -> float:
+    def num(
+        self, t: dict[str, Any], key: str, where: str, default: float, lo: float, hi: float
+    ) -> float:
         v = t.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.error(_join(where, key), f"expected a number, got {_tname(v)}")
@@ -303,7 +303,9 @@ class _Ctx:
     def env(self, t: dict[str, Any], key: str, where: str) -> dict[str, str]:
         v = t.get(key, {})
         if not isinstance(v, dict):
-            raise self.error(_join(where, key), f"expected a table of NAME = value, got {_tname(v)}")
+            raise self.error(
+                _join(where, key), f"expected a table of NAME = value, got {_tname(v)}"
+            )
         out = {}
         for k, val in v.items():
             if not _ENV_RE.match(k):
@@ -447,7 +449,9 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
     image = ctx.str_(t, "image", w)
     if build is None and image is None and not command:
         raise ctx.error("service", "say how to run the service: build, image or command")
-    ready_t = ctx.table(t.get("ready", {}), "service.ready", ("http", "tcp", "log", "timeout_s", "interval_ms"))
+    ready_t = ctx.table(
+        t.get("ready", {}), "service.ready", ("http", "tcp", "log", "timeout_s", "interval_ms")
+    )
     ready = Ready(
         http=ctx.str_(ready_t, "http", "service.ready"),
         tcp=ctx.bool_(ready_t, "tcp", "service.ready", False),
@@ -456,7 +460,9 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
         interval_ms=ctx.int_(ready_t, "interval_ms", "service.ready", 20, 1, 10000),
     )
     if ready.http is not None and not ready.http.startswith("/"):
-        raise ctx.error("service.ready.http", f"expected a path starting with /, got {ready.http!r}")
+        raise ctx.error(
+            "service.ready.http", f"expected a path starting with /, got {ready.http!r}"
+        )
     if ready.log is not None:
         try:
             re.compile(ready.log)
@@ -502,7 +508,9 @@ def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:
         raise ctx.error(f"{w}.name", f"expected lowercase letters, digits, - or _, got {name!r}")
     kind = ctx.str_(t, "kind", w, "http")
     if kind in PLANNED_KINDS:
-        raise ctx.error(f"{w}.kind", f"kind {kind!r} is planned but not supported yet", hint="use http")
+        raise ctx.error(
+            f"{w}.kind", f"kind {kind!r} is planned but not supported yet", hint="use http"
+        )
     if kind not in SUPPORTED_KINDS:
         raise ctx.error(f"{w}.kind", f"expected one of {', '.join(SUPPORTED_KINDS)}, got {kind!r}")
     upstream = ctx.str_(t, "upstream", w)
@@ -513,7 +521,9 @@ def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:
         raise ctx.error(f"{w}.env", f"not a valid variable name: {env!r}")
     timing = ctx.str_(t, "timing", w, "none")
     if not _TIMING_RE.match(timing):
-        raise ctx.error(f"{w}.timing", f'expected none, recorded or a factor such as "2x", got {timing!r}')
+        raise ctx.error(
+            f"{w}.timing", f'expected none, recorded or a factor such as "2x", got {timing!r}'
+        )
     mw = f"{w}.match"
     mt = ctx.table(t.get("match", {}), mw, ("ignore_query", "ignore_body", "headers", "fuzzy"))
     match = MatchRules(
@@ -523,7 +533,9 @@ def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:
         fuzzy=ctx.bool_(mt, "fuzzy", mw, False),
     )
     fw = f"{w}.faults"
-    ft = ctx.table(t.get("faults", {}), fw, ("delay_ms", "error_rate", "error_status", "reset_rate", "seed"))
+    ft = ctx.table(
+        t.get("faults", {}), fw, ("delay_ms", "error_rate", "error_status", "reset_rate", "seed")
+    )
     faults = Faults(
         delay_ms=ctx.int_(ft, "delay_ms", fw, 0, 0, 600000),
         error_rate=ctx.num(ft, "error_rate", fw, 0.0, 0.0, 1.0),
@@ -553,14 +565,18 @@ def _json_paths(ctx: _Ctx, t: dict[str, Any], key: str, where: str) -> tuple[str
     for p in paths:
         if not _PATH_RE.match(p):
             raise ctx.error(
-                f"{where}.{key}", f"not a JSON path: {p!r}", hint='write paths as "$.a.b", "$.items[*].id"'
+                f"{where}.{key}",
+                f"not a JSON path: {p!r}",
+                hint='write paths as "$.a.b", "$.items[*].id"',
             )
     return paths
 
 
 def _replay(ctx: _Ctx, raw: Any) -> ReplaySettings:
     w = "replay"
-    t = ctx.table(raw, w, ("concurrency", "ignore", "headers", "fail_if", "routes", "unordered", "timeout_s"))
+    t = ctx.table(
+        raw, w, ("concurrency", "ignore", "headers", "fail_if", "routes", "unordered", "timeout_s")
+    )
     ignore = ctx.strs(t, "ignore", w)
     for p in ignore:
         if not (p.startswith("header:") or _PATH_RE.match(p)):
@@ -587,10 +603,28 @@ def _redact(ctx: _Ctx, raw: Any) -> RedactRules:
             re.compile(p)
         except re.error as exc:
             raise ctx.error("redact.patterns", f"invalid regular expression {p!r}: {exc}") from None
+    fields = ctx.strs(t, "json", w)
+    for f in fields:
+        if f.startswith("$") and not _PATH_RE.match(f):
+            raise ctx.error(
+                "redact.json",
+                f"not a JSON path: {f!r}",
+                hint='write a field name ("ssn") or a path ("$.customer.ssn", "$.items[*].token")',
+            )
+        if not f.strip():
+            raise ctx.error("redact.json", "empty field name")
+    disable = ctx.strs(t, "disable", w)
+    for rule in disable:
+        if rule not in DEFAULT_RULES:
+            close = difflib.get_close_matches(rule, DEFAULT_RULES, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "default rules: " + ", ".join(
+                DEFAULT_RULES
+            )
+            raise ctx.error("redact.disable", f"unknown redaction rule {rule!r}", hint)
     return RedactRules(
-        json=ctx.strs(t, "json", w),
+        json=fields,
         headers=tuple(h.lower() for h in ctx.strs(t, "headers", w)),
         query=ctx.strs(t, "query", w),
         patterns=patterns,
-        disable=ctx.strs(t, "disable", w),
+        disable=disable,
     )
