@@ -132,6 +132,16 @@ class ReplaySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordSettings:
+    """``[record]``: how ``devbox record`` captures traffic."""
+
+    # a request header the service copies from its inbound request onto its outbound calls;
+    # links outbound calls to the inbound request under concurrency (see docs/recording.md)
+    correlation_header: str | None = None
+    max_body_kb: int = 1024  # bodies above this are stored cut and marked truncated
+
+
+@dataclass(frozen=True, slots=True)
 class RedactRules:
     json: tuple[str, ...] = ()  # field names or JSON paths
     headers: tuple[str, ...] = ()
@@ -150,6 +160,7 @@ class Profile:
     replay: ReplaySettings = field(default_factory=ReplaySettings)
     redact: RedactRules = field(default_factory=RedactRules)
     mocks: str | None = None  # recordings root; default mocks/<name>
+    record: RecordSettings = field(default_factory=RecordSettings)
 
     @property
     def mocks_dir(self) -> Path:
@@ -378,7 +389,9 @@ def parse_profile(text: str, path: Path) -> Profile:
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         raise ConfigError(f"invalid TOML: {msg}", file=fname, line=line) from None
     ctx = _Ctx(fname, _LineIndex(text))
-    top = ctx.table(data, "", ("name", "service", "dependency", "replay", "redact", "mocks"))
+    top = ctx.table(
+        data, "", ("name", "service", "dependency", "replay", "redact", "mocks", "record")
+    )
     name = ctx.str_(top, "name", "", path.stem)
     if not _NAME_RE.match(name):
         raise ctx.error("name", f"expected lowercase letters, digits, - or _, got {name!r}")
@@ -410,6 +423,7 @@ def parse_profile(text: str, path: Path) -> Profile:
         replay=_replay(ctx, top.get("replay", {})),
         redact=_redact(ctx, top.get("redact", {})),
         mocks=ctx.str_(top, "mocks", ""),
+        record=_record(ctx, top.get("record", {})),
     )
 
 
@@ -591,6 +605,21 @@ def _replay(ctx: _Ctx, raw: Any) -> ReplaySettings:
         routes=ctx.strs(t, "routes", w),
         unordered=_json_paths(ctx, t, "unordered", w),
         timeout_s=ctx.num(t, "timeout_s", w, 10.0, 0.1, 3600),
+    )
+
+
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def _record(ctx: _Ctx, raw: Any) -> RecordSettings:
+    w = "record"
+    t = ctx.table(raw, w, ("correlation_header", "max_body_kb"))
+    header = ctx.str_(t, "correlation_header", w)
+    if header is not None and not _HEADER_NAME_RE.match(header):
+        raise ctx.error("record.correlation_header", f"not a header name: {header!r}")
+    return RecordSettings(
+        correlation_header=header.lower() if header else None,
+        max_body_kb=ctx.int_(t, "max_body_kb", w, 1024, 1, 1024 * 1024),
     )
 
 
