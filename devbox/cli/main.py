@@ -17,6 +17,8 @@ from devbox.errors import DevboxError
 COMMAND_MODULES = (
     "devbox.cli.cmd_profile",
     "devbox.cli.cmd_traffic",
+    "devbox.cli.cmd_runtime",
+    "devbox.cli.cmd_explain",
 )
 
 

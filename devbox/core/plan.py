@@ -114,6 +114,23 @@ def editor_temp_kind(name: str) -> str | None:
     return None
 
 
+def _litter(parts: Sequence[str]) -> tuple[str, str] | None:
+    temp = editor_temp_kind(parts[-1]) if parts else None
+    if temp:
+        return "editor temp file", f"is editor or tool litter ({temp}); never triggers anything"
+    for d in parts[:-1]:
+        if d in IGNORED_DIRS:
+            return f"built-in ignore '{d}/'", f"is inside {d}/, which never triggers anything"
+    return None
+
+
+def litter_reason(key: str) -> str | None:
+    """Why a path (relative posix key) is editor/tool litter or inside an ignored
+    directory such as ``.git``; None for a real file. Used when there is no profile."""
+    hit = _litter([p for p in key.split("/") if p])
+    return hit[1] if hit else None
+
+
 @dataclass(frozen=True, slots=True)
 class FileChange:
     """One changed path as the watcher saw it (``kind`` "unknown" when nobody said)."""
@@ -235,7 +252,7 @@ class _Compiled:
 def _compile(profile: Profile, dockerignore: Sequence[str]) -> _Compiled:
     root = _posix(profile.root)
     w = profile.service.watch
-    recordings = [(_posix(profile.mocks_dir), "the recordings directory")]
+    recordings = [(_abs(root, _posix(profile.mocks_dir)), "the recordings directory")]
     for d in profile.dependencies:
         if d.recordings:
             recordings.append((_abs(root, d.recordings), f"{d.name}'s recordings directory"))
@@ -271,29 +288,17 @@ def _classify(c: _Compiled, absolute: str, change: ChangeKind) -> PlannedPath:
     def step(action: Action, rule: str, field: str, reason: str) -> PlannedPath:
         return PlannedPath(shown, Path(absolute), change, action, rule, field, reason)
 
-    temp = editor_temp_kind(parts[-1])
-    if temp:
-        return step(
-            "nothing",
-            "editor temp file",
-            "",
-            f"{shown} is editor or tool litter ({temp}); never triggers anything",
-        )
-    for d in parts[:-1]:
-        if d in IGNORED_DIRS:
-            return step(
-                "nothing",
-                f"built-in ignore '{d}/'",
-                "",
-                f"{shown} is inside {d}/, which devbox never watches",
-            )
+    litter = _litter(parts)
+    if litter is not None:
+        rule, reason = litter
+        return step("nothing", rule, "", f"{shown} {reason}")
     if rel is not None:
         hit = c.ignore.match(rel)
         if hit is not None:
             return step(
                 "nothing",
                 f"ignore '{hit.line}'",
-                "service.watch.ignore",
+                f"service.watch.ignore[{hit.lineno - 1}]",
                 f"{shown} matched ignore rule '{hit.line}'",
             )
     if absolute == c.profile_file:
@@ -350,6 +355,42 @@ def _classify(c: _Compiled, absolute: str, change: ChangeKind) -> PlannedPath:
     return step("nothing", "", "", f"{shown} matches no watch rule")
 
 
+class Planner:
+    """A profile's watch rules compiled once; ``classify`` is cheap enough to run on
+    every file event (the watcher uses it as its filter)."""
+
+    def __init__(self, profile: Profile, dockerignore: Sequence[str] = ()) -> None:
+        self.profile = profile
+        self.dockerignore = tuple(dockerignore)
+        self._c = _compile(profile, self.dockerignore)
+
+    @property
+    def dockerignore_path(self) -> Path | None:
+        """The build context's ``.dockerignore`` (whether or not it exists)."""
+        p = self._c.dockerignore_path
+        return Path(p) if p else None
+
+    def classify(self, path: Path | str, change: ChangeKind = "unknown") -> PlannedPath:
+        return _classify(self._c, _abs(self._c.root, _posix(path)), change)
+
+    def plan(self, paths: Iterable[Path | str | FileChange]) -> Plan:
+        steps: list[PlannedPath] = []
+        seen: set[str] = set()
+        for item in paths:
+            kind: ChangeKind = "unknown"
+            if isinstance(item, FileChange):
+                raw, kind = _posix(item.path), item.kind
+            else:
+                raw = _posix(item)
+            absolute = _abs(self._c.root, raw)
+            if absolute in seen:
+                continue
+            seen.add(absolute)
+            steps.append(_classify(self._c, absolute, kind))
+        steps.sort(key=lambda s: (-_STRENGTH[s.action], s.path))
+        return _summarize(tuple(steps))
+
+
 def plan_changes(
     profile: Profile,
     paths: Iterable[Path | str | FileChange],
@@ -358,22 +399,7 @@ def plan_changes(
 ) -> Plan:
     """Plan a batch. Relative paths are taken from the project root (``profile.root``);
     ``dockerignore`` holds the lines of the build context's ``.dockerignore``."""
-    c = _compile(profile, tuple(dockerignore))
-    steps: list[PlannedPath] = []
-    seen: set[str] = set()
-    for item in paths:
-        kind: ChangeKind = "unknown"
-        if isinstance(item, FileChange):
-            raw, kind = _posix(item.path), item.kind
-        else:
-            raw = _posix(item)
-        absolute = _abs(c.root, raw)
-        if absolute in seen:
-            continue
-        seen.add(absolute)
-        steps.append(_classify(c, absolute, kind))
-    steps.sort(key=lambda s: (-_STRENGTH[s.action], s.path))
-    return _summarize(tuple(steps))
+    return Planner(profile, dockerignore).plan(paths)
 
 
 def _summarize(steps: tuple[PlannedPath, ...]) -> Plan:
@@ -435,7 +461,7 @@ def watch_targets(profile: Profile) -> WatchTargets:
         context = _abs(root, build.context)
         trees.add(context)
         literals.add(_abs(context, build.dockerfile))
-    trees.add(_posix(profile.mocks_dir))
+    trees.add(_abs(root, _posix(profile.mocks_dir)))
     for d in profile.dependencies:
         if d.recordings:
             trees.add(_abs(root, d.recordings))
