@@ -17,6 +17,7 @@ from devbox.errors import DevboxError
 COMMAND_MODULES = (
     "devbox.cli.cmd_profile",
     "devbox.cli.cmd_traffic",
+    "devbox.cli.cmd_replay",
     "devbox.cli.cmd_runtime",
     "devbox.cli.cmd_explain",
 )
