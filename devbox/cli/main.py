@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_replay",
     "devbox.cli.cmd_runtime",
     "devbox.cli.cmd_explain",
+    "devbox.cli.cmd_record",
 )
 
 

@@ -1,0 +1,342 @@
+"""``devbox record``: capture real traffic into mocks/<profile>/, redacted and crash-safe."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from devbox.cli import output
+from devbox.errors import UsageError
+
+if TYPE_CHECKING:
+    from devbox.core.model import Exchange
+    from devbox.engine.events import Event
+    from devbox.engine.record_session import RecordSession
+    from devbox.record import RecordSummary
+
+EPILOG = """\
+examples:
+  devbox record demo                       record until Ctrl-C; clients call the printed URL
+  devbox record demo -- python3 examples/demo/traffic.py {inbound}
+                                           run a client against the inbound proxy, then stop
+  devbox record demo --no-service          record in front of a service you run yourself
+  devbox record demo --append              add to the existing recordings
+
+{inbound} (and {NAME} for each dependency) in COMMAND becomes that proxy's URL.
+See docs/recording.md.
+"""
+
+
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0..65535: {n}")
+    return n
+
+
+def _positive(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0: {value}")
+    return n
+
+
+def _kb(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of KiB: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (KiB)")
+    return n
+
+
+def _dep_port(value: str) -> tuple[str, int]:
+    name, sep, port = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=PORT, got {value!r}")
+    return name, _port(port)
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "record",
+        help="record real traffic (inbound and every dependency) into mocks/<profile>/",
+        description=(
+            "Start a recording proxy in front of each dependency (forwarding to its real "
+            "upstream) and in front of the service, start the service pointed at them, and "
+            "write every exchange, redacted, to mocks/<profile>/. A new recording set replaces "
+            "the old one only when the run completes (Ctrl-C or the end of COMMAND)."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("profile", help="profile name (profiles/NAME.toml) or path to a .toml file")
+    p.add_argument("--listen", type=_port, metavar="PORT",
+                   help="port of the inbound proxy clients call (default: a free port)")
+    p.add_argument("--no-service", action="store_true",
+                   help="do not start the service: record in front of one you run yourself")
+    p.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
+                   help="how to run the service (default: the profile's, else auto)")
+    p.add_argument("--service-port", type=_port, metavar="PORT",
+                   help="port the service listens on (default: the profile's service.port)")
+    p.add_argument("--port", type=_dep_port, action="append", default=[], metavar="NAME=PORT",
+                   help="port of a dependency's recording proxy (default: its port, or free)")
+    p.add_argument("--append", action="store_true",
+                   help="add to the existing recordings instead of starting a new set")
+    p.add_argument("--max-body-kb", type=_kb, metavar="N",
+                   help="store at most N KiB of each body, marked truncated (default 1024); "
+                        "bodies are always relayed whole")
+    p.add_argument("--ca-bundle", type=Path, metavar="FILE",
+                   help="PEM file of extra CA certificates to trust for https upstreams")
+    p.add_argument("--forward-proxy", type=_port, metavar="PORT",
+                   help="run an HTTP forward proxy (HTTP_PROXY) instead of one reverse proxy "
+                        "per dependency, for services whose dependency URLs are fixed")
+    p.add_argument("--connect-timeout", type=_positive, default=10.0, metavar="S",
+                   help="seconds to wait for an upstream connection (default 10)")
+    p.add_argument("--response-timeout", type=_positive, default=60.0, metavar="S",
+                   help="seconds to wait for an upstream's response to start (default 60)")
+    p.add_argument("--fsync", action="store_true",
+                   help="fsync after every exchange (survives power loss, not just a crash)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # REMAINDER keeps COMMAND's own options (--count 5) away from us; it also swallows our
+    # options written after PROFILE, which run_record parses again (see _split_command)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                   help="a client to run against the recording; stops when it ends")
+    p.set_defaults(func=run_record, record_parser=p)
+
+
+def _split_command(args: argparse.Namespace) -> list[str]:
+    """``PROFILE [OPTIONS] [--] COMMAND ARGS``: parse OPTIONS, return COMMAND ARGS.
+
+    argparse drops a ``--`` that directly follows PROFILE but keeps one that follows
+    options, so: a leading option means "our options up to the first --"."""
+    rest = list(args.command or [])
+    if not rest:
+        return []
+    if rest[0] == "--":
+        return rest[1:]
+    if not rest[0].startswith("-"):
+        return rest
+    if "--" in rest:
+        cut = rest.index("--")
+        own, command = rest[:cut], rest[cut + 1 :]
+    else:
+        own, command = rest, []
+    parser: argparse.ArgumentParser = args.record_parser
+    parser.parse_args([*own, args.profile], namespace=args)
+    if args.command:
+        raise UsageError(
+            f"unexpected arguments: {' '.join(own)}",
+            hint="put the client command after --: devbox record PROFILE [OPTIONS] -- COMMAND",
+        )
+    return command
+
+
+def run_record(args: argparse.Namespace) -> int:
+    from devbox.core.profile import load_profile
+    from devbox.engine.record_session import RecordPlan, record
+    from devbox.record import RecordOptions, unfinished
+
+    command = _split_command(args)
+    profile = load_profile(args.profile)
+    known = {d.name for d in profile.dependencies}
+    for name, _port_n in args.port:
+        if name not in known:
+            raise UsageError(
+                f"--port {name}=...: profile {profile.name!r} has no dependency {name!r}",
+                hint="known: " + (", ".join(sorted(known)) or "none"),
+            )
+    options = RecordOptions(
+        inbound_port=args.listen,
+        service_port=args.service_port,
+        ports=dict(args.port),
+        forward_proxy_port=args.forward_proxy,
+        append=args.append,
+        max_body_kb=args.max_body_kb,
+        ca_bundle=args.ca_bundle,
+        connect_timeout_s=args.connect_timeout,
+        response_timeout_s=args.response_timeout,
+        fsync=args.fsync,
+    )
+    plan = RecordPlan(
+        options=options,
+        service=not args.no_service,
+        runtime=args.runtime,
+        command=tuple(command),
+    )
+    leftovers = unfinished(profile, ["inbound", *sorted(known)])
+    for f in leftovers:
+        output.info(f"[yellow]note:[/yellow] {_rel(f)} is left from an interrupted recording "
+                    "(kept for inspection; delete it when done)")
+    view = _LiveView(verbose=output.VERBOSE, live=not command and not args.json)
+    outcome = record(
+        profile,
+        plan,
+        on_event=view.event,
+        on_exchange=view.exchange,
+        on_listening=view.listening,
+        on_started=view.started,
+    )
+    view.stop()
+    if args.json:
+        data = outcome.summary.to_json()
+        data["exit_code"] = outcome.exit_code
+        data["interrupted"] = outcome.interrupted
+        output.print_json(data)
+    else:
+        _print_summary(outcome.summary)
+    return outcome.exit_code
+
+
+def _rel(p: Path | str) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+class _LiveView:
+    """Start-up lines, a live count while recording, one line per exchange with -v."""
+
+    def __init__(self, *, verbose: bool, live: bool) -> None:
+        self.verbose = verbose
+        self.live = live
+        self.count: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._status: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def event(self, ev: Event) -> None:
+        from devbox.engine.events import Log, Problem, ServiceState
+
+        if isinstance(ev, Log):
+            if ev.source == "devbox":
+                output.info(f"[yellow]{ev.text}[/yellow]" if ev.level != "info" else ev.text)
+            elif self.verbose:
+                output.info(f"[dim]{ev.source}: {ev.text}[/dim]")
+        elif isinstance(ev, ServiceState) and ev.state in ("crashed",):
+            output.info(f"[red]{ev.name} {ev.state}[/red] {ev.detail}")
+        elif isinstance(ev, Problem):
+            output.info(f"[red]{ev.message}[/red]")
+            if ev.hint:
+                output.info(f"[yellow]hint:[/yellow] {ev.hint}")
+            for line in ev.logs[-10:]:
+                output.info(f"[dim]  {line}[/dim]")
+
+    def exchange(self, ex: Exchange) -> None:
+        with self._lock:
+            self.count[ex.source] = self.count.get(ex.source, 0) + 1
+        if self.verbose:
+            status = ex.response.status if ex.response is not None else ex.error
+            ms = f"{ex.timing.duration_ms:.1f}ms"
+            output.info(f"[dim]{ex.source:>10}[/dim] {ex.request.method} {ex.request.target} "
+                        f"-> {status} {ms}")
+
+    def listening(self, session: RecordSession) -> None:
+        prof = session.profile
+        mode = "appending to" if session.plan.options.append else "new recording set in"
+        output.info(f"recording [bold]{prof.name}[/bold]: {mode} {_rel(prof.mocks_dir)}/")
+        for li in session.listeners:
+            what = "clients call" if li.source == "inbound" else (li.env or "proxy")
+            if li.source == "forward":
+                what = "HTTP_PROXY"
+            output.info(f"  {li.source:<10} {li.url} -> {li.upstream} [dim]({what})[/dim]")
+        rec = session.recorder
+        if rec is not None and rec.skipped:
+            output.info("[yellow]not recorded (no upstream in the profile):[/yellow] "
+                        + ", ".join(rec.skipped))
+        if not session.plan.service and rec is not None:
+            env = rec.service_env()
+            if env:
+                output.info("start your service with: "
+                            + " ".join(f"{k}={v}" for k, v in env.items()))
+
+    def started(self, session: RecordSession) -> None:
+        con = output.err_console()
+        if self.live and not output.QUIET and con.is_terminal:
+            self._status = con.status(self._text(), spinner="dots")
+            self._status.start()
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        elif self.live:
+            output.info("recording; press Ctrl-C to stop")
+
+    def _text(self) -> str:
+        with self._lock:
+            counts = " · ".join(f"{k} {v}" for k, v in self.count.items()) or "no traffic yet"
+        return f"recording: {counts}  [dim](Ctrl-C to stop)[/dim]"
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            if self._status is not None:
+                self._status.update(self._text())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1)
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _print_summary(s: RecordSummary) -> None:
+    from rich.table import Table
+
+    con = output.console()
+    verb = "recorded" if s.committed or s.mode == "append" else "captured"
+    con.print(f"{verb} [bold]{s.exchanges}[/bold] exchanges ({_size(s.bytes)}) "
+              f"in {s.duration_s:.1f}s")
+    if s.sources:
+        t = Table(box=None, pad_edge=False, show_edge=False)
+        t.add_column("source")
+        for col in ("exchanges", "errors", "truncated", "stored"):
+            t.add_column(col, justify="right")
+        for src in s.sources:
+            t.add_row(src.source, str(src.exchanges), str(src.errors), str(src.truncated),
+                      _size(src.bytes))
+        con.print(t)
+        for src in s.sources:
+            if src.file:
+                con.print(f"  {_rel(src.file)}", soft_wrap=True)
+    if s.redactions:
+        con.print("redactions: " + ", ".join(f"{k} {v}" for k, v in sorted(s.redactions.items())))
+    else:
+        con.print("redactions: none")
+    dropped = sum(src.dropped for src in s.sources)
+    if dropped:
+        con.print(f"[red]{dropped} exchanges dropped: redaction failed (never written)[/red]")
+    if s.unlinked:
+        con.print(f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "
+                  "requests were in flight; set [record] correlation_header to link them")
+    if s.unrecorded:
+        con.print("relayed, not recorded (not a dependency's upstream): "
+                  + ", ".join(f"{k} ({v})" for k, v in s.unrecorded.items()))
+    if s.tunnels:
+        con.print("CONNECT tunnels relayed unrecorded: "
+                  + ", ".join(f"{k} ({v})" for k, v in s.tunnels.items()))
+    if s.mode == "new":
+        if not s.committed:
+            con.print("nothing recorded: previous recordings left as they were")
+        elif s.backup:
+            con.print(f"previous recordings moved to {_rel(s.backup)}", soft_wrap=True)
+        if s.kept:
+            con.print("no traffic, previous recordings kept: " + ", ".join(s.kept))

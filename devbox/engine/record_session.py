@@ -1,0 +1,278 @@
+"""A ``devbox record`` session: recording proxies + the service + an optional client command.
+
+Order matters and is the same on every path:
+
+1. the recorder binds every listener (nothing else is started if a port is taken);
+2. the service starts through ``devbox.runtime`` with the dependency variables
+   (``Dependency.env``) pointing at the recording proxies, exactly as they point
+   at mocks under ``devbox up``: the service's code never changes;
+3. ``-- COMMAND`` runs (``{inbound}`` replaced by the inbound proxy's URL) or the
+   session waits for Ctrl-C / SIGTERM;
+4. the client stops, then the service, then the recorder drains in-flight
+   exchanges and commits the new recording set.
+
+Any failure on the way (service not ready, command not found) still runs step 4
+without committing, so a broken run never replaces good recordings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from devbox.core.model import Exchange
+from devbox.core.profile import Profile
+from devbox.engine.events import Event, Log, Problem
+from devbox.errors import DevboxError, NotFoundError, UsageError
+from devbox.record import Listener, Recorder, RecordOptions, RecordSummary
+
+GRACE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPlan:
+    options: RecordOptions = field(default_factory=RecordOptions)
+    service: bool = True  # False: --no-service (the user runs the service)
+    runtime: str = "auto"
+    command: tuple[str, ...] = ()  # the client run; "{inbound}" is substituted
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    summary: RecordSummary
+    exit_code: int  # the command's exit code, else 0
+    interrupted: bool  # stopped by Ctrl-C / SIGTERM
+    runtime: str = ""  # how the service ran ("process: python3 app.py"), "" with --no-service
+
+
+def substitute(args: tuple[str, ...], urls: Mapping[str, str]) -> list[str]:
+    """``{inbound}``, ``{payments}``... in the command's arguments -> the proxies' URLs."""
+    out = []
+    for a in args:
+        for name, url in urls.items():
+            a = a.replace("{" + name + "}", url)
+        out.append(a)
+    return out
+
+
+class RecordSession:
+    """Drive one recording: ``start()``, then ``run(stop)``; ``close()`` always."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        plan: RecordPlan,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        on_exchange: Callable[[Exchange], None] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.plan = plan
+        self._on_event = on_event
+        self._on_exchange = on_exchange
+        self.runtime: Any = None
+        self.runtime_why = ""
+        self.recorder: Recorder | None = None
+        self.listeners: tuple[Listener, ...] = ()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._closed: RecordSummary | None = None
+
+    def _emit(self, ev: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(ev)
+
+    def _log(self, text: str, level: str = "info") -> None:
+        self._emit(Log("devbox", text, level))
+
+    def start(
+        self, on_listening: Callable[[RecordSession], None] | None = None
+    ) -> tuple[Listener, ...]:
+        """Bind the proxies (then ``on_listening``), then start the service and wait for it."""
+        options = self.plan.options
+        if self.plan.service:
+            from devbox.runtime import select_runtime
+
+            self.runtime, self.runtime_why = select_runtime(
+                self.profile,
+                self.plan.runtime,
+                on_event=self._on_event,
+                port=options.service_port,
+            )
+            if options.service_port is None:
+                from dataclasses import replace
+
+                options = replace(options, service_port=int(self.runtime.port))
+        self.recorder = Recorder(
+            self.profile,
+            options,
+            on_exchange=self._on_exchange,
+            on_log=lambda m: self._log(m, "warning"),
+        )
+        self.listeners = self.recorder.start()
+        if on_listening is not None:
+            on_listening(self)
+        if self.runtime is not None:
+            self._log(f"service runtime: {self.runtime.describe()} ({self.runtime_why})")
+            self.runtime.prepare()
+            self.runtime.start(self.recorder.service_env())
+            took = self.runtime.wait_ready()
+            self._log(f"{self.profile.service.name} ready in {took:.2f}s")
+        return self.listeners
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {li.source: li.url for li in self.listeners}
+
+    def run(self, stop: threading.Event) -> tuple[int, bool]:
+        """Run the command (or wait for ``stop``). Returns (exit code, interrupted)."""
+        if not self.plan.command:
+            warned = False
+            while not stop.wait(0.2):
+                if self.runtime is not None and not warned:
+                    why = self.runtime.check_alive()
+                    if why is not None:
+                        warned = True
+                        self._emit(Problem(
+                            f"{self.profile.service.name} stopped: {why}",
+                            hint="requests to it are recorded as 502 errors; Ctrl-C to stop",
+                            logs=tuple(self.runtime.tail()),
+                        ))
+            return 0, True
+        return self._run_command(stop)
+
+    def _run_command(self, stop: threading.Event) -> tuple[int, bool]:
+        args = substitute(self.plan.command, self.urls)
+        env = dict(os.environ)
+        env["DEVBOX_INBOUND_URL"] = self.urls.get("inbound", "")
+        try:
+            # a list, never a shell: the user's own client command, not the service
+            child = subprocess.Popen(args, env=env)  # noqa: S603
+        except FileNotFoundError:
+            raise NotFoundError(f"command not found: {args[0]}") from None
+        except PermissionError:
+            raise UsageError(f"command is not executable: {args[0]}") from None
+        self._child = child
+        interrupted = False
+        signalled_at = 0.0
+        while True:
+            try:
+                code = child.wait(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stop.is_set():
+                now = time.monotonic()
+                if not interrupted:
+                    interrupted = True
+                    signalled_at = now
+                    # a terminal's Ctrl-C reached the child too; a `kill -INT devbox` did not
+                    _signal(child, signal.SIGINT)
+                elif now - signalled_at > 2 * GRACE_S:
+                    child.kill()
+                elif now - signalled_at > GRACE_S:
+                    _signal(child, signal.SIGTERM)
+        self._child = None
+        if code < 0:
+            code = 128 - code
+        return code, interrupted
+
+    def close(self, *, commit: bool = True) -> RecordSummary:
+        """Stop the client, the service, then the recorder (committing when asked)."""
+        if self._closed is not None:
+            return self._closed
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if self.runtime is not None:
+            try:
+                self.runtime.stop()
+            except DevboxError as exc:
+                self._emit(Problem(exc.message, exc.hint))
+        if self.recorder is None:
+            raise RuntimeError("close() before start()")
+        self._closed = self.recorder.stop(commit=commit)
+        return self._closed
+
+
+def _signal(child: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        child.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event | None = None) -> Iterator[threading.Event]:
+    """SIGINT / SIGTERM set the event instead of raising (main thread only)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def record(
+    profile: Profile,
+    plan: RecordPlan,
+    *,
+    on_event: Callable[[Event], None] | None = None,
+    on_exchange: Callable[[Exchange], None] | None = None,
+    on_listening: Callable[[RecordSession], None] | None = None,
+    on_started: Callable[[RecordSession], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RecordOutcome:
+    """The whole ``devbox record`` flow; commits on a clean end (command done, Ctrl-C).
+
+    ``on_listening``: the proxies are bound (the service is not started yet);
+    ``on_started``: the service is ready and recording has begun."""
+    session = RecordSession(profile, plan, on_event=on_event, on_exchange=on_exchange)
+    with stop_on_signals(stop) as stop_event:
+        started = False
+        try:
+            session.start(on_listening)
+            started = True
+            if on_started is not None:
+                on_started(session)
+            code, interrupted = session.run(stop_event)
+        except BaseException:
+            if started or session.recorder is not None:
+                _quiet_close(session)
+            elif session.runtime is not None:
+                session.runtime.stop()
+            raise
+        summary = session.close(commit=True)
+    return RecordOutcome(
+        summary=summary,
+        exit_code=code,
+        interrupted=interrupted,
+        runtime=session.runtime.describe() if session.runtime is not None else "",
+    )
+
+
+def _quiet_close(session: RecordSession) -> None:
+    try:
+        session.close(commit=False)
+    except Exception:  # the original error is the one worth reporting
+        pass

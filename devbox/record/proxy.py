@@ -1,0 +1,736 @@
+"""The recording proxy: asyncio Protocols relaying HTTP/1.1 byte for byte.
+
+Theory of operation
+-------------------
+Each accepted client connection (``ClientConn``) is paired with at most one
+upstream connection at a time (``UpstreamConn``), opened lazily on the first
+request and reused while both sides keep the connection alive. That 1:1
+pairing is what makes keep-alive, pipelining and ``Connection: close`` relay
+faithfully: requests go up in order, responses come back in order, and a
+FIFO of pending exchanges pairs them.
+
+Bytes are relayed as they arrive (only an outbound request's head is rebuilt,
+to point ``Host`` at the real upstream); ``devbox.record.http1`` finds message
+boundaries and ``BodyCapture`` keeps a bounded, decoded copy. Flow control is
+end to end: when one side's write buffer fills, the other side stops reading.
+
+Crash safety: the last bytes of a response are written to the client only
+*after* the exchange was handed to the sink (appended to disk). So every
+response a client received in full is on disk, whatever kills the recorder.
+
+Failures of the upstream (refused, timeout, TLS, DNS, a broken response) are
+answered with 502/504 when the client has seen nothing of the response yet,
+else the client connection is aborted; either way the exchange is recorded
+with ``error`` saying what happened.
+
+The forward-proxy mode (``Route.upstream is None``) takes absolute-form
+requests (``GET http://host/...``), records those whose origin is a profile
+dependency's upstream, relays the rest, and tunnels ``CONNECT`` unrecorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from devbox.core.model import Direction, Exchange
+from devbox.record.capture import BodyCapture, build_exchange, build_request, build_response
+from devbox.record.correlate import Correlator
+from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
+
+HIGH_WATER = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    scheme: str
+    host: str
+    port: int
+    prefix: str = ""  # path prefix of the upstream URL, prepended on the way up
+
+    @classmethod
+    def parse(cls, url: str) -> Upstream:
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = u.port or (443 if u.scheme == "https" else 80)
+        prefix = u.path.rstrip("/")
+        return cls(u.scheme, u.hostname, port, prefix)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host.lower(), self.port)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.prefix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a listener does with the requests it accepts."""
+
+    source: str  # dependency name, "inbound", or "forward"
+    direction: Direction
+    upstream: Upstream | None  # None: forward proxy (each request names its origin)
+    rewrite_host: bool = True  # outbound: Host names the real upstream
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    connections: int = 0
+    requests: int = 0
+    rejected: int = 0  # malformed requests answered 4xx by the proxy itself
+    upstream_errors: int = 0
+    tunnels: dict[str, int] = field(default_factory=dict)  # CONNECT host:port -> count
+    unrecorded: dict[str, int] = field(default_factory=dict)  # forward-proxy origins not in profile
+
+
+class ProxyCore:
+    """State shared by every connection of one recorder (one event loop thread)."""
+
+    def __init__(
+        self,
+        *,
+        emit: Callable[[Exchange], None],
+        correlator: Correlator,
+        max_body: int,
+        stamp: str,
+        connect_timeout_s: float = 10.0,
+        response_timeout_s: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        forward_sources: dict[tuple[str, str, int], str] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.emit = emit
+        self.correlator = correlator
+        self.max_body = max_body
+        self.stamp = stamp
+        self.connect_timeout_s = connect_timeout_s
+        self.response_timeout_s = response_timeout_s
+        self._ssl = ssl_context
+        self.forward_sources = forward_sources or {}
+        self.on_error = on_error
+        self.stats = ProxyStats()
+        self.conns: set[ClientConn] = set()
+        self._counters: dict[str, int] = {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = make_ssl_context()
+        return self._ssl
+
+    def next_id(self, source: str) -> str:
+        n = self._counters.get(source, 0) + 1
+        self._counters[source] = n
+        return f"{source}-{self.stamp}-{n:04d}"
+
+    def record(self, ex: Exchange) -> None:
+        try:
+            self.emit(ex)
+        except Exception as exc:  # the relay must survive a failing sink; the error is reported
+            if self.on_error is not None:
+                self.on_error(f"could not record {ex.request.method} {ex.request.path}: {exc}")
+
+    def abort_all(self) -> None:
+        for c in list(self.conns):
+            c.abort()
+
+
+def make_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Normal certificate verification and SNI; ``ca_bundle`` adds a custom CA."""
+    ctx = ssl.create_default_context()
+    if ca_bundle:
+        ctx.load_verify_locations(cafile=ca_bundle)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def describe_error(exc: BaseException, timeout_s: float) -> tuple[int, str]:
+    """An upstream failure as (status for the client, Exchange.error text)."""
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return 504, f"timeout: no connection after {timeout_s:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return 502, f"tls: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return 502, f"tls: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return 502, "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return 502, f"dns: {exc.strerror}"
+    if isinstance(exc, ConnectionResetError):
+        return 502, "connection reset"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EHOSTUNREACH:
+            return 502, "host unreachable"
+        return 502, exc.strerror or str(exc)
+    return 502, str(exc) or type(exc).__name__
+
+
+def _error_response(status: int, message: str) -> bytes:
+    import orjson
+
+    body = orjson.dumps({"error": message, "by": "devbox record"})
+    reason = {400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented",
+              502: "Bad Gateway", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+    return (
+        f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode("latin-1") + body
+
+
+_FORWARD_DROP = frozenset(("proxy-connection", "proxy-authorization"))
+
+
+def _rebuild_head(
+    head: Head, target: str, host: str | None, drop: frozenset[str] = frozenset()
+) -> tuple[bytes, list[tuple[str, str]]]:
+    headers: list[tuple[str, str]] = []
+    seen_host = False
+    for k, v in head.headers:
+        lk = k.lower()
+        if lk == "host":
+            if host is not None:
+                if seen_host:
+                    continue
+                v = host
+            seen_host = True
+        elif lk in drop:
+            continue
+        headers.append((k, v))
+    if not seen_host and host is not None:
+        headers.insert(0, ("Host", host))
+    lines = [f"{head.method} {target} {head.version}"]
+    lines.extend(f"{k}: {v}" for k, v in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), headers
+
+
+class _Pending:
+    """One exchange in flight on a client connection."""
+
+    __slots__ = (
+        "error",
+        "head",
+        "headers",
+        "host",
+        "id",
+        "parent",
+        "record",
+        "relayed",
+        "req_body",
+        "req_done",
+        "resp_body",
+        "resp_head",
+        "scheme",
+        "source",
+        "started_at",
+        "t0",
+        "t_first",
+        "timer",
+    )
+
+    def __init__(self, head: Head, id: str, source: str) -> None:
+        self.head = head
+        self.id = id
+        self.source = source
+        self.headers: list[tuple[str, str]] = head.headers
+        self.started_at = time.time()
+        self.t0 = time.perf_counter()
+        self.t_first: float | None = None
+        self.parent: str | None = None
+        self.req_body: BodyCapture | None = None
+        self.resp_head: Head | None = None
+        self.resp_body: BodyCapture | None = None
+        self.req_done = False
+        self.relayed = False  # the client has seen part of the response
+        self.timer: asyncio.TimerHandle | None = None
+        self.scheme = "http"
+        self.host = ""
+        self.record = True
+        self.error: str | None = None
+
+
+class UpstreamConn(asyncio.Protocol):
+    __slots__ = ("owner", "transport")
+
+    def __init__(self, owner: ClientConn) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.owner.up is self:
+            self.owner.upstream_data(data)
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.upstream_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.owner.transport is not None:
+            self.owner.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.owner.transport is not None:
+            self.owner.transport.resume_reading()
+
+
+class ClientConn(asyncio.Protocol):
+    """One client connection and its paired upstream connection."""
+
+    def __init__(self, core: ProxyCore, route: Route) -> None:
+        self.core = core
+        self.route = route
+        self.inbound = route.direction is Direction.INBOUND
+        self.transport: asyncio.Transport | None = None
+        self.reader = MessageReader(is_request=True)
+        self.pending: deque[_Pending] = deque()
+        self.current: _Pending | None = None  # the request whose body is being received
+        self.up: UpstreamConn | None = None
+        self.up_target: Upstream | None = None
+        self.up_reader = MessageReader(is_request=False)
+        self.up_buf: list[bytes] | None = None  # bytes waiting for the connection to open
+        self.up_served = 0
+        self.held: Head | None = None  # forward proxy: a request for another origin waits
+        self.tunnel = False
+        self.client_eof = False
+        self.closing = False
+        self.closed = False
+
+    # ------------------------------------------------------------ client side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.core.conns.add(self)
+        self.core.stats.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.receive(data)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel and self.up is not None and self.up.transport is not None:
+            if self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+            return True
+        # a client half-closing after its last request still gets the responses
+        self.client_eof = True
+        return bool(self.pending)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.core.conns.discard(self)
+        pending = list(self.pending)
+        self.pending.clear()
+        for p in pending:
+            self._finish(p, error="client closed the connection before the response completed")
+        self.current = None
+        self._close_upstream()
+
+    def pause_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._close_upstream()
+
+    def _process(self) -> None:
+        reader = self.reader
+        while self.held is None and not self.closing:
+            try:
+                ev = reader.next_event()
+            except ProtocolError as exc:
+                self._reject(exc)
+                return
+            if ev is None:
+                return
+            t = type(ev)
+            if t is Data:
+                assert isinstance(ev, Data)
+                if self.tunnel:
+                    self._send_up(ev.raw)
+                    continue
+                p = self.current
+                if p is not None and p.req_body is not None:
+                    p.req_body.add(ev.decoded)
+                self._send_up(ev.raw)
+            elif t is Head:
+                assert isinstance(ev, Head)
+                self._on_head(ev)
+            else:
+                assert isinstance(ev, End)
+                if ev.raw:
+                    self._send_up(ev.raw)
+                p = self.current
+                if p is not None:
+                    p.req_done = True
+                    self.current = None
+                    if self.pending and self.pending[0] is p and p.resp_head is None:
+                        self._arm_timer(p)
+
+    def _reject(self, exc: ProtocolError) -> None:
+        self.core.stats.rejected += 1
+        self.closing = True
+        if self.transport is not None:
+            if not self.pending:
+                self.transport.write(_error_response(exc.status, str(exc)))
+                self.transport.close()
+
+    def _on_head(self, head: Head) -> None:
+        core = self.core
+        core.stats.requests += 1
+        route = self.route
+        up = route.upstream
+        source = route.source
+        record = True
+        if up is None:
+            if head.method == "CONNECT":
+                self._connect_tunnel(head)
+                return
+            try:
+                up = Upstream.parse(head.target)
+            except ValueError:
+                self._reject(ProtocolError("a forward proxy needs absolute-form request targets"))
+                return
+            known = core.forward_sources.get(up.origin)
+            if known is None:
+                record = False
+                core.stats.unrecorded[up.authority] = core.stats.unrecorded.get(up.authority, 0) + 1
+                source = "forward"
+            else:
+                source = known
+            if self.up_target is not None and self.up_target != up:
+                if self.pending:
+                    self.held = head
+                    if self.transport is not None:
+                        self.transport.pause_reading()
+                    return
+                self._close_upstream()
+        p = _Pending(head, core.next_id(source), source)
+        p.record = record
+        if self.inbound:
+            core.correlator.begin(p.id, head.headers)
+            p.host = head.header("host") or ""
+            out = head.raw
+        else:
+            p.parent = core.correlator.parent_for(head.headers)
+            assert up is not None
+            p.scheme = up.scheme
+            if route.upstream is None:
+                # forward proxy: origin-form on the way up, Host as the client set it
+                path, _, query = head.target.partition("://")[2].partition("/")[2].partition("?")
+                target = f"{up.prefix}/{path}" + (f"?{query}" if query else "")
+                out, p.headers = _rebuild_head(head, target, None, _FORWARD_DROP)
+                p.host = head.header("host") or up.authority
+            else:
+                target = up.prefix + head.target if up.prefix else head.target
+                out, p.headers = _rebuild_head(head, target, up.authority)
+                p.host = up.authority
+        p.req_body = BodyCapture(core.max_body, head.header("content-encoding"))
+        self.pending.append(p)
+        self.current = p
+        if self.up is None and self.up_buf is None:
+            self._open_upstream(up)
+        self.up_reader.expect(head.method)
+        self._send_up(out)
+
+    # ------------------------------------------------------------ upstream side
+
+    def _open_upstream(self, up: Upstream | None) -> None:
+        assert up is not None
+        self.up_target = up
+        self.up_reader = MessageReader(is_request=False)
+        self.up_buf = []
+        self.up_served = 0
+        asyncio.get_running_loop().create_task(self._connect(up))
+
+    async def _connect(self, up: Upstream) -> None:
+        loop = asyncio.get_running_loop()
+        proto = UpstreamConn(self)
+        try:
+            async with asyncio.timeout(self.core.connect_timeout_s):
+                if up.tls:
+                    await loop.create_connection(
+                        lambda: proto, up.host, up.port,
+                        ssl=self.core.ssl_context(), server_hostname=up.host,
+                    )
+                else:
+                    await loop.create_connection(lambda: proto, up.host, up.port)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            status, error = describe_error(exc, self.core.connect_timeout_s)
+            self.up_buf = None
+            self._upstream_failed(status, error)
+            return
+        if self.closed or self.up_target is not up:
+            if proto.transport is not None:
+                proto.transport.close()
+            return
+        assert proto.transport is not None
+        self.up = proto
+        buf, self.up_buf = self.up_buf or [], None
+        if buf:
+            proto.transport.write(b"".join(buf))
+
+    def _send_up(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.write(data)
+        elif self.up_buf is not None:
+            self.up_buf.append(data)
+            if sum(map(len, self.up_buf)) > HIGH_WATER and self.transport is not None:
+                # the upstream connection is still opening: stop reading a large body
+                self.transport.pause_reading()
+
+    def _arm_timer(self, p: _Pending) -> None:
+        p.timer = asyncio.get_running_loop().call_later(
+            self.core.response_timeout_s, self._response_timeout, p
+        )
+
+    def _response_timeout(self, p: _Pending) -> None:
+        p.timer = None
+        if self.pending and self.pending[0] is p and p.resp_head is None:
+            self._upstream_failed(
+                504, f"timeout: no response after {self.core.response_timeout_s:g}s"
+            )
+
+    def upstream_data(self, data: bytes) -> None:
+        r = self.up_reader
+        r.receive(data)
+        transport = self.transport
+        out: list[bytes] = []
+        while True:
+            try:
+                ev = r.next_event()
+            except ProtocolError as exc:
+                if out and transport is not None:
+                    transport.write(b"".join(out))
+                self._upstream_failed(502, f"invalid response from upstream: {exc}")
+                return
+            if ev is None:
+                break
+            t = type(ev)
+            if t is Data:
+                assert isinstance(ev, Data)
+                if self.tunnel or not self.pending:
+                    out.append(ev.raw)
+                    continue
+                p = self.pending[0]
+                if p.resp_body is not None:
+                    p.resp_body.add(ev.decoded)
+                out.append(ev.raw)
+            elif t is Head:
+                assert isinstance(ev, Head)
+                out.append(ev.raw)
+                if not self.pending:
+                    continue
+                p = self.pending[0]
+                p.relayed = True
+                if ev.interim:
+                    continue
+                if p.timer is not None:
+                    p.timer.cancel()
+                    p.timer = None
+                p.t_first = time.perf_counter()
+                p.resp_head = ev
+                p.resp_body = BodyCapture(self.core.max_body, ev.header("content-encoding"))
+            else:
+                assert isinstance(ev, End)
+                if ev.raw:
+                    out.append(ev.raw)
+                if not self.pending:
+                    continue
+                p = self.pending.popleft()
+                self.up_served += 1
+                # on disk first, then the client gets the response's last bytes
+                self._finish(p)
+                if out and transport is not None:
+                    transport.write(b"".join(out) if len(out) > 1 else out[0])
+                out = []
+                self._after_response(p)
+                if self.pending and self.pending[0].req_done:
+                    self._arm_timer(self.pending[0])
+        if out and transport is not None:
+            transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def _after_response(self, p: _Pending) -> None:
+        head = p.resp_head
+        assert head is not None
+        if head.framing == TUNNEL:
+            self.tunnel = True
+            self.reader.start_tunnel()
+            self._process()
+            return
+        if self.reader.waiting_upgrade:
+            self.reader.resume()
+        if (
+            self.closing
+            or self.client_eof
+            or head.framing == CLOSE
+            or not head.keep_alive
+            or not p.head.keep_alive
+        ):
+            self.closing = True
+            if not self.pending and self.transport is not None:
+                self.transport.close()
+            return
+        if self.held is not None and not self.pending:
+            held, self.held = self.held, None
+            self._close_upstream()
+            if self.transport is not None:
+                self.transport.resume_reading()
+            self._on_head(held)
+        self._process()
+
+    def upstream_lost(self, proto: UpstreamConn, exc: Exception | None) -> None:
+        if proto is not self.up:
+            return
+        self.up = None
+        r = self.up_reader
+        r.eof()
+        if r.reading_to_close:
+            self.upstream_data(b"")
+        if self.tunnel:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if not self.pending:
+            return  # an idle keep-alive connection closed: reopen on the next request
+        head = self.pending[0]
+        if head.relayed:
+            self._upstream_failed(502, "upstream closed the connection mid-response")
+        else:
+            why = "upstream closed the connection before responding"
+            if exc is not None:
+                why = describe_error(exc, 0)[1]
+            self._upstream_failed(502, why)
+
+    def _upstream_failed(self, status: int, error: str) -> None:
+        """The upstream cannot answer the pending requests: say so and record it."""
+        self.core.stats.upstream_errors += 1
+        pending = list(self.pending)
+        self.pending.clear()
+        self.current = None
+        self.closing = True
+        self._close_upstream()
+        for p in pending:
+            self._finish(p, error=error)
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if pending and pending[0].relayed:
+            # the client has part of a response: only a cut connection tells it the truth
+            transport.abort()
+            return
+        transport.write(_error_response(status, error))
+        transport.close()
+
+    def _close_upstream(self) -> None:
+        up, self.up = self.up, None
+        self.up_target = None
+        self.up_buf = None
+        if up is not None and up.transport is not None:
+            up.transport.close()
+
+    # ------------------------------------------------------------ tunnels
+
+    def _connect_tunnel(self, head: Head) -> None:
+        host, _, port_s = head.target.rpartition(":")
+        host = host.strip("[]")
+        try:
+            port = int(port_s)
+        except ValueError:
+            self._reject(ProtocolError(f"CONNECT needs host:port, got {head.target[:80]!r}"))
+            return
+        self.core.stats.tunnels[head.target] = self.core.stats.tunnels.get(head.target, 0) + 1
+        asyncio.get_running_loop().create_task(self._open_tunnel(host, port))
+
+    async def _open_tunnel(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        proto = UpstreamConn(self)
+        try:
+            async with asyncio.timeout(self.core.connect_timeout_s):
+                await loop.create_connection(lambda: proto, host, port)
+        except (OSError, TimeoutError) as exc:
+            status, error = describe_error(exc, self.core.connect_timeout_s)
+            if self.transport is not None and not self.closed:
+                self.transport.write(_error_response(status, error))
+                self.transport.close()
+            return
+        if self.closed or self.transport is None:
+            if proto.transport is not None:
+                proto.transport.close()
+            return
+        self.up = proto
+        self.tunnel = True
+        self.up_reader = MessageReader(is_request=False)
+        self.up_reader.start_tunnel()
+        self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.reader.start_tunnel()
+        self._process()
+
+    # ------------------------------------------------------------ recording
+
+    def _finish(self, p: _Pending, error: str | None = None) -> None:
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        if self.inbound:
+            self.core.correlator.end(p.id)
+        if not p.record:
+            return
+        now = time.perf_counter()
+        req_body = p.req_body.body() if p.req_body is not None else b""
+        head = p.head
+        if p.headers is not head.headers:
+            head = Head(head.raw, head.version, p.headers, head.method, head.target)
+        request = build_request(head, req_body, scheme=p.scheme, host=p.host)
+        response = None
+        if p.resp_head is not None:
+            resp_body = p.resp_body.body() if p.resp_body is not None else b""
+            response = build_response(p.resp_head, resp_body)
+        ex = build_exchange(
+            id=p.id,
+            direction=self.route.direction,
+            source=p.source,
+            request=request,
+            response=response,
+            started_at=p.started_at,
+            duration_ms=(now - p.t0) * 1000.0,
+            wait_ms=(p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
+            parent=p.parent,
+            error=error,
+            request_truncated=p.req_body is not None and p.req_body.truncated,
+            response_truncated=p.resp_body is not None and p.resp_body.truncated,
+        )
+        self.core.record(ex)

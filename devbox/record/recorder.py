@@ -1,0 +1,401 @@
+"""``Recorder``: every recording proxy of a profile, on one background event loop.
+
+One listener per dependency that has an ``upstream`` (on the dependency's
+``port``, the same port its mock uses, or a free one), one inbound listener in
+front of the service, and optionally a forward proxy. All of them share one
+``ProxyCore`` (so outbound calls can be linked to the inbound request being
+served) and one ``RecordingSink`` (redaction, then crash-safe appends).
+
+The loop runs in a daemon thread so a synchronous caller (the engine, a test)
+can start the service, run a client command and wait for Ctrl-C meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devbox.core.model import Direction, Exchange
+from devbox.core.profile import Profile
+from devbox.errors import ConfigError, DevboxError, EngineError, NotFoundError, UsageError
+from devbox.record.correlate import Correlator
+from devbox.record.proxy import ClientConn, ProxyCore, Route, Upstream, make_ssl_context
+from devbox.record.sink import CommitResult, RecordingSink, Redacting, SourceStats, recover
+
+INBOUND = "inbound"
+FORWARD = "forward"
+DRAIN_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    host: str = "127.0.0.1"
+    inbound_port: int | None = None  # None: a free port
+    service_host: str = "127.0.0.1"
+    service_port: int | None = None  # None: the profile's service.port
+    ports: Mapping[str, int] = field(default_factory=dict)  # dependency -> port (0: free)
+    forward_proxy_port: int | None = None  # set: a forward proxy replaces the per-dependency ones
+    append: bool = False
+    max_body_kb: int | None = None  # None: the profile's [record] max_body_kb
+    ca_bundle: Path | None = None
+    connect_timeout_s: float = 10.0
+    response_timeout_s: float = 60.0
+    fsync: bool = False
+    stamp: str | None = None  # names the recording files; default: UTC now
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    source: str  # dependency name, "inbound" or "forward"
+    direction: Direction
+    port: int
+    url: str  # where clients (or the service) send requests
+    upstream: str  # where it forwards them
+    env: str | None = None  # the dependency's env var, set for the service
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSummary:
+    source: str
+    direction: str
+    exchanges: int
+    errors: int
+    truncated: int
+    bytes: int
+    dropped: int
+    file: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    profile: str
+    mode: str  # "new" | "append"
+    duration_s: float
+    sources: tuple[SourceSummary, ...]
+    redactions: Mapping[str, int]
+    committed: bool
+    files: tuple[str, ...] = ()
+    backup: str | None = None  # where the replaced recordings went
+    kept: tuple[str, ...] = ()  # sources without traffic: previous recordings kept
+    skipped: tuple[str, ...] = ()  # dependencies without an upstream: not recorded
+    unlinked: int = 0  # outbound calls made while several inbound requests were in flight
+    rejected: int = 0
+    upstream_errors: int = 0
+    unrecorded: Mapping[str, int] = field(default_factory=dict)
+    tunnels: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def exchanges(self) -> int:
+        return sum(s.exchanges for s in self.sources)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.sources)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "mode": self.mode,
+            "duration_s": round(self.duration_s, 3),
+            "exchanges": self.exchanges,
+            "bytes": self.bytes,
+            "sources": {
+                s.source: {
+                    "direction": s.direction,
+                    "exchanges": s.exchanges,
+                    "errors": s.errors,
+                    "truncated": s.truncated,
+                    "bytes": s.bytes,
+                    "dropped": s.dropped,
+                    "file": s.file,
+                }
+                for s in self.sources
+            },
+            "redactions": dict(self.redactions),
+            "committed": self.committed,
+            "files": list(self.files),
+            "backup": self.backup,
+            "kept": list(self.kept),
+            "skipped": list(self.skipped),
+            "unlinked_outbound": self.unlinked,
+            "rejected": self.rejected,
+            "upstream_errors": self.upstream_errors,
+            "unrecorded_hosts": dict(self.unrecorded),
+            "tunnels": dict(self.tunnels),
+        }
+
+
+class Recorder:
+    """Start with ``start()``, read ``listeners``/``service_env()``, end with ``stop()``."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        options: RecordOptions | None = None,
+        *,
+        on_exchange: Callable[[Exchange], None] | None = None,
+        on_log: Callable[[str], None] | None = None,
+        redactor: Redacting | None = None,
+    ) -> None:
+        self.profile = profile
+        self.options = options or RecordOptions()
+        self.on_log = on_log
+        if redactor is None:
+            from devbox.core.redact import Redactor
+
+            redactor = Redactor(profile.redact)
+        self.redactor = redactor
+        self._routes: list[tuple[Route, int, str | None]] = []
+        self.skipped: tuple[str, ...] = ()
+        self._plan_routes()
+        sources = {r.source: r.direction for r, _p, _e in self._routes if r.source != FORWARD}
+        for d in profile.dependencies:
+            if d.upstream and self.options.forward_proxy_port is not None:
+                sources[d.name] = Direction.OUTBOUND
+        self.sink = RecordingSink(
+            profile,
+            redactor,
+            append=self.options.append,
+            fsync=self.options.fsync,
+            stamp=self.options.stamp,
+            sources=sources,
+        )
+        self.sink.on_written = on_exchange
+        max_kb = self.options.max_body_kb or profile.record.max_body_kb
+        self.correlator = Correlator(profile.record.correlation_header)
+        ssl_context = None
+        if self.options.ca_bundle is not None:
+            if not self.options.ca_bundle.is_file():
+                raise NotFoundError(f"{self.options.ca_bundle}: no such CA bundle file")
+            try:
+                ssl_context = make_ssl_context(str(self.options.ca_bundle))
+            except Exception as exc:
+                raise ConfigError(
+                    f"not a PEM CA bundle: {exc}", file=str(self.options.ca_bundle)
+                ) from None
+        forward_sources = {
+            Upstream.parse(d.upstream).origin: d.name for d in profile.dependencies if d.upstream
+        }
+        self.core = ProxyCore(
+            emit=self._emit,
+            correlator=self.correlator,
+            max_body=max_kb * 1024,
+            stamp=self.sink.stamp,
+            connect_timeout_s=self.options.connect_timeout_s,
+            response_timeout_s=self.options.response_timeout_s,
+            ssl_context=ssl_context,
+            forward_sources=forward_sources,
+            on_error=self._log,
+        )
+        self.listeners: tuple[Listener, ...] = ()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.Server] = []
+        self._started_at = 0.0
+        self._summary: RecordSummary | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------ plan
+
+    def _plan_routes(self) -> None:
+        opts = self.options
+        skipped = []
+        if opts.forward_proxy_port is None:
+            for d in self.profile.dependencies:
+                if not d.upstream:
+                    skipped.append(d.name)
+                    continue
+                port = opts.ports.get(d.name, d.port if d.port is not None else 0)
+                route = Route(d.name, Direction.OUTBOUND, Upstream.parse(d.upstream))
+                self._routes.append((route, port, d.env))
+        else:
+            self._routes.append(
+                (Route(FORWARD, Direction.OUTBOUND, None), opts.forward_proxy_port, None)
+            )
+        service_port = opts.service_port or self.profile.service.port
+        inbound = Route(
+            INBOUND,
+            Direction.INBOUND,
+            Upstream("http", opts.service_host, service_port),
+            rewrite_host=False,
+        )
+        self._routes.append((inbound, opts.inbound_port or 0, None))
+        self.skipped = tuple(skipped)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> tuple[Listener, ...]:
+        """Bind every listener; raise EngineError (nothing left running) if one cannot."""
+        recover(self.profile)
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="devbox-record", daemon=True)
+        self._thread.start()
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._bind(), loop)
+            self.listeners = fut.result(timeout=30)
+        except BaseException:
+            self._halt()
+            raise
+        self._started_at = time.monotonic()
+        return self.listeners
+
+    async def _bind(self) -> tuple[Listener, ...]:
+        loop = asyncio.get_running_loop()
+        out = []
+        host = self.options.host
+        for route, port, env in self._routes:
+            try:
+                server = await loop.create_server(_factory(self.core, route), host, port)
+            except OSError as exc:
+                for s in self._servers:
+                    s.close()
+                raise _bind_error(route.source, host, port, exc) from None
+            self._servers.append(server)
+            bound = server.sockets[0].getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            upstream = str(route.upstream) if route.upstream else "each request's own origin"
+            out.append(
+                Listener(route.source, route.direction, bound, f"http://{shown}:{bound}",
+                         upstream, env)
+            )
+        return tuple(out)
+
+    def listener(self, source: str) -> Listener:
+        for li in self.listeners:
+            if li.source == source:
+                return li
+        raise NotFoundError(f"no recording listener for {source!r}")
+
+    @property
+    def inbound_url(self) -> str:
+        return self.listener(INBOUND).url
+
+    def service_env(self) -> dict[str, str]:
+        """What the service needs to send its dependency calls through the recorder."""
+        env: dict[str, str] = {}
+        for li in self.listeners:
+            if li.direction is Direction.OUTBOUND and li.env:
+                env[li.env] = li.url
+            if li.source == FORWARD:
+                for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+                    env[name] = li.url
+                env["NO_PROXY"] = env["no_proxy"] = ""
+        return env
+
+    def stats(self) -> list[SourceStats]:
+        return self.sink.stats()
+
+    def in_flight(self) -> int:
+        return sum(len(c.pending) for c in self.core.conns)
+
+    def stop(self, *, commit: bool = True, drain_s: float = DRAIN_S) -> RecordSummary:
+        """Stop listening, let in-flight exchanges finish (up to ``drain_s``), then commit
+        the new set (``commit=True``) or leave it partial for inspection."""
+        if self._summary is not None:
+            return self._summary
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._shutdown(drain_s), loop)
+            try:
+                fut.result(timeout=drain_s + 10)
+            except Exception as exc:  # the loop is wedged: the files are still consistent
+                self._log(f"shutdown: {exc}")
+        self._halt()
+        if commit:
+            result = self.sink.commit()
+        else:
+            self.sink.close()
+            result = CommitResult()
+        self._summary = self._summarize(result)
+        return self._summary
+
+    async def _shutdown(self, drain_s: float) -> None:
+        for s in self._servers:
+            s.close()
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and any(c.pending for c in self.core.conns):
+            await asyncio.sleep(0.01)
+        # from here on, connections we cut are our doing, not traffic worth recording
+        self._stopping = True
+        self.core.abort_all()
+        await asyncio.sleep(0)
+
+    def _halt(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        if not loop.is_running():
+            loop.close()
+        self._loop = None
+
+    # ------------------------------------------------------------ internals
+
+    def _emit(self, ex: Exchange) -> None:
+        if self._stopping:
+            return
+        self.sink.write(ex)
+
+    def _log(self, message: str) -> None:
+        if self.on_log is not None:
+            self.on_log(message)
+
+    def _summarize(self, result: CommitResult) -> RecordSummary:
+        stats = self.sink.stats()
+        st = self.core.stats
+        return RecordSummary(
+            profile=self.profile.name,
+            mode="append" if self.options.append else "new",
+            duration_s=time.monotonic() - self._started_at if self._started_at else 0.0,
+            sources=tuple(
+                SourceSummary(
+                    s.source, s.direction.value, s.exchanges, s.errors, s.truncated,
+                    s.bytes_written, s.dropped, str(_final(s.path, result)) if s.path else None,
+                )
+                for s in stats
+            ),
+            redactions=dict(self.redactor.stats),
+            committed=result.committed,
+            files=tuple(str(f) for f in result.files),
+            backup=str(result.backup) if result.backup else None,
+            kept=result.kept,
+            skipped=self.skipped,
+            unlinked=self.correlator.ambiguous,
+            rejected=st.rejected,
+            upstream_errors=st.upstream_errors,
+            unrecorded=dict(st.unrecorded),
+            tunnels=dict(st.tunnels),
+        )
+
+
+def _final(path: Path, result: CommitResult) -> Path:
+    for f in result.files:
+        if f.parent == path.parent and path.name.startswith(f.name):
+            return f
+    return path
+
+
+def _factory(core: ProxyCore, route: Route) -> Callable[[], asyncio.Protocol]:
+    return lambda: ClientConn(core, route)
+
+
+def _bind_error(source: str, host: str, port: int, exc: OSError) -> DevboxError:
+    what = "the inbound proxy" if source == INBOUND else f"the recording proxy for {source}"
+    if exc.errno == errno.EADDRINUSE:
+        return EngineError(
+            f"port {port} for {what} is already in use on {host}",
+            hint="stop what listens there (a running `devbox up`?), or choose another port",
+        )
+    if exc.errno == errno.EACCES:
+        return UsageError(f"no permission to listen on {host}:{port} for {what}")
+    return EngineError(f"cannot listen on {host}:{port} for {what}: {exc.strerror}")
