@@ -120,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             if on("slow"):
                 time.sleep(0.3)
-            return self.send_json(200, {"slow": on("slow")})
+            return self.send_json(200, {"ok": True})
         if path == "/crash":
             if on("crash"):
                 raise RuntimeError("crash requested by --misbehave crash")
@@ -157,6 +157,8 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown misbehaviour(s): {', '.join(sorted(unknown))}; known: {', '.join(ALL)}")
     MISBEHAVE.update(wanted)
+    # the default listen backlog (5) drops connections when a replay opens several at once
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((args.bind, args.port), Handler)
     server.daemon_threads = True
     print(f"misbehaving listening on {args.bind}:{args.port} misbehave={sorted(wanted)}", flush=True)
