@@ -1,0 +1,600 @@
+"""The Docker runtime: the service built from its Dockerfile and run in a container.
+
+Theory of operation
+-------------------
+* ``prepare`` builds ``build.context`` with the engine's classic builder through
+  the low-level API (``decode=True`` streams JSON chunks: each line becomes a
+  BuildProgress event, "Step i/n" gives the progress). A profile with only
+  ``image`` uses that local image. Nothing needs a registry: Dockerfiles start
+  ``FROM devbox/base:bookworm``, which ``devbox image base`` builds offline.
+* ``start`` creates the container with ``init=True`` (a tiny init as PID 1
+  forwards SIGTERM, so ``docker restart`` takes ~0.1 s instead of the stop
+  timeout), never privileged, labelled with who owns it (see ownership.py).
+  Host networking by default: the service and the mocks share 127.0.0.1 and
+  ``PORT`` says where to listen. ``network = "bridge"`` publishes the port on
+  127.0.0.1 only and points loopback dependency URLs at host.docker.internal.
+* The container's config hash (service config + image id + env + network) is a
+  label; ``start`` keeps a running container whose hash matches and recreates
+  any other.
+* Logs: a background thread follows the container's log stream with
+  timestamps. The engine ends the stream when the container stops (e.g. in a
+  restart); the thread then follows again from the last timestamp it saw,
+  dropping lines it already emitted.
+* ``sync(paths)`` maps each path from ``build.context`` to ``service.workdir``
+  and copies them in with one ``put_archive`` (deleted files are removed with
+  one ``exec rm``); ``restart`` is a plain ``docker restart``. ``rebuild`` makes
+  a new image and replaces the container.
+* A crash of devbox leaves the container running: ``reap_orphans`` (called by
+  every ``devbox run``/``up``) and ``devbox down`` remove containers whose owner
+  process is gone.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import re
+import tarfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from devbox.core.profile import Profile
+from devbox.engine.events import BuildProgress
+from devbox.errors import ConfigError, EngineError
+from devbox.runtime.base import EventSink, RuntimeBase, merged_env
+from devbox.runtime.base_image import BASE_REPO
+from devbox.runtime.engine import api_errors, client
+from devbox.runtime.ownership import (
+    L_CONFIG_HASH,
+    L_KIND,
+    L_PROFILE,
+    L_PROJECT,
+    Owner,
+    config_hash,
+    container_labels,
+    project_hash,
+)
+from devbox.runtime.process_runtime import port_busy_error, port_in_use
+from devbox.runtime.readiness import wait_until_ready
+
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_LOOPBACK_URL_RE = re.compile(r"^(\w+://)(?:127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)")
+_FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+HOST_GATEWAY = "host.docker.internal"
+
+
+def image_tag(profile: Profile) -> str:
+    if profile.service.image:
+        return profile.service.image
+    return f"devbox/{profile.name}-{profile.service.name}:latest"
+
+
+def dockerfile_bases(text: str) -> list[tuple[int, str]]:
+    """(line, image) of every FROM that names an image (not scratch, not an earlier stage)."""
+    stages: set[str] = set()
+    out: list[tuple[int, str]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _FROM_RE.match(line)
+        if not m:
+            continue
+        ref, alias = m.group(1), m.group(2)
+        if ref.lower() != "scratch" and ref.lower() not in stages and "$" not in ref:
+            out.append((n, ref))
+        if alias:
+            stages.add(alias.lower())
+    return out
+
+
+def bridge_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Loopback URLs mean the host: inside a bridged container that is host.docker.internal."""
+    out = {k: _LOOPBACK_URL_RE.sub(lambda m: m.group(1) + HOST_GATEWAY, v) for k, v in env.items()}
+    # a server bound to the container's loopback cannot be reached through a published port
+    out.setdefault("BIND", "0.0.0.0")
+    out.setdefault("HOST", "0.0.0.0")
+    return out
+
+
+def _ts_ns(stamp: bytes) -> int:
+    """RFC 3339 with nanoseconds (what the engine prefixes log lines with) -> ns since epoch."""
+    s = stamp.decode("ascii", "replace")
+    secs = calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S"))
+    frac = re.match(r"\.(\d+)", s[19:])
+    ns = int((frac.group(1) + "000000000")[:9]) if frac else 0
+    return secs * 1_000_000_000 + ns
+
+
+class DockerRuntime(RuntimeBase):
+    kind = "docker"
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        on_event: EventSink | None = None,
+        session: str,
+        port: int | None = None,
+        stop_timeout_s: int = 2,
+        docker_client: Any = None,
+    ) -> None:
+        super().__init__(profile, on_event=on_event, session=session, port=port)
+        if profile.service.build is None and not profile.service.image:
+            raise ConfigError(
+                "the docker runtime needs build or image",
+                file=str(profile.path),
+                field="service",
+                hint='add build = { context = "." } to [service], or use --runtime process',
+            )
+        self._client = docker_client or client(timeout=120)
+        self.api: Any = self._client.api
+        self.stop_timeout_s = stop_timeout_s
+        self.network = profile.service.network
+        self.image_id: str | None = None
+        self.container_id: str | None = None
+        self.container_name = f"devbox-{profile.name}-{profile.service.name}-{session}"
+        self._env: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._follower: _LogFollower | None = None
+
+    # ------------------------------------------------------------------ protocol
+
+    def describe(self) -> str:
+        img = image_tag(self.profile)
+        short = self.image_id.split(":")[-1][:12] if self.image_id else "not built"
+        return f"{img} ({short}, {self.network} network)"
+
+    def prepare(self) -> None:
+        with self._lock:
+            self.image_id = self._build() if self.service.build else self._local_image()
+
+    def start(self, env: Mapping[str, str]) -> None:
+        with self._lock:
+            if self.image_id is None:
+                self.prepare()
+            self._env = dict(env)
+            self._ensure_container()
+
+    def wait_ready(self) -> float:
+        t = wait_until_ready(
+            self.service.ready,
+            self._port,
+            log_watch=self.log_watch,
+            check_alive=self.check_alive,
+            alive_every_s=0.1,  # an inspect is an API round trip
+            tail=self._engine_tail,
+            name=self.service.name,
+            started_at=self._started_at,
+        )
+        self.set_state("ready")
+        return t
+
+    def restart(self) -> None:
+        with self._lock:
+            cid = self._need_container()
+            self.restarts += 1
+            self.set_state("starting")
+            self._started_at = time.monotonic()
+            self._new_generation()
+            with api_errors("restarting the container"):
+                self.api.restart(cid, timeout=self.stop_timeout_s)
+            if self._follower is not None:
+                self._follower.kick()
+
+    def sync(self, paths: Sequence[Path]) -> None:
+        with self._lock:
+            cid = self._need_container()
+            base = self._sync_base()
+            workdir = PurePosixPath(self.service.workdir)
+            buf = io.BytesIO()
+            deleted: list[str] = []
+            copied = 0
+            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for raw in paths:
+                    p = raw if raw.is_absolute() else self.profile.root / raw
+                    try:
+                        rel = p.resolve().relative_to(base)
+                    except ValueError:
+                        self.devbox_log(f"not synced (outside {base}): {raw}", "warning")
+                        continue
+                    dest = str(workdir / PurePosixPath(rel.as_posix())).lstrip("/")
+                    if not p.exists():
+                        deleted.append("/" + dest)
+                        continue
+                    tar.add(str(p), arcname=dest, filter=_as_root)
+                    copied += 1
+            with api_errors("copying files into the container"):
+                if copied:
+                    self.api.put_archive(cid, "/", buf.getvalue())
+                if deleted and self._running():
+                    ex = self.api.exec_create(cid, ["rm", "-rf", "--", *deleted])
+                    self.api.exec_start(ex["Id"])
+
+    def rebuild(self) -> None:
+        with self._lock:
+            old = self.image_id
+            self.image_id = self._build() if self.service.build else self._local_image()
+            self.restarts += 1
+            self._remove_container()
+            self._ensure_container()
+            if old and old != self.image_id:
+                self._drop_image(old)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._remove_container()
+            if self._state != "stopped":
+                self.set_state("stopped")
+
+    # ------------------------------------------------------------------ image
+
+    def _local_image(self) -> str:
+        ref = image_tag(self.profile)
+        import docker.errors
+
+        try:
+            return str(self.api.inspect_image(ref)["Id"])
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise EngineError(f"inspecting image {ref}: {exc.explanation or exc}") from None
+        self.emit(BuildProgress(name=self.service.name, line=f"pulling {ref}"))
+        try:
+            self.api.pull(ref)
+            return str(self.api.inspect_image(ref)["Id"])
+        except Exception as exc:
+            raise EngineError(
+                f"image {ref} is not present locally and could not be pulled: {_first_line(exc)}",
+                hint=f"build or load it first (docker build -t {ref} ., docker load), "
+                "or give [service] a build = { context = ... }",
+            ) from None
+
+    def _dockerfile(self) -> tuple[Path, Path]:
+        build = self.service.build
+        assert build is not None
+        context = (self.profile.root / build.context).resolve()
+        dockerfile = (context / build.dockerfile).resolve()
+        if not context.is_dir():
+            raise ConfigError(f"build context does not exist: {context}",
+                              file=str(self.profile.path), field="service.build.context")
+        if not dockerfile.is_file():
+            raise ConfigError(f"Dockerfile does not exist: {dockerfile}",
+                              file=str(self.profile.path), field="service.build.dockerfile")
+        return context, dockerfile
+
+    def _check_bases(self, dockerfile: Path) -> None:
+        import docker.errors
+
+        for line, ref in dockerfile_bases(dockerfile.read_text(errors="replace")):
+            if not ref.startswith(BASE_REPO + ":") and ref != BASE_REPO:
+                continue  # other images may come from a registry or the local store
+            try:
+                self.api.inspect_image(ref)
+            except docker.errors.ImageNotFound:
+                raise EngineError(
+                    f"{dockerfile}:{line}: base image {ref} is missing",
+                    hint="build it once, offline, in about a minute: devbox image base",
+                ) from None
+
+    def _build(self) -> str:
+        build = self.service.build
+        assert build is not None
+        context, dockerfile = self._dockerfile()
+        self._check_bases(dockerfile)
+        tag = image_tag(self.profile)
+        self.set_state("building", f"building {tag}")
+        try:
+            df_arg = str(dockerfile.relative_to(context))
+        except ValueError:
+            df_arg = str(dockerfile)  # outside the context: the SDK sends it along
+        labels = {
+            L_KIND: "image",
+            L_PROJECT: project_hash(self.profile.root),
+            L_PROFILE: self.profile.name,
+        }
+        image_id: str | None = None
+        errors: list[str] = []
+        pending = ""
+        with api_errors(f"building {tag}"):
+            stream = self.api.build(
+                path=str(context),
+                dockerfile=df_arg,
+                tag=tag,
+                buildargs=dict(build.args) or None,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail") or {}
+                    errors.append(str(detail.get("message") or chunk.get("error")).strip())
+                    continue
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "ID" in aux:
+                    image_id = str(aux["ID"])
+                text = chunk.get("stream") or chunk.get("status")
+                if not text:
+                    continue
+                pending += str(text)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    self._build_line(line)
+            if pending.strip():
+                self._build_line(pending)
+        if errors:
+            msg = errors[-1]
+            self.set_state("crashed", "build failed")
+            hint = "the build output is shown above"
+            if "pull access denied" in msg or "repository does not exist" in msg or \
+                    "dial tcp" in msg or "no such host" in msg:
+                hint = ("a FROM image is not present locally and no registry can be reached: "
+                        "build FROM devbox/base:bookworm (devbox image base), or load the image")
+            raise EngineError(f"building {tag} failed: {msg}", hint=hint)
+        if image_id is None:
+            with api_errors(f"inspecting {tag}"):
+                image_id = str(self.api.inspect_image(tag)["Id"])
+        return image_id
+
+    def _build_line(self, line: str) -> None:
+        line = line.rstrip()
+        if not line:
+            return
+        m = _STEP_RE.match(line)
+        if m:
+            self.emit(BuildProgress(name=self.service.name, line=line,
+                                    step=int(m.group(1)), total=int(m.group(2))))
+        else:
+            self.emit(BuildProgress(name=self.service.name, line=line))
+
+    def _drop_image(self, image_id: str) -> None:
+        """The previous build, now untagged: remove it unless something still uses it."""
+        try:
+            info = self.api.inspect_image(image_id)
+            if not info.get("RepoTags"):
+                self.api.remove_image(image_id, noprune=False)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ container
+
+    def _container_env(self) -> dict[str, str]:
+        env = merged_env(self.profile, self._env, self._port)
+        if self.network == "bridge":
+            env = bridge_env(env)
+        return env
+
+    def _ensure_container(self) -> None:
+        assert self.image_id is not None
+        env = self._container_env()
+        chash = config_hash(self.service, self.image_id, env, self.network)
+        if self.container_id is not None:
+            current = self._inspect()
+            if current is not None and current["Config"]["Labels"].get(L_CONFIG_HASH) == chash \
+                    and current["State"]["Running"]:
+                return
+            self._remove_container()
+        if port_in_use(self._port):
+            raise port_busy_error(self._port)
+        labels = container_labels(
+            root=self.profile.root,
+            profile=self.profile.name,
+            service=self.service.name,
+            session=self._session,
+            config_hash=chash,
+            owner=Owner.me(),
+        )
+        hc_args: dict[str, Any] = {"init": True, "privileged": False}
+        ports: list[int] | None = None
+        if self.network == "bridge":
+            hc_args["port_bindings"] = {self._port: ("127.0.0.1", self._port)}
+            hc_args["extra_hosts"] = {HOST_GATEWAY: "host-gateway"}
+            ports = [self._port]
+        else:
+            hc_args["network_mode"] = "host"
+        self.set_state("starting")
+        self._started_at = time.monotonic()
+        self._new_generation()
+        with api_errors("creating the container"):
+            host_config = self.api.create_host_config(**hc_args)
+            created = self.api.create_container(
+                self.image_id,
+                name=self.container_name,
+                environment=env,
+                labels=labels,
+                host_config=host_config,
+                ports=ports,
+                detach=True,
+                stop_timeout=self.stop_timeout_s,
+            )
+        self.container_id = str(created["Id"])
+        self._follower = _LogFollower(self, self.container_id)
+        try:
+            with api_errors("starting the container"):
+                self.api.start(self.container_id)
+        except EngineError as exc:
+            self._remove_container()
+            if "address already in use" in exc.message or "already allocated" in exc.message:
+                raise port_busy_error(self._port) from None
+            raise
+        self._follower.start()
+
+    def _new_generation(self) -> None:
+        gen = self.log_watch.reset()
+        self._gen = (gen, time.time_ns())
+
+    def generation_for(self, ts_ns: int) -> int:
+        gen, since = getattr(self, "_gen", (0, 0))
+        return gen if ts_ns >= since else -1
+
+    def _need_container(self) -> str:
+        if self.container_id is None:
+            raise EngineError(f"{self.service.name} is not started", hint="call start() first")
+        return self.container_id
+
+    def _inspect(self) -> dict[str, Any] | None:
+        import docker.errors
+
+        if self.container_id is None:
+            return None
+        try:
+            return dict(self.api.inspect_container(self.container_id))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"inspecting the container: {exc.explanation or exc}") from None
+
+    def _running(self) -> bool:
+        info = self._inspect()
+        return bool(info and info["State"]["Running"])
+
+    def check_alive(self) -> str | None:
+        info = self._inspect()
+        if info is None:
+            return "container is gone"
+        st = info["State"]
+        if st.get("Running") or st.get("Restarting") or st.get("Status") == "created":
+            return None
+        why = f"exited with code {st.get('ExitCode')}"
+        if st.get("OOMKilled"):
+            why += " (out of memory)"
+        if st.get("Error"):
+            why += f": {st['Error']}"
+        if self._state not in ("crashed", "stopped"):
+            self.set_state("crashed", why)
+        return why
+
+    def _engine_tail(self) -> tuple[str, ...]:
+        if self.container_id is None:
+            return self.tail()
+        try:
+            raw = self.api.logs(self.container_id, tail=20, stdout=True, stderr=True)
+        except Exception:
+            return self.tail()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return tuple(text.splitlines()[-20:])
+
+    def _remove_container(self) -> None:
+        import docker.errors
+
+        cid, follower = self.container_id, self._follower
+        self.container_id, self._follower = None, None
+        if follower is not None:
+            follower.stop()
+        if cid is None:
+            return
+        try:
+            self.api.stop(cid, timeout=self.stop_timeout_s)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass
+        with api_errors("removing the container"):
+            try:
+                self.api.remove_container(cid, v=True, force=True)
+            except docker.errors.NotFound:
+                pass
+        if follower is not None:
+            follower.join(1.0)
+
+    def _sync_base(self) -> Path:
+        if self.service.build is not None:
+            return (self.profile.root / self.service.build.context).resolve()
+        return (self.profile.root / self.service.cwd).resolve()
+
+    def logs_since_start(self) -> str:
+        """Everything the container printed (for tests and `devbox doctor`)."""
+        cid = self._need_container()
+        with api_errors("reading logs"):
+            raw = self.api.logs(cid, stdout=True, stderr=True)
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # what COPY in a Dockerfile does by default
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _LogFollower:
+    """Follows one container's log stream in a thread, across restarts, without duplicates."""
+
+    def __init__(self, runtime: DockerRuntime, cid: str) -> None:
+        self.rt = runtime
+        self.cid = cid
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"devbox-logs-{runtime.service.name}", daemon=True
+        )
+        self.last_ns = 0
+        self._seen_at_last: set[bytes] = set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import docker.errors
+
+        api = self.rt.api
+        while not self._stop.is_set():
+            self._kick.clear()
+            try:
+                since = self.last_ns / 1e9 if self.last_ns else None
+                stream = api.logs(self.cid, stream=True, follow=True, timestamps=True,
+                                  stdout=True, stderr=True, since=since)
+                pending = b""
+                for chunk in stream:
+                    pending += chunk
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        self._line(line)
+                    if self._stop.is_set():
+                        return
+                if pending:
+                    self._line(pending)
+            except docker.errors.NotFound:
+                return
+            except Exception:
+                if self._stop.wait(0.2):
+                    return
+            # the stream ends when the container stops; a restart kicks us to follow again
+            self._kick.wait(0.25)
+
+    def _line(self, raw: bytes) -> None:
+        stamp, _, text = raw.partition(b" ")
+        try:
+            ns = _ts_ns(stamp)
+        except (ValueError, OverflowError):
+            self.rt.log_line(raw.decode("utf-8", "replace"))
+            return
+        if ns < self.last_ns:
+            return
+        if ns == self.last_ns:
+            if raw in self._seen_at_last:
+                return
+        else:
+            self.last_ns = ns
+            self._seen_at_last = set()
+        self._seen_at_last.add(raw)
+        self.rt.log_line(text.decode("utf-8", "replace"), at=ns / 1e9,
+                         generation=self.rt.generation_for(ns))
