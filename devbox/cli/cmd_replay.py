@@ -198,7 +198,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     assertions: list[Assertion] = []
     for expr in settings.fail_if:
         try:
-            assertions.append(parse_fail_if(expr))
+            assertions.append(parse_fail_if(expr, where="expression"))
         except UsageError as exc:
             raise ConfigError(
                 exc.message, file=str(profile.path), field="replay.fail_if", hint=exc.hint

@@ -86,36 +86,40 @@ def format_metric(metric: str, value: float) -> str:
     return f"{value:g}"
 
 
-def parse_fail_if(expr: str) -> Assertion:
-    """Parse one expression; raise UsageError naming it when malformed."""
+def parse_fail_if(expr: str, where: str = "--fail-if") -> Assertion:
+    """Parse one expression; raise UsageError naming it (and ``where`` it came from)."""
+    return _parse(expr, f"{where} {expr!r}")
+
+
+def _parse(expr: str, label: str) -> Assertion:
     m = _EXPR.match(expr)
     if m is None:
-        raise UsageError(f"--fail-if {expr!r}: not an expression", hint=_HELP)
+        raise UsageError(f"{label}: not an expression", hint=_HELP)
     metric = m.group("metric").lower()
     metric = _ALIASES.get(metric, metric)
     if metric not in METRICS:
-        raise UsageError(f"--fail-if {expr!r}: unknown metric {m.group('metric')!r}", hint=_HELP)
+        raise UsageError(f"{label}: unknown metric {m.group('metric')!r}", hint=_HELP)
     kind = METRICS[metric][0]
     value = float(m.group("num"))
     unit = m.group("unit")
     if kind == "latency":
         if unit is None:
             raise UsageError(
-                f"--fail-if {expr!r}: a latency needs a unit (ms, s or us)", hint="e.g. p99 > 250ms"
+                f"{label}: a latency needs a unit (ms, s or us)", hint="e.g. p99 > 250ms"
             )
         if unit not in _UNITS:
-            raise UsageError(f"--fail-if {expr!r}: {unit!r} is not a unit of time", hint=_HELP)
+            raise UsageError(f"{label}: {unit!r} is not a unit of time", hint=_HELP)
         value *= _UNITS[unit]
     elif kind == "percent":
         if unit not in (None, "%"):
-            raise UsageError(f"--fail-if {expr!r}: match is a percentage", hint="e.g. match < 100%")
+            raise UsageError(f"{label}: match is a percentage", hint="e.g. match < 100%")
         if value > 100:
-            raise UsageError(f"--fail-if {expr!r}: a percentage is at most 100")
+            raise UsageError(f"{label}: a percentage is at most 100")
     elif kind == "rate":
         if unit not in (None, "/s", "rps"):
-            raise UsageError(f"--fail-if {expr!r}: rps is in requests per second", hint="rps < 500")
+            raise UsageError(f"{label}: rps is in requests per second", hint="rps < 500")
     elif unit is not None:
-        raise UsageError(f"--fail-if {expr!r}: {metric} is a count and takes no unit")
+        raise UsageError(f"{label}: {metric} is a count and takes no unit")
     return Assertion(expr, metric, m.group("op"), value)
 
 
