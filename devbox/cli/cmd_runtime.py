@@ -52,6 +52,8 @@ def register(sub: Any) -> None:
         "started for this project (or for PROFILE), including those of crashed sessions.",
     )
     dn.add_argument("profile", nargs="?", help="only this profile")
+    dn.add_argument("--images", action="store_true",
+                    help="also remove the images devbox built (the next start rebuilds them)")
     dn.add_argument("--json", action="store_true", help="print what was removed as JSON")
     dn.set_defaults(func=run_down)
 
@@ -162,9 +164,9 @@ def run_down(args: argparse.Namespace) -> int:
 
     if args.profile:
         profile = load_profile(args.profile)
-        removed = down(profile.name, root=profile.root)
+        removed = down(profile.name, root=profile.root, images=args.images)
     else:
-        removed = down(None, root=find_project_root())
+        removed = down(None, root=find_project_root(), images=args.images)
     if args.json:
         output.print_json([asdict(r) for r in removed])
         return 0

@@ -144,9 +144,44 @@ def _end_session(s: SessionFile) -> list[Removed]:
     return out
 
 
+def project_profiles(root: Path) -> list[str]:
+    """Names of the profiles in root/profiles (the ``name`` key, else the file's stem)."""
+    import tomllib
+
+    names = []
+    for p in sorted((root / "profiles").glob("*.toml")):
+        try:
+            names.append(str(tomllib.loads(p.read_text()).get("name", p.stem)))
+        except (OSError, ValueError):
+            names.append(p.stem)
+    return names
+
+
+def _remove_images(api: Any, profiles: Iterable[str]) -> list[Removed]:
+    """Images devbox built for these profiles (label devbox.kind=image), unless still in use."""
+    import docker.errors
+
+    out = []
+    for name in profiles:
+        filters = {"label": [f"{L_KIND}=image", f"{L_PROFILE}={name}"]}
+        for img in api.images(filters=filters):
+            tags = [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]
+            # untag only what devbox named; a tag the user added keeps the image alive
+            refs = [t for t in tags if t.startswith("devbox/")] if tags else [img["Id"]]
+            for ref in refs:
+                try:
+                    api.remove_image(ref)
+                except docker.errors.APIError:
+                    continue  # a container (maybe of another checkout) still uses it
+                out.append(Removed("image", ref if tags else ref[7:19], name, "-"))
+    return out
+
+
 def down(profile: str | None = None, *, root: Path | None = None,
-         docker_api: Any | None = None, use_docker: bool = True) -> list[Removed]:
-    """Stop and remove everything devbox started for this project (one profile of it)."""
+         docker_api: Any | None = None, use_docker: bool = True,
+         images: bool = False) -> list[Removed]:
+    """Stop and remove everything devbox started for this project (one profile of it);
+    with ``images``, the images it built for them too."""
     root = (root or find_project_root()).resolve()
     removed: list[Removed] = []
     for s in iter_sessions(root, profile):
@@ -157,6 +192,8 @@ def down(profile: str | None = None, *, root: Path | None = None,
     if api is not None:
         removed += _remove_containers(api, devbox_containers(api, root=root, profile=profile))
         removed += _remove_networks_volumes(api, root, profile, only_dead=False)
+        if images:
+            removed += _remove_images(api, [profile] if profile else project_profiles(root))
     return removed
 
 

@@ -51,11 +51,10 @@ from devbox.runtime.ownership import (
     L_CONFIG_HASH,
     L_KIND,
     L_PROFILE,
-    L_PROJECT,
+    L_SERVICE,
     Owner,
     config_hash,
     container_labels,
-    project_hash,
 )
 from devbox.runtime.process_runtime import port_busy_error, port_in_use
 from devbox.runtime.readiness import wait_until_ready
@@ -288,11 +287,10 @@ class DockerRuntime(RuntimeBase):
             df_arg = str(dockerfile.relative_to(context))
         except ValueError:
             df_arg = str(dockerfile)  # outside the context: the SDK sends it along
-        labels = {
-            L_KIND: "image",
-            L_PROJECT: project_hash(self.profile.root),
-            L_PROFILE: self.profile.name,
-        }
+        # no project label: the tag is shared by every checkout of the project anyway, and
+        # identical contexts should hit the build cache wherever they live
+        labels = {L_KIND: "image", L_PROFILE: self.profile.name, L_SERVICE: self.service.name}
+        previous = self._tag_id(tag)
         image_id: str | None = None
         errors: list[str] = []
         pending = ""
@@ -336,7 +334,15 @@ class DockerRuntime(RuntimeBase):
         if image_id is None:
             with api_errors(f"inspecting {tag}"):
                 image_id = str(self.api.inspect_image(tag)["Id"])
+        if previous and previous != image_id and previous != self.image_id:
+            self._drop_image(previous)  # the tag moved on; the old build is dead weight
         return image_id
+
+    def _tag_id(self, tag: str) -> str | None:
+        try:
+            return str(self.api.inspect_image(tag)["Id"])
+        except Exception:
+            return None
 
     def _build_line(self, line: str) -> None:
         line = line.rstrip()
