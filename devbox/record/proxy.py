@@ -64,6 +64,12 @@ class Upstream:
         prefix = u.path.rstrip("/")
         return cls(u.scheme, u.hostname, port, prefix)
 
+    @classmethod
+    def origin_of(cls, url: str) -> Upstream:
+        """The origin (scheme, host, port) of an absolute URL, without its path."""
+        u = cls.parse(url)
+        return cls(u.scheme, u.host, u.port)
+
     @property
     def tls(self) -> bool:
         return self.scheme == "https"
@@ -418,7 +424,7 @@ class ClientConn(asyncio.Protocol):
                 self._connect_tunnel(head)
                 return
             try:
-                up = Upstream.parse(head.target)
+                up = Upstream.origin_of(head.target)
             except ValueError:
                 self._reject(ProtocolError("a forward proxy needs absolute-form request targets"))
                 return
@@ -448,8 +454,8 @@ class ClientConn(asyncio.Protocol):
             p.scheme = up.scheme
             if route.upstream is None:
                 # forward proxy: origin-form on the way up, Host as the client set it
-                path, _, query = head.target.partition("://")[2].partition("/")[2].partition("?")
-                target = f"{up.prefix}/{path}" + (f"?{query}" if query else "")
+                u = urlsplit(head.target)
+                target = (u.path or "/") + (f"?{u.query}" if u.query else "")
                 out, p.headers = _rebuild_head(head, target, None, _FORWARD_DROP)
                 p.host = head.header("host") or up.authority
             else:

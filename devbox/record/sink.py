@@ -195,7 +195,11 @@ class RecordingSink:
         """Make the new set the live one (see the module doc); idempotent."""
         self.close()
         recorded = [s for s in self._s.stats.values() if s.exchanges and s.path is not None]
-        kept = tuple(s.source for s in self._s.stats.values() if not s.exchanges)
+        kept = tuple(
+            s.source
+            for s in self._s.stats.values()
+            if not s.exchanges and recording_files(self.directory(s.source))
+        )
         if self.append:
             return CommitResult(
                 files=tuple(s.path for s in recorded if s.path is not None),
