@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from devbox.core.model import Direction, Exchange
 from devbox.core.recording import (
     Decoded,
@@ -23,6 +25,7 @@ from devbox.core.recording import (
     encode,
     exchange_to_text,
     header_to_text,
+    is_torn_object,
 )
 from devbox.errors import NotFoundError, RecordingError
 
@@ -99,9 +102,64 @@ def write_recording(
     exchanges: Iterable[Exchange],
     origin: str = "",
 ) -> Path:
-    header = RecordingHeader(source=source, direction=direction, created_at=now_iso(), origin=origin)
+    header = RecordingHeader(
+        source=source, direction=direction, created_at=now_iso(), origin=origin
+    )
     atomic_write_bytes(path, encode(header, exchanges))
     return path
+
+
+def free_path(path: Path) -> Path:
+    """``path`` if nothing is there, else the first free ``stem-2.json``, ``stem-3.json``…:
+    an import never overwrites a recording silently."""
+    if not path.exists():
+        return path
+    name = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.stem
+    for n in range(2, 100_000):
+        candidate = path.with_name(f"{name}-{n}{SUFFIX}")
+        if not candidate.exists():
+            return candidate
+    raise RecordingError("no free file name", file=str(path))
+
+
+def _drop_torn_tail(path: Path) -> int:
+    """Cut a torn final object (a writer killed mid-append) before appending after it;
+    otherwise it would sit in the middle of the file, which readers report as corruption.
+    Returns the number of bytes dropped."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        window = 1 << 20
+        while True:
+            # the last object starts at the last "{" at column 0 (nested ones are indented)
+            base = max(0, size - window)
+            f.seek(base)
+            tail = f.read(size - base)
+            at = tail.rfind(b"\n{")
+            if at != -1:
+                start = base + at + 1
+                break
+            if base == 0:
+                start = 0
+                break
+            window *= 4
+        f.seek(start)
+        last = f.read(size - start)
+    if last.strip():
+        try:
+            orjson.loads(last)
+            return 0
+        except orjson.JSONDecodeError:
+            pass
+    if last.strip() and not is_torn_object(last):
+        # not devbox's layout, or damaged in the middle: never cut what we did not write
+        raise RecordingError(
+            "cannot append: the file does not end with a complete object",
+            file=str(path),
+            hint="check it with `devbox traffic ls`, or record into a new file",
+        )
+    with path.open("r+b") as f:
+        f.truncate(start)
+    return size - start
 
 
 class RecordingWriter:
@@ -130,6 +188,10 @@ class RecordingWriter:
             source=source, direction=direction, created_at=now_iso(), origin=origin
         )
         exists = path.exists() and path.stat().st_size > 0
+        # a previous writer of this file may have been killed mid-append
+        self.dropped_torn_bytes = _drop_torn_tail(path) if exists else 0
+        if self.dropped_torn_bytes:
+            exists = path.stat().st_size > 0
         # O_APPEND: concurrent appends from threads never interleave inside a chunk
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if not exists:

@@ -86,6 +86,13 @@ _SECRET_LAST = frozenset(
         "credential",
         "credentials",
         "authorization",
+        # card verification values, PINs and social security numbers are personal secrets
+        "cvc",
+        "cvv",
+        "cvv2",
+        "cvn",
+        "pin",
+        "ssn",
     }
 )
 # these are secrets wherever they appear in a name: password_confirmation, secret_value
@@ -250,6 +257,11 @@ _TEXTUAL = ("text/", "xml", "javascript", "ecmascript", "graphql", "csv", "yaml"
 
 def _content_type(headers: Headers) -> str:
     return (header_get(headers, "content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def _charset(headers: Headers) -> str:
+    m = re.search(r"charset=\"?([A-Za-z0-9_.:-]+)", header_get(headers, "content-type") or "", re.I)
+    return m.group(1).lower() if m else "utf-8"
 
 
 class Redactor:
@@ -508,17 +520,29 @@ class Redactor:
             out = self._multipart_body(body, headers)
             if out is not None:
                 return out
-        return self._text_body(body, ctype)
+        return self._text_body(body, headers, ctype)
 
-    def _text_body(self, body: bytes, ctype: str) -> bytes:
-        if b"\x00" in body and not ctype.startswith(_TEXTUAL):
+    def _text_body(self, body: bytes, headers: Headers, ctype: str) -> bytes:
+        textual = any(t in ctype for t in _TEXTUAL)
+        if b"\x00" in body and not textual:
             return body  # binary
+        charset = _charset(headers)
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return body  # binary, or a charset we do not guess at
+            text = body.decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            if not textual:
+                return body  # binary, or a charset we do not guess at
+            # declared text in an undeclared 8-bit charset: latin-1 maps every byte
+            # one-to-one, so e-mails and tokens (ASCII) are found and the rest survives
+            charset = "latin-1"
+            text = body.decode(charset)
         red = self.text(text)
-        return body if red == text else red.encode("utf-8")
+        if red == text:
+            return body
+        try:
+            return red.encode(charset)
+        except UnicodeEncodeError:
+            return red.encode("utf-8")
 
     def _form_body(self, body: bytes) -> bytes | None:
         try:
