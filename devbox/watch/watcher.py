@@ -60,7 +60,7 @@ from devbox.core.plan import (
 from devbox.core.profile import Profile
 from devbox.errors import EngineError
 from devbox.watch.dockerignore import read_dockerignore
-from devbox.watch.sources import RawChange, Source
+from devbox.watch.sources import EventSource, RawChange, open_source
 
 Accept = Callable[[FileChange], bool]
 CanaryWrite = Callable[[Path, str], None]  # (canary file, mode) -> write it
@@ -166,13 +166,14 @@ class _Chunk:
 
 @dataclass(slots=True)
 class _Armed:
-    sources: list[Source]
+    sources: list[EventSource]
     trees: tuple[str, ...]
     flat: tuple[str, ...]
     missing: tuple[str, ...]
     dirs: int
     files: int
     known_dirs: set[str]
+    known_files: set[str]
     ms: float
 
 
@@ -187,7 +188,7 @@ def _nearest_existing(p: Path) -> Path:
     return Path(p.anchor or "/")
 
 
-def _join_all(sources: Sequence[Source]) -> None:
+def _join_all(sources: Sequence[EventSource]) -> None:
     for s in sources:
         s.join()
 
@@ -247,6 +248,9 @@ class Watcher:
         self._pending: deque[_Chunk] = deque()
         self._wakeup: asyncio.Event | None = None
         self._known_dirs: set[str] = set()
+        # files that exist as far as batches told: tells "added" from "modified" after a
+        # rename over a file, and a temp file that came and went from a real deletion
+        self._known_files: set[str] = set()
         self._dirs_lock = threading.Lock()
         self._missing: tuple[str, ...] = ()
         self._rearm_task: asyncio.Task[None] | None = None
@@ -443,12 +447,12 @@ class Watcher:
     def _arm(self, polling: bool) -> _Armed:
         t0 = time.perf_counter()
         trees, flat, missing = self._resolve()
-        sources: list[Source] = []
+        sources: list[EventSource] = []
         try:
             for paths, recursive in ((trees, True), (flat, False)):
                 if paths:
                     sources.append(
-                        Source(
+                        open_source(
                             paths,
                             recursive=recursive,
                             polling=polling,
@@ -462,24 +466,30 @@ class Watcher:
                 s.close()
             raise
         known: set[str] = set()
-        files = 0
+        known_files: set[str] = set()
+        dirs = 0
         for t in trees:
             for dirpath, _dirs, names in os.walk(t):
                 known.add(dirpath)
-                files += len(names)
-        flat_dirs = 0
+                dirs += 1
+                known_files.update(os.path.join(dirpath, n) for n in names)
+        canary = str(self._canary_dir)
         for d in flat:
-            flat_dirs += 1
             known.add(d)
+            if d == canary:
+                continue  # our own: not something the user asked to watch
+            dirs += 1
             with contextlib.suppress(OSError), os.scandir(d) as it:
                 for e in it:
                     if e.is_dir():
                         known.add(e.path)
                     else:
-                        files += 1
-        dirs = flat_dirs + sum(1 for k in known if any(_under(k, t) for t in trees))
+                        known_files.add(e.path)
+        files = sum(1 for f in known_files if not f.startswith(canary + os.sep))
         ms = (time.perf_counter() - t0) * 1000
-        return _Armed(sources, tuple(trees), tuple(flat), tuple(missing), dirs, files, known, ms)
+        return _Armed(
+            sources, tuple(trees), tuple(flat), tuple(missing), dirs, files, known, known_files, ms
+        )
 
     async def _arm_polling_or_raise(self) -> _Armed:
         try:
@@ -497,6 +507,7 @@ class Watcher:
     def _install(self, armed: _Armed) -> None:
         with self._dirs_lock:
             self._known_dirs = set(armed.known_dirs)
+        self._known_files = armed.known_files
         self._missing = armed.missing
         self._armed = armed
         for s in armed.sources:
@@ -513,15 +524,25 @@ class Watcher:
             self._notice(f"file watching falls back to polling: {native_mode()} failed: {exc}")
             polling = True
             armed = await self._arm_polling_or_raise()
+        appeared = sorted(was_missing - set(armed.missing))
+        # files under a target that just appeared may have been written before its watch
+        # existed: report the ones no batch has shown yet, as added
+        fresh = {f for f in armed.known_files if any(_under(f, r) for r in appeared)}
+        old_known = self._known_files
+        pending = {p for ch in self._pending for _, p in ch.changes}
+        report = sorted(fresh - old_known - pending)
+        armed.known_files = old_known | (armed.known_files - fresh)
         old, self._polling = self._armed, polling
         self._install(armed)
         if old is not None:
             for s in old.sources:
                 s.stop()
             await asyncio.to_thread(_join_all, old.sources)
-        appeared = sorted(was_missing - set(armed.missing))
-        if appeared:
-            await asyncio.to_thread(self._report_existing, appeared)
+        added: list[tuple[ChangeKind, str]] = [
+            ("added", f) for f in report if self._accept(FileChange(Path(f), "added"))
+        ]
+        if added:
+            self._push(_Chunk(time.monotonic(), added))
 
     def _make_info(
         self, armed: _Armed, canary: str, canary_ms: float | None, fallback: str
@@ -624,18 +645,6 @@ class Watcher:
                 p = os.path.join(dirpath, n)
                 if self._accept(FileChange(Path(p), "added")):
                     out.append(("added", p))
-
-    def _report_existing(self, roots: Sequence[str]) -> None:
-        """Files in targets that just appeared: their events may predate the new watch."""
-        out: list[tuple[ChangeKind, str]] = []
-        for r in roots:
-            if os.path.isdir(r):
-                self._scan_new_dir(r, out)
-            elif os.path.exists(r) and self._accept(FileChange(Path(r), "added")):
-                out.append(("added", r))
-        if out and self._loop is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._push, _Chunk(time.monotonic(), out))
 
     def _on_error(self, exc: BaseException) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -756,32 +765,33 @@ class Watcher:
                 return None
         chunks = [self._pending.popleft() for _ in range(taken)]
         delivered = time.monotonic()
-        changes, events = _net_changes(chunks)
+        changes, events = self._net_changes(chunks)
         return Batch(changes, first, last, delivered, capped, events)
 
-
-def _net_changes(chunks: Sequence[_Chunk]) -> tuple[tuple[FileChange, ...], int]:
-    """Each path's events reduced to what happened to it over the whole batch."""
-    first_kinds: dict[str, set[str]] = {}
-    all_kinds: dict[str, set[str]] = {}
-    events = 0
-    for ch in chunks:
-        in_chunk: dict[str, set[str]] = {}
-        for kind, path in ch.changes:
-            events += 1
-            in_chunk.setdefault(path, set()).add(kind)
-        for path, kinds in in_chunk.items():
-            first_kinds.setdefault(path, kinds)
-            all_kinds.setdefault(path, set()).update(kinds)
-    out: list[FileChange] = []
-    for path in sorted(all_kinds):
-        kinds = all_kinds[path]
-        net: ChangeKind
-        if os.path.lexists(path):
-            net = "added" if "added" in kinds and "deleted" not in kinds else "modified"
-        elif "added" in first_kinds[path]:
-            continue  # created and gone again within the batch: a temp file
-        else:
-            net = "deleted"
-        out.append(FileChange(Path(path), net))
-    return tuple(out), events
+    def _net_changes(self, chunks: Sequence[_Chunk]) -> tuple[tuple[FileChange, ...], int]:
+        """Each path's events reduced to what happened to it over the whole batch."""
+        first_kinds: dict[str, set[str]] = {}
+        events = 0
+        for ch in chunks:
+            in_chunk: dict[str, set[str]] = {}
+            for kind, path in ch.changes:
+                events += 1
+                in_chunk.setdefault(path, set()).add(kind)
+            for path, kinds in in_chunk.items():
+                first_kinds.setdefault(path, kinds)
+        out: list[FileChange] = []
+        for path in sorted(first_kinds):
+            existed = path in self._known_files
+            # a path we never saw whose first event was not a creation existed all along
+            existed = existed or "added" not in first_kinds[path]
+            net: ChangeKind
+            if os.path.lexists(path):
+                net = "modified" if existed else "added"
+                self._known_files.add(path)
+            elif existed:
+                net = "deleted"
+                self._known_files.discard(path)
+            else:
+                continue  # created and gone again within the batch: a temp file
+            out.append(FileChange(Path(path), net))
+        return tuple(out), events
