@@ -15,12 +15,14 @@ from devbox.errors import DevboxError
 # Each module has ``register(subparsers)``. Keep their top level cheap: heavy
 # imports (textual, docker) happen inside the command's function.
 COMMAND_MODULES = (
+    "devbox.cli.cmd_mock",
     "devbox.cli.cmd_profile",
     "devbox.cli.cmd_traffic",
     "devbox.cli.cmd_replay",
     "devbox.cli.cmd_runtime",
     "devbox.cli.cmd_explain",
     "devbox.cli.cmd_record",
+    "devbox.cli.cmd_up",
 )
 
 

@@ -1,0 +1,396 @@
+"""All mocks of a profile, served from one background thread running one event loop.
+
+The calling thread (the engine, the CLI, a test) stays free: ``start`` returns
+the bound ports, every other method is safe to call from any thread and waits
+for the loop where it must. The loop also runs the housekeeping: the timeout
+sweep, the cheap mtime poll that hot-reloads changed recordings, and the
+periodic ``MockStats`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from devbox.core.profile import Profile
+from devbox.engine.events import Event, Log, MockStats, Problem
+from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
+from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
+
+T = TypeVar("T")
+
+STATS_INTERVAL_S = 0.5
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where installed (much faster sockets), else the standard loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockSpec]:
+    """One spec per HTTP dependency: recordings from the profile's layout, its redaction."""
+    if only:
+        for name in only:
+            profile.dependency(name)  # raises NotFoundError naming the known ones
+    return [
+        MockSpec(dependency=d, recordings=profile.recordings_dir(d.name), redact=profile.redact)
+        for d in profile.dependencies
+        if d.kind == "http" and (not only or d.name in only)
+    ]
+
+
+def env_name(dependency: str, env: str | None) -> str:
+    return env or dependency.upper().replace("-", "_") + "_URL"
+
+
+def url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class MockFleet:
+    """One mock server per dependency of a profile.
+
+    ``ports`` overrides the profile's ports per dependency name (0 or None: a
+    free port). ``on_event`` receives ``MockStats``, ``MockMiss``, ``Problem`` and
+    ``Log`` events from the mocks' thread.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int | None] | None = None,
+        only: Sequence[str] | None = None,
+        limits: Limits | None = None,
+        poll_interval_s: float = 1.0,
+        parser: str = "auto",
+    ) -> None:
+        profile_ports = {d.name: d.port for d in profile.dependencies}
+        merged = {**profile_ports, **(ports or {})}
+        self._setup(
+            specs_for(profile, only),
+            on_event=on_event,
+            host=host,
+            ports=merged,
+            limits=limits,
+            poll_interval_s=poll_interval_s,
+            parser=parser,
+        )
+
+    @classmethod
+    def from_specs(
+        cls,
+        specs: Sequence[MockSpec],
+        *,
+        on_event: Callable[[Event], None] | None = None,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int | None] | None = None,
+        limits: Limits | None = None,
+        poll_interval_s: float = 1.0,
+        parser: str = "auto",
+    ) -> MockFleet:
+        """A fleet without a profile: ``devbox mock --har`` and tests."""
+        fleet = cls.__new__(cls)
+        fleet._setup(
+            specs,
+            on_event=on_event,
+            host=host,
+            ports={**{s.dependency.name: s.dependency.port for s in specs}, **(ports or {})},
+            limits=limits,
+            poll_interval_s=poll_interval_s,
+            parser=parser,
+        )
+        return fleet
+
+    def _setup(
+        self,
+        specs: Sequence[MockSpec],
+        *,
+        on_event: Callable[[Event], None] | None,
+        host: str,
+        ports: Mapping[str, int | None],
+        limits: Limits | None,
+        poll_interval_s: float,
+        parser: str,
+    ) -> None:
+        self.host = host
+        self.on_event = on_event
+        self.poll_interval_s = poll_interval_s
+        self._ports = dict(ports)
+        self.servers: dict[str, MockServer] = {
+            s.dependency.name: MockServer(s, limits=limits, on_event=self._emit, parser=parser)
+            for s in specs
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._last_stats: dict[str, MockStats] = {}
+        self._started = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> dict[str, int]:
+        """Load the recordings, bind every mock; dependency name -> bound port.
+
+        Raises RecordingError for an unreadable recording, EngineError for a busy port.
+        """
+        if self._started:
+            return self.ports()
+        for server in self.servers.values():
+            server.load()
+        loop = new_event_loop()
+        self._loop = loop
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            try:
+                loop.run_forever()
+            finally:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.run_until_complete(loop.shutdown_default_executor())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="devbox-mocks", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        try:
+            self._run(self._start_all(), timeout=30)
+        except BaseException:
+            self._shutdown()
+            raise
+        self._started = True
+        return self.ports()
+
+    async def _start_all(self) -> None:
+        started: list[MockServer] = []
+        try:
+            for name, server in self.servers.items():
+                port = self._ports.get(name) or 0
+                try:
+                    await server.start(self.host, port)
+                except OSError as exc:
+                    raise EngineError(
+                        f"mock {name}: cannot listen on {self.host}:{port}: {exc.strerror or exc}",
+                        hint="another process uses this port: stop it, or give the "
+                        "dependency another port",
+                    ) from None
+                started.append(server)
+        except BaseException:
+            for s in started:
+                await s.close()
+            raise
+        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+        for server in self.servers.values():
+            stats = server.mock_stats()
+            self._last_stats[server.name] = stats
+            self._emit(stats)
+
+    async def _housekeep(self) -> None:
+        loop = asyncio.get_running_loop()
+        limits = [s.limits for s in self.servers.values()]
+        shortest = min(
+            (
+                min(lim.header_timeout_s, lim.request_timeout_s, lim.idle_timeout_s)
+                for lim in limits
+            ),
+            default=1.0,
+        )
+        sweep_every = max(0.05, min(STATS_INTERVAL_S, shortest / 4))
+        next_poll = next_stats = loop.time()
+        while True:
+            await asyncio.sleep(sweep_every)
+            now = loop.time()
+            for server in self.servers.values():
+                server.sweep(now)
+            if self.poll_interval_s > 0 and now >= next_poll:
+                next_poll = now + self.poll_interval_s
+                for server in self.servers.values():
+                    if server.changed_on_disk():
+                        await self._auto_reload(server)
+            if now >= next_stats:
+                next_stats = now + STATS_INTERVAL_S
+                self._emit_stats()
+
+    async def _auto_reload(self, server: MockServer) -> None:
+        try:
+            n = await server.reload()
+        except DevboxError as exc:
+            self._emit(
+                Problem(
+                    f"mock {server.name}: recordings changed but could not be reloaded "
+                    f"(still serving the previous ones): {exc.one_line()}",
+                    hint=exc.hint,
+                )
+            )
+            return
+        self._emit(Log("devbox", f"mock {server.name}: reloaded {n} recorded exchanges"))
+
+    def _emit_stats(self) -> None:
+        for server in self.servers.values():
+            stats = server.mock_stats()
+            prev = self._last_stats.get(server.name)
+            if prev is None or (prev.hits, prev.misses, prev.mode) != (
+                stats.hits,
+                stats.misses,
+                stats.mode,
+            ):
+                self._last_stats[server.name] = stats
+                self._emit(stats)
+
+    def stop(self) -> None:
+        """Close every mock and its connections; the thread ends. Safe to call twice."""
+        if self._loop is None:
+            return
+        if self._started:
+            with contextlib.suppress(Exception):
+                self._run(self._stop_all(), timeout=10)
+        self._shutdown()
+
+    async def _stop_all(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        await asyncio.gather(*(s.close() for s in self.servers.values()))
+        self._emit_stats()
+
+    def _shutdown(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = None
+        self._thread = None
+        self._started = False
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(10)
+
+    def __enter__(self) -> MockFleet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ queries and controls
+
+    def ports(self) -> dict[str, int]:
+        return {name: s.port for name, s in self.servers.items()}
+
+    def urls(self) -> dict[str, str]:
+        """Env var name (Dependency.env, else NAME_URL) -> the mock's base URL."""
+        host = url_host(self.host)
+        return {
+            env_name(name, s.spec.dependency.env): f"http://{host}:{s.port}"
+            for name, s in self.servers.items()
+        }
+
+    def exchanges(self) -> dict[str, int]:
+        """Dependency name -> recorded exchanges loaded."""
+        return {name: len(s.index) for name, s in self.servers.items()}
+
+    def reload(self) -> None:
+        """Re-read every mock's recordings now. Raises the first DevboxError (a broken
+        recording); mocks whose recordings are broken keep serving the previous ones."""
+        errors: list[DevboxError] = []
+        for server in self.servers.values():
+            try:
+                if self._loop is None:
+                    server.load()
+                else:
+                    self._run(server.reload(), timeout=300)
+            except DevboxError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def set_mode(self, dependency: str, mode: str) -> None:
+        """ "replay" (answer from recordings, fail on a miss), "passthrough" or "record"."""
+        server = self._server(dependency)
+        if mode not in (*MODES, "fail"):
+            raise UsageError(
+                f"unknown mock mode {mode!r}", hint="expected one of " + ", ".join(MODES)
+            )
+        server.set_mode(mode)
+        self._call(self._emit_stats)
+
+    def reset(self, dependency: str | None = None) -> None:
+        """Start recorded sequences (n-th call -> n-th response) and fault draws again."""
+        targets = [self._server(dependency)] if dependency else list(self.servers.values())
+        for s in targets:
+            self._call(s.reset)
+
+    def stats(self) -> list[MockStats]:
+        return [s.mock_stats() for s in self.servers.values()]
+
+    def misses(self, dependency: str | None = None) -> list[MissRecord]:
+        targets = [self._server(dependency)] if dependency else list(self.servers.values())
+        out: list[MissRecord] = []
+        for s in targets:
+            out.extend(self._call(lambda s=s: list(s.miss_log)))  # type: ignore[misc]
+        return sorted(out, key=lambda m: m.at)
+
+    def journal(self, dependency: str, after: int = 0, limit: int = 1000) -> dict[str, Any]:
+        server = self._server(dependency)
+        return self._call(lambda: server.journal_dict(after, limit))
+
+    def _server(self, name: str) -> MockServer:
+        server = self.servers.get(name)
+        if server is None:
+            raise NotFoundError(
+                f"no mock for dependency {name!r}",
+                hint="mocks: " + (", ".join(self.servers) or "none"),
+            )
+        return server
+
+    # ------------------------------------------------------------ threads
+
+    def _run(self, coro: Awaitable[T], timeout: float) -> T:
+        loop = self._loop
+        if loop is None:
+            raise EngineError("the mocks are not running")
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(_as_coro(coro), loop)
+        return fut.result(timeout)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the mocks' loop (or here, when not started) and return its result."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._thread:
+            return fn()
+
+        async def call() -> T:
+            return fn()
+
+        return self._run(call(), timeout=30)
+
+    def _emit(self, event: Event) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:
+            pass
+
+    def __iter__(self) -> Iterator[MockServer]:
+        return iter(self.servers.values())
+
+
+async def _as_coro(aw: Awaitable[T]) -> T:
+    return await aw

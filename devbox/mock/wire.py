@@ -1,0 +1,264 @@
+"""HTTP/1.1 bytes for the mock: recorded responses serialised once, small helpers.
+
+A recorded response is turned into its exact wire bytes when the recordings are
+loaded (``Prepared``), so answering a matched request is one ``transport.write``.
+Recorded bodies are stored decoded: if the recorded headers say the upstream
+sent gzip or deflate, the body is encoded again (deterministically, so the same
+recording always serves the same bytes) and served that way to clients that
+accept it; a client that does not, or an encoding we cannot produce (br, zstd),
+gets the identity body without the Content-Encoding header. Content-Length is
+always recomputed and hop-by-hop headers (Transfer-Encoding, Connection, ...)
+are never replayed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from http import HTTPStatus
+
+from devbox.core.model import Exchange, Headers, Response
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+    }
+)
+ENCODERS = ("gzip", "x-gzip", "deflate")
+
+
+def reason_phrase(status: int, reason: str = "") -> str:
+    if reason:
+        return reason
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _clean(text: str) -> bytes:
+    # a recording is user-editable text: never let it split a response
+    text = text.replace("\r", " ").replace("\n", " ")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def encode_body(body: bytes, encoding: str) -> bytes:
+    if encoding in ("gzip", "x-gzip"):
+        return gzip.compress(body, compresslevel=6, mtime=0)
+    if encoding == "deflate":
+        return zlib.compress(body)
+    return body
+
+
+def decode_body(body: bytes, encoding: str) -> bytes:
+    """Undo gzip/deflate as an upstream sent it; other encodings are left as they are."""
+    enc = encoding.strip().lower()
+    try:
+        if enc in ("gzip", "x-gzip"):
+            return gzip.decompress(body)
+        if enc == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
+    except (OSError, zlib.error, EOFError):
+        return body
+    return body
+
+
+def accepts(accept_encoding: str | None, encoding: str) -> bool:
+    """Whether an Accept-Encoding header value admits ``encoding`` (q=0 refuses)."""
+    if not accept_encoding:
+        return False
+    want = "gzip" if encoding == "x-gzip" else encoding
+    star = False
+    for item in accept_encoding.lower().split(","):
+        token, _, params = item.strip().partition(";")
+        token = token.strip()
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 1.0
+        if token in (want, "x-" + want):
+            return q > 0
+        if token == "*":
+            star = q > 0
+    return star
+
+
+def no_body_status(status: int) -> bool:
+    return status < 200 or status in (204, 304)
+
+
+def serialize(
+    status: int,
+    headers: Headers,
+    body: bytes,
+    *,
+    reason: str = "",
+    close: bool = False,
+    keep_alive_10: bool = False,
+    head: bool = False,
+    length: int | None = None,
+) -> bytes:
+    """One complete response. ``headers`` must not carry framing (see HOP_BY_HOP)."""
+    out = [f"HTTP/1.1 {status} {reason_phrase(status, reason)}\r\n".encode("latin-1", "replace")]
+    for k, v in headers:
+        out.append(_clean(k) + b": " + _clean(v) + b"\r\n")
+    if not no_body_status(status):
+        out.append(b"Content-Length: %d\r\n" % (len(body) if length is None else length))
+    if close:
+        out.append(b"Connection: close\r\n")
+    elif keep_alive_10:
+        out.append(b"Connection: keep-alive\r\n")
+    out.append(b"\r\n")
+    if not head and not no_body_status(status):
+        out.append(body)
+    return b"".join(out)
+
+
+class Prepared:
+    """A recorded response as bytes, built once per exchange."""
+
+    __slots__ = (
+        "_variants",
+        "body",
+        "encoding",
+        "exchange",
+        "headers",
+        "id",
+        "identity_headers",
+        "keepalive",
+        "reset",
+        "simple",
+        "status",
+        "wire_body",
+    )
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.id = exchange.id
+        resp: Response | None = exchange.response
+        self._variants: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        # a recorded network error (refused, reset, timeout) is replayed as a reset
+        self.reset = resp is None
+        if resp is None:
+            self.status = 0
+            self.headers: Headers = ()
+            self.identity_headers: Headers = ()
+            self.body = self.wire_body = b""
+            self.encoding = ""
+            self.keepalive = b""
+            self.simple = False
+            return
+        self.status = resp.status
+        kept = tuple((k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP)
+        enc = (resp.header("content-encoding") or "").strip().lower()
+        self.identity_headers = tuple((k, v) for k, v in kept if k.lower() != "content-encoding")
+        self.body = resp.body
+        if enc in ENCODERS and resp.body:
+            self.encoding = enc
+            self.headers = kept
+            self.wire_body = encode_body(resp.body, enc)
+        else:
+            # identity, or an encoding we cannot reproduce: serve the decoded body, honestly
+            self.encoding = ""
+            self.headers = self.identity_headers
+            self.wire_body = resp.body
+        self.keepalive = serialize(self.status, self.headers, self.wire_body, reason=resp.reason)
+        # the keep-alive bytes fit every HTTP/1.1 request but HEAD
+        self.simple = not self.encoding
+
+    def bytes_for(
+        self, accept_encoding: str | None, *, close: bool, keep_alive_10: bool, head: bool
+    ) -> bytes:
+        encoded = bool(self.encoding) and accepts(accept_encoding, self.encoding)
+        if not close and not keep_alive_10 and not head and (encoded or not self.encoding):
+            return self.keepalive
+        variant = (encoded, close, keep_alive_10, head)
+        data = self._variants.get(variant)
+        if data is None:
+            assert self.exchange.response is not None
+            headers = self.headers if encoded else self.identity_headers
+            body = self.wire_body if encoded else self.body
+            length = None
+            if head and not body:
+                # a recorded HEAD answer: its Content-Length is what GET would send
+                recorded = self.exchange.response.header("content-length")
+                length = int(recorded) if recorded and recorded.isdigit() else 0
+            data = serialize(
+                self.status,
+                headers,
+                body,
+                reason=self.exchange.response.reason,
+                close=close,
+                keep_alive_10=keep_alive_10,
+                head=head,
+                length=length,
+            )
+            self._variants[variant] = data
+        return data
+
+
+# ---------------------------------------------------------------- upstream responses
+
+
+class UpstreamProtocolError(Exception):
+    pass
+
+
+def parse_response_head(head: bytes) -> tuple[int, str, Headers]:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise UpstreamProtocolError(f"invalid status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise UpstreamProtocolError(f"invalid header line {line[:80]!r}")
+        headers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+    return status, reason, tuple(headers)
+
+
+def dechunk(data: bytes) -> tuple[bytes, int]:
+    """(body, bytes consumed) of a complete chunked body; raises if incomplete."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            raise UpstreamProtocolError("truncated chunked body")
+        size = int(data[pos:end].split(b";", 1)[0].strip() or b"0", 16)
+        pos = end + 2
+        if size == 0:
+            # trailers until an empty line
+            while True:
+                end = data.find(b"\r\n", pos)
+                if end < 0:
+                    raise UpstreamProtocolError("truncated chunked trailers")
+                line = data[pos:end]
+                pos = end + 2
+                if not line:
+                    return b"".join(out), pos
+        if pos + size + 2 > len(data):
+            raise UpstreamProtocolError("truncated chunked body")
+        out.append(data[pos : pos + size])
+        pos += size + 2
