@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_runtime",
     "devbox.cli.cmd_explain",
     "devbox.cli.cmd_record",
+    "devbox.cli.cmd_up",
 )
 
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# socketserver's default listen backlog is 5: a client opening 8 connections at once
+# gets SYNs dropped and retransmitted a second later
+ThreadingHTTPServer.request_queue_size = 128
 from urllib.parse import parse_qs, urlsplit
 
 PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:7201")
@@ -62,6 +67,12 @@ def price_lines(item: dict, qty: int) -> dict:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "orders/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without NODELAY, Nagle and the
+        # client's delayed ACK add 40 ms to every response
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, fmt: str, *args: object) -> None:
         print(f"{self.address_string()} {fmt % args}", flush=True)

@@ -14,6 +14,10 @@ import json
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# socketserver's default listen backlog is 5: a client opening 8 connections at once
+# gets SYNs dropped and retransmitted a second later
+ThreadingHTTPServer.request_queue_size = 128
 from urllib.parse import urlsplit
 
 ITEMS = [

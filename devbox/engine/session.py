@@ -1,0 +1,592 @@
+"""The engine: one sandbox session of a profile, driven by the CLI and by the dashboard.
+
+Theory of operation
+-------------------
+``start()`` brings the sandbox up on the caller's thread: reap orphans of dead
+sessions, start the mocks, pick and prepare the runtime, start the service with
+the mocks' URLs in its environment, wait until it is ready, and run iteration 0
+(a replay of the recorded inbound traffic). Then the edit loop runs on the
+engine's own thread and event loop until ``stop()``:
+
+    watcher batch ─► plan ─► apply (sync+restart | rebuild | reload) ─► ready
+                 ─► replay ─► diff ─► IterationFinished (with the trend)
+
+Iterations are strictly one at a time. A newer batch *cancels* the iteration in
+flight: its replay stops sending, its result is dropped (reported as cancelled),
+and the paths it had not yet applied are planned again together with the new
+ones, so the next result always describes the code now on disk. Blocking work
+(Docker, builds, process restarts) runs in worker threads under ``_rt_lock``,
+so a cancelled iteration's half-done restart finishes before the next one starts.
+
+Everything the engine learns is an event (``devbox.engine.events``); the views
+subscribe. The engine never prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from devbox.core.model import Exchange, Request, Response
+from devbox.core.plan import FileChange, Plan, plan_changes
+from devbox.core.profile import Profile, load_profile
+from devbox.core.redact import Redactor
+from devbox.engine.driver import (
+    MOCK_MODES,
+    add_ignore_rule,
+    find_exchange,
+    replace_recorded_response,
+)
+from devbox.engine.events import (
+    Event,
+    IterationFinished,
+    IterationStarted,
+    Log,
+    Problem,
+    ReplayResult,
+    StageTimed,
+)
+from devbox.errors import DevboxError, EngineError, NotFoundError
+from devbox.mock import MockFleet
+from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
+from devbox.runtime import Runtime, reap_orphans, select_runtime
+from devbox.store import load_dir
+
+Subscriber = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    runtime: str = "auto"  # auto | docker | process
+    watch: bool = True
+    # compare the service's calls to its dependencies with the recorded ones; it
+    # serialises the replay (one request in flight), so it is off in the edit loop
+    check_outbound: bool = False
+    replay_options: ReplayOptions = field(default_factory=ReplayOptions)
+    session: str | None = None
+
+
+@dataclass(slots=True)
+class _Job:
+    """One requested iteration: file changes to apply, or an explicit action."""
+
+    action: str  # "batch" | "replay" | "restart" | "rebuild"
+    changes: list[FileChange] = field(default_factory=list)
+    first_event_at: float = field(default_factory=time.monotonic)
+
+
+class Engine:
+    """Implements ``devbox.engine.driver.EngineDriver``."""
+
+    def __init__(self, profile: Profile, options: EngineOptions | None = None) -> None:
+        self._profile = profile
+        self.options = options or EngineOptions()
+        self._subscribers: list[Subscriber] = []
+        self._fleet: MockFleet | None = None
+        self._runtime: Runtime | None = None
+        self.runtime_reason = ""
+        self._rt_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._current_cancel: asyncio.Event | None = None
+        self._unapplied: list[FileChange] = []
+        self._stopping = threading.Event()
+        self._stopped = False
+        self._watching = self.options.watch
+        self.iteration = -1
+        self.last_report: ReplayReport | None = None
+        self.last_finished: IterationFinished | None = None
+        self._iteration_done = threading.Condition()
+        self._redactor = Redactor(profile.redact)
+        self._inbound: list[Exchange] = []
+        self._outbound: list[Exchange] = []
+        self.watch_info: str = ""
+
+    # ------------------------------------------------------------ driver surface
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    @property
+    def watching(self) -> bool:
+        return self._watching
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self._runtime
+
+    @property
+    def fleet(self) -> MockFleet | None:
+        return self._fleet
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    def emit(self, event: Event) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception as exc:  # a broken view must not stop the sandbox
+                if not isinstance(event, Log):
+                    self._log(f"a view failed on {type(event).__name__}: {exc}", "warning")
+
+    def _log(self, text: str, level: str = "info") -> None:
+        self.emit(Log(source="devbox", text=text, level=level))
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Bring the sandbox up and run iteration 0; the loop then runs in the background."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        p = self._profile
+        for what in reap_orphans(p.name, root=p.root):
+            self._log(f"removed a leftover of a dead session: {what}")
+        self._check_stopping()
+        self._load_recordings()
+        fleet = MockFleet(p, on_event=self.emit)
+        ports = fleet.start()
+        self._fleet = fleet
+        for name, port in ports.items():
+            self._log(f"mock {name} on 127.0.0.1:{port} ({fleet.exchanges()[name]} recorded)")
+        self._check_stopping()
+        runtime, why = select_runtime(
+            p, self.options.runtime, on_event=self.emit, session=self.options.session
+        )
+        self._runtime = runtime
+        self.runtime_reason = why
+        self._log(f"runtime: {runtime.kind} ({why})")
+        with self._rt_lock:
+            runtime.prepare()
+            self._check_stopping()
+            runtime.start(fleet.urls())
+            runtime.wait_ready()
+        self._check_stopping()
+        self._start_loop()
+        self._submit(_Job("replay"), wait=True)
+
+    def _check_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise EngineError("stopped while starting")
+
+    def stop(self) -> None:
+        """Tear everything down. Idempotent; safe from any thread and from a signal."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._cancel_all)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        # a blocking runtime call in a worker thread finishes before we tear it down
+        acquired = self._rt_lock.acquire(timeout=30)
+        try:
+            if self._runtime is not None:
+                try:
+                    self._runtime.stop()
+                except DevboxError as exc:
+                    self.emit(Problem(exc.message, exc.hint))
+        finally:
+            if acquired:
+                self._rt_lock.release()
+        if self._fleet is not None:
+            self._fleet.stop()
+        with self._iteration_done:
+            self._iteration_done.notify_all()
+
+    def _cancel_all(self) -> None:
+        for task in asyncio.all_tasks():
+            task.cancel()
+
+    # ------------------------------------------------------------ the loop thread
+
+    def _start_loop(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            self._queue = asyncio.Queue()
+            ready.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(self._main())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="devbox-engine", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    async def _main(self) -> None:
+        tasks = [asyncio.create_task(self._runner())]
+        if self.options.watch:
+            tasks.append(asyncio.create_task(self._watch()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    def _submit(self, job: _Job, wait: bool = False) -> None:
+        """Queue an iteration from any thread; with ``wait``, block until one finishes."""
+        loop = self._loop
+        if loop is None or self._stopping.is_set():
+            raise EngineError("the sandbox is not running")
+        with self._iteration_done:
+            before = self.last_finished
+        loop.call_soon_threadsafe(self._enqueue, job)
+        if wait:
+            with self._iteration_done:
+                while self.last_finished is before and not self._stopping.is_set():
+                    self._iteration_done.wait(timeout=0.5)
+
+    def _enqueue(self, job: _Job) -> None:
+        assert self._queue is not None
+        # a newer request supersedes the iteration in flight
+        if self._current is not None and not self._current.done():
+            if self._current_cancel is not None:
+                self._current_cancel.set()
+            self._current.cancel()
+        self._queue.put_nowait(job)
+
+    async def _watch(self) -> None:
+        from devbox.watch import Watcher
+
+        try:
+            async with Watcher.for_profile(
+                self._profile, on_notice=lambda s: self._log(s, "warning")
+            ) as watcher:
+                info = watcher.armed_info
+                if info is not None:
+                    self.watch_info = info.summary()
+                    self._log(f"watching: {self.watch_info}")
+                async for batch in watcher:
+                    if not self._watching:
+                        continue
+                    job = _Job("batch", list(batch.changes), batch.first_event_at)
+                    self._enqueue(job)
+        except DevboxError as exc:
+            self.emit(Problem(f"file watching stopped: {exc.message}", exc.hint))
+
+    async def _runner(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            # coalesce everything queued meanwhile into one iteration on the newest state
+            while not self._queue.empty():
+                job = _merge(job, self._queue.get_nowait())
+            if self._unapplied:
+                job = _merge(_Job("batch", self._unapplied, job.first_event_at), job)
+                self._unapplied = []
+            self._current_cancel = asyncio.Event()
+            self._current = asyncio.create_task(self._iterate(job, self._current_cancel))
+            try:
+                await self._current
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    raise
+            except DevboxError as exc:
+                self.emit(Problem(exc.message, exc.hint, getattr(exc, "logs", ())))
+                self._finish_failed(job)
+
+    def _finish_failed(self, job: _Job) -> None:
+        ev = IterationFinished(self.iteration, job.action, 0, 0, 0)
+        self._finished(ev)
+
+    def _finished(self, ev: IterationFinished) -> None:
+        self.emit(ev)
+        with self._iteration_done:
+            self.last_finished = ev
+            self._iteration_done.notify_all()
+
+    # ------------------------------------------------------------ one iteration
+
+    async def _iterate(self, job: _Job, cancel: asyncio.Event) -> None:
+        self.iteration += 1
+        n = self.iteration
+        t0 = job.first_event_at
+        stages: list[tuple[str, float]] = []
+
+        def stage(name: str) -> None:
+            ms = (time.monotonic() - t0) * 1000
+            stages.append((name, ms))
+            self.emit(StageTimed(n, name, ms))
+
+        plan = self._plan(job)
+        action = plan.action if job.action == "batch" else job.action
+        changed = plan.changed if job.action == "batch" else ()
+        if job.action == "batch" and action == "nothing":
+            self.iteration -= 1  # nothing to do is not an iteration
+            return
+        self.emit(IterationStarted(n, changed, action, plan.reason if job.action == "batch" else ""))
+        stage("event")
+        pending = list(job.changes)
+        self._unapplied = pending
+        try:
+            await self._apply(action, plan)
+        except asyncio.CancelledError:
+            self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
+            raise
+        self._unapplied = []
+        stage("applied")
+        if action in ("sync+restart", "rebuild", "restart", "reload-profile"):
+            await self._blocking(self._wait_ready)
+            stage("ready")
+        results: list[RequestResult] = []
+        try:
+            report = await self._replay(n, cancel, results)
+        except asyncio.CancelledError:
+            self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
+            raise
+        stage("replayed")
+        if report.cancelled:
+            self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
+            return
+        trend = report.trend(self.last_report)
+        self.last_report = report
+        stage("diffed")
+        labels = trend.labels
+        self._finished(
+            IterationFinished(
+                iteration=n,
+                action=action,
+                passed=report.passed,
+                failed=report.failed,
+                errors=report.errors,
+                newly_failing=tuple(labels.get(k, k) for k in trend.newly_failing),
+                newly_passing=tuple(labels.get(k, k) for k in trend.newly_passing),
+                still_failing=tuple(labels.get(k, k) for k in trend.still_failing),
+                stages=tuple(stages),
+                report=report,
+            )
+        )
+
+    def _plan(self, job: _Job) -> Plan:
+        if not job.changes:
+            return Plan(action="nothing", steps=(), reason="")
+        from devbox.watch import read_dockerignore
+
+        return plan_changes(
+            self._profile, job.changes, dockerignore=read_dockerignore(self._profile)
+        )
+
+    async def _blocking(self, fn: Callable[[], Any]) -> Any:
+        def locked() -> Any:
+            with self._rt_lock:
+                if self._stopping.is_set():
+                    raise EngineError("the sandbox is stopping")
+                return fn()
+
+        return await asyncio.to_thread(locked)
+
+    def _wait_ready(self) -> float:
+        assert self._runtime is not None
+        return self._runtime.wait_ready()
+
+    async def _apply(self, action: str, plan: Plan) -> None:
+        rt = self._runtime
+        assert rt is not None
+        if plan.needs("reload-profile") or action == "reload-profile":
+            await self._reload_profile()
+            return
+        if action == "rebuild":
+            await self._blocking(rt.rebuild)
+        elif action in ("sync+restart", "restart"):
+            paths = plan.sync_paths
+            if paths:
+                await self._blocking(lambda: rt.sync(paths))
+            await self._blocking(rt.restart)
+        if plan.needs("reload-mocks") or action == "reload-mocks":
+            await self._blocking(self._reload_recordings)
+
+    def _reload_recordings(self) -> None:
+        self._load_recordings()
+        if self._fleet is not None:
+            self._fleet.reload()
+
+    def _load_recordings(self) -> None:
+        p = self._profile
+        self._inbound = load_dir(p.inbound_dir)
+        outbound: list[Exchange] = []
+        for d in p.dependencies:
+            outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
+        self._outbound = outbound
+
+    async def _reload_profile(self) -> None:
+        """Re-read the profile; recreate only what changed. An invalid edit keeps the old one."""
+        try:
+            new = load_profile(self._profile.path)
+        except DevboxError as exc:
+            self.emit(Problem(f"profile not reloaded: {exc.one_line()}", exc.hint))
+            return
+        old = self._profile
+        self._profile = new
+        self._redactor = Redactor(new.redact)
+        if new.dependencies != old.dependencies or new.mocks != old.mocks:
+            await self._blocking(self._restart_mocks)
+        if new.service != old.service:
+            await self._blocking(self._recreate_runtime)
+        self._log("profile reloaded")
+
+    def _restart_mocks(self) -> None:
+        if self._fleet is not None:
+            self._fleet.stop()
+        fleet = MockFleet(self._profile, on_event=self.emit)
+        fleet.start()
+        self._fleet = fleet
+        self._load_recordings()
+
+    def _recreate_runtime(self) -> None:
+        assert self._fleet is not None
+        if self._runtime is not None:
+            self._runtime.stop()
+        runtime, why = select_runtime(
+            self._profile, self.options.runtime, on_event=self.emit, session=self.options.session
+        )
+        self._runtime, self.runtime_reason = runtime, why
+        runtime.prepare()
+        runtime.start(self._fleet.urls())
+
+    async def _replay(
+        self, n: int, cancel: asyncio.Event, results: list[RequestResult]
+    ) -> ReplayReport:
+        rt = self._runtime
+        assert rt is not None and self._fleet is not None
+        target = f"http://127.0.0.1:{rt.port}"
+
+        def on_result(r: RequestResult) -> None:
+            results.append(r)
+            self.emit(
+                ReplayResult(
+                    iteration=n,
+                    index=r.index,
+                    method=r.method,
+                    target=r.target,
+                    status=r.status,
+                    verdict=r.verdict,
+                    latency_ms=r.latency_ms,
+                    differences=tuple(d.describe() for d in r.differences)
+                    or ((r.error,) if r.error else ()),
+                    exchange_id=r.exchange_id,
+                )
+            )
+
+        # every replay starts the recorded sequences (n-th call, n-th response) afresh
+        await asyncio.to_thread(self._fleet.reset)
+        journals: dict[str, str] = {}
+        rules = {}
+        if self.options.check_outbound:
+            ports = self._fleet.ports()
+            journals = {d: f"http://127.0.0.1:{port}" for d, port in ports.items()}
+            rules = {d.name: d.match for d in self._profile.dependencies}
+        options = replace(
+            self.options.replay_options,
+            outbound_rules=rules,
+            normalize_outbound=self._normalize_outbound if journals else None,
+        )
+        return await run_replay(
+            self._inbound,
+            target,
+            self._profile.replay,
+            options=options,
+            on_result=on_result,
+            outbound=self._outbound if journals else (),
+            journals=journals,
+            cancel=cancel,
+        )
+
+    def _normalize_outbound(self, dependency: str, req: Request) -> Request:
+        return self._redactor.request(req)
+
+    # ------------------------------------------------------------ actions from views
+
+    def replay_now(self) -> None:
+        self._submit(_Job("replay"), wait=True)
+
+    def restart(self) -> None:
+        self._submit(_Job("restart"), wait=True)
+
+    def rebuild(self) -> None:
+        self._submit(_Job("rebuild"), wait=True)
+
+    def set_watching(self, on: bool) -> None:
+        self._watching = on
+        self._log("watching resumed" if on else "watching paused")
+
+    def set_mock_mode(self, dependency: str, mode: str) -> None:
+        if self._fleet is None:
+            raise EngineError("the mocks are not running")
+        if mode not in MOCK_MODES:
+            from devbox.errors import UsageError
+
+            raise UsageError(f"unknown mock mode {mode!r}", hint="one of " + ", ".join(MOCK_MODES))
+        self._profile.dependency(dependency)  # NotFoundError for an unknown name
+        self._fleet.set_mode(dependency, mode)
+        self._log(f"mock {dependency}: mode {mode}")
+
+    def mark_noise(self, rule: str) -> None:
+        if add_ignore_rule(self._profile.path, rule):
+            self._log(f"noise rule {rule!r} added to {self._profile.path}")
+        self._profile = load_profile(self._profile.path)
+
+    def accept_response(self, exchange_id: str, response: Response) -> None:
+        path = self.recording_path(exchange_id)
+        if path is None:
+            raise NotFoundError(f"no recorded inbound exchange {exchange_id!r}")
+        replace_recorded_response(path, exchange_id, self._redactor.response(response))
+        self._load_recordings()
+        self._log(f"accepted the new response of {exchange_id} into {path}")
+
+    def recording_path(self, exchange_id: str) -> Path | None:
+        found = find_exchange(self._profile.inbound_dir, exchange_id)
+        return found[0] if found else None
+
+    # ------------------------------------------------------------ waiting (headless)
+
+    def wait_iteration(self, after: int, timeout: float | None = None) -> IterationFinished | None:
+        """Block until an iteration numbered > ``after`` finishes (or stop / timeout)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._iteration_done:
+            while True:
+                ev = self.last_finished
+                if ev is not None and ev.iteration > after and not ev.cancelled:
+                    return ev
+                if self._stopping.is_set():
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._iteration_done.wait(timeout=0.5 if left is None else min(left, 0.5))
+
+
+def _merge(a: _Job, b: _Job) -> _Job:
+    """Two requests as one: the union of their changes, the stronger explicit action."""
+    rank = {"replay": 0, "batch": 1, "restart": 2, "rebuild": 3}
+    changes = _union(a.changes, b.changes)
+    action = a.action if rank[a.action] >= rank[b.action] else b.action
+    if action == "replay" and changes:
+        action = "batch"
+    return _Job(action, changes, min(a.first_event_at, b.first_event_at))
+
+
+def _union(a: Iterable[FileChange], b: Iterable[FileChange]) -> list[FileChange]:
+    out: dict[Path, FileChange] = {}
+    for c in (*a, *b):
+        out[c.path] = c  # the newest kind wins (deleted after modified, ...)
+    return list(out.values())
