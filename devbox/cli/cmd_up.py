@@ -162,7 +162,8 @@ def _run_headless(engine: Engine, args: argparse.Namespace, *, json_lines: bool)
     _install_signals()
     try:
         engine.start()
-        output.info(f"runtime: {engine.runtime.kind if engine.runtime else '?'} ({engine.runtime_reason})")
+        kind = engine.runtime.kind if engine.runtime else "?"
+        output.info(f"runtime: {kind} ({engine.runtime_reason})")
         if args.once:
             return _finish_once(engine, args)
         output.info(

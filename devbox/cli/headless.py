@@ -170,7 +170,8 @@ class HeadlessPrinter:
             ("still failing", ev.still_failing, "yellow"),
         ):
             if items:
-                shown = ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                shown = ", ".join(items[:5]) + more
                 c.print(f"  [{colour}]{label}[/{colour}]: {escape(shown)}")
         report = ev.report
         if report is not None and not self.quiet:

@@ -334,7 +334,8 @@ class Engine:
         if job.action == "batch" and action == "nothing":
             self.iteration -= 1  # nothing to do is not an iteration
             return
-        self.emit(IterationStarted(n, changed, action, plan.reason if job.action == "batch" else ""))
+        reason = plan.reason if job.action == "batch" else ""
+        self.emit(IterationStarted(n, changed, action, reason))
         stage("event")
         pending = list(job.changes)
         self._unapplied = pending

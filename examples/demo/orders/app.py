@@ -14,11 +14,11 @@ import urllib.error
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 # socketserver's default listen backlog is 5: a client opening 8 connections at once
 # gets SYNs dropped and retransmitted a second later
 ThreadingHTTPServer.request_queue_size = 128
-from urllib.parse import parse_qs, urlsplit
 
 PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:7201")
 INVENTORY_URL = os.environ.get("INVENTORY_URL", "http://127.0.0.1:7202")

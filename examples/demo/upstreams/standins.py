@@ -14,11 +14,11 @@ import json
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 # socketserver's default listen backlog is 5: a client opening 8 connections at once
 # gets SYNs dropped and retransmitted a second later
 ThreadingHTTPServer.request_queue_size = 128
-from urllib.parse import urlsplit
 
 ITEMS = [
     {"sku": "KB-101", "name": "Mechanical keyboard", "price": 89.0, "stock": 14},
@@ -31,7 +31,8 @@ BY_SKU = {i["sku"]: i for i in ITEMS}
 
 
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+    millis = int(time.time() * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{millis:03d}Z"
 
 
 class Base(BaseHTTPRequestHandler):
