@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_mock",
     "devbox.cli.cmd_profile",
     "devbox.cli.cmd_traffic",
+    "devbox.cli.cmd_import",
     "devbox.cli.cmd_replay",
     "devbox.cli.cmd_runtime",
     "devbox.cli.cmd_explain",

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import orjson
+
 from devbox import __version__
 from devbox.core.model import Direction, Exchange, Headers, Request, Response, Timing, parse_query
 from devbox.errors import RecordingError
@@ -72,6 +74,19 @@ class _Entry:
 
     def error(self, field: str, message: str) -> RecordingError:
         return RecordingError(message, file=self.filename, field=f"{self.base}.{field}")
+
+
+def parse_har(data: bytes, filename: str = "<har>") -> dict[str, Any]:
+    """HAR file bytes -> the document; invalid JSON is an error naming the line."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        pos = getattr(exc, "pos", None)
+        line = data[:pos].count(b"\n") + 1 if isinstance(pos, int) else None
+        raise RecordingError(f"invalid JSON: {exc.msg}", file=filename, line=line) from None
+    if not isinstance(doc, dict):
+        raise RecordingError("not a HAR file: expected a JSON object", file=filename, line=1)
+    return doc
 
 
 def har_to_exchanges(
@@ -524,4 +539,5 @@ __all__ = [
     "exchanges_to_har",
     "har_to_exchanges",
     "normalize_http_version",
+    "parse_har",
 ]

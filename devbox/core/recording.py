@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -287,9 +288,16 @@ def header_to_text(h: RecordingHeader) -> bytes:
     return orjson.dumps(d, option=orjson.OPT_INDENT_2) + b"\n"
 
 
+# a [name, value] pair as orjson indents it (four lines), collapsed to one line; the
+# tokens are whole JSON strings, so only whitespace between tokens changes
+_PAIR = re.compile(rb'\[\n\s+("(?:[^"\\\n]|\\.)*"),\n\s+("(?:[^"\\\n]|\\.)*")\n\s+\]')
+
+
 def exchange_to_text(ex: Exchange) -> bytes:
-    """One exchange as an appendable chunk: pretty JSON, ``}`` at column 0, newline."""
-    return orjson.dumps(exchange_to_dict(ex), option=orjson.OPT_INDENT_2) + b"\n"
+    """One exchange as an appendable chunk: pretty JSON with one header per line, ``}`` at
+    column 0, newline."""
+    text = orjson.dumps(exchange_to_dict(ex), option=orjson.OPT_INDENT_2)
+    return _PAIR.sub(rb"[\1, \2]", text) + b"\n"
 
 
 def encode(header: RecordingHeader, exchanges: Iterable[Exchange]) -> bytes:
