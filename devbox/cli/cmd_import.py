@@ -219,7 +219,7 @@ def run_import(args: argparse.Namespace) -> int:
     if missing:
         notes.append(f"{missing} whose body the HAR did not keep")
     con.print(
-        f"[green]imported[/green] {len(redacted)} exchanges from {har_path} into "
+        f"[green]imported[/green] {_plural(len(redacted), 'exchange')} from {har_path} into "
         f"[bold]{target}[/bold]" + (f" ({'; '.join(notes)})" if notes else "")
     )
     if len(hosts) > 1 and not args.host:
@@ -235,6 +235,10 @@ def run_import(args: argparse.Namespace) -> int:
     else:
         con.print("redacted: nothing matched the redaction rules")
     return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _redact_all(redactor: Any, exchanges: list[Exchange]) -> list[Exchange]:
@@ -300,6 +304,7 @@ def run_export(args: argparse.Namespace) -> int:
         output.print_json(summary)
     else:
         output.console().print(
-            f"[green]exported[/green] {len(exchanges)} exchanges to [bold]{target}[/bold]"
+            f"[green]exported[/green] {_plural(len(exchanges), 'exchange')} "
+            f"to [bold]{target}[/bold]"
         )
     return 0

@@ -28,7 +28,8 @@ def console() -> Console:
 def err_console() -> Console:
     global _err_console
     if _err_console is None:
-        _err_console = Console(stderr=True, highlight=False)
+        # soft_wrap: an error stays one line (file:line: field: message) at any width
+        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     return _err_console
 
 
