@@ -101,3 +101,27 @@ def demo_upstreams() -> Iterator[dict[str, int]]:
 @pytest.fixture
 def root() -> Path:
     return ROOT
+
+
+def make_demo_project(dest: Path) -> Path:
+    """A private copy of the demo (profile, service, recordings) on free ports.
+
+    Tests that edit the service's code or run the sandbox do it here, never in the
+    repository, so parallel tests and the developer's tree are left alone."""
+    import re as _re
+
+    shutil.copytree(ROOT / "examples" / "demo", dest / "examples" / "demo")
+    shutil.copytree(ROOT / "mocks" / "demo", dest / "mocks" / "demo")
+    (dest / "profiles").mkdir(parents=True)
+    text = (ROOT / "profiles" / "demo.toml").read_text()
+    ports = {"7080": free_port(), "7101": free_port(), "7102": free_port()}
+    for old, new in ports.items():
+        text = _re.sub(rf"\bport = {old}\b", f"port = {new}", text)
+    (dest / "profiles" / "demo.toml").write_text(text)
+    return dest / "profiles" / "demo.toml"
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Path:
+    """Path of profiles/demo.toml inside a private copy of the demo."""
+    return make_demo_project(tmp_path / "project")

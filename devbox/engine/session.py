@@ -244,22 +244,21 @@ class Engine:
                 t.cancel()
 
     def _submit(self, job: _Job, wait: bool = False) -> None:
-        """Queue an iteration from any thread; with ``wait``, block until one finishes."""
+        """Queue an iteration from any thread; with ``wait``, block until it has a result."""
         loop = self._loop
         if loop is None or self._stopping.is_set():
             raise EngineError("the sandbox is not running")
-        with self._iteration_done:
-            before = self.last_finished
+        # the job runs after whatever is in flight now, so its number is higher
+        after = self.iteration
         loop.call_soon_threadsafe(self._enqueue, job)
         if wait:
-            with self._iteration_done:
-                while self.last_finished is before and not self._stopping.is_set():
-                    self._iteration_done.wait(timeout=0.5)
+            self.wait_iteration(after)
 
     def _enqueue(self, job: _Job) -> None:
         assert self._queue is not None
-        # a newer request supersedes the iteration in flight
-        if self._current is not None and not self._current.done():
+        # a file change supersedes the iteration in flight (its result would describe
+        # code that is no longer on disk); an explicit request waits its turn
+        if job.action == "batch" and self._current is not None and not self._current.done():
             if self._current_cancel is not None:
                 self._current_cancel.set()
             self._current.cancel()
