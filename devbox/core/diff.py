@@ -313,12 +313,21 @@ def _walk(a: Any, b: Any, path: Path, rules: DiffRules, out: list[Difference]) -
         out.append(Difference("body", format_path(path), "changed", short(a), short(b)))
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _deep_equal(a: Any, b: Any) -> bool:
-    if type(a) is bool or type(b) is bool:
-        return type(a) is type(b) and a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
+    ta = type(a)
+    if ta is type(b) and ta in _SCALARS:
+        return bool(a == b)
+    if ta is bool or type(b) is bool:
+        return False  # True == 1 in Python, never in JSON
+    if isinstance(a, dict | list) and type(a) is type(b):
+        # the same JSON text is the same value; C-speed for the common equal case
+        if orjson.dumps(a) == orjson.dumps(b):
+            return True
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
         return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b, strict=True))
     return json_type(a) == json_type(b) and bool(a == b)
 
