@@ -99,6 +99,8 @@ def test_build_run_sync_restart_rebuild_stop(project: Path, docker_api: Any,
         rt.wait_ready()
         assert get_json(rt.port, "/quote?sku=KB-101&qty=1")[1]["tax"] == 44.5
         assert (rt.image_id, rt.container_id) == (image, cid)
+        # as root beside the engine, files go straight into the container's mounted root
+        assert rt.last_sync_path == ("rootfs" if os.geteuid() == 0 else "put_archive")
         ex = docker_api.exec_create(cid, ["cat", "/app/lib/extra.py"])
         assert docker_api.exec_start(ex["Id"]) == b"X = 1\n"
         helper.unlink()
@@ -128,6 +130,47 @@ def test_build_run_sync_restart_rebuild_stop(project: Path, docker_api: Any,
         rt.stop()
     assert containers(docker_api, profile.root) == []
     assert events.of(ServiceState)[-1].state == "stopped"
+
+
+def test_engine_copy_fallback_and_symlinks_in_the_container(
+    project: Path, docker_api: Any, monkeypatch: pytest.MonkeyPatch,
+    demo_upstreams: dict[str, int],
+) -> None:
+    profile = load_profile(project)
+    rt = DockerRuntime(profile, session="d6")
+    try:
+        rt.start({})
+        rt.wait_ready()
+        # a symlink inside the container pointing at an absolute path: the fast path must not
+        # follow it on the host; the engine's copy resolves it inside the container
+        ex = docker_api.exec_create(rt.container_id, ["ln", "-s", "/tmp", "/app/linked"])
+        docker_api.exec_start(ex["Id"])
+        name = f"devbox-probe-{os.getpid()}.txt"
+        target = profile.root / "examples/demo/orders/linked" / name
+        target.parent.mkdir()
+        target.write_text("inside\n")
+        rt.sync([target])
+        assert rt.last_sync_path == "put_archive"
+        assert not (Path("/tmp") / name).exists()  # the host's /tmp was not touched
+        ex = docker_api.exec_create(rt.container_id, ["cat", f"/tmp/{name}"])
+        assert docker_api.exec_start(ex["Id"]) == b"inside\n"
+        # DEVBOX_SYNC=archive forces the engine's copy everywhere
+        monkeypatch.setenv("DEVBOX_SYNC", "archive")
+        rt2 = DockerRuntime(profile, session="d7", port=free_port())
+        try:
+            rt2.start(upstream_env(demo_upstreams))
+            rt2.wait_ready()
+            app = profile.root / "examples/demo/orders/app.py"
+            edit_tax(app, "0.25")
+            rt2.sync([app])
+            assert rt2.last_sync_path == "put_archive"
+            rt2.restart()
+            rt2.wait_ready()
+            assert get_json(rt2.port, "/quote?sku=CB-404&qty=1")[1]["tax"] == 2.5
+        finally:
+            rt2.stop()
+    finally:
+        rt.stop()
 
 
 def test_config_change_recreates_the_container(project: Path, docker_api: Any) -> None:

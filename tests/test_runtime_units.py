@@ -271,3 +271,45 @@ def test_process_children_die_with_their_parent(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+# ---------------------------------------------------------------- fast sync into a rootfs
+
+
+def test_rootfs_sync_writes_atomically_and_refuses_symlinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import PurePosixPath
+
+    from devbox.runtime import rootfs_sync
+
+    merged = tmp_path / "merged"
+    (merged / "app").mkdir(parents=True)
+    outside = tmp_path / "host-etc"
+    outside.mkdir()
+    (merged / "app" / "evil").symlink_to(outside)  # an absolute link inside a container
+    src = tmp_path / "app.py"
+    src.write_text("print('v2')\n")
+    os.chmod(src, 0o640)
+    monkeypatch.setattr(rootfs_sync.os.path, "ismount", lambda p: True)
+    if os.geteuid() != 0:
+        monkeypatch.setattr(rootfs_sync.os, "chown", lambda *a: None)
+
+    rootfs_sync.write_files(merged, [(src, PurePosixPath("/app/app.py")),
+                                     (src, PurePosixPath("/app/new/dir/m.py"))], [])
+    assert (merged / "app/app.py").read_text() == "print('v2')\n"
+    assert (merged / "app/app.py").stat().st_mode & 0o777 == 0o640
+    assert (merged / "app/new/dir/m.py").exists()
+    assert not list(merged.rglob("*.devbox-sync"))
+    rootfs_sync.write_files(merged, [], [PurePosixPath("/app/new"), PurePosixPath("/app/none")])
+    assert not (merged / "app/new").exists()
+
+    with pytest.raises(rootfs_sync.UnsafeTarget):
+        rootfs_sync.write_files(merged, [(src, PurePosixPath("/app/evil/x.py"))], [])
+    with pytest.raises(rootfs_sync.UnsafeTarget):
+        rootfs_sync.write_files(merged, [(src, PurePosixPath("/app/evil"))], [])
+    assert list(outside.iterdir()) == []
+
+    monkeypatch.setattr(rootfs_sync.os.path, "ismount", lambda p: False)
+    with pytest.raises(rootfs_sync.UnsafeTarget, match="not mounted"):
+        rootfs_sync.write_files(merged, [(src, PurePosixPath("/app/app.py"))], [])

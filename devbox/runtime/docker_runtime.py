@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import os
 import re
 import tarfile
 import threading
@@ -58,6 +59,7 @@ from devbox.runtime.ownership import (
 )
 from devbox.runtime.process_runtime import port_busy_error, port_in_use
 from devbox.runtime.readiness import wait_until_ready
+from devbox.runtime.rootfs_sync import UnsafeTarget, write_files
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _LOOPBACK_URL_RE = re.compile(r"^(\w+://)(?:127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)")
@@ -136,6 +138,10 @@ class DockerRuntime(RuntimeBase):
         self._env: dict[str, str] = {}
         self._lock = threading.RLock()
         self._follower: _LogFollower | None = None
+        # sync writes into the container's mounted root when it can (see rootfs_sync.py)
+        self.fast_sync = os.environ.get("DEVBOX_SYNC", "") != "archive"
+        self._merged: Path | None = None
+        self.last_sync_path = ""
 
     # ------------------------------------------------------------------ protocol
 
@@ -184,31 +190,68 @@ class DockerRuntime(RuntimeBase):
     def sync(self, paths: Sequence[Path]) -> None:
         with self._lock:
             cid = self._need_container()
-            base = self._sync_base()
-            workdir = PurePosixPath(self.service.workdir)
+            files, deleted = self._sync_plan(paths)
+            if not files and not deleted:
+                return
+            merged = self._merged_dir()
+            if merged is not None:
+                try:
+                    write_files(merged, files, deleted)
+                    self.last_sync_path = "rootfs"
+                    return
+                except (UnsafeTarget, OSError):
+                    self._merged = None  # not again for this container
+            self.last_sync_path = "put_archive"
             buf = io.BytesIO()
-            deleted: list[str] = []
-            copied = 0
             with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for raw in paths:
-                    p = raw if raw.is_absolute() else self.profile.root / raw
-                    try:
-                        rel = p.resolve().relative_to(base)
-                    except ValueError:
-                        self.devbox_log(f"not synced (outside {base}): {raw}", "warning")
-                        continue
-                    dest = str(workdir / PurePosixPath(rel.as_posix())).lstrip("/")
-                    if not p.exists():
-                        deleted.append("/" + dest)
-                        continue
-                    tar.add(str(p), arcname=dest, filter=_as_root)
-                    copied += 1
+                for src, dest in files:
+                    tar.add(str(src), arcname=str(dest).lstrip("/"), filter=_as_root)
             with api_errors("copying files into the container"):
-                if copied:
+                if files:
                     self.api.put_archive(cid, "/", buf.getvalue())
                 if deleted and self._running():
-                    ex = self.api.exec_create(cid, ["rm", "-rf", "--", *deleted])
+                    ex = self.api.exec_create(cid, ["rm", "-rf", "--", *map(str, deleted)])
                     self.api.exec_start(ex["Id"])
+
+    def _sync_plan(
+        self, paths: Sequence[Path]
+    ) -> tuple[list[tuple[Path, PurePosixPath]], list[PurePosixPath]]:
+        """(host file, container path) to copy, container paths to delete."""
+        base = self._sync_base()
+        workdir = PurePosixPath(self.service.workdir)
+        files: list[tuple[Path, PurePosixPath]] = []
+        deleted: list[PurePosixPath] = []
+        for raw in paths:
+            p = raw if raw.is_absolute() else self.profile.root / raw
+            try:
+                rel = p.resolve().relative_to(base)
+            except ValueError:
+                self.devbox_log(f"not synced (outside {base}): {raw}", "warning")
+                continue
+            dest = workdir / PurePosixPath(rel.as_posix())
+            if p.is_dir():
+                for sub in sorted(p.rglob("*")):
+                    if sub.is_file():
+                        files.append((sub, dest / PurePosixPath(sub.relative_to(p).as_posix())))
+            elif p.is_file():
+                files.append((p, dest))
+            elif not p.exists():
+                deleted.append(dest)
+        return files, deleted
+
+    def _merged_dir(self) -> Path | None:
+        """The container's mounted root on this host, when devbox may write there."""
+        if not self.fast_sync or os.geteuid() != 0:
+            return None
+        if self._merged is None:
+            info = self._inspect() or {}
+            gd = info.get("GraphDriver") or {}
+            merged = (gd.get("Data") or {}).get("MergedDir")
+            if gd.get("Name") != "overlay2" or not merged or not os.path.isdir(merged):
+                self.fast_sync = False  # another host (Docker Desktop, remote) or driver
+                return None
+            self._merged = Path(merged)
+        return self._merged
 
     def rebuild(self) -> None:
         with self._lock:
@@ -416,6 +459,7 @@ class DockerRuntime(RuntimeBase):
                 stop_timeout=self.stop_timeout_s,
             )
         self.container_id = str(created["Id"])
+        self._merged = None
         self._follower = _LogFollower(self, self.container_id)
         try:
             with api_errors("starting the container"):

@@ -142,6 +142,7 @@ class ProcessRuntime(RuntimeBase):
         self._child: Child | None = None
         self._pump: threading.Thread | None = None
         self._lock = threading.RLock()
+        self._resolved: dict[tuple[str, str], str] = {}
         self._state_file = SessionFile(
             path=session_path(profile.root, session),
             session=session,
@@ -209,6 +210,9 @@ class ProcessRuntime(RuntimeBase):
     def _resolve_command(self, path_var: str) -> list[str]:
         cmd = list(self.service.command)
         exe = cmd[0]
+        cached = self._resolved.get((exe, path_var))
+        if cached:
+            return [cached, *cmd[1:]]
         if "/" in exe:
             found = str(self.cwd / exe) if not os.path.isabs(exe) else exe
             if not os.access(found, os.X_OK):
@@ -222,8 +226,34 @@ class ProcessRuntime(RuntimeBase):
                 field="service.command",
                 hint="install it, or give the full path",
             )
+        found = self._unshim(found, path_var)
+        self._resolved[(exe, path_var)] = found
         cmd[0] = found
         return cmd
+
+    def _unshim(self, exe: str, path_var: str) -> str:
+        """pyenv/asdf shims are shell scripts that pick the real program on every start
+        (100-500 ms each: most of a restart). Ask the manager once, here, in the service's
+        directory (where .python-version and .tool-versions apply)."""
+        parts = Path(exe).parts
+        if len(parts) < 3 or parts[-2] != "shims":
+            return exe
+        manager = {".pyenv": "pyenv", ".asdf": "asdf"}.get(parts[-3])
+        tool = shutil.which(manager, path=path_var + os.pathsep + str(Path(*parts[:-2], "bin"))) \
+            if manager else None
+        if tool is None:
+            return exe
+        try:
+            out = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [tool, "which", parts[-1]], cwd=self.cwd, capture_output=True, text=True,
+                timeout=10, env={**os.environ, "PATH": path_var}, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return exe
+        real = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        if out.returncode == 0 and real and os.access(real, os.X_OK):
+            return real
+        return exe
 
     def _spawn(self) -> None:
         # unbuffered: a Python service's output would otherwise arrive in 8 KiB lumps

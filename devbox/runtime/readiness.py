@@ -4,9 +4,10 @@ Three kinds, chosen by the profile's ``[service.ready]``: an HTTP GET of a path
 (any status below 500 counts: a 404 still proves the server is up), a TCP
 connect, or a regular expression seen in the service's output. Probes are plain
 blocking functions with a per-attempt timeout; ``wait_until_ready`` polls them
-every ``interval`` seconds (10-20 ms: restart->ready is what the edit loop waits
-for) while asking the runtime whether the service is still alive, so a crash is
-reported at once with its exit reason instead of after the full timeout.
+every ``interval_ms`` (5 ms during the first 2 s: restart->ready is what the edit
+loop waits for; a refused connect on loopback costs microseconds) while asking
+the runtime whether the service is still alive, so a crash is reported at once
+with its exit reason instead of after the full timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from collections.abc import Callable
 
 from devbox.core.profile import Ready
 from devbox.errors import ServiceNotReady
+
+FAST_PHASE_S = 2.0
+FAST_INTERVAL_S = 0.005
 
 
 def probe_tcp(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -117,8 +121,27 @@ def wait_until_ready(
     timeout = ready.timeout_s if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout
     interval = max(ready.interval_ms, 1) / 1000.0
-    next_alive = 0.0
+    # most services are up within a second of a restart: poll faster then, since every
+    # millisecond of polling delay is added to each edit-loop iteration
+    fast_until = time.monotonic() + FAST_PHASE_S
+    next_alive = time.monotonic() + alive_every_s
     while True:
+        now = time.monotonic()
+        per_try = min(1.0, max(0.05, deadline - now))
+        if ready.http:
+            ok = probe_http(host, port, ready.http, per_try)
+        elif ready.log:
+            ok = log_watch is not None and log_watch.seen
+        else:
+            ok = probe_tcp(host, port, per_try)
+        if ok:
+            # one look at the service itself: the probe may have reached something else
+            why = check_alive()
+            if why is not None:
+                raise ServiceNotReady(
+                    f"{name} {why} while probing readiness", logs=tail()
+                )
+            return time.monotonic() - begin
         now = time.monotonic()
         if now >= next_alive:
             why = check_alive()
@@ -129,25 +152,10 @@ def wait_until_ready(
                     logs=tail(),
                 )
             next_alive = now + alive_every_s
-        per_try = min(1.0, max(0.05, deadline - now))
-        if ready.http:
-            ok = probe_http(host, port, ready.http, per_try)
-        elif ready.log:
-            ok = log_watch is not None and log_watch.seen
-        else:
-            ok = probe_tcp(host, port, per_try)
-        if ok:
-            # one last look: a probe may reach something else that holds the port
-            why = check_alive()
-            if why is not None:
-                raise ServiceNotReady(
-                    f"{name} {why} while probing readiness", logs=tail()
-                )
-            return time.monotonic() - begin
-        if time.monotonic() >= deadline:
+        if now >= deadline:
             raise ServiceNotReady(
                 f"{name} was not ready after {timeout:g}s: waited for {describe(ready, port)}",
                 hint="raise [service.ready] timeout_s, or check the port and the probe path",
                 logs=tail(),
             )
-        time.sleep(interval)
+        time.sleep(min(interval, FAST_INTERVAL_S) if now < fast_until else interval)

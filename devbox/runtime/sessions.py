@@ -150,6 +150,12 @@ def kill_group(child: Child, grace_s: float = 3.0) -> list[int]:
     if process_start(child.pid) is not None and not child.alive() and \
             process_state(child.pid) != "Z":
         return []
+    try:
+        os.killpg(child.pid, 0)
+    except ProcessLookupError:
+        return []  # an empty group (the usual case): no /proc scan needed
+    except PermissionError:
+        return []
     members = group_members(child.pid, child.start)
     if not members:
         return []
