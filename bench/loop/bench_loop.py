@@ -1,0 +1,162 @@
+"""Edit-loop latency: from a file's write to the replay verdict, next to the floor.
+
+    .venv/bin/python bench/loop/bench_loop.py [--runs 15] [--runtimes docker,process]
+
+For each runtime it runs the engine on a private copy of the demo (100 recorded
+inbound requests), saves examples/demo/orders/app.py ``--runs`` times (alternating
+a real pricing change and its revert, so every iteration really replays and diffs),
+and measures write -> IterationFinished. In the same run it measures the floor:
+a bare restart of the same service plus the same readiness probe, with no devbox
+in the way (``docker restart`` of the container; kill + start for the process).
+Prints a table; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import make_demo_project  # noqa: E402
+
+from devbox.core.profile import load_profile  # noqa: E402
+from devbox.engine.events import Event, IterationFinished  # noqa: E402
+from devbox.engine.session import Engine, EngineOptions  # noqa: E402
+
+APP = "examples/demo/orders/app.py"
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def probe_ready(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=0.5) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise TimeoutError("service not ready")
+
+
+Timings = tuple[list[float], list[dict[str, float]], list[float]]
+
+
+def measure_loop(runtime: str, runs: int) -> Timings:
+    tmp = Path(tempfile.mkdtemp(prefix="devbox-bench-loop-"))
+    try:
+        profile_path = make_demo_project(tmp / "project")
+        root = profile_path.parent.parent
+        engine = Engine(load_profile(profile_path), EngineOptions(runtime=runtime))
+        done = threading.Condition()
+        finished: list[tuple[float, IterationFinished]] = []
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, IterationFinished) and not ev.cancelled:
+                with done:
+                    finished.append((time.monotonic(), ev))
+                    done.notify_all()
+
+        engine.subscribe(on_event)
+        engine.start()
+        totals: list[float] = []
+        stages: list[dict[str, float]] = []
+        app = root / APP
+        text = app.read_text()
+        variants = [text.replace("TAX_RATE = 0.20", "TAX_RATE = 0.22"), text]
+        try:
+            for i in range(runs):
+                time.sleep(0.3)  # let the previous restart settle, as a person would
+                with done:
+                    seen = len(finished)
+                t0 = time.monotonic()
+                app.write_text(variants[i % 2])
+                with done:
+                    ok = done.wait_for(lambda n=seen: len(finished) > n, timeout=30)
+                if not ok:
+                    raise TimeoutError(f"{runtime}: no verdict within 30 s")
+                at, ev = finished[-1]
+                totals.append((at - t0) * 1000)
+                stages.append(dict(ev.stages))
+            floor = measure_floor(engine, runs)
+        finally:
+            engine.stop()
+        return totals, stages, floor
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure_floor(engine: Engine, runs: int) -> list[float]:
+    """A bare restart + the same readiness probe, devbox out of the way."""
+    rt = engine.runtime
+    assert rt is not None
+    out = []
+    if rt.kind == "docker":
+        import docker
+
+        client = docker.from_env()
+        cid = rt.container_id  # type: ignore[attr-defined]
+        container = client.containers.get(cid)
+        for _ in range(runs):
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            container.restart(timeout=1)
+            probe_ready(rt.port)
+            out.append((time.monotonic() - t0) * 1000)
+    else:
+        for _ in range(runs):
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            rt.restart()
+            probe_ready(rt.port)
+            out.append((time.monotonic() - t0) * 1000)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--runtimes", default="docker,process")
+    args = ap.parse_args()
+    runs = max(3, min(args.runs, 100))
+    rows = []
+    for runtime in args.runtimes.split(","):
+        totals, stages, floor = measure_loop(runtime, runs)
+        med_stage = {
+            name: statistics.median(s[name] for s in stages if name in s)
+            for name in ("event", "applied", "ready", "replayed", "diffed")
+        }
+        rows.append((runtime, totals, floor, med_stage))
+    print(f"edit loop: write -> verdict, demo (100 recorded requests), {runs} saves per runtime\n")
+    print(
+        f"{'runtime':8} {'median':>8} {'p90':>8} {'floor med':>10} {'floor p90':>10} "
+        f"{'over floor':>11}   median stages (ms since first event)"
+    )
+    for runtime, totals, floor, st in rows:
+        med, p90 = statistics.median(totals), pct(totals, 0.9)
+        fmed, fp90 = statistics.median(floor), pct(floor, 0.9)
+        stage_txt = " ".join(f"{k}={v:.0f}" for k, v in st.items())
+        print(
+            f"{runtime:8} {med:7.0f}ms {p90:7.0f}ms {fmed:9.0f}ms {fp90:9.0f}ms "
+            f"{med - fmed:+10.0f}ms   {stage_txt}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
