@@ -245,7 +245,9 @@ class FieldDiff:
     recorded: str | None  # rendered value; None: absent in the recording
     got: str | None  # rendered value; None: absent in the live request
 
-    def describe(self) -> str:
+    def describe(self, *, continued: bool = False) -> str:
+        """``body $.amount (recorded 12.5, got 13.0)``; ``continued`` drops the field
+        word when the previous difference was in the same field."""
         label = {
             "method": "method",
             "path": "path",
@@ -253,6 +255,8 @@ class FieldDiff:
             "body": f"body {self.name}".rstrip(),
             "header": f"header {self.name}",
         }[self.field]
+        if continued and self.name and self.field in ("query", "body", "header"):
+            label = label.split(" ", 1)[1]
         if self.recorded is None:
             return f"{label} (not recorded, got {self.got})"
         if self.got is None:
@@ -278,7 +282,11 @@ class Candidate:
     def describe(self) -> str:
         if not self.differences:
             return f"{self.label} (identical)"
-        shown = [d.describe() for d in self.differences[:SHOWN_DIFFS]]
+        diffs = self.differences[:SHOWN_DIFFS]
+        shown = [
+            d.describe(continued=i > 0 and diffs[i - 1].field == d.field)
+            for i, d in enumerate(diffs)
+        ]
         rest = len(self.differences) - SHOWN_DIFFS + self.more
         tail = f" and {rest} more" if rest > 0 else ""
         return f"{self.label} differs in {', '.join(shown)}{tail}"

@@ -96,6 +96,11 @@ class PyRequestParser:
             elif st == _HEAD:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
+                    # fail fast on what is clearly not HTTP (a TLS hello, binary noise)
+                    sp = buf.find(b" ")
+                    method = bytes(buf[:sp] if sp >= 0 else buf[:32])
+                    if method and not _TOKEN.match(method.rstrip(b"\r\n") or b"x"):
+                        raise PyParserError("invalid method")
                     if b"\n" in buf and not self._valid_partial_head(bytes(buf)):
                         raise PyParserError("invalid line ending in request head")
                     return
