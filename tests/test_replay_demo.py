@@ -73,7 +73,9 @@ def test_demo_replays_clean_with_the_demo_profile_rules(orders: str) -> None:
     # without the rules, the volatile fields are what fails, and nothing else
     bare = asyncio.run(run_replay(recording, orders, ReplaySettings()))
     wheres = {d.where for r in bare.results for d in r.differences}
-    assert wheres == {"$.order_id", "$.created_at", "$.payment.id", "$.checked_at"}
+    # (second-resolution created_at may coincide with the recording's: a subset, then)
+    assert {"$.order_id", "$.payment.id"} <= wheres
+    assert wheres <= {"$.order_id", "$.created_at", "$.payment.id", "$.checked_at"}
 
 
 def test_demo_noise_learning(orders: str) -> None:

@@ -326,9 +326,10 @@ def _deep_equal(a: Any, b: Any) -> bool:
         # the same JSON text is the same value; C-speed for the common equal case
         if orjson.dumps(a) == orjson.dumps(b):
             return True
-        if isinstance(a, dict):
+        if isinstance(a, dict) and isinstance(b, dict):
             return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
-        return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b, strict=True))
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(_deep_equal(x, y) for x, y in zip(a, b, strict=True))
     return json_type(a) == json_type(b) and bool(a == b)
 
 
