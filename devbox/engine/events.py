@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from devbox.core.model import Response
+
 
 def _now() -> float:
     return time.time()
@@ -97,6 +99,10 @@ class ReplayResult(Event):
     latency_ms: float
     differences: tuple[str, ...] = ()
     exchange_id: str = ""
+    # the recorded and the actual response, for views that show a side-by-side diff
+    # and for "accept the actual response as the recording" (None when unknown)
+    recorded: Response | None = None
+    actual: Response | None = None
 
 
 @dataclass(frozen=True, slots=True)
