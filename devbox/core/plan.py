@@ -9,10 +9,10 @@ Every changed path is classified on its own, by the first of these that applies:
    ``.vsctmp``, kate/gedit temp files, ``.DS_Store``...) -> nothing
 2. built-in ignored directories (``.git``, ``__pycache__``, ``.devbox``, tool caches) -> nothing
 3. the profile's ``service.watch.ignore`` (``.gitignore`` style) -> nothing
-4. the build context's ``.dockerignore`` (the file is not in the image) -> nothing,
+4. the profile file -> reload-profile
+5. a recordings directory (``mocks_dir`` or a dependency's ``recordings``) -> reload-mocks
+6. the build context's ``.dockerignore`` (the file is not in the image) -> nothing,
    except the Dockerfile and ``.dockerignore`` themselves, which Docker always reads
-5. the profile file -> reload-profile
-6. a recordings directory (``mocks_dir`` or a dependency's ``recordings``) -> reload-mocks
 7. ``service.watch.rebuild`` -> rebuild
 8. the Dockerfile or ``.dockerignore`` of the build context -> rebuild
 9. ``service.watch.sync`` -> sync+restart
@@ -25,8 +25,9 @@ distinct action, so a batch that changes code *and* recordings also reloads the 
 Deleted files are planned like any other: a deleted synced file must disappear from
 the service too.
 
-Pure: paths are only compared as strings. The caller reads ``.dockerignore`` (see
-``devbox.watch``) and passes its lines in.
+Pure: paths are compared as strings (the one look at the file system is resolving the
+profile's own path, as ``load_profile`` did for ``Profile.root``). The caller reads
+``.dockerignore`` (see ``devbox.watch``) and passes its lines in.
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
+    pattern: str  # as the user wrote it
     glob: Glob
     field: str
     absolute: bool  # matched against the absolute path (pattern outside the root)
@@ -231,7 +233,7 @@ def _rules(root: str, patterns: Sequence[str], field: str) -> tuple[_Rule, ...]:
             rel = relative_key(norm, root)
             if rel is not None:
                 norm, absolute = rel, False
-        out.append(_Rule(compile_glob(norm), f"{field}[{i}]", absolute))
+        out.append(_Rule(pat, compile_glob(norm), f"{field}[{i}]", absolute))
     return tuple(out)
 
 
@@ -323,9 +325,9 @@ def _classify(c: _Compiled, absolute: str, change: ChangeKind) -> PlannedPath:
     if r is not None:
         return step(
             "rebuild",
-            f"rebuild '{r.glob.pattern}'",
+            f"rebuild '{r.pattern}'",
             r.field,
-            f"{shown} matched rebuild rule '{r.glob.pattern}'",
+            f"{shown} matched rebuild rule '{r.pattern}'",
         )
     if build_input:
         which = "Dockerfile" if absolute == c.dockerfile else ".dockerignore"
@@ -339,9 +341,9 @@ def _classify(c: _Compiled, absolute: str, change: ChangeKind) -> PlannedPath:
     if r is not None:
         return step(
             "sync+restart",
-            f"sync '{r.glob.pattern}'",
+            f"sync '{r.pattern}'",
             r.field,
-            f"{shown} matched sync rule '{r.glob.pattern}'",
+            f"{shown} matched sync rule '{r.pattern}'",
         )
     if in_context:
         ctx = relative_key(c.context or "", c.root) or c.context

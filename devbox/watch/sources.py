@@ -35,6 +35,8 @@ ErrorSink = Callable[[BaseException], None]
 ADDED, MODIFIED, DELETED = 1, 2, 3
 # how often an idle native reader thread wakes up to look at its stop flag
 _IDLE_TIMEOUT_MS = 500
+# a changed file is re-checked up to this many steps for writes still in progress
+_SETTLE_ROUNDS = 5
 
 
 class EventSource(Protocol):
@@ -128,11 +130,14 @@ class PollingSource(_Threaded):
     """Scans its directories every ``poll_delay_ms`` (measured from the end of one scan
     to the start of the next, so a slow file system cannot be polled into the ground)."""
 
-    def __init__(self, paths: Sequence[str], *, recursive: bool, poll_delay_ms: int) -> None:
+    def __init__(
+        self, paths: Sequence[str], *, recursive: bool, poll_delay_ms: int, settle_ms: int = 10
+    ) -> None:
         super().__init__()
         self.paths = tuple(paths)
         self.recursive = recursive
         self._delay = max(1, poll_delay_ms) / 1000
+        self._settle_s = max(1, settle_ms) / 1000
         for p in self.paths:
             if not os.path.isdir(p):
                 raise FileNotFoundError(2, "No such directory", p)
@@ -166,23 +171,54 @@ class PollingSource(_Threaded):
         try:
             while not self._stop.wait(self._delay):
                 new = self._scan()
-                changes: set[RawChange] = set()
                 old = self._snapshot
-                for path, sig in new.items():
-                    before = old.get(path)
-                    if before is None:
+                changed = {p for p, sig in new.items() if old.get(p) != sig}
+                changed |= old.keys() - new.keys()
+                if changed:
+                    self._settle(changed, new)
+                self._snapshot = new
+                changes: set[RawChange] = set()
+                for path in changed:
+                    before, after = old.get(path), new.get(path)
+                    if before is None and after is not None:
                         changes.add((ADDED, path))
-                    elif before != sig and not (sig[3] and before[3]):
+                    elif after is None and before is not None:
+                        changes.add((DELETED, path))
+                    elif before != after and not (before and after and before[3] and after[3]):
                         # a directory's own mtime moves with its entries: those are reported
                         changes.add((MODIFIED, path))
-                for path in old.keys() - new.keys():
-                    changes.add((DELETED, path))
-                self._snapshot = new
                 if changes and not self._stop.is_set():
                     on_chunk(time.monotonic(), changes)
         except Exception as exc:
             if not self._stop.is_set():
                 on_error(exc)
+
+    def _settle(self, changed: set[str], new: dict[str, Signature]) -> None:
+        """Re-stat what changed until it stops moving: a scan can land between an
+        editor's truncate and its write, and must not report the empty file."""
+        for _ in range(_SETTLE_ROUNDS):
+            if self._stop.wait(self._settle_s):
+                return
+            moved = False
+            for path in changed:
+                try:
+                    st = os.stat(path, follow_symlinks=not new.get(path, (0, 0, 0, False))[3])
+                    sig: Signature | None = (
+                        st.st_mtime_ns,
+                        st.st_size,
+                        st.st_ino,
+                        os.path.isdir(path),
+                    )
+                except OSError:
+                    sig = None
+                if sig != new.get(path):
+                    moved = True
+                    if sig is None:
+                        new.pop(path, None)
+                    else:
+                        new[path] = sig
+            if not moved:
+                return
 
 
 def open_source(
@@ -196,5 +232,7 @@ def open_source(
 ) -> EventSource:
     """Arm a source (this is where it can fail: missing path, watch limit)."""
     if polling:
-        return PollingSource(paths, recursive=recursive, poll_delay_ms=poll_delay_ms)
+        return PollingSource(
+            paths, recursive=recursive, poll_delay_ms=poll_delay_ms, settle_ms=step_ms
+        )
     return NativeSource(paths, recursive=recursive, step_ms=step_ms, debounce_ms=debounce_ms)
