@@ -331,3 +331,31 @@ def get_json_ok(port: int) -> bool:
         return get_json(port, "/healthz", timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_cli_image_base_doctor_and_down_report_json(project: Path, docker_api: Any) -> None:
+    import json
+
+    out = subprocess.run(_devbox("image", "base", "--json"), cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["image"] == "devbox/base:bookworm" and result["built"] is False
+    out = subprocess.run(_devbox("doctor", str(project), "--json"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    report = json.loads(out.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["docker engine"]["status"] == "ok"
+    assert checks["base image"]["status"] == "ok"
+    assert checks["FROM devbox/base:bookworm"]["status"] == "ok"
+    assert checks["runtime"]["detail"] == "docker: docker engine answered"
+    assert out.returncode == (0 if report["ok"] else 1)
+    rt = DockerRuntime(load_profile(project), session="cli")
+    rt.start({})
+    out = subprocess.run(_devbox("down", str(project), "--json"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    [removed] = json.loads(out.stdout)
+    assert removed["kind"] == "container" and removed["session"] == "cli"
+    assert containers(docker_api, project.parent.parent) == []
+    rt.stop()  # its container is already gone: still fine
