@@ -479,3 +479,35 @@ def test_cancelled_consumer_loses_no_events(project: tuple[Path, Profile]) -> No
             assert names(b, root) == {"svc/app.py": "modified"}
 
     run(go())
+
+
+def test_missing_literal_that_appears_as_a_directory(tmp_path: Path) -> None:
+    root = tmp_path.resolve()
+    text = PROFILE.replace(
+        'rebuild = ["svc/requirements.txt"]', 'rebuild = ["svc/requirements.txt", "vendor"]'
+    )
+    profile = make_project(root, text)
+
+    async def go() -> None:
+        async with watcher(profile) as w:
+            info = w.armed_info
+            assert info is not None and info.missing == (str(root / "vendor"),)
+            (root / "vendor/lib").mkdir(parents=True)
+            (root / "vendor/lib/x.txt").write_text("x")
+            seen: dict[str, str] = {}
+            for _ in range(3):
+                b = await w.next_batch(timeout=FIRST if not seen else SILENCE)
+                if b is None:
+                    break
+                seen.update(names(b, root))
+                assert w.plan(b).action == "rebuild"
+            assert seen == {"vendor/lib/x.txt": "added"}
+            info = w.armed_info
+            assert info is not None and str(root / "vendor") in info.trees
+            (root / "vendor/lib/x.txt").write_text("y")
+            b = await expect_batch(w)
+            assert names(b, root) == {"vendor/lib/x.txt": "modified"}
+            plan = w.plan(b)
+            assert plan.reason == "vendor/lib/x.txt matched rebuild rule 'vendor'"
+
+    run(go())

@@ -261,13 +261,37 @@ class Watcher:
     # ---------------------------------------------------------------- construction
 
     @classmethod
-    def for_profile(cls, profile: Profile, **kw: Any) -> Watcher:
-        """Watch what the profile's plan cares about; quiet/cap from service.watch."""
+    def for_profile(
+        cls,
+        profile: Profile,
+        *,
+        quiet_ms: int | None = None,
+        cap_ms: int | None = None,
+        stop_event: asyncio.Event | None = None,
+        force_polling: bool = False,
+        poll_delay_ms: int = 100,
+        canary: bool = True,
+        canary_deadline_ms: int = 1000,
+        canary_write: CanaryWrite | None = None,
+        step_ms: int | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> Watcher:
+        """Watch what the profile's plan cares about. Only changes whose plan is not
+        "nothing" are batched; quiet/cap default to ``service.watch``."""
         w = profile.service.watch
-        kw.setdefault("quiet_ms", w.quiet_ms)
-        kw.setdefault("cap_ms", w.cap_ms)
         return cls(
-            watch_targets(profile), planner=Planner(profile, read_dockerignore(profile)), **kw
+            watch_targets(profile),
+            planner=Planner(profile, read_dockerignore(profile)),
+            quiet_ms=w.quiet_ms if quiet_ms is None else quiet_ms,
+            cap_ms=w.cap_ms if cap_ms is None else cap_ms,
+            stop_event=stop_event,
+            force_polling=force_polling,
+            poll_delay_ms=poll_delay_ms,
+            canary=canary,
+            canary_deadline_ms=canary_deadline_ms,
+            canary_write=canary_write,
+            step_ms=step_ms,
+            on_notice=on_notice,
         )
 
     @property
@@ -433,11 +457,11 @@ class Watcher:
         for lit in self._targets.literals:
             if lit.is_dir():
                 trees.add(str(lit))
-            elif lit.parent.is_dir():
-                flat.add(str(lit.parent))
-            else:
+                continue
+            if not lit.exists():
+                # a file or a directory to be: if it comes as a directory, re-arm for it
                 missing.append(str(lit))
-                flat.add(str(_nearest_existing(lit.parent)))
+            flat.add(str(lit.parent if lit.parent.is_dir() else _nearest_existing(lit.parent)))
         if self._canary_on and self._canary_dir.is_dir():
             flat.add(str(self._canary_dir))
         kept_trees = sorted(t for t in trees if not any(u != t and _under(t, u) for u in trees))
@@ -600,6 +624,8 @@ class Watcher:
             handled, new_dir = self._directory_event(kind, path, out)
             if new_dir and any(m == path or _under(m, path) for m in self._missing):
                 rearm = True
+            elif not handled and kind != "deleted" and path in self._missing:
+                rearm = True  # a missing file appeared: update what armed_info says
             if handled:
                 continue
             if self._accept(FileChange(Path(path), kind)):
