@@ -179,8 +179,8 @@ def test_cap_bounds_a_batch_under_continuous_edits(project: tuple[Path, Profile]
     stop = threading.Event()
 
     def keep_editing() -> None:
-        # bounded: at most 100 writes, 20 ms apart (about 2 s)
-        for i in range(100):
+        # bounded: at most 150 writes, 20 ms apart (about 3 s)
+        for i in range(150):
             if stop.is_set():
                 return
             (root / "svc/app.py").write_text(f"print({i})\n")
@@ -188,7 +188,9 @@ def test_cap_bounds_a_batch_under_continuous_edits(project: tuple[Path, Profile]
 
     async def go() -> list[Batch]:
         batches: list[Batch] = []
-        async with watcher(profile, quiet_ms=200, cap_ms=400) as w:
+        # the quiet period outlasts any plausible stall of the writer: only the cap ends
+        # a batch while it writes
+        async with watcher(profile, quiet_ms=500, cap_ms=600) as w:
             t = threading.Thread(target=keep_editing, daemon=True)
             t.start()
             try:
@@ -200,11 +202,10 @@ def test_cap_bounds_a_batch_under_continuous_edits(project: tuple[Path, Profile]
         return batches
 
     batches = run(go())
-    # edits never pause for the 200 ms quiet period: only the cap ends a batch
     for b in batches[:2]:
         assert b.capped, b
     for b in batches:
-        assert b.last_event_at - b.first_event_at <= 0.4
+        assert b.last_event_at - b.first_event_at <= 0.6
         assert names(b, root) == {"svc/app.py": "modified"}
     assert batches[0].delivered_at <= batches[1].first_event_at
 
