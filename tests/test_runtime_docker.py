@@ -359,3 +359,19 @@ def test_cli_image_base_doctor_and_down_report_json(project: Path, docker_api: A
     assert removed["kind"] == "container" and removed["session"] == "cli"
     assert containers(docker_api, project.parent.parent) == []
     rt.stop()  # its container is already gone: still fine
+
+
+def test_a_failing_build_is_an_error_with_its_output(tmp_path: Path, base_image: str) -> None:
+    path = make_project(tmp_path, port=free_port())
+    df = tmp_path / "examples/demo/orders/Dockerfile"
+    failing = "RUN echo checking deps && false\nCOPY app.py"
+    df.write_text(df.read_text().replace("COPY app.py", failing))
+    events = Events()
+    rt = DockerRuntime(load_profile(path), on_event=events, session="d8")
+    expected = r"building devbox/rtdemo-orders:latest failed: .*non-zero"
+    with pytest.raises(EngineError, match=expected):
+        rt.prepare()
+    lines = [e.line for e in events.of(BuildProgress)]
+    assert "checking deps" in lines
+    assert events.of(ServiceState)[-1].state == "crashed"
+    rt.stop()
