@@ -266,3 +266,24 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and ") Z " not in stat.read_text()
+
+
+def test_profile_edit_recreates_only_the_service(demo_project: Path) -> None:
+    engine = Engine(load_profile(demo_project), EngineOptions(runtime="process"))
+    try:
+        engine.start()
+        assert engine.runtime is not None and engine.fleet is not None
+        old_runtime, old_fleet = engine.runtime, engine.fleet
+        text = demo_project.read_text()
+        demo_project.write_text(
+            text.replace('env = { PAYMENTS_TOKEN = "sk_test_demo" }',
+                         'env = { PAYMENTS_TOKEN = "sk_test_demo", LOG_LEVEL = "debug" }')
+        )
+        ev = wait_for(engine, 0)
+        assert ev.action == "reload-profile"
+        assert (ev.passed, ev.failed) == (100, 0)
+        assert engine.runtime is not old_runtime  # the service's config changed
+        assert engine.fleet is old_fleet  # the dependencies did not
+        assert engine.profile.service.env["LOG_LEVEL"] == "debug"
+    finally:
+        engine.stop()

@@ -109,6 +109,7 @@ class Engine:
         self._inbound: list[Exchange] = []
         self._outbound: list[Exchange] = []
         self.watch_info: str = ""
+        self._watcher: Any = None  # devbox.watch.Watcher, imported lazily
 
     # ------------------------------------------------------------ driver surface
 
@@ -271,6 +272,7 @@ class Engine:
             async with Watcher.for_profile(
                 self._profile, on_notice=lambda s: self._log(s, "warning")
             ) as watcher:
+                self._watcher = watcher
                 info = watcher.armed_info
                 if info is not None:
                     self.watch_info = info.summary()
@@ -400,19 +402,21 @@ class Engine:
         return self._runtime.wait_ready()
 
     async def _apply(self, action: str, plan: Plan) -> None:
+        """Run every action the batch needs (not just the strongest), profile first."""
+        if plan.needs("reload-profile"):
+            recreated = await self._reload_profile()
+            if recreated:
+                return  # a new service from the current tree: nothing left to sync
         rt = self._runtime
         assert rt is not None
-        if plan.needs("reload-profile") or action == "reload-profile":
-            await self._reload_profile()
-            return
-        if action == "rebuild":
+        if action == "rebuild" or plan.needs("rebuild"):
             await self._blocking(rt.rebuild)
-        elif action in ("sync+restart", "restart"):
+        elif action in ("sync+restart", "restart") or plan.needs("sync+restart"):
             paths = plan.sync_paths
             if paths:
                 await self._blocking(lambda: rt.sync(paths))
             await self._blocking(rt.restart)
-        if plan.needs("reload-mocks") or action == "reload-mocks":
+        if plan.needs("reload-mocks"):
             await self._blocking(self._reload_recordings)
 
     def _reload_recordings(self) -> None:
@@ -428,21 +432,27 @@ class Engine:
             outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
         self._outbound = outbound
 
-    async def _reload_profile(self) -> None:
-        """Re-read the profile; recreate only what changed. An invalid edit keeps the old one."""
+    async def _reload_profile(self) -> bool:
+        """Re-read the profile; recreate only what changed. An invalid edit keeps the old one.
+
+        True when the service was recreated."""
         try:
             new = load_profile(self._profile.path)
         except DevboxError as exc:
             self.emit(Problem(f"profile not reloaded: {exc.one_line()}", exc.hint))
-            return
+            return False
         old = self._profile
         self._profile = new
         self._redactor = Redactor(new.redact)
+        if self._watcher is not None:
+            await self._watcher.reconfigure(new)
         if new.dependencies != old.dependencies or new.mocks != old.mocks:
             await self._blocking(self._restart_mocks)
-        if new.service != old.service:
+        recreated = new.service != old.service
+        if recreated:
             await self._blocking(self._recreate_runtime)
-        self._log("profile reloaded")
+        self._log("profile reloaded" + (": service recreated" if recreated else ""))
+        return recreated
 
     def _restart_mocks(self) -> None:
         if self._fleet is not None:
