@@ -375,3 +375,24 @@ def test_a_failing_build_is_an_error_with_its_output(tmp_path: Path, base_image:
     assert "checking deps" in lines
     assert events.of(ServiceState)[-1].state == "crashed"
     rt.stop()
+
+
+def test_log_line_readiness_across_restarts(tmp_path: Path, base_image: str) -> None:
+    path = make_project(tmp_path, port=free_port(), replace={
+        'ready = { http = "/healthz", timeout_s = 20 }':
+        'ready = { log = "orders listening on", timeout_s = 20 }'})
+    app = tmp_path / "examples/demo/orders/app.py"
+    # a slow start: the old run's "listening" line must not count for the new run
+    app.write_text(app.read_text().replace("def main() -> None:\n",
+                                           "def main() -> None:\n    time.sleep(0.3)\n"))
+    rt = DockerRuntime(load_profile(path), session="d9")
+    try:
+        rt.start({})
+        rt.wait_ready()
+        assert get_json(rt.port, "/healthz")[0] == 200
+        for _ in range(2):
+            rt.restart()
+            assert rt.wait_ready() >= 0.3
+            assert get_json(rt.port, "/healthz")[0] == 200
+    finally:
+        rt.stop()
