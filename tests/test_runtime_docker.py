@@ -396,3 +396,33 @@ def test_log_line_readiness_across_restarts(tmp_path: Path, base_image: str) -> 
             assert get_json(rt.port, "/healthz")[0] == 200
     finally:
         rt.stop()
+
+
+def test_a_named_local_image_runs_without_a_build(project: Path, tmp_path: Path,
+                                                  docker_api: Any) -> None:
+    built = DockerRuntime(load_profile(project), session="img-build")
+    built.prepare()
+    docker_api.tag(built.image_id, "devbox-test/orders", tag="local")
+    try:
+        other = make_project(tmp_path / "img", name="rtimage", port=free_port(), replace={
+            'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }':
+            'image = "devbox-test/orders:local"'})
+        rt = DockerRuntime(load_profile(other), session="img")
+        try:
+            rt.prepare()
+            assert rt.image_id == built.image_id
+            rt.start({})
+            rt.wait_ready()
+            assert get_json(rt.port, "/healthz") == (200, {"status": "ok"})
+            assert rt.describe().startswith("devbox-test/orders:local")
+        finally:
+            rt.stop()
+        missing = make_project(tmp_path / "missing", name="rtmissing", port=free_port(),
+                               replace={'build = { context = "examples/demo/orders", '
+                                        'dockerfile = "Dockerfile" }':
+                                        # the pull that is tried goes to loopback only
+                                        'image = "127.0.0.1:9/devbox-test/nothing:here"'})
+        with pytest.raises(EngineError, match="not present locally and could not be pulled"):
+            DockerRuntime(load_profile(missing), session="img2").prepare()
+    finally:
+        docker_api.remove_image("devbox-test/orders:local")
