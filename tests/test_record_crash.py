@@ -24,6 +24,26 @@ MAX_REQUESTS = 3000  # bounded load: the kill normally comes far earlier
 MAX_SECONDS = 20.0
 
 
+def _children(pid: int) -> set[int]:
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.add(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -> None:
     up = start_upstream()
     port = free_port()
@@ -70,8 +90,11 @@ def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -
         for t in threads:
             t.start()
         wait_for(lambda: len(completed) >= 300, timeout=MAX_SECONDS)
+        worker = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        # the recording worker drains what the proxy had handed it, then exits by itself
+        wait_for(lambda: not any(_alive(p) for p in worker), timeout=20)
         stop.set()
         for t in threads:
             t.join(10)
@@ -82,6 +105,7 @@ def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -
             proc.wait(10)
         up.close()
     assert proc.returncode == -signal.SIGKILL
+    assert worker, "devbox record runs a recording worker process"
     # the live set is still the old one, byte for byte
     assert old.read_bytes() == old_bytes
     assert [e.id for e in load_dir(profile.recordings_dir("payments"))] == ["old-1"]

@@ -11,10 +11,9 @@ from devbox.cli import output
 from devbox.errors import UsageError
 
 if TYPE_CHECKING:
-    from devbox.core.model import Exchange
     from devbox.engine.events import Event
     from devbox.engine.record_session import RecordSession
-    from devbox.record import RecordSummary
+    from devbox.record import Captured, RecordSummary
 
 EPILOG = """\
 examples:
@@ -182,7 +181,7 @@ def run_record(args: argparse.Namespace) -> int:
         profile,
         plan,
         on_event=view.event,
-        on_exchange=view.exchange,
+        on_captured=view.captured,
         on_listening=view.listening,
         on_started=view.started,
     )
@@ -241,14 +240,14 @@ class _LiveView:
             for line in ev.logs[-10:]:
                 output.info(f"[dim]  {line}[/dim]")
 
-    def exchange(self, ex: Exchange) -> None:
+    def captured(self, c: Captured) -> None:
         with self._lock:
-            self.count[ex.source] = self.count.get(ex.source, 0) + 1
+            self.count[c.source] = self.count.get(c.source, 0) + 1
         if self.verbose:
-            status = ex.response.status if ex.response is not None else ex.error
-            ms = f"{ex.timing.duration_ms:.1f}ms"
-            output.info(f"[dim]{ex.source:>10}[/dim] {ex.request.method} {ex.request.target} "
-                        f"-> {status} {ms}")
+            # the path only: query strings may hold secrets, and this line is not redacted
+            status = c.status if c.status is not None else c.error
+            output.info(f"[dim]{c.source:>10}[/dim] {c.method} {c.path} -> {status} "
+                        f"{c.duration_ms:.1f}ms")
 
     def listening(self, session: RecordSession) -> None:
         prof = session.profile
@@ -324,6 +323,10 @@ def _print_summary(s: RecordSummary) -> None:
     dropped = sum(src.dropped for src in s.sources)
     if dropped:
         con.print(f"[red]{dropped} exchanges dropped: redaction failed (never written)[/red]")
+    if s.lost:
+        con.print(f"[red]{s.lost} exchanges lost: the recording worker stopped[/red]")
+    for failure in s.failures[:5]:
+        con.print(f"[red]could not record an exchange:[/red] {failure}")
     if s.unlinked:
         con.print(f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "
                   "requests were in flight; set [record] correlation_header to link them")

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from devbox.core.model import Exchange
 from devbox.core.profile import Profile
 from devbox.engine.events import Event, Log, Problem
 from devbox.errors import DevboxError, NotFoundError, UsageError
-from devbox.record import Listener, Recorder, RecordOptions, RecordSummary
+from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
 
 GRACE_S = 5.0
 
@@ -72,12 +71,12 @@ class RecordSession:
         plan: RecordPlan,
         *,
         on_event: Callable[[Event], None] | None = None,
-        on_exchange: Callable[[Exchange], None] | None = None,
+        on_captured: Callable[[Captured], None] | None = None,
     ) -> None:
         self.profile = profile
         self.plan = plan
         self._on_event = on_event
-        self._on_exchange = on_exchange
+        self._on_captured = on_captured
         self.runtime: Any = None
         self.runtime_why = ""
         self.recorder: Recorder | None = None
@@ -113,7 +112,7 @@ class RecordSession:
         self.recorder = Recorder(
             self.profile,
             options,
-            on_exchange=self._on_exchange,
+            on_captured=self._on_captured,
             on_log=lambda m: self._log(m, "warning"),
         )
         self.listeners = self.recorder.start()
@@ -238,7 +237,7 @@ def record(
     plan: RecordPlan,
     *,
     on_event: Callable[[Event], None] | None = None,
-    on_exchange: Callable[[Exchange], None] | None = None,
+    on_captured: Callable[[Captured], None] | None = None,
     on_listening: Callable[[RecordSession], None] | None = None,
     on_started: Callable[[RecordSession], None] | None = None,
     stop: threading.Event | None = None,
@@ -247,7 +246,7 @@ def record(
 
     ``on_listening``: the proxies are bound (the service is not started yet);
     ``on_started``: the service is ready and recording has begun."""
-    session = RecordSession(profile, plan, on_event=on_event, on_exchange=on_exchange)
+    session = RecordSession(profile, plan, on_event=on_event, on_captured=on_captured)
     with stop_on_signals(stop) as stop_event:
         started = False
         try:

@@ -2,16 +2,19 @@
 
 Public API::
 
-    rec = Recorder(profile, RecordOptions(...), on_exchange=..., on_log=...)
+    rec = Recorder(profile, RecordOptions(...), on_captured=..., on_log=...)
     listeners = rec.start()          # binds every proxy; EngineError if a port is taken
     rec.service_env()                # {"PAYMENTS_URL": "http://127.0.0.1:7101", ...}
     rec.inbound_url                  # where clients send requests
     summary = rec.stop(commit=True)  # drain, then make the new recording set live
 
-Pure-ish pieces: ``http1`` (framing without I/O), ``capture`` (bounded decoded
-bodies), ``correlate`` (parent links), ``sink`` (redaction + crash-safe files).
+The proxy (``proxy``, asyncio Protocols) only relays and captures; a worker process
+(``worker``, fed through ``link``) redacts and writes (``sink``). Pure-ish pieces:
+``http1`` (framing without I/O), ``capture`` (bounded decoded bodies), ``correlate``
+(parent links).
 """
 
+from devbox.record.proxy import Captured
 from devbox.record.recorder import (
     Listener,
     Recorder,
@@ -22,6 +25,7 @@ from devbox.record.recorder import (
 from devbox.record.sink import RecordingSink, recover, unfinished
 
 __all__ = [
+    "Captured",
     "Listener",
     "RecordOptions",
     "RecordSummary",

@@ -26,7 +26,7 @@ each request's method with ``expect(method)`` in the order it forwarded them.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
@@ -54,22 +54,25 @@ class Head:
     # set by the reader: no body follows, the body is chunked, read to close...
     framing: str = ""
     length: int = 0
+    # lowercased name -> values joined by ", " (built once: the hot path asks often)
+    index: dict[str, str] = field(default_factory=dict)
 
     def header(self, name: str) -> str | None:
+        """The first value of a header (case-insensitive)."""
+        if name.lower() not in self.index:
+            return None
         low = name.lower()
         for k, v in self.headers:
             if k.lower() == low:
                 return v
-        return None
+        return None  # pragma: no cover - index and headers agree
 
     def tokens(self, name: str) -> list[str]:
-        """Comma-separated tokens of every ``name`` header, lowercased."""
-        low = name.lower()
-        out: list[str] = []
-        for k, v in self.headers:
-            if k.lower() == low:
-                out.extend(t.strip().lower() for t in v.split(",") if t.strip())
-        return out
+        """Comma-separated tokens of every ``name`` (lowercase) header, lowercased."""
+        joined = self.index.get(name)
+        if not joined:
+            return []
+        return [t.strip().lower() for t in joined.split(",") if t.strip()]
 
     @property
     def keep_alive(self) -> bool:
@@ -119,7 +122,7 @@ _WAIT = 8  # after a request asking to upgrade: hold bytes until the answer is k
 _DONE = 9  # after eof
 
 
-def _parse_head(raw: bytes, is_request: bool) -> Head:
+def parse_head(raw: bytes, is_request: bool) -> Head:
     try:
         text = raw.decode("latin-1")
     except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes anything
@@ -127,6 +130,7 @@ def _parse_head(raw: bytes, is_request: bool) -> Head:
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     start = lines[0]
     headers: list[tuple[str, str]] = []
+    index: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
             continue
@@ -136,11 +140,15 @@ def _parse_head(raw: bytes, is_request: bool) -> Head:
                 raise ProtocolError("continuation line before any header")
             k, v = headers[-1]
             headers[-1] = (k, f"{v} {line.strip()}")
+            index[k.lower()] = f"{index[k.lower()]} {line.strip()}"
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             raise ProtocolError(f"malformed header line {line[:60]!r}")
-        headers.append((name, value.strip()))
+        value = value.strip()
+        headers.append((name, value))
+        low = name.lower()
+        index[low] = f"{index[low]}, {value}" if low in index else value
     if is_request:
         parts = start.split(" ")
         if len(parts) != 3 or not parts[0] or not parts[1]:
@@ -148,19 +156,21 @@ def _parse_head(raw: bytes, is_request: bool) -> Head:
         method, target, version = parts
         if not version.startswith("HTTP/1."):
             raise ProtocolError(f"unsupported protocol {version[:20]!r}", 505)
-        return Head(raw=raw, version=version, headers=headers, method=method, target=target)
+        return Head(raw, version, headers, method, target, index=index)
     version, _, rest = start.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
         raise ProtocolError(f"malformed status line {start[:80]!r}", 502)
-    return Head(raw=raw, version=version, headers=headers, status=int(code), reason=reason)
+    return Head(raw, version, headers, status=int(code), reason=reason, index=index)
 
 
 def _content_length(head: Head) -> int | None:
-    values = [v for k, v in head.headers if k.lower() == "content-length"]
-    if not values:
+    joined = head.index.get("content-length")
+    if joined is None:
         return None
-    seen = {p.strip() for v in values for p in v.split(",")}
+    if joined.isdigit():
+        return int(joined)
+    seen = {p.strip() for p in joined.split(",")}
     if len(seen) != 1:
         raise ProtocolError("conflicting Content-Length values")
     value = seen.pop()
@@ -264,7 +274,7 @@ class MessageReader:
                 raise ProtocolError("head larger than 64 KiB", 431)
             raw = buf[pos : end + sep]
             self._pos = end + sep
-            head = _parse_head(raw, self.is_request)
+            head = parse_head(raw, self.is_request)
             self.current = head
             self._frame(head)
             return head

@@ -38,10 +38,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from devbox.core.model import Direction, Exchange
-from devbox.record.capture import BodyCapture, build_exchange, build_request, build_response
+from devbox.core.model import Direction
+from devbox.record.capture import BodyCapture, split_target
 from devbox.record.correlate import Correlator
 from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
 
@@ -108,13 +109,28 @@ class ProxyStats:
     unrecorded: dict[str, int] = field(default_factory=dict)  # forward-proxy origins not in profile
 
 
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """What the live view learns of each exchange (no query string, nothing redacted away)."""
+
+    source: str
+    method: str
+    path: str
+    status: int | None
+    error: str | None
+    duration_ms: float
+
+
+Capture = tuple[Any, ...]  # one exchange as a worker frame (see devbox.record.worker)
+
+
 class ProxyCore:
     """State shared by every connection of one recorder (one event loop thread)."""
 
     def __init__(
         self,
         *,
-        emit: Callable[[Exchange], None],
+        emit: Callable[[Capture], None],
         correlator: Correlator,
         max_body: int,
         stamp: str,
@@ -136,6 +152,9 @@ class ProxyCore:
         self.stats = ProxyStats()
         self.conns: set[ClientConn] = set()
         self._counters: dict[str, int] = {}
+        self.captured: dict[str, int] = {}  # source -> exchanges handed to the worker
+        self.on_captured: Callable[[Captured], None] | None = None
+        self.stopping = False
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -147,12 +166,18 @@ class ProxyCore:
         self._counters[source] = n
         return f"{source}-{self.stamp}-{n:04d}"
 
-    def record(self, ex: Exchange) -> None:
+    def record(self, capture: Capture, captured: Captured) -> None:
+        if self.stopping:
+            return  # connections we cut while stopping are not traffic
         try:
-            self.emit(ex)
+            self.emit(capture)
         except Exception as exc:  # the relay must survive a failing sink; the error is reported
             if self.on_error is not None:
-                self.on_error(f"could not record {ex.request.method} {ex.request.path}: {exc}")
+                self.on_error(f"could not record {captured.method} {captured.path}: {exc}")
+            return
+        self.captured[captured.source] = self.captured.get(captured.source, 0) + 1
+        if self.on_captured is not None:
+            self.on_captured(captured)
 
     def abort_all(self) -> None:
         for c in list(self.conns):
@@ -207,7 +232,7 @@ _FORWARD_DROP = frozenset(("proxy-connection", "proxy-authorization"))
 
 def _rebuild_head(
     head: Head, target: str, host: str | None, drop: frozenset[str] = frozenset()
-) -> tuple[bytes, list[tuple[str, str]]]:
+) -> bytes:
     headers: list[tuple[str, str]] = []
     seen_host = False
     for k, v in head.headers:
@@ -225,7 +250,7 @@ def _rebuild_head(
         headers.insert(0, ("Host", host))
     lines = [f"{head.method} {target} {head.version}"]
     lines.extend(f"{k}: {v}" for k, v in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), headers
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 class _Pending:
@@ -234,7 +259,6 @@ class _Pending:
     __slots__ = (
         "error",
         "head",
-        "headers",
         "host",
         "id",
         "parent",
@@ -245,6 +269,7 @@ class _Pending:
         "resp_body",
         "resp_head",
         "scheme",
+        "sent_head",
         "source",
         "started_at",
         "t0",
@@ -256,7 +281,7 @@ class _Pending:
         self.head = head
         self.id = id
         self.source = source
-        self.headers: list[tuple[str, str]] = head.headers
+        self.sent_head = head.raw  # the head as it went upstream (Host rewritten)
         self.started_at = time.time()
         self.t0 = time.perf_counter()
         self.t_first: float | None = None
@@ -281,8 +306,7 @@ class UpstreamConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.owner.up is self:
@@ -328,9 +352,9 @@ class ClientConn(asyncio.Protocol):
     # ------------------------------------------------------------ client side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=HIGH_WATER)
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = t = cast(asyncio.Transport, transport)
+        t.set_write_buffer_limits(high=HIGH_WATER)
         self.core.conns.add(self)
         self.core.stats.connections += 1
 
@@ -456,11 +480,11 @@ class ClientConn(asyncio.Protocol):
                 # forward proxy: origin-form on the way up, Host as the client set it
                 u = urlsplit(head.target)
                 target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-                out, p.headers = _rebuild_head(head, target, None, _FORWARD_DROP)
+                out = p.sent_head = _rebuild_head(head, target, None, _FORWARD_DROP)
                 p.host = head.header("host") or up.authority
             else:
                 target = up.prefix + head.target if up.prefix else head.target
-                out, p.headers = _rebuild_head(head, target, up.authority)
+                out = p.sent_head = _rebuild_head(head, target, up.authority)
                 p.host = up.authority
         p.req_body = BodyCapture(core.max_body, head.header("content-encoding"))
         self.pending.append(p)
@@ -715,28 +739,22 @@ class ClientConn(asyncio.Protocol):
             self.core.correlator.end(p.id)
         if not p.record:
             return
-        now = time.perf_counter()
-        req_body = p.req_body.body() if p.req_body is not None else b""
-        head = p.head
-        if p.headers is not head.headers:
-            head = Head(head.raw, head.version, p.headers, head.method, head.target)
-        request = build_request(head, req_body, scheme=p.scheme, host=p.host)
-        response = None
-        if p.resp_head is not None:
-            resp_body = p.resp_body.body() if p.resp_body is not None else b""
-            response = build_response(p.resp_head, resp_body)
-        ex = build_exchange(
-            id=p.id,
-            direction=self.route.direction,
-            source=p.source,
-            request=request,
-            response=response,
-            started_at=p.started_at,
-            duration_ms=(now - p.t0) * 1000.0,
-            wait_ms=(p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
-            parent=p.parent,
-            error=error,
-            request_truncated=p.req_body is not None and p.req_body.truncated,
-            response_truncated=p.resp_body is not None and p.resp_body.truncated,
+        duration_ms = (time.perf_counter() - p.t0) * 1000.0
+        rq, rs, resp = p.req_body, p.resp_body, p.resp_head
+        capture = (
+            "x", p.source, self.route.direction.value, p.id, p.parent, p.scheme, p.host,
+            p.sent_head,
+            rq.body() if rq is not None else b"",
+            rq is not None and rq.truncated,
+            resp.raw if resp is not None else None,
+            rs.body() if rs is not None else b"",
+            rs is not None and rs.truncated,
+            p.started_at,
+            duration_ms,
+            (p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
+            error,
         )
-        self.core.record(ex)
+        self.core.record(capture, Captured(
+            p.source, p.head.method, split_target(p.head.target)[0],
+            resp.status if resp is not None else None, error, duration_ms,
+        ))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,12 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devbox.core.model import Direction, Exchange
+from devbox.core.model import Direction
 from devbox.core.profile import Profile
 from devbox.errors import ConfigError, DevboxError, EngineError, NotFoundError, UsageError
 from devbox.record.correlate import Correlator
-from devbox.record.proxy import ClientConn, ProxyCore, Route, Upstream, make_ssl_context
-from devbox.record.sink import CommitResult, RecordingSink, Redacting, SourceStats, recover
+from devbox.record.link import WorkerLink
+from devbox.record.proxy import (
+    Capture,
+    Captured,
+    ClientConn,
+    ProxyCore,
+    Route,
+    Upstream,
+    make_ssl_context,
+)
+from devbox.record.sink import new_stamp, recover
 
 INBOUND = "inbound"
 FORWARD = "forward"
@@ -89,6 +99,8 @@ class RecordSummary:
     upstream_errors: int = 0
     unrecorded: Mapping[str, int] = field(default_factory=dict)
     tunnels: Mapping[str, int] = field(default_factory=dict)
+    lost: int = 0  # captured but never handed to the worker (it died)
+    failures: tuple[str, ...] = ()  # captures the worker could not turn into exchanges
 
     @property
     def exchanges(self) -> int:
@@ -128,6 +140,8 @@ class RecordSummary:
             "upstream_errors": self.upstream_errors,
             "unrecorded_hosts": dict(self.unrecorded),
             "tunnels": dict(self.tunnels),
+            "lost": self.lost,
+            "failures": list(self.failures),
         }
 
 
@@ -139,34 +153,29 @@ class Recorder:
         profile: Profile,
         options: RecordOptions | None = None,
         *,
-        on_exchange: Callable[[Exchange], None] | None = None,
+        on_captured: Callable[[Captured], None] | None = None,
         on_log: Callable[[str], None] | None = None,
-        redactor: Redacting | None = None,
     ) -> None:
         self.profile = profile
         self.options = options or RecordOptions()
         self.on_log = on_log
-        if redactor is None:
-            from devbox.core.redact import Redactor
-
-            redactor = Redactor(profile.redact)
-        self.redactor = redactor
         self._routes: list[tuple[Route, int, str | None]] = []
         self.skipped: tuple[str, ...] = ()
         self._plan_routes()
-        sources = {r.source: r.direction for r, _p, _e in self._routes if r.source != FORWARD}
+        sources = {
+            r.source: r.direction.value for r, _p, _e in self._routes if r.source != FORWARD
+        }
         for d in profile.dependencies:
             if d.upstream and self.options.forward_proxy_port is not None:
-                sources[d.name] = Direction.OUTBOUND
-        self.sink = RecordingSink(
-            profile,
-            redactor,
-            append=self.options.append,
-            fsync=self.options.fsync,
-            stamp=self.options.stamp,
-            sources=sources,
-        )
-        self.sink.on_written = on_exchange
+                sources[d.name] = Direction.OUTBOUND.value
+        self.stamp = self.options.stamp or new_stamp()
+        self.link = WorkerLink({
+            "profile": str(profile.path),
+            "append": self.options.append,
+            "fsync": self.options.fsync,
+            "stamp": self.stamp,
+            "sources": sources,
+        })
         max_kb = self.options.max_body_kb or profile.record.max_body_kb
         self.correlator = Correlator(profile.record.correlation_header)
         ssl_context = None
@@ -186,20 +195,20 @@ class Recorder:
             emit=self._emit,
             correlator=self.correlator,
             max_body=max_kb * 1024,
-            stamp=self.sink.stamp,
+            stamp=self.stamp,
             connect_timeout_s=self.options.connect_timeout_s,
             response_timeout_s=self.options.response_timeout_s,
             ssl_context=ssl_context,
             forward_sources=forward_sources,
             on_error=self._log,
         )
+        self.core.on_captured = on_captured
         self.listeners: tuple[Listener, ...] = ()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.Server] = []
         self._started_at = 0.0
         self._summary: RecordSummary | None = None
-        self._stopping = False
 
     # ------------------------------------------------------------ plan
 
@@ -233,7 +242,8 @@ class Recorder:
     def start(self) -> tuple[Listener, ...]:
         """Bind every listener; raise EngineError (nothing left running) if one cannot."""
         recover(self.profile)
-        loop = asyncio.new_event_loop()
+        self.link.start()
+        loop = new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="devbox-record", daemon=True)
         self._thread.start()
@@ -242,6 +252,7 @@ class Recorder:
             self.listeners = fut.result(timeout=30)
         except BaseException:
             self._halt()
+            self.link.kill()
             raise
         self._started_at = time.monotonic()
         return self.listeners
@@ -289,8 +300,9 @@ class Recorder:
                 env["NO_PROXY"] = env["no_proxy"] = ""
         return env
 
-    def stats(self) -> list[SourceStats]:
-        return self.sink.stats()
+    def captured(self) -> dict[str, int]:
+        """Exchanges handed to the worker so far, per source (for live views)."""
+        return dict(self.core.captured)
 
     def in_flight(self) -> int:
         return sum(len(c.pending) for c in self.core.conns)
@@ -308,12 +320,7 @@ class Recorder:
             except Exception as exc:  # the loop is wedged: the files are still consistent
                 self._log(f"shutdown: {exc}")
         self._halt()
-        if commit:
-            result = self.sink.commit()
-        else:
-            self.sink.close()
-            result = CommitResult()
-        self._summary = self._summarize(result)
+        self._summary = self._summarize(self.link.finish(commit=commit))
         return self._summary
 
     async def _shutdown(self, drain_s: float) -> None:
@@ -323,7 +330,7 @@ class Recorder:
         while time.monotonic() < deadline and any(c.pending for c in self.core.conns):
             await asyncio.sleep(0.01)
         # from here on, connections we cut are our doing, not traffic worth recording
-        self._stopping = True
+        self.core.stopping = True
         self.core.abort_all()
         await asyncio.sleep(0)
 
@@ -341,17 +348,20 @@ class Recorder:
 
     # ------------------------------------------------------------ internals
 
-    def _emit(self, ex: Exchange) -> None:
-        if self._stopping:
+    def _emit(self, capture: Capture) -> None:
+        if self.link.dead is not None:
+            self.link.send(capture)  # counts it as lost
             return
-        self.sink.write(ex)
+        try:
+            self.link.send(capture)
+        except EngineError as exc:
+            self._log(f"{exc.message}; recording stopped, relaying continues")
 
     def _log(self, message: str) -> None:
         if self.on_log is not None:
             self.on_log(message)
 
-    def _summarize(self, result: CommitResult) -> RecordSummary:
-        stats = self.sink.stats()
+    def _summarize(self, w: dict[str, Any]) -> RecordSummary:
         st = self.core.stats
         return RecordSummary(
             profile=self.profile.name,
@@ -359,29 +369,47 @@ class Recorder:
             duration_s=time.monotonic() - self._started_at if self._started_at else 0.0,
             sources=tuple(
                 SourceSummary(
-                    s.source, s.direction.value, s.exchanges, s.errors, s.truncated,
-                    s.bytes_written, s.dropped, str(_final(s.path, result)) if s.path else None,
+                    s["source"], s["direction"], s["exchanges"], s["errors"], s["truncated"],
+                    s["bytes"], s["dropped"], _final(s["path"], w.get("files", ())),
                 )
-                for s in stats
+                for s in w.get("sources", ())
             ),
-            redactions=dict(self.redactor.stats),
-            committed=result.committed,
-            files=tuple(str(f) for f in result.files),
-            backup=str(result.backup) if result.backup else None,
-            kept=result.kept,
+            redactions=dict(w.get("redactions", {})),
+            committed=bool(w.get("committed")),
+            files=tuple(w.get("files", ())),
+            backup=w.get("backup"),
+            kept=tuple(w.get("kept", ())),
             skipped=self.skipped,
             unlinked=self.correlator.ambiguous,
             rejected=st.rejected,
             upstream_errors=st.upstream_errors,
             unrecorded=dict(st.unrecorded),
             tunnels=dict(st.tunnels),
+            lost=self.link.lost,
+            failures=tuple(w.get("failures", ())),
         )
 
 
-def _final(path: Path, result: CommitResult) -> Path:
-    for f in result.files:
-        if f.parent == path.parent and path.name.startswith(f.name):
-            return f
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (it halves the proxy's per-request CPU), else asyncio's own;
+    DEVBOX_NO_UVLOOP=1 forces asyncio's (for comparison)."""
+    if not os.environ.get("DEVBOX_NO_UVLOOP"):
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def _final(path: str | None, files: Any) -> str | None:
+    """The committed name of a partial file."""
+    if path is None:
+        return None
+    for f in files:
+        if path.startswith(f):
+            return str(f)
     return path
 
 

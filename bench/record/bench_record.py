@@ -1,0 +1,187 @@
+"""Overhead of the recording proxy: latency added and throughput, beside a direct
+connection and mitmproxy (reverse mode, saving flows), in one run.
+
+    .venv/bin/python bench/record/bench_record.py [--duration 5] [--connections 16]
+
+Load comes from wrk (keep-alive, bounded by --duration): one connection for latency
+(p50/p99 of a lone request, nothing queued) and --connections for throughput. The
+upstream is bench/record/fast_upstream.py, a fixed answer in another process.
+devbox runs as a user runs it (`devbox record PROFILE --no-service`, redacting and
+appending every exchange to disk); mitmproxy as `mitmdump --mode reverse:... -w FILE`
+from a separate venv (--mitmdump PATH, or /tmp/mitm-venv/bin/mitmdump; create it with
+`python3 -m venv /tmp/mitm-venv && /tmp/mitm-venv/bin/pip install mitmproxy`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PATH = "/charges/ch_123?expand=customer"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_us: float
+    p99_us: float
+    requests: int
+
+
+_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def _us(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, connections: int, duration: float) -> Run:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency",
+         url],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in", out, re.M)
+    if not (p50 and p99 and rps and total):
+        raise SystemExit(f"could not read wrk's output:\n{out}")
+    return Run(float(rps.group(1)), _us(p50.group(1)), _us(p99.group(1)), int(total.group(1)))
+
+
+def find_mitmdump(given: str | None) -> str | None:
+    for cand in (given, "/tmp/mitm-venv/bin/mitmdump", shutil.which("mitmdump")):
+        if cand and Path(cand).exists():
+            return cand
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=16, help="connections for throughput")
+    ap.add_argument("--mitmdump", help="path to mitmdump (default: /tmp/mitm-venv/bin/mitmdump)")
+    ap.add_argument("--no-mitmproxy", action="store_true", help="skip the mitmproxy rows")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+    mitmdump = None if args.no_mitmproxy else find_mitmdump(args.mitmdump)
+    if not args.no_mitmproxy and mitmdump is None:
+        print("mitmdump not found: skipping mitmproxy (see --help)", file=sys.stderr)
+
+    tmp = Path(tempfile.mkdtemp(prefix="devbox-bench-record-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    up, ours, mitm = free_port(), free_port(), free_port()
+    try:
+        procs.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/record/fast_upstream.py"), str(up)],
+            stdout=subprocess.DEVNULL,
+        ))
+        (tmp / "profiles").mkdir()
+        (tmp / "profiles/bench.toml").write_text(
+            'name = "bench"\n[service]\nport = 1\ncommand = ["true"]\n'
+            f'[[dependency]]\nname = "payments"\nupstream = "http://127.0.0.1:{up}"\n'
+            f'env = "PAYMENTS_URL"\nport = {ours}\n'
+        )
+        devbox = subprocess.Popen(
+            [sys.executable, "-m", "devbox", "-q", "record", "bench", "--no-service", "--json"],
+            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        procs.append(devbox)
+        if mitmdump:
+            procs.append(subprocess.Popen(
+                [mitmdump, "--mode", f"reverse:http://127.0.0.1:{up}", "--listen-host",
+                 "127.0.0.1", "-p", str(mitm), "-q", "-w", str(tmp / "flows.mitm")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        for port in (up, ours) + ((mitm,) if mitmdump else ()):
+            wait_port(port)
+        targets = [("direct", up), ("devbox record", ours)]
+        if mitmdump:
+            targets.append(("mitmproxy (mitmdump -w)", mitm))
+        results: dict[str, tuple[Run, Run]] = {}
+        through_devbox = 0
+        for name, port in targets:
+            url = f"http://127.0.0.1:{port}{PATH}"
+            wrk(url, 1, 1.0)  # warm-up (connections, caches, mitmproxy's start)
+            lat = wrk(url, 1, args.duration)
+            thr = wrk(url, args.connections, args.duration)
+            results[name] = (lat, thr)
+            if port == ours:
+                through_devbox = lat.requests + thr.requests
+            print(f"  measured {name}", file=sys.stderr)
+        devbox.send_signal(signal.SIGINT)
+        summary_out, _ = devbox.communicate(timeout=120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    import json
+
+    recorded = json.loads(summary_out)["sources"]["payments"]["exchanges"]
+    direct_lat = results["direct"][0]
+    print()
+    print(f"Recording proxy overhead: wrk -t1, latency at 1 connection, throughput at "
+          f"{args.connections} connections, {args.duration:g}s each; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print()
+    print("| target | p50 | p99 | added p50 | added p99 | req/s | p50 @"
+          f"{args.connections} | p99 @{args.connections} |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, (lat, thr) in results.items():
+        added50 = "-" if name == "direct" else f"{(lat.p50_us - direct_lat.p50_us) / 1000:.3f} ms"
+        added99 = "-" if name == "direct" else f"{(lat.p99_us - direct_lat.p99_us) / 1000:.3f} ms"
+        print(f"| {name} | {lat.p50_us / 1000:.3f} ms | {lat.p99_us / 1000:.3f} ms | {added50} | "
+              f"{added99} | {thr.rps:,.0f} | {thr.p50_us / 1000:.2f} ms | "
+              f"{thr.p99_us / 1000:.2f} ms |")
+    print()
+    ours_rps = results["devbox record"][1].rps
+    mitm_row = next((v for k, v in results.items() if k.startswith("mitmproxy")), None)
+    if mitm_row is not None:
+        print(f"devbox record / mitmproxy throughput: {ours_rps / mitm_row[1].rps:.1f}x")
+    print(f"exchanges recorded by devbox: {recorded} (wrk counted {through_devbox} "
+          "completed requests, warm-up excluded)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

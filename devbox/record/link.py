@@ -1,0 +1,119 @@
+"""The proxy's end of the pipe to the recording worker (see ``devbox.record.worker``)."""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import devbox
+from devbox.errors import EngineError
+from devbox.record.worker import encode_frame
+
+PIPE_BYTES = 1 << 20  # room for bursts before a slow disk pushes back on the proxy
+F_SETPIPE_SZ = 1031  # Linux
+
+
+class WorkerLink:
+    """Starts the worker, sends it captures, collects its summary."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._fd = -1
+        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._lock = threading.Lock()
+        self.dead: str | None = None  # why captures can no longer be written
+        self.lost = 0  # captures that could not be handed over
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        # the worker imports the same devbox as we do, installed or not
+        src = str(Path(devbox.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(  # noqa: S603 - our own worker, argument list, no shell
+            [sys.executable, "-m", "devbox.record.worker", orjson.dumps(self.config).decode()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._fd = self.proc.stdin.fileno()
+        try:
+            fcntl.fcntl(self._fd, F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:
+            pass  # a smaller pipe only means earlier back-pressure
+        threading.Thread(target=self._drain_stderr, daemon=True, name="devbox-record-w").start()
+        line = self.proc.stdout.readline()
+        if line != b"ready\n":
+            self.proc.wait(10)
+            raise EngineError(
+                "the recording worker did not start: " + (self.tail() or "no output"),
+            )
+
+    def _drain_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+
+    def tail(self) -> str:
+        return " | ".join(list(self._stderr)[-3:])
+
+    def send(self, capture: tuple[Any, ...]) -> None:
+        """Hand one capture over; blocks while the pipe is full (back-pressure)."""
+        if self.dead is not None:
+            self.lost += 1
+            return
+        view = memoryview(encode_frame(capture))
+        with self._lock:
+            try:
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+            except OSError as exc:
+                self.lost += 1
+                self.dead = f"the recording worker exited ({exc.strerror}): {self.tail()}"
+                raise EngineError(self.dead) from None
+
+    def finish(self, *, commit: bool, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Ask the worker to commit (or just close) and return its summary."""
+        proc = self.proc
+        if proc is None:
+            return {}
+        assert proc.stdout is not None and proc.stdin is not None
+        if self.dead is None:
+            try:
+                self.send(("end", commit))
+            except EngineError:
+                pass
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        out: list[bytes] = []
+        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout_s)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        lines = (out[0] if out else b"").strip().splitlines()
+        if not lines:
+            raise EngineError("the recording worker ended without a summary: " + self.tail())
+        summary: dict[str, Any] = orjson.loads(lines[-1])
+        return summary
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,160 @@
+"""The recording worker: a child process that turns captures into redacted recordings.
+
+Theory of operation
+-------------------
+The proxy's event loop must relay bytes and nothing else: redacting a large JSON
+body or serializing an exchange there would stall every other connection. So the
+proxy hands each finished exchange, as a compact ``marshal`` frame of raw bytes
+(heads as they crossed the wire, capped bodies, timings), down a pipe to this
+process, which parses, redacts (``devbox.core.redact``), serializes and appends
+(``RecordingSink``). Secrets travel only through memory and a pipe, never a file.
+
+Crash safety: the proxy writes the frame to the pipe *before* it relays the
+response's last bytes, so an exchange a client has seen complete is in the pipe
+or already on disk. If the proxy process dies (even ``kill -9``), this process
+reads the pipe to its end, writes everything, closes the files and exits: it
+ignores SIGINT/SIGTERM, which a terminal or a process-group kill sends to both,
+and ends only on a ``commit``/``close`` frame or end of input. A full pipe blocks
+the proxy: memory stays bounded when the disk is slower than the traffic.
+
+Frames (little-endian u32 length, then ``marshal.dumps(tuple)``):
+``("x", source, direction, id, parent, scheme, host, request_head, request_body,
+request_truncated, response_head | None, response_body, response_truncated,
+started_at, duration_ms, wait_ms | None, error | None)`` and ``("end", commit)``.
+The worker answers on stdout: one ``ready`` line, then one JSON summary line.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import struct
+import sys
+from typing import Any, BinaryIO
+
+import orjson
+
+from devbox.core.model import Direction, Exchange
+from devbox.record.capture import build_exchange, build_request, build_response
+from devbox.record.http1 import parse_head
+
+FRAME = struct.Struct("<I")
+
+
+def encode_frame(msg: tuple[Any, ...]) -> bytes:
+    payload = marshal.dumps(msg)
+    return FRAME.pack(len(payload)) + payload
+
+
+def exchange_of(msg: tuple[Any, ...]) -> Exchange:
+    (_, source, direction, xid, parent, scheme, host, req_head, req_body, req_trunc,
+     resp_head, resp_body, resp_trunc, started_at, duration_ms, wait_ms, error) = msg
+    request = build_request(parse_head(req_head, True), req_body, scheme=scheme, host=host)
+    response = None
+    if resp_head is not None:
+        response = build_response(parse_head(resp_head, False), resp_body)
+    return build_exchange(
+        id=xid,
+        direction=Direction(direction),
+        source=source,
+        request=request,
+        response=response,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        wait_ms=wait_ms,
+        parent=parent,
+        error=error,
+        request_truncated=req_trunc,
+        response_truncated=resp_trunc,
+    )
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes | None:
+    data = f.read(n)
+    if data is None or len(data) < n:
+        return None  # end of input: the proxy is gone
+    return data
+
+
+def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
+    from devbox.core.profile import load_profile
+    from devbox.core.redact import Redactor
+    from devbox.record.sink import RecordingSink
+
+    profile = load_profile(config["profile"])
+    redactor = Redactor(profile.redact)
+    sink = RecordingSink(
+        profile,
+        redactor,
+        append=config["append"],
+        fsync=config["fsync"],
+        stamp=config["stamp"],
+        sources={k: Direction(v) for k, v in config["sources"].items()},
+    )
+    out.write(b"ready\n")
+    out.flush()
+    failures: list[str] = []
+    commit = False
+    while True:
+        head = _read_exact(inp, FRAME.size)
+        if head is None:
+            break
+        (size,) = FRAME.unpack(head)
+        payload = _read_exact(inp, size)
+        if payload is None:
+            break
+        msg = marshal.loads(payload)
+        if msg[0] == "end":
+            commit = bool(msg[1])
+            break
+        try:
+            sink.write(exchange_of(msg))
+        except Exception as exc:  # one bad capture must not lose the others
+            if len(failures) < 20:
+                failures.append(f"{type(exc).__name__}: {exc}")
+    if commit:
+        result = sink.commit()
+    else:
+        sink.close()
+        from devbox.record.sink import CommitResult
+
+        result = CommitResult()
+    summary = {
+        "sources": [
+            {
+                "source": s.source,
+                "direction": s.direction.value,
+                "exchanges": s.exchanges,
+                "errors": s.errors,
+                "truncated": s.truncated,
+                "bytes": s.bytes_written,
+                "dropped": s.dropped,
+                "path": str(s.path) if s.path else None,
+            }
+            for s in sink.stats()
+        ],
+        "redactions": dict(redactor.stats),
+        "committed": result.committed,
+        "files": [str(f) for f in result.files],
+        "backup": str(result.backup) if result.backup else None,
+        "kept": list(result.kept),
+        "failures": failures,
+    }
+    out.write(orjson.dumps(summary) + b"\n")
+    out.flush()
+    return 0
+
+
+def main() -> int:
+    # a terminal's Ctrl-C and a process-group kill reach us too: the proxy decides when
+    # recording ends; we end with its "end" frame or when its pipe closes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    config = orjson.loads(sys.argv[1])
+    with os.fdopen(0, "rb", buffering=1 << 20) as inp:
+        return run(config, inp, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
