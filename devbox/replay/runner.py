@@ -84,6 +84,9 @@ def select(exchanges: Sequence[Exchange], routes: Sequence[str]) -> tuple[list[E
     return replayable, len(chosen) - len(replayable)
 
 
+_PARK_FULL = Job(-1, -1, -1, None, None)
+
+
 class _Run:
     def __init__(
         self,
@@ -134,15 +137,14 @@ class _Run:
         d = self.pacing.duration_s
         return d is not None and time.perf_counter() - self.start >= d
 
-    async def next_job(self) -> Job | None:
+    def try_next(self) -> Job | None:
+        """The next job without awaiting (the hot path); ``_PARK_FULL`` when it must wait."""
         while True:
             if self.stopped or self._stop_now():
                 self.stopped = True
                 return None
             if self.parked >= self.park_limit:
-                self.drained.clear()
-                await self.drained.wait()
-                continue
+                return _PARK_FULL
             job = next(self.jobs, None)
             if job is None:
                 self.stopped = True
@@ -155,6 +157,15 @@ class _Run:
                 return job
             queue.append(job)
             self.parked += 1
+
+    async def next_job(self) -> Job | None:
+        job = self.try_next()
+        while job is _PARK_FULL:
+            # too many jobs parked behind busy lanes: wait until a lane moves on
+            self.drained.clear()
+            await self.drained.wait()
+            job = self.try_next()
+        return job
 
     def lane_next(self, job: Job) -> Job | None:
         """After ``job``: the next parked job of its lane (this worker keeps the lane), or None."""
@@ -179,7 +190,12 @@ class _Run:
             while job is not None:
                 await self.run_job(job, client)
                 follow = self.lane_next(job)
-                job = follow if follow is not None else await self.next_job()
+                if follow is not None:
+                    job = follow
+                    continue
+                job = self.try_next()
+                if job is _PARK_FULL:
+                    job = await self.next_job()
         finally:
             client.close()
 

@@ -59,14 +59,20 @@ class LatencyRecorder:
             self._min = ms
         if ms > self._max:
             self._max = ms
-        b = _bucket(ms)
-        self._buckets[b] = self._buckets.get(b, 0) + 1
         samples = self._samples
         if samples is not None:
             if len(samples) < EXACT_LIMIT:
                 samples.append(ms)
-            else:
-                self._samples = None
+                return
+            # past the limit: from now on only the histogram, seeded with the samples so far
+            for v in samples:
+                self._bucket_add(v)
+            self._samples = None
+        self._bucket_add(ms)
+
+    def _bucket_add(self, ms: float) -> None:
+        b = _bucket(ms)
+        self._buckets[b] = self._buckets.get(b, 0) + 1
 
     @property
     def count(self) -> int:
