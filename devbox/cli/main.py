@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_explain",
     "devbox.cli.cmd_record",
     "devbox.cli.cmd_up",
+    "devbox.cli.cmd_init",
 )
 
 

@@ -1,0 +1,117 @@
+"""The pure parts of ``devbox init``: Dockerfile and Compose facts, proposals, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devbox.core.compose import interpolate, parse_compose
+from devbox.core.dockerfile import host_command, logical_lines, parse_dockerfile, substitute
+from devbox.core.profile import parse_profile
+from devbox.core.scaffold import Answers, RepoFacts, propose, render_profile, slug, toml_str
+from devbox.errors import ConfigError
+
+
+def test_logical_lines_continuations_comments_and_escape_directive() -> None:
+    text = "# escape=`\nFROM x\nRUN a `\n  # dropped\n  b\nEXPOSE 1\n"
+    assert logical_lines(text) == ["FROM x", "RUN a b", "EXPOSE 1"]
+    assert logical_lines("FROM x\nRUN a \\\n\n  b\n") == ["FROM x", "RUN a b"]
+
+
+def test_substitute() -> None:
+    v = {"A": "1", "E": ""}
+    assert substitute("$A ${A} ${B:-d} ${E:-d} ${E-d} ${A:+x} ${B:+x}", v) == "1 1 d d  x "
+
+
+def test_final_stage_wins_and_inherits_from_a_named_stage() -> None:
+    facts = parse_dockerfile(
+        "FROM a AS base\nEXPOSE 1000\nWORKDIR /w\nCMD [\"srv\"]\n"
+        "FROM b AS other\nEXPOSE 2000\n"
+        "FROM base\nEXPOSE 3000/udp 3001\n"
+    )
+    assert facts.expose == (1000, 3001)
+    assert facts.command == ("srv",)
+    assert facts.workdir == "/w"
+    assert parse_dockerfile("# nothing\n") == parse_dockerfile("")
+
+
+def test_shell_form_and_entrypoint() -> None:
+    assert parse_dockerfile("FROM x\nCMD exec gunicorn -b :8000 app:app\n").command == (
+        "gunicorn", "-b", ":8000", "app:app")
+    assert parse_dockerfile("FROM x\nCMD ./migrate && ./serve\n").command == (
+        "sh", "-c", "./migrate && ./serve")
+    f = parse_dockerfile('FROM x\nENTRYPOINT ["/entry.sh"]\nCMD ["serve", "--fast"]\n')
+    assert f.command == ("/entry.sh", "serve", "--fast")
+    assert f.entrypoint == ("/entry.sh",)
+    # broken JSON is shell form, as Docker treats it: sh splits it like this
+    assert parse_dockerfile("FROM x\nCMD [\"a\", b]\n").command == ("[a,", "b]")
+
+
+def test_copy_destination_and_workdir() -> None:
+    f = parse_dockerfile("FROM x\nWORKDIR /srv\nWORKDIR app\nCOPY --chown=1 ./ ./\n")
+    assert (f.workdir, f.context_dest) == ("/srv/app", "/srv/app")
+    f = parse_dockerfile("FROM x\nCOPY --from=b / /\nCOPY . /code\n")
+    assert f.context_dest == "/code"
+
+
+def test_host_command() -> None:
+    assert host_command(("/usr/bin/tini", "-g", "--", "python3.12", "/app/main.py"), "/app") == (
+        "python3", "main.py")
+    assert host_command(("/app/bin/server", "--port", "1"), "/app") == ("./bin/server", "--port",
+                                                                          "1")
+    assert host_command(("dumb-init",)) == ()
+
+
+def test_compose_ports_environment_hostnames_and_healthcheck() -> None:
+    c = parse_compose(
+        "services:\n"
+        "  a:\n"
+        "    build: {context: ./svc/a/, dockerfile: D}\n"
+        "    ports: [8080, \"9000:9001\", \"[::1]:7000:7001/tcp\", \"53:53/udp\","
+        " {target: 6000, published: \"6500\"}, \"3000-3001:4000-4001\"]\n"
+        "    environment: [\"X=1\", \"BARE\", \"Y=$${literal}\", \"Z=${Q:-dq}\"]\n"
+        "    networks: {n: {aliases: [alpha]}}\n"
+        "    healthcheck: {test: [\"CMD\", \"curl\", \"http://127.0.0.1:8080/ready\"]}\n"
+        "    command: serve --all\n",
+        "compose.yaml",
+    )
+    (a,) = c.services
+    assert a.build_context == "svc/a" and a.dockerfile_path == "svc/a/D"
+    assert a.ports == (8080, 9001, 7001, 6000, 4000)
+    assert dict(a.published) == {9001: 9000, 7001: 7000, 6000: 6500, 4000: 3000}
+    assert [(k, v.value) for k, v in a.environment] == [("X", "1"), ("Y", "${literal}"),
+                                                          ("Z", "dq")]
+    assert a.hostnames == ("a", "alpha")
+    assert a.healthcheck_path == "/ready"
+    assert a.command == ("serve", "--all")
+    assert interpolate("${NOPE}").unresolved and not interpolate("${N:-x}").unresolved
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("services:\n  a: {b: 1\n  c: 2\n", "compose.yaml:3: invalid YAML"),
+        ("version: '3'\n", "compose.yaml: services"),
+        ("services:\n  a: 3\n", "services.a"),
+    ],
+)
+def test_compose_errors_name_file_and_line(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_compose(text, "compose.yaml")
+    assert where in info.value.one_line()
+
+
+def test_slug() -> None:
+    assert slug("My Service_2!") == "my-service_2"
+    assert slug("123") == "service"
+    assert slug("9lives-api") == "lives-api"
+
+
+def test_rendered_profile_always_parses() -> None:
+    facts = RepoFacts(dir_name="x", files=("main.py",))
+    weird = ("python3", 'quote"and\\back', "tab\tnew\nline", "del\x7f", "ünï")
+    p = propose(facts, Answers(name="x", port=1, command=weird))
+    profile = parse_profile(render_profile(p), Path("profiles/x.toml"))
+    assert profile.service.command == weird
+    assert toml_str("a\x7f") == '"a\\u007f"'
