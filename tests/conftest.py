@@ -54,7 +54,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     have_tmux = shutil.which("tmux") is not None
     for item in items:
         if "docker" in item.keywords and not have_docker:
-            item.add_marker(pytest.mark.skip(reason="no Docker engine answers (runs under CI=true)"))
+            item.add_marker(
+                pytest.mark.skip(reason="no Docker engine answers (runs under CI=true)")
+            )
         if "tmux" in item.keywords and not have_tmux:
             item.add_marker(pytest.mark.skip(reason="tmux is not installed (runs under CI=true)"))
 
@@ -62,7 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class Proc:
     """A child process the test started; ended by PID at teardown."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         self.popen = subprocess.Popen(
             args,
             cwd=cwd,
@@ -86,7 +90,15 @@ def demo_upstreams() -> Iterator[dict[str, int]]:
     """The demo's real payments and inventory stand-ins on free loopback ports."""
     ports = {"payments": free_port(), "inventory": free_port()}
     procs = [
-        Proc([sys.executable, str(ROOT / "examples/demo/upstreams/standins.py"), name, "--port", str(p)])
+        Proc(
+            [
+                sys.executable,
+                str(ROOT / "examples/demo/upstreams/standins.py"),
+                name,
+                "--port",
+                str(p),
+            ]
+        )
         for name, p in ports.items()
     ]
     try:
