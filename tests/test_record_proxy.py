@@ -452,3 +452,29 @@ def test_a_taken_port_is_a_clear_error_and_nothing_keeps_running(
         assert not any(t.name == "devbox-record" for t in threading.enumerate())
     finally:
         blocker.close()
+
+
+def test_a_dead_worker_stops_recording_not_relaying(make: Make, upstream: Upstream) -> None:
+    import os
+    import signal
+
+    rec = make({"payments": upstream.url})
+    c = _conn(rec, "payments")
+    for i in range(3):
+        c.request("GET", f"/n/{i}")
+        assert c.getresponse().read() == f'{{"n": {i}}}'.encode()
+    assert rec.link.proc is not None
+    os.kill(rec.link.proc.pid, signal.SIGKILL)
+    rec.link.proc.wait(10)
+    for i in range(3, 5):
+        c.request("GET", f"/n/{i}")
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == f'{{"n": {i}}}'.encode()
+    summary = rec.stop()
+    assert summary.failed and not summary.committed
+    assert summary.lost == 2
+    (partial,) = (rec.profile.mocks_dir / "payments").glob("*.json.partial")
+    from devbox.store import load_file
+
+    assert [e.request.path for e in load_file(partial).decoded.exchanges] == [
+        "/n/0", "/n/1", "/n/2"]

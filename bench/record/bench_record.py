@@ -4,7 +4,8 @@ connection and mitmproxy (reverse mode, saving flows), in one run.
     .venv/bin/python bench/record/bench_record.py [--duration 5] [--connections 16]
 
 Load comes from wrk (keep-alive, bounded by --duration): one connection for latency
-(p50/p99 of a lone request, nothing queued) and --connections for throughput. The
+(p50/p99 of a lone request, nothing queued) and --connections for throughput, with the
+CPU time the proxy's processes spent per request (devbox: proxy + recording worker). The
 upstream is bench/record/fast_upstream.py, a fixed answer in another process.
 devbox runs as a user runs it (`devbox record PROFILE --no-service`, redacting and
 appending every exchange to disk); mitmproxy as `mitmdump --mode reverse:... -w FILE`
@@ -54,6 +55,31 @@ class Run:
     p50_us: float
     p99_us: float
     requests: int
+    cpu_us: float = 0.0  # CPU time of the proxy's processes per request
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its children (devbox record's recording worker)."""
+    out = [pid]
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(f[11]) + int(f[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
@@ -67,7 +93,7 @@ def _us(text: str) -> float:
 
 
 def wrk(url: str, connections: int, duration: float) -> Run:
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
         ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency",
          url],
         capture_output=True, text=True, check=True, timeout=duration + 60,
@@ -105,7 +131,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     up, ours, mitm = free_port(), free_port(), free_port()
     try:
-        procs.append(subprocess.Popen(
+        procs.append(subprocess.Popen(  # noqa: S603
             [sys.executable, str(ROOT / "bench/record/fast_upstream.py"), str(up)],
             stdout=subprocess.DEVNULL,
         ))
@@ -122,23 +148,25 @@ def main() -> int:
         )
         procs.append(devbox)
         if mitmdump:
-            procs.append(subprocess.Popen(
+            procs.append(subprocess.Popen(  # noqa: S603
                 [mitmdump, "--mode", f"reverse:http://127.0.0.1:{up}", "--listen-host",
                  "127.0.0.1", "-p", str(mitm), "-q", "-w", str(tmp / "flows.mitm")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
         for port in (up, ours) + ((mitm,) if mitmdump else ()):
             wait_port(port)
-        targets = [("direct", up), ("devbox record", ours)]
+        targets = [("direct", up, [procs[0].pid]), ("devbox record", ours, _tree(devbox.pid))]
         if mitmdump:
-            targets.append(("mitmproxy (mitmdump -w)", mitm))
+            targets.append(("mitmproxy (mitmdump -w)", mitm, [procs[-1].pid]))
         results: dict[str, tuple[Run, Run]] = {}
         through_devbox = 0
-        for name, port in targets:
+        for name, port, pids in targets:
             url = f"http://127.0.0.1:{port}{PATH}"
             wrk(url, 1, 1.0)  # warm-up (connections, caches, mitmproxy's start)
             lat = wrk(url, 1, args.duration)
+            before = cpu_seconds(pids)
             thr = wrk(url, args.connections, args.duration)
+            thr.cpu_us = (cpu_seconds(pids) - before) / max(thr.requests, 1) * 1e6
             results[name] = (lat, thr)
             if port == ours:
                 through_devbox = lat.requests + thr.requests
@@ -165,19 +193,21 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     print()
     print("| target | p50 | p99 | added p50 | added p99 | req/s | p50 @"
-          f"{args.connections} | p99 @{args.connections} |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"{args.connections} | p99 @{args.connections} | CPU/request |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (lat, thr) in results.items():
         added50 = "-" if name == "direct" else f"{(lat.p50_us - direct_lat.p50_us) / 1000:.3f} ms"
         added99 = "-" if name == "direct" else f"{(lat.p99_us - direct_lat.p99_us) / 1000:.3f} ms"
         print(f"| {name} | {lat.p50_us / 1000:.3f} ms | {lat.p99_us / 1000:.3f} ms | {added50} | "
               f"{added99} | {thr.rps:,.0f} | {thr.p50_us / 1000:.2f} ms | "
-              f"{thr.p99_us / 1000:.2f} ms |")
+              f"{thr.p99_us / 1000:.2f} ms | {thr.cpu_us:.0f} µs |")
     print()
     ours_rps = results["devbox record"][1].rps
     mitm_row = next((v for k, v in results.items() if k.startswith("mitmproxy")), None)
     if mitm_row is not None:
-        print(f"devbox record / mitmproxy throughput: {ours_rps / mitm_row[1].rps:.1f}x")
+        ours_cpu = results["devbox record"][1].cpu_us
+        print(f"devbox record / mitmproxy: throughput {ours_rps / mitm_row[1].rps:.1f}x, "
+              f"CPU per request {mitm_row[1].cpu_us / max(ours_cpu, 1e-9):.1f}x less")
     print(f"exchanges recorded by devbox: {recorded} (wrk counted {through_devbox} "
           "completed requests, warm-up excluded)")
     return 0

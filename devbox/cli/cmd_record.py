@@ -326,7 +326,9 @@ def _print_summary(s: RecordSummary) -> None:
     if s.lost:
         con.print(f"[red]{s.lost} exchanges lost: the recording worker stopped[/red]")
     for failure in s.failures[:5]:
-        con.print(f"[red]could not record an exchange:[/red] {failure}")
+        con.print(f"[red]recording error:[/red] {failure}")
+    if s.failed and not s.committed and s.mode == "new":
+        con.print("what was written stays in *.json.partial files; previous recordings untouched")
     if s.unlinked:
         con.print(f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "
                   "requests were in flight; set [record] correlation_header to link them")

@@ -262,6 +262,8 @@ def record(
                 session.runtime.stop()
             raise
         summary = session.close(commit=True)
+    if summary.failed and code == 0:
+        code = 1  # the client succeeded, the recording did not: say so to scripts and CI
     return RecordOutcome(
         summary=summary,
         exit_code=code,

@@ -107,6 +107,11 @@ class RecordSummary:
         return sum(s.exchanges for s in self.sources)
 
     @property
+    def failed(self) -> bool:
+        """Recording itself went wrong (not the traffic): exchanges lost or unwritable."""
+        return bool(self.lost or self.failures)
+
+    @property
     def bytes(self) -> int:
         return sum(s.bytes for s in self.sources)
 
@@ -320,7 +325,12 @@ class Recorder:
             except Exception as exc:  # the loop is wedged: the files are still consistent
                 self._log(f"shutdown: {exc}")
         self._halt()
-        self._summary = self._summarize(self.link.finish(commit=commit))
+        try:
+            result = self.link.finish(commit=commit)
+        except EngineError as exc:
+            # the worker died: what it wrote stays as partial files, the old set untouched
+            result = {"failures": [exc.message]}
+        self._summary = self._summarize(result)
         return self._summary
 
     async def _shutdown(self, drain_s: float) -> None:
