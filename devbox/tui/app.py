@@ -1,0 +1,637 @@
+"""The Textual dashboard over an ``EngineDriver``: ``make_app`` and ``run_dashboard``.
+
+Theory of operation
+-------------------
+The engine calls our subscriber from its own threads; the subscriber only
+appends to a deque (never blocks, never touches a widget). A timer on the UI
+thread drains a bounded batch (``BATCH`` events, or ~30 ms) into
+``DashboardState`` and re-renders only the panels whose part changed, so a
+replay streaming thousands of results becomes a few table updates per second
+and key presses are handled between batches.
+
+Everything that may block (``start``, ``rebuild``, ``stop``, file edits) runs
+on a Textual thread worker; its outcome comes back as a message, never through
+``call_from_thread`` (which would block the worker and deadlock a quitting app).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual.message import Message
+from textual.screen import Screen
+from textual.theme import Theme
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from devbox.engine.driver import MOCK_MODES, EngineDriver, find_exchange
+from devbox.engine.events import Event, Log, Problem, ReplayResult
+from devbox.errors import DevboxError, EngineError
+from devbox.tui import keys
+from devbox.tui.diffview import DiffView, build_diff, rule_candidates, rule_from_text
+from devbox.tui.editor import editor_command
+from devbox.tui.panels import (
+    LogsPanel,
+    MocksPanel,
+    Palette,
+    Panel,
+    ReplayPanel,
+    ServicesPanel,
+    TimelinePanel,
+    key_bindings,
+)
+from devbox.tui.screens import ChoiceScreen, ConfirmScreen, DiffScreen, HelpScreen
+from devbox.tui.state import DashboardState
+
+TICK_S = 0.05
+BATCH = 1000
+BATCH_BUDGET_S = 0.03
+# while the UI is suspended (an editor is open) log lines beyond this are dropped
+INBOX_LOG_CAP = 100_000
+
+TABS = (
+    ("services", "1 Services", ServicesPanel),
+    ("mocks", "2 Mocks", MocksPanel),
+    ("replay", "3 Replay", ReplayPanel),
+    ("timeline", "4 Timeline", TimelinePanel),
+    ("logs", "5 Logs", LogsPanel),
+)
+# which panels a state change re-renders
+_PARTS = {
+    "services": ("services",),
+    "mocks": ("mocks",),
+    "results": ("replay",),
+    "trend": ("replay",),
+    "timeline": ("timeline",),
+    "logs": ("logs",),
+}
+
+MODE_HELP = {
+    "replay": "replay: answer from the recording; a request not recorded is a miss",
+    "passthrough": "passthrough: answer from the recording, forward misses to the real upstream",
+    "record": "record: forward to the real upstream and record what comes back",
+}
+
+
+class DevboxApp(App[int]):
+    """devbox's dashboard. Create it with ``make_app``."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "devbox"
+    BINDINGS = key_bindings(keys.GLOBAL)
+
+    class EngineCallDone(Message):
+        def __init__(self, what: str, error: DevboxError | None, done: str | None,
+                     after: Callable[[], None] | None) -> None:
+            super().__init__()
+            self.what = what
+            self.error = error
+            self.done = done
+            self.after = after
+
+    class StartFinished(Message):
+        def __init__(self, error: DevboxError | None) -> None:
+            super().__init__()
+            self.error = error
+
+    class Stopped(Message):
+        pass
+
+    def __init__(self, driver: EngineDriver, *, keep: bool = False, autostart: bool = True,
+                 tick_s: float = TICK_S, batch: int = BATCH) -> None:
+        super().__init__()
+        self.driver = driver
+        self.keep_by_default = keep
+        self.autostart = autostart
+        self.state = DashboardState()
+        self.state.watching = driver.watching
+        self.palette = Palette()
+        self._inbox: deque[Event] = deque()
+        self._tick_s = tick_s
+        self._batch = batch
+        self._closing = False
+        self._quitting = False
+        self._user_picked_tab = False
+        self.dropped_logs = 0
+        self.pump_ticks = 0  # batches rendered (tests use it to see batching happen)
+        self.kept = False  # the user quit keeping the sandbox
+        self.stopped = False  # driver.stop() returned (inside the app)
+        self.exit_code = 0
+        self.now: Callable[[], float] = time.time  # the uptime clock (tests pin it)
+        self.state.clock = lambda: self.now()
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        with TabbedContent(initial="tab-services", id="tabs"):
+            for tab_id, title, panel in TABS:
+                with TabPane(title, id=f"tab-{tab_id}"):
+                    yield panel(id=f"{tab_id}-panel")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = f"devbox {self.driver.profile.name}"
+        self.palette = Palette.from_variables(self.get_css_variables())
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.driver.subscribe(self._on_event)
+        self.set_interval(self._tick_s, self._pump)
+        self.set_interval(1.0, self._second)
+        self._render(full=True)
+        self._panel("services").focus_main()
+        if self.autostart:
+            self._start_engine()
+
+    def _panel(self, tab_id: str) -> Panel:
+        return self.query_one(f"#{tab_id}-panel", Panel)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        self.palette = Palette.from_variables(self.get_css_variables())
+        self._render(full=True)
+
+    # ------------------------------------------------------------ events in
+
+    def _on_event(self, event: Event) -> None:
+        """The engine's subscriber: any thread, never blocks."""
+        if self._closing:
+            return
+        if isinstance(event, Log) and len(self._inbox) > INBOX_LOG_CAP:
+            self.dropped_logs += 1
+            return
+        self._inbox.append(event)
+
+    def _pump(self) -> None:
+        if not self._inbox:
+            return
+        t0 = time.perf_counter()
+        n = 0
+        inbox = self._inbox
+        apply = self.state.apply
+        while inbox and n < self._batch:
+            apply(inbox.popleft())
+            n += 1
+            if n % 250 == 0 and time.perf_counter() - t0 > BATCH_BUDGET_S:
+                break
+        self.pump_ticks += 1
+        self._render()
+
+    def drain(self) -> None:
+        """Apply everything queued now (tests; and before a screenshot)."""
+        while self._inbox:
+            self._pump()
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._inbox)
+
+    def _render(self, full: bool = False) -> None:
+        st = self.state
+        parts: set[str] = set()
+        for d in st.dirty:
+            parts.update(_PARTS.get(d, ()))
+        if full:
+            parts = {t for t, _, _ in TABS}
+        for tab_id in parts:
+            self._panel(tab_id).render_state(st, self.palette, full=full)
+        for p in st.new_problems:
+            self.notify(
+                p.message + (f"\nhint: {p.hint}" if p.hint else ""),
+                title="problem",
+                severity="error",
+                timeout=10,
+            )
+        finished_first = "status" in st.dirty and st.last_finished is not None
+        st.take_changes()
+        self._render_status()
+        if finished_first and not self._user_picked_tab:
+            # the first verdict is what the developer waits for: show it
+            self._user_picked_tab = True
+            self.query_one(TabbedContent).active = "tab-replay"
+
+    def _render_status(self) -> None:
+        st = self.state
+        p = self.palette
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" devbox {self.driver.profile.name} ", style="bold reverse")
+        for s in st.services.values():
+            text.append("  ")
+            text.append(s.name + " ", style="bold")
+            text.append(s.state, style=p.state(s.state))
+            if s.port:
+                text.append(f" :{s.port}", style="dim")
+        text.append("  ")
+        text.append("watching" if st.watching else "watch paused",
+                    style="" if st.watching else p.warning)
+        text.append("  ")
+        line = st.verdict_line()
+        style = p.error if "FAIL" in line or st.phase == "start failed" else (
+            p.success if "PASS" in line else p.warning)
+        text.append(line, style=f"bold {style}")
+        if st.problems:
+            n = len(st.problems)
+            text.append(f"  {n} problem{'s' if n > 1 else ''}", style=p.error)
+        self.query_one("#status", Static).update(text)
+
+    def _second(self) -> None:
+        services = self._panel("services")
+        assert isinstance(services, ServicesPanel)
+        services.tick(self.state)
+
+    # ------------------------------------------------------------ engine calls
+
+    def _start_engine(self) -> None:
+        def work() -> None:
+            try:
+                self.driver.start()
+            except DevboxError as exc:
+                self.post_message(self.StartFinished(exc))
+            except Exception as exc:
+                self.post_message(self.StartFinished(EngineError(f"internal error: {exc!r}")))
+            else:
+                self.post_message(self.StartFinished(None))
+
+        self.run_worker(work, name="engine start", group="start", thread=True,
+                        exit_on_error=False)
+
+    @on(StartFinished)
+    def _started(self, message: StartFinished) -> None:
+        exc = message.error
+        if exc is None:
+            if self.state.phase == "starting":
+                self.state.phase = "running"
+            self._render_status()
+            return
+        self.state.phase = "start failed"
+        self.exit_code = exc.exit_code
+        self.state.apply(
+            Problem(f"start failed: {exc.one_line()}", exc.hint, getattr(exc, "logs", ()))
+        )
+        self._render()
+
+    def call_engine(self, what: str, fn: Callable[[], object], *, done: str | None = None,
+                    after: Callable[[], None] | None = None) -> None:
+        """Run a driver method on a worker thread; report its outcome in the app."""
+        def work() -> None:
+            try:
+                fn()
+            except DevboxError as exc:
+                self.post_message(self.EngineCallDone(what, exc, None, None))
+            except Exception as exc:
+                err = EngineError(f"{what} failed: {exc!r}", hint="this is a bug in devbox")
+                self.post_message(self.EngineCallDone(what, err, None, None))
+            else:
+                self.post_message(self.EngineCallDone(what, None, done, after))
+
+        self.run_worker(work, name=what, group="engine", thread=True, exit_on_error=False)
+
+    @on(EngineCallDone)
+    def _engine_call_done(self, message: EngineCallDone) -> None:
+        if message.error is not None:
+            exc = message.error
+            self.notify(
+                exc.one_line() + (f"\nhint: {exc.hint}" if exc.hint else ""),
+                title=f"{message.what} failed",
+                severity="error",
+                timeout=8,
+            )
+            self.state.apply(Log("devbox", f"{message.what} failed: {exc.one_line()}", "error"))
+            self._render()
+            return
+        if message.after is not None:
+            message.after()
+        if message.done:
+            self.notify(message.done, title=message.what)
+        self._render()
+
+    # ------------------------------------------------------------ global actions
+
+    def action_replay(self) -> None:
+        self.notify("replay requested", timeout=2)
+        self.call_engine("replay", self.driver.replay_now)
+
+    def action_rebuild(self) -> None:
+        self.notify("rebuild requested", timeout=2)
+        self.call_engine("rebuild", self.driver.rebuild)
+
+    def action_restart(self) -> None:
+        self.notify("restart requested", timeout=2)
+        self.call_engine("restart", self.driver.restart)
+
+    def action_toggle_watch(self) -> None:
+        target = not self.state.watching
+
+        def after() -> None:
+            self.state.watching = target
+
+        self.call_engine(
+            "watch",
+            partial(self.driver.set_watching, target),
+            done="watching resumed" if target else "watching paused: edits do nothing",
+            after=after,
+        )
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_show_tab(self, tab_id: str) -> None:
+        self._user_picked_tab = True
+        self.query_one(TabbedContent).active = f"tab-{tab_id}"
+        self._panel(tab_id).focus_main()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        # only the pane still active: a stale activation must not pull focus (and with
+        # it the visible tab) back to a pane the user has left
+        if not event.pane.id or event.tabbed_content.active != event.pane.id:
+            return
+        for panel in self.query(f"#{event.pane.id.removeprefix('tab-')}-panel"):
+            if isinstance(panel, Panel):
+                panel.focus_main()
+
+    def action_quit_app(self, keep: bool) -> None:
+        keep = keep or self.keep_by_default
+        if self._quitting:
+            # asked twice: leave now; run_dashboard still finishes the teardown
+            self.exit(self.exit_code)
+            return
+        self._quitting = True
+        if keep:
+            self.kept = True
+            self.exit(self.exit_code)
+            return
+        self.state.phase = "stopping"
+        self.notify("tearing the sandbox down (q again to leave at once)", timeout=30)
+        self._render_status()
+
+        def work() -> None:
+            try:
+                self.driver.stop()
+            except Exception as exc:  # the app must still leave
+                self.post_message(self.EngineCallDone("stop", EngineError(str(exc)), None, None))
+            self.post_message(self.Stopped())
+
+        self.run_worker(work, name="engine stop", group="stop", thread=True,
+                        exit_on_error=False)
+
+    @on(Stopped)
+    def _stopped(self, message: Stopped) -> None:
+        self.stopped = True
+        self._closing = True
+        self.exit(self.exit_code)
+
+    # ------------------------------------------------------------ acting on a selection
+
+    def dependency_names(self) -> list[str]:
+        return [d.name for d in self.driver.profile.dependencies]
+
+    def selected_result(self) -> ReplayResult | None:
+        panel = self._panel("replay")
+        assert isinstance(panel, ReplayPanel)
+        return panel.selected_result()
+
+    def selected_dependency(self) -> str | None:
+        panel = self._panel("mocks")
+        assert isinstance(panel, MocksPanel)
+        return panel.selected_dependency()
+
+    def open_diff(self, result: ReplayResult | None) -> None:
+        if result is None:
+            self.notify("no request selected", severity="warning")
+            return
+        self.push_screen(DiffScreen(result, self.driver.profile.replay, self.palette))
+
+    def choose_mode(self, dependency: str | None) -> None:
+        if dependency is None:
+            self.notify("this profile has no dependencies", severity="warning")
+            return
+        stats = self.state.mocks.get(dependency)
+        current = stats.mode if stats else None
+        self.push_screen(
+            ChoiceScreen(
+                f"Mock mode of {dependency}",
+                "What the mock does with the requests your service sends it:",
+                [(m, MODE_HELP[m]) for m in MOCK_MODES],
+                current,
+            ),
+            partial(self._mode_chosen, dependency),
+        )
+
+    def _mode_chosen(self, dependency: str, mode: str | None) -> None:
+        if mode:
+            self.set_mode(dependency, mode)
+
+    def set_mode(self, dependency: str, mode: str) -> None:
+        def after() -> None:
+            old = self.state.mocks.get(dependency)
+            if old is not None:
+                self.state.apply(replace(old, mode=mode))
+
+        self.call_engine(f"mock {dependency}", partial(self.driver.set_mock_mode, dependency, mode),
+                         done=f"{dependency}: {mode}", after=after)
+
+    def mark_noise(self, result: ReplayResult | None, path: str | None,
+                   view: DiffView | None = None) -> None:
+        if result is None:
+            self.notify("select a request first", severity="warning")
+            return
+        if path:
+            paths: list[str] = [path]
+        else:
+            view = view or build_diff(result.recorded, result.actual, self.driver.profile.replay)
+            paths = [d.where for d in view.differences]
+            if not paths:
+                paths = [p for p in (rule_from_text(s) for s in result.differences) if p]
+        rules = list(dict.fromkeys(r for p in paths for r in rule_candidates(p)))
+        if not rules:
+            self.notify(
+                "no field here can be ignored by a rule (status, text and binary bodies, "
+                "and outbound calls are not noise)",
+                severity="warning",
+            )
+            return
+        profile = _rel(self.driver.profile.path)
+        message = Text()
+        message.append("Add a rule to ")
+        message.append("[replay] ignore", style="bold")
+        message.append(f" in {profile}? ")
+        message.append("The file keeps its comments and layout; the next diff skips the field.")
+        options = [
+            (r, f"{r}   (every element)" if "[*]" in r else r) for r in rules
+        ]
+        self.push_screen(
+            ChoiceScreen("Mark as noise", message, options, rules[0]), self._noise_chosen
+        )
+
+    def _noise_chosen(self, rule: str | None) -> None:
+        if not rule:
+            return
+        profile = _rel(self.driver.profile.path)
+        self.call_engine(
+            "mark noise",
+            partial(self.driver.mark_noise, rule),
+            done=f"{rule} added to [replay] ignore in {profile}",
+        )
+
+    def accept(self, result: ReplayResult | None) -> None:
+        if result is None:
+            self.notify("select a request first", severity="warning")
+            return
+        if not result.exchange_id:
+            self.notify("this request has no recorded exchange id", severity="warning")
+            return
+        actual = result.actual
+        if actual is None:
+            self.notify("the engine did not send the actual response of this request",
+                        severity="warning")
+            return
+        path = self.driver.recording_path(result.exchange_id)
+        where = _rel(path) if path else "its recording"
+        message = Text()
+        message.append("Replace the recorded response of ")
+        message.append(f"{result.method} {result.target}", style="bold")
+        message.append(f"\n(exchange {result.exchange_id} in {where})\nwith the actual one: ")
+        message.append(f"HTTP {actual.status}, {len(actual.body)} bytes", style="bold")
+        message.append("?\nThe file is rewritten atomically; every other exchange is kept.")
+        exchange_id = result.exchange_id
+        self.push_screen(
+            ConfirmScreen("Accept the new response", message, yes="Accept"),
+            partial(self._accept_confirmed, exchange_id, result),
+        )
+
+    def _accept_confirmed(self, exchange_id: str, result: ReplayResult, yes: bool | None) -> None:
+        if not yes:
+            return
+        assert result.actual is not None
+        self.call_engine(
+            "accept response",
+            partial(self.driver.accept_response, exchange_id, result.actual),
+            done=f"recording of {result.method} {result.target} updated",
+        )
+
+    def edit(self, result: ReplayResult | None) -> None:
+        if result is None or not result.exchange_id:
+            self.notify("select a recorded request first", severity="warning")
+            return
+        path = self.driver.recording_path(result.exchange_id)
+        if path is None:
+            self.notify(f"no recording file holds {result.exchange_id}", severity="warning")
+            return
+        found = find_exchange(path.parent, result.exchange_id, include_partial=True)
+        line = found[1] if found and found[0] == path else None
+        command = editor_command(path, line, os.environ)
+        try:
+            try:
+                with self.suspend():
+                    code = _run_editor(command, interactive=True)
+            except SuspendNotSupported:
+                # no terminal to hand over (tests, Textual web): run it detached from input
+                code = _run_editor(command, interactive=False)
+        except OSError as exc:
+            self.notify(f"cannot run {command[0]}: {exc.strerror}",
+                        title="editor", severity="error",
+                        timeout=8)
+            return
+        if code:
+            self.notify(f"{command[0]} exited with status {code}", severity="warning")
+
+    # ------------------------------------------------------------ command palette
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for k in keys.GLOBAL:
+            if k.action.startswith("show_tab"):
+                tab = k.action.split("'")[1]
+                yield SystemCommand(f"Show {k.label}", k.description,
+                                    partial(self.action_show_tab, tab))
+        yield SystemCommand("Replay now", keys.GLOBAL[0].description, self.action_replay)
+        yield SystemCommand("Rebuild", keys.GLOBAL[1].description, self.action_rebuild)
+        yield SystemCommand("Restart service", keys.GLOBAL[2].description, self.action_restart)
+        yield SystemCommand(
+            "Resume watching" if not self.state.watching else "Pause watching",
+            keys.GLOBAL[3].description,
+            self.action_toggle_watch,
+        )
+        yield SystemCommand("Open diff of selected request", "Side-by-side recorded vs actual",
+                            lambda: self.open_diff(self.selected_result()))
+        yield SystemCommand(
+            "Mark noise",
+            "Add a differing field of the selected request to [replay] ignore",
+            lambda: self.mark_noise(self.selected_result(), None),
+        )
+        yield SystemCommand("Accept response", "Make the actual response of the selected "
+                            "request the recording", lambda: self.accept(self.selected_result()))
+        yield SystemCommand("Edit recording", "Open the selected request's recording in $EDITOR",
+                            lambda: self.edit(self.selected_result()))
+        yield SystemCommand("Clear logs", "Clear the log view", self._clear_logs)
+        for dep in self.dependency_names():
+            for mode in MOCK_MODES:
+                yield SystemCommand(f"Mock {dep}: {mode}", MODE_HELP[mode],
+                                    partial(self.set_mode, dep, mode))
+        yield SystemCommand("Quit, tear down", "Stop the service and mocks, then quit",
+                            partial(self._quit_teardown))
+        yield SystemCommand("Quit, keep running", "Quit and leave the sandbox running",
+                            partial(self.action_quit_app, True))
+        yield SystemCommand("Help", "Show every key", self.action_help)
+
+    def _clear_logs(self) -> None:
+        panel = self._panel("logs")
+        assert isinstance(panel, LogsPanel)
+        panel.action_clear_logs()
+
+    def _quit_teardown(self) -> None:
+        self.keep_by_default = False
+        self.action_quit_app(False)
+
+    async def action_quit(self) -> None:  # ctrl+q, Textual's default quit: same as q
+        self.action_quit_app(False)
+
+
+def _run_editor(command: list[str], *, interactive: bool) -> int:
+    # the command is the user's own $EDITOR, run without a shell
+    if interactive:
+        return subprocess.run(command, check=False).returncode  # noqa: S603
+    return subprocess.run(  # noqa: S603
+        command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ).returncode
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def make_app(driver: EngineDriver, *, keep: bool = False, autostart: bool = True) -> DevboxApp:
+    """The one factory for the CLI and the tests."""
+    return DevboxApp(driver, keep=keep, autostart=autostart)
+
+
+def run_dashboard(driver: EngineDriver, *, keep: bool = False) -> int:
+    """Run the dashboard until the user quits; tear the sandbox down unless kept.
+
+    Returns the exit code: 0, or the error's exit code when the sandbox never
+    started."""
+    app = make_app(driver, keep=keep)
+    try:
+        result = app.run()
+    finally:
+        if not app.kept and not app.stopped:
+            driver.stop()
+    if app.return_code not in (None, 0):
+        return app.return_code
+    return result if result is not None else app.exit_code
+
+
+__all__ = ["DevboxApp", "make_app", "run_dashboard"]
