@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_record",
     "devbox.cli.cmd_up",
     "devbox.cli.cmd_init",
+    "devbox.cli.cmd_completion",
 )
 
 
