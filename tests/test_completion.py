@@ -114,7 +114,8 @@ def test_zsh(project: Path) -> None:
     harness = project / "harness.zsh"
     harness.write_text(
         "compdef() { :; }\n"
-        'compadd() { if [[ $1 == -a ]]; then print -rl -- "${(P@)2}"; else print -rl -- "$@"; fi }\n'
+        'compadd() { if [[ $1 == -a ]]; then print -rl -- "${(P@)2}"\n'
+        '  else print -rl -- "$@"; fi }\n'
         '_describe() { print -rl -- "${(P@)4}"; }\n'
         "_files() { print -r -- '<files>'; }\n"
         "_command_names() { print -r -- '<commands>'; }\n"
