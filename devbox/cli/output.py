@@ -17,11 +17,22 @@ QUIET = False
 VERBOSE = False
 
 
+def no_color() -> bool:
+    """NO_COLOR (https://no-color.org): set and not empty."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def _styles() -> dict[str, Any]:
+    # rich drops colours for NO_COLOR but keeps bold/dim/underline, which are escape
+    # sequences too: a user who asks for no colour wants plain text. A pipe or a file
+    # gets no escapes at all (rich sees no terminal).
+    return {"color_system": None} if no_color() else {}
+
+
 def console() -> Console:
     global _console
     if _console is None:
-        # rich already honours NO_COLOR and non-TTY output; keep lines wide enough for tables
-        _console = Console(highlight=False, soft_wrap=False)
+        _console = Console(highlight=False, soft_wrap=False, **_styles())
     return _console
 
 
@@ -29,7 +40,7 @@ def err_console() -> Console:
     global _err_console
     if _err_console is None:
         # soft_wrap: an error stays one line (file:line: field: message) at any width
-        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+        _err_console = Console(stderr=True, highlight=False, soft_wrap=True, **_styles())
     return _err_console
 
 
