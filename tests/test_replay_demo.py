@@ -128,8 +128,8 @@ def _outbound(
 def test_outbound_check_with_the_real_mock_fleet(
     demo_upstreams: dict[str, int], tmp_path: Path
 ) -> None:
-    fleet_mod = pytest.importorskip("devbox.mock.fleet")
     from devbox.core.redact import Redactor
+    from devbox.mock.fleet import MockFleet
 
     pay = f"http://127.0.0.1:{demo_upstreams['payments']}"
     inv = f"http://127.0.0.1:{demo_upstreams['inventory']}"
@@ -160,7 +160,7 @@ def test_outbound_check_with_the_real_mock_fleet(
         write_recording(
             profile.recordings_dir(source) / "rec.json", source, Direction.OUTBOUND, exs
         )
-    fleet = fleet_mod.MockFleet(profile)
+    fleet = MockFleet(profile)
     ports = fleet.start()
     try:
         mocks = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
