@@ -480,6 +480,8 @@ class Engine:
         assert rt is not None and self._fleet is not None
         target = f"http://127.0.0.1:{rt.port}"
 
+        recorded = {e.id: e.response for e in self._inbound}
+
         def on_result(r: RequestResult) -> None:
             results.append(r)
             self.emit(
@@ -494,6 +496,8 @@ class Engine:
                     differences=tuple(d.describe() for d in r.differences)
                     or ((r.error,) if r.error else ()),
                     exchange_id=r.exchange_id,
+                    recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
+                    actual=r.actual,
                 )
             )
 
