@@ -9,14 +9,14 @@
                                               docs/troubleshooting.md
 
 Error messages are found with ``ast``: every call of a ``DevboxError`` subclass
-(``raise NotFoundError(f"no profile named {name!r}")``, also when the error is
-built in one place and raised in another) and the profile parser's
-``ctx.error(field, message)``. A literal message is kept as it is; each f-string
-placeholder becomes ``*``. Messages computed entirely at run time cannot be
-listed and are counted as such. A troubleshooting entry is a heading holding the
-pattern in backticks; it matches a message when their first ``PREFIX`` characters
-agree (wildcards on either side match anything), so rewording the tail of a
-message does not break the page, while a new message or a new beginning does.
+(``raise NotFoundError(f"no profile named {name!r}")``, also when the error is built
+in one place and raised in another) and the profile parser's ``ctx.error(field,
+message)`` / ``self.error(field, message)``. A literal message is kept as it is;
+each f-string placeholder becomes ``*``. Messages computed entirely at run time
+cannot be listed and are counted as such. A troubleshooting entry is a heading
+holding the pattern in backticks; it matches a message when their first ``PREFIX``
+characters agree (wildcards on either side match anything), so rewording the tail of
+a message does not break the page, while a new message or a new beginning does.
 """
 
 from __future__ import annotations
@@ -234,7 +234,8 @@ def error_sites() -> tuple[list[ErrorSite], list[str]]:
             if func in classes:
                 kind, arg = func, _message_arg(node, 0)
             elif (isinstance(node.func, ast.Attribute) and func == "error"
-                  and _name(node.func.value) == "ctx" and rel == "devbox/core/profile.py"):
+                  and _name(node.func.value) in ("ctx", "self")
+                  and rel == "devbox/core/profile.py"):
                 kind, arg = "ConfigError", _message_arg(node, 1)
             else:
                 continue
