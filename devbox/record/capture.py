@@ -1,4 +1,4 @@
-"""Turning relayed bytes into an ``Exchange``: capped, content-decoded bodies.
+"""What the proxy keeps of relayed bodies: capped and content-decoded.
 
 The proxy relays every byte; what it *keeps* is bounded: a ``BodyCapture``
 holds at most ``limit`` decoded bytes and marks the body truncated past that.
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import zlib
 from urllib.parse import urlsplit
-
-from devbox.core.model import Direction, Exchange, Request, Response, Timing, parse_query
-from devbox.record.http1 import Head
 
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -98,57 +95,3 @@ def split_target(target: str) -> tuple[str, str]:
         return u.path or "/", u.query
     path, _, query = target.partition("?")
     return path or "/", query
-
-
-def build_request(head: Head, body: bytes, *, scheme: str, host: str) -> Request:
-    path, query = split_target(head.target)
-    return Request(
-        method=head.method,
-        path=path,
-        query=parse_query(query),
-        headers=tuple(head.headers),
-        body=body,
-        scheme=scheme,
-        host=host,
-        http_version=head.version,
-    )
-
-
-def build_response(head: Head, body: bytes) -> Response:
-    return Response(
-        status=head.status,
-        headers=tuple(head.headers),
-        body=body,
-        reason=head.reason,
-        http_version=head.version,
-    )
-
-
-def build_exchange(
-    *,
-    id: str,
-    direction: Direction,
-    source: str,
-    request: Request,
-    response: Response | None,
-    started_at: float,
-    duration_ms: float,
-    wait_ms: float | None,
-    parent: str | None,
-    error: str | None,
-    request_truncated: bool,
-    response_truncated: bool,
-) -> Exchange:
-    return Exchange(
-        id=id,
-        direction=direction,
-        source=source,
-        request=request,
-        response=response,
-        timing=Timing(started_at=started_at, duration_ms=duration_ms, wait_ms=wait_ms),
-        parent=parent,
-        error=error,
-        request_truncated=request_truncated,
-        response_truncated=response_truncated,
-        origin="devbox record",
-    )

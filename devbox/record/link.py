@@ -15,7 +15,7 @@ import orjson
 
 import devbox
 from devbox.errors import EngineError
-from devbox.record.worker import encode_frame
+from devbox.record.frames import encode_frame
 
 PIPE_BYTES = 1 << 20  # room for bursts before a slow disk pushes back on the proxy
 F_SETPIPE_SZ = 1031  # Linux

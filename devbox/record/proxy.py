@@ -166,17 +166,17 @@ class ProxyCore:
         self._counters[source] = n
         return f"{source}-{self.stamp}-{n:04d}"
 
-    def record(self, capture: Capture, captured: Captured) -> None:
+    def record(self, capture: Capture, source: str, captured: Captured | None) -> None:
         if self.stopping:
             return  # connections we cut while stopping are not traffic
         try:
             self.emit(capture)
         except Exception as exc:  # the relay must survive a failing sink; the error is reported
             if self.on_error is not None:
-                self.on_error(f"could not record {captured.method} {captured.path}: {exc}")
+                self.on_error(f"could not record an exchange of {source}: {exc}")
             return
-        self.captured[captured.source] = self.captured.get(captured.source, 0) + 1
-        if self.on_captured is not None:
+        self.captured[source] = self.captured.get(source, 0) + 1
+        if captured is not None and self.on_captured is not None:
             self.on_captured(captured)
 
     def abort_all(self) -> None:
@@ -232,7 +232,7 @@ _FORWARD_DROP = frozenset(("proxy-connection", "proxy-authorization"))
 
 def _rebuild_head(
     head: Head, target: str, host: str | None, drop: frozenset[str] = frozenset()
-) -> bytes:
+) -> tuple[bytes, list[tuple[str, str]]]:
     headers: list[tuple[str, str]] = []
     seen_host = False
     for k, v in head.headers:
@@ -250,7 +250,7 @@ def _rebuild_head(
         headers.insert(0, ("Host", host))
     lines = [f"{head.method} {target} {head.version}"]
     lines.extend(f"{k}: {v}" for k, v in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), headers
 
 
 class _Pending:
@@ -269,7 +269,7 @@ class _Pending:
         "resp_body",
         "resp_head",
         "scheme",
-        "sent_head",
+        "sent_headers",
         "source",
         "started_at",
         "t0",
@@ -281,7 +281,7 @@ class _Pending:
         self.head = head
         self.id = id
         self.source = source
-        self.sent_head = head.raw  # the head as it went upstream (Host rewritten)
+        self.sent_headers = head.headers  # as they went upstream (Host rewritten)
         self.started_at = time.time()
         self.t0 = time.perf_counter()
         self.t_first: float | None = None
@@ -480,11 +480,11 @@ class ClientConn(asyncio.Protocol):
                 # forward proxy: origin-form on the way up, Host as the client set it
                 u = urlsplit(head.target)
                 target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-                out = p.sent_head = _rebuild_head(head, target, None, _FORWARD_DROP)
+                out, p.sent_headers = _rebuild_head(head, target, None, _FORWARD_DROP)
                 p.host = head.header("host") or up.authority
             else:
                 target = up.prefix + head.target if up.prefix else head.target
-                out = p.sent_head = _rebuild_head(head, target, up.authority)
+                out, p.sent_headers = _rebuild_head(head, target, up.authority)
                 p.host = up.authority
         p.req_body = BodyCapture(core.max_body, head.header("content-encoding"))
         self.pending.append(p)
@@ -740,13 +740,13 @@ class ClientConn(asyncio.Protocol):
         if not p.record:
             return
         duration_ms = (time.perf_counter() - p.t0) * 1000.0
-        rq, rs, resp = p.req_body, p.resp_body, p.resp_head
+        rq, rs, resp, head = p.req_body, p.resp_body, p.resp_head, p.head
         capture = (
             "x", p.source, self.route.direction.value, p.id, p.parent, p.scheme, p.host,
-            p.sent_head,
+            head.method, head.target, head.version, p.sent_headers,
             rq.body() if rq is not None else b"",
             rq is not None and rq.truncated,
-            resp.raw if resp is not None else None,
+            (resp.status, resp.reason, resp.version, resp.headers) if resp is not None else None,
             rs.body() if rs is not None else b"",
             rs is not None and rs.truncated,
             p.started_at,
@@ -754,7 +754,11 @@ class ClientConn(asyncio.Protocol):
             (p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
             error,
         )
-        self.core.record(capture, Captured(
-            p.source, p.head.method, split_target(p.head.target)[0],
-            resp.status if resp is not None else None, error, duration_ms,
-        ))
+        core = self.core
+        captured = None
+        if core.on_captured is not None:
+            captured = Captured(
+                p.source, head.method, split_target(head.target)[0],
+                resp.status if resp is not None else None, error, duration_ms,
+            )
+        core.record(capture, p.source, captured)

@@ -5,7 +5,7 @@ Theory of operation
 The proxy's event loop must relay bytes and nothing else: redacting a large JSON
 body or serializing an exchange there would stall every other connection. So the
 proxy hands each finished exchange, as a compact ``marshal`` frame of raw bytes
-(heads as they crossed the wire, capped bodies, timings), down a pipe to this
+(parsed heads as they crossed the wire, capped bodies, timings), down a pipe to this
 process, which parses, redacts (``devbox.core.redact``), serializes and appends
 (``RecordingSink``). Secrets travel only through memory and a pipe, never a file.
 
@@ -18,9 +18,11 @@ and ends only on a ``commit``/``close`` frame or end of input. A full pipe block
 the proxy: memory stays bounded when the disk is slower than the traffic.
 
 Frames (little-endian u32 length, then ``marshal.dumps(tuple)``):
-``("x", source, direction, id, parent, scheme, host, request_head, request_body,
-request_truncated, response_head | None, response_body, response_truncated,
-started_at, duration_ms, wait_ms | None, error | None)`` and ``("end", commit)``.
+``("x", source, direction, id, parent, scheme, host, method, target, version,
+request_headers, request_body, request_truncated, (status, reason, version, headers) |
+None, response_body, response_truncated, started_at, duration_ms, wait_ms | None,
+error | None)`` (headers as sent upstream, already parsed by the proxy) and
+``("end", commit)``.
 The worker answers on stdout: one ``ready`` line, then one JSON summary line.
 """
 
@@ -29,44 +31,34 @@ from __future__ import annotations
 import marshal
 import os
 import signal
-import struct
 import sys
 from typing import Any, BinaryIO
 
 import orjson
 
-from devbox.core.model import Direction, Exchange
-from devbox.record.capture import build_exchange, build_request, build_response
-from devbox.record.http1 import parse_head
+from devbox.core.model import Direction, Exchange, Request, Response, Timing, parse_query
+from devbox.record.capture import split_target
+from devbox.record.frames import FRAME
 
-FRAME = struct.Struct("<I")
+ORIGIN = "devbox record"
 
-
-def encode_frame(msg: tuple[Any, ...]) -> bytes:
-    payload = marshal.dumps(msg)
-    return FRAME.pack(len(payload)) + payload
+_DIRECTIONS = {d.value: d for d in Direction}
 
 
 def exchange_of(msg: tuple[Any, ...]) -> Exchange:
-    (_, source, direction, xid, parent, scheme, host, req_head, req_body, req_trunc,
-     resp_head, resp_body, resp_trunc, started_at, duration_ms, wait_ms, error) = msg
-    request = build_request(parse_head(req_head, True), req_body, scheme=scheme, host=host)
+    (_, source, direction, xid, parent, scheme, host, method, target, version, req_headers,
+     req_body, req_trunc, resp, resp_body, resp_trunc, started_at, duration_ms, wait_ms,
+     error) = msg
+    path, query = split_target(target)
+    request = Request(method, path, parse_query(query) if query else (), tuple(req_headers),
+                      req_body, scheme, host, version)
     response = None
-    if resp_head is not None:
-        response = build_response(parse_head(resp_head, False), resp_body)
-    return build_exchange(
-        id=xid,
-        direction=Direction(direction),
-        source=source,
-        request=request,
-        response=response,
-        started_at=started_at,
-        duration_ms=duration_ms,
-        wait_ms=wait_ms,
-        parent=parent,
-        error=error,
-        request_truncated=req_trunc,
-        response_truncated=resp_trunc,
+    if resp is not None:
+        status, reason, resp_version, resp_headers = resp
+        response = Response(status, tuple(resp_headers), resp_body, reason, resp_version)
+    return Exchange(
+        xid, _DIRECTIONS[direction], source, request, response,
+        Timing(started_at, duration_ms, wait_ms), parent, error, req_trunc, resp_trunc, ORIGIN,
     )
 
 
