@@ -341,6 +341,12 @@ def run_mock(args: argparse.Namespace) -> int:
     else:
         with output.err_console().status("loading recordings and binding ports"):
             fleet.start()
+    # this process only serves mocks: the loaded recordings live until it exits and hold
+    # no garbage cycles, so spare the collector from walking them again and again
+    import gc
+
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:
@@ -394,6 +400,15 @@ def _announce(fleet: MockFleet, as_json: bool) -> None:
             str(r["dependency"]), str(r["port"]), str(r["exchanges"]), str(r["mode"]), str(r["url"])
         )
     output.console().print(table)
+    for name, server in fleet.servers.items():
+        if not len(server.index):
+            where = server.spec.recordings or "the HAR file"
+            output.err_console().print(
+                f"[yellow]warning:[/yellow] no recordings for {name} in {where}: every call "
+                "will miss; record some with `devbox record`",
+                markup=True,
+                highlight=False,
+            )
     output.info(
         f"serving {len(rows)} mock{'s' if len(rows) != 1 else ''}; "
         f"admin API at <url>/__devbox/; Ctrl-C to stop"

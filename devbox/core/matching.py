@@ -431,6 +431,9 @@ class MatchIndex:
         self._by_path: dict[str, list[tuple[str, str]]] = {}
         self._by_shape: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._memo: dict[tuple[object, ...], Key] = {}
+        # explanations of misses, per (redacted) signature: a service retrying an
+        # unrecorded call in a loop must not cost a diff per attempt
+        self._misses: dict[Key, MatchResult] = {}
         # the headers a signature needs: content-type decides how a body is read
         self.wanted_headers: frozenset[str] = frozenset((*self._r.header_names, "content-type"))
         for ex in exchanges:
@@ -449,6 +452,7 @@ class MatchIndex:
         """Index one more exchange (record mode); returns its position."""
         pos = len(self._exchanges)
         self._exchanges.append(exchange)
+        self._misses.clear()
         key = self.key_for(exchange.request)
         group = self._groups.get(key)
         if group is not None:
@@ -555,7 +559,16 @@ class MatchIndex:
         if pos >= 0:
             ex = self._exchanges[pos]
             return MatchResult(ex, f"matched #{pos + 1} (call {call})", position=pos, call=call)
-        return self._miss(req)
+        if self.rules.fuzzy:
+            return self._miss(req)
+        key = self.key_for(req)
+        cached = self._misses.get(key)
+        if cached is None:
+            cached = self._miss(req)
+            if len(self._misses) >= _MEMO_SIZE:
+                self._misses.clear()
+            self._misses[key] = cached
+        return cached
 
     def explain(self, req: Request) -> MatchResult:
         """Like ``match`` for a request known to miss, without touching sequences."""

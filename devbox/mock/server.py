@@ -549,6 +549,7 @@ class MockServer:
         self.last_miss = ""
         self.miss_log: deque[MissRecord] = deque(maxlen=_MISS_LOG)
         self.miss_routes: dict[tuple[str, str], int] = {}
+        self._miss_emitted: dict[str, float] = {}
         self.seq = 0
         self.journal: deque[tuple[Any, ...]] = deque(maxlen=self.limits.journal_size)
 
@@ -704,7 +705,7 @@ class MockServer:
     # ------------------------------------------------------------ requests
 
     def handle(self, conn: _Conn, method: str, target: str, body: bytes, keep: bool) -> None:
-        if self.plain and not target.startswith(ADMIN_PREFIX):
+        if self.plain and not target.startswith("/__devbox"):
             # the hot path: recorded answer, nothing delayed, nothing pending on the connection
             index = self.index
             pos = index.lookup(index.key_raw(method, target, conn.hv, body))
@@ -861,11 +862,20 @@ class MockServer:
             action=action,
         )
         self.miss_log.append(record)
-        self.emit(
-            MockMiss(
-                dependency=self.name, method=method, target=target, explanation=result.explanation
+        # the same miss again and again (a retry loop) is one event per second, not a flood
+        now = record.at
+        if now - self._miss_emitted.get(result.explanation, 0.0) >= 1.0:
+            if len(self._miss_emitted) > 1000:
+                self._miss_emitted.clear()
+            self._miss_emitted[result.explanation] = now
+            self.emit(
+                MockMiss(
+                    dependency=self.name,
+                    method=method,
+                    target=target,
+                    explanation=result.explanation,
+                )
             )
-        )
         if forwarding:
             slot = conn.defer()
             task = asyncio.get_running_loop().create_task(
