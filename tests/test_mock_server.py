@@ -359,3 +359,28 @@ def test_passthrough_and_record_against_a_real_upstream(
         status, _, body = call(p, "GET", "/x")
         assert status == MISS_STATUS
         assert "forwarding to the upstream failed: 127.0.0.1:9" in orjson.loads(body)["explanation"]
+
+
+def test_fuzzy_answers_with_the_strongest_candidate_and_says_so() -> None:
+    exs = [
+        exchange(1, "POST", "/q", body=b'{"a": 1, "b": 1, "c": 1}'),
+        exchange(2, "POST", "/q", body=b'{"a": 1, "b": 2, "c": 2}'),
+    ]
+    with running(exs, match=MatchRules(fuzzy=True)) as (_, port):
+        assert call(port, "POST", "/q", b'{"a": 1, "b": 2, "c": 9}')[2] == b'{"n": 2}'
+        assert call(port, "POST", "/r", b'{"a": 1}')[0] == MISS_STATUS  # never across routes
+        _, _, raw = call(port, "GET", "/__devbox/stats")
+        stats = orjson.loads(raw)
+        assert (stats["hits"], stats["fuzzy_hits"], stats["misses"]) == (1, 1, 1)
+
+
+def test_a_repeated_miss_is_logged_every_time_but_reported_once_a_second() -> None:
+    events: list[Event] = []
+    with running([exchange(1, "GET", "/a")], events=events) as (fleet, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for _ in range(20):
+            assert call(port, "GET", "/retry", conn=conn)[0] == MISS_STATUS
+        conn.close()
+        assert len(fleet.misses()) == 20
+        assert fleet.servers["dep"].misses == 20
+    assert len([e for e in events if isinstance(e, MockMiss)]) < 20
