@@ -232,7 +232,11 @@ class _LineIndex:
         while probe:
             if probe in self.lines:
                 return self.lines[probe]
-            probe = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+            parent = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", probe)
+            if parent == probe:
+                # a top-level name the file does not contain (a missing [service])
+                return None
+            probe = parent
         return None
 
 
