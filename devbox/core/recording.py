@@ -453,13 +453,37 @@ def _decode_general(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], 
             objects.append((line, value))
     except _Torn as torn:
         rest = text[_offset_of_line(text, torn.line) :]
-        if "\n{" in rest or not objects:
-            # there is more after the bad object: that is corruption, not a torn write
+        if "\n{" in rest or not objects or _closes(rest):
+            # there is more after the bad object, or the bad object is whole: that is
+            # corruption, not a torn write
             raise RecordingError(
                 f"invalid JSON: {torn.msg}", file=filename, line=torn.line
             ) from None
         return objects, True
     return objects, False
+
+
+def _closes(text: str) -> bool:
+    """Whether the object starting ``text`` has its closing brace (strings respected)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return True
+    return False
 
 
 def _offset_of_line(text: str, line: int) -> int:
