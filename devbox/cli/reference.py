@@ -253,9 +253,18 @@ def _head_fits(head: str, text: str) -> bool:
     return re.match(re.escape(head).replace(r"\*", ".*?"), text, re.DOTALL) is not None
 
 
+def _specific(head: str) -> bool:
+    """Enough literal text to identify a message (``*: *`` identifies nothing)."""
+    return len(head.replace("*", "").strip()) >= 10
+
+
 def entry_matches(pattern: str, entry: str, n: int = PREFIX) -> bool:
-    """A message pattern and a page entry agree on their first n characters (either way)."""
-    return _head_fits(pattern[:n], entry) or _head_fits(entry[:n], pattern)
+    """A message pattern and a page entry are the same, or agree on their first n
+    characters (either way round, wildcards matching any text)."""
+    if pattern == entry:
+        return True
+    ph, eh = pattern[:n], entry[:n]
+    return (_specific(ph) and _head_fits(ph, entry)) or (_specific(eh) and _head_fits(eh, pattern))
 
 
 _ENTRY = re.compile(r"^#{2,4}\s+`(.+)`\s*$")
