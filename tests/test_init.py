@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -317,3 +318,77 @@ def test_compose_file_names_and_several_builds(tmp_path: Path, name: str) -> Non
     assert "compose publishes it as http://127.0.0.1:8088" in text
     r = devbox(repo, "init", "--yes", "--dry-run")
     assert "several compose services build from this repository (worker, web)" in r.stderr
+
+
+CLIENT = """\
+import sys, urllib.error, urllib.request
+base = sys.argv[1].rstrip("/")
+for path in ["/catalog", "/items/KB-101", "/items/MS-202", "/quote?sku=KB-101&qty=2",
+             "/quote?sku=MN-303&qty=5", "/items/NOPE-1", "/healthz"] * 3:
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            r.read()
+    except urllib.error.HTTPError as e:
+        e.read()
+"""
+
+
+@pytest.mark.slow
+def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[str, int]) -> None:
+    """What a newcomer does: init in their repository, record real traffic with the
+    command init printed, then `devbox up --once`: a green replay against the mocks."""
+    from conftest import free_port
+
+    repo = _repo(tmp_path, {
+        "app.py": (ROOT / "examples/demo/orders/app.py").read_text(),
+        "client.py": CLIENT,
+        "Dockerfile": (
+            "FROM devbox/base:bookworm\nWORKDIR /app\nCOPY . .\nEXPOSE 8080\n"
+            "HEALTHCHECK CMD curl -fs http://localhost:8080/healthz\n"
+            'CMD ["python3", "/app/app.py"]\n'
+        ),
+        "compose.yaml": (
+            "services:\n"
+            "  orders:\n    build: .\n    ports: ['8080:8080']\n"
+            "    environment:\n"
+            "      PAYMENTS_URL: http://payments:8081\n"
+            "      INVENTORY_URL: http://inventory:8082\n"
+            "  payments:\n    image: example/payments\n"
+            f"    ports: ['{demo_upstreams['payments']}:8081']\n"
+            "  inventory:\n    image: example/inventory\n"
+            f"    ports: ['{demo_upstreams['inventory']}:8082']\n"
+            "  db:\n    image: postgres:16\n"
+        ),
+    })
+    r = devbox(repo, "init", "--yes", "--port", str(free_port()))
+    assert r.returncode == 0, r.stderr
+    record_line = next(line.strip() for line in r.stdout.splitlines()
+                       if line.strip().startswith("devbox record"))
+    assert record_line.startswith("devbox record orders -- <your client> {inbound}")
+    profile_path = repo / "profiles/orders.toml"
+    text = profile_path.read_text()
+    # recording from the laptop, outside compose: the upstream URLs the profile's comments give
+    for name in ("payments", "inventory"):
+        published = f"http://127.0.0.1:{demo_upstreams[name]}"
+        assert f"compose publishes it as {published}" in text
+        text = re.sub(rf'upstream = "http://{name}:\d+"', f'upstream = "{published}"', text)
+    # the stand-in inventory stamps each answer (checked_at): replayed concurrently, repeated
+    # identical calls may meet their recordings in another order; the user marks it as noise
+    text = text.replace('ignore = ["header:date"]', 'ignore = ["header:date", "$.checked_at"]')
+    profile_path.write_text(text)
+
+    r = subprocess.run(
+        [*DEVBOX, "record", "orders", "--runtime", "process", "--", sys.executable,
+         "client.py", "{inbound}"],
+        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert list((repo / "mocks/orders/inbound").glob("*.json"))
+    assert list((repo / "mocks/orders/inventory").glob("*.json"))
+
+    r = subprocess.run(
+        [*DEVBOX, "up", "orders", "--once", "--runtime", "process"],
+        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"all \d+ requests matched the recording", r.stdout), r.stdout
