@@ -180,6 +180,8 @@ def _entry(
     priv = e.get("_devbox")
     if not isinstance(priv, Mapping):
         priv = {}
+    if "wait_ms" in priv and priv["wait_ms"] is None:
+        timing = Timing(started_at=timing.started_at, duration_ms=timing.duration_ms)
     ident = priv.get("id")
     if not isinstance(ident, str) or not ident:
         seed = f"{source}\0{stem}\0{index}\0{e.get('startedDateTime', '')}\0{method}\0{url}"
@@ -511,6 +513,9 @@ def exchange_to_entry(ex: Exchange) -> dict[str, Any]:
         priv["request_truncated"] = True
     if ex.response_truncated:
         priv["response_truncated"] = True
+    if ex.timing.wait_ms is None:
+        # HAR has no "unknown" wait once exported (-1 is not allowed there): remember it
+        priv["wait_ms"] = None
     return {
         "startedDateTime": _iso(ex.timing.started_at),
         "time": round(duration, 3),
