@@ -72,6 +72,7 @@ def test_bash_completes_commands_options_choices_and_profiles(project: Path) -> 
     assert _bash(project, script, "devbox", "completion", "") == ["bash", "fish", "zsh"]
     assert _bash(project, script, "devbox", "up", "profiles/d") == ["profiles/demo.toml"]
     assert _bash(project, script, "devbox", "up", "--out", "rep") == ["report.json"]
+    assert _bash(project, script, "devbox", "init", "") == ["profiles"]  # directories only
     # after -- in record: a program
     assert "bash" in _bash(project, script, "devbox", "record", "demo", "--", "bas")
 

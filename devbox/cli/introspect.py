@@ -82,6 +82,8 @@ def _positional_kind(action: argparse.Action) -> str:
         return "choices"
     if action.nargs == argparse.REMAINDER:
         return COMMAND
+    if str(action.metavar or "").upper() == "DIR":
+        return DIR
     text = (action.help or "").lower()
     if action.dest == "profile":
         return PROFILE  # a path still completes once the word has a /
