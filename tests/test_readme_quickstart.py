@@ -58,10 +58,15 @@ def test_readme_quickstart_has_two_commands() -> None:
 def _copy_tree(dest: Path) -> None:
     """Tracked and untracked-but-not-ignored files: the tree as a fresh checkout of it
     (with the work in progress of this tree) would have it; no .venv, no caches."""
-    listed = subprocess.run(
+    git = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=True, timeout=60,
-    ).stdout.decode().split("\0")
+        cwd=ROOT, capture_output=True, timeout=60,
+    )
+    if git.returncode != 0:  # not a git checkout (an unpacked archive): copy, minus the venv
+        shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "__pycache__", ".*_cache", "*.egg-info"))
+        return
+    listed = git.stdout.decode().split("\0")
     for rel in filter(None, listed):
         src = ROOT / rel
         if not src.is_file() or rel.startswith(".venv/"):
