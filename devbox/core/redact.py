@@ -144,7 +144,7 @@ _EMAIL = (
     r"[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b)"
 )
 # 13-19 digits, optionally grouped by single spaces or dashes, not glued to other digits/words
-_CARD = r"(?P<card>(?<![\w.,-])\d(?:[ -]?\d){12,18}(?![\w-]|[.,]\d))"
+_CARD = r"(?P<card>(?<![\w.,])\d(?:[ -]?\d){12,18}(?!\w|[.,]\d))"
 _SECRET_KV = (
     r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})=)"
     r"(?P<kv_val>[^&#\s\"'<>;,]+)"
