@@ -464,6 +464,12 @@ def test_a_dead_worker_stops_recording_not_relaying(make: Make, upstream: Upstre
         c.request("GET", f"/n/{i}")
         assert c.getresponse().read() == f'{{"n": {i}}}'.encode()
     assert rec.link.proc is not None
+    from record_helpers import wait_for
+
+    from devbox.store import load_dir
+
+    # what the worker was handed is written by it: wait for that, then kill it
+    wait_for(lambda: len(load_dir(rec.profile.mocks_dir / "payments", include_partial=True)) == 3)
     os.kill(rec.link.proc.pid, signal.SIGKILL)
     rec.link.proc.wait(10)
     for i in range(3, 5):

@@ -67,19 +67,22 @@ class WorkerLink:
     def tail(self) -> str:
         return " | ".join(list(self._stderr)[-3:])
 
-    def send(self, capture: tuple[Any, ...]) -> None:
-        """Hand one capture over; blocks while the pipe is full (back-pressure)."""
+    def send(self, *messages: tuple[Any, ...]) -> None:
+        """Hand captures over in one write; blocks while the pipe is full (back-pressure)."""
         if self.dead is not None:
-            self.lost += 1
+            self.lost += len(messages)
             return
-        view = memoryview(encode_frame(capture))
+        data = encode_frame(messages[0]) if len(messages) == 1 else b"".join(
+            encode_frame(m) for m in messages
+        )
+        view = memoryview(data)
         with self._lock:
             try:
                 while view:
                     n = os.write(self._fd, view)
                     view = view[n:]
             except OSError as exc:
-                self.lost += 1
+                self.lost += len(messages)
                 self.dead = f"the recording worker exited ({exc.strerror}): {self.tail()}"
                 raise EngineError(self.dead) from None
 

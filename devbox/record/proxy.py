@@ -15,8 +15,10 @@ boundaries and ``BodyCapture`` keeps a bounded, decoded copy. Flow control is
 end to end: when one side's write buffer fills, the other side stops reading.
 
 Crash safety: the last bytes of a response are written to the client only
-*after* the exchange was handed to the sink (appended to disk). So every
-response a client received in full is on disk, whatever kills the recorder.
+*after* the exchange was handed to the recording worker (``ProxyCore.flush``:
+the captures of one loop iteration go down the pipe in one write, then the held
+bytes go out). So every response a client received in full is in the worker's
+hands, and the worker writes what it holds even if this process is killed.
 
 Failures of the upstream (refused, timeout, TLS, DNS, a broken response) are
 answered with 502/504 when the client has seen nothing of the response yet,
@@ -130,7 +132,7 @@ class ProxyCore:
     def __init__(
         self,
         *,
-        emit: Callable[[Capture], None],
+        emit: Callable[[list[Capture]], None],
         correlator: Correlator,
         max_body: int,
         stamp: str,
@@ -155,6 +157,11 @@ class ProxyCore:
         self.captured: dict[str, int] = {}  # source -> exchanges handed to the worker
         self.on_captured: Callable[[Captured], None] | None = None
         self.stopping = False
+        # captures of this loop iteration, handed to the worker in one write; the
+        # connections whose last response bytes wait for that write
+        self._batch: list[tuple[Capture, str, Captured | None]] = []
+        self._held: list[ClientConn] = []
+        self._scheduled = False
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -169,15 +176,39 @@ class ProxyCore:
     def record(self, capture: Capture, source: str, captured: Captured | None) -> None:
         if self.stopping:
             return  # connections we cut while stopping are not traffic
-        try:
-            self.emit(capture)
-        except Exception as exc:  # the relay must survive a failing sink; the error is reported
-            if self.on_error is not None:
-                self.on_error(f"could not record an exchange of {source}: {exc}")
-            return
-        self.captured[source] = self.captured.get(source, 0) + 1
-        if captured is not None and self.on_captured is not None:
-            self.on_captured(captured)
+        self._batch.append((capture, source, captured))
+        self._schedule()
+
+    def hold(self, conn: ClientConn) -> None:
+        """Keep ``conn``'s writes to its client until this iteration's captures are out."""
+        if conn.held_out is None:
+            conn.held_out = []
+            self._held.append(conn)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Captures to the worker (one write), then the held response bytes to clients."""
+        self._scheduled = False
+        batch, self._batch = self._batch, []
+        if batch:
+            try:
+                self.emit([c for c, _s, _v in batch])
+            except Exception as exc:  # the relay must survive a failing sink; it is reported
+                if self.on_error is not None:
+                    self.on_error(f"could not record {len(batch)} exchanges: {exc}")
+            else:
+                for _c, source, captured in batch:
+                    self.captured[source] = self.captured.get(source, 0) + 1
+                    if captured is not None and self.on_captured is not None:
+                        self.on_captured(captured)
+        held, self._held = self._held, []
+        for conn in held:
+            conn.release()
 
     def abort_all(self) -> None:
         for c in list(self.conns):
@@ -345,6 +376,8 @@ class ClientConn(asyncio.Protocol):
         self.up_served = 0
         self.held: Head | None = None  # forward proxy: a request for another origin waits
         self.tunnel = False
+        self.held_out: list[bytes] | None = None  # see ProxyCore.hold
+        self.close_after = False
         self.client_eof = False
         self.closing = False
         self.closed = False
@@ -394,6 +427,28 @@ class ClientConn(asyncio.Protocol):
             self.transport.abort()
         self._close_upstream()
 
+    def _write(self, data: bytes) -> None:
+        if self.held_out is not None:
+            self.held_out.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def _close_client(self) -> None:
+        if self.held_out is not None:
+            self.close_after = True
+        elif self.transport is not None:
+            self.transport.close()
+
+    def release(self) -> None:
+        out, self.held_out = self.held_out, None
+        if self.transport is None or self.closed:
+            return
+        if out:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if self.close_after:
+            self.close_after = False
+            self.transport.close()
+
     def _process(self) -> None:
         reader = self.reader
         while self.held is None and not self.closing:
@@ -433,8 +488,8 @@ class ClientConn(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             if not self.pending:
-                self.transport.write(_error_response(exc.status, str(exc)))
-                self.transport.close()
+                self._write(_error_response(exc.status, str(exc)))
+                self._close_client()
 
     def _on_head(self, head: Head) -> None:
         core = self.core
@@ -557,14 +612,13 @@ class ClientConn(asyncio.Protocol):
     def upstream_data(self, data: bytes) -> None:
         r = self.up_reader
         r.receive(data)
-        transport = self.transport
         out: list[bytes] = []
         while True:
             try:
                 ev = r.next_event()
             except ProtocolError as exc:
-                if out and transport is not None:
-                    transport.write(b"".join(out))
+                if out:
+                    self._write(b"".join(out))
                 self._upstream_failed(502, f"invalid response from upstream: {exc}")
                 return
             if ev is None:
@@ -602,16 +656,17 @@ class ClientConn(asyncio.Protocol):
                     continue
                 p = self.pending.popleft()
                 self.up_served += 1
-                # on disk first, then the client gets the response's last bytes
+                # to the recording worker first, then the client gets the last bytes
                 self._finish(p)
-                if out and transport is not None:
-                    transport.write(b"".join(out) if len(out) > 1 else out[0])
+                self.core.hold(self)
+                if out:
+                    self._write(b"".join(out) if len(out) > 1 else out[0])
                 out = []
                 self._after_response(p)
                 if self.pending and self.pending[0].req_done:
                     self._arm_timer(self.pending[0])
-        if out and transport is not None:
-            transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if out:
+            self._write(b"".join(out) if len(out) > 1 else out[0])
 
     def _after_response(self, p: _Pending) -> None:
         head = p.resp_head
@@ -631,8 +686,8 @@ class ClientConn(asyncio.Protocol):
             or not p.head.keep_alive
         ):
             self.closing = True
-            if not self.pending and self.transport is not None:
-                self.transport.close()
+            if not self.pending:
+                self._close_client()
             return
         if self.held is not None and not self.pending:
             held, self.held = self.held, None
@@ -651,8 +706,7 @@ class ClientConn(asyncio.Protocol):
         if r.reading_to_close:
             self.upstream_data(b"")
         if self.tunnel:
-            if self.transport is not None:
-                self.transport.close()
+            self._close_client()
             return
         if not self.pending:
             return  # an idle keep-alive connection closed: reopen on the next request
@@ -682,8 +736,10 @@ class ClientConn(asyncio.Protocol):
             # the client has part of a response: only a cut connection tells it the truth
             transport.abort()
             return
-        transport.write(_error_response(status, error))
-        transport.close()
+        if pending:
+            self.core.hold(self)  # the failure is recorded before the client hears of it
+        self._write(_error_response(status, error))
+        self._close_client()
 
     def _close_upstream(self) -> None:
         up, self.up = self.up, None

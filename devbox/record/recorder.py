@@ -339,6 +339,7 @@ class Recorder:
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and any(c.pending for c in self.core.conns):
             await asyncio.sleep(0.01)
+        self.core.flush()
         # from here on, connections we cut are our doing, not traffic worth recording
         self.core.stopping = True
         self.core.abort_all()
@@ -358,12 +359,12 @@ class Recorder:
 
     # ------------------------------------------------------------ internals
 
-    def _emit(self, capture: Capture) -> None:
+    def _emit(self, captures: list[Capture]) -> None:
         if self.link.dead is not None:
-            self.link.send(capture)  # counts it as lost
+            self.link.send(*captures)  # counts them as lost
             return
         try:
-            self.link.send(capture)
+            self.link.send(*captures)
         except EngineError as exc:
             self._log(f"{exc.message}; recording stopped, relaying continues")
 
