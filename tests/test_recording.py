@@ -265,7 +265,7 @@ def test_other_layouts_are_read_too() -> None:
     # but a torn line followed by more objects is corruption
     with pytest.raises(RecordingError) as info:
         decode(("\n".join([*lines[:2], '{"id":"c",', lines[2]])).encode(), "hand.json")
-    assert info.value.line == 3
+    assert info.value.line == 4  # where the JSON goes wrong: no key after "c",
 
 
 def test_migrations_upgrade_old_files(monkeypatch: pytest.MonkeyPatch) -> None:

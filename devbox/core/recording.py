@@ -348,14 +348,15 @@ def _general_objects(text: str) -> Iterator[tuple[int, Any]]:
         try:
             value, i = dec.raw_decode(text, i)
         except json.JSONDecodeError as exc:
-            raise _Torn(line, exc.msg) from None
+            raise _Torn(line, f"{exc.msg} (column {exc.colno})", exc.lineno) from None
         yield line, value
 
 
 class _Torn(Exception):
-    def __init__(self, line: int, msg: str) -> None:
-        self.line = line
+    def __init__(self, line: int, msg: str, error_line: int) -> None:
+        self.line = line  # where the bad object starts
         self.msg = msg
+        self.error_line = error_line  # where the JSON goes wrong
 
 
 def decode(data: bytes, filename: str = "<recording>") -> Decoded:
@@ -457,7 +458,7 @@ def _decode_general(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], 
             # there is more after the bad object, or the bad object is whole: that is
             # corruption, not a torn write
             raise RecordingError(
-                f"invalid JSON: {torn.msg}", file=filename, line=torn.line
+                f"invalid JSON: {torn.msg}", file=filename, line=torn.error_line
             ) from None
         return objects, True
     return objects, False
