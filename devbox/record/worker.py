@@ -28,6 +28,7 @@ The worker answers on stdout: one ``ready`` line, then one JSON summary line.
 
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import signal
@@ -143,6 +144,9 @@ def main() -> int:
     # recording ends; we end with its "end" frame or when its pipe closes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # every exchange makes short-lived objects freed by reference counting; collecting
+    # generation 0 every 700 allocations costs ~6% for nothing
+    gc.set_threshold(100_000, 50, 100)
     config = orjson.loads(sys.argv[1])
     with os.fdopen(0, "rb", buffering=1 << 20) as inp:
         return run(config, inp, sys.stdout.buffer)
