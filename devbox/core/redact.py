@@ -32,7 +32,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode
@@ -117,6 +117,7 @@ _KEY_QUALIFIERS = frozenset(
 )
 
 
+@lru_cache(maxsize=8192)
 def is_secret_name(name: str) -> bool:
     """Whether a header, query parameter or JSON field name denotes a credential."""
     words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
@@ -158,6 +159,18 @@ _TEXT_RULES: tuple[tuple[str, str], ...] = (
     ("card-number", _CARD),
     ("secret-query", _SECRET_KV),
 )
+
+_DIGITS = str.maketrans("", "", "0123456789")
+_TRIGGER = re.compile(r"[@=]|eyJ|earer|A(?:KIA|SIA|GPA|IDA|ROA|IPA|NPA|NVA|3T)")
+
+
+def _may_hold_secret(s: str) -> bool:
+    """A cheap test that rules out most header values and JSON strings before the regex
+    of every text rule runs over them: each rule needs one of these to match at all."""
+    return _TRIGGER.search(s) is not None or (
+        len(s) >= 13 and len(s) - len(s.translate(_DIGITS)) >= 13
+    )
+
 
 # card-network prefixes (IIN ranges): an ordinary 13-19 digit number (a timestamp in ms,
 # an order id) passes Luhn one time in ten, so the prefix check keeps those out
@@ -323,7 +336,7 @@ class Redactor:
 
     def text(self, s: str) -> str:
         """Apply the text rules (bearer, JWT, e-mail, cards, AWS keys, name=secret, patterns)."""
-        if self._text_re is not None and s:
+        if self._text_re is not None and s and _may_hold_secret(s):
             s = self._text_re.sub(self._text_sub, s)
         for rx in self._patterns:
             if "<redacted:" in s:
