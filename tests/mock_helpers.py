@@ -131,17 +131,16 @@ def read_responses(s: socket.socket, count: int, timeout: float = 5.0) -> list[t
     deadline = time.monotonic() + timeout
     s.settimeout(0.5)
     while len(out) < count and time.monotonic() < deadline:
-        parsed = split_responses(buf)
-        if len(parsed[0]) >= count:
-            return parsed[0][:count]
         try:
-            chunk = s.recv(65536)
+            chunk = s.recv(1 << 20)
         except TimeoutError:
             continue
         if not chunk:
             break
         buf += chunk
-    return split_responses(buf)[0]
+        done, buf = split_responses(buf)
+        out += done
+    return out[:count]
 
 
 def split_responses(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:

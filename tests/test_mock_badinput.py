@@ -299,3 +299,23 @@ def test_property_the_live_server_survives_garbage(parser: str) -> None:
             still_serving(port)
 
         feed()
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_client_that_stops_reading_is_paused_then_resumed(parser: str) -> None:
+    """Large answers to pipelined requests the client does not read yet: the server stops
+    reading (backpressure) and, once the client reads, serves every request."""
+    big = b"z" * 256 * 1024
+    with running([exchange(1, "GET", "/big", resp_body=big)], parser=parser) as (fleet, port):
+        server = fleet.servers["dep"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 60)
+            time.sleep(0.5)  # 15 MB of answers back up: the server stops reading
+            assert server.backpressure >= 1
+            first = server.hits
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+            time.sleep(0.3)
+            assert server.hits == first  # not read while the client is not reading
+            got = read_responses(s, first + 20, timeout=30)
+        assert [len(b) for _, b in got] == [len(big)] * (first + 20)
+        assert server.hits == first + 20

@@ -222,8 +222,11 @@ class _Conn(asyncio.Protocol):
     def pause_writing(self) -> None:
         # the client does not read what we write: stop reading what it sends
         self.write_paused = True
-        if self.transport is not None and not self.read_paused:
-            self.transport.pause_reading()
+        self.srv.backpressure += 1
+        t = self.transport
+        if t is not None and not self.read_paused and not t.is_closing():
+            self.read_paused = True
+            t.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -542,6 +545,7 @@ class MockServer:
         self.injected_resets = 0
         self.rejected = 0
         self.timeouts = 0
+        self.backpressure = 0  # times a client read too slowly and reading was paused
         self.connections_total = 0
         self.reloads = 0
         self.reload_error = ""
@@ -1099,6 +1103,7 @@ class MockServer:
             "faults": {"errors": self.injected_errors, "resets": self.injected_resets},
             "rejected": self.rejected,
             "timeouts": self.timeouts,
+            "backpressure_pauses": self.backpressure,
             "connections": {"open": len(self.connections), "total": self.connections_total},
             "reloads": self.reloads,
             "reload_error": self.reload_error,
