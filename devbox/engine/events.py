@@ -75,7 +75,8 @@ class MockStats(Event):
 class IterationStarted(Event):
     iteration: int
     changed: tuple[str, ...]  # paths, relative to the project root
-    action: str  # "sync+restart" | "rebuild" | "reload-mocks" | "reload-profile" | "replay" | "start"
+    # "sync+restart" | "rebuild" | "reload-mocks" | "reload-profile" | "replay" | "restart"
+    action: str
     reason: str = ""
 
 
