@@ -484,3 +484,31 @@ def test_a_dead_worker_stops_recording_not_relaying(make: Make, upstream: Upstre
 
     assert [e.request.path for e in load_file(partial).decoded.exchanges] == [
         "/n/0", "/n/1", "/n/2"]
+
+
+def test_forward_proxy_switches_origin_on_one_connection(make: Make, upstream: Upstream) -> None:
+    other = start_upstream()
+    try:
+        rec = make({"inventory": upstream.url, "payments": other.url}, forward_proxy_port=0)
+        with socket.create_connection(("127.0.0.1", rec.listener("forward").port)) as s:
+            s.settimeout(10)
+            # pipelined: the second request names another origin, so it must wait for the
+            # first answer before the upstream connection is switched
+            s.sendall(
+                f"GET {upstream.url}/n/1 HTTP/1.1\r\nHost: 127.0.0.1:{upstream.port}\r\n"
+                "Proxy-Connection: keep-alive\r\n\r\n"
+                f"GET {other.url}/n/2 HTTP/1.1\r\nHost: 127.0.0.1:{other.port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+        assert raw.count(b"HTTP/1.1 200") == 2
+        assert raw.index(b'{"n": 1}') < raw.index(b'{"n": 2}')
+        rec.stop()
+    finally:
+        other.close()
+    (inv,) = exchanges(rec.profile.mocks_dir, "inventory")
+    (pay,) = exchanges(rec.profile.mocks_dir, "payments")
+    assert inv.request.path == "/n/1" and pay.request.path == "/n/2"
+    assert inv.request.header("proxy-connection") is None
