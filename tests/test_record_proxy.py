@@ -512,3 +512,79 @@ def test_forward_proxy_switches_origin_on_one_connection(make: Make, upstream: U
     (pay,) = exchanges(rec.profile.mocks_dir, "payments")
     assert inv.request.path == "/n/1" and pay.request.path == "/n/2"
     assert inv.request.header("proxy-connection") is None
+
+
+def _closing_upstream() -> tuple[socket.socket, threading.Thread]:
+    """Answers the first request of each connection, then closes it when a second arrives
+    without answering: an upstream whose keep-alive timeout races the next request."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if not data:
+                    continue
+                path = data.split(b" ")[1]
+                body = b'{"path": "' + path + b'"}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode()
+                             + b"\r\n\r\n" + body)
+                conn.recv(4096)  # the next request on this connection: never answered
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return srv, t
+
+
+def test_a_stale_keep_alive_upstream_connection_is_retried_once_for_idempotent_requests(
+    make: Make,
+) -> None:
+    srv, _t = _closing_upstream()
+    try:
+        rec = make({"svc": f"http://127.0.0.1:{srv.getsockname()[1]}"})
+        c = _conn(rec, "svc")
+        c.request("GET", "/a")
+        assert c.getresponse().read() == b'{"path": "/a"}'
+        c.request("GET", "/b")  # goes up the reused connection, which the upstream drops
+        r = c.getresponse()
+        assert r.status == 200 and r.read() == b'{"path": "/b"}'
+        c.request("POST", "/c", body=b"{}")  # not idempotent: never sent twice
+        r = c.getresponse()
+        assert r.status == 502
+        r.read()
+        rec.stop()
+    finally:
+        srv.close()
+    a, b, post = exchanges(rec.profile.mocks_dir, "svc")
+    assert a.ok and b.ok and b.response is not None and b.response.body == b'{"path": "/b"}'
+    assert post.error == "upstream closed the connection before responding"
+
+
+def test_expect_100_continue_is_relayed(make: Make, upstream: Upstream) -> None:
+    rec = make({"inv": upstream.url})
+    with socket.create_connection(("127.0.0.1", rec.listener("inv").port)) as s:
+        s.settimeout(10)
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100")
+        s.sendall(b"hello")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    assert b"HTTP/1.1 200" in raw and b'"body": "hello"' in raw
+    rec.stop()
+    (ex,) = exchanges(rec.profile.mocks_dir, "inv")
+    assert ex.request.body == b"hello" and ex.response is not None
+    assert ex.response.status == 200

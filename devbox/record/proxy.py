@@ -49,6 +49,10 @@ from devbox.record.correlate import Correlator
 from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
 
 HIGH_WATER = 256 * 1024
+# a request this small is kept until answered, to be resent once if a reused upstream
+# connection turns out to have been closed by the upstream (a keep-alive timeout race)
+RETRY_MAX = 64 * 1024
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +304,9 @@ class _Pending:
         "resp_body",
         "resp_head",
         "scheme",
+        "sent",
         "sent_headers",
+        "sent_size",
         "source",
         "started_at",
         "t0",
@@ -313,6 +319,8 @@ class _Pending:
         self.id = id
         self.source = source
         self.sent_headers = head.headers  # as they went upstream (Host rewritten)
+        self.sent: list[bytes] | None = None  # the request's bytes, while retryable
+        self.sent_size = 0
         self.started_at = time.time()
         self.t0 = time.perf_counter()
         self.t_first: float | None = None
@@ -466,8 +474,11 @@ class ClientConn(asyncio.Protocol):
                     self._send_up(ev.raw)
                     continue
                 p = self.current
-                if p is not None and p.req_body is not None:
-                    p.req_body.add(ev.decoded)
+                if p is not None:
+                    if p.req_body is not None:
+                        p.req_body.add(ev.decoded)
+                    if p.sent is not None:
+                        self._keep(p, ev.raw)
                 self._send_up(ev.raw)
             elif t is Head:
                 assert isinstance(ev, Head)
@@ -478,10 +489,21 @@ class ClientConn(asyncio.Protocol):
                     self._send_up(ev.raw)
                 p = self.current
                 if p is not None:
+                    if p.sent is not None and ev.raw:
+                        self._keep(p, ev.raw)
                     p.req_done = True
                     self.current = None
                     if self.pending and self.pending[0] is p and p.resp_head is None:
                         self._arm_timer(p)
+
+    @staticmethod
+    def _keep(p: _Pending, raw: bytes) -> None:
+        assert p.sent is not None
+        p.sent_size += len(raw)
+        if p.sent_size > RETRY_MAX:
+            p.sent = None
+        else:
+            p.sent.append(raw)
 
     def _reject(self, exc: ProtocolError) -> None:
         self.core.stats.rejected += 1
@@ -542,6 +564,9 @@ class ClientConn(asyncio.Protocol):
                 out, p.sent_headers = _rebuild_head(head, target, up.authority)
                 p.host = up.authority
         p.req_body = BodyCapture(core.max_body, head.header("content-encoding"))
+        if head.method in IDEMPOTENT:
+            p.sent = [out]
+            p.sent_size = len(out)
         self.pending.append(p)
         self.current = p
         if self.up is None and self.up_buf is None:
@@ -655,6 +680,7 @@ class ClientConn(asyncio.Protocol):
                 if not self.pending:
                     continue
                 p = self.pending.popleft()
+                p.sent = None
                 self.up_served += 1
                 # to the recording worker first, then the client gets the last bytes
                 self._finish(p)
@@ -711,6 +737,20 @@ class ClientConn(asyncio.Protocol):
         if not self.pending:
             return  # an idle keep-alive connection closed: reopen on the next request
         head = self.pending[0]
+        if (
+            self.up_served > 0
+            and len(self.pending) == 1
+            and not head.relayed
+            and head.req_done
+            and head.sent is not None
+            and self.up_target is not None
+        ):
+            # a reused connection the upstream had already closed (its keep-alive timeout
+            # raced our request): nothing was answered, so resend once on a new connection
+            self._open_upstream(self.up_target)  # up_served = 0: never a second retry
+            self.up_reader.expect(head.head.method)
+            self._send_up(b"".join(head.sent))
+            return
         if head.relayed:
             self._upstream_failed(502, "upstream closed the connection mid-response")
         else:
