@@ -162,14 +162,14 @@ def main() -> int:
         through_devbox = 0
         for name, port, pids in targets:
             url = f"http://127.0.0.1:{port}{PATH}"
-            wrk(url, 1, 1.0)  # warm-up (connections, caches, mitmproxy's start)
+            warm = wrk(url, 1, 1.0)  # warm-up (connections, caches, mitmproxy's start)
             lat = wrk(url, 1, args.duration)
             before = cpu_seconds(pids)
             thr = wrk(url, args.connections, args.duration)
             thr.cpu_us = (cpu_seconds(pids) - before) / max(thr.requests, 1) * 1e6
             results[name] = (lat, thr)
             if port == ours:
-                through_devbox = lat.requests + thr.requests
+                through_devbox = warm.requests + lat.requests + thr.requests
             print(f"  measured {name}", file=sys.stderr)
         devbox.send_signal(signal.SIGINT)
         summary_out, _ = devbox.communicate(timeout=120)
@@ -185,7 +185,8 @@ def main() -> int:
 
     import json
 
-    recorded = json.loads(summary_out)["sources"]["payments"]["exchanges"]
+    recorded_src = json.loads(summary_out)["sources"]["payments"]
+    recorded, cut = recorded_src["exchanges"], recorded_src["errors"]
     direct_lat = results["direct"][0]
     print()
     print(f"Recording proxy overhead: wrk -t1, latency at 1 connection, throughput at "
@@ -208,8 +209,8 @@ def main() -> int:
         ours_cpu = results["devbox record"][1].cpu_us
         print(f"devbox record / mitmproxy: throughput {ours_rps / mitm_row[1].rps:.1f}x, "
               f"CPU per request {mitm_row[1].cpu_us / max(ours_cpu, 1e-9):.1f}x less")
-    print(f"exchanges recorded by devbox: {recorded} (wrk counted {through_devbox} "
-          "completed requests, warm-up excluded)")
+    print(f"exchanges recorded by devbox: {recorded}, of which {cut} cut by wrk stopping "
+          f"mid-request (wrk counted {through_devbox} completed requests)")
     return 0
 
 
