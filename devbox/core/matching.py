@@ -52,7 +52,7 @@ _SHORTLIST = 12  # larger buckets: diff only the best-ranked groups
 _POSTING_CAP = 512  # field values shared by more groups than this carry no signal
 _MAX_FEATURES = 64
 _FORM = "application/x-www-form-urlencoded"
-_MEMO_SIZE = 4096  # wire request -> signature, for requests sent again and again
+_MEMO_SIZE = 4096  # wire request -> group, for requests sent again and again
 
 
 # ---------------------------------------------------------------- canonical parts
@@ -430,7 +430,7 @@ class MatchIndex:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._by_path: dict[str, list[tuple[str, str]]] = {}
         self._by_shape: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        self._memo: dict[tuple[object, ...], Key] = {}
+        self._memo: dict[tuple[object, ...], _Group | None] = {}
         # explanations of misses, per (redacted) signature: a service retrying an
         # unrecorded call in a loop must not cost a diff per attempt
         self._misses: dict[Key, MatchResult] = {}
@@ -453,6 +453,7 @@ class MatchIndex:
         pos = len(self._exchanges)
         self._exchanges.append(exchange)
         self._misses.clear()
+        self._memo.clear()  # a remembered miss may be a hit now
         key = self.key_for(exchange.request)
         group = self._groups.get(key)
         if group is not None:
@@ -484,10 +485,13 @@ class MatchIndex:
 
     def key_raw(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Key:
         """Signature straight from the wire: ``target`` as sent, ``headers`` keyed by
-        lower-case name (only ``wanted_headers`` are read).
+        lower-case name (only ``wanted_headers`` are read)."""
+        return self._key_raw(method, target, headers, body)
 
-        A pure function of its inputs, so it is memoised (bounded): a service calls
-        its dependencies with the same requests again and again."""
+    def lookup_raw(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> int:
+        """``lookup(key_raw(...))`` for the server's hot path: position or -1, advancing the
+        sequence. Wire request -> group is memoised (bounded): signatures are a pure
+        function of the request, and a service sends the same requests again and again."""
         if self._r.header_names:
             memo_key: tuple[object, ...] = (
                 method,
@@ -498,13 +502,19 @@ class MatchIndex:
             )
         else:
             memo_key = (method, target, body, headers.get("content-type") if body else None)
-        key = self._memo.get(memo_key)
-        if key is None:
-            key = self._key_raw(method, target, headers, body)
+        try:
+            g = self._memo[memo_key]
+        except KeyError:
+            g = self._groups.get(self._key_raw(method, target, headers, body))
             if len(self._memo) >= _MEMO_SIZE:
                 self._memo.clear()
-            self._memo[memo_key] = key
-        return key
+            self._memo[memo_key] = g
+        if g is None:
+            return -1
+        n = g.calls
+        g.calls = n + 1
+        ps = g.positions
+        return ps[n] if n < len(ps) else ps[-1]
 
     def _key_raw(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Key:
         path, _, qs = target.partition("?")

@@ -29,12 +29,18 @@ class PyParserError(Exception):
     """Malformed request: the connection cannot be resynchronised."""
 
 
+class PyParserHeadTooLarge(PyParserError):
+    """The request head grew past ``max_head`` bytes before it ended."""
+
+
 class PyParserUpgrade(Exception):
     """The request asked to switch protocols; args[0] is the offset of the other protocol."""
 
 
 class PyRequestParser:
-    def __init__(self, protocol: Any) -> None:
+    def __init__(self, protocol: Any, max_head: int = 1 << 20) -> None:
+        self.max_head = max_head
+
         def cb(name: str) -> Callable[..., None] | None:
             f = getattr(protocol, name, None)
             return f if callable(f) else None
@@ -96,6 +102,8 @@ class PyRequestParser:
             elif st == _HEAD:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
+                    if len(buf) > self.max_head:
+                        raise PyParserHeadTooLarge("request head too large")
                     # fail fast on what is clearly not HTTP (a TLS hello, binary noise)
                     sp = buf.find(b" ")
                     method = bytes(buf[:sp] if sp >= 0 else buf[:32])

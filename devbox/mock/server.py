@@ -53,7 +53,12 @@ from devbox.core.profile import Dependency, RedactRules
 from devbox.core.redact import Redactor
 from devbox.engine.events import Event, MockMiss, MockStats, Problem
 from devbox.errors import DevboxError
-from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
+from devbox.mock.pyparser import (
+    PyParserError,
+    PyParserHeadTooLarge,
+    PyParserUpgrade,
+    PyRequestParser,
+)
 from devbox.mock.upstream import Upstream, UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
 from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path
@@ -186,6 +191,9 @@ class _Conn(asyncio.Protocol):
     def __init__(self, srv: MockServer) -> None:
         self.srv = srv
         self.parser: Any = srv.parser_factory(self)
+        if isinstance(self.parser, PyRequestParser):
+            lim = srv.limits
+            self.parser.max_head = lim.max_header_bytes + lim.max_request_line + 4096
         self.transport: asyncio.Transport | None = None
         self.lim = srv.limits
         self.url = b""
@@ -251,6 +259,8 @@ class _Conn(asyncio.Protocol):
         except _ParserUpgrade:
             # no protocol switching in a mock: answer what was asked, then close
             self.finish_after_pending()
+        except PyParserHeadTooLarge:
+            self.reject(431, "request header fields too large")
         except _ParserError as exc:
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
@@ -264,37 +274,20 @@ class _Conn(asyncio.Protocol):
     # ------------------------------------------------------------ parser callbacks
     # (the hot path: each is called for every request, some for every header)
 
-    def on_message_begin(self) -> None:
-        self.in_request = True
-        self.in_head = True
-        self.head_raw = 0
-        self.url = b""
-        self.headers = []
-        self.hv = _EMPTY
-        self.body = None
-        self.started = self.srv.tick
-
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        if self.in_request:
+            self.url += url  # the target arrived in pieces
+        else:
+            # the first callback of every request: no on_message_begin, one call less
+            self.in_request = True
+            self.in_head = True
+            self.started = self.srv.tick
+            self.url = url
         if len(self.url) > self.lim.max_request_line:
             raise _Reject(414, "request-target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        # exact name bytes -> captured key or None: no lower() per header per request
-        key = self.known.get(name, _UNSEEN)
-        if key is None:
-            return
-        if key is _UNSEEN:
-            key = self.srv.header_key(name)
-            if key is None:
-                return
-        text = value.decode("latin-1")
-        hv = self.hv
-        if hv is _EMPTY:
-            self.hv = {key: text}
-        else:
-            hv[key] = f"{hv[key]}, {text}" if key in hv else text
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -307,7 +300,26 @@ class _Conn(asyncio.Protocol):
             size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
             if size > lim.max_header_bytes:
                 raise _Reject(431, "request header fields too large")
-        hv = self.hv
+        if not self.srv.need_headers and self.parser.get_method() in _BODYLESS:
+            # nothing on the hot path reads a header of a GET (the slow paths read them all)
+            return
+        known = self.known
+        hv = _EMPTY
+        for name, value in headers:
+            # exact name bytes -> captured key or None: no lower() per header per request
+            key = known.get(name, _UNSEEN)
+            if key is None:
+                continue
+            if key is _UNSEEN:
+                key = self.srv.header_key(name)
+                if key is None:
+                    continue
+            text = value.decode("latin-1")
+            if hv is _EMPTY:
+                hv = {key: text}
+            else:
+                hv[key] = f"{hv[key]}, {text}" if key in hv else text
+        self.hv = hv
         if "content-length" in hv:
             cl = hv["content-length"]
             if cl.isdigit() and int(cl) > lim.max_body:
@@ -315,6 +327,12 @@ class _Conn(asyncio.Protocol):
         if "expect" in hv and hv["expect"].lower() == "100-continue" and not self.queue:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def header_value(self, key: str) -> str | None:
+        """A request header by lower-case name, from all of them (slow paths)."""
+        want = key.encode("latin-1")
+        values = [v.decode("latin-1") for n, v in self.headers if n.lower() == want]
+        return ", ".join(values) if values else None
 
     def on_body(self, chunk: bytes) -> None:
         b = self.body
@@ -329,7 +347,6 @@ class _Conn(asyncio.Protocol):
             raise _Reject(413, "request body too large")
 
     def on_message_complete(self) -> None:
-        self.in_request = False
         self.requests += 1
         b = self.body
         body = b"" if b is None else b if isinstance(b, bytes) else bytes(b)
@@ -342,6 +359,12 @@ class _Conn(asyncio.Protocol):
             body,
             p.should_keep_alive(),
         )
+        # ready for the next request on this connection
+        self.in_request = False
+        self.headers = []
+        self.hv = _EMPTY
+        self.body = None
+        self.head_raw = 0
         q = self.queue
         if q and len(q) >= self.lim.max_pipeline and not self.read_paused:
             self.read_paused = True
@@ -476,6 +499,7 @@ class _Conn(asyncio.Protocol):
 # shared by requests that carry none of the captured headers; never mutated
 _EMPTY: dict[str, str] = {}
 _UNSEEN = "\0"
+_BODYLESS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"})
 _METHODS = {
     m.encode(): m
     for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT")
@@ -525,6 +549,7 @@ class MockServer:
         self.index = MatchIndex((), dep.match, name=dep.name, redactor=self._redact_request)
         self.prepared: list[Prepared] = []
         self.capture: frozenset[bytes] = frozenset()
+        self.need_headers = False
         self.header_keys: dict[bytes, str | None] = {}
         self.connections: set[_Conn] = set()
         self.tick = 0.0
@@ -712,10 +737,10 @@ class MockServer:
         if self.plain and not target.startswith("/__devbox"):
             # the hot path: recorded answer, nothing delayed, nothing pending on the connection
             index = self.index
-            pos = index.lookup(index.key_raw(method, target, conn.hv, body))
+            pos = index.lookup_raw(method, target, conn.hv, body)
             if pos >= 0:
                 prep = self.prepared[pos]
-                if keep and prep.simple and not conn.queue and "connection" not in conn.hv:
+                if keep and prep.simple and not conn.queue:
                     self.hits += 1
                     self.seq = seq = self.seq + 1
                     if len(body) > self.journal_body:
@@ -725,7 +750,7 @@ class MockServer:
                         assert conn.transport is not None
                         conn.transport.write(prep.keepalive)
                         return
-                    conn.respond(prep.bytes_for(None, close=False, keep_alive_10=False, head=True))
+                    conn.respond(prep.bytes_for(None, close=False, head=True))
                     return
                 self.serve(conn, pos, method, target, body, keep, 0.0)
                 return
@@ -760,7 +785,7 @@ class MockServer:
                 conn.respond(data, not keep, delay)
                 return
         index = self.index
-        pos = index.lookup(index.key_raw(method, target, conn.hv, body))
+        pos = index.lookup_raw(method, target, conn.hv, body)
         if pos < 0:
             self.miss(conn, method, target, body, keep, delay)
             return
@@ -788,14 +813,11 @@ class MockServer:
             conn.reset_later(delay)
             return
         head = head or method == "HEAD"
-        # HTTP/1.0 keep-alive must be confirmed; saying it to a 1.1 client is harmless
-        ka10 = keep and "keep-alive" in conn.hv.get("connection", "").lower()
-        if keep and not ka10 and not head and prep.simple:
+        if keep and not head and prep.simple:
             data = prep.keepalive
         else:
-            data = prep.bytes_for(
-                conn.hv.get("accept-encoding"), close=not keep, keep_alive_10=ka10, head=head
-            )
+            accept = conn.header_value("accept-encoding") if prep.encoding else None
+            data = prep.bytes_for(accept, close=not keep, head=head)
         conn.respond(data, not keep, delay)
 
     def _journal(
@@ -831,7 +853,7 @@ class MockServer:
         index = self.index
         if method == "HEAD":
             # HEAD of something recorded with GET: the same headers, no body
-            pos = index.lookup(index.key_raw("GET", target, conn.hv, body))
+            pos = index.lookup_raw("GET", target, conn.hv, body)
             if pos >= 0:
                 self.serve(conn, pos, method, target, body, keep, delay, head=True)
                 return

@@ -110,7 +110,6 @@ def serialize(
     *,
     reason: str = "",
     close: bool = False,
-    keep_alive_10: bool = False,
     head: bool = False,
     length: int | None = None,
 ) -> bytes:
@@ -120,10 +119,9 @@ def serialize(
         out.append(_clean(k) + b": " + _clean(v) + b"\r\n")
     if not no_body_status(status):
         out.append(b"Content-Length: %d\r\n" % (len(body) if length is None else length))
-    if close:
-        out.append(b"Connection: close\r\n")
-    elif keep_alive_10:
-        out.append(b"Connection: keep-alive\r\n")
+    # said on every response, as nginx does: an HTTP/1.0 client needs it to keep the
+    # connection, an HTTP/1.1 one ignores it, and the hot path need not tell them apart
+    out.append(b"Connection: close\r\n" if close else b"Connection: keep-alive\r\n")
     out.append(b"\r\n")
     if not head and not no_body_status(status):
         out.append(body)
@@ -152,7 +150,7 @@ class Prepared:
         self.exchange = exchange
         self.id = exchange.id
         resp: Response | None = exchange.response
-        self._variants: dict[tuple[bool, bool, bool, bool], bytes] = {}
+        self._variants: dict[tuple[bool, bool, bool], bytes] = {}
         # a recorded network error (refused, reset, timeout) is replayed as a reset
         self.reset = resp is None
         if resp is None:
@@ -179,16 +177,14 @@ class Prepared:
             self.headers = self.identity_headers
             self.wire_body = resp.body
         self.keepalive = serialize(self.status, self.headers, self.wire_body, reason=resp.reason)
-        # the keep-alive bytes fit every HTTP/1.1 request but HEAD
+        # the keep-alive bytes fit every request but HEAD (HTTP/1.0 keep-alive included)
         self.simple = not self.encoding
 
-    def bytes_for(
-        self, accept_encoding: str | None, *, close: bool, keep_alive_10: bool, head: bool
-    ) -> bytes:
+    def bytes_for(self, accept_encoding: str | None, *, close: bool, head: bool) -> bytes:
         encoded = bool(self.encoding) and accepts(accept_encoding, self.encoding)
-        if not close and not keep_alive_10 and not head and (encoded or not self.encoding):
+        if not close and not head and (encoded or not self.encoding):
             return self.keepalive
-        variant = (encoded, close, keep_alive_10, head)
+        variant = (encoded, close, head)
         data = self._variants.get(variant)
         if data is None:
             assert self.exchange.response is not None
@@ -205,7 +201,6 @@ class Prepared:
                 body,
                 reason=self.exchange.response.reason,
                 close=close,
-                keep_alive_10=keep_alive_10,
                 head=head,
                 length=length,
             )
