@@ -588,3 +588,21 @@ def test_expect_100_continue_is_relayed(make: Make, upstream: Upstream) -> None:
     (ex,) = exchanges(rec.profile.mocks_dir, "inv")
     assert ex.request.body == b"hello" and ex.response is not None
     assert ex.response.status == 200
+
+
+def test_a_large_body_sent_while_the_upstream_connection_opens_flows_through(
+    make: Make, upstream: Upstream
+) -> None:
+    """The client's first bytes arrive before the upstream connection exists: reading
+    pauses past 256 KiB and must resume once it opens."""
+    rec = make({"files": upstream.url}, max_body_kb=16)
+    body = b"z" * (3 * 1024 * 1024)
+    c = _conn(rec, "files")
+    c.request("PUT", "/n/9", body=body)
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b'{"n": 9}'
+    c.close()
+    rec.stop()
+    assert upstream.seen[0].body == body
+    (ex,) = exchanges(rec.profile.mocks_dir, "files")
+    assert ex.request_truncated and len(ex.request.body) == 16 * 1024

@@ -608,6 +608,10 @@ class ClientConn(asyncio.Protocol):
         assert proto.transport is not None
         self.up = proto
         buf, self.up_buf = self.up_buf or [], None
+        if self.transport is not None:
+            # reading may have paused on a large body while the connection opened; if the
+            # upstream cannot take the buffered bytes at once, pause_writing pauses it again
+            self.transport.resume_reading()
         if buf:
             proto.transport.write(b"".join(buf))
 
