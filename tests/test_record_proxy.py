@@ -568,7 +568,9 @@ def test_a_stale_keep_alive_upstream_connection_is_retried_once_for_idempotent_r
         srv.close()
     a, b, post = exchanges(rec.profile.mocks_dir, "svc")
     assert a.ok and b.ok and b.response is not None and b.response.body == b'{"path": "/b"}'
-    assert post.error == "upstream closed the connection before responding"
+    # closing with the POST unread makes the upstream's kernel send a reset, or not
+    assert post.error in ("upstream closed the connection before responding", "connection reset")
+    assert post.response is None
 
 
 def test_expect_100_continue_is_relayed(make: Make, upstream: Upstream) -> None:
