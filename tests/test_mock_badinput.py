@@ -319,3 +319,14 @@ def test_a_client_that_stops_reading_is_paused_then_resumed(parser: str) -> None
             got = read_responses(s, first + 20, timeout=30)
         assert [len(b) for _, b in got] == [len(big)] * (first + 20)
         assert server.hits == first + 20
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_answers_owed_before_a_bad_request_are_still_written(parser: str) -> None:
+    """A delayed answer, then a malformed request on the same connection: the delayed
+    answer arrives first, then the 400, then the connection closes."""
+    exs = [exchange(1, "GET", "/slow", wait_ms=200)]
+    with running(exs, parser=parser, timing="recorded") as (_, port):
+        raw = send_raw(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nBAD REQUEST LINE\r\n\r\n")
+    first, _, rest = raw.partition(b'{"n": 1}')
+    assert status_of(first) == 200 and status_of(rest) == 400

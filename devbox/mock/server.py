@@ -395,7 +395,7 @@ class _Conn(asyncio.Protocol):
 
     def fill(self, slot: _Slot, data: bytes, close: bool, reset: bool) -> None:
         slot.data = data
-        slot.close = close
+        slot.close = slot.close or close  # finish_after_pending may have asked already
         slot.reset = reset
         slot.ready = True
         q = self.queue
@@ -405,7 +405,7 @@ class _Conn(asyncio.Protocol):
                 self.reset()
                 return
             self._write(s.data, s.close)
-            if self.closing:
+            if self.transport is None or self.transport.is_closing():
                 return
         self._maybe_resume()
 
@@ -418,8 +418,9 @@ class _Conn(asyncio.Protocol):
             self.fill(slot, b"", False, True)
 
     def _write(self, data: bytes, close: bool) -> None:
+        # ``closing`` only stops reading: answers still owed are written until the close
         t = self.transport
-        if t is None or self.closing:
+        if t is None or t.is_closing():
             return
         t.write(data)
         if close:
