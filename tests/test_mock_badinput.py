@@ -86,15 +86,28 @@ def test_size_limits(parser: str) -> None:
         still_serving(port)
 
 
-def test_slow_and_idle_clients_time_out() -> None:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_slow_and_idle_clients_time_out(parser: str) -> None:
     limits = Limits(header_timeout_s=0.4, request_timeout_s=0.8, idle_timeout_s=0.6)
-    with running([OK, exchange(2, "POST", "/b", body=b"abc")], limits=limits) as (fleet, port):
+    exs = [OK, exchange(2, "POST", "/b", body=b"abc")]
+    with running(exs, limits=limits, parser=parser) as (fleet, port):
         t0 = time.monotonic()
         # sends half a request line and stalls: 408 after the header timeout
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET /ok HTT")
             answer = read_all(s, 4)
         assert status_of(answer) == 408 and time.monotonic() - t0 < 4
+        # a slowloris: one byte of header every 0.1 s never completes a request
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /ok HTTP/1.1\r\n")
+            t0 = time.monotonic()
+            try:
+                for _ in range(60):
+                    s.sendall(b"X")
+                    time.sleep(0.1)
+            except OSError:
+                pass  # the server closed it: good
+            assert status_of(read_all(s, 4)) == 408 and time.monotonic() - t0 < 5
         # headers done, body never finishes: 408 after the request timeout
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\na")

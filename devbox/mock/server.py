@@ -252,6 +252,12 @@ class _Conn(asyncio.Protocol):
             if self.head_raw > lim.max_header_bytes + lim.max_request_line + 4096:
                 self.reject(431, "request header fields too large")
                 return
+        elif not self.in_request:
+            # the first bytes of a request: its header timeout runs from now, whichever
+            # parser (the pure-Python one calls back only once the head is complete)
+            self.in_request = True
+            self.in_head = True
+            self.started = self.last
         try:
             self.parser.feed_data(data)
         except _Reject as r:
@@ -275,14 +281,13 @@ class _Conn(asyncio.Protocol):
     # (the hot path: each is called for every request, some for every header)
 
     def on_url(self, url: bytes) -> None:
-        if self.in_request:
-            self.url += url  # the target arrived in pieces
-        else:
-            # the first callback of every request: no on_message_begin, one call less
+        if not self.in_request:
+            # a request pipelined behind another in the same read (no on_message_begin
+            # callback: one Python call less per request)
             self.in_request = True
             self.in_head = True
             self.started = self.srv.tick
-            self.url = url
+        self.url += url  # may arrive in pieces
         if len(self.url) > self.lim.max_request_line:
             raise _Reject(414, "request-target too long")
 
@@ -361,6 +366,8 @@ class _Conn(asyncio.Protocol):
         )
         # ready for the next request on this connection
         self.in_request = False
+        self.in_head = False
+        self.url = b""
         self.headers = []
         self.hv = _EMPTY
         self.body = None
