@@ -277,16 +277,17 @@ class FakeEngine:
         self.calls.append(("set_mock_mode", dependency, mode))
 
     def mark_noise(self, rule: str) -> None:
-        self.calls.append(("mark_noise", rule))
         add_ignore_rule(self.profile_path, rule)
         self._profile = load_profile(self.profile_path)
+        # recorded once done, so a test that waits for the call sees the file written
+        self.calls.append(("mark_noise", rule))
 
     def accept_response(self, exchange_id: str, response: Response) -> None:
-        self.calls.append(("accept_response", exchange_id, response))
         path = self.recording_path(exchange_id)
         if path is None:
             raise NotFoundError(f"no recorded inbound exchange {exchange_id!r}")
         replace_recorded_response(path, exchange_id, response)
+        self.calls.append(("accept_response", exchange_id, response))
 
     def recording_path(self, exchange_id: str) -> Path | None:
         found = find_exchange(self._profile.inbound_dir, exchange_id)

@@ -118,7 +118,7 @@ class DevboxApp(App[int]):
         self._inbox: deque[Event] = deque()
         self._tick_s = tick_s
         self._batch = batch
-        self._closing = False
+        self._ignore_events = False
         self._quitting = False
         self._user_picked_tab = False
         self.dropped_logs = 0
@@ -146,7 +146,7 @@ class DevboxApp(App[int]):
         self.driver.subscribe(self._on_event)
         self.set_interval(self._tick_s, self._pump)
         self.set_interval(1.0, self._second)
-        self._render(full=True)
+        self._render_dirty(full=True)
         self._panel("services").focus_main()
         if self.autostart:
             self._start_engine()
@@ -156,13 +156,13 @@ class DevboxApp(App[int]):
 
     def _theme_changed(self, theme: Theme) -> None:
         self.palette = Palette.from_variables(self.get_css_variables())
-        self._render(full=True)
+        self._render_dirty(full=True)
 
     # ------------------------------------------------------------ events in
 
     def _on_event(self, event: Event) -> None:
         """The engine's subscriber: any thread, never blocks."""
-        if self._closing:
+        if self._ignore_events:
             return
         if isinstance(event, Log) and len(self._inbox) > INBOX_LOG_CAP:
             self.dropped_logs += 1
@@ -182,7 +182,7 @@ class DevboxApp(App[int]):
             if n % 250 == 0 and time.perf_counter() - t0 > BATCH_BUDGET_S:
                 break
         self.pump_ticks += 1
-        self._render()
+        self._render_dirty()
 
     def drain(self) -> None:
         """Apply everything queued now (tests; and before a screenshot)."""
@@ -193,7 +193,7 @@ class DevboxApp(App[int]):
     def pending_events(self) -> int:
         return len(self._inbox)
 
-    def _render(self, full: bool = False) -> None:
+    def _render_dirty(self, full: bool = False) -> None:
         st = self.state
         parts: set[str] = set()
         for d in st.dirty:
@@ -214,8 +214,7 @@ class DevboxApp(App[int]):
         self._render_status()
         if finished_first and not self._user_picked_tab:
             # the first verdict is what the developer waits for: show it
-            self._user_picked_tab = True
-            self.query_one(TabbedContent).active = "tab-replay"
+            self.action_show_tab("replay")
 
     def _render_status(self) -> None:
         st = self.state
@@ -275,7 +274,7 @@ class DevboxApp(App[int]):
         self.state.apply(
             Problem(f"start failed: {exc.one_line()}", exc.hint, getattr(exc, "logs", ()))
         )
-        self._render()
+        self._render_dirty()
 
     def call_engine(self, what: str, fn: Callable[[], object], *, done: str | None = None,
                     after: Callable[[], None] | None = None) -> None:
@@ -304,13 +303,13 @@ class DevboxApp(App[int]):
                 timeout=8,
             )
             self.state.apply(Log("devbox", f"{message.what} failed: {exc.one_line()}", "error"))
-            self._render()
+            self._render_dirty()
             return
         if message.after is not None:
             message.after()
         if message.done:
             self.notify(message.done, title=message.what)
-        self._render()
+        self._render_dirty()
 
     # ------------------------------------------------------------ global actions
 
@@ -346,7 +345,10 @@ class DevboxApp(App[int]):
     def action_show_tab(self, tab_id: str) -> None:
         self._user_picked_tab = True
         self.query_one(TabbedContent).active = f"tab-{tab_id}"
-        self._panel(tab_id).focus_main()
+        # a widget in a hidden pane cannot take focus, and the focused one drags its
+        # pane back into view: let go now, focus the new pane once it is shown
+        self.set_focus(None)
+        self.call_after_refresh(self._panel(tab_id).focus_main)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -362,12 +364,12 @@ class DevboxApp(App[int]):
         keep = keep or self.keep_by_default
         if self._quitting:
             # asked twice: leave now; run_dashboard still finishes the teardown
-            self.exit(self.exit_code)
+            self.exit(self.exit_code, return_code=self.exit_code)
             return
         self._quitting = True
         if keep:
             self.kept = True
-            self.exit(self.exit_code)
+            self.exit(self.exit_code, return_code=self.exit_code)
             return
         self.state.phase = "stopping"
         self.notify("tearing the sandbox down (q again to leave at once)", timeout=30)
@@ -386,8 +388,8 @@ class DevboxApp(App[int]):
     @on(Stopped)
     def _stopped(self, message: Stopped) -> None:
         self.stopped = True
-        self._closing = True
-        self.exit(self.exit_code)
+        self._ignore_events = True
+        self.exit(self.exit_code, return_code=self.exit_code)
 
     # ------------------------------------------------------------ acting on a selection
 
@@ -459,7 +461,7 @@ class DevboxApp(App[int]):
                 severity="warning",
             )
             return
-        profile = _rel(self.driver.profile.path)
+        profile = _rel(self.driver.profile.path, self.driver.profile.root)
         message = Text()
         message.append("Add a rule to ")
         message.append("[replay] ignore", style="bold")
@@ -475,7 +477,7 @@ class DevboxApp(App[int]):
     def _noise_chosen(self, rule: str | None) -> None:
         if not rule:
             return
-        profile = _rel(self.driver.profile.path)
+        profile = _rel(self.driver.profile.path, self.driver.profile.root)
         self.call_engine(
             "mark noise",
             partial(self.driver.mark_noise, rule),
@@ -495,7 +497,7 @@ class DevboxApp(App[int]):
                         severity="warning")
             return
         path = self.driver.recording_path(result.exchange_id)
-        where = _rel(path) if path else "its recording"
+        where = _rel(path, self.driver.profile.root) if path else "its recording"
         message = Text()
         message.append("Replace the recorded response of ")
         message.append(f"{result.method} {result.target}", style="bold")
@@ -606,11 +608,14 @@ def _run_editor(command: list[str], *, interactive: bool) -> int:
     ).returncode
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def _rel(path: Path, root: Path) -> str:
+    """A path as the developer thinks of it: relative to the project root."""
+    for base in (root, Path.cwd()):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def make_app(driver: EngineDriver, *, keep: bool = False, autostart: bool = True) -> DevboxApp:
@@ -629,7 +634,7 @@ def run_dashboard(driver: EngineDriver, *, keep: bool = False) -> int:
     finally:
         if not app.kept and not app.stopped:
             driver.stop()
-    if app.return_code not in (None, 0):
+    if app.return_code:
         return app.return_code
     return result if result is not None else app.exit_code
 
