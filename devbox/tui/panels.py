@@ -315,6 +315,7 @@ class ReplayPanel(Panel):
         self._rows: dict[str, ResultRow] = {}
         self._match: Callable[[str], bool] = lambda s: True
         self.failures_only = False
+        self._sorted_for = -1
 
     def _visible(self, row: ResultRow) -> bool:
         r = row.result
@@ -352,6 +353,13 @@ class ReplayPanel(Panel):
                 continue
             self._rows[key] = row
             t.add_row(*self._cells(row, palette), key=key)
+        # results arrive in completion order; once the iteration is over, show them in
+        # recorded order (while it runs, new rows at the bottom are easier to follow)
+        f = state.last_finished
+        done = f is not None and f.iteration == state.results_iteration
+        if done and (rows or self._sorted_for != state.results_iteration):
+            t.sort("index", key=lambda cell: int(str(cell)))
+            self._sorted_for = state.results_iteration
 
     def selected(self) -> ResultRow | None:
         t = self.query_one("#results", DataTable)
