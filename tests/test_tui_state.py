@@ -1,0 +1,72 @@
+"""The dashboard's pure parts: folding events, the trend, filters, the diff listing."""
+
+from __future__ import annotations
+
+from devbox.core.model import Response
+from devbox.core.profile import ReplaySettings
+from devbox.engine.events import IterationFinished, Log, ReplayResult
+from devbox.tui.diffview import build_diff, rule_candidates, rule_from_text
+from devbox.tui.state import DashboardState, compile_filter
+
+
+def _r(it: int, i: int, verdict: str) -> ReplayResult:
+    return ReplayResult(it, i, "GET", f"/r/{i}", 200, verdict, 1.0, exchange_id=f"ex-{i}")
+
+
+def test_trend_compares_with_the_last_finished_iteration() -> None:
+    st = DashboardState()
+    st.apply_all([_r(0, 0, "pass"), _r(0, 1, "fail"), _r(0, 2, "pass")])
+    st.apply(IterationFinished(0, "start", 2, 1, 0))
+    assert "first iteration" in st.trend_line()
+    # a cancelled iteration is not a baseline
+    st.apply_all([_r(1, 0, "fail")])
+    st.apply(IterationFinished(1, "batch", 0, 1, 0, cancelled=True))
+    st.apply_all([_r(2, 0, "fail"), _r(2, 1, "pass"), _r(2, 2, "pass")])
+    assert [r.trend for r in st.results] == ["newly failing", "newly passing", ""]
+    st.apply(IterationFinished(2, "batch", 2, 1, 0))
+    assert st.trend_line().endswith("newly failing 1, newly passing 1")
+    assert st.verdict_line() == "iteration 2: FAIL 2/3"
+    # a straggler of an older iteration changes nothing
+    st.apply(_r(1, 5, "fail"))
+    assert len(st.results) == 3
+
+
+def test_logs_are_capped_and_counted() -> None:
+    st = DashboardState(log_cap=10)
+    st.apply_all(Log("svc", f"line {i}") for i in range(25))
+    assert len(st.logs) == 10 and st.log_total == 25
+    assert st.logs[0].text == "line 15"
+
+
+def test_filters() -> None:
+    match, err = compile_filter("get /items")
+    assert err is None and match("GET /items/1") and not match("POST /orders")
+    match, err = compile_filter("!healthz")
+    assert match("GET /catalog") and not match("GET /healthz")
+    match, err = compile_filter("(")
+    assert err is not None and match("a ( b") and not match("ab")
+
+
+def test_diff_listing_aligns_and_marks() -> None:
+    rec = Response(200, (("content-type", "application/json"),),
+                   b'{"a": 1, "items": [{"id": 1, "p": 2}], "ts": "x"}')
+    act = Response(200, (("content-type", "application/json"),),
+                   b'{"a": 1, "items": [{"id": 1, "p": 3}], "ts": "y"}')
+    view = build_diff(rec, act, ReplaySettings(ignore=("$.ts",)))
+    assert [d.where for d in view.differences] == ["$.items[0].p"]
+    assert [d.where for d in view.noise] == ["$.ts"]
+    pairs = [(a.text.strip() if a else None, b.text.strip() if b else None, a.mark if a else "")
+             for a, b in view.rows]
+    assert ('"p": 2', '"p": 3', "diff") in pairs
+    assert ('"ts": "x"', '"ts": "y"', "noise") in pairs
+    assert ('"a": 1,', '"a": 1,', "") in pairs
+
+
+def test_rule_candidates() -> None:
+    assert rule_candidates("$.items[0].price") == ["$.items[*].price", "$.items[0].price"]
+    assert rule_candidates("header:Date") == ["header:date"]
+    assert rule_candidates("status") == []
+    assert rule_candidates('$["odd key"]') == []  # the profile cannot express it
+    assert rule_from_text("$.total: 25.0 → 26.0") == "$.total"
+    assert rule_from_text("added $.x: 1") == "$.x"
+    assert rule_from_text("status: 200 → 500") is None
