@@ -384,3 +384,39 @@ def test_a_repeated_miss_is_logged_every_time_but_reported_once_a_second() -> No
         assert len(fleet.misses()) == 20
         assert fleet.servers["dep"].misses == 20
     assert len([e for e in events if isinstance(e, MockMiss)]) < 20
+
+
+def test_single_file_recording_reloads_records_and_reports_reload_errors(
+    tmp_path: Path, demo_upstreams: dict[str, int]
+) -> None:
+    """A recording given as one file: hot reload watches it, record mode appends to it,
+    POST /__devbox/reload reports a broken file with 422 and keeps serving."""
+    rec = tmp_path / "inventory.json"
+    write_recording(rec, "inventory", Direction.OUTBOUND, [exchange(1, "GET", "/a")])
+    upstream = f"http://127.0.0.1:{demo_upstreams['inventory']}"
+    with running(
+        recordings=rec,
+        name="inventory",
+        upstream=upstream,
+        on_miss="record",
+        redact=RedactRules(),
+        poll_interval_s=0.05,
+    ) as (fleet, port):
+        assert call(port, "GET", "/items/CB-404")[0] == 200  # forwarded and appended
+        assert [e.request.path for e in load_dir(tmp_path)] == ["/a", "/items/CB-404"]
+        fleet.set_mode("inventory", "replay")
+        # edit the file by hand: picked up without a restart
+        write_recording(
+            rec,
+            "inventory",
+            Direction.OUTBOUND,
+            [exchange(1, "GET", "/a"), exchange(7, "GET", "/hand-written")],
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and call(port, "GET", "/hand-written")[0] != 200:
+            time.sleep(0.05)
+        assert call(port, "GET", "/hand-written")[2] == b'{"n": 7}'
+        rec.write_text("not json at all")
+        status, _, raw = call(port, "POST", "/__devbox/reload")
+        assert status == 422 and "inventory.json" in orjson.loads(raw)["error"]
+        assert call(port, "GET", "/hand-written")[0] == 200  # the previous set still serves
