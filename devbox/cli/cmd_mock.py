@@ -192,7 +192,8 @@ def _standalone(args: argparse.Namespace, on_event: Any) -> MockFleet:
         if on_miss == "record":
             raise UsageError(
                 "--on-miss record needs a recording to append to",
-                hint="serve with --recording DIR (import the HAR first: devbox traffic import)",
+                hint="serve with --recording DIR "
+                "(import the HAR first: devbox import FILE.har --into DIR)",
             )
         spec = MockSpec(dependency=dep, exchanges=tuple(_load_har(Path(args.har), args.name)))
     else:
