@@ -337,24 +337,25 @@ def run_mock(args: argparse.Namespace) -> int:
         )
     printer = _Printer(args.json)
     fleet = _from_profile(args, printer) if args.profile else _standalone(args, printer)
-    if args.json or output.QUIET:
-        fleet.start()
-    else:
-        with output.err_console().status("loading recordings and binding ports"):
-            fleet.start()
-    # this process only serves mocks: the loaded recordings live until it exits and hold
-    # no garbage cycles, so spare the collector from walking them again and again
-    import gc
-
-    gc.collect()
-    gc.freeze()
     stop = threading.Event()
 
     def on_term(signum: int, frame: object) -> None:
         stop.set()
 
+    # before the ports open: a supervisor may send SIGTERM as soon as they answer
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
+        if args.json or output.QUIET:
+            fleet.start()
+        else:
+            with output.err_console().status("loading recordings and binding ports"):
+                fleet.start()
+        # this process only serves mocks: the loaded recordings live until it exits and
+        # hold no garbage cycles, so spare the collector from walking them again and again
+        import gc
+
+        gc.collect()
+        gc.freeze()
         _announce(fleet, args.json)
         while not stop.is_set():
             try:

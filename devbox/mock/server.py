@@ -971,13 +971,14 @@ class MockServer:
             close=not keep,
             head=req.method == "HEAD",
         )
-        conn.fill(slot, data, not keep, False)
         self.passed_through += 1
         if self.mode == "record":
+            # on disk before the client sees the answer: what it got is what was recorded
             try:
                 self._record(req, resp, started, ms)
             except (OSError, DevboxError) as exc:
                 self.emit(Problem(f"mock {self.name}: could not record an exchange: {exc}"))
+        conn.fill(slot, data, not keep, False)
 
     def _record(self, req: Request, resp: Response, started: float, ms: float) -> None:
         up = self.upstream
