@@ -50,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    # `devbox up demo -q` as well as `devbox -q up demo`: the subcommand's copy only
+    # overrides the global one when given (SUPPRESS leaves the attribute alone)
+    for subparser in sub.choices.values():
+        for flags, help_text in (
+            (("-v", "--verbose"), "print debugging detail"),
+            (("-q", "--quiet"), "print only results and errors"),
+        ):
+            try:
+                subparser.add_argument(
+                    *flags, action="store_true", default=argparse.SUPPRESS, help=help_text
+                )
+            except argparse.ArgumentError:
+                pass  # the command uses the letter for something else
     return parser
 
 

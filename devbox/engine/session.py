@@ -76,7 +76,7 @@ class EngineOptions:
 class _Job:
     """One requested iteration: file changes to apply, or an explicit action."""
 
-    action: str  # "batch" | "replay" | "restart" | "rebuild"
+    action: str  # "start" | "batch" | "replay" | "restart" | "rebuild"
     changes: list[FileChange] = field(default_factory=list)
     first_event_at: float = field(default_factory=time.monotonic)
 
@@ -110,6 +110,8 @@ class Engine:
         self._outbound: list[Exchange] = []
         self.watch_info: str = ""
         self._watcher: Any = None  # devbox.watch.Watcher, imported lazily
+        # when iteration 0 (action "start") had the service started and ready
+        self._start_marks: tuple[tuple[str, float], ...] = ()
 
     # ------------------------------------------------------------ driver surface
 
@@ -155,6 +157,7 @@ class Engine:
 
     def _start(self) -> None:
         p = self._profile
+        t0 = time.monotonic()
         for what in reap_orphans(p.name, root=p.root):
             self._log(f"removed a leftover of a dead session: {what}")
         self._check_stopping()
@@ -175,10 +178,13 @@ class Engine:
             runtime.prepare()
             self._check_stopping()
             runtime.start(fleet.urls())
+            applied = time.monotonic()
             runtime.wait_ready()
+            ready = time.monotonic()
         self._check_stopping()
+        self._start_marks = (("applied", applied), ("ready", ready))
         self._start_loop()
-        self._submit(_Job("replay"), wait=True)
+        self._submit(_Job("start", first_event_at=t0), wait=True)
 
     def _check_stopping(self) -> None:
         if self._stopping.is_set():
@@ -337,7 +343,14 @@ class Engine:
             return
         reason = plan.reason if job.action == "batch" else ""
         self.emit(IterationStarted(n, changed, action, reason))
-        stage("event")
+        if action == "start":
+            # iteration 0 began when `up` did: mocks, build, start and ready are its stages
+            for name, at in (("event", t0), *self._start_marks):
+                ms = (at - t0) * 1000
+                stages.append((name, ms))
+                self.emit(StageTimed(n, name, ms))
+        else:
+            stage("event")
         pending = list(job.changes)
         self._unapplied = pending
         try:
@@ -591,10 +604,10 @@ class Engine:
 
 def _merge(a: _Job, b: _Job) -> _Job:
     """Two requests as one: the union of their changes, the stronger explicit action."""
-    rank = {"replay": 0, "batch": 1, "restart": 2, "rebuild": 3}
+    rank = {"replay": 0, "start": 0, "batch": 1, "restart": 2, "rebuild": 3}
     changes = _union(a.changes, b.changes)
     action = a.action if rank[a.action] >= rank[b.action] else b.action
-    if action == "replay" and changes:
+    if action in ("replay", "start") and changes:
         action = "batch"
     return _Job(action, changes, min(a.first_event_at, b.first_event_at))
 
