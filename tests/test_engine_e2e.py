@@ -287,3 +287,39 @@ def test_profile_edit_recreates_only_the_service(demo_project: Path) -> None:
         assert engine.profile.service.env["LOG_LEVEL"] == "debug"
     finally:
         engine.stop()
+
+
+@pytest.mark.docker
+def test_keep_leaves_service_and_mocks_running_until_down(demo_project: Path) -> None:
+    import urllib.request
+
+    import docker
+
+    root = demo_project.parent.parent
+    profile = load_profile(demo_project)
+    engine = Engine(profile, EngineOptions(runtime="docker", watch=False))
+    engine.start()
+    try:
+        message = engine.detach()
+    except BaseException:
+        engine.stop()
+        raise
+    assert "devbox down demo" in message
+    port = profile.service.port
+    # the service still answers, and its calls still reach the (detached) mocks
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/KB-101", timeout=10) as r:
+        assert r.status == 200
+        assert b"Mechanical keyboard" in r.read()
+    down = _cli(demo_project, "down", "demo")
+    assert down.returncode == 0, down.stdout + down.stderr
+    from devbox.runtime.ownership import project_hash
+
+    client = docker.from_env()
+    label = f"devbox.project={project_hash(root.resolve())}"
+    assert not client.containers.list(all=True, filters={"label": label})
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    for dep in profile.dependencies:  # the detached mocks are gone too
+        assert dep.port is not None
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{dep.port}/__devbox/stats", timeout=2)

@@ -255,6 +255,10 @@ class FakeEngine:
         self.calls.append(("stop",))
         self.stopped.set()
 
+    def detach(self) -> str:
+        self.calls.append(("detach",))
+        return "sandbox kept (fake)"
+
     def replay_now(self) -> None:
         self.calls.append(("replay_now",))
         if self.on_replay is not None:

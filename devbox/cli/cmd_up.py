@@ -76,7 +76,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--keep",
         action="store_true",
-        help="dashboard: leave the sandbox running after quitting (devbox down removes it)",
+        help="dashboard: quitting leaves the service and its mocks running (Docker runtime; "
+        "devbox down removes them)",
     )
     p.set_defaults(func=run_up)
 
@@ -136,8 +137,7 @@ def run_up(args: argparse.Namespace) -> int:
         except _Terminate:
             return 143
         finally:
-            if not args.keep:
-                engine.stop()
+            engine.stop()  # a no-op after a kept quit (detach) or a normal teardown
     if args.headless is False and not args.once:
         output.info("stdout is not a terminal: running headless")
     return _run_headless(engine, args, json_lines=False)

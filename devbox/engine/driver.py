@@ -69,6 +69,12 @@ class EngineDriver(Protocol):
         """Tear down everything this session started. Idempotent."""
         ...
 
+    def detach(self) -> str:
+        """Quit keeping the sandbox running: devbox exits, the service and its mocks
+        stay (``devbox down`` removes them). Returns a line saying what was kept;
+        raises DevboxError (after tearing down) when it cannot be kept."""
+        ...
+
     def replay_now(self) -> None:
         """Run a replay iteration now (action "replay")."""
         ...

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -56,6 +57,7 @@ from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
 from devbox.runtime import Runtime, reap_orphans, select_runtime
+from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.store import load_dir
 
 Subscriber = Callable[[Event], None]
@@ -216,6 +218,46 @@ class Engine:
             self._fleet.stop()
         with self._iteration_done:
             self._iteration_done.notify_all()
+
+    def detach(self) -> str:
+        """Leave the sandbox running after devbox exits ("quit, keep running").
+
+        The watcher and the loop stop; the service's container keeps running; the
+        mocks, which live in this process, are handed to a detached ``devbox mock`` on
+        the same ports. ``devbox down`` (or the next ``up``) removes both. A service run
+        by the process runtime ends with devbox, so there the sandbox is torn down and
+        the error says so."""
+        rt, fleet = self._runtime, self._fleet
+        if rt is None or fleet is None or rt.kind != "docker":
+            self.stop()
+            raise EngineError(
+                "the sandbox was torn down: keeping it needs the Docker runtime "
+                "(a process-runtime service ends with devbox)",
+                hint="run `devbox up --headless` in a terminal of its own to keep one running",
+            )
+        self._stopping.set()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._cancel_all)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        with self._rt_lock:  # an iteration's restart in a worker thread finishes first
+            ports = fleet.ports()
+            fleet.stop()
+        p = self._profile
+        argv = [sys.executable, "-m", "devbox", "mock", str(p.path)]
+        for name, port in ports.items():
+            argv += ["--port", f"{name}={port}"]
+        log = p.root / ".devbox" / "logs" / f"mocks-{rt.session}.log"
+        child = spawn_detached(p.root, p.name, rt.session, argv, log)
+        wait_listening(list(ports.values()), child)
+        self._stopped = True
+        with self._iteration_done:
+            self._iteration_done.notify_all()
+        return (
+            f"sandbox kept: {p.service.name} ({rt.describe()}) on http://127.0.0.1:{rt.port}, "
+            f"mocks in process {child.pid} (log {log}); `devbox down {p.name}` removes them"
+        )
 
     def _cancel_all(self) -> None:
         for task in asyncio.all_tasks():

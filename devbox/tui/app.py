@@ -634,6 +634,9 @@ def run_dashboard(driver: EngineDriver, *, keep: bool = False) -> int:
     finally:
         if not app.kept and not app.stopped:
             driver.stop()
+    if app.kept and not app.stopped:
+        # outside the app: the terminal is ours again, and DevboxError reaches the CLI
+        print(driver.detach())
     if app.return_code:
         return app.return_code
     return result if result is not None else app.exit_code
