@@ -5,7 +5,6 @@ of the demo, an edit to the service's code, the new verdict read off the screen,
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,16 +45,16 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_up_edit_verdict_quit(demo_project: Path, tmp_path: Path) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+@pytest.mark.parametrize("runtime", ["process", pytest.param("docker", marks=pytest.mark.docker)])
+def test_up_edit_verdict_quit(demo_project: Path, tmp_path: Path, runtime: str) -> None:
+    # conftest skips tmux tests where tmux is missing, except under CI=true
     root = demo_project.parent.parent
     profile = load_profile(demo_project)
     ports = [profile.service.port, *(d.port for d in profile.dependencies if d.port)]
     session = f"devbox-tui-{os.getpid()}"
     done = tmp_path / "exit-code"
     cmd = (
-        f"{sys.executable} -m devbox up {demo_project} --runtime process; "
+        f"{sys.executable} -m devbox up {demo_project} --runtime {runtime}; "
         f"echo $? > {done}; sleep 60"
     )
     _tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-c", str(root), cmd)
@@ -76,5 +75,13 @@ def test_up_edit_verdict_quit(demo_project: Path, tmp_path: Path) -> None:
         assert done.exists(), _screen(session)
         assert done.read_text().strip() == "0"
         assert not [p for p in ports if _listening(p)]
+        if runtime == "docker":
+            import docker
+
+            from devbox.runtime.ownership import project_hash
+
+            label = f"devbox.project={project_hash(root.resolve())}"
+            client = docker.from_env()
+            assert not client.containers.list(all=True, filters={"label": label})
     finally:
         _tmux("kill-session", "-t", session)
