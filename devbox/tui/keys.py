@@ -23,7 +23,7 @@ GLOBAL = (
         footer=False),
     Key("w", "toggle_watch", "Watch", "Pause or resume reacting to file changes"),
     Key("question_mark", "help", "Help", "Show every key"),
-    Key("q", "quit_app(False)", "Quit", "Quit and tear the sandbox down"),
+    Key("q,ctrl+c", "quit_app(False)", "Quit", "Quit and tear the sandbox down"),
     Key("Q", "quit_app(True)", "Quit+keep", "Quit and leave the sandbox running", footer=False),
     Key("1", "show_tab('services')", "Services", "Show services and build progress", footer=False),
     Key("2", "show_tab('mocks')", "Mocks", "Show dependencies, mocks and misses", footer=False),
