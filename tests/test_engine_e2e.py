@@ -323,3 +323,81 @@ def test_keep_leaves_service_and_mocks_running_until_down(demo_project: Path) ->
         assert dep.port is not None
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{dep.port}/__devbox/stats", timeout=2)
+
+
+def _read_until(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
+    """Lines of proc's stdout up to and including the first that contains needle."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    pytest.fail(f"{needle!r} never came:\n" + "".join(lines))
+
+
+def test_watch_json_prints_one_object_per_iteration(demo_project: Path) -> None:
+    import json
+
+    root = demo_project.parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devbox", "watch", "demo", "--json", "--runtime", "process"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = json.loads(_read_until(proc, '"iteration"', 60)[-1])
+        assert first["iteration"] == 0 and first["verdict"] == "PASS" and first["passed"] == 100
+        assert first["action"] == "start"
+        edit(root, "TAX_RATE = 0.20", "TAX_RATE = 0.40")
+        second = json.loads(_read_until(proc, '"iteration"', 60)[-1])
+        assert second["iteration"] == 1 and second["verdict"] == "FAIL"
+        assert second["action"] == "sync+restart"
+        assert second["newly_failing"] and not second["newly_passing"]
+        assert set(second["stages_ms"]) == {"event", "applied", "ready", "replayed", "diffed"}
+        assert any(
+            d["where"].startswith("$.tax")
+            for f in second["failures"]
+            for d in f.get("differences", [])
+        )
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.docker
+def test_sigkill_of_up_leaves_nothing_after_the_next_up(demo_project: Path) -> None:
+    import docker
+
+    from devbox.runtime.ownership import project_hash
+
+    root = demo_project.parent.parent
+    label = f"devbox.project={project_hash(root.resolve())}"
+    client = docker.from_env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devbox", "up", "demo", "--headless", "--runtime", "docker"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _read_until(proc, "iteration 0: PASS", 120)
+        proc.kill()  # SIGKILL: no teardown can run
+        proc.wait(20)
+        assert client.containers.list(all=True, filters={"label": label}), "a leftover to reap"
+        again = _cli(demo_project, "up", "demo", "--once", "--runtime", "docker")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "removed a leftover of a dead session" in again.stdout
+        assert not client.containers.list(all=True, filters={"label": label})
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _cli(demo_project, "down", "demo")

@@ -161,7 +161,8 @@ class Engine:
         p = self._profile
         t0 = time.monotonic()
         for what in reap_orphans(p.name, root=p.root):
-            self._log(f"removed a leftover of a dead session: {what}")
+            # always shown (even by --once and --quiet): the user should know what went
+            self._log(f"removed a leftover of a dead session: {what}", "warning")
         self._check_stopping()
         self._load_recordings()
         fleet = MockFleet(p, on_event=self.emit)
