@@ -304,13 +304,15 @@ def test_keep_leaves_service_and_mocks_running_until_down(demo_project: Path) ->
     except BaseException:
         engine.stop()
         raise
-    assert "devbox down demo" in message
     port = profile.service.port
-    # the service still answers, and its calls still reach the (detached) mocks
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/KB-101", timeout=10) as r:
-        assert r.status == 200
-        assert b"Mechanical keyboard" in r.read()
-    down = _cli(demo_project, "down", "demo")
+    try:
+        assert "devbox down demo" in message
+        # the service still answers, and its calls still reach the (detached) mocks
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/KB-101", timeout=10) as r:
+            assert r.status == 200
+            assert b"Mechanical keyboard" in r.read()
+    finally:
+        down = _cli(demo_project, "down", "demo")
     assert down.returncode == 0, down.stdout + down.stderr
     from devbox.runtime.ownership import project_hash
 
