@@ -114,7 +114,8 @@ def measure_cold_up(runtime: str, runs: int) -> list[float]:
             try:
                 engine.start()
                 out.append((time.monotonic() - t0) * 1000)
-                assert engine.last_finished is not None and engine.last_finished.passed == 100
+                ev = engine.last_finished
+                assert ev is not None and ev.passed == 100, (ev.passed, ev.failed, ev.errors, ev.report.failures()[:2] if ev and ev.report else None)
             finally:
                 engine.stop()
     finally:
