@@ -147,6 +147,50 @@ def prepare(req: Request, target: Target) -> Prepared:
 # ---------------------------------------------------------------- the protocol
 
 
+# A service answers most requests with the same head bytes (a Date header changes once a
+# second): the parse of a head is kept by its bytes, so a load replay parses each once.
+_HeadParse = tuple[str, int, str, Headers, int | None, bool, str, str]
+_HEADS: dict[bytes, _HeadParse] = {}
+_HEAD_CACHE_SIZE = 512
+
+
+def _parse_head_bytes(head: bytes) -> _HeadParse:
+    text = head.decode("latin-1")
+    lines = text.split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
+        raise HttpError(f"not an HTTP response: {lines[0][:60]!r}")
+    try:
+        status = int(status_line[1])
+    except ValueError:
+        raise HttpError(f"bad status line: {lines[0][:60]!r}") from None
+    reason = status_line[2] if len(status_line) > 2 else ""
+    headers = []
+    length: int | None = None
+    chunked = False
+    conn = ""
+    enc = ""
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        headers.append((name, value))
+        low = name.lower()
+        if low == "content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise HttpError(f"bad Content-Length {value!r}") from None
+        elif low == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif low == "connection":
+            conn = value.lower()
+        elif low == "content-encoding":
+            enc = value.strip().lower()
+    return status_line[0], status, reason, tuple(headers), length, chunked, conn, enc
+
+
 class _Parser:
     """Incremental response parser; ``feed`` returns a Response when one is complete."""
 
@@ -154,6 +198,7 @@ class _Parser:
         "_body",
         "_buf",
         "_chunk_left",
+        "_enc",
         "_head",
         "_headers",
         "_keep_alive",
@@ -173,12 +218,28 @@ class _Parser:
         self._reason = ""
         self._version = "HTTP/1.1"
         self._headers: Headers = ()
+        self._enc = ""
         self._remaining = 0
         self._chunk_left = -1
-        self._body = bytearray()
+        self._body: bytes | bytearray = bytearray()
         self.keep_alive = True
 
     def feed(self, data: bytes) -> Response | None:
+        if self._mode == 0 and not self._buf:
+            # the common case, a whole Content-Length response in one read: sliced from
+            # ``data`` without going through the buffer
+            end = data.find(b"\r\n\r\n")
+            if end >= 0 and self._parse_head(data[:end]):
+                start = end + 4
+                if self._mode == 1:
+                    stop = start + self._remaining
+                    if len(data) >= stop:
+                        self._body = data[start:stop]
+                        if len(data) > stop:
+                            self._buf += data[stop:]
+                        return self._finish()
+                self._buf += data[start:]
+                return self._advance()
         self._buf += data
         return self._advance()
 
@@ -208,44 +269,21 @@ class _Parser:
             return self._finish()
 
     def _parse_head(self, head: bytes) -> bool:
-        text = head.decode("latin-1")
-        lines = text.split("\r\n")
-        status_line = lines[0].split(" ", 2)
-        if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
-            raise HttpError(f"not an HTTP response: {lines[0][:60]!r}")
-        try:
-            status = int(status_line[1])
-        except ValueError:
-            raise HttpError(f"bad status line: {lines[0][:60]!r}") from None
+        parsed = _HEADS.get(head)
+        if parsed is None:
+            parsed = _parse_head_bytes(head)
+            if len(_HEADS) >= _HEAD_CACHE_SIZE:
+                _HEADS.clear()
+            _HEADS[head] = parsed
+        version, status, reason, headers, length, chunked, conn, enc = parsed
         if 100 <= status < 200 and status != 101:
             return False
-        self._version = status_line[0]
+        self._version = version
         self._status = status
-        self._reason = status_line[2] if len(status_line) > 2 else ""
-        headers = []
-        length: int | None = None
-        chunked = False
-        conn = ""
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                continue
-            value = value.strip()
-            headers.append((name, value))
-            low = name.lower()
-            if low == "content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise HttpError(f"bad Content-Length {value!r}") from None
-            elif low == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif low == "connection":
-                conn = value.lower()
-        self._headers = tuple(headers)
-        self.keep_alive = "close" not in conn and (
-            self._version != "HTTP/1.0" or "keep-alive" in conn
-        )
+        self._reason = reason
+        self._headers = headers
+        self._enc = enc
+        self.keep_alive = "close" not in conn and (version != "HTTP/1.0" or "keep-alive" in conn)
         if self._head or status in (204, 304):
             self._mode = 4
         elif chunked:
@@ -307,10 +345,7 @@ class _Parser:
 
     def _finish(self) -> Response:
         body = bytes(self._body)
-        enc = ""
-        for k, v in self._headers:
-            if k.lower() == "content-encoding":
-                enc = v.strip().lower()
+        enc = self._enc
         if body and enc and enc != "identity":
             body = _decode(body, enc)
         self._mode = 4
@@ -343,7 +378,12 @@ class Connection(asyncio.Protocol):
         self._got_bytes = False
         self.closed = False
         self.used = 0
+        # one timer per connection, not per request: it re-arms itself for the deadline of
+        # the request in flight when it fires early (arming one per request costs more
+        # than the rest of the exchange's bookkeeping)
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._timeout = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
@@ -373,6 +413,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_timer()
         parser, waiter = self._parser, self._waiter
         self._parser = None
         if waiter is None or waiter.done():
@@ -391,6 +432,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self._transport is not None:
             self._transport.close()
 
@@ -404,13 +446,29 @@ class Connection(asyncio.Protocol):
         self._got_bytes = False
         self.used += 1
         self._transport.write(prepared.data)
-        self._timer = self._loop.call_later(timeout, _expire, waiter, timeout)
+        self._timeout = timeout
+        self._deadline = self._loop.time() + timeout
+        if self._timer is None:
+            self._timer = self._loop.call_later(timeout, self._on_timer)
         return waiter
 
-    def end(self, waiter: asyncio.Future[Response]) -> None:
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing in flight: the next request arms it again
+        left = self._deadline - self._loop.time()
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._on_timer)
+            return
+        waiter.set_exception(HttpError(f"timed out after {self._timeout:g}s"))
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def end(self, waiter: asyncio.Future[Response]) -> None:
         if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
             # a failed or abandoned exchange leaves the connection in an unknown state
             self.close()
@@ -421,11 +479,6 @@ class Connection(asyncio.Protocol):
             return await waiter
         finally:
             self.end(waiter)
-
-
-def _expire(waiter: asyncio.Future[Response], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(HttpError(f"timed out after {timeout:g}s"))
 
 
 class Client:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from devbox.core.diff import DiffRules, diff_responses
+from devbox.core.diff import DiffRules, ExpectedResponse
 from devbox.core.model import Exchange, Request
 from devbox.core.profile import MatchRules, ReplaySettings
 from devbox.errors import UsageError
@@ -117,6 +117,7 @@ class _Run:
         self.keep_all = keep == "all"
         self.jobs: Iterator[Job] = schedule(items, pacing)
         self.prepared: list[Prepared | None] = [None] * len(items)
+        self.expected: list[ExpectedResponse | None] = [None] * len(items)
         self.busy: dict[Hashable, deque[Job]] = {}
         self.parked = 0
         self.park_limit = 0
@@ -224,7 +225,10 @@ class _Run:
                 await self._read_journal_quietly()
             return
         self.latency.add(latency)
-        diffs = diff_responses(expected, actual, self.rules, truncated=ex.response_truncated)
+        compiled = self.expected[job.item]
+        if compiled is None:
+            compiled = self.expected[job.item] = ExpectedResponse(expected)
+        diffs = compiled.diff(actual, self.rules, truncated=ex.response_truncated)
         if self.comparer is not None and self.journal is not None:
             try:
                 calls = await self.journal.read()
