@@ -115,7 +115,10 @@ def measure_cold_up(runtime: str, runs: int) -> list[float]:
                 engine.start()
                 out.append((time.monotonic() - t0) * 1000)
                 ev = engine.last_finished
-                assert ev is not None and ev.passed == 100, (ev.passed, ev.failed, ev.errors, ev.report.failures()[:2] if ev and ev.report else None)
+                assert ev is not None
+                if ev.passed != 100:
+                    failures = ev.report.failures()[:2] if ev.report else None
+                    raise AssertionError(f"not green: {ev.passed=} {ev.failed=} {failures}")
             finally:
                 engine.stop()
     finally:
