@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,19 @@ def decode_body(spec: Any, where: str) -> bytes:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    dt = datetime.fromtimestamp(ts, UTC)
+    sec, second, prefix = _ISO_SECOND
+    # the date and time up to the second are formatted once per second of traffic; the
+    # check on dt.second catches a fraction that rounded up into the next second
+    if sec == math.floor(ts) and second == dt.second:
+        return f"{prefix}.{dt.microsecond:06d}+00:00"
+    text = dt.isoformat(timespec="microseconds")
+    _ISO_SECOND[:] = [math.floor(ts), dt.second, text[:-13]]
+    return text
+
+
+# (whole second, its seconds field, "YYYY-MM-DDTHH:MM:SS") of the last timestamp formatted
+_ISO_SECOND: list[Any] = [None, -1, ""]
 
 
 def _from_iso(s: str) -> float:
@@ -126,6 +139,16 @@ def _from_iso(s: str) -> float:
 
 
 def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
+    return _exchange_dict(ex, _header_lists)
+
+
+def _header_lists(headers: tuple[tuple[str, str], ...]) -> list[Any]:
+    return [list(h) for h in headers]
+
+
+def _exchange_dict(
+    ex: Exchange, headers_of: Callable[[tuple[tuple[str, str], ...]], list[Any]]
+) -> dict[str, Any]:
     req = ex.request
     d: dict[str, Any] = {
         "id": ex.id,
@@ -141,7 +164,7 @@ def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
     r: dict[str, Any] = {
         "method": req.method,
         "url": req.url,
-        "headers": [list(h) for h in req.headers],
+        "headers": headers_of(req.headers),
     }
     if req.http_version != "HTTP/1.1":
         r["http_version"] = req.http_version
@@ -156,7 +179,7 @@ def exchange_to_dict(ex: Exchange) -> dict[str, Any]:
         rd: dict[str, Any] = {"status": resp.status}
         if resp.reason:
             rd["reason"] = resp.reason
-        rd["headers"] = [list(h) for h in resp.headers]
+        rd["headers"] = headers_of(resp.headers)
         if resp.http_version != "HTTP/1.1":
             rd["http_version"] = resp.http_version
         rbody = encode_body(resp.body)
@@ -290,18 +313,28 @@ def header_to_text(h: RecordingHeader) -> bytes:
 def _pair_lines(headers: tuple[tuple[str, str], ...]) -> list[Any]:
     """Header pairs pre-serialized, so the indented output keeps each ``[name, value]`` on
     one line instead of four: a reviewer reads a header per line."""
-    dumps, fragment = orjson.dumps, orjson.Fragment
-    return [fragment(b"[" + dumps(k) + b", " + dumps(v) + b"]") for k, v in headers]
+    memo = _PAIR_MEMO
+    out = []
+    for pair in headers:
+        frag = memo.get(pair)
+        if frag is None:
+            k, v = pair
+            frag = orjson.Fragment(b"[" + orjson.dumps(k) + b", " + orjson.dumps(v) + b"]")
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[pair] = frag
+        out.append(frag)
+    return out
+
+
+# traffic repeats the same header lines (Content-Type, Host, Server...): each is encoded once
+_PAIR_MEMO: dict[tuple[str, str], Any] = {}
 
 
 def exchange_to_text(ex: Exchange) -> bytes:
     """One exchange as an appendable chunk: pretty JSON with one header per line, ``}`` at
     column 0, newline."""
-    d = exchange_to_dict(ex)
-    d["request"]["headers"] = _pair_lines(ex.request.headers)
-    if ex.response is not None:
-        d["response"]["headers"] = _pair_lines(ex.response.headers)
-    return orjson.dumps(d, option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps(_exchange_dict(ex, _pair_lines), option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def encode(header: RecordingHeader, exchanges: Iterable[Exchange]) -> bytes:

@@ -164,6 +164,14 @@ _DIGITS = str.maketrans("", "", "0123456789")
 _TRIGGER = re.compile(r"[@=]|eyJ|earer|A(?:KIA|SIA|GPA|IDA|ROA|IPA|NPA|NVA|3T)")
 
 
+# The same test over a whole ASCII JSON body: a string can only hold 13 digits (grouped by
+# single spaces or dashes, the card rule) or a trigger if the raw bytes do, since JSON
+# escapes other than \uXXXX decode to characters that are neither digits nor triggers.
+_BODY_TRIGGER = re.compile(
+    rb"[@=]|eyJ|earer|A(?:KIA|SIA|GPA|IDA|ROA|IPA|NPA|NVA|3T)|\\u|\d(?:[ -]?\d){12}"
+)
+
+
 def _may_hold_secret(s: str) -> bool:
     """A cheap test that rules out most header values and JSON strings before the regex
     of every text rule runs over them: each rule needs one of these to match at all."""
@@ -262,6 +270,7 @@ def _kind_of(name: str) -> str:
 
 # ---------------------------------------------------------------- the redactor
 
+_CLEAN_HEADERS_MAX = 4096
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -306,6 +315,10 @@ class Redactor:
         self.rules = rules
         self._counts: Counter[str] = Counter()
         self._cache: dict[str, str] = {}
+        # (name, value) header pairs this redactor leaves as they are: traffic repeats the
+        # same Content-Type, Host, Accept... on every exchange, so each is examined once.
+        # Only unchanged pairs go in: a pair with a secret is redacted (and counted) each time.
+        self._clean_headers: set[tuple[str, str]] = set()
         self._custom_headers = frozenset(h.lower() for h in rules.headers)
         self._custom_query = frozenset(q.lower() for q in rules.query)
         self._custom_json_names = frozenset(j.lower() for j in rules.json if not j.startswith("$"))
@@ -481,9 +494,24 @@ class Redactor:
     def _headers(self, headers: Headers) -> Headers:
         if not headers:
             return headers
-        out = [(k, self._header(k, v)) for k, v in headers]
-        result = tuple(out)
-        return headers if result == headers else result
+        clean = self._clean_headers
+        out = []
+        changed = False
+        for pair in headers:
+            if pair in clean:
+                out.append(pair)
+                continue
+            k, v = pair
+            nv = self._header(k, v)
+            if nv == v:
+                if len(clean) >= _CLEAN_HEADERS_MAX:
+                    clean.clear()
+                clean.add(pair)
+                out.append(pair)
+            else:
+                out.append((k, nv))
+                changed = True
+        return tuple(out) if changed else headers
 
     def _header(self, name: str, value: str) -> str:
         low = name.lower()
@@ -611,7 +639,16 @@ class Redactor:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        new = self._json(value, ())
+        if (
+            not self._patterns
+            and not self._custom_json_paths
+            and body.isascii()
+            and _BODY_TRIGGER.search(body) is None
+        ):
+            # no string in this body can hold what a text rule looks for: only names matter
+            new = self._json_names(value)
+        else:
+            new = self._json(value, ())
         if new is value:
             return body
         return _reserialize(body, value, new)
@@ -635,6 +672,31 @@ class Redactor:
         if isinstance(value, str):
             red = self.text(value)
             return value if red == value else red
+        return value
+
+    def _json_names(self, value: Any) -> Any:
+        """``_json`` for a body whose strings hold nothing for the text rules, with no
+        profile patterns or JSON paths: only fields named like secrets are replaced."""
+        if isinstance(value, dict):
+            changed = False
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k.lower() in self._custom_json_names:
+                    nv = self._wipe(v, "profile:json", _kind_of(k))
+                elif "secret-field" in self.enabled and is_secret_name(k):
+                    nv = self._wipe(v, "secret-field", "secret")
+                elif isinstance(v, dict | list):
+                    nv = self._json_names(v)
+                else:
+                    nv = v
+                if nv is not v:
+                    changed = True
+                out[k] = nv
+            return out if changed else value
+        if isinstance(value, list):
+            items = [self._json_names(v) for v in value]
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                return items
         return value
 
     def _json_field(self, key: str, v: Any, where: tuple[_Step, ...]) -> Any:
