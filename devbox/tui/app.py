@@ -28,13 +28,14 @@ from pathlib import Path
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
+from devbox.core.events import Event, Log, Problem, ReplayResult
 from devbox.engine.driver import MOCK_MODES, EngineDriver, find_exchange
-from devbox.engine.events import Event, Log, Problem, ReplayResult
 from devbox.errors import DevboxError, EngineError
 from devbox.tui import keys
 from devbox.tui.diffview import DiffView, build_diff, rule_candidates, rule_from_text
@@ -124,6 +125,7 @@ class DevboxApp(App[int]):
         self.dropped_logs = 0
         self.pump_ticks = 0  # batches rendered (tests use it to see batching happen)
         self.kept = False  # the user quit keeping the sandbox
+        self._render_all_next = False
         self.stopped = False  # driver.stop() returned (inside the app)
         self.exit_code = 0
         self.now: Callable[[], float] = time.time  # the uptime clock (tests pin it)
@@ -198,10 +200,16 @@ class DevboxApp(App[int]):
         parts: set[str] = set()
         for d in st.dirty:
             parts.update(_PARTS.get(d, ()))
-        if full:
+        if full or self._render_all_next:
             parts = {t for t, _, _ in TABS}
+            full, self._render_all_next = True, False
         for tab_id in parts:
-            self._panel(tab_id).render_state(st, self.palette, full=full)
+            try:
+                self._panel(tab_id).render_state(st, self.palette, full=full)
+            except NoMatches:
+                # a panel whose widgets are not composed yet (the first ticks of a busy
+                # start): draw everything once they are
+                self._render_all_next = True
         for p in st.new_problems:
             self.notify(
                 p.message + (f"\nhint: {p.hint}" if p.hint else ""),
@@ -243,7 +251,10 @@ class DevboxApp(App[int]):
     def _second(self) -> None:
         services = self._panel("services")
         assert isinstance(services, ServicesPanel)
-        services.tick(self.state)
+        try:
+            services.tick(self.state)
+        except NoMatches:
+            pass  # not composed yet; the next second will do
 
     # ------------------------------------------------------------ engine calls
 
