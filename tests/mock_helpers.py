@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from devbox.core.events import Event
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.profile import Dependency
-from devbox.engine.events import Event
 from devbox.mock import Limits, MockFleet, MockSpec
 
 

@@ -10,8 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from devbox.core.events import Event
 from devbox.core.profile import Profile, load_profile
-from devbox.engine.events import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from devbox.core.events import Event, IterationFinished, IterationStarted, StageTimed
 from devbox.core.profile import load_profile
-from devbox.engine.events import Event, IterationFinished, IterationStarted, StageTimed
 from devbox.engine.session import Engine, EngineOptions
 
 APP = Path("examples/demo/orders/app.py")
@@ -154,7 +154,7 @@ def test_recording_change_reloads_mocks_and_replays(demo_project: Path) -> None:
 
 
 def test_invalid_profile_edit_keeps_the_sandbox_running(demo_project: Path) -> None:
-    from devbox.engine.events import Problem
+    from devbox.core.events import Problem
 
     engine = Engine(load_profile(demo_project), EngineOptions(runtime="process"))
     rec = Recorder()

@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT, Proc, free_port, wait_port
 from mock_helpers import call, exchange
 
+from devbox.core.events import Event, MockMiss, MockStats
 from devbox.core.model import Direction
 from devbox.core.profile import load_profile
-from devbox.engine.events import Event, MockMiss, MockStats
 from devbox.errors import EngineError, NotFoundError, RecordingError, UsageError
 from devbox.mock import MockFleet
 from devbox.store import load_dir, write_recording

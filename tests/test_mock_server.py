@@ -14,10 +14,10 @@ import orjson
 import pytest
 from mock_helpers import call, exchange, read_responses, running, send_raw, status_of
 
+from devbox.core.events import Event, Log, MockMiss, MockStats, Problem
 from devbox.core.model import Direction
 from devbox.core.profile import Faults, MatchRules, RedactRules
 from devbox.core.redact import Redactor
-from devbox.engine.events import Event, Log, MockMiss, MockStats, Problem
 from devbox.mock import MISS_STATUS
 from devbox.store import load_dir, write_recording
 

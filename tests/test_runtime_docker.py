@@ -21,8 +21,8 @@ import pytest
 from conftest import ROOT, free_port, wait_port
 from runtime_support import Events, edit_tax, get_json, make_project, upstream_env
 
+from devbox.core.events import BuildProgress, Log, ServiceState
 from devbox.core.profile import load_profile
-from devbox.engine.events import BuildProgress, Log, ServiceState
 from devbox.errors import EngineError, ServiceNotReady
 from devbox.runtime import DockerRuntime, down, ensure_base_image, reap_orphans
 from devbox.runtime.ownership import project_hash

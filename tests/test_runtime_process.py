@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT, free_port, wait_port
 from runtime_support import Events, edit_tax, get_json, make_project, upstream_env
 
+from devbox.core.events import Log, ServiceState
 from devbox.core.profile import load_profile
-from devbox.engine.events import Log, ServiceState
 from devbox.errors import EngineError, ServiceNotReady
 from devbox.runtime import ProcessRuntime, down, reap_orphans
 from devbox.runtime.ownership import same_process

@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RichLog, Static, TabbedContent
 from tui_fakes import T0, FakeEngine, make_project, second_iteration
 
-from devbox.engine.events import Log, ReplayResult
+from devbox.core.events import Log, ReplayResult
 from devbox.errors import ServiceNotReady
 from devbox.store import load_dir
 from devbox.tui.app import DevboxApp, make_app

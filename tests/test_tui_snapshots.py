@@ -22,8 +22,8 @@ from tui_fakes import (
     startup_events,
 )
 
+from devbox.core.events import BuildProgress, Event, ServiceState
 from devbox.core.profile import load_profile
-from devbox.engine.events import BuildProgress, Event, ServiceState
 from devbox.tui.app import DevboxApp, make_app
 
 pytestmark = pytest.mark.tui
@@ -119,7 +119,7 @@ def test_noise_dialog(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
 
 def test_problem(snap_compare: SnapCompare, tmp_path: Path) -> None:
-    from devbox.engine.events import Problem
+    from devbox.core.events import Problem
 
     crash = Problem("orders crashed (exit status 1)", "the last log lines are in the Logs tab",
                     ("Traceback (most recent call last):", "KeyError: 'sku'"), at=T0 + 50)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from devbox.core.events import IterationFinished, Log, ReplayResult
 from devbox.core.model import Response
 from devbox.core.profile import ReplaySettings
-from devbox.engine.events import IterationFinished, Log, ReplayResult
 from devbox.tui.diffview import build_diff, rule_candidates, rule_from_text
 from devbox.tui.state import DashboardState, compile_filter
 

@@ -17,15 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from devbox.core.diff import DiffRules, diff_responses
-from devbox.core.model import Direction, Exchange, Request, Response, Timing
-from devbox.core.profile import Profile, load_profile
-from devbox.engine.driver import (
-    MOCK_MODES,
-    add_ignore_rule,
-    find_exchange,
-    replace_recorded_response,
-)
-from devbox.engine.events import (
+from devbox.core.events import (
     BuildProgress,
     Event,
     IterationFinished,
@@ -37,6 +29,14 @@ from devbox.engine.events import (
     ReplayResult,
     ServiceState,
     StageTimed,
+)
+from devbox.core.model import Direction, Exchange, Request, Response, Timing
+from devbox.core.profile import Profile, load_profile
+from devbox.engine.driver import (
+    MOCK_MODES,
+    add_ignore_rule,
+    find_exchange,
+    replace_recorded_response,
 )
 from devbox.errors import NotFoundError, UsageError
 from devbox.store import write_recording

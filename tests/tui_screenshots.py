@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_tui_snapshots import building_script, scene
 from tui_fakes import FakeEngine, make_project, second_iteration
 
-from devbox.engine.events import Problem
+from devbox.core.events import Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 

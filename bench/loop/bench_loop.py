@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_demo_project  # noqa: E402
 
+from devbox.core.events import Event, IterationFinished  # noqa: E402
 from devbox.core.profile import load_profile  # noqa: E402
-from devbox.engine.events import Event, IterationFinished  # noqa: E402
 from devbox.engine.session import Engine, EngineOptions  # noqa: E402
 
 APP = "examples/demo/orders/app.py"

@@ -20,7 +20,7 @@ from devbox.cli import output
 from devbox.errors import NotFoundError, RecordingError, UsageError
 
 if TYPE_CHECKING:
-    from devbox.engine.events import Event
+    from devbox.core.events import Event
     from devbox.mock import MockFleet
 
 _TIMING_RE = re.compile(r"^(none|recorded|(\d+(\.\d+)?)x)$")
@@ -301,7 +301,7 @@ class _Printer:
         self.as_json = as_json
 
     def __call__(self, event: Event) -> None:
-        from devbox.engine.events import Log, MockMiss, Problem
+        from devbox.core.events import Log, MockMiss, Problem
 
         if self.as_json:
             if isinstance(event, MockMiss):

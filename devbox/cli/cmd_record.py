@@ -11,7 +11,7 @@ from devbox.cli import output
 from devbox.errors import UsageError
 
 if TYPE_CHECKING:
-    from devbox.engine.events import Event
+    from devbox.core.events import Event
     from devbox.engine.record_session import RecordSession
     from devbox.record import Captured, RecordSummary
 
@@ -224,7 +224,7 @@ class _LiveView:
         self._thread: threading.Thread | None = None
 
     def event(self, ev: Event) -> None:
-        from devbox.engine.events import Log, Problem, ServiceState
+        from devbox.core.events import Log, Problem, ServiceState
 
         if isinstance(ev, Log):
             if ev.source == "devbox":

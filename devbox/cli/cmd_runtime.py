@@ -190,8 +190,8 @@ def run_run(args: argparse.Namespace) -> int:
 
     from rich.markup import escape
 
+    from devbox.core.events import BuildProgress, Event, Log, ServiceState
     from devbox.core.profile import load_profile
-    from devbox.engine.events import BuildProgress, Event, Log, ServiceState
     from devbox.runtime import reap_orphans, select_runtime
 
     env: dict[str, str] = {}

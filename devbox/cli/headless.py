@@ -14,7 +14,7 @@ import orjson
 from rich.console import Console
 from rich.markup import escape
 
-from devbox.engine.events import (
+from devbox.core.events import (
     BuildProgress,
     Event,
     IterationFinished,

@@ -32,10 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from devbox.core.events import Event
 from devbox.core.model import Response
 from devbox.core.profile import Profile, parse_profile
 from devbox.core.recording import RecordingHeader, encode
-from devbox.engine.events import Event
 from devbox.errors import ConfigError, NotFoundError, UsageError
 
 MOCK_MODES = ("replay", "passthrough", "record")

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from devbox.core.events import Event, Log, Problem
 from devbox.core.profile import Profile
-from devbox.engine.events import Event, Log, Problem
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
 

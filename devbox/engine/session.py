@@ -18,7 +18,7 @@ ones, so the next result always describes the code now on disk. Blocking work
 (Docker, builds, process restarts) runs in worker threads under ``_rt_lock``,
 so a cancelled iteration's half-done restart finishes before the next one starts.
 
-Everything the engine learns is an event (``devbox.engine.events``); the views
+Everything the engine learns is an event (``devbox.core.events``); the views
 subscribe. The engine never prints.
 """
 
@@ -34,6 +34,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from devbox.core.events import (
+    Event,
+    IterationFinished,
+    IterationStarted,
+    Log,
+    Problem,
+    ReplayResult,
+    StageTimed,
+)
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.plan import FileChange, Plan, plan_changes
 from devbox.core.profile import Profile, load_profile
@@ -43,15 +52,6 @@ from devbox.engine.driver import (
     add_ignore_rule,
     find_exchange,
     replace_recorded_response,
-)
-from devbox.engine.events import (
-    Event,
-    IterationFinished,
-    IterationStarted,
-    Log,
-    Problem,
-    ReplayResult,
-    StageTimed,
 )
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet

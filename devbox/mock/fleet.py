@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from devbox.core.events import Event, Log, MockStats, Problem
 from devbox.core.profile import Profile
-from devbox.engine.events import Event, Log, MockStats, Problem
 from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
 

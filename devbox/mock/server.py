@@ -47,11 +47,11 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from devbox.core.events import Event, MockMiss, MockStats, Problem
 from devbox.core.matching import Candidate, MatchIndex, parse_query_fast
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.profile import Dependency, RedactRules
 from devbox.core.redact import Redactor
-from devbox.engine.events import Event, MockMiss, MockStats, Problem
 from devbox.errors import DevboxError
 from devbox.mock.pyparser import (
     PyParserError,

@@ -2,7 +2,7 @@
 
 A runtime runs ONE service of a profile: ``prepare`` (build), ``start(env)``,
 ``wait_ready``, then any number of ``sync``+``restart`` or ``rebuild`` cycles,
-and ``stop``. Everything it learns is reported as devbox.engine.events values
+and ``stop``. Everything it learns is reported as devbox.core.events values
 through ``on_event``, called from whichever thread learned it (log pumps are
 background threads): consumers must be thread-safe or hop to their own loop.
 """
@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from devbox.core.events import Event, Log, ServiceState
 from devbox.core.profile import Profile
-from devbox.engine.events import Event, Log, ServiceState
 from devbox.runtime.readiness import LogWatch
 
 EventSink = Callable[[Event], None]

@@ -43,8 +43,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from devbox.core.events import BuildProgress
 from devbox.core.profile import Profile
-from devbox.engine.events import BuildProgress
 from devbox.errors import ConfigError, EngineError
 from devbox.runtime.base import EventSink, RuntimeBase, merged_env
 from devbox.runtime.base_image import BASE_REPO

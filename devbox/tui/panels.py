@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, ProgressBar, RichLog, Static
 
-from devbox.engine.events import Log, MockMiss, ReplayResult
+from devbox.core.events import Log, MockMiss, ReplayResult
 from devbox.tui import keys
 from devbox.tui.state import (
     DashboardState,

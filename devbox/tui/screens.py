@@ -15,8 +15,8 @@ from textual.widgets import Button, DataTable, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from devbox.core.diff import Difference
+from devbox.core.events import ReplayResult
 from devbox.core.profile import ReplaySettings
-from devbox.engine.events import ReplayResult
 from devbox.tui import keys
 from devbox.tui.diffview import DiffView, Line, build_diff, rule_from_text
 from devbox.tui.panels import Palette, key_bindings

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from devbox.engine.events import (
+from devbox.core.events import (
     BuildProgress,
     Event,
     IterationFinished,
