@@ -207,7 +207,12 @@ def test_cap_bounds_a_batch_under_continuous_edits(project: tuple[Path, Profile]
     for b in batches:
         assert b.last_event_at - b.first_event_at <= 0.6
         assert names(b, root) == {"svc/app.py": "modified"}
-    assert batches[0].delivered_at <= batches[1].first_event_at
+    for b in batches:
+        assert b.first_event_at <= b.last_event_at <= b.delivered_at
+    # batches never overlap: every change of the second came after the first's last one.
+    # (Not after the first's delivery: a save landing while a capped batch is being
+    # handed out rightly starts the next batch, a fraction of a millisecond earlier.)
+    assert batches[0].last_event_at <= batches[1].first_event_at
 
 
 def test_delete_counts_and_rename_is_delete_plus_add(project: tuple[Path, Profile]) -> None:
