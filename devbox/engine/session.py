@@ -198,12 +198,7 @@ class Engine:
         if self._stopped:
             return
         self._stopped = True
-        self._stopping.set()
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._cancel_all)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        self._halt_loop()
         # a blocking runtime call in a worker thread finishes before we tear it down
         acquired = self._rt_lock.acquire(timeout=30)
         try:
@@ -236,12 +231,7 @@ class Engine:
                 "(a process-runtime service ends with devbox)",
                 hint="run `devbox up --headless` in a terminal of its own to keep one running",
             )
-        self._stopping.set()
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._cancel_all)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        self._halt_loop()
         with self._rt_lock:  # an iteration's restart in a worker thread finishes first
             ports = fleet.ports()
             fleet.stop()
@@ -259,6 +249,15 @@ class Engine:
             f"sandbox kept: {p.service.name} ({rt.describe()}) on http://127.0.0.1:{rt.port}, "
             f"mocks in process {child.pid} (log {log}); `devbox down {p.name}` removes them"
         )
+
+    def _halt_loop(self) -> None:
+        """Stop the watcher and any iteration, and wait for the loop thread to end."""
+        self._stopping.set()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._cancel_all)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     def _cancel_all(self) -> None:
         for task in asyncio.all_tasks():
