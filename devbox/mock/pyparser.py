@@ -120,12 +120,7 @@ class PyRequestParser:
             elif st == _BODY_LENGTH:
                 if not buf:
                     return
-                take = min(self._remaining, len(buf))
-                chunk = bytes(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._on_body:
-                    self._on_body(chunk)
+                self._take_body(buf)
                 if self._remaining == 0:
                     self._complete()
             elif st == _CHUNK_SIZE:
@@ -148,12 +143,7 @@ class PyRequestParser:
             elif st == _CHUNK_DATA:
                 if not buf:
                     return
-                take = min(self._remaining, len(buf))
-                chunk = bytes(buf[:take])
-                del buf[:take]
-                self._remaining -= take
-                if self._on_body:
-                    self._on_body(chunk)
+                self._take_body(buf)
                 if self._remaining == 0:
                     self._state = _CHUNK_CRLF
             elif st == _CHUNK_CRLF:
@@ -179,6 +169,15 @@ class PyRequestParser:
                 if buf:
                     raise PyParserError("data after the last request of the connection")
                 return
+
+    def _take_body(self, buf: bytearray) -> None:
+        """Hand on what ``buf`` holds of the current body (or chunk), up to what remains."""
+        take = min(self._remaining, len(buf))
+        chunk = bytes(buf[:take])
+        del buf[:take]
+        self._remaining -= take
+        if self._on_body:
+            self._on_body(chunk)
 
     @staticmethod
     def _valid_partial_head(data: bytes) -> bool:
