@@ -41,7 +41,7 @@ def iteration_dict(ev: IterationFinished) -> dict[str, Any]:
     d: dict[str, Any] = {
         "iteration": ev.iteration,
         "action": ev.action,
-        "verdict": verdict_of(ev),
+        "verdict": ev.verdict,
         "passed": ev.passed,
         "failed": ev.failed,
         "errors": ev.errors,
@@ -58,16 +58,6 @@ def iteration_dict(ev: IterationFinished) -> dict[str, Any]:
             "p99": round(report.latency.p99_ms, 2),
         }
     return d
-
-
-def verdict_of(ev: IterationFinished) -> str:
-    if ev.cancelled:
-        return "CANCELLED"
-    if ev.failed == 0 and ev.errors == 0 and ev.report is not None:
-        return "PASS"
-    if ev.report is None:
-        return "ERROR"
-    return "FAIL"
 
 
 class HeadlessPrinter:
@@ -151,7 +141,7 @@ class HeadlessPrinter:
 
     def _finished(self, ev: IterationFinished) -> None:
         c = self.console
-        verdict = verdict_of(ev)
+        verdict = ev.verdict
         if verdict == "CANCELLED":
             c.print(f"iteration {ev.iteration}: [dim]cancelled by a newer change[/dim]")
             return

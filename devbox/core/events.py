@@ -120,6 +120,19 @@ class IterationFinished(Event):
     cancelled: bool = False
     report: Any = None  # devbox.replay's report object, for views that show diffs
 
+    @property
+    def verdict(self) -> str:
+        """PASS | FAIL | ERROR (nothing was replayed: the iteration failed) | CANCELLED.
+
+        Every view shows this one word, so they cannot disagree about an iteration."""
+        if self.cancelled:
+            return "CANCELLED"
+        if self.failed or self.errors:
+            return "FAIL"
+        if self.passed == 0 and self.report is None:
+            return "ERROR"
+        return "PASS"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem(Event):

@@ -276,8 +276,7 @@ class DashboardState:
         parts = []
         if f is not None:
             total = f.passed + f.failed + f.errors
-            verdict = "FAIL" if f.failed or f.errors else "PASS"
-            parts.append(f"iteration {f.iteration}: {verdict} {f.passed}/{total}")
+            parts.append(f"iteration {f.iteration}: {f.verdict} {f.passed}/{total}")
         if cur is not None and cur.finished is None:
             parts.append(f"iteration {cur.iteration} running ({cur.action})")
         if not parts:
