@@ -273,8 +273,7 @@ def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
         error = d.get("error")
         return Exchange(
             id=str(d["id"]),
-            direction=_DIRECTIONS.get(d.get("direction", "outbound"))
-            or Direction(d["direction"]),
+            direction=_DIRECTIONS.get(d.get("direction", "outbound")) or Direction(d["direction"]),
             source=str(d.get("source", "")),
             request=request,
             response=response,
@@ -499,6 +498,12 @@ def _decode_general(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], 
             ) from None
         return objects, True
     return objects, False
+
+
+def decode_objects(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], bool]:
+    """Every top-level JSON object of a recording file of any kind, with the line it starts
+    on, and whether a torn final object (a killed writer) was dropped."""
+    return _decode_general(data, filename)
 
 
 def _closes(text: str) -> bool:

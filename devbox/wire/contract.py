@@ -1,0 +1,202 @@
+"""The protocol contract a dependency kind implements, and nothing else has to know about.
+
+Theory of operation. A kind (``http``, ``redis``, ``postgres``, ...) is five pieces:
+
+1. a **codec** per side (sans-IO: ``receive_data(bytes) -> events``, ``send(event) ->
+   bytes``), raising ``ProtocolError`` subclasses, never touching a socket;
+2. a **store mapping** between wire messages and readable JSON objects (one object per
+   stored exchange, in a recording file whose header names the kind);
+3. a **match key and a miss explanation** (pure, over the stored objects);
+4. a pure **answer** step: ``answer(request, state) -> Reply | Miss | Fault | Forward``;
+5. **per-connection state** owned by the protocol (selected database, prepared
+   statements, transaction status, nth-call counters...).
+
+The kind packs these behind two per-connection objects that the generic connection
+loops in ``devbox.wire.tcp`` drive: a ``MockConnection`` (bytes from the client in,
+``Output`` actions out) and a ``RecorderConnection`` (observes both directions of a
+relayed connection and yields readable stored objects). The loops know nothing of
+matching; the connection objects know nothing of sockets, so every behaviour is
+testable in-process with bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from devbox.errors import DevboxError
+
+# ---------------------------------------------------------------- errors
+
+
+class ProtocolError(DevboxError):
+    """Bytes that break a protocol's rules. ``code`` is what to answer with, when the
+    protocol has one (an HTTP status, a SQLSTATE, a RESP error prefix)."""
+
+    def __init__(self, message: str, *, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol does not allow (our bug or our
+    caller's): never the peer's fault."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something invalid; answer with ``code`` where there is one, then
+    close."""
+
+
+# ---------------------------------------------------------------- answers
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send these bytes to the client, ``delay_s`` after the request arrived (recorded
+    timing), then close the connection if ``close``."""
+
+    data: bytes
+    delay_s: float = 0.0
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """No recorded answer. ``data`` is the protocol's own error reply (an HTTP 404 with
+    the explanation, ``-DEVBOXMISS ...``, an ErrorResponse with a devbox SQLSTATE);
+    ``explanation`` names the nearest recorded request and what differed."""
+
+    data: bytes
+    request: str  # one line: what was asked ("GET /x", "GET user:1", "SELECT ... [$1=7]")
+    explanation: str
+    nearest: str | None = None
+    close: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A configured fault: ``reset`` the connection, or ``delay_s`` then reply ``data``."""
+
+    kind: str  # "reset" | "delay" | "error"
+    data: bytes = b""
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Pass this request to the real dependency (passthrough / record-on-miss); the
+    loop opens the upstream connection if it has none and relays the answer back
+    through ``MockConnection.upstream_data``."""
+
+    data: bytes
+    record: bool = False
+
+
+Answer = Reply | Miss | Fault | Forward
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """Reported for the dashboard's mock statistics: what matched."""
+
+    request: str
+    exchange_id: str = ""
+
+
+Output = Reply | Miss | Fault | Forward | Hit
+
+
+# ---------------------------------------------------------------- connections
+
+
+class MockConnection(Protocol):
+    """One client connection to a mock. Pure: no sockets, no clocks it did not get."""
+
+    def data_received(self, data: bytes) -> list[Output]:
+        """Bytes from the client; every complete request is answered in order."""
+        ...
+
+    def eof_received(self) -> list[Output]:
+        """The client closed its sending side: answer what is still pending."""
+        ...
+
+    def upstream_data(self, data: bytes) -> list[Output]:
+        """Bytes the real dependency sent after a ``Forward`` (passthrough)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """What a recorder passes on: bytes for the real dependency and bytes for the client
+    (usually exactly what arrived; a recorder may answer a handshake step itself, such as
+    Postgres' ``SSLRequest``)."""
+
+    to_upstream: bytes = b""
+    to_client: bytes = b""
+
+
+class RecorderConnection(Protocol):
+    """Observes one relayed connection in both directions and turns it into stored
+    objects (readable JSON, not yet redacted: the recorder's writer redacts)."""
+
+    def from_client(self, data: bytes) -> Relay: ...
+
+    def from_upstream(self, data: bytes) -> Relay: ...
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        """Stored objects completed since the last call (written at once: crash-safe)."""
+        ...
+
+    def close(self) -> list[dict[str, Any]]:
+        """The connection ended: whatever is still open, stored as incomplete."""
+        ...
+
+
+# ---------------------------------------------------------------- the kind
+
+
+@dataclass(frozen=True, slots=True)
+class MockOptions:
+    """What the profile says about one mocked dependency, kind-independent."""
+
+    name: str
+    on_miss: str = "fail"  # fail | passthrough | record
+    timing: str = "none"  # none | recorded | "<factor>x"
+    match: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Index(Protocol):
+    """The match index a kind builds from stored objects (opaque to everyone else)."""
+
+    def __len__(self) -> int: ...
+
+
+class Kind(Protocol):
+    """A dependency kind. Registered in ``devbox.wire.registry``."""
+
+    name: str  # the profile's ``kind``
+    schemes: tuple[str, ...]  # URL schemes of its upstream (``redis``, ``postgresql``...)
+    default_port: int
+
+    def load(self, stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
+        """Build the index from (file, line, object) triples; raise ``ConfigError``
+        naming file, line and field for an object it cannot read."""
+        ...
+
+    def mock_connection(self, index: Index, options: MockOptions) -> MockConnection: ...
+
+    def recorder_connection(self) -> RecorderConnection: ...
+
+    def redact(
+        self, stored: dict[str, Any], redact_value: Callable[[str, str], str]
+    ) -> dict[str, Any]:
+        """Apply ``redact_value(field_name, value) -> value`` to every value a secret could
+        hide in (arguments, parameters, row values), keeping the object's shape."""
+        ...
+
+    def service_url(self, upstream: str, host: str, port: int) -> str:
+        """The address the service is given: the upstream URL with host and port
+        swapped for the mock's or the recording proxy's (scheme, user, path kept)."""
+        ...
