@@ -30,7 +30,11 @@ def still_serving(port: int) -> None:
     "raw",
     [
         b"GARBAGE\r\n\r\n",
-        b"GET / HTTP/9.9\r\n\r\n",
+        b"get /ok HTTP/1.1\r\n\r\n",  # methods are case-sensitive: not the recorded GET
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n",  # UTF-8 in a target must be percent-encoded
+        b"POST /ok HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 07\r\n\r\n1234567",
+        b"POST /ok HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+        b"POST /ok HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\ng\r\n",
         b"GET /ok HTTP/1.1\r\nBad Header\r\n\r\n",
         b"GET /ok HTTP/1.1\r\nHost: x\r\n folded: value\r\n\r\n",
         b"POST /ok HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -47,6 +51,32 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(parser: str, ra
         assert b"Connection: close" in answer and b"malformed request" in answer
         still_serving(port)
         assert fleet.servers["dep"].rejected == 1
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+@pytest.mark.parametrize(
+    "version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/9.9", b"HTTP/1.2", b"HTTP/3.0"]
+)
+def test_other_http_versions_get_505_never_the_recorded_answer(parser: str, version: bytes) -> None:
+    with running([OK], parser=parser) as (_fleet, port):
+        answer = send_raw(port, b"GET /ok " + version + b"\r\nHost: x\r\n\r\n", half_close=True)
+        assert status_of(answer) == 505, answer[:200]
+        assert b"Connection: close" in answer
+        still_serving(port)
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_last_chunk_of_many_zeros_ends_the_body(parser: str) -> None:
+    rec = exchange(2, "POST", "/up", body=b"hello")
+    with running([OK, rec], parser=parser) as (_, port):
+        raw = (
+            b"POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"0005\r\nhello\r\n"
+            + b"0" * 5000
+            + b"\r\n\r\n"
+        )
+        answer = send_raw(port, raw, half_close=True)
+        assert status_of(answer) == 200, answer[:200]
 
 
 @pytest.mark.parametrize("parser", PARSERS)

@@ -1,12 +1,15 @@
-"""A pure-Python HTTP/1.1 request parser with httptools' interface.
+"""The mock's pure-Python HTTP/1.1 parser: the wire layer's reader behind httptools'
+interface.
 
-Used only where ``httptools`` is not installed (and by the tests, which run the
-server with both parsers). It calls the same protocol callbacks httptools does
-(``on_message_begin``, ``on_url``, ``on_header``, ``on_headers_complete``,
-``on_body``, ``on_message_complete``) and is as strict as llhttp where it matters
-for safety: CRLF line endings, no obs-fold, one framing (Content-Length or
-chunked, never both, never two different lengths), tokens only in method and
-header names. No I/O: bytes in, callbacks out.
+Framing and syntax live in ``devbox.wire.http1`` (written once for the mock, the
+recorder and replay); this adapter only turns its events into the callbacks httptools
+makes (``on_url``, ``on_header``, ``on_headers_complete``, ``on_body``,
+``on_message_complete``), in the same order and at the same moments, so the mock's
+connection code (and its limits: 414, 431, 413, 505) is the same for both parsers.
+llhttp reports the request-target as it arrives, before it has read the headers, so
+this adapter does too: a 20 KiB target is a 414 whichever parser reads it, even when
+its header section is broken or too large as well. A differential test
+(``tests/test_http1_differential.py``) keeps the two equal.
 """
 
 from __future__ import annotations
@@ -15,17 +18,25 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_TARGET = re.compile(rb"^[\x21-\x7e\x80-\xff]+$")
-_VERSION = re.compile(rb"^HTTP/1\.([01])$")
-_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_HEX = re.compile(rb"^[0-9A-Fa-f]{1,16}$")
-_MAX_LINE = 1 << 16  # a chunk-size line or trailer longer than this is an attack
+from devbox.wire.http1 import (
+    LLHTTP_METHODS,
+    Data,
+    End,
+    Head,
+    Limits,
+    MessageReader,
+    ProtocolError,
+    check_target,
+)
 
-_START, _HEAD, _BODY_LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _DONE = range(8)
+_TARGET_SO_FAR = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +([\x21-\x7e]*)")
+
+# llhttp reads a PRI request line up to the version's digits, then wants the preface
+_PRI_LINE = re.compile(rb"PRI +[\x21-\x7e]+ (HTTP/\d\.\d)")
+_PREFACE_TAIL = b"\r\n\r\nSM\r\n\r\n"
 
 
-class PyParserError(Exception):
+class PyParserError(ProtocolError):
     """Malformed request: the connection cannot be resynchronised."""
 
 
@@ -39,8 +50,6 @@ class PyParserUpgrade(Exception):
 
 class PyRequestParser:
     def __init__(self, protocol: Any, max_head: int = 1 << 20) -> None:
-        self.max_head = max_head
-
         def cb(name: str) -> Callable[..., None] | None:
             f = getattr(protocol, name, None)
             return f if callable(f) else None
@@ -51,214 +60,154 @@ class PyRequestParser:
         self._on_headers_complete = cb("on_headers_complete")
         self._on_body = cb("on_body")
         self._on_message_complete = cb("on_message_complete")
-        self._buf = bytearray()
-        self._state = _START
-        self._method = b""
-        self._minor = 1
-        self._keep_alive = True
-        self._upgrade = False
-        self._remaining = 0
+        self._reader = MessageReader(
+            is_request=True, limits=Limits.none(), methods=LLHTTP_METHODS, check_version=False
+        )
+        self.max_head = max_head
+        self._head: Head | None = None
+        self._url_sent = 0  # bytes of the current request-target already reported
         self._failed = False
+        self._begun = False  # on_message_begin was called for the message being read
+        self._closed = False  # a request without keep-alive ended: nothing may follow
+
+    @property
+    def max_head(self) -> int:
+        return self._reader.max_head
+
+    @max_head.setter
+    def max_head(self, value: int) -> None:
+        self._reader.max_head = value
 
     # ------------------------------------------------------------ httptools API
 
     def get_method(self) -> bytes:
-        return self._method
+        return self._head.method.encode("latin-1") if self._head is not None else b""
 
     def get_http_version(self) -> str:
-        return f"1.{self._minor}"
+        return self._head.version[5:] if self._head is not None else "1.1"
 
     def should_keep_alive(self) -> bool:
-        return self._keep_alive
+        return self._head.keep_alive if self._head is not None else True
 
     def should_upgrade(self) -> bool:
-        return self._upgrade
+        h = self._head
+        if h is None:
+            return False
+        return h.method == "CONNECT" or (
+            bool(h.tokens("upgrade")) and "upgrade" in h.tokens("connection")
+        )
 
     def feed_data(self, data: bytes | bytearray | memoryview) -> None:
         if self._failed:
             raise PyParserError("parser is in an error state")
-        self._buf += data
         try:
-            self._run()
+            self._feed(bytes(data))
+            return
         except PyParserError:
             self._failed = True
             raise
+        except ProtocolError as exc:
+            self._failed = True
+            err: PyParserError = (
+                PyParserHeadTooLarge(str(exc), 431)
+                if exc.status == 431
+                else PyParserError(str(exc), exc.status)
+            )
+        # raised outside the handler: the server reads __context__ as "a callback failed"
+        raise err
 
-    # ------------------------------------------------------------ states
+    # ------------------------------------------------------------ events -> callbacks
 
-    def _run(self) -> None:
-        buf = self._buf
+    def _feed(self, data: bytes) -> None:
+        r = self._reader
+        if self._closed and data:
+            raise PyParserError("data after the last request of the connection")
+        r.receive(data)
         while True:
-            st = self._state
-            if st == _START:
-                # RFC 9112 2.2: ignore at least one empty line before a request-line
-                while buf[:2] == b"\r\n":
-                    del buf[:2]
-                if not buf:
-                    return
-                self._state = _HEAD
-                if self._on_message_begin:
-                    self._on_message_begin()
-            elif st == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(buf) > self.max_head:
-                        raise PyParserHeadTooLarge("request head too large")
-                    # fail fast on what is clearly not HTTP (a TLS hello, binary noise)
-                    sp = buf.find(b" ")
-                    method = bytes(buf[:sp] if sp >= 0 else buf[:32])
-                    if method and not _TOKEN.match(method.rstrip(b"\r\n") or b"x"):
-                        raise PyParserError("invalid method")
-                    if b"\n" in buf and not self._valid_partial_head(bytes(buf)):
-                        raise PyParserError("invalid line ending in request head")
-                    return
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                self._head(head)
-                if self._upgrade and self._method == b"CONNECT":
-                    raise PyParserUpgrade(0)
-            elif st == _BODY_LENGTH:
-                if not buf:
-                    return
-                self._take_body(buf)
-                if self._remaining == 0:
-                    self._complete()
-            elif st == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_LINE:
-                        raise PyParserError("chunk size line too long")
-                    return
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                size_txt = line.split(b";", 1)[0]
-                if not _HEX.match(size_txt):
-                    raise PyParserError("invalid chunk size")
-                size = int(size_txt, 16)
-                if size == 0:
-                    self._state = _TRAILERS
-                else:
-                    self._remaining = size
-                    self._state = _CHUNK_DATA
-            elif st == _CHUNK_DATA:
-                if not buf:
-                    return
-                self._take_body(buf)
-                if self._remaining == 0:
-                    self._state = _CHUNK_CRLF
-            elif st == _CHUNK_CRLF:
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    raise PyParserError("missing CRLF after chunk data")
-                del buf[:2]
-                self._state = _CHUNK_SIZE
-            elif st == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > _MAX_LINE:
-                        raise PyParserError("trailer too long")
-                    return
-                line = bytes(buf[:end])
-                del buf[: end + 2]
-                if not line:
-                    self._complete()
-                elif b":" not in line or not _TOKEN.match(line.split(b":", 1)[0]):
-                    raise PyParserError("invalid trailer")
-            else:  # _DONE: after a request that closes the connection
-                if buf:
-                    raise PyParserError("data after the last request of the connection")
+            if r.in_head and self._report_target():
+                return  # an HTTP/2 preface in progress: llhttp waits for the rest
+            ev = r.next_event()
+            if ev is None:
                 return
+            if isinstance(ev, Head):
+                self._head = ev
+                self._on_head(ev)
+            elif isinstance(ev, Data):
+                if ev.decoded and self._on_body:
+                    self._on_body(ev.decoded)
+            elif isinstance(ev, End):
+                self._on_end(ev)
+                if self._closed and r.buffered:
+                    raise PyParserError("data after the last request of the connection")
 
-    def _take_body(self, buf: bytearray) -> None:
-        """Hand on what ``buf`` holds of the current body (or chunk), up to what remains."""
-        take = min(self._remaining, len(buf))
-        chunk = bytes(buf[:take])
-        del buf[:take]
-        self._remaining -= take
-        if self._on_body:
-            self._on_body(chunk)
+    def _report_target(self) -> bool:
+        """llhttp hands on the request-target as it arrives: so do we. True: wait."""
+        part = self._reader.peek().lstrip(b"\r\n")
+        if not part:
+            return False
+        if not self._begun:
+            self._begun = True
+            if self._on_message_begin:
+                self._on_message_begin()
+        m = _TARGET_SO_FAR.match(part)
+        if m is None:
+            return False
+        method = m.group(1).decode("latin-1")
+        if method not in LLHTTP_METHODS:
+            raise PyParserError("unknown method (methods are case-sensitive)")
+        target = m.group(2)
+        if part[m.end() : m.end() + 1] == b" ":
+            # the target is complete: llhttp has judged its form by now
+            check_target(method, target.decode("latin-1"))
+        if len(target) > self._url_sent:
+            new = target[self._url_sent :]
+            self._url_sent = len(target)
+            if self._on_url:
+                self._on_url(new)
+        return method == "PRI" and self._http2_preface(part)
 
     @staticmethod
-    def _valid_partial_head(data: bytes) -> bool:
-        # every complete line so far must end in CRLF
-        lines = data.split(b"\n")
-        return all(line.endswith(b"\r") for line in lines[:-1])
+    def _http2_preface(part: bytes) -> bool:
+        """``PRI`` starts HTTP/2's connection preface: llhttp reads its line up to the
+        version, then wants exactly the rest of the preface and refuses anything else,
+        and so do we (505, as for HTTP/2.0). True: the preface may still come."""
+        m = _PRI_LINE.match(part)
+        if m is None:
+            if b"\n" in part:
+                raise PyParserError("malformed request line")
+            return False
+        if m.group(1) not in (b"HTTP/1.0", b"HTTP/1.1", b"HTTP/0.9", b"HTTP/2.0"):
+            raise PyParserError("unsupported protocol", 505)
+        tail = part[m.end() : m.end() + len(_PREFACE_TAIL)]
+        if len(tail) < len(_PREFACE_TAIL) and _PREFACE_TAIL.startswith(tail):
+            return True
+        raise PyParserError("an HTTP/2 connection preface", 505)
 
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        if any(b"\n" in line or b"\r" in line for line in lines):
-            raise PyParserError("invalid line ending in request head")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3:
-            raise PyParserError("invalid request line")
-        method, target, version = parts
-        if not _TOKEN.match(method):
-            raise PyParserError("invalid method")
-        if not _TARGET.match(target):
-            raise PyParserError("invalid request target")
-        vm = _VERSION.match(version)
-        if vm is None:
-            raise PyParserError("unsupported HTTP version")
-        self._method = method
-        self._minor = int(vm.group(1))
-        if self._on_url:
-            self._on_url(target)
-        length: int | None = None
-        chunked = False
-        te_seen = False
-        conn_tokens: set[bytes] = set()
-        upgrade_hdr = False
-        for line in lines[1:]:
-            if not line or line[:1] in (b" ", b"\t"):
-                raise PyParserError("obsolete line folding is not allowed")
-            name, sep, value = line.partition(b":")
-            if not sep or not _TOKEN.match(name):
-                raise PyParserError("invalid header name")
-            value = value.strip(b" \t")
-            if _VALUE_BAD.search(value):
-                raise PyParserError("invalid character in header value")
-            low = name.lower()
-            if low == b"content-length":
-                if not value.isdigit() or len(value) > 18:
-                    raise PyParserError("invalid Content-Length")
-                n = int(value)
-                if length is not None and n != length:
-                    raise PyParserError("conflicting Content-Length headers")
-                length = n
-            elif low == b"transfer-encoding":
-                te_seen = True
-                codings = [c.strip().lower() for c in value.split(b",") if c.strip()]
-                chunked = bool(codings) and codings[-1] == b"chunked"
-                if not chunked:
-                    raise PyParserError("request Transfer-Encoding must end in chunked")
-            elif low == b"connection":
-                conn_tokens |= {t.strip().lower() for t in value.split(b",")}
-            elif low == b"upgrade":
-                upgrade_hdr = True
-            if self._on_header:
-                self._on_header(name, value)
-        if te_seen and length is not None:
-            raise PyParserError("both Content-Length and Transfer-Encoding")
-        if self._minor == 0:
-            self._keep_alive = b"keep-alive" in conn_tokens
-        else:
-            self._keep_alive = b"close" not in conn_tokens
-        self._upgrade = method == b"CONNECT" or (upgrade_hdr and b"upgrade" in conn_tokens)
+    def _on_head(self, head: Head) -> None:
+        target = head.target.encode("latin-1")
+        rest = target[self._url_sent :]
+        self._url_sent = 0
+        if rest and self._on_url:
+            self._on_url(rest)
+        if self._on_header:
+            for name, value in head.headers:
+                self._on_header(name.encode("latin-1"), value.encode("latin-1"))
         if self._on_headers_complete:
             self._on_headers_complete()
-        if chunked:
-            self._state = _CHUNK_SIZE
-        elif length:
-            self._remaining = length
-            self._state = _BODY_LENGTH
-        else:
-            self._complete()
+        if self.should_upgrade():
+            # llhttp ends an upgrade request with its head: what follows is the other
+            # protocol, never a body
+            self._on_end(End(b""))
 
-    def _complete(self) -> None:
+    def _on_end(self, end: End) -> None:
+        self._begun = False
+        if end.trailers and self._on_header:
+            for name, value in end.trailers:
+                self._on_header(name.encode("latin-1"), value.encode("latin-1"))
         if self._on_message_complete:
             self._on_message_complete()
-        if self._upgrade:
-            self._state = _DONE
+        if self.should_upgrade():
+            self._failed = True
             raise PyParserUpgrade(0)
-        self._state = _START if self._keep_alive else _DONE
+        if self._head is not None and not self._head.keep_alive:
+            self._closed = True

@@ -53,15 +53,11 @@ from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.profile import Dependency, RedactRules
 from devbox.core.redact import Redactor
 from devbox.errors import DevboxError
-from devbox.mock.pyparser import (
-    PyParserError,
-    PyParserHeadTooLarge,
-    PyParserUpgrade,
-    PyRequestParser,
-)
+from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
 from devbox.mock.upstream import Upstream, UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
 from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path
+from devbox.wire.http1 import ProtocolError
 
 try:
     import httptools
@@ -192,8 +188,8 @@ class _Conn(asyncio.Protocol):
         self.srv = srv
         self.parser: Any = srv.parser_factory(self)
         if isinstance(self.parser, PyRequestParser):
-            lim = srv.limits
-            self.parser.max_head = lim.max_header_bytes + lim.max_request_line + 4096
+            # the head's size is bounded below (data_received), alike for both parsers
+            self.parser.max_head = 1 << 40
         self.transport: asyncio.Transport | None = None
         self.lim = srv.limits
         self.url = b""
@@ -265,8 +261,6 @@ class _Conn(asyncio.Protocol):
         except _ParserUpgrade:
             # no protocol switching in a mock: answer what was asked, then close
             self.finish_after_pending()
-        except PyParserHeadTooLarge:
-            self.reject(431, "request header fields too large")
         except _ParserError as exc:
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
@@ -275,7 +269,9 @@ class _Conn(asyncio.Protocol):
                 self.srv.internal_error(ctx)
                 self.reject(500, f"devbox mock internal error: {type(ctx).__name__}: {ctx}")
             else:
-                self.reject(400, f"malformed request: {_parser_reason(exc)}")
+                status = _parser_status(exc)
+                word = "unsupported" if status >= 500 else "malformed"
+                self.reject(status, f"{word} request: {_parser_reason(exc)}")
 
     # ------------------------------------------------------------ parser callbacks
     # (the hot path: each is called for every request, some for every header)
@@ -298,6 +294,9 @@ class _Conn(asyncio.Protocol):
         self.in_head = False
         headers = self.headers
         lim = self.lim
+        version = self.parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(505, f"HTTP/{version} is not supported: HTTP/1.1 and HTTP/1.0 are")
         if len(headers) > lim.max_headers:
             raise _Reject(431, f"more than {lim.max_headers} request header fields")
         # a head that began and ended inside one read is no larger than that read
@@ -320,6 +319,9 @@ class _Conn(asyncio.Protocol):
                 if key is None:
                     continue
             text = value.decode("latin-1")
+            if text and text[-1] in " \t":
+                # llhttp keeps trailing whitespace, the RFC drops it (as our parser does)
+                text = text.rstrip(" \t")
             if hv is _EMPTY:
                 hv = {key: text}
             else:
@@ -512,6 +514,19 @@ _METHODS = {
     m.encode(): m
     for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT")
 }
+
+
+def _parser_status(exc: BaseException) -> int:
+    """The status for a parse error, the same whichever parser raised it."""
+    if isinstance(exc, ProtocolError):
+        return exc.status
+    text = str(exc)
+    # llhttp reads HTTP/0.9 and 2.0 (505 in on_headers_complete) and refuses others
+    if text.startswith(("Invalid HTTP version", "Pause on PRI", "Expected HTTP/2")):
+        return 505
+    if text.startswith("Request has invalid `Transfer-Encoding`"):
+        return 501  # a coding we do not implement, without chunked
+    return 400
 
 
 def _parser_reason(exc: BaseException) -> str:

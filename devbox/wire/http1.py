@@ -75,6 +75,7 @@ from devbox.wire.http1_syntax import (
     ProtocolError,
     _trailer,
     check_request_line,
+    check_target,
     content_length,
     parse_head,
     parse_request_head,
@@ -99,6 +100,8 @@ __all__ = [
     "Limits",
     "MessageReader",
     "ProtocolError",
+    "check_request_line",
+    "check_target",
     "iter_events",
     "parse_head",
     "parse_request_head",
@@ -118,8 +121,10 @@ class MessageReader:
         is_request: bool,
         limits: Limits | None = None,
         methods: frozenset[str] | None = None,
+        check_version: bool = True,
     ) -> None:
         self.is_request = is_request
+        self.check_version = check_version
         self.limits = limits or (Limits() if is_request else _NO_LIMITS)
         self.methods = methods
         lim = self.limits
@@ -173,7 +178,8 @@ class MessageReader:
 
     @property
     def in_head(self) -> bool:
-        return self._state == _HEAD
+        """The next event is a head (the previous message has ended)."""
+        return self._state == _HEAD and not self._pending_end
 
     @property
     def reading_to_close(self) -> bool:
@@ -247,12 +253,16 @@ class MessageReader:
             if self._eof and buf[pos:].strip():
                 raise ProtocolError("connection closed inside a head", 502)
             return None
-        if end - pos > self.max_head:
+        if not self.is_request and end - pos > self.max_head:
             self._too_large(buf[pos:end])
         raw = buf[pos : end + sep]
+        if self.is_request:
+            self._check_first_line(raw)
         self._pos = end + sep
         if self.is_request:
-            head = parse_request_head(raw, methods=self.methods, limits=self.limits)
+            head = parse_request_head(
+                raw, methods=self.methods, limits=self.limits, check_version=self.check_version
+            )
         else:
             head = parse_response_head(raw)
         self.current = head
@@ -263,16 +273,27 @@ class MessageReader:
         """Refuse what is already wrong in an incomplete request head, as llhttp does
         (a TLS hello or an LF-only request need not wait for a timeout)."""
         part = buf[pos:]
-        nl = part.find(b"\n")
-        if nl >= 0:
+        if self._check_first_line(part):
             if b"\n" in part.replace(b"\r\n", b""):
                 raise ProtocolError("bare LF in the request head")
-            check_request_line(part[: nl - 1].decode("latin-1"), self.methods)
             return
         sp = part.find(b" ")
         method = part[:sp] if sp >= 0 else part[:32]
         if not _METHOD_PREFIX.fullmatch(method):
             raise ProtocolError("invalid method")
+
+    def _check_first_line(self, part: bytes) -> bool:
+        """Judge a complete request line (its version before its line ending, as llhttp
+        does); False while it is incomplete."""
+        nl = part.find(b"\n")
+        if nl < 0:
+            return False
+        line = part[:nl]
+        crlf = line.endswith(b"\r")
+        check_request_line((line[:-1] if crlf else line).decode("latin-1"), self.methods)
+        if not crlf:
+            raise ProtocolError("bare LF after the request line")
+        return True
 
     def _too_large(self, head: bytes) -> None:
         if self.is_request:
@@ -280,7 +301,8 @@ class MessageReader:
             parts = line.split(b" ")
             if len(parts) > 1 and len(max(parts[1:], key=len)) > self.limits.max_target:
                 raise ProtocolError("request-target too long", 414)
-        raise ProtocolError("request header fields too large", 431)
+            raise ProtocolError("request header fields too large", 431)
+        raise ProtocolError("response head larger than 64 KiB", 502)
 
     def _body_length(self) -> Data | None:
         buf, pos = self._buf, self._pos

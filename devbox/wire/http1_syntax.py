@@ -171,9 +171,15 @@ def check_target(method: str, target: str) -> None:
 
 
 def parse_request_head(
-    raw: bytes, *, methods: frozenset[str] | None = None, limits: Limits | None = None
+    raw: bytes,
+    *,
+    methods: frozenset[str] | None = None,
+    limits: Limits | None = None,
+    check_version: bool = True,
 ) -> Head:
-    """A complete request head (through the empty line), strictly by RFC 9112."""
+    """A complete request head (through the empty line), strictly by RFC 9112.
+    ``check_version=False`` leaves a well-formed HTTP/0.9 or HTTP/2.0 to the caller
+    (the mock answers 505 in the callback both of its parsers share)."""
     text = raw.decode("latin-1")
     lines = text[:-4].split("\r\n") if text.endswith("\r\n\r\n") else text.split("\r\n")
     method, target, version = check_request_line(lines[0], methods)
@@ -202,7 +208,7 @@ def parse_request_head(
         raise ProtocolError(f"more than {lim.max_headers} request header fields", 431)
     if size + 4 * len(headers) > lim.max_header_bytes:
         raise ProtocolError("request header fields too large", 431)
-    if version in _LATE_VERSIONS:
+    if check_version and version in _LATE_VERSIONS:
         raise ProtocolError(f"unsupported protocol {version!r}", 505)
     return Head(raw, version, headers, method, target, index=index)
 
@@ -279,7 +285,10 @@ def request_codings(head: Head) -> list[str] | None:
     codings = [c.strip(" \t").lower() for c in joined.split(",") if c.strip(" \t")]
     if "chunked" in codings[:-1]:
         raise ProtocolError("invalid Transfer-Encoding: chunked must come last, once")
+    if "content-length" in head.index:
+        raise ProtocolError("both Transfer-Encoding and Content-Length")
     if not codings or codings[-1] != "chunked":
+        # checked last, as llhttp does: every other fault of the head is a 400
         raise ProtocolError("request Transfer-Encoding must end with chunked", 501)
     return codings
 
