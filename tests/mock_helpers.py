@@ -15,6 +15,9 @@ from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.profile import Dependency
 from devbox.mock import Limits, MockFleet, MockSpec
 
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"X-Devbox-Token": ADMIN_TOKEN}
+
 
 def exchange(
     n: int,
@@ -54,6 +57,7 @@ def running(
     events: list[Event] | None = None,
     poll_interval_s: float = 0.0,
     redact: Any = None,
+    admin_token: str | None = ADMIN_TOKEN,
     **dep: Any,
 ) -> Iterator[tuple[MockFleet, int]]:
     dependency = Dependency(name=dep.pop("name", "dep"), **dep)
@@ -70,6 +74,7 @@ def running(
         poll_interval_s=poll_interval_s,
         parser=parser,
         ports={dependency.name: 0},
+        admin_token=admin_token,
     )
     ports = fleet.start()
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from mock_helpers import call, exchange, read_responses, running, send_raw, status_of
+from mock_helpers import ADMIN, call, exchange, read_responses, running, send_raw, status_of
 
 from devbox.core.events import Event, Log, MockMiss, MockStats, Problem
 from devbox.core.model import Direction
@@ -212,14 +212,16 @@ def test_admin_stats_journal_reset_mode() -> None:
         assert fleet.journal("inv", after=1)["next"] == 3
         # reset: the sequence starts again
         assert call(port, "GET", "/a")[2] == b'{"n": 2}'
-        assert call(port, "POST", "/__devbox/reset")[0] == 200
+        assert call(port, "POST", "/__devbox/reset", headers=ADMIN)[0] == 200
         assert call(port, "GET", "/a")[2] == b'{"n": 1}'
-        status, _, raw = call(port, "POST", "/__devbox/mode?mode=passthrough")
-        assert status == 200 and orjson.loads(raw)["mode"] == "passthrough"
-        assert call(port, "POST", "/__devbox/mode?mode=bogus")[0] == 400
+        # no upstream: nothing to pass through to, whoever asks
+        status, _, raw = call(port, "POST", "/__devbox/mode?mode=passthrough", headers=ADMIN)
+        assert status == 409 and b"needs an upstream" in raw
+        assert call(port, "POST", "/__devbox/mode?mode=replay", headers=ADMIN)[0] == 200
+        assert call(port, "POST", "/__devbox/mode?mode=bogus", headers=ADMIN)[0] == 400
         assert call(port, "GET", "/__devbox/nothing")[0] == 404
-        assert call(port, "DELETE", "/__devbox/stats")[0] == 405
-        assert [s.mode for s in fleet.stats()] == ["passthrough"]
+        assert call(port, "DELETE", "/__devbox/stats", headers=ADMIN)[0] == 405
+        assert [s.mode for s in fleet.stats()] == ["replay"]
 
 
 def test_hot_reload_without_dropping_connections(tmp_path: Path) -> None:
@@ -417,6 +419,6 @@ def test_single_file_recording_reloads_records_and_reports_reload_errors(
             time.sleep(0.05)
         assert call(port, "GET", "/hand-written")[2] == b'{"n": 7}'
         rec.write_text("not json at all")
-        status, _, raw = call(port, "POST", "/__devbox/reload")
+        status, _, raw = call(port, "POST", "/__devbox/reload", headers=ADMIN)
         assert status == 422 and "inventory.json" in orjson.loads(raw)["error"]
         assert call(port, "GET", "/hand-written")[0] == 200  # the previous set still serves

@@ -148,6 +148,7 @@ def _standalone(args: argparse.Namespace, on_event: Any) -> MockFleet:
     from devbox.core.matching import parse_json_path
     from devbox.core.profile import Dependency, MatchRules, RedactRules
     from devbox.mock import MockFleet, MockSpec
+    from devbox.wire.admin_token import ensure_token
 
     if not _NAME_RE.match(args.name):
         raise UsageError(f"invalid --name {args.name!r}", hint="lowercase letters, digits, - or _")
@@ -208,6 +209,8 @@ def _standalone(args: argparse.Namespace, on_event: Any) -> MockFleet:
         host=args.host,
         poll_interval_s=0 if args.no_reload else 1.0,
         parser=args.parser,
+        # no project here: the token lives in the directory devbox mock runs in
+        admin_token=ensure_token(Path.cwd()),
     )
 
 

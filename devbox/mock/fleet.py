@@ -20,6 +20,7 @@ from devbox.core.events import Event, Log, MockStats, Problem
 from devbox.core.profile import Profile
 from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
+from devbox.wire.admin_token import ensure_token
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class MockFleet:
         limits: Limits | None = None,
         poll_interval_s: float = 1.0,
         parser: str = "auto",
+        admin_token: str | None = None,
     ) -> None:
         profile_ports = {d.name: d.port for d in profile.dependencies}
         merged = {**profile_ports, **(ports or {})}
@@ -89,6 +91,8 @@ class MockFleet:
             limits=limits,
             poll_interval_s=poll_interval_s,
             parser=parser,
+            # the project's token: devbox's CLI, engine and dashboard read the same file
+            admin_token=admin_token or ensure_token(profile.root),
         )
 
     @classmethod
@@ -102,8 +106,10 @@ class MockFleet:
         limits: Limits | None = None,
         poll_interval_s: float = 1.0,
         parser: str = "auto",
+        admin_token: str | None = None,
     ) -> MockFleet:
-        """A fleet without a profile: ``devbox mock --har`` and tests."""
+        """A fleet without a profile: ``devbox mock --har`` and tests. Without
+        ``admin_token`` the admin API is read-only."""
         fleet = cls.__new__(cls)
         fleet._setup(
             specs,
@@ -113,6 +119,7 @@ class MockFleet:
             limits=limits,
             poll_interval_s=poll_interval_s,
             parser=parser,
+            admin_token=admin_token,
         )
         return fleet
 
@@ -126,13 +133,16 @@ class MockFleet:
         limits: Limits | None,
         poll_interval_s: float,
         parser: str,
+        admin_token: str | None = None,
     ) -> None:
         self.host = host
         self.on_event = on_event
         self.poll_interval_s = poll_interval_s
         self._ports = dict(ports)
         self.servers: dict[str, MockServer] = {
-            s.dependency.name: MockServer(s, limits=limits, on_event=self._emit, parser=parser)
+            s.dependency.name: MockServer(
+                s, limits=limits, on_event=self._emit, parser=parser, admin_token=admin_token
+            )
             for s in specs
         }
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -328,7 +338,10 @@ class MockFleet:
             raise UsageError(
                 f"unknown mock mode {mode!r}", hint="expected one of " + ", ".join(MODES)
             )
-        server.set_mode(mode)
+        try:
+            server.set_mode(mode)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self._call(self._emit_stats)
 
     def reset(self, dependency: str | None = None) -> None:

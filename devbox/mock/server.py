@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import parse_qsl
 
 import orjson
 
@@ -53,6 +52,8 @@ from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.profile import Dependency, RedactRules
 from devbox.core.redact import Redactor
 from devbox.errors import DevboxError
+from devbox.mock import admin as admin_api
+from devbox.mock.admin import ADMIN_PREFIX
 from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
 from devbox.mock.upstream import Upstream, UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
@@ -73,7 +74,7 @@ except ImportError:  # pragma: no cover - httptools is a dependency; this is the
     _ParserUpgrade = (PyParserUpgrade,)
     HAVE_HTTPTOOLS = False
 
-ADMIN_PREFIX = "/__devbox/"
+_TOKEN_KEY = admin_api.TOKEN_HEADER.lower()
 MODES = ("replay", "passthrough", "record")
 MISS_STATUS = 502
 _MISS_LOG = 200
@@ -547,8 +548,11 @@ class MockServer:
         limits: Limits | None = None,
         on_event: Callable[[Event], None] | None = None,
         parser: str = "auto",  # "auto" | "httptools" | "python"
+        admin_token: str | None = None,
     ) -> None:
         dep = spec.dependency
+        # required by state-changing admin endpoints; None: they are refused over HTTP
+        self.admin_token = admin_token
         self.spec = spec
         self.name = dep.name
         self.limits = limits or Limits()
@@ -592,6 +596,7 @@ class MockServer:
         self.injected_errors = 0
         self.injected_resets = 0
         self.rejected = 0
+        self.admin_refused = 0
         self.timeouts = 0
         self.backpressure = 0  # times a client read too slowly and reading was paused
         self.connections_total = 0
@@ -651,6 +656,7 @@ class MockServer:
         self.capture = frozenset(h.encode("latin-1") for h in wanted)
         # cleared, never replaced: open connections hold a reference to it
         self.header_keys.clear()
+        self.loaded_at = time.time()
 
     def header_key(self, name: bytes) -> str | None:
         """The captured key for a header name as sent, or None; cached per spelling."""
@@ -659,7 +665,6 @@ class MockServer:
         if len(self.header_keys) < 4096:
             self.header_keys[name] = key
         return key
-        self.loaded_at = time.time()
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Cheap change detection: names, sizes and mtimes of the recording files."""
@@ -752,6 +757,17 @@ class MockServer:
             mode = "replay"
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        if mode != "replay" and self.upstream is None and self.spec.exchanges is not None:
+            # a --har mock: the CLI refuses --on-miss passthrough without --upstream, and
+            # so does the admin API (a profile's mock explains such misses instead)
+            raise ValueError(
+                f"mode {mode} needs an upstream URL for dependency {self.name}; this mock has none"
+            )
+        if mode == "record" and self.spec.exchanges is not None:
+            raise ValueError(
+                f"mode record needs a recording to append to; mock {self.name} serves a fixed "
+                "set (a HAR file)"
+            )
         self.mode = mode
 
     # ------------------------------------------------------------ requests
@@ -779,7 +795,7 @@ class MockServer:
                 return
             self.miss(conn, method, target, body, keep, 0.0)
             return
-        if target.startswith(ADMIN_PREFIX) or target == ADMIN_PREFIX[:-1]:
+        if admin_api.is_admin(target):
             self.admin(conn, method, target, body, keep)
             return
         delay = 0.0
@@ -1055,57 +1071,32 @@ class MockServer:
     # ------------------------------------------------------------ admin
 
     def admin(self, conn: _Conn, method: str, target: str, body: bytes, keep: bool) -> None:
-        path, _, qs = target.partition("?")
-        name = path[len(ADMIN_PREFIX) :].strip("/") if path.startswith(ADMIN_PREFIX) else ""
-        params = dict(parse_qsl(qs))
-        status = 200
-        payload: Any
-        if name == "" and method == "GET":
-            payload = {
-                "dependency": self.name,
-                "endpoints": {
-                    "GET /__devbox/stats": "hits, misses, per-route counts",
-                    "GET /__devbox/misses?after=SEQ": "unmatched requests with explanations",
-                    "GET /__devbox/journal?after=SEQ&limit=N": "every request received, in order",
-                    "POST /__devbox/reload": "re-read the recordings from disk",
-                    "POST /__devbox/reset": "restart recorded sequences (n-th call answers)",
-                    "POST /__devbox/mode?mode=replay|passthrough|record": "change the miss policy",
-                },
-            }
-        elif name == "stats" and method == "GET":
-            payload = self.stats_dict()
-        elif name == "misses" and method == "GET":
-            after = _int(params.get("after"), 0)
-            payload = {
-                "dependency": self.name,
-                "misses": [m.to_dict() for m in self.miss_log if m.seq > after],
-            }
-        elif name == "journal" and method == "GET":
-            payload = self.journal_dict(
-                _int(params.get("after"), 0), _int(params.get("limit"), 1000)
-            )
-        elif name == "reset" and method == "POST":
-            self.reset()
-            if params.get("journal") in ("1", "true", "yes"):
-                self.journal.clear()
-            payload = {"reset": True, "next": self.seq}
-        elif name == "mode" and method == "POST":
-            try:
-                self.set_mode(params.get("mode", ""))
-                payload = {"dependency": self.name, "mode": self.mode}
-            except ValueError as exc:
-                status, payload = 400, {"error": str(exc)}
-        elif name == "reload" and method == "POST":
+        headers = {
+            "host": conn.header_value("host"),
+            "origin": conn.header_value("origin"),
+            _TOKEN_KEY: conn.header_value(_TOKEN_KEY),
+        }
+        refused = admin_api.refusal(method, headers, self.admin_token)
+        if refused is not None:
+            status, why = refused
+            self.admin_refused += 1
+            conn.respond(_json_response(status, {"error": why}, keep), not keep)
+            return
+        result = admin_api.answer(self, method, target)
+        if isinstance(result, str):  # RELOAD: answered when the recordings are read
             slot = conn.defer()
             task = asyncio.get_running_loop().create_task(self._admin_reload(conn, slot, keep))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        elif name in ("stats", "misses", "journal", "reset", "mode", "reload", ""):
-            status, payload = 405, {"error": f"method {method} not allowed on {path}"}
-        else:
-            status, payload = 404, {"error": f"no admin endpoint {path}", "see": ADMIN_PREFIX}
+        status, payload = result
         conn.respond(_json_response(status, payload, keep), not keep)
+
+    def misses_since(self, after: int) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in self.miss_log if m.seq > after]
+
+    def clear_journal(self) -> None:
+        self.journal.clear()
 
     async def _admin_reload(self, conn: _Conn, slot: _Slot, keep: bool) -> None:
         try:
@@ -1148,6 +1139,7 @@ class MockServer:
             "recorded": self.recorded,
             "faults": {"errors": self.injected_errors, "resets": self.injected_resets},
             "rejected": self.rejected,
+            "admin_refused": self.admin_refused,
             "timeouts": self.timeouts,
             "backpressure_pauses": self.backpressure,
             "connections": {"open": len(self.connections), "total": self.connections_total},
@@ -1216,13 +1208,6 @@ class MockServer:
 
     def internal_error(self, exc: BaseException) -> None:
         self.emit(Problem(f"mock {self.name}: internal error: {type(exc).__name__}: {exc}"))
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default
 
 
 def _body_text(body: bytes) -> str:
