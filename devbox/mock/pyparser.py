@@ -87,7 +87,14 @@ class PyRequestParser:
         return self._head.version[5:] if self._head is not None else "1.1"
 
     def should_keep_alive(self) -> bool:
-        return self._head.keep_alive if self._head is not None else True
+        h = self._head
+        if h is None:
+            return True
+        # llhttp's rule (a 1.0 request saying both close and keep-alive stays open)
+        tokens = h.tokens("connection")
+        if h.version == "HTTP/1.0":
+            return "keep-alive" in tokens
+        return "close" not in tokens
 
     def should_upgrade(self) -> bool:
         h = self._head
@@ -209,5 +216,5 @@ class PyRequestParser:
         if self.should_upgrade():
             self._failed = True
             raise PyParserUpgrade(0)
-        if self._head is not None and not self._head.keep_alive:
+        if self._head is not None and not self.should_keep_alive():
             self._closed = True

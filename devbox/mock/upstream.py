@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from devbox.core.model import Headers, Response
 from devbox.mock.wire import HOP_BY_HOP, UpstreamProtocolError, dechunk, parse_response_head
+from devbox.wire.upstream import Upstream as Upstream
 
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
 
 class UpstreamError(Exception):
     """The upstream could not be reached or answered nonsense; the text says which."""
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    scheme: str
-    host: str
-    port: int
-    prefix: str  # path prefix of the upstream URL, "" or "/v1"
-
-    @property
-    def authority(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, url: str) -> Upstream:
-        u = urlsplit(url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = u.port or (443 if u.scheme == "https" else 80)
-        return cls(u.scheme, u.hostname, port, u.path.rstrip("/"))
 
 
 async def forward(

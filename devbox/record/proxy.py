@@ -47,52 +47,13 @@ from devbox.core.model import Direction
 from devbox.record.capture import BodyCapture, split_target
 from devbox.record.correlate import Correlator
 from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
+from devbox.wire.upstream import Upstream as Upstream
 
 HIGH_WATER = 256 * 1024
 # a request this small is kept until answered, to be resent once if a reused upstream
 # connection turns out to have been closed by the upstream (a keep-alive timeout race)
 RETRY_MAX = 64 * 1024
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    scheme: str
-    host: str
-    port: int
-    prefix: str = ""  # path prefix of the upstream URL, prepended on the way up
-
-    @classmethod
-    def parse(cls, url: str) -> Upstream:
-        u = urlsplit(url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        port = u.port or (443 if u.scheme == "https" else 80)
-        prefix = u.path.rstrip("/")
-        return cls(u.scheme, u.hostname, port, prefix)
-
-    @classmethod
-    def origin_of(cls, url: str) -> Upstream:
-        """The origin (scheme, host, port) of an absolute URL, without its path."""
-        u = cls.parse(url)
-        return cls(u.scheme, u.host, u.port)
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.tls else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host.lower(), self.port)
-
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority}{self.prefix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +214,14 @@ def _error_response(status: int, message: str) -> bytes:
     import orjson
 
     body = orjson.dumps({"error": message, "by": "devbox record"})
-    reason = {400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented",
-              502: "Bad Gateway", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
+    reason = {
+        400: "Bad Request",
+        431: "Request Header Fields Too Large",
+        501: "Not Implemented",
+        502: "Bad Gateway",
+        504: "Gateway Timeout",
+        505: "HTTP Version Not Supported",
+    }
     return (
         f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -387,6 +354,9 @@ class ClientConn(asyncio.Protocol):
         self.held_out: list[bytes] | None = None  # see ProxyCore.hold
         self.close_after = False
         self.client_eof = False
+        # the answer to a request whose framing was invalid: sent after the answers
+        # owed to the requests before it, then the connection closes
+        self.refusal: bytes | None = None
         self.closing = False
         self.closed = False
 
@@ -408,9 +378,19 @@ class ClientConn(asyncio.Protocol):
             if self.up.transport.can_write_eof():
                 self.up.transport.write_eof()
             return True
-        # a client half-closing after its last request still gets the responses
+        # a client half-closing after its last request still gets the responses. The
+        # transport is always kept open here (returning False would close it and drop
+        # answers still held for the recording worker); the close comes with the last
+        # answer, or now if nothing is owed. (uvloop may report the EOF again.)
+        if self.client_eof:
+            return True
         self.client_eof = True
-        return bool(self.pending)
+        p = self.current
+        if p is not None and not p.req_done:
+            self._reject(ProtocolError("the client closed its side inside a request"))
+        elif not self.pending:
+            self._close_client()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -436,6 +416,8 @@ class ClientConn(asyncio.Protocol):
         self._close_upstream()
 
     def _write(self, data: bytes) -> None:
+        if self.refusal == b"":
+            return  # the refusal was the last answer: an upstream's late bytes go nowhere
         if self.held_out is not None:
             self.held_out.append(data)
         elif self.transport is not None:
@@ -506,12 +488,31 @@ class ClientConn(asyncio.Protocol):
             p.sent.append(raw)
 
     def _reject(self, exc: ProtocolError) -> None:
+        """Answer an invalid request at once (after the answers owed before it) and close:
+        the stream cannot be resynchronised."""
         self.core.stats.rejected += 1
         self.closing = True
-        if self.transport is not None:
-            if not self.pending:
-                self._write(_error_response(exc.status, str(exc)))
-                self._close_client()
+        if self.refusal is not None:
+            return
+        self.refusal = _error_response(exc.status, str(exc))
+        p = self.current
+        if p is not None and not p.req_done:
+            # partly sent upstream, it can never complete: it gets no upstream answer, and
+            # the upstream connection is out of step once the earlier answers are in
+            self.current = None
+            if p in self.pending:
+                self.pending.remove(p)
+            self._finish(p, error=f"invalid request framing: {exc}")
+        if not self.pending:
+            self._send_refusal()
+
+    def _send_refusal(self) -> None:
+        self._close_upstream()
+        data = self.refusal
+        if data and self.transport is not None and not self.closed:
+            self._write(data)
+            self._close_client()
+        self.refusal = b""
 
     def _on_head(self, head: Head) -> None:
         core = self.core
@@ -591,8 +592,11 @@ class ClientConn(asyncio.Protocol):
             async with asyncio.timeout(self.core.connect_timeout_s):
                 if up.tls:
                     await loop.create_connection(
-                        lambda: proto, up.host, up.port,
-                        ssl=self.core.ssl_context(), server_hostname=up.host,
+                        lambda: proto,
+                        up.host,
+                        up.port,
+                        ssl=self.core.ssl_context(),
+                        server_hostname=up.host,
                     )
                 else:
                     await loop.create_connection(lambda: proto, up.host, up.port)
@@ -717,7 +721,10 @@ class ClientConn(asyncio.Protocol):
         ):
             self.closing = True
             if not self.pending:
-                self._close_client()
+                if self.refusal is not None:
+                    self._send_refusal()
+                else:
+                    self._close_client()
             return
         if self.held is not None and not self.pending:
             held, self.held = self.held, None
@@ -842,8 +849,17 @@ class ClientConn(asyncio.Protocol):
         duration_ms = (time.perf_counter() - p.t0) * 1000.0
         rq, rs, resp, head = p.req_body, p.resp_body, p.resp_head, p.head
         capture = (
-            "x", p.source, self.route.direction.value, p.id, p.parent, p.scheme, p.host,
-            head.method, head.target, head.version, p.sent_headers,
+            "x",
+            p.source,
+            self.route.direction.value,
+            p.id,
+            p.parent,
+            p.scheme,
+            p.host,
+            head.method,
+            head.target,
+            head.version,
+            p.sent_headers,
             rq.body() if rq is not None else b"",
             rq is not None and rq.truncated,
             (resp.status, resp.reason, resp.version, resp.headers) if resp is not None else None,
@@ -858,7 +874,11 @@ class ClientConn(asyncio.Protocol):
         captured = None
         if core.on_captured is not None:
             captured = Captured(
-                p.source, head.method, split_target(head.target)[0],
-                resp.status if resp is not None else None, error, duration_ms,
+                p.source,
+                head.method,
+                split_target(head.target)[0],
+                resp.status if resp is not None else None,
+                error,
+                duration_ms,
             )
         core.record(capture, p.source, captured)
