@@ -58,6 +58,7 @@ from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
 from devbox.mock.upstream import Upstream, UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
 from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path
+from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.http1 import ProtocolError
 
 try:
@@ -139,11 +140,12 @@ class MissRecord:
         }
 
 
-class _Reject(Exception):
+class _Reject(RemoteProtocolError):
+    """Raised in a parser callback: answer ``status`` and close."""
+
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code=status)
         self.status = status
-        self.message = message
 
 
 class _Slot:

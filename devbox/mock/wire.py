@@ -18,6 +18,7 @@ import zlib
 from http import HTTPStatus
 
 from devbox.core.model import Exchange, Headers, Response
+from devbox.wire.contract import RemoteProtocolError
 
 HOP_BY_HOP = frozenset(
     {
@@ -211,8 +212,8 @@ class Prepared:
 # ---------------------------------------------------------------- upstream responses
 
 
-class UpstreamProtocolError(Exception):
-    pass
+class UpstreamProtocolError(RemoteProtocolError):
+    """The real upstream answered something that is not HTTP/1.x."""
 
 
 def parse_response_head(head: bytes) -> tuple[int, str, Headers]:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from devbox.core.model import Headers, Request, Response
 from devbox.errors import UsageError
+from devbox.wire.contract import RemoteProtocolError
 
 # hop-by-hop and framing headers: ours to set, never copied from the recording
 _DROP = frozenset(
@@ -53,8 +54,9 @@ _DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
 MAX_HEADER_BYTES = 256 * 1024
 
 
-class HttpError(Exception):
-    """The exchange failed at the transport level (refused, reset, timeout, garbage)."""
+class HttpError(RemoteProtocolError):
+    """The exchange failed at the transport level (refused, reset, timeout, garbage): the
+    wire layer's remote error, so every protocol failure has one base."""
 
     def __init__(self, message: str, *, sent: bool = True) -> None:
         super().__init__(message)
