@@ -31,7 +31,8 @@ from mock_helpers import exchange
 
 from devbox.core.profile import Dependency
 from devbox.mock import Limits, MockSpec
-from devbox.mock.server import MockServer, _Conn
+from devbox.mock.conn import _Conn
+from devbox.mock.server import MockServer
 
 EXAMPLES = int(os.environ.get("DEVBOX_FUZZ_EXAMPLES", "300"))
 LIMITS = Limits(max_request_line=2048, max_header_bytes=4096, max_headers=20, max_body=4096)

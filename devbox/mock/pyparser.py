@@ -33,6 +33,7 @@ _TARGET_SO_FAR = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +([\x21-\x7e]*)")
 
 # llhttp reads a PRI request line up to the version's digits, then wants the preface
 _PRI_LINE = re.compile(rb"PRI +[\x21-\x7e]+ (HTTP/\d\.\d)")
+_METHOD_PREFIXES = frozenset(m.encode()[:i] for m in LLHTTP_METHODS for i in range(1, len(m) + 1))
 _PREFACE_TAIL = b"\r\n\r\nSM\r\n\r\n"
 
 
@@ -158,12 +159,19 @@ class PyRequestParser:
                 self._on_message_begin()
         m = _TARGET_SO_FAR.match(part)
         if m is None:
+            # llhttp judges a method byte by byte: "g" is already no method
+            sp = part.find(b" ")
+            if (part[:sp] if sp >= 0 else part[:16]) not in _METHOD_PREFIXES:
+                raise PyParserError("unknown method (methods are case-sensitive)")
             return False
         method = m.group(1).decode("latin-1")
         if method not in LLHTTP_METHODS:
             raise PyParserError("unknown method (methods are case-sensitive)")
         target = m.group(2)
-        if part[m.end() : m.end() + 1] == b" ":
+        after = part[m.end() : m.end() + 1]
+        if after not in (b"", b" "):
+            raise PyParserError("invalid character in the request-target")
+        if after == b" ":
             # the target is complete: llhttp has judged its form by now
             check_target(method, target.decode("latin-1"))
         if len(target) > self._url_sent:

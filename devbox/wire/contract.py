@@ -73,6 +73,7 @@ class Miss:
     explanation: str
     nearest: str | None = None
     close: bool = False
+    delay_s: float = 0.0  # a configured fault's delay applies to misses too
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ class Forward:
 
     data: bytes
     record: bool = False
+    # the kind's own view of the request to forward (HTTP: the parsed request), for a
+    # loop that forwards it itself rather than relaying ``data``
+    message: Any = None
 
 
 Answer = Reply | Miss | Fault | Forward
