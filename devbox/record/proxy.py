@@ -33,20 +33,30 @@ dependency's upstream, relays the rest, and tunnels ``CONNECT`` unrecorded.
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 from devbox.core.model import Direction
-from devbox.record.capture import BodyCapture, split_target
-from devbox.record.correlate import Correlator
+from devbox.record.capture import BodyCapture
 from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
+from devbox.record.proxy_core import _FORWARD_DROP as _FORWARD_DROP
+from devbox.record.proxy_core import Capture as Capture
+from devbox.record.proxy_core import Captured as Captured
+from devbox.record.proxy_core import ProxyCore as ProxyCore
+from devbox.record.proxy_core import ProxyStats as ProxyStats
+from devbox.record.proxy_core import Route as Route
+from devbox.record.proxy_core import UpstreamConn as UpstreamConn
+from devbox.record.proxy_core import (
+    _error_response,
+    _Pending,
+    _rebuild_head,
+    describe_error,
+    finish_exchange,
+)
+from devbox.record.proxy_core import make_ssl_context as make_ssl_context
 from devbox.wire.upstream import Upstream as Upstream
 
 HIGH_WATER = 256 * 1024
@@ -54,283 +64,6 @@ HIGH_WATER = 256 * 1024
 # connection turns out to have been closed by the upstream (a keep-alive timeout race)
 RETRY_MAX = 64 * 1024
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """What a listener does with the requests it accepts."""
-
-    source: str  # dependency name, "inbound", or "forward"
-    direction: Direction
-    upstream: Upstream | None  # None: forward proxy (each request names its origin)
-    rewrite_host: bool = True  # outbound: Host names the real upstream
-
-
-@dataclass(slots=True)
-class ProxyStats:
-    connections: int = 0
-    requests: int = 0
-    rejected: int = 0  # malformed requests answered 4xx by the proxy itself
-    upstream_errors: int = 0
-    tunnels: dict[str, int] = field(default_factory=dict)  # CONNECT host:port -> count
-    unrecorded: dict[str, int] = field(default_factory=dict)  # forward-proxy origins not in profile
-
-
-@dataclass(frozen=True, slots=True)
-class Captured:
-    """What the live view learns of each exchange (no query string, nothing redacted away)."""
-
-    source: str
-    method: str
-    path: str
-    status: int | None
-    error: str | None
-    duration_ms: float
-
-
-Capture = tuple[Any, ...]  # one exchange as a worker frame (see devbox.record.worker)
-
-
-class ProxyCore:
-    """State shared by every connection of one recorder (one event loop thread)."""
-
-    def __init__(
-        self,
-        *,
-        emit: Callable[[list[Capture]], None],
-        correlator: Correlator,
-        max_body: int,
-        stamp: str,
-        connect_timeout_s: float = 10.0,
-        response_timeout_s: float = 60.0,
-        ssl_context: ssl.SSLContext | None = None,
-        forward_sources: dict[tuple[str, str, int], str] | None = None,
-        on_error: Callable[[str], None] | None = None,
-    ) -> None:
-        self.emit = emit
-        self.correlator = correlator
-        self.max_body = max_body
-        self.stamp = stamp
-        self.connect_timeout_s = connect_timeout_s
-        self.response_timeout_s = response_timeout_s
-        self._ssl = ssl_context
-        self.forward_sources = forward_sources or {}
-        self.on_error = on_error
-        self.stats = ProxyStats()
-        self.conns: set[ClientConn] = set()
-        self._counters: dict[str, int] = {}
-        self.captured: dict[str, int] = {}  # source -> exchanges handed to the worker
-        self.on_captured: Callable[[Captured], None] | None = None
-        self.stopping = False
-        # captures of this loop iteration, handed to the worker in one write; the
-        # connections whose last response bytes wait for that write
-        self._batch: list[tuple[Capture, str, Captured | None]] = []
-        self._held: list[ClientConn] = []
-        self._scheduled = False
-
-    def ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = make_ssl_context()
-        return self._ssl
-
-    def next_id(self, source: str) -> str:
-        n = self._counters.get(source, 0) + 1
-        self._counters[source] = n
-        return f"{source}-{self.stamp}-{n:04d}"
-
-    def record(self, capture: Capture, source: str, captured: Captured | None) -> None:
-        if self.stopping:
-            return  # connections we cut while stopping are not traffic
-        self._batch.append((capture, source, captured))
-        self._schedule()
-
-    def hold(self, conn: ClientConn) -> None:
-        """Keep ``conn``'s writes to its client until this iteration's captures are out."""
-        if conn.held_out is None:
-            conn.held_out = []
-            self._held.append(conn)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Captures to the worker (one write), then the held response bytes to clients."""
-        self._scheduled = False
-        batch, self._batch = self._batch, []
-        if batch:
-            try:
-                self.emit([c for c, _s, _v in batch])
-            except Exception as exc:  # the relay must survive a failing sink; it is reported
-                if self.on_error is not None:
-                    self.on_error(f"could not record {len(batch)} exchanges: {exc}")
-            else:
-                for _c, source, captured in batch:
-                    self.captured[source] = self.captured.get(source, 0) + 1
-                    if captured is not None and self.on_captured is not None:
-                        self.on_captured(captured)
-        held, self._held = self._held, []
-        for conn in held:
-            conn.release()
-
-    def abort_all(self) -> None:
-        for c in list(self.conns):
-            c.abort()
-
-
-def make_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """Normal certificate verification and SNI; ``ca_bundle`` adds a custom CA."""
-    ctx = ssl.create_default_context()
-    if ca_bundle:
-        ctx.load_verify_locations(cafile=ca_bundle)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
-def describe_error(exc: BaseException, timeout_s: float) -> tuple[int, str]:
-    """An upstream failure as (status for the client, Exchange.error text)."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return 504, f"timeout: no connection after {timeout_s:g}s"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return 502, f"tls: certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return 502, f"tls: {exc.reason or exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return 502, "connection refused"
-    if isinstance(exc, socket.gaierror):
-        return 502, f"dns: {exc.strerror}"
-    if isinstance(exc, ConnectionResetError):
-        return 502, "connection reset"
-    if isinstance(exc, OSError):
-        if exc.errno == errno.EHOSTUNREACH:
-            return 502, "host unreachable"
-        return 502, exc.strerror or str(exc)
-    return 502, str(exc) or type(exc).__name__
-
-
-def _error_response(status: int, message: str) -> bytes:
-    import orjson
-
-    body = orjson.dumps({"error": message, "by": "devbox record"})
-    reason = {
-        400: "Bad Request",
-        431: "Request Header Fields Too Large",
-        501: "Not Implemented",
-        502: "Bad Gateway",
-        504: "Gateway Timeout",
-        505: "HTTP Version Not Supported",
-    }
-    return (
-        f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1") + body
-
-
-_FORWARD_DROP = frozenset(("proxy-connection", "proxy-authorization"))
-
-
-def _rebuild_head(
-    head: Head, target: str, host: str | None, drop: frozenset[str] = frozenset()
-) -> tuple[bytes, list[tuple[str, str]]]:
-    headers: list[tuple[str, str]] = []
-    seen_host = False
-    for k, v in head.headers:
-        lk = k.lower()
-        if lk == "host":
-            if host is not None:
-                if seen_host:
-                    continue
-                v = host
-            seen_host = True
-        elif lk in drop:
-            continue
-        headers.append((k, v))
-    if not seen_host and host is not None:
-        headers.insert(0, ("Host", host))
-    lines = [f"{head.method} {target} {head.version}"]
-    lines.extend(f"{k}: {v}" for k, v in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), headers
-
-
-class _Pending:
-    """One exchange in flight on a client connection."""
-
-    __slots__ = (
-        "error",
-        "head",
-        "host",
-        "id",
-        "parent",
-        "record",
-        "relayed",
-        "req_body",
-        "req_done",
-        "resp_body",
-        "resp_head",
-        "scheme",
-        "sent",
-        "sent_headers",
-        "sent_size",
-        "source",
-        "started_at",
-        "t0",
-        "t_first",
-        "timer",
-    )
-
-    def __init__(self, head: Head, id: str, source: str) -> None:
-        self.head = head
-        self.id = id
-        self.source = source
-        self.sent_headers = head.headers  # as they went upstream (Host rewritten)
-        self.sent: list[bytes] | None = None  # the request's bytes, while retryable
-        self.sent_size = 0
-        self.started_at = time.time()
-        self.t0 = time.perf_counter()
-        self.t_first: float | None = None
-        self.parent: str | None = None
-        self.req_body: BodyCapture | None = None
-        self.resp_head: Head | None = None
-        self.resp_body: BodyCapture | None = None
-        self.req_done = False
-        self.relayed = False  # the client has seen part of the response
-        self.timer: asyncio.TimerHandle | None = None
-        self.scheme = "http"
-        self.host = ""
-        self.record = True
-        self.error: str | None = None
-
-
-class UpstreamConn(asyncio.Protocol):
-    __slots__ = ("owner", "transport")
-
-    def __init__(self, owner: ClientConn) -> None:
-        self.owner = owner
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.owner.up is self:
-            self.owner.upstream_data(data)
-
-    def eof_received(self) -> bool | None:
-        return False  # close our side too; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.owner.upstream_lost(self, exc)
-
-    def pause_writing(self) -> None:
-        if self.owner.transport is not None:
-            self.owner.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.owner.transport is not None:
-            self.owner.transport.resume_reading()
 
 
 class ClientConn(asyncio.Protocol):
@@ -839,46 +572,4 @@ class ClientConn(asyncio.Protocol):
     # ------------------------------------------------------------ recording
 
     def _finish(self, p: _Pending, error: str | None = None) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-            p.timer = None
-        if self.inbound:
-            self.core.correlator.end(p.id)
-        if not p.record:
-            return
-        duration_ms = (time.perf_counter() - p.t0) * 1000.0
-        rq, rs, resp, head = p.req_body, p.resp_body, p.resp_head, p.head
-        capture = (
-            "x",
-            p.source,
-            self.route.direction.value,
-            p.id,
-            p.parent,
-            p.scheme,
-            p.host,
-            head.method,
-            head.target,
-            head.version,
-            p.sent_headers,
-            rq.body() if rq is not None else b"",
-            rq is not None and rq.truncated,
-            (resp.status, resp.reason, resp.version, resp.headers) if resp is not None else None,
-            rs.body() if rs is not None else b"",
-            rs is not None and rs.truncated,
-            p.started_at,
-            duration_ms,
-            (p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
-            error,
-        )
-        core = self.core
-        captured = None
-        if core.on_captured is not None:
-            captured = Captured(
-                p.source,
-                head.method,
-                split_target(head.target)[0],
-                resp.status if resp is not None else None,
-                error,
-                duration_ms,
-            )
-        core.record(capture, p.source, captured)
+        finish_exchange(self.core, p, self.route.direction, error)
