@@ -110,6 +110,8 @@ __all__ = [
 
 
 _METHOD_PREFIX = re.compile(_TOKEN.encode() + b"?")
+_NAME_SO_FAR = re.compile(_TOKEN[:-1] + "*")
+_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class MessageReader:
@@ -276,11 +278,36 @@ class MessageReader:
         if self._check_first_line(part):
             if b"\n" in part.replace(b"\r\n", b""):
                 raise ProtocolError("bare LF in the request head")
+            self._check_partial_headers(part)
             return
         sp = part.find(b" ")
         method = part[:sp] if sp >= 0 else part[:32]
         if not _METHOD_PREFIX.fullmatch(method):
             raise ProtocolError("invalid method")
+
+    @staticmethod
+    def _check_partial_headers(part: bytes) -> None:
+        """llhttp judges each header line as it arrives: so do we, for the lines so far."""
+        lines = part.decode("latin-1").split("\r\n")[1:]
+        seen_length = False
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            name, sep, value = line.partition(":")
+            if not sep:
+                if last and _NAME_SO_FAR.fullmatch(name.rstrip("\r")):
+                    return
+                raise ProtocolError(f"malformed header line {line[:60]!r}")
+            if not _NAME_SO_FAR.fullmatch(name) or not name:
+                raise ProtocolError(f"malformed header line {line[:60]!r}")
+            if _VALUE_BAD.search(value.rstrip("\r") if last else value):
+                raise ProtocolError(f"invalid character in header {name[:40]!r}")
+            if name.lower() == "content-length":
+                if seen_length:
+                    raise ProtocolError("duplicate Content-Length")
+                seen_length = True
+                digits = value.strip(" \t\r")
+                if digits and not digits.isdigit():
+                    raise ProtocolError("invalid Content-Length")
 
     def _check_first_line(self, part: bytes) -> bool:
         """Judge a complete request line (its version before its line ending, as llhttp
