@@ -175,7 +175,16 @@ def _error_classes(modules: list[tuple[Path, ast.Module]]) -> set[str]:
             if cls not in known and parents & known:
                 known.add(cls)
                 grew = True
-    return known
+    # protocol errors are answered on the wire (a 400, a 502), not shown to a user
+    wire = {"ProtocolError"}
+    grew = True
+    while grew:
+        grew = False
+        for cls, parents in bases.items():
+            if cls not in wire and parents & wire:
+                wire.add(cls)
+                grew = True
+    return known - wire
 
 
 def _name(node: ast.expr) -> str:
