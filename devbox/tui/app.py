@@ -16,6 +16,7 @@ on a Textual thread worker; its outcome comes back as a message, never through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -153,8 +154,18 @@ class DevboxApp(App[int]):
         if self.autostart:
             self._start_engine()
 
+    def _base(self) -> Screen[object] | None:
+        """The dashboard's own screen, whatever is on top of it (a diff, the help, a
+        confirmation); None before it exists and while the app shuts down. The
+        ``self.query_one`` of an App searches only the screen on top."""
+        stack = self.screen_stack
+        return stack[0] if stack else None
+
     def _panel(self, tab_id: str) -> Panel:
-        return self.query_one(f"#{tab_id}-panel", Panel)
+        base = self._base()
+        if base is None:
+            raise NoMatches(f"no dashboard screen for #{tab_id}-panel")
+        return base.query_one(f"#{tab_id}-panel", Panel)
 
     def _theme_changed(self, theme: Theme) -> None:
         self.palette = Palette.from_variables(self.get_css_variables())
@@ -246,15 +257,19 @@ class DevboxApp(App[int]):
         if st.problems:
             n = len(st.problems)
             text.append(f"  {n} problem{'s' if n > 1 else ''}", style=p.error)
-        self.query_one("#status", Static).update(text)
+        base = self._base()
+        with contextlib.suppress(NoMatches):  # not composed yet, or shutting down
+            if base is not None:
+                base.query_one("#status", Static).update(text)
 
     def _second(self) -> None:
-        services = self._panel("services")
-        assert isinstance(services, ServicesPanel)
+        # a timer: it fires whatever screen is on top, and during shutdown
         try:
+            services = self._panel("services")
+            assert isinstance(services, ServicesPanel)
             services.tick(self.state)
         except NoMatches:
-            pass  # not composed yet; the next second will do
+            pass  # not composed yet, or gone; the next second will do
 
     # ------------------------------------------------------------ engine calls
 
@@ -355,7 +370,12 @@ class DevboxApp(App[int]):
 
     def action_show_tab(self, tab_id: str) -> None:
         self._user_picked_tab = True
-        self.query_one(TabbedContent).active = f"tab-{tab_id}"
+        base = self._base()
+        if base is None:
+            return
+        base.query_one(TabbedContent).active = f"tab-{tab_id}"
+        if base is not self.screen:
+            return  # a screen on top keeps its focus; the tab is shown when it closes
         # a widget in a hidden pane cannot take focus, and the focused one drags its
         # pane back into view: let go now, focus the new pane once it is shown
         self.set_focus(None)
