@@ -133,6 +133,18 @@ class Engine:
     def fleet(self) -> MockFleet | None:
         return self._fleet
 
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight: no iteration running or queued, and the watcher holds no
+        change that is not yet a batch. Then the last result describes the files on disk
+        (a save whose event the kernel has not delivered yet is not known to anyone)."""
+        current, queue, watcher = self._current, self._queue, self._watcher
+        return (
+            (current is None or current.done())
+            and (queue is None or queue.empty())
+            and not (watcher is not None and watcher.pending)
+        )
+
     def subscribe(self, callback: Subscriber) -> None:
         self._subscribers.append(callback)
 
@@ -343,6 +355,9 @@ class Engine:
             if self._unapplied:
                 job = _merge(_Job("batch", self._unapplied, job.first_event_at), job)
                 self._unapplied = []
+            # until applied, the job's changes are owed: a newer batch may cancel the task
+            # before its first step (even before it starts running) and must inherit them
+            self._unapplied = list(job.changes)
             self._current_cancel = asyncio.Event()
             self._current = asyncio.create_task(self._iterate(job, self._current_cancel))
             try:
@@ -382,6 +397,7 @@ class Engine:
         changed = plan.changed if job.action == "batch" else ()
         if job.action == "batch" and action == "nothing":
             self.iteration -= 1  # nothing to do is not an iteration
+            self._unapplied = []
             return
         reason = plan.reason if job.action == "batch" else ""
         self.emit(IterationStarted(n, changed, action, reason))
@@ -393,8 +409,6 @@ class Engine:
                 self.emit(StageTimed(n, name, ms))
         else:
             stage("event")
-        pending = list(job.changes)
-        self._unapplied = pending
         try:
             await self._apply(action, plan)
         except asyncio.CancelledError:
@@ -412,7 +426,9 @@ class Engine:
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             raise
         stage("replayed")
-        if report.cancelled:
+        # a newer batch arrived meanwhile (``_enqueue`` set ``cancel``): whatever this
+        # replay saw may be code no longer on disk, and the next iteration describes it
+        if report.cancelled or cancel.is_set():
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             return
         trend = report.trend(self.last_report)

@@ -303,6 +303,11 @@ class Watcher:
         return "polling" if self._polling else native_mode()
 
     @property
+    def pending(self) -> bool:
+        """Changes have arrived that no batch has handed out yet (one is forming)."""
+        return bool(self._pending)
+
+    @property
     def planner(self) -> Planner | None:
         return self._planner
 
