@@ -185,6 +185,9 @@ async def test_mark_noise_from_the_table_writes_the_profile(fake: FakeEngine) ->
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("enter")
         await wait_for(pilot, lambda: ("mark_noise", "$.total") in fake.calls, "mark_noise")
+        # the profile's section is named as written, not eaten as a style tag
+        await wait_for(pilot, lambda: any("to [replay] ignore" in n.message and not n.markup
+                                          for n in app._notifications), "the done message")
     after = fake.profile_path.read_text()
     assert '"$.total"' in after
     # comments and every other line are kept

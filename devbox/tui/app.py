@@ -31,6 +31,7 @@ from textual import on
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -153,6 +154,12 @@ class DevboxApp(App[int]):
         self._panel("services").focus_main()
         if self.autostart:
             self._start_engine()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        # devbox's messages quote profiles and paths ("added to [replay] ignore"): plain
+        # text unless a caller asks for markup
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def _base(self) -> Screen[object] | None:
         """The dashboard's own screen, whatever is on top of it (a diff, the help, a
