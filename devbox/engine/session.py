@@ -245,6 +245,7 @@ class Engine:
             )
         self._halt_loop()
         with self._rt_lock:  # an iteration's restart in a worker thread finishes first
+            rt.keep()  # the container's watchdog would remove it once devbox exits
             ports = fleet.ports()
             fleet.stop()
         p = self._profile
@@ -415,7 +416,8 @@ class Engine:
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             raise
         self._unapplied = []
-        stage("applied")
+        if action != "start":  # iteration 0's "applied" is when `up` started the service
+            stage("applied")
         if action in ("sync+restart", "rebuild", "restart", "reload-profile"):
             await self._blocking(self._wait_ready)
             stage("ready")

@@ -52,6 +52,9 @@ class Runtime(Protocol):
     def stop(self) -> None:
         """Stop and remove everything this runtime started. Idempotent."""
 
+    def keep(self) -> None:
+        """What runs is to outlive this process ("quit, keep running"): stop guarding it."""
+
     def describe(self) -> str:
         """The image or the command, for the UI."""
 
@@ -121,6 +124,9 @@ class RuntimeBase:
     @property
     def state(self) -> str:
         return self._state
+
+    def keep(self) -> None:
+        """Nothing guards a process-runtime child: it ends with devbox anyway."""
 
     def emit(self, event: Event) -> None:
         if self._on_event is not None:
