@@ -104,6 +104,9 @@ class ReplayResult(Event):
     # and for "accept the actual response as the recording" (None when unknown)
     recorded: Response | None = None
     actual: Response | None = None
+    # against the previous iteration, decided by the replay (devbox.replay.report.trend_of):
+    # "newly failing" | "newly passing" | "still failing" | "" (views show it, never recompute)
+    trend: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ from devbox.engine.driver import (
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
+from devbox.replay.report import trend_of
 from devbox.runtime import Runtime, reap_orphans, select_runtime
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.store import load_dir
@@ -554,6 +555,7 @@ class Engine:
         target = f"http://127.0.0.1:{rt.port}"
 
         recorded = {e.id: e.response for e in self._inbound}
+        before = self.last_report.verdict_map() if self.last_report is not None else {}
 
         def on_result(r: RequestResult) -> None:
             results.append(r)
@@ -571,6 +573,7 @@ class Engine:
                     exchange_id=r.exchange_id,
                     recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
                     actual=r.actual,
+                    trend=trend_of(before.get(r.exchange_id), r.verdict),
                 )
             )
 
