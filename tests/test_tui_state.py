@@ -72,3 +72,17 @@ def test_rule_candidates() -> None:
     assert rule_from_text("$.total: 25.0 → 26.0") == "$.total"
     assert rule_from_text("added $.x: 1") == "$.x"
     assert rule_from_text("status: 200 → 500") is None
+
+
+def test_safe_emit_returns_what_a_broken_view_raised() -> None:
+    from devbox.core.events import safe_emit
+
+    got: list[object] = []
+    assert safe_emit(got.append, Log("svc", "x")) is None and len(got) == 1
+    assert safe_emit(None, Log("svc", "x")) is None
+
+    def broken(ev: object) -> None:
+        raise RuntimeError("view bug")
+
+    err = safe_emit(broken, Log("svc", "x"))
+    assert isinstance(err, RuntimeError) and str(err) == "view bug"

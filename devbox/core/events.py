@@ -8,6 +8,7 @@ becomes an event here. Pure: no I/O.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,22 @@ def _now() -> float:
 @dataclass(frozen=True, slots=True)
 class Event:
     pass
+
+
+EventSink = Callable[[Event], None]
+
+
+def safe_emit(sink: EventSink | None, event: Event) -> Exception | None:
+    """Hand ``event`` to a view. A broken view must not stop the sandbox, a mock or a
+    runtime: its exception is returned (None when delivered) for the caller to report
+    the way it can (the engine logs it to the other views)."""
+    if sink is None:
+        return None
+    try:
+        sink(event)
+    except Exception as exc:  # any view error: the caller reports it
+        return exc
+    return None
 
 
 @dataclass(frozen=True, slots=True)

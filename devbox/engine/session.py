@@ -42,6 +42,7 @@ from devbox.core.events import (
     Problem,
     ReplayResult,
     StageTimed,
+    safe_emit,
 )
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.plan import FileChange, Plan, plan_changes
@@ -151,11 +152,9 @@ class Engine:
 
     def emit(self, event: Event) -> None:
         for cb in list(self._subscribers):
-            try:
-                cb(event)
-            except Exception as exc:  # a broken view must not stop the sandbox
-                if not isinstance(event, Log):
-                    self._log(f"a view failed on {type(event).__name__}: {exc}", "warning")
+            exc = safe_emit(cb, event)
+            if exc is not None and not isinstance(event, Log):
+                self._log(f"a view failed on {type(event).__name__}: {exc}", "warning")
 
     def _log(self, text: str, level: str = "info") -> None:
         self.emit(Log(source="devbox", text=text, level=level))

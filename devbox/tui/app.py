@@ -258,8 +258,10 @@ class DevboxApp(App[int]):
                     style="" if st.watching else p.warning)
         text.append("  ")
         line = st.verdict_line()
-        style = p.error if "FAIL" in line or st.phase == "start failed" else (
-            p.success if "PASS" in line else p.warning)
+        # the colour is the verdict's (IterationFinished.verdict), never a word in the text
+        verdict = st.last_finished.verdict if st.last_finished is not None else ""
+        style = p.error if verdict in ("FAIL", "ERROR") or st.phase == "start failed" else (
+            p.success if verdict == "PASS" else p.warning)
         text.append(line, style=f"bold {style}")
         if st.problems:
             n = len(st.problems)
