@@ -29,7 +29,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from devbox.core.events import (
     safe_emit,
 )
 from devbox.core.model import Exchange, Request, Response
-from devbox.core.plan import FileChange, Plan, plan_changes
+from devbox.core.plan import NO_CHANGES, Plan
 from devbox.core.profile import Profile, load_profile
 from devbox.core.redact import Redactor
 from devbox.engine.driver import (
@@ -54,6 +54,7 @@ from devbox.engine.driver import (
     find_exchange,
     replace_recorded_response,
 )
+from devbox.engine.jobs import Job, merge
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
@@ -76,15 +77,6 @@ class EngineOptions:
     session: str | None = None
 
 
-@dataclass(slots=True)
-class _Job:
-    """One requested iteration: file changes to apply, or an explicit action."""
-
-    action: str  # "start" | "batch" | "replay" | "restart" | "rebuild"
-    changes: list[FileChange] = field(default_factory=list)
-    first_event_at: float = field(default_factory=time.monotonic)
-
-
 class Engine:
     """Implements ``devbox.engine.driver.EngineDriver``."""
 
@@ -98,10 +90,10 @@ class Engine:
         self._rt_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._queue: asyncio.Queue[Job] | None = None
         self._current: asyncio.Task[None] | None = None
         self._current_cancel: asyncio.Event | None = None
-        self._unapplied: list[FileChange] = []
+        self._unapplied = NO_CHANGES  # a taken job's plan until it is applied
         self._stopping = threading.Event()
         self._stopped = False
         self._watching = self.options.watch
@@ -199,7 +191,7 @@ class Engine:
         self._check_stopping()
         self._start_marks = (("applied", applied), ("ready", ready))
         self._start_loop()
-        self._submit(_Job("start", first_event_at=t0), wait=True)
+        self._submit(Job("start", first_event_at=t0), wait=True)
 
     def _check_stopping(self) -> None:
         if self._stopping.is_set():
@@ -305,7 +297,7 @@ class Engine:
             for t in tasks:
                 t.cancel()
 
-    def _submit(self, job: _Job, wait: bool = False) -> None:
+    def _submit(self, job: Job, wait: bool = False) -> None:
         """Queue an iteration from any thread; with ``wait``, block until it has a result."""
         loop = self._loop
         if loop is None or self._stopping.is_set():
@@ -316,7 +308,7 @@ class Engine:
         if wait:
             self.wait_iteration(after)
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         assert self._queue is not None
         # a file change supersedes the iteration in flight (its result would describe
         # code that is no longer on disk); an explicit request waits its turn
@@ -341,8 +333,8 @@ class Engine:
                 async for batch in watcher:
                     if not self._watching:
                         continue
-                    job = _Job("batch", list(batch.changes), batch.first_event_at)
-                    self._enqueue(job)
+                    plan = batch.plan if batch.plan is not None else watcher.plan(batch)
+                    self._enqueue(Job("batch", plan, batch.first_event_at))
         except DevboxError as exc:
             self.emit(Problem(f"file watching stopped: {exc.message}", exc.hint))
 
@@ -352,13 +344,12 @@ class Engine:
             job = await self._queue.get()
             # coalesce everything queued meanwhile into one iteration on the newest state
             while not self._queue.empty():
-                job = _merge(job, self._queue.get_nowait())
-            if self._unapplied:
-                job = _merge(_Job("batch", self._unapplied, job.first_event_at), job)
-                self._unapplied = []
+                job = merge(job, self._queue.get_nowait())
+            if self._unapplied.steps:
+                job = merge(Job("batch", self._unapplied, job.first_event_at), job)
             # until applied, the job's changes are owed: a newer batch may cancel the task
             # before its first step (even before it starts running) and must inherit them
-            self._unapplied = list(job.changes)
+            self._unapplied = job.plan
             self._current_cancel = asyncio.Event()
             self._current = asyncio.create_task(self._iterate(job, self._current_cancel))
             try:
@@ -370,7 +361,7 @@ class Engine:
                 self.emit(Problem(exc.message, exc.hint, getattr(exc, "logs", ())))
                 self._finish_failed(job)
 
-    def _finish_failed(self, job: _Job) -> None:
+    def _finish_failed(self, job: Job) -> None:
         ev = IterationFinished(self.iteration, job.action, 0, 0, 0)
         self._finished(ev)
 
@@ -382,7 +373,7 @@ class Engine:
 
     # ------------------------------------------------------------ one iteration
 
-    async def _iterate(self, job: _Job, cancel: asyncio.Event) -> None:
+    async def _iterate(self, job: Job, cancel: asyncio.Event) -> None:
         self.iteration += 1
         n = self.iteration
         t0 = job.first_event_at
@@ -393,12 +384,12 @@ class Engine:
             stages.append((name, ms))
             self.emit(StageTimed(n, name, ms))
 
-        plan = self._plan(job)
+        plan = job.plan  # the watcher's: decided once, when the batch was made
         action = plan.action if job.action == "batch" else job.action
         changed = plan.changed if job.action == "batch" else ()
         if job.action == "batch" and action == "nothing":
             self.iteration -= 1  # nothing to do is not an iteration
-            self._unapplied = []
+            self._unapplied = NO_CHANGES
             return
         reason = plan.reason if job.action == "batch" else ""
         self.emit(IterationStarted(n, changed, action, reason))
@@ -415,7 +406,7 @@ class Engine:
         except asyncio.CancelledError:
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             raise
-        self._unapplied = []
+        self._unapplied = NO_CHANGES
         if action != "start":  # iteration 0's "applied" is when `up` started the service
             stage("applied")
         if action in ("sync+restart", "rebuild", "restart", "reload-profile"):
@@ -450,15 +441,6 @@ class Engine:
                 stages=tuple(stages),
                 report=report,
             )
-        )
-
-    def _plan(self, job: _Job) -> Plan:
-        if not job.changes:
-            return Plan(action="nothing", steps=(), reason="")
-        from devbox.watch import read_dockerignore
-
-        return plan_changes(
-            self._profile, job.changes, dockerignore=read_dockerignore(self._profile)
         )
 
     async def _blocking(self, fn: Callable[[], Any]) -> Any:
@@ -606,13 +588,13 @@ class Engine:
     # ------------------------------------------------------------ actions from views
 
     def replay_now(self) -> None:
-        self._submit(_Job("replay"), wait=True)
+        self._submit(Job("replay"), wait=True)
 
     def restart(self) -> None:
-        self._submit(_Job("restart"), wait=True)
+        self._submit(Job("restart"), wait=True)
 
     def rebuild(self) -> None:
-        self._submit(_Job("rebuild"), wait=True)
+        self._submit(Job("rebuild"), wait=True)
 
     def set_watching(self, on: bool) -> None:
         self._watching = on
@@ -662,20 +644,3 @@ class Engine:
                 if left is not None and left <= 0:
                     return None
                 self._iteration_done.wait(timeout=0.5 if left is None else min(left, 0.5))
-
-
-def _merge(a: _Job, b: _Job) -> _Job:
-    """Two requests as one: the union of their changes, the stronger explicit action."""
-    rank = {"replay": 0, "start": 0, "batch": 1, "restart": 2, "rebuild": 3}
-    changes = _union(a.changes, b.changes)
-    action = a.action if rank[a.action] >= rank[b.action] else b.action
-    if action in ("replay", "start") and changes:
-        action = "batch"
-    return _Job(action, changes, min(a.first_event_at, b.first_event_at))
-
-
-def _union(a: Iterable[FileChange], b: Iterable[FileChange]) -> list[FileChange]:
-    out: dict[Path, FileChange] = {}
-    for c in (*a, *b):
-        out[c.path] = c  # the newest kind wins (deleted after modified, ...)
-    return list(out.values())
