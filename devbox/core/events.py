@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from devbox.core.diff import Difference
 from devbox.core.model import Response
 
 
@@ -126,6 +127,46 @@ class ReplayResult(Event):
     trend: str = ""
 
 
+class LatencySummary(Protocol):
+    @property
+    def p50_ms(self) -> float: ...
+    @property
+    def p99_ms(self) -> float: ...
+
+
+class RequestOutcome(Protocol):
+    """One replayed request as views read it (``devbox.replay.RequestResult``)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def exchange_id(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def differences(self) -> tuple[Difference, ...]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class IterationReport(Protocol):
+    """What views may read of an iteration's replay (``devbox.replay.ReplayReport``
+    implements it); typed here because the core cannot import the replay edge."""
+
+    @property
+    def passed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def latency(self) -> LatencySummary: ...
+    def failures(self) -> tuple[RequestOutcome, ...]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class IterationFinished(Event):
     iteration: int
@@ -138,7 +179,7 @@ class IterationFinished(Event):
     still_failing: tuple[str, ...] = ()
     stages: tuple[tuple[str, float], ...] = ()
     cancelled: bool = False
-    report: Any = None  # devbox.replay's report object, for views that show diffs
+    report: IterationReport | None = None  # the replay's report, for views that show diffs
 
     @property
     def verdict(self) -> str:
