@@ -46,7 +46,7 @@ from devbox.core.events import (
 )
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.plan import NO_CHANGES, Plan
-from devbox.core.profile import Profile, load_profile
+from devbox.core.profile import MatchRules, Profile, load_profile
 from devbox.core.redact import Redactor
 from devbox.engine.driver import (
     MOCK_MODES,
@@ -54,7 +54,7 @@ from devbox.engine.driver import (
     find_exchange,
     replace_recorded_response,
 )
-from devbox.engine.jobs import Job, merge
+from devbox.engine.jobs import Job, merge, sequence_lanes
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
@@ -104,6 +104,7 @@ class Engine:
         self._redactor = Redactor(profile.redact)
         self._inbound: list[Exchange] = []
         self._outbound: list[Exchange] = []
+        self._lanes: dict[str, str] = {}  # inbound id -> replay lane (see sequence_lanes)
         self.watch_info: str = ""
         self._watcher: Any = None  # devbox.watch.Watcher, imported lazily
         # when iteration 0 (action "start") had the service started and ready
@@ -483,9 +484,13 @@ class Engine:
         p = self._profile
         self._inbound = load_dir(p.inbound_dir)
         outbound: list[Exchange] = []
+        calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
         for d in p.dependencies:
-            outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
+            linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
+            outbound.extend(linked)
+            calls[d.name] = (d.match, linked)
         self._outbound = outbound
+        self._lanes = sequence_lanes(calls)
 
     async def _reload_profile(self) -> bool:
         """Re-read the profile; recreate only what changed. An invalid edit keeps the old one.
@@ -568,6 +573,7 @@ class Engine:
             rules = {d.name: d.match for d in self._profile.dependencies}
         options = replace(
             self.options.replay_options,
+            ordered_lanes=self._lanes,
             outbound_rules=rules,
             normalize_outbound=self._normalize_outbound if journals else None,
         )
