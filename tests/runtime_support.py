@@ -76,3 +76,36 @@ def edit_tax(app: Path, rate: str) -> None:
     new = re.sub(r"^TAX_RATE = .*$", f"TAX_RATE = {rate}", text, count=1, flags=re.M)
     assert new != text or f"TAX_RATE = {rate}" in text
     app.write_text(new)
+
+
+def reapers(container_id: str | None = None) -> list[int]:
+    """PIDs of the watchdogs (devbox/runtime/reaper.py) guarding this container (or any)."""
+    import os
+
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"devbox.runtime.reaper" in cmd and (
+            container_id is None or container_id.encode() in cmd
+        ):
+            out.append(int(entry.name))
+    return out
+
+
+def kill_reapers(container_ids: list[str]) -> None:
+    """A watchdog that is gone too (a whole-machine kill): what tests of reaping need."""
+    import os
+    import signal
+
+    for cid in container_ids:
+        for pid in reapers(cid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

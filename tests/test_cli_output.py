@@ -93,3 +93,21 @@ def test_quiet_keeps_results_and_errors(tmp_path: Path) -> None:
     r = subprocess.run([*DEVBOX, "-q", "validate", "nope"], cwd=tmp_path, env=BASE_ENV,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("error: no profile named 'nope'")
+
+
+def test_errors_and_hints_print_brackets_literally(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "[replay]" and "[service]" are profile sections, not style tags: none may vanish
+    from devbox.cli import output
+    from devbox.errors import ConfigError
+
+    monkeypatch.setattr(output, "_err_console", None)
+    monkeypatch.delenv("DEVBOX_NO_HINTS", raising=False)
+    output.render_error(
+        ConfigError("port 8080 is taken, or change [service] port", file="p.toml", line=3,
+                    hint="add the field to [replay] ignore")
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert "or change [service] port" in err
+    assert "add the field to [replay] ignore" in err

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from runtime_support import kill_reapers, reapers
 
 from devbox.core.events import Event, IterationFinished, IterationStarted, StageTimed
 from devbox.core.profile import load_profile
@@ -307,6 +308,9 @@ def test_keep_leaves_service_and_mocks_running_until_down(demo_project: Path) ->
     port = profile.service.port
     try:
         assert "devbox down demo" in message
+        # a kept container must outlive devbox: its watchdog was ended
+        cid = getattr(engine.runtime, "container_id", None)
+        assert cid and not reapers(cid)
         # the service still answers, and its calls still reach the (detached) mocks
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/KB-101", timeout=10) as r:
             assert r.status == 200
@@ -391,7 +395,10 @@ def test_sigkill_of_up_leaves_nothing_after_the_next_up(demo_project: Path) -> N
     )
     try:
         _read_until(proc, "iteration 0: PASS", 120)
-        proc.kill()  # SIGKILL: no teardown can run
+        # SIGKILL of devbox and of its container's watchdog (a whole-machine kill): no
+        # teardown can run, and the next `up` reaps what is left
+        kill_reapers([c.id for c in client.containers.list(all=True, filters={"label": label})])
+        proc.kill()
         proc.wait(20)
         assert client.containers.list(all=True, filters={"label": label}), "a leftover to reap"
         again = _cli(demo_project, "up", "demo", "--once", "--runtime", "docker")

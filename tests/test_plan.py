@@ -531,3 +531,22 @@ def test_explain_cli_bad_profile_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     r = _devbox("explain", "nope", "a.py", cwd=tmp_path)
     assert r.returncode == 2 and "no profile named 'nope'" in r.stderr
+
+
+def test_combined_plans_keep_the_newest_step_per_path(tmp_path: Path) -> None:
+    from devbox.core.plan import FileChange, Planner, combine_plans
+    from devbox.core.profile import parse_profile
+
+    profile = parse_profile(
+        '[service]\nport = 8080\ncommand = ["python3", "app.py"]\n'
+        'watch = { sync = ["src/**"] }\n',
+        tmp_path / "profiles" / "p.toml",
+    )
+    planner = Planner(profile)
+    first = planner.plan([FileChange(tmp_path / "src/a.py", "modified")])
+    second = planner.plan(
+        [FileChange(tmp_path / "src/a.py", "deleted"), FileChange(tmp_path / "src/b.py", "added")]
+    )
+    both = combine_plans(first, second)
+    assert both.action == "sync+restart"
+    assert {s.path: s.change for s in both.steps} == {"src/a.py": "deleted", "src/b.py": "added"}

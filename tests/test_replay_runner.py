@@ -19,6 +19,7 @@ from devbox.core.profile import MatchRules, ReplaySettings
 from devbox.errors import UsageError
 from devbox.replay import ReplayOptions, RequestResult, run_replay
 from devbox.replay.pacing import Pacing, lane_key, schedule
+from devbox.replay.report import Trend, trend_of
 
 JSON = [("Content-Type", "application/json")]
 
@@ -251,6 +252,9 @@ def test_trend_between_runs() -> None:
     t = second.trend(first)
     assert (t.newly_failing, t.newly_passing, t.still_failing) == (("a",), ("b",), ("c",))
     assert t.labels["a"] == "GET /items/1"
+    # no baseline, no trend: the first run, and a request the previous run did not have
+    assert second.trend(None) == Trend(labels=t.labels)
+    assert [trend_of(None, v) for v in ("pass", "fail", "error")] == ["", "", ""]
 
 
 # ---------------------------------------------------------------- outbound check

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, free_port, wait_port
-from runtime_support import Events, edit_tax, get_json, make_project, upstream_env
+from runtime_support import (
+    Events,
+    edit_tax,
+    get_json,
+    kill_reapers,
+    make_project,
+    upstream_env,
+)
 
 from devbox.core.events import BuildProgress, Log, ServiceState
 from devbox.core.profile import load_profile
@@ -275,9 +282,11 @@ def test_sigkilled_devbox_run_is_cleaned_by_down(project: Path, docker_api: Any)
     try:
         wait_port(profile.service.port, timeout=120)
         assert len(containers(docker_api, profile.root)) == 1
+        # devbox and the container's watchdog both killed (a whole-machine kill): the
+        # engine keeps the container...
+        kill_reapers([c["Id"] for c in containers(docker_api, profile.root)])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        # the engine keeps the container: a crash of devbox cannot stop it...
         assert len(containers(docker_api, profile.root)) == 1
         out = subprocess.run(_devbox("down", str(project), "--images"), cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
@@ -301,6 +310,7 @@ def test_next_run_reaps_what_a_killed_run_left_and_sigterm_cleans_up(project: Pa
     second = None
     try:
         wait_port(profile.service.port, timeout=120)
+        kill_reapers([c["Id"] for c in containers(docker_api, profile.root)])  # see above
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
         second = subprocess.Popen(_devbox("run", str(project), "--runtime", "docker"), cwd=ROOT,

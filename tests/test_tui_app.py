@@ -185,6 +185,9 @@ async def test_mark_noise_from_the_table_writes_the_profile(fake: FakeEngine) ->
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("enter")
         await wait_for(pilot, lambda: ("mark_noise", "$.total") in fake.calls, "mark_noise")
+        # the profile's section is named as written, not eaten as a style tag
+        await wait_for(pilot, lambda: any("to [replay] ignore" in n.message and not n.markup
+                                          for n in app._notifications), "the done message")
     after = fake.profile_path.read_text()
     assert '"$.total"' in after
     # comments and every other line are kept
@@ -442,6 +445,29 @@ async def test_editor_opens_the_recording_at_its_line(
     assert path is not None and argv[1] == str(path)
     line = int(argv[0].lstrip("+"))
     assert path.read_text().splitlines()[line - 1].strip() == '"id": "in-0004",'
+
+
+async def test_timers_and_verdicts_while_another_screen_is_on_top(fake: FakeEngine) -> None:
+    # the one-second timer and the event pump run whatever screen is on top (the help,
+    # a diff, a confirmation): they draw the dashboard underneath and leave the top alone
+    app = app_for(fake)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, fake)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        fake.emit(*second_iteration(fake.profile))
+        await wait_for(pilot, lambda: app.pending_events == 0, "events applied under the help")
+        app._second()
+        app.drain()
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await wait_for(pilot, lambda: "iteration 1" in status(app), "verdict drawn underneath")
+        assert active(app) == "tab-replay"
+    # after the app has closed (no screen at all) the timer's work is a no-op
+    app._second()
+    app._render_status()
 
 
 async def test_command_palette_offers_every_action(fake: FakeEngine) -> None:

@@ -9,26 +9,28 @@ from devbox.tui.diffview import build_diff, rule_candidates, rule_from_text
 from devbox.tui.state import DashboardState, compile_filter
 
 
-def _r(it: int, i: int, verdict: str) -> ReplayResult:
-    return ReplayResult(it, i, "GET", f"/r/{i}", 200, verdict, 1.0, exchange_id=f"ex-{i}")
+def _r(it: int, i: int, verdict: str, trend: str = "") -> ReplayResult:
+    return ReplayResult(it, i, "GET", f"/r/{i}", 200, verdict, 1.0, exchange_id=f"ex-{i}",
+                        trend=trend)
 
 
-def test_trend_compares_with_the_last_finished_iteration() -> None:
+def test_the_trend_is_the_replays_and_the_dashboard_only_shows_it() -> None:
     st = DashboardState()
     st.apply_all([_r(0, 0, "pass"), _r(0, 1, "fail"), _r(0, 2, "pass")])
     st.apply(IterationFinished(0, "start", 2, 1, 0))
     assert "first iteration" in st.trend_line()
-    # a cancelled iteration is not a baseline
-    st.apply_all([_r(1, 0, "fail")])
+    st.apply_all([_r(1, 0, "fail", "newly failing")])
     st.apply(IterationFinished(1, "batch", 0, 1, 0, cancelled=True))
-    st.apply_all([_r(2, 0, "fail"), _r(2, 1, "pass"), _r(2, 2, "pass")])
-    assert [r.trend for r in st.results] == ["newly failing", "newly passing", ""]
-    st.apply(IterationFinished(2, "batch", 2, 1, 0))
+    # a request not seen before (ex-3) has no trend: the replay decided, the table shows
+    st.apply_all([_r(2, 0, "fail", "newly failing"), _r(2, 1, "pass", "newly passing"),
+                  _r(2, 2, "pass"), _r(2, 3, "fail")])
+    assert [r.trend for r in st.results] == ["newly failing", "newly passing", "", ""]
+    st.apply(IterationFinished(2, "batch", 2, 2, 0))
     assert st.trend_line().endswith("newly failing 1, newly passing 1")
-    assert st.verdict_line() == "iteration 2: FAIL 2/3"
+    assert st.verdict_line() == "iteration 2: FAIL 2/4"
     # a straggler of an older iteration changes nothing
     st.apply(_r(1, 5, "fail"))
-    assert len(st.results) == 3
+    assert len(st.results) == 4
 
 
 def test_logs_are_capped_and_counted() -> None:
@@ -70,3 +72,17 @@ def test_rule_candidates() -> None:
     assert rule_from_text("$.total: 25.0 → 26.0") == "$.total"
     assert rule_from_text("added $.x: 1") == "$.x"
     assert rule_from_text("status: 200 → 500") is None
+
+
+def test_safe_emit_returns_what_a_broken_view_raised() -> None:
+    from devbox.core.events import safe_emit
+
+    got: list[object] = []
+    assert safe_emit(got.append, Log("svc", "x")) is None and len(got) == 1
+    assert safe_emit(None, Log("svc", "x")) is None
+
+    def broken(ev: object) -> None:
+        raise RuntimeError("view bug")
+
+    err = safe_emit(broken, Log("svc", "x"))
+    assert isinstance(err, RuntimeError) and str(err) == "view bug"

@@ -141,6 +141,7 @@ def test_one_write_one_batch_and_its_plan(project: tuple[Path, Profile]) -> None
             assert b.first_event_at <= b.last_event_at <= b.delivered_at
             assert not b.capped
             plan = w.plan(b)
+            assert b.plan == plan  # the batch carries its plan: the engine applies it as is
             assert plan.action == "sync+restart"
             assert plan.sync_paths == (root / "svc/app.py",)
             assert plan.reason == "svc/app.py matched sync rule 'svc/**/*.py'"
@@ -224,6 +225,7 @@ def test_delete_counts_and_rename_is_delete_plus_add(project: tuple[Path, Profil
             b = await expect_batch(w)
             assert names(b, root) == {"svc/pkg/mod.py": "deleted"}
             plan = w.plan(b)
+            assert b.plan == plan  # the batch carries its plan: the engine applies it as is
             assert plan.action == "sync+restart"
             assert plan.deleted_paths == (root / "svc/pkg/mod.py",)
             assert plan.steps[0].change == "deleted"

@@ -39,6 +39,7 @@ from devbox.engine.driver import (
     replace_recorded_response,
 )
 from devbox.errors import NotFoundError, UsageError
+from devbox.replay.report import trend_of
 from devbox.store import write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,11 +133,18 @@ def iteration_events(profile: Profile, n: int, action: str,
                 "diffed": 553.0 + n}
     for stage in ("event", "applied", "ready"):
         events.append(StageTimed(n, stage, stage_ms[stage]))
+    def verdict_of(iteration: int, ex: Exchange) -> str:
+        assert ex.response is not None
+        actual = _actual(iteration, ex.id, ex.response)
+        return "fail" if diff_responses(ex.response, actual, rules) else "pass"
+
     for i, ex in enumerate(recorded_exchanges()):
         assert ex.response is not None
         actual = _actual(n, ex.id, ex.response)
         diffs = diff_responses(ex.response, actual, rules)
         verdict = "fail" if diffs else "pass"
+        # what the engine sends: the replay's trend against the previous iteration
+        trend = trend_of(verdict_of(n - 1, ex) if n > 0 else None, verdict)
         passed += verdict == "pass"
         failed += verdict == "fail"
         events.append(
@@ -152,6 +160,7 @@ def iteration_events(profile: Profile, n: int, action: str,
                 exchange_id=ex.id,
                 recorded=ex.response,
                 actual=actual,
+                trend=trend,
             )
         )
     for stage in ("replayed", "diffed"):

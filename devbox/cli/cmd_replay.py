@@ -383,9 +383,8 @@ def _learn(
         added = write_ignore_rules(
             profile.path, report.rules, comment="learned by devbox replay --learn-noise"
         )
-        output.info(
-            f"[green]added {len(added)} rule(s) to [replay] ignore in {profile.path}[/green]"
-        )
+        text = f"added {len(added)} rule(s) to [replay] ignore in {profile.path}"
+        output.info(f"[green]{output.escape(text)}[/green]")
     elif args.report != "json":
         output.info("not written: run again with --write to add them to the profile")
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape as rich_escape
 
 from devbox.errors import DevboxError
 
@@ -44,6 +45,12 @@ def err_console() -> Console:
     return _err_console
 
 
+def escape(text: object) -> str:
+    """User or profile text inside a line that uses markup: "[replay] ignore" stays
+    literal instead of being taken for a style tag (and swallowed)."""
+    return rich_escape(str(text))
+
+
 def info(message: str) -> None:
     """A progress or status line (stderr); silenced by --quiet."""
     if not QUIET:
@@ -65,6 +72,7 @@ def print_json(value: Any) -> None:
 def render_error(exc: DevboxError) -> None:
     """The one place a DevboxError becomes text on a terminal."""
     con = err_console()
-    con.print(f"[bold red]error:[/bold red] {exc.one_line()}", markup=True, highlight=False)
+    # the message and hint quote files, fields and values ("[service] port"): literal text
+    con.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False)
     if exc.hint and not os.environ.get("DEVBOX_NO_HINTS"):
-        con.print(f"[yellow]hint:[/yellow] {exc.hint}")
+        con.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}")

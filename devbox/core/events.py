@@ -8,9 +8,11 @@ becomes an event here. Pure: no I/O.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from devbox.core.diff import Difference
 from devbox.core.model import Response
 
 
@@ -21,6 +23,22 @@ def _now() -> float:
 @dataclass(frozen=True, slots=True)
 class Event:
     pass
+
+
+EventSink = Callable[[Event], None]
+
+
+def safe_emit(sink: EventSink | None, event: Event) -> Exception | None:
+    """Hand ``event`` to a view. A broken view must not stop the sandbox, a mock or a
+    runtime: its exception is returned (None when delivered) for the caller to report
+    the way it can (the engine logs it to the other views)."""
+    if sink is None:
+        return None
+    try:
+        sink(event)
+    except Exception as exc:  # any view error: the caller reports it
+        return exc
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,49 @@ class ReplayResult(Event):
     # and for "accept the actual response as the recording" (None when unknown)
     recorded: Response | None = None
     actual: Response | None = None
+    # against the previous iteration, decided by the replay (devbox.replay.report.trend_of):
+    # "newly failing" | "newly passing" | "still failing" | "" (views show it, never recompute)
+    trend: str = ""
+
+
+class LatencySummary(Protocol):
+    @property
+    def p50_ms(self) -> float: ...
+    @property
+    def p99_ms(self) -> float: ...
+
+
+class RequestOutcome(Protocol):
+    """One replayed request as views read it (``devbox.replay.RequestResult``)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def exchange_id(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def differences(self) -> tuple[Difference, ...]: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class IterationReport(Protocol):
+    """What views may read of an iteration's replay (``devbox.replay.ReplayReport``
+    implements it); typed here because the core cannot import the replay edge."""
+
+    @property
+    def passed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def latency(self) -> LatencySummary: ...
+    def failures(self) -> tuple[RequestOutcome, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +179,7 @@ class IterationFinished(Event):
     still_failing: tuple[str, ...] = ()
     stages: tuple[tuple[str, float], ...] = ()
     cancelled: bool = False
-    report: Any = None  # devbox.replay's report object, for views that show diffs
+    report: IterationReport | None = None  # the replay's report, for views that show diffs
 
     @property
     def verdict(self) -> str:

@@ -404,6 +404,20 @@ def plan_changes(
     return Planner(profile, dockerignore).plan(paths)
 
 
+def combine_plans(*plans: Plan) -> Plan:
+    """Several batches' plans as one, without classifying again: per path the newest step
+    wins (a file deleted after it was modified is deleted)."""
+    by_path: dict[Path, PlannedPath] = {}
+    for plan in plans:
+        for step in plan.steps:
+            by_path[step.abs_path] = step
+    steps = sorted(by_path.values(), key=lambda s: (-_STRENGTH[s.action], s.path))
+    return _summarize(tuple(steps))
+
+
+NO_CHANGES = Plan("nothing", (), "no files changed")
+
+
 def _summarize(steps: tuple[PlannedPath, ...]) -> Plan:
     if not steps:
         return Plan("nothing", steps, "no files changed")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devbox.core.nesting import MAX_DEPTH, too_deep_toml
 from devbox.core.redact import DEFAULT_RULES
 from devbox.errors import ConfigError, NotFoundError
 
@@ -384,14 +385,25 @@ def load_profile(name_or_path: str | Path, root: Path | None = None) -> Profile:
 
 def parse_profile(text: str, path: Path) -> Profile:
     fname = str(path)
+    deep = too_deep_toml(text)
+    if deep is not None:
+        # tomllib recurses per level: a RecursionError, not an answer, a few hundred down
+        raise ConfigError(f"a value nested more than {MAX_DEPTH} deep", file=fname, line=deep)
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError("a value nested too deeply", file=fname) from None
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"line (\d+)", msg)
         line = int(m.group(1)) if m else None
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         raise ConfigError(f"invalid TOML: {msg}", file=fname, line=line) from None
+    except ValueError:
+        # Python refuses to convert an integer of more than 4,300 digits
+        m = re.search(r"[0-9_]{4300,}", text)
+        line = text.count("\n", 0, m.start()) + 1 if m else None
+        raise ConfigError("a number too long to read", file=fname, line=line) from None
     ctx = _Ctx(fname, _LineIndex(text))
     top = ctx.table(
         data, "", ("name", "service", "dependency", "replay", "redact", "mocks", "record")

@@ -30,10 +30,13 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
+from devbox.core.nesting import closes_object, too_deep_json
 from devbox.errors import RecordingError
 
 FORMAT_VERSION = 1
 HEADER_KEY = "devbox_recording"
+# the general reader (Python's json) recurses per level; orjson's fast path reads 1,024
+_JSON_DEPTH = 400
 
 # version N -> function that upgrades one exchange dict from N to N+1
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -292,7 +295,7 @@ def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
         raise
     except KeyError as exc:
         raise RecordingError(f"missing required key {exc}", field=where) from None
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
         raise RecordingError(f"malformed exchange: {exc}", field=where) from None
 
 
@@ -385,6 +388,8 @@ def _general_objects(text: str) -> Iterator[tuple[int, Any]]:
             value, i = dec.raw_decode(text, i)
         except json.JSONDecodeError as exc:
             raise _Torn(line, f"{exc.msg} (column {exc.colno})", exc.lineno) from None
+        except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4,300 digits
+            raise RecordingError(f"unreadable value: {exc}", line=line) from None
         yield line, value
 
 
@@ -483,14 +488,21 @@ def _decode_general(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], 
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecordingError(f"not UTF-8 text: {exc}", file=filename) from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RecordingError(f"not UTF-8 text: {exc}", file=filename, line=line) from None
+    deep = too_deep_json(text, _JSON_DEPTH)
+    if deep is not None:  # Python's json recurses per level: refuse before it overflows
+        msg = f"a value nested more than {_JSON_DEPTH} deep"
+        raise RecordingError(msg, file=filename, line=deep)
     objects: list[tuple[int, Any]] = []
     try:
         for line, value in _general_objects(text):
             objects.append((line, value))
+    except RecordingError as exc:
+        raise RecordingError(exc.message, file=filename, line=exc.line) from None
     except _Torn as torn:
         rest = text[_offset_of_line(text, torn.line) :]
-        if "\n{" in rest or not objects or _closes(rest):
+        if "\n{" in rest or not objects or closes_object(rest):
             # there is more after the bad object, or the bad object is whole: that is
             # corruption, not a torn write
             raise RecordingError(
@@ -504,29 +516,6 @@ def decode_objects(data: bytes, filename: str) -> tuple[list[tuple[int, Any]], b
     """Every top-level JSON object of a recording file of any kind, with the line it starts
     on, and whether a torn final object (a killed writer) was dropped."""
     return _decode_general(data, filename)
-
-
-def _closes(text: str) -> bool:
-    """Whether the object starting ``text`` has its closing brace (strings respected)."""
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return True
-    return False
 
 
 def _offset_of_line(text: str, line: int) -> int:

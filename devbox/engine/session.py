@@ -29,7 +29,7 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,11 @@ from devbox.core.events import (
     Problem,
     ReplayResult,
     StageTimed,
+    safe_emit,
 )
 from devbox.core.model import Exchange, Request, Response
-from devbox.core.plan import FileChange, Plan, plan_changes
-from devbox.core.profile import Profile, load_profile
+from devbox.core.plan import NO_CHANGES, Plan
+from devbox.core.profile import MatchRules, Profile, load_profile
 from devbox.core.redact import Redactor
 from devbox.engine.driver import (
     MOCK_MODES,
@@ -53,9 +54,11 @@ from devbox.engine.driver import (
     find_exchange,
     replace_recorded_response,
 )
+from devbox.engine.jobs import Job, merge, sequence_lanes
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
+from devbox.replay.report import trend_of
 from devbox.runtime import Runtime, reap_orphans, select_runtime
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.store import load_dir
@@ -74,15 +77,6 @@ class EngineOptions:
     session: str | None = None
 
 
-@dataclass(slots=True)
-class _Job:
-    """One requested iteration: file changes to apply, or an explicit action."""
-
-    action: str  # "start" | "batch" | "replay" | "restart" | "rebuild"
-    changes: list[FileChange] = field(default_factory=list)
-    first_event_at: float = field(default_factory=time.monotonic)
-
-
 class Engine:
     """Implements ``devbox.engine.driver.EngineDriver``."""
 
@@ -96,10 +90,10 @@ class Engine:
         self._rt_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._queue: asyncio.Queue[Job] | None = None
         self._current: asyncio.Task[None] | None = None
         self._current_cancel: asyncio.Event | None = None
-        self._unapplied: list[FileChange] = []
+        self._unapplied = NO_CHANGES  # a taken job's plan until it is applied
         self._stopping = threading.Event()
         self._stopped = False
         self._watching = self.options.watch
@@ -110,6 +104,7 @@ class Engine:
         self._redactor = Redactor(profile.redact)
         self._inbound: list[Exchange] = []
         self._outbound: list[Exchange] = []
+        self._lanes: dict[str, str] = {}  # inbound id -> replay lane (see sequence_lanes)
         self.watch_info: str = ""
         self._watcher: Any = None  # devbox.watch.Watcher, imported lazily
         # when iteration 0 (action "start") had the service started and ready
@@ -133,16 +128,26 @@ class Engine:
     def fleet(self) -> MockFleet | None:
         return self._fleet
 
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight: no iteration running or queued, and the watcher holds no
+        change that is not yet a batch. Then the last result describes the files on disk
+        (a save whose event the kernel has not delivered yet is not known to anyone)."""
+        current, queue, watcher = self._current, self._queue, self._watcher
+        return (
+            (current is None or current.done())
+            and (queue is None or queue.empty())
+            and not (watcher is not None and watcher.pending)
+        )
+
     def subscribe(self, callback: Subscriber) -> None:
         self._subscribers.append(callback)
 
     def emit(self, event: Event) -> None:
         for cb in list(self._subscribers):
-            try:
-                cb(event)
-            except Exception as exc:  # a broken view must not stop the sandbox
-                if not isinstance(event, Log):
-                    self._log(f"a view failed on {type(event).__name__}: {exc}", "warning")
+            exc = safe_emit(cb, event)
+            if exc is not None and not isinstance(event, Log):
+                self._log(f"a view failed on {type(event).__name__}: {exc}", "warning")
 
     def _log(self, text: str, level: str = "info") -> None:
         self.emit(Log(source="devbox", text=text, level=level))
@@ -187,7 +192,7 @@ class Engine:
         self._check_stopping()
         self._start_marks = (("applied", applied), ("ready", ready))
         self._start_loop()
-        self._submit(_Job("start", first_event_at=t0), wait=True)
+        self._submit(Job("start", first_event_at=t0), wait=True)
 
     def _check_stopping(self) -> None:
         if self._stopping.is_set():
@@ -233,6 +238,7 @@ class Engine:
             )
         self._halt_loop()
         with self._rt_lock:  # an iteration's restart in a worker thread finishes first
+            rt.keep()  # the container's watchdog would remove it once devbox exits
             ports = fleet.ports()
             fleet.stop()
         p = self._profile
@@ -292,7 +298,7 @@ class Engine:
             for t in tasks:
                 t.cancel()
 
-    def _submit(self, job: _Job, wait: bool = False) -> None:
+    def _submit(self, job: Job, wait: bool = False) -> None:
         """Queue an iteration from any thread; with ``wait``, block until it has a result."""
         loop = self._loop
         if loop is None or self._stopping.is_set():
@@ -303,7 +309,7 @@ class Engine:
         if wait:
             self.wait_iteration(after)
 
-    def _enqueue(self, job: _Job) -> None:
+    def _enqueue(self, job: Job) -> None:
         assert self._queue is not None
         # a file change supersedes the iteration in flight (its result would describe
         # code that is no longer on disk); an explicit request waits its turn
@@ -328,8 +334,8 @@ class Engine:
                 async for batch in watcher:
                     if not self._watching:
                         continue
-                    job = _Job("batch", list(batch.changes), batch.first_event_at)
-                    self._enqueue(job)
+                    plan = batch.plan if batch.plan is not None else watcher.plan(batch)
+                    self._enqueue(Job("batch", plan, batch.first_event_at))
         except DevboxError as exc:
             self.emit(Problem(f"file watching stopped: {exc.message}", exc.hint))
 
@@ -339,10 +345,12 @@ class Engine:
             job = await self._queue.get()
             # coalesce everything queued meanwhile into one iteration on the newest state
             while not self._queue.empty():
-                job = _merge(job, self._queue.get_nowait())
-            if self._unapplied:
-                job = _merge(_Job("batch", self._unapplied, job.first_event_at), job)
-                self._unapplied = []
+                job = merge(job, self._queue.get_nowait())
+            if self._unapplied.steps:
+                job = merge(Job("batch", self._unapplied, job.first_event_at), job)
+            # until applied, the job's changes are owed: a newer batch may cancel the task
+            # before its first step (even before it starts running) and must inherit them
+            self._unapplied = job.plan
             self._current_cancel = asyncio.Event()
             self._current = asyncio.create_task(self._iterate(job, self._current_cancel))
             try:
@@ -354,7 +362,7 @@ class Engine:
                 self.emit(Problem(exc.message, exc.hint, getattr(exc, "logs", ())))
                 self._finish_failed(job)
 
-    def _finish_failed(self, job: _Job) -> None:
+    def _finish_failed(self, job: Job) -> None:
         ev = IterationFinished(self.iteration, job.action, 0, 0, 0)
         self._finished(ev)
 
@@ -366,7 +374,7 @@ class Engine:
 
     # ------------------------------------------------------------ one iteration
 
-    async def _iterate(self, job: _Job, cancel: asyncio.Event) -> None:
+    async def _iterate(self, job: Job, cancel: asyncio.Event) -> None:
         self.iteration += 1
         n = self.iteration
         t0 = job.first_event_at
@@ -377,11 +385,12 @@ class Engine:
             stages.append((name, ms))
             self.emit(StageTimed(n, name, ms))
 
-        plan = self._plan(job)
+        plan = job.plan  # the watcher's: decided once, when the batch was made
         action = plan.action if job.action == "batch" else job.action
         changed = plan.changed if job.action == "batch" else ()
         if job.action == "batch" and action == "nothing":
             self.iteration -= 1  # nothing to do is not an iteration
+            self._unapplied = NO_CHANGES
             return
         reason = plan.reason if job.action == "batch" else ""
         self.emit(IterationStarted(n, changed, action, reason))
@@ -393,15 +402,14 @@ class Engine:
                 self.emit(StageTimed(n, name, ms))
         else:
             stage("event")
-        pending = list(job.changes)
-        self._unapplied = pending
         try:
             await self._apply(action, plan)
         except asyncio.CancelledError:
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             raise
-        self._unapplied = []
-        stage("applied")
+        self._unapplied = NO_CHANGES
+        if action != "start":  # iteration 0's "applied" is when `up` started the service
+            stage("applied")
         if action in ("sync+restart", "rebuild", "restart", "reload-profile"):
             await self._blocking(self._wait_ready)
             stage("ready")
@@ -412,7 +420,9 @@ class Engine:
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             raise
         stage("replayed")
-        if report.cancelled:
+        # a newer batch arrived meanwhile (``_enqueue`` set ``cancel``): whatever this
+        # replay saw may be code no longer on disk, and the next iteration describes it
+        if report.cancelled or cancel.is_set():
             self._finished(IterationFinished(n, action, 0, 0, 0, cancelled=True))
             return
         trend = report.trend(self.last_report)
@@ -432,15 +442,6 @@ class Engine:
                 stages=tuple(stages),
                 report=report,
             )
-        )
-
-    def _plan(self, job: _Job) -> Plan:
-        if not job.changes:
-            return Plan(action="nothing", steps=(), reason="")
-        from devbox.watch import read_dockerignore
-
-        return plan_changes(
-            self._profile, job.changes, dockerignore=read_dockerignore(self._profile)
         )
 
     async def _blocking(self, fn: Callable[[], Any]) -> Any:
@@ -483,9 +484,13 @@ class Engine:
         p = self._profile
         self._inbound = load_dir(p.inbound_dir)
         outbound: list[Exchange] = []
+        calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
         for d in p.dependencies:
-            outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
+            linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
+            outbound.extend(linked)
+            calls[d.name] = (d.match, linked)
         self._outbound = outbound
+        self._lanes = sequence_lanes(calls)
 
     async def _reload_profile(self) -> bool:
         """Re-read the profile; recreate only what changed. An invalid edit keeps the old one.
@@ -536,6 +541,7 @@ class Engine:
         target = f"http://127.0.0.1:{rt.port}"
 
         recorded = {e.id: e.response for e in self._inbound}
+        before = self.last_report.verdict_map() if self.last_report is not None else {}
 
         def on_result(r: RequestResult) -> None:
             results.append(r)
@@ -553,6 +559,7 @@ class Engine:
                     exchange_id=r.exchange_id,
                     recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
                     actual=r.actual,
+                    trend=trend_of(before.get(r.exchange_id), r.verdict),
                 )
             )
 
@@ -566,6 +573,7 @@ class Engine:
             rules = {d.name: d.match for d in self._profile.dependencies}
         options = replace(
             self.options.replay_options,
+            ordered_lanes=self._lanes,
             outbound_rules=rules,
             normalize_outbound=self._normalize_outbound if journals else None,
         )
@@ -586,13 +594,13 @@ class Engine:
     # ------------------------------------------------------------ actions from views
 
     def replay_now(self) -> None:
-        self._submit(_Job("replay"), wait=True)
+        self._submit(Job("replay"), wait=True)
 
     def restart(self) -> None:
-        self._submit(_Job("restart"), wait=True)
+        self._submit(Job("restart"), wait=True)
 
     def rebuild(self) -> None:
-        self._submit(_Job("rebuild"), wait=True)
+        self._submit(Job("rebuild"), wait=True)
 
     def set_watching(self, on: bool) -> None:
         self._watching = on
@@ -642,20 +650,3 @@ class Engine:
                 if left is not None and left <= 0:
                     return None
                 self._iteration_done.wait(timeout=0.5 if left is None else min(left, 0.5))
-
-
-def _merge(a: _Job, b: _Job) -> _Job:
-    """Two requests as one: the union of their changes, the stronger explicit action."""
-    rank = {"replay": 0, "start": 0, "batch": 1, "restart": 2, "rebuild": 3}
-    changes = _union(a.changes, b.changes)
-    action = a.action if rank[a.action] >= rank[b.action] else b.action
-    if action in ("replay", "start") and changes:
-        action = "batch"
-    return _Job(action, changes, min(a.first_event_at, b.first_event_at))
-
-
-def _union(a: Iterable[FileChange], b: Iterable[FileChange]) -> list[FileChange]:
-    out: dict[Path, FileChange] = {}
-    for c in (*a, *b):
-        out[c.path] = c  # the newest kind wins (deleted after modified, ...)
-    return list(out.values())

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from devbox.core.events import Event, Log, MockStats, Problem
+from devbox.core.events import Event, Log, MockStats, Problem, safe_emit
 from devbox.core.profile import Profile
 from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
@@ -394,12 +394,7 @@ class MockFleet:
         return self._run(call(), timeout=30)
 
     def _emit(self, event: Event) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event)
-        except Exception:
-            pass
+        safe_emit(self.on_event, event)
 
     def __iter__(self) -> Iterator[MockServer]:
         return iter(self.servers.values())

@@ -15,7 +15,7 @@ independent and runs concurrently.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from devbox.core.model import Exchange, Request
@@ -96,11 +96,18 @@ def recorded_offsets(items: Sequence[Exchange]) -> list[float]:
     return out
 
 
-def schedule(items: Sequence[Exchange], pacing: Pacing) -> Iterator[Job]:
+def schedule(
+    items: Sequence[Exchange], pacing: Pacing, ordered: Mapping[str, str] | None = None
+) -> Iterator[Job]:
+    """``ordered``: exchange id -> lane of requests that must run one after another in
+    recorded order (e.g. their calls to a mock share a recorded sequence)."""
     n = len(items)
     if n == 0:
         return
-    lanes = [lane_key(ex.request) for ex in items]
+    ordered = ordered or {}
+    lanes = [
+        ("seq:" + ordered[ex.id]) if ex.id in ordered else lane_key(ex.request) for ex in items
+    ]
     offsets = recorded_offsets(items) if pacing.speed else []
     span = 0.0
     if offsets:

@@ -59,6 +59,17 @@ class RequestResult:
         return d
 
 
+def trend_of(before: str | None, now: str) -> str:
+    """A request's trend: its verdict now against the previous run's (None: it was not in
+    that run, or there was none). The one rule every view shows; no trend without a
+    baseline. "newly failing" | "newly passing" | "still failing" | "" (passing, as before)."""
+    if before is None:
+        return ""
+    if now == "pass":
+        return "newly passing" if before != "pass" else ""
+    return "newly failing" if before == "pass" else "still failing"
+
+
 @dataclass(frozen=True, slots=True)
 class Trend:
     """How this run compares with the previous one, by exchange id."""
@@ -146,14 +157,17 @@ class ReplayReport:
     def trend(self, previous: ReplayReport | None) -> Trend:
         now = self.verdicts()
         before = previous.verdicts() if previous is not None else {}
-        failing_now = [k for k, (v, _) in now.items() if v != "pass"]
         labels = {k: lbl for k, (_, lbl) in now.items()}
-        newly_failing = tuple(k for k in failing_now if before.get(k, ("pass", ""))[0] == "pass")
-        still_failing = tuple(k for k in failing_now if before.get(k, ("pass", ""))[0] != "pass")
-        newly_passing = tuple(
-            k for k, (v, _) in now.items() if v == "pass" and k in before and before[k][0] != "pass"
-        )
-        return Trend(newly_failing, newly_passing, still_failing, labels)
+        kinds = {k: trend_of(before[k][0] if k in before else None, v) for k, (v, _) in now.items()}
+
+        def of(kind: str) -> tuple[str, ...]:
+            return tuple(k for k, t in kinds.items() if t == kind)
+
+        return Trend(of("newly failing"), of("newly passing"), of("still failing"), labels)
+
+    def verdict_map(self) -> dict[str, str]:
+        """exchange id -> its worst verdict: the baseline of the next run's trend."""
+        return {k: v for k, (v, _) in self.verdicts().items()}
 
     def with_fail_if(self, violations: list[str] | tuple[str, ...]) -> ReplayReport:
         from dataclasses import replace

@@ -58,6 +58,8 @@ class ReplayOptions:
     # outbound check: per-dependency match rules, and a hook to normalize (redact) live calls
     outbound_rules: Mapping[str, MatchRules] = field(default_factory=dict)
     normalize_outbound: Callable[[str, Request], Request] | None = None
+    # exchange id -> lane: requests replayed one after another, in recorded order
+    ordered_lanes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pacing(self) -> Pacing:
@@ -115,7 +117,7 @@ class _Run:
         if keep == "auto":
             keep = "failures" if pacing.is_load else "all"
         self.keep_all = keep == "all"
-        self.jobs: Iterator[Job] = schedule(items, pacing)
+        self.jobs: Iterator[Job] = schedule(items, pacing, options.ordered_lanes)
         self.prepared: list[Prepared | None] = [None] * len(items)
         self.expected: list[ExpectedResponse | None] = [None] * len(items)
         self.busy: dict[Hashable, deque[Job]] = {}

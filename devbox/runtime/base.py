@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from devbox.core.events import Event, Log, ServiceState
+from devbox.core.events import Event, Log, ServiceState, safe_emit
 from devbox.core.profile import Profile
 from devbox.runtime.readiness import LogWatch
 
@@ -51,6 +51,9 @@ class Runtime(Protocol):
 
     def stop(self) -> None:
         """Stop and remove everything this runtime started. Idempotent."""
+
+    def keep(self) -> None:
+        """What runs is to outlive this process ("quit, keep running"): stop guarding it."""
 
     def describe(self) -> str:
         """The image or the command, for the UI."""
@@ -122,12 +125,11 @@ class RuntimeBase:
     def state(self) -> str:
         return self._state
 
+    def keep(self) -> None:
+        """Nothing guards a process-runtime child: it ends with devbox anyway."""
+
     def emit(self, event: Event) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(event)
-            except Exception:  # a broken view must not take the service down with it
-                pass
+        safe_emit(self._on_event, event)  # a broken view must not take the service down
 
     def set_state(self, state: str, detail: str = "") -> None:
         self._state = state

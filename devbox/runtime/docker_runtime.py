@@ -32,7 +32,6 @@ Theory of operation
 
 from __future__ import annotations
 
-import calendar
 import io
 import os
 import re
@@ -43,11 +42,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from devbox.core.events import BuildProgress
+from devbox.core.events import BuildProgress, Problem
 from devbox.core.profile import Profile
 from devbox.errors import ConfigError, EngineError
 from devbox.runtime.base import EventSink, RuntimeBase, merged_env
 from devbox.runtime.base_image import BASE_REPO
+from devbox.runtime.docker_logs import LogFollower
 from devbox.runtime.engine import api_errors, client
 from devbox.runtime.ownership import (
     L_CONFIG_HASH,
@@ -60,6 +60,7 @@ from devbox.runtime.ownership import (
 )
 from devbox.runtime.process_runtime import port_busy_error, port_in_use
 from devbox.runtime.readiness import wait_until_ready
+from devbox.runtime.reaper import Reaper
 from devbox.runtime.rootfs_sync import UnsafeTarget, write_files
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -99,15 +100,6 @@ def bridge_env(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _ts_ns(stamp: bytes) -> int:
-    """RFC 3339 with nanoseconds (what the engine prefixes log lines with) -> ns since epoch."""
-    s = stamp.decode("ascii", "replace")
-    secs = calendar.timegm(time.strptime(s[:19], "%Y-%m-%dT%H:%M:%S"))
-    frac = re.match(r"\.(\d+)", s[19:])
-    ns = int((frac.group(1) + "000000000")[:9]) if frac else 0
-    return secs * 1_000_000_000 + ns
-
-
 class DockerRuntime(RuntimeBase):
     kind = "docker"
 
@@ -138,7 +130,8 @@ class DockerRuntime(RuntimeBase):
         self.container_name = f"devbox-{profile.name}-{profile.service.name}-{session}"
         self._env: dict[str, str] = {}
         self._lock = threading.RLock()
-        self._follower: _LogFollower | None = None
+        self._follower: LogFollower | None = None
+        self._reaper: Reaper | None = None
         # sync writes into the container's mounted root when it can (see rootfs_sync.py)
         self.fast_sync = os.environ.get("DEVBOX_SYNC", "") != "archive"
         self._merged: Path | None = None
@@ -460,8 +453,11 @@ class DockerRuntime(RuntimeBase):
                 stop_timeout=self.stop_timeout_s,
             )
         self.container_id = str(created["Id"])
+        # the container dies with this process, even after kill -9 (see reaper.py)
+        log = self.profile.root / ".devbox" / "logs" / f"reaper-{self._session}.log"
+        self._reaper = Reaper.spawn(self.container_id, log)
         self._merged = None
-        self._follower = _LogFollower(self, self.container_id)
+        self._follower = LogFollower(self, self.container_id)
         try:
             with api_errors("starting the container"):
                 self.api.start(self.container_id)
@@ -530,8 +526,8 @@ class DockerRuntime(RuntimeBase):
     def _remove_container(self) -> None:
         import docker.errors
 
-        cid, follower = self.container_id, self._follower
-        self.container_id, self._follower = None, None
+        cid, follower, reaper = self.container_id, self._follower, self._reaper
+        self.container_id, self._follower, self._reaper = None, None, None
         if follower is not None:
             follower.stop()
         if cid is None:
@@ -539,7 +535,7 @@ class DockerRuntime(RuntimeBase):
         try:
             self.api.stop(cid, timeout=self.stop_timeout_s)
         except docker.errors.NotFound:
-            return
+            pass
         except docker.errors.APIError:
             pass
         with api_errors("removing the container"):
@@ -547,8 +543,31 @@ class DockerRuntime(RuntimeBase):
                 self.api.remove_container(cid, v=True, force=True)
             except docker.errors.NotFound:
                 pass
+        if reaper is not None:
+            reaper.disarm()  # after the removal: a kill meanwhile still leaves nothing
         if follower is not None:
             follower.join(1.0)
+
+    def keep(self) -> None:
+        """The container is to outlive this process ("quit, keep running")."""
+        with self._lock:
+            reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.disarm()
+
+    def container_vanished(self, cid: str) -> None:
+        """The log follower found the container removed by someone else while we ran it."""
+        if cid != self.container_id or self._state == "stopped":
+            return
+        self.set_state("stopped", "container removed from outside devbox")
+        self.emit(
+            Problem(
+                f"the container of {self.service.name} ({self.container_name}) was removed "
+                "while devbox was running it",
+                hint="`devbox down` or `docker rm` from another terminal? a rebuild (b in "
+                "the dashboard) or a new `devbox up` starts a new one",
+            )
+        )
 
     def _sync_base(self) -> Path:
         if self.service.build is not None:
@@ -573,79 +592,3 @@ def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "explanation", None) or exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-class _LogFollower:
-    """Follows one container's log stream in a thread, across restarts, without duplicates."""
-
-    def __init__(self, runtime: DockerRuntime, cid: str) -> None:
-        self.rt = runtime
-        self.cid = cid
-        self._stop = threading.Event()
-        self._kick = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"devbox-logs-{runtime.service.name}", daemon=True
-        )
-        self.last_ns = 0
-        self._seen_at_last: set[bytes] = set()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def kick(self) -> None:
-        self._kick.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._kick.set()
-
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        import docker.errors
-
-        api = self.rt.api
-        while not self._stop.is_set():
-            self._kick.clear()
-            try:
-                since = self.last_ns / 1e9 if self.last_ns else None
-                stream = api.logs(self.cid, stream=True, follow=True, timestamps=True,
-                                  stdout=True, stderr=True, since=since)
-                pending = b""
-                for chunk in stream:
-                    pending += chunk
-                    while b"\n" in pending:
-                        line, pending = pending.split(b"\n", 1)
-                        self._line(line)
-                    if self._stop.is_set():
-                        return
-                if pending:
-                    self._line(pending)
-            except docker.errors.NotFound:
-                return
-            except Exception:
-                if self._stop.wait(0.2):
-                    return
-            # the stream ends when the container stops; a restart kicks us to follow again
-            self._kick.wait(0.25)
-
-    def _line(self, raw: bytes) -> None:
-        stamp, _, text = raw.partition(b" ")
-        try:
-            ns = _ts_ns(stamp)
-        except (ValueError, OverflowError):
-            self.rt.log_line(raw.decode("utf-8", "replace"))
-            return
-        if ns < self.last_ns:
-            return
-        if ns == self.last_ns:
-            if raw in self._seen_at_last:
-                return
-        else:
-            self.last_ns = ns
-            self._seen_at_last = set()
-        self._seen_at_last.add(raw)
-        self.rt.log_line(text.decode("utf-8", "replace"), at=ns / 1e9,
-                         generation=self.rt.generation_for(ns))

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from devbox.core.events import Problem
 from devbox.core.profile import Profile
 from devbox.errors import ConfigError, EngineError
 from devbox.runtime.base import EventSink, RuntimeBase, merged_env
@@ -291,13 +292,15 @@ class ProcessRuntime(RuntimeBase):
         assert proc.stdout is not None
         self._pump = threading.Thread(
             target=self._pump_lines,
-            args=(proc.stdout, generation),
+            args=(proc.stdout, generation, proc),
             name=f"devbox-log-{self.service.name}",
             daemon=True,
         )
         self._pump.start()
 
-    def _pump_lines(self, stream: IO[bytes], generation: int) -> None:
+    def _pump_lines(
+        self, stream: IO[bytes], generation: int, proc: subprocess.Popen[bytes]
+    ) -> None:
         try:
             for raw in iter(stream.readline, b""):
                 self.log_line(raw.decode("utf-8", "replace"), generation=generation)
@@ -305,6 +308,26 @@ class ProcessRuntime(RuntimeBase):
             pass
         finally:
             stream.close()
+        self._ended_under_us(proc)
+
+    def _ended_under_us(self, proc: subprocess.Popen[bytes]) -> None:
+        """The service's output ended while it was ready and ours: say it is gone (killed
+        by `devbox down` from another terminal, or it crashed between iterations)."""
+        try:
+            code = proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return  # it closed its output but runs on
+        if self._proc is not proc or self._state != "ready":
+            return  # a restart or a stop of ours, or wait_ready reports it
+        why = _exit_reason(code)
+        self.set_state("crashed", why)
+        self.emit(
+            Problem(
+                f"{self.service.name} {why} while devbox was running it",
+                hint="`devbox down` from another terminal? the next change or a restart "
+                "(r in the dashboard) starts it again",
+            )
+        )
 
     def check_alive(self) -> str | None:
         proc = self._proc

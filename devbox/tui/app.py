@@ -16,6 +16,7 @@ on a Textual thread worker; its outcome comes back as a message, never through
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -30,6 +31,7 @@ from textual import on
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.css.query import NoMatches
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -153,8 +155,24 @@ class DevboxApp(App[int]):
         if self.autostart:
             self._start_engine()
 
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        # devbox's messages quote profiles and paths ("added to [replay] ignore"): plain
+        # text unless a caller asks for markup
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def _base(self) -> Screen[object] | None:
+        """The dashboard's own screen, whatever is on top of it (a diff, the help, a
+        confirmation); None before it exists and while the app shuts down. The
+        ``self.query_one`` of an App searches only the screen on top."""
+        stack = self.screen_stack
+        return stack[0] if stack else None
+
     def _panel(self, tab_id: str) -> Panel:
-        return self.query_one(f"#{tab_id}-panel", Panel)
+        base = self._base()
+        if base is None:
+            raise NoMatches(f"no dashboard screen for #{tab_id}-panel")
+        return base.query_one(f"#{tab_id}-panel", Panel)
 
     def _theme_changed(self, theme: Theme) -> None:
         self.palette = Palette.from_variables(self.get_css_variables())
@@ -240,21 +258,27 @@ class DevboxApp(App[int]):
                     style="" if st.watching else p.warning)
         text.append("  ")
         line = st.verdict_line()
-        style = p.error if "FAIL" in line or st.phase == "start failed" else (
-            p.success if "PASS" in line else p.warning)
+        # the colour is the verdict's (IterationFinished.verdict), never a word in the text
+        verdict = st.last_finished.verdict if st.last_finished is not None else ""
+        style = p.error if verdict in ("FAIL", "ERROR") or st.phase == "start failed" else (
+            p.success if verdict == "PASS" else p.warning)
         text.append(line, style=f"bold {style}")
         if st.problems:
             n = len(st.problems)
             text.append(f"  {n} problem{'s' if n > 1 else ''}", style=p.error)
-        self.query_one("#status", Static).update(text)
+        base = self._base()
+        with contextlib.suppress(NoMatches):  # not composed yet, or shutting down
+            if base is not None:
+                base.query_one("#status", Static).update(text)
 
     def _second(self) -> None:
-        services = self._panel("services")
-        assert isinstance(services, ServicesPanel)
+        # a timer: it fires whatever screen is on top, and during shutdown
         try:
+            services = self._panel("services")
+            assert isinstance(services, ServicesPanel)
             services.tick(self.state)
         except NoMatches:
-            pass  # not composed yet; the next second will do
+            pass  # not composed yet, or gone; the next second will do
 
     # ------------------------------------------------------------ engine calls
 
@@ -355,7 +379,12 @@ class DevboxApp(App[int]):
 
     def action_show_tab(self, tab_id: str) -> None:
         self._user_picked_tab = True
-        self.query_one(TabbedContent).active = f"tab-{tab_id}"
+        base = self._base()
+        if base is None:
+            return
+        base.query_one(TabbedContent).active = f"tab-{tab_id}"
+        if base is not self.screen:
+            return  # a screen on top keeps its focus; the tab is shown when it closes
         # a widget in a hidden pane cannot take focus, and the focused one drags its
         # pane back into view: let go now, focus the new pane once it is shown
         self.set_focus(None)

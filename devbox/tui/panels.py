@@ -325,7 +325,8 @@ class ReplayPanel(Panel):
 
     def _cells(self, row: ResultRow, palette: Palette) -> list[Any]:
         r = row.result
-        trend_style = palette.error if row.trend == "newly failing" else palette.success
+        trend_style = {"newly failing": palette.error, "still failing": palette.warning}.get(
+            row.trend, palette.success)
         return [
             str(r.index),
             r.method,

@@ -68,7 +68,7 @@ class IterationRow:
 @dataclass(frozen=True, slots=True)
 class ResultRow:
     result: ReplayResult
-    trend: str  # "" | "newly failing" | "newly passing"
+    trend: str  # ReplayResult.trend: "" | "newly failing" | "newly passing" | "still failing"
 
     @property
     def key(self) -> str:
@@ -217,14 +217,7 @@ class DashboardState:
             self._trend_base = self._baseline
         elif r.iteration < self.results_iteration:
             return  # a straggler of a superseded iteration
-        before = self._trend_base.get(result_key(r))
-        trend = ""
-        if before is not None:
-            if before == "pass" and r.verdict != "pass":
-                trend = "newly failing"
-            elif before != "pass" and r.verdict == "pass":
-                trend = "newly passing"
-        row = ResultRow(r, trend)
+        row = ResultRow(r, r.trend)  # decided by the replay, shown as it is
         self.results.append(row)
         self.new_results.append(row)
         self.counts[r.verdict] = self.counts.get(r.verdict, 0) + 1

@@ -147,6 +147,8 @@ class Batch:
     delivered_at: float
     capped: bool = False  # delivered because cap_ms ran out while changes kept coming
     events: int = 0  # raw events folded into this batch
+    # what the batch means for the service, decided here once (None without a planner)
+    plan: Plan | None = None
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -301,6 +303,11 @@ class Watcher:
     @property
     def mode(self) -> str:
         return "polling" if self._polling else native_mode()
+
+    @property
+    def pending(self) -> bool:
+        """Changes have arrived that no batch has handed out yet (one is forming)."""
+        return bool(self._pending)
 
     @property
     def planner(self) -> Planner | None:
@@ -792,7 +799,8 @@ class Watcher:
         chunks = [self._pending.popleft() for _ in range(taken)]
         delivered = time.monotonic()
         changes, events = self._net_changes(chunks)
-        return Batch(changes, first, last, delivered, capped, events)
+        plan = self.plan(changes) if self._planner is not None and changes else None
+        return Batch(changes, first, last, delivered, capped, events, plan)
 
     def _net_changes(self, chunks: Sequence[_Chunk]) -> tuple[tuple[FileChange, ...], int]:
         """Each path's events reduced to what happened to it over the whole batch."""
