@@ -468,3 +468,17 @@ def test_nothing_planted_survives_a_har_import(tmp_path: Path) -> None:
     # and the placeholders are there, named by kind
     for kind in ("auth", "cookie", "token", "secret", "email", "card", "aws-key"):
         assert f"<redacted:{kind}:" in written, kind
+
+
+def test_redact_value_by_name_and_by_format() -> None:
+    from devbox.core.redact import redact_value
+
+    r = red()
+    assert PLACEHOLDER_RE.fullmatch(r.value("password", "hunter2"))
+    assert r.value("password", "hunter2") == r.value("PASSWORD", "hunter2")
+    assert r.value("city", "Paris") == "Paris"
+    assert "alice@example.com" not in r.value("note", "mail alice@example.com")
+    assert r.value("", "plain") == "plain"
+    once = r.value("api_key", "abc123")
+    assert r.value("api_key", once) == once
+    assert PLACEHOLDER_RE.fullmatch(redact_value("client_secret", "s3cr3t"))

@@ -400,6 +400,23 @@ class Redactor:
     def exchanges(self, exchanges: Iterable[Exchange]) -> list[Exchange]:
         return [self.exchange(e) for e in exchanges]
 
+    def value(self, name: str, value: str) -> str:
+        """One value of a named field, for protocols other than HTTP (a Redis key's value, a
+        Postgres column or startup parameter, a message header): the whole value becomes a
+        placeholder when ``name`` denotes a credential (``password``, ``api_key``, a profile
+        ``[redact] json``/``query`` name), otherwise only the secrets found in it by their
+        format (tokens, keys, e-mails, cards, URL credentials) are replaced. An empty
+        ``name`` means "no name": value rules only. Idempotent, stable like every
+        placeholder."""
+        if not value or PLACEHOLDER_RE.fullmatch(value):
+            return value
+        low = name.lower()
+        if low and (low in self._custom_json_names or low in self._custom_query):
+            return self._hit("profile:json", _kind_of(name), value)
+        if low and "secret-field" in self.enabled and is_secret_name(name):
+            return self._hit("secret-field", "secret", value)
+        return self.text(value)
+
     # ------------------------------------------------------------ internals
 
     def _hit(self, rule: str, kind: str, secret: str) -> str:
@@ -727,6 +744,23 @@ class Redactor:
         if isinstance(v, int | float):
             return self._hit(rule, kind, json.dumps(v))
         return v
+
+
+_DEFAULT_REDACTOR: list[Redactor] = []
+
+
+def redact_value(name: str, value: str, redactor: Redactor | None = None) -> str:
+    """Redact one value given the name of the field it is in: see ``Redactor.value``.
+
+    The entry point for protocol kinds that are not HTTP. Pass the profile's redactor
+    (``Redactor(profile.redact)``, made once per session: it caches) so the profile's
+    own rules and key apply; without one, the default rules and key are used.
+    """
+    if redactor is None:
+        if not _DEFAULT_REDACTOR:
+            _DEFAULT_REDACTOR.append(Redactor())
+        redactor = _DEFAULT_REDACTOR[0]
+    return redactor.value(name, value)
 
 
 def _reserialize(original: bytes, old: Any, new: Any) -> bytes:
