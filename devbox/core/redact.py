@@ -55,6 +55,7 @@ from devbox.core.redact_text import (
     PLACEHOLDER_RE,
     Context,
     TextScanner,
+    body_may_hold_secret,
     is_card_number,
     luhn_ok,
 )
@@ -496,6 +497,9 @@ class Redactor:
         if is_schema_document(value):
             # an OpenAPI / JSON Schema document: names are documentation, not data
             new = self._json_doc(value)
+        elif not (self._patterns or self._custom_json_paths or body_may_hold_secret(body)):
+            # no string in this body can hold what a text rule looks for: only names matter
+            new = self._json_names(value)
         else:
             new = self._json(value, ())
         if new is value:
@@ -522,6 +526,33 @@ class Redactor:
         if isinstance(value, str):
             red = self._data_value(value)
             return value if red == value else red
+        return value
+
+    def _json_names(self, value: Any) -> Any:
+        """``_json`` for a body whose strings hold nothing for the text rules, with no
+        profile patterns or JSON paths: only fields named like secrets are replaced."""
+        if isinstance(value, dict):
+            if is_schema_object(value):
+                return value
+            changed = False
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k.lower() in self._custom_json_names:
+                    nv = self._wipe(v, "profile:json", kind_of(k))
+                elif "secret-field" in self.enabled and is_secret_name(k):
+                    nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
+                elif isinstance(v, dict | list):
+                    nv = self._json_names(v)
+                else:
+                    nv = v
+                if nv is not v:
+                    changed = True
+                out[k] = nv
+            return out if changed else value
+        if isinstance(value, list):
+            items = [self._json_names(v) for v in value]
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                return items
         return value
 
     def _json_doc(self, value: Any) -> Any:

@@ -243,7 +243,7 @@ def is_schema_object(value: Any) -> bool:
     """A JSON Schema / OpenAPI object (``{"type": "string", "format": "password"}``,
     ``{"$ref": ...}``, ``{"type": "apiKey", "in": "header", ...}``): every key a schema
     keyword, and a schema ``type`` or a ``$ref``."""
-    if not isinstance(value, Mapping) or not value:
+    if not isinstance(value, Mapping) or ("type" not in value and "$ref" not in value):
         return False
     if not all(isinstance(k, str) and (k in _SCHEMA_KEYS or k.startswith("x-")) for k in value):
         return False

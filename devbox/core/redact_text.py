@@ -88,10 +88,38 @@ _GENERIC = (
 )
 
 _NAME_GROUPS = frozenset({"kv_val", "jk_val", "ck_val", "xk_val"})
-_TRIGGER = re.compile(
-    r"[@=]|earer|-----BEGIN|[A-Za-z0-9_\-+/.~%]{16}|\d(?:[ -]?\d){12}"
-    r"|(?i:pass|secret|token|key|auth|credential|pwd)[A-Za-z0-9_.\-]{0,40}:"
-)
+# Every rule needs one of these to match at all; plain substring tests (a few tens of
+# nanoseconds each) rule out most strings long before the big expression would.
+_LITERALS = ("@", "=", "earer", "-----begin", "pass", "secret", "token", "key", "auth", "pwd")
+_RUN16 = re.compile(r"[a-z0-9_\-+/.~%]{16}")
+_DIGITS13 = re.compile(r"[0-9][0-9 \-]{12}")
+_BLITERALS = (b"\\", *(x.encode("ascii") for x in _LITERALS))
+_BRUN16 = re.compile(_RUN16.pattern.encode("ascii"))
+_BDIGITS13 = re.compile(_DIGITS13.pattern.encode("ascii"))
+
+
+def may_hold_secret(s: str) -> bool:
+    """False when no text rule can match anywhere in ``s`` (a cheap test)."""
+    low = s.lower()
+    for lit in _LITERALS:
+        if lit in low:
+            return True
+    return _RUN16.search(low) is not None or _DIGITS13.search(low) is not None
+
+
+def body_may_hold_secret(body: bytes) -> bool:
+    """The same test over the raw bytes of a JSON body: a string in it can only hold a
+    trigger if the bytes do, when they are ASCII and no escape (a backslash) can split
+    or make one."""
+    if not body.isascii():
+        return True
+    low = body.lower()
+    for lit in _BLITERALS:
+        if lit in low:
+            return True
+    return _BRUN16.search(low) is not None or _BDIGITS13.search(low) is not None
+
+
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _PCT_RUN = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
 _HASHLIKE = re.compile(r"(?:sha|md)\d*[-=]", re.I)
@@ -213,7 +241,7 @@ class TextScanner:
 
     def sub(self, s: str, hit: Hit, depth: int = 0) -> str:
         """``s`` with every secret replaced by ``hit``'s placeholder."""
-        if self._re is None or not s or _TRIGGER.search(s) is None:
+        if self._re is None or not s or not may_hold_secret(s):
             return s
         out = self._re.sub(lambda m: self._one(m, hit), s)
         if self._encoded and depth < 2:
@@ -222,7 +250,7 @@ class TextScanner:
 
     def find(self, s: str) -> list[tuple[int, int, str]]:
         """(start, end, kind) of each secret in ``s``, as ``sub`` would replace it."""
-        if self._re is None or not s or _TRIGGER.search(s) is None:
+        if self._re is None or not s or not may_hold_secret(s):
             return []
         found: list[tuple[int, int, str]] = []
         for m in self._re.finditer(s):
