@@ -43,6 +43,7 @@ from devbox.core.model import Exchange, Headers, Request, Response, header_get
 from devbox.core.redact_names import (
     Step,
     header_is_credential,
+    header_is_not_credential,
     is_schema_document,
     is_schema_object,
     is_secret_name,
@@ -58,8 +59,9 @@ from devbox.core.redact_text import (
     body_may_hold_secret,
     is_card_number,
     luhn_ok,
+    shaped,
 )
-from devbox.core.secret_formats import format_of, kept_prefix, looks_random
+from devbox.core.secret_formats import looks_random
 from devbox.errors import ConfigError
 
 __all__ = [
@@ -267,10 +269,7 @@ class Redactor:
 
     def _secret(self, rule: str, kind: str, value: str) -> str:
         """A whole value that is a secret by its name, shaped when it has a known format."""
-        fmt = format_of(value)
-        if fmt is not None:
-            return kept_prefix(fmt.id, value) + self._hit(rule, fmt.id, value)
-        return self._hit(rule, kind, value)
+        return shaped(value, self._hit, rule, kind)
 
     def _data_value(self, value: str) -> str:
         """A whole data value (header, query, form field, JSON string) under a neutral name."""
@@ -387,6 +386,8 @@ class Redactor:
             return self._cookie_pair(first.strip()) + sep + attrs
         if "token-header" in self.enabled and header_is_credential(low):
             return value if _is_redacted(value) else self._secret("token-header", "token", value)
+        if header_is_not_credential(low):
+            return self.text(value)  # a nonce or a key that is no credential: formats only
         return self._data_value(value)
 
     def _cookie_pair(self, pair: str) -> str:

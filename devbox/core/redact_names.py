@@ -167,6 +167,11 @@ _NOT_CREDENTIAL = frozenset(
 )
 
 
+def header_is_not_credential(name: str) -> bool:
+    """Named like a credential, and by its meaning not one (lower-case name)."""
+    return name in _NOT_CREDENTIAL or name.startswith(_NOT_CREDENTIAL_PREFIXES)
+
+
 @lru_cache(maxsize=4096)
 def header_is_credential(name: str) -> bool:
     """Whether a header (lower-case name) holds a credential by its meaning."""

@@ -82,7 +82,7 @@ _XML_KV = (
     r"(?P<xk_val>[^<>]{1,1024})(?=</(?P=xk_name)>)"
 )
 _GENERIC = (
-    r"(?P<gk>(?i:[A-Za-z_$][A-Za-z0-9_$.\-]{0,40}?(?:secret|token|passw(?:or)?d|api_?key"
+    r"(?P<gk>(?i:(?:[A-Za-z_$][A-Za-z0-9_$.\-]{0,40}?)?(?:secret|token|passw(?:or)?d|api_?key"
     r"|access_?key|auth_?key|private_?key|credentials?)[A-Za-z0-9_]{0,10})[\"']?\s*(?::=|=>|:|=)"
     r"\s*[\"'`])(?P<gk_val>[A-Za-z0-9_\-+/=.~]{16,256})(?=[\"'`])"
 )
@@ -199,6 +199,25 @@ def _card_span(text: str) -> tuple[int, int] | None:
 
 def _is_redacted(value: str) -> bool:
     return "<redacted:" in value and PLACEHOLDER_RE.search(value) is not None
+
+
+_JWT_WHOLE = re.compile(r"(eyJ[A-Za-z0-9_-]{4,}\.)eyJ[A-Za-z0-9_-]{4,}\.([A-Za-z0-9_-]*)")
+
+
+def shaped(value: str, hit: Hit, rule: str, kind: str) -> str:
+    """A whole value that is a secret (by its name): shaped like its format when it has
+    one, so ``sk_live_<redacted:…>`` keeps its prefix and a JWT keeps three parts."""
+    from devbox.core.secret_formats import format_of
+
+    fmt = format_of(value)
+    if fmt is not None:
+        return kept_prefix(fmt.id, value) + hit(rule, fmt.id, value)
+    m = _JWT_WHOLE.fullmatch(value)
+    if m is not None:
+        sig = m.group(2)
+        tail = hit(rule, "jwt-sig", sig) if sig else ""
+        return m.group(1) + hit(rule, "jwt", value) + "." + tail
+    return hit(rule, kind, value)
 
 
 class TextScanner:
@@ -328,22 +347,21 @@ class TextScanner:
         return whole
 
     def _token(self, tok: str, hit: Hit, rule: str, kind: str) -> str:
-        """A whole value that is a secret: shaped by its format when it has one."""
-        from devbox.core.secret_formats import format_of
-
-        fmt = format_of(tok)
-        if fmt is not None:
-            return kept_prefix(fmt.id, tok) + hit(rule, fmt.id, tok)
-        return hit(rule, kind, tok)
+        return shaped(tok, hit, rule, kind)
 
     def _values_only(self, val: str, hit: Hit) -> str:
         if self._re is None:
             return val
-        # the name alternative consumed this value; rescan it without the name rules (out
-        # of its context a placeholder's "secret:0a1b…" would read as a name and a value)
-        return self._re.sub(
-            lambda m: m.group(0) if m.lastgroup in _NAME_GROUPS else self._one(m, hit), val
-        )
+        # the name alternative consumed this value; rescan it, with names inside it read
+        # as neutral (out of its context a placeholder's "secret:0a1b…" would read as a
+        # name and a value); the value of each is strictly shorter, so this ends
+        return self._re.sub(lambda m: self._neutral(m, hit), val)
+
+    def _neutral(self, m: re.Match[str], hit: Hit) -> str:
+        group = m.lastgroup
+        if group in _NAME_GROUPS:
+            return m.group(group[:-4]) + self._values_only(m.group(group), hit)
+        return self._one(m, hit)
 
     # ------------------------------------------------------------ encoded text
 

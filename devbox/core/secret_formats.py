@@ -276,6 +276,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{20,512}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _WORDY = re.compile(r"[a-z]{4,}")
+_HASHLIKE = re.compile(r"(?:sha|md)\d*[-=]", re.I)  # sha512-… subresource integrity
 
 
 def looks_random(value: str) -> bool:
@@ -292,6 +293,6 @@ def looks_random(value: str) -> bool:
         and any(c.isdigit() for c in value)
     ):
         return False
-    if len(_WORDY.findall(value)) > 2 or value.startswith(("/", "http")):
+    if len(_WORDY.findall(value)) > 2 or value.startswith(("/", "http")) or _HASHLIKE.match(value):
         return False
     return shannon_entropy(value) >= (3.5 if len(value) < 32 else 4.0)
