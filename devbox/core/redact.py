@@ -30,7 +30,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from types import MappingProxyType
@@ -166,6 +166,8 @@ class Redactor:
         self.enabled = frozenset(r for r in DEFAULT_RULES if r not in rules.disable)
         self.rules = rules
         self._counts: Counter[str] = Counter()
+        # told of every replacement (rule, kind, secret): `devbox scan` reports from it
+        self.on_hit: Callable[[str, str, str], None] | None = None
         self._cache: dict[str, str] = {}
         # (name, value) header pairs this redactor leaves as they are: traffic repeats the
         # same Content-Type, Host, Accept... on every exchange, so each is examined once.
@@ -265,6 +267,8 @@ class Redactor:
 
     def _hit(self, rule: str, kind: str, secret: str) -> str:
         self._counts[rule] += 1
+        if self.on_hit is not None:
+            self.on_hit(rule, kind, secret)
         return self.placeholder(kind, secret)
 
     def _secret(self, rule: str, kind: str, value: str) -> str:

@@ -67,7 +67,7 @@ _EMAIL = (
 _CARD = r"(?P<card>(?<![\w.,])\d(?:[ -]?\d){12,18}(?!\w|[.,]\d))"
 _KV = (
     r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})=)"
-    r"(?P<kv_val>[^&#\s\"'<>;,]+)"
+    r"(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|[^&#\s\"'<>;,])+)"
 )
 _JSON_KV = (
     r"(?P<jk>\\?\"(?P<jk_name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?\"\s*:\s*\\?\")"
@@ -75,7 +75,8 @@ _JSON_KV = (
 )
 _COLON_KV = (
     r"(?P<ck>(?<![A-Za-z0-9_.\-:<])(?P<ck_name>[A-Za-z][A-Za-z0-9_.\-]{0,63}):[ \t]*)"
-    r"(?![Bb]earer\s|[Bb]asic\s|[Dd]igest\s|//)(?P<ck_val>[^\s\"'<>,;&]{1,512})"
+    r"(?![Bb]earer\s|[Bb]asic\s|[Dd]igest\s|//)"
+    r"(?P<ck_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|[^\s\"'<>,;&]){1,512})"
 )
 _XML_KV = (
     r"(?P<xk><(?P<xk_name>[A-Za-z_][A-Za-z0-9_.\-:]{0,63})(?:\s[^<>]{0,256})?>)"
