@@ -67,7 +67,7 @@ _EMAIL = (
 _CARD = r"(?P<card>(?<![\w.,])\d(?:[ -]?\d){12,18}(?!\w|[.,]\d))"
 _KV = (
     r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})=)"
-    r"(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|[^&#\s\"'<>;,])+)"
+    r"(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|(?!-----BEGIN)[^&#\s\"'<>;,])+)"
 )
 _JSON_KV = (
     r"(?P<jk>\\?\"(?P<jk_name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?\"\s*:\s*\\?\")"
@@ -75,7 +75,7 @@ _JSON_KV = (
 )
 _COLON_KV = (
     r"(?P<ck>(?<![A-Za-z0-9_.\-:<])(?P<ck_name>[A-Za-z][A-Za-z0-9_.\-]{0,63}):[ \t]*)"
-    r"(?![Bb]earer\s|[Bb]asic\s|[Dd]igest\s|//)"
+    r"(?![Bb]earer\s|[Bb]asic\s|[Dd]igest\s|//|-----BEGIN)"
     r"(?P<ck_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|[^\s\"'<>,;&]){1,512})"
 )
 _XML_KV = (
@@ -353,15 +353,15 @@ class TextScanner:
     def _values_only(self, val: str, hit: Hit) -> str:
         if self._re is None:
             return val
-        # the name alternative consumed this value; rescan it, with names inside it read
-        # as neutral (out of its context a placeholder's "secret:0a1b…" would read as a
-        # name and a value); the value of each is strictly shorter, so this ends
+        # the name alternative consumed this value; rescan it ("cb?access_token=…" in a
+        # URL), reading "name: value" inside it as neutral: out of its context a
+        # placeholder's "secret:0a1b…" would read as one. Each value is strictly shorter
+        # than the match it came from, so this ends
         return self._re.sub(lambda m: self._neutral(m, hit), val)
 
     def _neutral(self, m: re.Match[str], hit: Hit) -> str:
-        group = m.lastgroup
-        if group in _NAME_GROUPS:
-            return m.group(group[:-4]) + self._values_only(m.group(group), hit)
+        if m.lastgroup == "ck_val":
+            return m.group("ck") + self._values_only(m.group("ck_val"), hit)
         return self._one(m, hit)
 
     # ------------------------------------------------------------ encoded text
