@@ -12,6 +12,9 @@ not, and this module says which:
 * JSON Schema and OpenAPI objects (``"password": {"type": "string", "format": "password"}``):
   a description of data, not data.
 
+Also here, as the other half of "which field is this": the profile's JSON paths
+(``$.customer.ssn``) and re-serializing a redacted JSON body in the style it came in.
+
 Pure: no I/O.
 """
 
