@@ -32,7 +32,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -56,6 +55,7 @@ from devbox.core.redact_text import (
     PLACEHOLDER_RE,
     Context,
     TextScanner,
+    apply_patterns,
     body_may_hold_secret,
     is_card_number,
     luhn_ok,
@@ -283,38 +283,7 @@ class Redactor:
         return red
 
     def _patterned(self, s: str) -> str:
-        for rx in self._patterns:
-            if "<redacted:" in s:
-                # a user pattern may match inside a placeholder ("[0-9a-f]{12}"): leave those
-                spans = [m.span() for m in PLACEHOLDER_RE.finditer(s)]
-                s = rx.sub(partial(self._pattern_guarded, spans=spans), s)
-            else:
-                s = rx.sub(self._pattern_sub, s)
-        return s
-
-    def _pattern_guarded(self, m: re.Match[str], *, spans: list[tuple[int, int]]) -> str:
-        a, b = m.span()
-        if any(s < b and a < e for s, e in spans):
-            return m.group(0)
-        return self._pattern_sub(m)
-
-    def _pattern_sub(self, m: re.Match[str]) -> str:
-        whole = m.group(0)
-        if PLACEHOLDER_RE.fullmatch(whole):
-            return whole
-        if m.re.groups == 0:
-            return self._hit("profile:patterns", "custom", whole)
-        # with capture groups only the groups are secret: `ssn=(\d+)` keeps "ssn="
-        out, pos, base = [], 0, m.start()
-        for i in range(1, m.re.groups + 1):
-            s, e = m.span(i)
-            if s < 0 or s < pos + base:
-                continue
-            out.append(whole[pos : s - base])
-            out.append(self._hit("profile:patterns", "custom", m.group(i)))
-            pos = e - base
-        out.append(whole[pos:])
-        return "".join(out)
+        return apply_patterns(s, self._patterns, self._hit) if self._patterns else s
 
     def _host(self, host: str) -> str:
         if "@" not in host or "url-credentials" not in self.enabled:

@@ -30,6 +30,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import quote, unquote, unquote_plus
 
 from devbox.core.redact_names import is_secret_name
@@ -406,3 +407,35 @@ class TextScanner:
             return run
         safe = "".join(sorted({c for c in run if c != "%" and not c.isalnum()}))
         return quote(red, safe=safe)
+
+
+# ---------------------------------------------------------------- profile patterns
+
+
+def apply_patterns(s: str, patterns: tuple[re.Pattern[str], ...], hit: Hit) -> str:
+    """The profile's ``[redact] patterns``: each match replaced; with capture groups only
+    the groups (``ssn=(\\d+)`` keeps "ssn="). Never inside a placeholder."""
+
+    def one(m: re.Match[str], spans: list[tuple[int, int]]) -> str:
+        whole = m.group(0)
+        a, b = m.span()
+        if PLACEHOLDER_RE.fullmatch(whole) or any(x < b and a < y for x, y in spans):
+            return whole
+        if m.re.groups == 0:
+            return hit("profile:patterns", "custom", whole)
+        out, pos, base = [], 0, m.start()
+        for i in range(1, m.re.groups + 1):
+            gs, ge = m.span(i)
+            if gs < 0 or gs < pos + base:
+                continue
+            out.append(whole[pos : gs - base])
+            out.append(hit("profile:patterns", "custom", m.group(i)))
+            pos = ge - base
+        out.append(whole[pos:])
+        return "".join(out)
+
+    for rx in patterns:
+        # a user pattern may match inside a placeholder ("[0-9a-f]{12}"): leave those
+        spans = [m.span() for m in PLACEHOLDER_RE.finditer(s)] if "<redacted:" in s else []
+        s = rx.sub(partial(one, spans=spans), s)
+    return s
