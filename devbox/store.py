@@ -9,7 +9,7 @@ in name order, so imports and recording sessions can sit side by side.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,18 +80,43 @@ def load_path(path: Path) -> list[Exchange]:
     return list(load_file(path).decoded.exchanges)
 
 
+# One decision for every file devbox writes into a project (recordings by import and by
+# record, rewritten profiles, reports): readable by all, writable by the owner, as the
+# umask allows. Recordings are redacted before they exist and meant to be committed and
+# reviewed like source, so they get the mode of a source file; a file being replaced
+# keeps the mode it had (a user who made a recording private keeps it private).
+FILE_MODE = 0o644
+
+
+def _create_exclusive(directory: Path, prefix: str, mode: int) -> tuple[int, Path]:
+    """A new file that did not exist (O_EXCL), created with ``mode`` less the umask."""
+    for _ in range(100):
+        tmp = directory / f"{prefix}{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
+        except FileExistsError:
+            continue
+    raise RecordingError("cannot create a temporary file", file=str(directory))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write-to-temp-then-rename: readers see the old file or the new one, never half."""
+    """Write-to-temp-then-rename: readers see the old file or the new one, never half.
+
+    A new file gets ``FILE_MODE`` (less the umask); a replaced one keeps its mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_exclusive(path.parent, f".{path.name}.", FILE_MODE)
     try:
+        try:
+            os.fchmod(fd, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -193,7 +218,7 @@ class RecordingWriter:
         if self.dropped_torn_bytes:
             exists = path.stat().st_size > 0
         # O_APPEND: concurrent appends from threads never interleave inside a chunk
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         if not exists:
             self._write(header_to_text(header))
 

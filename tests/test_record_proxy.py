@@ -94,7 +94,7 @@ def test_http_exchanges_on_disk_match_the_wire_and_are_redacted(
     assert first.direction is Direction.OUTBOUND and first.source == "payments"
     assert first.request.method == "POST"
     assert first.request.host == f"127.0.0.1:{upstream.port}"
-    assert first.request.header("authorization", ).startswith("Bearer <redacted:")  # type: ignore[union-attr]
+    assert first.request.header("authorization", ).startswith("Bearer sk_live_<redacted:")  # type: ignore[union-attr]
     assert json.loads(first.request.body)["amount"] == 12.5
     assert json.loads(first.request.body)["card"].startswith("<redacted:")
     assert first.response is not None and second.response is not None

@@ -54,8 +54,9 @@ def placeholders(text: str) -> list[str]:
 
 def test_rule_names_are_documented() -> None:
     assert DEFAULT_RULES == (
-        "authorization", "cookie", "token-header", "secret-query", "secret-field", "bearer",
-        "jwt", "email", "card-number", "aws-access-key",
+        "authorization", "cookie", "token-header", "secret-query", "secret-field",
+        "secret-format", "private-key", "url-credentials", "generic-secret", "encoded",
+        "bearer", "jwt", "email", "card-number", "aws-access-key",
     )
     assert set(RULE_DESCRIPTIONS) == set(DEFAULT_RULES)
 
@@ -84,7 +85,9 @@ def test_authorization_keeps_the_scheme() -> None:
 def test_userinfo_in_the_url_is_redacted() -> None:
     out = red().request(req(host="deploy:hunter2@registry.example.com"))
     assert out.host.endswith("@registry.example.com") and "hunter2" not in out.host
-    assert PLACEHOLDER_RE.fullmatch(out.host.split("@")[0])
+    # the user stays: a redacted URL is still a URL, and says who logged in
+    user, _, password = out.host.split("@")[0].partition(":")
+    assert user == "deploy" and PLACEHOLDER_RE.fullmatch(password)
 
 
 def test_cookies_keep_their_names_and_attributes() -> None:
@@ -212,12 +215,13 @@ def test_bearer_jwt_email_aws_in_text() -> None:
         "aws_access_key_id = AKIAIOSFODNN7EXAMPLE ; session ASIAY34FZKBOKMUTVV7A\n"
     )
     r = red()
-    out = r.response(Response(200, (("Content-Type", "text/html"),), text.encode())).body.decode()
+    out = r.response(Response(200, (("Content-Type", "text/plain"),), text.encode())).body.decode()
     for secret in ("sk_live_51HqLmX", jwt, "bob.smith", "support@", "AKIAIOSFODNN7EXAMPLE",
                    "ASIAY34FZKBOKMUTVV7A"):
         assert secret not in out
-    assert "Authorization: Bearer <redacted:token:" in out
-    assert out.count("<redacted:email:") == 2 and out.count("<redacted:aws-key:") == 2
+    # the key keeps its recognisable prefix
+    assert "Authorization: Bearer sk_live_<redacted:stripe-secret-key:" in out
+    assert out.count("<redacted:email:") == 2 and out.count("<redacted:aws-access-key:") == 2
     assert "<redacted:jwt:" in out and out.startswith("2024-03-01 INFO")
     assert {"bearer", "jwt", "email", "aws-access-key"} <= set(r.stats)
 
@@ -301,7 +305,7 @@ def test_binary_bodies_are_left_alone() -> None:
 
 def test_text_in_other_charsets() -> None:
     body = "Kontakt: M\u00fcller <mueller@example.de>".encode("latin-1")
-    out = red().response(Response(200, (("Content-Type", "text/html; charset=iso-8859-1"),),
+    out = red().response(Response(200, (("Content-Type", "text/plain; charset=iso-8859-1"),),
                                   body)).body
     assert b"mueller@" not in out and out.startswith("Kontakt: M\u00fcller".encode("latin-1"))
     undeclared = red().response(Response(200, (("Content-Type", "text/plain"),), body)).body
@@ -466,5 +470,19 @@ def test_nothing_planted_survives_a_har_import(tmp_path: Path) -> None:
                     if e.request.path == "/v1/checkout")
     assert PLACEHOLDER_RE.fullmatch(dict(parse_qsl(checkout.request.body.decode()))["cvc"])
     # and the placeholders are there, named by kind
-    for kind in ("auth", "cookie", "token", "secret", "email", "card", "aws-key"):
+    for kind in ("auth", "cookie", "secret", "email", "card", "aws-access-key"):
         assert f"<redacted:{kind}:" in written, kind
+
+
+def test_redact_value_by_name_and_by_format() -> None:
+    from devbox.core.redact import redact_value
+
+    r = red()
+    assert PLACEHOLDER_RE.fullmatch(r.value("password", "hunter2"))
+    assert r.value("password", "hunter2") == r.value("PASSWORD", "hunter2")
+    assert r.value("city", "Paris") == "Paris"
+    assert "alice@example.com" not in r.value("note", "mail alice@example.com")
+    assert r.value("", "plain") == "plain"
+    once = r.value("api_key", "abc123")
+    assert r.value("api_key", once) == once
+    assert PLACEHOLDER_RE.fullmatch(redact_value("client_secret", "s3cr3t"))

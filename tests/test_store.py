@@ -224,3 +224,26 @@ def test_kill_9_loses_nothing_that_was_appended(tmp_path: Path, seed: int) -> No
     after = load_file(path).decoded
     assert not after.torn_tail
     assert [e.id for e in after.exchanges][:-1] == ids
+
+
+def test_import_and_record_write_recordings_with_one_mode(tmp_path: Path) -> None:
+    """A recording written whole (import, accept) and one appended (record) get the same
+    mode: FILE_MODE less the umask; a replaced file keeps the mode its owner gave it."""
+    import stat
+
+    from devbox.core.model import Direction
+    from devbox.store import FILE_MODE, RecordingWriter, write_recording
+
+    old = os.umask(0o022)
+    try:
+        imported = write_recording(tmp_path / "imported.json", "api", Direction.OUTBOUND, [])
+        with RecordingWriter(tmp_path / "recorded.json", "api", Direction.OUTBOUND):
+            pass
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in (imported, tmp_path / "recorded.json")}
+        assert modes == {FILE_MODE & ~0o022} == {0o644}
+        imported.chmod(0o600)
+        write_recording(imported, "api", Direction.OUTBOUND, [])
+        assert stat.S_IMODE(imported.stat().st_mode) == 0o600
+        assert not list(tmp_path.glob(".*.tmp"))
+    finally:
+        os.umask(old)

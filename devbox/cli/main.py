@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_up",
     "devbox.cli.cmd_init",
     "devbox.cli.cmd_completion",
+    "devbox.cli.cmd_scan",
 )
 
 

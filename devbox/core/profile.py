@@ -149,6 +149,9 @@ class RedactRules:
     query: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # extra regexes redacted anywhere in text
     disable: tuple[str, ...] = ()  # names of default rules turned off
+    # e-mail addresses in documents and code (HTML, JavaScript, CSS, Markdown, API specs)
+    # are public far more often than personal: redacted only when the profile says so
+    document_emails: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -641,7 +644,7 @@ def _record(ctx: _Ctx, raw: Any) -> RecordSettings:
 
 def _redact(ctx: _Ctx, raw: Any) -> RedactRules:
     w = "redact"
-    t = ctx.table(raw, w, ("json", "headers", "query", "patterns", "disable"))
+    t = ctx.table(raw, w, ("json", "headers", "query", "patterns", "disable", "document_emails"))
     patterns = ctx.strs(t, "patterns", w)
     for p in patterns:
         try:
@@ -672,4 +675,5 @@ def _redact(ctx: _Ctx, raw: Any) -> RedactRules:
         query=ctx.strs(t, "query", w),
         patterns=patterns,
         disable=disable,
+        document_emails=ctx.bool_(t, "document_emails", w, False),
     )

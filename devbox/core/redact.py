@@ -30,17 +30,52 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from functools import lru_cache, partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote_plus, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
+from devbox.core.redact_names import (
+    Step,
+    header_is_credential,
+    header_is_not_credential,
+    is_schema_document,
+    is_schema_object,
+    is_secret_name,
+    kind_of,
+    parse_path,
+    path_matches,
+    reserialize,
+)
+from devbox.core.redact_text import (
+    PLACEHOLDER_RE,
+    Context,
+    TextScanner,
+    apply_patterns,
+    body_may_hold_secret,
+    is_card_number,
+    luhn_ok,
+    shaped,
+)
+from devbox.core.secret_formats import looks_random
 from devbox.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_KEY",
+    "DEFAULT_RULES",
+    "KEY_ENV",
+    "PLACEHOLDER_RE",
+    "RULE_DESCRIPTIONS",
+    "Redactor",
+    "is_card_number",
+    "is_secret_name",
+    "luhn_ok",
+    "redact_value",
+]
 
 if TYPE_CHECKING:
     # profile.py imports DEFAULT_RULES from here to validate ``[redact] disable``
@@ -48,17 +83,25 @@ if TYPE_CHECKING:
 
 # Every default rule, by the name used in ``[redact] disable = [...]`` and in ``stats``.
 RULE_DESCRIPTIONS: Mapping[str, str] = {
-    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept), "
-    "and user:password@ in URLs",
+    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept)",
     "cookie": "Cookie and Set-Cookie values (cookie names and attributes are kept)",
     "token-header": "headers named like credentials: x-api-key, x-auth-token, *-token, *-secret, "
-    "*-api-key, *-password",
-    "secret-query": "query parameters and form fields named like secrets (token, secret, "
-    "password, key, api_key, access_token, client_secret, ...), also name=value inside text",
-    "secret-field": "JSON fields named like secrets (same names as secret-query)",
+    "*-auth, *-password (not Access-Control-*, Sec-WebSocket-*, Idempotency-Key)",
+    "secret-query": "query parameters, form and multipart fields named like secrets (token, "
+    "secret, password, key, api_key, access_token, client_secret, ...), also name=value, "
+    'name: value, "name": "value" and <name>value</name> inside data text',
+    "secret-field": "JSON fields named like secrets (same names as secret-query), except "
+    "JSON Schema / OpenAPI objects",
+    "secret-format": "tokens recognised by their format: GitHub, GitLab, Stripe, Google, "
+    "Slack, SendGrid, npm, PyPI, OpenAI, Twilio, Azure, Mailgun... (see `devbox scan --rules`)",
+    "private-key": "PEM private key blocks (the BEGIN/END lines are kept)",
+    "url-credentials": "passwords in URLs and connection strings (scheme://user:PASSWORD@host)",
+    "generic-secret": "opaque high-entropy tokens: a whole data value (header, query, JSON "
+    "string) or a quoted value next to a secret-looking keyword in code",
+    "encoded": "the same secrets base64-, base64url- or URL-encoded in data text",
     "bearer": "Bearer tokens anywhere in text",
-    "jwt": "JSON Web Tokens (eyJ….eyJ….sig) anywhere in text",
-    "email": "e-mail addresses anywhere in text",
+    "jwt": "JSON Web Tokens (eyJ….eyJ….sig) anywhere in text; the header part is kept",
+    "email": "e-mail addresses in data (in documents and code: [redact] document_emails)",
     "card-number": "payment card numbers: 13-19 digits with a card-network prefix that pass "
     "the Luhn check, optionally grouped with spaces or dashes",
     "aws-access-key": "AWS access key ids (AKIA…, ASIA…)",
@@ -68,204 +111,11 @@ DEFAULT_RULES: tuple[str, ...] = tuple(RULE_DESCRIPTIONS)
 DEFAULT_KEY = b"devbox-redact-v1"
 KEY_ENV = "DEVBOX_REDACT_KEY"
 HASH_HEX = 12
-PLACEHOLDER_RE = re.compile(r"<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>")
-
-# ---------------------------------------------------------------- names that mean "secret"
-
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-# a name whose last word is one of these is a secret: access_token, client_secret, db_password
-_SECRET_LAST = frozenset(
-    {
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "passphrase",
-        "pwd",
-        "apikey",
-        "credential",
-        "credentials",
-        "authorization",
-        # card verification values, PINs and social security numbers are personal secrets
-        "cvc",
-        "cvv",
-        "cvv2",
-        "cvn",
-        "pin",
-        "ssn",
-    }
-)
-# these are secrets wherever they appear in a name: password_confirmation, secret_value
-_SECRET_ANY = frozenset({"password", "passwd", "passphrase", "secret"})
-# "key" alone is a secret (?key=AIza…); "xxx_key" only when xxx says what kind of key
-_KEY_QUALIFIERS = frozenset(
-    {
-        "api",
-        "secret",
-        "private",
-        "access",
-        "client",
-        "auth",
-        "signing",
-        "encryption",
-        "master",
-        "license",
-        "subscription",
-        "session",
-        "app",
-    }
-)
 
 
-@lru_cache(maxsize=8192)
-def is_secret_name(name: str) -> bool:
-    """Whether a header, query parameter or JSON field name denotes a credential."""
-    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
-    if not words:
-        return False
-    last = words[-1]
-    if last in _SECRET_LAST or _SECRET_ANY.intersection(words):
-        return True
-    if last == "key":
-        return len(words) == 1 or words[-2] in _KEY_QUALIFIERS
-    return False
-
-
-# ---------------------------------------------------------------- text patterns
-
-_BEARER = r"(?P<bearer>\b[Bb]earer\s+)(?P<bearer_tok>[A-Za-z0-9\-._~+/]{8,}=*)"
-_JWT = r"(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*)"
-_AWS = (
-    r"(?P<aws>(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])"
-    r"[A-Z0-9]{16}(?![A-Z0-9]))"
-)
-_EMAIL = (
-    r"(?P<email>(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}"
-    r"[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b)"
-)
-# 13-19 digits, optionally grouped by single spaces or dashes, not glued to other digits/words
-_CARD = r"(?P<card>(?<![\w.,])\d(?:[ -]?\d){12,18}(?!\w|[.,]\d))"
-_SECRET_KV = (
-    r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})=)"
-    r"(?P<kv_val>[^&#\s\"'<>;,]+)"
-)
-
-_TEXT_RULES: tuple[tuple[str, str], ...] = (
-    ("bearer", _BEARER),
-    ("jwt", _JWT),
-    ("aws-access-key", _AWS),
-    ("email", _EMAIL),
-    ("card-number", _CARD),
-    ("secret-query", _SECRET_KV),
-)
-
-_DIGITS = str.maketrans("", "", "0123456789")
-_TRIGGER = re.compile(r"[@=]|eyJ|earer|A(?:KIA|SIA|GPA|IDA|ROA|IPA|NPA|NVA|3T)")
-
-
-# The same test over a whole ASCII JSON body: a string can only hold 13 digits (grouped by
-# single spaces or dashes, the card rule) or a trigger if the raw bytes do, since JSON
-# escapes other than \uXXXX decode to characters that are neither digits nor triggers.
-_BODY_TRIGGER = re.compile(
-    rb"[@=]|eyJ|earer|A(?:KIA|SIA|GPA|IDA|ROA|IPA|NPA|NVA|3T)|\\u|\d(?:[ -]?\d){12}"
-)
-
-
-def _may_hold_secret(s: str) -> bool:
-    """A cheap test that rules out most header values and JSON strings before the regex
-    of every text rule runs over them: each rule needs one of these to match at all."""
-    return _TRIGGER.search(s) is not None or (
-        len(s) >= 13 and len(s) - len(s.translate(_DIGITS)) >= 13
-    )
-
-
-# card-network prefixes (IIN ranges): an ordinary 13-19 digit number (a timestamp in ms,
-# an order id) passes Luhn one time in ten, so the prefix check keeps those out
-_CARD_PREFIX = re.compile(
-    r"^(?:4\d{12}(?:\d{3}){0,2}"  # Visa 13/16/19
-    r"|(?:5[1-5]\d{2}|222[1-9]|22[3-9]\d|2[3-6]\d{2}|27[01]\d|2720)\d{12}"  # Mastercard
-    r"|3[47]\d{13}"  # Amex
-    r"|3(?:0[0-5]|[68]\d)\d{11,16}"  # Diners
-    r"|(?:6011|65\d{2}|64[4-9]\d)\d{12,15}"  # Discover
-    r"|35(?:2[89]|[3-8]\d)\d{12,15}"  # JCB
-    r"|62\d{14,17}"  # UnionPay
-    r"|(?:50|5[6-9]|6[0-9])\d{10,17})$"  # Maestro
-)
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _card_span(text: str) -> tuple[int, int] | None:
-    """Where the card number is in a run of grouped digits ("qty 2 4111 1111 1111 1111 12").
-
-    The regex takes the longest run; the card may be any run of whole groups inside it.
-    """
-    if is_card_number(text):
-        return 0, len(text)
-    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
-    if len(groups) < 2:
-        return None
-    best: tuple[int, int] | None = None
-    for i in range(len(groups)):
-        for j in range(len(groups) - 1, i - 1, -1):
-            s, e = groups[i][0], groups[j][1]
-            if best is not None and e - s <= best[1] - best[0]:
-                break
-            if is_card_number(text[s:e]):
-                best = (s, e)
-                break
-    return best
-
-
-def is_card_number(text: str) -> bool:
-    digits = text.replace(" ", "").replace("-", "")
-    return (
-        13 <= len(digits) <= 19
-        and digits.isdigit()
-        and _CARD_PREFIX.match(digits) is not None
-        and luhn_ok(digits)
-    )
-
-
-# ---------------------------------------------------------------- custom JSON paths
-
-_PATH_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[\*\]|\.\*")
-_Step = str | int
-
-
-def _parse_path(path: str) -> tuple[_Step | None, ...]:
-    """``$.a.items[*].b`` -> ("a", "items", None, "b"); None is a wildcard."""
-    steps: list[_Step | None] = []
-    for m in _PATH_TOKEN.finditer(path, 1):
-        if m.group(1) is not None:
-            steps.append(m.group(1))
-        elif m.group(2) is not None:
-            steps.append(int(m.group(2)))
-        else:
-            steps.append(None)
-    return tuple(steps)
-
-
-def _path_matches(pattern: tuple[_Step | None, ...], here: tuple[_Step, ...]) -> bool:
-    if len(pattern) != len(here):
-        return False
-    return all(p is None or p == h for p, h in zip(pattern, here, strict=True))
-
-
-def _kind_of(name: str) -> str:
-    kind = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
-    return kind or "custom"
+def _is_redacted(value: str) -> bool:
+    """Already holds a placeholder (whole, or shaped: ``sk_live_<redacted:…>``)."""
+    return "<redacted:" in value and PLACEHOLDER_RE.search(value) is not None
 
 
 # ---------------------------------------------------------------- the redactor
@@ -275,6 +125,8 @@ _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
 _TEXTUAL = ("text/", "xml", "javascript", "ecmascript", "graphql", "csv", "yaml", "html")
+# source code and documents: only what a secret's format gives away is redacted there
+_CODE = ("javascript", "ecmascript", "css", "html", "markdown", "typescript", "jsx")
 
 
 def _content_type(headers: Headers) -> str:
@@ -314,6 +166,8 @@ class Redactor:
         self.enabled = frozenset(r for r in DEFAULT_RULES if r not in rules.disable)
         self.rules = rules
         self._counts: Counter[str] = Counter()
+        # told of every replacement (rule, kind, secret): `devbox scan` reports from it
+        self.on_hit: Callable[[str, str, str], None] | None = None
         self._cache: dict[str, str] = {}
         # (name, value) header pairs this redactor leaves as they are: traffic repeats the
         # same Content-Type, Host, Accept... on every exchange, so each is examined once.
@@ -323,13 +177,11 @@ class Redactor:
         self._custom_query = frozenset(q.lower() for q in rules.query)
         self._custom_json_names = frozenset(j.lower() for j in rules.json if not j.startswith("$"))
         self._custom_json_paths = tuple(
-            (_parse_path(j), _kind_of(j.rsplit(".", 1)[-1]))
-            for j in rules.json
-            if j.startswith("$")
+            (parse_path(j), kind_of(j.rsplit(".", 1)[-1])) for j in rules.json if j.startswith("$")
         )
         self._patterns = tuple(re.compile(p) for p in rules.patterns)
-        text_rules = [rx for name, rx in _TEXT_RULES if name in self.enabled]
-        self._text_re = re.compile("|".join(text_rules)) if text_rules else None
+        self._data = TextScanner(self.enabled, Context(data=True), self._custom_query)
+        self._code = TextScanner(self.enabled, Context(data=False, emails=rules.document_emails))
 
     # ------------------------------------------------------------ public API
 
@@ -348,23 +200,16 @@ class Redactor:
         return f"<redacted:{kind}:{digest}>"
 
     def text(self, s: str) -> str:
-        """Apply the text rules (bearer, JWT, e-mail, cards, AWS keys, name=secret, patterns)."""
-        if self._text_re is not None and s and _may_hold_secret(s):
-            s = self._text_re.sub(self._text_sub, s)
-        for rx in self._patterns:
-            if "<redacted:" in s:
-                # a user pattern may match inside a placeholder ("[0-9a-f]{12}"): leave those
-                spans = [m.span() for m in PLACEHOLDER_RE.finditer(s)]
-                s = rx.sub(partial(self._pattern_guarded, spans=spans), s)
-            else:
-                s = rx.sub(self._pattern_sub, s)
-        return s
+        """Data text: every text rule (formats, name=value, e-mails, cards, encoded...)."""
+        return self._patterned(self._data.sub(s, self._hit))
 
-    def _pattern_guarded(self, m: re.Match[str], *, spans: list[tuple[int, int]]) -> str:
-        a, b = m.span()
-        if any(s < b and a < e for s, e in spans):
-            return m.group(0)
-        return self._pattern_sub(m)
+    def code(self, s: str) -> str:
+        """Source code or a document: only secrets recognisable by their format."""
+        return self._patterned(self._code.sub(s, self._hit))
+
+    def find(self, s: str, *, code: bool = False) -> list[tuple[int, int, str]]:
+        """(start, end, kind) of each secret the text rules would replace in ``s``."""
+        return (self._code if code else self._data).find(s)
 
     def request(self, req: Request) -> Request:
         host = self._host(req.host)
@@ -400,93 +245,71 @@ class Redactor:
     def exchanges(self, exchanges: Iterable[Exchange]) -> list[Exchange]:
         return [self.exchange(e) for e in exchanges]
 
+    def value(self, name: str, value: str) -> str:
+        """One value of a named field, for protocols other than HTTP (a Redis key's value, a
+        Postgres column or startup parameter, a message header): the whole value becomes a
+        placeholder when ``name`` denotes a credential (``password``, ``api_key``, a profile
+        ``[redact] json``/``query`` name), otherwise only the secrets found in it are
+        replaced (by format, name=value inside it, e-mails, cards, URL credentials,
+        encoded secrets, or the whole value when it is an opaque high-entropy token). An
+        empty ``name`` means "no name": value rules only. Idempotent, and stable like
+        every placeholder (same secret, same placeholder)."""
+        if not value or _is_redacted(value):
+            return value
+        low = name.lower()
+        if low and (low in self._custom_json_names or low in self._custom_query):
+            return self._hit("profile:json", kind_of(name), value)
+        if low and "secret-field" in self.enabled and is_secret_name(name):
+            return self._secret("secret-field", "secret", value)
+        return self._data_value(value)
+
     # ------------------------------------------------------------ internals
 
     def _hit(self, rule: str, kind: str, secret: str) -> str:
         self._counts[rule] += 1
+        if self.on_hit is not None:
+            self.on_hit(rule, kind, secret)
         return self.placeholder(kind, secret)
 
-    def _text_sub(self, m: re.Match[str]) -> str:
-        group = m.lastgroup
-        whole = m.group(0)
-        if group == "bearer_tok":
-            tok = m.group("bearer_tok")
-            return m.group("bearer") + self._hit("bearer", "token", tok)
-        if group == "jwt":
-            return self._hit("jwt", "jwt", whole)
-        if group == "aws":
-            return self._hit("aws-access-key", "aws-key", whole)
-        if group == "email":
-            return self._hit("email", "email", whole)
-        if group == "card":
-            span = _card_span(whole)
-            if span is None:
-                return whole
-            s, e = span
-            return whole[:s] + self._hit("card-number", "card", whole[s:e]) + whole[e:]
-        if group == "kv_val":
-            name, val = m.group("kv_name"), m.group("kv_val")
-            if not (is_secret_name(name) or name.lower() in self._custom_query):
-                # not a secret name: the value may still hold an e-mail or a card number
-                return m.group("kv") + self._text_only_value(val)
-            if PLACEHOLDER_RE.fullmatch(unquote_plus(val)):
-                return whole
-            return m.group("kv") + self._hit("secret-query", "secret", val)
-        return whole
+    def _secret(self, rule: str, kind: str, value: str) -> str:
+        """A whole value that is a secret by its name, shaped when it has a known format."""
+        return shaped(value, self._hit, rule, kind)
 
-    def _text_only_value(self, val: str) -> str:
-        if self._text_re is None:
-            return val
-        # the kv alternative consumed this value; rescan it without the kv rule
-        return self._text_re.sub(
-            lambda m: m.group(0) if m.lastgroup == "kv_val" else self._text_sub(m), val
-        )
+    def _data_value(self, value: str) -> str:
+        """A whole data value (header, query, form field, JSON string) under a neutral name."""
+        red = self.text(value)
+        if red == value and "generic-secret" in self.enabled and looks_random(value):
+            return self._hit("generic-secret", "token", value)
+        return red
 
-    def _pattern_sub(self, m: re.Match[str]) -> str:
-        whole = m.group(0)
-        if PLACEHOLDER_RE.fullmatch(whole):
-            return whole
-        if m.re.groups == 0:
-            return self._hit("profile:patterns", "custom", whole)
-        # with capture groups only the groups are secret: `ssn=(\d+)` keeps "ssn="
-        out, pos, base = [], 0, m.start()
-        for i in range(1, m.re.groups + 1):
-            s, e = m.span(i)
-            if s < 0 or s < pos + base:
-                continue
-            out.append(whole[pos : s - base])
-            out.append(self._hit("profile:patterns", "custom", m.group(i)))
-            pos = e - base
-        out.append(whole[pos:])
-        return "".join(out)
+    def _patterned(self, s: str) -> str:
+        return apply_patterns(s, self._patterns, self._hit) if self._patterns else s
 
     def _host(self, host: str) -> str:
-        if "@" not in host or "authorization" not in self.enabled:
+        if "@" not in host or "url-credentials" not in self.enabled:
             return host
         userinfo, _, hostport = host.rpartition("@")
-        if PLACEHOLDER_RE.fullmatch(userinfo):
+        if _is_redacted(userinfo):
             return host
-        return self._hit("authorization", "auth", userinfo) + "@" + hostport
+        user, sep, password = userinfo.partition(":")
+        if not sep:
+            return self._hit("url-credentials", "auth", userinfo) + "@" + hostport
+        return f"{user}:{self._hit('url-credentials', 'password', password)}@{hostport}"
 
-    def _pairs(
-        self, pairs: tuple[tuple[str, str], ...], rule: str
-    ) -> tuple[tuple[str, str], ...]:
+    def _pairs(self, pairs: tuple[tuple[str, str], ...], rule: str) -> tuple[tuple[str, str], ...]:
         if not pairs:
             return pairs
         out = []
         for k, v in pairs:
             lk = k.lower()
-            if lk in self._custom_query and not PLACEHOLDER_RE.fullmatch(v):
-                v = self._hit("profile:query", _kind_of(k), v)
-            elif (
-                rule in self.enabled
-                and v
-                and is_secret_name(k)
-                and not PLACEHOLDER_RE.fullmatch(v)
-            ):
-                v = self._hit(rule, "secret", v)
+            if not v or _is_redacted(v):
+                pass
+            elif lk in self._custom_query:
+                v = self._hit("profile:query", kind_of(k), v)
+            elif rule in self.enabled and is_secret_name(k):
+                v = self._secret(rule, "secret", v)
             else:
-                v = self.text(v)
+                v = self._data_value(v)
             out.append((k, v))
         result = tuple(out)
         return pairs if result == pairs else result
@@ -518,29 +341,33 @@ class Redactor:
         if not value or PLACEHOLDER_RE.fullmatch(value):
             return value
         if low in self._custom_headers:
-            return self._hit("profile:headers", _kind_of(low), value)
+            return self._hit("profile:headers", kind_of(low), value)
         if low in ("authorization", "proxy-authorization") and "authorization" in self.enabled:
             scheme, sep, cred = value.strip().partition(" ")
             if not sep:
-                return self._hit("authorization", "auth", value)
+                if _is_redacted(value):
+                    return value
+                return self._secret("authorization", "auth", value)
             cred = cred.strip()
-            if PLACEHOLDER_RE.fullmatch(cred):
+            if _is_redacted(cred):
                 return value
-            return f"{scheme} {self._hit('authorization', 'auth', cred)}"
+            return f"{scheme} {self._secret('authorization', 'auth', cred)}"
         if low == "cookie" and "cookie" in self.enabled:
             return "; ".join(self._cookie_pair(p.strip()) for p in value.split(";"))
         if low == "set-cookie" and "cookie" in self.enabled:
             first, sep, attrs = value.partition(";")
             return self._cookie_pair(first.strip()) + sep + attrs
-        if "token-header" in self.enabled and is_secret_name(low):
-            return self._hit("token-header", "token", value)
-        return self.text(value)
+        if "token-header" in self.enabled and header_is_credential(low):
+            return value if _is_redacted(value) else self._secret("token-header", "token", value)
+        if header_is_not_credential(low):
+            return self.text(value)  # a nonce or a key that is no credential: formats only
+        return self._data_value(value)
 
     def _cookie_pair(self, pair: str) -> str:
         name, sep, val = pair.partition("=")
-        if not sep or not val or PLACEHOLDER_RE.fullmatch(val):
+        if not sep or not val or _is_redacted(val):
             return pair
-        return f"{name}={self._hit('cookie', 'cookie', val)}"
+        return f"{name}={self._secret('cookie', 'cookie', val)}"
 
     # ------------------------------------------------------------ bodies
 
@@ -577,7 +404,7 @@ class Redactor:
             # one-to-one, so e-mails and tokens (ASCII) are found and the rest survives
             charset = "latin-1"
             text = body.decode(charset)
-        red = self.text(text)
+        red = self.code(text) if any(c in ctype for c in _CODE) else self.text(text)
         if red == text:
             return body
         try:
@@ -617,18 +444,20 @@ class Redactor:
                 text = value.decode("utf-8")
             except UnicodeDecodeError:
                 continue
-            if not is_file and (
-                name.lower() in self._custom_query
-                or ("secret-query" in self.enabled and is_secret_name(name))
-            ):
-                if PLACEHOLDER_RE.fullmatch(text):
-                    continue
-                rule = "profile:query" if name.lower() in self._custom_query else "secret-query"
-                new = self._hit(rule, "secret", text)
+            if _is_redacted(text):
+                continue
+            if not is_file and name.lower() in self._custom_query:
+                new = self._hit("profile:query", "secret", text)
+            elif not is_file and "secret-query" in self.enabled and is_secret_name(name):
+                new = self._secret("secret-query", "secret", text)
             elif b"\x00" in value:
                 continue
+            elif is_file:
+                ptype = re.search(rb"(?i)content-type:\s*([^\r\n;]+)", head)
+                ct = ptype.group(1).decode("latin-1").lower() if ptype else ""
+                new = self.code(text) if any(c in ct for c in _CODE) else self.text(text)
             else:
-                new = self.text(text)
+                new = self._data_value(text)
             if new != text:
                 parts[i] = head + sep + new.encode("utf-8") + tail
                 changed = True
@@ -639,27 +468,26 @@ class Redactor:
             value = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        if (
-            not self._patterns
-            and not self._custom_json_paths
-            and body.isascii()
-            and _BODY_TRIGGER.search(body) is None
-        ):
+        if is_schema_document(value):
+            # an OpenAPI / JSON Schema document: names are documentation, not data
+            new = self._json_doc(value)
+        elif not (self._patterns or self._custom_json_paths or body_may_hold_secret(body)):
             # no string in this body can hold what a text rule looks for: only names matter
             new = self._json_names(value)
         else:
             new = self._json(value, ())
         if new is value:
             return body
-        return _reserialize(body, value, new)
+        return reserialize(body, value, new)
 
-    def _json(self, value: Any, here: tuple[_Step, ...]) -> Any:
+    def _json(self, value: Any, here: tuple[Step, ...]) -> Any:
         if isinstance(value, dict):
+            if is_schema_object(value):
+                return self._json_doc(value)
             changed = False
             out: dict[str, Any] = {}
             for k, v in value.items():
-                where = (*here, k)
-                nv = self._json_field(k, v, where)
+                nv = self._json_field(k, v, (*here, k))
                 if nv is not v:
                     changed = True
                 out[k] = nv
@@ -670,7 +498,7 @@ class Redactor:
                 return items
             return value
         if isinstance(value, str):
-            red = self.text(value)
+            red = self._data_value(value)
             return value if red == value else red
         return value
 
@@ -678,13 +506,15 @@ class Redactor:
         """``_json`` for a body whose strings hold nothing for the text rules, with no
         profile patterns or JSON paths: only fields named like secrets are replaced."""
         if isinstance(value, dict):
+            if is_schema_object(value):
+                return value
             changed = False
             out: dict[str, Any] = {}
             for k, v in value.items():
                 if k.lower() in self._custom_json_names:
-                    nv = self._wipe(v, "profile:json", _kind_of(k))
+                    nv = self._wipe(v, "profile:json", kind_of(k))
                 elif "secret-field" in self.enabled and is_secret_name(k):
-                    nv = self._wipe(v, "secret-field", "secret")
+                    nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
                 else:
@@ -699,14 +529,27 @@ class Redactor:
                 return items
         return value
 
-    def _json_field(self, key: str, v: Any, where: tuple[_Step, ...]) -> Any:
+    def _json_doc(self, value: Any) -> Any:
+        """A schema or an API description: only secrets recognisable by format."""
+        if isinstance(value, dict):
+            out = {k: self._json_doc(v) for k, v in value.items()}
+            return value if all(out[k] is value[k] for k in value) else out
+        if isinstance(value, list):
+            items = [self._json_doc(v) for v in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if isinstance(value, str):
+            red = self.code(value)
+            return value if red == value else red
+        return value
+
+    def _json_field(self, key: str, v: Any, where: tuple[Step, ...]) -> Any:
         for pattern, kind in self._custom_json_paths:
-            if _path_matches(pattern, where):
+            if path_matches(pattern, where):
                 return self._wipe(v, "profile:json", kind)
         low = key.lower()
         if low in self._custom_json_names:
-            return self._wipe(v, "profile:json", _kind_of(key))
-        if "secret-field" in self.enabled and is_secret_name(key):
+            return self._wipe(v, "profile:json", kind_of(key))
+        if "secret-field" in self.enabled and is_secret_name(key) and not is_schema_object(v):
             return self._wipe(v, "secret-field", "secret")
         return self._json(v, where)
 
@@ -721,23 +564,26 @@ class Redactor:
         if isinstance(v, bool) or v is None:
             return v
         if isinstance(v, str):
-            if not v or PLACEHOLDER_RE.fullmatch(v):
+            if not v or _is_redacted(v):
                 return v
-            return self._hit(rule, kind, v)
+            return self._secret(rule, kind, v)
         if isinstance(v, int | float):
             return self._hit(rule, kind, json.dumps(v))
         return v
 
 
-def _reserialize(original: bytes, old: Any, new: Any) -> bytes:
-    """Re-encode in the style the body came in, so a redacted body still reads the same."""
-    if orjson.dumps(old) == original:
-        return bytes(orjson.dumps(new))
-    for ensure_ascii in (True, False):
-        if json.dumps(old, ensure_ascii=ensure_ascii).encode("utf-8") == original:
-            return json.dumps(new, ensure_ascii=ensure_ascii).encode("utf-8")
-    for indent in (2, 4):
-        if json.dumps(old, indent=indent, ensure_ascii=False).encode("utf-8") == original.strip():
-            return json.dumps(new, indent=indent, ensure_ascii=False).encode("utf-8")
-    return bytes(orjson.dumps(new))
+_DEFAULT_REDACTOR: list[Redactor] = []
 
+
+def redact_value(name: str, value: str, redactor: Redactor | None = None) -> str:
+    """Redact one value given the name of the field it is in: see ``Redactor.value``.
+
+    The entry point for protocol kinds that are not HTTP. Pass the profile's redactor
+    (``Redactor(profile.redact)``, made once per session: it caches) so the profile's
+    own rules and key apply; without one, the default rules and key are used.
+    """
+    if redactor is None:
+        if not _DEFAULT_REDACTOR:
+            _DEFAULT_REDACTOR.append(Redactor())
+        redactor = _DEFAULT_REDACTOR[0]
+    return redactor.value(name, value)

@@ -1,0 +1,311 @@
+"""Which names mean "credential": field, query, header names, and what is not data.
+
+Name rules replace a whole value because of the name it is stored under (``password``,
+``api_key``, ``X-Auth-Token``). They apply to *data*: headers, query strings, form and
+multipart fields, JSON and XML payloads, logs. Three things look like data by name and are
+not, and this module says which:
+
+* names whose words say they describe a secret rather than hold one: ``token_type``,
+  ``password_policy``, ``key_id``, ``secret_length``;
+* headers whose meaning is not a credential although their name sounds like one
+  (``Access-Control-Allow-Credentials: true``, ``Sec-WebSocket-Key``, ``Idempotency-Key``);
+* JSON Schema and OpenAPI objects (``"password": {"type": "string", "format": "password"}``):
+  a description of data, not data.
+
+Also here, as the other half of "which field is this": the profile's JSON paths
+(``$.customer.ssn``) and re-serializing a redacted JSON body in the style it came in.
+
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+# a name whose last word is one of these is a secret: access_token, client_secret, db_password
+_SECRET_LAST = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "apikey",
+        "credential",
+        "credentials",
+        "authorization",
+        "sig",
+        "signature",
+        "sessionid",
+        # card verification values, PINs and social security numbers are personal secrets
+        "cvc",
+        "cvv",
+        "cvv2",
+        "cvn",
+        "pin",
+        "ssn",
+    }
+)
+# these are secrets wherever they appear in a name: password_confirmation, secret_value
+_SECRET_ANY = frozenset({"password", "passwd", "passphrase", "secret"})
+# ...unless the name's last word says it describes the secret rather than holds it
+_DESCRIBES = frozenset(
+    {
+        "type",
+        "types",
+        "policy",
+        "policies",
+        "length",
+        "len",
+        "min",
+        "max",
+        "hint",
+        "rules",
+        "rule",
+        "strength",
+        "required",
+        "enabled",
+        "expires",
+        "expiry",
+        "expiration",
+        "ttl",
+        "url",
+        "uri",
+        "endpoint",
+        "id",
+        "ids",
+        "name",
+        "names",
+        "format",
+        "count",
+        "at",
+        "set",
+        "changed",
+        "updated",
+        "created",
+        "reset",
+        "scope",
+        "scopes",
+        "location",
+        "header",
+        "method",
+        "algorithm",
+        "alg",
+        "version",
+        "status",
+        "label",
+        "placeholder",
+        "field",
+        "pattern",
+        "prefix",
+    }
+)
+# "key" alone is a secret (?key=AIza…); "xxx_key" only when xxx says what kind of key
+_KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "secret",
+        "private",
+        "access",
+        "client",
+        "auth",
+        "signing",
+        "encryption",
+        "master",
+        "license",
+        "subscription",
+        "session",
+        "app",
+        "account",
+        "storage",
+        "shared",
+    }
+)
+
+
+@lru_cache(maxsize=8192)
+def is_secret_name(name: str) -> bool:
+    """Whether a header, query parameter or JSON field name denotes a credential."""
+    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
+    if not words:
+        return False
+    last = words[-1]
+    if last in _DESCRIBES and len(words) > 1:
+        return False
+    if last in _SECRET_LAST or _SECRET_ANY.intersection(words):
+        return True
+    if last == "key":
+        return len(words) == 1 or words[-2] in _KEY_QUALIFIERS
+    return False
+
+
+# ---------------------------------------------------------------- headers
+
+# Headers named like credentials whose value is not one: CORS flags and header lists, the
+# WebSocket handshake nonce, idempotency and cache keys, challenges (WWW-Authenticate
+# names a scheme and a realm). Their values still go through the format rules.
+_NOT_CREDENTIAL_PREFIXES = ("access-control-", "sec-websocket-", "sec-fetch-", "sec-ch-")
+_NOT_CREDENTIAL = frozenset(
+    {
+        "idempotency-key",
+        "x-idempotency-key",
+        "www-authenticate",
+        "proxy-authenticate",
+        "authentication-info",
+        "x-cache-key",
+        "cache-key",
+        "x-content-type-options",
+        "content-security-policy",
+        "strict-transport-security",
+        "x-session-affinity",
+    }
+)
+
+
+def header_is_not_credential(name: str) -> bool:
+    """Named like a credential, and by its meaning not one (lower-case name)."""
+    return name in _NOT_CREDENTIAL or name.startswith(_NOT_CREDENTIAL_PREFIXES)
+
+
+@lru_cache(maxsize=4096)
+def header_is_credential(name: str) -> bool:
+    """Whether a header (lower-case name) holds a credential by its meaning."""
+    if name in _NOT_CREDENTIAL or name.startswith(_NOT_CREDENTIAL_PREFIXES):
+        return False
+    # X-Custom-Auth, X-Upstream-Auth: as a header's last word "auth" is the credential
+    return is_secret_name(name) or name.endswith("-auth")
+
+
+# ---------------------------------------------------------------- schema, not data
+
+_SCHEMA_TYPES = frozenset(
+    {
+        "string",
+        "number",
+        "integer",
+        "boolean",
+        "object",
+        "array",
+        "null",
+        # OpenAPI security scheme types
+        "apiKey",
+        "http",
+        "oauth2",
+        "openIdConnect",
+        "mutualTLS",
+    }
+)
+_SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "description",
+        "title",
+        "example",
+        "examples",
+        "default",
+        "enum",
+        "const",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "nullable",
+        "readOnly",
+        "writeOnly",
+        "deprecated",
+        "items",
+        "properties",
+        "required",
+        "additionalProperties",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "$ref",
+        "xml",
+        "in",
+        "name",
+        "scheme",
+        "bearerFormat",
+        "flows",
+        "openIdConnectUrl",
+        "schema",
+        "style",
+        "explode",
+        "x-nullable",
+    }
+)
+
+
+def is_schema_object(value: Any) -> bool:
+    """A JSON Schema / OpenAPI object (``{"type": "string", "format": "password"}``,
+    ``{"$ref": ...}``, ``{"type": "apiKey", "in": "header", ...}``): every key a schema
+    keyword, and a schema ``type`` or a ``$ref``."""
+    if not isinstance(value, Mapping) or ("type" not in value and "$ref" not in value):
+        return False
+    if not all(isinstance(k, str) and (k in _SCHEMA_KEYS or k.startswith("x-")) for k in value):
+        return False
+    t = value.get("type")
+    if isinstance(t, list):
+        return all(isinstance(x, str) and x in _SCHEMA_TYPES for x in t)
+    return (isinstance(t, str) and t in _SCHEMA_TYPES) or isinstance(value.get("$ref"), str)
+
+
+def is_schema_document(value: Any) -> bool:
+    """A whole OpenAPI / Swagger / JSON Schema document: its names are documentation."""
+    return isinstance(value, Mapping) and (
+        "openapi" in value or "swagger" in value or "$schema" in value
+    )
+
+
+# ---------------------------------------------------------------- custom JSON paths
+
+_PATH_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[\*\]|\.\*")
+Step = str | int
+
+
+def parse_path(path: str) -> tuple[Step | None, ...]:
+    """``$.a.items[*].b`` -> ("a", "items", None, "b"); None is a wildcard."""
+    steps: list[Step | None] = []
+    for m in _PATH_TOKEN.finditer(path, 1):
+        if m.group(1) is not None:
+            steps.append(m.group(1))
+        elif m.group(2) is not None:
+            steps.append(int(m.group(2)))
+        else:
+            steps.append(None)
+    return tuple(steps)
+
+
+def path_matches(pattern: tuple[Step | None, ...], here: tuple[Step, ...]) -> bool:
+    if len(pattern) != len(here):
+        return False
+    return all(p is None or p == h for p, h in zip(pattern, here, strict=True))
+
+
+def kind_of(name: str) -> str:
+    kind = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+    return kind or "custom"
+
+
+def reserialize(original: bytes, old: Any, new: Any) -> bytes:
+    """Re-encode in the style the body came in, so a redacted body still reads the same."""
+    if orjson.dumps(old) == original:
+        return bytes(orjson.dumps(new))
+    for ensure_ascii in (True, False):
+        if json.dumps(old, ensure_ascii=ensure_ascii).encode("utf-8") == original:
+            return json.dumps(new, ensure_ascii=ensure_ascii).encode("utf-8")
+    for indent in (2, 4):
+        if json.dumps(old, indent=indent, ensure_ascii=False).encode("utf-8") == original.strip():
+            return json.dumps(new, indent=indent, ensure_ascii=False).encode("utf-8")
+    return bytes(orjson.dumps(new))

@@ -1,0 +1,217 @@
+"""A corpus of secrets in the formats redaction knows, and a check that none is on disk.
+
+``sample(rule_id, rng)`` makes a fresh secret of one format (random, so a test cannot pass
+by remembering fixed values); ``near_miss(rule_id, rng)`` one that looks almost the same
+but is not that format (too short, or glued to more letters). ``corpus(n_per_format)`` is
+every format plus PEM keys, URL credentials, JWTs and opaque tokens. ``leaks(secrets, dir)``
+looks for each secret in every file under a directory raw, JSON-escaped, URL-encoded and
+base64-encoded (every base64 run in the files is decoded), and returns what it found.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import re
+import string
+from pathlib import Path
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+A = string.ascii_letters + string.digits
+U = string.ascii_uppercase + string.digits
+H = "0123456789abcdef"
+HM = "0123456789abcdefABCDEF"
+D = string.digits
+LO = string.ascii_lowercase + string.digits
+L = string.ascii_letters
+B = A + "_-"
+S = A + "+/"
+
+# rule id -> parts: a literal, or (alphabet, length); the near miss shortens the longest
+# random part to a third (every format's random part has a minimum length above that)
+SPECS: dict[str, list[str | tuple[str, int]]] = {
+    "github-pat": ["ghp_", (A, 36)],
+    "github-oauth": ["gho_", (A, 36)],
+    "github-app-token": ["ghs_", (A, 36)],
+    "github-refresh-token": ["ghr_", (A, 76)],
+    "github-fine-grained-pat": ["github_pat_", (A, 22), "_", (A, 59)],
+    "gitlab-pat": ["glpat-", (B, 20)],
+    "gitlab-token": ["glrt-", (B, 24)],
+    "stripe-secret-key": ["sk_live_", (A, 40)],
+    "stripe-webhook-secret": ["whsec_", (A, 32)],
+    "google-api-key": ["AIza", (B, 35)],
+    "google-oauth-secret": ["GOCSPX-", (B, 28)],
+    "google-oauth-token": ["ya29.", (B, 60)],
+    "slack-token": ["xoxb-", (A, 24)],
+    "slack-app-token": ["xapp-1-", (U, 11), "-", (D, 13), "-", (H, 64)],
+    "slack-webhook": ["https://hooks.slack.com/services/", (A, 44)],
+    "discord-webhook": ["https://discord.com/api/webhooks/", (D, 18), "/", (B, 68)],
+    "sendgrid-api-key": ["SG.", (B, 22), ".", (B, 43)],
+    "npm-token": ["npm_", (A, 36)],
+    "pypi-token": ["pypi-AgEIcHlwaS5vcmc", (B, 70)],
+    "openai-api-key": ["sk-proj-", (B, 74)],
+    "anthropic-api-key": ["sk-ant-api03-", (B, 93)],
+    "twilio-api-key": ["SK", (H, 32)],
+    "azure-storage-key": ["AccountKey=", (S, 86), "=="],
+    "azure-ad-client-secret": [(A, 3), (D, 1), "Q~", (A, 34)],
+    "mailgun-api-key": ["key-", (H, 32)],
+    "mailgun-signing-key": [(H, 32), "-", (H, 8), "-", (H, 8)],
+    "mailchimp-api-key": [(H, 32), "-us", (D, 2)],
+    "aws-access-key": ["AKIA", (U, 16)],
+    "alibaba-access-key": ["LTAI", (A, 20)],
+    "digitalocean-token": ["dop_v1_", (H, 64)],
+    "shopify-token": ["shpat_", (H, 32)],
+    "square-token": ["EAAA", (B, 60)],
+    "square-secret": ["sq0csp-", (B, 43)],
+    "telegram-bot-token": [(D, 10), ":AA", (B, 33)],
+    "hashicorp-vault-token": ["hvs.", (B, 95)],
+    "terraform-cloud-token": [(LO, 14), ".atlasv1.", (B, 67)],
+    "doppler-token": ["dp.pt.", (A, 43)],
+    "databricks-token": ["dapi", (H, 32)],
+    "dynatrace-token": ["dt0c01.", (U, 24), ".", (A, 64)],
+    "linear-api-key": ["lin_api_", (A, 40)],
+    "postman-api-key": ["PMAK-", (H, 24), "-", (H, 34)],
+    "pulumi-token": ["pul-", (H, 40)],
+    "grafana-token": ["glsa_", (A, 32), "_", (H, 8)],
+    "newrelic-key": ["NRAK-", (U, 27)],
+    "sentry-token": ["sntrys_", (B, 80)],
+    "age-secret-key": ["AGE-SECRET-KEY-1", ("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)],
+    "atlassian-token": ["ATATT3", (B, 186)],
+    "huggingface-token": ["hf_", (L, 34)],
+    "facebook-token": ["EAAC", (A, 120)],
+    "twitter-bearer": ["A" * 22, (A, 90)],
+    "mapbox-token": ["pk.eyJ", (B, 30), ".", (B, 22)],
+    "clojars-token": ["CLOJARS_", (LO, 60)],
+    "rubygems-key": ["rubygems_", (H, 48)],
+    "contentful-token": ["CFPAT-", (B, 43)],
+    "planetscale-token": ["pscale_tkn_", (B, 43)],
+    "prefect-token": ["pnu_", (A, 36)],
+    "readme-api-key": ["rdme_", (LO, 70)],
+    "easypost-key": ["EZAK", (A, 54)],
+    "duffel-token": ["duffel_live_", (B, 43)],
+    "shippo-token": ["shippo_live_", (H, 40)],
+    "typeform-token": ["tfp_", (B, 59)],
+    "airtable-pat": ["pat", (A, 14), ".", (H, 64)],
+    "notion-token": ["ntn_", (D, 11), (A, 35)],
+    "supabase-token": ["sbp_", (H, 40)],
+    "cloudflare-origin-ca-key": ["v1.0-", (H, 24), "-", (H, 146)],
+    "flyio-token": ["fo1_", (B, 43)],
+    "heroku-api-key": ["HRKU-AA", (B, 58)],
+    "jfrog-api-key": ["AKCp", (A, 69)],
+    "harness-token": ["pat.", (B, 22), ".", (H, 24), ".", (A, 20)],
+}
+
+
+def _random(alphabet: str, n: int, rng: random.Random) -> str:
+    # mixed case and a digit wherever the alphabet allows: a real key always has them
+    while True:
+        s = "".join(rng.choice(alphabet) for _ in range(n))
+        mixed = all(any(f(c) for c in s) for f in (str.isupper, str.islower, str.isdigit))
+        if n < 8 or alphabet not in (A, B, S) or mixed:
+            return s
+
+
+def sample(rule_id: str, rng: random.Random) -> str:
+    return "".join(p if isinstance(p, str) else _random(*p, rng) for p in SPECS[rule_id])
+
+
+def near_miss(rule_id: str, rng: random.Random) -> str:
+    parts = SPECS[rule_id]
+    longest = max((p for p in parts if not isinstance(p, str)), key=lambda p: p[1])
+    out = []
+    for p in parts:
+        if isinstance(p, str):
+            out.append(p)
+        else:
+            out.append(_random(p[0], p[1] // 3 if p is longest else p[1], rng))
+    return "".join(out)
+
+
+def pem(rng: random.Random) -> str:
+    body = base64.b64encode(rng.randbytes(600)).decode()
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    return f"-----BEGIN RSA PRIVATE KEY-----\n{lines}\n-----END RSA PRIVATE KEY-----"
+
+
+def jwt(rng: random.Random) -> str:
+    def part(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    payload = {"sub": _random(A, 12, rng), "exp": rng.randint(10**9, 2 * 10**9)}
+    sig = base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("=")
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.{sig}"
+
+
+def corpus(per_format: int = 3, seed: int = 13) -> list[tuple[str, str]]:
+    """(format, secret) pairs: every format of the table ``per_format`` times, plus JWTs,
+    URL passwords and opaque tokens. PEM keys are kept apart (``pems``): they hold line
+    breaks, so they cannot travel in a header or a query."""
+    rng = random.Random(seed)
+    out = [(rid, sample(rid, rng)) for rid in SPECS for _ in range(per_format)]
+    out += [("jwt", jwt(rng)) for _ in range(per_format)]
+    out += [("opaque-token", _random(A, 40, rng)) for _ in range(per_format)]
+    return out
+
+
+def url_passwords(n: int = 3, seed: int = 14) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [("url-password", _random(A, 20, rng)) for _ in range(n)]
+
+
+def pems(n: int = 2, seed: int = 15) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    return [("private-key", pem(rng)) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- looking for leaks
+
+_B64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
+
+
+def _decodings(text: str) -> list[str]:
+    views = [text, unquote(text), unquote_plus(text)]
+    for view in list(views):
+        for m in _B64_RUN.finditer(view):
+            run = m.group(0).rstrip("=")
+            for dec in (base64.b64decode, base64.urlsafe_b64decode):
+                for cut in range(4):  # a run may start mid-quantum of a bigger encoding
+                    piece = run[cut:]
+                    piece = piece[: len(piece) - len(piece) % 4]
+                    try:
+                        views.append(dec(piece).decode("utf-8", "replace"))
+                    except (binascii.Error, ValueError):
+                        pass
+    return views
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def leaks(secrets: list[tuple[str, str]], directory: Path) -> list[tuple[str, str, str]]:
+    """(format, secret prefix, file) for each secret found in any form under ``directory``."""
+    found = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        raw = path.read_bytes().decode("utf-8", "replace")
+        views = _decodings(raw)
+        try:
+            # a JSON stream (a recording): every string in it, unescaped, decoded again
+            objs = [json.loads(chunk) for chunk in re.split(r"(?m)^(?=\{)", raw) if chunk.strip()]
+        except json.JSONDecodeError:
+            objs = []
+        for s in _strings(objs):
+            views.extend(_decodings(s))
+        for fmt, secret in secrets:
+            forms = {secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote_plus(secret)}
+            core = secret.strip().splitlines()[1] if "\n" in secret else secret
+            if any(f in raw for f in forms) or any(core in v for v in views):
+                found.append((fmt, secret[:16], path.name))
+    return found
