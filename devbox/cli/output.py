@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from devbox.errors import DevboxError
 
@@ -65,6 +66,7 @@ def print_json(value: Any) -> None:
 def render_error(exc: DevboxError) -> None:
     """The one place a DevboxError becomes text on a terminal."""
     con = err_console()
-    con.print(f"[bold red]error:[/bold red] {exc.one_line()}", markup=True, highlight=False)
+    # escaped: a message quoting input ("http://[zz]/x", "[replay]") is not Rich markup
+    con.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", markup=True, highlight=False)
     if exc.hint and not os.environ.get("DEVBOX_NO_HINTS"):
         con.print(f"[yellow]hint:[/yellow] {exc.hint}")
