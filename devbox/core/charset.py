@@ -71,8 +71,11 @@ def body_charset(content_type: str | None, body: bytes) -> str | None:
     )
 
 
-def text_charset(content_type: str | None, text: str, producer_mime: str | None) -> str:
-    """The charset to re-encode *text* (a producer's decoded body) into."""
+def text_charset(
+    content_type: str | None, text: str, producer_mime: str | None, fallback: str = "utf-8"
+) -> str:
+    """The charset to re-encode *text* (a producer's decoded body) into; *fallback* is what
+    the producer decodes undeclared bodies with (mitmproxy: latin-1 unless JSON)."""
     declared = mime_charset(content_type)
     if declared:
         return declared
@@ -84,7 +87,7 @@ def text_charset(content_type: str | None, text: str, producer_mime: str | None)
         found = meta_charset(head)
         if found:
             return found
-    return mime_charset(producer_mime) or "utf-8"
+    return mime_charset(producer_mime) or fallback
 
 
 def encode_text(text: str, charset: str) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from typing import IO, cast
 
 import brotli  # type: ignore[import-untyped]
 import zstandard
@@ -111,6 +112,67 @@ def encode(body: bytes, header: str | None) -> bytes:
     return body
 
 
+class _Full(Exception):
+    pass
+
+
+class _Sink:
+    """Where zstd's stream writer puts output: refuses to hold more than ``room``."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.room = 0
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            self.parts.append(bytes(data[: self.room]))
+            self.room = -1
+            raise _Full
+        self.parts.append(bytes(data))
+        self.room -= len(data)
+        return len(data)
+
+
+class StreamDecoder:
+    """br or zstd decoded chunk by chunk with the output capped, shaped like zlib's
+    decompress objects (``decompress(data, max_length)``, ``unconsumed_tail``, ``flush``)
+    so a capture can hold either."""
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self.unconsumed_tail = b""
+        self._br = brotli.Decompressor() if coding == "br" else None
+        self._sink = _Sink()
+        self._zstd = (
+            zstandard.ZstdDecompressor().stream_writer(
+                cast("IO[bytes]", self._sink), write_return_read=False
+            )
+            if coding == "zstd"
+            else None
+        )
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        try:
+            if self._br is not None:
+                out: bytes = self._br.process(data, output_buffer_limit=max_length)
+                if not self._br.can_accept_more_data():
+                    self.unconsumed_tail = b"\0"  # more output waits: past the cap
+                return out[:max_length]
+            assert self._zstd is not None
+            self._sink.parts.clear()
+            self._sink.room = max_length
+            try:
+                self._zstd.write(data)
+            except _Full:
+                self.unconsumed_tail = b"\0"
+            return b"".join(self._sink.parts)
+        except (brotli.error, zstandard.ZstdError) as exc:
+            raise CodingError(f"not valid {self.coding}: {exc}") from None
+
+    def flush(self) -> bytes:
+        return b""
+
+
 def accepts(accept_encoding: str | None, coding: str) -> bool:
     """Whether an Accept-Encoding value admits *coding* (q=0 refuses it)."""
     if not accept_encoding:
@@ -140,6 +202,7 @@ __all__ = [
     "DECODABLE",
     "MAX_INFLATE",
     "CodingError",
+    "StreamDecoder",
     "accepts",
     "codings",
     "decodable",

@@ -119,8 +119,11 @@ class _Skip(Exception):
 class _Entry:
     """One entry's context: its name for messages, and what was guessed about it."""
 
-    def __init__(self, filename: str, index: int, strict: bool) -> None:
+    def __init__(self, filename: str, index: int, strict: bool, producer: str = "") -> None:
         self.filename = filename
+        # mitmproxy decodes a body that declares no charset as latin-1 (JSON as UTF-8), the
+        # browsers as UTF-8: re-encoding must undo what this producer did
+        self.latin1_default = producer.lower().startswith("mitmproxy")
         self.base = f"log.entries[{index}]"
         self.label = self.base
         self.strict = strict
@@ -174,7 +177,7 @@ def import_har(
     out: list[Exchange] = []
     warnings: list[HarWarning] = []
     for i, e in enumerate(entries):
-        ctx = _Entry(filename, i, strict)
+        ctx = _Entry(filename, i, strict, origin.removeprefix("har:"))
         try:
             out.append(
                 _entry(e, i, source=source, direction=direction, origin=origin, stem=stem, ctx=ctx)
@@ -373,11 +376,16 @@ def _post_data(req_raw: Mapping[str, Any], headers: Headers, ctx: _Entry) -> tup
     mime = raw.get("mimeType") if isinstance(raw.get("mimeType"), str) else ""
     mime = mime or _header(headers, "content-type")
     text = raw.get("text")
+    size = _size(req_raw.get("bodySize"))
+    if text == "" and not raw.get("params") and size > 0:
+        # Playwright writes an empty text for a binary upload it did not keep
+        ctx.warn("request.postData", f"body of {size} bytes not in the HAR; imported empty")
+        return b"", True
     if isinstance(text, str) and (text or not raw.get("params")):
         if str(raw.get("encoding", "")).lower() == "base64":
             return _b64(text, ctx, "request.postData.text"), False
         charset = mime_charset(_header(headers, "content-type")) or mime_charset(mime)
-        return encode_text(text, charset or "utf-8"), False
+        return encode_text(text, charset or _fallback(ctx, mime)), False
     params = raw.get("params")
     if not isinstance(params, list) or not params:
         return b"", False
@@ -437,7 +445,14 @@ def _content(raw: Any, headers: Headers, ctx: _Entry) -> tuple[bytes, bool]:
             f"content coding {content_encoding!r} is not one devbox "
             "can apply again; the body is served as stored",
         )
-    return encode_text(text, text_charset(content_type, text, mime)), False
+    charset = text_charset(content_type, text, mime, _fallback(ctx, content_type or mime or ""))
+    return encode_text(text, charset), False
+
+
+def _fallback(ctx: _Entry, content_type: str) -> str:
+    if ctx.latin1_default and "json" not in content_type.lower():
+        return "latin-1"
+    return "utf-8"
 
 
 def _timing(e: Mapping[str, Any], ctx: _Entry) -> Timing:

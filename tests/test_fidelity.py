@@ -1,0 +1,114 @@
+"""Fidelity on traffic nobody here wrote: HARs made by headless Chromium (Playwright) and
+mitmproxy over a local site import, serve and round-trip with the bytes of the wire.
+
+The captures are made by the fixtures below with the real producers (``producers.py``);
+the site's own bytes are the truth every comparison is made against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import brotli  # type: ignore[import-untyped]
+import producers as P
+import pytest
+import zstandard
+from mock_helpers import call, running
+
+from devbox.core.har import HarImport, import_har, parse_har
+from devbox.core.model import Exchange
+from devbox.errors import RecordingError
+
+pytestmark = pytest.mark.slow
+
+TRUTH = {
+    "/latin1.html": P.LATIN1_PAGE,
+    "/meta.html": P.META_PAGE,
+    "/app.js": P.SCRIPT,
+    "/style.css": P.CSS,
+    "/data.json": P.DATA_JSON,
+    "/api/items": P.DATA_JSON,
+    "/logo.png": P.PNG,
+    "/video.bin": P.VIDEO,
+}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[P.Site]:
+    with P.Site() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def captures(site: P.Site, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("captures")
+    return {
+        "chromium": P.browser_capture(site, out / "chromium.har"),
+        "mitmproxy": P.mitmproxy_har(site, out / "mitmproxy.har"),
+    }
+
+
+def load(path: Path, **kw: bool) -> HarImport:
+    return import_har(
+        parse_har(path.read_bytes(), path.name), source="site", filename=path.name, **kw
+    )
+
+
+def full(exs: tuple[Exchange, ...], path: str) -> Exchange:
+    return next(
+        e
+        for e in exs
+        if e.request.path == path and e.response is not None and e.response.status == 200
+    )
+
+
+@pytest.mark.parametrize("producer", ["chromium", "mitmproxy"])
+def test_real_captures_import_every_entry(captures: dict[str, Path], producer: str) -> None:
+    result = load(captures[producer])
+    assert result.skipped == 0
+    if producer == "chromium":
+        # Playwright: a refused fetch is status -1 with _failureText; a binary upload is
+        # written as an empty text with bodySize 7
+        failed = [e for e in result.exchanges if e.response is None]
+        assert [e.error for e in failed] == ["net::ERR_CONNECTION_REFUSED"]
+        assert [(w.field, w.skipped) for w in result.warnings] == [("request.postData", False)]
+        upload = next(e for e in result.exchanges if e.request.path == "/upload")
+        assert upload.request_truncated and upload.request.body == b""
+        with pytest.raises(RecordingError) as info:
+            load(captures[producer], strict=True)
+        assert re.fullmatch(r"log\.entries\[\d+\]\.request\.postData", info.value.field or "")
+    else:
+        assert result.warnings == ()
+        upload = next(e for e in result.exchanges if e.request.path == "/upload")
+        assert upload.request.body == bytes([0, 255, 1, 254, 128, 10, 13])
+
+
+@pytest.mark.parametrize("producer", ["chromium", "mitmproxy"])
+def test_bodies_are_the_bytes_of_the_wire(captures: dict[str, Path], producer: str) -> None:
+    """Header charset, <meta> charset, latin-1 guesses of mitmproxy, br/zstd/gzip decoded,
+    binary kept binary: every body equals what the site sent (before any coding)."""
+    exs = load(captures[producer]).exchanges
+    for path, truth in TRUTH.items():
+        assert full(exs, path).response.body == truth, path  # type: ignore[union-attr]
+    css = full(exs, "/style.css").response
+    assert css is not None and css.header("content-encoding") == "br"
+
+
+def test_mock_serves_the_wire_bytes_and_codings(captures: dict[str, Path]) -> None:
+    exs = [e for e in load(captures["mitmproxy"]).exchanges if e.response is not None]
+    plain = [e for e in exs if e.response and e.response.status in (200, 201, 204, 302)]
+    with running(plain) as (_, port):
+        status, headers, body = call(port, "GET", "/latin1.html")
+        assert status == 200 and body == P.LATIN1_PAGE
+        assert headers["content-type"] == "text/html; charset=iso-8859-1"
+        assert call(port, "GET", "/meta.html")[2] == P.META_PAGE
+        _, headers, body = call(port, "GET", "/style.css", headers={"Accept-Encoding": "br"})
+        assert headers["content-encoding"] == "br" and brotli.decompress(body) == P.CSS
+        _, headers, body = call(port, "GET", "/data.json", headers={"Accept-Encoding": "zstd"})
+        assert headers["content-encoding"] == "zstd"
+        assert zstandard.ZstdDecompressor().decompress(body) == P.DATA_JSON
+        _, headers, body = call(port, "GET", "/data.json")
+        assert "content-encoding" not in headers and body == P.DATA_JSON
+        assert call(port, "GET", "/logo.png")[2] == P.PNG
