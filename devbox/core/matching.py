@@ -29,296 +29,64 @@ names the exact rule to add to the profile.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote
 
-import orjson
-
+from devbox.core.match_explain import (
+    MAX_DIFFS,
+    SHOWN_CANDIDATES,
+    SHOWN_DIFFS,
+    Candidate,
+    FieldDiff,
+    MatchResult,
+    _body_diff,
+    _diff_json,
+    _diff_query,
+    _generalize,
+    _names,
+    _Parts,
+    _q,
+)
+from devbox.core.match_keys import (
+    Key,
+    Step,
+    _header_values,
+    _json_value,
+    _Rules,
+    body_key,
+    drop_paths,
+    normalize_path,
+    parse_json_path,
+    parse_query_fast,
+    path_shape,
+)
 from devbox.core.model import Exchange, Request
 from devbox.core.profile import MatchRules
 
-# (method, path, query, body, headers): hashable, cheap to build
-Key = tuple[str, str, tuple[tuple[str, str], ...], object, tuple[str | None, ...]]
+# the public names stay importable from here
+__all__ = [
+    "MAX_DIFFS",
+    "SHOWN_CANDIDATES",
+    "SHOWN_DIFFS",
+    "Candidate",
+    "FieldDiff",
+    "Key",
+    "MatchIndex",
+    "MatchResult",
+    "Step",
+    "body_key",
+    "drop_paths",
+    "normalize_path",
+    "parse_json_path",
+    "parse_query_fast",
+    "path_shape",
+]
 
-MAX_DIFFS = 40  # per candidate; enough to explain, bounded for huge bodies
-SHOWN_DIFFS = 4  # per candidate in the one-line explanation
-SHOWN_CANDIDATES = 3
 _DIFF_ALL = 64  # buckets up to this size are diffed in full
 _SHORTLIST = 12  # larger buckets: diff only the best-ranked groups
 _POSTING_CAP = 512  # field values shared by more groups than this carry no signal
-_MAX_FEATURES = 64
-_FORM = "application/x-www-form-urlencoded"
 _MEMO_SIZE = 4096  # wire request -> group, for requests sent again and again
-
-
-# ---------------------------------------------------------------- canonical parts
-
-
-def parse_query_fast(qs: str) -> tuple[tuple[str, str], ...]:
-    """``urllib.parse.parse_qsl(qs, keep_blank_values=True)``, faster on plain input."""
-    if not qs:
-        return ()
-    out = []
-    for part in qs.split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            name = unquote_plus(name)
-            value = unquote_plus(value)
-        out.append((name, value))
-    return tuple(out)
-
-
-def normalize_path(path: str) -> str:
-    if not path:
-        return "/"
-    return unquote(path) if "%" in path else path
-
-
-_SEG_VOLATILE = re.compile(r"\d|^[0-9a-fA-F]{16,}$")
-
-
-def path_shape(path: str) -> str:
-    """``/items/KB-101/reviews`` -> ``/items/*/reviews``: segments with digits or long hex."""
-    return "/".join("*" if _SEG_VOLATILE.search(seg) else seg for seg in path.split("/"))
-
-
-Step = tuple[str, object]  # ("key", name) | ("idx", n) | ("all", None)
-_STEP_RE = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[\*\]|\.\*")
-
-
-def parse_json_path(path: str) -> tuple[Step, ...]:
-    """``$.items[*].sku`` -> steps. Raises ValueError on anything else."""
-    if not path.startswith("$"):
-        raise ValueError(f"not a JSON path: {path!r}")
-    steps: list[Step] = []
-    pos = 1
-    while pos < len(path):
-        m = _STEP_RE.match(path, pos)
-        if m is None:
-            raise ValueError(f"not a JSON path: {path!r}")
-        if m.group(1) is not None:
-            steps.append(("key", m.group(1)))
-        elif m.group(2) is not None:
-            steps.append(("idx", int(m.group(2))))
-        else:
-            steps.append(("all", None))
-        pos = m.end()
-    return tuple(steps)
-
-
-def drop_paths(value: Any, paths: Sequence[tuple[Step, ...]]) -> Any:
-    """Remove ignored parts of a freshly parsed JSON value (mutates and returns it).
-
-    Object members are deleted (so absent and present compare equal); array
-    elements become null, keeping positions meaningful."""
-    for steps in paths:
-        if not steps:
-            return None
-        _drop(value, steps, 0)
-    return value
-
-
-def _drop(value: Any, steps: tuple[Step, ...], i: int) -> None:
-    kind, arg = steps[i]
-    last = i == len(steps) - 1
-    if kind == "key":
-        if isinstance(value, dict) and arg in value:
-            if last:
-                del value[arg]
-            else:
-                _drop(value[arg], steps, i + 1)
-    elif kind == "idx":
-        assert isinstance(arg, int)
-        if isinstance(value, list) and arg < len(value):
-            if last:
-                value[arg] = None
-            else:
-                _drop(value[arg], steps, i + 1)
-    elif isinstance(value, dict):
-        if last:
-            value.clear()
-        else:
-            for v in value.values():
-                _drop(v, steps, i + 1)
-    elif isinstance(value, list):
-        if last:
-            value[:] = [None] * len(value)
-        else:
-            for v in value:
-                _drop(v, steps, i + 1)
-
-
-class _Rules:
-    """MatchRules compiled for the hot path."""
-
-    __slots__ = ("body_paths", "header_names", "ignore_query", "query_globs", "source")
-
-    def __init__(self, rules: MatchRules) -> None:
-        self.source = rules
-        self.ignore_query = frozenset(q for q in rules.ignore_query if not _is_glob(q))
-        self.query_globs = tuple(q for q in rules.ignore_query if _is_glob(q))
-        self.body_paths = tuple(parse_json_path(p) for p in rules.ignore_body)
-        self.header_names = tuple(sorted({h.lower() for h in rules.headers}))
-
-    def query(self, pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-        if not pairs:
-            return ()
-        if self.ignore_query or self.query_globs:
-            pairs = tuple(p for p in pairs if not self.ignored_param(p[0]))
-        return tuple(sorted(pairs)) if len(pairs) > 1 else pairs
-
-    def ignored_param(self, name: str) -> bool:
-        if name in self.ignore_query:
-            return True
-        return any(fnmatch.fnmatchcase(name, g) for g in self.query_globs)
-
-
-def _is_glob(s: str) -> bool:
-    return any(c in s for c in "*?[")
-
-
-def _json_value(body: bytes, content_type: str | None) -> tuple[bool, Any]:
-    """(True, value) when the body is JSON (or a form, as an object); else (False, None)."""
-    head = body[:1]
-    if head in (b" ", b"\t", b"\r", b"\n"):
-        head = body.lstrip()[:1]
-    if head == b"{" or head == b"[":
-        try:
-            return True, orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False, None
-    if content_type is not None and content_type.startswith(_FORM):
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return False, None
-        form: dict[str, Any] = {}
-        for k, v in parse_query_fast(text):
-            prev = form.get(k)
-            if prev is None:
-                form[k] = v
-            elif isinstance(prev, list):
-                prev.append(v)
-            else:
-                form[k] = [prev, v]
-        return True, form
-    return False, None
-
-
-def body_key(body: bytes, content_type: str | None, rules: _Rules) -> object:
-    if not body:
-        return b""
-    is_json, value = _json_value(body, content_type)
-    if not is_json:
-        return body
-    if rules.body_paths:
-        value = drop_paths(value, rules.body_paths)
-    # a tuple can never equal raw bytes: JSON and non-JSON bodies stay apart
-    return ("json", orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-
-
-def _header_values(headers: Iterable[tuple[str, str]], names: tuple[str, ...]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for k, v in headers:
-        low = k.lower()
-        if low in names:
-            v = v.strip()
-            found[low] = f"{found[low]}, {v}" if low in found else v
-    return found
-
-
-# ---------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class FieldDiff:
-    """One field in which a recorded request differs from the live one."""
-
-    field: str  # "method" | "path" | "query" | "body" | "header"
-    name: str  # "$.amount", "page", "x-tenant"; "" for method, path, a non-JSON body
-    recorded: str | None  # rendered value; None: absent in the recording
-    got: str | None  # rendered value; None: absent in the live request
-
-    def describe(self, *, continued: bool = False) -> str:
-        """``body $.amount (recorded 12.5, got 13.0)``; ``continued`` drops the field
-        word when the previous difference was in the same field."""
-        label = {
-            "method": "method",
-            "path": "path",
-            "query": f"query ?{self.name}",
-            "body": f"body {self.name}".rstrip(),
-            "header": f"header {self.name}",
-        }[self.field]
-        if continued and self.name and self.field in ("query", "body", "header"):
-            label = label.split(" ", 1)[1]
-        if self.recorded is None:
-            return f"{label} (not recorded, got {self.got})"
-        if self.got is None:
-            return f"{label} (recorded {self.recorded}, missing)"
-        return f"{label} (recorded {self.recorded}, got {self.got})"
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A recorded request near a missed one, and how it differs."""
-
-    position: int  # index into MatchIndex.exchanges; shown 1-based as "#N"
-    exchange: Exchange
-    differences: tuple[FieldDiff, ...]
-    score: float  # share of compared fields that agree, 0..1
-    more: int = 0  # differences beyond those kept
-
-    @property
-    def label(self) -> str:
-        r = self.exchange.request
-        return f"#{self.position + 1} {r.method} {r.path}"
-
-    def describe(self) -> str:
-        if not self.differences:
-            return f"{self.label} (identical)"
-        diffs = self.differences[:SHOWN_DIFFS]
-        shown = [
-            d.describe(continued=i > 0 and diffs[i - 1].field == d.field)
-            for i, d in enumerate(diffs)
-        ]
-        rest = len(self.differences) - SHOWN_DIFFS + self.more
-        tail = f" and {rest} more" if rest > 0 else ""
-        return f"{self.label} differs in {', '.join(shown)}{tail}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "position": self.position + 1,
-            "id": self.exchange.id,
-            "method": self.exchange.request.method,
-            "target": self.exchange.request.target,
-            "score": round(self.score, 3),
-            "differences": [
-                {"field": d.field, "name": d.name, "recorded": d.recorded, "got": d.got}
-                for d in self.differences
-            ],
-            "more": self.more,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MatchResult:
-    exchange: Exchange | None
-    explanation: str  # why this answer (or why none), one line, for CLI/TUI/logs
-    candidates: tuple[Candidate, ...] = ()
-    position: int = -1  # index of ``exchange`` in MatchIndex.exchanges
-    fuzzy: bool = False  # answered by the strongest candidate (match.fuzzy)
-    call: int = 0  # 1-based: this was the n-th call answered by this recorded request
-    hint: str = ""  # the rule to change, when one would fix the miss
-
-    @property
-    def hit(self) -> bool:
-        return self.exchange is not None
 
 
 # ---------------------------------------------------------------- index
@@ -343,57 +111,6 @@ class _Group:
         self.calls = n + 1
         pos = self.positions[n] if n < len(self.positions) else self.positions[-1]
         return pos, n + 1
-
-
-@dataclass(slots=True)
-class _Parts:
-    """A request's signature fields kept apart, for diffs and ranking."""
-
-    method: str
-    path: str
-    query: tuple[tuple[str, str], ...]
-    is_json: bool
-    body: Any  # JSON value with ignored paths dropped, or raw bytes
-    headers: dict[str, str]
-
-    def features(self) -> list[tuple[str, str, str]]:
-        out: list[tuple[str, str, str]] = [("q", k, v) for k, v in self.query]
-        out += [("h", k, v) for k, v in self.headers.items()]
-        if self.is_json:
-            _leaves(self.body, "$", out, _MAX_FEATURES)
-        elif self.body:
-            out.append(("b", "", str(hash(self.body))))
-        return out[:_MAX_FEATURES]
-
-
-def _leaves(value: Any, path: str, out: list[tuple[str, str, str]], cap: int) -> None:
-    if len(out) >= cap:
-        return
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _leaves(v, _child(path, k), out, cap)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _leaves(v, f"{path}[{i}]", out, cap)
-    else:
-        out.append(("b", path, _render(value)))
-
-
-_SIMPLE_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if _SIMPLE_KEY.match(key) else f"{path}[{orjson.dumps(key).decode()}]"
-
-
-def _render(value: Any, limit: int = 48) -> str:
-    if isinstance(value, dict):
-        text = "{…}" if value else "{}"
-    elif isinstance(value, list):
-        text = f"[{len(value)} items]"
-    else:
-        text = orjson.dumps(value).decode()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Bucket:
@@ -807,119 +524,3 @@ class MatchIndex:
         return [
             (m, p, sum(len(g.positions) for g in b.groups)) for (m, p), b in self._buckets.items()
         ]
-
-
-def _q(v: str | None) -> str | None:
-    return None if v is None else orjson.dumps(v).decode()
-
-
-def _names(names: Sequence[str]) -> str:
-    return ", ".join(f'"{n}"' for n in dict.fromkeys(names))
-
-
-_INDEX = re.compile(r"\[\d+\]")
-
-
-def _generalize(paths: list[str]) -> list[str]:
-    """``$.items[0].qty`` and ``$.items[1].qty`` -> ``$.items[*].qty``."""
-    by_pattern: dict[str, list[str]] = {}
-    for p in paths:
-        by_pattern.setdefault(_INDEX.sub("[*]", p), []).append(p)
-    out = []
-    for pattern, members in by_pattern.items():
-        out += [pattern] if len(members) > 1 else members
-    return out
-
-
-def _diff_query(
-    rec: tuple[tuple[str, str], ...], live: tuple[tuple[str, str], ...], diffs: list[FieldDiff]
-) -> int:
-    if rec == live:
-        return len(rec)
-    rd: dict[str, list[str]] = {}
-    ld: dict[str, list[str]] = {}
-    for k, v in rec:
-        rd.setdefault(k, []).append(v)
-    for k, v in live:
-        ld.setdefault(k, []).append(v)
-    same = 0
-    for k in sorted(rd.keys() | ld.keys()):
-        rv, lv = rd.get(k), ld.get(k)
-        if rv == lv:
-            same += 1
-        else:
-            diffs.append(FieldDiff("query", k, _qv(rv), _qv(lv)))
-    return same
-
-
-def _qv(values: list[str] | None) -> str | None:
-    if values is None:
-        return None
-    return _render(values[0]) if len(values) == 1 else _render(values, 64)
-
-
-def _diff_json(rec: Any, got: Any, path: str, diffs: list[FieldDiff], counter: list[int]) -> None:
-    """Leaf-level differences; counter = [equal leaves, differences beyond MAX_DIFFS]."""
-    if isinstance(rec, dict) and isinstance(got, dict):
-        for k, rv in rec.items():
-            p = _child(path, k)
-            if k in got:
-                _diff_json(rv, got[k], p, diffs, counter)
-            else:
-                _add(diffs, counter, FieldDiff("body", p, _render(rv), None))
-        for k, gv in got.items():
-            if k not in rec:
-                _add(diffs, counter, FieldDiff("body", _child(path, k), None, _render(gv)))
-        return
-    if isinstance(rec, list) and isinstance(got, list):
-        for i in range(min(len(rec), len(got))):
-            _diff_json(rec[i], got[i], f"{path}[{i}]", diffs, counter)
-        for i in range(len(got), len(rec)):
-            _add(diffs, counter, FieldDiff("body", f"{path}[{i}]", _render(rec[i]), None))
-        for i in range(len(rec), len(got)):
-            _add(diffs, counter, FieldDiff("body", f"{path}[{i}]", None, _render(got[i])))
-        return
-    # 1, 1.0 and true differ on the wire and in the signature; they differ here too
-    if type(rec) is type(got) and rec == got:
-        counter[0] += 1
-    else:
-        _add(diffs, counter, FieldDiff("body", path, _render(rec), _render(got)))
-
-
-def _add(diffs: list[FieldDiff], counter: list[int], d: FieldDiff) -> None:
-    if len(diffs) < MAX_DIFFS:
-        diffs.append(d)
-    else:
-        counter[1] += 1
-
-
-def _body_diff(rec: _Parts, live: _Parts) -> FieldDiff:
-    def raw(p: _Parts) -> bytes:
-        if p.is_json:
-            return orjson.dumps(p.body, option=orjson.OPT_SORT_KEYS)
-        return bytes(p.body)
-
-    a, b = raw(rec), raw(live)
-    if not a or not b:
-        return FieldDiff(
-            "body", "", _describe_bytes(a, 0) if a else None, _describe_bytes(b, 0) if b else None
-        )
-    i = 0
-    n = min(len(a), len(b))
-    while i < n and a[i] == b[i]:
-        i += 1
-    return FieldDiff("body", "", _describe_bytes(a, i), _describe_bytes(b, i))
-
-
-def _describe_bytes(data: bytes, at: int) -> str:
-    start = max(0, at - 12)
-    window = data[start : at + 20]
-    text = window.decode("utf-8", "replace")
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in text) or "\ufffd" in text:
-        snippet = window.hex()
-    else:
-        snippet = orjson.dumps(text).decode()
-    pre = "…" if start else ""
-    post = "…" if at + 20 < len(data) else ""
-    where = f" at byte {at}" if at else ""
-    return f"{len(data)} bytes{where}: {pre}{snippet}{post}"
