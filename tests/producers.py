@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import os
 import shutil
 import signal
 import socket
@@ -94,19 +93,21 @@ INDEX = b"""<!doctype html><html><head><meta charset="utf-8"><title>fidelity</ti
 <link rel="stylesheet" href="/style.css"><script src="/app.js"></script></head>
 <body><h1>Fidelity \xe2\x9c\x93</h1><img src="/logo.png" width="64" height="64">
 <script>
+// read every body: Chromium keeps in the HAR only the bodies the page consumed
+async function get(url, opts) { const r = await fetch(url, opts); await r.arrayBuffer(); return r; }
 window.done = (async () => {
   const out = [];
-  out.push((await fetch('/data.json')).status);
-  out.push((await fetch('/etag.txt')).status);
-  out.push((await fetch('/etag.txt', {cache: 'no-cache'})).status);
-  out.push((await fetch('/video.bin', {headers: {Range: 'bytes=0-1023'}})).status);
-  out.push((await fetch('/video.bin')).status);
-  out.push((await fetch('/nocontent', {method: 'DELETE'})).status);
-  out.push((await fetch('/redirect')).status);
-  out.push((await fetch('/upload', {method: 'POST',
+  out.push((await get('/data.json')).status);
+  out.push((await get('/etag.txt')).status);
+  out.push((await get('/etag.txt', {cache: 'no-cache'})).status);
+  out.push((await get('/video.bin', {headers: {Range: 'bytes=0-1023'}})).status);
+  out.push((await get('/video.bin')).status);
+  out.push((await get('/nocontent', {method: 'DELETE'})).status);
+  out.push((await get('/redirect')).status);
+  out.push((await get('/upload', {method: 'POST',
     headers: {'Content-Type': 'application/octet-stream'},
     body: new Uint8Array([0, 255, 1, 254, 128, 10, 13])})).status);
-  out.push((await fetch('/api/items?q=a:b%20c&tag=x%2Fy')).status);
+  out.push((await get('/api/items?q=a:b%20c&tag=x%2Fy')).status);
   try { await fetch('http://127.0.0.1:CLOSED/gone'); } catch (e) { out.push('failed'); }
   return out;
 })();
@@ -169,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path == "/":
             body = INDEX.replace(b"CLOSED", str(self.site.closed_port).encode())
+            body = body.replace(b"<title>fidelity", b"<title>" + self.site.name.encode())
             self._send(200, [("Content-Type", "text/html; charset=utf-8")], body)
         elif path == "/latin1.html":
             self._send(200, [("Content-Type", "text/html; charset=iso-8859-1")], LATIN1_PAGE)
@@ -222,7 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
 class Site:
     """The local site, on a free port; ``closed_port`` is a port nothing listens on."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fidelity") -> None:
+        self.name = name
         handler = type("Handler", (_Handler,), {"site": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.server.server_address[1]
@@ -294,16 +297,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def mitmdump(upstream: str, har: Path) -> Iterator[int]:
-    """``mitmdump`` in reverse mode in front of *upstream*, writing *har* when it stops."""
+def mitmdump(upstream: str | None, har: Path) -> Iterator[int]:
+    """``mitmdump`` in reverse mode in front of *upstream* (or a forward proxy with None),
+    writing *har* when it stops."""
     if not MITMDUMP.exists():
         raise RuntimeError(f"{MITMDUMP} missing: run scripts/setup")
     port = _free_port()
     proc = subprocess.Popen(
         [
             str(MITMDUMP),
-            "--mode",
-            f"reverse:{upstream}",
+            *(["--mode", f"reverse:{upstream}"] if upstream else []),
             "--listen-host",
             "127.0.0.1",
             "-p",
@@ -377,6 +380,26 @@ def mitmproxy_har(site: Site, har: Path) -> Path:
     return har
 
 
+def mitmproxy_origins_har(sites: list[Site], har: Path) -> Path:
+    """mitmdump as a forward proxy, the same paths fetched from several origins."""
+    with mitmdump(None, har) as port:
+        for site in sites:
+            for path in ("/", "/latin1.html", "/etag.txt"):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", f"{site.base}{path}")
+                conn.getresponse().read()
+                conn.close()
+        # a path only the first origin served
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", f"{sites[0].base}/logo.png")
+        conn.getresponse().read()
+        conn.close()
+    deadline = time.monotonic() + 30
+    while not har.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return har
+
+
 def browser_capture(site: Site, har: Path) -> Path:
     return chromium_har(
         [f"{site.base}/", f"{site.base}/latin1.html", f"{site.base}/meta.html"],
@@ -393,6 +416,6 @@ __all__ = [
     "chromium_har",
     "mitmdump",
     "mitmproxy_har",
-    "os",
+    "mitmproxy_origins_har",
     "screenshot",
 ]

@@ -7,6 +7,7 @@ the site's own bytes are the truth every comparison is made against.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +58,15 @@ def load(path: Path, **kw: bool) -> HarImport:
 
 
 def full(exs: tuple[Exchange, ...], path: str) -> Exchange:
-    return next(
+    """The 200 of *path* whose body the producer kept (Chromium does not keep the body of
+    a fetch whose body the page never read: that entry is marked truncated)."""
+    fulls = [
         e
         for e in exs
         if e.request.path == path and e.response is not None and e.response.status == 200
-    )
+    ]
+    kept = [e for e in fulls if not e.response_truncated]
+    return kept[0] if kept else fulls[0]
 
 
 @pytest.mark.parametrize("producer", ["chromium", "mitmproxy"])
@@ -112,3 +117,61 @@ def test_mock_serves_the_wire_bytes_and_codings(captures: dict[str, Path]) -> No
         _, headers, body = call(port, "GET", "/data.json")
         assert "content-encoding" not in headers and body == P.DATA_JSON
         assert call(port, "GET", "/logo.png")[2] == P.PNG
+
+
+# ---------------------------------------------------------------- HTTP semantics
+
+
+def test_304_and_206_answer_only_their_own_requests(captures: dict[str, Path]) -> None:
+    """mitmproxy's capture holds GET /etag.txt as a 200 and as a 304 to If-None-Match, and
+    /video.bin as a 206 to Range and as a 200: each request gets its own answer."""
+    exs = list(load(captures["mitmproxy"]).exchanges)
+    assert {e.response.status for e in exs if e.response} >= {200, 206, 304}
+    with running(exs) as (_, port):
+        for _ in range(2):
+            status, _, body = call(port, "GET", "/etag.txt")
+            assert status == 200 and body == b"versioned text\n"
+            status, _, body = call(port, "GET", "/etag.txt", headers={"If-None-Match": P.ETAG})
+            assert status == 304 and body == b""
+            status, _, body = call(port, "GET", "/video.bin")
+            assert status == 200 and body == P.VIDEO
+            status, _, body = call(port, "GET", "/video.bin", headers={"Range": "bytes=0-1023"})
+            assert status == 206 and body == P.VIDEO[:1024]
+            # another range than the recorded one: the full response is a correct answer
+            assert call(port, "GET", "/video.bin", headers={"Range": "bytes=5-9"})[0] == 200
+
+
+def test_only_a_304_recorded_is_a_miss_explained(captures: dict[str, Path]) -> None:
+    exs = [
+        e
+        for e in load(captures["mitmproxy"]).exchanges
+        if e.response is not None and e.response.status in (304, 206)
+    ]
+    with running(exs) as (_, port):
+        status, _, body = call(port, "GET", "/etag.txt")
+        assert status != 200
+        explanation = json.loads(body)["explanation"]
+        assert "only 304 Not Modified for If-None-Match" in explanation
+        assert "needs the full response" in explanation
+        status, _, body = call(port, "GET", "/video.bin")
+        assert "only 206 Partial Content for Range: bytes=0-1023" in json.loads(body)["explanation"]
+        assert call(port, "GET", "/etag.txt", headers={"If-None-Match": P.ETAG})[0] == 304
+
+
+def test_origin_is_part_of_the_match(tmp_path: Path) -> None:
+    with P.Site("alpha") as a, P.Site("beta") as b:
+        har = P.mitmproxy_origins_har([a, b], tmp_path / "origins.har")
+    exs = list(load(har).exchanges)
+    assert len({e.request.host for e in exs}) == 2
+    with running(exs) as (_, port):
+        for site in (a, b):
+            _, _, body = call(port, "GET", "/", headers={"Host": f"127.0.0.1:{site.port}"})
+            assert f"<title>{site.name}".encode() in body
+            # through the mock as a proxy (absolute-form target)
+            _, _, body = call(port, "GET", f"{site.base}/")
+            assert f"<title>{site.name}".encode() in body
+        status, _, body = call(port, "GET", "/logo.png", headers={"Host": f"127.0.0.1:{b.port}"})
+        assert status != 200
+        assert "origin is part of the match: 2 origins recorded" in json.loads(body)["explanation"]
+        status, _, body = call(port, "GET", "/logo.png", headers={"Host": f"127.0.0.1:{a.port}"})
+        assert status == 200 and body == P.PNG

@@ -270,7 +270,7 @@ def _entry(
             error = str(har_error) if har_error else f"no response (status {status})"
         else:
             rheaders, _ = _headers(resp_raw.get("headers"), ctx, "response.headers")
-            body, truncated = _content(resp_raw.get("content"), rheaders, ctx)
+            body, truncated = _content(resp_raw.get("content"), rheaders, ctx, status)
             reason = resp_raw.get("statusText")
             response = Response(
                 status=status,
@@ -422,7 +422,7 @@ def _b64(text: str, ctx: _Entry, where: str) -> bytes:
         raise ctx.skip(where, "encoding is base64 but the text is not valid base64") from None
 
 
-def _content(raw: Any, headers: Headers, ctx: _Entry) -> tuple[bytes, bool]:
+def _content(raw: Any, headers: Headers, ctx: _Entry, status: int) -> tuple[bytes, bool]:
     """(decoded body, whether the body is missing or incomplete)."""
     if not isinstance(raw, Mapping):
         return b"", False
@@ -431,7 +431,8 @@ def _content(raw: Any, headers: Headers, ctx: _Entry) -> tuple[bytes, bool]:
     if not isinstance(text, str):
         # the exporter did not keep the body (Chrome for some resource types, Playwright
         # "omit"/"attach" modes); size is the decoded size or, for some, the compressed one
-        return b"", size > 0
+        # (Playwright: size -1 for a body it never saw, e.g. a fetch the page did not read)
+        return b"", size > 0 or (size < 0 and 200 <= status < 300 and status != 204)
     mime = raw.get("mimeType") if isinstance(raw.get("mimeType"), str) else ""
     content_type = _header(headers, "content-type")
     content_encoding = _header(headers, "content-encoding")
