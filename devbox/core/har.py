@@ -102,8 +102,9 @@ class HarImport:
             return RecordingError("the HAR file holds no requests", file=filename)
         more = f" (and {self.skipped - 1} more skipped)" if self.skipped > 1 else ""
         base = first.entry.split()[0]
+        request = first.entry[len(base) :].strip()  # "GET http://..." when the entry has one
         return RecordingError(
-            f"no entry could be imported: {first.entry}: {first.reason}{more}",
+            f"no entry could be imported: {request + ': ' if request else ''}{first.reason}{more}",
             file=filename,
             field=base if first.field == "entry" else f"{base}.{first.field}",
         )
