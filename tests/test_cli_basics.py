@@ -186,7 +186,7 @@ def test_bad_har_names_the_line(tmp_path: Path) -> None:
     assert line == f"{tmp_path / 'none.har'}: no such HAR file"
     har.write_text('{"log": {"entries": [{"request": {"method": "GET"}}]}}')
     line = one_error(devbox("import", str(har), "--into", str(tmp_path / "out")))
-    assert line == f"{har}: log.entries[0].request.url: missing url"
+    assert line == f"{har}: log.entries[0].request.url: no entry could be imported: missing url"
     assert not (tmp_path / "out").exists()
 
 

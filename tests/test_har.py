@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 import pytest
 
-from devbox.core.har import exchanges_to_har, har_to_exchanges, parse_har
+from devbox.core.har import exchanges_to_har, har_to_exchanges, import_har, parse_har
 from devbox.core.model import Direction, Exchange
 from devbox.errors import RecordingError
 from devbox.store import load_dir, load_file, write_recording
@@ -216,10 +216,19 @@ def test_lenient_with_missing_optional_fields() -> None:
     ],
 )
 def test_errors_name_the_entry(doc: dict[str, Any], field: str, message: str) -> None:
+    """Strict: one clean error naming the entry's field. Lenient (the default): a file-level
+    problem is still that error; an entry-level one is a warning naming the entry."""
     with pytest.raises(RecordingError) as info:
-        har_to_exchanges(doc, source="s", filename="x.har")
+        import_har(doc, source="s", filename="x.har", strict=True)
     assert info.value.field == field and message in info.value.message
     assert info.value.file == "x.har"
+    if field == "log" or field == "log.entries":
+        return
+    result = import_har(doc, source="s", filename="x.har")
+    assert len(result.warnings) == 1
+    w = result.warnings[0]
+    assert message in w.reason and f"{w.entry.split()[0]}.{w.field}" == field
+    assert w.one_line("x.har").startswith("x.har: log.entries[0]")
 
 
 def test_parse_har_names_the_line() -> None:

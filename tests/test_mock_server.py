@@ -10,8 +10,10 @@ import time
 import zlib
 from pathlib import Path
 
+import brotli  # type: ignore[import-untyped]
 import orjson
 import pytest
+import zstandard
 from mock_helpers import ADMIN, call, exchange, read_responses, running, send_raw, status_of
 
 from devbox.core.events import Event, Log, MockMiss, MockStats, Problem
@@ -133,6 +135,7 @@ def test_recorded_gzip_and_deflate_bodies_are_served_encoded_or_identity() -> No
         ),
         exchange(2, "GET", "/df", resp_body=text, resp_headers=(("Content-Encoding", "deflate"),)),
         exchange(3, "GET", "/br", resp_body=text, resp_headers=(("Content-Encoding", "br"),)),
+        exchange(4, "GET", "/zs", resp_body=text, resp_headers=(("Content-Encoding", "zstd"),)),
     ]
     with running(exs) as (_, port):
         status, headers, body = call(port, "GET", "/gz", headers={"Accept-Encoding": "gzip, br"})
@@ -147,7 +150,12 @@ def test_recorded_gzip_and_deflate_bodies_are_served_encoded_or_identity() -> No
         assert status == 200
         assert headers["content-encoding"] == "deflate" and zlib.decompress(body) == text
         _, headers, body = call(port, "GET", "/br", headers={"Accept-Encoding": "br"})
-        assert "content-encoding" not in headers and body == text  # cannot re-encode br
+        assert headers["content-encoding"] == "br" and brotli.decompress(body) == text
+        _, headers, body = call(port, "GET", "/zs", headers={"Accept-Encoding": "gzip, zstd"})
+        assert headers["content-encoding"] == "zstd"
+        assert zstandard.ZstdDecompressor().decompress(body) == text
+        _, headers, body = call(port, "GET", "/br", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in headers and body == text  # not accepted: identity
 
 
 def test_head_of_a_recorded_get_gets_its_headers_only() -> None:

@@ -312,3 +312,24 @@ def test_query_parsing_matches_the_stdlib() -> None:
         d["request"]["url"] = url
         got = recording.exchange_from_dict(d).request
         assert got.query == tuple(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def test_request_target_is_kept_as_recorded() -> None:
+    """':' and '%20' in a query stay as recorded through a recording file (no re-encoding),
+    while a redacted query value is written re-encoded."""
+    import dataclasses
+
+    from devbox.core.model import Request
+    from devbox.core.recording import exchange_from_dict
+
+    d = {
+        "id": "x",
+        "request": {"method": "GET", "url": "http://h/p%20q?a=b:c&d=%20e&f=g+h", "headers": []},
+        "response": {"status": 200, "headers": []},
+    }
+    ex = exchange_from_dict(d)
+    assert ex.request.target == "/p%20q?a=b:c&d=%20e&f=g+h"
+    assert ex.request.url == "http://h/p%20q?a=b:c&d=%20e&f=g+h"
+    changed = dataclasses.replace(ex.request, query=(("a", "REDACTED"),))
+    assert changed.target == "/p%20q?a=REDACTED"
+    assert Request("GET", "/x", (("k", "v w"),)).target == "/x?k=v+w"

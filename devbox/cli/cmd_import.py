@@ -70,6 +70,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="overwrite the file an earlier import of the same HAR wrote",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse the file when any entry needs a warning (skipped or guessed)",
+    )
     p.add_argument("--json", action="store_true", help="print what was imported as JSON")
     p.set_defaults(func=run_import)
 
@@ -106,9 +111,7 @@ def _target_dir(args: argparse.Namespace) -> tuple[Path, str, Any]:
         source = args.source or directory.resolve().name
     elif profile is not None and args.source:
         source = args.source
-        directory = (
-            profile.inbound_dir if source == "inbound" else profile.recordings_dir(source)
-        )
+        directory = profile.inbound_dir if source == "inbound" else profile.recordings_dir(source)
     else:
         raise UsageError(
             "say where the recordings go",
@@ -143,8 +146,18 @@ def _host_of(ex: Exchange) -> str:
     return host.split(":", 1)[0] if not host.startswith("[") else host.split("]", 1)[0] + "]"
 
 
+def print_har_warnings(har_path: Path, warnings: Any, *, limit: int = 20) -> None:
+    """One line per entry that was skipped or needed a guess (the first *limit* of them)."""
+    from rich.markup import escape
+
+    for w in list(warnings)[:limit]:
+        output.info(f"[yellow]warning:[/yellow] {escape(w.one_line(str(har_path)))}")
+    if len(warnings) > limit:
+        output.info(f"[yellow]warning:[/yellow] {len(warnings) - limit} more (--json lists all)")
+
+
 def run_import(args: argparse.Namespace) -> int:
-    from devbox.core.har import har_to_exchanges
+    from devbox.core.har import import_har
     from devbox.core.model import Direction
     from devbox.core.redact import Redactor
     from devbox.store import free_path, load_file, recording_files, write_recording
@@ -152,7 +165,12 @@ def run_import(args: argparse.Namespace) -> int:
     har_path = Path(args.har)
     directory, source, profile = _target_dir(args)
     har = _read_har(har_path)
-    exchanges = har_to_exchanges(har, source=source, filename=str(har_path))
+    result = import_har(har, source=source, filename=str(har_path), strict=args.strict)
+    exchanges = list(result.exchanges)
+    if not exchanges:
+        raise result.nothing_usable(str(har_path))
+    if not args.json:
+        print_har_warnings(har_path, result.warnings)
     hosts = Counter(_host_of(e) for e in exchanges)
     if args.host:
         wanted = {h.lower() for h in args.host}
@@ -206,6 +224,11 @@ def run_import(args: argparse.Namespace) -> int:
         "hosts": dict(Counter(_host_of(e) for e in redacted).most_common()),
         "redacted": dict(sorted(redactor.stats.items())),
         "replaced": str(previous) if args.replace and previous is not None else None,
+        "skipped": result.skipped,
+        "warnings": [
+            {"entry": w.entry, "field": w.field, "reason": w.reason, "skipped": w.skipped}
+            for w in result.warnings
+        ],
     }
     if args.json:
         output.print_json(report)
@@ -218,20 +241,21 @@ def run_import(args: argparse.Namespace) -> int:
         notes.append(f"{failed} without a response")
     if missing:
         notes.append(f"{missing} whose body the HAR did not keep")
+    if result.skipped:
+        notes.append(f"{result.skipped} skipped")
     con.print(
         f"[green]imported[/green] {_plural(len(redacted), 'exchange')} from {har_path} into "
         f"[bold]{target}[/bold]" + (f" ({'; '.join(notes)})" if notes else "")
     )
     if len(hosts) > 1 and not args.host:
         con.print(
-            "hosts: " + ", ".join(f"{h} {n}" for h, n in hosts.most_common(6))
+            "hosts: "
+            + ", ".join(f"{h} {n}" for h, n in hosts.most_common(6))
             + ("" if len(hosts) <= 6 else f", +{len(hosts) - 6} more")
             + "  [dim](import one with --host)[/dim]"
         )
     if redactor.stats:
-        con.print(
-            "redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(redactor.stats.items()))
-        )
+        con.print("redacted: " + ", ".join(f"{k} {v}" for k, v in sorted(redactor.stats.items())))
     else:
         con.print("redacted: nothing matched the redaction rules")
     return 0

@@ -215,9 +215,8 @@ def _standalone(args: argparse.Namespace, on_event: Any) -> MockFleet:
 
 
 def _load_har(path: Path, name: str) -> list[Any]:
-    import orjson
-
-    from devbox.core.har import har_to_exchanges
+    from devbox.cli.cmd_import import print_har_warnings
+    from devbox.core.har import import_har, parse_har
 
     try:
         data = path.read_bytes()
@@ -225,12 +224,11 @@ def _load_har(path: Path, name: str) -> list[Any]:
         raise NotFoundError(f"{path}: no such HAR file") from None
     except OSError as exc:
         raise RecordingError(f"cannot read: {exc.strerror}", file=str(path)) from None
-    try:
-        har = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        line = data[: exc.pos].count(b"\n") + 1 if exc.pos is not None else None
-        raise RecordingError(f"invalid JSON: {exc.msg}", file=str(path), line=line) from None
-    return har_to_exchanges(har, source=name, filename=str(path))
+    result = import_har(parse_har(data, str(path)), source=name, filename=str(path))
+    if not result.exchanges:
+        raise result.nothing_usable(str(path))
+    print_har_warnings(path, result.warnings)
+    return list(result.exchanges)
 
 
 def _from_profile(args: argparse.Namespace, on_event: Any) -> MockFleet:

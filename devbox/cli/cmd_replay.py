@@ -135,7 +135,13 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="NAME=URL",
-        help="where dependency NAME's mock runs, for --check-outbound (default: its profile port)",
+        help="where dependency NAME's mock runs, for --check-outbound and the reset "
+        "(default: its profile port)",
+    )
+    c.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="do not reset the running mocks' sequences and fault draws first",
     )
     r = p.add_argument_group("reports")
     r.add_argument(
@@ -230,6 +236,8 @@ def run_replay_command(args: argparse.Namespace) -> int:
     options.pacing.validate()
     if args.learn_noise:
         return _learn(args, profile, exchanges, target, options)
+    if not args.no_reset:
+        _reset_mocks(profile, args.mock)
     outbound: list[Any] = []
     journals: dict[str, str] = {}
     if args.check_outbound:
@@ -242,6 +250,35 @@ def run_replay_command(args: argparse.Namespace) -> int:
     report = report.with_fail_if(evaluate(assertions, report))
     _emit(args, report)
     return 0 if report.ok else 1
+
+
+def _reset_mocks(profile: Profile, mocks: list[str]) -> None:
+    """Reset every running mock of the profile first (admin API, with the project's
+    token), so recorded sequences start again at the first call; say what happened."""
+    from devbox.replay.reset import reset_mocks
+    from devbox.wire.admin_token import ensure_token
+
+    given = dict(m.partition("=")[::2] for m in mocks if "=" in m)
+    urls = {
+        d.name: given.get(d.name) or f"http://127.0.0.1:{d.port}"
+        for d in profile.dependencies
+        if d.name in given or d.port is not None
+    }
+    if not urls:
+        return
+    token = ensure_token(profile.root)
+    results = reset_mocks(urls, token)
+    done = [r.name for r in results if r.ok]
+    parts = []
+    if done:
+        parts.append(f"reset {', '.join(done)}")
+    for r in results:
+        if not r.ok:
+            parts.append(f"{r.name} {r.detail}")
+    output.info(
+        "mocks: " + "; ".join(parts) + " (POST /__devbox/reset with the admin token; "
+        "state-changing admin calls require it)"
+    )
 
 
 def _journals(profile: Profile, mocks: list[str]) -> dict[str, str]:

@@ -25,6 +25,10 @@ miss) ranks the groups that share the most values with the request, and only the
 best few are diffed field by field; so explaining a miss stays cheap with
 100,000 recordings too. The nearest candidate's differences become a hint that
 names the exact rule to add to the profile.
+
+HTTP semantics (``devbox.core.http_semantics``) refine a group: a recorded 304 or 206
+answers only a request carrying the same validator or Range, and when the recording
+holds more than one origin the Host is part of the signature.
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from devbox.core.http_semantics import (
+    VARIANT_HEADERS,
+    explain_variant_miss,
+    live_variants,
+    origin,
+    origins_of,
+    recorded_variant,
+    split_absolute,
+)
 from devbox.core.match_explain import (
     MAX_DIFFS,
     SHOWN_CANDIDATES,
@@ -48,6 +61,7 @@ from devbox.core.match_explain import (
     _Parts,
     _q,
 )
+from devbox.core.match_groups import _Bucket, _Group
 from devbox.core.match_keys import (
     Key,
     Step,
@@ -92,37 +106,6 @@ _MEMO_SIZE = 4096  # wire request -> group, for requests sent again and again
 # ---------------------------------------------------------------- index
 
 
-class _Group:
-    """Recorded exchanges with one signature; answers in recorded order."""
-
-    __slots__ = ("bucket", "calls", "first", "key", "parts", "positions")
-
-    def __init__(self, key: Key, first: int) -> None:
-        self.key = key
-        self.first = first
-        self.positions = [first]
-        self.calls = 0
-        self.bucket: tuple[str, str] = (key[0], key[1])
-        self.parts: _Parts | None = None  # for explanations; built on first need
-
-    def take(self) -> tuple[int, int]:
-        """(position, call number), advancing the sequence."""
-        n = self.calls
-        self.calls = n + 1
-        pos = self.positions[n] if n < len(self.positions) else self.positions[-1]
-        return pos, n + 1
-
-
-class _Bucket:
-    """Groups of one (method, path), plus a lazily built inverted index of field values."""
-
-    __slots__ = ("groups", "postings")
-
-    def __init__(self) -> None:
-        self.groups: list[_Group] = []
-        self.postings: dict[tuple[str, str, str], list[int]] | None = None
-
-
 class MatchIndex:
     """Recorded exchanges indexed by signature; ``match`` is a hash lookup, not a scan.
 
@@ -151,8 +134,20 @@ class MatchIndex:
         # explanations of misses, per (redacted) signature: a service retrying an
         # unrecorded call in a loop must not cost a diff per attempt
         self._misses: dict[Key, MatchResult] = {}
+        exchanges = list(exchanges)
+        # more than one origin: Host is part of the signature; an unknown Host is matched
+        # as the origin with the most recorded requests
+        counts = origins_of(exchanges)
+        self.origins: tuple[str, ...] = tuple(o for o, _ in counts.most_common())
+        self._multi = len(self.origins) > 1
         # the headers a signature needs: content-type decides how a body is read
-        self.wanted_headers: frozenset[str] = frozenset((*self._r.header_names, "content-type"))
+        wanted = {*self._r.header_names, "content-type"}
+        if self._multi:
+            wanted.add("host")
+        if any(recorded_variant(e) is not None for e in exchanges):
+            wanted.update(VARIANT_HEADERS)
+        self._variant_aware = "range" in wanted
+        self.wanted_headers: frozenset[str] = frozenset(wanted)
         for ex in exchanges:
             self.add(ex)
 
@@ -173,10 +168,13 @@ class MatchIndex:
         self._memo.clear()  # a remembered miss may be a hit now
         key = self.key_for(exchange.request)
         group = self._groups.get(key)
+        variant = recorded_variant(exchange)
         if group is not None:
-            group.positions.append(pos)
+            group.add(pos, variant)
             return pos
         group = _Group(key, pos)
+        if variant is not None:
+            group.variants = {variant: [pos]}
         self._groups[key] = group
         method, path = group.bucket
         bucket = self._buckets.get(group.bucket)
@@ -193,12 +191,14 @@ class MatchIndex:
         """Start every recorded sequence again from its first response."""
         for g in self._groups.values():
             g.calls = 0
+            g.vcalls.clear()
 
     # ------------------------------------------------------------ signatures
 
     def key_for(self, req: Request) -> Key:
         hv = _header_values(req.headers, (*self._r.header_names, "content-type"))
-        return self._key(req.method, req.path, req.query, hv, req.body)
+        host = req.host or req.header("host") if self._multi else None
+        return self._key(req.method, req.path, req.query, hv, req.body, host)
 
     def key_raw(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Key:
         """Signature straight from the wire: ``target`` as sent, ``headers`` keyed by
@@ -209,12 +209,13 @@ class MatchIndex:
         """``lookup(key_raw(...))`` for the server's hot path: position or -1, advancing the
         sequence. Wire request -> group is memoised (bounded): signatures are a pure
         function of the request, and a service sends the same requests again and again."""
-        if self._r.header_names:
+        if self._r.header_names or self._multi:
             memo_key: tuple[object, ...] = (
                 method,
                 target,
                 body,
                 headers.get("content-type") if body else None,
+                headers.get("host") if self._multi else None,
                 *[headers.get(h) for h in self._r.header_names],
             )
         else:
@@ -228,16 +229,20 @@ class MatchIndex:
             self._memo[memo_key] = g
         if g is None:
             return -1
+        if g.variants is not None:
+            return g.take_for(headers)[0]
         n = g.calls
         g.calls = n + 1
         ps = g.positions
         return ps[n] if n < len(ps) else ps[-1]
 
     def _key_raw(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Key:
+        authority, target = split_absolute(target)
         path, _, qs = target.partition("?")
         if "#" in qs:
             qs = qs.partition("#")[0]
-        return self._key(method, path, parse_query_fast(qs), headers, body)
+        host = (authority or headers.get("host")) if self._multi else None
+        return self._key(method, path, parse_query_fast(qs), headers, body, host)
 
     def _key(
         self,
@@ -246,24 +251,34 @@ class MatchIndex:
         query: tuple[tuple[str, str], ...],
         headers: Mapping[str, str],
         body: bytes,
+        host: str | None = None,
     ) -> Key:
         r = self._r
+        hv: tuple[str | None, ...] = (
+            tuple([headers.get(h) for h in r.header_names]) if r.header_names else ()
+        )
+        if self._multi:
+            o = origin(host)
+            hv = (*hv, o if o in self.origins else self.origins[0])
         return (
             method.upper(),
             (unquote(path) if "%" in path else path) or "/",
             r.query(query) if query else (),
             body_key(body, headers.get("content-type"), r) if body else b"",
-            tuple([headers.get(h) for h in r.header_names]) if r.header_names else (),
+            hv,
         )
 
     # ------------------------------------------------------------ lookup
 
-    def take(self, key: Key) -> tuple[int, int]:
+    def take(self, key: Key, headers: Mapping[str, str] | None = None) -> tuple[int, int]:
         """(position, call number) for an exact signature, advancing its sequence;
-        (-1, 0) when nothing was recorded with this signature."""
+        (-1, 0) when nothing was recorded with this signature (or only 304/206 answers
+        to validators or ranges *headers* does not carry)."""
         group = self._groups.get(key)
         if group is None:
             return -1, 0
+        if group.variants is not None:
+            return group.take_for(headers or {})
         return group.take()
 
     def lookup(self, key: Key) -> int:
@@ -271,6 +286,8 @@ class MatchIndex:
         g = self._groups.get(key)
         if g is None:
             return -1
+        if g.variants is not None:
+            return g.take_for({})[0]
         n = g.calls
         g.calls = n + 1
         ps = g.positions
@@ -279,10 +296,11 @@ class MatchIndex:
     def match(self, req: Request) -> MatchResult:
         """The recorded answer for ``req`` (advancing the n-th call sequence), the
         strongest candidate when ``match.fuzzy`` allows it, or a miss that says why."""
-        pos, call = self.take(self.key_for(req))
+        hv = self._variant_headers(req)
+        pos, call = self.take(self.key_for(req), hv)
         if pos < 0 and self.redactor is not None:
             req = self.redactor(self._slim(req))
-            pos, call = self.take(self.key_for(req))
+            pos, call = self.take(self.key_for(req), hv)
         if pos >= 0:
             ex = self._exchanges[pos]
             return MatchResult(ex, f"matched #{pos + 1} (call {call})", position=pos, call=call)
@@ -296,6 +314,11 @@ class MatchIndex:
                 self._misses.clear()
             self._misses[key] = cached
         return cached
+
+    def _variant_headers(self, req: Request) -> dict[str, str]:
+        if not self._variant_aware:
+            return {}
+        return _header_values(req.headers, VARIANT_HEADERS)
 
     def explain(self, req: Request) -> MatchResult:
         """Like ``match`` for a request known to miss, without touching sequences."""
@@ -437,6 +460,11 @@ class MatchIndex:
                 f"{what}: no recording matches: no recordings are loaded{where}",
                 hint="record some traffic first (devbox record), or point the mock at a HAR file",
             )
+        group = self._groups.get(self.key_for(req))
+        if group is not None and group.variants is not None:
+            wanted = live_variants(self._variant_headers(req))
+            text = explain_variant_miss(what, group.variants, wanted)
+            return MatchResult(None, text + self._origin_note(req))
         ranked, same_route = self._candidates(live)
         shown = [c for c, _ in ranked[:SHOWN_CANDIDATES]]
         if allow_fuzzy and self.rules.fuzzy and same_route and ranked:
@@ -461,7 +489,18 @@ class MatchIndex:
             )
         if hint:
             text += f"; hint: {hint}"
+        text += self._origin_note(req)
         return MatchResult(None, text, candidates=tuple(shown), hint=hint)
+
+    def _origin_note(self, req: Request) -> str:
+        if not self._multi:
+            return ""
+        sent = origin(req.host or req.header("host"))
+        used = sent if sent in self.origins else self.origins[0]
+        listed = ", ".join(self.origins[:5]) + (", ..." if len(self.origins) > 5 else "")
+        how = f"Host {sent}" if sent == used else f"Host {sent or '(none)'} is none of them: {used}"
+        n = len(self.origins)
+        return f" (origin is part of the match: {n} origins recorded, {listed}; {how})"
 
     def _of_dep(self) -> str:
         return f" of dependency {self.name}" if self.name else ""

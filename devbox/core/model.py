@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode
 
 Headers = tuple[tuple[str, str], ...]
@@ -37,6 +38,11 @@ def parse_query(query: str) -> tuple[tuple[str, str], ...]:
     return tuple(parse_qsl(query, keep_blank_values=True))
 
 
+@lru_cache(maxsize=16384)
+def _raw_still_says(raw: str, query: tuple[tuple[str, str], ...]) -> bool:
+    return parse_query(raw) == query
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
@@ -47,10 +53,18 @@ class Request:
     scheme: str = "http"
     host: str = ""  # authority as the client sent it, e.g. "payments:8081"
     http_version: str = "HTTP/1.1"
+    # the query string exactly as recorded ("a=b:c&d=%20"): the target is sent and written
+    # back byte for byte, while ``query`` (decoded pairs) is what matching compares. Not
+    # part of equality: two spellings of the same query are the same request.
+    raw_query: str | None = field(default=None, compare=False)
 
     @property
     def target(self) -> str:
-        """The request-target: path plus query string."""
+        """The request-target: path plus query string, as recorded when it still says
+        what ``query`` says (a redacted value is written re-encoded)."""
+        raw = self.raw_query
+        if raw is not None and _raw_still_says(raw, self.query):
+            return f"{self.path}?{raw}" if raw else self.path
         if not self.query:
             return self.path
         return f"{self.path}?{urlencode(self.query)}"

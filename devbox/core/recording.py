@@ -219,11 +219,13 @@ def _headers(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
 
 
 _DIRECTIONS = {d.value: d for d in Direction}
-_URL_MEMO: dict[str, tuple[str, tuple[tuple[str, str], ...], str, str]] = {}
+_SplitUrl = tuple[str, tuple[tuple[str, str], ...], str, str, str | None]
+_URL_MEMO: dict[str, _SplitUrl] = {}
 
 
-def _split_url(url: str) -> tuple[str, tuple[tuple[str, str], ...], str, str]:
-    """(path, query pairs, scheme, host); memoised, since recordings repeat URLs a lot."""
+def _split_url(url: str) -> _SplitUrl:
+    """(path, query pairs, scheme, host, raw query); memoised, since recordings repeat URLs
+    a lot. The raw query is kept so the target is written back exactly as recorded."""
     hit = _URL_MEMO.get(url)
     if hit is not None:
         return hit
@@ -236,7 +238,7 @@ def _split_url(url: str) -> tuple[str, tuple[tuple[str, str], ...], str, str]:
     else:
         # nothing to unquote: a plain split gives what parse_qsl would, much faster
         query = tuple((n, v) for n, _, v in (p.partition("=") for p in q.split("&") if p))
-    value = (parts.path or "/", query, parts.scheme or "http", parts.netloc)
+    value = (parts.path or "/", query, parts.scheme or "http", parts.netloc, q or None)
     if len(_URL_MEMO) >= 100_000:
         _URL_MEMO.clear()
     _URL_MEMO[url] = value
@@ -249,7 +251,7 @@ def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
         url = r["url"]
         if not isinstance(url, str):
             raise RecordingError("url must be a string", field=f"{where}.request.url")
-        path, query, scheme, host = _split_url(url)
+        path, query, scheme, host, raw_query = _split_url(url)
         request = Request(
             method=str(r["method"]).upper(),
             path=path,
@@ -259,6 +261,7 @@ def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
             scheme=scheme,
             host=host,
             http_version=str(r.get("http_version", "HTTP/1.1")),
+            raw_query=raw_query,
         )
         response = None
         rd = d.get("response")

@@ -150,6 +150,9 @@ class MockServer(MockState):
             "connection",
         }
         self.capture = frozenset(h.encode("latin-1") for h in wanted)
+        # a GET's headers matter when the index reads any (Host of several origins, a
+        # validator or Range for a recorded 304/206, headers the profile matches on)
+        self.need_headers = bool(index.wanted_headers - {"content-type"})
         # cleared, never replaced: open connections hold a reference to it
         self.header_keys.clear()
         self.loaded_at = time.time()

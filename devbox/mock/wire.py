@@ -3,9 +3,9 @@
 A recorded response is turned into its exact wire bytes when the recordings are
 loaded (``Prepared``), so answering a matched request is one ``transport.write``.
 Recorded bodies are stored decoded: if the recorded headers say the upstream
-sent gzip or deflate, the body is encoded again (deterministically, so the same
-recording always serves the same bytes) and served that way to clients that
-accept it; a client that does not, or an encoding we cannot produce (br, zstd),
+sent gzip, deflate, br or zstd, the body is encoded again (deterministically, so the
+same recording always serves the same bytes; ``devbox.core.codings``) and served that
+way to clients that accept it; a client that does not, or a coding we cannot produce,
 gets the identity body without the Content-Encoding header. Content-Length is
 always recomputed and hop-by-hop headers (Transfer-Encoding, Connection, ...)
 are never replayed.
@@ -13,10 +13,9 @@ are never replayed.
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from http import HTTPStatus
 
+from devbox.core import codings
 from devbox.core.model import Exchange, Headers, Response
 from devbox.wire.contract import RemoteProtocolError
 
@@ -32,7 +31,7 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-ENCODERS = ("gzip", "x-gzip", "deflate")
+ENCODERS = ("gzip", "x-gzip", "deflate", "br", "zstd")
 
 
 def reason_phrase(status: int, reason: str = "") -> str:
@@ -54,27 +53,12 @@ def _clean(text: str) -> bytes:
 
 
 def encode_body(body: bytes, encoding: str) -> bytes:
-    if encoding in ("gzip", "x-gzip"):
-        return gzip.compress(body, compresslevel=6, mtime=0)
-    if encoding == "deflate":
-        return zlib.compress(body)
-    return body
+    return codings.encode_one(body, encoding) if encoding in ENCODERS else body
 
 
 def decode_body(body: bytes, encoding: str) -> bytes:
-    """Undo gzip/deflate as an upstream sent it; other encodings are left as they are."""
-    enc = encoding.strip().lower()
-    try:
-        if enc in ("gzip", "x-gzip"):
-            return gzip.decompress(body)
-        if enc == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
-    except (OSError, zlib.error, EOFError):
-        return body
-    return body
+    """Undo the codings an upstream applied; bytes not valid in them are left as they are."""
+    return codings.decode_lenient(body, encoding)
 
 
 def accepts(accept_encoding: str | None, encoding: str) -> bool:

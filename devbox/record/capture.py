@@ -2,16 +2,18 @@
 
 The proxy relays every byte; what it *keeps* is bounded: a ``BodyCapture``
 holds at most ``limit`` decoded bytes and marks the body truncated past that.
-gzip and deflate bodies are decoded incrementally with the output capped, so a
-small compressed body that inflates to gigabytes never does so in memory.
-Encodings Python cannot decode (br, zstd) are kept as received and counted in
-``undecoded`` so the summary can say so.
+gzip, deflate, br and zstd bodies are decoded incrementally with the output capped, so
+a small compressed body that inflates to gigabytes never does so in memory.
+Encodings devbox cannot decode are kept as received and counted in ``undecoded`` so
+the summary can say so.
 """
 
 from __future__ import annotations
 
 import zlib
 from urllib.parse import urlsplit
+
+from devbox.core.codings import CodingError, StreamDecoder
 
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -26,14 +28,16 @@ class BodyCapture:
         self.truncated = False
         self.wire_bytes = 0
         self.undecoded = False
-        self._decoder: zlib._Decompress | None = None
+        self._decoder: zlib._Decompress | StreamDecoder | None = None
         enc = (content_encoding or "").strip().lower()
         if enc and enc != "identity":
             wbits = _DECODERS.get(enc)
-            if wbits is None:
-                self.undecoded = True
-            else:
+            if wbits is not None:
                 self._decoder = zlib.decompressobj(wbits)
+            elif enc in ("br", "zstd"):
+                self._decoder = StreamDecoder(enc)
+            else:
+                self.undecoded = True
 
     def add(self, data: bytes) -> None:
         if not data:
@@ -46,7 +50,7 @@ class BodyCapture:
             try:
                 # one byte past the cap tells "exactly at the cap" from "over it"
                 out = self._decoder.decompress(data, room + 1)
-            except zlib.error:
+            except (zlib.error, CodingError):
                 self._fallback_raw(data)
                 return
             if self._decoder.unconsumed_tail:

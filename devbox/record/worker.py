@@ -51,8 +51,9 @@ def exchange_of(msg: tuple[Any, ...]) -> Exchange:
      req_body, req_trunc, resp, resp_body, resp_trunc, started_at, duration_ms, wait_ms,
      error) = msg
     path, query = split_target(target)
+    # the query as sent is kept, so the target is written back byte for byte
     request = Request(method, path, parse_query(query) if query else (), tuple(req_headers),
-                      req_body, scheme, host, version)
+                      req_body, scheme, host, version, query or None)
     response = None
     if resp is not None:
         status, reason, resp_version, resp_headers = resp

@@ -12,7 +12,7 @@ request of its lane).
 
 Framing: ``Content-Length``, ``Transfer-Encoding: chunked`` (trailers skipped),
 read-until-close, no body for HEAD/1xx/204/304; interim 1xx responses are
-skipped. Bodies are decoded (gzip, deflate) because recordings hold decoded
+skipped. Bodies are decoded (gzip, deflate, br, zstd) because recordings hold decoded
 bodies; the headers are kept as the server sent them.
 
 Requests are prepared once (``prepare``) into the exact bytes to write, so a
@@ -22,14 +22,13 @@ load replay that sends the same exchange 100,000 times formats it once.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import ssl
 import time
-import zlib
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+from devbox.core import codings
 from devbox.core.model import Headers, Request, Response
 from devbox.errors import UsageError
 from devbox.wire.contract import RemoteProtocolError
@@ -50,7 +49,8 @@ _DROP = frozenset(
         "expect",
     }
 )
-_DECODABLE = ("gzip", "x-gzip", "deflate", "identity")
+# every coding replay decodes before diffing, so every one it may keep in Accept-Encoding
+_DECODABLE = (*codings.DECODABLE, "identity")
 MAX_HEADER_BYTES = 256 * 1024
 
 
@@ -106,18 +106,16 @@ class Prepared:
 
 
 def _accept_encoding(value: str) -> str | None:
-    # we can decode gzip and deflate; asking for br/zstd would leave bodies undiffable
+    # only codings we decode: asking for another would leave bodies undiffable
     keep = [t.strip() for t in value.split(",") if t.split(";")[0].strip().lower() in _DECODABLE]
     return ", ".join(keep) if keep else None
 
 
 def _encode_body(body: bytes, encoding: str | None) -> bytes:
-    enc = (encoding or "").strip().lower()
-    if enc in ("gzip", "x-gzip"):
-        return gzip.compress(body, mtime=0)
-    if enc == "deflate":
-        return zlib.compress(body)
-    return body
+    try:
+        return codings.encode(body, encoding)
+    except codings.CodingError:
+        return body
 
 
 def prepare(req: Request, target: Target) -> Prepared:
@@ -355,18 +353,12 @@ class _Parser:
 
 
 def _decode(body: bytes, enc: str) -> bytes:
+    if not codings.decodable(enc):
+        return body  # a coding we never asked for: kept as sent, the diff shows bytes
     try:
-        if enc in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if enc == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
-    except zlib.error as exc:
+        return codings.decode(body, enc)
+    except codings.CodingError as exc:
         raise HttpError(f"cannot decode {enc} body: {exc}") from None
-    # br, zstd: kept as sent (we never ask for them); the diff will show bytes
-    return body
 
 
 class Connection(asyncio.Protocol):
