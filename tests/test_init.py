@@ -77,11 +77,17 @@ services:
 """
 
 
-def devbox(cwd: Path, *args: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def devbox(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*DEVBOX, *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
-        timeout=60, stdin=subprocess.DEVNULL,
+        [*DEVBOX, *args],
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -98,13 +104,16 @@ def _load(repo: Path, name: str) -> Profile:
 
 
 def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {
-        "Dockerfile": DOCKERFILE,
-        "docker-compose.yml": COMPOSE,
-        "app.py": "print('orders')\n",
-        "requirements.txt": "flask\n",
-        "orders/models.py": "",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "Dockerfile": DOCKERFILE,
+            "docker-compose.yml": COMPOSE,
+            "app.py": "print('orders')\n",
+            "requirements.txt": "flask\n",
+            "orders/models.py": "",
+        },
+    )
     r = devbox(tmp_path, "init", str(repo), "--yes")
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
@@ -128,9 +137,13 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     deps = {d.name: d for d in p.dependencies}
     assert set(deps) == {"payments", "inventory"}
     assert (deps["payments"].env, deps["payments"].upstream) == (
-        "PAYMENTS_URL", "http://payments:8081")
+        "PAYMENTS_URL",
+        "http://payments:8081",
+    )
     assert (deps["inventory"].env, deps["inventory"].upstream) == (
-        "INVENTORY_URL", "http://inventory:8082/api")
+        "INVENTORY_URL",
+        "http://inventory:8082/api",
+    )
     assert all(d.kind == "http" and d.on_miss == "fail" for d in deps.values())
     assert "**/*.py" in p.service.watch.sync
     assert {"Dockerfile", "requirements.txt"} <= set(p.service.watch.rebuild)
@@ -156,7 +169,7 @@ def _in_env_table(lines: list[str], i: int) -> bool:
 
 
 def test_never_overwrites_without_force(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {"Dockerfile": "FROM scratch\nEXPOSE 9000\nCMD [\"/server\"]\n"})
+    repo = _repo(tmp_path, {"Dockerfile": 'FROM scratch\nEXPOSE 9000\nCMD ["/server"]\n'})
     assert devbox(repo, "init", "--yes").returncode == 0
     target = repo / "profiles" / "orders-repo.toml"
     target.write_text(target.read_text() + "# my edit\n")
@@ -172,15 +185,18 @@ def test_never_overwrites_without_force(tmp_path: Path) -> None:
 
 
 def test_dockerfile_only(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {
-        "services/api/Dockerfile": (
-            "FROM node:20\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nCOPY . .\n"
-            "EXPOSE 3000\nCMD node server.js --color=false\n"
-        ),
-        "services/api/package.json": "{}",
-        "services/api/server.js": "",
-        "README.md": "",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "services/api/Dockerfile": (
+                "FROM node:20\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nCOPY . .\n"
+                "EXPOSE 3000\nCMD node server.js --color=false\n"
+            ),
+            "services/api/package.json": "{}",
+            "services/api/server.js": "",
+            "README.md": "",
+        },
+    )
     r = devbox(repo, "init", "--yes", "--name", "api")
     assert r.returncode == 0, r.stderr
     p = _load(repo, "api")
@@ -204,8 +220,16 @@ def test_no_dockerfile_needs_a_command(tmp_path: Path) -> None:
     assert '--command "python3 app.py"' in r.stderr
     assert not (repo / "profiles").exists()
 
-    r = devbox(repo, "init", "--name", "svc", "--port", "7000",
-               "--command", "python3 server.py --reload 'a b'")
+    r = devbox(
+        repo,
+        "init",
+        "--name",
+        "svc",
+        "--port",
+        "7000",
+        "--command",
+        "python3 server.py --reload 'a b'",
+    )
     assert r.returncode == 0, r.stderr
     p = _load(repo, "svc")
     assert p.service.command == ("python3", "server.py", "--reload", "a b")
@@ -251,10 +275,17 @@ def test_dry_run_prints_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     """On a real pseudo-terminal: the name and port are asked, defaults shown."""
-    repo = _repo(tmp_path, {"Dockerfile": "FROM x\nEXPOSE 5000\nCMD [\"./run\"]\n"})
+    repo = _repo(tmp_path, {"Dockerfile": 'FROM x\nEXPOSE 5000\nCMD ["./run"]\n'})
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*DEVBOX, "init"], cwd=repo, env={**ENV, "TERM": "dumb"},
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    proc = subprocess.Popen(
+        [*DEVBOX, "init"],
+        cwd=repo,
+        env={**ENV, "TERM": "dumb"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
     os.close(slave)
     seen = b""
 
@@ -293,19 +324,22 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["compose.yaml", "docker-compose.yaml"])
 def test_compose_file_names_and_several_builds(tmp_path: Path, name: str) -> None:
-    repo = _repo(tmp_path, {
-        name: (
-            "services:\n"
-            "  worker:\n    build: ./worker\n"
-            "  web:\n    build: {context: ./web, dockerfile: Dockerfile.dev}\n"
-            "    ports: [\"9090\"]\n"
-            "    environment:\n      - CATALOG_URL=http://catalog-svc:80\n"
-            "  catalog:\n    image: example/catalog\n    hostname: catalog-svc\n"
-            "    ports: [\"8088:80\"]\n"
-        ),
-        "web/Dockerfile.dev": "FROM x\nCMD [\"./web\"]\n",
-        "worker/Dockerfile": "FROM x\n",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            name: (
+                "services:\n"
+                "  worker:\n    build: ./worker\n"
+                "  web:\n    build: {context: ./web, dockerfile: Dockerfile.dev}\n"
+                '    ports: ["9090"]\n'
+                "    environment:\n      - CATALOG_URL=http://catalog-svc:80\n"
+                "  catalog:\n    image: example/catalog\n    hostname: catalog-svc\n"
+                '    ports: ["8088:80"]\n'
+            ),
+            "web/Dockerfile.dev": 'FROM x\nCMD ["./web"]\n',
+            "worker/Dockerfile": "FROM x\n",
+        },
+    )
     r = devbox(repo, "init", "--yes", "--service", "web")
     assert r.returncode == 0, r.stderr
     p = _load(repo, "web")
@@ -339,31 +373,35 @@ def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[
     command init printed, then `devbox up --once`: a green replay against the mocks."""
     from conftest import free_port
 
-    repo = _repo(tmp_path, {
-        "app.py": (ROOT / "examples/demo/orders/app.py").read_text(),
-        "client.py": CLIENT,
-        "Dockerfile": (
-            "FROM devbox/base:bookworm\nWORKDIR /app\nCOPY . .\nEXPOSE 8080\n"
-            "HEALTHCHECK CMD curl -fs http://localhost:8080/healthz\n"
-            'CMD ["python3", "/app/app.py"]\n'
-        ),
-        "compose.yaml": (
-            "services:\n"
-            "  orders:\n    build: .\n    ports: ['8080:8080']\n"
-            "    environment:\n"
-            "      PAYMENTS_URL: http://payments:8081\n"
-            "      INVENTORY_URL: http://inventory:8082\n"
-            "  payments:\n    image: example/payments\n"
-            f"    ports: ['{demo_upstreams['payments']}:8081']\n"
-            "  inventory:\n    image: example/inventory\n"
-            f"    ports: ['{demo_upstreams['inventory']}:8082']\n"
-            "  db:\n    image: postgres:16\n"
-        ),
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "app.py": (ROOT / "examples/demo/orders/app.py").read_text(),
+            "client.py": CLIENT,
+            "Dockerfile": (
+                "FROM devbox/base:bookworm\nWORKDIR /app\nCOPY . .\nEXPOSE 8080\n"
+                "HEALTHCHECK CMD curl -fs http://localhost:8080/healthz\n"
+                'CMD ["python3", "/app/app.py"]\n'
+            ),
+            "compose.yaml": (
+                "services:\n"
+                "  orders:\n    build: .\n    ports: ['8080:8080']\n"
+                "    environment:\n"
+                "      PAYMENTS_URL: http://payments:8081\n"
+                "      INVENTORY_URL: http://inventory:8082\n"
+                "  payments:\n    image: example/payments\n"
+                f"    ports: ['{demo_upstreams['payments']}:8081']\n"
+                "  inventory:\n    image: example/inventory\n"
+                f"    ports: ['{demo_upstreams['inventory']}:8082']\n"
+                "  db:\n    image: postgres:16\n"
+            ),
+        },
+    )
     r = devbox(repo, "init", "--yes", "--port", str(free_port()))
     assert r.returncode == 0, r.stderr
-    record_line = next(line.strip() for line in r.stdout.splitlines()
-                       if line.strip().startswith("devbox record"))
+    record_line = next(
+        line.strip() for line in r.stdout.splitlines() if line.strip().startswith("devbox record")
+    )
     assert record_line.startswith("devbox record orders -- <your client> {inbound}")
     profile_path = repo / "profiles/orders.toml"
     text = profile_path.read_text()
@@ -378,9 +416,23 @@ def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[
     profile_path.write_text(text)
 
     r = subprocess.run(
-        [*DEVBOX, "record", "orders", "--runtime", "process", "--", sys.executable,
-         "client.py", "{inbound}"],
-        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            *DEVBOX,
+            "record",
+            "orders",
+            "--runtime",
+            "process",
+            "--",
+            sys.executable,
+            "client.py",
+            "{inbound}",
+        ],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert list((repo / "mocks/orders/inbound").glob("*.json"))
@@ -388,7 +440,12 @@ def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[
 
     r = subprocess.run(
         [*DEVBOX, "up", "orders", "--once", "--runtime", "process"],
-        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"all \d+ requests matched the recording", r.stdout), r.stdout

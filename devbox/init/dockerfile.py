@@ -301,13 +301,12 @@ def host_command(argv: tuple[str, ...], *roots: str | None) -> tuple[str, ...]:
     if exe == "python" or re.fullmatch(r"python3\.\d+", exe):
         exe = "python3"
     args[0] = exe
-    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r and r != "/"}, key=len,
-                      reverse=True)
+    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r and r != "/"}, key=len, reverse=True)
     out = []
     for i, a in enumerate(args):
         for p in prefixes:
             if a.startswith(p):
-                a = a[len(p):] or "."
+                a = a[len(p) :] or "."
                 if i == 0:
                     a = "./" + a  # an executable in the context, not one on PATH
                 break

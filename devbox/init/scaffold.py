@@ -20,7 +20,7 @@ module decides everything else and explains each decision in the profile itself:
 * Watch rules follow the language: interpreted sources sync + restart, compiled
   sources and dependency manifests rebuild.
 
-The rendered text is meant to be read: a comment line above every key. The CLI
+``devbox.init.render`` writes the proposal as a commented profile; the CLI
 validates it with ``parse_profile`` before writing anything.
 
 Pure: no file system access.
@@ -28,27 +28,32 @@ Pure: no file system access.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
-import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from devbox.core.compose import ComposeFile, ComposeService
-from devbox.core.dockerfile import DockerfileFacts, host_command
+from devbox.init.compose import ComposeFile, ComposeService
+from devbox.init.dockerfile import DockerfileFacts, host_command
 
 DEFAULT_PORT = 8080
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # images (by the last path component of the repository) of kinds devbox plans to mock
 PLANNED_IMAGES = {
-    "postgres": "postgres", "postgis": "postgres", "timescaledb": "postgres",
-    "redis": "redis", "valkey": "redis", "keydb": "redis", "redis-stack": "redis",
+    "postgres": "postgres",
+    "postgis": "postgres",
+    "timescaledb": "postgres",
+    "redis": "redis",
+    "valkey": "redis",
+    "keydb": "redis",
+    "redis-stack": "redis",
 }
 PLANNED_SCHEMES = {
-    "postgres": "postgres", "postgresql": "postgres", "redis": "redis", "rediss": "redis",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
     "grpc": "grpc",
 }
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]"})
@@ -221,10 +226,24 @@ def _build(facts: RepoFacts) -> tuple[str | None, str | None]:
 
 # ---------------------------------------------------------------- watch rules
 
-_PY_MANIFESTS = ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "poetry.lock",
-                 "Pipfile", "Pipfile.lock", "setup.py", "setup.cfg", "uv.lock")
-_NODE_MANIFESTS = ("package.json", "package-lock.json", "yarn.lock", "pnpm-lock.yaml",
-                   "tsconfig.json")
+_PY_MANIFESTS = (
+    "requirements.txt",
+    "requirements-dev.txt",
+    "pyproject.toml",
+    "poetry.lock",
+    "Pipfile",
+    "Pipfile.lock",
+    "setup.py",
+    "setup.cfg",
+    "uv.lock",
+)
+_NODE_MANIFESTS = (
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "tsconfig.json",
+)
 
 
 def watch_rules(
@@ -232,7 +251,7 @@ def watch_rules(
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(sync, rebuild, ignore) for the sources under ``context``."""
     prefix = "" if context in (".", "") else context.rstrip("/") + "/"
-    inside = [f[len(prefix):] for f in files if f.startswith(prefix)]
+    inside = [f[len(prefix) :] for f in files if f.startswith(prefix)]
     names = set(inside)
     exts = {posixpath.splitext(f)[1] for f in inside}
 
@@ -250,8 +269,9 @@ def watch_rules(
         rebuild += [p("**/*.rs"), p("Cargo.toml"), p("Cargo.lock")]
         ignore.append(p("target/**"))
     elif names & {"pom.xml", "build.gradle", "build.gradle.kts"}:
-        rebuild += [p("src/**")] + [p(n) for n in ("pom.xml", "build.gradle", "build.gradle.kts")
-                                   if n in names]
+        rebuild += [p("src/**")] + [
+            p(n) for n in ("pom.xml", "build.gradle", "build.gradle.kts") if n in names
+        ]
         ignore += [p("target/**"), p("build/**")]
     elif "package.json" in names or exts & {".js", ".mjs", ".cjs", ".ts"}:
         if "tsconfig.json" in names or ".ts" in exts:
@@ -293,8 +313,10 @@ def _dependencies(facts: RepoFacts, own_port: int) -> _Found:
         return _Found([], [], env, unmocked, remarks)
     for key, val in svc.environment:
         if val.unresolved:
-            remarks.append(f"{key} = {val.raw!r} comes from the shell that runs compose: "
-                           "add it to [service.env] if the service needs it")
+            remarks.append(
+                f"{key} = {val.raw!r} comes from the shell that runs compose: "
+                "add it to [service.env] if the service needs it"
+            )
             continue
         if key == "PORT":
             continue  # devbox sets PORT to service.port
@@ -329,21 +351,33 @@ def _dependencies(facts: RepoFacts, own_port: int) -> _Found:
                     what=_what(target),
                     env=(*(p.env if p else ()), key),
                 )
-                unmocked.append((key, _on_host(val.value, target), (
-                    f"{target.name} is not run by devbox: point {key} at a running one, e.g. "
-                    f"as compose publishes it (started with `docker compose up {target.name}`)"
-                )))
+                unmocked.append(
+                    (
+                        key,
+                        _on_host(val.value, target),
+                        (
+                            f"{target.name} is not run by devbox: point {key} at a running one, "
+                            "e.g. as compose publishes it (started with "
+                            f"`docker compose up {target.name}`)"
+                        ),
+                    )
+                )
             continue
         if scheme in ("http", "https") and host and host not in _LOCAL_HOSTS:
             name = _unique(slug(_env_stem(key) or host.split(".")[0], "dependency"), used)
             deps[f"url:{key}"] = ProposedDependency(
-                name=name, env=key, upstream=val.value, origin="outside the compose file",
+                name=name,
+                env=key,
+                upstream=val.value,
+                origin="outside the compose file",
                 enabled=False,
             )
             continue
         if scheme in PLANNED_SCHEMES and host and host not in _LOCAL_HOSTS:
-            remarks.append(f"{key} points at {host}, outside the compose file "
-                           f"({PLANNED_SCHEMES[scheme]}): not mocked")
+            remarks.append(
+                f"{key} points at {host}, outside the compose file "
+                f"({PLANNED_SCHEMES[scheme]}): not mocked"
+            )
             continue
         if host in _LOCAL_HOSTS and parts.port not in (None, own_port):
             remarks.append(f"{key} = {val.value!r} points at this machine: kept as it is")
@@ -355,13 +389,24 @@ def _dependencies(facts: RepoFacts, own_port: int) -> _Found:
         if kind:
             planned[other.name] = Planned(name=other.name, kind=kind, what=_what(other))
         elif other.name in svc.depends_on:
-            remarks.append(f"{svc.name} depends on {other.name} ({_what(other)}), but no "
-                           "variable in its environment names it")
+            remarks.append(
+                f"{svc.name} depends on {other.name} ({_what(other)}), but no "
+                "variable in its environment names it"
+            )
     return _Found(list(deps.values()), list(planned.values()), env, unmocked, remarks)
 
 
-_DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "rediss": 6379,
-                  "mysql": 3306, "mongodb": 27017, "amqp": 5672, "http": 80, "https": 443}
+_DEFAULT_PORTS = {
+    "postgres": 5432,
+    "postgresql": 5432,
+    "redis": 6379,
+    "rediss": 6379,
+    "mysql": 3306,
+    "mongodb": 27017,
+    "amqp": 5672,
+    "http": 80,
+    "https": 443,
+}
 
 
 def _on_host(url: str, target: ComposeService) -> str:
@@ -376,8 +421,13 @@ def _on_host(url: str, target: ComposeService) -> str:
 
 def _replace_also(d: ProposedDependency, key: str) -> ProposedDependency:
     return ProposedDependency(
-        name=d.name, env=d.env, upstream=d.upstream, origin=d.origin,
-        host_upstream=d.host_upstream, also_env=(*d.also_env, key), enabled=d.enabled,
+        name=d.name,
+        env=d.env,
+        upstream=d.upstream,
+        origin=d.origin,
+        host_upstream=d.host_upstream,
+        also_env=(*d.also_env, key),
+        enabled=d.enabled,
     )
 
 
@@ -391,8 +441,12 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def _env_stem(key: str) -> str:
-    return re.sub(r"(_(BASE|API|SERVICE|SVC|ENDPOINT|HOST|ADDR|ADDRESS))*_(URL|URI|ENDPOINT|HOST|"
-                  r"ADDR|ADDRESS)$", "", key)
+    return re.sub(
+        r"(_(BASE|API|SERVICE|SVC|ENDPOINT|HOST|ADDR|ADDRESS))*_(URL|URI|ENDPOINT|HOST|"
+        r"ADDR|ADDRESS)$",
+        "",
+        key,
+    )
 
 
 def _host_url(scheme: str, port: int | None, target: ComposeService) -> str | None:
@@ -448,8 +502,9 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         ready_http, ready_source = df.healthcheck_path, f"HEALTHCHECK in {facts.dockerfile}"
     sync, rebuild, ignore = watch_rules(facts.files, context or cwd, dockerfile)
     found = _dependencies(facts, port)
-    sources = tuple(s for s in (facts.dockerfile, facts.compose.path if facts.compose else None)
-                    if s)
+    sources = tuple(
+        s for s in (facts.dockerfile, facts.compose.path if facts.compose else None) if s
+    )
     notes: list[str] = []
     if port_guess is None and answers.port is None:
         notes.append(f"no port found in the repository: using {DEFAULT_PORT} (--port to change)")
@@ -480,156 +535,3 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         sources=sources,
         notes=tuple(notes),
     )
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def toml_str(s: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's, except DEL must be escaped too)."""
-    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def toml_list(items: tuple[str, ...]) -> str:
-    return "[" + ", ".join(toml_str(i) for i in items) + "]"
-
-
-def _inline(pairs: list[tuple[str, str]]) -> str:
-    return "{ " + ", ".join(f"{k} = {v}" for k, v in pairs) + " }"
-
-
-def _wrap(text: str, prefix: str = "# ") -> list[str]:
-    return textwrap.wrap(text, width=96, initial_indent=prefix, subsequent_indent=prefix,
-                         break_long_words=False, break_on_hyphens=False)
-
-
-def render_profile(p: Proposal) -> str:
-    out: list[str] = []
-
-    def add(line: str) -> None:
-        if line.startswith("# ") and len(line) > 96:
-            out.extend(_wrap(line[2:]))
-        else:
-            out.append(line)
-
-    from_ = " and ".join(p.sources) if p.sources else "your answers"
-    add(f"# devbox profile {p.name!r}, written by `devbox init` from {from_}.")
-    add("# A comment above each key says what it does; the full reference is docs/profiles.md.")
-    add(f"# Check it after editing: devbox validate {p.name}")
-    add("")
-    add(f"# The profile's name: `devbox up {p.name}`; recordings live under mocks/{p.name}/.")
-    add(f"name = {toml_str(p.name)}")
-    add("")
-    add("[service]")
-    add("# The service under test: your code, built and run by devbox.")
-    add(f"name = {toml_str(p.service_name)}")
-    add(f"# The port it listens on (from {p.port_source}); devbox also passes it as $PORT.")
-    add(f"port = {p.port}")
-    if p.build_context is not None:
-        add("# How the Docker runtime builds it: context and Dockerfile, relative to the project")
-        add("# root (and the Dockerfile relative to the context).")
-        pairs = [("context", toml_str(p.build_context)),
-                 ("dockerfile", toml_str(p.dockerfile or "Dockerfile"))]
-        add(f"build = {_inline(pairs)}")
-        if p.workdir and p.workdir != "/app":
-            add("# Where the build context lands in the image (synced files go there).")
-            add(f"workdir = {toml_str(p.workdir)}")
-    if p.command:
-        when = ("when there is no Docker engine, or with runtime = \"process\""
-                if p.build_context is not None else "as a local process")
-        add(f"# How devbox runs it {when}: argv, never")
-        add(f"# through a shell. Guessed from {p.command_source}: check it.")
-        add(f"command = {toml_list(p.command)}")
-        add("# The working directory of the command, relative to the project root.")
-        add(f"cwd = {toml_str(p.cwd)}")
-    else:
-        add("# Without Docker, devbox runs a command instead (argv, never through a shell):")
-        add('# command = ["python3", "app.py"]')
-    add("# When the service counts as ready: http = a path answering below 500,")
-    if p.ready_http:
-        add(f"# or tcp = true, or log = \"a regex\". From {p.ready_source}.")
-        add(f"ready = {_inline([('http', toml_str(p.ready_http)), ('timeout_s', '30')])}")
-    else:
-        add("# or tcp = true (the port accepts connections), or log = \"a regex\" in its output.")
-        add(f"ready = {_inline([('tcp', 'true'), ('timeout_s', '30')])}")
-    add('# Where it runs: "auto" (Docker when an engine answers), "docker" or "process".')
-    add('runtime = "auto"')
-    for r in p.remarks:
-        add(f"# note: {r}")
-    if p.env or p.unmocked_env:
-        add("")
-        add(f"# The service's environment (from {p.env_source}). Dependency URLs are not here:")
-        add("# devbox sets each dependency's variable to its mock's address.")
-        add("[service.env]")
-        for k, v in p.env:
-            add(f"{k} = {toml_str(v)}")
-        for k, v, why in p.unmocked_env:
-            add(f"# {why}")
-            add(f"# {k} = {toml_str(v)}")
-    add("")
-    add("# The edit loop: what a saved file triggers (paths relative to the project root).")
-    add("[service.watch]")
-    add("# Copied into the running service, which is then restarted (no rebuild).")
-    add(f"sync = {toml_list(p.sync)}")
-    add("# Changes that need a new image (Dockerfile, dependency manifests, compiled sources).")
-    add(f"rebuild = {toml_list(p.rebuild)}")
-    add("# Never react to these.")
-    add(f"ignore = {toml_list(p.ignore)}")
-    for d in p.dependencies:
-        add("")
-        _render_dependency(add, d, p.name)
-    if p.planned:
-        add("")
-        add("# Other services the compose file runs, of kinds devbox cannot mock yet")
-        add("# (planned kinds: postgres, redis, grpc). Keep running them yourself for now:")
-        for pl in p.planned:
-            via = f", named by {', '.join(pl.env)}" if pl.env else ""
-            kind = f"{pl.kind}, " if pl.kind else "no kind planned, "
-            add(f"#   {pl.name}: {kind}{pl.what}{via}")
-    add("")
-    add("# What a replay compares, and when it fails.")
-    add("[replay]")
-    add("# Recorded inbound requests sent at once.")
-    add("concurrency = 8")
-    add('# Differences that are noise: JSON paths ("$.created_at") or "header:NAME".')
-    add("# `devbox replay --learn-noise` proposes them from two runs.")
-    add('ignore = ["header:date"]')
-    add('# Conditions that fail a replay, e.g. "match < 100%", "p99 > 250ms".')
-    add('fail_if = ["match < 100%"]')
-    add("")
-    add("# Secrets are redacted before recordings touch disk; default rules cover credentials,")
-    add("# cookies, secret-named fields and more. Add your own fields here.")
-    add("[redact]")
-    add('# JSON field names or paths ("password", "$.customer.ssn").')
-    add("json = []")
-    add("# Request and response headers.")
-    add("headers = []")
-    return "\n".join(out) + "\n"
-
-
-def _render_dependency(add: Callable[[str], None], d: ProposedDependency, profile: str) -> None:
-    if not d.enabled:
-        add(f"# {d.env} names an HTTP service {d.origin}; to mock it too, uncomment:")
-        add("# [[dependency]]")
-        add(f"# name = {toml_str(d.name)}")
-        add(f"# upstream = {toml_str(d.upstream)}")
-        add(f"# env = {toml_str(d.env)}")
-        return
-    add(f"# An HTTP dependency ({d.origin}), replaced by a mock replaying recorded traffic.")
-    add("[[dependency]]")
-    add(f"# Its name: recordings go to mocks/{profile}/{d.name}/.")
-    add(f"name = {toml_str(d.name)}")
-    add("# Its protocol: http (postgres, redis and grpc are planned).")
-    add('kind = "http"')
-    add("# The real service, used only while recording (`devbox record`).")
-    if d.host_upstream:
-        add(f"# From your machine, compose publishes it as {d.host_upstream}: use that when")
-        add("# you record outside compose.")
-    add(f"upstream = {toml_str(d.upstream)}")
-    add("# The variable that tells the service where it is: devbox sets it to the mock's URL.")
-    add(f"env = {toml_str(d.env)}")
-    if d.also_env:
-        add(f"# note: {', '.join(d.also_env)} also point at {d.name}; devbox sets only {d.env}.")
-    add("# A request with no recording: fail (answer 502 with the reasons), passthrough")
-    add("# (forward to upstream) or record (forward and keep the exchange).")
-    add('on_miss = "fail"')

@@ -179,7 +179,7 @@ def _env_files(raw: Any) -> tuple[str, ...]:
 
 
 def _command(raw: Any) -> tuple[str, ...] | None:
-    from devbox.core.dockerfile import shell_argv
+    from devbox.init.dockerfile import shell_argv
 
     if isinstance(raw, str):
         return shell_argv(raw)
@@ -190,8 +190,9 @@ def _command(raw: Any) -> tuple[str, ...] | None:
 
 def _service(name: str, raw: Any, file: str) -> ComposeService:
     if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping, got {type(raw).__name__}", file=file,
-                          field=f"services.{name}")
+        raise ConfigError(
+            f"expected a mapping, got {type(raw).__name__}", file=file, field=f"services.{name}"
+        )
     context = dockerfile = None
     build = raw.get("build")
     if isinstance(build, str):
@@ -260,7 +261,5 @@ def parse_compose(text: str, file: str) -> ComposeFile:
             field="services",
             hint="devbox init reads Compose files of the current format (services: ...)",
         )
-    services = tuple(
-        _service(str(name), raw, file) for name, raw in data["services"].items()
-    )
+    services = tuple(_service(str(name), raw, file) for name, raw in data["services"].items())
     return ComposeFile(path=file, services=services)
