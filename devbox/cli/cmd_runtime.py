@@ -185,6 +185,25 @@ class _Stop(Exception):
     pass
 
 
+def _run_env(profile: Any, given: dict[str, str]) -> dict[str, str]:
+    """No mocks run under ``devbox run``: a dependency with a fixed ``port`` is wired to
+    it (a ``devbox mock`` started beside), by the same rule as ``up`` and ``record``."""
+    from rich.markup import escape
+
+    from devbox.core.wiring import fixed_endpoints, wire
+
+    wiring = wire(
+        profile,
+        fixed_endpoints(profile),
+        extra_env=given,
+        missing="not set: no fixed port in the profile (set `port` and run `devbox mock`)",
+    )
+    for w in wiring.wires:
+        shown = f"{w.variable}={w.value}" if w.value is not None else f"{w.variable} {w.why}"
+        output.info(f"[dim]{w.dependency}: {escape(shown)}[/dim]")
+    return {**wiring.env, **given}
+
+
 def run_run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -259,7 +278,7 @@ def run_run(args: argparse.Namespace) -> int:
         else:
             rt.prepare()
         output.info(f"starting {escape(rt.describe())}")
-        rt.start(env)
+        rt.start(_run_env(profile, env))
         took = rt.wait_ready()
         output.info(f"[green]{profile.service.name} ready[/green] on http://127.0.0.1:{rt.port} "
                     f"in {took:.2f}s — Ctrl-C stops it")

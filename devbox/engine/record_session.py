@@ -4,8 +4,8 @@ Order matters and is the same on every path:
 
 1. the recorder binds every listener (nothing else is started if a port is taken);
 2. the service starts through ``devbox.runtime`` with the dependency variables
-   (``Dependency.env``) pointing at the recording proxies, exactly as they point
-   at mocks under ``devbox up``: the service's code never changes;
+   pointing at the recording proxies, by the same rule (``devbox.core.wiring``) as
+   they point at mocks under ``devbox up``: the service's code never changes;
 3. ``-- COMMAND`` runs (``{inbound}`` replaced by the inbound proxy's URL) or the
    session waits for Ctrl-C / SIGTERM;
 4. the client stops, then the service, then the recorder drains in-flight
@@ -29,9 +29,13 @@ from types import FrameType
 from typing import Any
 
 from devbox.core.events import Event, Log, Problem
+from devbox.core.model import Direction
 from devbox.core.profile import Profile
+from devbox.core.wiring import Wiring
+from devbox.engine.wiring import wiring_for
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
+from devbox.record.recorder import FORWARD
 
 GRACE_S = 5.0
 
@@ -121,10 +125,32 @@ class RecordSession:
         if self.runtime is not None:
             self._log(f"service runtime: {self.runtime.describe()} ({self.runtime_why})")
             self.runtime.prepare()
-            self.runtime.start(self.recorder.service_env())
+            self.runtime.start(self.service_env())
             took = self.runtime.wait_ready()
             self._log(f"{self.profile.service.name} ready in {took:.2f}s")
         return self.listeners
+
+    def wiring(self) -> Wiring:
+        """The dependency variables pointing at the recording proxies, by the same rule
+        as ``devbox up`` (``devbox.core.wiring``)."""
+        assert self.recorder is not None
+        ports = {
+            li.source: li.port
+            for li in self.listeners
+            if li.direction is Direction.OUTBOUND and li.source != FORWARD
+        }
+        return wiring_for(self.profile, self.recorder.options.host, ports, "recording proxy")
+
+    def service_env(self) -> dict[str, str]:
+        """What the service is started with: the wired variables, and the HTTP_PROXY
+        family when the recorder runs as a forward proxy."""
+        assert self.recorder is not None
+        env = dict(self.wiring().env)
+        if any(li.source == FORWARD for li in self.listeners):
+            env.update(
+                {k: v for k, v in self.recorder.service_env().items() if "proxy" in k.lower()}
+            )
+        return env
 
     @property
     def urls(self) -> dict[str, str]:

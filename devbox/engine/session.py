@@ -53,6 +53,7 @@ from devbox.engine.driver import (
     find_exchange,
     replace_recorded_response,
 )
+from devbox.engine.wiring import service_env
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
@@ -180,7 +181,7 @@ class Engine:
         with self._rt_lock:
             runtime.prepare()
             self._check_stopping()
-            runtime.start(fleet.urls())
+            runtime.start(service_env(p, fleet.host, fleet.ports(), "mock"))
             applied = time.monotonic()
             runtime.wait_ready()
             ready = time.monotonic()
@@ -526,7 +527,8 @@ class Engine:
         )
         self._runtime, self.runtime_reason = runtime, why
         runtime.prepare()
-        runtime.start(self._fleet.urls())
+        fleet = self._fleet
+        runtime.start(service_env(self._profile, fleet.host, fleet.ports(), "mock"))
 
     async def _replay(
         self, n: int, cancel: asyncio.Event, results: list[RequestResult]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import random
 import socket
@@ -545,7 +546,11 @@ class MockServer:
             self.parser_factory = httptools.HttpRequestParser
         self.parser_name = "python" if self.parser_factory is PyRequestParser else "httptools"
         self.redactor = Redactor(spec.redact) if spec.redact is not None else None
-        self.upstream = Upstream.parse(dep.upstream) if dep.upstream else None
+        # the service is given the upstream's base path (devbox.core.wiring) and sends it
+        # itself: prefixing it again would ask for /visit/visit
+        self.upstream = (
+            dataclasses.replace(Upstream.parse(dep.upstream), prefix="") if dep.upstream else None
+        )
         self.timing_factor = dep.timing_factor
         self.faults = dep.faults
         f = dep.faults
