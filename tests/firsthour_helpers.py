@@ -99,8 +99,8 @@ def path_server(routes: dict[str, tuple[int, bytes]]) -> Iterator[PathServer]:
 
 
 def write_project(root: Path, upstream: str, *, service_env: str = "") -> Path:
-    (root / "web").mkdir(parents=True, exist_ok=True)
-    (root / "web/app.py").write_text(APP)
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    (root / "src/app.py").write_text(APP)
     (root / "client.py").write_text(CLIENT)
     (root / "profiles").mkdir(exist_ok=True)
     env = f"env = {{ {service_env} }}\n" if service_env else ""
@@ -110,12 +110,12 @@ def write_project(root: Path, upstream: str, *, service_env: str = "") -> Path:
 name = "web"
 port = {free_port()}
 command = ["{sys.executable}", "app.py"]
-cwd = "web"
+cwd = "src"
 ready = {{ http = "/healthz", timeout_s = 20 }}
 runtime = "process"
 {env}
 [service.watch]
-sync = ["web/**/*.py"]
+sync = ["src/**/*.py"]
 
 [[dependency]]
 name = "analytics"
