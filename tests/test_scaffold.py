@@ -131,3 +131,31 @@ def test_rendered_profile_always_parses() -> None:
     profile = parse_profile(render_profile(p), Path("profiles/x.toml"))
     assert profile.service.command == weird
     assert toml_str("a\x7f") == '"a\\u007f"'
+
+
+def test_listen_ports_from_command_lines_and_variables() -> None:
+    from devbox.init.scaffold import command_port, env_port
+
+    assert command_port(("flask", "run", "--port", "9091")) == 9091
+    assert command_port(("gunicorn", "-b", "0.0.0.0:8000", "app:app")) == 8000
+    assert command_port(("uvicorn", "main:app", "--port=7000")) == 7000
+    assert command_port(("python", "manage.py", "runserver", "0.0.0.0:8001")) == 8001
+    assert command_port(("sh", "-c", "exec gunicorn --bind :5005 app:app")) == 5005
+    assert command_port(("python3", "app.py")) is None
+    assert env_port({"FLASK_SERVER_PORT": "9091", "REDIS_PORT": "6379"}) == (
+        9091,
+        "FLASK_SERVER_PORT",
+    )
+    assert env_port({"ANALYTICS_PORT": "5001"}, others=("analytics",)) is None
+    assert env_port({"PORT": "3000", "HTTP_PORT": "80"}) == (3000, "PORT")
+
+
+def test_the_target_stage_and_its_stop_signal() -> None:
+    text = (
+        "FROM debian AS base\nEXPOSE 1\nFROM base AS dev\nSTOPSIGNAL SIGINT\nEXPOSE 2\n"
+        'CMD ["dev"]\nFROM base\nCMD ["prod"]\n'
+    )
+    dev = parse_dockerfile(text, "dev")
+    assert (dev.command, dev.expose, dev.stop_signal) == (("dev",), (1, 2), "SIGINT")
+    last = parse_dockerfile(text)
+    assert (last.command, last.stop_signal) == (("prod",), None)

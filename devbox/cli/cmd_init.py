@@ -169,6 +169,7 @@ def _find_dockerfile(files: tuple[str, ...]) -> str | None:
 
 def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, ...]]:
     """(the facts, candidate compose services when the choice was a guess)."""
+    from devbox.core.profile import SUPPORTED_KINDS
     from devbox.init.dockerfile import parse_dockerfile
     from devbox.init.scaffold import RepoFacts, pick_service
 
@@ -204,7 +205,8 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
             )
     if dockerfile is None and service is None:
         dockerfile = _find_dockerfile(files)
-    facts_df = parse_dockerfile(_read(root / dockerfile, root)) if dockerfile else None
+    target = service.build_target if service is not None else None
+    facts_df = parse_dockerfile(_read(root / dockerfile, root), target) if dockerfile else None
     return RepoFacts(
         dir_name=root.name,
         dockerfile=dockerfile,
@@ -212,7 +214,31 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         compose=compose,
         service=service,
         files=files,
+        bases=_other_bases(root, compose, service),
+        supported_kinds=SUPPORTED_KINDS,
     ), candidates
+
+
+def _other_bases(
+    root: Path, compose: ComposeFile | None, service: ComposeService | None
+) -> dict[str, str]:
+    """Other compose services built here -> the image their Dockerfile starts FROM (a
+    service built FROM redis is a redis). Unreadable Dockerfiles are simply not known."""
+    from devbox.errors import DevboxError
+    from devbox.init.dockerfile import parse_dockerfile
+
+    out: dict[str, str] = {}
+    for other in compose.services if compose is not None else ():
+        path = other.dockerfile_path
+        if other is service or path is None or not (root / path).is_file():
+            continue
+        try:
+            base = parse_dockerfile(_read(root / path, root), other.build_target).base_image
+        except DevboxError:
+            continue
+        if base:
+            out[other.name] = base
+    return out
 
 
 # ---------------------------------------------------------------- questions

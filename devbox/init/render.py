@@ -68,6 +68,9 @@ def render_profile(p: Proposal) -> str:
             ("context", toml_str(p.build_context)),
             ("dockerfile", toml_str(p.dockerfile or "Dockerfile")),
         ]
+        if p.build_target:
+            add("# target: the Dockerfile stage that runs (build.target in compose).")
+            pairs.append(("target", toml_str(p.build_target)))
         add(f"build = {_inline(pairs)}")
         if p.workdir and p.workdir != "/app":
             add("# Where the build context lands in the image (synced files go there).")
@@ -95,6 +98,9 @@ def render_profile(p: Proposal) -> str:
         add(f"ready = {_inline([('tcp', 'true'), ('timeout_s', '30')])}")
     add('# Where it runs: "auto" (Docker when an engine answers), "docker" or "process".')
     add('runtime = "auto"')
+    if p.stop_signal:
+        add("# The signal that stops it (from the compose file or STOPSIGNAL).")
+        add(f"stop_signal = {toml_str(p.stop_signal)}")
     for r in p.remarks:
         add(f"# note: {r}")
     if p.env or p.unmocked_env:
@@ -121,8 +127,8 @@ def render_profile(p: Proposal) -> str:
         _render_dependency(add, d, p.name)
     if p.planned:
         add("")
-        add("# Other services the compose file runs, of kinds devbox cannot mock yet")
-        add("# (planned kinds: postgres, redis, grpc). Keep running them yourself for now:")
+        add("# Other services the compose file runs, of kinds devbox does not replace")
+        add("# (grpc is a planned kind). Keep running them yourself:")
         for pl in p.planned:
             via = f", named by {', '.join(pl.env)}" if pl.env else ""
             kind = f"{pl.kind}, " if pl.kind else "no kind planned, "
@@ -148,7 +154,32 @@ def render_profile(p: Proposal) -> str:
     return "\n".join(out) + "\n"
 
 
+def _render_kind(add: Callable[[str], None], d: ProposedDependency, profile: str) -> None:
+    """A redis/postgres service: a dependency of that kind, commented out while this
+    devbox's profile parser does not accept the kind yet."""
+    c = "# " if d.planned else ""
+    if d.planned:
+        add(f"# {d.origin}: a {d.kind} service. The {d.kind} kind is planned (being added to")
+        add("# devbox); once your devbox accepts it, uncomment this to replace it with a mock:")
+    else:
+        add(f"# A {d.kind} dependency ({d.origin}), replaced by a mock replaying recordings.")
+    add(f"{c}[[dependency]]")
+    add(f"{c}name = {toml_str(d.name)}")
+    add(f"{c}kind = {toml_str(d.kind)}")
+    add("# The real one as compose publishes it on this machine (used while recording).")
+    add(f"{c}upstream = {toml_str(d.upstream)}")
+    if d.env:
+        add(f"{c}env = {toml_str(d.env)}")
+    else:
+        add(f"# note: {d.note}")
+    if d.also_env:
+        add(f"# note: {', '.join(d.also_env)} also point at {d.name}.")
+
+
 def _render_dependency(add: Callable[[str], None], d: ProposedDependency, profile: str) -> None:
+    if d.kind != "http":
+        _render_kind(add, d, profile)
+        return
     if not d.enabled:
         add(f"# {d.env} names an HTTP service {d.origin}; to mock it too, uncomment:")
         add("# [[dependency]]")
@@ -160,13 +191,19 @@ def _render_dependency(add: Callable[[str], None], d: ProposedDependency, profil
     add("[[dependency]]")
     add(f"# Its name: recordings go to mocks/{profile}/{d.name}/.")
     add(f"name = {toml_str(d.name)}")
-    add("# Its protocol: http (postgres, redis and grpc are planned).")
+    add("# Its protocol: http (redis and postgres dependencies have their own kinds).")
     add('kind = "http"')
-    add("# The real service, used only while recording (`devbox record`).")
+    add("# The real service, used only while recording (`devbox record`); its path is the base")
+    add("# path the service is given (devbox swaps only host and port).")
     if d.host_upstream:
-        add(f"# From your machine, compose publishes it as {d.host_upstream}: use that when")
-        add("# you record outside compose.")
-    add(f"upstream = {toml_str(d.upstream)}")
+        add(f"# Compose calls it {d.upstream}; from this machine compose publishes it here")
+        add(f"# (start it with `docker compose up {d.origin.rsplit(' ', 1)[-1]}`):")
+        add(f"upstream = {toml_str(d.host_upstream)}")
+    else:
+        add(f"upstream = {toml_str(d.upstream)}")
+        if d.origin.startswith("compose service"):
+            add("# note: compose publishes no port for it: `devbox record` needs the host above")
+            add("# to resolve from this machine (or change upstream to an address that does).")
     add("# The variable that tells the service where it is: devbox sets it to the mock's URL.")
     add(f"env = {toml_str(d.env)}")
     if d.also_env:

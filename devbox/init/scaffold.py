@@ -30,33 +30,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
+from devbox.init import deps
 from devbox.init.compose import ComposeFile, ComposeService
+from devbox.init.deps import Planned, ProposedDependency, slug, valid_name
 from devbox.init.dockerfile import DockerfileFacts, host_command
 
+__all__ = ["Planned", "ProposedDependency", "slug", "valid_name"]
+
 DEFAULT_PORT = 8080
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_URL_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-# images (by the last path component of the repository) of kinds devbox plans to mock
-PLANNED_IMAGES = {
-    "postgres": "postgres",
-    "postgis": "postgres",
-    "timescaledb": "postgres",
-    "redis": "redis",
-    "valkey": "redis",
-    "keydb": "redis",
-    "redis-stack": "redis",
-}
-PLANNED_SCHEMES = {
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "redis": "redis",
-    "rediss": "redis",
-    "grpc": "grpc",
-}
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +51,10 @@ class RepoFacts:
     compose: ComposeFile | None = None
     service: ComposeService | None = None  # the Compose service under test
     files: tuple[str, ...] = ()  # project files (posix, relative), a bounded listing
+    # other compose services built here -> the image their Dockerfile builds FROM
+    bases: Mapping[str, str] = field(default_factory=dict)
+    # dependency kinds the profile parser accepts (others are written commented out)
+    supported_kinds: tuple[str, ...] = ("http",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,26 +65,6 @@ class Answers:
 
 
 @dataclass(frozen=True, slots=True)
-class ProposedDependency:
-    name: str
-    env: str
-    upstream: str
-    origin: str  # "compose service payments" | "outside the compose file"
-    # the same service as seen from the host, when Compose publishes its port
-    host_upstream: str | None = None
-    also_env: tuple[str, ...] = ()
-    enabled: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Planned:
-    name: str
-    kind: str  # "postgres", "redis", "grpc" or "" (no kind planned)
-    what: str  # "image postgres:16"
-    env: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Proposal:
     name: str
     service_name: str
@@ -104,6 +72,8 @@ class Proposal:
     port_source: str
     build_context: str | None = None
     dockerfile: str | None = None
+    build_target: str | None = None
+    stop_signal: str | None = None
     command: tuple[str, ...] = ()
     command_source: str = ""
     cwd: str = "."
@@ -131,17 +101,6 @@ class Proposal:
 # ---------------------------------------------------------------- names
 
 
-def slug(text: str, fallback: str = "service") -> str:
-    """A valid profile/service/dependency name from any text."""
-    s = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
-    s = re.sub(r"^[^a-z]+", "", s)[:63].rstrip("-_")
-    return s if _NAME_RE.match(s) else fallback
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name))
-
-
 def pick_service(
     compose: ComposeFile, wanted: str | None, root_dockerfile: str | None
 ) -> tuple[ComposeService | None, tuple[str, ...]]:
@@ -165,18 +124,90 @@ def default_name(facts: RepoFacts) -> str:
     return slug(facts.dir_name)
 
 
+# a listen port on a command line: --port 9091, --port=9091, -p 9091, --bind 0.0.0.0:9091,
+# -b :9091, runserver 0.0.0.0:8000
+_PORT_FLAGS = ("--port", "-p", "--http-port", "--listen-port", "--server.port")
+_BIND_FLAGS = ("--bind", "-b", "--listen", "--host-port")
+_HOSTPORT = re.compile(r"^(?:[\w.-]*|\[[0-9a-fA-F:]*\]|unix:.*)?:(\d{1,5})$")
+# listen ports in variables: PORT, then names that say "this server", then any *_PORT
+# whose stem names no other service (REDIS_PORT is redis's, not ours)
+_OWN_PORT_VARS = re.compile(r"^(?:\w+_)?(?:SERVER|HTTP|APP|WEB|LISTEN|API|SERVICE)_PORT$")
+_OTHER_WORDS = re.compile(
+    r"(REDIS|POSTGRES|PG|DB|DATABASE|MYSQL|MONGO|AMQP|RABBIT|KAFKA|SMTP|MAIL|MEMCACHE|ELASTIC|"
+    r"CACHE|QUEUE|BROKER|METRICS|DEBUG|ADMIN)"
+)
+
+
+def _valid_port(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def command_port(argv: tuple[str, ...]) -> int | None:
+    """The port a command line says the server listens on, if it says one."""
+    words = [w for a in argv for w in (a.split() if " " in a else [a])]
+    for i, w in enumerate(words):
+        flag, eq, val = w.partition("=")
+        nxt = val if eq else (words[i + 1] if i + 1 < len(words) else "")
+        if flag in _PORT_FLAGS:
+            port = _valid_port(nxt)
+            if port:
+                return port
+        if flag in _BIND_FLAGS:
+            m = _HOSTPORT.match(nxt)
+            if m and _valid_port(m.group(1)):
+                return int(m.group(1))
+        if w in ("runserver", "serve") and i + 1 < len(words):
+            m = _HOSTPORT.match(words[i + 1])
+            if m and _valid_port(m.group(1)):
+                return int(m.group(1))
+            if _valid_port(words[i + 1]):
+                return int(words[i + 1])
+    return None
+
+
+def env_port(env: Mapping[str, str], others: tuple[str, ...] = ()) -> tuple[int, str] | None:
+    """(port, variable) of the variable most likely to hold the service's own port."""
+    other = tuple(o.upper().replace("-", "_") for o in others)
+
+    def foreign(name: str) -> bool:
+        return bool(_OTHER_WORDS.search(name)) or any(name.startswith(o + "_") for o in other)
+
+    ranked = sorted(
+        (0 if k == "PORT" else 1 if _OWN_PORT_VARS.match(k) else 2, k)
+        for k in env
+        if (k == "PORT" or k.endswith("_PORT")) and not foreign(k) and _valid_port(env[k])
+    )
+    if not ranked:
+        return None
+    key = ranked[0][1]
+    return int(env[key]), key
+
+
 def default_port(facts: RepoFacts) -> tuple[int | None, str]:
     svc, df = facts.service, facts.dockerfile_facts
     compose_name = facts.compose.path if facts.compose else "the compose file"
+    if svc is not None and svc.command:
+        port = command_port(svc.command)
+        if port:
+            return port, f"the command of {svc.name} in {compose_name}"
+    if df is not None and df.command and (svc is None or not svc.command):
+        port = command_port(df.command)
+        if port:
+            return port, f"CMD/ENTRYPOINT in {facts.dockerfile}"
     if svc is not None and svc.ports:
         return svc.ports[0], f"the container port of {svc.name} in {compose_name}"
+    others = tuple(s.name for s in facts.compose.services) if facts.compose else ()
+    if svc is not None:
+        env = {k: v.value for k, v in svc.environment if not v.unresolved}
+        found = env_port(env, tuple(o for o in others if o != svc.name))
+        if found:
+            return found[0], f"{found[1]} = {found[0]} in {compose_name}"
     if df is not None and df.expose:
         return df.expose[0], f"EXPOSE {df.expose[0]} in {facts.dockerfile}"
-    for k, v in svc.environment if svc is not None else ():
-        if k == "PORT" and v.value.isdigit():
-            return int(v.value), f"PORT in {compose_name}"
-    if df is not None and df.env.get("PORT", "").isdigit():
-        return int(df.env["PORT"]), f"ENV PORT in {facts.dockerfile}"
+    if df is not None:
+        found = env_port(dict(df.env), others)
+        if found:
+            return found[0], f"ENV {found[1]} in {facts.dockerfile}"
     return None, ""
 
 
@@ -289,187 +320,6 @@ def watch_rules(
     return tuple(dict.fromkeys(sync)), tuple(dict.fromkeys(rebuild)), tuple(ignore)
 
 
-# ---------------------------------------------------------------- dependencies
-
-
-@dataclass(slots=True)
-class _Found:
-    deps: list[ProposedDependency]
-    planned: list[Planned]
-    env: list[tuple[str, str]]  # kept for the service
-    unmocked: list[tuple[str, str, str]]
-    remarks: list[str]
-
-
-def _dependencies(facts: RepoFacts, own_port: int) -> _Found:
-    svc, compose = facts.service, facts.compose
-    deps: dict[str, ProposedDependency] = {}
-    planned: dict[str, Planned] = {}
-    env: list[tuple[str, str]] = []
-    unmocked: list[tuple[str, str, str]] = []
-    remarks: list[str] = []
-    used = {"inbound"}
-    if svc is None or compose is None:
-        return _Found([], [], env, unmocked, remarks)
-    for key, val in svc.environment:
-        if val.unresolved:
-            remarks.append(
-                f"{key} = {val.raw!r} comes from the shell that runs compose: "
-                "add it to [service.env] if the service needs it"
-            )
-            continue
-        if key == "PORT":
-            continue  # devbox sets PORT to service.port
-        m = _URL_RE.match(val.value)
-        if not m:
-            env.append((key, val.value))
-            continue
-        scheme = m.group(1).lower()
-        parts = urlsplit(val.value)
-        host = parts.hostname or ""
-        target = compose.owner_of_host(host)
-        if target is not None and target.name != svc.name:
-            if scheme in ("http", "https"):
-                if target.name in deps:
-                    d = deps[target.name]
-                    deps[target.name] = _replace_also(d, key)
-                    continue
-                name = _unique(slug(target.name, "dependency"), used)
-                deps[target.name] = ProposedDependency(
-                    name=name,
-                    env=key,
-                    upstream=val.value.rstrip("/") if parts.path in ("", "/") else val.value,
-                    origin=f"compose service {target.name}",
-                    host_upstream=_host_url(parts.scheme, parts.port, target),
-                )
-            else:
-                p = planned.get(target.name)
-                kind = PLANNED_SCHEMES.get(scheme) or _image_kind(target.image)
-                planned[target.name] = Planned(
-                    name=target.name,
-                    kind=kind,
-                    what=_what(target),
-                    env=(*(p.env if p else ()), key),
-                )
-                unmocked.append(
-                    (
-                        key,
-                        _on_host(val.value, target),
-                        (
-                            f"{target.name} is not run by devbox: point {key} at a running one, "
-                            "e.g. as compose publishes it (started with "
-                            f"`docker compose up {target.name}`)"
-                        ),
-                    )
-                )
-            continue
-        if scheme in ("http", "https") and host and host not in _LOCAL_HOSTS:
-            name = _unique(slug(_env_stem(key) or host.split(".")[0], "dependency"), used)
-            deps[f"url:{key}"] = ProposedDependency(
-                name=name,
-                env=key,
-                upstream=val.value,
-                origin="outside the compose file",
-                enabled=False,
-            )
-            continue
-        if scheme in PLANNED_SCHEMES and host and host not in _LOCAL_HOSTS:
-            remarks.append(
-                f"{key} points at {host}, outside the compose file "
-                f"({PLANNED_SCHEMES[scheme]}): not mocked"
-            )
-            continue
-        if host in _LOCAL_HOSTS and parts.port not in (None, own_port):
-            remarks.append(f"{key} = {val.value!r} points at this machine: kept as it is")
-        env.append((key, val.value))
-    for other in compose.services:
-        if other.name == svc.name or other.name in deps or other.name in planned:
-            continue
-        kind = _image_kind(other.image)
-        if kind:
-            planned[other.name] = Planned(name=other.name, kind=kind, what=_what(other))
-        elif other.name in svc.depends_on:
-            remarks.append(
-                f"{svc.name} depends on {other.name} ({_what(other)}), but no "
-                "variable in its environment names it"
-            )
-    return _Found(list(deps.values()), list(planned.values()), env, unmocked, remarks)
-
-
-_DEFAULT_PORTS = {
-    "postgres": 5432,
-    "postgresql": 5432,
-    "redis": 6379,
-    "rediss": 6379,
-    "mysql": 3306,
-    "mongodb": 27017,
-    "amqp": 5672,
-    "http": 80,
-    "https": 443,
-}
-
-
-def _on_host(url: str, target: ComposeService) -> str:
-    """The URL of a compose service as reached from the host through its published port."""
-    parts = urlsplit(url)
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
-    host_port = target.published.get(port) if port else None
-    user = parts.netloc.rpartition("@")[0]
-    netloc = (user + "@" if user else "") + "127.0.0.1" + (f":{host_port or port}" if port else "")
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _replace_also(d: ProposedDependency, key: str) -> ProposedDependency:
-    return ProposedDependency(
-        name=d.name,
-        env=d.env,
-        upstream=d.upstream,
-        origin=d.origin,
-        host_upstream=d.host_upstream,
-        also_env=(*d.also_env, key),
-        enabled=d.enabled,
-    )
-
-
-def _unique(name: str, used: set[str]) -> str:
-    candidate, i = name, 2
-    while candidate in used:
-        candidate = f"{name}-{i}"
-        i += 1
-    used.add(candidate)
-    return candidate
-
-
-def _env_stem(key: str) -> str:
-    return re.sub(
-        r"(_(BASE|API|SERVICE|SVC|ENDPOINT|HOST|ADDR|ADDRESS))*_(URL|URI|ENDPOINT|HOST|"
-        r"ADDR|ADDRESS)$",
-        "",
-        key,
-    )
-
-
-def _host_url(scheme: str, port: int | None, target: ComposeService) -> str | None:
-    container_port = port or (443 if scheme == "https" else 80)
-    host_port = target.published.get(container_port)
-    return f"{scheme}://127.0.0.1:{host_port}" if host_port else None
-
-
-def _image_kind(image: str | None) -> str:
-    if not image:
-        return ""
-    repo = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    return PLANNED_IMAGES.get(repo, "")
-
-
-def _what(svc: ComposeService) -> str:
-    if svc.image:
-        return f"image {svc.image}"
-    if svc.build_context:
-        return f"built from {svc.build_context}"
-    return "compose service"
-
-
 # ---------------------------------------------------------------- proposal
 
 
@@ -501,7 +351,7 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
     elif df is not None and df.healthcheck_path:
         ready_http, ready_source = df.healthcheck_path, f"HEALTHCHECK in {facts.dockerfile}"
     sync, rebuild, ignore = watch_rules(facts.files, context or cwd, dockerfile)
-    found = _dependencies(facts, port)
+    found = deps.find(svc, facts.compose, port, facts.supported_kinds, facts.bases)
     sources = tuple(
         s for s in (facts.dockerfile, facts.compose.path if facts.compose else None) if s
     )
@@ -510,6 +360,20 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         notes.append(f"no port found in the repository: using {DEFAULT_PORT} (--port to change)")
     if not command and context is None:
         notes.append("no Dockerfile and no command: the profile needs one of them")
+    for d in found.deps:
+        if d.planned:
+            notes.append(
+                f"{d.name} ({d.origin}) maps to kind {d.kind!r}, which this devbox does not "
+                f"accept yet: written commented out with upstream {d.upstream}; uncomment it "
+                "once the kind lands"
+            )
+        elif d.kind != "http":
+            notes.append(f"{d.name} ({d.origin}) is mocked as kind {d.kind!r}")
+        if d.note:
+            notes.append(f"{d.name}: {d.note}")
+    stop_signal = svc.stop_signal if svc is not None and svc.stop_signal else None
+    if stop_signal is None and df is not None:
+        stop_signal = df.stop_signal
     return Proposal(
         name=name,
         service_name=service_name,
@@ -517,6 +381,8 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         port_source=port_source,
         build_context=context,
         dockerfile=dockerfile,
+        build_target=svc.build_target if svc is not None else None,
+        stop_signal=stop_signal,
         command=command,
         command_source=cmd_source,
         cwd=cwd,

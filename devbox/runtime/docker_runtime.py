@@ -344,6 +344,7 @@ class DockerRuntime(RuntimeBase):
                 dockerfile=df_arg,
                 tag=tag,
                 buildargs=dict(build.args) or None,
+                target=build.target,
                 labels=labels,
                 rm=True,
                 forcerm=True,
@@ -458,6 +459,7 @@ class DockerRuntime(RuntimeBase):
                 ports=ports,
                 detach=True,
                 stop_timeout=self.stop_timeout_s,
+                stop_signal=self.service.stop_signal,
             )
         self.container_id = str(created["Id"])
         self._merged = None
