@@ -16,8 +16,8 @@ from devbox.errors import UsageError
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "image",
-        help="build devbox's own images (the offline base image)",
-        description="Build images devbox needs without a registry.",
+        help="images without a registry: the offline base image, imported images",
+        description="Build or import the images devbox builds need, without a registry.",
     )
     isub = p.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
     b = isub.add_parser(
@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=run_image_base)
+    from devbox.cli.cmd_image import register_import
+
+    register_import(isub)
 
     def image_help(_args: argparse.Namespace) -> int:
         p.print_help()

@@ -35,6 +35,8 @@ class Build:
     dockerfile: str = "Dockerfile"
     args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None  # the stage to build (compose's build.target)
+    # FROM python:*/node:* missing locally -> devbox/base + Debian's runtime (no registry)
+    offline_base: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,12 +455,15 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
         b = t["build"]
         if isinstance(b, str):
             b = {"context": b}
-        bt = ctx.table(b, "service.build", ("context", "dockerfile", "args", "target"))
+        bt = ctx.table(
+            b, "service.build", ("context", "dockerfile", "args", "target", "offline_base")
+        )
         build = Build(
             context=ctx.str_(bt, "context", "service.build", "."),
             dockerfile=ctx.str_(bt, "dockerfile", "service.build", "Dockerfile"),
             args=ctx.env(bt, "args", "service.build"),
             target=ctx.str_(bt, "target", "service.build"),
+            offline_base=ctx.bool_(bt, "offline_base", "service.build", False),
         )
     command = t.get("command", [])
     if isinstance(command, str):
