@@ -24,6 +24,7 @@ def test_trend_compares_with_the_last_finished_iteration() -> None:
     st.apply_all([_r(2, 0, "fail"), _r(2, 1, "pass"), _r(2, 2, "pass")])
     assert [r.trend for r in st.results] == ["newly failing", "newly passing", ""]
     st.apply(IterationFinished(2, "batch", 2, 1, 0))
+    assert "first iteration" not in st.trend_line()
     assert st.trend_line().endswith("newly failing 1, newly passing 1")
     assert st.verdict_line() == "iteration 2: FAIL 2/3"
     # a straggler of an older iteration changes nothing
@@ -70,3 +71,12 @@ def test_rule_candidates() -> None:
     assert rule_from_text("$.total: 25.0 → 26.0") == "$.total"
     assert rule_from_text("added $.x: 1") == "$.x"
     assert rule_from_text("status: 200 → 500") is None
+
+
+def test_iteration_one_without_a_baseline_is_not_called_the_first() -> None:
+    st = DashboardState()
+    st.apply(IterationFinished(0, "start", 0, 0, 1, cancelled=True))
+    st.apply_all([_r(1, 0, "pass")])
+    st.apply(IterationFinished(1, "batch", 1, 0, 0))
+    line = st.trend_line()
+    assert "first iteration" not in line and "no earlier result to compare" in line
