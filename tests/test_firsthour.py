@@ -87,6 +87,10 @@ def test_requests_without_an_answer_are_not_committed_unless_allowed(tmp_path: P
     assert "analytics: 3 of 3 failed: 3 got no answer (connection refused)" in r.stdout
     assert "not committed" in r.stdout
     assert not list((tmp_path / "mocks/web/analytics").glob("*.json"))
+    # the withheld set stays in *.json.partial, which the user deletes once read (a second
+    # run in the same second would otherwise reuse its name: see the report)
+    for leftover in (tmp_path / "mocks/web").rglob("*.partial"):
+        leftover.unlink()
     r = _record(tmp_path, "--allow-errors")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(load_dir(tmp_path / "mocks/web/analytics")) == 3
