@@ -77,11 +77,17 @@ services:
 """
 
 
-def devbox(cwd: Path, *args: str, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def devbox(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*DEVBOX, *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
-        timeout=60, stdin=subprocess.DEVNULL,
+        [*DEVBOX, *args],
+        cwd=cwd,
+        env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -98,13 +104,16 @@ def _load(repo: Path, name: str) -> Profile:
 
 
 def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {
-        "Dockerfile": DOCKERFILE,
-        "docker-compose.yml": COMPOSE,
-        "app.py": "print('orders')\n",
-        "requirements.txt": "flask\n",
-        "orders/models.py": "",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "Dockerfile": DOCKERFILE,
+            "docker-compose.yml": COMPOSE,
+            "app.py": "print('orders')\n",
+            "requirements.txt": "flask\n",
+            "orders/models.py": "",
+        },
+    )
     r = devbox(tmp_path, "init", str(repo), "--yes")
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout
@@ -127,18 +136,27 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     assert dict(p.service.env) == {"LOG_LEVEL": "debug", "FEATURE_FLAGS": "a,b"}
     deps = {d.name: d for d in p.dependencies}
     assert set(deps) == {"payments", "inventory"}
+    # compose publishes payments on this machine: that is where `devbox record` forwards
     assert (deps["payments"].env, deps["payments"].upstream) == (
-        "PAYMENTS_URL", "http://payments:8081")
+        "PAYMENTS_URL",
+        "http://127.0.0.1:18081",
+    )
     assert (deps["inventory"].env, deps["inventory"].upstream) == (
-        "INVENTORY_URL", "http://inventory:8082/api")
+        "INVENTORY_URL",
+        "http://inventory:8082/api",
+    )
     assert all(d.kind == "http" and d.on_miss == "fail" for d in deps.values())
     assert "**/*.py" in p.service.watch.sync
     assert {"Dockerfile", "requirements.txt"} <= set(p.service.watch.rebuild)
 
     text = (repo / "profiles/orders.toml").read_text()
-    assert "#   db: postgres, image postgres:16-alpine, named by DATABASE_URL" in text
+    # db maps to the postgres kind: planned, so written commented out, with its scheme
+    assert '# kind = "postgres"' in text
+    assert '# upstream = "postgresql://orders:secret@127.0.0.1:5432/orders"' in text
+    assert '# env = "DATABASE_URL"' in text
+    assert "maps to kind 'postgres'" in r.stdout
     assert '# DATABASE_URL = "postgres://orders:secret@127.0.0.1:5432/orders"' in text
-    assert "compose publishes it as http://127.0.0.1:18081" in text
+    assert "Compose calls it http://payments:8081" in text
     assert "API_TOKEN" in text  # told, as a note, not copied
     # a comment line above every key
     lines = text.splitlines()
@@ -156,7 +174,7 @@ def _in_env_table(lines: list[str], i: int) -> bool:
 
 
 def test_never_overwrites_without_force(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {"Dockerfile": "FROM scratch\nEXPOSE 9000\nCMD [\"/server\"]\n"})
+    repo = _repo(tmp_path, {"Dockerfile": 'FROM scratch\nEXPOSE 9000\nCMD ["/server"]\n'})
     assert devbox(repo, "init", "--yes").returncode == 0
     target = repo / "profiles" / "orders-repo.toml"
     target.write_text(target.read_text() + "# my edit\n")
@@ -172,15 +190,18 @@ def test_never_overwrites_without_force(tmp_path: Path) -> None:
 
 
 def test_dockerfile_only(tmp_path: Path) -> None:
-    repo = _repo(tmp_path, {
-        "services/api/Dockerfile": (
-            "FROM node:20\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nCOPY . .\n"
-            "EXPOSE 3000\nCMD node server.js --color=false\n"
-        ),
-        "services/api/package.json": "{}",
-        "services/api/server.js": "",
-        "README.md": "",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "services/api/Dockerfile": (
+                "FROM node:20\nWORKDIR /app\nCOPY package.json .\nRUN npm ci\nCOPY . .\n"
+                "EXPOSE 3000\nCMD node server.js --color=false\n"
+            ),
+            "services/api/package.json": "{}",
+            "services/api/server.js": "",
+            "README.md": "",
+        },
+    )
     r = devbox(repo, "init", "--yes", "--name", "api")
     assert r.returncode == 0, r.stderr
     p = _load(repo, "api")
@@ -204,8 +225,16 @@ def test_no_dockerfile_needs_a_command(tmp_path: Path) -> None:
     assert '--command "python3 app.py"' in r.stderr
     assert not (repo / "profiles").exists()
 
-    r = devbox(repo, "init", "--name", "svc", "--port", "7000",
-               "--command", "python3 server.py --reload 'a b'")
+    r = devbox(
+        repo,
+        "init",
+        "--name",
+        "svc",
+        "--port",
+        "7000",
+        "--command",
+        "python3 server.py --reload 'a b'",
+    )
     assert r.returncode == 0, r.stderr
     p = _load(repo, "svc")
     assert p.service.command == ("python3", "server.py", "--reload", "a b")
@@ -251,10 +280,17 @@ def test_dry_run_prints_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     """On a real pseudo-terminal: the name and port are asked, defaults shown."""
-    repo = _repo(tmp_path, {"Dockerfile": "FROM x\nEXPOSE 5000\nCMD [\"./run\"]\n"})
+    repo = _repo(tmp_path, {"Dockerfile": 'FROM x\nEXPOSE 5000\nCMD ["./run"]\n'})
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*DEVBOX, "init"], cwd=repo, env={**ENV, "TERM": "dumb"},
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    proc = subprocess.Popen(
+        [*DEVBOX, "init"],
+        cwd=repo,
+        env={**ENV, "TERM": "dumb"},
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
     os.close(slave)
     seen = b""
 
@@ -293,19 +329,22 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["compose.yaml", "docker-compose.yaml"])
 def test_compose_file_names_and_several_builds(tmp_path: Path, name: str) -> None:
-    repo = _repo(tmp_path, {
-        name: (
-            "services:\n"
-            "  worker:\n    build: ./worker\n"
-            "  web:\n    build: {context: ./web, dockerfile: Dockerfile.dev}\n"
-            "    ports: [\"9090\"]\n"
-            "    environment:\n      - CATALOG_URL=http://catalog-svc:80\n"
-            "  catalog:\n    image: example/catalog\n    hostname: catalog-svc\n"
-            "    ports: [\"8088:80\"]\n"
-        ),
-        "web/Dockerfile.dev": "FROM x\nCMD [\"./web\"]\n",
-        "worker/Dockerfile": "FROM x\n",
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            name: (
+                "services:\n"
+                "  worker:\n    build: ./worker\n"
+                "  web:\n    build: {context: ./web, dockerfile: Dockerfile.dev}\n"
+                '    ports: ["9090"]\n'
+                "    environment:\n      - CATALOG_URL=http://catalog-svc:80\n"
+                "  catalog:\n    image: example/catalog\n    hostname: catalog-svc\n"
+                '    ports: ["8088:80"]\n'
+            ),
+            "web/Dockerfile.dev": 'FROM x\nCMD ["./web"]\n',
+            "worker/Dockerfile": "FROM x\n",
+        },
+    )
     r = devbox(repo, "init", "--yes", "--service", "web")
     assert r.returncode == 0, r.stderr
     p = _load(repo, "web")
@@ -313,9 +352,10 @@ def test_compose_file_names_and_several_builds(tmp_path: Path, name: str) -> Non
     assert (p.service.build.context, p.service.build.dockerfile) == ("web", "Dockerfile.dev")
     assert p.service.port == 9090
     (dep,) = p.dependencies
-    assert (dep.name, dep.env, dep.upstream) == ("catalog", "CATALOG_URL", "http://catalog-svc:80")
+    # published on this machine as 8088: where `devbox record` can reach it
+    assert (dep.name, dep.env, dep.upstream) == ("catalog", "CATALOG_URL", "http://127.0.0.1:8088")
     text = (repo / "profiles/web.toml").read_text()
-    assert "compose publishes it as http://127.0.0.1:8088" in text
+    assert "Compose calls it http://catalog-svc:80" in text
     r = devbox(repo, "init", "--yes", "--dry-run")
     assert "several compose services build from this repository (worker, web)" in r.stderr
 
@@ -339,48 +379,67 @@ def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[
     command init printed, then `devbox up --once`: a green replay against the mocks."""
     from conftest import free_port
 
-    repo = _repo(tmp_path, {
-        "app.py": (ROOT / "examples/demo/orders/app.py").read_text(),
-        "client.py": CLIENT,
-        "Dockerfile": (
-            "FROM devbox/base:bookworm\nWORKDIR /app\nCOPY . .\nEXPOSE 8080\n"
-            "HEALTHCHECK CMD curl -fs http://localhost:8080/healthz\n"
-            'CMD ["python3", "/app/app.py"]\n'
-        ),
-        "compose.yaml": (
-            "services:\n"
-            "  orders:\n    build: .\n    ports: ['8080:8080']\n"
-            "    environment:\n"
-            "      PAYMENTS_URL: http://payments:8081\n"
-            "      INVENTORY_URL: http://inventory:8082\n"
-            "  payments:\n    image: example/payments\n"
-            f"    ports: ['{demo_upstreams['payments']}:8081']\n"
-            "  inventory:\n    image: example/inventory\n"
-            f"    ports: ['{demo_upstreams['inventory']}:8082']\n"
-            "  db:\n    image: postgres:16\n"
-        ),
-    })
+    repo = _repo(
+        tmp_path,
+        {
+            "app.py": (ROOT / "examples/demo/orders/app.py").read_text(),
+            "client.py": CLIENT,
+            "Dockerfile": (
+                "FROM devbox/base:bookworm\nWORKDIR /app\nCOPY . .\nEXPOSE 8080\n"
+                "HEALTHCHECK CMD curl -fs http://localhost:8080/healthz\n"
+                'CMD ["python3", "/app/app.py"]\n'
+            ),
+            "compose.yaml": (
+                "services:\n"
+                "  orders:\n    build: .\n    ports: ['8080:8080']\n"
+                "    environment:\n"
+                "      PAYMENTS_URL: http://payments:8081\n"
+                "      INVENTORY_URL: http://inventory:8082\n"
+                "  payments:\n    image: example/payments\n"
+                f"    ports: ['{demo_upstreams['payments']}:8081']\n"
+                "  inventory:\n    image: example/inventory\n"
+                f"    ports: ['{demo_upstreams['inventory']}:8082']\n"
+                "  db:\n    image: postgres:16\n"
+            ),
+        },
+    )
     r = devbox(repo, "init", "--yes", "--port", str(free_port()))
     assert r.returncode == 0, r.stderr
-    record_line = next(line.strip() for line in r.stdout.splitlines()
-                       if line.strip().startswith("devbox record"))
+    record_line = next(
+        line.strip() for line in r.stdout.splitlines() if line.strip().startswith("devbox record")
+    )
     assert record_line.startswith("devbox record orders -- <your client> {inbound}")
     profile_path = repo / "profiles/orders.toml"
     text = profile_path.read_text()
-    # recording from the laptop, outside compose: the upstream URLs the profile's comments give
+    # recording from the laptop, outside compose: init wrote the published addresses as the
+    # upstreams (no hand edit), the compose URLs in comments
     for name in ("payments", "inventory"):
         published = f"http://127.0.0.1:{demo_upstreams[name]}"
-        assert f"compose publishes it as {published}" in text
-        text = re.sub(rf'upstream = "http://{name}:\d+"', f'upstream = "{published}"', text)
+        assert f'upstream = "{published}"' in text
+        assert f"Compose calls it http://{name}:" in text
     # the stand-in inventory stamps each answer (checked_at): replayed concurrently, repeated
     # identical calls may meet their recordings in another order; the user marks it as noise
     text = text.replace('ignore = ["header:date"]', 'ignore = ["header:date", "$.checked_at"]')
     profile_path.write_text(text)
 
     r = subprocess.run(
-        [*DEVBOX, "record", "orders", "--runtime", "process", "--", sys.executable,
-         "client.py", "{inbound}"],
-        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            *DEVBOX,
+            "record",
+            "orders",
+            "--runtime",
+            "process",
+            "--",
+            sys.executable,
+            "client.py",
+            "{inbound}",
+        ],
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert list((repo / "mocks/orders/inbound").glob("*.json"))
@@ -388,7 +447,70 @@ def test_first_five_minutes_init_record_up(tmp_path: Path, demo_upstreams: dict[
 
     r = subprocess.run(
         [*DEVBOX, "up", "orders", "--once", "--runtime", "process"],
-        cwd=repo, env=ENV, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        cwd=repo,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"all \d+ requests matched the recording", r.stdout), r.stdout
+
+
+def test_a_flask_redis_project_keeps_target_signal_port_and_comments_out_hosts(
+    tmp_path: Path,
+) -> None:
+    repo = _repo(
+        tmp_path,
+        {
+            "web/Dockerfile": (
+                "FROM python:3.11-slim AS base\nWORKDIR /app\nCOPY . .\n"
+                'FROM base AS dev\nSTOPSIGNAL SIGINT\nCMD ["python", "app.py"]\n'
+                'FROM base AS prod\nCMD ["gunicorn", "app:app"]\n'
+            ),
+            "web/app.py": "",
+            "analytics/Dockerfile": "FROM python:3.11-slim\n",
+            "cache/Dockerfile": "FROM redis:7-alpine\n",
+            "compose.yaml": (
+                "services:\n"
+                "  web:\n"
+                "    build: {context: ./web, target: dev}\n"
+                "    stop_signal: SIGQUIT\n"
+                "    environment:\n"
+                "      FLASK_SERVER_PORT: '9091'\n"
+                "      REDIS_PORT: '6379'\n"
+                "      ANALYTICS_URL: http://analytics:5001/visit\n"
+                "      REDIS_HOST: redis\n"
+                "      DATABASE_HOST: db\n"
+                "  analytics:\n    build: ./analytics\n    ports: ['5001:5001']\n"
+                "  redis:\n    build: ./cache\n    ports: ['16379:6379']\n"
+                "  db:\n    image: postgres:16\n"
+                "    environment: {POSTGRES_USER: app, POSTGRES_DB: shop}\n"
+            ),
+        },
+    )
+    r = devbox(repo, "init", "--yes", "--service", "web")
+    assert r.returncode == 0, r.stderr
+    p = _load(repo, "web")
+    assert p.service.port == 9091
+    assert p.service.build is not None and p.service.build.target == "dev"
+    assert p.service.stop_signal == "SIGQUIT"  # compose's wins over the stage's STOPSIGNAL
+    # the dev stage's command, not the last stage's
+    assert p.service.command == ("python3", "app.py")
+    # the variables naming services devbox does not run are not live: commented, rewritten
+    assert dict(p.service.env) == {"FLASK_SERVER_PORT": "9091", "REDIS_PORT": "6379"}
+    text = (repo / "profiles/web.toml").read_text()
+    assert '# REDIS_HOST = "127.0.0.1"' in text
+    assert '# DATABASE_HOST = "127.0.0.1"' in text
+    (dep,) = p.dependencies
+    assert (dep.name, dep.upstream, dep.env) == (
+        "analytics",
+        "http://127.0.0.1:5001/visit",
+        "ANALYTICS_URL",
+    )
+    # redis (built FROM redis) and db (postgres) map to their kinds, planned for now
+    assert '# kind = "redis"' in text and '# upstream = "redis://127.0.0.1:16379"' in text
+    assert '# kind = "postgres"' in text
+    assert '# upstream = "postgresql://app@127.0.0.1:5432/shop"' in text
+    assert "maps to kind 'redis'" in r.stdout and "maps to kind 'postgres'" in r.stdout

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from devbox.core.compose import interpolate, parse_compose
-from devbox.core.dockerfile import host_command, logical_lines, parse_dockerfile, substitute
 from devbox.core.profile import parse_profile
-from devbox.core.scaffold import Answers, RepoFacts, propose, render_profile, slug, toml_str
 from devbox.errors import ConfigError
+from devbox.init.compose import interpolate, parse_compose
+from devbox.init.dockerfile import host_command, logical_lines, parse_dockerfile, substitute
+from devbox.init.render import render_profile, toml_str
+from devbox.init.scaffold import Answers, RepoFacts, propose, slug
 
 
 def test_logical_lines_continuations_comments_and_escape_directive() -> None:
@@ -26,7 +27,7 @@ def test_substitute() -> None:
 
 def test_final_stage_wins_and_inherits_from_a_named_stage() -> None:
     facts = parse_dockerfile(
-        "FROM a AS base\nEXPOSE 1000\nWORKDIR /w\nCMD [\"srv\"]\n"
+        'FROM a AS base\nEXPOSE 1000\nWORKDIR /w\nCMD ["srv"]\n'
         "FROM b AS other\nEXPOSE 2000\n"
         "FROM base\nEXPOSE 3000/udp 3001\n"
     )
@@ -38,14 +39,21 @@ def test_final_stage_wins_and_inherits_from_a_named_stage() -> None:
 
 def test_shell_form_and_entrypoint() -> None:
     assert parse_dockerfile("FROM x\nCMD exec gunicorn -b :8000 app:app\n").command == (
-        "gunicorn", "-b", ":8000", "app:app")
+        "gunicorn",
+        "-b",
+        ":8000",
+        "app:app",
+    )
     assert parse_dockerfile("FROM x\nCMD ./migrate && ./serve\n").command == (
-        "sh", "-c", "./migrate && ./serve")
+        "sh",
+        "-c",
+        "./migrate && ./serve",
+    )
     f = parse_dockerfile('FROM x\nENTRYPOINT ["/entry.sh"]\nCMD ["serve", "--fast"]\n')
     assert f.command == ("/entry.sh", "serve", "--fast")
     assert f.entrypoint == ("/entry.sh",)
     # broken JSON is shell form, as Docker treats it: sh splits it like this
-    assert parse_dockerfile("FROM x\nCMD [\"a\", b]\n").command == ("[a,", "b]")
+    assert parse_dockerfile('FROM x\nCMD ["a", b]\n').command == ("[a,", "b]")
 
 
 def test_copy_destination_and_workdir() -> None:
@@ -57,9 +65,14 @@ def test_copy_destination_and_workdir() -> None:
 
 def test_host_command() -> None:
     assert host_command(("/usr/bin/tini", "-g", "--", "python3.12", "/app/main.py"), "/app") == (
-        "python3", "main.py")
-    assert host_command(("/app/bin/server", "--port", "1"), "/app") == ("./bin/server", "--port",
-                                                                          "1")
+        "python3",
+        "main.py",
+    )
+    assert host_command(("/app/bin/server", "--port", "1"), "/app") == (
+        "./bin/server",
+        "--port",
+        "1",
+    )
     assert host_command(("dumb-init",)) == ()
 
 
@@ -68,11 +81,11 @@ def test_compose_ports_environment_hostnames_and_healthcheck() -> None:
         "services:\n"
         "  a:\n"
         "    build: {context: ./svc/a/, dockerfile: D}\n"
-        "    ports: [8080, \"9000:9001\", \"[::1]:7000:7001/tcp\", \"53:53/udp\","
-        " {target: 6000, published: \"6500\"}, \"3000-3001:4000-4001\"]\n"
-        "    environment: [\"X=1\", \"BARE\", \"Y=$${literal}\", \"Z=${Q:-dq}\"]\n"
+        '    ports: [8080, "9000:9001", "[::1]:7000:7001/tcp", "53:53/udp",'
+        ' {target: 6000, published: "6500"}, "3000-3001:4000-4001"]\n'
+        '    environment: ["X=1", "BARE", "Y=$${literal}", "Z=${Q:-dq}"]\n'
         "    networks: {n: {aliases: [alpha]}}\n"
-        "    healthcheck: {test: [\"CMD\", \"curl\", \"http://127.0.0.1:8080/ready\"]}\n"
+        '    healthcheck: {test: ["CMD", "curl", "http://127.0.0.1:8080/ready"]}\n'
         "    command: serve --all\n",
         "compose.yaml",
     )
@@ -80,8 +93,11 @@ def test_compose_ports_environment_hostnames_and_healthcheck() -> None:
     assert a.build_context == "svc/a" and a.dockerfile_path == "svc/a/D"
     assert a.ports == (8080, 9001, 7001, 6000, 4000)
     assert dict(a.published) == {9001: 9000, 7001: 7000, 6000: 6500, 4000: 3000}
-    assert [(k, v.value) for k, v in a.environment] == [("X", "1"), ("Y", "${literal}"),
-                                                          ("Z", "dq")]
+    assert [(k, v.value) for k, v in a.environment] == [
+        ("X", "1"),
+        ("Y", "${literal}"),
+        ("Z", "dq"),
+    ]
     assert a.hostnames == ("a", "alpha")
     assert a.healthcheck_path == "/ready"
     assert a.command == ("serve", "--all")
@@ -115,3 +131,31 @@ def test_rendered_profile_always_parses() -> None:
     profile = parse_profile(render_profile(p), Path("profiles/x.toml"))
     assert profile.service.command == weird
     assert toml_str("a\x7f") == '"a\\u007f"'
+
+
+def test_listen_ports_from_command_lines_and_variables() -> None:
+    from devbox.init.scaffold import command_port, env_port
+
+    assert command_port(("flask", "run", "--port", "9091")) == 9091
+    assert command_port(("gunicorn", "-b", "0.0.0.0:8000", "app:app")) == 8000
+    assert command_port(("uvicorn", "main:app", "--port=7000")) == 7000
+    assert command_port(("python", "manage.py", "runserver", "0.0.0.0:8001")) == 8001
+    assert command_port(("sh", "-c", "exec gunicorn --bind :5005 app:app")) == 5005
+    assert command_port(("python3", "app.py")) is None
+    assert env_port({"FLASK_SERVER_PORT": "9091", "REDIS_PORT": "6379"}) == (
+        9091,
+        "FLASK_SERVER_PORT",
+    )
+    assert env_port({"ANALYTICS_PORT": "5001"}, others=("analytics",)) is None
+    assert env_port({"PORT": "3000", "HTTP_PORT": "80"}) == (3000, "PORT")
+
+
+def test_the_target_stage_and_its_stop_signal() -> None:
+    text = (
+        "FROM debian AS base\nEXPOSE 1\nFROM base AS dev\nSTOPSIGNAL SIGINT\nEXPOSE 2\n"
+        'CMD ["dev"]\nFROM base\nCMD ["prod"]\n'
+    )
+    dev = parse_dockerfile(text, "dev")
+    assert (dev.command, dev.expose, dev.stop_signal) == (("dev",), (1, 2), "SIGINT")
+    last = parse_dockerfile(text)
+    assert (last.command, last.stop_signal) == (("prod",), None)

@@ -86,3 +86,12 @@ def test_safe_emit_returns_what_a_broken_view_raised() -> None:
 
     err = safe_emit(broken, Log("svc", "x"))
     assert isinstance(err, RuntimeError) and str(err) == "view bug"
+
+
+def test_iteration_one_without_a_baseline_is_not_called_the_first() -> None:
+    st = DashboardState()
+    st.apply(IterationFinished(0, "start", 0, 0, 1, cancelled=True))
+    st.apply_all([_r(1, 0, "pass")])
+    st.apply(IterationFinished(1, "batch", 1, 0, 0))
+    line = st.trend_line()
+    assert "first iteration" not in line and "no earlier result to compare" in line

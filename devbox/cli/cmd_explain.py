@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
 def run_explain(args: argparse.Namespace) -> int:
     from devbox.core.plan import Planner, watch_targets
     from devbox.core.profile import load_profile
+    from devbox.core.wiring import preview
     from devbox.watch.dockerignore import dockerignore_path, read_dockerignore
 
     profile = load_profile(args.profile)
@@ -60,6 +61,7 @@ def run_explain(args: argparse.Namespace) -> int:
             "dockerignore": str(di) if di is not None and planner.dockerignore else None,
             "quiet_ms": w.quiet_ms,
             "cap_ms": w.cap_ms,
+            "environment": preview(profile),
         }
         if args.json:
             output.print_json(data)
@@ -123,3 +125,6 @@ def _print_targets(data: dict[str, Any]) -> None:
         con.print(f"  also ignored: entries of {data['dockerignore']}")
     con.print("  never: .git, __pycache__, .devbox and other tool dirs, editor temp and swap files")
     con.print(f"  batching: quiet {data['quiet_ms']} ms, cap {data['cap_ms']} ms")
+    from devbox.cli.cmd_profile import print_environment
+
+    print_environment(data["environment"])

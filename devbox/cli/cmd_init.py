@@ -1,6 +1,6 @@
 """``devbox init``: read a repository's Dockerfile and Compose file, write a commented profile.
 
-The decisions live in ``devbox.core.scaffold`` (pure); this module finds and reads
+The decisions live in ``devbox.init.scaffold`` (pure); this module finds and reads
 the files, asks the few questions (only on a terminal, never with --yes), checks
 the result with the profile parser and writes it, never over an existing profile
 without --force.
@@ -19,8 +19,8 @@ from devbox.cli import output
 from devbox.errors import ConfigError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from devbox.core.compose import ComposeFile, ComposeService
-    from devbox.core.scaffold import Proposal, RepoFacts
+    from devbox.init.compose import ComposeFile, ComposeService
+    from devbox.init.scaffold import Proposal, RepoFacts
 
 EPILOG = """\
 examples:
@@ -36,8 +36,22 @@ holding http URLs of other compose services become mocked dependencies).
 """
 
 # directories never worth listing for language detection
-_SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__", "target",
-                        "dist", "build", ".tox", ".mypy_cache", ".ruff_cache", "mocks"})
+_SKIP_DIRS = frozenset(
+    {
+        ".git",
+        "node_modules",
+        ".venv",
+        "venv",
+        "__pycache__",
+        "target",
+        "dist",
+        "build",
+        ".tox",
+        ".mypy_cache",
+        ".ruff_cache",
+        "mocks",
+    }
+)
 _MAX_FILES = 5000
 _MAX_DEPTH = 4
 
@@ -64,21 +78,37 @@ def register(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("dir", nargs="?", default=".", metavar="DIR",
-                   help="the repository (default: the current directory)")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=".",
+        metavar="DIR",
+        help="the repository (default: the current directory)",
+    )
     p.add_argument("--name", help="profile name (default: the service's name)")
     p.add_argument("--port", type=_port, help="the port the service listens on")
-    p.add_argument("--service", metavar="NAME",
-                   help="the compose service under test (when several are built here)")
-    p.add_argument("--dockerfile", metavar="PATH",
-                   help="the Dockerfile, relative to DIR (default: found automatically)")
-    p.add_argument("--command", metavar="CMD",
-                   help='how to start the service as a process, e.g. "python3 app.py"')
-    p.add_argument("-y", "--yes", action="store_true",
-                   help="accept the detected defaults; ask nothing")
+    p.add_argument(
+        "--service",
+        metavar="NAME",
+        help="the compose service under test (when several are built here)",
+    )
+    p.add_argument(
+        "--dockerfile",
+        metavar="PATH",
+        help="the Dockerfile, relative to DIR (default: found automatically)",
+    )
+    p.add_argument(
+        "--command",
+        metavar="CMD",
+        help='how to start the service as a process, e.g. "python3 app.py"',
+    )
+    p.add_argument(
+        "-y", "--yes", action="store_true", help="accept the detected defaults; ask nothing"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing profile")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the profile on stdout; write nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the profile on stdout; write nothing"
+    )
     p.set_defaults(func=run_init)
 
 
@@ -92,7 +122,8 @@ def _list_files(root: Path) -> tuple[str, ...]:
         rel = Path(dirpath).relative_to(root)
         depth = len(rel.parts)
         dirnames[:] = sorted(
-            d for d in dirnames
+            d
+            for d in dirnames
             if d not in _SKIP_DIRS and not d.startswith(".") and depth < _MAX_DEPTH
         )
         for f in sorted(filenames):
@@ -119,7 +150,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _find_compose(root: Path) -> ComposeFile | None:
-    from devbox.core.compose import COMPOSE_FILES, parse_compose
+    from devbox.init.compose import COMPOSE_FILES, parse_compose
 
     for name in COMPOSE_FILES:
         path = root / name
@@ -138,8 +169,9 @@ def _find_dockerfile(files: tuple[str, ...]) -> str | None:
 
 def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, ...]]:
     """(the facts, candidate compose services when the choice was a guess)."""
-    from devbox.core.dockerfile import parse_dockerfile
-    from devbox.core.scaffold import RepoFacts, pick_service
+    from devbox.core.profile import SUPPORTED_KINDS
+    from devbox.init.dockerfile import parse_dockerfile
+    from devbox.init.scaffold import RepoFacts, pick_service
 
     files = _list_files(root)
     compose = _find_compose(root)
@@ -151,12 +183,15 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
     service: ComposeService | None = None
     candidates: tuple[str, ...] = ()
     if compose is not None:
-        service, candidates = pick_service(compose, args.service, dockerfile or (
-            "Dockerfile" if "Dockerfile" in files else None))
+        service, candidates = pick_service(
+            compose, args.service, dockerfile or ("Dockerfile" if "Dockerfile" in files else None)
+        )
         if args.service and service is None:
             known = ", ".join(s.name for s in compose.services)
-            raise UsageError(f"--service {args.service}: no such service in {compose.path}",
-                             hint=f"services: {known}")
+            raise UsageError(
+                f"--service {args.service}: no such service in {compose.path}",
+                hint=f"services: {known}",
+            )
     elif args.service:
         raise UsageError("--service needs a compose file (compose.yaml or docker-compose.yml)")
     if dockerfile is None and service is not None and service.dockerfile_path is not None:
@@ -164,11 +199,14 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         if (root / path).is_file():
             dockerfile = path
         else:
-            output.info(f"[yellow]{compose.path if compose else 'compose'}: {service.name} "
-                        f"builds from {path}, which does not exist[/yellow]")
+            output.info(
+                f"[yellow]{compose.path if compose else 'compose'}: {service.name} "
+                f"builds from {path}, which does not exist[/yellow]"
+            )
     if dockerfile is None and service is None:
         dockerfile = _find_dockerfile(files)
-    facts_df = parse_dockerfile(_read(root / dockerfile, root)) if dockerfile else None
+    target = service.build_target if service is not None else None
+    facts_df = parse_dockerfile(_read(root / dockerfile, root), target) if dockerfile else None
     return RepoFacts(
         dir_name=root.name,
         dockerfile=dockerfile,
@@ -176,7 +214,31 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         compose=compose,
         service=service,
         files=files,
+        bases=_other_bases(root, compose, service),
+        supported_kinds=SUPPORTED_KINDS,
     ), candidates
+
+
+def _other_bases(
+    root: Path, compose: ComposeFile | None, service: ComposeService | None
+) -> dict[str, str]:
+    """Other compose services built here -> the image their Dockerfile starts FROM (a
+    service built FROM redis is a redis). Unreadable Dockerfiles are simply not known."""
+    from devbox.errors import DevboxError
+    from devbox.init.dockerfile import parse_dockerfile
+
+    out: dict[str, str] = {}
+    for other in compose.services if compose is not None else ():
+        path = other.dockerfile_path
+        if other is service or path is None or not (root / path).is_file():
+            continue
+        try:
+            base = parse_dockerfile(_read(root / path, root), other.build_target).base_image
+        except DevboxError:
+            continue
+        if base:
+            out[other.name] = base
+    return out
 
 
 # ---------------------------------------------------------------- questions
@@ -203,7 +265,7 @@ def _ask(question: str, default: str | None) -> str:
 
 
 def _ask_name(default: str) -> str:
-    from devbox.core.scaffold import valid_name
+    from devbox.init.scaffold import valid_name
 
     while True:
         name = _ask("profile name", default)
@@ -248,13 +310,13 @@ def _split_command(text: str) -> tuple[str, ...]:
 
 def run_init(args: argparse.Namespace) -> int:
     from devbox.core.profile import parse_profile
-    from devbox.core.scaffold import (
+    from devbox.init.render import render_profile
+    from devbox.init.scaffold import (
         Answers,
         default_command,
         default_name,
         default_port,
         propose,
-        render_profile,
         valid_name,
     )
     from devbox.store import atomic_write_bytes
@@ -272,8 +334,10 @@ def run_init(args: argparse.Namespace) -> int:
     facts, candidates = gather(root, args)
     ask = _interactive(args)
     if candidates and facts.service is not None:
-        output.info(f"several compose services build from this repository ({', '.join(candidates)})"
-                    f": using {facts.service.name} (--service to choose)")
+        output.info(
+            f"several compose services build from this repository ({', '.join(candidates)})"
+            f": using {facts.service.name} (--service to choose)"
+        )
     name, port = args.name, args.port
     if ask:
         _say_found(facts)
@@ -281,8 +345,10 @@ def run_init(args: argparse.Namespace) -> int:
             name = _ask_name(default_name(facts))
         if port is None:
             port = _ask_port(default_port(facts)[0])
-    if command is None and facts.dockerfile is None and (
-        facts.service is None or facts.service.build_context is None
+    if (
+        command is None
+        and facts.dockerfile is None
+        and (facts.service is None or facts.service.build_context is None)
     ):
         guess = default_command(facts)[0]
         if ask:
@@ -340,12 +406,17 @@ def _say_written(p: Proposal, target: Path, root: Path) -> None:
         return
     deps = p.enabled_dependencies
     dep_text = ", ".join(f"{d.name} ({d.env})" for d in deps) or "none yet"
-    con.print(f"[green]wrote[/green] {_shown(target)}: service [bold]{p.service_name}[/bold] on "
-              f"port {p.port}, dependencies: {dep_text}", soft_wrap=True)
+    con.print(
+        f"[green]wrote[/green] {_shown(target)}: service [bold]{p.service_name}[/bold] on "
+        f"port {p.port}, dependencies: {dep_text}",
+        soft_wrap=True,
+    )
     planned = [pl.name for pl in p.planned]
     if planned:
-        con.print(f"  not mocked (planned kinds, listed in the profile): {', '.join(planned)}",
-                  soft_wrap=True)
+        con.print(
+            f"  not mocked (planned kinds, listed in the profile): {', '.join(planned)}",
+            soft_wrap=True,
+        )
     for note in p.notes:
         con.print(f"  [yellow]note:[/yellow] {note}", soft_wrap=True)
     con.print("next:")
@@ -353,8 +424,14 @@ def _say_written(p: Proposal, target: Path, root: Path) -> None:
         con.print(f"  cd {_shown(root)}")
     if deps:
         con.print("  # with the real dependencies reachable at their upstream URLs:")
-    con.print(f"  devbox record {p.name} -- <your client> {{inbound}}   "
-              "# record real traffic ({inbound} = the recording proxy's URL)",
-              soft_wrap=True, markup=False)
-    con.print(f"  devbox up {p.name}   # the service, its mocks and the edit loop",
-              soft_wrap=True, markup=False)
+    con.print(
+        f"  devbox record {p.name} -- <your client> {{inbound}}   "
+        "# record real traffic ({inbound} = the recording proxy's URL)",
+        soft_wrap=True,
+        markup=False,
+    )
+    con.print(
+        f"  devbox up {p.name}   # the service, its mocks and the edit loop",
+        soft_wrap=True,
+        markup=False,
+    )

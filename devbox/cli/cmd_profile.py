@@ -23,17 +23,33 @@ def run_validate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from devbox.core.profile import load_profile
+    from devbox.core.wiring import preview
 
     profile = load_profile(args.profile)
+    environment = preview(profile)
     if args.json:
         data = asdict(profile)
         data["path"] = str(profile.path)
         data["root"] = str(profile.root)
+        data["environment"] = environment
         output.print_json(data)
         return 0
     deps = ", ".join(d.name for d in profile.dependencies) or "none"
-    output.console().print(
+    con = output.console()
+    con.print(
         f"[green]ok[/green] {profile.path}: service [bold]{profile.service.name}[/bold] "
         f"on port {profile.service.port}, dependencies: {deps}"
     )
+    if not output.QUIET:
+        print_environment(environment)
     return 0
+
+
+def print_environment(environment: dict[str, str]) -> None:
+    """The service's environment under ``devbox up`` (docs/profiles.md says the rule)."""
+    from rich.markup import escape
+
+    con = output.console()
+    con.print("environment under `devbox up`:", markup=False)
+    for k, v in environment.items():
+        con.print(f"  {escape(k)}={escape(v)}", soft_wrap=True)

@@ -12,7 +12,7 @@ from devbox.errors import UsageError
 
 if TYPE_CHECKING:
     from devbox.core.events import Event
-    from devbox.engine.record_session import RecordSession
+    from devbox.engine.record_session import RecordOutcome, RecordSession
     from devbox.record import Captured, RecordSummary
 
 EPILOG = """\
@@ -105,6 +105,10 @@ def register(sub: Any) -> None:
                    help="seconds to wait for an upstream's response to start (default 60)")
     p.add_argument("--fsync", action="store_true",
                    help="fsync after every exchange (survives power loss, not just a crash)")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="keep the recording even when requests got no answer from their "
+                        "upstream (connection refused, DNS, timeout); by default it is not "
+                        "committed and devbox exits 1")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     # REMAINDER keeps COMMAND's own options (--count 5) away from us; it also swallows our
     # options written after PROFILE, which run_record parses again (see _split_command)
@@ -171,6 +175,7 @@ def run_record(args: argparse.Namespace) -> int:
         service=not args.no_service,
         runtime=args.runtime,
         command=tuple(command),
+        allow_errors=args.allow_errors,
     )
     leftovers = unfinished(profile, ["inbound", *sorted(known)])
     for f in leftovers:
@@ -190,10 +195,20 @@ def run_record(args: argparse.Namespace) -> int:
         data = outcome.summary.to_json()
         data["exit_code"] = outcome.exit_code
         data["interrupted"] = outcome.interrupted
+        data["withheld"] = outcome.withheld
+        for name, src in data["sources"].items():
+            tally = outcome.tally.get(name)
+            src["no_answer"] = tally.no_answer if tally else 0
+            src["http_4xx"] = tally.client_errors if tally else 0
+            src["http_5xx"] = tally.server_errors if tally else 0
         output.print_json(data)
     else:
-        _print_summary(outcome.summary)
+        _print_summary(outcome.summary, outcome)
     return outcome.exit_code
+
+
+def _red(n: int) -> str:
+    return f"[red]{n}[/red]" if n else "0"
 
 
 def _rel(p: Path | str) -> str:
@@ -253,17 +268,24 @@ class _LiveView:
         prof = session.profile
         mode = "appending to" if session.plan.options.append else "new recording set in"
         output.info(f"recording [bold]{prof.name}[/bold]: {mode} {_rel(prof.mocks_dir)}/")
+        wiring = session.wiring()
         for li in session.listeners:
-            what = "clients call" if li.source == "inbound" else (li.env or "proxy")
+            what = "clients call" if li.source == "inbound" else "proxy"
+            url = li.url
+            w = wiring.wire(li.source)
+            if w is not None:
+                # what the service is given, by the rule of devbox.core.wiring
+                what = w.variable if w.value is not None else f"{w.variable}: {w.why}"
+                url = w.value or url
             if li.source == "forward":
                 what = "HTTP_PROXY"
-            output.info(f"  {li.source:<10} {li.url} -> {li.upstream} [dim]({what})[/dim]")
+            output.info(f"  {li.source:<10} {url} -> {li.upstream} [dim]({what})[/dim]")
         rec = session.recorder
         if rec is not None and rec.skipped:
             output.info("[yellow]not recorded (no upstream in the profile):[/yellow] "
                         + ", ".join(rec.skipped))
         if not session.plan.service and rec is not None:
-            env = rec.service_env()
+            env = session.service_env()
             if env:
                 output.info("start your service with: "
                             + " ".join(f"{k}={v}" for k, v in env.items()))
@@ -297,8 +319,11 @@ class _LiveView:
             self._status = None
 
 
-def _print_summary(s: RecordSummary) -> None:
+def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from devbox.engine.record_session import SourceTally
 
     con = output.console()
     verb = "recorded" if s.committed or s.mode == "append" else "captured"
@@ -307,15 +332,35 @@ def _print_summary(s: RecordSummary) -> None:
     if s.sources:
         t = Table(box=None, pad_edge=False, show_edge=False)
         t.add_column("source")
-        for col in ("exchanges", "errors", "truncated", "stored"):
+        for col in ("exchanges", "no answer", "4xx", "5xx", "truncated", "stored"):
             t.add_column(col, justify="right")
         for src in s.sources:
-            t.add_row(src.source, str(src.exchanges), str(src.errors), str(src.truncated),
+            ta = outcome.tally.get(src.source, SourceTally())
+            t.add_row(src.source, str(src.exchanges), _red(max(src.errors, ta.no_answer)),
+                      _red(ta.client_errors), _red(ta.server_errors), str(src.truncated),
                       _size(src.bytes))
         con.print(t)
         for src in s.sources:
             if src.file:
                 con.print(f"  {_rel(src.file)}", soft_wrap=True)
+        for src in s.sources:
+            ta = outcome.tally.get(src.source, SourceTally())
+            if not ta.failures:
+                continue
+            what = []
+            if ta.no_answer:
+                what.append(f"{ta.no_answer} got no answer ({escape(ta.first_error)})")
+            bad = sorted((st, n) for st, n in ta.statuses.items() if st >= 400)
+            if bad:
+                what.append("answered " + ", ".join(f"{st} x{n}" for st, n in bad))
+            where = f" in {_rel(src.file)}" if src.file else ""
+            con.print(f"[red]{src.source}:[/red] {ta.failures} of {ta.exchanges} failed: "
+                      f"{'; '.join(what)}{where}", soft_wrap=True)
+    if outcome.withheld:
+        con.print("[red]not committed:[/red] requests got no answer from their upstream, so "
+                  "this recording would replay errors; previous recordings left as they were. "
+                  "Fix the upstream and record again, or pass --allow-errors to keep it.",
+                  soft_wrap=True)
     if s.redactions:
         con.print("redactions: " + ", ".join(f"{k} {v}" for k, v in sorted(s.redactions.items())))
     else:
@@ -338,7 +383,7 @@ def _print_summary(s: RecordSummary) -> None:
     if s.tunnels:
         con.print("CONNECT tunnels relayed unrecorded: "
                   + ", ".join(f"{k} ({v})" for k, v in s.tunnels.items()))
-    if s.mode == "new":
+    if s.mode == "new" and not outcome.withheld:
         if not s.committed:
             con.print("nothing recorded: previous recordings left as they were")
         elif s.backup:

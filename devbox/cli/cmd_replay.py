@@ -294,12 +294,16 @@ def _journals(profile: Profile, mocks: list[str]) -> dict[str, str]:
             )
         profile.dependency(name)  # NotFoundError naming the known ones
         given[name] = url
+    from devbox.core.wiring import fixed_endpoints
+
+    # where the mocks run, by the same rule `devbox run` wires the service to them
+    fixed = fixed_endpoints(profile)
     out = {}
     for dep in profile.dependencies:
         if dep.name in given:
             out[dep.name] = given[dep.name]
-        elif dep.port is not None:
-            out[dep.name] = f"http://127.0.0.1:{dep.port}"
+        elif dep.name in fixed:
+            out[dep.name] = f"http://{fixed[dep.name].host}:{fixed[dep.name].port}"
         else:
             raise UsageError(
                 f"--check-outbound: dependency {dep.name!r} has no fixed port in the profile",
@@ -395,10 +399,13 @@ def _learn(
     errors = first.errors + second.errors
     if errors:
         output.info(f"[yellow]{errors} request(s) got no response; they give no evidence[/yellow]")
+    # observations are replayed pairs plus groups of recorded duplicates: say which
+    answered = {r.index for r in second.results if r.actual is not None}
+    pairs = sum(1 for r in first.results if r.actual is not None and r.index in answered)
     if args.report == "json":
-        output.print_json(_noise_dict(report))
+        output.print_json(_noise_dict(report) | {"replayed": len(first.results), "pairs": pairs})
     else:
-        _print_noise(report)
+        _print_noise(report, len(first.results), report.observations - pairs)
     if not report.proposals:
         return 0
     write = args.write
@@ -438,18 +445,23 @@ def _noise_dict(report: NoiseReport) -> dict[str, Any]:
     }
 
 
-def _print_noise(report: NoiseReport) -> None:
+def _print_noise(report: NoiseReport, replayed: int, duplicates: int) -> None:
     from rich.text import Text
 
     con = output.console()
+    dups = f" and {duplicates} group(s) of recorded duplicates" if duplicates > 0 else ""
     if not report.proposals:
         con.print(
-            Text(
-                f"no noise found in {report.observations} request(s) replayed twice", style="green"
-            )
+            Text(f"no noise found in {replayed} request(s) replayed twice{dups}", style="green")
         )
     else:
-        con.print(Text(f"{len(report.proposals)} proposed ignore rule(s):", style="bold"))
+        con.print(
+            Text(
+                f"{len(report.proposals)} proposed ignore rule(s), from {replayed} request(s) "
+                f"replayed twice{dups}:",
+                style="bold",
+            )
+        )
     for p in report.proposals:
         con.print(
             Text("  + ", style="green")

@@ -16,8 +16,8 @@ from devbox.errors import UsageError
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "image",
-        help="build devbox's own images (the offline base image)",
-        description="Build images devbox needs without a registry.",
+        help="images without a registry: the offline base image, imported images",
+        description="Build or import the images devbox builds need, without a registry.",
     )
     isub = p.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
     b = isub.add_parser(
@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=run_image_base)
+    from devbox.cli.cmd_image import register_import
+
+    register_import(isub)
 
     def image_help(_args: argparse.Namespace) -> int:
         p.print_help()
@@ -185,6 +188,25 @@ class _Stop(Exception):
     pass
 
 
+def _run_env(profile: Any, given: dict[str, str]) -> dict[str, str]:
+    """No mocks run under ``devbox run``: a dependency with a fixed ``port`` is wired to
+    it (a ``devbox mock`` started beside), by the same rule as ``up`` and ``record``."""
+    from rich.markup import escape
+
+    from devbox.core.wiring import fixed_endpoints, wire
+
+    wiring = wire(
+        profile,
+        fixed_endpoints(profile),
+        extra_env=given,
+        missing="not set: no fixed port in the profile (set `port` and run `devbox mock`)",
+    )
+    for w in wiring.wires:
+        shown = f"{w.variable}={w.value}" if w.value is not None else f"{w.variable} {w.why}"
+        output.info(f"[dim]{w.dependency}: {escape(shown)}[/dim]")
+    return {**wiring.env, **given}
+
+
 def run_run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -259,7 +281,7 @@ def run_run(args: argparse.Namespace) -> int:
         else:
             rt.prepare()
         output.info(f"starting {escape(rt.describe())}")
-        rt.start(env)
+        rt.start(_run_env(profile, env))
         took = rt.wait_ready()
         output.info(f"[green]{profile.service.name} ready[/green] on http://127.0.0.1:{rt.port} "
                     f"in {took:.2f}s — Ctrl-C stops it")

@@ -254,7 +254,10 @@ def _summary(name: str, directory: Path, files: list[_FileInfo]) -> dict[str, An
         "methods": dict(methods.most_common()),
         "routes": dict(routes.most_common()),
         "statuses": dict(sorted(statuses.items())),
+        # errors: no answer at all; failures: that, or an answer of 400 and above (a
+        # recorded 402 is a failure worth seeing, even though it replays faithfully)
         "errors": sum(1 for e in exchanges if not e.ok),
+        "failures": sum(1 for e in exchanges if _failed(e)),
         "truncated": sum(1 for e in exchanges if e.request_truncated or e.response_truncated),
         "body_bytes": sum(_body_bytes(e) for e in exchanges),
         "disk_bytes": sum(f.size for f in files),
@@ -262,6 +265,10 @@ def _summary(name: str, directory: Path, files: list[_FileInfo]) -> dict[str, An
         "first": min(starts) if starts else None,
         "last": max(starts) if starts else None,
     }
+
+
+def _failed(e: Exchange) -> bool:
+    return not e.ok or (e.response is not None and e.response.status >= 400)
 
 
 def _when(ts: float | None) -> str:
@@ -318,7 +325,7 @@ def run_ls(args: argparse.Namespace) -> int:
                 f"[red]{r['exchanges']}+?[/red]" if broken else str(r["exchanges"]),
                 "\n".join(f"{m} {n}" for m, n in r["methods"].items()),
                 routes or ("[dim]no recordings yet[/dim]" if not r["files"] else ""),
-                f"[red]{r['errors']}[/red]" if r["errors"] else "0",
+                f"[red]{r['failures']}[/red]" if r["failures"] else "0",
                 _size(r["disk_bytes"]) if r["files"] else "",
                 f"[yellow]{r['torn_tails']}[/yellow]" if r["torn_tails"] else "0",
             )
@@ -406,7 +413,9 @@ def _print_table(numbered: list[tuple[int, Exchange]], limit: int, total: int) -
     shown = numbered if limit <= 0 else numbered[:limit]
     id_prefix = _common_prefix([e.id for _, e in shown])
     parent_prefix = _common_prefix([e.parent for _, e in shown if e.parent])
-    title = f"{len(numbered)} of {total} exchanges"
+    title = f"{len(shown)} of {len(numbered)} exchanges"
+    if len(numbered) != total:
+        title += f" matching ({total} in all)"
     if id_prefix:
         title += f"  [dim](ids: {id_prefix}…)[/dim]"
     table = Table(title_justify="left", title=title)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from devbox import __version__
 from devbox.cli import output
@@ -30,6 +32,50 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for mistyped commands, choices and options (subcommand
+    parsers are of this class too: ``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+    def option_strings(self) -> list[str]:
+        return [s for a in self._actions for s in a.option_strings]
+
+
+def _deepest(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)command parser the arguments name: `up demo --onse` -> `up`'s."""
+    current = parser
+    for token in argv:
+        subs = [a for a in current._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and token in subs[0].choices:
+            current = subs[0].choices[token]
+    return current
+
+
+def unknown_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str], extras: list[str]
+) -> NoReturn:
+    """Report unknown arguments under the usage of the command they were given to, with
+    the nearest option when one is close."""
+    target = _deepest(parser, argv)
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    options = target.option_strings() if isinstance(target, Parser) else []
+    for extra in extras:
+        if extra.startswith("-"):
+            close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {close[0]}?"
+                break
+    target.error(message)
+
+
 class _Sub(Protocol):
     def add_parser(self, name: str, **kw: object) -> argparse.ArgumentParser: ...
 
@@ -38,7 +84,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="devbox",
         description=(
             "A laptop replica of the system around your service: your code in a container, "
@@ -69,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        unknown_arguments(parser, argv, extras)
     output.QUIET = bool(args.quiet)
     output.VERBOSE = bool(args.verbose)
     func: Handler | None = getattr(args, "func", None)

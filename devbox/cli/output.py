@@ -72,7 +72,12 @@ def print_json(value: Any) -> None:
 def render_error(exc: DevboxError) -> None:
     """The one place a DevboxError becomes text on a terminal."""
     con = err_console()
-    # the message and hint quote files, fields and values ("[service] port"): literal text
+    logs: tuple[str, ...] = getattr(exc, "logs", ())
+    if logs:
+        # hints say "its last output is shown above": show it, -v or not
+        con.print("[dim]last output:[/dim]")
+        for line in logs[-20:]:
+            con.print(f"  {line}", markup=False, highlight=False)
     con.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False)
     if exc.hint and not os.environ.get("DEVBOX_NO_HINTS"):
         con.print(f"[yellow]hint:[/yellow] {escape(exc.hint)}")

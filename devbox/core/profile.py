@@ -35,6 +35,9 @@ class Build:
     context: str
     dockerfile: str = "Dockerfile"
     args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None  # the stage to build (compose's build.target)
+    # FROM python:*/node:* missing locally -> devbox/base + Debian's runtime (no registry)
+    offline_base: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,8 @@ class Service:
     network: str = "host"
     # where build.context lands inside the container (sync target)
     workdir: str = "/app"
+    # what stops it (compose's stop_signal, Dockerfile STOPSIGNAL); SIGTERM when None
+    stop_signal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,7 +457,7 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
         raw,
         w,
         ("name", "build", "image", "command", "cwd", "port", "env", "ready", "watch",
-         "runtime", "network", "workdir"),
+         "runtime", "network", "workdir", "stop_signal"),
     )
     name = ctx.str_(t, "name", w, "service")
     if not _NAME_RE.match(name):
@@ -465,11 +470,15 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
         b = t["build"]
         if isinstance(b, str):
             b = {"context": b}
-        bt = ctx.table(b, "service.build", ("context", "dockerfile", "args"))
+        bt = ctx.table(
+            b, "service.build", ("context", "dockerfile", "args", "target", "offline_base")
+        )
         build = Build(
             context=ctx.str_(bt, "context", "service.build", "."),
             dockerfile=ctx.str_(bt, "dockerfile", "service.build", "Dockerfile"),
             args=ctx.env(bt, "args", "service.build"),
+            target=ctx.str_(bt, "target", "service.build"),
+            offline_base=ctx.bool_(bt, "offline_base", "service.build", False),
         )
     command = t.get("command", [])
     if isinstance(command, str):
@@ -524,7 +533,22 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
         runtime=ctx.choice(t, "runtime", w, RUNTIMES, "auto"),
         network=ctx.choice(t, "network", w, NETWORKS, "host"),
         workdir=ctx.str_(t, "workdir", w, "/app"),
+        stop_signal=_stop_signal(ctx, t, w),
     )
+
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGKILL")
+
+
+def _stop_signal(ctx: _Ctx, t: dict[str, Any], w: str) -> str | None:
+    value: str | None = ctx.str_(t, "stop_signal", w)
+    if value is None:
+        return None
+    name = value.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name not in _SIGNALS:
+        raise ctx.error(f"{w}.stop_signal", f"expected one of {', '.join(_SIGNALS)}, got {value!r}")
+    return name
 
 
 def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:

@@ -4,8 +4,8 @@ Order matters and is the same on every path:
 
 1. the recorder binds every listener (nothing else is started if a port is taken);
 2. the service starts through ``devbox.runtime`` with the dependency variables
-   (``Dependency.env``) pointing at the recording proxies, exactly as they point
-   at mocks under ``devbox up``: the service's code never changes;
+   pointing at the recording proxies, by the same rule (``devbox.core.wiring``) as
+   they point at mocks under ``devbox up``: the service's code never changes;
 3. ``-- COMMAND`` runs (``{inbound}`` replaced by the inbound proxy's URL) or the
    session waits for Ctrl-C / SIGTERM;
 4. the client stops, then the service, then the recorder drains in-flight
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -27,11 +28,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 from devbox.core.events import Event, Log, Problem
+from devbox.core.model import Direction
 from devbox.core.profile import Profile
+from devbox.core.wiring import Wiring
+from devbox.engine.wiring import wiring_for
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
+from devbox.record.recorder import FORWARD
 
 GRACE_S = 5.0
 
@@ -42,6 +48,37 @@ class RecordPlan:
     service: bool = True  # False: --no-service (the user runs the service)
     runtime: str = "auto"
     command: tuple[str, ...] = ()  # the client run; "{inbound}" is substituted
+    # keep a recording whose exchanges got no answer from their upstream (else: not
+    # committed, exit 1): a recording of "connection refused" replays nothing useful
+    allow_errors: bool = False
+
+
+@dataclass(slots=True)
+class SourceTally:
+    """What one source's upstream answered while recording (from the live captures)."""
+
+    exchanges: int = 0
+    no_answer: int = 0  # connection refused, DNS, timeout: recorded with an error
+    client_errors: int = 0  # 4xx
+    server_errors: int = 0  # 5xx
+    first_error: str = ""
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> int:
+        return self.no_answer + self.client_errors + self.server_errors
+
+    def add(self, c: Captured) -> None:
+        self.exchanges += 1
+        if c.status is None:
+            self.no_answer += 1
+            self.first_error = self.first_error or (c.error or "no answer")
+            return
+        self.statuses[c.status] = self.statuses.get(c.status, 0) + 1
+        if 400 <= c.status < 500:
+            self.client_errors += 1
+        elif c.status >= 500:
+            self.server_errors += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +87,9 @@ class RecordOutcome:
     exit_code: int  # the command's exit code, else 0
     interrupted: bool  # stopped by Ctrl-C / SIGTERM
     runtime: str = ""  # how the service ran ("process: python3 app.py"), "" with --no-service
+    tally: Mapping[str, SourceTally] = field(default_factory=dict)
+    # not committed because exchanges got no answer (and --allow-errors was not given)
+    withheld: bool = False
 
 
 def substitute(args: tuple[str, ...], urls: Mapping[str, str]) -> list[str]:
@@ -77,6 +117,7 @@ class RecordSession:
         self.plan = plan
         self._on_event = on_event
         self._on_captured = on_captured
+        self.tally: dict[str, SourceTally] = {}
         self.runtime: Any = None
         self.runtime_why = ""
         self.recorder: Recorder | None = None
@@ -109,10 +150,12 @@ class RecordSession:
                 from dataclasses import replace
 
                 options = replace(options, service_port=int(self.runtime.port))
+        if options.forward_proxy_port is None:
+            self._check_upstreams()
         self.recorder = Recorder(
             self.profile,
             options,
-            on_captured=self._on_captured,
+            on_captured=self._captured,
             on_log=lambda m: self._log(m, "warning"),
         )
         self.listeners = self.recorder.start()
@@ -121,10 +164,65 @@ class RecordSession:
         if self.runtime is not None:
             self._log(f"service runtime: {self.runtime.describe()} ({self.runtime_why})")
             self.runtime.prepare()
-            self.runtime.start(self.recorder.service_env())
+            self.runtime.start(self.service_env())
             took = self.runtime.wait_ready()
             self._log(f"{self.profile.service.name} ready in {took:.2f}s")
         return self.listeners
+
+    def _captured(self, c: Captured) -> None:
+        # the recorder's loop thread is the only writer; totals are read after it stops
+        self.tally.setdefault(c.source, SourceTally()).add(c)
+        if self._on_captured is not None:
+            self._on_captured(c)
+
+    def _check_upstreams(self) -> None:
+        """Every upstream's host resolves, before anything starts: a compose service name
+        (``http://analytics:5001``) resolves only inside compose's network, and recording
+        through it would store one DNS error per request."""
+        for dep in self.profile.dependencies:
+            if not dep.upstream or dep.kind != "http":
+                continue
+            parts = urlsplit(dep.upstream)
+            host = parts.hostname or ""
+            try:
+                socket.getaddrinfo(host, parts.port or 80, proto=socket.IPPROTO_TCP)
+            except (socket.gaierror, UnicodeError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                msg = f"dependency {dep.name}: upstream host {host!r} does not resolve ({why})"
+                hint = (
+                    f"{host} looks like a compose service name, reachable only inside compose's "
+                    "network: set upstream to the address compose publishes on this machine "
+                    "(http://127.0.0.1:PORT, keeping the path; devbox init notes it above "
+                    "upstream), or pass --allow-errors to record anyway"
+                )
+                if not self.plan.allow_errors:
+                    raise UsageError(msg, hint=hint) from None
+                self._log(f"{msg}: recorded as errors (--allow-errors)", "warning")
+
+    def no_answer(self) -> dict[str, SourceTally]:
+        return {s: t for s, t in self.tally.items() if t.no_answer}
+
+    def wiring(self) -> Wiring:
+        """The dependency variables pointing at the recording proxies, by the same rule
+        as ``devbox up`` (``devbox.core.wiring``)."""
+        assert self.recorder is not None
+        ports = {
+            li.source: li.port
+            for li in self.listeners
+            if li.direction is Direction.OUTBOUND and li.source != FORWARD
+        }
+        return wiring_for(self.profile, self.recorder.options.host, ports, "recording proxy")
+
+    def service_env(self) -> dict[str, str]:
+        """What the service is started with: the wired variables, and the HTTP_PROXY
+        family when the recorder runs as a forward proxy."""
+        assert self.recorder is not None
+        env = dict(self.wiring().env)
+        if any(li.source == FORWARD for li in self.listeners):
+            env.update(
+                {k: v for k, v in self.recorder.service_env().items() if "proxy" in k.lower()}
+            )
+        return env
 
     @property
     def urls(self) -> dict[str, str]:
@@ -261,14 +359,17 @@ def record(
             elif session.runtime is not None:
                 session.runtime.stop()
             raise
-        summary = session.close(commit=True)
-    if summary.failed and code == 0:
+        withheld = bool(session.no_answer()) and not plan.allow_errors
+        summary = session.close(commit=not withheld)
+    if (summary.failed or withheld) and code == 0:
         code = 1  # the client succeeded, the recording did not: say so to scripts and CI
     return RecordOutcome(
         summary=summary,
         exit_code=code,
         interrupted=interrupted,
         runtime=session.runtime.describe() if session.runtime is not None else "",
+        tally=dict(session.tally),
+        withheld=withheld,
     )
 
 

@@ -55,6 +55,7 @@ from devbox.engine.driver import (
     replace_recorded_response,
 )
 from devbox.engine.jobs import Job, merge, sequence_lanes
+from devbox.engine.wiring import service_env
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
@@ -185,7 +186,7 @@ class Engine:
         with self._rt_lock:
             runtime.prepare()
             self._check_stopping()
-            runtime.start(fleet.urls())
+            runtime.start(service_env(p, fleet.host, fleet.ports(), "mock"))
             applied = time.monotonic()
             runtime.wait_ready()
             ready = time.monotonic()
@@ -531,7 +532,8 @@ class Engine:
         )
         self._runtime, self.runtime_reason = runtime, why
         runtime.prepare()
-        runtime.start(self._fleet.urls())
+        fleet = self._fleet
+        runtime.start(service_env(self._profile, fleet.host, fleet.ports(), "mock"))
 
     async def _replay(
         self, n: int, cancel: asyncio.Event, results: list[RequestResult]

@@ -16,6 +16,8 @@ everything else: faults, timing, HEAD, content negotiation, fuzzy matches and mi
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 import time
 from collections import deque
@@ -144,7 +146,11 @@ class MockState:
         self.limits = limits
         self.mode = mode_for(dep.on_miss)
         self.redactor = Redactor(spec.redact) if spec.redact is not None else None
-        self.upstream = Upstream.parse(dep.upstream) if dep.upstream else None
+        # the service is given the upstream's base path (devbox.core.wiring) and sends it
+        # itself: prefixing it again would ask for /visit/visit
+        self.upstream = (
+            dataclasses.replace(Upstream.parse(dep.upstream), prefix="") if dep.upstream else None
+        )
         self.timing_factor = dep.timing_factor
         self.faults = f = dep.faults
         self.has_faults = bool(f.delay_ms or f.error_rate or f.reset_rate)

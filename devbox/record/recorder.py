@@ -226,7 +226,9 @@ class Recorder:
                     skipped.append(d.name)
                     continue
                 port = opts.ports.get(d.name, d.port if d.port is not None else 0)
-                route = Route(d.name, Direction.OUTBOUND, Upstream.parse(d.upstream))
+                # the service is given the upstream's base path (devbox.core.wiring) and
+                # sends it: forwarding it as it is keeps /visit from becoming /visit/
+                route = Route(d.name, Direction.OUTBOUND, Upstream.origin_of(d.upstream))
                 self._routes.append((route, port, d.env))
         else:
             self._routes.append(

@@ -265,3 +265,73 @@ def _cleanup(work: Path) -> None:
             ["umount", "-l", point], check=False, capture_output=True
         )
     shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- python:* / node:* offline
+
+# Debian bookworm's runtimes, what an official python:*/node:* image is rewritten to
+DEBIAN_RUNTIMES = {
+    "python": (
+        "3.11",
+        "python3 python3-pip python3-venv",
+        "ln -sf /usr/bin/python3 /usr/local/bin/python && ln -sf /usr/bin/pip3 /usr/local/bin/pip",
+        # Debian marks its python as externally managed: pip in an image is the point
+        "ENV PIP_BREAK_SYSTEM_PACKAGES=1 PYTHONUNBUFFERED=1",
+    ),
+    "node": ("18", "nodejs npm", "true", "ENV NODE_ENV=production"),
+}
+_FROM_LINE = re.compile(
+    r"^(\s*FROM\s+)((?:--platform=\S+\s+)?)(\S+)(\s+AS\s+\S+)?\s*$", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    line: int
+    image: str  # what the Dockerfile asked for
+    runtime: str  # "python" | "node"
+    version: str  # the Debian package's version (bookworm)
+
+    def describe(self) -> str:
+        asked = self.image.rsplit(":", 1)[1] if ":" in self.image else "latest"
+        same = asked.startswith(self.version) or not asked[:1].isdigit()
+        note = "" if same else f" (asked for {asked})"
+        return (
+            f"line {self.line}: FROM {self.image} -> {BASE_IMAGE} + Debian's "
+            f"{self.runtime} {self.version}{note}"
+        )
+
+
+def official_runtime(image: str) -> str | None:
+    """"python" for python:3.11-slim, docker.io/library/python, ...; "node" likewise."""
+    ref = image.split("@", 1)[0]
+    repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+    for prefix in ("docker.io/library/", "library/", "docker.io/"):
+        repo = repo.removeprefix(prefix)
+    return repo if repo in DEBIAN_RUNTIMES else None
+
+
+def rewrite_for_debian(text: str, keep: Callable[[str], bool] = lambda _i: False) -> tuple[
+    str, tuple[Rewrite, ...]
+]:
+    """``FROM python:*`` / ``FROM node:*`` -> the offline base image plus that runtime from
+    Debian packages (installed from the apt mirror at build time, cached as a layer).
+    ``keep(image)``: True for images to leave alone (present in the local store).
+    Pure: text in, text and what was done out."""
+    out: list[str] = []
+    done: list[Rewrite] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _FROM_LINE.match(line)
+        runtime = official_runtime(m.group(3)) if m else None
+        if m is None or runtime is None or keep(m.group(3)):
+            out.append(line)
+            continue
+        version, packages, links, env = DEBIAN_RUNTIMES[runtime]
+        out.append(f"{m.group(1)}{BASE_IMAGE}{m.group(4) or ''}")
+        out.append(
+            "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+            f"--no-install-recommends {packages} && rm -rf /var/lib/apt/lists/* && {links}"
+        )
+        out.append(env)
+        done.append(Rewrite(n, m.group(3), runtime, version))
+    return "\n".join(out) + "\n", tuple(done)

@@ -299,6 +299,26 @@ class DockerRuntime(RuntimeBase):
                               file=str(self.profile.path), field="service.build.dockerfile")
         return context, dockerfile
 
+    def _offline_dockerfile(self, dockerfile: Path) -> Path | None:
+        """``build.offline_base``: FROM python:*/node:* images missing from the local store
+        become the offline base image + Debian's runtime (a copy of the Dockerfile, next to
+        the session state; the original is never touched). Says what it did."""
+        from devbox.runtime.base_image import rewrite_for_debian
+
+        text, done = rewrite_for_debian(
+            dockerfile.read_text(errors="replace"), keep=lambda ref: self._tag_id(ref) is not None
+        )
+        if not done:
+            return None
+        for r in done:
+            self.devbox_log(f"offline base: {dockerfile.name} {r.describe()}")
+        out_dir = self.profile.root / ".devbox" / "offline"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"Dockerfile.{self.profile.name}.{self.service.name}"
+        out.write_text(text)
+        self._check_bases(out)  # the base image it now starts from must exist
+        return out
+
     def _check_bases(self, dockerfile: Path) -> None:
         import docker.errors
 
@@ -320,10 +340,11 @@ class DockerRuntime(RuntimeBase):
         self._check_bases(dockerfile)
         tag = image_tag(self.profile)
         self.set_state("building", f"building {tag}")
+        rewritten = self._offline_dockerfile(dockerfile) if build.offline_base else None
         try:
-            df_arg = str(dockerfile.relative_to(context))
+            df_arg = str((rewritten or dockerfile).relative_to(context))
         except ValueError:
-            df_arg = str(dockerfile)  # outside the context: the SDK sends it along
+            df_arg = str(rewritten or dockerfile)  # outside the context: the SDK sends it along
         # no project label: the tag is shared by every checkout of the project anyway, and
         # identical contexts should hit the build cache wherever they live
         labels = {L_KIND: "image", L_PROFILE: self.profile.name, L_SERVICE: self.service.name}
@@ -337,6 +358,7 @@ class DockerRuntime(RuntimeBase):
                 dockerfile=df_arg,
                 tag=tag,
                 buildargs=dict(build.args) or None,
+                target=build.target,
                 labels=labels,
                 rm=True,
                 forcerm=True,
@@ -451,6 +473,7 @@ class DockerRuntime(RuntimeBase):
                 ports=ports,
                 detach=True,
                 stop_timeout=self.stop_timeout_s,
+                stop_signal=self.service.stop_signal,
             )
         self.container_id = str(created["Id"])
         # the container dies with this process, even after kill -9 (see reaper.py)

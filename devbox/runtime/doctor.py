@@ -126,8 +126,16 @@ def check_profile(profile: Profile, api: Any) -> list[Check]:
                     api.inspect_image(ref)
                     out.append(Check("FROM " + ref, OK, f"{df.name}:{line}: present locally"))
                 except docker.errors.ImageNotFound:
+                    from devbox.runtime.base_image import official_runtime
+
                     fix = ("devbox image base" if ref.startswith("devbox/base")
-                           else f"docker pull {ref}, or docker load it")
+                           else f"docker pull {ref}, or devbox image import a `docker save` of it")
+                    if official_runtime(ref) is not None:
+                        if build.offline_base:
+                            out.append(Check("FROM " + ref, OK, f"{df}:{line}: built from "
+                                             "devbox/base + Debian packages (offline_base)"))
+                            continue
+                        fix += ", or set offline_base = true in [service] build (docs/runtime.md)"
                     out.append(Check("FROM " + ref, FAIL, f"{df}:{line}: not present locally", fix))
     return out
 

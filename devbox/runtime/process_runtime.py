@@ -358,7 +358,7 @@ class ProcessRuntime(RuntimeBase):
             return
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.Signals[self.service.stop_signal or "SIGTERM"])
             except ProcessLookupError:
                 pass
             try:

@@ -286,7 +286,8 @@ class DashboardState:
         if f is None or f.iteration != n:
             return head + " (running)"
         if not self._trend_base:
-            return head + " | first iteration"
+            # iteration 1 is not the first when iteration 0 (the start) left no baseline
+            return head + (" | first iteration" if n == 0 else " | no earlier result to compare")
         newly_failing = sum(1 for r in self.results if r.trend == "newly failing")
         newly_passing = sum(1 for r in self.results if r.trend == "newly passing")
         # the engine's own trend lists win when present (they cover cancelled rows too)

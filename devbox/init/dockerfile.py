@@ -47,6 +47,7 @@ class DockerfileFacts:
     healthcheck_path: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     base_image: str | None = None
+    stop_signal: str | None = None
 
 
 @dataclass
@@ -62,6 +63,7 @@ class _Stage:
     healthcheck: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     base: str | None = None
+    stop_signal: str | None = None
 
     def copy(self) -> _Stage:
         return _Stage(
@@ -76,6 +78,7 @@ class _Stage:
             healthcheck=self.healthcheck,
             env=dict(self.env),
             base=self.base,
+            stop_signal=self.stop_signal,
         )
 
 
@@ -181,7 +184,9 @@ def _ports(rest: str) -> list[int]:
     return found
 
 
-def parse_dockerfile(text: str) -> DockerfileFacts:
+def parse_dockerfile(text: str, target: str | None = None) -> DockerfileFacts:
+    """The facts of the stage that runs: ``target`` (compose's ``build.target``), else
+    the last one."""
     args: dict[str, str] = {}
     stages: dict[str, _Stage] = {}
     stage = _Stage()
@@ -221,8 +226,12 @@ def parse_dockerfile(text: str) -> DockerfileFacts:
         elif instr == "HEALTHCHECK":
             m = _HEALTH_URL.search(rest)
             stage.healthcheck = m.group(1) if m else None
+        elif instr == "STOPSIGNAL":
+            stage.stop_signal = substitute(rest, variables) or None
     if not seen_from:
         return DockerfileFacts()
+    if target is not None:
+        stage = stages.get(target.lower(), stage)
     return DockerfileFacts(
         expose=tuple(dict.fromkeys(stage.expose)),
         command=_command(stage),
@@ -232,6 +241,7 @@ def parse_dockerfile(text: str) -> DockerfileFacts:
         healthcheck_path=stage.healthcheck,
         env=dict(stage.env),
         base_image=stage.base,
+        stop_signal=stage.stop_signal,
     )
 
 
@@ -301,13 +311,12 @@ def host_command(argv: tuple[str, ...], *roots: str | None) -> tuple[str, ...]:
     if exe == "python" or re.fullmatch(r"python3\.\d+", exe):
         exe = "python3"
     args[0] = exe
-    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r and r != "/"}, key=len,
-                      reverse=True)
+    prefixes = sorted({r.rstrip("/") + "/" for r in roots if r and r != "/"}, key=len, reverse=True)
     out = []
     for i, a in enumerate(args):
         for p in prefixes:
             if a.startswith(p):
-                a = a[len(p):] or "."
+                a = a[len(p) :] or "."
                 if i == 0:
                     a = "./" + a  # an executable in the context, not one on PATH
                 break

@@ -48,6 +48,8 @@ class ComposeService:
     command: tuple[str, ...] | None = None
     healthcheck_path: str | None = None
     depends_on: tuple[str, ...] = ()
+    build_target: str | None = None  # build.target: the stage that runs
+    stop_signal: str | None = None
 
     @property
     def dockerfile_path(self) -> str | None:
@@ -179,7 +181,7 @@ def _env_files(raw: Any) -> tuple[str, ...]:
 
 
 def _command(raw: Any) -> tuple[str, ...] | None:
-    from devbox.core.dockerfile import shell_argv
+    from devbox.init.dockerfile import shell_argv
 
     if isinstance(raw, str):
         return shell_argv(raw)
@@ -190,9 +192,10 @@ def _command(raw: Any) -> tuple[str, ...] | None:
 
 def _service(name: str, raw: Any, file: str) -> ComposeService:
     if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping, got {type(raw).__name__}", file=file,
-                          field=f"services.{name}")
-    context = dockerfile = None
+        raise ConfigError(
+            f"expected a mapping, got {type(raw).__name__}", file=file, field=f"services.{name}"
+        )
+    context = dockerfile = target = None
     build = raw.get("build")
     if isinstance(build, str):
         context = build
@@ -200,6 +203,7 @@ def _service(name: str, raw: Any, file: str) -> ComposeService:
         context = str(build.get("context", "."))
         df = build.get("dockerfile")
         dockerfile = str(df) if df is not None else None
+        target = _scalar(build.get("target"))
     if context is not None and re.match(r"^[a-z]+://|^git@", context):
         context = None  # a remote context: nothing in this repository to build
     if context is not None:
@@ -239,6 +243,8 @@ def _service(name: str, raw: Any, file: str) -> ComposeService:
         command=_command(raw.get("command")),
         healthcheck_path=health_path,
         depends_on=_strs(raw.get("depends_on")),
+        build_target=target,
+        stop_signal=_scalar(raw.get("stop_signal")),
     )
 
 
@@ -260,7 +266,5 @@ def parse_compose(text: str, file: str) -> ComposeFile:
             field="services",
             hint="devbox init reads Compose files of the current format (services: ...)",
         )
-    services = tuple(
-        _service(str(name), raw, file) for name, raw in data["services"].items()
-    )
+    services = tuple(_service(str(name), raw, file) for name, raw in data["services"].items())
     return ComposeFile(path=file, services=services)
