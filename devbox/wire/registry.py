@@ -30,3 +30,6 @@ def get(name: str) -> Kind:
     module, _, attr = target.partition(":")
     kind: Kind = getattr(importlib.import_module(module), attr)
     return kind
+
+
+register("postgres", "devbox.wire.postgres.kind:POSTGRES")
