@@ -214,7 +214,11 @@ class WireServers:
         async def stop() -> None:
             for s in self.servers:
                 s.close()  # type: ignore[attr-defined]
+            for s in self.servers:
+                await s.wait_closed()  # type: ignore[attr-defined]
 
         self.call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()

@@ -60,6 +60,8 @@ class _Portal:
     stmt: _Statement
     params: list[dict[str, Any]]
     result_formats: tuple[int, ...]
+    # rows a partial Execute (max_rows) left for the next Execute, and the final tag
+    rest: tuple[list[bytes], str] | None = None
 
 
 class PostgresMockConnection:
@@ -308,10 +310,13 @@ class PostgresMockConnection:
         cols = _columns(obj)
         return m.NO_DATA if cols is None else _description(cols, formats)
 
-    def _execute(self, name: str, _max_rows: int, out: list[bytes], ev: list[Output]) -> None:
+    def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
         portal = self.portals.get(name)
         if portal is None:
             self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
+            return
+        if portal.rest is not None:
+            self._send_rows(portal, portal.rest[0], portal.rest[1], max_rows, out)
             return
         if not portal.stmt.norm:
             out.append(m.EMPTY_QUERY)
@@ -323,7 +328,7 @@ class PostgresMockConnection:
             portal.stmt.norm, param_key(portal.params), portal.stmt.sql, portal.params, out, ev
         )
         if obj is not None:
-            self._results(obj, portal.result_formats, out)
+            self._results(obj, portal.result_formats, out, portal, max_rows)
 
     # ------------------------------------------------------------ answers
 
@@ -384,8 +389,31 @@ class PostgresMockConnection:
         if self.phase != "startup":
             self.skipping = True
 
+    def _send_rows(
+        self, portal: _Portal, rows: list[bytes], tag: str, max_rows: int, out: list[bytes]
+    ) -> None:
+        """An Execute's rows: at most ``max_rows`` (0 = all), the rest kept in the portal
+        for the next Execute, as a server does with a partly fetched portal."""
+        if 0 < max_rows < len(rows):
+            out.extend(rows[:max_rows])
+            out.append(m.PORTAL_SUSPENDED)
+            portal.rest = (rows[max_rows:], tag)
+            return
+        out.extend(rows)
+        portal.rest = None
+        if tag:
+            out.append(m.command_complete(tag))
+            self._track(tag)
+        else:
+            out.append(m.PORTAL_SUSPENDED)
+
     def _results(
-        self, obj: dict[str, Any], formats: tuple[int, ...] | None, out: list[bytes]
+        self,
+        obj: dict[str, Any],
+        formats: tuple[int, ...] | None,
+        out: list[bytes],
+        portal: _Portal | None = None,
+        max_rows: int = 0,
     ) -> list[bytes] | None:
         """Append every recorded result; returns the bytes to send after a COPY FROM
         STDIN finishes when the query stops at one."""
@@ -422,14 +450,24 @@ class PostgresMockConnection:
                 out.append(m.command_complete(res.get("tag", "")))
                 continue
             cols = res.get("columns")
+            rows: list[bytes] = []
             if cols is not None:
                 if not extended:
                     out.append(_description(cols, None))
                 try:
-                    out.extend(_rows(res, cols, formats))
+                    rows = _rows(res, cols, formats)
                 except ValueError as exc:
                     self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
                     return None
+            if portal is not None:
+                tag = str(res.get("tag", ""))
+                if res.get("suspended") and (max_rows == 0 or len(rows) < max_rows):
+                    # recorded by a client that fetched part of the result; this one asks
+                    # for all of it: what was recorded is all there is to give
+                    tag = f"SELECT {len(rows)}"
+                self._send_rows(portal, rows, tag, max_rows, out)
+                continue
+            out.extend(rows)
             if res.get("suspended"):
                 out.append(m.PORTAL_SUSPENDED)
                 continue
