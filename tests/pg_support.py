@@ -167,6 +167,7 @@ class WireServers:
         self.servers: list[object] = []
         self.stored: list[dict[str, object]] = []
         self.outputs: list[object] = []
+        self.tasks: set[object] = set()  # strong references: the loop keeps only weak ones
 
     def call(self, coro: object) -> object:
         import asyncio
@@ -182,6 +183,8 @@ class WireServers:
         kind = get("postgres")
 
         async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self.tasks.add(task)
             await tcp.relay_connection(
                 kind.recorder_connection(), r, w, upstream, self.stored.extend
             )
@@ -211,11 +214,16 @@ class WireServers:
         return int(self.call(start()))  # type: ignore[call-overload]
 
     def close(self) -> None:
+        import asyncio
+
         async def stop() -> None:
             for s in self.servers:
                 s.close()  # type: ignore[attr-defined]
-            for s in self.servers:
-                await s.wait_closed()  # type: ignore[attr-defined]
+            # connections still open (a client that did not close): end them here
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         self.call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -38,6 +38,11 @@ def psycopg_sync(url: str, prepare: int | None) -> list[Any]:
             )
         out.append(c.execute("select count(*) from users where active = %s", (True,)).fetchone())
         out.append(c.execute("SELECT name FROM users WHERE id = %s", (999,)).fetchall())
+        out.append(
+            c.execute(
+                "SELECT api_token FROM users WHERE email = %s", ("u2@example.com",)
+            ).fetchall()
+        )
         c.commit()
         # error replayed with its fields, then the failed transaction until rollback
         try:
@@ -175,7 +180,7 @@ def test_every_client_sees_the_recorded_results_from_the_mock(
 ) -> None:
     live, stored = recorded
     assert live["psycopg"][0] == [(3, "user3", 4.5)]
-    assert live["psycopg"][5][:2] == ["unique", "23505"]
+    assert live["psycopg"][6][:2] == ["unique", "23505"]
     assert "13|user13" in live["psql"]
     ws = WireServers()
     try:
@@ -244,3 +249,64 @@ def test_a_miss_never_answers_rows(recorded: tuple[dict[str, Any], list[dict[str
         ws.close()
     misses = [o for o in ws.outputs if type(o).__name__ == "Miss"]
     assert misses and misses[0].nearest is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("auth", ["trust", "cleartext", "md5", "scram-sha-256"])
+def test_the_mock_completes_the_authentication_exchange(
+    recorded: tuple[dict[str, Any], list[dict[str, Any]]], auth: str
+) -> None:
+    """Whatever the method, libpq (psycopg) and asyncpg log in with the password they
+    have; SCRAM proves the server knows the password, so the mock is told it."""
+    _, stored = recorded
+    ws = WireServers()
+    try:
+        port = ws.mock(stored, auth=auth, password="pw-from-profile")
+        url = f"postgresql://devbox:pw-from-profile@127.0.0.1:{port}/app"
+        sql = "SELECT id, name, score FROM users WHERE id = %s"
+        with psycopg.connect(url) as c:
+            assert c.execute(sql, (3,)).fetchall() == [(3, "user3", 4.5)]
+
+        async def with_asyncpg() -> Any:
+            conn = await asyncpg.connect(url)
+            try:
+                return await conn.fetchval(
+                    "SELECT id, name, score, active, created FROM users WHERE id = $1", 8
+                )
+            finally:
+                await conn.close()
+
+        assert asyncio.run(with_asyncpg()) == 8
+        if auth == "scram-sha-256":
+            # a client with another password rejects the mock's proof: the exchange is real
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(url.replace("pw-from-profile", "wrong"))
+    finally:
+        ws.close()
+
+
+def test_redacted_recordings_hide_secrets_and_still_match(
+    recorded: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    from devbox.wire.postgres.kind import POSTGRES
+    from devbox.wire.postgres.store import redact_value
+
+    _, stored = recorded
+    redacted = [POSTGRES.redact(o, redact_value) for o in stored]
+    text = str(redacted)
+    assert "u2@example.com" not in text and "u5@example.com" not in text
+    assert "tok-2" not in text and "<redacted:secret:" in text
+    q = next(o for o in redacted if "api_token" in o.get("sql", ""))
+    assert q["params"][0]["value"].startswith("<redacted:email:")
+    ws = WireServers()
+    try:
+        port = ws.mock(redacted)
+        with psycopg.connect(f"postgresql://devbox:x@127.0.0.1:{port}/app") as c:
+            # the live e-mail is redacted the same way before matching
+            rows = c.execute(
+                "SELECT api_token FROM users WHERE email = %s", ("u2@example.com",)
+            ).fetchall()
+            assert rows == [(redact_value("api_token", "tok-2"),)]
+            with pytest.raises(psycopg.DatabaseError):
+                c.execute("SELECT api_token FROM users WHERE email = %s", ("u3@example.com",))
+    finally:
+        ws.close()

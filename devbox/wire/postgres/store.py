@@ -73,16 +73,18 @@ def redact_value(name: str, value: str) -> str:
     fn: Callable[[str, str], str] | None = getattr(core_redact, "redact_value", None)
     if fn is not None:
         return fn(name, value)
-    return _fallback_redactor().text(value)  # pragma: no cover - before the core API landed
+    # until the core's own single-value API is there: the same two rules by hand
+    if not _FALLBACK:
+        _FALLBACK.append(core_redact.Redactor())
+    redactor = _FALLBACK[0]
+    if not value or core_redact.PLACEHOLDER_RE.fullmatch(value):
+        return value
+    if name and core_redact.is_secret_name(name):
+        return redactor.placeholder("secret", value)
+    return redactor.text(value)
 
 
 _FALLBACK: list[core_redact.Redactor] = []
-
-
-def _fallback_redactor() -> core_redact.Redactor:  # pragma: no cover
-    if not _FALLBACK:
-        _FALLBACK.append(core_redact.Redactor())
-    return _FALLBACK[0]
 
 
 def redact_object(
