@@ -484,6 +484,8 @@ class Engine:
         self._inbound = load_dir(p.inbound_dir)
         outbound: list[Exchange] = []
         for d in p.dependencies:
+            if d.kind != "http":
+                continue  # other kinds' recordings are their mocks' business
             outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
         self._outbound = outbound
 
