@@ -564,7 +564,11 @@ class Engine:
         rules = {}
         if self.options.check_outbound:
             ports = self._fleet.ports()
-            journals = {d: f"http://127.0.0.1:{port}" for d, port in ports.items()}
+            journals = {
+                d: f"http://127.0.0.1:{port}"
+                for d, port in ports.items()
+                if self._profile.dependency(d).kind == "http"  # only HTTP mocks keep journals
+            }
             rules = {d.name: d.match for d in self._profile.dependencies}
         options = replace(
             self.options.replay_options,
