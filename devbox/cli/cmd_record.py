@@ -263,7 +263,7 @@ class _LiveView:
             output.info("[yellow]not recorded (no upstream in the profile):[/yellow] "
                         + ", ".join(rec.skipped))
         if not session.plan.service and rec is not None:
-            env = rec.service_env()
+            env = session.service_env()
             if env:
                 output.info("start your service with: "
                             + " ".join(f"{k}={v}" for k, v in env.items()))

@@ -32,6 +32,7 @@ from devbox.core.events import Event, Log, Problem
 from devbox.core.profile import Profile
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
+from devbox.record.wire_relay import WireRecorder
 
 GRACE_S = 5.0
 
@@ -80,6 +81,7 @@ class RecordSession:
         self.runtime: Any = None
         self.runtime_why = ""
         self.recorder: Recorder | None = None
+        self.wire: WireRecorder | None = None  # relays of the non-HTTP dependencies
         self.listeners: tuple[Listener, ...] = ()
         self._child: subprocess.Popen[bytes] | None = None
         self._closed: RecordSummary | None = None
@@ -116,15 +118,29 @@ class RecordSession:
             on_log=lambda m: self._log(m, "warning"),
         )
         self.listeners = self.recorder.start()
+        self.wire = WireRecorder(self.profile, options, self.recorder.stamp)
+        try:
+            self.listeners += self.wire.start()
+        except BaseException:
+            self.wire = None
+            self.recorder.stop(commit=False)
+            raise
         if on_listening is not None:
             on_listening(self)
         if self.runtime is not None:
             self._log(f"service runtime: {self.runtime.describe()} ({self.runtime_why})")
             self.runtime.prepare()
-            self.runtime.start(self.recorder.service_env())
+            self.runtime.start(self.service_env())
             took = self.runtime.wait_ready()
             self._log(f"{self.profile.service.name} ready in {took:.2f}s")
         return self.listeners
+
+    def service_env(self) -> dict[str, str]:
+        """The dependency variables for the service: HTTP proxies and wire relays."""
+        env = self.recorder.service_env() if self.recorder is not None else {}
+        if self.wire is not None:
+            env.update(self.wire.service_env())
+        return env
 
     @property
     def urls(self) -> dict[str, str]:
@@ -202,8 +218,26 @@ class RecordSession:
                 self._emit(Problem(exc.message, exc.hint))
         if self.recorder is None:
             raise RuntimeError("close() before start()")
-        self._closed = self.recorder.stop(commit=commit)
+        summary = self.recorder.stop(commit=commit)
+        if self.wire is not None:
+            summary = _with_wire(summary, *self.wire.stop(commit=commit))
+        self._closed = summary
         return self._closed
+
+
+def _with_wire(
+    summary: RecordSummary, sources: list[Any], files: list[str], backup: str | None
+) -> RecordSummary:
+    from dataclasses import replace
+
+    recorded = [s for s in sources if s.exchanges]
+    return replace(
+        summary,
+        sources=(*summary.sources, *recorded),
+        files=(*summary.files, *files),
+        committed=summary.committed or bool(files),
+        backup=summary.backup or backup,
+    )
 
 
 def _signal(child: subprocess.Popen[bytes], sig: int) -> None:

@@ -484,6 +484,8 @@ class Engine:
         self._inbound = load_dir(p.inbound_dir)
         outbound: list[Exchange] = []
         for d in p.dependencies:
+            if d.kind != "http":
+                continue  # other kinds' recordings are their mocks' business
             outbound.extend(e for e in load_dir(p.recordings_dir(d.name)) if e.parent)
         self._outbound = outbound
 
@@ -562,7 +564,11 @@ class Engine:
         rules = {}
         if self.options.check_outbound:
             ports = self._fleet.ports()
-            journals = {d: f"http://127.0.0.1:{port}" for d, port in ports.items()}
+            journals = {
+                d: f"http://127.0.0.1:{port}"
+                for d, port in ports.items()
+                if self._profile.dependency(d).kind == "http"  # only HTTP mocks keep journals
+            }
             rules = {d.name: d.match for d in self._profile.dependencies}
         options = replace(
             self.options.replay_options,
