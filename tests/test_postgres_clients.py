@@ -310,3 +310,45 @@ def test_redacted_recordings_hide_secrets_and_still_match(
                 c.execute("SELECT api_token FROM users WHERE email = %s", ("u3@example.com",))
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("on_miss", ["passthrough", "record"])
+def test_passthrough_and_record_send_the_connection_to_the_real_server(on_miss: str) -> None:
+    from devbox.wire import tcp
+    from devbox.wire.contract import MockOptions
+    from devbox.wire.postgres.kind import POSTGRES
+
+    with running_postgres() as pg:
+        _setup(pg)
+        ws = WireServers()
+        try:
+            options = MockOptions("db", on_miss=on_miss)
+            conns: list[Any] = []
+
+            async def start() -> int:
+                index = POSTGRES.load([])
+
+                async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                    conn = POSTGRES.mock_connection(index, options)
+                    conns.append(conn)
+                    await tcp.serve_mock_connection(conn, r, w, upstream=(pg.host, pg.port))
+
+                server = await asyncio.start_server(client, "127.0.0.1", 0)
+                ws.servers.append(server)
+                return int(server.sockets[0].getsockname()[1])
+
+            port = int(ws.call(start()))  # type: ignore[call-overload]
+            url = f"postgresql://devbox:{pg.password}@127.0.0.1:{port}/app"
+            with psycopg.connect(url, autocommit=True) as c:
+                assert c.execute("SELECT name FROM users WHERE id = %s", (21,)).fetchall() == [
+                    ("user21",)
+                ]
+            time.sleep(0.2)
+            stored = [o for conn in conns for o in conn.take_stored()]  # type: ignore[attr-defined]
+        finally:
+            ws.close()
+    queries = [o for o in stored if o["type"] == "query"]
+    if on_miss == "record":
+        assert [q["results"][0]["rows"] for q in queries] == [[["user21"]]]
+    else:
+        assert queries == []

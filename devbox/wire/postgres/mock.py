@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
 from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
-from devbox.wire.contract import MockOptions, Output, RemoteProtocolError, Reply
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres import types
+from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import normalise
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
 
@@ -82,6 +83,12 @@ class PostgresMockConnection:
             # the mock cannot prove it knows a password it was never told; md5 accepts any
             self.auth = "md5"
         self._scram: tuple[str, str] | None = None
+        self.redact = options.redact_value or redact_value
+        # passthrough / record: a Postgres session is stateful (authentication, prepared
+        # statements, transactions), so a connection goes to the real server as a whole
+        self.relay: PostgresRecorderConnection | None = None
+        if options.on_miss in ("passthrough", "record"):
+            self.relay = PostgresRecorderConnection()
 
     def _recorded(self, name: str) -> Any:
         conns = self.index.connections
@@ -90,6 +97,14 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ contract
 
     def data_received(self, data: bytes) -> list[Output]:
+        if self.relay is not None:
+            relay = self.relay.from_client(data)
+            done: list[Output] = []
+            if relay.to_client:
+                done.append(Reply(relay.to_client))
+            if relay.to_upstream:
+                done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
+            return done
         out: list[bytes] = []
         events: list[Output] = []
         try:
@@ -112,7 +127,15 @@ class PostgresMockConnection:
         return []
 
     def upstream_data(self, data: bytes) -> list[Output]:
-        return []
+        if self.relay is None:
+            return []
+        return [Reply(self.relay.from_upstream(data).to_client)]
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        """Record mode: the queries that went to the real server (the fleet stores them)."""
+        if self.relay is None or self.options.on_miss != "record":
+            return []
+        return self.relay.take_stored()
 
     # ------------------------------------------------------------ dispatch
 
@@ -356,7 +379,7 @@ class PostgresMockConnection:
         obj = self.index.take(key)
         if obj is None and self.index.has_placeholders and params:
             redacted = [
-                {"value": redact_value(f"${i}", p["value"])}
+                {"value": self.redact(f"${i}", p["value"])}
                 if isinstance(p.get("value"), str)
                 else p
                 for i, p in enumerate(params, 1)
