@@ -154,6 +154,10 @@ class Index:
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
 
+    def reset(self) -> None:
+        """Start every nth-call sequence again (a new replay iteration)."""
+        self.counters.clear()
+
     def take(self, key: Key) -> dict[str, Any] | None:
         found = self.entries.get(key)
         if not found:
