@@ -181,15 +181,30 @@ class Bind:
 
 
 def parse_bind(body: bytes) -> Bind:
-    r = Reader(body)
-    portal, stmt = r.cstr(), r.cstr()
-    fmts = tuple(r.i16() for _ in range(r.i16()))
-    n = r.i16()
+    # the mock's hot path: plain offsets and struct calls rather than the Reader
+    end = body.index(b"\x00")
+    portal = body[:end].decode("utf-8", "surrogateescape")
+    end2 = body.index(b"\x00", end + 1)
+    stmt = body[end + 1 : end2].decode("utf-8", "surrogateescape")
+    pos = end2 + 1
+    (nf,) = _I16.unpack_from(body, pos)
+    fmts = struct.unpack_from(f"!{nf}h", body, pos + 2)
+    pos += 2 + 2 * nf
+    (n,) = _I16.unpack_from(body, pos)
+    pos += 2
     values: list[bytes | None] = []
     for _ in range(n):
-        length = r.i32()
-        values.append(None if length == -1 else r.take(length))
-    rfmts = tuple(r.i16() for _ in range(r.i16()))
+        (length,) = _I32.unpack_from(body, pos)
+        pos += 4
+        if length == -1:
+            values.append(None)
+        else:
+            if length < 0 or pos + length > len(body):
+                raise RemoteProtocolError("Bind shorter than its values", code="08P01")
+            values.append(body[pos : pos + length])
+            pos += length
+    (nr,) = _I16.unpack_from(body, pos)
+    rfmts = struct.unpack_from(f"!{nr}h", body, pos + 2)
     if not fmts:
         fmts = (0,) * n
     elif len(fmts) == 1:

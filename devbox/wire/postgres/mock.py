@@ -350,8 +350,26 @@ class PostgresMockConnection:
         obj = self._lookup(
             portal.stmt.norm, param_key(portal.params), portal.stmt.sql, portal.params, out, ev
         )
-        if obj is not None:
+        if obj is None:
+            return
+        if max_rows or not _plain(obj):
             self._results(obj, portal.result_formats, out, portal, max_rows)
+            return
+        # the common case (rows and a tag, fetched whole): encoded once per recorded answer
+        # and result formats, then sent as stored bytes
+        key = (id(obj), portal.result_formats)
+        cached = self.index.encoded.get(key)
+        if cached is None:
+            part: list[bytes] = []
+            self._results(obj, portal.result_formats, part, portal, 0)
+            if self.skipping:  # could not encode: the error went out, nothing to cache
+                out.extend(part)
+                return
+            cached = b"".join(part)
+            self.index.encoded[key] = cached
+        else:
+            self._track(obj["results"][0].get("tag", ""))
+        out.append(cached)
 
     # ------------------------------------------------------------ answers
 
@@ -386,10 +404,10 @@ class PostgresMockConnection:
             ]
             key = (norm, param_key(redacted))
             obj = self.index.take(key)
-        request = _request_line(sql, key_params)
         if obj is not None:
-            ev.append(HitOut(request, f"{obj.get('conn', '?')}.{obj.get('seq', '?')}"))
+            ev.append(HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}"))
             return obj
+        request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)
         ev.append(MissOut(data, request, why, nearest))
@@ -569,6 +587,15 @@ def _copy_bytes(d: Any) -> bytes:
     return str(d).encode("utf-8")
 
 
+def _plain(obj: dict[str, Any]) -> bool:
+    results: list[dict[str, Any]] = obj.get("results") or []
+    if len(results) != 1 or obj.get("notices") or obj.get("parameter_status"):
+        return False
+    res = results[0]
+    return "tag" in res and not res.keys() & {"error", "copy", "suspended", "empty"}
+
+
+@lru_cache(maxsize=4096)
 def _one_line(sql: str) -> str:
     s = " ".join(sql.split())
     return s if len(s) <= 120 else s[:117] + "..."

@@ -134,6 +134,8 @@ class Index:
     has_placeholders: bool = False
     # normalised SQL of every stored query -> its original text (for explanations)
     originals: dict[str, str] = field(default_factory=dict)
+    # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
+    encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())
