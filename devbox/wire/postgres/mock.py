@@ -22,8 +22,8 @@ from typing import Any
 from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
 from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
+from devbox.wire.postgres import encode, types
 from devbox.wire.postgres import messages as m
-from devbox.wire.postgres import types
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import normalise
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
@@ -330,8 +330,8 @@ class PostgresMockConnection:
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
 
     def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:
-        cols = _columns(obj)
-        return m.NO_DATA if cols is None else _description(cols, formats)
+        cols = encode.columns(obj)
+        return m.NO_DATA if cols is None else encode.description(cols, formats)
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
         portal = self.portals.get(name)
@@ -478,7 +478,7 @@ class PostgresMockConnection:
                 overall = int(res.get("format", 0))
                 if res["copy"] == "out":
                     out.append(m.copy_response(b"H", overall, col_fmts))
-                    out.extend(m.msg(b"d", _copy_bytes(d)) for d in res.get("data") or [])
+                    out.extend(m.msg(b"d", encode.copy_bytes(d)) for d in res.get("data") or [])
                     out.append(m.COPY_DONE)
                 else:
                     out.append(m.copy_response(b"G", overall, col_fmts))
@@ -494,9 +494,9 @@ class PostgresMockConnection:
             rows: list[bytes] = []
             if cols is not None:
                 if not extended:
-                    out.append(_description(cols, None))
+                    out.append(encode.description(cols, None))
                 try:
-                    rows = _rows(res, cols, formats)
+                    rows = encode.rows(res, cols, formats)
                 except ValueError as exc:
                     self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
                     return None
@@ -523,68 +523,6 @@ class PostgresMockConnection:
             self.status = "T"
         elif word in ("COMMIT", "ROLLBACK"):
             self.status = "I"
-
-
-def _columns(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
-    results = obj.get("results") or []
-    if results and results[0].get("columns") is not None:
-        cols: list[dict[str, Any]] = results[0]["columns"]
-        return cols
-    return None
-
-
-def _recorded_format(c: dict[str, Any]) -> int:
-    return 1 if c.get("format") == "binary" else 0
-
-
-def _description(cols: list[dict[str, Any]], formats: tuple[int, ...] | None) -> bytes:
-    """RowDescription: the recorded columns, in the formats the client asked for (the
-    recorded ones for a simple query)."""
-    return m.row_description(
-        [
-            m.Column(
-                c.get("name", "?column?"),
-                int(c.get("table_oid", 0)),
-                int(c.get("attnum", 0)),
-                int(c.get("oid", 25)),
-                int(c.get("typlen", -1)),
-                int(c.get("typmod", -1)),
-                _recorded_format(c) if formats is None else m.result_format(formats, i),
-            )
-            for i, c in enumerate(cols)
-        ]
-    )
-
-
-def _rows(
-    res: dict[str, Any], cols: list[dict[str, Any]], formats: tuple[int, ...] | None
-) -> list[bytes]:
-    spec = []
-    for i, c in enumerate(cols):
-        rec = _recorded_format(c)
-        want = rec if formats is None else m.result_format(formats, i)
-        spec.append((int(c.get("oid", 25)), rec, want))
-    return [
-        m.data_row([_value(v, *spec[i]) for i, v in enumerate(row)])
-        for row in res.get("rows") or []
-    ]
-
-
-def _value(v: Any, oid: int, recorded: int, wanted: int) -> bytes | None:
-    if recorded == wanted:
-        return types.encode(v, oid, wanted)
-    # recorded by a client that asked for the other format: convert where the type is known
-    if wanted == 0:
-        return None if v is None else types.canonical(v).encode("utf-8")
-    if v is None or oid not in types.NAMES:
-        raise ValueError(f"{types.type_name(oid)} recorded as text, asked for binary")
-    return types.encode(types.from_text(v, oid), oid, 1)
-
-
-def _copy_bytes(d: Any) -> bytes:
-    if isinstance(d, dict):
-        return bytes.fromhex(str(d.get("hex", "")))
-    return str(d).encode("utf-8")
 
 
 def _plain(obj: dict[str, Any]) -> bool:
