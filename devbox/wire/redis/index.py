@@ -137,7 +137,7 @@ class RedisIndex:
 
 def _flat(key: Key) -> str:
     return " ".join(
-        "(" + " ".join(x.decode("utf-8", "replace") for x in a) + ")"
+        "; ".join(" ".join(x.decode("utf-8", "replace") for x in c) for c in a)
         if isinstance(a, tuple)
         else a.decode("utf-8", "replace")
         for a in key[1:]
