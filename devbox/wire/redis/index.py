@@ -249,6 +249,10 @@ def _add(
     entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
     if is_blocking(args):
         entry.delay_s = latency_s
+    if args[0] == b"HELLO" and reply[0] == "map":
+        for k, v in reply[1]:  # answer HELLO with the recorded server's version
+            if k[1] == b"version" and v[0] in ("bulk", "simple"):
+                index.server_version = v[1].decode("utf-8", "replace")
     if args[0] in _SUBSCRIPTION:
         entry.subscribed = _subscriptions_left(reply)
     index.add(key, entry)
