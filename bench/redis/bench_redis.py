@@ -50,15 +50,33 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 def benchmark(port: int, n: int, pipeline: int) -> dict[str, dict[str, float]]:
     out = subprocess.run(  # noqa: S603
-        ["redis-benchmark", "-p", str(port), "-t", "get,set,incr", "-n", str(n), "-c", "50",
-         "-P", str(pipeline), "--csv"],
-        capture_output=True, text=True, timeout=600, check=True,
+        [
+            "redis-benchmark",
+            "-p",
+            str(port),
+            "-t",
+            "get,set,incr",
+            "-n",
+            str(n),
+            "-c",
+            "50",
+            "-P",
+            str(pipeline),
+            "--csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
     ).stdout
     rows: dict[str, dict[str, float]] = {}
     for row in csv.DictReader(io.StringIO(out)):
         name = row["test"].split(" ")[0]
-        rows[name] = {"rps": float(row["rps"]), "p50": float(row["p50_latency_ms"]),
-                      "p99": float(row["p99_latency_ms"])}
+        rows[name] = {
+            "rps": float(row["rps"]),
+            "p50": float(row["p50_latency_ms"]),
+            "p99": float(row["p99_latency_ms"]),
+        }
     return rows
 
 
@@ -82,27 +100,61 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         server = subprocess.Popen(  # noqa: S603
-            ["redis-server", "--port", str(real_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(work)],
+            [
+                "redis-server",
+                "--port",
+                str(real_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(work),
+            ],
             stdout=subprocess.DEVNULL,
         )
         procs.append(server)
         wait_port(real_port)
         t0 = time.monotonic()
         rec = subprocess.run(  # noqa: S603
-            [py, "-m", "devbox", "record", "bench", "--no-service", "--",
-             "redis-benchmark", "-u", "{cache}", "-t", "get,set,incr", "-n", str(args.n),
-             "-c", "50", "-q"],
-            cwd=work, capture_output=True, text=True, timeout=900,
+            [
+                py,
+                "-m",
+                "devbox",
+                "record",
+                "bench",
+                "--no-service",
+                "--",
+                "redis-benchmark",
+                "-u",
+                "{cache}",
+                "-t",
+                "get,set,incr",
+                "-n",
+                str(args.n),
+                "-c",
+                "50",
+                "-q",
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         if rec.returncode != 0:
             raise SystemExit(f"devbox record failed:\n{rec.stdout}\n{rec.stderr}")
         recorded = sum(f.stat().st_size for f in (work / "mocks/bench/cache").glob("*.json"))
-        print(f"recorded {3 * args.n} commands through the relay in "
-              f"{time.monotonic() - t0:.1f}s ({recorded / 1e6:.1f} MB of JSON)")
+        print(
+            f"recorded {3 * args.n} commands through the relay in "
+            f"{time.monotonic() - t0:.1f}s ({recorded / 1e6:.1f} MB of JSON)"
+        )
         mock = subprocess.Popen(  # noqa: S603
-            [py, "-m", "devbox", "mock", "bench", "--no-reload"], cwd=work,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [py, "-m", "devbox", "mock", "bench", "--no-reload"],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         procs.append(mock)
         t0 = time.monotonic()
@@ -128,10 +180,14 @@ def main() -> int:
         vals = sorted(r[key] for r in rows)
         return vals[len(vals) // 2]
 
-    print(f"\nredis-benchmark -t get,set,incr -n {args.n} -c 50, median of {args.rounds} rounds,"
-          f" load average {os.getloadavg()[0]:.1f}")
-    print(f"{'test':<6} {'-P':>3} {'redis ops/s':>12} {'mock ops/s':>11} {'ratio':>6} "
-          f"{'redis p50':>9} {'mock p50':>9} {'redis p99':>9} {'mock p99':>9}")
+    print(
+        f"\nredis-benchmark -t get,set,incr -n {args.n} -c 50, median of {args.rounds} rounds,"
+        f" load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'test':<6} {'-P':>3} {'redis ops/s':>12} {'mock ops/s':>11} {'ratio':>6} "
+        f"{'redis p50':>9} {'mock p50':>9} {'redis p99':>9} {'mock p99':>9}"
+    )
     for pipeline in (1, 16):
         for test in TESTS:
             real = results.get((test, pipeline, "redis-server"), [])
@@ -139,9 +195,11 @@ def main() -> int:
             if not real or not fake:
                 continue
             r_rps, m_rps = med(real, "rps"), med(fake, "rps")
-            print(f"{test:<6} {pipeline:>3} {r_rps:>12,.0f} {m_rps:>11,.0f} "
-                  f"{m_rps / r_rps:>5.2f}x {med(real, 'p50'):>8.3f}ms {med(fake, 'p50'):>7.3f}ms "
-                  f"{med(real, 'p99'):>8.3f}ms {med(fake, 'p99'):>7.3f}ms")
+            print(
+                f"{test:<6} {pipeline:>3} {r_rps:>12,.0f} {m_rps:>11,.0f} "
+                f"{m_rps / r_rps:>5.2f}x {med(real, 'p50'):>8.3f}ms {med(fake, 'p50'):>7.3f}ms "
+                f"{med(real, 'p99'):>8.3f}ms {med(fake, 'p99'):>7.3f}ms"
+            )
     if stats:
         hits, misses = stats[-1]
         print(f"\nmock: {hits} hits, {misses} misses")
