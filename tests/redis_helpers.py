@@ -152,12 +152,11 @@ class Mock:
         index = KIND.load([("rec.json", i, o) for i, o in enumerate(self.stored)])
 
         async def start() -> None:
-            self.server = await tcp.start_mock_server(
-                KIND,
-                index,
-                self.options,
+            # the loop devbox's mock fleet serves non-HTTP kinds with
+            self.server = await tcp.start_fast_mock_server(
+                lambda: KIND.mock_connection(index, self.options),
                 upstream=("127.0.0.1", self.upstream) if self.upstream else None,
-                on_output=self.outputs.append,
+                on_output=lambda _conn, out: self.outputs.append(out),
             )
             self.port = self.server.sockets[0].getsockname()[1]
 

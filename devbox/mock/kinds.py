@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,16 @@ from devbox.errors import EngineError
 from devbox.mock.server import MissRecord
 from devbox.store import SUFFIX, recording_files
 from devbox.wire import files, registry, tcp
-from devbox.wire.contract import Forward, Hit, Index, Miss, MockOptions, Output
+from devbox.wire.contract import (
+    Forward,
+    Hit,
+    Index,
+    Miss,
+    MockConnection,
+    MockOptions,
+    Output,
+    Reply,
+)
 
 _MISS_LOG = 500
 
@@ -99,29 +109,30 @@ class WireMock:
 
     async def start(self, host: str, port: int) -> None:
         upstream = _upstream_address(self.kind, self.dependency.upstream)
+        numbers: weakref.WeakKeyDictionary[MockConnection, int] = weakref.WeakKeyDictionary()
 
-        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            conn = self.kind.mock_connection(self.index, self.options())
+        def new_connection() -> MockConnection:
+            # the index of the moment: a reload serves new connections from the new one
             self._connections += 1
-            number = self._connections
+            conn = self.kind.mock_connection(self.index, self.options())
+            numbers[conn] = self._connections
+            return conn
 
-            def on_output(out: Output) -> None:
+        def on_output(conn: MockConnection, out: Output) -> None:
+            if out.__class__ is Hit:  # the hot path: one per matched request
+                self.hits += 1
+                return
+            if out.__class__ is not Reply:
                 self._count(out)
+            if self.mode == "record" and not isinstance(out, Forward):
                 take = getattr(conn, "take_stored", None)
-                if isinstance(out, Forward) or take is None:
-                    return
-                done = take()
+                done = take() if take is not None else None
                 if done:
-                    self._store(number, done)
+                    self._store(numbers.get(conn, 0), done)
 
-            await tcp.serve_mock_connection(
-                conn, reader, writer, upstream=upstream, on_output=on_output
-            )
-            take = getattr(conn, "take_stored", None)
-            if take is not None and (done := take()):
-                self._store(number, done)
-
-        self._server = await asyncio.start_server(client, host, port)
+        self._server = await tcp.start_fast_mock_server(
+            new_connection, host=host, port=port, upstream=upstream, on_output=on_output
+        )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     def _count(self, out: Output) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from devbox.errors import ConfigError
-from devbox.wire.contract import Hit
+from devbox.wire.contract import Hit, Reply
 from devbox.wire.redis.resp import Value, serialize
 from devbox.wire.redis.store import StoreError, command_args, label, reply_from_json
 
@@ -60,7 +60,17 @@ def exec_key(db: int, queued: Sequence[Sequence[bytes]]) -> Key:
 class Entry:
     """One recorded reply, its bytes for each protocol version made once."""
 
-    __slots__ = ("delay_s", "hit", "id", "latency_s", "pushes", "reply", "subscribed", "wires")
+    __slots__ = (
+        "delay_s",
+        "hit",
+        "id",
+        "latency_s",
+        "pushes",
+        "replies",
+        "reply",
+        "subscribed",
+        "wires",
+    )
 
     def __init__(self, ident: str, request: str, reply: Value, latency_s: float) -> None:
         self.id = ident
@@ -71,6 +81,18 @@ class Entry:
         self.pushes: list[tuple[float, Value]] = []  # (seconds after the previous, message)
         self.subscribed = -1  # subscriptions left after a (un)subscribe command
         self.wires: list[bytes | None] = [None, None, None, None]
+        self.replies: list[Reply | None] = [None, None, None, None]  # made once, reused
+
+    @property
+    def plain(self) -> bool:
+        """Answered at once and nothing follows it (not blocking, no pushes)."""
+        return not self.delay_s and not self.pushes and self.subscribed < 0
+
+    def answer(self, proto: int) -> Reply:
+        reply = self.replies[proto]
+        if reply is None:
+            reply = self.replies[proto] = Reply(self.wire(proto))
+        return reply
 
     def wire(self, proto: int) -> bytes:
         data = self.wires[proto]
@@ -137,7 +159,7 @@ class RedisIndex:
 
 def _flat(key: Key) -> str:
     return " ".join(
-        "(" + " ".join(x.decode("utf-8", "replace") for x in a) + ")"
+        "; ".join(" ".join(x.decode("utf-8", "replace") for x in c) for c in a)
         if isinstance(a, tuple)
         else a.decode("utf-8", "replace")
         for a in key[1:]
@@ -223,9 +245,14 @@ def _add(
         index.redacted = True
     latency_s = _num(obj, "latency_ms") / 1000.0
     ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
-    entry = Entry(ident, describe(key), reply, latency_s)
+    same = index.table.get(key)
+    entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
     if is_blocking(args):
         entry.delay_s = latency_s
+    if args[0] == b"HELLO" and reply[0] == "map":
+        for k, v in reply[1]:  # answer HELLO with the recorded server's version
+            if k[1] == b"version" and v[0] in ("bulk", "simple"):
+                index.server_version = v[1].decode("utf-8", "replace")
     if args[0] in _SUBSCRIPTION:
         entry.subscribed = _subscriptions_left(reply)
     index.add(key, entry)

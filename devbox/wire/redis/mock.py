@@ -72,6 +72,7 @@ class RedisMockConnection:
         # recorded arguments were redacted: live ones must be too, or nothing would match
         self._redact = redact if index.redacted else None
         self._factor = timing_factor(options.timing)
+        self._simple = self._redact is None and self._factor is None
         self._forward = options.on_miss in ("passthrough", "record")
         self._record = options.on_miss == "record"
         # passthrough: the upstream connection's replies, matched in order to what we sent
@@ -100,12 +101,30 @@ class RedisMockConnection:
     # ------------------------------------------------------------ the contract
 
     def data_received(self, data: bytes) -> list[Output]:
-        out: list[Output] = []
-        buf: list[bytes] = []
         try:
             commands = self._parser.feed(data)
         except RemoteProtocolError as exc:
             return [Reply(error(str(exc.code or exc.message)), close=True)]
+        if len(commands) == 1 and self._simple and self.multi is None and not self._slots:
+            # the hot path: one recorded command, nothing special about this connection
+            args = commands[0]
+            name = args[0].upper()
+            if name not in self._local and name != b"EXEC":
+                args[0] = name
+                entry = self.index.take((self.db, *args))
+                if entry is not None and entry.plain:
+                    return [entry.hit, entry.answer(self.proto)]
+                commands = [args]
+                out: list[Output] = []
+                buf: list[bytes] = []
+                if entry is None:
+                    self._miss((self.db, *args), args, out, buf, None)
+                else:
+                    self._serve(entry, out, buf)
+                self._flush(out, buf)
+                return out
+        out = []
+        buf = []
         for args in commands:
             self._answer(args, out, buf)
         if buf:
@@ -199,6 +218,9 @@ class RedisMockConnection:
         if entry is None:
             self._miss(key, args, out, buf, queued)
             return
+        self._serve(entry, out, buf)
+
+    def _serve(self, entry: Entry, out: list[Output], buf: list[bytes]) -> None:
         out.append(entry.hit)
         delay = entry.delay_s
         if self._factor is not None:
