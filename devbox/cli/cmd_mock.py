@@ -277,7 +277,7 @@ def _from_profile(args: argparse.Namespace, on_event: Any) -> MockFleet:
     for dep, mode in mode_pairs.items():
         fleet.set_mode(dep, mode)
     if mode_single is not None:
-        for dep in fleet.servers:
+        for dep in [*fleet.servers, *fleet.wire]:
             fleet.set_mode(dep, mode_single)
     return fleet
 
@@ -390,6 +390,10 @@ def _announce(fleet: MockFleet, as_json: bool) -> None:
                 "admin": urls[env] + "/__devbox/",
             }
         )
+    for name, wire in fleet.wire.items():  # redis, postgres...: no in-band admin API
+        env = env_name(name, wire.dependency.env)
+        rows.append({"dependency": name, "port": wire.port, "exchanges": len(wire.index),
+                     "mode": wire.mode, "env": env, "url": urls[env], "admin": None})
     if as_json:
         _json_line({"event": "serving", "mocks": rows})
         return

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devbox.cli import output
+from devbox.cli import output, traffic_wire
 from devbox.errors import NotFoundError, RecordingError, UsageError
 
 if TYPE_CHECKING:
@@ -107,6 +107,7 @@ class _FileInfo:
     origin: str = ""
     created_at: str = ""
     error: RecordingError | None = None
+    wire: list[Any] = field(default_factory=list)  # rows of a non-HTTP kind (traffic_wire)
 
 
 @dataclass
@@ -183,6 +184,9 @@ def _load_source(src: _Source) -> None:
         info.partial = info.path.name.endswith(PARTIAL_SUFFIX)
         try:
             info.size = info.path.stat().st_size
+            if traffic_wire.wire_paths([info.path]):
+                info.wire = traffic_wire.rows_of([info.path])
+                continue
             loaded = load_file(info.path)
         except RecordingError as exc:
             info.error = exc
@@ -230,8 +234,10 @@ def _body_bytes(ex: Exchange) -> int:
 
 def _summary(name: str, directory: Path, files: list[_FileInfo]) -> dict[str, Any]:
     exchanges = [e for f in files for e in f.exchanges]
-    methods = Counter(e.request.method for e in exchanges)
+    wire = [r for f in files for r in f.wire]
+    methods = Counter(e.request.method for e in exchanges) + Counter(r.method for r in wire)
     routes = Counter(route_of(e.request.method, e.request.path) for e in exchanges)
+    routes.update(f"{r.method} {r.target.split(' ')[0]}".strip() for r in wire)
     statuses = Counter(str(e.response.status) if e.response else "error" for e in exchanges)
     starts = [e.timing.started_at for e in exchanges if e.timing.started_at]
     return {
@@ -240,7 +246,7 @@ def _summary(name: str, directory: Path, files: list[_FileInfo]) -> dict[str, An
         "files": [
             {
                 "path": _display(f.path),
-                "exchanges": len(f.exchanges),
+                "exchanges": len(f.exchanges) + len(f.wire),
                 "bytes": f.size,
                 "torn_tail": f.torn_tail,
                 "partial": f.partial,
@@ -250,14 +256,14 @@ def _summary(name: str, directory: Path, files: list[_FileInfo]) -> dict[str, An
             }
             for f in files
         ],
-        "exchanges": len(exchanges),
+        "exchanges": len(exchanges) + len(wire),
         "methods": dict(methods.most_common()),
         "routes": dict(routes.most_common()),
         "statuses": dict(sorted(statuses.items())),
         # errors: no answer at all; failures: that, or an answer of 400 and above (a
         # recorded 402 is a failure worth seeing, even though it replays faithfully)
-        "errors": sum(1 for e in exchanges if not e.ok),
-        "failures": sum(1 for e in exchanges if _failed(e)),
+        "errors": sum(1 for e in exchanges if not e.ok) + sum(r.failed for r in wire),
+        "failures": sum(1 for e in exchanges if _failed(e)) + sum(r.failed for r in wire),
         "truncated": sum(1 for e in exchanges if e.request_truncated or e.response_truncated),
         "body_bytes": sum(_body_bytes(e) for e in exchanges),
         "disk_bytes": sum(f.size for f in files),
@@ -355,7 +361,8 @@ def _load_for_show(target: str) -> list[Exchange]:
     sources = _resolve_sources(target)
     out: list[Exchange] = []
     for s in sources:
-        out.extend(load_path(s.directory) if s.directory.exists() else [])
+        if s.directory.exists() and not traffic_wire.wire_paths([s.directory]):
+            out.extend(load_path(s.directory))
     return out
 
 
@@ -384,6 +391,14 @@ def _pick(exchanges: list[Exchange], ident: str) -> Exchange:
 def run_show(args: argparse.Namespace) -> int:
     from devbox.core.recording import exchange_to_dict
 
+    target = Path(args.path)
+    dirs = [target] if target.exists() else [s.directory for s in _resolve_sources(args.path)]
+    wire = traffic_wire.wire_paths(dirs)
+    if wire and len(wire) == len(traffic_wire.all_paths(dirs)):
+        return traffic_wire.run_show(wire, args)
+    if wire:
+        output.info(f"not shown here: {len(wire)} recording(s) of other kinds; "
+                    "show them per source: devbox traffic show PROFILE/SOURCE")
     exchanges = _load_for_show(args.path)
     if args.ident:
         ex = _pick(exchanges, args.ident)

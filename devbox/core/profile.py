@@ -19,8 +19,9 @@ from typing import Any
 from devbox.core.nesting import MAX_DEPTH, too_deep_toml
 from devbox.core.redact import DEFAULT_RULES
 from devbox.errors import ConfigError, NotFoundError
+from devbox.wire import registry as kinds
 
-SUPPORTED_KINDS = ("http",)
+SUPPORTED_KINDS = ("http",)  # served by devbox.mock.server; the others come from devbox.wire
 PLANNED_KINDS = ("postgres", "redis", "grpc")
 ON_MISS = ("fail", "passthrough", "record")
 RUNTIMES = ("auto", "docker", "process")
@@ -564,15 +565,23 @@ def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:
     if not _NAME_RE.match(name):
         raise ctx.error(f"{w}.name", f"expected lowercase letters, digits, - or _, got {name!r}")
     kind = ctx.str_(t, "kind", w, "http")
-    if kind in PLANNED_KINDS:
+    known = ("http", *kinds.names())
+    if kind in PLANNED_KINDS and kind not in known:
         raise ctx.error(
-            f"{w}.kind", f"kind {kind!r} is planned but not supported yet", hint="use http"
+            f"{w}.kind",
+            f"kind {kind!r} is planned but not supported yet",
+            hint="supported: " + ", ".join(known),
         )
-    if kind not in SUPPORTED_KINDS:
-        raise ctx.error(f"{w}.kind", f"expected one of {', '.join(SUPPORTED_KINDS)}, got {kind!r}")
+    if kind not in known:
+        raise ctx.error(f"{w}.kind", f"expected one of {', '.join(known)}, got {kind!r}")
     upstream = ctx.str_(t, "upstream", w)
-    if upstream is not None and not re.match(r"^https?://[^/\s]+", upstream):
-        raise ctx.error(f"{w}.upstream", f"expected an http:// or https:// URL, got {upstream!r}")
+    if upstream is not None and kind == "http":
+        if not re.match(r"^https?://[^/\s]+", upstream):
+            raise ctx.error(
+                f"{w}.upstream", f"expected an http:// or https:// URL, got {upstream!r}"
+            )
+    elif upstream is not None and (bad := kinds.upstream_problem(kind, upstream)):
+        raise ctx.error(f"{w}.upstream", bad[0], hint=bad[1])
     env = ctx.str_(t, "env", w)
     if env is not None and not _ENV_RE.match(env):
         raise ctx.error(f"{w}.env", f"not a valid variable name: {env!r}")

@@ -38,6 +38,7 @@ from devbox.engine.wiring import wiring_for
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
 from devbox.record.recorder import FORWARD
+from devbox.record.wire_relay import WireRecorder
 
 GRACE_S = 5.0
 
@@ -121,6 +122,7 @@ class RecordSession:
         self.runtime: Any = None
         self.runtime_why = ""
         self.recorder: Recorder | None = None
+        self.wire: WireRecorder | None = None  # relays of the non-HTTP dependencies
         self.listeners: tuple[Listener, ...] = ()
         self._child: subprocess.Popen[bytes] | None = None
         self._closed: RecordSummary | None = None
@@ -159,6 +161,13 @@ class RecordSession:
             on_log=lambda m: self._log(m, "warning"),
         )
         self.listeners = self.recorder.start()
+        self.wire = WireRecorder(self.profile, options, self.recorder.stamp)
+        try:
+            self.listeners += self.wire.start()
+        except BaseException:
+            self.wire = None
+            self.recorder.stop(commit=False)
+            raise
         if on_listening is not None:
             on_listening(self)
         if self.runtime is not None:
@@ -222,6 +231,8 @@ class RecordSession:
             env.update(
                 {k: v for k, v in self.recorder.service_env().items() if "proxy" in k.lower()}
             )
+        if self.wire is not None:
+            env.update(self.wire.service_env())
         return env
 
     @property
@@ -300,8 +311,26 @@ class RecordSession:
                 self._emit(Problem(exc.message, exc.hint))
         if self.recorder is None:
             raise RuntimeError("close() before start()")
-        self._closed = self.recorder.stop(commit=commit)
+        summary = self.recorder.stop(commit=commit)
+        if self.wire is not None:
+            summary = _with_wire(summary, *self.wire.stop(commit=commit))
+        self._closed = summary
         return self._closed
+
+
+def _with_wire(
+    summary: RecordSummary, sources: list[Any], files: list[str], backup: str | None
+) -> RecordSummary:
+    from dataclasses import replace
+
+    recorded = [s for s in sources if s.exchanges]
+    return replace(
+        summary,
+        sources=(*summary.sources, *recorded),
+        files=(*summary.files, *files),
+        committed=summary.committed or bool(files),
+        backup=summary.backup or backup,
+    )
 
 
 def _signal(child: subprocess.Popen[bytes], sig: int) -> None:

@@ -487,6 +487,8 @@ class Engine:
         outbound: list[Exchange] = []
         calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
         for d in p.dependencies:
+            if d.kind != "http":
+                continue  # other kinds' recordings are their mocks' business
             linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
             outbound.extend(linked)
             calls[d.name] = (d.match, linked)
@@ -571,7 +573,11 @@ class Engine:
         rules = {}
         if self.options.check_outbound:
             ports = self._fleet.ports()
-            journals = {d: f"http://127.0.0.1:{port}" for d, port in ports.items()}
+            journals = {
+                d: f"http://127.0.0.1:{port}"
+                for d, port in ports.items()
+                if self._profile.dependency(d).kind == "http"  # only HTTP mocks keep journals
+            }
             rules = {d.name: d.match for d in self._profile.dependencies}
         options = replace(
             self.options.replay_options,

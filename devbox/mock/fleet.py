@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from devbox.core.events import Event, Log, MockStats, Problem, safe_emit
 from devbox.core.profile import Profile
 from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
+from devbox.mock.kinds import WireMock
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
 from devbox.wire.admin_token import ensure_token
 
@@ -94,6 +95,14 @@ class MockFleet:
             # the project's token: devbox's CLI, engine and dashboard read the same file
             admin_token=admin_token or ensure_token(profile.root),
         )
+        # non-HTTP dependencies (redis, postgres...): one mock each, from their kind
+        self.wire: dict[str, WireMock] = {
+            d.name: WireMock(
+                d, profile.recordings_dir(d.name), redact=profile.redact, on_event=self._emit
+            )
+            for d in profile.dependencies
+            if d.kind != "http" and (not only or d.name in only)
+        }
 
     @classmethod
     def from_specs(
@@ -150,6 +159,11 @@ class MockFleet:
         self._housekeeping: asyncio.Task[None] | None = None
         self._last_stats: dict[str, MockStats] = {}
         self._started = False
+        self.wire = {}
+
+    def _all(self) -> list[MockServer | WireMock]:
+        """Every mock, HTTP and the other kinds."""
+        return [*self.servers.values(), *self.wire.values()]
 
     # ------------------------------------------------------------ lifecycle
 
@@ -160,7 +174,7 @@ class MockFleet:
         """
         if self._started:
             return self.ports()
-        for server in self.servers.values():
+        for server in self._all():
             server.load()
         loop = new_event_loop()
         self._loop = loop
@@ -189,9 +203,10 @@ class MockFleet:
         return self.ports()
 
     async def _start_all(self) -> None:
-        started: list[MockServer] = []
+        started: list[MockServer | WireMock] = []
         try:
-            for name, server in self.servers.items():
+            for server in self._all():
+                name = server.name
                 port = self._ports.get(name) or 0
                 try:
                     await server.start(self.host, port)
@@ -207,7 +222,7 @@ class MockFleet:
                 await s.close()
             raise
         self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
-        for server in self.servers.values():
+        for server in self._all():
             stats = server.mock_stats()
             self._last_stats[server.name] = stats
             self._emit(stats)
@@ -227,18 +242,18 @@ class MockFleet:
         while True:
             await asyncio.sleep(sweep_every)
             now = loop.time()
-            for server in self.servers.values():
+            for server in self._all():
                 server.sweep(now)
             if self.poll_interval_s > 0 and now >= next_poll:
                 next_poll = now + self.poll_interval_s
-                for server in self.servers.values():
+                for server in self._all():
                     if server.changed_on_disk():
                         await self._auto_reload(server)
             if now >= next_stats:
                 next_stats = now + STATS_INTERVAL_S
                 self._emit_stats()
 
-    async def _auto_reload(self, server: MockServer) -> None:
+    async def _auto_reload(self, server: MockServer | WireMock) -> None:
         try:
             n = await server.reload()
         except DevboxError as exc:
@@ -253,7 +268,7 @@ class MockFleet:
         self._emit(Log("devbox", f"mock {server.name}: reloaded {n} recorded exchanges"))
 
     def _emit_stats(self) -> None:
-        for server in self.servers.values():
+        for server in self._all():
             stats = server.mock_stats()
             prev = self._last_stats.get(server.name)
             if prev is None or (prev.hits, prev.misses, prev.mode) != (
@@ -278,7 +293,7 @@ class MockFleet:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
-        await asyncio.gather(*(s.close() for s in self.servers.values()))
+        await asyncio.gather(*(s.close() for s in self._all()))
         self._emit_stats()
 
     def _shutdown(self) -> None:
@@ -302,25 +317,28 @@ class MockFleet:
     # ------------------------------------------------------------ queries and controls
 
     def ports(self) -> dict[str, int]:
-        return {name: s.port for name, s in self.servers.items()}
+        return {s.name: s.port for s in self._all()}
 
     def urls(self) -> dict[str, str]:
         """Env var name (Dependency.env, else NAME_URL) -> the mock's base URL."""
         host = url_host(self.host)
-        return {
+        urls = {
             env_name(name, s.spec.dependency.env): f"http://{host}:{s.port}"
             for name, s in self.servers.items()
         }
+        for name, w in self.wire.items():
+            urls[env_name(name, w.dependency.env)] = w.service_url(host.strip("[]"))
+        return urls
 
     def exchanges(self) -> dict[str, int]:
         """Dependency name -> recorded exchanges loaded."""
-        return {name: len(s.index) for name, s in self.servers.items()}
+        return {s.name: len(s.index) for s in self._all()}
 
     def reload(self) -> None:
         """Re-read every mock's recordings now. Raises the first DevboxError (a broken
         recording); mocks whose recordings are broken keep serving the previous ones."""
         errors: list[DevboxError] = []
-        for server in self.servers.values():
+        for server in self._all():
             try:
                 if self._loop is None:
                     server.load()
@@ -346,15 +364,15 @@ class MockFleet:
 
     def reset(self, dependency: str | None = None) -> None:
         """Start recorded sequences (n-th call -> n-th response) and fault draws again."""
-        targets = [self._server(dependency)] if dependency else list(self.servers.values())
+        targets = [self._server(dependency)] if dependency else self._all()
         for s in targets:
             self._call(s.reset)
 
     def stats(self) -> list[MockStats]:
-        return [s.mock_stats() for s in self.servers.values()]
+        return [s.mock_stats() for s in self._all()]
 
     def misses(self, dependency: str | None = None) -> list[MissRecord]:
-        targets = [self._server(dependency)] if dependency else list(self.servers.values())
+        targets = [self._server(dependency)] if dependency else self._all()
         out: list[MissRecord] = []
         for s in targets:
             out.extend(self._call(lambda s=s: list(s.miss_log)))  # type: ignore[misc]
@@ -362,14 +380,16 @@ class MockFleet:
 
     def journal(self, dependency: str, after: int = 0, limit: int = 1000) -> dict[str, Any]:
         server = self._server(dependency)
+        if isinstance(server, WireMock):
+            raise UsageError(f"the {dependency} mock ({server.kind.name}) keeps no journal")
         return self._call(lambda: server.journal_dict(after, limit))
 
-    def _server(self, name: str) -> MockServer:
-        server = self.servers.get(name)
+    def _server(self, name: str) -> MockServer | WireMock:
+        server = self.servers.get(name) or self.wire.get(name)
         if server is None:
             raise NotFoundError(
                 f"no mock for dependency {name!r}",
-                hint="mocks: " + (", ".join(self.servers) or "none"),
+                hint="mocks: " + (", ".join([*self.servers, *self.wire]) or "none"),
             )
         return server
 

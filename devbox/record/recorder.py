@@ -171,7 +171,7 @@ class Recorder:
             r.source: r.direction.value for r, _p, _e in self._routes if r.source != FORWARD
         }
         for d in profile.dependencies:
-            if d.upstream and self.options.forward_proxy_port is not None:
+            if d.upstream and d.kind == "http" and self.options.forward_proxy_port is not None:
                 sources[d.name] = Direction.OUTBOUND.value
         self.stamp = self.options.stamp or new_stamp()
         self.link = WorkerLink({
@@ -194,7 +194,9 @@ class Recorder:
                     f"not a PEM CA bundle: {exc}", file=str(self.options.ca_bundle)
                 ) from None
         forward_sources = {
-            Upstream.parse(d.upstream).origin: d.name for d in profile.dependencies if d.upstream
+            Upstream.parse(d.upstream).origin: d.name
+            for d in profile.dependencies
+            if d.upstream and d.kind == "http"
         }
         self.core = ProxyCore(
             emit=self._emit,
@@ -222,6 +224,8 @@ class Recorder:
         skipped = []
         if opts.forward_proxy_port is None:
             for d in self.profile.dependencies:
+                if d.kind != "http":
+                    continue  # recorded by a relay of its kind (devbox.record.wire_relay)
                 if not d.upstream:
                     skipped.append(d.name)
                     continue

@@ -169,6 +169,10 @@ class MockOptions:
     on_miss: str = "fail"  # fail | passthrough | record
     timing: str = "none"  # none | recorded | "<factor>x"
     match: Mapping[str, Any] = field(default_factory=dict)
+    # the recorder's redaction of one value (``redact_value(field_name, value)``): a kind
+    # whose recordings hold redaction placeholders applies it to live requests before
+    # matching, so a redacted recording still matches
+    redact_value: Callable[[str, str], str] | None = None
 
 
 class Index(Protocol):

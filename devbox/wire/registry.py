@@ -4,6 +4,7 @@ the fleet ask it for the kind object; nothing else switches on a kind's name."""
 from __future__ import annotations
 
 import importlib
+import re
 
 from devbox.errors import UsageError
 from devbox.wire.contract import Kind
@@ -15,6 +16,12 @@ _KINDS: dict[str, str] = {}
 
 def register(name: str, target: str) -> None:
     _KINDS[name] = target
+
+
+# the kinds that ship with devbox (``http`` is served by ``devbox.mock.server`` and is not
+# in this table)
+register("redis", "devbox.wire.redis:KIND")
+register("postgres", "devbox.wire.postgres.kind:POSTGRES")
 
 
 def names() -> tuple[str, ...]:
@@ -30,3 +37,16 @@ def get(name: str) -> Kind:
     module, _, attr = target.partition(":")
     kind: Kind = getattr(importlib.import_module(module), attr)
     return kind
+
+
+def upstream_problem(name: str, upstream: str) -> tuple[str, str] | None:
+    """(message, hint) when ``upstream`` is not a URL of kind ``name``, else None."""
+    kind = get(name)
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/\s]+)", upstream)
+    if m is not None and m.group(1).lower() in kind.schemes:
+        return None
+    schemes = " or ".join(s + "://" for s in kind.schemes)
+    return (
+        f"expected a {schemes} URL, got {upstream!r}",
+        f"for example {kind.schemes[0]}://127.0.0.1:{kind.default_port}",
+    )

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from devbox.wire.contract import (
     Fault,
@@ -159,3 +160,157 @@ async def relay_connection(
             w.close()
             with contextlib.suppress(Exception):
                 await w.wait_closed()
+
+
+# ---------------------------------------------------------------- the fast mock loop
+
+
+class _MockProtocol(asyncio.Protocol):
+    """``serve_mock_connection`` as an ``asyncio.Protocol``: what can be answered at once
+    (no delay, no upstream) is written from ``data_received`` itself, with no task, no
+    stream and no ``drain`` per request; anything else goes, in order, through a queue
+    one task works through, so replies always leave in the order they were asked for."""
+
+    def __init__(
+        self,
+        conn: MockConnection,
+        upstream: tuple[str, int] | None,
+        on_output: Callable[[MockConnection, Output], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.upstream = upstream
+        self.on_output = on_output
+        self.transport: asyncio.Transport | None = None
+        self._queue: deque[Output] | None = None  # not None: a task is working through it
+        self._task: asyncio.Task[None] | None = None
+        self._up_writer: asyncio.StreamWriter | None = None
+        self._up_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._apply(self.conn.data_received(data))
+
+    def eof_received(self) -> bool:
+        self._apply(self.conn.eof_received())
+        return self._queue is not None  # keep the socket half-open while answers are due
+
+    def pause_writing(self) -> None:  # a client that does not read: stop reading it too
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        for task in (self._task, self._up_task):
+            if task is not None:
+                task.cancel()
+        if self._up_writer is not None:
+            self._up_writer.close()
+
+    def _apply(self, outputs: list[Output]) -> None:
+        if self._queue is not None:
+            self._queue.extend(outputs)
+            return
+        transport = self.transport
+        assert transport is not None
+        on_output = self.on_output
+        conn = self.conn
+        i = 0
+        for out in outputs:
+            cls = out.__class__
+            if cls is Hit:
+                if on_output is not None:
+                    on_output(conn, out)
+                i += 1
+                continue
+            if cls is Miss or (cls is Reply and cast(Reply, out).delay_s <= 0):
+                out = cast(Reply | Miss, out)
+                # an immediate reply is only bytes, except on a connection that passed
+                # requests through (its kind may have stored what came back)
+                if on_output is not None and (cls is Miss or self._up_writer is not None):
+                    on_output(conn, out)
+                i += 1
+                if out.data:
+                    transport.write(out.data)
+                if out.close:
+                    self._closed = True
+                    transport.close()
+                    return
+                continue
+            self._queue = deque(outputs[i:])
+            self._task = asyncio.get_running_loop().create_task(self._work())
+            return
+
+    async def _work(self) -> None:
+        transport = self.transport
+        assert transport is not None and self._queue is not None
+        try:
+            while self._queue and not self._closed:
+                out = self._queue.popleft()
+                if self.on_output is not None:
+                    self.on_output(self.conn, out)
+                await self._one(out, transport)
+        except (ConnectionError, OSError):
+            transport.abort()
+        finally:
+            self._queue = None
+            self._task = None
+
+    async def _one(self, out: Output, transport: asyncio.Transport) -> None:
+        if isinstance(out, Hit):
+            return
+        if isinstance(out, Reply | Miss):
+            if isinstance(out, Reply) and out.delay_s > 0:
+                await asyncio.sleep(out.delay_s)
+            transport.write(out.data)
+            if out.close:
+                self._closed = True
+                transport.close()
+        elif isinstance(out, Fault):
+            if out.delay_s > 0:
+                await asyncio.sleep(out.delay_s)
+            if out.kind == "reset":
+                self._closed = True
+                transport.abort()
+            else:
+                transport.write(out.data)
+        elif isinstance(out, Forward):
+            if self._up_writer is None:
+                if self.upstream is None:
+                    raise ConnectionError("passthrough without an upstream")
+                reader, self._up_writer = await asyncio.open_connection(*self.upstream)
+                self._up_task = asyncio.get_running_loop().create_task(self._from_upstream(reader))
+            self._up_writer.write(out.data)
+            await self._up_writer.drain()
+
+    async def _from_upstream(self, reader: asyncio.StreamReader) -> None:
+        while data := await reader.read(READ_SIZE):
+            self._apply(self.conn.upstream_data(data))
+        if self.transport is not None and not self._closed:
+            self.transport.close()  # the real server hung up: so do we
+
+
+async def start_fast_mock_server(
+    new_connection: Callable[[], MockConnection],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    upstream: tuple[str, int] | None = None,
+    on_output: Callable[[MockConnection, Output], None] | None = None,
+) -> asyncio.Server:
+    """Like ``start_mock_server`` (same outputs, same order) on the Protocol loop above;
+    ``new_connection`` is called per client (so it sees the current index), and
+    ``on_output`` is told which connection an output came from. It sees every output
+    except the immediate ``Reply`` of a connection that never passed anything through:
+    those are the bulk of the traffic, and nothing but bytes."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: _MockProtocol(new_connection(), upstream, on_output), host, port
+    )

@@ -1,0 +1,218 @@
+"""The mock of one non-HTTP dependency (``kind = "redis"``, ...), served by the generic
+loop of ``devbox.wire.tcp`` with the connection objects of its kind.
+
+It reports like the HTTP mock does: ``MockStats`` and ``MockMiss`` events, and a miss
+log the fleet's ``misses()`` returns. A binary protocol has no in-band admin API, so
+the fleet API and the events are where misses show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devbox.core.events import Event, MockMiss, MockStats
+from devbox.core.profile import Dependency, RedactRules
+from devbox.errors import EngineError
+from devbox.mock.server import MissRecord
+from devbox.store import SUFFIX, recording_files
+from devbox.wire import files, registry, tcp
+from devbox.wire.contract import (
+    Forward,
+    Hit,
+    Index,
+    Miss,
+    MockConnection,
+    MockOptions,
+    Output,
+    Reply,
+)
+
+_MISS_LOG = 500
+
+
+def _upstream_address(kind: Any, upstream: str | None) -> tuple[str, int] | None:
+    if not upstream:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(upstream)
+    return (parts.hostname or "127.0.0.1", parts.port or int(kind.default_port))
+
+
+class WireMock:
+    """Serve one dependency of a wire kind from its recordings directory."""
+
+    def __init__(
+        self,
+        dependency: Dependency,
+        recordings: Path,
+        *,
+        redact: RedactRules | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.dependency = dependency
+        self.name = dependency.name
+        self.kind = registry.get(dependency.kind)
+        self.recordings = recordings
+        self.redact_value = files.value_redactor(redact)
+        self.emit = on_event or (lambda e: None)
+        self.mode = _mode(dependency.on_miss)
+        self.index: Index = self.kind.load([])
+        self.port = 0
+        self.hits = self.misses = 0
+        self.last_miss = ""
+        self.miss_log: deque[MissRecord] = deque(maxlen=_MISS_LOG)
+        self.seq = 0
+        self._server: asyncio.Server | None = None
+        self._mtimes: dict[str, float] = {}
+        self._writer: files.ObjectWriter | None = None
+        self._connections = 0
+
+    # ------------------------------------------------------------ loading
+
+    def load(self) -> int:
+        stored = files.read_stored(self.recordings, self.kind.name)
+        self.index = self.kind.load(stored)
+        self._mtimes = self._snapshot()
+        return len(self.index)
+
+    async def reload(self) -> int:
+        return self.load()
+
+    def _snapshot(self) -> dict[str, float]:
+        out = {}
+        for p in recording_files(self.recordings):
+            with contextlib.suppress(OSError):
+                out[str(p)] = p.stat().st_mtime
+        return out
+
+    def changed_on_disk(self) -> bool:
+        return self._snapshot() != self._mtimes
+
+    def options(self) -> MockOptions:
+        d = self.dependency
+        return MockOptions(
+            name=d.name,
+            on_miss="fail" if self.mode == "replay" else self.mode,
+            timing=d.timing,
+            redact_value=self.redact_value,
+        )
+
+    # ------------------------------------------------------------ serving
+
+    async def start(self, host: str, port: int) -> None:
+        upstream = _upstream_address(self.kind, self.dependency.upstream)
+        numbers: weakref.WeakKeyDictionary[MockConnection, int] = weakref.WeakKeyDictionary()
+
+        def new_connection() -> MockConnection:
+            # the index of the moment: a reload serves new connections from the new one
+            self._connections += 1
+            conn = self.kind.mock_connection(self.index, self.options())
+            numbers[conn] = self._connections
+            return conn
+
+        def on_output(conn: MockConnection, out: Output) -> None:
+            if out.__class__ is Hit:  # the hot path: one per matched request
+                self.hits += 1
+                return
+            if out.__class__ is not Reply:
+                self._count(out)
+            if self.mode == "record" and not isinstance(out, Forward):
+                take = getattr(conn, "take_stored", None)
+                done = take() if take is not None else None
+                if done:
+                    self._store(numbers.get(conn, 0), done)
+
+        self._server = await tcp.start_fast_mock_server(
+            new_connection, host=host, port=port, upstream=upstream, on_output=on_output
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def _count(self, out: Output) -> None:
+        if isinstance(out, Hit):
+            self.hits += 1
+        elif isinstance(out, Miss):
+            self.misses += 1
+            self.last_miss = out.request
+            self.seq += 1
+            self.miss_log.append(
+                MissRecord(
+                    seq=self.seq,
+                    at=time.time(),
+                    method=self.kind.name.upper(),
+                    target=out.request,
+                    explanation=out.explanation,
+                    hint="record it with `devbox record`, or set on_miss",
+                    candidates=(),
+                    action="failed",
+                )
+            )
+            self.emit(
+                MockMiss(
+                    dependency=self.name,
+                    method=self.kind.name.upper(),
+                    target=out.request,
+                    explanation=out.explanation,
+                )
+            )
+        elif isinstance(out, Forward):
+            self.misses += 1
+
+    def _store(self, connection: int, stored: list[dict[str, Any]]) -> None:
+        """Record mode: what passed through joins the recordings (redacted first)."""
+        if self._writer is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            path = self.recordings / f"recording-{stamp}-live{SUFFIX}"
+            self._writer = files.ObjectWriter(path, self.kind.name, self.name)
+        for obj in stored:
+            clean = self.kind.redact({"connection": connection, **obj}, self.redact_value)
+            self._writer.append(clean)
+        self._mtimes = self._snapshot()  # our own appends are not a reason to reload
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # ------------------------------------------------------------ controls
+
+    def sweep(self, now: float) -> None:
+        """Connection timeouts are the protocol's business (clients keep pools open)."""
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in ("replay", "passthrough", "record", "fail"):
+            raise EngineError(f"unknown mock mode {mode!r}")
+        self.mode = _mode(mode)
+
+    def reset(self) -> None:
+        reset = getattr(self.index, "reset", None)
+        if callable(reset):
+            reset()
+
+    def mock_stats(self) -> MockStats:
+        return MockStats(
+            dependency=self.name,
+            mode=self.mode,
+            port=self.port,
+            hits=self.hits,
+            misses=self.misses,
+            last_miss=self.last_miss,
+        )
+
+    def service_url(self, host: str) -> str:
+        return self.kind.service_url(self.dependency.upstream or "", host, self.port)
+
+
+def _mode(on_miss: str) -> str:
+    return "replay" if on_miss == "fail" else on_miss

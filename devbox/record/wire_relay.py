@@ -1,0 +1,225 @@
+"""Recording relays for the non-HTTP dependencies (``kind = "redis"``, ...).
+
+One listener per such dependency with an ``upstream``; every client connection is
+relayed to the real server by ``devbox.wire.tcp.relay_connection`` while the kind's
+recorder connection turns both directions into stored objects. Each object gets its
+connection number, is redacted (``devbox.wire.files.value_redactor``) and appended with
+one ``write()``. Files and commit follow the HTTP sink's rules: a new set is written to
+``recording-<stamp>.json.partial`` and replaces the old files (moved to
+``.trash/<stamp>/<source>/`` through a journal ``recover()`` rolls forward) only on
+commit; ``--append`` writes ``recording-<stamp>.json`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from devbox.core.model import Direction
+from devbox.core.profile import Dependency, Profile
+from devbox.errors import EngineError
+from devbox.record.recorder import Listener, RecordOptions, SourceSummary, new_event_loop
+from devbox.record.sink import JOURNAL, TRASH, recover
+from devbox.store import PARTIAL_SUFFIX, SUFFIX, atomic_write_bytes, recording_files
+from devbox.wire import files, registry, tcp
+from devbox.wire.contract import Kind
+
+
+@dataclass(slots=True)
+class _Source:
+    dependency: Dependency
+    kind: Kind
+    upstream: tuple[str, int]
+    path: Path
+    writer: files.ObjectWriter | None = None
+    stored: int = 0
+    connections: int = 0
+    incomplete: int = 0
+
+
+class WireRecorder:
+    """``start()`` binds every relay (listeners), ``stop(commit=...)`` ends them."""
+
+    def __init__(self, profile: Profile, options: RecordOptions, stamp: str) -> None:
+        self.profile = profile
+        self.options = options
+        self.stamp = stamp
+        self.redact_value = files.value_redactor(profile.redact)
+        self.sources: dict[str, _Source] = {}
+        suffix = SUFFIX if options.append else PARTIAL_SUFFIX
+        for d in profile.dependencies:
+            if d.kind == "http" or not d.upstream:
+                continue
+            kind = registry.get(d.kind)
+            parts = urlsplit(d.upstream)
+            upstream = (parts.hostname or "127.0.0.1", parts.port or kind.default_port)
+            path = profile.recordings_dir(d.name) / f"recording-{stamp}{suffix}"
+            self.sources[d.name] = _Source(d, kind, upstream, path)
+        self.listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._numbers = itertools.count(1)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> tuple[Listener, ...]:
+        if not self.sources:
+            return ()
+        loop = new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(
+            target=loop.run_forever, name="devbox-record-wire", daemon=True
+        )
+        self._thread.start()
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._bind(), loop)
+            self.listeners = fut.result(timeout=30)
+        except BaseException:
+            self._halt()
+            raise
+        return self.listeners
+
+    async def _bind(self) -> tuple[Listener, ...]:
+        host = self.options.host
+        out = []
+        for name, src in self.sources.items():
+            d = src.dependency
+            port = self.options.ports.get(name, d.port if d.port is not None else 0)
+            try:
+                server = await asyncio.start_server(self._client(src), host, port)
+            except OSError as exc:
+                for s in self._servers:
+                    s.close()
+                raise EngineError(
+                    f"cannot listen on {host}:{port} for the recording relay of {name}: "
+                    f"{exc.strerror or exc}",
+                    hint="stop what listens there, or choose another port",
+                ) from None
+            self._servers.append(server)
+            bound = int(server.sockets[0].getsockname()[1])
+            url = src.kind.service_url(d.upstream or "", host, bound)
+            out.append(Listener(name, Direction.OUTBOUND, bound, url, d.upstream or "", d.env))
+        return tuple(out)
+
+    def _client(self, src: _Source) -> Any:
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            number = next(self._numbers)
+            src.connections += 1
+            try:
+                await tcp.relay_connection(
+                    src.kind.recorder_connection(),
+                    reader,
+                    writer,
+                    src.upstream,
+                    lambda stored: self._write(src, number, stored),
+                )
+            except OSError:
+                writer.close()  # the real server refused: the client sees the connection end
+            finally:
+                if task is not None:
+                    self._tasks.discard(task)
+
+        return client
+
+    def _write(self, src: _Source, number: int, stored: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if src.writer is None:
+                src.writer = files.ObjectWriter(
+                    src.path, src.kind.name, src.dependency.name, fsync=self.options.fsync
+                )
+            for obj in stored:
+                clean = src.kind.redact({"connection": number, **obj}, self.redact_value)
+                src.writer.append(clean)
+                src.stored += 1
+                src.incomplete += bool(obj.get("incomplete"))
+
+    def service_env(self) -> dict[str, str]:
+        return {li.env: li.url for li in self.listeners if li.env}
+
+    def stop(self, *, commit: bool = True) -> tuple[list[SourceSummary], list[str], str | None]:
+        """(summaries, committed files, backup directory)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            with contextlib.suppress(Exception):
+                fut.result(timeout=10)
+        self._halt()
+        with self._lock:
+            for src in self.sources.values():
+                if src.writer is not None:
+                    src.writer.close()
+        finals, backup = self._commit() if commit else ({}, None)
+        summaries = [
+            SourceSummary(
+                name,
+                Direction.OUTBOUND.value,
+                src.stored,
+                src.incomplete,
+                0,
+                src.writer.bytes_written if src.writer else 0,
+                0,
+                finals.get(name, str(src.path) if src.writer else None),
+            )
+            for name, src in self.sources.items()
+        ]
+        return summaries, list(finals.values()), backup
+
+    async def _shutdown(self) -> None:
+        for s in self._servers:
+            s.close()
+        # a client's pool keeps connections open: they are cut, what they held is stored
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    def _halt(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        if not loop.is_running():
+            loop.close()
+        self._loop = None
+
+    def _commit(self) -> tuple[dict[str, str], str | None]:
+        recorded = {n: s for n, s in self.sources.items() if s.writer is not None and s.stored}
+        if self.options.append or not recorded:
+            return {n: str(s.path) for n, s in recorded.items()}, None
+        trash = self.profile.mocks_dir / TRASH / self.stamp
+        moves: list[tuple[str, str]] = []
+        finals: dict[str, str] = {}
+        for name, src in recorded.items():
+            for old in recording_files(src.path.parent):
+                moves.append((str(old), str(trash / name / old.name)))
+            final = src.path.with_name(src.path.name[: -len(PARTIAL_SUFFIX)] + SUFFIX)
+            moves.append((str(src.path), str(final)))
+            finals[name] = str(final)
+        has_old = any(Path(dst).is_relative_to(trash) for _src, dst in moves)
+        if has_old:
+            gi = self.profile.mocks_dir / TRASH / ".gitignore"
+            if not gi.exists():
+                gi.parent.mkdir(parents=True, exist_ok=True)
+                gi.write_text("# old recording sets replaced by `devbox record`\n*\n")
+        atomic_write_bytes(
+            trash / JOURNAL, orjson.dumps({"moves": moves}, option=orjson.OPT_INDENT_2)
+        )
+        recover(self.profile)  # applies the journal: the same roll-forward a crash gets
+        return finals, str(trash) if has_old else None

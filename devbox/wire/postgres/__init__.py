@@ -1,0 +1,1 @@
+"""PostgreSQL (frontend/backend protocol v3) as a devbox dependency kind: ``kind.POSTGRES``."""

@@ -1,0 +1,70 @@
+"""Recorded results -> backend message bytes, in the formats the client asked for (the
+mock's row encoding, apart from its protocol state machine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devbox.wire.postgres import messages as m
+from devbox.wire.postgres import types
+
+
+def columns(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
+    results = obj.get("results") or []
+    if results and results[0].get("columns") is not None:
+        cols: list[dict[str, Any]] = results[0]["columns"]
+        return cols
+    return None
+
+
+def recorded_format(c: dict[str, Any]) -> int:
+    return 1 if c.get("format") == "binary" else 0
+
+
+def description(cols: list[dict[str, Any]], formats: tuple[int, ...] | None) -> bytes:
+    """RowDescription: the recorded columns, in the formats the client asked for (the
+    recorded ones for a simple query)."""
+    return m.row_description(
+        [
+            m.Column(
+                c.get("name", "?column?"),
+                int(c.get("table_oid", 0)),
+                int(c.get("attnum", 0)),
+                int(c.get("oid", 25)),
+                int(c.get("typlen", -1)),
+                int(c.get("typmod", -1)),
+                recorded_format(c) if formats is None else m.result_format(formats, i),
+            )
+            for i, c in enumerate(cols)
+        ]
+    )
+
+
+def rows(
+    res: dict[str, Any], cols: list[dict[str, Any]], formats: tuple[int, ...] | None
+) -> list[bytes]:
+    spec = []
+    for i, c in enumerate(cols):
+        rec = recorded_format(c)
+        want = rec if formats is None else m.result_format(formats, i)
+        spec.append((int(c.get("oid", 25)), rec, want))
+    return [
+        m.data_row([value(v, *spec[i]) for i, v in enumerate(row)]) for row in res.get("rows") or []
+    ]
+
+
+def value(v: Any, oid: int, recorded: int, wanted: int) -> bytes | None:
+    if recorded == wanted:
+        return types.encode(v, oid, wanted)
+    # recorded by a client that asked for the other format: convert where the type is known
+    if wanted == 0:
+        return None if v is None else types.canonical(v).encode("utf-8")
+    if v is None or oid not in types.NAMES:
+        raise ValueError(f"{types.type_name(oid)} recorded as text, asked for binary")
+    return types.encode(types.from_text(v, oid), oid, 1)
+
+
+def copy_bytes(d: Any) -> bytes:
+    if isinstance(d, dict):
+        return bytes.fromhex(str(d.get("hex", "")))
+    return str(d).encode("utf-8")

@@ -1,0 +1,546 @@
+"""The Postgres mock: a protocol-v3 server that answers from a recording.
+
+Per connection it owns what a real backend owns: the start-up and authentication
+exchange, prepared statements and portals (names are per connection: a client that
+re-prepares on a fresh pooled connection gets the same answers), the transaction status
+(``BEGIN`` -> in transaction, an error in a transaction -> failed until ``ROLLBACK``),
+the skip-to-Sync rule after an error in an extended-query pipeline, and COPY sub-protocol
+turns. Answers are looked up by normalised SQL plus parameter values; a miss is an
+``ErrorResponse`` with SQLSTATE ``DX404`` naming the nearest recorded query.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
+from devbox.wire.contract import Hit as HitOut
+from devbox.wire.contract import Miss as MissOut
+from devbox.wire.postgres import encode, types
+from devbox.wire.postgres import messages as m
+from devbox.wire.postgres.recorder import PostgresRecorderConnection
+from devbox.wire.postgres.sql import normalise
+from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
+
+MISS_SQLSTATE = "DX404"
+DEFAULT_SERVER = {
+    "server_version": "15.0 (devbox mock)",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+    "TimeZone": "UTC",
+    "is_superuser": "off",
+}
+_SALT = b"devbox-mock-salt"
+_ITERATIONS = 4096
+
+
+@lru_cache(maxsize=16)
+def _salted(password: str) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), _SALT, _ITERATIONS)
+
+
+@dataclass(slots=True)
+class _Statement:
+    sql: str
+    norm: str
+    oids: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class _Portal:
+    stmt: _Statement
+    params: list[dict[str, Any]]
+    result_formats: tuple[int, ...]
+    # rows a partial Execute (max_rows) left for the next Execute, and the final tag
+    rest: tuple[list[bytes], str] | None = None
+
+
+class PostgresMockConnection:
+    def __init__(self, index: Index, options: MockOptions) -> None:
+        self.index = index
+        self.options = options
+        self.framer = m.Framer(startup=True)
+        self.phase = "startup"  # startup | auth-* | ready | copy-in | closed
+        self.status = "I"
+        self.skipping = False  # an extended-query error: discard until Sync
+        self.statements: dict[str, _Statement] = {}
+        self.portals: dict[str, _Portal] = {}
+        self.startup: dict[str, str] = {}
+        self.after_copy: list[bytes] = []
+        self.auth = str(options.match.get("auth") or self._recorded("auth") or "trust")
+        self.password = str(options.match.get("password") or "")
+        if self.auth == "scram-sha-256" and not self.password:
+            # the mock cannot prove it knows a password it was never told; md5 accepts any
+            self.auth = "md5"
+        self._scram: tuple[str, str] | None = None
+        self.redact = options.redact_value or redact_value
+        # passthrough / record: a Postgres session is stateful (authentication, prepared
+        # statements, transactions), so a connection goes to the real server as a whole
+        self.relay: PostgresRecorderConnection | None = None
+        if options.on_miss in ("passthrough", "record"):
+            self.relay = PostgresRecorderConnection()
+
+    def _recorded(self, name: str) -> Any:
+        conns = self.index.connections
+        return conns[-1].get(name) if conns else None
+
+    # ------------------------------------------------------------ contract
+
+    def data_received(self, data: bytes) -> list[Output]:
+        if self.relay is not None:
+            relay = self.relay.from_client(data)
+            done: list[Output] = []
+            if relay.to_client:
+                done.append(Reply(relay.to_client))
+            if relay.to_upstream:
+                done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
+            return done
+        out: list[bytes] = []
+        events: list[Output] = []
+        try:
+            for typ, body in self.framer.feed(data):
+                self._message(typ, body, out, events)
+                if self.phase == "closed":
+                    break
+        except RemoteProtocolError as exc:
+            out.append(m.error(str(exc.code or "08P01"), exc.message))
+            self.phase = "closed"
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            out.append(m.error("08P01", f"devbox mock: malformed message: {exc}"))
+            self.phase = "closed"
+        result: list[Output] = [*events]
+        if out or self.phase == "closed":
+            result.append(Reply(b"".join(out), close=self.phase == "closed"))
+        return result
+
+    def eof_received(self) -> list[Output]:
+        return []
+
+    def upstream_data(self, data: bytes) -> list[Output]:
+        if self.relay is None:
+            return []
+        return [Reply(self.relay.from_upstream(data).to_client)]
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        """Record mode: the queries that went to the real server (the fleet stores them)."""
+        if self.relay is None or self.options.on_miss != "record":
+            return []
+        return self.relay.take_stored()
+
+    # ------------------------------------------------------------ dispatch
+
+    def _message(self, typ: bytes, body: bytes, out: list[bytes], ev: list[Output]) -> None:
+        if self.phase == "startup":
+            self._startup(typ, body, out)
+        elif self.phase.startswith("auth"):
+            self._auth(typ, body, out)
+        elif typ == b"X":
+            self.phase = "closed"
+        elif self.phase == "copy-in":
+            self._copy_in(typ, body, out)
+        elif self.skipping and typ != b"S":
+            return
+        elif typ == b"Q":
+            self._query(m.Reader(body).cstr(), out, ev)
+        elif typ == b"P":
+            self._parse(m.parse_parse(body), out)
+        elif typ == b"B":
+            self._bind(m.parse_bind(body), out)
+        elif typ == b"D":
+            self._describe(*m.parse_named(body), out)
+        elif typ == b"E":
+            self._execute(*m.parse_execute(body), out, ev)
+        elif typ == b"C":
+            kind, name = m.parse_named(body)
+            (self.statements if kind == "S" else self.portals).pop(name, None)
+            out.append(m.CLOSE_COMPLETE)
+        elif typ == b"S":
+            self.skipping = False
+            self.portals.pop("", None)
+            out.append(m.ready(self.status))
+        elif typ == b"H":
+            pass
+        elif typ in (b"d", b"c", b"f"):
+            pass  # COPY data after the COPY was refused: the server ignores it too
+        else:
+            self._fail(m.error("0A000", f"devbox mock: message {typ!r} not supported"), out)
+
+    # ------------------------------------------------------------ start-up and auth
+
+    def _startup(self, typ: bytes, body: bytes, out: list[bytes]) -> None:
+        if typ in (m.SSL, m.GSSENC):
+            out.append(b"N")  # no TLS, no GSS encryption: the client continues in clear
+            return
+        if typ == m.CANCEL:
+            # nothing runs long enough here to cancel; a real server closes the same way
+            self.phase = "closed"
+            return
+        self.startup = m.parse_startup(body)
+        if self.auth == "cleartext":
+            out.append(m.auth(3))
+            self.phase = "auth-password"
+        elif self.auth == "md5":
+            out.append(m.auth(5, os.urandom(4)))
+            self.phase = "auth-password"
+        elif self.auth == "scram-sha-256":
+            out.append(m.auth(10, m.cstr("SCRAM-SHA-256") + b"\x00"))
+            self.phase = "auth-sasl"
+        else:
+            self._welcome(out)
+
+    def _auth(self, typ: bytes, body: bytes, out: list[bytes]) -> None:
+        if typ != b"p":
+            raise RemoteProtocolError("expected a password message", code="08P01")
+        if self.phase == "auth-password":
+            self._welcome(out)
+        elif self.phase == "auth-sasl":
+            r = m.Reader(body)
+            mech = r.cstr()
+            if mech != "SCRAM-SHA-256":
+                raise RemoteProtocolError(f"unsupported SASL mechanism {mech}", code="28000")
+            first = r.take(r.i32()).decode()
+            bare = first.split(",", 2)[2]
+            cnonce = dict(kv.split("=", 1) for kv in bare.split(","))["r"]
+            nonce = cnonce + base64.b64encode(os.urandom(18)).decode()
+            server_first = f"r={nonce},s={base64.b64encode(_SALT).decode()},i={_ITERATIONS}"
+            self._scram = (bare, server_first)
+            out.append(m.auth(11, server_first.encode()))
+            self.phase = "auth-sasl-final"
+        else:
+            final = body.decode()
+            without_proof = final.rsplit(",p=", 1)[0]
+            assert self._scram is not None
+            auth_message = f"{self._scram[0]},{self._scram[1]},{without_proof}".encode()
+            server_key = hmac.digest(_salted(self.password), b"Server Key", "sha256")
+            sig = base64.b64encode(hmac.digest(server_key, auth_message, "sha256")).decode()
+            out.append(m.auth(12, f"v={sig}".encode()))
+            self._welcome(out)
+
+    def _welcome(self, out: list[bytes]) -> None:
+        out.append(m.auth(0))
+        server = dict(DEFAULT_SERVER)
+        server.update(self._recorded("server") or {})
+        for name in ("application_name", "client_encoding"):
+            if name in self.startup:
+                server[name] = self.startup[name]
+        server["session_authorization"] = self.startup.get("user", "")
+        for k, v in server.items():
+            out.append(m.parameter_status(k, v))
+        out.append(m.backend_key(os.getpid() & 0x7FFFFFFF, int.from_bytes(os.urandom(4)) >> 1))
+        out.append(m.ready("I"))
+        self.phase = "ready"
+
+    # ------------------------------------------------------------ simple query
+
+    def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
+        norm = normalise(sql)
+        if not norm:
+            out.append(m.EMPTY_QUERY)
+            out.append(m.ready(self.status))
+            return
+        if self._aborted(norm, out):
+            out.append(m.ready(self.status))
+            return
+        obj = self._lookup(norm, (), sql, [], out, ev)
+        if obj is not None:
+            segments = self._results(obj, None, out)
+            if segments is not None:
+                self.after_copy = segments
+                self.phase = "copy-in"
+                return
+        out.append(m.ready(self.status))
+
+    def _copy_in(self, typ: bytes, body: bytes, out: list[bytes]) -> None:
+        if typ in (b"d", b"H", b"S"):
+            return
+        self.phase = "ready"
+        if typ == b"c":
+            out.extend(self.after_copy)
+        elif typ == b"f":
+            reason = m.Reader(body).cstr()
+            self._fail(m.error("57014", f"COPY from stdin failed: {reason}"), out)
+            out.append(m.ready(self.status))
+        self.after_copy = []
+
+    # ------------------------------------------------------------ extended query
+
+    def _parse(self, p: m.Parse, out: list[bytes]) -> None:
+        norm = normalise(p.sql)
+        err = self.index.parse_errors.get(norm)
+        if err is not None:
+            self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
+            return
+        oids = p.oids
+        if not oids or 0 in oids:
+            described = self.index.describe(norm)
+            rec = tuple(described.get("param_types") or ()) if described else ()
+            if rec:
+                oids = tuple(o or (rec[i] if i < len(rec) else 0) for i, o in enumerate(oids))
+                oids = oids + tuple(rec[len(oids) :])
+        self.statements[p.name] = _Statement(p.sql, norm, oids)
+        out.append(m.PARSE_COMPLETE)
+
+    def _bind(self, b: m.Bind, out: list[bytes]) -> None:
+        stmt = self.statements.get(b.statement)
+        if stmt is None:
+            self._fail(m.error("26000", f'prepared statement "{b.statement}" does not exist'), out)
+            return
+        params = []
+        for i, (raw, fmt) in enumerate(zip(b.values, b.param_formats, strict=False)):
+            oid = stmt.oids[i] if i < len(stmt.oids) else 0
+            params.append({"value": types.decode(raw, oid, fmt)})
+        self.portals[b.portal] = _Portal(stmt, params, b.result_formats)
+        out.append(m.BIND_COMPLETE)
+
+    def _describe(self, kind: str, name: str, out: list[bytes]) -> None:
+        if kind == "S":
+            stmt = self.statements.get(name)
+            if stmt is None:
+                self._fail(m.error("26000", f'prepared statement "{name}" does not exist'), out)
+                return
+            obj = self.index.describe(stmt.norm)
+            if obj is None:
+                self._miss_describe(stmt, out)
+                return
+            out.append(m.parameter_description(tuple(obj.get("param_types") or stmt.oids)))
+            out.append(self._row_description(obj, ()))
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
+            return
+        obj = self.index.describe(portal.stmt.norm)
+        if obj is None:
+            self._miss_describe(portal.stmt, out)
+            return
+        out.append(self._row_description(obj, portal.result_formats))
+
+    def _miss_describe(self, stmt: _Statement, out: list[bytes]) -> None:
+        why, nearest = self.index.explain(stmt.norm, ())
+        self._fail(self._miss_error(stmt.sql, why, nearest), out)
+
+    def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:
+        cols = encode.columns(obj)
+        return m.NO_DATA if cols is None else encode.description(cols, formats)
+
+    def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
+        portal = self.portals.get(name)
+        if portal is None:
+            self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
+            return
+        if portal.rest is not None:
+            self._send_rows(portal, portal.rest[0], portal.rest[1], max_rows, out)
+            return
+        if not portal.stmt.norm:
+            out.append(m.EMPTY_QUERY)
+            return
+        if self._aborted(portal.stmt.norm, out):
+            self.skipping = True
+            return
+        obj = self._lookup(
+            portal.stmt.norm, param_key(portal.params), portal.stmt.sql, portal.params, out, ev
+        )
+        if obj is None:
+            return
+        if max_rows or not _plain(obj):
+            self._results(obj, portal.result_formats, out, portal, max_rows)
+            return
+        # the common case (rows and a tag, fetched whole): encoded once per recorded answer
+        # and result formats, then sent as stored bytes
+        key = (id(obj), portal.result_formats)
+        cached = self.index.encoded.get(key)
+        if cached is None:
+            part: list[bytes] = []
+            self._results(obj, portal.result_formats, part, portal, 0)
+            if self.skipping:  # could not encode: the error went out, nothing to cache
+                out.extend(part)
+                return
+            cached = b"".join(part)
+            self.index.encoded[key] = cached
+        else:
+            self._track(obj["results"][0].get("tag", ""))
+        out.append(cached)
+
+    # ------------------------------------------------------------ answers
+
+    def _aborted(self, norm: str, out: list[bytes]) -> bool:
+        if self.status != "E" or norm.split(" ", 1)[0] in ("rollback", "commit", "abort", "end"):
+            return False
+        out.append(
+            m.error(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+        )
+        return True
+
+    def _lookup(
+        self,
+        norm: str,
+        key_params: tuple[str, ...],
+        sql: str,
+        params: list[dict[str, Any]],
+        out: list[bytes],
+        ev: list[Output],
+    ) -> dict[str, Any] | None:
+        key: Key = (norm, key_params)
+        obj = self.index.take(key)
+        if obj is None and self.index.has_placeholders and params:
+            redacted = [
+                {"value": self.redact(f"${i}", p["value"])}
+                if isinstance(p.get("value"), str)
+                else p
+                for i, p in enumerate(params, 1)
+            ]
+            key = (norm, param_key(redacted))
+            obj = self.index.take(key)
+        if obj is not None:
+            ev.append(HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}"))
+            return obj
+        request = _request_line(sql, key_params)
+        why, nearest = self.index.explain(norm, key_params)
+        data = self._miss_error(sql, why, nearest)
+        ev.append(MissOut(data, request, why, nearest))
+        self._fail(data, out)
+        return None
+
+    def _miss_error(self, sql: str, why: str, nearest: str | None) -> bytes:
+        detail = f"nearest recorded query: {nearest}" if nearest else ""
+        return m.error(
+            MISS_SQLSTATE,
+            f"devbox mock {self.options.name}: no recorded answer for {_one_line(sql)} ({why})",
+            detail=detail,
+            hint="record this query again (devbox record), or set on_miss in the profile",
+        )
+
+    def _fail(self, data: bytes, out: list[bytes]) -> None:
+        out.append(data)
+        if self.status == "T":
+            self.status = "E"
+        if self.phase != "startup":
+            self.skipping = True
+
+    def _send_rows(
+        self, portal: _Portal, rows: list[bytes], tag: str, max_rows: int, out: list[bytes]
+    ) -> None:
+        """An Execute's rows: at most ``max_rows`` (0 = all), the rest kept in the portal
+        for the next Execute, as a server does with a partly fetched portal."""
+        if 0 < max_rows < len(rows):
+            out.extend(rows[:max_rows])
+            out.append(m.PORTAL_SUSPENDED)
+            portal.rest = (rows[max_rows:], tag)
+            return
+        out.extend(rows)
+        portal.rest = None
+        if tag:
+            out.append(m.command_complete(tag))
+            self._track(tag)
+        else:
+            out.append(m.PORTAL_SUSPENDED)
+
+    def _results(
+        self,
+        obj: dict[str, Any],
+        formats: tuple[int, ...] | None,
+        out: list[bytes],
+        portal: _Portal | None = None,
+        max_rows: int = 0,
+    ) -> list[bytes] | None:
+        """Append every recorded result; returns the bytes to send after a COPY FROM
+        STDIN finishes when the query stops at one."""
+        extended = formats is not None
+        for ps in obj.get("parameter_status") or []:
+            out.append(m.parameter_status(ps[0], ps[1]))
+        for notice in obj.get("notices") or []:
+            out.append(m.fields(b"N", wire_fields(notice)))
+        results = obj.get("results") or []
+        for i, res in enumerate(results):
+            if "error" in res:
+                self._fail(m.fields(b"E", wire_fields(res["error"])), out)
+                if not extended:
+                    self.skipping = False
+                return None
+            if res.get("empty"):
+                out.append(m.EMPTY_QUERY)
+                continue
+            if "copy" in res:
+                col_fmts = tuple(res.get("column_formats") or ())
+                overall = int(res.get("format", 0))
+                if res["copy"] == "out":
+                    out.append(m.copy_response(b"H", overall, col_fmts))
+                    out.extend(m.msg(b"d", encode.copy_bytes(d)) for d in res.get("data") or [])
+                    out.append(m.COPY_DONE)
+                else:
+                    out.append(m.copy_response(b"G", overall, col_fmts))
+                    rest: list[bytes] = [m.command_complete(res.get("tag", "COPY 0"))]
+                    tail = dict(obj, results=results[i + 1 :], notices=[], parameter_status=[])
+                    self._results(tail, formats, rest)
+                    if not extended:
+                        rest.append(m.ready(self.status))
+                    return rest
+                out.append(m.command_complete(res.get("tag", "")))
+                continue
+            cols = res.get("columns")
+            rows: list[bytes] = []
+            if cols is not None:
+                if not extended:
+                    out.append(encode.description(cols, None))
+                try:
+                    rows = encode.rows(res, cols, formats)
+                except ValueError as exc:
+                    self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
+                    return None
+            if portal is not None:
+                tag = str(res.get("tag", ""))
+                if res.get("suspended") and (max_rows == 0 or len(rows) < max_rows):
+                    # recorded by a client that fetched part of the result; this one asks
+                    # for all of it: what was recorded is all there is to give
+                    tag = f"SELECT {len(rows)}"
+                self._send_rows(portal, rows, tag, max_rows, out)
+                continue
+            out.extend(rows)
+            if res.get("suspended"):
+                out.append(m.PORTAL_SUSPENDED)
+                continue
+            tag = str(res.get("tag", ""))
+            out.append(m.command_complete(tag))
+            self._track(tag)
+        return None
+
+    def _track(self, tag: str) -> None:
+        word = tag.split(" ", 1)[0]
+        if word in ("BEGIN", "START"):
+            self.status = "T"
+        elif word in ("COMMIT", "ROLLBACK"):
+            self.status = "I"
+
+
+def _plain(obj: dict[str, Any]) -> bool:
+    results: list[dict[str, Any]] = obj.get("results") or []
+    if len(results) != 1 or obj.get("notices") or obj.get("parameter_status"):
+        return False
+    res = results[0]
+    return "tag" in res and not res.keys() & {"error", "copy", "suspended", "empty"}
+
+
+@lru_cache(maxsize=4096)
+def _one_line(sql: str) -> str:
+    s = " ".join(sql.split())
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def _request_line(sql: str, params: tuple[str, ...]) -> str:
+    shown = ", ".join(
+        f"${i}={v if len(v) < 40 else v[:37] + '...'}" for i, v in enumerate(params, 1)
+    )
+    return _one_line(sql) + (f" [{shown}]" if shown else "")

@@ -1,0 +1,43 @@
+"""SQL normalisation for matching: the text PostgreSQL's own lexer (through ``pglast``) sees,
+without comments or layout, keywords and unquoted identifiers folded to lower case (as the
+server folds them), constants kept verbatim.
+
+Constants are kept on purpose: a parse-tree fingerprint ignores them, so
+``WHERE id = 1`` and ``WHERE id = 2`` would share one key and one query's rows could
+answer the other. Whitespace, comments, keyword case and a trailing ``;`` do not change
+the key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pglast import parser
+
+_CONSTANTS = frozenset({"SCONST", "USCONST", "FCONST", "ICONST", "BCONST", "XCONST", "PARAM"})
+
+
+@lru_cache(maxsize=8192)
+def normalise(sql: str) -> str:
+    raw = sql.encode("utf-8", "surrogatepass")
+    try:
+        tokens = parser.scan(sql)
+    except Exception:  # pglast raises its own ParseError; any failure: keep the text
+        return " ".join(sql.split()).rstrip(";").strip()
+    out: list[str] = []
+    for tok in tokens:
+        if tok.name in ("C_COMMENT", "SQL_COMMENT"):
+            continue
+        text = raw[tok.start : tok.end + 1].decode("utf-8", "surrogatepass")
+        if tok.name in _CONSTANTS or text.startswith('"'):
+            out.append(text)
+        else:
+            out.append(text.lower())
+    while out and out[-1] == ";":
+        out.pop()
+    return " ".join(out)
+
+
+def first_word(sql: str) -> str:
+    norm = normalise(sql)
+    return norm.split(" ", 1)[0] if norm else ""

@@ -1,0 +1,240 @@
+"""Stored objects of a Postgres recording and the match index built from them.
+
+Two object types, one per JSON object in the recording file:
+
+``{"type": "connection", "conn": 1, "user": ..., "database": ..., "auth": "md5",
+"server": {ParameterStatus name: value}}``
+    once per recorded connection, when the server first said ReadyForQuery;
+
+``{"type": "query", "conn": 1, "seq": 3, "protocol": "simple"|"extended", "statement":
+name, "sql": ..., "params": [{"type": "int4", "format": "binary", "value": 42}],
+"results": [{"columns": [...], "rows": [[...]], "tag": "SELECT 1"} | {"error": {...}} |
+{"copy": "in"|"out", ...}], "notices": [...]}``
+    once per executed query (a simple Query with all its statements, or one Execute).
+
+Matching key: the normalised SQL plus every parameter's value (``types.canonical``), so
+two queries that differ only in a parameter never share an answer. Repeated keys answer
+in recorded order, the last one repeating (nth-call sequences).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from devbox.core import redact as core_redact
+from devbox.errors import ConfigError
+from devbox.wire.postgres import types
+from devbox.wire.postgres.sql import normalise
+
+ERROR_FIELDS: dict[str, str] = {
+    "S": "severity",
+    "V": "severity_nonlocalized",
+    "C": "sqlstate",
+    "M": "message",
+    "D": "detail",
+    "H": "hint",
+    "P": "position",
+    "p": "internal_position",
+    "q": "internal_query",
+    "W": "where",
+    "s": "schema",
+    "t": "table",
+    "c": "column",
+    "d": "data_type",
+    "n": "constraint",
+    "F": "file",
+    "L": "line",
+    "R": "routine",
+}
+_ERROR_CODES = {v: k for k, v in ERROR_FIELDS.items()}
+
+
+def readable_fields(items: Mapping[str, str]) -> dict[str, str]:
+    return {ERROR_FIELDS.get(k, k): v for k, v in items.items()}
+
+
+def wire_fields(items: Mapping[str, Any]) -> dict[str, str]:
+    return {_ERROR_CODES.get(k, k): str(v) for k, v in items.items()}
+
+
+Key = tuple[str, tuple[str, ...]]
+
+
+def param_key(params: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    return tuple(types.canonical(p.get("value")) for p in params)
+
+
+def redact_value(name: str, value: str) -> str:
+    """The one place Postgres values meet the core redaction rules (column or parameter
+    name, value): the recorder's writer and the mock's live-side matching both use it."""
+    fn: Callable[[str, str], str] | None = getattr(core_redact, "redact_value", None)
+    if fn is not None:
+        return fn(name, value)
+    # until the core's own single-value API is there: the same two rules by hand
+    if not _FALLBACK:
+        _FALLBACK.append(core_redact.Redactor())
+    redactor = _FALLBACK[0]
+    if not value or core_redact.PLACEHOLDER_RE.fullmatch(value):
+        return value
+    if name and core_redact.is_secret_name(name):
+        return redactor.placeholder("secret", value)
+    return redactor.text(value)
+
+
+_FALLBACK: list[core_redact.Redactor] = []
+
+
+def redact_object(
+    stored: dict[str, Any], redact: Callable[[str, str], str] = redact_value
+) -> dict[str, Any]:
+    """Every string value a secret could hide in: parameters (named ``$1``...), row values
+    (named by their column), COPY data, startup parameters. Shape unchanged."""
+    out = dict(stored)
+    if "params" in out:
+        out["params"] = [
+            {**p, "value": redact(f"${i}", p["value"])} if isinstance(p.get("value"), str) else p
+            for i, p in enumerate(out["params"], 1)
+        ]
+    if "results" in out:
+        results = []
+        for res in out["results"]:
+            res = dict(res)
+            if "rows" in res:
+                names = [c.get("name", "") for c in res.get("columns") or []]
+                res["rows"] = [
+                    [
+                        redact(names[i] if i < len(names) else "", v) if isinstance(v, str) else v
+                        for i, v in enumerate(row)
+                    ]
+                    for row in res["rows"]
+                ]
+            if "data" in res:
+                res["data"] = [redact("", d) if isinstance(d, str) else d for d in res["data"]]
+            results.append(res)
+        out["results"] = results
+    if "startup" in out:
+        out["startup"] = {k: redact(k, v) for k, v in out["startup"].items()}
+    return out
+
+
+@dataclass(slots=True)
+class Index:
+    """What a mock answers from. Counters are shared by every connection of one mock:
+    the nth identical query answers with the nth recorded answer, whichever connection
+    asks it (a pool hands queries to any connection)."""
+
+    entries: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    parse_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connections: list[dict[str, Any]] = field(default_factory=list)
+    counters: dict[Key, int] = field(default_factory=dict)
+    has_placeholders: bool = False
+    # normalised SQL of every stored query -> its original text (for explanations)
+    originals: dict[str, str] = field(default_factory=dict)
+    # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
+    encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.entries.values())
+
+    def add(self, obj: dict[str, Any]) -> None:
+        if obj.get("type") == "connection":
+            self.connections.append(obj)
+            return
+        norm = normalise(obj["sql"])
+        self.originals.setdefault(norm, obj["sql"])
+        if obj.get("stage") in ("parse", "describe"):
+            self.parse_errors[norm] = obj
+            return
+        params = obj.get("params") or []
+        key = (norm, param_key(params))
+        self.entries.setdefault(key, []).append(obj)
+        self.by_sql.setdefault(norm, []).append(obj)
+        if not self.has_placeholders and "<redacted:" in str(params):
+            self.has_placeholders = True
+
+    def reset(self) -> None:
+        """Start every nth-call sequence again (a new replay iteration)."""
+        self.counters.clear()
+
+    def take(self, key: Key) -> dict[str, Any] | None:
+        found = self.entries.get(key)
+        if not found:
+            return None
+        n = self.counters.get(key, 0)
+        self.counters[key] = n + 1
+        return found[min(n, len(found) - 1)]
+
+    def describe(self, norm: str) -> dict[str, Any] | None:
+        """Any recorded execution of this SQL that has a result description."""
+        found = self.by_sql.get(norm)
+        if not found:
+            return None
+        for obj in found:
+            if obj.get("param_types") is not None or _columns(obj) is not None:
+                return obj
+        return found[0]
+
+    def explain(self, norm: str, params: tuple[str, ...]) -> tuple[str, str | None]:
+        """Why nothing matched: the nearest recorded query and the differing parameter."""
+        same = self.by_sql.get(norm)
+        if same:
+            best, best_score = same[0], -1
+            for obj in same[:5000]:
+                rec = param_key(obj.get("params") or [])
+                score = sum(1 for a, b in zip(rec, params, strict=False) if a == b)
+                if score > best_score:
+                    best, best_score = obj, score
+            rec = param_key(best.get("params") or [])
+            if len(rec) != len(params):
+                why = f"recorded with {len(rec)} parameters, asked with {len(params)}"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(rec, params, strict=True)) if a != b)
+                why = f"${i + 1} = {_show(params[i])} here, recorded {_show(rec[i])}"
+            return f"same query recorded with other parameter values: {why}", best["sql"]
+        keys = list(self.originals)[:2000]
+        close = difflib.get_close_matches(norm, keys, n=1, cutoff=0.4)
+        if close:
+            return "query text never recorded", self.originals[close[0]]
+        return "query text never recorded (no similar query either)", None
+
+
+def _show(v: str) -> str:
+    if v == "\x00NULL":
+        return "NULL"
+    return repr(v if len(v) <= 60 else v[:57] + "...")
+
+
+def _columns(obj: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    results = obj.get("results") or []
+    if results and "columns" in results[0]:
+        cols: list[dict[str, Any]] | None = results[0]["columns"]
+        return cols
+    return None
+
+
+def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
+    index = Index()
+    for filename, line, obj in stored:
+        typ = obj.get("type")
+        if typ not in ("connection", "query"):
+            raise ConfigError(
+                f"unknown postgres object type {typ!r}", file=filename, line=line, field="type"
+            )
+        if typ == "query":
+            if not isinstance(obj.get("sql"), str):
+                raise ConfigError("query without 'sql'", file=filename, line=line, field="sql")
+            params = obj.get("params", [])
+            if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+                raise ConfigError(
+                    "'params' must be a list of objects", file=filename, line=line, field="params"
+                )
+            if not isinstance(obj.get("results", []), list):
+                raise ConfigError(
+                    "'results' must be a list", file=filename, line=line, field="results"
+                )
+        index.add(dict(obj))
+    return index

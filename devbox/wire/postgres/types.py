@@ -1,0 +1,172 @@
+"""Values on the wire <-> readable JSON values, by type OID and format code.
+
+A text-format value is stored as the string the server sent. A binary-format value of a
+type known here is stored decoded (numbers as numbers, uuids, dates and timestamps as
+their text form, bytea as ``\\x`` hex); an unknown binary value is stored as ``\\x`` hex.
+Both directions are exact, so the mock sends back the very bytes that were recorded.
+``canonical`` gives one string per value whatever its format, for matching.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+NAMES: dict[int, str] = {
+    16: "bool",
+    17: "bytea",
+    18: "char",
+    19: "name",
+    20: "int8",
+    21: "int2",
+    23: "int4",
+    25: "text",
+    26: "oid",
+    114: "json",
+    700: "float4",
+    701: "float8",
+    705: "unknown",
+    1042: "bpchar",
+    1043: "varchar",
+    1082: "date",
+    1114: "timestamp",
+    1184: "timestamptz",
+    1700: "numeric",
+    2950: "uuid",
+    3802: "jsonb",
+}
+_TEXTLIKE = frozenset({18, 19, 25, 114, 705, 1042, 1043})
+_INTS = {
+    21: struct.Struct("!h"),
+    23: struct.Struct("!i"),
+    20: struct.Struct("!q"),
+    26: struct.Struct("!I"),
+}
+_FLOATS = {700: struct.Struct("!f"), 701: struct.Struct("!d")}
+_EPOCH = datetime(2000, 1, 1)
+_EPOCH_DATE = date(2000, 1, 1)
+
+
+def type_name(oid: int) -> str:
+    return NAMES.get(oid, str(oid))
+
+
+def _hex(raw: bytes) -> str:
+    return "\\x" + raw.hex()
+
+
+def _unhex(s: str) -> bytes:
+    if not s.startswith("\\x"):
+        raise ValueError(f"expected \\x hex, got {s[:20]!r}")
+    return bytes.fromhex(s[2:])
+
+
+def decode(raw: bytes | None, oid: int, fmt: int) -> Any:
+    """Wire bytes to a JSON value (see the module docstring)."""
+    if raw is None:
+        return None
+    if fmt == 0:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"hex": raw.hex()}
+    try:
+        return _decode_binary(raw, oid)
+    except (struct.error, ValueError, OverflowError):
+        return _hex(raw)
+
+
+def _decode_binary(raw: bytes, oid: int) -> Any:
+    if oid in _TEXTLIKE:
+        return raw.decode("utf-8")
+    if oid in _INTS:
+        return _INTS[oid].unpack(raw)[0]
+    if oid == 16 and len(raw) == 1:
+        return raw != b"\x00"
+    if oid in _FLOATS:
+        f: float = _FLOATS[oid].unpack(raw)[0]
+        # JSON has no NaN or infinities: PostgreSQL's own spelling, as a string
+        if math.isnan(f):
+            return "NaN"
+        if math.isinf(f):
+            return "Infinity" if f > 0 else "-Infinity"
+        return f
+    if oid == 2950 and len(raw) == 16:
+        return str(uuid.UUID(bytes=raw))
+    if oid == 3802 and raw[:1] == b"\x01":
+        return raw[1:].decode("utf-8")
+    if oid == 1082 and len(raw) == 4:
+        days = struct.unpack("!i", raw)[0]
+        return (_EPOCH_DATE + timedelta(days=days)).isoformat()
+    if oid in (1114, 1184) and len(raw) == 8:
+        us = struct.unpack("!q", raw)[0]
+        text = (_EPOCH + timedelta(microseconds=us)).isoformat(sep=" ")
+        return text + "+00" if oid == 1184 else text
+    return _hex(raw)
+
+
+def encode(value: Any, oid: int, fmt: int) -> bytes | None:
+    """The inverse of ``decode``; raises ``ValueError`` for a value that cannot be sent
+    in that type and format (a redacted placeholder in a binary int column)."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "hex" in value:
+        return bytes.fromhex(str(value["hex"]))
+    if fmt == 0:
+        if not isinstance(value, str):
+            raise ValueError(f"text value expected, got {value!r}")
+        return value.encode("utf-8")
+    if isinstance(value, str) and value.startswith("\\x") and oid not in _TEXTLIKE | {3802}:
+        return _unhex(value)
+    if oid in _TEXTLIKE:
+        return str(value).encode("utf-8")
+    if oid in _INTS:
+        return bytes(_INTS[oid].pack(int(value)))
+    if oid == 16:
+        return b"\x01" if value else b"\x00"
+    if oid in _FLOATS:
+        return bytes(_FLOATS[oid].pack(float(value)))
+    if oid == 2950:
+        return uuid.UUID(str(value)).bytes
+    if oid == 3802:
+        return b"\x01" + str(value).encode("utf-8")
+    if oid == 1082:
+        return struct.pack("!i", (date.fromisoformat(str(value)) - _EPOCH_DATE).days)
+    if oid in (1114, 1184):
+        text = str(value).removesuffix("+00")
+        delta = datetime.fromisoformat(text) - _EPOCH
+        return struct.pack(
+            "!q", (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        )
+    raise ValueError(f"cannot encode {value!r} as binary {type_name(oid)}")
+
+
+def canonical(value: Any) -> str:
+    """One string per value for matching: text ``42`` and binary int4 42 are the same."""
+    if value is None:
+        return "\x00NULL"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "\\x" + str(value.get("hex", ""))
+    return str(value)
+
+
+def from_text(text: str, oid: int) -> Any:
+    """A text-format value as ``decode`` would have stored its binary form."""
+    if oid in _INTS:
+        return int(text)
+    if oid == 16:
+        return text in ("t", "true", "on", "1")
+    if oid in _FLOATS:
+        return float(text)
+    if oid == 17:
+        return text
+    if oid in (1114, 1184):
+        return text.replace("T", " ")
+    return text

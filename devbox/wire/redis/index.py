@@ -1,0 +1,276 @@
+"""The match index of a Redis mock: a hash table from (database, command, arguments) to
+the recorded replies in the order they were given, and the nearest-command explanation
+of a miss.
+
+The n-th identical call gets the n-th recorded reply (an ``INCR`` that answered 7, 8,
+9 answers 7, 8, 9 again; a ``GET`` after it follows the same way), then the last one
+again. The counters are shared by every connection of one mock, because a service's
+connection pool does not hand out the same connection in replay as it did while
+recording; ``reset`` starts every sequence again.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from devbox.errors import ConfigError
+from devbox.wire.contract import Hit, Reply
+from devbox.wire.redis.resp import Value, serialize
+from devbox.wire.redis.store import StoreError, command_args, label, reply_from_json
+
+# answered after their recorded duration whatever the profile's timing says: their
+# duration is part of what they mean (a BLPOP that timed out after 1 s)
+BLOCKING = frozenset(
+    {
+        b"BLPOP",
+        b"BRPOP",
+        b"BRPOPLPUSH",
+        b"BLMOVE",
+        b"BLMPOP",
+        b"BZPOPMIN",
+        b"BZPOPMAX",
+        b"BZMPOP",
+        b"WAIT",
+        b"WAITAOF",
+    }
+)
+_BLOCK_WORD = frozenset({b"XREAD", b"XREADGROUP"})
+
+Key = tuple[Any, ...]
+
+
+def is_blocking(args: Sequence[bytes]) -> bool:
+    name = args[0]
+    if name in BLOCKING:
+        return True
+    return name in _BLOCK_WORD and any(a.upper() == b"BLOCK" for a in args[1:])
+
+
+def match_key(db: int, args: Sequence[bytes]) -> Key:
+    """``args[0]`` must be upper-cased already."""
+    return (db, *args)
+
+
+def exec_key(db: int, queued: Sequence[Sequence[bytes]]) -> Key:
+    return (db, b"EXEC", tuple(tuple(c) for c in queued))
+
+
+class Entry:
+    """One recorded reply, its bytes for each protocol version made once."""
+
+    __slots__ = (
+        "delay_s",
+        "hit",
+        "id",
+        "latency_s",
+        "pushes",
+        "replies",
+        "reply",
+        "subscribed",
+        "wires",
+    )
+
+    def __init__(self, ident: str, request: str, reply: Value, latency_s: float) -> None:
+        self.id = ident
+        self.reply = reply
+        self.latency_s = latency_s
+        self.delay_s = 0.0  # set for blocking commands
+        self.hit = Hit(request, ident)
+        self.pushes: list[tuple[float, Value]] = []  # (seconds after the previous, message)
+        self.subscribed = -1  # subscriptions left after a (un)subscribe command
+        self.wires: list[bytes | None] = [None, None, None, None]
+        self.replies: list[Reply | None] = [None, None, None, None]  # made once, reused
+
+    @property
+    def plain(self) -> bool:
+        """Answered at once and nothing follows it (not blocking, no pushes)."""
+        return not self.delay_s and not self.pushes and self.subscribed < 0
+
+    def answer(self, proto: int) -> Reply:
+        reply = self.replies[proto]
+        if reply is None:
+            reply = self.replies[proto] = Reply(self.wire(proto))
+        return reply
+
+    def wire(self, proto: int) -> bytes:
+        data = self.wires[proto]
+        if data is None:
+            if self.reply[0] == "_concat":  # a subscription answered once per channel
+                data = b"".join(serialize(part, proto) for part in self.reply[1])
+            else:
+                data = serialize(self.reply, proto)
+            self.wires[proto] = data
+        return data
+
+
+class RedisIndex:
+    def __init__(self) -> None:
+        self.table: dict[Key, list[Entry]] = {}
+        self.calls: dict[Key, int] = {}
+        self.by_command: dict[bytes, list[Key]] = {}
+        self.redacted = False  # recorded arguments hold redaction placeholders
+        self.server_version = "7.0.0"
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.table.values())
+
+    def add(self, key: Key, entry: Entry) -> None:
+        entries = self.table.get(key)
+        if entries is None:
+            self.table[key] = [entry]
+            self.by_command.setdefault(key[1], []).append(key)
+        else:
+            entries.append(entry)
+
+    def take(self, key: Key) -> Entry | None:
+        """The next recorded reply for ``key`` (advancing its sequence), else None."""
+        entries = self.table.get(key)
+        if entries is None:
+            return None
+        n = self.calls.get(key, 0)
+        self.calls[key] = n + 1
+        return entries[n] if n < len(entries) else entries[-1]
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def nearest(self, key: Key) -> str | None:
+        """The recorded command closest to ``key``: same command, most similar arguments,
+        preferring the same database."""
+        name = key[1]
+        keys = self.by_command.get(name)
+        if not keys:
+            names = [k.decode("utf-8", "replace") for k in self.by_command]
+            close = difflib.get_close_matches(name.decode("utf-8", "replace"), names, n=1)
+            if not close:
+                return None
+            keys = self.by_command[close[0].encode("utf-8")]
+        want = _flat(key)
+        best = max(
+            keys[:2000],
+            key=lambda k: (
+                difflib.SequenceMatcher(None, want, _flat(k)).ratio() + (k[0] == key[0]) * 0.01
+            ),
+        )
+        return describe(best)
+
+
+def _flat(key: Key) -> str:
+    return " ".join(
+        "; ".join(" ".join(x.decode("utf-8", "replace") for x in c) for c in a)
+        if isinstance(a, tuple)
+        else a.decode("utf-8", "replace")
+        for a in key[1:]
+    )
+
+
+def describe(key: Key) -> str:
+    db = key[0]
+    if key[1] == b"EXEC":
+        inner = "; ".join(label(c, 60) for c in key[2])
+        text = f"MULTI … EXEC [{inner}]"
+    else:
+        text = label(key[1:])
+    return text if db == 0 else f"{text} (db {db})"
+
+
+# ---------------------------------------------------------------- loading
+
+
+def build_index(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> RedisIndex:
+    """Stored objects (file, line, object) -> the index; ``ConfigError`` names the object."""
+    index = RedisIndex()
+    last: dict[tuple[str, Any], tuple[Entry, float]] = {}
+    for file, line, obj in stored:
+        try:
+            _add(index, last, file, obj)
+        except StoreError as exc:
+            raise ConfigError(str(exc), file=file, line=line, field=exc.field) from None
+    return index
+
+
+def _num(obj: Mapping[str, Any], key: str) -> float:
+    v = obj.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise StoreError("expected a number >= 0", key)
+    return float(v)
+
+
+def _add(
+    index: RedisIndex,
+    last: dict[tuple[str, Any], tuple[Entry, float]],
+    file: str,
+    obj: Mapping[str, Any],
+) -> None:
+    conn = (file, obj.get("connection", 0))
+    at_ms = _num(obj, "at_ms")
+    if "push" in obj:
+        message = reply_from_json(obj["push"], "push")
+        prev = last.get(conn)
+        if prev is not None:
+            entry, t_ms = prev
+            entry.pushes.append((max(0.0, at_ms - t_ms) / 1000.0, message))
+            last[conn] = (entry, at_ms)
+        return
+    if obj.get("queued") or obj.get("incomplete"):
+        return
+    args = command_args(dict(obj))
+    db = obj.get("db", 0)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise StoreError("expected a database number", "db")
+    if "replies" in obj:
+        replies = obj["replies"]
+        if not isinstance(replies, list) or not replies:
+            raise StoreError("expected a non-empty list of replies", "replies")
+        parts = [reply_from_json(r, f"replies[{i}]") for i, r in enumerate(replies)]
+        reply: Value = ("_concat", parts)
+    else:
+        reply = reply_from_json(obj.get("reply"), "reply")
+    if args[0] == b"EXEC":
+        tx = obj.get("transaction", [])
+        if not isinstance(tx, list):
+            raise StoreError("expected a list of commands", "transaction")
+        queued = [
+            command_args({"command": c[0], "args": c[1:]}, f"transaction[{i}]")
+            if isinstance(c, list) and c
+            else _bad_tx(i)
+            for i, c in enumerate(tx)
+        ]
+        key = exec_key(db, queued)
+    else:
+        key = match_key(db, args)
+    if not index.redacted and any(b"<redacted:" in a for a in args[1:]):
+        index.redacted = True
+    latency_s = _num(obj, "latency_ms") / 1000.0
+    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
+    same = index.table.get(key)
+    entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
+    if is_blocking(args):
+        entry.delay_s = latency_s
+    if args[0] == b"HELLO" and reply[0] == "map":
+        for k, v in reply[1]:  # answer HELLO with the recorded server's version
+            if k[1] == b"version" and v[0] in ("bulk", "simple"):
+                index.server_version = v[1].decode("utf-8", "replace")
+    if args[0] in _SUBSCRIPTION:
+        entry.subscribed = _subscriptions_left(reply)
+    index.add(key, entry)
+    last[conn] = (entry, at_ms + latency_s * 1000.0)
+
+
+def _bad_tx(i: int) -> list[bytes]:
+    raise StoreError("expected [COMMAND, arg, ...]", f"transaction[{i}]")
+
+
+_SUBSCRIPTION = frozenset(
+    {b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"}
+)
+
+
+def _subscriptions_left(reply: Value) -> int:
+    parts = reply[1] if reply[0] == "_concat" else [reply]
+    last = parts[-1] if parts else ("null", "")
+    if last[0] in ("array", "push") and len(last[1]) == 3 and last[1][2][0] == "integer":
+        return int(last[1][2][1])
+    return -1

@@ -1,0 +1,421 @@
+"""One client connection to a Redis mock: pure, bytes in, ``Output`` actions out.
+
+What a client library sends to set a connection up (``HELLO``, ``AUTH`` with any
+credentials, ``SELECT``, ``CLIENT SETNAME``/``SETINFO``, ``PING``) is answered here, from
+the connection's own state; everything else is looked up in the recording by database,
+command and arguments (see ``index``). ``MULTI`` queues commands locally and ``EXEC``
+is matched with the commands it runs. A matched ``SUBSCRIBE`` is followed by the
+messages that arrived after it while recording, with their recorded spacing.
+
+On a miss the client gets ``-DEVBOXMISS …`` naming the nearest recorded command, or,
+with ``on_miss = "passthrough"``/``"record"``, the real server's reply: the connection
+to it is set up the same way first (protocol version, database), and replies keep
+the order the commands came in.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from devbox.wire.contract import (
+    Forward,
+    Miss,
+    MockOptions,
+    Output,
+    RemoteProtocolError,
+    Reply,
+)
+from devbox.wire.redis.index import Entry, Key, RedisIndex, describe, exec_key, match_key
+from devbox.wire.redis.resp import (
+    CommandParser,
+    ReplyParser,
+    Value,
+    encode_command,
+    error,
+    serialize,
+)
+from devbox.wire.redis.store import command_object, redact_args, reply_to_json
+
+_IDS = itertools.count(1)
+_QUEUED = b"+QUEUED\r\n"
+_OK = b"+OK\r\n"
+_TX_CONTROL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
+
+
+def timing_factor(timing: str) -> float | None:
+    if timing == "recorded":
+        return 1.0
+    if timing.endswith("x"):
+        try:
+            return float(timing[:-1])
+        except ValueError:
+            return None
+    return None
+
+
+class RedisMockConnection:
+    def __init__(self, index: RedisIndex, options: MockOptions) -> None:
+        self.index = index
+        self.options = options
+        self.id = next(_IDS)
+        self.proto = 2
+        self.db = 0
+        self.name: bytes | None = None
+        self.lib: dict[bytes, bytes] = {}
+        self.multi: list[list[bytes]] | None = None
+        self.subscribed = 0
+        self._parser = CommandParser()
+        redact = options.redact_value
+        # recorded arguments were redacted: live ones must be too, or nothing would match
+        self._redact = redact if index.redacted else None
+        self._factor = timing_factor(options.timing)
+        self._simple = self._redact is None and self._factor is None
+        self._forward = options.on_miss in ("passthrough", "record")
+        self._record = options.on_miss == "record"
+        # passthrough: the upstream connection's replies, matched in order to what we sent
+        self._up_parser: ReplyParser | None = None
+        self._waiting: deque[tuple[list[bytes], Key] | None] = deque()  # None: skip the reply
+        self._slots: deque[list[bytes | None]] = deque()  # replies in the client's order
+        self._stored: list[dict[str, Any]] = []
+        self._seq = 0
+        self._local: dict[bytes, Callable[[list[bytes]], bytes]] = {
+            b"HELLO": self._hello,
+            b"AUTH": lambda a: _OK,
+            b"SELECT": self._select,
+            b"CLIENT": self._client,
+            b"PING": self._ping,
+            b"ECHO": self._echo,
+            b"QUIT": lambda a: _OK,
+            b"RESET": self._reset,
+            b"READONLY": lambda a: _OK,
+            b"READWRITE": lambda a: _OK,
+            b"WATCH": self._watch,
+            b"UNWATCH": lambda a: _OK,
+            b"MULTI": self._multi,
+            b"DISCARD": self._discard,
+        }
+
+    # ------------------------------------------------------------ the contract
+
+    def data_received(self, data: bytes) -> list[Output]:
+        try:
+            commands = self._parser.feed(data)
+        except RemoteProtocolError as exc:
+            return [Reply(error(str(exc.code or exc.message)), close=True)]
+        if len(commands) == 1 and self._simple and self.multi is None and not self._slots:
+            # the hot path: one recorded command, nothing special about this connection
+            args = commands[0]
+            name = args[0].upper()
+            if name not in self._local and name != b"EXEC":
+                args[0] = name
+                entry = self.index.take((self.db, *args))
+                if entry is not None and entry.plain:
+                    return [entry.hit, entry.answer(self.proto)]
+                commands = [args]
+                out: list[Output] = []
+                buf: list[bytes] = []
+                if entry is None:
+                    self._miss((self.db, *args), args, out, buf, None)
+                else:
+                    self._serve(entry, out, buf)
+                self._flush(out, buf)
+                return out
+        out = []
+        buf = []
+        for args in commands:
+            self._answer(args, out, buf)
+        if buf:
+            out.append(Reply(b"".join(buf)))
+        return out
+
+    def eof_received(self) -> list[Output]:
+        return []
+
+    def upstream_data(self, data: bytes) -> list[Output]:
+        if self._up_parser is None:
+            self._up_parser = ReplyParser()
+        for value in self._up_parser.feed(data):
+            if not self._waiting:
+                break  # the server pushed something we did not ask for: not ours to pass on
+            waiting = self._waiting.popleft()
+            if waiting is None:
+                continue  # the reply to a set-up command we sent ourselves
+            args, key = waiting
+            self._fill(serialize(value, self.proto))
+            if self._record:
+                self._store(args, key, value)
+        out: list[Output] = []
+        ready = []
+        while self._slots and self._slots[0][0] is not None:
+            ready.append(self._slots.popleft()[0])
+        if ready:
+            out.append(Reply(b"".join(b for b in ready if b is not None)))
+        return out
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        """Exchanges passed through in record mode, to append to the recording."""
+        done, self._stored = self._stored, []
+        return done
+
+    # ------------------------------------------------------------ answering
+
+    def _emit(self, data: bytes, out: list[Output], buf: list[bytes]) -> None:
+        if self._slots:
+            self._slots.append([data])
+        else:
+            buf.append(data)
+
+    def _flush(self, out: list[Output], buf: list[bytes]) -> None:
+        if buf:
+            out.append(Reply(b"".join(buf)))
+            buf.clear()
+
+    def _answer(self, args: list[bytes], out: list[Output], buf: list[bytes]) -> None:
+        name = args[0].upper()
+        args[0] = name
+        if self.multi is not None and name not in _TX_CONTROL:
+            self.multi.append(args)
+            self._emit(_QUEUED, out, buf)
+            return
+        local = self._local.get(name)
+        if local is not None:
+            if name == b"CLIENT" and (len(args) < 2 or args[1].upper() not in _CLIENT_LOCAL):
+                pass  # CLIENT LIST, CLIENT KILL...: as recorded
+            else:
+                self._emit(local(args), out, buf)
+                if name == b"QUIT":
+                    self._flush(out, buf)
+                    out.append(Reply(b"", close=True))
+                return
+        if name == b"EXEC":
+            if self.multi is None:
+                self._emit(b"-ERR EXEC without MULTI\r\n", out, buf)
+                return
+            queued, self.multi = self.multi, None
+            key = exec_key(self.db, [self._redacted(c) for c in queued])
+            self._lookup(key, [name], out, buf, queued)
+            return
+        key = match_key(self.db, self._redacted(args))
+        self._lookup(key, args, out, buf, None)
+
+    def _redacted(self, args: list[bytes]) -> list[bytes]:
+        if self._redact is None:
+            return args
+        return redact_args(args, self._redact)
+
+    def _lookup(
+        self,
+        key: Key,
+        args: list[bytes],
+        out: list[Output],
+        buf: list[bytes],
+        queued: list[list[bytes]] | None,
+    ) -> None:
+        entry = self.index.take(key)
+        if entry is None:
+            self._miss(key, args, out, buf, queued)
+            return
+        self._serve(entry, out, buf)
+
+    def _serve(self, entry: Entry, out: list[Output], buf: list[bytes]) -> None:
+        out.append(entry.hit)
+        delay = entry.delay_s
+        if self._factor is not None:
+            delay = max(delay, entry.latency_s * self._factor)
+        if delay > 0 and not self._slots:
+            self._flush(out, buf)
+            out.append(Reply(entry.wire(self.proto), delay_s=delay))
+        else:
+            self._emit(entry.wire(self.proto), out, buf)
+        if entry.subscribed >= 0:
+            self.subscribed = entry.subscribed
+        if entry.pushes:
+            self._pushes(entry, out, buf)
+
+    def _pushes(self, entry: Entry, out: list[Output], buf: list[bytes]) -> None:
+        self._flush(out, buf)
+        for delay, message in entry.pushes:
+            out.append(Reply(serialize(message, self.proto), delay_s=delay))
+
+    def _miss(
+        self,
+        key: Key,
+        args: list[bytes],
+        out: list[Output],
+        buf: list[bytes],
+        queued: list[list[bytes]] | None,
+    ) -> None:
+        request = describe(key)
+        if self._forward:
+            self._flush(out, buf)
+            out.append(Forward(self._forward_bytes(args, key, queued), record=self._record))
+            return
+        nearest = self.index.nearest(key)
+        explanation = f"no recorded reply for {request}" + (
+            f"; nearest recorded: {nearest}" if nearest else "; nothing like it was recorded"
+        )
+        self._flush(out, buf)
+        out.append(
+            Miss(
+                error("DEVBOXMISS " + explanation),
+                request=request,
+                explanation=explanation,
+                nearest=nearest,
+            )
+        )
+
+    def _forward_bytes(
+        self, args: list[bytes], key: Key, queued: list[list[bytes]] | None
+    ) -> bytes:
+        parts = []
+        if self._up_parser is None:
+            # a fresh upstream connection: give it this connection's protocol and database
+            self._up_parser = ReplyParser()
+            if self.proto == 3:
+                parts.append(encode_command([b"HELLO", b"3"]))
+                self._waiting.append(None)
+        if self.db:
+            parts.append(encode_command([b"SELECT", b"%d" % self.db]))
+            self._waiting.append(None)
+        if queued is not None:
+            parts.append(encode_command([b"MULTI"]))
+            self._waiting.append(None)
+            for c in queued:
+                parts.append(encode_command(c))
+                self._waiting.append(None)
+        parts.append(encode_command(args))
+        self._waiting.append((args if queued is None else [b"EXEC"], key))
+        self._slots.append([None])
+        return b"".join(parts)
+
+    def _fill(self, data: bytes) -> None:
+        for slot in self._slots:
+            if slot[0] is None:
+                slot[0] = data
+                return
+
+    def _store(self, args: list[bytes], key: Key, value: Value) -> None:
+        self._seq += 1
+        obj: dict[str, Any] = {"seq": self._seq, "db": self.db, "proto": self.proto}
+        obj.update(command_object(args))
+        if args[0] == b"EXEC" and len(key) > 2:
+            obj["transaction"] = [
+                [cmd["command"], *cmd["args"]] for cmd in (command_object(list(c)) for c in key[2])
+            ]
+        obj["reply"] = reply_to_json(value)
+        self._stored.append(obj)
+        self.index.add(key, Entry(f"live.{self.id}.{self._seq}", describe(key), value, 0.0))
+
+    # ------------------------------------------------------------ local commands
+
+    def _hello(self, args: list[bytes]) -> bytes:
+        if len(args) > 1:
+            try:
+                proto = int(args[1])
+            except ValueError:
+                return b"-ERR Protocol version is not an integer or out of range\r\n"
+            if proto not in (2, 3):
+                return b"-NOPROTO unsupported protocol version\r\n"
+            self.proto = proto
+        i = 2
+        while i < len(args):
+            opt = args[i].upper()
+            if opt == b"SETNAME" and i + 1 < len(args):
+                self.name = args[i + 1]
+                i += 2
+            else:
+                i += 3 if opt == b"AUTH" else 1
+        info: Value = (
+            "map",
+            [
+                (("bulk", b"server"), ("bulk", b"redis")),
+                (("bulk", b"version"), ("bulk", self.index.server_version.encode())),
+                (("bulk", b"proto"), ("integer", self.proto)),
+                (("bulk", b"id"), ("integer", self.id)),
+                (("bulk", b"mode"), ("bulk", b"standalone")),
+                (("bulk", b"role"), ("bulk", b"master")),
+                (("bulk", b"modules"), ("array", [])),
+            ],
+        )
+        return serialize(info, self.proto)
+
+    def _select(self, args: list[bytes]) -> bytes:
+        try:
+            db = int(args[1]) if len(args) == 2 else -1
+        except ValueError:
+            db = -1
+        if not 0 <= db < 1 << 16:
+            return b"-ERR DB index is out of range\r\n"
+        self.db = db
+        return _OK
+
+    def _client(self, args: list[bytes]) -> bytes:
+        sub = args[1].upper()
+        if sub == b"SETNAME" and len(args) == 3:
+            self.name = args[2]
+            return _OK
+        if sub == b"GETNAME":
+            return serialize(("bulk", self.name) if self.name else ("null", "bulk"), self.proto)
+        if sub == b"ID":
+            return b":%d\r\n" % self.id
+        if sub == b"SETINFO" and len(args) == 4:
+            self.lib[args[2].upper()] = args[3]
+            return _OK
+        if sub == b"INFO":
+            text = (
+                b"id=%d addr=127.0.0.1:0 laddr=127.0.0.1:0 fd=8 name=%s db=%d multi=%d "
+                b"resp=%d lib-name=%s lib-ver=%s\n"
+                % (
+                    self.id,
+                    self.name or b"",
+                    self.db,
+                    -1 if self.multi is None else len(self.multi),
+                    self.proto,
+                    self.lib.get(b"LIB-NAME", b""),
+                    self.lib.get(b"LIB-VER", b""),
+                )
+            )
+            return serialize(("verbatim", (b"txt", text)), self.proto)
+        return _OK  # NO-EVICT, NO-TOUCH, REPLY ON: settings a mock has no use for
+
+    def _ping(self, args: list[bytes]) -> bytes:
+        msg = args[1] if len(args) > 1 else b""
+        if self.subscribed and self.proto == 2:
+            return serialize(("array", [("bulk", b"pong"), ("bulk", msg)]), 2)
+        if len(args) > 1:
+            return b"$%d\r\n%s\r\n" % (len(msg), msg)
+        return b"+PONG\r\n"
+
+    def _echo(self, args: list[bytes]) -> bytes:
+        if len(args) != 2:
+            return b"-ERR wrong number of arguments for 'echo' command\r\n"
+        return b"$%d\r\n%s\r\n" % (len(args[1]), args[1])
+
+    def _reset(self, args: list[bytes]) -> bytes:
+        self.proto, self.db, self.name, self.multi, self.subscribed = 2, 0, None, None, 0
+        return b"+RESET\r\n"
+
+    def _watch(self, args: list[bytes]) -> bytes:
+        if self.multi is not None:
+            return b"-ERR WATCH inside MULTI is not allowed\r\n"
+        return _OK
+
+    def _multi(self, args: list[bytes]) -> bytes:
+        if self.multi is not None:
+            return b"-ERR MULTI calls can not be nested\r\n"
+        self.multi = []
+        return _OK
+
+    def _discard(self, args: list[bytes]) -> bytes:
+        if self.multi is None:
+            return b"-ERR DISCARD without MULTI\r\n"
+        self.multi = None
+        return _OK
+
+
+_CLIENT_LOCAL = frozenset(
+    {b"SETNAME", b"GETNAME", b"ID", b"SETINFO", b"INFO", b"NO-EVICT", b"NO-TOUCH", b"REPLY"}
+)

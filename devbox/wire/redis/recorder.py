@@ -1,0 +1,160 @@
+"""Watches one relayed Redis connection and turns it into stored objects (see ``store``).
+
+Replies are paired with commands in order (Redis answers in order, pipelined or not),
+except what the server pushes on its own: pub/sub messages and client-tracking
+invalidations are stored as ``push`` objects with their arrival time. A subscription
+command is answered once per channel, so it waits for that many replies. The state a
+command ran in (database, protocol version, inside ``MULTI``) is tracked from the
+commands themselves and stored with each one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devbox.wire.contract import Relay
+from devbox.wire.redis.resp import CommandParser, ReplyParser, Value
+from devbox.wire.redis.store import command_object, reply_to_json
+
+_MESSAGES = frozenset({b"message", b"pmessage", b"smessage", b"invalidate"})
+_SUBSCRIBE = {
+    b"SUBSCRIBE": (b"channels", True),
+    b"PSUBSCRIBE": (b"patterns", True),
+    b"SSUBSCRIBE": (b"shard", True),
+    b"UNSUBSCRIBE": (b"channels", False),
+    b"PUNSUBSCRIBE": (b"patterns", False),
+    b"SUNSUBSCRIBE": (b"shard", False),
+}
+
+
+@dataclass(slots=True)
+class _Pending:
+    args: list[bytes]
+    at: float
+    db: int
+    proto: int
+    expect: int = 1
+    replies: list[Value] = field(default_factory=list)
+    queued: bool = False
+    transaction: list[list[bytes]] | None = None
+
+
+class RedisRecorder:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._t0 = clock()
+        self._commands = CommandParser()
+        self._replies = ReplyParser()
+        self._pending: deque[_Pending] = deque()
+        self._stored: list[dict[str, Any]] = []
+        self._seq = 0
+        self.db = 0
+        self.proto = 2
+        self._multi: list[list[bytes]] | None = None
+        self._subs: dict[bytes, set[bytes]] = {
+            b"channels": set(),
+            b"patterns": set(),
+            b"shard": set(),
+        }
+
+    def _ms(self, t: float) -> float:
+        return round((t - self._t0) * 1000.0, 3)
+
+    def from_client(self, data: bytes) -> Relay:
+        now = self._clock()
+        for args in self._commands.feed(data):
+            self._command(args, now)
+        return Relay(to_upstream=data)
+
+    def _command(self, args: list[bytes], now: float) -> None:
+        name = args[0].upper()
+        p = _Pending(args, now, self.db, self.proto)
+        if self._multi is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"WATCH"):
+            p.queued = True
+            self._multi.append([name, *args[1:]])
+        elif name == b"MULTI":
+            self._multi = []
+        elif name == b"EXEC":
+            p.transaction, self._multi = self._multi or [], None
+        elif name == b"DISCARD":
+            self._multi = None
+        elif name == b"SELECT" and len(args) == 2 and args[1].isdigit():
+            self.db = int(args[1])
+        elif name == b"HELLO" and len(args) > 1 and args[1] in (b"2", b"3"):
+            self.proto = int(args[1])
+        elif name == b"RESET":
+            self.db, self.proto = 0, 2
+            for s in self._subs.values():
+                s.clear()
+        elif name in _SUBSCRIBE:
+            kind, subscribe = _SUBSCRIBE[name]
+            names = set(args[1:])
+            current = self._subs[kind]
+            if subscribe:
+                p.expect = max(1, len(args) - 1)
+                current |= names
+            else:
+                p.expect = max(1, len(names) if names else len(current))
+                current -= names if names else set(current)
+        self._pending.append(p)
+
+    def from_upstream(self, data: bytes) -> Relay:
+        now = self._clock()
+        for value in self._replies.feed(data):
+            if self._is_message(value):
+                self._seq += 1
+                self._stored.append(
+                    {"seq": self._seq, "at_ms": self._ms(now), "push": reply_to_json(value)}
+                )
+                continue
+            if not self._pending:
+                continue  # a reply to nothing we saw (a relay joined mid-stream): not stored
+            p = self._pending[0]
+            p.replies.append(value)
+            if len(p.replies) >= p.expect:
+                self._pending.popleft()
+                self._store(p, now)
+        return Relay(to_client=data)
+
+    def _is_message(self, value: Value) -> bool:
+        tag, items = value
+        if tag == "push" or (tag == "array" and any(self._subs.values())):
+            return bool(items) and items[0][0] == "bulk" and items[0][1].lower() in _MESSAGES
+        return False
+
+    def _store(self, p: _Pending, now: float | None) -> None:
+        self._seq += 1
+        obj: dict[str, Any] = {
+            "seq": self._seq,
+            "db": p.db,
+            "proto": p.proto,
+            "at_ms": self._ms(p.at),
+            "latency_ms": round((now - p.at) * 1000.0, 3) if now is not None else 0.0,
+        }
+        obj.update(command_object(p.args))
+        if p.transaction is not None:
+            obj["transaction"] = [
+                [cmd["command"], *cmd["args"]] for cmd in map(command_object, p.transaction)
+            ]
+        if p.queued:
+            obj["queued"] = True
+        if now is None:
+            obj["incomplete"] = True
+        elif p.expect > 1 or len(p.replies) > 1:
+            obj["replies"] = [reply_to_json(r) for r in p.replies]
+        else:
+            obj["reply"] = reply_to_json(p.replies[0])
+        self._stored.append(obj)
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        done, self._stored = self._stored, []
+        return done
+
+    def close(self) -> list[dict[str, Any]]:
+        while self._pending:
+            self._store(self._pending.popleft(), None)
+        return self.take_stored()

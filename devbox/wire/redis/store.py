@@ -1,0 +1,296 @@
+"""Redis recordings as readable JSON: one object per command (or pushed message) of a
+connection, in the order it happened.
+
+A command object::
+
+    {"connection": 3, "seq": 7, "db": 0, "proto": 2, "at_ms": 12.5, "latency_ms": 0.21,
+     "command": "INCR", "args": ["visits"], "reply": {"type": "integer", "value": 8}}
+
+Arguments are text when they are UTF-8, else ``{"base64": "..."}``. A reply is typed
+JSON: ``{"type": "bulk", "value": "hi"}`` (``"base64"`` instead of ``"value"`` for bytes
+that are not UTF-8), ``simple``, ``error``, ``integer``, ``null``, ``array``/``set``/
+``push`` (``value`` is a list of replies), ``map`` (``value`` is a list of
+``[key, value]`` pairs), ``double``, ``boolean``, ``bignum``, ``verbatim`` (with
+``format``), ``attribute`` (``value`` pairs and the ``reply`` it annotates). Optional
+fields: ``replies`` (a subscription command answered once per channel),
+``transaction`` (the commands an ``EXEC`` ran), ``queued`` (a command inside
+``MULTI``), ``incomplete`` (no reply before the connection ended). A message the server
+pushed (pub/sub, client tracking) is ``{"connection": 3, "seq": 8, "at_ms": 40.1,
+"push": <reply>}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+from devbox.wire.redis.resp import Value
+
+_TAGS = (
+    "simple",
+    "error",
+    "blob_error",
+    "integer",
+    "bulk",
+    "null",
+    "array",
+    "set",
+    "push",
+    "map",
+    "double",
+    "boolean",
+    "bignum",
+    "verbatim",
+    "attribute",
+)
+
+
+class StoreError(ValueError):
+    """A stored object that cannot be read; ``field`` is the dotted path inside it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# ---------------------------------------------------------------- bytes <-> JSON
+
+
+def text_or_b64(data: bytes) -> str | dict[str, str]:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def arg_bytes(value: Any, where: str) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, dict) and isinstance(value.get("base64"), str):
+        try:
+            return base64.b64decode(value["base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise StoreError("invalid base64", where) from None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value).encode("ascii")  # a hand-edited number: what a client would send
+    raise StoreError('expected a string or {"base64": "..."}', where)
+
+
+def _payload(value: bytes) -> dict[str, str]:
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(value).decode("ascii")}
+
+
+def reply_to_json(value: Value) -> dict[str, Any]:
+    tag, v = value
+    if tag in ("simple", "error", "blob_error", "bulk", "double", "bignum"):
+        return {"type": tag, **_payload(v)}
+    if tag == "integer":
+        return {"type": tag, "value": v}
+    if tag == "boolean":
+        return {"type": tag, "value": bool(v)}
+    if tag == "null":
+        return {"type": tag, "resp2": v} if v else {"type": tag}
+    if tag in ("array", "set", "push"):
+        return {"type": tag, "value": [reply_to_json(i) for i in v]}
+    if tag == "map":
+        return {"type": tag, "value": [[reply_to_json(k), reply_to_json(i)] for k, i in v]}
+    if tag == "verbatim":
+        fmt, text = v
+        return {"type": tag, "format": fmt.decode("ascii", "replace"), **_payload(text)}
+    if tag == "attribute":
+        pairs, inner = v
+        return {
+            "type": tag,
+            "value": [[reply_to_json(k), reply_to_json(i)] for k, i in pairs],
+            "reply": reply_to_json(inner),
+        }
+    raise ValueError(f"unknown reply type {tag!r}")
+
+
+def reply_from_json(obj: Any, where: str) -> Value:
+    if not isinstance(obj, dict):
+        raise StoreError('expected a typed reply such as {"type": "bulk", "value": "hi"}', where)
+    tag = obj.get("type")
+    if tag not in _TAGS:
+        raise StoreError(f"unknown reply type {tag!r} (known: {', '.join(_TAGS)})", where + ".type")
+    v = obj.get("value")
+    if tag in ("simple", "error", "blob_error", "bulk", "double", "bignum", "verbatim"):
+        data = arg_bytes({"base64": obj["base64"]} if "base64" in obj else v, where + ".value")
+        if tag == "verbatim":
+            fmt = obj.get("format", "txt")
+            if not isinstance(fmt, str) or len(fmt.encode()) != 3:
+                raise StoreError("expected a 3-letter format such as txt", where + ".format")
+            return tag, (fmt.encode(), data)
+        return tag, data
+    if tag == "integer":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise StoreError("expected an integer", where + ".value")
+        return tag, v
+    if tag == "boolean":
+        if not isinstance(v, bool):
+            raise StoreError("expected true or false", where + ".value")
+        return tag, v
+    if tag == "null":
+        kind = obj.get("resp2", "")
+        if kind not in ("", "bulk", "array"):
+            raise StoreError('expected "bulk" or "array"', where + ".resp2")
+        return tag, kind
+    if not isinstance(v, list):
+        raise StoreError("expected a list", where + ".value")
+    if tag in ("array", "set", "push"):
+        return tag, [reply_from_json(item, f"{where}.value[{i}]") for i, item in enumerate(v)]
+    pairs = []
+    for i, pair in enumerate(v):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise StoreError("expected [key, value] pairs", f"{where}.value[{i}]")
+        pairs.append(
+            (
+                reply_from_json(pair[0], f"{where}.value[{i}][0]"),
+                reply_from_json(pair[1], f"{where}.value[{i}][1]"),
+            )
+        )
+    if tag == "map":
+        return tag, pairs
+    return tag, (pairs, reply_from_json(obj.get("reply"), where + ".reply"))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def command_object(args: list[bytes]) -> dict[str, Any]:
+    return {
+        "command": args[0].decode("utf-8", "replace").upper(),
+        "args": [text_or_b64(a) for a in args[1:]],
+    }
+
+
+def command_args(obj: dict[str, Any], where: str = "") -> list[bytes]:
+    """``[NAME, arg, ...]`` of a stored command object, NAME upper-cased."""
+    name = obj.get("command")
+    if not isinstance(name, str) or not name:
+        raise StoreError("expected the command name as a string", _j(where, "command"))
+    args = obj.get("args", [])
+    if not isinstance(args, list):
+        raise StoreError("expected a list of arguments", _j(where, "args"))
+    return [name.upper().encode("utf-8")] + [
+        arg_bytes(a, f"{_j(where, 'args')}[{i}]") for i, a in enumerate(args)
+    ]
+
+
+def _j(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def label(args: list[bytes] | tuple[bytes, ...], limit: int = 120) -> str:
+    """One readable line: ``GET user:1``, quoting what needs it, cut at ``limit``."""
+    words = []
+    for a in args:
+        try:
+            text = a.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "<" + str(len(a)) + " bytes>"
+        if not text or any(c in text for c in ' "\r\n\t'):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        words.append(text)
+    line = " ".join(words)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------- redaction
+
+# where a command carries a credential: (command, index of the first secret argument or
+# the word after which the secrets follow, how many)
+_SECRET_AFTER = {b"HELLO": b"AUTH", b"MIGRATE": b"AUTH"}
+
+
+def _secret_positions(args: list[bytes]) -> set[int]:
+    name = args[0].upper() if args else b""
+    if name == b"AUTH":
+        return set(range(1, len(args)))
+    if name in (b"HELLO", b"MIGRATE"):
+        out: set[int] = set()
+        for i, a in enumerate(args):
+            up = a.upper()
+            if up == b"AUTH":
+                out.update({i + 1, i + 2} if name == b"HELLO" else {i + 1})
+            elif up == b"AUTH2":
+                out.update({i + 1, i + 2})
+        return out
+    if name == b"CONFIG" and len(args) >= 4 and args[1].upper() == b"SET":
+        return {
+            i + 1
+            for i in range(2, len(args) - 1, 2)
+            if args[i].lower() in (b"requirepass", b"masterauth", b"masteruser")
+        }
+    return set()
+
+
+def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> list[bytes]:
+    """Credentials always, other text arguments through the text rules (e-mails, tokens)."""
+    secret = _secret_positions(args)
+    out = [args[0]]
+    for i, a in enumerate(args[1:], start=1):
+        try:
+            text = a.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append(a)
+            continue
+        red = redact_value("password" if i in secret else "arg", text)
+        out.append(red.encode("utf-8") if red != text else a)
+    return out
+
+
+def redact_reply(value: Value, redact_value: Callable[[str, str], str]) -> Value:
+    tag, v = value
+    if tag in ("bulk", "simple", "verbatim"):
+        data = v[1] if tag == "verbatim" else v
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+        red = redact_value("value", text)
+        if red == text:
+            return value
+        new = red.encode("utf-8")
+        return (tag, (v[0], new)) if tag == "verbatim" else (tag, new)
+    if tag in ("array", "set", "push"):
+        return tag, [redact_reply(i, redact_value) for i in v]
+    if tag == "map":
+        return tag, [(k, redact_reply(i, redact_value)) for k, i in v]
+    if tag == "attribute":
+        return tag, (v[0], redact_reply(v[1], redact_value))
+    return value
+
+
+def redact_object(
+    stored: dict[str, Any], redact_value: Callable[[str, str], str]
+) -> dict[str, Any]:
+    out = dict(stored)
+    if "command" in stored:
+        args = command_args(stored)
+        red = redact_args(args, redact_value)
+        if red != args:
+            out["args"] = [text_or_b64(a) for a in red[1:]]
+        if isinstance(stored.get("transaction"), list):
+            out["transaction"] = [
+                [text_or_b64(a) for a in redact_args([_b(x) for x in cmd], redact_value)]
+                for cmd in stored["transaction"]
+            ]
+    for key in ("reply", "push"):
+        if isinstance(stored.get(key), dict):
+            out[key] = reply_to_json(redact_reply(reply_from_json(stored[key], key), redact_value))
+    if isinstance(stored.get("replies"), list):
+        out["replies"] = [
+            reply_to_json(redact_reply(reply_from_json(r, "replies"), redact_value))
+            for r in stored["replies"]
+        ]
+    return out
+
+
+def _b(x: Any) -> bytes:
+    return arg_bytes(x, "transaction")

@@ -1,0 +1,232 @@
+"""A real PostgreSQL server for tests: Debian's binaries, a temporary data directory, a
+free port on 127.0.0.1, run as an unprivileged user when the tests run as root (initdb
+refuses root), stopped by its PID."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_USER = "devbox-pg"
+PASSWORD = "s3cret-pw"
+
+
+def pg_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run scripts/setup (apt postgresql)")
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _os_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_USER],
+            check=True,
+        )
+    return PG_USER
+
+
+@dataclass(frozen=True)
+class PgServer:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def url(self, *, password: bool = True) -> str:
+        pw = f":{self.password}" if password else ""
+        return f"postgresql://{self.user}{pw}@{self.host}:{self.port}/{self.database}"
+
+
+@contextlib.contextmanager
+def running_postgres(auth: str = "scram-sha-256") -> Iterator[PgServer]:
+    bindir = pg_bin()
+    user = _os_user()
+    root = Path(tempfile.mkdtemp(prefix="devbox-pg-"))
+    data, pwfile = root / "data", root / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    if user is not None:
+        info = pwd.getpwnam(user)
+        for p in (root, pwfile):
+            os.chown(p, info.pw_uid, info.pw_gid)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "devbox",
+                f"--pwfile={pwfile}",
+                f"--auth-host={auth}",
+                "--auth-local=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+        for _ in range(5):
+            port = _free_port()
+            log = open(root / "log", "ab")
+            proc = subprocess.Popen(
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    str(root),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdout=log,
+                stderr=log,
+                user=user,
+            )
+            log.close()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and proc.poll() is None:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                time.sleep(0.05)
+            else:
+                continue  # exited (port taken by someone else): try another port
+            if proc.poll() is None:
+                break
+        else:
+            raise RuntimeError("postgres did not start: " + (root / "log").read_text()[-2000:])
+        subprocess.run(
+            [
+                str(bindir.parent / "bin" / "createdb"),
+                "-h",
+                str(root),
+                "-p",
+                str(port),
+                "-U",
+                "devbox",
+                "app",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+        yield PgServer("127.0.0.1", port, "devbox", PASSWORD, "app")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # smart shutdown of this postmaster only (by its PID)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class WireServers:
+    """An event loop in a thread hosting devbox's real relay and mock servers (so blocking
+    clients such as psycopg and psql can use them from the test thread)."""
+
+    def __init__(self) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.servers: list[object] = []
+        self.stored: list[dict[str, object]] = []
+        self.outputs: list[object] = []
+        self.tasks: set[object] = set()  # strong references: the loop keeps only weak ones
+
+    def call(self, coro: object) -> object:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
+
+    def relay(self, upstream: tuple[str, int]) -> int:
+        import asyncio
+
+        from devbox.wire import tcp
+        from devbox.wire.registry import get
+
+        kind = get("postgres")
+
+        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            self.tasks.add(task)
+            await tcp.relay_connection(
+                kind.recorder_connection(), r, w, upstream, self.stored.extend
+            )
+
+        async def start() -> int:
+            server = await asyncio.start_server(client, "127.0.0.1", 0)
+            self.servers.append(server)
+            return int(server.sockets[0].getsockname()[1])
+
+        return int(self.call(start()))  # type: ignore[call-overload]
+
+    def mock(self, stored: list[dict[str, object]], **match: object) -> int:
+        from devbox.wire import tcp
+        from devbox.wire.contract import MockOptions
+        from devbox.wire.registry import get
+
+        kind = get("postgres")
+        index = kind.load([("rec.json", i + 2, obj) for i, obj in enumerate(stored)])
+
+        async def start() -> int:
+            server = await tcp.start_mock_server(
+                kind, index, MockOptions("db", match=match), on_output=self.outputs.append
+            )
+            self.servers.append(server)
+            return int(server.sockets[0].getsockname()[1])
+
+        return int(self.call(start()))  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        import asyncio
+
+        async def stop() -> None:
+            for s in self.servers:
+                s.close()  # type: ignore[attr-defined]
+            # connections still open (a client that did not close): end them here
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.call(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()

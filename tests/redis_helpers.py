@@ -1,0 +1,171 @@
+"""Helpers for the Redis tests: a real redis-server of our own (free port, temp dir,
+stopped by PID), an in-process recording relay and mock on one background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from conftest import free_port, wait_port
+
+from devbox.wire import tcp
+from devbox.wire.contract import Miss, MockOptions, Output
+from devbox.wire.redis import KIND
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+NODE_MODULES = ROOT / ".devbox-node" / "node_modules"
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[RedisServer]:
+    """A throwaway redis-server: no persistence, 127.0.0.1 only, stopped by its PID."""
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is missing: scripts/setup installs it"
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(directory / "log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, proc, directory)
+    try:
+        wait_port(port)
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Loop:
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@dataclass
+class Recording:
+    """A relay in front of a real server; ``stored`` fills as connections talk."""
+
+    loop: Loop
+    upstream: int
+    stored: list[dict[str, Any]] = field(default_factory=list)
+    port: int = 0
+    server: asyncio.Server | None = None
+    conns: int = 0
+
+    async def _start(self) -> None:
+        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            self.conns += 1
+            n = self.conns
+
+            def sink(objs: list[dict[str, Any]]) -> None:
+                self.stored.extend({"connection": n, **o} for o in objs)
+
+            await tcp.relay_connection(
+                KIND.recorder_connection(), r, w, ("127.0.0.1", self.upstream), sink
+            )
+
+        self.server = await asyncio.start_server(client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def start(self) -> Recording:
+        self.loop.run(self._start())
+        return self
+
+    def close(self) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+
+        self.loop.run(stop())
+
+
+@dataclass
+class Mock:
+    loop: Loop
+    stored: list[dict[str, Any]]
+    options: MockOptions = field(default_factory=lambda: MockOptions("cache"))
+    upstream: int | None = None
+    outputs: list[Output] = field(default_factory=list)
+    port: int = 0
+    server: asyncio.Server | None = None
+
+    @property
+    def misses(self) -> list[Miss]:
+        return [o for o in self.outputs if isinstance(o, Miss)]
+
+    def start(self) -> Mock:
+        index = KIND.load([("rec.json", i, o) for i, o in enumerate(self.stored)])
+
+        async def start() -> None:
+            # the loop devbox's mock fleet serves non-HTTP kinds with
+            self.server = await tcp.start_fast_mock_server(
+                lambda: KIND.mock_connection(index, self.options),
+                upstream=("127.0.0.1", self.upstream) if self.upstream else None,
+                on_output=lambda _conn, out: self.outputs.append(out),
+            )
+            self.port = self.server.sockets[0].getsockname()[1]
+
+        self.loop.run(start())
+        return self
+
+    def close(self) -> None:
+        async def stop() -> None:
+            assert self.server is not None
+            self.server.close()
+
+        self.loop.run(stop())
