@@ -16,7 +16,7 @@ from devbox.errors import UsageError
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "image",
-        help="build devbox's own images (the offline base image)",
+        help="build devbox's own images (the offline base image, the mock image)",
         description="Build images devbox needs without a registry.",
     )
     isub = p.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=run_image_base)
+    from devbox.cli.cmd_image import register_mock
+
+    register_mock(isub)
 
     def image_help(_args: argparse.Namespace) -> int:
         p.print_help()
