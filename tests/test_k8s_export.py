@@ -26,6 +26,7 @@ from devbox.k8s.export import export_spec, service_env, write_export
 from devbox.k8s.manifests import CONFIGMAP_MAX_BYTES, manifests, mock_url, render
 from devbox.mock import MockFleet
 from devbox.runtime.base import merged_env
+from devbox.runtime.docker_runtime import bridge_env
 
 GOLDEN = ROOT / "tests/data/k8s/demo"
 # the newest schemas kubernetes-validate ships, and an older minor still widely run
@@ -127,26 +128,30 @@ def _project(tmp_path: Path, deps: str, env: str = "") -> Path:
 
 
 def test_the_service_env_is_the_env_devbox_up_gives_it(tmp_path: Path) -> None:
-    """Same names and values as the running mock fleet + runtime merge, mock URLs in-cluster."""
+    """What a bridged `devbox up` container gets from a running fleet, mock URLs in-cluster."""
     path = _project(
         tmp_path,
         '[[dependency]]\nname = "billing-api"\n'
         '[[dependency]]\nname = "catalog"\nenv = "CATALOG_ENDPOINT"\n',
-        env='LOG_LEVEL = "debug", PORT = "9100"',
+        env='LOG_LEVEL = "debug", PORT = "9100", HOST = "::"',
     )
     profile = load_profile(path)
     with MockFleet(profile) as fleet:
         fleet.start()
-        up_env = merged_env(profile, fleet.urls(), profile.service.port)
+        up_env = bridge_env(merged_env(profile, fleet.urls(), profile.service.port))
     exported = dict(export_spec(profile).env)
     assert sorted(exported) == sorted(up_env) == [
-        "BILLING_API_URL", "CATALOG_ENDPOINT", "LOG_LEVEL", "PORT",
+        "BILLING_API_URL", "BIND", "CATALOG_ENDPOINT", "HOST", "LOG_LEVEL", "PORT",
     ]  # fmt: skip
-    assert exported["LOG_LEVEL"] == up_env["LOG_LEVEL"] == "debug"
-    assert exported["PORT"] == up_env["PORT"] == "9100"  # the profile's PORT wins in both
+    for name in ("LOG_LEVEL", "PORT", "BIND", "HOST"):
+        assert exported[name] == up_env[name]
+    assert exported["PORT"] == "9100" and exported["HOST"] == "::"  # the profile's win
+    assert exported["BIND"] == "0.0.0.0"  # reachable through the pod's address
     assert exported["BILLING_API_URL"] == mock_url("billing-api") == "http://billing-api:8080"
     assert exported["CATALOG_ENDPOINT"] == "http://catalog:8080"
-    assert dict(service_env(profile, {})) == {"LOG_LEVEL": "debug", "PORT": "9100"}
+    assert dict(service_env(profile, {})) == {
+        "LOG_LEVEL": "debug", "PORT": "9100", "HOST": "::", "BIND": "0.0.0.0",
+    }  # fmt: skip
 
 
 def test_tcp_readiness_image_service_and_recordings_placement(tmp_path: Path) -> None:

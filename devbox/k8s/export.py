@@ -62,16 +62,21 @@ def mocked_dependencies(profile: Profile) -> tuple[tuple[str, ...], tuple[str, .
 def service_env(profile: Profile, urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The service's environment with each dependency NAME's mock at ``urls[NAME]``.
 
-    The one place the export asks how `devbox up` wires a service: the variable
-    name per dependency (``env_name``, as the fleet's ``urls()``) and the merge of
-    the profile's env, the mock URLs and PORT (``merged_env``, as both runtimes).
+    The one place the export asks how `devbox up` wires a service, and it asks the
+    code `up` runs: the variable per dependency (``env_name``, as the fleet's
+    ``urls()``), the merge of the profile's env, the mock URLs and PORT
+    (``merged_env``, as both runtimes), and what a container reached through its
+    own address gets on top (``bridge_env``, as the Docker runtime on a bridge
+    network: BIND/HOST 0.0.0.0 unless set). A pod is such a container.
     """
     from devbox.mock.fleet import env_name
     from devbox.runtime.base import merged_env
+    from devbox.runtime.docker_runtime import bridge_env
 
     mock_env = {env_name(d.name, d.env): urls[d.name] for d in profile.dependencies
                 if d.name in urls}  # fmt: skip
-    return tuple(sorted(merged_env(profile, mock_env, profile.service.port).items()))
+    env = bridge_env(merged_env(profile, mock_env, profile.service.port))
+    return tuple(sorted(env.items()))
 
 
 def image_files(profile: Profile) -> list[tuple[str, Path]]:
