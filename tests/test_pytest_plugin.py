@@ -169,3 +169,24 @@ def test_parallel_workers_share_no_port(demo: pytest.Pytester) -> None:
         "--devbox-runtime", "process", timeout=240,
     )  # fmt: skip
     result.assert_outcomes(passed=6 + _replayable())
+
+
+def test_devbox_sandbox_runs_the_service_with_its_mocks(demo: pytest.Pytester) -> None:
+    demo.makepyfile(
+        test_sandbox="""
+        import json, urllib.request
+
+        def test_quote(devbox_sandbox):
+            assert devbox_sandbox.url != "http://127.0.0.1:7080"  # a free port, not the profile's
+            with urllib.request.urlopen(devbox_sandbox.url + "/quote?sku=CB-404&qty=6") as r:
+                body = json.loads(r.read())
+            assert r.status == 200 and body["sku"] == "CB-404"  # inventory answered, mocked
+            assert set(devbox_sandbox.env) == {"PAYMENTS_URL", "INVENTORY_URL"}
+
+        def test_same_sandbox(devbox_sandbox):
+            with urllib.request.urlopen(devbox_sandbox.url + "/healthz") as r:
+                assert r.status == 200
+        """
+    )
+    result = demo.runpytest(*QUIET, "--devbox-profile", "demo", "--devbox-runtime", "process")
+    result.assert_outcomes(passed=2)
