@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -190,3 +191,85 @@ def test_devbox_sandbox_runs_the_service_with_its_mocks(demo: pytest.Pytester) -
     )
     result = demo.runpytest(*QUIET, "--devbox-profile", "demo", "--devbox-runtime", "process")
     result.assert_outcomes(passed=2)
+
+
+RECORDING = """
+import json, os, urllib.request
+import pytest
+from requests_helper import get
+
+def test_calls(devbox_mocks):
+    assert get("INVENTORY_URL", "/items/MS-202")[0] == 200
+    assert get("INVENTORY_URL", "/items/ZZ-999")[0] == 404  # the real answer, recorded
+"""
+
+CHARGE = """
+def test_charge(devbox_mocks):
+    req = urllib.request.Request(
+        os.environ["PAYMENTS_URL"] + "/charges", method="POST",
+        data=json.dumps({"card": "4242424242424242", "amount": 5}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk_live_abc"})
+    try:
+        urllib.request.urlopen(req, timeout=5)
+    except urllib.error.HTTPError:
+        pass
+"""
+
+
+def _texts(directory: Path) -> dict[str, str]:
+    return {f.name: f.read_text() for f in sorted(directory.glob("*.json"))}
+
+
+def test_record_modes_once_new_all(demo: pytest.Pytester, demo_upstreams: dict[str, int]) -> None:
+    profile = demo.path / "profiles/demo.toml"
+    text = profile.read_text()
+    for name, port in demo_upstreams.items():
+        old = {"payments": "7201", "inventory": "7202"}[name]
+        text = text.replace(f"http://127.0.0.1:{old}", f"http://127.0.0.1:{port}")
+    profile.write_text(text)
+    demo.makepyprojecttoml('[tool.devbox]\nprofile = "demo"\n')
+    demo.makepyfile(test_rec=RECORDING)
+    inventory, payments = demo.path / "mocks/demo/inventory", demo.path / "mocks/demo/payments"
+    shutil.rmtree(inventory)
+    payments_before = _texts(payments)
+
+    # none: nothing recorded for inventory, so its calls miss and the test fails
+    demo.runpytest(*QUIET).assert_outcomes(failed=1)
+    assert not inventory.exists() or not _texts(inventory)
+
+    # once: inventory (no recordings) records; payments (recorded) only replays
+    demo.runpytest(*QUIET, "--devbox-record", "once").assert_outcomes(passed=1)
+    once = _texts(inventory)
+    assert len(once) == 1 and "/items/MS-202" in next(iter(once.values()))
+    assert _texts(payments) == payments_before
+    # the new recording answers from now on, without an upstream
+    demo.makepyfile(
+        test_rec=RECORDING.replace("/items/ZZ-999", "/items/MS-202")
+        + """
+def test_count(devbox_mocks):
+    assert get("INVENTORY_URL", "/items/MS-202")[0] == 200
+    assert devbox_mocks.hits("inventory") == 1
+"""
+    )
+    demo.runpytest(*QUIET, "-k", "count").assert_outcomes(passed=1, deselected=1)
+
+    # new: what misses is recorded next to what exists; redacted like every recording
+    demo.makepyfile(test_rec=RECORDING + CHARGE)
+    demo.runpytest(*QUIET).assert_outcomes(passed=1, failed=1)  # the charge is not recorded
+    demo.runpytest(*QUIET, "--devbox-record", "new").assert_outcomes(passed=2)
+    after_new = _texts(payments)
+    assert set(payments_before) < set(after_new)
+    added = "".join(v for k, v in after_new.items() if k not in payments_before)
+    assert "/charges" in added and "4242424242424242" not in added
+    assert "sk_live_abc" not in added
+
+    # all: everything afresh; the old files go, replaced by this session's
+    demo.runpytest(*QUIET, "--devbox-record", "all").assert_outcomes(passed=2)
+    fresh = _texts(inventory)
+    assert len(fresh) == 1 and set(fresh) != set(once)
+    assert "/items/ZZ-999" in next(iter(fresh.values()))
+    assert [p.name for p in inventory.parent.iterdir() if "rerecord" in p.name] == []
+
+    # recording from parallel workers would share files: refused
+    result = demo.runpytest_subprocess(*QUIET, "-n", "2", "--devbox-record", "new")
+    result.stderr.fnmatch_lines(["*--devbox-record writes recordings: run it without -n*"])

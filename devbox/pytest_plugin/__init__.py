@@ -17,6 +17,7 @@ else ``profile`` in ``[tool.devbox]`` of the rootdir's pyproject.toml.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -44,11 +45,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--devbox-target", metavar="URL",
                 help="with --devbox-replay: the running service to replay against "
                 "(default: start the sandbox, as devbox up --headless)")  # fmt: skip
+    g.addoption("--devbox-record", choices=("none", "once", "new", "all"), default="none",
+                help="record through the mocks: once (dependencies without recordings), "
+                "new (what misses), all (everything afresh); default none")  # fmt: skip
     g.addoption("--devbox-runtime", choices=("auto", "docker", "process"), default="auto",
                 help="where devbox_sandbox and --devbox-replay run the service")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("devbox_record") != "none" and (
+        os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "numprocesses", None)
+    ):
+        # workers would append to the same recording files: record in one process
+        raise pytest.UsageError("--devbox-record writes recordings: run it without -n")
     config.addinivalue_line(
         "markers",
         "devbox(profile=None, allow_misses=False): the profile devbox_mocks serves; "
@@ -101,11 +110,11 @@ def _profile(config: pytest.Config, name: str | None, *, in_test: bool = True) -
 
 
 @pytest.fixture(scope="session")
-def devbox_fleets() -> Iterator[FleetCache]:
+def devbox_fleets(request: pytest.FixtureRequest) -> Iterator[FleetCache]:
     """The started mock fleets of this process, one per profile (devbox_mocks uses it)."""
     from devbox.pytest_plugin.mocks import FleetCache
 
-    cache = FleetCache()
+    cache = FleetCache(request.config.getoption("devbox_record"))
     yield cache
     cache.close()
 

@@ -9,7 +9,9 @@ journal sequence numbers, so hits, misses and the journal are the test's own.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from devbox.core.profile import Profile, load_profile
-from devbox.errors import NotFoundError
+from devbox.errors import NotFoundError, UsageError
 from devbox.mock import MockFleet
 from devbox.mock.server import MissRecord
+from devbox.store import recording_files
 
 
 def resolve_profile(name: str, root: Path) -> Profile:
@@ -41,11 +44,27 @@ def on_free_ports(profile: Profile) -> Profile:
     return dataclasses.replace(profile, service=service, dependencies=deps)
 
 
-class FleetCache:
-    """One started fleet per profile file, for the whole test process."""
+RECORD_MODES = ("none", "once", "new", "all")
 
-    def __init__(self) -> None:
+
+class FleetCache:
+    """One started fleet per profile file, for the whole test process.
+
+    ``record`` (as pytest-recording's modes): ``none`` serves the recordings;
+    ``once`` records, through the mock's recording mode, the dependencies that have
+    no recording yet; ``new`` records whatever misses; ``all`` records everything
+    afresh into a side directory that replaces the old recordings when the session
+    ends (and only for a dependency that recorded something). Recorded exchanges
+    are redacted by the profile's rules, as every recording devbox writes.
+    """
+
+    def __init__(self, record: str = "none") -> None:
+        if record not in RECORD_MODES:
+            raise UsageError(f"--devbox-record {record!r}: expected one of {RECORD_MODES}")
+        self.record = record
         self._fleets: dict[Path, MockFleet] = {}
+        # re-recorded dependency: (its recordings directory, the side directory)
+        self._swaps: list[tuple[Path, Path]] = []
         self._lock = threading.Lock()
 
     def get(self, profile: Profile) -> MockFleet:
@@ -53,16 +72,59 @@ class FleetCache:
         with self._lock:
             fleet = self._fleets.get(key)
             if fleet is None:
-                fleet = MockFleet(profile, ports={d.name: 0 for d in profile.dependencies})
-                fleet.start()
+                fleet = self._start(profile)
                 self._fleets[key] = fleet
             return fleet
+
+    def _start(self, profile: Profile) -> MockFleet:
+        recording = {
+            d.name
+            for d in profile.dependencies
+            if self.record in ("new", "all")
+            or (self.record == "once" and not recording_files(profile.recordings_dir(d.name)))
+        }
+        for d in profile.dependencies:
+            if d.name in recording and not d.upstream:
+                raise UsageError(
+                    f"--devbox-record {self.record}: dependency {d.name!r} has no upstream "
+                    "to record from",
+                    hint=f"set upstream for {d.name} in {profile.path}",
+                )
+        if self.record == "all":
+            profile = self._side_directories(profile, recording)
+        fleet = MockFleet(profile, ports={d.name: 0 for d in profile.dependencies})
+        fleet.start()
+        for name in sorted(recording & set(fleet.servers)):
+            fleet.set_mode(name, "record")
+        return fleet
+
+    def _side_directories(self, profile: Profile, names: set[str]) -> Profile:
+        deps = []
+        for d in profile.dependencies:
+            if d.name in names:
+                home = profile.recordings_dir(d.name)
+                home.parent.mkdir(parents=True, exist_ok=True)
+                side = Path(tempfile.mkdtemp(prefix=f".{home.name}.rerecord-", dir=home.parent))
+                self._swaps.append((home, side))
+                d = dataclasses.replace(d, recordings=str(side.relative_to(profile.root)))
+            deps.append(d)
+        return dataclasses.replace(profile, dependencies=tuple(deps))
 
     def close(self) -> None:
         with self._lock:
             for fleet in self._fleets.values():
                 fleet.stop()
             self._fleets.clear()
+            for home, side in self._swaps:
+                fresh = recording_files(side)
+                if fresh:
+                    home.mkdir(parents=True, exist_ok=True)
+                    for old in recording_files(home):
+                        old.unlink()
+                    for f in fresh:
+                        f.replace(home / f.name)
+                shutil.rmtree(side, ignore_errors=True)
+            self._swaps.clear()
 
 
 @dataclass
@@ -116,10 +178,10 @@ class DevboxMocks:
         """The misses of this test, each with the mock's explanation (as `devbox explain`)."""
         lines = []
         for name in self._names(None):
-            for m in self.misses(name):
-                # the explanation names the request and ends with the hint, as in the logs
+            # a miss the profile forwards (passthrough) or the session records is expected
+            for m in (m for m in self.misses(name) if m.action not in ("passthrough", "record")):
+                # the explanation names the request, the nearest recordings and the hint
                 lines.append(f"{name}: {m.explanation}")
-                lines += [f"    closest recorded: {c.describe()}" for c in m.candidates[:3]]
         return "\n".join(lines)
 
     def _names(self, dependency: str | None) -> list[str]:
