@@ -273,3 +273,18 @@ def test_count(devbox_mocks):
     # recording from parallel workers would share files: refused
     result = demo.runpytest_subprocess(*QUIET, "-n", "2", "--devbox-record", "new")
     result.stderr.fnmatch_lines(["*--devbox-record writes recordings: run it without -n*"])
+
+
+def test_recording_without_an_upstream_fails_in_one_line(demo: pytest.Pytester) -> None:
+    profile = demo.path / "profiles/demo.toml"
+    profile.write_text(profile.read_text().replace('upstream = "http://127.0.0.1:7202"\n', ""))
+    demo.makepyfile(test_u="def test_u(devbox_mocks):\n    pass\n")
+    result = demo.runpytest(*QUIET, "--devbox-profile", "demo", "--devbox-record", "new")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*devbox: --devbox-record new: dependency 'inventory' has no "
+            "upstream to record from (set upstream for inventory in *)"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()

@@ -124,13 +124,19 @@ def devbox_mocks(
     request: pytest.FixtureRequest, devbox_fleets: FleetCache, monkeypatch: pytest.MonkeyPatch
 ) -> DevboxMocks:
     """The profile's mocks, reset for this test, their URLs in the environment."""
+    from devbox.errors import DevboxError
     from devbox.pytest_plugin.mocks import DevboxMocks
 
     marker = request.node.get_closest_marker("devbox")
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
     name = kwargs.get("profile") or (marker.args[0] if marker and marker.args else None)
     profile = _profile(request.config, name)
-    mocks = DevboxMocks(profile, devbox_fleets.get(profile), bool(kwargs.get("allow_misses")))
+    try:
+        fleet = devbox_fleets.get(profile)
+    except DevboxError as exc:  # a one-line failure, as the CLI would print it
+        pytest.fail(f"devbox: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+                    pytrace=False)  # fmt: skip
+    mocks = DevboxMocks(profile, fleet, bool(kwargs.get("allow_misses")))
     mocks.begin()
     for var, url in mocks.env.items():
         monkeypatch.setenv(var, url)
