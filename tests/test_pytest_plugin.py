@@ -166,10 +166,17 @@ def test_parallel_workers_share_no_port(demo: pytest.Pytester) -> None:
         """
     )
     result = demo.runpytest_subprocess(
-        "-n", "2", *QUIET, "--devbox-replay", "demo",
+        "-n", "2", "-v", *QUIET, "--devbox-replay", "demo",
         "--devbox-runtime", "process", timeout=240,
     )  # fmt: skip
     result.assert_outcomes(passed=6 + _replayable())
+    # the recorded requests ran on one worker, in recorded order (sequences hold)
+    workers = {
+        line.split()[0]
+        for line in result.stdout.lines
+        if "PASSED devbox-replay[demo]::" in line
+    }  # fmt: skip
+    assert len(workers) == 1, workers
 
 
 def test_devbox_sandbox_runs_the_service_with_its_mocks(demo: pytest.Pytester) -> None:

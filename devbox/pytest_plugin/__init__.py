@@ -53,16 +53,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("devbox_record") != "none" and (
-        os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "numprocesses", None)
-    ):
-        # workers would append to the same recording files: record in one process
-        raise pytest.UsageError("--devbox-record writes recordings: run it without -n")
     config.addinivalue_line(
         "markers",
         "devbox(profile=None, allow_misses=False): the profile devbox_mocks serves; "
         "allow_misses keeps a mock miss from failing the test",
     )
+    if config.getoption("devbox_record") != "none" and (
+        os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "numprocesses", None)
+    ):
+        # workers would append to the same recording files: record in one process
+        raise pytest.UsageError("--devbox-record writes recordings: run it without -n")
+    if config.getoption("devbox_replay") and getattr(config.option, "dist", "no") == "load":
+        # -n: a profile's recorded requests go to one worker, in recorded order, so the
+        # mocks' sequences (n-th call, n-th response) hold as in `devbox up`; every
+        # other test is still spread by load
+        config.option.dist = "loadgroup"
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get("devbox_loadgroup"):
+        # a worker parses the command line again and never sees the switch above
+        config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: tell each worker the replay items form one group."""
+    node.workerinput["devbox_loadgroup"] = node.config.option.dist == "loadgroup"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -248,6 +263,7 @@ def pytest_collection_modifyitems(
         session, name=node, nodeid=node, path=profile.inbound_dir
     )
     seen: set[str] = set()
+    xdist = config.pluginmanager.hasplugin("xdist")
     for x in load_dir(profile.inbound_dir):
         if x.response is None:
             continue  # nothing recorded to compare with
@@ -255,4 +271,8 @@ def pytest_collection_modifyitems(
         if label in seen:
             continue
         seen.add(label)
-        items.append(ReplayItem.from_parent(collector, name=label, exchange=x))
+        item = ReplayItem.from_parent(collector, name=label, exchange=x)
+        if xdist:
+            # no brackets: xdist reads the group after the last "@" only past the last "]"
+            item.add_marker(pytest.mark.xdist_group(f"devbox-replay-{profile.name}"))
+        items.append(item)
