@@ -80,18 +80,27 @@ def register(sub: Any) -> None:
 
     e: argparse.ArgumentParser = sub.add_parser(
         "export",
-        help="export recorded traffic as a HAR 1.2 file",
+        help="export recorded traffic as a HAR 1.2 file, or a profile as Kubernetes manifests",
         description=(
             "Write recordings (a file, a directory, or every source of a profile) as one HAR "
-            "1.2 file that browsers' devtools and HAR viewers open."
+            "1.2 file that browsers' devtools and HAR viewers open. `devbox export k8s PROFILE` "
+            "writes the profile as a Kubernetes preview environment (docs/kubernetes.md)."
         ),
         epilog=EXPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("path", metavar="PATH", help="a recording file or directory, or a profile name")
-    e.add_argument("--har", required=True, metavar="FILE.har", help="where to write ('-': stdout)")
+    e.add_argument(
+        "path",
+        metavar="PATH",
+        help="a recording file or directory, or a profile name; `k8s` for manifests",
+    )
+    e.add_argument("--har", metavar="FILE.har", help="where to write ('-': stdout)")
     e.add_argument("--force", action="store_true", help="overwrite FILE.har if it exists")
     e.add_argument("--json", action="store_true", help="print a summary as JSON")
+    from devbox.cli.cmd_export import K8S_EPILOG, add_k8s_arguments
+
+    add_k8s_arguments(e)
+    e.epilog = (e.epilog or "") + K8S_EPILOG
     e.set_defaults(func=run_export)
 
 
@@ -308,9 +317,21 @@ def run_export(args: argparse.Namespace) -> int:
 
     import orjson
 
+    from devbox.cli.cmd_export import is_k8s, run_export_k8s
     from devbox.core.har import exchanges_to_har
     from devbox.store import atomic_write_bytes
 
+    if is_k8s(args):
+        return run_export_k8s(args)
+    if args.har is None:
+        raise UsageError(
+            "devbox export PATH needs --har FILE.har", hint="or: devbox export k8s PROFILE"
+        )
+    if args.profile is not None:
+        raise UsageError(
+            f"devbox export PATH takes one PATH, got {args.profile!r} too",
+            hint="devbox export PATH --har FILE.har",
+        )
     exchanges = _collect(args.path)
     if not exchanges:
         raise UsageError(f"{args.path}: no recorded exchanges to export")

@@ -16,8 +16,8 @@ from devbox.errors import UsageError
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "image",
-        help="images without a registry: the offline base image, imported images",
-        description="Build or import the images devbox builds need, without a registry.",
+        help="images without a registry: the offline base image, the mock image, imported images",
+        description="Build or import the images devbox needs, without a registry.",
     )
     isub = p.add_subparsers(dest="image_command", metavar="IMAGE_COMMAND")
     b = isub.add_parser(
@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
     from devbox.cli.cmd_image import register_import
 
     register_import(isub)
+
+    from devbox.cli.cmd_image_mock import register_mock
+
+    register_mock(isub)
 
     def image_help(_args: argparse.Namespace) -> int:
         p.print_help()

@@ -1,0 +1,186 @@
+"""The edge of `devbox export k8s` and `devbox image mock`: read the project, write files.
+
+Everything that decides what the manifests say is in ``manifests.py`` (pure);
+this module gathers its inputs (profile, recording files, the service's
+environment) and writes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from devbox import __version__
+from devbox.core.profile import Profile
+from devbox.errors import UsageError
+from devbox.k8s.image import mock_image_tag
+from devbox.k8s.manifests import (
+    CONFIGMAP_MAX_BYTES,
+    HEADER,
+    ExportSpec,
+    MockSource,
+    default_namespace,
+    dns_label,
+    mock_url,
+    render,
+)
+from devbox.store import atomic_write_bytes, recording_files
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    directory: str
+    namespace: str
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    service_image: str
+    mock_image: str
+    mocks: tuple[str, ...]
+    configmaps: tuple[str, ...]  # dependencies whose recordings are mounted from a ConfigMap
+    skipped: tuple[str, ...]  # dependencies devbox mock does not serve (yet)
+
+
+def project_path(profile: Profile, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(profile.root.resolve()).as_posix()
+    except ValueError:
+        raise UsageError(
+            f"{path} is outside the project root {profile.root}",
+            hint="the mock image copies the project layout: keep recordings under the root",
+        ) from None
+
+
+def mocked_dependencies(profile: Profile) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(served by `devbox mock`, left out): the same choice the mock fleet makes."""
+    from devbox.mock.fleet import specs_for
+
+    served = tuple(s.dependency.name for s in specs_for(profile))
+    return served, tuple(d.name for d in profile.dependencies if d.name not in served)
+
+
+def service_env(profile: Profile, urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The service's environment with each dependency NAME's mock at ``urls[NAME]``.
+
+    The one place the export asks how `devbox up` wires a service, and it asks the
+    code `up` runs: the variable per dependency (``env_name``, as the fleet's
+    ``urls()``), the merge of the profile's env, the mock URLs and PORT
+    (``merged_env``, as both runtimes), and what a container reached through its
+    own address gets on top (``bridge_env``, as the Docker runtime on a bridge
+    network: BIND/HOST 0.0.0.0 unless set). A pod is such a container.
+    """
+    from devbox.mock.fleet import env_name
+    from devbox.runtime.base import merged_env
+    from devbox.runtime.docker_runtime import bridge_env
+
+    mock_env = {env_name(d.name, d.env): urls[d.name] for d in profile.dependencies
+                if d.name in urls}  # fmt: skip
+    env = bridge_env(merged_env(profile, mock_env, profile.service.port))
+    return tuple(sorted(env.items()))
+
+
+def image_files(profile: Profile) -> list[tuple[str, Path]]:
+    """(path relative to the root, file) of everything the mock image carries."""
+    files = [(project_path(profile, profile.path), profile.path)]
+    served, _ = mocked_dependencies(profile)
+    dirs = [profile.inbound_dir] + [profile.recordings_dir(name) for name in served]
+    for d in dirs:
+        files += [(project_path(profile, f), f) for f in recording_files(d)]
+    return sorted(set(files))
+
+
+def mock_image_for(profile: Profile) -> str:
+    return mock_image_tag(
+        profile.name, __version__, ((rel, f.read_bytes()) for rel, f in image_files(profile))
+    )
+
+
+def _configmap_files(directory: Path) -> tuple[tuple[str, str], ...] | None:
+    """The files' text when they fit in a ConfigMap, else None."""
+    files = recording_files(directory)
+    if not files or sum(f.stat().st_size for f in files) > CONFIGMAP_MAX_BYTES:
+        return None
+    try:
+        return tuple((f.name, f.read_text(encoding="utf-8")) for f in files)
+    except UnicodeDecodeError:
+        return None
+
+
+def export_spec(
+    profile: Profile,
+    *,
+    namespace: str | None = None,
+    image_registry: str | None = None,
+    recordings: str = "auto",
+) -> ExportSpec:
+    from devbox.runtime.docker_runtime import image_tag
+
+    ns = namespace or default_namespace(profile.name)
+    if dns_label(ns) != ns:
+        raise UsageError(
+            f"--namespace {ns!r} is not a valid Kubernetes name",
+            hint=f"lower case letters, digits and dashes, e.g. {dns_label(ns)!r}",
+        )
+    served, _ = mocked_dependencies(profile)
+    names = [dns_label(profile.service.name), *(dns_label(n) for n in served)]
+    if len(set(names)) != len(names):
+        raise UsageError(
+            "the service and its dependencies need distinct Kubernetes names: " + ", ".join(names)
+        )
+    mocks = []
+    for name in served:
+        directory = profile.recordings_dir(name)
+        cm: tuple[tuple[str, str], ...] | None = None
+        if recordings != "image":
+            cm = _configmap_files(directory)
+            if cm is None and recordings == "configmap":
+                raise UsageError(
+                    f"{name}: the recordings in {directory} do not fit in a ConfigMap "
+                    f"(over {CONFIGMAP_MAX_BYTES // 1024} KiB, or not UTF-8)",
+                    hint="use --recordings image (the default picks per dependency)",
+                )
+        mocks.append(MockSource(name, project_path(profile, directory), cm or ()))
+    ready = profile.service.ready
+    return ExportSpec(
+        profile=profile.name,
+        profile_file=project_path(profile, profile.path),
+        service=profile.service.name,
+        service_port=profile.service.port,
+        service_image=image_tag(profile),
+        mock_image=mock_image_for(profile),
+        env=service_env(profile, {n: mock_url(n) for n in served}),
+        ready_http=ready.http,
+        ready_log=ready.log,
+        ready_timeout_s=ready.timeout_s,
+        mocks=tuple(mocks),
+        namespace=ns,
+        image_registry=image_registry,
+    )
+
+
+def write_export(spec: ExportSpec, out_dir: Path, skipped: tuple[str, ...] = ()) -> ExportResult:
+    """Write the files; drop base files an earlier export generated that are gone now."""
+    files = render(spec)
+    header = HEADER.format(profile=spec.profile).encode()
+    removed = []
+    base = out_dir / "base"
+    if base.is_dir():
+        for old in sorted(base.glob("*.yaml")):
+            rel = f"base/{old.name}"
+            if rel not in files and old.read_bytes().startswith(header):
+                old.unlink()
+                removed.append(rel)
+    for rel, text in files.items():
+        atomic_write_bytes(out_dir / rel, text.encode("utf-8"))
+    served = tuple(m.dependency for m in spec.mocks)
+    return ExportResult(
+        directory=str(out_dir),
+        namespace=spec.namespace,
+        written=tuple(files),
+        removed=tuple(removed),
+        service_image=spec.service_image,
+        mock_image=spec.mock_image,
+        mocks=served,
+        configmaps=tuple(m.dependency for m in spec.mocks if m.configmap_files),
+        skipped=skipped,
+    )

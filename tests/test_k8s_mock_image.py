@@ -1,0 +1,208 @@
+"""`devbox image mock` and the exported pods, run for real under Docker.
+
+The image is built offline from devbox/base:bookworm; every container runs with the
+restrictions the manifests put on it (non-root uid, read-only root file system, no
+capabilities, no privilege escalation). The last test runs the whole preview as the
+manifests describe it: pods as containers, Services as network aliases, the ConfigMap as
+a read-only mount, and the replay Job's init container and container in turn.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from conftest import ROOT
+
+from devbox.cli.main import main
+from devbox.core.profile import load_profile
+from devbox.k8s.export import export_spec
+from devbox.k8s.manifests import MOCK_PORT, ExportSpec, manifests
+from devbox.store import load_dir
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+PREFIX = f"devbox-test-k8s-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=120)
+    yield client
+    _remove_containers(client)
+    client.close()
+
+
+def _remove_containers(client: docker.DockerClient) -> None:
+    for c in client.containers.list(all=True, filters={"name": PREFIX}):
+        c.remove(force=True)
+    for n in client.networks.list(names=[f"{PREFIX}-net"]):
+        n.remove()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo under a name of its own, so every image tag is this module's."""
+    root = tmp_path_factory.mktemp("k8s")
+    (root / "profiles").mkdir()
+    name = PREFIX.replace("devbox-test-k8s-", "k8s")
+    text = (ROOT / "profiles/demo.toml").read_text().replace('name = "demo"', f'name = "{name}"')
+    (root / "profiles/demo.toml").write_text(text)
+    shutil.copytree(ROOT / "mocks/demo", root / f"mocks/{name}")
+    shutil.copytree(ROOT / "examples/demo/orders", root / "examples/demo/orders")
+    return root / "profiles/demo.toml"
+
+
+@pytest.fixture(scope="module")
+def spec(project: Path, engine: docker.DockerClient) -> Iterator[ExportSpec]:
+    spec = export_spec(load_profile(project))
+    stages = len(engine.images.list(all=True, filters={"label": "devbox.build"}))
+    try:
+        assert main(["image", "mock", str(project), "--json"]) == 0
+        # the install stage (wheels and all) does not stay behind as an untagged image
+        assert len(engine.images.list(all=True, filters={"label": "devbox.build"})) == stages
+        yield spec
+    finally:
+        _remove_containers(engine)  # first: an image in use would only lose its tag
+        for tag in (spec.mock_image, spec.service_image):
+            if engine.images.list(name=tag):
+                engine.images.remove(tag, force=True)
+
+
+def _get(port: int, path: str, deadline: float) -> tuple[int, bytes]:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _pod(spec: ExportSpec, file: str, kind: str = "Deployment") -> dict[str, Any]:
+    obj = next(o for o in manifests(spec)[f"base/{file}"] if o["kind"] == kind)
+    pod: dict[str, Any] = obj["spec"]["template"]["spec"]
+    return pod
+
+
+def _create(
+    engine: docker.DockerClient,
+    spec_pod: dict[str, Any],
+    container: dict[str, Any],
+    *,
+    name: str,
+    network: str | None = None,
+    alias: str | None = None,
+    binds: dict[str, str] | None = None,
+    publish: bool = False,
+) -> str:
+    """A container as the pod spec describes it (security, env, mounts), not started."""
+    api = engine.api
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
+    tmpfs = {m["mountPath"]: "" for m in container.get("volumeMounts", []) if m["name"] == "tmp"}
+    host_config = api.create_host_config(
+        read_only=True, tmpfs=tmpfs, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        binds={h: {"bind": c, "mode": "ro"} for h, c in (binds or {}).items()},
+        network_mode=network,
+        port_bindings={MOCK_PORT: ("127.0.0.1", None)} if publish else None,
+    )  # fmt: skip
+    user = spec_pod["securityContext"]
+    networking = None
+    if network and alias:
+        networking = api.create_networking_config(
+            {network: api.create_endpoint_config(aliases=[alias])}
+        )
+    created = api.create_container(
+        container["image"], command=container.get("args"), entrypoint=container.get("command"),
+        environment={e["name"]: e["value"] for e in container.get("env", [])}, name=name,
+        user=f"{user['runAsUser']}:{user['runAsGroup']}", host_config=host_config,
+        networking_config=networking, ports=[MOCK_PORT] if publish else None,
+    )  # fmt: skip
+    return str(created["Id"])
+
+
+def test_the_mock_image_serves_the_recorded_bytes(
+    spec: ExportSpec, project: Path, engine: docker.DockerClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    capsys.readouterr()
+    assert main(["image", "mock", str(project), "--json"]) == 0  # the tag is the cache
+    assert json.loads(capsys.readouterr().out)["built"] is False
+    pod = _pod(spec, "mock-inventory.yaml")
+    cid = _create(engine, pod, pod["containers"][0], name=f"{PREFIX}-served", publish=True)
+    engine.api.start(cid)
+    deadline = time.monotonic() + 60
+    port = 0
+    while not port:
+        info = engine.api.inspect_container(cid)
+        bindings = info["NetworkSettings"]["Ports"].get(f"{MOCK_PORT}/tcp")
+        if bindings:
+            port = int(bindings[0]["HostPort"])
+        else:
+            assert info["State"]["Status"] != "exited", engine.api.logs(cid).decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    directory = project.parent.parent / f"mocks/{spec.profile}/inventory"
+    recorded = [x for x in load_dir(directory) if x.request.method == "GET" and x.response]
+    assert recorded
+    for x in recorded[:3]:
+        assert x.response is not None
+        status, body = _get(port, x.request.target, deadline)
+        assert (status, body) == (x.response.status, x.response.body)
+    status, body = _get(port, "/never/recorded", deadline)
+    assert status == 502 and b"never/recorded" in body  # a miss says what it missed
+
+
+def test_the_exported_preview_replays_green_under_docker(
+    spec: ExportSpec, project: Path, engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    engine.images.build(path=str(project.parent.parent / "examples/demo/orders"),
+                        tag=spec.service_image, rm=True, forcerm=True)  # fmt: skip
+    net = engine.networks.create(f"{PREFIX}-net", driver="bridge")
+    files = manifests(spec)
+    for file, objs in files.items():
+        if not file.startswith("base/") or file.endswith("replay-job.yaml"):
+            continue
+        deployment = next(o for o in objs if o["kind"] == "Deployment")
+        service = next(o for o in objs if o["kind"] == "Service")
+        pod = deployment["spec"]["template"]["spec"]
+        binds = {}
+        for cm in (o for o in objs if o["kind"] == "ConfigMap"):
+            # the ConfigMap volume: its data as files, mounted read-only where the pod says
+            (tmp_path / cm["metadata"]["name"]).mkdir()
+            for fname, text in cm["data"].items():
+                (tmp_path / cm["metadata"]["name"] / fname).write_text(text)
+            mount = next(
+                m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "recordings"
+            )
+            binds[str(tmp_path / cm["metadata"]["name"])] = mount["mountPath"]
+        name = service["metadata"]["name"]
+        cid = _create(engine, pod, pod["containers"][0], name=f"{PREFIX}-{name}",
+                      network=net.name, alias=name, binds=binds)  # fmt: skip
+        engine.api.start(cid)
+    job = _pod(spec, "replay-job.yaml", kind="Job")
+    results = []
+    for step in [*job["initContainers"], *job["containers"]]:
+        cid = _create(engine, job, step, name=f"{PREFIX}-job-{step['name']}", network=net.name)
+        engine.api.start(cid)
+        code = engine.api.wait(cid, timeout=300)["StatusCode"]
+        out = engine.api.logs(cid, stdout=True, stderr=False).decode()
+        err = engine.api.logs(cid, stdout=False, stderr=True).decode()
+        assert code == 0, (step["name"], out[-2000:], err[-2000:])
+        results.append(out)
+    junit = results[-1]
+    assert junit.startswith("<?xml")
+    recorded = len(load_dir(project.parent.parent / f"mocks/{spec.profile}/inbound"))
+    assert f'tests="{recorded}" failures="0" errors="0"' in junit
