@@ -17,7 +17,6 @@ everything else: faults, timing, HEAD, content negotiation, fuzzy matches and mi
 from __future__ import annotations
 
 import dataclasses
-
 import random
 import time
 from collections import deque

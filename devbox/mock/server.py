@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import os
 import time
 import uuid

@@ -201,8 +201,7 @@ class PostgresRecorderConnection:
         elif typ in (b"C", b"I", b"s"):
             if isinstance(item, _Query):
                 if item.protocol == "extended" and item.current is None and typ != b"I":
-                    self._ensure_current(item, 0)
-                    if item.current and item.current["columns"] is None:
+                    if self._ensure_current(item, 0)["columns"] is None:
                         item.current = None
                 res = item.current or {}
                 if typ == b"C":
