@@ -43,45 +43,85 @@ def make_exchange(i: int, rng: random.Random) -> Exchange:
     sku = rng.choice(SKUS)
     if i % 3 == 0:
         body = json.dumps(
-            {"sku": sku, "qty": rng.randint(1, 5), "customer": f"c-{rng.randint(1, 999)}",
-             "card": "4242424242424242"}
+            {
+                "sku": sku,
+                "qty": rng.randint(1, 5),
+                "customer": f"c-{rng.randint(1, 999)}",
+                "card": "4242424242424242",
+            }
         ).encode()
         req = Request(
-            "POST", "/charges", (),
-            (("Host", "payments:8081"), ("Content-Type", "application/json"),
-             ("Authorization", "Bearer sk_test_demo"), ("Accept", "application/json"),
-             ("User-Agent", "orders/1.0"), ("X-Request-Id", f"req-{i:08d}")),
-            body, host="payments:8081",
+            "POST",
+            "/charges",
+            (),
+            (
+                ("Host", "payments:8081"),
+                ("Content-Type", "application/json"),
+                ("Authorization", "Bearer sk_test_demo"),
+                ("Accept", "application/json"),
+                ("User-Agent", "orders/1.0"),
+                ("X-Request-Id", f"req-{i:08d}"),
+            ),
+            body,
+            host="payments:8081",
         )
         resp_body = json.dumps(
-            {"id": f"ch_{i:08d}", "status": "succeeded", "amount": rng.randint(100, 99999),
-             "currency": "eur", "created_at": "2024-03-01T09:15:02Z", "sku": sku}
+            {
+                "id": f"ch_{i:08d}",
+                "status": "succeeded",
+                "amount": rng.randint(100, 99999),
+                "currency": "eur",
+                "created_at": "2024-03-01T09:15:02Z",
+                "sku": sku,
+            }
         ).encode()
         status = 201
     else:
         req = Request(
-            "GET", f"/items/{sku}", (("fields", "price,stock"), ("lang", "en")),
-            (("Host", "inventory:8082"), ("Accept", "application/json"),
-             ("User-Agent", "orders/1.0"), ("X-Request-Id", f"req-{i:08d}")),
+            "GET",
+            f"/items/{sku}",
+            (("fields", "price,stock"), ("lang", "en")),
+            (
+                ("Host", "inventory:8082"),
+                ("Accept", "application/json"),
+                ("User-Agent", "orders/1.0"),
+                ("X-Request-Id", f"req-{i:08d}"),
+            ),
             host="inventory:8082",
         )
         resp_body = json.dumps(
-            {"sku": sku, "name": "Mechanical keyboard", "price": 89.0,
-             "stock": rng.randint(0, 50), "checked_at": "2024-03-01T09:15:02Z",
-             "tags": ["peripherals", "input"]}
+            {
+                "sku": sku,
+                "name": "Mechanical keyboard",
+                "price": 89.0,
+                "stock": rng.randint(0, 50),
+                "checked_at": "2024-03-01T09:15:02Z",
+                "tags": ["peripherals", "input"],
+            }
         ).encode()
         status = 200
     resp = Response(
         status,
-        (("Content-Type", "application/json"), ("Date", "Fri, 01 Mar 2024 09:15:02 GMT"),
-         ("Server", "standin/1.0"), ("Content-Length", str(len(resp_body)))),
-        resp_body, reason="OK",
+        (
+            ("Content-Type", "application/json"),
+            ("Date", "Fri, 01 Mar 2024 09:15:02 GMT"),
+            ("Server", "standin/1.0"),
+            ("Content-Length", str(len(resp_body))),
+        ),
+        resp_body,
+        reason="OK",
     )
     return Exchange(
-        id=f"ex-{i:08d}", direction=Direction.OUTBOUND, source="payments", request=req,
+        id=f"ex-{i:08d}",
+        direction=Direction.OUTBOUND,
+        source="payments",
+        request=req,
         response=resp,
-        timing=Timing(started_at=1709284502.0 + i * 0.01, duration_ms=round(rng.uniform(1, 30), 3),
-                      wait_ms=round(rng.uniform(0.5, 1), 3)),
+        timing=Timing(
+            started_at=1709284502.0 + i * 0.01,
+            duration_ms=round(rng.uniform(1, 30), 3),
+            wait_ms=round(rng.uniform(0.5, 1), 3),
+        ),
         parent=f"in-{i // 3:08d}",
     )
 

@@ -35,7 +35,7 @@ def bodies(fmt: str, secret: str) -> list[tuple[str, bytes]]:
         nested = {"data": {"items": [{"label": "x", "value": secret}], "n": 1}}
     boundary = uuid.uuid4().hex
     multipart = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="comment"\r\n\r\n'
         f"{secret if fmt == 'opaque-token' else secret_text}\r\n--{boundary}--\r\n"
     ).encode()
     text = f"line one\nthe value is {secret_text} here\nline three\n"

@@ -175,17 +175,45 @@ def make_ca(d: Path) -> TestCA:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
 
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=devbox record test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=devbox record test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost")
     (d / "ext.cnf").write_text(
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
     )
-    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return TestCA(d / "ca.pem", d / "srv.pem", d / "srv.key")
 
 
@@ -203,8 +231,12 @@ def write_profile(
     (root / "profiles").mkdir(parents=True, exist_ok=True)
     lines = [f'name = "{name}"', "[service]", 'name = "svc"', f"port = {service_port}", service]
     for dep, url in deps.items():
-        lines += ["[[dependency]]", f'name = "{dep}"', f'upstream = "{url}"',
-                  f'env = "{dep.upper()}_URL"']
+        lines += [
+            "[[dependency]]",
+            f'name = "{dep}"',
+            f'upstream = "{url}"',
+            f'env = "{dep.upper()}_URL"',
+        ]
         if ports and dep in ports:
             lines.append(f"port = {ports[dep]}")
     path = root / "profiles" / f"{name}.toml"

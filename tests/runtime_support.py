@@ -16,12 +16,21 @@ from devbox.core.profile import Profile, load_profile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_project(tmp: Path, *, name: str = "rtdemo", port: int, service_extra: str = "",
-                 replace: dict[str, str] | None = None) -> Path:
+def make_project(
+    tmp: Path,
+    *,
+    name: str = "rtdemo",
+    port: int,
+    service_extra: str = "",
+    replace: dict[str, str] | None = None,
+) -> Path:
     """A copy of the demo (orders service + profile) in ``tmp``, with its own name and port,
     so tests can edit app.py and `devbox down` stays scoped to this project."""
-    shutil.copytree(ROOT / "examples/demo/orders", tmp / "examples/demo/orders",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "examples/demo/orders",
+        tmp / "examples/demo/orders",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     text = (ROOT / "profiles/demo.toml").read_text()
     text = re.sub(r'^name = "demo"', f'name = "{name}"', text, count=1, flags=re.M)
     text = re.sub(r"^port = 7080", f"port = {port}", text, count=1, flags=re.M)

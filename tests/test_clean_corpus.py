@@ -42,8 +42,12 @@ FILES = [
 
 
 class Quiet(SimpleHTTPRequestHandler):
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".md": "text/markdown",
-                      ".js": "application/javascript", ".json": "application/json"}
+    extensions_map = {
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".md": "text/markdown",
+        ".js": "application/javascript",
+        ".json": "application/json",
+    }
 
     def log_message(self, fmt: str, *args: object) -> None:
         pass
@@ -81,10 +85,22 @@ def test_import_then_export_changes_no_byte(tmp_path: Path, site: int) -> None:
     port = free_port()
     har = tmp_path / "site.har"
     proc = subprocess.Popen(
-        [_mitmdump(), "--mode", f"reverse:http://127.0.0.1:{site}", "--listen-host",
-         "127.0.0.1", "--listen-port", str(port), "-q", "--set", f"hardump={har}",
-         "--set", f"confdir={tmp_path / 'mitm'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            _mitmdump(),
+            "--mode",
+            f"reverse:http://127.0.0.1:{site}",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(port),
+            "-q",
+            "--set",
+            f"hardump={har}",
+            "--set",
+            f"confdir={tmp_path / 'mitm'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_port(port, timeout=60)
@@ -94,12 +110,24 @@ def test_import_then_export_changes_no_byte(tmp_path: Path, site: int) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
-    r = subprocess.run([*DEVBOX, "import", str(har), "--into", "mocks/p/site"], cwd=tmp_path,
-                       env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*DEVBOX, "import", str(har), "--into", "mocks/p/site"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out.har"
-    r = subprocess.run([*DEVBOX, "export", "mocks/p/site", "--har", str(out)], cwd=tmp_path,
-                       env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*DEVBOX, "export", "mocks/p/site", "--har", str(out)],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     before, after = _entries(har), _entries(out)
     assert set(before) == set(after) == set(FILES)

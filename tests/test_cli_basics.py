@@ -26,7 +26,11 @@ def devbox(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env["COLUMNS"] = "160"  # tables, not the error lines, depend on the width
     return subprocess.run(
         [sys.executable, "-m", "devbox", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -39,7 +43,7 @@ def one_error(r: subprocess.CompletedProcess[str]) -> str:
     assert lines[0].startswith("error: ")
     if len(lines) == 2:
         assert lines[1].startswith("hint: ")
-    return lines[0][len("error: "):]
+    return lines[0][len("error: ") :]
 
 
 def profile(tmp_path: Path, text: str, name: str = "p") -> Path:
@@ -54,10 +58,19 @@ def ex(i: int) -> Exchange:
         id=f"pay-{i:04d}",
         direction=Direction.OUTBOUND,
         source="payments",
-        request=Request("POST", "/charges", (), (("Content-Type", "application/json"),),
-                        b'{"amount":100}', host="payments:8081"),
-        response=Response(201 if i % 4 else 402, (("Content-Type", "application/json"),),
-                          b'{"id":"ch_1","status":"ok"}'),
+        request=Request(
+            "POST",
+            "/charges",
+            (),
+            (("Content-Type", "application/json"),),
+            b'{"amount":100}',
+            host="payments:8081",
+        ),
+        response=Response(
+            201 if i % 4 else 402,
+            (("Content-Type", "application/json"),),
+            b'{"id":"ch_1","status":"ok"}',
+        ),
         timing=Timing(started_at=1709284502.0 + i, duration_ms=3.25, wait_ms=3.0),
         parent=f"in-{i:04d}",
     )
@@ -137,13 +150,14 @@ def test_wrong_type(tmp_path: Path) -> None:
 
 
 def test_bad_enum_in_the_second_dependency(tmp_path: Path) -> None:
-    text = (SERVICE + '[[dependency]]\nname = "payments"\non_miss = "fail"\n\n'
-            '[[dependency]]\nname = "inventory"\non_miss = "ignore"\n')
+    text = (
+        SERVICE + '[[dependency]]\nname = "payments"\non_miss = "fail"\n\n'
+        '[[dependency]]\nname = "inventory"\non_miss = "ignore"\n'
+    )
     path = profile(tmp_path, text)
     line = one_error(devbox("validate", str(path)))
     assert line == (
-        f"{path}:10: dependency[1].on_miss: expected one of fail, passthrough, record, "
-        "got 'ignore'"
+        f"{path}:10: dependency[1].on_miss: expected one of fail, passthrough, record, got 'ignore'"
     )
 
 
@@ -163,8 +177,11 @@ def test_corrupt_recording_names_the_line(tmp_path: Path) -> None:
     text = path.read_text()
     bad_line = text[: text.index('"id": "pay-0002"')].count("\n") + 1
     path.write_text(text.replace('"id": "pay-0002",', '"id": "pay-0002" "oops",'))
-    for args in (("traffic", "show", str(path)), ("traffic", "ls", str(d)),
-                 ("export", str(d), "--har", str(tmp_path / "x.har"))):
+    for args in (
+        ("traffic", "show", str(path)),
+        ("traffic", "ls", str(d)),
+        ("export", str(d), "--har", str(tmp_path / "x.har")),
+    ):
         line = one_error(devbox(*args))
         assert line.startswith(f"{path}:{bad_line}: invalid JSON"), (args, line)
     assert not (tmp_path / "x.har").exists()
@@ -210,14 +227,26 @@ def recorded(tmp_path: Path) -> Path:
     data = (d / "b.json").read_bytes()
     (d / "b.json").write_bytes(data[:-50])  # killed mid-append: a torn tail
     inbound = tmp_path / "mocks" / "p" / "inbound"
-    write_recording(inbound / "in.json", "inbound", Direction.INBOUND, [
-        Exchange(f"in-{i:04d}", Direction.INBOUND, "inbound",
-                 Request("GET", f"/items/KB-{i}", (("lang", "en"),), (), host="svc"),
-                 Response(200, (), b"{}"), Timing(1709284502.0, 2.0))
-        for i in range(3)
-    ])
-    profile(tmp_path, SERVICE + '[[dependency]]\nname = "payments"\n'
-            '[[dependency]]\nname = "inventory"\n')
+    write_recording(
+        inbound / "in.json",
+        "inbound",
+        Direction.INBOUND,
+        [
+            Exchange(
+                f"in-{i:04d}",
+                Direction.INBOUND,
+                "inbound",
+                Request("GET", f"/items/KB-{i}", (("lang", "en"),), (), host="svc"),
+                Response(200, (), b"{}"),
+                Timing(1709284502.0, 2.0),
+            )
+            for i in range(3)
+        ],
+    )
+    profile(
+        tmp_path,
+        SERVICE + '[[dependency]]\nname = "payments"\n[[dependency]]\nname = "inventory"\n',
+    )
     return tmp_path
 
 
@@ -251,8 +280,15 @@ def test_traffic_show(recorded: Path) -> None:
     assert [e["id"] for e in json.loads(r.stdout)] == ["pay-0004", "pay-0008", "pay-0020"]
     r = devbox("traffic", "show", "mocks/p/payments", "--id", "pay-0003", cwd=recorded)
     assert r.returncode == 0, r.stderr
-    for text in ("POST http://payments:8081/charges", "pay-0003", "parent", "in-0003",
-                 "Content-Type", '"amount": 100', "201"):
+    for text in (
+        "POST http://payments:8081/charges",
+        "pay-0003",
+        "parent",
+        "in-0003",
+        "Content-Type",
+        '"amount": 100',
+        "201",
+    ):
         assert text in r.stdout, text
     r = devbox("traffic", "show", "mocks/p/payments", "--id", "#9", "--json", cwd=recorded)
     assert json.loads(r.stdout)["id"] == "pay-0020"
@@ -260,6 +296,15 @@ def test_traffic_show(recorded: Path) -> None:
     assert "matches 9 exchanges" in line
     line = one_error(devbox("traffic", "show", "mocks/p/payments", "--id", "#99", cwd=recorded))
     assert line == "no exchange #99: there are 9"
-    r = devbox("traffic", "show", "mocks/p/inbound", "--method", "get", "--grep", "KB-1",
-               "--json", cwd=recorded)
+    r = devbox(
+        "traffic",
+        "show",
+        "mocks/p/inbound",
+        "--method",
+        "get",
+        "--grep",
+        "KB-1",
+        "--json",
+        cwd=recorded,
+    )
     assert [e["id"] for e in json.loads(r.stdout)] == ["in-0001"]

@@ -16,8 +16,11 @@ import pytest
 from conftest import ROOT
 
 DEVBOX = [sys.executable, "-m", "devbox"]
-BASE_ENV = {k: v for k, v in os.environ.items()
-            if k not in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS", "CLICOLOR_FORCE")}
+BASE_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS", "CLICOLOR_FORCE")
+}
 BASE_ENV.update({"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": "120"})
 
 COMMANDS = [
@@ -30,8 +33,9 @@ COMMANDS = [
 def on_terminal(args: tuple[str, ...], env: dict[str, str], cwd: Path = ROOT) -> tuple[int, bytes]:
     """Run with stdin, stdout and stderr on a pseudo-terminal; all it wrote, and its status."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*DEVBOX, *args], cwd=cwd, env=env, stdin=slave, stdout=slave,
-                            stderr=slave, close_fds=True)
+    proc = subprocess.Popen(
+        [*DEVBOX, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 60
@@ -68,8 +72,7 @@ def test_terminal_gets_styles_no_color_gets_none(args: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
 def test_pipes_get_no_escapes(args: tuple[str, ...]) -> None:
-    r = subprocess.run([*DEVBOX, *args], cwd=ROOT, env=BASE_ENV, capture_output=True,
-                       timeout=60)
+    r = subprocess.run([*DEVBOX, *args], cwd=ROOT, env=BASE_ENV, capture_output=True, timeout=60)
     assert b"\x1b" not in r.stdout + r.stderr
     assert (r.stdout + r.stderr).strip()
     if args[-1] == "no-such-profile":
@@ -85,13 +88,25 @@ def test_empty_no_color_means_unset() -> None:
 
 def test_quiet_keeps_results_and_errors(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM x\nEXPOSE 5000\n")
-    r = subprocess.run([*DEVBOX, "-q", "init", "--yes", "--name", "svc"], cwd=tmp_path,
-                       env=BASE_ENV, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*DEVBOX, "-q", "init", "--yes", "--name", "svc"],
+        cwd=tmp_path,
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0
     assert r.stdout == "profiles/svc.toml\n"
     assert r.stderr == ""
-    r = subprocess.run([*DEVBOX, "-q", "validate", "nope"], cwd=tmp_path, env=BASE_ENV,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*DEVBOX, "-q", "validate", "nope"],
+        cwd=tmp_path,
+        env=BASE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr.startswith("error: no profile named 'nope'")
 
 

@@ -22,8 +22,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
 
 
 def _script(shell: str, project: Path) -> Path:
-    r = subprocess.run([*DEVBOX, "completion", shell], cwd=project, env=ENV,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*DEVBOX, "completion", shell],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     path = project / f"devbox.{shell}"
     path.write_text(r.stdout)
@@ -42,10 +48,13 @@ def project(tmp_path: Path) -> Path:
 
 def _bash(project: Path, script: Path, *words: str) -> list[str]:
     words_sh = " ".join(shlex.quote(w) for w in words)
-    code = (f"source {shlex.quote(str(script))}; COMP_WORDS=({words_sh}); "
-            f"COMP_CWORD={len(words) - 1}; _devbox; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
-    r = subprocess.run(["bash", "-c", code], cwd=project, capture_output=True, text=True,
-                       timeout=30)
+    code = (
+        f"source {shlex.quote(str(script))}; COMP_WORDS=({words_sh}); "
+        f"COMP_CWORD={len(words) - 1}; _devbox; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    r = subprocess.run(
+        ["bash", "-c", code], cwd=project, capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     return sorted(line for line in r.stdout.splitlines() if line)
 
@@ -61,8 +70,7 @@ def test_bash_completes_commands_options_choices_and_profiles(project: Path) -> 
     # global options before the command are skipped
     assert _bash(project, script, "devbox", "-v", "record", "p") == ["payments-dev"]
     assert _bash(project, script, "devbox", "up", "--run") == ["--runtime"]
-    assert _bash(project, script, "devbox", "up", "--runtime", "") == [
-        "auto", "docker", "process"]
+    assert _bash(project, script, "devbox", "up", "--runtime", "") == ["auto", "docker", "process"]
     # bash splits --runtime=do at "=" (COMP_WORDBREAKS)
     assert _bash(project, script, "devbox", "up", "--runtime", "=", "do") == ["docker"]
     # after an option's value, the positional is the profile again
@@ -96,7 +104,10 @@ def test_fish(project: Path) -> None:
     def complete(line: str) -> list[str]:
         r = subprocess.run(
             ["fish", "--no-config", "-c", f"source {script}; complete -C {shlex.quote(line)}"],
-            cwd=project, capture_output=True, text=True, timeout=30,
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert r.returncode == 0, r.stderr
         return sorted(x.split("\t")[0] for x in r.stdout.splitlines())
@@ -126,8 +137,13 @@ def test_zsh(project: Path) -> None:
     )
 
     def complete(*words: str) -> list[str]:
-        r = subprocess.run(["zsh", "-f", str(harness), *words], cwd=project,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["zsh", "-f", str(harness), *words],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout.splitlines()
 

@@ -76,10 +76,7 @@ def run_loop(profile_path: Path, runtime: str) -> None:
         report = changed.report
         assert report is not None
         tax_diffs = [
-            d.describe()
-            for r in report.failures()
-            if r.method == "GET"
-            for d in r.differences
+            d.describe() for r in report.failures() if r.method == "GET" for d in r.differences
         ]
         assert any(d.startswith("$.tax") for d in tax_diffs), tax_diffs
         stage_names = [name for name, _ in changed.stages]
@@ -191,8 +188,16 @@ def _cli(profile: Path, *args: str, **kw: object) -> subprocess.CompletedProcess
 def test_up_once_is_the_ci_mode(demo_project: Path, tmp_path: Path) -> None:
     junit = tmp_path / "junit.xml"
     ok = _cli(
-        demo_project, "up", "demo", "--once", "--runtime", "process",
-        "--report", "junit", "--out", str(junit),
+        demo_project,
+        "up",
+        "demo",
+        "--once",
+        "--runtime",
+        "process",
+        "--report",
+        "junit",
+        "--out",
+        str(junit),
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "100" in ok.stdout and "matched" in ok.stdout
@@ -277,8 +282,10 @@ def test_profile_edit_recreates_only_the_service(demo_project: Path) -> None:
         old_runtime, old_fleet = engine.runtime, engine.fleet
         text = demo_project.read_text()
         demo_project.write_text(
-            text.replace('env = { PAYMENTS_TOKEN = "sk_test_demo" }',
-                         'env = { PAYMENTS_TOKEN = "sk_test_demo", LOG_LEVEL = "debug" }')
+            text.replace(
+                'env = { PAYMENTS_TOKEN = "sk_test_demo" }',
+                'env = { PAYMENTS_TOKEN = "sk_test_demo", LOG_LEVEL = "debug" }',
+            )
         )
         ev = wait_for(engine, 0)
         assert ev.action == "reload-profile"

@@ -85,7 +85,9 @@ def test_chrome_bodies() -> None:
     checkout = by_path["/v1/checkout"][0]
     # postData with params only (no text): rebuilt as a form body
     assert parse_qsl(checkout.request.body.decode()) == [
-        ("card_number", "4242 4242 4242 4242"), ("cvc", "737"), ("qty", "2"),
+        ("card_number", "4242 4242 4242 4242"),
+        ("cvc", "737"),
+        ("qty", "2"),
         ("note", "leave at door"),
     ]
     assert checkout.response is not None and checkout.response.status == 303
@@ -100,7 +102,8 @@ def test_failed_requests_and_duplicates() -> None:
     assert len(orders) == 2  # the same request twice: both kept, in order (nth call)
     assert orders[0].id != orders[1].id
     assert [json.loads(o.response.body)["status"] for o in orders if o.response] == [
-        "shipped", "delivered",
+        "shipped",
+        "delivered",
     ]
     # ids are stable: importing the same file again gives the same ids
     assert [e.id for e in imported("chrome.har")] == [e.id for e in exs]
@@ -114,9 +117,10 @@ def test_firefox_export_imports() -> None:
     exs = imported("firefox.har")
     assert len(exs) == 5 and exs[0].origin == "har:Firefox"
     # "+01:00" offsets: the same instant as UTC
-    assert exs[0].timing.started_at == datetime.fromisoformat(
-        "2024-03-02T09:20:30.125+00:00"
-    ).timestamp()
+    assert (
+        exs[0].timing.started_at
+        == datetime.fromisoformat("2024-03-02T09:20:30.125+00:00").timestamp()
+    )
     assert exs[0].request.header("Host") == "api.shop.example"
     put = exs[1]
     assert put.request.method == "PUT" and json.loads(put.request.body)["card"]
@@ -140,9 +144,7 @@ def test_proxy_export_imports() -> None:
     assert charge.response.body == b'{"ok": true, "note": "gzip bytes stored as-is by the proxy"}'
     receipt = exs[1]
     # a non-UTF-8 request body in its declared charset, byte for byte
-    assert receipt.request.body == "\u6ce8\u6587\u756a\u53f7: 1234 \u6771\u4eac".encode(
-        "shift_jis"
-    )
+    assert receipt.request.body == "\u6ce8\u6587\u756a\u53f7: 1234 \u6771\u4eac".encode("shift_jis")
     assert receipt.response is not None and receipt.response.body == b"\xff\xfe\x00\x81"
     assert receipt.timing.wait_ms is None  # -1: not available
     timeout = exs[2]
@@ -170,8 +172,12 @@ def test_multipart_params_and_cookie_arrays() -> None:
                 "mimeType": "multipart/form-data; boundary=----X",
                 "params": [
                     {"name": "title", "value": "hello"},
-                    {"name": "file", "fileName": "a.txt", "contentType": "text/plain",
-                     "value": "content"},
+                    {
+                        "name": "file",
+                        "fileName": "a.txt",
+                        "contentType": "text/plain",
+                        "value": "content",
+                    },
                 ],
             },
         },
@@ -202,17 +208,38 @@ def test_lenient_with_missing_optional_fields() -> None:
         ({"log": {"entries": {}}}, "log.entries", "expected a list"),
         (_har({"response": {}}), "log.entries[0].request", "missing request"),
         (_har({"request": {"url": "http://h/"}}), "log.entries[0].request.method", "missing"),
-        (_har({"request": {"method": "GET", "url": "nope"}}), "log.entries[0].request.url",
-         "not a URL"),
-        (_har({"request": {"method": "GET", "url": "http://h/"},
-               "response": {"status": 200, "content": {"text": "@@", "encoding": "base64"}}}),
-         "log.entries[0].response.content.text", "not valid base64"),
-        (_har({"request": {"method": "GET", "url": "http://h/"}, "startedDateTime": "yesterday"}),
-         "log.entries[0].startedDateTime", "not an ISO 8601 date"),
-        (_har({"request": {"method": "GET", "url": "http://h/"}, "response": {"status": "ok"}}),
-         "log.entries[0].response.status", "expected an HTTP status"),
-        (_har({"request": {"method": "GET", "url": "http://h/", "headers": [{"value": 1}]}}),
-         "log.entries[0].request.headers[0]", "expected {name, value}"),
+        (
+            _har({"request": {"method": "GET", "url": "nope"}}),
+            "log.entries[0].request.url",
+            "not a URL",
+        ),
+        (
+            _har(
+                {
+                    "request": {"method": "GET", "url": "http://h/"},
+                    "response": {"status": 200, "content": {"text": "@@", "encoding": "base64"}},
+                }
+            ),
+            "log.entries[0].response.content.text",
+            "not valid base64",
+        ),
+        (
+            _har(
+                {"request": {"method": "GET", "url": "http://h/"}, "startedDateTime": "yesterday"}
+            ),
+            "log.entries[0].startedDateTime",
+            "not an ISO 8601 date",
+        ),
+        (
+            _har({"request": {"method": "GET", "url": "http://h/"}, "response": {"status": "ok"}}),
+            "log.entries[0].response.status",
+            "expected an HTTP status",
+        ),
+        (
+            _har({"request": {"method": "GET", "url": "http://h/", "headers": [{"value": 1}]}}),
+            "log.entries[0].request.headers[0]",
+            "expected {name, value}",
+        ),
     ],
 )
 def test_errors_name_the_entry(doc: dict[str, Any], field: str, message: str) -> None:
@@ -243,10 +270,27 @@ def test_parse_har_names_the_line() -> None:
 
 
 REQUIRED_ENTRY = {"startedDateTime", "time", "request", "response", "cache", "timings"}
-REQUIRED_REQUEST = {"method", "url", "httpVersion", "cookies", "headers", "queryString",
-                    "headersSize", "bodySize"}
-REQUIRED_RESPONSE = {"status", "statusText", "httpVersion", "cookies", "headers", "content",
-                     "redirectURL", "headersSize", "bodySize"}
+REQUIRED_REQUEST = {
+    "method",
+    "url",
+    "httpVersion",
+    "cookies",
+    "headers",
+    "queryString",
+    "headersSize",
+    "bodySize",
+}
+REQUIRED_RESPONSE = {
+    "status",
+    "statusText",
+    "httpVersion",
+    "cookies",
+    "headers",
+    "content",
+    "redirectURL",
+    "headersSize",
+    "bodySize",
+}
 
 
 def assert_valid_har(doc: dict[str, Any]) -> None:
@@ -295,8 +339,11 @@ def test_har_devbox_har_round_trip(tmp_path: Path, name: str) -> None:
     for o, n in zip(orig_entries, new_entries, strict=True):
         assert n["request"]["method"] == o["request"]["method"].upper()
         assert _same_url(n["request"]["url"], o["request"]["url"])
-        o_headers = [(h["name"], h["value"]) for h in o["request"].get("headers", [])
-                     if not h["name"].startswith(":")]
+        o_headers = [
+            (h["name"], h["value"])
+            for h in o["request"].get("headers", [])
+            if not h["name"].startswith(":")
+        ]
         n_headers = [(h["name"], h["value"]) for h in n["request"]["headers"]]
         assert n_headers[: len(o_headers)] == o_headers
         if o["request"].get("postData", {}).get("text"):
@@ -361,8 +408,15 @@ def test_cli_import_then_export(tmp_path: Path) -> None:
     assert other.returncode == 0, other.stderr
     assert (tmp_path / "mocks/shop/api/chrome-2.json").exists()
     assert "exists; wrote a new file instead" in other.stderr
-    replaced = devbox("import", str(DATA / "chrome.har"), "--into", "mocks/shop/api",
-                      "--replace", "--json", cwd=tmp_path)
+    replaced = devbox(
+        "import",
+        str(DATA / "chrome.har"),
+        "--into",
+        "mocks/shop/api",
+        "--replace",
+        "--json",
+        cwd=tmp_path,
+    )
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads(replaced.stdout)["replaced"] == "mocks/shop/api/chrome.json"
     assert len(load_dir(tmp_path / "mocks/shop/api")) == 16
@@ -384,16 +438,27 @@ def test_cli_import_filters_hosts_and_uses_profile_dirs(tmp_path: Path) -> None:
         '[service]\nport = 8000\nimage = "shop"\n[[dependency]]\nname = "api"\n'
         '[redact]\njson = ["tracking"]\n'
     )
-    r = devbox("import", str(DATA / "chrome.har"), "--profile", "shop", "--source", "api",
-               "--host", "api.shop.example", "--json", cwd=tmp_path)
+    r = devbox(
+        "import",
+        str(DATA / "chrome.har"),
+        "--profile",
+        "shop",
+        "--source",
+        "api",
+        "--host",
+        "api.shop.example",
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["imported"] == 7 and report["hosts"] == {"api.shop.example": 7}
     assert report["redacted"]["profile:json"] == 2  # the profile's own rule applied too
     text = (tmp_path / "mocks/shop/api/chrome.json").read_text()
     assert "1Z999AA10123456784" not in text
-    none = devbox("import", str(DATA / "chrome.har"), "--into", "x", "--host", "nowhere.example",
-                  cwd=tmp_path)
+    none = devbox(
+        "import", str(DATA / "chrome.har"), "--into", "x", "--host", "nowhere.example", cwd=tmp_path
+    )
     assert none.returncode == 2 and "hosts in the file: api.shop.example (7)" in none.stderr
     nowhere = devbox("import", str(DATA / "chrome.har"), cwd=tmp_path)
     assert nowhere.returncode == 2 and "--into" in nowhere.stderr

@@ -47,8 +47,16 @@ def test_core_and_store_import_no_io_framework() -> None:
     assert {f"devbox.core.{n}" for n in names} <= modules
     assert heavy_in(modules) == []
     # nor does it reach into the edges
-    edges = ("devbox.mock", "devbox.record", "devbox.replay", "devbox.runtime", "devbox.watch",
-             "devbox.engine", "devbox.tui", "devbox.cli")
+    edges = (
+        "devbox.mock",
+        "devbox.record",
+        "devbox.replay",
+        "devbox.runtime",
+        "devbox.watch",
+        "devbox.engine",
+        "devbox.tui",
+        "devbox.cli",
+    )
     assert sorted(m for m in modules if m.startswith(edges)) == []
 
 

@@ -46,8 +46,9 @@ class Up:
         deadline = time.monotonic() + timeout
         # the terminal view wraps long lines: compare with whitespace collapsed
         while needle not in " ".join(" ".join(self.lines).split()):
-            if time.monotonic() > deadline or (self.proc.poll() is not None and
-                                                not self._reader.is_alive()):
+            if time.monotonic() > deadline or (
+                self.proc.poll() is not None and not self._reader.is_alive()
+            ):
                 pytest.fail(f"{needle!r} never came:\n" + "".join(self.lines))
             time.sleep(0.05)
 

@@ -538,8 +538,7 @@ def test_combined_plans_keep_the_newest_step_per_path(tmp_path: Path) -> None:
     from devbox.core.profile import parse_profile
 
     profile = parse_profile(
-        '[service]\nport = 8080\ncommand = ["python3", "app.py"]\n'
-        'watch = { sync = ["src/**"] }\n',
+        '[service]\nport = 8080\ncommand = ["python3", "app.py"]\nwatch = { sync = ["src/**"] }\n',
         tmp_path / "profiles" / "p.toml",
     )
     planner = Planner(profile)

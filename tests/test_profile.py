@@ -84,7 +84,12 @@ def test_dependency_defaults(tmp_path: Path) -> None:
     d = p.dependencies[0]
     assert d == Dependency(name="payments")
     assert (d.kind, d.upstream, d.env, d.port, d.on_miss, d.timing) == (
-        "http", None, None, None, "fail", "none",
+        "http",
+        None,
+        None,
+        None,
+        "fail",
+        "none",
     )
     assert d.timing_factor is None
     assert d.match.ignore_query == () and d.match.fuzzy is False
@@ -214,7 +219,11 @@ def test_every_section_and_key(tmp_path: Path) -> None:
     assert pay.match.fuzzy is True
     f = pay.faults
     assert (f.delay_ms, f.error_rate, f.error_status, f.reset_rate, f.seed) == (
-        250, 0.1, 502, 0.05, 42,
+        250,
+        0.1,
+        502,
+        0.05,
+        42,
     )
     assert inv.timing_factor == 2.5 and inv.on_miss == "record"
 
@@ -261,7 +270,7 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_unknown_top_level_key_suggests(tmp_path: Path) -> None:
-    e = error(tmp_path, MINIMAL + '\n[replya]\nconcurrency = 2\n')
+    e = error(tmp_path, MINIMAL + "\n[replya]\nconcurrency = 2\n")
     assert e.field == "replya" and e.line == 5
     assert e.hint == "did you mean 'replay'?"
 
@@ -302,8 +311,10 @@ def test_bad_value_in_the_second_dependency(
     tmp_path: Path, snippet: str, field: str, message: str
 ) -> None:
     key = snippet.split(" ")[0]
-    second = f'[[dependency]]\nname = "b"\n{snippet}\n' if key != "name" else (
-        f"[[dependency]]\n{snippet}\n"
+    second = (
+        f'[[dependency]]\nname = "b"\n{snippet}\n'
+        if key != "name"
+        else (f"[[dependency]]\n{snippet}\n")
     )
     text = MINIMAL + '[[dependency]]\nname = "a"\non_miss = "fail"\n' + second
     e = error(tmp_path, text)
@@ -351,32 +362,68 @@ def test_json_path_errors(tmp_path: Path) -> None:
         ("[service]\nport = 1\n", "service", "say how to run the service"),
         ("name = 'x'\n", "service", "missing [service] table"),
         ("[service]\nport = 1\ncommand = 'python3 app.py'\n", "service.command", "not a string"),
-        ("[service]\nport = 1\nimage = 'x'\nready = { http = 'healthz' }\n", "service.ready.http",
-         "starting with /"),
-        ("[service]\nport = 1\nimage = 'x'\nready = { log = '(' }\n", "service.ready.log",
-         "invalid regular expression"),
-        ("[service]\nport = 1\nimage = 'x'\nenv = { '1X' = 'a' }\n", "service.env.1X",
-         "not a valid variable name"),
-        ("[service]\nport = 1\nimage = 'x'\nenv = { A = true }\n", "service.env.A",
-         "expected a string or number"),
-        ("[service]\nport = 1\nimage = 'x'\nruntime = 'podman'\n", "service.runtime",
-         "expected one of auto, docker, process"),
-        ("[service]\nport = 1\nimage = 'x'\nwatch = { sync = [1] }\n", "service.watch.sync",
-         "expected a list of strings"),
+        (
+            "[service]\nport = 1\nimage = 'x'\nready = { http = 'healthz' }\n",
+            "service.ready.http",
+            "starting with /",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\nready = { log = '(' }\n",
+            "service.ready.log",
+            "invalid regular expression",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\nenv = { '1X' = 'a' }\n",
+            "service.env.1X",
+            "not a valid variable name",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\nenv = { A = true }\n",
+            "service.env.A",
+            "expected a string or number",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\nruntime = 'podman'\n",
+            "service.runtime",
+            "expected one of auto, docker, process",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\nwatch = { sync = [1] }\n",
+            "service.watch.sync",
+            "expected a list of strings",
+        ),
         ("name = 'Bad Name'\n[service]\nport = 1\nimage = 'x'\n", "name", "expected lowercase"),
         ("service = 3\n", "service", "expected a table, got an integer"),
-        ("[service]\nport = 1\nimage = 'x'\n[dependency]\nname = 'a'\n", "dependency",
-         "expected [[dependency]] tables"),
-        ("[service]\nport = 1\nimage = 'x'\n[[dependency]]\nkind = 'http'\n", "dependency[0]",
-         "missing name"),
-        ("[service]\nport = 1\nimage = 'x'\n[replay]\nconcurrency = 0\n", "replay.concurrency",
-         "expected 1..1024, got 0"),
-        ("[service]\nport = 1\nimage = 'x'\n[replay]\ntimeout_s = true\n", "replay.timeout_s",
-         "expected a number, got a boolean"),
-        ("[service]\nport = 1\nimage = 'x'\n[redact]\npatterns = ['[a-']\n", "redact.patterns",
-         "invalid regular expression"),
-        ("[service]\nport = 1\nimage = 'x'\n[redact]\njson = ['$.a..b']\n", "redact.json",
-         "not a JSON path"),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[dependency]\nname = 'a'\n",
+            "dependency",
+            "expected [[dependency]] tables",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[[dependency]]\nkind = 'http'\n",
+            "dependency[0]",
+            "missing name",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[replay]\nconcurrency = 0\n",
+            "replay.concurrency",
+            "expected 1..1024, got 0",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[replay]\ntimeout_s = true\n",
+            "replay.timeout_s",
+            "expected a number, got a boolean",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[redact]\npatterns = ['[a-']\n",
+            "redact.patterns",
+            "invalid regular expression",
+        ),
+        (
+            "[service]\nport = 1\nimage = 'x'\n[redact]\njson = ['$.a..b']\n",
+            "redact.json",
+            "not a JSON path",
+        ),
     ],
 )
 def test_errors_name_the_field(tmp_path: Path, text: str, field: str, message: str) -> None:

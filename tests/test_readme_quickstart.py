@@ -31,8 +31,11 @@ TIMEOUT_S = 900  # pip install from an index, a Docker build, one replay
 
 def quickstart_commands(readme: str) -> list[str]:
     """The commands of the first shell block under the Quickstart heading, comments cut."""
-    m = re.search(r"^#+\s*Quickstart\s*$(.*?)^```(?:sh|bash|shell|console)?\s*$\n(.*?)^```",
-                  readme, re.M | re.S | re.I)
+    m = re.search(
+        r"^#+\s*Quickstart\s*$(.*?)^```(?:sh|bash|shell|console)?\s*$\n(.*?)^```",
+        readme,
+        re.M | re.S | re.I,
+    )
     assert m, "README.md has no Quickstart heading followed by a shell block"
     commands = []
     for line in m.group(2).splitlines():
@@ -60,11 +63,17 @@ def _copy_tree(dest: Path) -> None:
     (with the work in progress of this tree) would have it; no .venv, no caches."""
     git = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
     )
     if git.returncode != 0:  # not a git checkout (an unpacked archive): copy, minus the venv
-        shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
-            ".venv", ".git", "__pycache__", ".*_cache", "*.egg-info"))
+        shutil.copytree(
+            ROOT,
+            dest,
+            symlinks=True,
+            ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".*_cache", "*.egg-info"),
+        )
         return
     listed = git.stdout.decode().split("\0")
     for rel in filter(None, listed):
@@ -77,11 +86,15 @@ def _copy_tree(dest: Path) -> None:
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "NO_COLOR", "FORCE_COLOR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "NO_COLOR", "FORCE_COLOR")
+    }
     root = str(ROOT.resolve())
     env["PATH"] = os.pathsep.join(
-        p for p in env.get("PATH", "").split(os.pathsep)
+        p
+        for p in env.get("PATH", "").split(os.pathsep)
         if p and not os.path.realpath(p).startswith(root)
     )
     env["COLUMNS"] = "120"
@@ -107,8 +120,14 @@ def test_first_quickstart_command_reaches_a_green_replay(tmp_path: Path) -> None
     profile.write_text(text)
 
     proc = subprocess.run(
-        [*argv, "--once"], cwd=copy, env=_clean_env(), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S,
+        [*argv, "--once"],
+        cwd=copy,
+        env=_clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     out = proc.stdout
     tail = "\n".join(out.splitlines()[-40:])

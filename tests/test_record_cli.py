@@ -75,9 +75,23 @@ def test_demo_record_through_the_runtime_with_a_wrapped_client(
 ) -> None:
     _demo_project(tmp_path, demo_upstreams)
     r = subprocess.run(
-        [*DEVBOX, "record", "demo", "--runtime", "process", "--json", "--",
-         sys.executable, "examples/demo/traffic.py", "{inbound}"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120,
+        [
+            *DEVBOX,
+            "record",
+            "demo",
+            "--runtime",
+            "process",
+            "--json",
+            "--",
+            sys.executable,
+            "examples/demo/traffic.py",
+            "{inbound}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr
     # the client's own output comes first on stdout, then the JSON summary
@@ -114,14 +128,30 @@ def test_wrapped_command_exit_code_is_returned_and_the_set_committed(
         "sys.exit(3)\n"
     )
     r = subprocess.run(
-        [*DEVBOX, "record", "rec", "--no-service", "--", sys.executable, "-c", client,
-         "{payments}"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60,
+        [
+            *DEVBOX,
+            "record",
+            "rec",
+            "--no-service",
+            "--",
+            sys.executable,
+            "-c",
+            client,
+            "{payments}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 3, r.stderr
     assert "recorded 3 exchanges" in r.stdout
     assert [e.request.path for e in exchanges(tmp_path / "mocks/rec", "payments")] == [
-        "/n/0", "/n/1", "/n/2"]
+        "/n/0",
+        "/n/1",
+        "/n/2",
+    ]
     assert "Traceback" not in r.stderr
 
 
@@ -132,7 +162,11 @@ def test_ctrl_c_prints_a_summary_commits_and_leaves_no_process(
     listen = free_port()
     proc = subprocess.Popen(
         [*DEVBOX, "record", "demo", "--runtime", "process", "--listen", str(listen)],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_port(ports["service"], timeout=30)
@@ -154,7 +188,10 @@ def test_ctrl_c_prints_a_summary_commits_and_leaves_no_process(
     assert "redactions:" in out
     wait_for(lambda: not any(_alive(p) for p in descendants), timeout=10)
     assert [e.request.path for e in exchanges(tmp_path / "mocks/demo", "inbound")] == [
-        "/catalog", "/items/KB-101", "/quote"]
+        "/catalog",
+        "/items/KB-101",
+        "/quote",
+    ]
 
 
 def test_sigterm_during_a_wrapped_command_stops_it_and_commits(
@@ -171,9 +208,22 @@ def test_sigterm_during_a_wrapped_command_stops_it_and_commits(
         "    sys.exit(130)\n"
     )
     proc = subprocess.Popen(
-        [*DEVBOX, "record", "rec", "--no-service", "--", sys.executable, "-c", client,
-         "{payments}"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *DEVBOX,
+            "record",
+            "rec",
+            "--no-service",
+            "--",
+            sys.executable,
+            "-c",
+            client,
+            "{payments}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -205,8 +255,14 @@ def test_usage_errors_exit_2_with_one_line(
     tmp_path: Path, upstream: Upstream, args: list[str], message: str
 ) -> None:
     write_profile(tmp_path, {"payments": upstream.url})
-    r = subprocess.run([*DEVBOX, "record", "rec", "--no-service", *args],
-                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [*DEVBOX, "record", "rec", "--no-service", *args],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "mocks").exists()
@@ -216,13 +272,21 @@ def test_a_service_that_never_gets_ready_records_nothing(
     tmp_path: Path, upstream: Upstream
 ) -> None:
     write_profile(
-        tmp_path, {"payments": upstream.url}, service_port=free_port(),
+        tmp_path,
+        {"payments": upstream.url},
+        service_port=free_port(),
         service='command = ["' + sys.executable + '", "-c", "import sys; sys.exit(4)"]\n'
-                'ready = { tcp = true, timeout_s = 5 }',
+        "ready = { tcp = true, timeout_s = 5 }",
     )
     started = time.monotonic()
-    r = subprocess.run([*DEVBOX, "record", "rec", "--runtime", "process", "--", "true"],
-                       cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [*DEVBOX, "record", "rec", "--runtime", "process", "--", "true"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "error:" in r.stderr
     assert time.monotonic() - started < 30

@@ -52,13 +52,18 @@ def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -
     old = profile.recordings_dir("payments") / "recording-old.json"
     from devbox.core.model import Exchange, Request, Response
 
-    write_recording(old, "payments", Direction.OUTBOUND, [
-        Exchange("old-1", Direction.OUTBOUND, "payments", Request("GET", "/old"), Response(200))
-    ])
+    write_recording(
+        old,
+        "payments",
+        Direction.OUTBOUND,
+        [Exchange("old-1", Direction.OUTBOUND, "payments", Request("GET", "/old"), Response(200))],
+    )
     old_bytes = old.read_bytes()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devbox", "record", str(path), "--no-service"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     completed: set[int] = set()

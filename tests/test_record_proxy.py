@@ -48,8 +48,9 @@ def upstream() -> Iterator[Upstream]:
 def make(tmp_path: Path) -> Iterator[Make]:
     started: list[Recorder] = []
 
-    def _make(deps: dict[str, str], *, extra: str = "", service_port: int = 1,
-              **opts: Any) -> Recorder:
+    def _make(
+        deps: dict[str, str], *, extra: str = "", service_port: int = 1, **opts: Any
+    ) -> Recorder:
         path = write_profile(tmp_path, deps, extra=extra, service_port=service_port)
         rec = Recorder(load_profile(path), RecordOptions(**opts))
         rec.start()
@@ -71,8 +72,12 @@ def test_http_exchanges_on_disk_match_the_wire_and_are_redacted(
     rec = make({"payments": upstream.url})
     c = _conn(rec, "payments")
     body = json.dumps({"amount": 12.5, "card": CARD}).encode()
-    c.request("POST", "/echo?mode=full", body=body,
-              headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"})
+    c.request(
+        "POST",
+        "/echo?mode=full",
+        body=body,
+        headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+    )
     r1 = c.getresponse()
     got1 = r1.read()
     # same keep-alive connection
@@ -94,7 +99,9 @@ def test_http_exchanges_on_disk_match_the_wire_and_are_redacted(
     assert first.direction is Direction.OUTBOUND and first.source == "payments"
     assert first.request.method == "POST"
     assert first.request.host == f"127.0.0.1:{upstream.port}"
-    assert first.request.header("authorization", ).startswith("Bearer sk_live_<redacted:")  # type: ignore[union-attr]
+    assert first.request.header(
+        "authorization",
+    ).startswith("Bearer sk_live_<redacted:")  # type: ignore[union-attr]
     assert json.loads(first.request.body)["amount"] == 12.5
     assert json.loads(first.request.body)["card"].startswith("<redacted:")
     assert first.response is not None and second.response is not None
@@ -143,8 +150,10 @@ def test_gzip_chunked_response_relayed_byte_for_byte_and_stored_decoded(
 def test_chunked_request_body_is_relayed_and_stored_decoded(make: Make, upstream: Upstream) -> None:
     rec = make({"inventory": upstream.url})
     with socket.create_connection(("127.0.0.1", rec.listener("inventory").port)) as s:
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                  b"Connection: close\r\n\r\n5\r\nhello\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Connection: close\r\n\r\n5\r\nhello\r\n"
+        )
         s.sendall(b"6;ext=1\r\n world\r\n0\r\n\r\n")
         raw = b""
         while chunk := s.recv(65536):
@@ -270,9 +279,11 @@ def test_pipelined_requests_head_and_204_keep_their_framing(make: Make, upstream
     rec = make({"inv": upstream.url})
     with socket.create_connection(("127.0.0.1", rec.listener("inv").port)) as s:
         s.settimeout(10)
-        s.sendall(b"HEAD /n/1 HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n"
-                  b"GET /n/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(
+            b"HEAD /n/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /n/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         raw = b""
         while chunk := s.recv(65536):
             raw += chunk
@@ -281,7 +292,10 @@ def test_pipelined_requests_head_and_204_keep_their_framing(make: Make, upstream
     rec.stop()
     saved = exchanges(rec.profile.mocks_dir, "inv")
     assert [(e.request.method, e.request.path) for e in saved] == [
-        ("HEAD", "/n/1"), ("GET", "/nocontent"), ("GET", "/n/2")]
+        ("HEAD", "/n/1"),
+        ("GET", "/nocontent"),
+        ("GET", "/n/2"),
+    ]
     assert saved[0].response is not None and saved[0].response.body == b""
     assert saved[0].response.header("content-length") == "8"
 
@@ -329,8 +343,9 @@ def test_outbound_calls_link_to_their_inbound_request(
             urllib.request.urlopen(f"{rec.inbound_url}/seq/{i}", timeout=10).read()
 
         def call(i: int) -> None:
-            req = urllib.request.Request(f"{rec.inbound_url}/par/{i}",
-                                         headers={"X-Request-Id": f"rid-{i}"})
+            req = urllib.request.Request(
+                f"{rec.inbound_url}/par/{i}", headers={"X-Request-Id": f"rid-{i}"}
+            )
             urllib.request.urlopen(req, timeout=10).read()
 
         # concurrent: several inbound requests in flight at once (the dependency takes 0.2s)
@@ -355,9 +370,12 @@ def test_outbound_calls_link_to_their_inbound_request(
     else:
         # never a guess: calls made while several inbound requests were in flight stay unlinked
         par = [e for e in outbound if e.request.header("x-request-id")]
-        wrong = [e for e in par if e.parent is not None
-                 and inbound[e.parent].request.header("x-request-id")
-                 != e.request.header("x-request-id")]
+        wrong = [
+            e
+            for e in par
+            if e.parent is not None
+            and inbound[e.parent].request.header("x-request-id") != e.request.header("x-request-id")
+        ]
         assert wrong == []
         assert summary.unlinked >= 1
 
@@ -378,7 +396,9 @@ def test_forward_proxy_records_dependencies_and_relays_the_rest(
         assert opener.open(f"http://127.0.0.1:{other.port}/n/6", timeout=10).read() == b'{"n": 6}'
         # CONNECT: relayed as an opaque tunnel; TLS is end to end between client and upstream
         c = http.client.HTTPSConnection(
-            "127.0.0.1", rec.listener("forward").port, timeout=10,
+            "127.0.0.1",
+            rec.listener("forward").port,
+            timeout=10,
             context=__import__("ssl").create_default_context(cafile=str(ca.ca)),
         )
         c.set_tunnel("localhost", tls_up.port)
@@ -409,8 +429,9 @@ def test_upgrade_switches_to_a_raw_tunnel(make: Make) -> None:
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(4096)
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
-                         b"Connection: Upgrade\r\n\r\n")
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+            )
             while chunk := conn.recv(4096):
                 conn.sendall(chunk.upper())
 
@@ -483,7 +504,10 @@ def test_a_dead_worker_stops_recording_not_relaying(make: Make, upstream: Upstre
     from devbox.store import load_file
 
     assert [e.request.path for e in load_file(partial).decoded.exchanges] == [
-        "/n/0", "/n/1", "/n/2"]
+        "/n/0",
+        "/n/1",
+        "/n/2",
+    ]
 
 
 def test_forward_proxy_switches_origin_on_one_connection(make: Make, upstream: Upstream) -> None:
@@ -538,8 +562,12 @@ def _closing_upstream() -> tuple[socket.socket, threading.Thread]:
                     continue
                 path = data.split(b" ")[1]
                 body = b'{"path": "' + path + b'"}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode()
-                             + b"\r\n\r\n" + body)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
                 conn.recv(4096)  # the next request on this connection: never answered
 
     t = threading.Thread(target=serve, daemon=True)
@@ -577,8 +605,10 @@ def test_expect_100_continue_is_relayed(make: Make, upstream: Upstream) -> None:
     rec = make({"inv": upstream.url})
     with socket.create_connection(("127.0.0.1", rec.listener("inv").port)) as s:
         s.settimeout(10)
-        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
         interim = s.recv(4096)
         assert interim.startswith(b"HTTP/1.1 100")
         s.sendall(b"hello")

@@ -75,8 +75,11 @@ def test_uncommitted_set_leaves_the_old_one_untouched(tmp_path: Path) -> None:
 def test_sources_without_traffic_keep_their_recordings(tmp_path: Path) -> None:
     p = _profile(tmp_path)
     _old_set(p)
-    sink = RecordingSink(p, Redactor(p.redact),
-                         sources={"payments": Direction.OUTBOUND, "inbound": Direction.INBOUND})
+    sink = RecordingSink(
+        p,
+        Redactor(p.redact),
+        sources={"payments": Direction.OUTBOUND, "inbound": Direction.INBOUND},
+    )
     sink.write(_ex(1, "inbound"))
     result = sink.commit()
     assert result.kept == ("payments",)

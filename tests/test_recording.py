@@ -58,13 +58,19 @@ def ex(i: int = 1, **kw: Any) -> Exchange:
 VARIETY = [
     ex(1),
     ex(2, response=None, error="connection refused", parent=None),
-    ex(3, request=Request("GET", "/items/KB-101", (), (), b"", host="inventory"),
-       response=Response(200, (), "caf\u00e9 \u2603".encode())),
+    ex(
+        3,
+        request=Request("GET", "/items/KB-101", (), (), b"", host="inventory"),
+        response=Response(200, (), "caf\u00e9 \u2603".encode()),
+    ),
     ex(4, response=Response(200, (("Content-Type", "image/png"),), b"\x89PNG\r\n\x1a\n\x00\xff")),
     ex(5, response=Response(200, (), b'{"a": [1, 2], "b": "\\u00e9"}')),  # json.dumps default
     ex(6, response=Response(204, (), b""), request_truncated=True, response_truncated=True),
-    ex(7, request=Request("GET", "/", (), (), b"", host="h", http_version="HTTP/2"),
-       response=Response(200, (), b"[1,2,3]", http_version="HTTP/2")),
+    ex(
+        7,
+        request=Request("GET", "/", (), (), b"", host="h", http_version="HTTP/2"),
+        response=Response(200, (), b"[1,2,3]", http_version="HTTP/2"),
+    ),
     ex(8, direction=Direction.INBOUND, source="inbound", timing=Timing(0.0, 0.0, None)),
     ex(9, response=Response(200, (), b"{not json")),
     ex(10, response=Response(200, (), b'{"x":1.5e300,"y":[{}],"z":null}')),
@@ -125,8 +131,12 @@ def test_layout_is_a_reviewable_json_stream() -> None:
 
 
 def test_headers_with_quotes_survive_the_one_line_layout() -> None:
-    tricky = ex(1, request=Request("GET", "/", (), (("X-Q", 'say "hi" \\ [ok], "x"'), ("E", "")),
-                                   b"", host="h"))
+    tricky = ex(
+        1,
+        request=Request(
+            "GET", "/", (), (("X-Q", 'say "hi" \\ [ok], "x"'), ("E", "")), b"", host="h"
+        ),
+    )
     text = exchange_to_text(tricky)
     assert b'["X-Q", "say \\"hi\\" \\\\ [ok], \\"x\\""]' in text
     assert roundtrip([tricky]) == [tricky]
@@ -206,13 +216,15 @@ def test_semantic_errors_name_line_and_field() -> None:
         decode(missing.encode(), "r.json")
     assert info.value.field == "exchange[0]"
     assert "missing required key 'method'" in info.value.message
-    nourl = text.replace('"url": "http://payments:8081/charges?expand=customer&q=a+b%26c"',
-                         '"url": 5')
+    nourl = text.replace(
+        '"url": "http://payments:8081/charges?expand=customer&q=a+b%26c"', '"url": 5'
+    )
     with pytest.raises(RecordingError) as info:
         decode(nourl.encode(), "r.json")
     assert info.value.field == "exchange[0].request.url"
-    second = text.replace('"url": "http://payments:8081/charges?expand=customer&q=a+b%26c"',
-                          '"url": 5', 2).replace('"url": 5', '"url": "http://x/"', 1)
+    second = text.replace(
+        '"url": "http://payments:8081/charges?expand=customer&q=a+b%26c"', '"url": 5', 2
+    ).replace('"url": 5', '"url": "http://x/"', 1)
     with pytest.raises(RecordingError) as info:
         decode(second.encode(), "r.json")
     assert info.value.field == "exchange[1].request.url"

@@ -54,9 +54,21 @@ def placeholders(text: str) -> list[str]:
 
 def test_rule_names_are_documented() -> None:
     assert DEFAULT_RULES == (
-        "authorization", "cookie", "token-header", "secret-query", "secret-field",
-        "secret-format", "private-key", "url-credentials", "generic-secret", "encoded",
-        "bearer", "jwt", "email", "card-number", "aws-access-key",
+        "authorization",
+        "cookie",
+        "token-header",
+        "secret-query",
+        "secret-field",
+        "secret-format",
+        "private-key",
+        "url-credentials",
+        "generic-secret",
+        "encoded",
+        "bearer",
+        "jwt",
+        "email",
+        "card-number",
+        "aws-access-key",
     )
     assert set(RULE_DESCRIPTIONS) == set(DEFAULT_RULES)
 
@@ -66,11 +78,15 @@ def test_rule_names_are_documented() -> None:
 
 def test_authorization_keeps_the_scheme() -> None:
     r = red()
-    out = r.request(req(headers=(
-        ("Authorization", "Bearer sk_live_51HqLmXabcDEF"),
-        ("Proxy-Authorization", "Basic YWxpY2U6d29uZGVybGFuZA=="),
-        ("X-Other", "plain"),
-    )))
+    out = r.request(
+        req(
+            headers=(
+                ("Authorization", "Bearer sk_live_51HqLmXabcDEF"),
+                ("Proxy-Authorization", "Basic YWxpY2U6d29uZGVybGFuZA=="),
+                ("X-Other", "plain"),
+            )
+        )
+    )
     auth, proxy, other = (v for _, v in out.headers)
     assert auth.startswith("Bearer <redacted:auth:") and "sk_live" not in auth
     assert proxy.startswith("Basic <redacted:auth:") and "YWxp" not in proxy
@@ -96,9 +112,11 @@ def test_cookies_keep_their_names_and_attributes() -> None:
     value = out.headers[0][1]
     assert [p.split("=")[0] for p in value.split("; ")] == ["sid", "csrftoken", "theme"]
     assert "J9v2Qk7" not in value and "c5f8e1a9" not in value and len(placeholders(value)) == 3
-    resp = r.response(Response(200, (
-        ("Set-Cookie", "sid=9fQ2xL7mK3; Path=/; Domain=.shop.example; HttpOnly; Secure"),
-    )))
+    resp = r.response(
+        Response(
+            200, (("Set-Cookie", "sid=9fQ2xL7mK3; Path=/; Domain=.shop.example; HttpOnly; Secure"),)
+        )
+    )
     sc = resp.headers[0][1]
     assert sc.startswith("sid=<redacted:cookie:") and "9fQ2xL7mK3" not in sc
     assert sc.endswith("; Path=/; Domain=.shop.example; HttpOnly; Secure")
@@ -106,8 +124,18 @@ def test_cookies_keep_their_names_and_attributes() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["X-Api-Key", "x-auth-token", "X-CSRF-Token", "x-amz-security-token", "X-Client-Secret",
-     "x-goog-api-key", "Api-Key", "X-Access-Token", "Ocp-Apim-Subscription-Key", "X-Db-Password"],
+    [
+        "X-Api-Key",
+        "x-auth-token",
+        "X-CSRF-Token",
+        "x-amz-security-token",
+        "X-Client-Secret",
+        "x-goog-api-key",
+        "Api-Key",
+        "X-Access-Token",
+        "Ocp-Apim-Subscription-Key",
+        "X-Db-Password",
+    ],
 )
 def test_token_headers(name: str) -> None:
     out = red().request(req(headers=((name, "v4lue-th4t-is-secret"),)))
@@ -116,8 +144,15 @@ def test_token_headers(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Idempotency-Key", "X-Request-Id", "Sec-WebSocket-Key", "Content-Type", "X-Token-Type",
-     "X-RateLimit-Remaining", "Accept"],
+    [
+        "Idempotency-Key",
+        "X-Request-Id",
+        "Sec-WebSocket-Key",
+        "Content-Type",
+        "X-Token-Type",
+        "X-RateLimit-Remaining",
+        "Accept",
+    ],
 )
 def test_ordinary_headers_are_kept(name: str) -> None:
     out = red().request(req(headers=((name, "3f9c-value"),)))
@@ -125,9 +160,13 @@ def test_ordinary_headers_are_kept(name: str) -> None:
 
 
 def test_headers_that_carry_urls_lose_the_secrets_in_them() -> None:
-    out = red().request(req(headers=(
-        ("Referer", "https://shop.example/cb?code=abc&access_token=at_7Hq2LmX9&page=2"),
-    )))
+    out = red().request(
+        req(
+            headers=(
+                ("Referer", "https://shop.example/cb?code=abc&access_token=at_7Hq2LmX9&page=2"),
+            )
+        )
+    )
     v = out.headers[0][1]
     assert "at_7Hq2LmX9" not in v and "code=abc" in v and "page=2" in v
 
@@ -136,16 +175,36 @@ def test_headers_that_carry_urls_lose_the_secrets_in_them() -> None:
 
 
 def test_secret_query_parameters() -> None:
-    q = (("access_token", "at_1"), ("api_key", "ak_2"), ("key", "AIzaSyB-9xK"), ("apiKey", "k3"),
-         ("client_secret", "cs_4"), ("refresh_token", "rt_5"), ("password", "pw"),
-         ("page", "2"), ("token_type", "bearer"), ("q", "shoes"), ("empty_token", ""))
+    q = (
+        ("access_token", "at_1"),
+        ("api_key", "ak_2"),
+        ("key", "AIzaSyB-9xK"),
+        ("apiKey", "k3"),
+        ("client_secret", "cs_4"),
+        ("refresh_token", "rt_5"),
+        ("password", "pw"),
+        ("page", "2"),
+        ("token_type", "bearer"),
+        ("q", "shoes"),
+        ("empty_token", ""),
+    )
     out = red().request(req(query=q))
     got = dict(out.query)
-    for k in ("access_token", "api_key", "key", "apiKey", "client_secret", "refresh_token",
-              "password"):
+    for k in (
+        "access_token",
+        "api_key",
+        "key",
+        "apiKey",
+        "client_secret",
+        "refresh_token",
+        "password",
+    ):
         assert PLACEHOLDER_RE.fullmatch(got[k]), k
     assert (got["page"], got["token_type"], got["q"], got["empty_token"]) == (
-        "2", "bearer", "shoes", "",
+        "2",
+        "bearer",
+        "shoes",
+        "",
     )
 
 
@@ -162,8 +221,12 @@ def test_form_bodies() -> None:
 def test_json_fields_by_name_at_any_depth() -> None:
     doc = {
         "user": {"id": "usr_1", "email": "jane@example.com", "password": "hunter2"},
-        "auth": {"accessToken": "at_x", "refresh_token": "rt_y", "token_type": "bearer",
-                 "expires_in": 3600},
+        "auth": {
+            "accessToken": "at_x",
+            "refresh_token": "rt_y",
+            "token_type": "bearer",
+            "expires_in": 3600,
+        },
         "credentials": {"user": "svc", "pass": "p"},
         "items": [{"sku": "KB-101", "api_key": "k1"}, {"sku": "MS-2", "api_key": "k2"}],
         "pin": 1234,
@@ -172,8 +235,9 @@ def test_json_fields_by_name_at_any_depth() -> None:
         "is_secret": False,
     }
     r = red()
-    out = json.loads(r.request(req((("Content-Type", "application/json"),),
-                                   json.dumps(doc).encode())).body)
+    out = json.loads(
+        r.request(req((("Content-Type", "application/json"),), json.dumps(doc).encode())).body
+    )
     assert out["user"]["id"] == "usr_1"
     assert out["user"]["email"].startswith("<redacted:email:")
     assert out["user"]["password"].startswith("<redacted:secret:")
@@ -206,8 +270,10 @@ def test_json_keeps_its_style_and_untouched_bodies_keep_their_bytes() -> None:
 
 
 def test_bearer_jwt_email_aws_in_text() -> None:
-    jwt = ("eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfODgyMSJ9."
-           "kXq9vN3pPz0H7w2yR5tU8aB1cD4eF6gH9iJ0kL3mN5o")
+    jwt = (
+        "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ1c3JfODgyMSJ9."
+        "kXq9vN3pPz0H7w2yR5tU8aB1cD4eF6gH9iJ0kL3mN5o"
+    )
     text = (
         "2024-03-01 INFO outgoing Authorization: Bearer sk_live_51HqLmXabcDEF9876\n"
         f"<script>window.idToken = '{jwt}';</script>\n"
@@ -216,8 +282,14 @@ def test_bearer_jwt_email_aws_in_text() -> None:
     )
     r = red()
     out = r.response(Response(200, (("Content-Type", "text/plain"),), text.encode())).body.decode()
-    for secret in ("sk_live_51HqLmX", jwt, "bob.smith", "support@", "AKIAIOSFODNN7EXAMPLE",
-                   "ASIAY34FZKBOKMUTVV7A"):
+    for secret in (
+        "sk_live_51HqLmX",
+        jwt,
+        "bob.smith",
+        "support@",
+        "AKIAIOSFODNN7EXAMPLE",
+        "ASIAY34FZKBOKMUTVV7A",
+    ):
         assert secret not in out
     # the key keeps its recognisable prefix
     assert "Authorization: Bearer sk_live_<redacted:stripe-secret-key:" in out
@@ -228,9 +300,14 @@ def test_bearer_jwt_email_aws_in_text() -> None:
 
 def test_secrets_in_the_path_and_error_text() -> None:
     r = red()
-    ex = Exchange("e1", Direction.OUTBOUND, "users",
-                  req(path="/v1/users/jane@example.com/cards/4242424242424242"), None,
-                  error="GET https://x/cb?access_token=zzz123 failed")
+    ex = Exchange(
+        "e1",
+        Direction.OUTBOUND,
+        "users",
+        req(path="/v1/users/jane@example.com/cards/4242424242424242"),
+        None,
+        error="GET https://x/cb?access_token=zzz123 failed",
+    )
     out = r.exchange(ex)
     assert "jane@example.com" not in out.request.path and "4242" not in out.request.path
     assert out.request.path.startswith("/v1/users/<redacted:email:")
@@ -239,9 +316,18 @@ def test_secrets_in_the_path_and_error_text() -> None:
 
 @pytest.mark.parametrize(
     "card",
-    ["4242 4242 4242 4242", "4242-4242-4242-4242", "4242424242424242", "5555 5555 5555 4444",
-     "378282246310005", "6011111111111117", "3530111333300000", "2223003122003222",
-     "4000056655665556", "36227206271667"],
+    [
+        "4242 4242 4242 4242",
+        "4242-4242-4242-4242",
+        "4242424242424242",
+        "5555 5555 5555 4444",
+        "378282246310005",
+        "6011111111111117",
+        "3530111333300000",
+        "2223003122003222",
+        "4000056655665556",
+        "36227206271667",
+    ],
 )
 def test_card_numbers_are_redacted(card: str) -> None:
     r = red()
@@ -287,12 +373,35 @@ def test_luhn_and_card_helpers() -> None:
 
 
 def test_secret_name_classifier() -> None:
-    for yes in ("password", "db_password", "passwordConfirmation", "client_secret", "api_key",
-                "apiKey", "key", "access_token", "X-Auth-Token", "private_key", "secret_access_key",
-                "cvc", "ssn", "credentials"):
+    for yes in (
+        "password",
+        "db_password",
+        "passwordConfirmation",
+        "client_secret",
+        "api_key",
+        "apiKey",
+        "key",
+        "access_token",
+        "X-Auth-Token",
+        "private_key",
+        "secret_access_key",
+        "cvc",
+        "ssn",
+        "credentials",
+    ):
         assert is_secret_name(yes), yes
-    for no in ("token_type", "total_tokens", "keyboard", "monkey", "key_id", "idempotency-key",
-               "tokenizer", "sku", "page", ""):
+    for no in (
+        "token_type",
+        "total_tokens",
+        "keyboard",
+        "monkey",
+        "key_id",
+        "idempotency-key",
+        "tokenizer",
+        "sku",
+        "page",
+        "",
+    ):
         assert not is_secret_name(no), no
 
 
@@ -305,8 +414,11 @@ def test_binary_bodies_are_left_alone() -> None:
 
 def test_text_in_other_charsets() -> None:
     body = "Kontakt: M\u00fcller <mueller@example.de>".encode("latin-1")
-    out = red().response(Response(200, (("Content-Type", "text/plain; charset=iso-8859-1"),),
-                                  body)).body
+    out = (
+        red()
+        .response(Response(200, (("Content-Type", "text/plain; charset=iso-8859-1"),), body))
+        .body
+    )
     assert b"mueller@" not in out and out.startswith("Kontakt: M\u00fcller".encode("latin-1"))
     undeclared = red().response(Response(200, (("Content-Type", "text/plain"),), body)).body
     assert b"mueller@" not in undeclared and b"M\xfcller" in undeclared
@@ -314,9 +426,9 @@ def test_text_in_other_charsets() -> None:
 
 def test_multipart_fields() -> None:
     body = (
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nhunter2\r\n"
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nmail jane@example.com\r\n"
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n"
+        b'--XyZ\r\nContent-Disposition: form-data; name="password"\r\n\r\nhunter2\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="note"\r\n\r\nmail jane@example.com\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n\x00\x01password\r\n--XyZ--\r\n"
     )
     out = red().request(req((("Content-Type", "multipart/form-data; boundary=XyZ"),), body)).body
@@ -336,13 +448,21 @@ def test_profile_rules() -> None:
         patterns=(r"\b\d{3}-\d{2}-\d{4}\b", r"order_ref=(\w+)"),
     )
     r = red(rules)
-    doc = {"ssn": "123-45-6789", "customer": {"card": "x", "name": "Jane"},
-           "items": [{"token": "t1", "sku": "a"}], "meta": {"a": 1, "b": "two"},
-           "note": "SSN 987-65-4321, order_ref=ABC123 done", "deep": {"SSN": "111"}}
-    out = r.request(req(
-        (("Content-Type", "application/json"), ("X-Tenant", "acme"), ("x-internal-token", "i")),
-        json.dumps(doc).encode(), query=(("sig", "abc"), ("page", "1")),
-    ))
+    doc = {
+        "ssn": "123-45-6789",
+        "customer": {"card": "x", "name": "Jane"},
+        "items": [{"token": "t1", "sku": "a"}],
+        "meta": {"a": 1, "b": "two"},
+        "note": "SSN 987-65-4321, order_ref=ABC123 done",
+        "deep": {"SSN": "111"},
+    }
+    out = r.request(
+        req(
+            (("Content-Type", "application/json"), ("X-Tenant", "acme"), ("x-internal-token", "i")),
+            json.dumps(doc).encode(),
+            query=(("sig", "abc"), ("page", "1")),
+        )
+    )
     got = json.loads(out.body)
     assert got["ssn"].startswith("<redacted:ssn:") and got["deep"]["SSN"].startswith("<redacted")
     assert got["customer"]["card"].startswith("<redacted:card:")
@@ -365,13 +485,18 @@ def test_a_pattern_never_eats_into_a_placeholder() -> None:
 
 def test_disabling_default_rules() -> None:
     r = red(RedactRules(disable=("email", "cookie")))
-    out = r.request(req((("Cookie", "sid=abc"), ("Authorization", "Bearer abcdefgh123")),
-                        b"mail jane@example.com"))
+    out = r.request(
+        req(
+            (("Cookie", "sid=abc"), ("Authorization", "Bearer abcdefgh123")),
+            b"mail jane@example.com",
+        )
+    )
     assert out.headers[0][1] == "sid=abc" and out.body == b"mail jane@example.com"
     assert "abcdefgh123" not in out.headers[1][1]
     everything_off = red(RedactRules(disable=DEFAULT_RULES))
-    raw = req((("Authorization", "Bearer x"), ("X-Api-Key", "k")), b'{"password":"p"}',
-              (("token", "t"),))
+    raw = req(
+        (("Authorization", "Bearer x"), ("X-Api-Key", "k")), b'{"password":"p"}', (("token", "t"),)
+    )
     assert everything_off.request(raw) is raw
     with pytest.raises(ConfigError, match="unknown redaction rule 'emails'"):
         Redactor(RedactRules(disable=("emails",)))
@@ -388,7 +513,7 @@ def test_placeholders_are_stable_and_keyed(monkeypatch: pytest.MonkeyPatch) -> N
     # the same secret in another place has the same hash, so a reader can follow it
     h = a.headers[0][1].rsplit(":", 1)[1]
     body = red().request(req((), b'{"access_token": "abcdefgh123"}')).body.decode()
-    assert body.endswith(f":{h}\"}}")
+    assert body.endswith(f':{h}"}}')
     other_key = Redactor(key=b"another").request(req((("Authorization", "Bearer abcdefgh123"),)))
     assert other_key != a
     monkeypatch.setenv(KEY_ENV, "team-secret")
@@ -397,17 +522,23 @@ def test_placeholders_are_stable_and_keyed(monkeypatch: pytest.MonkeyPatch) -> N
         req((("Authorization", "Bearer abcdefgh123"),))
     )
     monkeypatch.delenv(KEY_ENV)
-    assert Redactor().request(req((("Authorization", "Bearer z1234567"),))).headers[0][1] == (
-        Redactor(key=b"devbox-redact-v1").request(req((("Authorization", "Bearer z1234567"),)))
-        .headers[0][1]
+    assert (
+        Redactor().request(req((("Authorization", "Bearer z1234567"),))).headers[0][1]
+        == (
+            Redactor(key=b"devbox-redact-v1")
+            .request(req((("Authorization", "Bearer z1234567"),)))
+            .headers[0][1]
+        )
     )
 
 
 def test_a_live_request_matches_its_redacted_recording() -> None:
     """What the mock relies on: redact the live request with the same rules, compare."""
-    live = req((("Authorization", "Bearer sk_test_demo"), ("Content-Type", "application/json")),
-               json.dumps({"sku": "KB-101", "card": "4242424242424242"}).encode(),
-               (("api_key", "k1"),))
+    live = req(
+        (("Authorization", "Bearer sk_test_demo"), ("Content-Type", "application/json")),
+        json.dumps({"sku": "KB-101", "card": "4242424242424242"}).encode(),
+        (("api_key", "k1"),),
+    )
     recorded = Redactor(RedactRules(json=("card",))).request(live)
     assert Redactor(RedactRules(json=("card",))).request(live) == recorded
     # and a request that is already redacted (replayed from the recording) stays the same
@@ -415,16 +546,25 @@ def test_a_live_request_matches_its_redacted_recording() -> None:
 
 
 def test_unchanged_values_are_returned_as_they_are() -> None:
-    plain = Exchange("e", Direction.OUTBOUND, "s", req((("Accept", "*/*"),), b'{"a":1}'),
-                     Response(200, (), b"ok"))
+    plain = Exchange(
+        "e",
+        Direction.OUTBOUND,
+        "s",
+        req((("Accept", "*/*"),), b'{"a":1}'),
+        Response(200, (), b"ok"),
+    )
     r = red()
     assert r.exchange(plain) is plain
     assert dict(r.stats) == {}
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list(
-    "abcdefgh@.-_=&? 0123456789AKIAeyJ/:<>%+\"'{}[],;\n")), max_size=80))
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("abcdefgh@.-_=&? 0123456789AKIAeyJ/:<>%+\"'{}[],;\n")),
+        max_size=80,
+    )
+)
 def test_idempotent_on_arbitrary_text(text: str) -> None:
     r = red(RedactRules(patterns=(r"\d{3,}",)))
     once = r.text(text)
@@ -447,9 +587,12 @@ def test_nothing_planted_survives_a_har_import(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("chrome.har", "firefox.har", "proxy.har"):
         r = subprocess.run(
-            [sys.executable, "-m", "devbox", "import", str(DATA / name), "--into",
-             "mocks/p/api"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "devbox", "import", str(DATA / name), "--into", "mocks/p/api"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert r.returncode == 0, r.stderr
     written = "\n".join(p.read_text() for p in (tmp_path / "mocks/p/api").glob("*.json"))
@@ -466,8 +609,9 @@ def test_nothing_planted_survives_a_har_import(tmp_path: Path) -> None:
     # short secrets: look at the field they were in
     from devbox.store import load_dir
 
-    checkout = next(e for e in load_dir(tmp_path / "mocks/p/api")
-                    if e.request.path == "/v1/checkout")
+    checkout = next(
+        e for e in load_dir(tmp_path / "mocks/p/api") if e.request.path == "/v1/checkout"
+    )
     assert PLACEHOLDER_RE.fullmatch(dict(parse_qsl(checkout.request.body.decode()))["cvc"])
     # and the placeholders are there, named by kind
     for kind in ("auth", "cookie", "secret", "email", "card", "aws-access-key"):

@@ -64,8 +64,9 @@ def containers(api: Any, root: Path, **labels: str) -> list[dict[str, Any]]:
     return list(api.containers(all=True, filters={"label": filters}))
 
 
-def test_build_run_sync_restart_rebuild_stop(project: Path, docker_api: Any,
-                                             demo_upstreams: dict[str, int]) -> None:
+def test_build_run_sync_restart_rebuild_stop(
+    project: Path, docker_api: Any, demo_upstreams: dict[str, int]
+) -> None:
     profile = load_profile(project)
     events = Events()
     rt = DockerRuntime(profile, on_event=events, session="d1")
@@ -140,7 +141,9 @@ def test_build_run_sync_restart_rebuild_stop(project: Path, docker_api: Any,
 
 
 def test_engine_copy_fallback_and_symlinks_in_the_container(
-    project: Path, docker_api: Any, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    docker_api: Any,
+    monkeypatch: pytest.MonkeyPatch,
     demo_upstreams: dict[str, int],
 ) -> None:
     profile = load_profile(project)
@@ -196,13 +199,14 @@ def test_config_change_recreates_the_container(project: Path, docker_api: Any) -
         rt.stop()
 
 
-def test_crash_in_the_container_reports_its_logs(tmp_path: Path, docker_api: Any,
-                                                 base_image: str) -> None:
+def test_crash_in_the_container_reports_its_logs(
+    tmp_path: Path, docker_api: Any, base_image: str
+) -> None:
     path = make_project(tmp_path, port=free_port())
     app = tmp_path / "examples/demo/orders/app.py"
-    app.write_text("import sys\n"
-                   "print('cannot read config /etc/orders.toml', flush=True)\n"
-                   "sys.exit(4)\n")
+    app.write_text(
+        "import sys\nprint('cannot read config /etc/orders.toml', flush=True)\nsys.exit(4)\n"
+    )
     rt = DockerRuntime(load_profile(path), session="d3")
     try:
         rt.start({})
@@ -226,8 +230,9 @@ def test_a_missing_base_image_says_how_to_make_it(tmp_path: Path, docker_api: An
     assert exc.value.hint is not None and "devbox image base" in exc.value.hint
 
 
-def test_bridge_network_publishes_on_loopback_and_rewrites_urls(tmp_path: Path, docker_api: Any,
-                                                                base_image: str) -> None:
+def test_bridge_network_publishes_on_loopback_and_rewrites_urls(
+    tmp_path: Path, docker_api: Any, base_image: str
+) -> None:
     path = make_project(tmp_path, port=free_port(), service_extra='network = "bridge"')
     rt = DockerRuntime(load_profile(path), session="d5")
     try:
@@ -258,8 +263,9 @@ def test_reap_orphans_takes_only_containers_of_dead_owners(project: Path, docker
         "rt = DockerRuntime(p, session='dead'); rt.start({}); rt.wait_ready();"
         "print('up', flush=True)"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip() == "up", out.stderr
     try:
         assert len(containers(docker_api, profile.root, session="dead")) == 1
@@ -277,8 +283,12 @@ def _devbox(*args: str) -> list[str]:
 
 def test_sigkilled_devbox_run_is_cleaned_by_down(project: Path, docker_api: Any) -> None:
     profile = load_profile(project)
-    proc = subprocess.Popen(_devbox("run", str(project), "--runtime", "docker"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _devbox("run", str(project), "--runtime", "docker"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(profile.service.port, timeout=120)
         assert len(containers(docker_api, profile.root)) == 1
@@ -288,8 +298,13 @@ def test_sigkilled_devbox_run_is_cleaned_by_down(project: Path, docker_api: Any)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
         assert len(containers(docker_api, profile.root)) == 1
-        out = subprocess.run(_devbox("down", str(project), "--images"), cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            _devbox("down", str(project), "--images"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr
         assert "removed container devbox-rtdemo-orders-" in out.stdout
         assert "removed image devbox/rtdemo-orders:latest" in out.stdout
@@ -302,24 +317,37 @@ def test_sigkilled_devbox_run_is_cleaned_by_down(project: Path, docker_api: Any)
             proc.wait()
 
 
-def test_next_run_reaps_what_a_killed_run_left_and_sigterm_cleans_up(project: Path,
-                                                                     docker_api: Any) -> None:
+def test_next_run_reaps_what_a_killed_run_left_and_sigterm_cleans_up(
+    project: Path, docker_api: Any
+) -> None:
     profile = load_profile(project)
-    first = subprocess.Popen(_devbox("run", str(project), "--runtime", "docker"), cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = subprocess.Popen(
+        _devbox("run", str(project), "--runtime", "docker"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     second = None
     try:
         wait_port(profile.service.port, timeout=120)
         kill_reapers([c["Id"] for c in containers(docker_api, profile.root)])  # see above
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
-        second = subprocess.Popen(_devbox("run", str(project), "--runtime", "docker"), cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        second = subprocess.Popen(
+            _devbox("run", str(project), "--runtime", "docker"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             cs = containers(docker_api, profile.root)
-            if len(cs) == 1 and cs[0]["Labels"]["devbox.owner_pid"] == str(second.pid) \
-                    and get_json_ok(profile.service.port):
+            if (
+                len(cs) == 1
+                and cs[0]["Labels"]["devbox.owner_pid"] == str(second.pid)
+                and get_json_ok(profile.service.port)
+            ):
                 break
             time.sleep(0.1)
         cs = containers(docker_api, profile.root)
@@ -346,13 +374,19 @@ def get_json_ok(port: int) -> bool:
 def test_cli_image_base_doctor_and_down_report_json(project: Path, docker_api: Any) -> None:
     import json
 
-    out = subprocess.run(_devbox("image", "base", "--json"), cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        _devbox("image", "base", "--json"), cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["image"] == "devbox/base:bookworm" and result["built"] is False
-    out = subprocess.run(_devbox("doctor", str(project), "--json"), cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        _devbox("doctor", str(project), "--json"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     report = json.loads(out.stdout)
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["docker engine"]["status"] == "ok"
@@ -362,8 +396,13 @@ def test_cli_image_base_doctor_and_down_report_json(project: Path, docker_api: A
     assert out.returncode == (0 if report["ok"] else 1)
     rt = DockerRuntime(load_profile(project), session="cli")
     rt.start({})
-    out = subprocess.run(_devbox("down", str(project), "--json"), cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        _devbox("down", str(project), "--json"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     [removed] = json.loads(out.stdout)
     assert removed["kind"] == "container" and removed["session"] == "cli"
@@ -388,13 +427,20 @@ def test_a_failing_build_is_an_error_with_its_output(tmp_path: Path, base_image:
 
 
 def test_log_line_readiness_across_restarts(tmp_path: Path, base_image: str) -> None:
-    path = make_project(tmp_path, port=free_port(), replace={
-        'ready = { http = "/healthz", timeout_s = 20 }':
-        'ready = { log = "orders listening on", timeout_s = 20 }'})
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={
+            'ready = { http = "/healthz", timeout_s = 20 }': 'ready = { log = "orders listening on", timeout_s = 20 }'
+        },
+    )
     app = tmp_path / "examples/demo/orders/app.py"
     # a slow start: the old run's "listening" line must not count for the new run
-    app.write_text(app.read_text().replace("def main() -> None:\n",
-                                           "def main() -> None:\n    time.sleep(0.3)\n"))
+    app.write_text(
+        app.read_text().replace(
+            "def main() -> None:\n", "def main() -> None:\n    time.sleep(0.3)\n"
+        )
+    )
     rt = DockerRuntime(load_profile(path), session="d9")
     try:
         rt.start({})
@@ -408,15 +454,21 @@ def test_log_line_readiness_across_restarts(tmp_path: Path, base_image: str) -> 
         rt.stop()
 
 
-def test_a_named_local_image_runs_without_a_build(project: Path, tmp_path: Path,
-                                                  docker_api: Any) -> None:
+def test_a_named_local_image_runs_without_a_build(
+    project: Path, tmp_path: Path, docker_api: Any
+) -> None:
     built = DockerRuntime(load_profile(project), session="img-build")
     built.prepare()
     docker_api.tag(built.image_id, "devbox-test/orders", tag="local")
     try:
-        other = make_project(tmp_path / "img", name="rtimage", port=free_port(), replace={
-            'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }':
-            'image = "devbox-test/orders:local"'})
+        other = make_project(
+            tmp_path / "img",
+            name="rtimage",
+            port=free_port(),
+            replace={
+                'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }': 'image = "devbox-test/orders:local"'
+            },
+        )
         rt = DockerRuntime(load_profile(other), session="img")
         try:
             rt.prepare()
@@ -427,11 +479,16 @@ def test_a_named_local_image_runs_without_a_build(project: Path, tmp_path: Path,
             assert rt.describe().startswith("devbox-test/orders:local")
         finally:
             rt.stop()
-        missing = make_project(tmp_path / "missing", name="rtmissing", port=free_port(),
-                               replace={'build = { context = "examples/demo/orders", '
-                                        'dockerfile = "Dockerfile" }':
-                                        # the pull that is tried goes to loopback only
-                                        'image = "127.0.0.1:9/devbox-test/nothing:here"'})
+        missing = make_project(
+            tmp_path / "missing",
+            name="rtmissing",
+            port=free_port(),
+            replace={
+                'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }':
+                # the pull that is tried goes to loopback only
+                'image = "127.0.0.1:9/devbox-test/nothing:here"'
+            },
+        )
         with pytest.raises(EngineError, match="not present locally and could not be pulled"):
             DockerRuntime(load_profile(missing), session="img2").prepare()
     finally:

@@ -37,8 +37,9 @@ def project(tmp_path: Path) -> Iterator[Path]:
     down(root=tmp_path, use_docker=False)
 
 
-def test_runs_the_demo_with_env_restarts_and_stops_cleanly(project: Path,
-                                                           demo_upstreams: dict[str, int]) -> None:
+def test_runs_the_demo_with_env_restarts_and_stops_cleanly(
+    project: Path, demo_upstreams: dict[str, int]
+) -> None:
     profile = load_profile(project)
     events = Events()
     rt = ProcessRuntime(profile, on_event=events, session="t1")
@@ -80,8 +81,11 @@ def test_runs_the_demo_with_env_restarts_and_stops_cleanly(project: Path,
 
 
 def test_crash_is_reported_at_once_with_its_output(tmp_path: Path) -> None:
-    path = make_project(tmp_path, port=free_port(), replace={
-        APP_CMD: py_cmd("import sys; print('config missing: DB_URL'); sys.exit(3)")})
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={APP_CMD: py_cmd("import sys; print('config missing: DB_URL'); sys.exit(3)")},
+    )
     rt = ProcessRuntime(load_profile(path), session="crash")
     rt.start({})
     t0 = time.monotonic()
@@ -95,10 +99,14 @@ def test_crash_is_reported_at_once_with_its_output(tmp_path: Path) -> None:
 
 
 def test_never_ready_times_out_with_the_probe_named(tmp_path: Path) -> None:
-    path = make_project(tmp_path, port=free_port(), replace={
-        APP_CMD: py_cmd("import time; print('warming up', flush=True); time.sleep(30)"),
-        READY: 'ready = { http = "/healthz", timeout_s = 0.5 }',
-    })
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={
+            APP_CMD: py_cmd("import time; print('warming up', flush=True); time.sleep(30)"),
+            READY: 'ready = { http = "/healthz", timeout_s = 0.5 }',
+        },
+    )
     rt = ProcessRuntime(load_profile(path), session="slow")
     rt.start({})
     try:
@@ -113,8 +121,11 @@ def test_never_ready_times_out_with_the_probe_named(tmp_path: Path) -> None:
 
 
 def test_log_line_readiness(tmp_path: Path) -> None:
-    path = make_project(tmp_path, port=free_port(), replace={
-        READY: 'ready = { log = "listening on [0-9.]+:[0-9]+", timeout_s = 10 }'})
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={READY: 'ready = { log = "listening on [0-9.]+:[0-9]+", timeout_s = 10 }'},
+    )
     rt = ProcessRuntime(load_profile(path), session="logready")
     try:
         rt.start({})
@@ -139,11 +150,16 @@ def test_a_busy_port_is_refused_before_starting(project: Path) -> None:
 
 
 def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
-    code = ("import subprocess, http.server, os; subprocess.Popen(['sleep', '60']);"
-            "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])),"
-            " http.server.SimpleHTTPRequestHandler).serve_forever()")
-    path = make_project(tmp_path, port=free_port(), replace={
-        APP_CMD: py_cmd(code), READY: 'ready = { tcp = true, timeout_s = 10 }'})
+    code = (
+        "import subprocess, http.server, os; subprocess.Popen(['sleep', '60']);"
+        "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])),"
+        " http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={APP_CMD: py_cmd(code), READY: "ready = { tcp = true, timeout_s = 10 }"},
+    )
     rt = ProcessRuntime(load_profile(path), session="group")
     rt.start({})
     rt.wait_ready()
@@ -170,8 +186,12 @@ def test_sigkilled_devbox_run_leaves_nothing_after_down(project: Path) -> None:
     """`devbox run --runtime process` killed with SIGKILL: its child dies with it
     (PDEATHSIG); a grandchild would survive, so `devbox down` finishes from the session file."""
     profile = load_profile(project)
-    proc = subprocess.Popen(_devbox("run", str(project), "--runtime", "process"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        _devbox("run", str(project), "--runtime", "process"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_port(profile.service.port, timeout=20)
         sessions = list(iter_sessions(profile.root))
@@ -180,8 +200,9 @@ def test_sigkilled_devbox_run_leaves_nothing_after_down(project: Path) -> None:
         assert child.alive()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        out = subprocess.run(_devbox("down", str(project)), cwd=ROOT, capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            _devbox("down", str(project)), cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stderr
         deadline = time.monotonic() + 5
         while child.alive() and time.monotonic() < deadline:
@@ -199,8 +220,13 @@ def test_sigkilled_devbox_run_leaves_nothing_after_down(project: Path) -> None:
 def test_sigterm_and_ctrl_c_stop_devbox_run_cleanly(project: Path) -> None:
     profile = load_profile(project)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        proc = subprocess.Popen(_devbox("run", str(project), "--runtime", "process"), cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            _devbox("run", str(project), "--runtime", "process"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             wait_port(profile.service.port, timeout=20)
             child = next(iter_sessions(profile.root)).children[0]
@@ -218,10 +244,15 @@ def test_sigterm_and_ctrl_c_stop_devbox_run_cleanly(project: Path) -> None:
 
 def test_reap_orphans_ends_grandchildren_of_a_dead_session(tmp_path: Path) -> None:
     """A session whose owner died and whose service left a worker behind."""
-    code = ("import subprocess, time; subprocess.Popen(['sleep', '60']);"
-            "print('up', flush=True); time.sleep(60)")
-    path = make_project(tmp_path, port=free_port(), replace={
-        APP_CMD: py_cmd(code), READY: 'ready = { log = "^up$", timeout_s = 10 }'})
+    code = (
+        "import subprocess, time; subprocess.Popen(['sleep', '60']);"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    path = make_project(
+        tmp_path,
+        port=free_port(),
+        replace={APP_CMD: py_cmd(code), READY: 'ready = { log = "^up$", timeout_s = 10 }'},
+    )
     script = (
         "from devbox.core.profile import load_profile; from devbox.runtime import ProcessRuntime;"
         f"rt = ProcessRuntime(load_profile({str(path)!r}), session='dead');"

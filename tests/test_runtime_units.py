@@ -76,8 +76,9 @@ def test_tcp_probe_and_timeout_carries_the_log_tail() -> None:
 def test_a_dead_service_fails_at_once_not_after_the_timeout() -> None:
     t0 = time.monotonic()
     with pytest.raises(ServiceNotReady, match="exited with code 3"):
-        wait_until_ready(Ready(tcp=True, timeout_s=30), free_port(),
-                         check_alive=lambda: "exited with code 3")
+        wait_until_ready(
+            Ready(tcp=True, timeout_s=30), free_port(), check_alive=lambda: "exited with code 3"
+        )
     assert time.monotonic() - t0 < 5
 
 
@@ -131,15 +132,23 @@ def test_config_hash_follows_what_the_container_is_made_of() -> None:
 
 def test_session_file_round_trip_and_group_kill(tmp_path: Path) -> None:
     # a leader that starts a grandchild in its own process group, as a service with workers would
-    code = ("import subprocess,sys,time; subprocess.Popen(['sleep','60']); print('up', flush=True);"
-            "time.sleep(60)")
-    leader = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
-                              stdout=subprocess.PIPE)
+    code = (
+        "import subprocess,sys,time; subprocess.Popen(['sleep','60']); print('up', flush=True);"
+        "time.sleep(60)"
+    )
+    leader = subprocess.Popen(
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE
+    )
     assert leader.stdout is not None
     assert leader.stdout.readline().strip() == b"up"
     child = Child(pid=leader.pid, start=process_start(leader.pid), command=("python3", "-c"))
-    s = SessionFile(path=session_path(tmp_path, "s1"), session="s1", profile="p", owner=Owner.me(),
-                    children=[child])
+    s = SessionFile(
+        path=session_path(tmp_path, "s1"),
+        session="s1",
+        profile="p",
+        owner=Owner.me(),
+        children=[child],
+    )
     s.save()
     loaded = SessionFile.load(s.path)
     assert loaded is not None and loaded.children == [child] and loaded.owner == s.owner
@@ -161,14 +170,23 @@ def test_session_file_round_trip_and_group_kill(tmp_path: Path) -> None:
 
 
 def test_dockerfile_bases_skip_stages_and_scratch() -> None:
-    text = "FROM devbox/base:bookworm AS build\nRUN x\nFROM build\nFROM scratch\n" \
-           "from --platform=linux/amd64 python:3.11 as py\nFROM py\n"
+    text = (
+        "FROM devbox/base:bookworm AS build\nRUN x\nFROM build\nFROM scratch\n"
+        "from --platform=linux/amd64 python:3.11 as py\nFROM py\n"
+    )
     assert dockerfile_bases(text) == [(1, "devbox/base:bookworm"), (5, "python:3.11")]
 
 
 def test_bridge_env_points_loopback_urls_at_the_host() -> None:
-    env = bridge_env({"A": "http://127.0.0.1:7101", "B": "http://localhost/x",
-                      "C": "https://api.example.com", "D": "127.0.0.1", "BIND": "1.2.3.4"})
+    env = bridge_env(
+        {
+            "A": "http://127.0.0.1:7101",
+            "B": "http://localhost/x",
+            "C": "https://api.example.com",
+            "D": "127.0.0.1",
+            "BIND": "1.2.3.4",
+        }
+    )
     assert env["A"] == "http://host.docker.internal:7101"
     assert env["B"] == "http://host.docker.internal/x"
     assert env["C"] == "https://api.example.com"
@@ -220,15 +238,17 @@ def test_select_runtime_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         select_runtime(profile, "docker")
     with pytest.raises(UsageError):
         select_runtime(profile, "vm")
-    forced = load_profile(make_project(tmp_path / "p2", port=free_port(),
-                                       service_extra='runtime = "process"'))
+    forced = load_profile(
+        make_project(tmp_path / "p2", port=free_port(), service_extra='runtime = "process"')
+    )
     monkeypatch.delenv("DOCKER_HOST")
     rt, why = select_runtime(forced)
     assert rt.kind == "process" and why == "profile asks for process"
 
 
-def test_doctor_without_docker_warns_and_names_fixes(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_without_docker_warns_and_names_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
     port = free_port()
     profile = load_profile(make_project(tmp_path, port=port))
@@ -295,8 +315,9 @@ def test_rootfs_sync_writes_atomically_and_refuses_symlinks(
     if os.geteuid() != 0:
         monkeypatch.setattr(rootfs_sync.os, "chown", lambda *a: None)
 
-    rootfs_sync.write_files(merged, [(src, PurePosixPath("/app/app.py")),
-                                     (src, PurePosixPath("/app/new/dir/m.py"))], [])
+    rootfs_sync.write_files(
+        merged, [(src, PurePosixPath("/app/app.py")), (src, PurePosixPath("/app/new/dir/m.py"))], []
+    )
     assert (merged / "app/app.py").read_text() == "print('v2')\n"
     assert (merged / "app/app.py").stat().st_mode & 0o777 == 0o640
     assert (merged / "app/new/dir/m.py").exists()

@@ -73,15 +73,31 @@ def test_no_secret_survives_an_import_of_a_mitmproxy_har(tmp_path: Path, echo: i
     port = free_port()
     har = tmp_path / "capture.har"
     proc = subprocess.Popen(
-        [_mitmdump(), "--mode", f"reverse:http://127.0.0.1:{echo}", "--listen-host",
-         "127.0.0.1", "--listen-port", str(port), "-q", "--set", f"hardump={har}",
-         "--set", f"confdir={tmp_path / 'mitm'}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            _mitmdump(),
+            "--mode",
+            f"reverse:http://127.0.0.1:{echo}",
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            str(port),
+            "-q",
+            "--set",
+            f"hardump={har}",
+            "--set",
+            f"confdir={tmp_path / 'mitm'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_port(port, timeout=60)
-        r = subprocess.run([sys.executable, CLIENT, f"http://127.0.0.1:{port}"],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, CLIENT, f"http://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
     finally:
         proc.send_signal(signal.SIGINT)
@@ -90,8 +106,14 @@ def test_no_secret_survives_an_import_of_a_mitmproxy_har(tmp_path: Path, echo: i
     # the secrets are in the HAR, in clear: the test carries what it claims to
     har_text = har.read_text()
     assert sum(s in har_text for _, s in SECRETS if "\n" not in s) > 200
-    r = subprocess.run([*DEVBOX, "import", str(har), "--into", "mocks/p/api"], cwd=tmp_path,
-                       env=ENV, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*DEVBOX, "import", str(har), "--into", "mocks/p/api"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     written = tmp_path / "mocks"
     assert len(list(written.rglob("*.json"))) == 1
@@ -106,9 +128,23 @@ def test_no_secret_survives_a_recording_of_live_traffic(tmp_path: Path, echo: in
         f'env = "API_URL"\nport = {free_port()}\n'
     )
     r = subprocess.run(
-        [*DEVBOX, "record", "p", "--no-service", "--json", "--",
-         sys.executable, CLIENT, "{inbound}", "{api}"],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
+        [
+            *DEVBOX,
+            "record",
+            "p",
+            "--no-service",
+            "--json",
+            "--",
+            sys.executable,
+            CLIENT,
+            "{inbound}",
+            "{api}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr
     client_line, _, summary = r.stdout.partition("\n")

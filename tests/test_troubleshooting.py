@@ -47,8 +47,9 @@ def test_scanner_finds_literal_f_string_and_profile_errors() -> None:
 def test_matching_is_on_a_stable_prefix_with_wildcards() -> None:
     assert entry_matches("no profile named * (looked for *)", "no profile named * (looked for *)")
     # the tail of a message may change without breaking the page
-    assert entry_matches("port * is already in use on 127.0.0.1 (stop it)",
-                         "port * is already in use on 127.0.0.1")
+    assert entry_matches(
+        "port * is already in use on 127.0.0.1 (stop it)", "port * is already in use on 127.0.0.1"
+    )
     # a new beginning does not match
     assert not entry_matches("no profile called *", "no profile named * (looked for *)")
     # an entry too general to identify anything matches only itself
@@ -82,11 +83,21 @@ def test_message_pattern() -> None:
 
 def test_cli_check_mode() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "devbox.cli.reference", "--errors", "--check"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "devbox.cli.reference", "--errors", "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout
-    r = subprocess.run([sys.executable, "-m", "devbox.cli.reference", "--errors"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "devbox.cli.reference", "--errors"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0
     assert "devbox/core/profile.py:" in r.stdout
     assert "\tno profile named * (looked for *)" in r.stdout

@@ -51,8 +51,9 @@ def app_for(fake: FakeEngine) -> DevboxApp:
     return app
 
 
-async def wait_for(pilot: Pilot[int], cond: Callable[[], bool], what: str,
-                   timeout: float = 10.0) -> None:
+async def wait_for(
+    pilot: Pilot[int], cond: Callable[[], bool], what: str, timeout: float = 10.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -114,7 +115,10 @@ async def test_startup_renders_every_panel(fake: FakeEngine) -> None:
         assert results(app).row_count == 6
         services = app.query_one("#services", DataTable)
         assert [str(c) for c in services.get_row("orders")][:4] == [
-            "orders", "process", "ready", "7080"
+            "orders",
+            "process",
+            "ready",
+            "7080",
         ]
         assert str(services.get_cell("orders", "uptime")) == "1m13s"
         mocks = app.query_one("#mocks", DataTable)
@@ -139,8 +143,13 @@ async def test_keys_drive_the_engine(fake: FakeEngine) -> None:
         await pilot.press("w")
         await wait_for(pilot, lambda: ("set_watching", True) in fake.calls, "watch resumed")
         await wait_for(pilot, lambda: "watching" in status(app), "status says watching")
-        for key, tab in (("1", "services"), ("2", "mocks"), ("4", "timeline"), ("5", "logs"),
-                         ("3", "replay")):
+        for key, tab in (
+            ("1", "services"),
+            ("2", "mocks"),
+            ("4", "timeline"),
+            ("5", "logs"),
+            ("3", "replay"),
+        ):
             await pilot.press(key)
             assert active(app) == f"tab-{tab}"
 
@@ -153,8 +162,9 @@ async def test_a_new_iteration_shows_its_trend(fake: FakeEngine) -> None:
         await wait_for(pilot, lambda: "iteration 1" in status(app), "second verdict")
         await pilot.pause()
         table = results(app)
-        trends = {str(table.get_row_at(i)[2]): str(table.get_row_at(i)[6])
-                  for i in range(table.row_count)}
+        trends = {
+            str(table.get_row_at(i)[2]): str(table.get_row_at(i)[6]) for i in range(table.row_count)
+        }
         assert trends["/items/A-1"] == "newly failing"
         assert trends["/catalog"] == "newly failing"
         assert trends["/quote?sku=A-1&qty=2"] == "newly passing"
@@ -186,8 +196,13 @@ async def test_mark_noise_from_the_table_writes_the_profile(fake: FakeEngine) ->
         await pilot.press("enter")
         await wait_for(pilot, lambda: ("mark_noise", "$.total") in fake.calls, "mark_noise")
         # the profile's section is named as written, not eaten as a style tag
-        await wait_for(pilot, lambda: any("to [replay] ignore" in n.message and not n.markup
-                                          for n in app._notifications), "the done message")
+        await wait_for(
+            pilot,
+            lambda: any(
+                "to [replay] ignore" in n.message and not n.markup for n in app._notifications
+            ),
+            "the done message",
+        )
     after = fake.profile_path.read_text()
     assert '"$.total"' in after
     # comments and every other line are kept
@@ -212,8 +227,9 @@ async def test_mark_noise_from_the_diff_offers_the_general_rule(fake: FakeEngine
         assert isinstance(app.screen, ChoiceScreen)
         assert [v for v, _ in app.screen.options] == ["$.items[*].price", "$.items[0].price"]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: ("mark_noise", "$.items[*].price") in fake.calls,
-                       "mark_noise")
+        await wait_for(
+            pilot, lambda: ("mark_noise", "$.items[*].price") in fake.calls, "mark_noise"
+        )
         assert isinstance(app.screen, DiffScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, DiffScreen)
@@ -234,8 +250,9 @@ async def test_diff_marks_noise_and_real_differences(fake: FakeEngine) -> None:
         assert ("$.price", "diff") in marks and ("$.stock", "diff") in marks
         assert ("$.checked_at", "noise") in marks
         assert ("$.sku", "") in marks
-        kinds = [str(screen.query_one("#differences", DataTable).get_row_at(i)[1])
-                 for i in range(3)]
+        kinds = [
+            str(screen.query_one("#differences", DataTable).get_row_at(i)[1]) for i in range(3)
+        ]
         assert kinds == ["fails", "fails", "ignored"]
 
 
@@ -253,8 +270,9 @@ async def test_accept_writes_the_actual_response_after_confirmation(fake: FakeEn
         assert {ex.id: ex for ex in load_dir(inbound)} == before
         await pilot.press("a")
         await pilot.press("y")
-        await wait_for(pilot, lambda: any(c[0] == "accept_response" for c in fake.calls),
-                       "accept_response")
+        await wait_for(
+            pilot, lambda: any(c[0] == "accept_response" for c in fake.calls), "accept_response"
+        )
     after = {ex.id: ex for ex in load_dir(inbound)}
     resp = after["in-0004"].response
     assert resp is not None and json.loads(resp.body)["total"] == 26.0
@@ -271,15 +289,19 @@ async def test_switching_a_mock_mode(fake: FakeEngine) -> None:
         await pilot.press("2", "m")
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: ("set_mock_mode", "payments", "passthrough") in fake.calls,
-                       "set_mock_mode")
+        await wait_for(
+            pilot,
+            lambda: ("set_mock_mode", "payments", "passthrough") in fake.calls,
+            "set_mock_mode",
+        )
         await pilot.pause()
         mocks = app.query_one("#mocks", DataTable)
         assert str(mocks.get_cell("payments", "mode")) == "passthrough"
         # an engine refusal is shown and the app goes on
         app.set_mode("nope", "replay")
-        await wait_for(pilot, lambda: any("nope" in ln.text for ln in app.state.logs),
-                       "error logged")
+        await wait_for(
+            pilot, lambda: any("nope" in ln.text for ln in app.state.logs), "error logged"
+        )
         assert app.is_running
 
 
@@ -301,8 +323,9 @@ async def test_a_failed_start_is_shown_and_quitting_still_tears_down(tmp_path: P
     fake = FakeEngine(
         make_project(tmp_path),
         script=[Log("orders", "Traceback: boom", "error", at=T0)],
-        start_error=ServiceNotReady("orders did not become ready in 20s",
-                                    hint="its last log lines are in the Logs tab"),
+        start_error=ServiceNotReady(
+            "orders did not become ready in 20s", hint="its last log lines are in the Logs tab"
+        ),
     )
     app = app_for(fake)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -357,8 +380,11 @@ async def test_logs_filter_invert_pause_and_clear(fake: FakeEngine) -> None:
         app.query_one("#log", RichLog).focus()
         await pilot.press("f")  # pause
         fake.emit(Log("orders", "while paused", at=T0 + 60))
-        await wait_for(pilot, lambda: "paused, 1 new" in str(
-            app.query_one("#log-state", Static).render()), "held line")
+        await wait_for(
+            pilot,
+            lambda: "paused, 1 new" in str(app.query_one("#log-state", Static).render()),
+            "held line",
+        )
         assert not any("while paused" in ln.text for ln in log.lines)
         await pilot.press("f")  # follow again: the held line appears
         await pilot.pause()
@@ -403,8 +429,9 @@ async def test_a_flood_of_results_keeps_the_app_responsive(fake: FakeEngine) -> 
 
         def flood() -> None:
             for i in range(n):
-                fake.emit(ReplayResult(5, i, "GET", f"/items/{i}", 200,
-                                       "pass" if i % 10 else "fail", 1.0))
+                fake.emit(
+                    ReplayResult(5, i, "GET", f"/items/{i}", 200, "pass" if i % 10 else "fail", 1.0)
+                )
 
         emitter = threading.Thread(target=flood)
         emitter.start()
@@ -475,10 +502,21 @@ async def test_command_palette_offers_every_action(fake: FakeEngine) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, fake)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-        for title in ("Replay now", "Rebuild", "Restart service", "Pause watching",
-                      "Mark noise", "Accept response", "Edit recording", "Clear logs",
-                      "Mock payments: passthrough", "Mock inventory: record",
-                      "Quit, keep running", "Quit, tear down", "Show Logs"):
+        for title in (
+            "Replay now",
+            "Rebuild",
+            "Restart service",
+            "Pause watching",
+            "Mark noise",
+            "Accept response",
+            "Edit recording",
+            "Clear logs",
+            "Mock payments: passthrough",
+            "Mock inventory: record",
+            "Quit, keep running",
+            "Quit, tear down",
+            "Show Logs",
+        ):
             assert title in titles
         await pilot.press("ctrl+p")
         await pilot.press(*"Replay now")
@@ -509,8 +547,11 @@ def test_docs_list_every_key() -> None:
 def test_importing_the_engine_loads_no_textual() -> None:
     import subprocess
 
-    code = "import sys, devbox.engine.driver, devbox.tui.state, devbox.tui.diffview; " \
+    code = (
+        "import sys, devbox.engine.driver, devbox.tui.state, devbox.tui.diffview; "
         "print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ})
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ}
+    )
     assert out.stdout.strip() == "False"

@@ -113,7 +113,10 @@ def _ex(i: int, body: bytes) -> Exchange:
 def test_replace_recorded_response_keeps_the_rest(tmp_path: Path) -> None:
     d = tmp_path / "inbound"
     path = write_recording(
-        d / "a.json", "inbound", Direction.INBOUND, [_ex(1, b'{"n":1}'), _ex(2, b'{"n":2}')],
+        d / "a.json",
+        "inbound",
+        Direction.INBOUND,
+        [_ex(1, b'{"n":1}'), _ex(2, b'{"n":2}')],
         origin="record",
     )
     before = load_file(path).decoded

@@ -37,8 +37,9 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-def scene(fake: FakeEngine, *keys: str, extra: tuple[Event, ...] = (),
-          theme: str | None = None) -> tuple[DevboxApp, Callable[[Pilot[int]], Awaitable[None]]]:
+def scene(
+    fake: FakeEngine, *keys: str, extra: tuple[Event, ...] = (), theme: str | None = None
+) -> tuple[DevboxApp, Callable[[Pilot[int]], Awaitable[None]]]:
     """An app over ``fake`` and a run_before that waits for the script, emits
     ``extra``, then presses ``keys``."""
     app = make_app(fake)
@@ -106,31 +107,36 @@ def test_logs(snap_compare: SnapCompare, tmp_path: Path) -> None:
 
 def test_diff(snap_compare: SnapCompare, tmp_path: Path) -> None:
     fake = FakeEngine(make_project(tmp_path))
-    app, run_before = scene(fake, "down", "down", "enter",
-                            extra=tuple(second_iteration(fake.profile)))
+    app, run_before = scene(
+        fake, "down", "down", "enter", extra=tuple(second_iteration(fake.profile))
+    )
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_noise_dialog(snap_compare: SnapCompare, tmp_path: Path) -> None:
     fake = FakeEngine(make_project(tmp_path))
-    app, run_before = scene(fake, "down", "enter", "n",
-                            extra=tuple(second_iteration(fake.profile)))
+    app, run_before = scene(fake, "down", "enter", "n", extra=tuple(second_iteration(fake.profile)))
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_problem(snap_compare: SnapCompare, tmp_path: Path) -> None:
     from devbox.core.events import Problem
 
-    crash = Problem("orders crashed (exit status 1)", "the last log lines are in the Logs tab",
-                    ("Traceback (most recent call last):", "KeyError: 'sku'"), at=T0 + 50)
+    crash = Problem(
+        "orders crashed (exit status 1)",
+        "the last log lines are in the Logs tab",
+        ("Traceback (most recent call last):", "KeyError: 'sku'"),
+        at=T0 + 50,
+    )
     app, run_before = scene(FakeEngine(make_project(tmp_path)), "1", extra=(crash,))
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_light_theme_wide(snap_compare: SnapCompare, tmp_path: Path) -> None:
     fake = FakeEngine(make_project(tmp_path))
-    app, run_before = scene(fake, extra=tuple(second_iteration(fake.profile)),
-                            theme="textual-light")
+    app, run_before = scene(
+        fake, extra=tuple(second_iteration(fake.profile)), theme="textual-light"
+    )
     assert snap_compare(app, terminal_size=(120, 32), run_before=run_before)
 
 

@@ -10,8 +10,9 @@ from devbox.tui.state import DashboardState, compile_filter
 
 
 def _r(it: int, i: int, verdict: str, trend: str = "") -> ReplayResult:
-    return ReplayResult(it, i, "GET", f"/r/{i}", 200, verdict, 1.0, exchange_id=f"ex-{i}",
-                        trend=trend)
+    return ReplayResult(
+        it, i, "GET", f"/r/{i}", 200, verdict, 1.0, exchange_id=f"ex-{i}", trend=trend
+    )
 
 
 def test_the_trend_is_the_replays_and_the_dashboard_only_shows_it() -> None:
@@ -22,8 +23,14 @@ def test_the_trend_is_the_replays_and_the_dashboard_only_shows_it() -> None:
     st.apply_all([_r(1, 0, "fail", "newly failing")])
     st.apply(IterationFinished(1, "batch", 0, 1, 0, cancelled=True))
     # a request not seen before (ex-3) has no trend: the replay decided, the table shows
-    st.apply_all([_r(2, 0, "fail", "newly failing"), _r(2, 1, "pass", "newly passing"),
-                  _r(2, 2, "pass"), _r(2, 3, "fail")])
+    st.apply_all(
+        [
+            _r(2, 0, "fail", "newly failing"),
+            _r(2, 1, "pass", "newly passing"),
+            _r(2, 2, "pass"),
+            _r(2, 3, "fail"),
+        ]
+    )
     assert [r.trend for r in st.results] == ["newly failing", "newly passing", "", ""]
     st.apply(IterationFinished(2, "batch", 2, 2, 0))
     assert st.trend_line().endswith("newly failing 1, newly passing 1")
@@ -50,15 +57,23 @@ def test_filters() -> None:
 
 
 def test_diff_listing_aligns_and_marks() -> None:
-    rec = Response(200, (("content-type", "application/json"),),
-                   b'{"a": 1, "items": [{"id": 1, "p": 2}], "ts": "x"}')
-    act = Response(200, (("content-type", "application/json"),),
-                   b'{"a": 1, "items": [{"id": 1, "p": 3}], "ts": "y"}')
+    rec = Response(
+        200,
+        (("content-type", "application/json"),),
+        b'{"a": 1, "items": [{"id": 1, "p": 2}], "ts": "x"}',
+    )
+    act = Response(
+        200,
+        (("content-type", "application/json"),),
+        b'{"a": 1, "items": [{"id": 1, "p": 3}], "ts": "y"}',
+    )
     view = build_diff(rec, act, ReplaySettings(ignore=("$.ts",)))
     assert [d.where for d in view.differences] == ["$.items[0].p"]
     assert [d.where for d in view.noise] == ["$.ts"]
-    pairs = [(a.text.strip() if a else None, b.text.strip() if b else None, a.mark if a else "")
-             for a, b in view.rows]
+    pairs = [
+        (a.text.strip() if a else None, b.text.strip() if b else None, a.mark if a else "")
+        for a, b in view.rows
+    ]
     assert ('"p": 2', '"p": 3', "diff") in pairs
     assert ('"ts": "x"', '"ts": "y"', "noise") in pairs
     assert ('"a": 1,', '"a": 1,', "") in pairs

@@ -55,21 +55,61 @@ def _resp(status: int, body: Any) -> Response:
 # (id, method, path, query, recorded status, recorded body)
 RECORDED: list[tuple[str, str, str, tuple[tuple[str, str], ...], int, Any]] = [
     ("in-0001", "GET", "/healthz", (), 200, {"ok": True}),
-    ("in-0002", "GET", "/catalog", (), 200, {"items": [
-        {"sku": "A-1", "name": "Desk lamp", "price": 12.5, "stock": 3},
-        {"sku": "B-2", "name": "Notebook", "price": 7.0, "stock": 0},
-    ]}),
-    ("in-0003", "GET", "/items/A-1", (), 200, {
-        "sku": "A-1", "name": "Desk lamp", "price": 12.5, "stock": 3,
-        "checked_at": "2026-11-26T07:30:11Z",
-    }),
-    ("in-0004", "GET", "/quote", (("sku", "A-1"), ("qty", "2")), 200, {
-        "sku": "A-1", "qty": 2, "unit": 12.5, "total": 25.0, "currency": "EUR",
-    }),
-    ("in-0005", "POST", "/orders", (), 201, {
-        "order_id": "ord_8f2k", "status": "paid", "total": 25.0,
-        "created_at": "2026-11-26T07:30:12Z", "payment": {"id": "pay_1", "status": "captured"},
-    }),
+    (
+        "in-0002",
+        "GET",
+        "/catalog",
+        (),
+        200,
+        {
+            "items": [
+                {"sku": "A-1", "name": "Desk lamp", "price": 12.5, "stock": 3},
+                {"sku": "B-2", "name": "Notebook", "price": 7.0, "stock": 0},
+            ]
+        },
+    ),
+    (
+        "in-0003",
+        "GET",
+        "/items/A-1",
+        (),
+        200,
+        {
+            "sku": "A-1",
+            "name": "Desk lamp",
+            "price": 12.5,
+            "stock": 3,
+            "checked_at": "2026-11-26T07:30:11Z",
+        },
+    ),
+    (
+        "in-0004",
+        "GET",
+        "/quote",
+        (("sku", "A-1"), ("qty", "2")),
+        200,
+        {
+            "sku": "A-1",
+            "qty": 2,
+            "unit": 12.5,
+            "total": 25.0,
+            "currency": "EUR",
+        },
+    ),
+    (
+        "in-0005",
+        "POST",
+        "/orders",
+        (),
+        201,
+        {
+            "order_id": "ord_8f2k",
+            "status": "paid",
+            "total": 25.0,
+            "created_at": "2026-11-26T07:30:12Z",
+            "payment": {"id": "pay_1", "status": "captured"},
+        },
+    ),
     ("in-0006", "GET", "/payments/pay_1", (), 200, {"id": "pay_1", "amount": 2500}),
 ]
 
@@ -124,15 +164,22 @@ def _actual(iteration: int, eid: str, recorded: Response) -> Response:
     return Response(recorded.status, recorded.headers, json.dumps(body).encode())
 
 
-def iteration_events(profile: Profile, n: int, action: str,
-                     changed: tuple[str, ...] = ()) -> list[Event]:
+def iteration_events(
+    profile: Profile, n: int, action: str, changed: tuple[str, ...] = ()
+) -> list[Event]:
     rules = DiffRules.from_settings(profile.replay)
     events: list[Event] = [IterationStarted(n, changed, action, reason="")]
     passed = failed = 0
-    stage_ms = {"event": 0.0, "applied": 112.0 + n, "ready": 298.0 + n, "replayed": 541.0 + n,
-                "diffed": 553.0 + n}
+    stage_ms = {
+        "event": 0.0,
+        "applied": 112.0 + n,
+        "ready": 298.0 + n,
+        "replayed": 541.0 + n,
+        "diffed": 553.0 + n,
+    }
     for stage in ("event", "applied", "ready"):
         events.append(StageTimed(n, stage, stage_ms[stage]))
+
     def verdict_of(iteration: int, ex: Exchange) -> str:
         assert ex.response is not None
         actual = _actual(iteration, ex.id, ex.response)
@@ -167,9 +214,14 @@ def iteration_events(profile: Profile, n: int, action: str,
         events.append(StageTimed(n, stage, stage_ms[stage]))
     events.append(
         IterationFinished(
-            n, action, passed, failed, 0,
-            stages=tuple((s, stage_ms[s]) for s in ("event", "applied", "ready", "replayed",
-                                                    "diffed")),
+            n,
+            action,
+            passed,
+            failed,
+            0,
+            stages=tuple(
+                (s, stage_ms[s]) for s in ("event", "applied", "ready", "replayed", "diffed")
+            ),
         )
     )
     events.append(Log("devbox", f"iteration {n}: {passed} pass, {failed} fail", at=T0 + 30 + n))
@@ -213,8 +265,15 @@ def startup_events(profile: Profile) -> list[Event]:
 def second_iteration(profile: Profile) -> list[Event]:
     return [
         Log("devbox", "changed examples/demo/orders/app.py: sync+restart", at=T0 + 40),
-        ServiceState(profile.service.name, "process", "ready", " ".join(profile.service.command),
-                     profile.service.port, 1, since=T0 + 41),
+        ServiceState(
+            profile.service.name,
+            "process",
+            "ready",
+            " ".join(profile.service.command),
+            profile.service.port,
+            1,
+            since=T0 + 41,
+        ),
         *iteration_events(profile, 1, "sync+restart", ("examples/demo/orders/app.py",)),
     ]
 
@@ -222,8 +281,14 @@ def second_iteration(profile: Profile) -> list[Event]:
 class FakeEngine:
     """Implements devbox.engine.driver.EngineDriver with a script instead of a sandbox."""
 
-    def __init__(self, profile_path: Path, script: Sequence[Event] | None = None, *,
-                 start_error: Exception | None = None, watching: bool = True) -> None:
+    def __init__(
+        self,
+        profile_path: Path,
+        script: Sequence[Event] | None = None,
+        *,
+        start_error: Exception | None = None,
+        watching: bool = True,
+    ) -> None:
         self.profile_path = profile_path
         self._profile = load_profile(profile_path)
         self.script = list(startup_events(self._profile) if script is None else script)

@@ -1,6 +1,6 @@
 """Write the dashboard screenshots of docs/dashboard.md (SVG, from the FakeEngine).
 
-    .venv/bin/python tests/tui_screenshots.py [OUT_DIR]     # default: docs/img
+.venv/bin/python tests/tui_screenshots.py [OUT_DIR]     # default: docs/img
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ async def shoot(out: Path) -> None:
             if extra_kind == "second":
                 extra = tuple(second_iteration(fake.profile))
             elif extra_kind == "problem":
-                extra = (Problem("orders crashed (exit status 1)",
-                                 "the last log lines are in the Logs tab",
-                                 ("Traceback (most recent call last):", "KeyError: 'sku'")),)
+                extra = (
+                    Problem(
+                        "orders crashed (exit status 1)",
+                        "the last log lines are in the Logs tab",
+                        ("Traceback (most recent call last):", "KeyError: 'sku'"),
+                    ),
+                )
             app, run_before = scene(fake, *keys, extra=extra, theme=theme)  # type: ignore[arg-type]
             async with app.run_test(size=size) as pilot:
                 await run_before(pilot)

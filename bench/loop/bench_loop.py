@@ -183,8 +183,10 @@ def main() -> int:
         )
     if args.cold > 0:
         cold = min(args.cold, 20)
-        print(f"\ncold up -> first verdict (mocks, build with a warm layer cache, start, ready, "
-              f"replay of 100), {cold} runs per runtime\n")
+        print(
+            f"\ncold up -> first verdict (mocks, build with a warm layer cache, start, ready, "
+            f"replay of 100), {cold} runs per runtime\n"
+        )
         print(f"{'runtime':8} {'median':>8} {'min':>8} {'max':>8}   next to: restart floor median")
         for runtime, _totals, floor, _st in rows:
             ups = measure_cold_up(runtime, cold)

@@ -94,9 +94,11 @@ def _us(text: str) -> float:
 
 def wrk(url: str, connections: int, duration: float) -> Run:
     out = subprocess.run(  # noqa: S603 - fixed argument list, no shell
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency",
-         url],
-        capture_output=True, text=True, check=True, timeout=duration + 60,
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
     ).stdout
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
@@ -131,10 +133,12 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     up, ours, mitm = free_port(), free_port(), free_port()
     try:
-        procs.append(subprocess.Popen(  # noqa: S603
-            [sys.executable, str(ROOT / "bench/record/fast_upstream.py"), str(up)],
-            stdout=subprocess.DEVNULL,
-        ))
+        procs.append(
+            subprocess.Popen(  # noqa: S603
+                [sys.executable, str(ROOT / "bench/record/fast_upstream.py"), str(up)],
+                stdout=subprocess.DEVNULL,
+            )
+        )
         (tmp / "profiles").mkdir()
         (tmp / "profiles/bench.toml").write_text(
             'name = "bench"\n[service]\nport = 1\ncommand = ["true"]\n'
@@ -143,16 +147,31 @@ def main() -> int:
         )
         devbox = subprocess.Popen(
             [sys.executable, "-m", "devbox", "-q", "record", "bench", "--no-service", "--json"],
-            cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         procs.append(devbox)
         if mitmdump:
-            procs.append(subprocess.Popen(  # noqa: S603
-                [mitmdump, "--mode", f"reverse:http://127.0.0.1:{up}", "--listen-host",
-                 "127.0.0.1", "-p", str(mitm), "-q", "-w", str(tmp / "flows.mitm")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            procs.append(
+                subprocess.Popen(  # noqa: S603
+                    [
+                        mitmdump,
+                        "--mode",
+                        f"reverse:http://127.0.0.1:{up}",
+                        "--listen-host",
+                        "127.0.0.1",
+                        "-p",
+                        str(mitm),
+                        "-q",
+                        "-w",
+                        str(tmp / "flows.mitm"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for port in (up, ours) + ((mitm,) if mitmdump else ()):
             wait_port(port)
         targets = [("direct", up, [procs[0].pid]), ("devbox record", ours, _tree(devbox.pid))]
@@ -189,28 +208,38 @@ def main() -> int:
     recorded, cut = recorded_src["exchanges"], recorded_src["errors"]
     direct_lat = results["direct"][0]
     print()
-    print(f"Recording proxy overhead: wrk -t1, latency at 1 connection, throughput at "
-          f"{args.connections} connections, {args.duration:g}s each; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"Recording proxy overhead: wrk -t1, latency at 1 connection, throughput at "
+        f"{args.connections} connections, {args.duration:g}s each; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
     print()
-    print("| target | p50 | p99 | added p50 | added p99 | req/s | p50 @"
-          f"{args.connections} | p99 @{args.connections} | CPU/request |")
+    print(
+        "| target | p50 | p99 | added p50 | added p99 | req/s | p50 @"
+        f"{args.connections} | p99 @{args.connections} | CPU/request |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, (lat, thr) in results.items():
         added50 = "-" if name == "direct" else f"{(lat.p50_us - direct_lat.p50_us) / 1000:.3f} ms"
         added99 = "-" if name == "direct" else f"{(lat.p99_us - direct_lat.p99_us) / 1000:.3f} ms"
-        print(f"| {name} | {lat.p50_us / 1000:.3f} ms | {lat.p99_us / 1000:.3f} ms | {added50} | "
-              f"{added99} | {thr.rps:,.0f} | {thr.p50_us / 1000:.2f} ms | "
-              f"{thr.p99_us / 1000:.2f} ms | {thr.cpu_us:.0f} µs |")
+        print(
+            f"| {name} | {lat.p50_us / 1000:.3f} ms | {lat.p99_us / 1000:.3f} ms | {added50} | "
+            f"{added99} | {thr.rps:,.0f} | {thr.p50_us / 1000:.2f} ms | "
+            f"{thr.p99_us / 1000:.2f} ms | {thr.cpu_us:.0f} µs |"
+        )
     print()
     ours_rps = results["devbox record"][1].rps
     mitm_row = next((v for k, v in results.items() if k.startswith("mitmproxy")), None)
     if mitm_row is not None:
         ours_cpu = results["devbox record"][1].cpu_us
-        print(f"devbox record / mitmproxy: throughput {ours_rps / mitm_row[1].rps:.1f}x, "
-              f"CPU per request {mitm_row[1].cpu_us / max(ours_cpu, 1e-9):.1f}x less")
-    print(f"exchanges recorded by devbox: {recorded}, of which {cut} cut by wrk stopping "
-          f"mid-request (wrk counted {through_devbox} completed requests)")
+        print(
+            f"devbox record / mitmproxy: throughput {ours_rps / mitm_row[1].rps:.1f}x, "
+            f"CPU per request {mitm_row[1].cpu_us / max(ours_cpu, 1e-9):.1f}x less"
+        )
+    print(
+        f"exchanges recorded by devbox: {recorded}, of which {cut} cut by wrk stopping "
+        f"mid-request (wrk counted {through_devbox} completed requests)"
+    )
     return 0
 
 

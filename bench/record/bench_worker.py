@@ -38,11 +38,31 @@ def frames(n: int) -> bytes:
     t0 = 1764147000.0
     for i in range(n):
         msg = (
-            "x", "payments", "outbound", f"ex{i:08d}", None, "http", "127.0.0.1:7201", "GET",
-            "/", "HTTP/1.1", [("Host", "127.0.0.1:7101")], b"", False,
-            (200, "OK", "HTTP/1.1", [("Content-Type", "application/json"),
-                                     ("Content-Length", str(len(BODY)))]),
-            BODY, False, t0 + i * 0.0001, 0.0851, 0.07, None,
+            "x",
+            "payments",
+            "outbound",
+            f"ex{i:08d}",
+            None,
+            "http",
+            "127.0.0.1:7201",
+            "GET",
+            "/",
+            "HTTP/1.1",
+            [("Host", "127.0.0.1:7101")],
+            b"",
+            False,
+            (
+                200,
+                "OK",
+                "HTTP/1.1",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))],
+            ),
+            BODY,
+            False,
+            t0 + i * 0.0001,
+            0.0851,
+            0.07,
+            None,
         )
         p = marshal.dumps(msg)
         buf += FRAME.pack(len(p)) + p
@@ -65,8 +85,13 @@ def main() -> None:
         (tmp / "profiles").mkdir()
         (tmp / "profiles/bench.toml").write_text(PROFILE)
         os.chdir(tmp)
-        cfg = {"profile": str(tmp / "profiles/bench.toml"), "append": False, "fsync": False,
-               "stamp": "x", "sources": {"payments": "outbound"}}
+        cfg = {
+            "profile": str(tmp / "profiles/bench.toml"),
+            "append": False,
+            "fsync": False,
+            "stamp": "x",
+            "sources": {"payments": "outbound"},
+        }
         for _ in range(args.rounds):
             shutil.rmtree(tmp / "mocks", ignore_errors=True)
             start = time.process_time()
@@ -75,8 +100,10 @@ def main() -> None:
     finally:
         os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"recording worker, {args.exchanges} exchanges per round, load average "
-          f"{os.getloadavg()[0]:.2f}\n")
+    print(
+        f"recording worker, {args.exchanges} exchanges per round, load average "
+        f"{os.getloadavg()[0]:.2f}\n"
+    )
     print("| round | CPU/exchange |\n|---|---:|")
     for i, us in enumerate(results, 1):
         print(f"| {i} | {us:.1f} µs |")

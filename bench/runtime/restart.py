@@ -47,8 +47,11 @@ def free_port() -> int:
 
 
 def make_project(tmp: Path) -> Path:
-    shutil.copytree(ROOT / "examples/demo/orders", tmp / "examples/demo/orders",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "examples/demo/orders",
+        tmp / "examples/demo/orders",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     text = (ROOT / "profiles/demo.toml").read_text()
     text = re.sub(r'^name = "demo"', 'name = "benchrt"', text, count=1, flags=re.M)
     text = re.sub(r"^port = 7080", f"port = {free_port()}", text, count=1, flags=re.M)
@@ -158,8 +161,7 @@ def main() -> int:
             if why:
                 print(f"docker: skipped ({why})", file=sys.stderr)
             elif client().api.images(name=BASE_IMAGE) == []:
-                print(f"docker: skipped ({BASE_IMAGE} missing: devbox image base)",
-                      file=sys.stderr)
+                print(f"docker: skipped ({BASE_IMAGE} missing: devbox image base)", file=sys.stderr)
             else:
                 results.update(bench_docker(tmp, args.runs))
         if args.runtime in ("both", "process"):
@@ -170,11 +172,15 @@ def main() -> int:
     print(f"restart -> ready, {args.runs} runs each (after one warm-up), demo orders service")
     print(f"{'path':36} {'median':>9} {'p90':>9} {'min':>9} {'max':>9}")
     for name, s in results.items():
-        print(f"{name:36} {s['median_ms']:7.1f}ms {s['p90_ms']:7.1f}ms "
-              f"{s['min_ms']:7.1f}ms {s['max_ms']:7.1f}ms")
+        print(
+            f"{name:36} {s['median_ms']:7.1f}ms {s['p90_ms']:7.1f}ms "
+            f"{s['min_ms']:7.1f}ms {s['max_ms']:7.1f}ms"
+        )
     if "docker sync+restart->ready" in results:
-        over = (results["docker sync+restart->ready"]["median_ms"]
-                - results["docker floor: bare restart+ready"]["median_ms"])
+        over = (
+            results["docker sync+restart->ready"]["median_ms"]
+            - results["docker floor: bare restart+ready"]["median_ms"]
+        )
         print(f"devbox over the floor (median): {over:+.1f} ms")
     return 0
 

@@ -392,8 +392,17 @@ def _announce(fleet: MockFleet, as_json: bool) -> None:
         )
     for name, wire in fleet.wire.items():  # redis, postgres...: no in-band admin API
         env = env_name(name, wire.dependency.env)
-        rows.append({"dependency": name, "port": wire.port, "exchanges": len(wire.index),
-                     "mode": wire.mode, "env": env, "url": urls[env], "admin": None})
+        rows.append(
+            {
+                "dependency": name,
+                "port": wire.port,
+                "exchanges": len(wire.index),
+                "mode": wire.mode,
+                "env": env,
+                "url": urls[env],
+                "admin": None,
+            }
+        )
     if as_json:
         _json_line({"event": "serving", "mocks": rows})
         return

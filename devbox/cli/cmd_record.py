@@ -79,41 +79,97 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("profile", help="profile name (profiles/NAME.toml) or path to a .toml file")
-    p.add_argument("--listen", type=_port, metavar="PORT",
-                   help="port of the inbound proxy clients call (default: a free port)")
-    p.add_argument("--no-service", action="store_true",
-                   help="do not start the service: record in front of one you run yourself")
-    p.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
-                   help="how to run the service (default: the profile's, else auto)")
-    p.add_argument("--service-port", type=_port, metavar="PORT",
-                   help="port the service listens on (default: the profile's service.port)")
-    p.add_argument("--port", type=_dep_port, action="append", default=[], metavar="NAME=PORT",
-                   help="port of a dependency's recording proxy (default: its port, or free)")
-    p.add_argument("--append", action="store_true",
-                   help="add to the existing recordings instead of starting a new set")
-    p.add_argument("--max-body-kb", type=_kb, metavar="N",
-                   help="store at most N KiB of each body, marked truncated (default 1024); "
-                        "bodies are always relayed whole")
-    p.add_argument("--ca-bundle", type=Path, metavar="FILE",
-                   help="PEM file of extra CA certificates to trust for https upstreams")
-    p.add_argument("--forward-proxy", type=_port, metavar="PORT",
-                   help="run an HTTP forward proxy (HTTP_PROXY) instead of one reverse proxy "
-                        "per dependency, for services whose dependency URLs are fixed")
-    p.add_argument("--connect-timeout", type=_positive, default=10.0, metavar="S",
-                   help="seconds to wait for an upstream connection (default 10)")
-    p.add_argument("--response-timeout", type=_positive, default=60.0, metavar="S",
-                   help="seconds to wait for an upstream's response to start (default 60)")
-    p.add_argument("--fsync", action="store_true",
-                   help="fsync after every exchange (survives power loss, not just a crash)")
-    p.add_argument("--allow-errors", action="store_true",
-                   help="keep the recording even when requests got no answer from their "
-                        "upstream (connection refused, DNS, timeout); by default it is not "
-                        "committed and devbox exits 1")
+    p.add_argument(
+        "--listen",
+        type=_port,
+        metavar="PORT",
+        help="port of the inbound proxy clients call (default: a free port)",
+    )
+    p.add_argument(
+        "--no-service",
+        action="store_true",
+        help="do not start the service: record in front of one you run yourself",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "docker", "process"),
+        default="auto",
+        help="how to run the service (default: the profile's, else auto)",
+    )
+    p.add_argument(
+        "--service-port",
+        type=_port,
+        metavar="PORT",
+        help="port the service listens on (default: the profile's service.port)",
+    )
+    p.add_argument(
+        "--port",
+        type=_dep_port,
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        help="port of a dependency's recording proxy (default: its port, or free)",
+    )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="add to the existing recordings instead of starting a new set",
+    )
+    p.add_argument(
+        "--max-body-kb",
+        type=_kb,
+        metavar="N",
+        help="store at most N KiB of each body, marked truncated (default 1024); "
+        "bodies are always relayed whole",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="FILE",
+        help="PEM file of extra CA certificates to trust for https upstreams",
+    )
+    p.add_argument(
+        "--forward-proxy",
+        type=_port,
+        metavar="PORT",
+        help="run an HTTP forward proxy (HTTP_PROXY) instead of one reverse proxy "
+        "per dependency, for services whose dependency URLs are fixed",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for an upstream connection (default 10)",
+    )
+    p.add_argument(
+        "--response-timeout",
+        type=_positive,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for an upstream's response to start (default 60)",
+    )
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="fsync after every exchange (survives power loss, not just a crash)",
+    )
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="keep the recording even when requests got no answer from their "
+        "upstream (connection refused, DNS, timeout); by default it is not "
+        "committed and devbox exits 1",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     # REMAINDER keeps COMMAND's own options (--count 5) away from us; it also swallows our
     # options written after PROFILE, which run_record parses again (see _split_command)
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
-                   help="a client to run against the recording; stops when it ends")
+    p.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND ...",
+        help="a client to run against the recording; stops when it ends",
+    )
     p.set_defaults(func=run_record, record_parser=p)
 
 
@@ -179,8 +235,10 @@ def run_record(args: argparse.Namespace) -> int:
     )
     leftovers = unfinished(profile, ["inbound", *sorted(known)])
     for f in leftovers:
-        output.info(f"[yellow]note:[/yellow] {_rel(f)} is left from an interrupted recording "
-                    "(kept for inspection; delete it when done)")
+        output.info(
+            f"[yellow]note:[/yellow] {_rel(f)} is left from an interrupted recording "
+            "(kept for inspection; delete it when done)"
+        )
     view = _LiveView(verbose=output.VERBOSE, live=not command and not args.json)
     outcome = record(
         profile,
@@ -261,8 +319,9 @@ class _LiveView:
         if self.verbose:
             # the path only: query strings may hold secrets, and this line is not redacted
             status = c.status if c.status is not None else c.error
-            output.info(f"[dim]{c.source:>10}[/dim] {c.method} {c.path} -> {status} "
-                        f"{c.duration_ms:.1f}ms")
+            output.info(
+                f"[dim]{c.source:>10}[/dim] {c.method} {c.path} -> {status} {c.duration_ms:.1f}ms"
+            )
 
     def listening(self, session: RecordSession) -> None:
         prof = session.profile
@@ -282,13 +341,16 @@ class _LiveView:
             output.info(f"  {li.source:<10} {url} -> {li.upstream} [dim]({what})[/dim]")
         rec = session.recorder
         if rec is not None and rec.skipped:
-            output.info("[yellow]not recorded (no upstream in the profile):[/yellow] "
-                        + ", ".join(rec.skipped))
+            output.info(
+                "[yellow]not recorded (no upstream in the profile):[/yellow] "
+                + ", ".join(rec.skipped)
+            )
         if not session.plan.service and rec is not None:
             env = session.service_env()
             if env:
-                output.info("start your service with: "
-                            + " ".join(f"{k}={v}" for k, v in env.items()))
+                output.info(
+                    "start your service with: " + " ".join(f"{k}={v}" for k, v in env.items())
+                )
 
     def started(self, session: RecordSession) -> None:
         con = output.err_console()
@@ -327,8 +389,9 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
 
     con = output.console()
     verb = "recorded" if s.committed or s.mode == "append" else "captured"
-    con.print(f"{verb} [bold]{s.exchanges}[/bold] exchanges ({_size(s.bytes)}) "
-              f"in {s.duration_s:.1f}s")
+    con.print(
+        f"{verb} [bold]{s.exchanges}[/bold] exchanges ({_size(s.bytes)}) in {s.duration_s:.1f}s"
+    )
     if s.sources:
         t = Table(box=None, pad_edge=False, show_edge=False)
         t.add_column("source")
@@ -336,9 +399,15 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
             t.add_column(col, justify="right")
         for src in s.sources:
             ta = outcome.tally.get(src.source, SourceTally())
-            t.add_row(src.source, str(src.exchanges), _red(max(src.errors, ta.no_answer)),
-                      _red(ta.client_errors), _red(ta.server_errors), str(src.truncated),
-                      _size(src.bytes))
+            t.add_row(
+                src.source,
+                str(src.exchanges),
+                _red(max(src.errors, ta.no_answer)),
+                _red(ta.client_errors),
+                _red(ta.server_errors),
+                str(src.truncated),
+                _size(src.bytes),
+            )
         con.print(t)
         for src in s.sources:
             if src.file:
@@ -354,13 +423,18 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
             if bad:
                 what.append("answered " + ", ".join(f"{st} x{n}" for st, n in bad))
             where = f" in {_rel(src.file)}" if src.file else ""
-            con.print(f"[red]{src.source}:[/red] {ta.failures} of {ta.exchanges} failed: "
-                      f"{'; '.join(what)}{where}", soft_wrap=True)
+            con.print(
+                f"[red]{src.source}:[/red] {ta.failures} of {ta.exchanges} failed: "
+                f"{'; '.join(what)}{where}",
+                soft_wrap=True,
+            )
     if outcome.withheld:
-        con.print("[red]not committed:[/red] requests got no answer from their upstream, so "
-                  "this recording would replay errors; previous recordings left as they were. "
-                  "Fix the upstream and record again, or pass --allow-errors to keep it.",
-                  soft_wrap=True)
+        con.print(
+            "[red]not committed:[/red] requests got no answer from their upstream, so "
+            "this recording would replay errors; previous recordings left as they were. "
+            "Fix the upstream and record again, or pass --allow-errors to keep it.",
+            soft_wrap=True,
+        )
     if s.redactions:
         con.print("redactions: " + ", ".join(f"{k} {v}" for k, v in sorted(s.redactions.items())))
     else:
@@ -375,14 +449,20 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
     if s.failed and not s.committed and s.mode == "new":
         con.print("what was written stays in *.json.partial files; previous recordings untouched")
     if s.unlinked:
-        con.print(f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "
-                  "requests were in flight; set [record] correlation_header to link them")
+        con.print(
+            f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "
+            "requests were in flight; set [record] correlation_header to link them"
+        )
     if s.unrecorded:
-        con.print("relayed, not recorded (not a dependency's upstream): "
-                  + ", ".join(f"{k} ({v})" for k, v in s.unrecorded.items()))
+        con.print(
+            "relayed, not recorded (not a dependency's upstream): "
+            + ", ".join(f"{k} ({v})" for k, v in s.unrecorded.items())
+        )
     if s.tunnels:
-        con.print("CONNECT tunnels relayed unrecorded: "
-                  + ", ".join(f"{k} ({v})" for k, v in s.tunnels.items()))
+        con.print(
+            "CONNECT tunnels relayed unrecorded: "
+            + ", ".join(f"{k} ({v})" for k, v in s.tunnels.items())
+        )
     if s.mode == "new" and not outcome.withheld:
         if not s.committed:
             con.print("nothing recorded: previous recordings left as they were")

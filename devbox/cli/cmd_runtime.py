@@ -59,8 +59,11 @@ def register(sub: Any) -> None:
         "started for this project (or for PROFILE), including those of crashed sessions.",
     )
     dn.add_argument("profile", nargs="?", help="only this profile")
-    dn.add_argument("--images", action="store_true",
-                    help="also remove the images devbox built (the next start rebuilds them)")
+    dn.add_argument(
+        "--images",
+        action="store_true",
+        help="also remove the images devbox built (the next start rebuilds them)",
+    )
     dn.add_argument("--json", action="store_true", help="print what was removed as JSON")
     dn.set_defaults(func=run_down)
 
@@ -71,10 +74,20 @@ def register(sub: Any) -> None:
         "ready, and stream its logs until Ctrl-C. No mocks, no replay: see `devbox up`.",
     )
     r.add_argument("profile", help="profile name (profiles/NAME.toml) or path")
-    r.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
-                   help="where to run the service (default: docker if an engine answers)")
-    r.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra environment variable (repeatable)")
+    r.add_argument(
+        "--runtime",
+        choices=("auto", "docker", "process"),
+        default="auto",
+        help="where to run the service (default: docker if an engine answers)",
+    )
+    r.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment variable (repeatable)",
+    )
     r.add_argument("--port", type=int, help="override [service] port")
     r.add_argument("--session", help="session id (default: a new one)")
     r.set_defaults(func=run_run)
@@ -103,8 +116,11 @@ def run_image_base(args: argparse.Namespace) -> int:
             task = progress.add_task("checking", total=None)
 
             def on_line(line: str) -> None:
-                for key, prefix in (("retrieved", "I: Retrieving"), ("unpacked", "I: Unpacking"),
-                                    ("configured", "I: Configuring")):
+                for key, prefix in (
+                    ("retrieved", "I: Retrieving"),
+                    ("unpacked", "I: Unpacking"),
+                    ("configured", "I: Configuring"),
+                ):
                     if line.startswith(prefix):
                         counts[key] += 1
                 text = line[3:] if line.startswith(("I: ", "W: ", "E: ")) else line
@@ -247,15 +263,21 @@ def run_run(args: argparse.Namespace) -> int:
             stamp = time.strftime("%H:%M:%S", time.localtime(ev.at)) + f".{ms:03d}"
             style = styles.get(ev.level)
             text = escape(ev.text)
-            con.print(f"[dim]{stamp}[/dim] [bold]{escape(ev.source)}[/bold] | "
-                      + (f"[{style}]{text}[/{style}]" if style else text))
+            con.print(
+                f"[dim]{stamp}[/dim] [bold]{escape(ev.source)}[/bold] | "
+                + (f"[{style}]{text}[/{style}]" if style else text)
+            )
         elif isinstance(ev, BuildProgress):
             with progress_lock:
                 prog = build["progress"]
                 if prog is not None:
                     if ev.step is not None:
-                        prog.update(build["task"], total=ev.total, completed=ev.step - 1,
-                                    description=escape(ev.line[:70]))
+                        prog.update(
+                            build["task"],
+                            total=ev.total,
+                            completed=ev.step - 1,
+                            description=escape(ev.line[:70]),
+                        )
                     elif output.VERBOSE:
                         prog.console.print(f"[dim]{escape(ev.line)}[/dim]")
         elif isinstance(ev, ServiceState) and ev.state in ("crashed",):
@@ -272,9 +294,14 @@ def run_run(args: argparse.Namespace) -> int:
         if rt.kind == "docker" and not output.QUIET:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            with Progress(TextColumn("[bold]build[/bold]"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.description}"), console=output.err_console(),
-                          transient=True) as prog:
+            with Progress(
+                TextColumn("[bold]build[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=output.err_console(),
+                transient=True,
+            ) as prog:
                 with progress_lock:
                     build["progress"], build["task"] = prog, prog.add_task("", total=None)
                 try:
@@ -287,8 +314,10 @@ def run_run(args: argparse.Namespace) -> int:
         output.info(f"starting {escape(rt.describe())}")
         rt.start(_run_env(profile, env))
         took = rt.wait_ready()
-        output.info(f"[green]{profile.service.name} ready[/green] on http://127.0.0.1:{rt.port} "
-                    f"in {took:.2f}s — Ctrl-C stops it")
+        output.info(
+            f"[green]{profile.service.name} ready[/green] on http://127.0.0.1:{rt.port} "
+            f"in {took:.2f}s — Ctrl-C stops it"
+        )
         while True:
             why_dead = rt.check_alive()
             if why_dead is not None:

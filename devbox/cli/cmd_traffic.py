@@ -148,8 +148,10 @@ def _resolve_sources(target: str | None) -> list[_Source]:
                 "no ./mocks directory here",
                 hint="give a profile name or a directory: devbox traffic ls demo",
             )
-        return [_Source(_display(d.relative_to(root)) if d != root else ".", d)
-                for d in _source_dirs(root)]
+        return [
+            _Source(_display(d.relative_to(root)) if d != root else ".", d)
+            for d in _source_dirs(root)
+        ]
     path = Path(target)
     if path.is_file():
         return [_Source(path.parent.name, path.parent, [_FileInfo(path)])]
@@ -210,8 +212,11 @@ def route_of(method: str, path: str) -> str:
     """``GET /items/KB-101`` -> ``GET /items/{id}``: ids, numbers and hashes collapse."""
     parts = []
     for seg in path.split("/"):
-        if seg and _ID_SEGMENT.match(seg) and not _VERSION_SEGMENT.match(seg) and (
-            len(seg) >= 3 or seg.isdigit()
+        if (
+            seg
+            and _ID_SEGMENT.match(seg)
+            and not _VERSION_SEGMENT.match(seg)
+            and (len(seg) >= 3 or seg.isdigit())
         ):
             parts.append("{id}")
         else:
@@ -294,8 +299,9 @@ def run_ls(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for s in sources:
         if args.files:
-            rows.extend(_summary(s.name, s.directory, [f]) | {"file": _display(f.path)}
-                        for f in s.files)
+            rows.extend(
+                _summary(s.name, s.directory, [f]) | {"file": _display(f.path)} for f in s.files
+            )
         else:
             rows.append(_summary(s.name, s.directory, s.files))
     problems = [f.error for s in sources for f in s.files if f.error is not None]
@@ -397,8 +403,10 @@ def run_show(args: argparse.Namespace) -> int:
     if wire and len(wire) == len(traffic_wire.all_paths(dirs)):
         return traffic_wire.run_show(wire, args)
     if wire:
-        output.info(f"not shown here: {len(wire)} recording(s) of other kinds; "
-                    "show them per source: devbox traffic show PROFILE/SOURCE")
+        output.info(
+            f"not shown here: {len(wire)} recording(s) of other kinds; "
+            "show them per source: devbox traffic show PROFILE/SOURCE"
+        )
     exchanges = _load_for_show(args.path)
     if args.ident:
         ex = _pick(exchanges, args.ident)
@@ -452,9 +460,9 @@ def _print_table(numbered: list[tuple[int, Exchange]], limit: int, total: int) -
         if e.request_truncated or e.response_truncated:
             notes.append("[yellow]body cut[/yellow]")
         if e.parent:
-            short = "…" + e.parent[len(parent_prefix):] if parent_prefix else e.parent
+            short = "…" + e.parent[len(parent_prefix) :] if parent_prefix else e.parent
             notes.append(f"[dim]parent {short}[/dim]")
-        cells = [str(i), "…" + e.id[len(id_prefix):] if id_prefix else e.id]
+        cells = [str(i), "…" + e.id[len(id_prefix) :] if id_prefix else e.id]
         if len(sources) > 1:
             cells.append(e.source)
         resp_len = len(e.response.body) if e.response else 0
@@ -574,7 +582,7 @@ def _body(body: bytes, headers: Headers, *, full: bool, cut: bool) -> Renderable
     if text is None:
         head = body[:256]
         hexdump = "\n".join(
-            f"{i:08x}  {head[i:i + 16].hex(' ')}" for i in range(0, len(head), 16)
+            f"{i:08x}  {head[i : i + 16].hex(' ')}" for i in range(0, len(head), 16)
         )
         more = "\n…" if len(body) > len(head) else ""
         return Text(f"binary body, {note}\n{hexdump}{more}", style="dim")

@@ -115,9 +115,7 @@ def _engine(args: argparse.Namespace, *, watch: bool) -> Engine:
     profile = load_profile(args.profile)
     return Engine(
         profile,
-        EngineOptions(
-            runtime=args.runtime, watch=watch, check_outbound=bool(args.check_outbound)
-        ),
+        EngineOptions(runtime=args.runtime, watch=watch, check_outbound=bool(args.check_outbound)),
     )
 
 

@@ -102,15 +102,21 @@ def _option_kind(action: argparse.Action) -> str:
     dest = action.dest.lower()
     if meta == "DIR" or dest.endswith("dir"):
         return DIR
-    if "FILE" in meta or "PATH" in meta or dest in ("out", "output", "file", "path") or (
-        action.type is not None and getattr(action.type, "__name__", "") in ("Path", "FileType")
+    if (
+        "FILE" in meta
+        or "PATH" in meta
+        or dest in ("out", "output", "file", "path")
+        or (
+            action.type is not None and getattr(action.type, "__name__", "") in ("Path", "FileType")
+        )
     ):
         return FILE
     return NONE
 
 
-def command_tree(parser: argparse.ArgumentParser, path: tuple[str, ...] = (),
-                 help_text: str = "") -> Command:
+def command_tree(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = (), help_text: str = ""
+) -> Command:
     options: list[Option] = []
     positionals: list[Positional] = []
     subcommands: list[Command] = []
@@ -128,24 +134,28 @@ def command_tree(parser: argparse.ArgumentParser, path: tuple[str, ...] = (),
             continue
         choices = tuple(str(c) for c in action.choices) if action.choices else ()
         if action.option_strings:
-            options.append(Option(
-                flags=tuple(action.option_strings),
-                takes_value=action.nargs != 0,
-                choices=choices,
-                metavar=str(action.metavar) if action.metavar else None,
-                help=expand_help(parser, action),
-                complete=_option_kind(action),
-                action=action,
-            ))
+            options.append(
+                Option(
+                    flags=tuple(action.option_strings),
+                    takes_value=action.nargs != 0,
+                    choices=choices,
+                    metavar=str(action.metavar) if action.metavar else None,
+                    help=expand_help(parser, action),
+                    complete=_option_kind(action),
+                    action=action,
+                )
+            )
         else:
-            positionals.append(Positional(
-                name=str(action.metavar or action.dest),
-                nargs=action.nargs,
-                choices=choices,
-                help=expand_help(parser, action),
-                complete=_positional_kind(action),
-                action=action,
-            ))
+            positionals.append(
+                Positional(
+                    name=str(action.metavar or action.dest),
+                    nargs=action.nargs,
+                    choices=choices,
+                    help=expand_help(parser, action),
+                    complete=_positional_kind(action),
+                    action=action,
+                )
+            )
     return Command(
         path=path,
         parser=parser,

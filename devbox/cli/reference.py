@@ -46,8 +46,9 @@ _WIDTH = 100
 
 def _usage(cmd: Command) -> str:
     formatter = argparse.HelpFormatter(prog=cmd.parser.prog, width=_WIDTH)
-    formatter.add_usage(cmd.parser.usage, cmd.parser._actions,
-                        cmd.parser._mutually_exclusive_groups)
+    formatter.add_usage(
+        cmd.parser.usage, cmd.parser._actions, cmd.parser._mutually_exclusive_groups
+    )
     return formatter.format_help().strip()
 
 
@@ -123,8 +124,12 @@ def cli_markdown(tree: Command | None = None) -> str:
             out += [_md(cmd.parser.description.strip()), ""]
         out += ["```text", _usage(cmd), "```"]
         if cmd.subcommands:
-            out += ["", "Subcommands: " + ", ".join(
-                f"[`{s.path[-1]}`](#{_anchor(s)})" for s in cmd.subcommands) + "."]
+            out += [
+                "",
+                "Subcommands: "
+                + ", ".join(f"[`{s.path[-1]}`](#{_anchor(s)})" for s in cmd.subcommands)
+                + ".",
+            ]
         positionals = _rows(cmd, cmd.positionals)
         if positionals and not cmd.subcommands:
             out += ["", "| argument | what it is |", "| --- | --- |", *positionals]
@@ -165,9 +170,7 @@ def _error_classes(modules: list[tuple[Path, ast.Module]]) -> set[str]:
     for _, tree in modules:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                bases.setdefault(node.name, set()).update(
-                    _name(b) for b in node.bases if _name(b)
-                )
+                bases.setdefault(node.name, set()).update(_name(b) for b in node.bases if _name(b))
     grew = True
     while grew:
         grew = False
@@ -242,9 +245,12 @@ def error_sites() -> tuple[list[ErrorSite], list[str]]:
             func = _name(node.func)
             if func in classes:
                 kind, arg = func, _message_arg(node, 0)
-            elif (isinstance(node.func, ast.Attribute) and func == "error"
-                  and _name(node.func.value) in ("ctx", "self")
-                  and rel == "devbox/core/profile.py"):
+            elif (
+                isinstance(node.func, ast.Attribute)
+                and func == "error"
+                and _name(node.func.value) in ("ctx", "self")
+                and rel == "devbox/core/profile.py"
+            ):
                 kind, arg = "ConfigError", _message_arg(node, 1)
             else:
                 continue
@@ -307,13 +313,21 @@ def unique_patterns(sites: list[ErrorSite]) -> dict[str, list[ErrorSite]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m devbox.cli.reference", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--check", action="store_true",
-                    help="compare instead of writing; exit 1 when the page is out of date")
-    ap.add_argument("--errors", action="store_true",
-                    help="list error messages (with --check: those missing from "
-                         "docs/troubleshooting.md)")
+    ap = argparse.ArgumentParser(
+        prog="python -m devbox.cli.reference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="compare instead of writing; exit 1 when the page is out of date",
+    )
+    ap.add_argument(
+        "--errors",
+        action="store_true",
+        help="list error messages (with --check: those missing from docs/troubleshooting.md)",
+    )
     ap.add_argument("--out", type=Path, help="where to write the CLI page (default docs/cli.md)")
     args = ap.parse_args(argv)
     if args.errors:
@@ -325,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         if current == page:
             print(f"{_shown(target)} is up to date")
             return 0
-        diff = difflib.unified_diff(current.splitlines(), page.splitlines(),
-                                    "committed", "generated", lineterm="", n=1)
+        diff = difflib.unified_diff(
+            current.splitlines(), page.splitlines(), "committed", "generated", lineterm="", n=1
+        )
         sys.stdout.write("\n".join(list(diff)[:60]) + "\n")
         print(f"{_shown(target)} is out of date: run `{REGENERATE}`", file=sys.stderr)
         return 1
@@ -348,8 +363,10 @@ def _errors(*, check: bool) -> int:
         places = ", ".join(s.where for s in where)
         print(f"{places}\t{where[0].kind}\t{pattern}")
     if dynamic:
-        print(f"# {len(dynamic)} messages are computed at run time: {', '.join(dynamic)}",
-              file=sys.stderr)
+        print(
+            f"# {len(dynamic)} messages are computed at run time: {', '.join(dynamic)}",
+            file=sys.stderr,
+        )
     return 0
 
 

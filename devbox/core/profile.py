@@ -284,9 +284,7 @@ class _Ctx:
     ) -> str:
         v = self.str_(t, key, where, default)
         if v not in choices:
-            raise self.error(
-                _join(where, key), f"expected one of {', '.join(choices)}, got {v!r}"
-            )
+            raise self.error(_join(where, key), f"expected one of {', '.join(choices)}, got {v!r}")
         return str(v)
 
     def int_(
@@ -457,8 +455,21 @@ def _service(ctx: _Ctx, raw: Any) -> Service:
     t = ctx.table(
         raw,
         w,
-        ("name", "build", "image", "command", "cwd", "port", "env", "ready", "watch",
-         "runtime", "network", "workdir", "stop_signal"),
+        (
+            "name",
+            "build",
+            "image",
+            "command",
+            "cwd",
+            "port",
+            "env",
+            "ready",
+            "watch",
+            "runtime",
+            "network",
+            "workdir",
+            "stop_signal",
+        ),
     )
     name = ctx.str_(t, "name", w, "service")
     if not _NAME_RE.match(name):
@@ -556,8 +567,18 @@ def _dependency(ctx: _Ctx, raw: Any, w: str) -> Dependency:
     t = ctx.table(
         raw,
         w,
-        ("name", "kind", "upstream", "env", "port", "on_miss", "match", "timing", "faults",
-         "recordings"),
+        (
+            "name",
+            "kind",
+            "upstream",
+            "env",
+            "port",
+            "on_miss",
+            "match",
+            "timing",
+            "faults",
+            "recordings",
+        ),
     )
     if "name" not in t:
         raise ctx.error(w, "missing name")
@@ -698,8 +719,10 @@ def _redact(ctx: _Ctx, raw: Any) -> RedactRules:
     for rule in disable:
         if rule not in DEFAULT_RULES:
             close = difflib.get_close_matches(rule, DEFAULT_RULES, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "default rules: " + ", ".join(
-                DEFAULT_RULES
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "default rules: " + ", ".join(DEFAULT_RULES)
             )
             raise ctx.error("redact.disable", f"unknown redaction rule {rule!r}", hint)
     return RedactRules(

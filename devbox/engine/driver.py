@@ -216,9 +216,7 @@ def replace_recorded_response(path: Path, exchange_id: str, response: Response) 
     exchanges = list(loaded.decoded.exchanges)
     for i, ex in enumerate(exchanges):
         if ex.id == exchange_id:
-            exchanges[i] = replace(
-                ex, response=response, error=None, response_truncated=False
-            )
+            exchanges[i] = replace(ex, response=response, error=None, response_truncated=False)
             break
     else:
         raise NotFoundError(f"{path}: no exchange with id {exchange_id!r}")

@@ -33,8 +33,10 @@ class Job:
 def merge(a: Job, b: Job) -> Job:
     """Two requests as one: the union of their plans (the newer step wins per path), the
     stronger explicit action."""
-    plan = combine_plans(a.plan, b.plan) if a.has_changes and b.has_changes else (
-        a.plan if a.has_changes else b.plan
+    plan = (
+        combine_plans(a.plan, b.plan)
+        if a.has_changes and b.has_changes
+        else (a.plan if a.has_changes else b.plan)
     )
     action = a.action if _RANK[a.action] >= _RANK[b.action] else b.action
     if action in ("replay", "start") and plan.steps:

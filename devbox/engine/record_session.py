@@ -248,11 +248,13 @@ class RecordSession:
                     why = self.runtime.check_alive()
                     if why is not None:
                         warned = True
-                        self._emit(Problem(
-                            f"{self.profile.service.name} stopped: {why}",
-                            hint="requests to it are recorded as 502 errors; Ctrl-C to stop",
-                            logs=tuple(self.runtime.tail()),
-                        ))
+                        self._emit(
+                            Problem(
+                                f"{self.profile.service.name} stopped: {why}",
+                                hint="requests to it are recorded as 502 errors; Ctrl-C to stop",
+                                logs=tuple(self.runtime.tail()),
+                            )
+                        )
             return 0, True
         return self._run_command(stop)
 

@@ -74,8 +74,10 @@ class WorkerLink:
         if self.dead is not None:
             self.lost += len(messages)
             return
-        data = encode_frame(messages[0]) if len(messages) == 1 else b"".join(
-            encode_frame(m) for m in messages
+        data = (
+            encode_frame(messages[0])
+            if len(messages) == 1
+            else b"".join(encode_frame(m) for m in messages)
         )
         view = memoryview(data)
         with self._lock:

@@ -167,20 +167,20 @@ class Recorder:
         self._routes: list[tuple[Route, int, str | None]] = []
         self.skipped: tuple[str, ...] = ()
         self._plan_routes()
-        sources = {
-            r.source: r.direction.value for r, _p, _e in self._routes if r.source != FORWARD
-        }
+        sources = {r.source: r.direction.value for r, _p, _e in self._routes if r.source != FORWARD}
         for d in profile.dependencies:
             if d.upstream and d.kind == "http" and self.options.forward_proxy_port is not None:
                 sources[d.name] = Direction.OUTBOUND.value
         self.stamp = self.options.stamp or new_stamp()
-        self.link = WorkerLink({
-            "profile": str(profile.path),
-            "append": self.options.append,
-            "fsync": self.options.fsync,
-            "stamp": self.stamp,
-            "sources": sources,
-        })
+        self.link = WorkerLink(
+            {
+                "profile": str(profile.path),
+                "append": self.options.append,
+                "fsync": self.options.fsync,
+                "stamp": self.stamp,
+                "sources": sources,
+            }
+        )
         max_kb = self.options.max_body_kb or profile.record.max_body_kb
         self.correlator = Correlator(profile.record.correlation_header)
         ssl_context = None
@@ -284,8 +284,9 @@ class Recorder:
             shown = f"[{host}]" if ":" in host else host
             upstream = str(route.upstream) if route.upstream else "each request's own origin"
             out.append(
-                Listener(route.source, route.direction, bound, f"http://{shown}:{bound}",
-                         upstream, env)
+                Listener(
+                    route.source, route.direction, bound, f"http://{shown}:{bound}", upstream, env
+                )
             )
         return tuple(out)
 
@@ -386,8 +387,14 @@ class Recorder:
             duration_s=time.monotonic() - self._started_at if self._started_at else 0.0,
             sources=tuple(
                 SourceSummary(
-                    s["source"], s["direction"], s["exchanges"], s["errors"], s["truncated"],
-                    s["bytes"], s["dropped"], _final(s["path"], w.get("files", ())),
+                    s["source"],
+                    s["direction"],
+                    s["exchanges"],
+                    s["errors"],
+                    s["truncated"],
+                    s["bytes"],
+                    s["dropped"],
+                    _final(s["path"], w.get("files", ())),
                 )
                 for s in w.get("sources", ())
             ),

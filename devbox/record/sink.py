@@ -172,8 +172,14 @@ class RecordingSink:
         with self._lock:
             return [
                 SourceStats(
-                    s.source, s.direction, s.exchanges, s.errors, s.truncated,
-                    s.bytes_written, s.dropped, s.path,
+                    s.source,
+                    s.direction,
+                    s.exchanges,
+                    s.errors,
+                    s.truncated,
+                    s.bytes_written,
+                    s.dropped,
+                    s.path,
                 )
                 for s in self._s.stats.values()
             ]
@@ -245,7 +251,8 @@ def _apply(journal: Path) -> None:
         moves = orjson.loads(journal.read_bytes())["moves"]
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
         raise RecordingError(
-            "unreadable commit journal of an interrupted recording", file=str(journal),
+            "unreadable commit journal of an interrupted recording",
+            file=str(journal),
             hint="move the files it names by hand, then delete it",
         ) from None
     for src, dst in moves:

@@ -47,20 +47,57 @@ _DIRECTIONS = {d.value: d for d in Direction}
 
 
 def exchange_of(msg: tuple[Any, ...]) -> Exchange:
-    (_, source, direction, xid, parent, scheme, host, method, target, version, req_headers,
-     req_body, req_trunc, resp, resp_body, resp_trunc, started_at, duration_ms, wait_ms,
-     error) = msg
+    (
+        _,
+        source,
+        direction,
+        xid,
+        parent,
+        scheme,
+        host,
+        method,
+        target,
+        version,
+        req_headers,
+        req_body,
+        req_trunc,
+        resp,
+        resp_body,
+        resp_trunc,
+        started_at,
+        duration_ms,
+        wait_ms,
+        error,
+    ) = msg
     path, query = split_target(target)
     # the query as sent is kept, so the target is written back byte for byte
-    request = Request(method, path, parse_query(query) if query else (), tuple(req_headers),
-                      req_body, scheme, host, version, query or None)
+    request = Request(
+        method,
+        path,
+        parse_query(query) if query else (),
+        tuple(req_headers),
+        req_body,
+        scheme,
+        host,
+        version,
+        query or None,
+    )
     response = None
     if resp is not None:
         status, reason, resp_version, resp_headers = resp
         response = Response(status, tuple(resp_headers), resp_body, reason, resp_version)
     return Exchange(
-        xid, _DIRECTIONS[direction], source, request, response,
-        Timing(started_at, duration_ms, wait_ms), parent, error, req_trunc, resp_trunc, ORIGIN,
+        xid,
+        _DIRECTIONS[direction],
+        source,
+        request,
+        response,
+        Timing(started_at, duration_ms, wait_ms),
+        parent,
+        error,
+        req_trunc,
+        resp_trunc,
+        ORIGIN,
     )
 
 

@@ -32,8 +32,14 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 LOCK_PATH = Path(tempfile.gettempdir()) / "devbox-base-image.lock"
 # trimmed after debootstrap: package caches and documentation nobody reads in a container
-TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-        "usr/share/info", "usr/share/locale")
+TRIM = (
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +264,10 @@ def _cleanup(work: Path) -> None:
     except OSError:
         mounts = []
     prefix = str(work) + "/"
-    points = sorted((m.split()[1] for m in mounts if len(m.split()) > 1 and
-                     m.split()[1].startswith(prefix)), reverse=True)
+    points = sorted(
+        (m.split()[1] for m in mounts if len(m.split()) > 1 and m.split()[1].startswith(prefix)),
+        reverse=True,
+    )
     for point in points:
         subprocess.run(  # noqa: S603 - fixed argv, no shell
             ["umount", "-l", point], check=False, capture_output=True
@@ -303,7 +311,7 @@ class Rewrite:
 
 
 def official_runtime(image: str) -> str | None:
-    """"python" for python:3.11-slim, docker.io/library/python, ...; "node" likewise."""
+    """ "python" for python:3.11-slim, docker.io/library/python, ...; "node" likewise."""
     ref = image.split("@", 1)[0]
     repo = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
     for prefix in ("docker.io/library/", "library/", "docker.io/"):
@@ -311,9 +319,9 @@ def official_runtime(image: str) -> str | None:
     return repo if repo in DEBIAN_RUNTIMES else None
 
 
-def rewrite_for_debian(text: str, keep: Callable[[str], bool] = lambda _i: False) -> tuple[
-    str, tuple[Rewrite, ...]
-]:
+def rewrite_for_debian(
+    text: str, keep: Callable[[str], bool] = lambda _i: False
+) -> tuple[str, tuple[Rewrite, ...]]:
     """``FROM python:*`` / ``FROM node:*`` -> the offline base image plus that runtime from
     Debian packages (installed from the apt mirror at build time, cached as a layer).
     ``keep(image)``: True for images to leave alone (present in the local store).

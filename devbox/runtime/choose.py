@@ -45,20 +45,24 @@ def select_runtime(
                 f"{source} docker, but no Docker engine answered at {engine_address()}: {why}",
                 hint="start dockerd (as root: bash scripts/setup), or use --runtime process",
             )
-        return DockerRuntime(profile, on_event=on_event, session=session, port=port), \
-            f"{source} docker; docker engine answered"
+        return DockerRuntime(
+            profile, on_event=on_event, session=session, port=port
+        ), f"{source} docker; docker engine answered"
     # auto
     if not can_docker:
-        return ProcessRuntime(profile, on_event=on_event, session=session, port=port), \
-            "the service has no build or image: running its command"
+        return ProcessRuntime(
+            profile, on_event=on_event, session=session, port=port
+        ), "the service has no build or image: running its command"
     why = why_no_engine()
     if why is None:
-        return DockerRuntime(profile, on_event=on_event, session=session, port=port), \
-            "docker engine answered"
+        return DockerRuntime(
+            profile, on_event=on_event, session=session, port=port
+        ), "docker engine answered"
     if not svc.command:
         raise DockerUnavailable(
             f"no Docker engine answered at {engine_address()}: {why}",
             hint="start dockerd, or add command = [...] to [service] to run it as a local process",
         )
-    return ProcessRuntime(profile, on_event=on_event, session=session, port=port), \
-        f"no Docker engine answered at {engine_address()}: {why}"
+    return ProcessRuntime(
+        profile, on_event=on_event, session=session, port=port
+    ), f"no Docker engine answered at {engine_address()}: {why}"

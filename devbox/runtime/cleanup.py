@@ -56,8 +56,9 @@ def _label_filters(root: Path | None, profile: str | None) -> list[str]:
     return labels
 
 
-def devbox_containers(api: Any, *, root: Path | None = None, profile: str | None = None,
-                      session: str | None = None) -> list[dict[str, Any]]:
+def devbox_containers(
+    api: Any, *, root: Path | None = None, profile: str | None = None, session: str | None = None
+) -> list[dict[str, Any]]:
     """Every container devbox started (running or not) for this project/profile/session."""
     labels = [*_label_filters(root, profile), f"{L_KIND}=service"]
     if session:
@@ -94,13 +95,17 @@ def _remove_containers(api: Any, containers: Iterable[dict[str, Any]]) -> list[R
         except docker.errors.APIError:
             continue
         detail = f"{c.get('State', '?')}, owner pid {labels.get(L_OWNER_PID, '?')}"
-        out.append(Removed("container", name, labels.get(L_PROFILE, "?"),
-                           labels.get(L_SESSION, "?"), detail))
+        out.append(
+            Removed(
+                "container", name, labels.get(L_PROFILE, "?"), labels.get(L_SESSION, "?"), detail
+            )
+        )
     return out
 
 
-def _remove_networks_volumes(api: Any, root: Path | None, profile: str | None,
-                             only_dead: bool) -> list[Removed]:
+def _remove_networks_volumes(
+    api: Any, root: Path | None, profile: str | None, only_dead: bool
+) -> list[Removed]:
     """Networks and volumes devbox labelled (none today; kept so down stays complete)."""
     import docker.errors
 
@@ -117,8 +122,14 @@ def _remove_networks_volumes(api: Any, root: Path | None, profile: str | None,
             continue
         try:
             api.remove_network(n["Id"])
-            out.append(Removed("network", n.get("Name", n["Id"][:12]), labels.get(L_PROFILE, "?"),
-                               labels.get(L_SESSION, "?")))
+            out.append(
+                Removed(
+                    "network",
+                    n.get("Name", n["Id"][:12]),
+                    labels.get(L_PROFILE, "?"),
+                    labels.get(L_SESSION, "?"),
+                )
+            )
         except docker.errors.APIError:
             pass
     for v in volumes:
@@ -127,8 +138,9 @@ def _remove_networks_volumes(api: Any, root: Path | None, profile: str | None,
             continue
         try:
             api.remove_volume(v["Name"], force=True)
-            out.append(Removed("volume", v["Name"], labels.get(L_PROFILE, "?"),
-                               labels.get(L_SESSION, "?")))
+            out.append(
+                Removed("volume", v["Name"], labels.get(L_PROFILE, "?"), labels.get(L_SESSION, "?"))
+            )
         except docker.errors.APIError:
             pass
     return out
@@ -177,9 +189,14 @@ def _remove_images(api: Any, profiles: Iterable[str]) -> list[Removed]:
     return out
 
 
-def down(profile: str | None = None, *, root: Path | None = None,
-         docker_api: Any | None = None, use_docker: bool = True,
-         images: bool = False) -> list[Removed]:
+def down(
+    profile: str | None = None,
+    *,
+    root: Path | None = None,
+    docker_api: Any | None = None,
+    use_docker: bool = True,
+    images: bool = False,
+) -> list[Removed]:
     """Stop and remove everything devbox started for this project (one profile of it);
     with ``images``, the images it built for them too."""
     root = (root or find_project_root()).resolve()
@@ -197,8 +214,13 @@ def down(profile: str | None = None, *, root: Path | None = None,
     return removed
 
 
-def reap_orphans(profile_name: str | None = None, *, root: Path | None = None,
-                 docker_api: Any | None = None, use_docker: bool = True) -> list[str]:
+def reap_orphans(
+    profile_name: str | None = None,
+    *,
+    root: Path | None = None,
+    docker_api: Any | None = None,
+    use_docker: bool = True,
+) -> list[str]:
     """Remove what dead devbox sessions left: containers of any project whose owner process
     is gone, and process-runtime children listed in this project's session files."""
     root = (root or find_project_root()).resolve()
@@ -211,8 +233,11 @@ def reap_orphans(profile_name: str | None = None, *, root: Path | None = None,
         labels = [L_PROJECT, f"{L_KIND}=service"]
         if profile_name:
             labels.append(f"{L_PROFILE}={profile_name}")
-        dead = [c for c in api.containers(all=True, filters={"label": labels})
-                if owner_dead(c.get("Labels") or {})]
+        dead = [
+            c
+            for c in api.containers(all=True, filters={"label": labels})
+            if owner_dead(c.get("Labels") or {})
+        ]
         removed += _remove_containers(api, dead)
         removed += _remove_networks_volumes(api, None, profile_name, only_dead=True)
     return [str(r) for r in removed]

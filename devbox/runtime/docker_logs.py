@@ -57,8 +57,15 @@ class LogFollower:
             self._kick.clear()
             try:
                 since = self.last_ns / 1e9 if self.last_ns else None
-                stream = api.logs(self.cid, stream=True, follow=True, timestamps=True,
-                                  stdout=True, stderr=True, since=since)
+                stream = api.logs(
+                    self.cid,
+                    stream=True,
+                    follow=True,
+                    timestamps=True,
+                    stdout=True,
+                    stderr=True,
+                    since=since,
+                )
                 pending = b""
                 for chunk in stream:
                     pending += chunk
@@ -96,5 +103,6 @@ class LogFollower:
             self.last_ns = ns
             self._seen_at_last = set()
         self._seen_at_last.add(raw)
-        self.rt.log_line(text.decode("utf-8", "replace"), at=ns / 1e9,
-                         generation=self.rt.generation_for(ns))
+        self.rt.log_line(
+            text.decode("utf-8", "replace"), at=ns / 1e9, generation=self.rt.generation_for(ns)
+        )

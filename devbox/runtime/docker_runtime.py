@@ -292,11 +292,17 @@ class DockerRuntime(RuntimeBase):
         context = (self.profile.root / build.context).resolve()
         dockerfile = (context / build.dockerfile).resolve()
         if not context.is_dir():
-            raise ConfigError(f"build context does not exist: {context}",
-                              file=str(self.profile.path), field="service.build.context")
+            raise ConfigError(
+                f"build context does not exist: {context}",
+                file=str(self.profile.path),
+                field="service.build.context",
+            )
         if not dockerfile.is_file():
-            raise ConfigError(f"Dockerfile does not exist: {dockerfile}",
-                              file=str(self.profile.path), field="service.build.dockerfile")
+            raise ConfigError(
+                f"Dockerfile does not exist: {dockerfile}",
+                file=str(self.profile.path),
+                field="service.build.dockerfile",
+            )
         return context, dockerfile
 
     def _offline_dockerfile(self, dockerfile: Path) -> Path | None:
@@ -385,10 +391,16 @@ class DockerRuntime(RuntimeBase):
             msg = errors[-1]
             self.set_state("crashed", "build failed")
             hint = "the build output is shown above"
-            if "pull access denied" in msg or "repository does not exist" in msg or \
-                    "dial tcp" in msg or "no such host" in msg:
-                hint = ("a FROM image is not present locally and no registry can be reached: "
-                        "build FROM devbox/base:bookworm (devbox image base), or load the image")
+            if (
+                "pull access denied" in msg
+                or "repository does not exist" in msg
+                or "dial tcp" in msg
+                or "no such host" in msg
+            ):
+                hint = (
+                    "a FROM image is not present locally and no registry can be reached: "
+                    "build FROM devbox/base:bookworm (devbox image base), or load the image"
+                )
             raise EngineError(f"building {tag} failed: {msg}", hint=hint)
         if image_id is None:
             with api_errors(f"inspecting {tag}"):
@@ -409,8 +421,11 @@ class DockerRuntime(RuntimeBase):
             return
         m = _STEP_RE.match(line)
         if m:
-            self.emit(BuildProgress(name=self.service.name, line=line,
-                                    step=int(m.group(1)), total=int(m.group(2))))
+            self.emit(
+                BuildProgress(
+                    name=self.service.name, line=line, step=int(m.group(1)), total=int(m.group(2))
+                )
+            )
         else:
             self.emit(BuildProgress(name=self.service.name, line=line))
 
@@ -437,8 +452,11 @@ class DockerRuntime(RuntimeBase):
         chash = config_hash(self.service, self.image_id, env, self.network)
         if self.container_id is not None:
             current = self._inspect()
-            if current is not None and current["Config"]["Labels"].get(L_CONFIG_HASH) == chash \
-                    and current["State"]["Running"]:
+            if (
+                current is not None
+                and current["Config"]["Labels"].get(L_CONFIG_HASH) == chash
+                and current["State"]["Running"]
+            ):
                 return
             self._remove_container()
         if port_in_use(self._port):

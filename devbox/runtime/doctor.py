@@ -38,11 +38,15 @@ def check_inotify() -> list[Check]:
         if value is None:
             out.append(Check(name, WARN, "not readable (not Linux?): file watching polls instead"))
         elif value < minimum:
-            out.append(Check(
-                name, WARN, f"{value} (below {minimum}: large trees fall back to polling)",
-                f"sysctl -w fs.inotify.{key}={max(minimum, 524288 if 'watches' in key else 512)} "
-                f"(persist it in /etc/sysctl.d/90-devbox.conf)",
-            ))
+            out.append(
+                Check(
+                    name,
+                    WARN,
+                    f"{value} (below {minimum}: large trees fall back to polling)",
+                    f"sysctl -w fs.inotify.{key}={max(minimum, 524288 if 'watches' in key else 512)} "
+                    f"(persist it in /etc/sysctl.d/90-devbox.conf)",
+                )
+            )
         else:
             out.append(Check(name, OK, str(value)))
     return out
@@ -57,12 +61,15 @@ def check_docker(profile: Profile | None) -> tuple[list[Check], Any]:
     api = None
     needs_docker = profile is not None and profile.service.runtime == "docker"
     if why is not None:
-        out.append(Check(
-            "docker engine", FAIL if needs_docker else WARN,
-            f"no engine answered at {engine_address()}: {why}"
-            + ("" if needs_docker else " (services run as local processes)"),
-            "start it: as root, bash scripts/setup (or dockerd &); or use --runtime process",
-        ))
+        out.append(
+            Check(
+                "docker engine",
+                FAIL if needs_docker else WARN,
+                f"no engine answered at {engine_address()}: {why}"
+                + ("" if needs_docker else " (services run as local processes)"),
+                "start it: as root, bash scripts/setup (or dockerd &); or use --runtime process",
+            )
+        )
     else:
         dc = client(timeout=10)
         api = dc.api
@@ -71,21 +78,38 @@ def check_docker(profile: Profile | None) -> tuple[list[Check], Any]:
         out.append(Check("docker engine", OK, detail))
         image_id = base_image_id(dc)
         if image_id is None:
-            out.append(Check("base image", WARN,
-                             f"{BASE_IMAGE} is missing (the demo's Dockerfile starts FROM it)",
-                             "devbox image base   (offline, about a minute)"))
+            out.append(
+                Check(
+                    "base image",
+                    WARN,
+                    f"{BASE_IMAGE} is missing (the demo's Dockerfile starts FROM it)",
+                    "devbox image base   (offline, about a minute)",
+                )
+            )
         else:
             info = api.inspect_image(image_id)
             size = int(info.get("Size") or 0) / 1e6
             built = (info.get("Config") or {}).get("Labels", {}) or {}
-            out.append(Check("base image", OK, f"{BASE_IMAGE} {image_id[7:19]}, {size:.0f} MB, "
-                             f"built {built.get('devbox.base.built', '?')}"))
+            out.append(
+                Check(
+                    "base image",
+                    OK,
+                    f"{BASE_IMAGE} {image_id[7:19]}, {size:.0f} MB, "
+                    f"built {built.get('devbox.base.built', '?')}",
+                )
+            )
     deb = find_debootstrap()
     if deb:
         out.append(Check("debootstrap", OK, deb))
     else:
-        out.append(Check("debootstrap", WARN, "not installed (needed only to build the base image)",
-                         "apt-get install debootstrap"))
+        out.append(
+            Check(
+                "debootstrap",
+                WARN,
+                "not installed (needed only to build the base image)",
+                "apt-get install debootstrap",
+            )
+        )
     return out, api
 
 
@@ -100,9 +124,15 @@ def check_profile(profile: Profile, api: Any) -> list[Check]:
     ports += [(f"mock {d.name}", d.port) for d in profile.dependencies if d.port is not None]
     for what, port in ports:
         if port_in_use(port):
-            out.append(Check(f"port {port}", FAIL, f"in use ({what} needs it)",
-                             f"ss -ltnp 'sport = :{port}' shows who holds it; devbox down "
-                             "ends what devbox left; or change the port in the profile"))
+            out.append(
+                Check(
+                    f"port {port}",
+                    FAIL,
+                    f"in use ({what} needs it)",
+                    f"ss -ltnp 'sport = :{port}' shows who holds it; devbox down "
+                    "ends what devbox left; or change the port in the profile",
+                )
+            )
         else:
             out.append(Check(f"port {port}", OK, f"free ({what})"))
     try:
@@ -116,8 +146,14 @@ def check_profile(profile: Profile, api: Any) -> list[Check]:
     if build is not None:
         df = profile.root / build.context / build.dockerfile
         if not df.is_file():
-            out.append(Check("dockerfile", FAIL, f"{df} does not exist",
-                             "fix [service] build in " + str(profile.path)))
+            out.append(
+                Check(
+                    "dockerfile",
+                    FAIL,
+                    f"{df} does not exist",
+                    "fix [service] build in " + str(profile.path),
+                )
+            )
         elif api is not None:
             import docker.errors
 
@@ -128,12 +164,21 @@ def check_profile(profile: Profile, api: Any) -> list[Check]:
                 except docker.errors.ImageNotFound:
                     from devbox.runtime.base_image import official_runtime
 
-                    fix = ("devbox image base" if ref.startswith("devbox/base")
-                           else f"docker pull {ref}, or devbox image import a `docker save` of it")
+                    fix = (
+                        "devbox image base"
+                        if ref.startswith("devbox/base")
+                        else f"docker pull {ref}, or devbox image import a `docker save` of it"
+                    )
                     if official_runtime(ref) is not None:
                         if build.offline_base:
-                            out.append(Check("FROM " + ref, OK, f"{df}:{line}: built from "
-                                             "devbox/base + Debian packages (offline_base)"))
+                            out.append(
+                                Check(
+                                    "FROM " + ref,
+                                    OK,
+                                    f"{df}:{line}: built from "
+                                    "devbox/base + Debian packages (offline_base)",
+                                )
+                            )
                             continue
                         fix += ", or set offline_base = true in [service] build (docs/runtime.md)"
                     out.append(Check("FROM " + ref, FAIL, f"{df}:{line}: not present locally", fix))
@@ -160,22 +205,40 @@ def check_leftovers(profile: Profile | None, api: Any) -> list[Check]:
             else:
                 live += 1
     if n:
-        return [Check("leftovers", WARN, f"{n} container(s)/process(es) of dead devbox sessions",
-                      "devbox down" + (f" {name}" if name else ""))]
+        return [
+            Check(
+                "leftovers",
+                WARN,
+                f"{n} container(s)/process(es) of dead devbox sessions",
+                "devbox down" + (f" {name}" if name else ""),
+            )
+        ]
     return [Check("leftovers", OK, f"none ({live} live)" if live else "none")]
 
 
 def run_checks(profile: Profile | None = None) -> list[Check]:
     new_enough = sys.version_info >= (3, 11)
-    checks = [Check("python", OK if new_enough else FAIL, sys.version.split()[0],
-                    "" if new_enough else "use Python 3.11+")]
+    checks = [
+        Check(
+            "python",
+            OK if new_enough else FAIL,
+            sys.version.split()[0],
+            "" if new_enough else "use Python 3.11+",
+        )
+    ]
     docker_checks, api = check_docker(profile)
     checks += docker_checks
     checks += check_inotify()
     for tool, why in (("tmux", "terminal tests"), ("wrk", "load benchmarks")):
         found = shutil.which(tool)
-        checks.append(Check(tool, OK if found else WARN, found or f"not installed ({why} only)",
-                            "" if found else f"apt-get install {tool}"))
+        checks.append(
+            Check(
+                tool,
+                OK if found else WARN,
+                found or f"not installed ({why} only)",
+                "" if found else f"apt-get install {tool}",
+            )
+        )
     if profile is not None:
         checks += check_profile(profile, api)
     checks += check_leftovers(profile, api)

@@ -43,8 +43,9 @@ def client(timeout: float | None = 60.0) -> Any:
     try:
         import docker
     except ImportError:  # pragma: no cover - a dependency of devbox
-        raise DockerUnavailable("the docker Python package is not installed",
-                                hint="pip install docker") from None
+        raise DockerUnavailable(
+            "the docker Python package is not installed", hint="pip install docker"
+        ) from None
     try:
         return docker.from_env(timeout=timeout) if timeout is not None else docker.from_env()
     except Exception as exc:
@@ -57,8 +58,13 @@ def client(timeout: float | None = 60.0) -> Any:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     # requests' connection errors nest the useful part deep inside
-    for marker in ("Connection refused", "No such file or directory", "Permission denied",
-                   "timed out", "Name or service not known"):
+    for marker in (
+        "Connection refused",
+        "No such file or directory",
+        "Permission denied",
+        "timed out",
+        "Name or service not known",
+    ):
         if marker in text:
             return marker.lower()
     return text[:200]

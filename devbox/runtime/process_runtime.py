@@ -240,14 +240,22 @@ class ProcessRuntime(RuntimeBase):
         if len(parts) < 3 or parts[-2] != "shims":
             return exe
         manager = {".pyenv": "pyenv", ".asdf": "asdf"}.get(parts[-3])
-        tool = shutil.which(manager, path=path_var + os.pathsep + str(Path(*parts[:-2], "bin"))) \
-            if manager else None
+        tool = (
+            shutil.which(manager, path=path_var + os.pathsep + str(Path(*parts[:-2], "bin")))
+            if manager
+            else None
+        )
         if tool is None:
             return exe
         try:
             out = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                [tool, "which", parts[-1]], cwd=self.cwd, capture_output=True, text=True,
-                timeout=10, env={**os.environ, "PATH": path_var}, check=False,
+                [tool, "which", parts[-1]],
+                cwd=self.cwd,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                env={**os.environ, "PATH": path_var},
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             return exe
@@ -258,8 +266,11 @@ class ProcessRuntime(RuntimeBase):
 
     def _spawn(self) -> None:
         # unbuffered: a Python service's output would otherwise arrive in 8 KiB lumps
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               **merged_env(self.profile, self._env, self._port)}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            **merged_env(self.profile, self._env, self._port),
+        }
         cmd = self._resolve_command(env.get("PATH", os.defpath))
         if not self.cwd.is_dir():
             raise ConfigError(

@@ -138,9 +138,7 @@ def wait_until_ready(
             # one look at the service itself: the probe may have reached something else
             why = check_alive()
             if why is not None:
-                raise ServiceNotReady(
-                    f"{name} {why} while probing readiness", logs=tail()
-                )
+                raise ServiceNotReady(f"{name} {why} while probing readiness", logs=tail())
             return time.monotonic() - begin
         now = time.monotonic()
         if now >= next_alive:

@@ -84,11 +84,16 @@ class SessionFile:
                 path=path,
                 session=str(raw["session"]),
                 profile=str(raw["profile"]),
-                owner=Owner(pid=int(o["pid"]), start=o.get("start"), boot=str(o.get("boot", "")),
-                            host=str(o.get("host", ""))),
+                owner=Owner(
+                    pid=int(o["pid"]),
+                    start=o.get("start"),
+                    boot=str(o.get("boot", "")),
+                    host=str(o.get("host", "")),
+                ),
                 children=[
-                    Child(pid=int(c["pid"]), start=c.get("start"),
-                          command=tuple(c.get("command", ())))
+                    Child(
+                        pid=int(c["pid"]), start=c.get("start"), command=tuple(c.get("command", ()))
+                    )
                     for c in raw.get("children", [])
                 ],
             )
@@ -147,8 +152,11 @@ def kill_group(child: Child, grace_s: float = 3.0) -> list[int]:
     of its group remain (grandchildren of a crashed service), they are ours: Linux does not
     hand out a PID while a process group still uses it as its id.
     """
-    if process_start(child.pid) is not None and not child.alive() and \
-            process_state(child.pid) != "Z":
+    if (
+        process_start(child.pid) is not None
+        and not child.alive()
+        and process_state(child.pid) != "Z"
+    ):
         return []
     try:
         os.killpg(child.pid, 0)

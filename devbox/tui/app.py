@@ -93,8 +93,13 @@ class DevboxApp(App[int]):
     BINDINGS = key_bindings(keys.GLOBAL)
 
     class EngineCallDone(Message):
-        def __init__(self, what: str, error: DevboxError | None, done: str | None,
-                     after: Callable[[], None] | None) -> None:
+        def __init__(
+            self,
+            what: str,
+            error: DevboxError | None,
+            done: str | None,
+            after: Callable[[], None] | None,
+        ) -> None:
             super().__init__()
             self.what = what
             self.error = error
@@ -109,8 +114,15 @@ class DevboxApp(App[int]):
     class Stopped(Message):
         pass
 
-    def __init__(self, driver: EngineDriver, *, keep: bool = False, autostart: bool = True,
-                 tick_s: float = TICK_S, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        driver: EngineDriver,
+        *,
+        keep: bool = False,
+        autostart: bool = True,
+        tick_s: float = TICK_S,
+        batch: int = BATCH,
+    ) -> None:
         super().__init__()
         self.driver = driver
         self.keep_by_default = keep
@@ -155,8 +167,15 @@ class DevboxApp(App[int]):
         if self.autostart:
             self._start_engine()
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = False) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
         # devbox's messages quote profiles and paths ("added to [replay] ignore"): plain
         # text unless a caller asks for markup
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
@@ -254,14 +273,18 @@ class DevboxApp(App[int]):
             if s.port:
                 text.append(f" :{s.port}", style="dim")
         text.append("  ")
-        text.append("watching" if st.watching else "watch paused",
-                    style="" if st.watching else p.warning)
+        text.append(
+            "watching" if st.watching else "watch paused", style="" if st.watching else p.warning
+        )
         text.append("  ")
         line = st.verdict_line()
         # the colour is the verdict's (IterationFinished.verdict), never a word in the text
         verdict = st.last_finished.verdict if st.last_finished is not None else ""
-        style = p.error if verdict in ("FAIL", "ERROR") or st.phase == "start failed" else (
-            p.success if verdict == "PASS" else p.warning)
+        style = (
+            p.error
+            if verdict in ("FAIL", "ERROR") or st.phase == "start failed"
+            else (p.success if verdict == "PASS" else p.warning)
+        )
         text.append(line, style=f"bold {style}")
         if st.problems:
             n = len(st.problems)
@@ -293,8 +316,7 @@ class DevboxApp(App[int]):
             else:
                 self.post_message(self.StartFinished(None))
 
-        self.run_worker(work, name="engine start", group="start", thread=True,
-                        exit_on_error=False)
+        self.run_worker(work, name="engine start", group="start", thread=True, exit_on_error=False)
 
     @on(StartFinished)
     def _started(self, message: StartFinished) -> None:
@@ -311,9 +333,16 @@ class DevboxApp(App[int]):
         )
         self._render_dirty()
 
-    def call_engine(self, what: str, fn: Callable[[], object], *, done: str | None = None,
-                    after: Callable[[], None] | None = None) -> None:
+    def call_engine(
+        self,
+        what: str,
+        fn: Callable[[], object],
+        *,
+        done: str | None = None,
+        after: Callable[[], None] | None = None,
+    ) -> None:
         """Run a driver method on a worker thread; report its outcome in the app."""
+
         def work() -> None:
             try:
                 fn()
@@ -422,8 +451,7 @@ class DevboxApp(App[int]):
                 self.post_message(self.EngineCallDone("stop", EngineError(str(exc)), None, None))
             self.post_message(self.Stopped())
 
-        self.run_worker(work, name="engine stop", group="stop", thread=True,
-                        exit_on_error=False)
+        self.run_worker(work, name="engine stop", group="stop", thread=True, exit_on_error=False)
 
     @on(Stopped)
     def _stopped(self, message: Stopped) -> None:
@@ -478,11 +506,16 @@ class DevboxApp(App[int]):
             if old is not None:
                 self.state.apply(replace(old, mode=mode))
 
-        self.call_engine(f"mock {dependency}", partial(self.driver.set_mock_mode, dependency, mode),
-                         done=f"{dependency}: {mode}", after=after)
+        self.call_engine(
+            f"mock {dependency}",
+            partial(self.driver.set_mock_mode, dependency, mode),
+            done=f"{dependency}: {mode}",
+            after=after,
+        )
 
-    def mark_noise(self, result: ReplayResult | None, path: str | None,
-                   view: DiffView | None = None) -> None:
+    def mark_noise(
+        self, result: ReplayResult | None, path: str | None, view: DiffView | None = None
+    ) -> None:
         if result is None:
             self.notify("select a request first", severity="warning")
             return
@@ -507,9 +540,7 @@ class DevboxApp(App[int]):
         message.append("[replay] ignore", style="bold")
         message.append(f" in {profile}? ")
         message.append("The file keeps its comments and layout; the next diff skips the field.")
-        options = [
-            (r, f"{r}   (every element)" if "[*]" in r else r) for r in rules
-        ]
+        options = [(r, f"{r}   (every element)" if "[*]" in r else r) for r in rules]
         self.push_screen(
             ChoiceScreen("Mark as noise", message, options, rules[0]), self._noise_chosen
         )
@@ -533,8 +564,9 @@ class DevboxApp(App[int]):
             return
         actual = result.actual
         if actual is None:
-            self.notify("the engine did not send the actual response of this request",
-                        severity="warning")
+            self.notify(
+                "the engine did not send the actual response of this request", severity="warning"
+            )
             return
         path = self.driver.recording_path(result.exchange_id)
         where = _rel(path, self.driver.profile.root) if path else "its recording"
@@ -579,9 +611,12 @@ class DevboxApp(App[int]):
                 # no terminal to hand over (tests, Textual web): run it detached from input
                 code = _run_editor(command, interactive=False)
         except OSError as exc:
-            self.notify(f"cannot run {command[0]}: {exc.strerror}",
-                        title="editor", severity="error",
-                        timeout=8)
+            self.notify(
+                f"cannot run {command[0]}: {exc.strerror}",
+                title="editor",
+                severity="error",
+                timeout=8,
+            )
             return
         if code:
             self.notify(f"{command[0]} exited with status {code}", severity="warning")
@@ -593,8 +628,9 @@ class DevboxApp(App[int]):
         for k in keys.GLOBAL:
             if k.action.startswith("show_tab"):
                 tab = k.action.split("'")[1]
-                yield SystemCommand(f"Show {k.label}", k.description,
-                                    partial(self.action_show_tab, tab))
+                yield SystemCommand(
+                    f"Show {k.label}", k.description, partial(self.action_show_tab, tab)
+                )
         yield SystemCommand("Replay now", keys.GLOBAL[0].description, self.action_replay)
         yield SystemCommand("Rebuild", keys.GLOBAL[1].description, self.action_rebuild)
         yield SystemCommand("Restart service", keys.GLOBAL[2].description, self.action_restart)
@@ -603,26 +639,40 @@ class DevboxApp(App[int]):
             keys.GLOBAL[3].description,
             self.action_toggle_watch,
         )
-        yield SystemCommand("Open diff of selected request", "Side-by-side recorded vs actual",
-                            lambda: self.open_diff(self.selected_result()))
+        yield SystemCommand(
+            "Open diff of selected request",
+            "Side-by-side recorded vs actual",
+            lambda: self.open_diff(self.selected_result()),
+        )
         yield SystemCommand(
             "Mark noise",
             "Add a differing field of the selected request to [replay] ignore",
             lambda: self.mark_noise(self.selected_result(), None),
         )
-        yield SystemCommand("Accept response", "Make the actual response of the selected "
-                            "request the recording", lambda: self.accept(self.selected_result()))
-        yield SystemCommand("Edit recording", "Open the selected request's recording in $EDITOR",
-                            lambda: self.edit(self.selected_result()))
+        yield SystemCommand(
+            "Accept response",
+            "Make the actual response of the selected request the recording",
+            lambda: self.accept(self.selected_result()),
+        )
+        yield SystemCommand(
+            "Edit recording",
+            "Open the selected request's recording in $EDITOR",
+            lambda: self.edit(self.selected_result()),
+        )
         yield SystemCommand("Clear logs", "Clear the log view", self._clear_logs)
         for dep in self.dependency_names():
             for mode in MOCK_MODES:
-                yield SystemCommand(f"Mock {dep}: {mode}", MODE_HELP[mode],
-                                    partial(self.set_mode, dep, mode))
-        yield SystemCommand("Quit, tear down", "Stop the service and mocks, then quit",
-                            partial(self._quit_teardown))
-        yield SystemCommand("Quit, keep running", "Quit and leave the sandbox running",
-                            partial(self.action_quit_app, True))
+                yield SystemCommand(
+                    f"Mock {dep}: {mode}", MODE_HELP[mode], partial(self.set_mode, dep, mode)
+                )
+        yield SystemCommand(
+            "Quit, tear down", "Stop the service and mocks, then quit", partial(self._quit_teardown)
+        )
+        yield SystemCommand(
+            "Quit, keep running",
+            "Quit and leave the sandbox running",
+            partial(self.action_quit_app, True),
+        )
         yield SystemCommand("Help", "Show every key", self.action_help)
 
     def _clear_logs(self) -> None:
@@ -643,7 +693,10 @@ def _run_editor(command: list[str], *, interactive: bool) -> int:
     if interactive:
         return subprocess.run(command, check=False).returncode  # noqa: S603
     return subprocess.run(  # noqa: S603
-        command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        command,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     ).returncode
 

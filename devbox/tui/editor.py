@@ -7,8 +7,22 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # editors that take "+LINE FILE"
-_PLUS_LINE = {"vi", "vim", "nvim", "view", "nano", "emacs", "emacsclient", "micro", "kak",
-              "joe", "mg", "ne", "jed", "pico"}
+_PLUS_LINE = {
+    "vi",
+    "vim",
+    "nvim",
+    "view",
+    "nano",
+    "emacs",
+    "emacsclient",
+    "micro",
+    "kak",
+    "joe",
+    "mg",
+    "ne",
+    "jed",
+    "pico",
+}
 # editors that take "FILE:LINE"
 _COLON_LINE = {"subl", "hx", "helix", "zed"}
 # editors that take "-g FILE:LINE"

@@ -19,8 +19,13 @@ class Key:
 GLOBAL = (
     Key("r", "replay", "Replay", "Replay the recorded traffic now"),
     Key("b", "rebuild", "Rebuild", "Rebuild the image (or restart the process), then replay"),
-    Key("R", "restart", "Restart", "Restart the service without rebuilding, then replay",
-        footer=False),
+    Key(
+        "R",
+        "restart",
+        "Restart",
+        "Restart the service without rebuilding, then replay",
+        footer=False,
+    ),
     Key("w", "toggle_watch", "Watch", "Pause or resume reacting to file changes"),
     Key("question_mark", "help", "Help", "Show every key"),
     Key("q,ctrl+c", "quit_app(False)", "Quit", "Quit and tear the sandbox down"),
@@ -33,23 +38,43 @@ GLOBAL = (
 )
 
 REPLAY = (
-    Key("enter", "open_diff", "Diff", "Open the side-by-side diff of the selected request",
-        "Replay"),
-    Key("n", "mark_noise", "Noise", "Mark a differing field as noise (writes the profile)",
-        "Replay"),
+    Key(
+        "enter", "open_diff", "Diff", "Open the side-by-side diff of the selected request", "Replay"
+    ),
+    Key(
+        "n", "mark_noise", "Noise", "Mark a differing field as noise (writes the profile)", "Replay"
+    ),
     Key("a", "accept", "Accept", "Accept the actual response as the recording", "Replay"),
     Key("e", "edit", "Edit", "Open the selected recording in $EDITOR", "Replay", footer=False),
-    Key("x", "toggle_failures", "Failures", "Show only failing requests, or all", "Replay",
-        footer=False),
-    Key("slash", "focus_filter", "Filter", "Filter results (regex; ! inverts)", "Replay",
-        footer=False),
+    Key(
+        "x",
+        "toggle_failures",
+        "Failures",
+        "Show only failing requests, or all",
+        "Replay",
+        footer=False,
+    ),
+    Key(
+        "slash",
+        "focus_filter",
+        "Filter",
+        "Filter results (regex; ! inverts)",
+        "Replay",
+        footer=False,
+    ),
 )
 
 MOCKS = (
-    Key("m", "switch_mode", "Mode", "Switch the selected dependency: replay/passthrough/record",
-        "Mocks"),
-    Key("enter", "explain", "Explain", "Show why the selected request missed", "Mocks",
-        footer=False),
+    Key(
+        "m",
+        "switch_mode",
+        "Mode",
+        "Switch the selected dependency: replay/passthrough/record",
+        "Mocks",
+    ),
+    Key(
+        "enter", "explain", "Explain", "Show why the selected request missed", "Mocks", footer=False
+    ),
 )
 
 LOGS = (

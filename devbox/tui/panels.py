@@ -129,8 +129,13 @@ class ServicesPanel(Panel):
     def on_mount(self) -> None:
         t = self.query_one("#services", DataTable)
         for label, key in (
-            ("Service", "name"), ("Runtime", "runtime"), ("State", "state"), ("Port", "port"),
-            ("Restarts", "restarts"), ("Uptime", "uptime"), ("Image / command", "detail"),
+            ("Service", "name"),
+            ("Runtime", "runtime"),
+            ("State", "state"),
+            ("Port", "port"),
+            ("Restarts", "restarts"),
+            ("Uptime", "uptime"),
+            ("Image / command", "detail"),
         ):
             t.add_column(label, key=key)
         self.query_one("#build-box").display = False
@@ -159,8 +164,11 @@ class ServicesPanel(Panel):
             else:
                 t.add_row(*cells, key=name)
         box = self.query_one("#build-box")
-        building = [b for n, b in state.build.items() if state.services.get(n) is None
-                    or state.services[n].state == "building"]
+        building = [
+            b
+            for n, b in state.build.items()
+            if state.services.get(n) is None or state.services[n].state == "building"
+        ]
         box.display = bool(building)
         if building:
             b = building[-1]
@@ -212,8 +220,12 @@ class MocksPanel(Panel):
     def on_mount(self) -> None:
         t = self.query_one("#mocks", DataTable)
         for label, key in (
-            ("Dependency", "dependency"), ("Mode", "mode"), ("Port", "port"), ("Hits", "hits"),
-            ("Misses", "misses"), ("Last miss", "last"),
+            ("Dependency", "dependency"),
+            ("Mode", "mode"),
+            ("Port", "port"),
+            ("Hits", "hits"),
+            ("Misses", "misses"),
+            ("Last miss", "last"),
         ):
             t.add_column(label, key=key)
         m = self.query_one("#misses", DataTable)
@@ -236,16 +248,23 @@ class MocksPanel(Panel):
         for name in names:
             s = state.mocks.get(name)
             last = state.last_miss.get(name)
-            mode_style = {"replay": palette.success, "passthrough": palette.warning,
-                          "record": palette.error}.get(s.mode if s else "", "dim")
+            mode_style = {
+                "replay": palette.success,
+                "passthrough": palette.warning,
+                "record": palette.error,
+            }.get(s.mode if s else "", "dim")
             cells: list[Any] = [
                 Text(name, style="bold"),
                 Text(s.mode if s else "-", style=mode_style),
                 str(s.port) if s and s.port else "",
                 str(s.hits) if s else "0",
                 Text(str(s.misses) if s else "0", style=palette.error if s and s.misses else ""),
-                Text(s.last_miss if s and s.last_miss else
-                     (f"{last.method} {last.target}" if last else ""), overflow="ellipsis"),
+                Text(
+                    s.last_miss
+                    if s and s.last_miss
+                    else (f"{last.method} {last.target}" if last else ""),
+                    overflow="ellipsis",
+                ),
             ]
             if name in t.rows:
                 for col, value in zip(
@@ -263,8 +282,9 @@ class MocksPanel(Panel):
             self._seq += 1
             key = str(self._seq)
             self._misses[key] = miss
-            m.add_row(clock(miss.at), miss.dependency, Text(f"{miss.method} {miss.target}"),
-                      key=key)
+            m.add_row(
+                clock(miss.at), miss.dependency, Text(f"{miss.method} {miss.target}"), key=key
+            )
         if len(self._misses) > 1000:
             for key in list(self._misses)[:-500]:
                 del self._misses[key]
@@ -300,16 +320,22 @@ class ReplayPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Static("no replay yet", id="trend")
         with Horizontal(classes="filter-row"):
-            yield Input(placeholder="filter: regex, !regex inverts", id="results-filter",
-                        compact=True)
+            yield Input(
+                placeholder="filter: regex, !regex inverts", id="results-filter", compact=True
+            )
             yield Static("", id="results-filter-state")
         yield DataTable(id="results", cursor_type="row")
 
     def on_mount(self) -> None:
         t = self.query_one("#results", DataTable)
         for label, key in (
-            ("#", "index"), ("Method", "method"), ("Route", "route"), ("Status", "status"),
-            ("Verdict", "verdict"), ("ms", "latency"), ("Trend", "trend"),
+            ("#", "index"),
+            ("Method", "method"),
+            ("Route", "route"),
+            ("Status", "status"),
+            ("Verdict", "verdict"),
+            ("ms", "latency"),
+            ("Trend", "trend"),
         ):
             t.add_column(label, key=key)
         self._rows: dict[str, ResultRow] = {}
@@ -326,7 +352,8 @@ class ReplayPanel(Panel):
     def _cells(self, row: ResultRow, palette: Palette) -> list[Any]:
         r = row.result
         trend_style = {"newly failing": palette.error, "still failing": palette.warning}.get(
-            row.trend, palette.success)
+            row.trend, palette.success
+        )
         return [
             str(r.index),
             r.method,
@@ -423,9 +450,14 @@ class TimelinePanel(Panel):
     def on_mount(self) -> None:
         t = self.query_one("#timeline", DataTable)
         for label, key in (
-            ("#", "iteration"), ("Action", "action"), ("Changed", "changed"),
-            ("apply", "applied"), ("ready", "ready"), ("replay", "replayed"),
-            ("diff", "diffed"), ("Verdict", "verdict"),
+            ("#", "iteration"),
+            ("Action", "action"),
+            ("Changed", "changed"),
+            ("apply", "applied"),
+            ("ready", "ready"),
+            ("replay", "replayed"),
+            ("diff", "diffed"),
+            ("Verdict", "verdict"),
         ):
             t.add_column(label, key=key)
 
@@ -439,7 +471,9 @@ class TimelinePanel(Panel):
                 total = f.passed + f.failed + f.errors
                 verdict = f"{verdict} {f.passed}/{total}"
             style = {
-                "PASS": palette.success, "FAIL": palette.error, "RUNNING": palette.warning,
+                "PASS": palette.success,
+                "FAIL": palette.error,
+                "RUNNING": palette.warning,
             }.get(row.verdict, "dim")
             cells: list[Any] = [
                 str(row.iteration),
@@ -454,8 +488,16 @@ class TimelinePanel(Panel):
             key = str(row.iteration)
             if key in t.rows:
                 for col, value in zip(
-                    ("iteration", "action", "changed", "applied", "ready", "replayed", "diffed",
-                     "verdict"),
+                    (
+                        "iteration",
+                        "action",
+                        "changed",
+                        "applied",
+                        "ready",
+                        "replayed",
+                        "diffed",
+                        "verdict",
+                    ),
                     cells,
                     strict=True,
                 ):
@@ -475,8 +517,14 @@ class LogsPanel(Panel):
         with Horizontal(classes="filter-row"):
             yield Input(placeholder="filter: regex, !regex inverts", id="log-filter", compact=True)
             yield Static("following", id="log-state")
-        yield RichLog(id="log", max_lines=LOG_VIEW_LINES, wrap=False, markup=False,
-                      highlight=False, auto_scroll=True)
+        yield RichLog(
+            id="log",
+            max_lines=LOG_VIEW_LINES,
+            wrap=False,
+            markup=False,
+            highlight=False,
+            auto_scroll=True,
+        )
 
     def on_mount(self) -> None:
         self.following = True

@@ -93,8 +93,9 @@ class DiffScreen(Screen[None]):
             rows += [(s, rule_from_text(s), "fails") for s in self.result.differences]
         for i, (text, path, kind) in enumerate(rows):
             style = self.palette.error if kind == "fails" else "dim"
-            t.add_row(Text(text, overflow="ellipsis", no_wrap=True), Text(kind, style=style),
-                      key=str(i))
+            t.add_row(
+                Text(text, overflow="ellipsis", no_wrap=True), Text(kind, style=style), key=str(i)
+            )
             self._diffs.append((text, path))
         if not rows:
             t.add_row(Text("no differences", style="dim"), "", key="none")
@@ -166,8 +167,13 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, message: Text | str, options: list[tuple[str, str]],
-                 current: str | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        message: Text | str,
+        options: list[tuple[str, str]],
+        current: str | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.message = message

@@ -56,7 +56,7 @@ class IterationRow:
 
     @property
     def verdict(self) -> str:
-        """"PASS" | "FAIL" | "CANCELLED" | "RUNNING"."""
+        """ "PASS" | "FAIL" | "CANCELLED" | "RUNNING"."""
         f = self.finished
         if f is None:
             return "RUNNING"
