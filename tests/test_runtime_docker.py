@@ -431,7 +431,9 @@ def test_log_line_readiness_across_restarts(tmp_path: Path, base_image: str) -> 
         tmp_path,
         port=free_port(),
         replace={
-            'ready = { http = "/healthz", timeout_s = 20 }': 'ready = { log = "orders listening on", timeout_s = 20 }'
+            'ready = { http = "/healthz", timeout_s = 20 }': (
+                'ready = { log = "orders listening on", timeout_s = 20 }'
+            )
         },
     )
     app = tmp_path / "examples/demo/orders/app.py"
@@ -466,7 +468,9 @@ def test_a_named_local_image_runs_without_a_build(
             name="rtimage",
             port=free_port(),
             replace={
-                'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }': 'image = "devbox-test/orders:local"'
+                'build = { context = "examples/demo/orders", dockerfile = "Dockerfile" }': (
+                    'image = "devbox-test/orders:local"'
+                )
             },
         )
         rt = DockerRuntime(load_profile(other), session="img")

@@ -43,7 +43,8 @@ def check_inotify() -> list[Check]:
                     name,
                     WARN,
                     f"{value} (below {minimum}: large trees fall back to polling)",
-                    f"sysctl -w fs.inotify.{key}={max(minimum, 524288 if 'watches' in key else 512)} "
+                    f"sysctl -w fs.inotify.{key}="
+                    f"{max(minimum, 524288 if 'watches' in key else 512)} "
                     f"(persist it in /etc/sysctl.d/90-devbox.conf)",
                 )
             )
