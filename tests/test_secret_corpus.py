@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -64,9 +63,12 @@ def test_the_corpus_is_big_enough() -> None:
 
 
 def _mitmdump() -> str:
-    found = shutil.which("mitmdump") or str(Path(sys.executable).parent / "mitmdump")
-    assert Path(found).exists(), "mitmproxy is a test dependency (pip install -e '.[test]')"
-    return found
+    # mitmproxy lives in its own venv (scripts/setup): its pins (Brotli<=1.1) must not
+    # shape devbox's
+    from producers import MITMDUMP
+
+    assert MITMDUMP.exists(), "scripts/setup installs mitmproxy into .tools/mitmproxy"
+    return str(MITMDUMP)
 
 
 def test_no_secret_survives_an_import_of_a_mitmproxy_har(tmp_path: Path, echo: int) -> None:
