@@ -261,6 +261,9 @@ def test_reap_orphans_takes_only_containers_of_dead_owners(project: Path, docker
         f"p = load_profile({str(project)!r});"
         f"p = dataclasses.replace(p, service=dataclasses.replace(p.service, port={port2}));"
         "rt = DockerRuntime(p, session='dead'); rt.start({}); rt.wait_ready();"
+        # its watchdog gone too (a whole-machine kill), or it would remove the container
+        # itself before reap_orphans looks: reaping is the fallback under test
+        "rt._reaper is not None and rt._reaper.disarm();"
         "print('up', flush=True)"
     )
     out = subprocess.run(
