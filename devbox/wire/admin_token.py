@@ -12,6 +12,10 @@ from pathlib import Path
 
 HEADER = "X-Devbox-Token"
 TOKEN_FILE = ".devbox/admin-token"
+# given by whoever runs the mocks where no project directory is writable (the mock image
+# under Kubernetes runs on a read-only root file system)
+ENV = "DEVBOX_ADMIN_TOKEN"
+_PROCESS_TOKEN = secrets.token_urlsafe(32)
 
 
 def token_path(root: Path) -> Path:
@@ -19,7 +23,21 @@ def token_path(root: Path) -> Path:
 
 
 def ensure_token(root: Path) -> str:
-    """The project's token, created (0600, atomically) when there is none yet."""
+    """The project's token, created (0600, atomically) when there is none yet.
+
+    ``DEVBOX_ADMIN_TOKEN`` wins when set. Where the file cannot be written (a read-only
+    file system), the token is this process's own: nobody else can change the mocks'
+    state, which is the safe side."""
+    given = os.environ.get(ENV, "").strip()
+    if given:
+        return given
+    try:
+        return _file_token(root)
+    except OSError:
+        return _PROCESS_TOKEN
+
+
+def _file_token(root: Path) -> str:
     path = token_path(root)
     try:
         existing = path.read_text().strip()
@@ -46,6 +64,9 @@ def ensure_token(root: Path) -> str:
 
 
 def read_token(root: Path) -> str | None:
+    given = os.environ.get(ENV, "").strip()
+    if given:
+        return given
     try:
         return token_path(root).read_text().strip() or None
     except OSError:
