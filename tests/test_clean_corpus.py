@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, free_port, wait_port
-from test_secret_corpus import _mitmdump
+from conftest import ROOT
+from producers import mitmdump
 
 DEVBOX = [sys.executable, "-m", "devbox"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
@@ -82,34 +81,11 @@ def _entries(har: Path) -> dict[str, tuple[list[tuple[str, str]], bytes]]:
 
 
 def test_import_then_export_changes_no_byte(tmp_path: Path, site: int) -> None:
-    port = free_port()
     har = tmp_path / "site.har"
-    proc = subprocess.Popen(
-        [
-            _mitmdump(),
-            "--mode",
-            f"reverse:http://127.0.0.1:{site}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            str(port),
-            "-q",
-            "--set",
-            f"hardump={har}",
-            "--set",
-            f"confdir={tmp_path / 'mitm'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port, timeout=60)
+    with mitmdump(f"http://127.0.0.1:{site}", har) as port:
         for f in FILES:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/{f}", timeout=30) as r:
                 assert r.read() == (MODULES / f).read_bytes()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
     r = subprocess.run(
         [*DEVBOX, "import", str(har), "--into", "mocks/p/site"],
         cwd=tmp_path,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, wait_port
+from conftest import ROOT, free_port
+from producers import mitmdump
 from secret_corpus import SPECS, corpus, leaks, pems, url_passwords
 
 DEVBOX = [sys.executable, "-m", "devbox"]
@@ -62,38 +62,9 @@ def test_the_corpus_is_big_enough() -> None:
     assert len(SPECS) >= 60
 
 
-def _mitmdump() -> str:
-    # mitmproxy lives in its own venv (scripts/setup): its pins (Brotli<=1.1) must not
-    # shape devbox's
-    from producers import MITMDUMP
-
-    assert MITMDUMP.exists(), "scripts/setup installs mitmproxy into .tools/mitmproxy"
-    return str(MITMDUMP)
-
-
 def test_no_secret_survives_an_import_of_a_mitmproxy_har(tmp_path: Path, echo: int) -> None:
-    port = free_port()
     har = tmp_path / "capture.har"
-    proc = subprocess.Popen(
-        [
-            _mitmdump(),
-            "--mode",
-            f"reverse:http://127.0.0.1:{echo}",
-            "--listen-host",
-            "127.0.0.1",
-            "--listen-port",
-            str(port),
-            "-q",
-            "--set",
-            f"hardump={har}",
-            "--set",
-            f"confdir={tmp_path / 'mitm'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_port(port, timeout=60)
+    with mitmdump(f"http://127.0.0.1:{echo}", har) as port:
         r = subprocess.run(
             [sys.executable, CLIENT, f"http://127.0.0.1:{port}"],
             capture_output=True,
@@ -101,10 +72,7 @@ def test_no_secret_survives_an_import_of_a_mitmproxy_har(tmp_path: Path, echo: i
             timeout=300,
         )
         assert r.returncode == 0, r.stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    assert har.exists(), proc.stderr.read() if proc.stderr else ""
+    assert har.exists()
     # the secrets are in the HAR, in clear: the test carries what it claims to
     har_text = har.read_text()
     assert sum(s in har_text for _, s in SECRETS if "\n" not in s) > 200

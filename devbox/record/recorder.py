@@ -353,15 +353,7 @@ class Recorder:
         await asyncio.sleep(0)
 
     def _halt(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
+        halt_loop(self._loop, self._thread)
         self._loop = None
 
     # ------------------------------------------------------------ internals
@@ -412,6 +404,19 @@ class Recorder:
             lost=self.link.lost,
             failures=tuple(w.get("failures", ())),
         )
+
+
+def halt_loop(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | None) -> None:
+    """Stop a loop running on its own thread, wait for the thread, close the loop: the one
+    way the recording proxies and the wire relays end their loop thread."""
+    if loop is None:
+        return
+    if loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+    if thread is not None:
+        thread.join(timeout=10)
+    if not loop.is_running():
+        loop.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -26,7 +26,13 @@ import orjson
 from devbox.core.model import Direction
 from devbox.core.profile import Dependency, Profile
 from devbox.errors import EngineError
-from devbox.record.recorder import Listener, RecordOptions, SourceSummary, new_event_loop
+from devbox.record.recorder import (
+    Listener,
+    RecordOptions,
+    SourceSummary,
+    halt_loop,
+    new_event_loop,
+)
 from devbox.record.sink import JOURNAL, TRASH, recover
 from devbox.store import PARTIAL_SUFFIX, SUFFIX, atomic_write_bytes, recording_files
 from devbox.wire import files, registry, tcp
@@ -188,15 +194,7 @@ class WireRecorder:
             await asyncio.wait(list(self._tasks), timeout=5)
 
     def _halt(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None:
-            return
-        if loop.is_running():
-            loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        if not loop.is_running():
-            loop.close()
+        halt_loop(self._loop, self._thread)
         self._loop = None
 
     def _commit(self) -> tuple[dict[str, str], str | None]:
