@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from conftest import free_port
+
 PG_USER = "devbox-pg"
 PASSWORD = "s3cret-pw"
 
@@ -26,12 +28,6 @@ def pg_bin() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL is not installed: run scripts/setup (apt postgresql)")
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _os_user() -> str | None:
@@ -92,7 +88,7 @@ def running_postgres(auth: str = "scram-sha-256") -> Iterator[PgServer]:
             user=user,
         )
         for _ in range(5):
-            port = _free_port()
+            port = free_port()
             log = open(root / "log", "ab")
             proc = subprocess.Popen(
                 [

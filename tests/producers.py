@@ -30,6 +30,7 @@ from typing import Any
 
 import brotli  # type: ignore[import-untyped]
 import zstandard
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -290,19 +291,13 @@ def screenshot(url: str, out: Path, *, proxy: str | None = None) -> bytes:
     return data
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def mitmdump(upstream: str | None, har: Path) -> Iterator[int]:
     """``mitmdump`` in reverse mode in front of *upstream* (or a forward proxy with None),
     writing *har* when it stops."""
     if not MITMDUMP.exists():
         raise RuntimeError(f"{MITMDUMP} missing: run scripts/setup")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             str(MITMDUMP),

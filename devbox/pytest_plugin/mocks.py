@@ -8,6 +8,7 @@ journal sequence numbers, so hits, misses and the journal are the test's own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import socket
@@ -35,12 +36,21 @@ def resolve_profile(name: str, root: Path) -> Profile:
 
 
 def on_free_ports(profile: Profile) -> Profile:
-    """The profile with every port chosen by the kernel, so parallel runs never collide."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        service_port = int(s.getsockname()[1])
-    deps = tuple(dataclasses.replace(d, port=None) for d in profile.dependencies)
-    service = dataclasses.replace(profile.service, port=service_port)
+    """The profile with every port chosen by the kernel, so parallel runs never collide.
+
+    All the ports are held open together while they are chosen: one ``bind(0)`` after
+    another closed socket may get the same port back, and a mock started later on
+    port 0 could take the service's port."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(1 + len(profile.dependencies)):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+    deps = tuple(
+        dataclasses.replace(d, port=p) for d, p in zip(profile.dependencies, ports[1:], strict=True)
+    )
+    service = dataclasses.replace(profile.service, port=ports[0])
     return dataclasses.replace(profile, service=service, dependencies=deps)
 
 
