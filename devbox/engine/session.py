@@ -98,6 +98,10 @@ class Engine:
         self._stopping = threading.Event()
         self._stopped = False
         self._watching = self.options.watch
+        # batches that arrived while watching was paused: applied together on resume
+        self._held: Job | None = None
+        # start() failed (a mock port in use, a failed build): rebuild() tries again
+        self._start_failed = False
         self.iteration = -1
         self.last_report: ReplayReport | None = None
         self.last_finished: IterationFinished | None = None
@@ -159,9 +163,30 @@ class Engine:
         """Bring the sandbox up and run iteration 0; the loop then runs in the background."""
         try:
             self._start()
+        except DevboxError:
+            asked_to_stop = self._stopping.is_set()
+            self.stop()
+            # the user can fix the cause (free the port, fix the Dockerfile) and rebuild
+            self._start_failed = not asked_to_stop
+            raise
         except BaseException:
             self.stop()
             raise
+
+    def _retry_start(self) -> None:
+        """start() again after it failed: everything it had started is already gone."""
+        self._start_failed = False
+        self._stopped = False
+        self._stopping.clear()
+        self._fleet = self._runtime = None
+        self._loop = self._thread = None
+        self._queue = self._current = self._current_cancel = None
+        self._unapplied = NO_CHANGES
+        self._held = None
+        self.iteration = -1
+        self.last_report = None
+        self._log("starting the sandbox again")
+        self.start()
 
     def _start(self) -> None:
         p = self._profile
@@ -303,6 +328,11 @@ class Engine:
         """Queue an iteration from any thread; with ``wait``, block until it has a result."""
         loop = self._loop
         if loop is None or self._stopping.is_set():
+            if self._start_failed:
+                raise EngineError(
+                    "the sandbox did not start",
+                    hint="fix the cause shown above, then rebuild (b) to start it again",
+                )
             raise EngineError("the sandbox is not running")
         # the job runs after whatever is in flight now, so its number is higher
         after = self.iteration
@@ -333,10 +363,15 @@ class Engine:
                     self.watch_info = info.summary()
                     self._log(f"watching: {self.watch_info}")
                 async for batch in watcher:
-                    if not self._watching:
-                        continue
                     plan = batch.plan if batch.plan is not None else watcher.plan(batch)
-                    self._enqueue(Job("batch", plan, batch.first_event_at))
+                    job = Job("batch", plan, batch.first_event_at)
+                    if not self._watching:
+                        # paused: nothing runs now, but the edit is owed (resume applies it)
+                        self._held = job if self._held is None else merge(self._held, job)
+                        if plan.changed:
+                            self._log(f"watching paused: held {', '.join(plan.changed)}")
+                        continue
+                    self._enqueue(job)
         except DevboxError as exc:
             self.emit(Problem(f"file watching stopped: {exc.message}", exc.hint))
 
@@ -605,14 +640,34 @@ class Engine:
         self._submit(Job("replay"), wait=True)
 
     def restart(self) -> None:
+        if self._start_failed:
+            self._retry_start()
+            return
         self._submit(Job("restart"), wait=True)
 
     def rebuild(self) -> None:
+        if self._start_failed:
+            self._retry_start()  # the whole start is the rebuild (mocks, image, service)
+            return
         self._submit(Job("rebuild"), wait=True)
 
     def set_watching(self, on: bool) -> None:
         self._watching = on
         self._log("watching resumed" if on else "watching paused")
+        loop = self._loop
+        if on and loop is not None and not self._stopping.is_set():
+            loop.call_soon_threadsafe(self._release_held)
+
+    def _release_held(self) -> None:
+        """On resume: the edits saved while paused become one iteration now."""
+        if not self._watching:
+            return  # paused again before this ran: keep holding
+        job, self._held = self._held, None
+        if job is None or not job.plan.changed:
+            return
+        self._log(f"applying what changed while paused: {', '.join(job.plan.changed)}")
+        # timed from the resume: the pause is the user's, not the loop's
+        self._enqueue(replace(job, first_event_at=time.monotonic()))
 
     def set_mock_mode(self, dependency: str, mode: str) -> None:
         if self._fleet is None:
