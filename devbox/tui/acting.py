@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.app import App, SuspendNotSupported
 
 from devbox.core.events import ReplayResult
+from devbox.core.model import Response
 from devbox.engine.driver import MOCK_MODES, EngineDriver, find_exchange
 from devbox.tui.diffview import DiffView, build_diff, rule_candidates, rule_from_text
 from devbox.tui.editor import editor_command
@@ -162,26 +163,64 @@ class Acting(App[int]):
             return
         path = self.driver.recording_path(result.exchange_id)
         where = _rel(path, self.driver.profile.root) if path else "its recording"
+        same = self.identical(result)
         message = Text()
         message.append("Replace the recorded response of ")
         message.append(f"{result.method} {result.target}", style="bold")
         message.append(f"\n(exchange {result.exchange_id} in {where})\nwith the actual one: ")
         message.append(f"HTTP {actual.status}, {len(actual.body)} bytes", style="bold")
         message.append("?\nThe file is rewritten atomically; every other exchange is kept.")
-        exchange_id = result.exchange_id
+        if not same:
+            self.push_screen(
+                ConfirmScreen("Accept the new response", message, yes="Accept"),
+                partial(self._accept_chosen, [result]),
+            )
+            return
+        message.append(
+            f"\n{len(same)} more recorded request{'s' if len(same) > 1 else ''} of this "
+            "route had the same recorded response and got the same actual one."
+        )
+        options = [
+            ("one", "Accept this request only"),
+            ("all", f"Accept all {len(same) + 1} identical requests"),
+        ]
         self.push_screen(
-            ConfirmScreen("Accept the new response", message, yes="Accept"),
-            partial(self._accept_confirmed, exchange_id, result),
+            ChoiceScreen("Accept the new response", message, options, "all"),
+            lambda choice: self._accept_chosen(
+                [result, *same] if choice == "all" else [result], bool(choice)
+            ),
         )
 
-    def _accept_confirmed(self, exchange_id: str, result: ReplayResult, yes: bool | None) -> None:
+    def identical(self, result: ReplayResult) -> list[ReplayResult]:
+        """Other failing results of the shown iteration that are the same request with the
+        same outcome: method, route, recorded and actual response all equal. Accepting
+        one of three identical calls would leave the other two failing."""
+        return [
+            r.result
+            for r in self.state.results
+            if r.result.exchange_id
+            and r.result.exchange_id != result.exchange_id
+            and r.result.verdict != "pass"
+            and (r.result.method, r.result.target) == (result.method, result.target)
+            and _outcome(r.result.recorded) == _outcome(result.recorded)
+            and _outcome(r.result.actual) == _outcome(result.actual)
+        ]
+
+    def _accept_chosen(self, results: list[ReplayResult], yes: bool | None) -> None:
         if not yes:
             return
-        assert result.actual is not None
+        first = results[0]
+        pairs = [(r.exchange_id, r.actual) for r in results if r.exchange_id and r.actual]
+
+        def accept_all() -> None:
+            for exchange_id, actual in pairs:
+                self.driver.accept_response(exchange_id, actual)
+
+        many = f" ({len(pairs)} exchanges)" if len(pairs) > 1 else ""
         self.call_engine(
             "accept response",
-            partial(self.driver.accept_response, exchange_id, result.actual),
-            done=f"recording of {result.method} {result.target} updated",
+            accept_all,
+            done=f"recording of {first.method} {first.target} updated{many}",
         )
 
     def edit(self, result: ReplayResult | None) -> None:
@@ -217,6 +256,11 @@ class Acting(App[int]):
         panel = self._panel("logs")
         assert isinstance(panel, LogsPanel)
         panel.action_clear_logs()
+
+
+def _outcome(response: Response | None) -> tuple[int, bytes] | None:
+    # headers such as Date differ between otherwise identical answers
+    return None if response is None else (response.status, response.body)
 
 
 def _run_editor(command: list[str], *, interactive: bool) -> int:

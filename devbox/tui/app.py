@@ -32,7 +32,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from devbox.core.events import Event, Log, Problem
+from devbox.core.events import Event, IterationFinished, Log, Problem
 from devbox.engine.driver import EngineDriver
 from devbox.errors import DevboxError, EngineError
 from devbox.tui import keys
@@ -48,6 +48,8 @@ from devbox.tui.style import Palette, key_bindings
 TICK_S = 0.05
 BATCH = 1000
 BATCH_BUDGET_S = 0.03
+# at most this many events are folded at once when a verdict arrives
+VERDICT_BATCH = 20_000
 # while the UI is suspended (an editor is open) log lines beyond this are dropped
 INBOX_LOG_CAP = 100_000
 
@@ -96,6 +98,9 @@ class DevboxApp(Acting):
             self.error = error
 
     class Stopped(Message):
+        pass
+
+    class VerdictArrived(Message):
         pass
 
     def __init__(
@@ -191,6 +196,23 @@ class DevboxApp(Acting):
             self.dropped_logs += 1
             return
         self._inbox.append(event)
+        if isinstance(event, IterationFinished):
+            # the verdict is what the developer waits for: draw it now, not at the next
+            # tick (up to TICK_S later, behind a batch of results)
+            # (post_message is thread-safe)
+            self.post_message(self.VerdictArrived())
+
+    @on(VerdictArrived)
+    def _verdict_arrived(self) -> None:
+        if not self.is_running or not self._inbox:
+            return
+        # everything up to the verdict, in one render (the results of a replay are
+        # cheap to fold; a bound keeps a runaway producer from holding the UI thread)
+        inbox, apply = self._inbox, self.state.apply
+        for _ in range(min(len(inbox), VERDICT_BATCH)):
+            apply(inbox.popleft())
+        self.pump_ticks += 1
+        self._render_dirty()
 
     def _pump(self) -> None:
         if not self._inbox:
@@ -289,10 +311,12 @@ class DevboxApp(Acting):
 
     # ------------------------------------------------------------ engine calls
 
-    def _start_engine(self) -> None:
+    def _start_engine(self, start: Callable[[], None] | None = None) -> None:
+        run = start or self.driver.start
+
         def work() -> None:
             try:
-                self.driver.start()
+                run()
             except DevboxError as exc:
                 self.post_message(self.StartFinished(exc))
             except Exception as exc:
@@ -350,7 +374,10 @@ class DevboxApp(Acting):
                 severity="error",
                 timeout=8,
             )
-            self.state.apply(Log("devbox", f"{message.what} failed: {exc.one_line()}", "error"))
+            hint = f" (hint: {exc.hint})" if exc.hint else ""
+            self.state.apply(
+                Log("devbox", f"{message.what} failed: {exc.one_line()}{hint}", "error")
+            )
             self._render_dirty()
             return
         if message.after is not None:
@@ -366,12 +393,27 @@ class DevboxApp(Acting):
         self.call_engine("replay", self.driver.replay_now)
 
     def action_rebuild(self) -> None:
+        if self._start_again(self.driver.rebuild):
+            return
         self.notify("rebuild requested", timeout=2)
         self.call_engine("rebuild", self.driver.rebuild)
 
     def action_restart(self) -> None:
+        if self._start_again(self.driver.restart):
+            return
         self.notify("restart requested", timeout=2)
         self.call_engine("restart", self.driver.restart)
+
+    def _start_again(self, how: Callable[[], None]) -> bool:
+        """After a failed start, a rebuild is the whole start again (the engine does it):
+        the user has fixed the cause (freed the port, fixed the Dockerfile)."""
+        if self.state.phase != "start failed":
+            return False
+        self.notify("starting the sandbox again", timeout=3)
+        self.state.restarted()
+        self._render_dirty(full=True)
+        self._start_engine(how)
+        return True
 
     def action_toggle_watch(self) -> None:
         target = not self.state.watching

@@ -110,10 +110,15 @@ class ServicesPanel(Panel):
             else:
                 bar.update(total=None)
         problems = self.query_one("#problems", Static)
-        if state.problems:
+        if state.problem_rows:
             text = Text()
-            for p in reversed(state.problems):
+            for row in reversed(state.problem_rows):
+                p = row.problem
                 text.append(f"{clock(p.at)} ", style="dim")
+                if row.resolved:
+                    # kept as history, out of the way: a later iteration ran without it
+                    text.append(f"resolved: {p.message}\n", style="dim")
+                    continue
                 text.append(p.message + "\n", style=palette.error)
                 if p.hint:
                     text.append(f"         hint: {p.hint}\n", style=palette.warning)

@@ -45,6 +45,8 @@ class ReplayPanel(Panel):
         self._rows: dict[str, ResultRow] = {}
         self._match: Callable[[str], bool] = lambda s: True
         self.failures_only = False
+        self._filter = ""
+        self._filter_error: str | None = None
         self._sorted_for = -1
 
     def _visible(self, row: ResultRow) -> bool:
@@ -92,6 +94,25 @@ class ReplayPanel(Panel):
         if done and (rows or self._sorted_for != state.results_iteration):
             t.sort("index", key=lambda cell: int(str(cell)))
             self._sorted_for = state.results_iteration
+        self._view_label(state, palette)
+
+    def _view_label(self, state: DashboardState, palette: Palette) -> None:
+        """Next to the filter: which view is on and how much it hides, so a short table
+        is never mistaken for a short replay."""
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.failures_only or self._filter:
+            what = " + ".join(
+                w
+                for w, on in (("failures only", self.failures_only), ("filter", self._filter))
+                if on
+            )
+            text.append(
+                f"{what}: {len(self._rows)} of {len(state.results)} shown",
+                style=f"bold {palette.warning}",
+            )
+        if self._filter_error:
+            text.append((" | " if text else "") + self._filter_error, style="dim")
+        self.query_one("#results-filter-state", Static).update(text)
 
     def selected(self) -> ResultRow | None:
         t = self.query_one("#results", DataTable)
@@ -107,8 +128,8 @@ class ReplayPanel(Panel):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "results-filter":
             return
-        self._match, error = compile_filter(event.value)
-        self.query_one("#results-filter-state", Static).update(Text(error or "", style="dim"))
+        self._match, self._filter_error = compile_filter(event.value)
+        self._filter = event.value
         app = self.devbox()
         self.render_state(app.state, app.palette, full=True)
 
