@@ -48,6 +48,8 @@ from devbox.tui.style import Palette, key_bindings
 TICK_S = 0.05
 BATCH = 1000
 BATCH_BUDGET_S = 0.03
+# while an iteration runs, its progress is drawn at most this often
+BUSY_RENDER_S = 0.5
 # at most this many events are folded at once when a verdict arrives
 VERDICT_BATCH = 20_000
 # while the UI is suspended (an editor is open) log lines beyond this are dropped
@@ -129,6 +131,7 @@ class DevboxApp(Acting):
         self.pump_ticks = 0  # batches rendered (tests use it to see batching happen)
         self.kept = False  # the user quit keeping the sandbox
         self._render_all_next = False
+        self._last_render = 0.0
         self.stopped = False  # driver.stop() returned (inside the app)
         self.exit_code = 0
         self.now: Callable[[], float] = time.time  # the uptime clock (tests pin it)
@@ -212,10 +215,23 @@ class DevboxApp(Acting):
         for _ in range(min(len(inbox), VERDICT_BATCH)):
             apply(inbox.popleft())
         self.pump_ticks += 1
-        self._render_dirty()
+        # the status line first, on its own frame; the tables (a hundred rows, the log)
+        # once it is on the terminal
+        self._render_status()
+        self.call_after_refresh(self._render_dirty)
 
     def _pump(self) -> None:
         if not self._inbox:
+            return
+        cur = self.state.current
+        if (
+            cur is not None
+            and cur.finished is None
+            and time.monotonic() - self._last_render < BUSY_RENDER_S
+        ):
+            # an iteration is running: the engine's replay shares this process (and its
+            # GIL) with us, so draw its progress a few times a second, not 20; its
+            # verdict is drawn the moment it arrives (VerdictArrived)
             return
         t0 = time.perf_counter()
         n = 0
@@ -239,6 +255,7 @@ class DevboxApp(Acting):
         return len(self._inbox)
 
     def _render_dirty(self, full: bool = False) -> None:
+        self._last_render = time.monotonic()
         st = self.state
         parts: set[str] = set()
         for d in st.dirty:
