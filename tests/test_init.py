@@ -135,7 +135,14 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     # dependency URLs are set by devbox; PORT too; the shell's ${API_TOKEN} is unknown here
     assert dict(p.service.env) == {"LOG_LEVEL": "debug", "FEATURE_FLAGS": "a,b"}
     deps = {d.name: d for d in p.dependencies}
-    assert set(deps) == {"payments", "inventory"}
+    assert set(deps) == {"payments", "inventory", "db"}
+    # db maps to the postgres kind, wired through DATABASE_URL like compose wires it
+    db = deps.pop("db")
+    assert (db.kind, db.env, db.upstream) == (
+        "postgres",
+        "DATABASE_URL",
+        "postgresql://orders:secret@127.0.0.1:5432/orders",
+    )
     # compose publishes payments on this machine: that is where `devbox record` forwards
     assert (deps["payments"].env, deps["payments"].upstream) == (
         "PAYMENTS_URL",
@@ -150,12 +157,14 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     assert {"Dockerfile", "requirements.txt"} <= set(p.service.watch.rebuild)
 
     text = (repo / "profiles/orders.toml").read_text()
-    # db maps to the postgres kind: planned, so written commented out, with its scheme
-    assert '# kind = "postgres"' in text
-    assert '# upstream = "postgresql://orders:secret@127.0.0.1:5432/orders"' in text
-    assert '# env = "DATABASE_URL"' in text
-    assert "maps to kind 'postgres'" in r.stdout
-    assert '# DATABASE_URL = "postgres://orders:secret@127.0.0.1:5432/orders"' in text
+    assert 'kind = "postgres"' in text and "# kind" not in text
+    assert "is mocked as kind 'postgres'" in r.stdout
+    assert "DATABASE_URL = " not in text  # devbox sets it to the mock's URL
+    r = devbox(repo, "explain", "orders")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"DATABASE_URL=postgres(ql)?://orders:secret@127\.0\.0\.1:", r.stdout), (
+        r.stdout
+    )
     assert "Compose calls it http://payments:8081" in text
     assert "API_TOKEN" in text  # told, as a note, not copied
     # a comment line above every key
@@ -498,19 +507,25 @@ def test_a_flask_redis_project_keeps_target_signal_port_and_comments_out_hosts(
     assert p.service.stop_signal == "SIGQUIT"  # compose's wins over the stage's STOPSIGNAL
     # the dev stage's command, not the last stage's
     assert p.service.command == ("python3", "app.py")
-    # the variables naming services devbox does not run are not live: commented, rewritten
-    assert dict(p.service.env) == {"FLASK_SERVER_PORT": "9091", "REDIS_PORT": "6379"}
-    text = (repo / "profiles/web.toml").read_text()
-    assert '# REDIS_HOST = "127.0.0.1"' in text
-    assert '# DATABASE_HOST = "127.0.0.1"' in text
-    (dep,) = p.dependencies
+    # redis (built FROM redis) and db (postgres) map to their kinds; the host and port
+    # variables naming them are wired like compose wires them: to the mocks' fixed ports
+    deps = {d.name: d for d in p.dependencies}
+    assert set(deps) == {"analytics", "redis", "db"}
+    redis, db = deps["redis"], deps["db"]
+    assert (redis.kind, redis.upstream) == ("redis", "redis://127.0.0.1:16379")
+    assert (db.kind, db.upstream) == ("postgres", "postgresql://app@127.0.0.1:5432/shop")
+    assert redis.port and db.port and redis.port != db.port
+    assert dict(p.service.env) == {
+        "FLASK_SERVER_PORT": "9091",
+        "REDIS_PORT": str(redis.port),
+        "REDIS_HOST": "127.0.0.1",
+        "DATABASE_HOST": "127.0.0.1",
+    }
+    dep = deps["analytics"]
     assert (dep.name, dep.upstream, dep.env) == (
         "analytics",
         "http://127.0.0.1:5001/visit",
         "ANALYTICS_URL",
     )
-    # redis (built FROM redis) and db (postgres) map to their kinds, planned for now
-    assert '# kind = "redis"' in text and '# upstream = "redis://127.0.0.1:16379"' in text
-    assert '# kind = "postgres"' in text
-    assert '# upstream = "postgresql://app@127.0.0.1:5432/shop"' in text
-    assert "maps to kind 'redis'" in r.stdout and "maps to kind 'postgres'" in r.stdout
+    assert "is mocked as kind 'redis'" in r.stdout and "is mocked as kind 'postgres'" in r.stdout
+    assert "DATABASE_PORT" in r.stdout  # told: the service needs it to reach the mock
