@@ -35,6 +35,7 @@ from devbox.wire.contract import (
 )
 
 _MISS_LOG = 500
+_JOURNAL = 10_000
 
 
 def _upstream_address(kind: Any, upstream: str | None) -> tuple[str, int] | None:
@@ -69,6 +70,9 @@ class WireMock:
         self.hits = self.misses = 0
         self.last_miss = ""
         self.miss_log: deque[MissRecord] = deque(maxlen=_MISS_LOG)
+        # every matched or missed request, numbered: (seq, request, exchange id or None);
+        # ``seq`` numbers hits and misses alike, as the HTTP mock's journal does
+        self.journal: deque[tuple[int, str, str | None]] = deque(maxlen=_JOURNAL)
         self.seq = 0
         self._server: asyncio.Server | None = None
         self._mtimes: dict[str, float] = {}
@@ -121,6 +125,8 @@ class WireMock:
         def on_output(conn: MockConnection, out: Output) -> None:
             if out.__class__ is Hit:  # the hot path: one per matched request
                 self.hits += 1
+                self.seq = seq = self.seq + 1
+                self.journal.append((seq, out.request, out.exchange_id or "hit"))
                 return
             if out.__class__ is not Reply:
                 self._count(out)
@@ -142,13 +148,17 @@ class WireMock:
             self.misses += 1
             self.last_miss = out.request
             self.seq += 1
+            self.journal.append((self.seq, out.request, None))
+            explanation = out.explanation
+            if out.nearest and out.nearest not in explanation:
+                explanation += f"; nearest recorded: {out.nearest}"
             self.miss_log.append(
                 MissRecord(
                     seq=self.seq,
                     at=time.time(),
                     method=self.kind.name.upper(),
                     target=out.request,
-                    explanation=out.explanation,
+                    explanation=explanation,
                     hint="record it with `devbox record`, or set on_miss",
                     candidates=(),
                     action="failed",
@@ -199,6 +209,30 @@ class WireMock:
         reset = getattr(self.index, "reset", None)
         if callable(reset):
             reset()
+
+    def journal_dict(self, after: int, limit: int) -> dict[str, Any]:
+        """The journal as the HTTP mock's (``method`` is the kind's name, ``target`` the
+        request as the mock describes it, ``matched`` the recorded exchange's id)."""
+        method = self.kind.name.upper()
+        entries: list[dict[str, Any]] = []
+        last = after
+        for seq, request, matched in self.journal:
+            if seq <= after:
+                continue
+            if len(entries) >= max(1, limit):
+                break
+            entries.append(
+                {
+                    "seq": seq,
+                    "method": method,
+                    "target": request,
+                    "body": "",
+                    "matched": matched,
+                    "status": None,
+                }
+            )
+            last = seq
+        return {"dependency": self.name, "next": last, "entries": entries}
 
     def mock_stats(self) -> MockStats:
         return MockStats(

@@ -99,6 +99,19 @@ def default_profile(config: pytest.Config) -> str | None:
     return None
 
 
+def marker_options(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
+    """The ``devbox`` markers' options, the closest one winning per option: a test's
+    ``@pytest.mark.devbox(allow_misses=True)`` keeps its module's ``profile``."""
+    out: dict[str, Any] = {}
+    for marker in node.iter_markers("devbox"):  # closest first
+        if marker.args and "profile" not in out:
+            out["profile"] = marker.args[0]
+        for key, value in marker.kwargs.items():
+            if value is not None or key != "profile":
+                out.setdefault(key, value)
+    return out
+
+
 def _profile(config: pytest.Config, name: str | None, *, in_test: bool = True) -> Profile:
     """The profile, or a one-line failure (of the test, or of the run while collecting)."""
     from devbox.errors import DevboxError
@@ -142,10 +155,8 @@ def devbox_mocks(
     from devbox.errors import DevboxError
     from devbox.pytest_plugin.mocks import DevboxMocks
 
-    marker = request.node.get_closest_marker("devbox")
-    kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    name = kwargs.get("profile") or (marker.args[0] if marker and marker.args else None)
-    profile = _profile(request.config, name)
+    kwargs = marker_options(request.node)
+    profile = _profile(request.config, kwargs.get("profile"))
     try:
         fleet = devbox_fleets.get(profile)
     except DevboxError as exc:  # a one-line failure, as the CLI would print it
