@@ -296,3 +296,46 @@ def test_recording_without_an_upstream_fails_in_one_line(demo: pytest.Pytester) 
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+MODULE_A = """
+import pytest, seen, urllib.request
+
+pytestmark = pytest.mark.devbox(profile="demo")
+
+def test_a(FIXTURE):
+    with urllib.request.urlopen(FIXTURE.url + "/quote?sku=CB-404&qty=6") as r:
+        assert r.status == 200
+    seen.URLS.append(FIXTURE.url)
+
+def test_a_again(FIXTURE):
+    assert seen.URLS == [FIXTURE.url]  # one sandbox for the whole module
+"""
+
+MODULE_B = """
+import pytest, seen, urllib.error, urllib.request
+
+def test_b(FIXTURE):
+    [a_url] = seen.URLS
+    assert FIXTURE.url != a_url  # a sandbox of its own, on other ports
+    with urllib.request.urlopen(FIXTURE.url + "/healthz") as r:
+        assert r.status == 200
+    # module a's sandbox stopped after its last test: nothing answers on its port
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(a_url + "/healthz", timeout=5)
+"""
+
+
+@pytest.mark.parametrize("how", ["devbox_sandbox_module", "--devbox-sandbox-scope"])
+def test_a_sandbox_per_module(demo: pytest.Pytester, how: str) -> None:
+    fixture = "devbox_sandbox_module" if how == "devbox_sandbox_module" else "devbox_sandbox"
+    demo.makepyfile(
+        seen="URLS = []",
+        test_a=MODULE_A.replace("FIXTURE", fixture),
+        test_b=MODULE_B.replace("FIXTURE", fixture),
+    )
+    args = [*QUIET, "--devbox-profile", "demo", "--devbox-runtime", "process"]
+    if how == "--devbox-sandbox-scope":
+        args += ["--devbox-sandbox-scope", "module"]
+    result = demo.runpytest_subprocess(*args, "test_a.py", "test_b.py", timeout=240)
+    result.assert_outcomes(passed=3)
