@@ -152,31 +152,75 @@ def test_recorded_requests_are_test_items_with_json_path_diffs(demo: pytest.Pyte
     again.assert_outcomes(failed=1, deselected=_replayable() - failed)
 
 
-def test_parallel_workers_share_no_port(demo: pytest.Pytester) -> None:
-    demo.makepyfile(
-        test_par="""
-        import pytest
-        from requests_helper import get
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` but pytest's and Python's own (pytester keeps a
+    subprocess's output in ``stdout``/``stderr``): (size, mtime in ns)."""
+    skip = {"__pycache__", ".pytest_cache"}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+        and not skip & set(p.relative_to(root).parts)
+        and str(p.relative_to(root)) not in ("stdout", "stderr")
+    }
 
-        @pytest.mark.parametrize("n", range(6))
-        @pytest.mark.devbox(profile="demo")
-        def test_call(devbox_mocks, n):
+
+def test_parallel_workers_share_no_port_and_write_no_file(
+    demo: pytest.Pytester, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen.txt"
+    body = f"""
             assert get("INVENTORY_URL", "/items/MS-202")[0] == 200
             assert devbox_mocks.hits() == 1
+            urls = " ".join(devbox_mocks.urls.values())
+            with open({str(seen)!r}, "a") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"] + " " + urls + "\\n")
+    """
+    demo.makepyfile(
+        test_par=f"""
+        import os, pytest
+        from requests_helper import get
+
+        pytestmark = pytest.mark.devbox(profile="demo")
+
+        # two groups, two workers: xdist hands each worker one group first
+        @pytest.mark.parametrize("n", range(3))
+        @pytest.mark.xdist_group("one")
+        def test_one(devbox_mocks, n):{body}
+        @pytest.mark.parametrize("n", range(3))
+        @pytest.mark.xdist_group("two")
+        def test_two(devbox_mocks, n):{body}
         """
     )
+    # the admin token is the project's, made once (first writer wins): not a worker's file
+    (demo.path / ".devbox").mkdir(exist_ok=True)
+    (demo.path / ".devbox/admin-token").write_text("test-token\n")
+    before = _tree(demo.path)
+    result = demo.runpytest_subprocess("-n", "2", "--dist", "loadgroup", *QUIET, timeout=240)
+    result.assert_outcomes(passed=6)
+    urls: dict[str, set[str]] = {}
+    for line in seen.read_text().splitlines():
+        worker, *mine = line.split()
+        urls.setdefault(worker, set()).update(mine)
+    assert len(urls) == 2, urls  # both workers ran some, each with its own mocks...
+    gw0, gw1 = urls.values()
+    assert len(gw0) == len(gw1) == 2 and not gw0 & gw1  # ...on ports of its own
+
+    # with the recorded requests too: they all run on one worker, in recorded order
     result = demo.runpytest_subprocess(
         "-n", "2", "-v", *QUIET, "--devbox-replay", "demo",
         "--devbox-runtime", "process", timeout=240,
     )  # fmt: skip
     result.assert_outcomes(passed=6 + _replayable())
-    # the recorded requests ran on one worker, in recorded order (sequences hold)
     workers = {
         line.split()[0]
         for line in result.stdout.lines
         if "PASSED devbox-replay[demo]::" in line
     }  # fmt: skip
     assert len(workers) == 1, workers
+    # nothing in the project was written (the sandboxes' session files come and go)
+    after = _tree(demo.path)
+    assert after == before, set(after.items()) ^ set(before.items())
 
 
 def test_devbox_sandbox_runs_the_service_with_its_mocks(demo: pytest.Pytester) -> None:

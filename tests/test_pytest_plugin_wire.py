@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import ROOT
 from redis_helpers import redis_server
 
@@ -160,5 +161,30 @@ def test_record_once_then_replay_a_redis_dependency(
         # would say 2: the answer comes from the recording)
         project.runpytest(*QUIET, "--devbox-record", "once").assert_outcomes(passed=1)
         assert _texts(cache) == recorded
+
+        # new: only what misses goes to the real server, into a file of its own
+        project.makepyfile(test_more=NEW_CALL)
+        project.runpytest(*QUIET, "-k", "other").assert_outcomes(failed=1, deselected=1)
+        project.runpytest(*QUIET, "--devbox-record", "new").assert_outcomes(passed=2)
+        after_new = _texts(cache)
+        assert set(recorded) < set(after_new)
+        [added] = [v for k, v in after_new.items() if k not in recorded]
+        assert "other" in added and "visits:pytest" not in added
+
+        # all: everything afresh (the real counter starts again), replacing the old files
+        redis.Redis.from_url(real.url).flushall()
+        project.runpytest(*QUIET, "--devbox-record", "all").assert_outcomes(passed=2)
+        fresh = _texts(cache)
+        assert len(fresh) == 1 and not set(fresh) & set(after_new)
+        assert "visits:pytest" in next(iter(fresh.values()))
     # the real server is gone: the recording answers on its own
-    project.runpytest(*QUIET).assert_outcomes(passed=1)
+    project.runpytest(*QUIET).assert_outcomes(passed=2)
+
+
+NEW_CALL = """
+import os, pytest, redis
+
+@pytest.mark.devbox(profile="visits")
+def test_other(devbox_mocks):
+    assert redis.Redis.from_url(os.environ["REDIS_URL"]).execute_command("GET", "other") is None
+"""
