@@ -21,7 +21,7 @@ from devbox.core.events import Event, MockMiss, MockStats
 from devbox.core.profile import Dependency, RedactRules
 from devbox.errors import EngineError
 from devbox.mock.server import MissRecord
-from devbox.store import SUFFIX, recording_files
+from devbox.store import SUFFIX, new_stamp, recording_files
 from devbox.wire import files, registry, tcp
 from devbox.wire.contract import (
     Forward,
@@ -178,8 +178,7 @@ class WireMock:
     def _store(self, connection: int, stored: list[dict[str, Any]]) -> None:
         """Record mode: what passed through joins the recordings (redacted first)."""
         if self._writer is None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            path = self.recordings / f"recording-{stamp}-live{SUFFIX}"
+            path = self.recordings / f"recording-{new_stamp()}-live{SUFFIX}"
             self._writer = files.ObjectWriter(path, self.kind.name, self.name)
         for obj in stored:
             clean = self.kind.redact({"connection": connection, **obj}, self.redact_value)
