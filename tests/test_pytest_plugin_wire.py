@@ -188,3 +188,37 @@ import os, pytest, redis
 def test_other(devbox_mocks):
     assert redis.Redis.from_url(os.environ["REDIS_URL"]).execute_command("GET", "other") is None
 """
+
+
+PG_TEST = """
+import os, psycopg, pytest
+
+pytestmark = pytest.mark.devbox(profile="shop")
+
+def test_query(devbox_mocks):
+    url = os.environ["DATABASE_URL"]
+    assert url.startswith("postgresql://devbox@127.0.0.1:") and url.endswith("/app")
+    with psycopg.connect(url, password=PASSWORD, autocommit=True) as conn:
+        assert conn.execute("SELECT 41 + %s::int AS answer", [1]).fetchone() == (42,)
+    assert devbox_mocks.misses() == []
+"""
+
+
+def test_record_once_then_replay_a_postgres_dependency(project: pytest.Pytester) -> None:
+    from pg_support import PASSWORD, running_postgres
+
+    project.makepyfile(test_pg=PG_TEST.replace("PASSWORD", repr(PASSWORD)))
+    with running_postgres() as pg:
+        (project.path / "profiles/shop.toml").write_text(
+            'name = "shop"\n[service]\nport = 1\ncommand = ["true"]\n'
+            '[[dependency]]\nname = "db"\nkind = "postgres"\n'
+            f'upstream = "{pg.url(password=False)}"\nenv = "DATABASE_URL"\n'
+        )
+        project.runpytest(*QUIET).assert_outcomes(failed=1)  # none: nothing recorded
+        project.runpytest(*QUIET, "--devbox-record", "once").assert_outcomes(passed=1)
+    [recording] = (project.path / "mocks/shop/db").glob("*.json")
+    text = recording.read_text()
+    assert '"kind": "postgres"' in text and "SELECT 41 + $1::int AS answer" in text
+    assert PASSWORD not in text
+    # the database is gone: the recording answers (any password, as the mock accepts)
+    project.runpytest(*QUIET).assert_outcomes(passed=1)
