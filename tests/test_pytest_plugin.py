@@ -107,13 +107,23 @@ def test_an_unexpected_miss_fails_the_test_with_the_explanation(demo: pytest.Pyt
         def test_allowed(devbox_mocks):
             get("INVENTORY_URL", "/warehouses/berlin")
             assert len(devbox_mocks.misses("inventory")) == 1
+
+        def test_fails_anyway(devbox_mocks):
+            status, _ = get("INVENTORY_URL", "/warehouses/hamburg")
+            assert status == 200
         """
     )
     result = demo.runpytest(*QUIET, "--devbox-profile", "demo")
-    result.assert_outcomes(passed=1, failed=1)  # ...the miss still fails it
+    result.assert_outcomes(passed=1, failed=2)  # ...the miss still fails it
     result.stdout.fnmatch_lines([
         "*devbox: unexpected mock misses*",
         "inventory: GET /warehouses/berlin: no recording matches*hint*",
+    ])  # fmt: skip
+    # a test that failed on its own shows the misses behind it too
+    result.stdout.fnmatch_lines([
+        "*assert 502 == 200*",
+        "*- Captured devbox mock misses call -*",
+        "inventory: GET /warehouses/hamburg: no recording matches*",
     ])  # fmt: skip
 
 

@@ -226,9 +226,16 @@ def _sandbox(config: pytest.Config, profile: Profile) -> DevboxSandbox:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """After the test body (when it passed): fail on a miss nobody allowed."""
-    result = yield
+    """After the test body: fail on a miss nobody allowed; a test that failed anyway
+    (often because of the miss) shows the misses in a section of its report."""
     mocks = getattr(item, "funcargs", {}).get("devbox_mocks")
+    try:
+        result = yield
+    except BaseException:
+        report = mocks.miss_report() if mocks is not None else ""
+        if report:
+            item.add_report_section("call", "devbox mock misses", report)
+        raise
     if mocks is not None and not mocks.allow_misses:
         report = mocks.miss_report()
         if report:
