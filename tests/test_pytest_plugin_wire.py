@@ -111,6 +111,8 @@ def test_postgres_and_http_mocks_with_psycopg(project: pytest.Pytester) -> None:
             with connect() as conn:
                 with pytest.raises(psycopg.Error, match="no recorded answer"):
                     conn.execute("SELECT 2")
+                # the connection goes on after a miss (it used to ignore every later query)
+                assert len(conn.execute(KB).fetchall()) == 2
         """
     )
     result = project.runpytest(*QUIET)

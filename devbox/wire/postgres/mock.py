@@ -252,7 +252,11 @@ class PostgresMockConnection:
             out.append(m.ready(self.status))
             return
         obj = self._lookup(norm, (), sql, [], out, ev)
-        if obj is not None:
+        if obj is None:
+            # a simple query's error ends with ReadyForQuery: nothing to skip until a Sync
+            # (skipping here left the connection deaf to every later query)
+            self.skipping = False
+        else:
             segments = self._results(obj, None, out)
             if segments is not None:
                 self.after_copy = segments
