@@ -113,16 +113,24 @@ def test_postgres_and_http_mocks_with_psycopg(project: pytest.Pytester) -> None:
                     conn.execute("SELECT 2")
                 # the connection goes on after a miss (it used to ignore every later query)
                 assert len(conn.execute(KB).fetchall()) == 2
+
+        def test_a_transaction_that_was_never_recorded(devbox_mocks):
+            # psycopg opens a transaction with BEGIN: unrecorded, it fails with the mock's
+            # explanation (the error used to arrive twice: "received 2 results")
+            with psycopg.connect(os.environ["DATABASE_URL"], password="any") as conn:
+                with pytest.raises(psycopg.Error, match="no recorded answer for BEGIN"):
+                    conn.execute(KB)
         """
     )
     result = project.runpytest(*QUIET)
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
             "*devbox: unexpected mock misses*",
             "db: POSTGRES SELECT 2: query text never recorded; nearest recorded: SELECT 1",
         ]
     )
+    result.stdout.fnmatch_lines(["db: POSTGRES BEGIN: query text never recorded*"])
 
 
 def _texts(directory: Path) -> dict[str, str]:

@@ -414,7 +414,10 @@ class PostgresMockConnection:
         request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)
-        ev.append(MissOut(data, request, why, nearest))
+        # the event reports the miss; the error goes out once, in order, with the rest of
+        # the reply (in the event too, a client read it twice: psycopg's BEGIN failed with
+        # "received 2 results")
+        ev.append(MissOut(b"", request, why, nearest))
         self._fail(data, out)
         return None
 
