@@ -62,6 +62,7 @@ from devbox.core.redact_text import (
     shaped,
 )
 from devbox.core.secret_formats import looks_random
+from devbox.core.secret_keywords import keyword_rule
 from devbox.errors import ConfigError
 
 __all__ = [
@@ -182,6 +183,7 @@ class Redactor:
         self._patterns = tuple(re.compile(p) for p in rules.patterns)
         self._data = TextScanner(self.enabled, Context(data=True), self._custom_query)
         self._code = TextScanner(self.enabled, Context(data=False, emails=rules.document_emails))
+        self._keywords = "secret-format" in self.enabled
 
     # ------------------------------------------------------------ public API
 
@@ -261,7 +263,7 @@ class Redactor:
             return self._hit("profile:json", kind_of(name), value)
         if low and "secret-field" in self.enabled and is_secret_name(name):
             return self._secret("secret-field", "secret", value)
-        return self._data_value(value)
+        return self._data_value(value, name)
 
     # ------------------------------------------------------------ internals
 
@@ -275,8 +277,13 @@ class Redactor:
         """A whole value that is a secret by its name, shaped when it has a known format."""
         return shaped(value, self._hit, rule, kind)
 
-    def _data_value(self, value: str) -> str:
-        """A whole data value (header, query, form field, JSON string) under a neutral name."""
+    def _data_value(self, value: str, name: str = "") -> str:
+        """A whole data value (header, query, form field, JSON string) under a neutral name
+        (or under a provider's: ``algolia_app_key``, see ``secret_keywords``)."""
+        if name and self._keywords:
+            rule = keyword_rule(name, value)
+            if rule is not None:
+                return self._hit("secret-format", rule.id, value)
         red = self.text(value)
         if red == value and "generic-secret" in self.enabled and looks_random(value):
             return self._hit("generic-secret", "token", value)
@@ -309,7 +316,7 @@ class Redactor:
             elif rule in self.enabled and is_secret_name(k):
                 v = self._secret(rule, "secret", v)
             else:
-                v = self._data_value(v)
+                v = self._data_value(v, k)
             out.append((k, v))
         result = tuple(out)
         return pairs if result == pairs else result
@@ -361,7 +368,7 @@ class Redactor:
             return value if _is_redacted(value) else self._secret("token-header", "token", value)
         if header_is_not_credential(low):
             return self.text(value)  # a nonce or a key that is no credential: formats only
-        return self._data_value(value)
+        return self._data_value(value, name)
 
     def _cookie_pair(self, pair: str) -> str:
         name, sep, val = pair.partition("=")
@@ -457,7 +464,7 @@ class Redactor:
                 ct = ptype.group(1).decode("latin-1").lower() if ptype else ""
                 new = self.code(text) if any(c in ct for c in _CODE) else self.text(text)
             else:
-                new = self._data_value(text)
+                new = self._data_value(text, name)
             if new != text:
                 parts[i] = head + sep + new.encode("utf-8") + tail
                 changed = True
@@ -517,6 +524,8 @@ class Redactor:
                     nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
+                elif isinstance(v, str) and self._keywords and keyword_rule(k, v) is not None:
+                    nv = self._data_value(v, k)
                 else:
                     nv = v
                 if nv is not v:
@@ -551,6 +560,8 @@ class Redactor:
             return self._wipe(v, "profile:json", kind_of(key))
         if "secret-field" in self.enabled and is_secret_name(key) and not is_schema_object(v):
             return self._wipe(v, "secret-field", "secret")
+        if isinstance(v, str) and v and self._keywords and not _is_redacted(v):
+            return self._data_value(v, key)
         return self._json(v, where)
 
     def _wipe(self, v: Any, rule: str, kind: str) -> Any:

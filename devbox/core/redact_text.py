@@ -40,6 +40,7 @@ from devbox.core.secret_formats import (
     rule_of_group,
     shannon_entropy,
 )
+from devbox.core.secret_keywords import VALUE_AFTER_NAME, keyword_rule, name_before
 
 PLACEHOLDER_RE = re.compile(r"<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>")
 
@@ -55,6 +56,14 @@ _URLCRED = (
     r"(?P<url_pw>[^\s@/\"'<>\\]{1,256})(?=@)"
 )
 _BEARER = r"(?P<bearer>\b[Bb]earer\s+)(?P<bearer_tok>[A-Za-z0-9\-._~+/]{8,}=*)"
+# Basic credentials written out (a curl command line, a log, a how-to): the token is only
+# taken when it decodes to "user:password", so "Basic authentication" stays prose
+_BASIC = r"(?P<basic>\b[Bb]asic[ \t]+)(?P<basic_tok>[A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])"
+# curl -u user:password / --user=user:password
+_CURL = (
+    r"(?P<curl>\bcurl\b[^\n]{0,300}?[ \t](?:-u|--user)(?:=|[ \t]+)[\"']?[^\s:\"']{1,64}:)"
+    r"(?P<curl_pw>[^\s\"']{3,128})"
+)
 _JWT = (
     r"(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}\.)(?P<jwt_payload>eyJ[A-Za-z0-9_-]{4,})"
     r"(?P<jwt_sig>\.[A-Za-z0-9_-]*)"
@@ -95,11 +104,23 @@ _GENERIC = (
 _NAME_GROUPS = frozenset({"kv_val", "jk_val", "ck_val", "xk_val"})
 # Every rule needs one of these to match at all; plain substring tests (a few tens of
 # nanoseconds each) rule out most strings long before the big expression would.
-_LITERALS = ("@", "=", "earer", "-----begin", "pass", "secret", "token", "key", "auth", "pwd")
-_RUN16 = re.compile(r"[a-z0-9_\-+/.~%]{16}")
+_LITERALS = (
+    "@",
+    "=",
+    "earer",
+    "-----begin",
+    "pass",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "pwd",
+    "curl",
+)
+_RUN14 = re.compile(r"[a-z0-9_\-+/.~%]{14}")
 _DIGITS13 = re.compile(r"[0-9][0-9 \-]{12}")
 _BLITERALS = (b"\\", *(x.encode("ascii") for x in _LITERALS))
-_BRUN16 = re.compile(_RUN16.pattern.encode("ascii"))
+_BRUN14 = re.compile(_RUN14.pattern.encode("ascii"))
 _BDIGITS13 = re.compile(_DIGITS13.pattern.encode("ascii"))
 
 
@@ -109,7 +130,7 @@ def may_hold_secret(s: str) -> bool:
     for lit in _LITERALS:
         if lit in low:
             return True
-    return _RUN16.search(low) is not None or _DIGITS13.search(low) is not None
+    return _RUN14.search(low) is not None or _DIGITS13.search(low) is not None
 
 
 def body_may_hold_secret(body: bytes) -> bool:
@@ -122,7 +143,7 @@ def body_may_hold_secret(body: bytes) -> bool:
     for lit in _BLITERALS:
         if lit in low:
             return True
-    return _BRUN16.search(low) is not None or _BDIGITS13.search(low) is not None
+    return _BRUN14.search(low) is not None or _BDIGITS13.search(low) is not None
 
 
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/=_\-])")
@@ -271,6 +292,9 @@ class TextScanner:
             parts.append((_has("eyJ"), _JWT))
         if "bearer" in enabled:
             parts.append((_has("earer"), _BEARER))
+        if "authorization" in enabled:
+            parts.append((_has("asic"), _BASIC))
+            parts.append((_has("curl"), _CURL))
         from devbox.core.secret_formats import FORMAT_RULES
 
         formats = tuple(r for r in FORMAT_RULES if _family(r.id) in enabled)
@@ -296,6 +320,7 @@ class TextScanner:
         self._compiled: dict[int, re.Pattern[str] | None] = {}
         self._re = re.compile("|".join(p for _, p in parts)) if parts else None
         self._encoded = context.data and "encoded" in enabled
+        self._keywords = "secret-format" in enabled
 
     def _rx(self, s: str) -> re.Pattern[str] | None:
         """The expression of the alternatives whose trigger ``s`` holds, in the table's
@@ -319,6 +344,8 @@ class TextScanner:
             return s
         rx = self._rx(s)
         out = rx.sub(lambda m: self._one(m, hit), s) if rx is not None else s
+        if self._keywords and len(out) >= 16:
+            out = self._keyword_values(out, hit)
         if self._encoded and depth < 2:
             out = self._decoded(out, hit, depth)
         return out
@@ -338,6 +365,11 @@ class TextScanner:
 
             if self._one(m, note) != m.group(0) and kinds:
                 found.append((m.start(), m.end(), kinds[0]))
+        if self._keywords:
+            for m in VALUE_AFTER_NAME.finditer(s):
+                kw = keyword_rule(name_before(s, m.start()), m.group("value"))
+                if kw is not None:
+                    found.append((m.start("value"), m.end("value"), kw.id))
         if self._encoded:
             for rx in (_B64_RUN, _PCT_RUN):
                 for m in rx.finditer(s):
@@ -345,6 +377,20 @@ class TextScanner:
                     if self._decoded(run, lambda r, k, x: "<redacted:x:000000000000>", 0) != run:
                         found.append((m.start(), m.end(), "encoded"))
         return sorted(found)
+
+    def _keyword_values(self, s: str, hit: Hit) -> str:
+        """Quoted values under a provider's name (``DATADOG_API_KEY = "…"``): the rules
+        of ``secret_keywords``, in data and in code alike."""
+
+        def one(m: re.Match[str]) -> str:
+            value = m.group("value")
+            rule = keyword_rule(name_before(s, m.start()), value)
+            if rule is None:
+                return m.group(0)
+            cut = m.start("value") - m.start()
+            return m.group(0)[:cut] + hit(FAMILY_OF_FORMAT_DEFAULT, rule.id, value)
+
+        return VALUE_AFTER_NAME.sub(one, s)
 
     # ------------------------------------------------------------ one match
 
@@ -376,6 +422,17 @@ class TextScanner:
         if group == "bearer_tok":
             tok = m.group("bearer_tok")
             return m.group("bearer") + self._token(tok, hit, "bearer", "token")
+        if group == "basic_tok":
+            tok = m.group("basic_tok")
+            try:
+                plain = base64.b64decode(tok + "=" * (-len(tok) % 4)).decode("utf-8")
+            except (binascii.Error, ValueError):
+                return whole
+            if ":" not in plain or not plain.isprintable():
+                return whole
+            return m.group("basic") + hit("authorization", "auth", tok)
+        if group == "curl_pw":
+            return m.group("curl") + hit("authorization", "password", m.group("curl_pw"))
         if group == "email":
             return hit("email", "email", whole)
         if group == "card":
@@ -388,6 +445,9 @@ class TextScanner:
             prefix = group[:-4]
             name, val = m.group(prefix + "_name"), m.group(group)
             if not self._named(name) or not val.strip():
+                kw = keyword_rule(name, val) if self._keywords else None
+                if kw is not None:
+                    return m.group(prefix) + hit(FAMILY_OF_FORMAT_DEFAULT, kw.id, val)
                 # not a secret name: the value may still hold something by its format
                 return m.group(prefix) + self._values_only(val, hit)
             if _is_redacted(unquote_plus(val)):

@@ -72,7 +72,7 @@ FORMAT_RULES: tuple[FormatRule, ...] = (
     FormatRule("google-oauth-token", r"ya29\.[A-Za-z0-9_\-]{30,}", r"ya29\.", "Google token"),
     FormatRule(
         "slack-token",
-        r"xox[abposr]-(?:\d+-)?[A-Za-z0-9-]{10,250}",
+        r"xox[abposre]-(?:\d+-)?[A-Za-z0-9-]{10,250}",
         r"xox[a-z]-",
         "Slack bot, user, app-level or legacy token",
     ),
@@ -458,10 +458,10 @@ _HASHLIKE = re.compile(r"(?:sha|md)\d*[-=]", re.I)  # sha512-… subresource int
 
 def looks_random(value: str) -> bool:
     """Whether a whole value is an opaque high-entropy token (an API key, a session id):
-    20+ token characters with upper case, lower case and digits mixed, no run of four
-    lower-case letters in a row more than twice (words, paths, identifiers), high
-    entropy. Pure hexadecimal (hashes, ETags, trace ids) and UUIDs are not: they are ids
-    far more often than secrets, and secrets in those shapes are found by their names."""
+    20+ token characters with upper case, lower case and digits mixed, not mostly runs of
+    four or more lower-case letters (words, paths, identifiers), high entropy. Pure
+    hexadecimal (hashes, ETags, trace ids) and UUIDs are not: they are ids far more often
+    than secrets, and secrets in those shapes are found by their names."""
     if not _TOKEN.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
         return False
     if not (
@@ -470,6 +470,11 @@ def looks_random(value: str) -> bool:
         and any(c.isdigit() for c in value)
     ):
         return False
-    if len(_WORDY.findall(value)) > 2 or value.startswith(("/", "http")) or _HASHLIKE.match(value):
+    wordy = _WORDY.findall(value)
+    # three words or more that make up much of the value: an identifier, not a key (a
+    # random 40-character key holds two or three 4-letter lower-case runs by chance)
+    if len(wordy) > 2 and sum(map(len, wordy)) >= 0.4 * len(value):
+        return False
+    if value.startswith(("/", "http")) or _HASHLIKE.match(value):
         return False
     return shannon_entropy(value) >= (3.5 if len(value) < 32 else 4.0)
