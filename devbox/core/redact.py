@@ -51,10 +51,18 @@ from devbox.core.redact_names import (
     path_matches,
     reserialize,
 )
+from devbox.core.redact_rules import (
+    DEFAULT_KEY,
+    DEFAULT_RULES,
+    HASH_HEX,
+    KEY_ENV,
+    RULE_DESCRIPTIONS,
+)
 from devbox.core.redact_text import (
     PLACEHOLDER_RE,
     Context,
     TextScanner,
+    _is_redacted,
     apply_patterns,
     body_may_hold_secret,
     is_card_number,
@@ -62,7 +70,7 @@ from devbox.core.redact_text import (
     shaped,
 )
 from devbox.core.secret_formats import looks_random
-from devbox.core.secret_keywords import keyword_rule
+from devbox.core.secret_keywords import KEYWORD_MIN_VALUE, keyword_rule
 from devbox.errors import ConfigError
 
 __all__ = [
@@ -82,46 +90,12 @@ if TYPE_CHECKING:
     # profile.py imports DEFAULT_RULES from here to validate ``[redact] disable``
     from devbox.core.profile import RedactRules
 
-# Every default rule, by the name used in ``[redact] disable = [...]`` and in ``stats``.
-RULE_DESCRIPTIONS: Mapping[str, str] = {
-    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept)",
-    "cookie": "Cookie and Set-Cookie values (cookie names and attributes are kept)",
-    "token-header": "headers named like credentials: x-api-key, x-auth-token, *-token, *-secret, "
-    "*-auth, *-password (not Access-Control-*, Sec-WebSocket-*, Idempotency-Key)",
-    "secret-query": "query parameters, form and multipart fields named like secrets (token, "
-    "secret, password, key, api_key, access_token, client_secret, ...), also name=value, "
-    'name: value, "name": "value" and <name>value</name> inside data text',
-    "secret-field": "JSON fields named like secrets (same names as secret-query), except "
-    "JSON Schema / OpenAPI objects",
-    "secret-format": "tokens recognised by their format: GitHub, GitLab, Stripe, Google, "
-    "Slack, SendGrid, npm, PyPI, OpenAI, Twilio, Azure, Mailgun... (see `devbox scan --rules`)",
-    "private-key": "PEM private key blocks (the BEGIN/END lines are kept)",
-    "url-credentials": "passwords in URLs and connection strings (scheme://user:PASSWORD@host)",
-    "generic-secret": "opaque high-entropy tokens: a whole data value (header, query, JSON "
-    "string) or a quoted value next to a secret-looking keyword in code",
-    "encoded": "the same secrets base64-, base64url- or URL-encoded in data text",
-    "bearer": "Bearer tokens anywhere in text",
-    "jwt": "JSON Web Tokens (eyJ….eyJ….sig) anywhere in text; the header part is kept",
-    "email": "e-mail addresses in data (in documents and code: [redact] document_emails)",
-    "card-number": "payment card numbers: 13-19 digits with a card-network prefix that pass "
-    "the Luhn check, optionally grouped with spaces or dashes",
-    "aws-access-key": "AWS access key ids (AKIA…, ASIA…)",
-}
-DEFAULT_RULES: tuple[str, ...] = tuple(RULE_DESCRIPTIONS)
-
-DEFAULT_KEY = b"devbox-redact-v1"
-KEY_ENV = "DEVBOX_REDACT_KEY"
-HASH_HEX = 12
-
-
-def _is_redacted(value: str) -> bool:
-    """Already holds a placeholder (whole, or shaped: ``sk_live_<redacted:…>``)."""
-    return "<redacted:" in value and PLACEHOLDER_RE.search(value) is not None
-
 
 # ---------------------------------------------------------------- the redactor
 
 _CLEAN_HEADERS_MAX = 4096
+_CLEAN_TEXT_MAX = 4096
+_CLEAN_TEXT_LEN = 512
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -174,6 +148,10 @@ class Redactor:
         # same Content-Type, Host, Accept... on every exchange, so each is examined once.
         # Only unchanged pairs go in: a pair with a secret is redacted (and counted) each time.
         self._clean_headers: set[tuple[str, str]] = set()
+        # the same for short data text (a path, a query value) and (name, value) pairs:
+        # traffic repeats them, and a string the rules left alone is left alone again
+        self._clean_text: set[str] = set()
+        self._clean_values: set[tuple[str, str]] = set()
         self._custom_headers = frozenset(h.lower() for h in rules.headers)
         self._custom_query = frozenset(q.lower() for q in rules.query)
         self._custom_json_names = frozenset(j.lower() for j in rules.json if not j.startswith("$"))
@@ -203,7 +181,15 @@ class Redactor:
 
     def text(self, s: str) -> str:
         """Data text: every text rule (formats, name=value, e-mails, cards, encoded...)."""
-        return self._patterned(self._data.sub(s, self._hit))
+        clean = self._clean_text
+        if s in clean:
+            return s
+        out = self._patterned(self._data.sub(s, self._hit))
+        if out == s and len(s) <= _CLEAN_TEXT_LEN:
+            if len(clean) >= _CLEAN_TEXT_MAX:
+                clean.clear()
+            clean.add(s)
+        return out
 
     def code(self, s: str) -> str:
         """Source code or a document: only secrets recognisable by their format."""
@@ -284,9 +270,16 @@ class Redactor:
             rule = keyword_rule(name, value)
             if rule is not None:
                 return self._hit("secret-format", rule.id, value)
+        clean = self._clean_values
+        if (name, value) in clean:
+            return value
         red = self.text(value)
         if red == value and "generic-secret" in self.enabled and looks_random(value):
             return self._hit("generic-secret", "token", value)
+        if red == value and len(value) <= _CLEAN_TEXT_LEN:
+            if len(clean) >= _CLEAN_TEXT_MAX:
+                clean.clear()
+            clean.add((name, value))
         return red
 
     def _patterned(self, s: str) -> str:
@@ -524,7 +517,12 @@ class Redactor:
                     nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
-                elif isinstance(v, str) and self._keywords and keyword_rule(k, v) is not None:
+                elif (
+                    isinstance(v, str)
+                    and len(v) >= KEYWORD_MIN_VALUE
+                    and self._keywords
+                    and keyword_rule(k, v) is not None
+                ):
                     nv = self._data_value(v, k)
                 else:
                     nv = v

@@ -247,6 +247,7 @@ def _card_span(text: str) -> tuple[int, int] | None:
 
 
 def _is_redacted(value: str) -> bool:
+    """Already holds a placeholder (whole, or shaped: ``sk_live_<redacted:…>``)."""
     return "<redacted:" in value and PLACEHOLDER_RE.search(value) is not None
 
 

@@ -149,6 +149,7 @@ KEYWORD_RULES: tuple[KeywordRule, ...] = (
     _r("zendesk-secret-key", "zendesk", f"{_AN}{{40}}", "Zendesk API token"),
 )
 
+KEYWORD_MIN_VALUE = 14  # the shortest value shape (a LinkedIn client id, a Sumo Logic id)
 RULES_BY_ID: dict[str, KeywordRule] = {r.id: r for r in KEYWORD_RULES}
 _SHAPE: dict[str, re.Pattern[str]] = {r.id: re.compile(r.value) for r in KEYWORD_RULES}
 _BY_KEYWORD: dict[str, tuple[KeywordRule, ...]] = {}
@@ -184,7 +185,7 @@ def rules_for_name(name: str) -> tuple[KeywordRule, ...]:
 
 def keyword_rule(name: str, value: str) -> KeywordRule | None:
     """The rule ``value`` is a secret by, under ``name``, if any."""
-    if len(value) < 14 or len(value) > 300:
+    if len(value) < KEYWORD_MIN_VALUE or len(value) > 300:
         return None
     rules = rules_for_name(name)
     if not rules:
