@@ -313,3 +313,11 @@ def test_basic_credentials_and_curl_users_in_text() -> None:
     # near misses: prose, and a Basic token that is no user:password
     for text in ("Basic authentication is supported", "Basic Zm9vYmFyYmF6cXV4"):
         assert r.text(text) == text and r.code(text) == text
+
+
+def test_the_redaction_docs_list_every_rule() -> None:
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "redaction.md").read_text()
+    missing = [r for r in [*SPECS, *KEYWORD_SPECS] if f"| `{r}` |" not in doc]
+    assert missing == []

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
+from devbox.core.redact_multipart import map_multipart
 from devbox.core.redact_names import (
     Step,
     header_is_credential,
@@ -70,7 +71,7 @@ from devbox.core.redact_text import (
     shaped,
 )
 from devbox.core.secret_formats import looks_random
-from devbox.core.secret_keywords import KEYWORD_MIN_VALUE, keyword_rule
+from devbox.core.secret_keywords import KEYWORD_MIN_VALUE, keyword_rule, rules_for_name
 from devbox.errors import ConfigError
 
 __all__ = [
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
 _CLEAN_HEADERS_MAX = 4096
 _CLEAN_TEXT_MAX = 4096
 _CLEAN_TEXT_LEN = 512
+_PLAIN, _CUSTOM, _SECRET, _PROVIDER = range(4)  # what a JSON field name asks for
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -152,6 +154,7 @@ class Redactor:
         # traffic repeats them, and a string the rules left alone is left alone again
         self._clean_text: set[str] = set()
         self._clean_values: set[tuple[str, str]] = set()
+        self._name_class: dict[str, int] = {}
         self._custom_headers = frozenset(h.lower() for h in rules.headers)
         self._custom_query = frozenset(q.lower() for q in rules.query)
         self._custom_json_names = frozenset(j.lower() for j in rules.json if not j.startswith("$"))
@@ -424,44 +427,20 @@ class Redactor:
         return body if red is pairs else urlencode(red).encode("ascii")
 
     def _multipart_body(self, body: bytes, headers: Headers) -> bytes | None:
-        m = re.search(r'boundary="?([^";]+)"?', header_get(headers, "content-type") or "")
-        if not m:
-            return None
-        delim = b"--" + m.group(1).encode("latin-1")
-        parts = body.split(delim)
-        changed = False
-        for i in range(1, len(parts)):
-            part = parts[i]
-            head, sep, content = part.partition(b"\r\n\r\n")
-            if not sep:
-                continue
-            tail = b"\r\n" if content.endswith(b"\r\n") else b""
-            value = content[: len(content) - len(tail)]
-            nm = re.search(rb'name="([^"]*)"', head)
-            name = nm.group(1).decode("utf-8", "replace") if nm else ""
-            is_file = b"filename=" in head
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            if _is_redacted(text):
-                continue
-            if not is_file and name.lower() in self._custom_query:
-                new = self._hit("profile:query", "secret", text)
-            elif not is_file and "secret-query" in self.enabled and is_secret_name(name):
-                new = self._secret("secret-query", "secret", text)
-            elif b"\x00" in value:
-                continue
-            elif is_file:
-                ptype = re.search(rb"(?i)content-type:\s*([^\r\n;]+)", head)
-                ct = ptype.group(1).decode("latin-1").lower() if ptype else ""
-                new = self.code(text) if any(c in ct for c in _CODE) else self.text(text)
-            else:
-                new = self._data_value(text, name)
-            if new != text:
-                parts[i] = head + sep + new.encode("utf-8") + tail
-                changed = True
-        return delim.join(parts) if changed else body
+        return map_multipart(body, header_get(headers, "content-type") or "", self._part)
+
+    def _part(self, name: str, is_file: bool, ctype: str, text: str) -> str:
+        if _is_redacted(text):
+            return text
+        if not is_file and name.lower() in self._custom_query:
+            return self._hit("profile:query", "secret", text)
+        if not is_file and "secret-query" in self.enabled and is_secret_name(name):
+            return self._secret("secret-query", "secret", text)
+        if "\x00" in text:
+            return text
+        if is_file:
+            return self.code(text) if any(c in ctype for c in _CODE) else self.text(text)
+        return self._data_value(text, name)
 
     def _json_body(self, body: bytes) -> bytes | None:
         try:
@@ -508,33 +487,47 @@ class Redactor:
         if isinstance(value, dict):
             if is_schema_object(value):
                 return value
-            changed = False
-            out: dict[str, Any] = {}
+            out: dict[str, Any] | None = None
+            classes = self._name_class
             for k, v in value.items():
-                if k.lower() in self._custom_json_names:
+                c = classes.get(k)
+                if c is None:
+                    c = self._classify(k)
+                if c == _CUSTOM:
                     nv = self._wipe(v, "profile:json", kind_of(k))
-                elif "secret-field" in self.enabled and is_secret_name(k):
+                elif c == _SECRET:
                     nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
-                elif (
-                    isinstance(v, str)
-                    and len(v) >= KEYWORD_MIN_VALUE
-                    and self._keywords
-                    and keyword_rule(k, v) is not None
-                ):
+                elif c == _PROVIDER and isinstance(v, str) and len(v) >= KEYWORD_MIN_VALUE:
                     nv = self._data_value(v, k)
                 else:
-                    nv = v
+                    continue
                 if nv is not v:
-                    changed = True
-                out[k] = nv
-            return out if changed else value
+                    if out is None:
+                        out = dict(value)  # same keys, same order
+                    out[k] = nv
+            return value if out is None else out
         if isinstance(value, list):
             items = [self._json_names(v) for v in value]
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 return items
         return value
+
+    def _classify(self, name: str) -> int:
+        """What a JSON field name asks for (remembered per Redactor, bounded)."""
+        if name.lower() in self._custom_json_names:
+            c = _CUSTOM
+        elif "secret-field" in self.enabled and is_secret_name(name):
+            c = _SECRET
+        elif self._keywords and rules_for_name(name):
+            c = _PROVIDER
+        else:
+            c = _PLAIN
+        if len(self._name_class) >= _CLEAN_TEXT_MAX:
+            self._name_class.clear()
+        self._name_class[name] = c
+        return c
 
     def _json_doc(self, value: Any) -> Any:
         """A schema or an API description: only secrets recognisable by format."""
