@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 # Every default rule, by the name used in ``[redact] disable = [...]`` and in ``stats``.
 RULE_DESCRIPTIONS: Mapping[str, str] = {
-    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept)",
+    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept), "
+    "and Basic credentials or curl -u user:PASSWORD written out in text",
     "cookie": "Cookie and Set-Cookie values (cookie names and attributes are kept)",
     "token-header": "headers named like credentials: x-api-key, x-auth-token, *-token, *-secret, "
     "*-auth, *-password (not Access-Control-*, Sec-WebSocket-*, Idempotency-Key)",
@@ -19,8 +20,10 @@ RULE_DESCRIPTIONS: Mapping[str, str] = {
     'name: value, "name": "value" and <name>value</name> inside data text',
     "secret-field": "JSON fields named like secrets (same names as secret-query), except "
     "JSON Schema / OpenAPI objects",
-    "secret-format": "tokens recognised by their format: GitHub, GitLab, Stripe, Google, "
-    "Slack, SendGrid, npm, PyPI, OpenAI, Twilio, Azure, Mailgun... (see `devbox scan --rules`)",
+    "secret-format": "tokens recognised by their format (99: GitHub, GitLab, Stripe, Google, "
+    "Slack, SendGrid, npm, PyPI, OpenAI, Twilio, Azure, Mailgun...) and provider keys with no "
+    "prefix under a name that says whose they are (87: ALGOLIA_*, datadogAppKey...); the "
+    "tables are in docs/redaction.md",
     "private-key": "PEM private key blocks (the BEGIN/END lines are kept)",
     "url-credentials": "passwords in URLs and connection strings (scheme://user:PASSWORD@host)",
     "generic-secret": "opaque high-entropy tokens: a whole data value (header, query, JSON "
