@@ -12,14 +12,19 @@ import ssl
 
 from devbox.core.model import Headers, Response
 from devbox.mock.wire import HOP_BY_HOP, UpstreamProtocolError
+from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.http1 import LENGTH, Data, Head, MessageReader, ProtocolError
 from devbox.wire.upstream import Upstream as Upstream
 
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
 
-class UpstreamError(Exception):
-    """The upstream could not be reached or answered nonsense; the text says which."""
+class UpstreamError(RemoteProtocolError):
+    """The upstream could not be reached or answered nonsense; the text says which. The
+    mock answers it with a 502 (``code``), like every remote protocol error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=502)
 
 
 async def forward(
