@@ -35,7 +35,8 @@ from devbox.record.proxy import (
     Upstream,
     make_ssl_context,
 )
-from devbox.record.sink import new_stamp, recover
+from devbox.record.sink import recover
+from devbox.store import new_stamp
 from devbox.wire.loops import new_event_loop
 
 INBOUND = "inbound"

@@ -21,6 +21,7 @@ from devbox.runtime.base_image import BASE_REPO
 from devbox.runtime.build_stream import BuildStream
 from devbox.runtime.engine import api_errors
 from devbox.runtime.ownership import L_KIND, L_PROFILE, L_SERVICE
+from devbox.store import atomic_write_bytes
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
@@ -110,7 +111,10 @@ class DockerImages(RuntimeBase):
         out_dir = self.profile.root / ".devbox" / "offline"
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"Dockerfile.{self.profile.name}.{self.service.name}"
-        out.write_text(text)
+        # every session (pytest-xdist workers, two `devbox up`) makes the same copy: the
+        # first writes it whole (temp + rename), the others find it written and leave it
+        if not out.is_file() or out.read_text(errors="replace") != text:
+            atomic_write_bytes(out, text.encode())
         self._check_bases(out)  # the base image it now starts from must exist
         return out
 
