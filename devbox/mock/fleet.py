@@ -22,19 +22,11 @@ from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.kinds import WireMock
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
 from devbox.wire.admin_token import ensure_token
+from devbox.wire.loops import new_event_loop
 
 T = TypeVar("T")
 
 STATS_INTERVAL_S = 0.5
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed (much faster sockets), else the standard loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockSpec]:

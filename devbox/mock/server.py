@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from devbox.core.events import Event, MockMiss, MockStats, Problem
+from devbox.core.events import Event, MockMiss, MockStats, Problem, safe_emit
 from devbox.core.matching import MatchIndex, parse_query_fast
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.redact import Redactor
@@ -515,12 +515,7 @@ class MockServer(MockState):
     # ------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event)
-        except Exception:
-            pass
+        safe_emit(self.on_event, event)  # a broken view must not stop the mock
 
     def internal_error(self, exc: BaseException) -> None:
         self.emit(Problem(f"mock {self.name}: internal error: {type(exc).__name__}: {exc}"))

@@ -25,17 +25,12 @@ from urllib.parse import urlsplit
 from devbox.core.model import Direction
 from devbox.core.profile import Dependency, Profile
 from devbox.errors import EngineError
-from devbox.record.recorder import (
-    Listener,
-    RecordOptions,
-    SourceSummary,
-    halt_loop,
-    new_event_loop,
-)
+from devbox.record.recorder import Listener, RecordOptions, SourceSummary, halt_loop
 from devbox.record.sink import commit_sets
 from devbox.store import PARTIAL_SUFFIX, SUFFIX
 from devbox.wire import files, registry, tcp
 from devbox.wire.contract import Kind
+from devbox.wire.loops import new_event_loop
 
 
 @dataclass(slots=True)
