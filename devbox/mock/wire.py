@@ -242,3 +242,20 @@ def dechunk(data: bytes) -> tuple[bytes, int]:
             raise UpstreamProtocolError("truncated chunked body")
         out.append(data[pos : pos + size])
         pos += size + 2
+
+
+def split_response(data: bytes) -> tuple[int, Headers, bytes]:
+    """A serialised HTTP/1.1 response as (status, headers, body), for a connection that
+    speaks another framing (HTTP/2): the answering code builds HTTP/1.1 bytes once and
+    every protocol serves them. Framing headers (Connection, Transfer-Encoding) are
+    dropped; Content-Length is kept (HTTP/2 allows it, and a HEAD answer needs it)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise UpstreamProtocolError("a response without the end of its head")
+    status, _reason, headers = parse_response_head(data[:end])
+    kept = tuple(
+        (k.lower(), v)
+        for k, v in headers
+        if k.lower() not in HOP_BY_HOP or k.lower() == "content-length"
+    )
+    return status, kept, data[end + 4 :]
