@@ -161,8 +161,7 @@ class TlsBridge(asyncio.Protocol):
                 self._flush()  # the alert, if any
                 self.closing = True
                 self.raw.close()
-                if self.on_failure is not None:
-                    self.on_failure(exc)
+                self._fail(exc)
                 return
             self.handshaken = True
             self._flush()
@@ -201,10 +200,18 @@ class TlsBridge(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         inner = self.inner
         if inner is None:
+            self._fail(ConnectionResetError("the client hung up during the TLS handshake"))
             return False
         return inner.eof_received()
 
+    def _fail(self, exc: ssl.SSLError | OSError) -> None:
+        if not self.handshaken and self.on_failure is not None:
+            on_failure, self.on_failure = self.on_failure, None
+            on_failure(exc)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.handshaken:
+            self._fail(ConnectionResetError("the client hung up during the TLS handshake"))
         self.closing = True
         inner, self.inner = self.inner, None
         if inner is not None:
