@@ -158,6 +158,42 @@ def _ensure_bundle(f: CaFiles, ca: certs.Authority, *, force: bool = False) -> N
     _write(f.bundle, b"".join(parts), 0o644)
 
 
+# ---------------------------------------------------------------- the service's trust
+
+# what replaces the system's CA list (the bundle) and what adds to it (the CA alone)
+BUNDLE_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+CA_VARS = ("NODE_EXTRA_CA_CERTS",)
+CONTAINER_DIR = "/etc/devbox/ca"
+
+
+def trust_variables(f: CaFiles) -> dict[str, str]:
+    out = {k: str(f.bundle) for k in BUNDLE_VARS}
+    out.update({k: str(f.cert) for k in CA_VARS})
+    return out
+
+
+def container_trust(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment for a container, the CA files it names mounted read-only (Docker
+    ``binds``) under ``/etc/devbox/ca`` and the variables pointing there. Never the
+    key: only the certificate and the bundle are mounted."""
+    f = files()
+    mounts = {
+        str(f.bundle): f"{CONTAINER_DIR}/{BUNDLE_FILE}",
+        str(f.cert): f"{CONTAINER_DIR}/{CERT_FILE}",
+    }
+    out = dict(env)
+    binds: list[str] = []
+    for k, v in env.items():
+        target = mounts.get(v)
+        if target is None or k not in (*BUNDLE_VARS, *CA_VARS):
+            continue
+        out[k] = target
+        bind = f"{v}:{target}:ro"
+        if bind not in binds:
+            binds.append(bind)
+    return out, binds
+
+
 # ---------------------------------------------------------------- server contexts
 
 
