@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devbox.core.profile import load_profile
 from devbox.core.wiring import Endpoint, wire
 from devbox.engine.wiring import service_env, trust_env
@@ -105,3 +107,27 @@ def test_up_once_with_https_dependencies_is_green(demo_project: Path) -> None:
         timeout=180,
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
+
+
+@pytest.mark.docker
+def test_up_once_in_docker_mounts_the_ca(demo_project: Path) -> None:
+    profile = _https_demo(demo_project)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "devbox", "up", "demo", "--once", "--runtime", "docker"],
+            cwd=profile.parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        # inside the container, SSL_CERT_FILE names the mounted bundle: urllib trusts the
+        # mocks' leaves with no change to the image
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "100" in r.stdout and "matched" in r.stdout
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "devbox", "down", "demo"],
+            cwd=profile.parent.parent,
+            capture_output=True,
+            timeout=120,
+        )

@@ -138,6 +138,8 @@ class H2MockConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last = srv.tick
         self.requests = 0
+        # answers made while a read is processed go out in one write at its end
+        self.batching = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -160,6 +162,7 @@ class H2MockConn(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        self.batching = True
         for ev in events:
             if isinstance(ev, H2Request):
                 self.requests += 1
@@ -171,9 +174,11 @@ class H2MockConn(asyncio.Protocol):
             elif isinstance(ev, Oversized):
                 self._refuse(ev.stream_id, 413, "request body too large")
             elif isinstance(ev, Closed) and self.h2.open_streams == 0:
+                self.batching = False
                 self._flush()
                 if self.transport is not None:
                     self.transport.close()
+        self.batching = False
         self._flush()
 
     def _request(self, ev: H2Request) -> None:
@@ -204,7 +209,8 @@ class H2MockConn(asyncio.Protocol):
             return
         status, headers, body = split_response(data)
         self.h2.send_response(sid, status, headers, body)
-        self._flush()
+        if not self.batching:
+            self._flush()
 
     def reset_stream(self, sid: int) -> None:
         self.h2.reset(sid)

@@ -120,7 +120,14 @@ class H2Endpoint:
         max_streams: int = 128,
         max_header_list: int = 64 * 1024,
     ) -> None:
-        config = h2.config.H2Configuration(client_side=client, header_encoding=None)
+        # what we send is built here, lower-case and free of connection headers: h2 need
+        # not check it again per message (what we receive is checked)
+        config = h2.config.H2Configuration(
+            client_side=client,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.conn = h2.connection.H2Connection(config=config)
         self.client = client
         self.max_body = max_body
