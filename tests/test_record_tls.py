@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mock_helpers import running
 from nginx_support import BIG_SIZE, CHARGE, ITEM, Nginx, nginx
-from record_helpers import exchanges, write_profile
+from record_helpers import exchanges, wait_for, write_profile
 
 from devbox.core.profile import load_profile
 from devbox.record import Recorder, RecordOptions
@@ -151,6 +151,7 @@ def test_client_refusing_our_certificate_is_tunnelled_afterwards(
         pinned = ("--proxy", proxy, "--cacert", str(upstream.ca_file), f"{upstream.url}/items/1")
         code, _tail, _body = curl(*pinned)
         assert code != 0  # it refused devbox's leaf with an alert
+        wait_for(lambda: rec.core.stats.refused)  # the proxy has read the alert
         code, tail, body = curl(*pinned)
         assert code == 0 and tail.endswith(" 200") and body.encode() == ITEM  # tunnelled
     finally:
