@@ -17,6 +17,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# devbox's local CA (HTTPS mocks, interception) lives in the user's data directory: the
+# tests, and every devbox they start, get one of their own, never the user's
+if not os.environ.get("DEVBOX_TEST_KEEP_XDG"):
+    import atexit
+    import tempfile
+
+    _XDG = tempfile.mkdtemp(prefix="devbox-test-xdg-")
+    os.environ["XDG_DATA_HOME"] = _XDG
+    atexit.register(shutil.rmtree, _XDG, True)
+
 
 _HANDED_OUT: set[int] = set()
 

@@ -41,7 +41,6 @@ def still_serving(port: int) -> None:
         b"POST /ok HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
         b"POST /ok HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"POST /ok HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
     ],
 )
 def test_malformed_requests_get_400_and_the_server_keeps_serving(parser: str, raw: bytes) -> None:

@@ -46,8 +46,8 @@ def test_service_env_is_never_overridden_and_the_base_path_is_kept() -> None:
     w = wire(p, {d.name: Endpoint("127.0.0.1", 7000 + i) for i, d in enumerate(p.dependencies)})
     assert "ANALYTICS_URL" not in w.env
     assert w.wire("analytics") is not None and "kept" in w.wire("analytics").why  # type: ignore[union-attr]
-    # https becomes http (devbox listens in plain HTTP); user, path and query kept
-    assert w.env["PAY_SVC_URL"] == "http://user@127.0.0.1:7001/v1/?x=1"
+    # https stays https (mocks and proxies take TLS too); user, path and query kept
+    assert w.env["PAY_SVC_URL"] == "https://user@127.0.0.1:7001/v1/?x=1"
     assert w.env["STOCK_URL"] == "http://127.0.0.1:7002"
     full = w.full()
     assert full["ANALYTICS_URL"] == "http://mine:1/visit" and full["PORT"] == "9091"

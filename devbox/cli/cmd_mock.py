@@ -429,3 +429,7 @@ def _announce(fleet: MockFleet, as_json: bool) -> None:
         f"serving {len(rows)} mock{'s' if len(rows) != 1 else ''}; "
         f"admin API at <url>/__devbox/; Ctrl-C to stop"
     )
+    output.info(
+        "each port also answers https:// and HTTP/2 (h2, h2c); trust the CA with "
+        '`curl --cacert "$(devbox ca path)"` (docs/tls.md)'
+    )

@@ -132,8 +132,15 @@ def register(sub: Any) -> None:
         "--forward-proxy",
         type=_port,
         metavar="PORT",
-        help="run an HTTP forward proxy (HTTP_PROXY) instead of one reverse proxy "
-        "per dependency, for services whose dependency URLs are fixed",
+        help="run an HTTP forward proxy (HTTP_PROXY/HTTPS_PROXY) instead of one reverse "
+        "proxy per dependency, for services whose dependency URLs are fixed; CONNECTs to "
+        "a dependency's https:// upstream are intercepted with devbox's CA and recorded",
+    )
+    p.add_argument(
+        "--no-intercept",
+        action="store_true",
+        help="never terminate TLS: tunnel CONNECTs unrecorded, reverse proxies take plain "
+        "HTTP only (the service then needs no trust in devbox's CA)",
     )
     p.add_argument(
         "--connect-timeout",
@@ -225,6 +232,7 @@ def run_record(args: argparse.Namespace) -> int:
         connect_timeout_s=args.connect_timeout,
         response_timeout_s=args.response_timeout,
         fsync=args.fsync,
+        intercept=not args.no_intercept,
     )
     plan = RecordPlan(
         options=options,
@@ -458,11 +466,18 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
             "relayed, not recorded (not a dependency's upstream): "
             + ", ".join(f"{k} ({v})" for k, v in s.unrecorded.items())
         )
+    if s.intercepted:
+        con.print(
+            "HTTPS intercepted and recorded (CONNECT): "
+            + ", ".join(f"{k} ({v})" for k, v in s.intercepted.items())
+        )
     if s.tunnels:
         con.print(
             "CONNECT tunnels relayed unrecorded: "
             + ", ".join(f"{k} ({v})" for k, v in s.tunnels.items())
         )
+    for hostport, why in s.refused.items():
+        con.print(f"[yellow]not intercepted[/yellow] {hostport}: {why}")
     if s.mode == "new" and not outcome.withheld:
         if not s.committed:
             con.print("nothing recorded: previous recordings left as they were")

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "devbox.cli.cmd_init",
     "devbox.cli.cmd_completion",
     "devbox.cli.cmd_scan",
+    "devbox.cli.cmd_ca",
 )
 
 

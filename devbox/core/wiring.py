@@ -14,8 +14,9 @@ The rule (docs/profiles.md, "How the service learns its dependencies' addresses"
 3. The value is the dependency's ``upstream`` with host and port swapped for where
    devbox listens (the mock, or the recording proxy); scheme, user, path and query are
    kept, so ``http://analytics:5001/visit`` becomes ``http://127.0.0.1:PORT/visit``,
-   exactly what the service would be given in compose. An ``https`` upstream becomes
-   ``http`` (devbox's listeners speak plain HTTP). A registered kind
+   exactly what the service would be given in compose. An ``https`` upstream stays
+   ``https``: mocks and recording proxies also speak TLS, with a leaf of devbox's CA the
+   service is told to trust (``devbox.engine.wiring.trust_env``). A registered kind
    (``devbox.wire.registry``) builds the URL itself (``Kind.service_url``), so a
    ``redis://`` or ``postgresql://`` upstream keeps its scheme and database.
 4. ``PORT`` is the service's port unless ``[service] env`` sets it.
@@ -94,9 +95,20 @@ def swap_host_port(url: str, host: str, port: int, *, scheme: str | None = None)
     return urlunsplit((scheme or parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def http_service_url(upstream: str, host: str, port: int) -> str:
-    """The ``http`` kind's rule 3: keep the path, speak plain HTTP."""
-    return swap_host_port(upstream, host, port, scheme="http")
+def http_service_url(upstream: str, host: str, port: int, *, tls: bool = True) -> str:
+    """The ``http`` kind's rule 3: keep the path; ``https`` stays ``https`` (the mock and
+    the recording proxy take TLS on the same port) unless ``tls`` is off (``devbox record
+    --no-intercept``), anything else becomes ``http``."""
+    scheme = "https" if tls and urlsplit(upstream).scheme == "https" else "http"
+    return swap_host_port(upstream, host, port, scheme=scheme)
+
+
+def needs_tls(profile: Profile) -> bool:
+    """Whether the service calls an ``http`` dependency over ``https`` (it must then trust
+    devbox's CA)."""
+    return any(
+        d.kind == "http" and (d.upstream or "").startswith("https://") for d in profile.dependencies
+    )
 
 
 def registered_builder(kind: str) -> UrlBuilder | None:
@@ -112,6 +124,8 @@ def service_url(
     dep: Dependency,
     endpoint: Endpoint,
     builder_for: Callable[[str], UrlBuilder | None] = registered_builder,
+    *,
+    tls: bool = True,
 ) -> str:
     """Rule 3 for one dependency."""
     upstream = dep.upstream or f"{_DEFAULT_SCHEME.get(dep.kind, dep.kind)}://{endpoint.host}"
@@ -119,7 +133,7 @@ def service_url(
     if builder is not None:
         return builder(upstream, endpoint.host, endpoint.port)
     if dep.kind == "http":
-        return http_service_url(upstream, endpoint.host, endpoint.port)
+        return http_service_url(upstream, endpoint.host, endpoint.port, tls=tls)
     return swap_host_port(upstream, endpoint.host, endpoint.port)
 
 
@@ -131,6 +145,7 @@ def wire(
     service_port: int | None = None,
     missing: str = "no mock or proxy runs for it",
     builder_for: Callable[[str], UrlBuilder | None] = registered_builder,
+    tls: bool = True,
 ) -> Wiring:
     """The rule applied to every dependency of ``profile``.
 
@@ -149,7 +164,7 @@ def wire(
         if endpoint is None:
             wires.append(Wire(dep.name, var, None, missing))
             continue
-        value = service_url(dep, endpoint, builder_for)
+        value = service_url(dep, endpoint, builder_for, tls=tls)
         env[var] = value
         wires.append(Wire(dep.name, var, value, f"{dep.name} at {endpoint.host}:{endpoint.port}"))
     port = None

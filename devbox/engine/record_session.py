@@ -34,7 +34,7 @@ from devbox.core.events import Event, Log, Problem, safe_emit
 from devbox.core.model import Direction
 from devbox.core.profile import Profile
 from devbox.core.wiring import Wiring
-from devbox.engine.wiring import wiring_for
+from devbox.engine.wiring import trust_env, wiring_for
 from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
 from devbox.record.recorder import FORWARD
@@ -221,14 +221,24 @@ class RecordSession:
             for li in self.listeners
             if li.direction is Direction.OUTBOUND and li.source != FORWARD
         }
-        return wiring_for(self.profile, self.recorder.options.host, ports, "recording proxy")
+        return wiring_for(
+            self.profile,
+            self.recorder.options.host,
+            ports,
+            "recording proxy",
+            tls=self.recorder.options.intercept,
+        )
 
     def service_env(self) -> dict[str, str]:
         """What the service is started with: the wired variables, and the HTTP_PROXY
         family when the recorder runs as a forward proxy."""
         assert self.recorder is not None
         env = dict(self.wiring().env)
-        if any(li.source == FORWARD for li in self.listeners):
+        forward = any(li.source == FORWARD for li in self.listeners)
+        if self.recorder.options.intercept:
+            # https:// dependencies and intercepted CONNECTs present devbox's CA
+            env = {**trust_env(self.profile, forward=forward), **env}
+        if forward:
             env.update(
                 {k: v for k, v in self.recorder.service_env().items() if "proxy" in k.lower()}
             )

@@ -39,6 +39,7 @@ from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
 from devbox.mock.wire import serialize
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.http1 import ProtocolError
+from devbox.wire.tls import HTTP1, sniff
 
 try:
     import httptools
@@ -75,6 +76,10 @@ class ConnOwner(Protocol):
 
     def internal_error(self, exc: BaseException) -> None: ...
 
+    def switch_protocol(self, conn: _Conn, first: bytes, kind: str) -> None:
+        """A connection's first bytes are TLS or the h2c preface: hand it over."""
+        ...
+
 
 class _Reject(RemoteProtocolError):
     """Raised in a parser callback: answer ``status`` and close."""
@@ -110,6 +115,7 @@ class _Conn(asyncio.Protocol):
         "last",
         "lim",
         "parser",
+        "pre",
         "queue",
         "read_paused",
         "requests",
@@ -144,6 +150,7 @@ class _Conn(asyncio.Protocol):
         self.closing = False
         self.read_paused = False
         self.write_paused = False
+        self.pre = b""  # a connection's first bytes while they may be the h2c preface
 
     # ------------------------------------------------------------ transport events
 
@@ -185,6 +192,18 @@ class _Conn(asyncio.Protocol):
                 self.reject(431, "request header fields too large")
                 return
         elif not self.in_request:
+            if self.requests == 0 and (self.pre or data[0] == 0x16 or data[0] == 0x50):
+                # TLS or "P"RI (the h2c preface): another protocol on this port
+                if self.pre:
+                    data = self.pre + data
+                kind = sniff(data)
+                if kind is None:
+                    self.pre = data  # part of the h2c preface so far
+                    return
+                if kind != HTTP1:
+                    self.srv.switch_protocol(self, data, kind)
+                    return
+                self.pre = b""
             # the first bytes of a request: its header timeout runs from now, whichever
             # parser (the pure-Python one calls back only once the head is complete)
             self.in_request = True

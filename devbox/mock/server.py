@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from devbox.mock.answer import (
     serve,
 )
 from devbox.mock.conn import HAVE_HTTPTOOLS, _Conn, _Slot
+from devbox.mock.h2conn import H2MockConn, H2Stream, Responder, hand_over
 from devbox.mock.pyparser import PyRequestParser
 from devbox.mock.upstream import UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
@@ -91,6 +93,9 @@ class MockServer(MockState):
         self.need_headers = False
         self.header_keys: dict[bytes, str | None] = {}
         self.connections: set[_Conn] = set()
+        self.h2_connections: set[H2MockConn] = set()
+        # HTTPS: a leaf of devbox's CA per name asked for; made on the first ClientHello
+        self._tls: ssl.SSLContext | None = None
         self.tick = 0.0
         self.host = "127.0.0.1"
         self.port = 0
@@ -216,6 +221,7 @@ class MockServer(MockState):
         loop = asyncio.get_running_loop()
         self.tick = loop.time()
         self.host = host
+        # one port for HTTP/1.1, HTTPS and HTTP/2: the first bytes choose (mock/h2conn.py)
         self._server = await loop.create_server(
             lambda: _Conn(self), host, port, backlog=2048, reuse_address=True
         )
@@ -229,6 +235,8 @@ class MockServer(MockState):
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
+        for h2c in list(self.h2_connections):
+            h2c.close()
         for task in list(self._tasks):
             task.cancel()
         if self._server is not None:
@@ -245,6 +253,29 @@ class MockServer(MockState):
         self.tick = now
         for conn in list(self.connections):
             conn.timed_out(now)
+        for h2c in list(self.h2_connections):
+            h2c.timed_out(now)
+
+    # ------------------------------------------------------------ protocols on the port
+
+    def http1(self) -> _Conn:
+        return _Conn(self)
+
+    def switch_protocol(self, conn: _Conn, first: bytes, kind: str) -> None:
+        t = conn.transport
+        self.connections.discard(conn)
+        self.connections_total -= 1  # the protocol taking over counts it
+        conn.closing = True
+        conn.transport = None
+        if t is not None:
+            hand_over(self, t, first, kind)
+
+    def tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            from devbox.wire.ca import cert_store
+
+            self._tls = cert_store().sni_context()
+        return self._tls
 
     # ------------------------------------------------------------ requests
 
@@ -271,6 +302,13 @@ class MockServer(MockState):
             return
         self._apply(conn, answer(self._request(conn, method, target, body, keep), self))
 
+    def handle_h2(self, stream: H2Stream, req: HttpRequest) -> None:
+        """An HTTP/2 request: the same answering path as HTTP/1.1's slow path."""
+        if admin_api.is_admin(req.target):
+            self.admin(stream, req.method, req.target, True)
+            return
+        self._apply(stream, answer(req, self))
+
     def _request(
         self, conn: _Conn, method: str, target: str, body: bytes, keep: bool
     ) -> HttpRequest:
@@ -282,7 +320,7 @@ class MockServer(MockState):
     ) -> Answer:
         return serve(self._request(conn, method, target, body, keep), self, pos, 0.0)
 
-    def _apply(self, conn: _Conn, out: Answer) -> None:
+    def _apply(self, conn: Responder, out: Answer) -> None:
         """Carry out the answer step's decision on this connection."""
         if isinstance(out, Reply):
             conn.respond(out.data, out.close, out.delay_s)
@@ -319,7 +357,13 @@ class MockServer(MockState):
             )
 
     async def _forward(
-        self, conn: _Conn, slot: _Slot, req: Request, target: str, keep: bool, record: MissRecord
+        self,
+        conn: Responder,
+        slot: _Slot,
+        req: Request,
+        target: str,
+        keep: bool,
+        record: MissRecord,
     ) -> None:
         assert self.upstream is not None
         started = time.time()
@@ -417,7 +461,7 @@ class MockServer(MockState):
 
     # ------------------------------------------------------------ admin
 
-    def admin(self, conn: _Conn, method: str, target: str, keep: bool) -> None:
+    def admin(self, conn: Responder, method: str, target: str, keep: bool) -> None:
         headers = {
             "host": conn.header_value("host"),
             "origin": conn.header_value("origin"),
@@ -439,7 +483,7 @@ class MockServer(MockState):
         status, payload = result
         conn.respond(_json_response(status, payload, keep), not keep)
 
-    async def _admin_reload(self, conn: _Conn, slot: _Slot, keep: bool) -> None:
+    async def _admin_reload(self, conn: Responder, slot: _Slot, keep: bool) -> None:
         try:
             n = await self.reload()
             data = _json_response(200, {"reloaded": True, "exchanges": n}, keep)
@@ -465,7 +509,10 @@ class MockServer(MockState):
             "admin_refused": self.admin_refused,
             "timeouts": self.timeouts,
             "backpressure_pauses": self.backpressure,
-            "connections": {"open": len(self.connections), "total": self.connections_total},
+            "connections": {
+                "open": len(self.connections) + len(self.h2_connections),
+                "total": self.connections_total,
+            },
             "reloads": self.reloads,
             "reload_error": self.reload_error,
             "loaded_at": self.loaded_at,

@@ -18,6 +18,7 @@ from http import HTTPStatus
 from devbox.core import codings
 from devbox.core.model import Exchange, Headers, Response
 from devbox.wire.contract import RemoteProtocolError
+from devbox.wire.http1_syntax import ProtocolError, parse_response_head
 
 HOP_BY_HOP = frozenset(
     {
@@ -198,3 +199,23 @@ class Prepared:
 
 class UpstreamProtocolError(RemoteProtocolError):
     """The real upstream answered something that is not HTTP/1.x."""
+
+
+def split_response(data: bytes) -> tuple[int, Headers, bytes]:
+    """A serialised HTTP/1.1 response as (status, headers, body), for a connection that
+    speaks another framing (HTTP/2): the answering code builds HTTP/1.1 bytes once and
+    every protocol serves them. Framing headers (Connection, Transfer-Encoding) are
+    dropped; Content-Length is kept (HTTP/2 allows it, and a HEAD answer needs it)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise UpstreamProtocolError("a response without the end of its head")
+    try:
+        head = parse_response_head(data[: end + 4])
+    except ProtocolError as exc:
+        raise UpstreamProtocolError(str(exc)) from None
+    kept = tuple(
+        (k.lower(), v)
+        for k, v in head.headers
+        if k.lower() not in HOP_BY_HOP or k.lower() == "content-length"
+    )
+    return head.status, kept, data[end + 4 :]

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 from devbox.core.model import Direction
 from devbox.record.capture import BodyCapture
 from devbox.record.http1 import CLOSE, TUNNEL, Data, End, Head, MessageReader, ProtocolError
+from devbox.record.intercept import accept_tls, intercept
 from devbox.record.proxy_core import _FORWARD_DROP as _FORWARD_DROP
 from devbox.record.proxy_core import Capture as Capture
 from devbox.record.proxy_core import Captured as Captured
@@ -92,6 +93,10 @@ class ClientConn(asyncio.Protocol):
         self.refusal: bytes | None = None
         self.closing = False
         self.closed = False
+        # a reverse proxy for an https:// upstream also accepts TLS from the service
+        self.sniff = (
+            core.certs is not None and route.upstream is not None and route.upstream.tls
+        ) and not route.inside_tls
 
     # ------------------------------------------------------------ client side
 
@@ -103,6 +108,11 @@ class ClientConn(asyncio.Protocol):
         self.core.stats.connections += 1
 
     def data_received(self, data: bytes) -> None:
+        if self.sniff:
+            self.sniff = False
+            if data[:1] == b"\x16" and self.transport is not None:
+                accept_tls(self, data)
+                return
         self.reader.receive(data)
         self._process()
 
@@ -541,6 +551,14 @@ class ClientConn(asyncio.Protocol):
             port = int(port_s)
         except ValueError:
             self._reject(ProtocolError(f"CONNECT needs host:port, got {head.target[:80]!r}"))
+            return
+        source = self.core.intercept_source(host, port)
+        if source is not None:
+            # HTTPS to a dependency: record what flows inside (devbox.record.intercept)
+            self.held = head  # nothing more is read as HTTP on this connection
+            if self.transport is not None:
+                self.transport.pause_reading()
+            asyncio.get_running_loop().create_task(intercept(self, head, host, port, source))
             return
         self.core.stats.tunnels[head.target] = self.core.stats.tunnels.get(head.target, 0) + 1
         asyncio.get_running_loop().create_task(self._open_tunnel(host, port))

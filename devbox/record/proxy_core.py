@@ -21,6 +21,7 @@ from devbox.wire.upstream import Upstream
 
 if TYPE_CHECKING:
     from devbox.record.proxy import ClientConn
+    from devbox.wire.ca import CertStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Route:
     direction: Direction
     upstream: Upstream | None  # None: forward proxy (each request names its origin)
     rewrite_host: bool = True  # outbound: Host names the real upstream
+    inside_tls: bool = False  # the client's TLS is already terminated (interception)
 
 
 @dataclass(slots=True)
@@ -41,6 +43,8 @@ class ProxyStats:
     upstream_errors: int = 0
     tunnels: dict[str, int] = field(default_factory=dict)  # CONNECT host:port -> count
     unrecorded: dict[str, int] = field(default_factory=dict)  # forward-proxy origins not in profile
+    intercepted: dict[str, int] = field(default_factory=dict)  # CONNECT host:port recorded inside
+    refused: dict[str, str] = field(default_factory=dict)  # host:port -> why it is tunnelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,8 @@ class ProxyCore:
         ssl_context: ssl.SSLContext | None = None,
         forward_sources: dict[tuple[str, str, int], str] | None = None,
         on_error: Callable[[str], None] | None = None,
+        certs: CertStore | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         self.emit = emit
         self.correlator = correlator
@@ -84,6 +90,10 @@ class ProxyCore:
         self.forward_sources = forward_sources or {}
         self.on_error = on_error
         self.stats = ProxyStats()
+        # HTTPS interception (forward proxy): leaves of devbox's CA; None: tunnel CONNECT
+        self.certs = certs
+        self.ca_bundle = ca_bundle
+        self._ssl_h2: ssl.SSLContext | None = None
         self.conns: set[ClientConn] = set()
         self._counters: dict[str, int] = {}
         self.captured: dict[str, int] = {}  # source -> exchanges handed to the worker
@@ -99,6 +109,26 @@ class ProxyCore:
         if self._ssl is None:
             self._ssl = make_ssl_context()
         return self._ssl
+
+    def ssl_context_h2(self) -> ssl.SSLContext:
+        """The upstream context of intercepted connections: ALPN h2 and http/1.1."""
+        if self._ssl_h2 is None:
+            self._ssl_h2 = make_ssl_context(self.ca_bundle, alpn=("h2", "http/1.1"))
+        return self._ssl_h2
+
+    def intercept_source(self, host: str, port: int) -> str | None:
+        """The dependency a ``CONNECT host:port`` is recorded for, or None: tunnel it."""
+        if self.certs is None or f"{host}:{port}" in self.stats.refused:
+            return None
+        return self.forward_sources.get(("https", host, port))
+
+    def refuse(self, hostport: str, why: str) -> None:
+        """``hostport`` cannot be intercepted: said once, tunnelled unrecorded from now on."""
+        if hostport in self.stats.refused:
+            return
+        self.stats.refused[hostport] = why
+        if self.on_error is not None:
+            self.on_error(f"{hostport}: {why}; its CONNECTs are tunnelled unrecorded from now on")
 
     def next_id(self, source: str) -> str:
         n = self._counters.get(source, 0) + 1
@@ -147,12 +177,14 @@ class ProxyCore:
             c.abort()
 
 
-def make_ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+def make_ssl_context(
+    ca_bundle: str | None = None, alpn: tuple[str, ...] = ("http/1.1",)
+) -> ssl.SSLContext:
     """Normal certificate verification and SNI; ``ca_bundle`` adds a custom CA."""
     ctx = ssl.create_default_context()
     if ca_bundle:
         ctx.load_verify_locations(cafile=ca_bundle)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 

@@ -59,6 +59,9 @@ class RecordOptions:
     response_timeout_s: float = 60.0
     fsync: bool = False
     stamp: str | None = None  # names the recording files; default: UTC now
+    # HTTPS: the forward proxy records inside CONNECT, reverse proxies of https://
+    # upstreams accept TLS from the service (leaves of devbox's CA); False: tunnel only
+    intercept: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ class Listener:
     url: str  # where clients (or the service) send requests
     upstream: str  # where it forwards them
     env: str | None = None  # the dependency's env var, set for the service
+    tls: bool = False  # the listener also takes TLS (its url is https://)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,8 @@ class RecordSummary:
     upstream_errors: int = 0
     unrecorded: Mapping[str, int] = field(default_factory=dict)
     tunnels: Mapping[str, int] = field(default_factory=dict)
+    intercepted: Mapping[str, int] = field(default_factory=dict)  # CONNECT host:port -> count
+    refused: Mapping[str, str] = field(default_factory=dict)  # host:port -> why tunnelled
     lost: int = 0  # captured but never handed to the worker (it died)
     failures: tuple[str, ...] = ()  # captures the worker could not turn into exchanges
 
@@ -146,6 +152,8 @@ class RecordSummary:
             "upstream_errors": self.upstream_errors,
             "unrecorded_hosts": dict(self.unrecorded),
             "tunnels": dict(self.tunnels),
+            "intercepted": dict(self.intercepted),
+            "refused": dict(self.refused),
             "lost": self.lost,
             "failures": list(self.failures),
         }
@@ -199,6 +207,14 @@ class Recorder:
             for d in profile.dependencies
             if d.upstream and d.kind == "http"
         }
+        certs = None
+        wants_tls = self.options.forward_proxy_port is not None or any(
+            origin[0] == "https" for origin in forward_sources
+        )
+        if self.options.intercept and wants_tls:
+            from devbox.wire.ca import cert_store
+
+            certs = cert_store()
         self.core = ProxyCore(
             emit=self._emit,
             correlator=self.correlator,
@@ -209,6 +225,8 @@ class Recorder:
             ssl_context=ssl_context,
             forward_sources=forward_sources,
             on_error=self._log,
+            certs=certs,
+            ca_bundle=str(self.options.ca_bundle) if self.options.ca_bundle else None,
         )
         self.core.on_captured = on_captured
         self.listeners: tuple[Listener, ...] = ()
@@ -284,9 +302,22 @@ class Recorder:
             bound = server.sockets[0].getsockname()[1]
             shown = f"[{host}]" if ":" in host else host
             upstream = str(route.upstream) if route.upstream else "each request's own origin"
+            tls = bool(
+                self.core.certs is not None
+                and route.direction is Direction.OUTBOUND
+                and route.upstream is not None
+                and route.upstream.tls
+            )
+            scheme = "https" if tls else "http"
             out.append(
                 Listener(
-                    route.source, route.direction, bound, f"http://{shown}:{bound}", upstream, env
+                    route.source,
+                    route.direction,
+                    bound,
+                    f"{scheme}://{shown}:{bound}",
+                    upstream,
+                    env,
+                    tls,
                 )
             )
         return tuple(out)
@@ -402,6 +433,8 @@ class Recorder:
             upstream_errors=st.upstream_errors,
             unrecorded=dict(st.unrecorded),
             tunnels=dict(st.tunnels),
+            intercepted=dict(st.intercepted),
+            refused=dict(st.refused),
             lost=self.link.lost,
             failures=tuple(w.get("failures", ())),
         )

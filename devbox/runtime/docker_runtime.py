@@ -59,6 +59,7 @@ from devbox.runtime.process_runtime import port_busy_error, port_in_use
 from devbox.runtime.readiness import wait_until_ready
 from devbox.runtime.reaper import Reaper
 from devbox.runtime.rootfs_sync import UnsafeTarget, write_files
+from devbox.wire.ca import container_trust
 
 _LOOPBACK_URL_RE = re.compile(r"^(\w+://)(?:127\.0\.0\.1|localhost|\[::1\])(?=[:/]|$)")
 HOST_GATEWAY = "host.docker.internal"
@@ -242,6 +243,8 @@ class DockerRuntime(DockerImages):
         env = merged_env(self.profile, self._env, self._port)
         if self.network == "bridge":
             env = bridge_env(env)
+        # devbox's CA (https dependencies): its certificate and bundle mounted read-only
+        env, self._ca_binds = container_trust(env)
         return env
 
     def _ensure_container(self) -> None:
@@ -268,6 +271,8 @@ class DockerRuntime(DockerImages):
             owner=Owner.me(),
         )
         hc_args: dict[str, Any] = {"init": True, "privileged": False}
+        if getattr(self, "_ca_binds", None):
+            hc_args["binds"] = self._ca_binds
         ports: list[int] | None = None
         if self.network == "bridge":
             hc_args["port_bindings"] = {self._port: ("127.0.0.1", self._port)}

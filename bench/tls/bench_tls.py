@@ -1,0 +1,323 @@
+"""HTTPS and HTTP/2, side by side in one run (docs/benchmarks.md, "HTTPS and HTTP/2"):
+
+1. the mock's plain HTTP/1.1 path, this tree against a base ref (default ``main``,
+   exported with ``git archive``), wrk -c8, alternating rounds;
+2. the HTTPS mock against nginx HTTPS (wrk over TLS, HTTP/1.1 keep-alive);
+3. HTTP/2: h2load against the mock (TLS with ALPN h2, and h2c) and against nginx;
+4. recording through the TLS-intercepting forward proxy (``devbox record
+   --forward-proxy``) against mitmdump as a forward proxy, the same HTTPS workload to the
+   same nginx (a client doing CONNECT + TLS + keep-alive GETs): throughput with 8
+   connections, and the p50 a proxy adds on one reused connection.
+
+    .venv/bin/python bench/tls/bench_tls.py                       # ~2 minutes
+    .venv/bin/python bench/tls/bench_tls.py --seconds 2 --rounds 1 --skip-mitm
+
+Needs nginx, wrk and h2load (scripts/setup) and mitmproxy in .tools/mitmproxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from nginx_support import ITEM, Nginx, nginx  # noqa: E402
+
+from devbox.core.model import Direction, Exchange, Request, Response, Timing  # noqa: E402
+from devbox.store import write_recording  # noqa: E402
+
+PY = sys.executable
+MITMDUMP = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited: {proc.args}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing on {port}")
+
+
+@contextmanager
+def started(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+    proc = subprocess.Popen(  # noqa: S603
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=env and env.get("CWD"),
+    )
+    try:
+        wait_port(port, proc)
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wrk(url: str, seconds: int) -> float:
+    out = subprocess.run(  # noqa: S603
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(m.group(1)) if m else 0.0
+
+
+def h2load(url: str, n: int) -> float:
+    out = subprocess.run(  # noqa: S603
+        ["h2load", "-n", str(n), "-c", "8", "-m", "10", "-t", "1", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    m = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    ok = re.search(r"(\d+) succeeded", out)
+    if not m or not ok or int(ok.group(1)) != n:
+        raise RuntimeError(f"h2load against {url} did not succeed:\n{out[-800:]}")
+    return float(m.group(1))
+
+
+def recording(d: Path) -> Path:
+    ex = Exchange(
+        id="bench-1",
+        direction=Direction.OUTBOUND,
+        source="bench",
+        request=Request("GET", "/items/1", (), (), b"", host="localhost"),
+        response=Response(200, (("Content-Type", "application/json"),), ITEM),
+        timing=Timing(started_at=1.7e9, duration_ms=1.0),
+    )
+    return write_recording(d / "bench.json", "bench", Direction.OUTBOUND, [ex])
+
+
+def base_tree(ref: str, d: Path) -> Path:
+    """``ref``'s devbox package, exported (never a checkout of the working tree)."""
+    out = d / "base"
+    out.mkdir()
+    tar = subprocess.run(  # noqa: S603
+        ["git", "-C", str(ROOT), "archive", ref, "devbox"], capture_output=True, check=True
+    ).stdout
+    tf = d / "base.tar"
+    tf.write_bytes(tar)
+    with tarfile.open(tf) as t:
+        t.extractall(out, filter="data")
+    return out
+
+
+def mock_cmd(tree: Path, rec: Path, port: int) -> list[str]:
+    code = (
+        f"import sys; sys.path.insert(0, {str(tree)!r}); "
+        "from devbox.cli.main import main; sys.exit(main())"
+    )
+    return [PY, "-c", code, "mock", "--recording", str(rec), "--port", str(port), "--no-reload"]
+
+
+# ---------------------------------------------------------------- the proxy client
+
+
+async def _connection(
+    proxy: int | None,
+    n: Nginx,
+    ctx: ssl.SSLContext,
+    stop_at: float,
+    lat: list[float] | None,
+    limit: int,
+) -> int:
+    host = f"localhost:{n.tls_port}"
+    req = f"GET /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    if proxy is None:
+        r, w = await asyncio.open_connection(
+            "127.0.0.1", n.tls_port, ssl=ctx, server_hostname="localhost"
+        )
+    else:
+        r, w = await asyncio.open_connection("127.0.0.1", proxy)
+        w.write(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        head = await r.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(f"CONNECT refused: {head[:80]!r}")
+        await w.start_tls(ctx, server_hostname="localhost")
+    done = 0
+    try:
+        while done < limit and time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            w.write(req)
+            head = await r.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+            body = await r.readexactly(length)
+            if lat is not None:
+                lat.append((time.perf_counter() - t0) * 1000)
+            assert body == ITEM
+            done += 1
+    finally:
+        w.close()
+    return done
+
+
+def proxy_run(proxy: int | None, n: Nginx, cafile: Path, seconds: float) -> tuple[float, float]:
+    """(requests per second with 8 connections, p50 ms on one reused connection)."""
+    import uvloop
+
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    async def go() -> tuple[float, float]:
+        # warm-up: leaves generated, connections to the upstream open
+        await _connection(proxy, n, ctx, time.monotonic() + 5, None, 50)
+        t0 = time.monotonic()
+        counts = await asyncio.gather(
+            *(_connection(proxy, n, ctx, t0 + seconds, None, 10**9) for _ in range(8))
+        )
+        rate = sum(counts) / (time.monotonic() - t0)
+        lat: list[float] = []
+        await _connection(proxy, n, ctx, time.monotonic() + seconds, lat, 3000)
+        return rate, statistics.median(lat)
+
+    return uvloop.run(go())
+
+
+def record_profile(d: Path, n: Nginx) -> Path:
+    (d / "profiles").mkdir(parents=True, exist_ok=True)
+    p = d / "profiles" / "bench.toml"
+    p.write_text(
+        'name = "bench"\n[service]\nname = "svc"\nport = 1\ncommand = ["true"]\n'
+        f'[[dependency]]\nname = "shop"\nupstream = "{n.url}"\n'
+    )
+    return p
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--h2-requests", type=int, default=30000)
+    ap.add_argument("--base-ref", default="main")
+    ap.add_argument("--skip-mitm", action="store_true")
+    a = ap.parse_args()
+    secs = max(1, min(a.seconds, 30))
+    rounds = max(1, min(a.rounds, 10))
+    for tool in ("wrk", "h2load", "nginx"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"{tool} missing: run scripts/setup")
+    with tempfile.TemporaryDirectory(prefix="devbox-bench-tls-") as tmp:
+        d = Path(tmp)
+        xdg = d / "xdg"
+        env = {**os.environ, "XDG_DATA_HOME": str(xdg)}
+        os.environ["XDG_DATA_HOME"] = str(xdg)
+        from devbox.wire.ca import ensure_ca
+
+        devbox_ca = ensure_ca()[1].cert
+        rec = recording(d)
+        base = base_tree(a.base_ref, d)
+        rows: list[tuple[str, str, str]] = []
+        with nginx(d / "nginx") as n:
+            new_port, base_port = free_port(), free_port()
+            with (
+                started(mock_cmd(ROOT, rec, new_port), new_port, env),
+                started(mock_cmd(base, rec, base_port), base_port, env),
+            ):
+                # 1. the plain path, before and after, alternating
+                new_r, base_r = [], []
+                for _ in range(rounds):
+                    base_r.append(wrk(f"http://127.0.0.1:{base_port}/items/1", secs))
+                    new_r.append(wrk(f"http://127.0.0.1:{new_port}/items/1", secs))
+                nb, nn = statistics.median(base_r), statistics.median(new_r)
+                rows.append((f"mock HTTP/1.1, {a.base_ref}", f"{nb:,.0f}", "wrk -t1 -c8"))
+                rows.append(
+                    ("mock HTTP/1.1, this tree", f"{nn:,.0f}", f"{nn / nb:.2f}x {a.base_ref}")
+                )
+                # 2. HTTPS (HTTP/1.1) against nginx HTTPS
+                ng_https, mk_https = [], []
+                for _ in range(rounds):
+                    ng_https.append(wrk(f"https://127.0.0.1:{n.tls_port}/items/1", secs))
+                    mk_https.append(wrk(f"https://127.0.0.1:{new_port}/items/1", secs))
+                g, m = statistics.median(ng_https), statistics.median(mk_https)
+                rows.append(("nginx HTTPS (HTTP/1.1)", f"{g:,.0f}", "wrk -t1 -c8, TLS"))
+                rows.append(("mock HTTPS (HTTP/1.1)", f"{m:,.0f}", f"{m / g:.2f}x nginx"))
+                # 3. HTTP/2
+                hn = h2load(f"https://127.0.0.1:{n.tls_port}/items/1", a.h2_requests)
+                hm = h2load(f"https://127.0.0.1:{new_port}/items/1", a.h2_requests)
+                hc = h2load(f"http://127.0.0.1:{new_port}/items/1", a.h2_requests)
+                hnc = h2load(f"http://127.0.0.1:{n.h2c_port}/items/1", a.h2_requests)
+                h2args = "h2load -c8 -m10 -t1"
+                rows.append(("nginx h2 (TLS)", f"{hn:,.0f}", h2args))
+                rows.append(("mock h2 (TLS)", f"{hm:,.0f}", f"{hm / hn:.2f}x nginx"))
+                rows.append(("nginx h2c", f"{hnc:,.0f}", h2args))
+                rows.append(("mock h2c", f"{hc:,.0f}", f"{hc / hnc:.2f}x nginx"))
+            # 4. the intercepting forward proxy against mitmproxy
+            direct = proxy_run(None, n, n.ca_file, secs)
+            rows.append(("client -> nginx direct", f"{direct[0]:,.0f}", f"p50 {direct[1]:.3f} ms"))
+            prof = record_profile(d / "rec", n)
+            pport = free_port()
+            rec_cmd = [
+                PY, "-m", "devbox.cli.main", "record", str(prof), "--no-service",
+                "--forward-proxy", str(pport), "--ca-bundle", str(n.ca_file),
+            ]  # fmt: skip
+            with started(rec_cmd, pport, {**env, "CWD": str(d / "rec")}):
+                dv = proxy_run(pport, n, devbox_ca, secs)
+            rows.append(
+                (
+                    "devbox record --forward-proxy (TLS intercepted)",
+                    f"{dv[0]:,.0f}",
+                    f"p50 {dv[1]:.3f} ms (+{dv[1] - direct[1]:.3f})",
+                )
+            )
+            if not a.skip_mitm and MITMDUMP.exists():
+                mport = free_port()
+                conf = d / "mitm"
+                mitm_cmd = [
+                    str(MITMDUMP), "--listen-host", "127.0.0.1", "-p", str(mport), "-q",
+                    "--set", f"confdir={conf}",
+                    "--set", f"ssl_verify_upstream_trusted_ca={n.ca_file}",
+                ]  # fmt: skip
+                with started(mitm_cmd, mport, env):
+                    mcert = conf / "mitmproxy-ca-cert.pem"
+                    mt = proxy_run(mport, n, mcert, secs)
+                rows.append(
+                    (
+                        "mitmdump (forward proxy, TLS intercepted)",
+                        f"{mt[0]:,.0f}",
+                        f"p50 {mt[1]:.3f} ms (+{mt[1] - direct[1]:.3f}); "
+                        f"devbox {dv[0] / mt[0]:.1f}x",
+                    )
+                )
+    print(f"{'what':<48} {'req/s':>10}  notes")
+    for what, rate, note in rows:
+        print(f"{what:<48} {rate:>10}  {note}")
+
+
+if __name__ == "__main__":
+    main()

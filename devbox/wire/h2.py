@@ -1,0 +1,336 @@
+"""HTTP/2 as whole messages: a sans-IO adaptor over the ``h2`` package.
+
+``h2`` turns bytes into frame-level events (headers, data, window updates, resets);
+everything devbox does with HTTP (match a request, answer it, record an exchange) works
+on whole messages. ``H2Endpoint`` sits between: bytes in (``receive_data``), complete
+``H2Request`` / ``H2Response`` values out, whole responses and requests in
+(``send_response``, ``send_request``), bytes out (``data_to_send``). Flow control is
+its business: bodies larger than the peer's window wait here and go out as the peer
+opens it; received data is acknowledged at once (bounded by ``max_body`` per stream).
+
+Header names arrive lower-case (HTTP/2 requires it); pseudo-headers are taken apart
+into ``method``, ``path``, ``authority``, ``scheme`` (``status`` for responses), so a
+request maps onto the same model as HTTP/1.1: ``http1_headers()`` gives the header
+list with ``Host`` from ``:authority``. No sockets, no asyncio: the mock's HTTP/2
+connection (``devbox.mock.h2conn``), the recording proxy's and, later, gRPC drive it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from devbox.wire.contract import RemoteProtocolError
+
+Headers = tuple[tuple[str, str], ...]
+# connection-specific headers HTTP/2 forbids (RFC 9113 8.2.2); dropped from what we send
+CONNECTION_HEADERS = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class H2Request:
+    stream_id: int
+    method: str
+    path: str  # :path, the request-target as sent
+    authority: str = ""
+    scheme: str = "https"
+    headers: Headers = ()  # regular headers, lower-case names, in order
+    body: bytes = b""
+    trailers: Headers = ()
+
+    def http1_headers(self) -> Headers:
+        """The headers as an HTTP/1.1 request carries them: ``host`` from ``:authority``."""
+        if self.authority and not any(k == "host" for k, _ in self.headers):
+            return (("host", self.authority), *self.headers)
+        return self.headers
+
+
+@dataclass(frozen=True, slots=True)
+class H2Response:
+    stream_id: int
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+    trailers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A request or response body passed ``max_body``: answer it (413) or give up on it;
+    its remaining data is discarded."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    stream_id: int
+    code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The peer sent GOAWAY (or we did after a protocol error)."""
+
+    code: int
+    reason: str = ""
+
+
+Event = H2Request | H2Response | Oversized | StreamReset | Closed
+
+
+@dataclass(slots=True)
+class _Inbound:
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    pseudo: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
+    discard: bool = False
+
+
+def _split(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    pseudo: dict[str, str] = {}
+    regular: list[tuple[str, str]] = []
+    for k, v in raw:
+        name = k.decode("latin-1")
+        value = v.decode("latin-1")
+        if name.startswith(":"):
+            pseudo[name] = value
+        else:
+            regular.append((name, value))
+    return pseudo, regular
+
+
+class H2Endpoint:
+    """One HTTP/2 connection, server (``client=False``) or client side."""
+
+    def __init__(
+        self,
+        *,
+        client: bool = False,
+        max_body: int = 16 * 1024 * 1024,
+        max_streams: int = 128,
+        max_header_list: int = 64 * 1024,
+    ) -> None:
+        # what we send is built here, lower-case and free of connection headers: h2 need
+        # not check it again per message (what we receive is checked)
+        config = h2.config.H2Configuration(
+            client_side=client,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+        self.conn = h2.connection.H2Connection(config=config)
+        self.client = client
+        self.max_body = max_body
+        self.conn.local_settings = h2.settings.Settings(
+            client=client,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: max_header_list,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self._in: dict[int, _Inbound] = {}
+        # stream -> (body left, trailers, end); sent as the peer's windows allow
+        self._out: dict[int, tuple[memoryview, Headers, bool]] = {}
+        self.closed = False
+
+    def initiate(self) -> None:
+        """Our preface and SETTINGS (a client also sends the connection preface)."""
+        self.conn.initiate_connection()
+
+    def data_to_send(self) -> bytes:
+        return self.conn.data_to_send()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._in) + len(self._out)
+
+    # ------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Bytes from the peer; raises ``RemoteProtocolError`` (GOAWAY is then queued)."""
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.closed = True
+            code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            try:
+                self.conn.close_connection(error_code=code)
+            except h2.exceptions.ProtocolError:
+                pass
+            raise RemoteProtocolError(f"HTTP/2 protocol error: {exc}", code=int(code)) from exc
+        out: list[Event] = []
+        for ev in events:
+            self._event(ev, out)
+        return out
+
+    def _event(self, ev: h2.events.Event, out: list[Event]) -> None:
+        if isinstance(ev, h2.events.RequestReceived | h2.events.ResponseReceived):
+            sid = ev.stream_id
+            assert sid is not None
+            pseudo, regular = _split(list(ev.headers or ()))
+            self._in[sid] = _Inbound(headers=regular, pseudo=pseudo)
+        elif isinstance(ev, h2.events.DataReceived):
+            sid = ev.stream_id
+            assert sid is not None
+            if ev.flow_controlled_length:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            st = self._in.get(sid)
+            if st is None or st.discard or not ev.data:
+                return
+            st.body += ev.data
+            if len(st.body) > self.max_body:
+                st.discard = True
+                st.body = bytearray()
+                out.append(Oversized(sid))
+        elif isinstance(ev, h2.events.TrailersReceived):
+            st = self._in.get(ev.stream_id or 0)
+            if st is not None:
+                st.trailers = _split(list(ev.headers or ()))[1]
+        elif isinstance(ev, h2.events.StreamEnded):
+            self._ended(ev.stream_id or 0, out)
+        elif isinstance(ev, h2.events.StreamReset):
+            sid = ev.stream_id or 0
+            self._in.pop(sid, None)
+            self._out.pop(sid, None)
+            out.append(StreamReset(sid, int(ev.error_code or 0)))
+        elif isinstance(ev, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            self._pump()
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.closed = True
+            reason = (ev.additional_data or b"").decode("latin-1", "replace")
+            out.append(Closed(int(ev.error_code or 0), reason))
+
+    def _ended(self, sid: int, out: list[Event]) -> None:
+        st = self._in.pop(sid, None)
+        if st is None or st.discard:
+            return
+        p = st.pseudo
+        if self.client:
+            status = p.get(":status", "0")
+            out.append(
+                H2Response(
+                    sid,
+                    int(status) if status.isdigit() else 0,
+                    tuple(st.headers),
+                    bytes(st.body),
+                    tuple(st.trailers),
+                )
+            )
+            return
+        out.append(
+            H2Request(
+                sid,
+                p.get(":method", "GET"),
+                p.get(":path", "/"),
+                p.get(":authority", ""),
+                p.get(":scheme", "https"),
+                tuple(st.headers),
+                bytes(st.body),
+                tuple(st.trailers),
+            )
+        )
+
+    # ------------------------------------------------------------ sending
+
+    def send_response(
+        self, stream_id: int, status: int, headers: Headers, body: bytes, trailers: Headers = ()
+    ) -> None:
+        """A whole response; a body larger than the window is sent as it opens."""
+        head = [(":status", str(status))]
+        head.extend(_outbound(headers))
+        self._send(stream_id, head, body, trailers)
+
+    def send_request(
+        self,
+        method: str,
+        path: str,
+        authority: str,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        scheme: str = "https",
+        trailers: Headers = (),
+    ) -> int:
+        """A whole request on a new stream; its id is returned."""
+        sid = int(self.conn.get_next_available_stream_id())
+        head = [(":method", method), (":scheme", scheme), (":authority", authority)]
+        head.append((":path", path))
+        head.extend((k, v) for k, v in _outbound(headers) if k != "host")
+        self._send(sid, head, body, trailers)
+        return sid
+
+    def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> None:
+        if self.closed:
+            return
+        end_now = not body and not trailers
+        try:
+            self.conn.send_headers(sid, head, end_stream=end_now)
+        except h2.exceptions.StreamClosedError:
+            return  # the peer reset it meanwhile
+        if not end_now:
+            self._out[sid] = (memoryview(body), tuple(_outbound(trailers)), True)
+            self._pump()
+
+    def _pump(self) -> None:
+        for sid in list(self._out):
+            view, trailers, _end = self._out[sid]
+            try:
+                while view:
+                    window = min(
+                        self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size
+                    )
+                    if window <= 0:
+                        break
+                    chunk, view = view[:window], view[window:]
+                    last = not view and not trailers
+                    self.conn.send_data(sid, bytes(chunk), end_stream=last)
+                    if last:
+                        break
+                if view:
+                    self._out[sid] = (view, trailers, True)
+                    continue
+                if trailers:
+                    self.conn.send_headers(sid, list(trailers), end_stream=True)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+            del self._out[sid]
+            if sid in self._in and self._in[sid].discard:
+                # answered before its body was read (413): the rest is not wanted
+                self.reset(sid, h2.errors.ErrorCodes.NO_ERROR)
+
+    def reset(self, stream_id: int, code: int = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:
+        self._in.pop(stream_id, None)
+        self._out.pop(stream_id, None)
+        try:
+            self.conn.reset_stream(stream_id, error_code=code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def close(self, code: int = 0) -> None:
+        """GOAWAY: no new streams (the ones open may finish)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.conn.close_connection(error_code=code)
+        except h2.exceptions.ProtocolError:
+            pass
+
+
+def _outbound(headers: Headers) -> list[tuple[str, str]]:
+    return [
+        (k.lower(), v)
+        for k, v in headers
+        if k.lower() not in CONNECTION_HEADERS and not k.startswith(":")
+    ]
