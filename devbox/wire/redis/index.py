@@ -111,6 +111,8 @@ class RedisIndex:
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
         self.redacted = False  # recorded arguments hold redaction placeholders
+        # live arguments -> their redacted form (the mock connections' shared memo)
+        self.redacted_memo: dict[tuple[bytes, ...], list[bytes]] = {}
         self.server_version = "7.0.0"
 
     def __len__(self) -> int:

@@ -42,6 +42,7 @@ from devbox.wire.redis.store import command_object, redact_args, reply_to_json
 _IDS = itertools.count(1)
 _QUEUED = b"+QUEUED\r\n"
 _OK = b"+OK\r\n"
+_REDACT_MEMO = 8192
 _TX_CONTROL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 
 
@@ -72,7 +73,7 @@ class RedisMockConnection:
         # recorded arguments were redacted: live ones must be too, or nothing would match
         self._redact = redact if index.redacted else None
         self._factor = timing_factor(options.timing)
-        self._simple = self._redact is None and self._factor is None
+        self._simple = self._factor is None
         self._forward = options.on_miss in ("passthrough", "record")
         self._record = options.on_miss == "record"
         # passthrough: the upstream connection's replies, matched in order to what we sent
@@ -111,14 +112,14 @@ class RedisMockConnection:
             name = args[0].upper()
             if name not in self._local and name != b"EXEC":
                 args[0] = name
-                entry = self.index.take((self.db, *args))
+                key = (self.db, *(args if self._redact is None else self._redacted(args)))
+                entry = self.index.take(key)
                 if entry is not None and entry.plain:
                     return [entry.hit, entry.answer(self.proto)]
-                commands = [args]
                 out: list[Output] = []
                 buf: list[bytes] = []
                 if entry is None:
-                    self._miss((self.db, *args), args, out, buf, None)
+                    self._miss(key, args, out, buf, None)
                 else:
                     self._serve(entry, out, buf)
                 self._flush(out, buf)
@@ -204,7 +205,16 @@ class RedisMockConnection:
     def _redacted(self, args: list[bytes]) -> list[bytes]:
         if self._redact is None:
             return args
-        return redact_args(args, self._redact)
+        # the text rules cost ~10 µs a command and a service repeats its commands: each
+        # distinct command is redacted once per mock (bounded; redaction is deterministic)
+        memo = self.index.redacted_memo
+        whole = tuple(args)
+        done = memo.get(whole)
+        if done is None:
+            if len(memo) >= _REDACT_MEMO:
+                memo.clear()
+            done = memo[whole] = redact_args(args, self._redact)
+        return list(done)
 
     def _lookup(
         self,
