@@ -240,7 +240,7 @@ def _int16s(n: int, body: bytes, pos: int) -> tuple[int, ...]:
     if n == 0:
         return ()
     if n == 1:
-        return _I16.unpack_from(body, pos)  # type: ignore[no-any-return]
+        return _I16.unpack_from(body, pos)
     if n < 0:
         raise RemoteProtocolError("negative format count", code="08P01")
     return struct.unpack_from(f"!{n}h", body, pos)
