@@ -172,7 +172,7 @@ def main() -> int:
         raise SystemExit("pgbench is missing: run scripts/setup (apt postgresql)")
     work = Path(tempfile.mkdtemp(prefix="devbox-pgbench-"))
     os.chmod(work, 0o777)  # pgbench may run as another user in future; logs land here
-    console = Console()
+    console = Console(width=130)
     load_start = os.getloadavg()[0]
     # (clients, target) -> one result per round
     results: dict[tuple[int, str], list[dict[str, float]]] = {}

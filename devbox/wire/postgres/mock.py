@@ -84,6 +84,8 @@ class PostgresMockConnection:
         self.portals: dict[str, _Portal] = {}
         self.startup: dict[str, str] = {}
         self.after_copy: list[bytes] = []
+        # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
+        self.notify: list[tuple[float, bytes]] = []
         self.auth = str(options.match.get("auth") or self._recorded("auth") or "trust")
         self.password = str(options.match.get("password") or "")
         if self.auth == "scram-sha-256" and not self.password:
@@ -140,6 +142,10 @@ class PostgresMockConnection:
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
+        if self.notify and self.phase != "closed":
+            # after the answers, each after its recorded delay (the loop waits in order)
+            result.extend(Reply(data, delay_s=delay) for delay, data in self.notify)
+            self.notify = []
         return result
 
     def eof_received(self) -> list[Output]:
@@ -442,6 +448,8 @@ class PostgresMockConnection:
                 hit = HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
                 index.hits[id(obj)] = hit
             ev.append(hit)
+            if index.notifications:
+                self.notify.extend(index.notifications.get(id(obj), ()))
             return obj
         request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
