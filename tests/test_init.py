@@ -135,7 +135,7 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     # dependency URLs are set by devbox; PORT too; the shell's ${API_TOKEN} is unknown here
     assert dict(p.service.env) == {"LOG_LEVEL": "debug", "FEATURE_FLAGS": "a,b"}
     deps = {d.name: d for d in p.dependencies}
-    assert set(deps) == {"payments", "inventory"}
+    assert set(deps) == {"payments", "inventory", "db"}
     # compose publishes payments on this machine: that is where `devbox record` forwards
     assert (deps["payments"].env, deps["payments"].upstream) == (
         "PAYMENTS_URL",
@@ -145,17 +145,20 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
         "INVENTORY_URL",
         "http://inventory:8082/api",
     )
-    assert all(d.kind == "http" and d.on_miss == "fail" for d in deps.values())
+    # db maps to the postgres kind, with its scheme; the service gets the mock's URL
+    assert (deps["db"].kind, deps["db"].env, deps["db"].upstream) == (
+        "postgres",
+        "DATABASE_URL",
+        "postgresql://orders:secret@127.0.0.1:5432/orders",
+    )
+    assert all(d.on_miss == "fail" for d in deps.values())
+    assert {d.kind for n, d in deps.items() if n != "db"} == {"http"}
     assert "**/*.py" in p.service.watch.sync
     assert {"Dockerfile", "requirements.txt"} <= set(p.service.watch.rebuild)
 
     text = (repo / "profiles/orders.toml").read_text()
-    # db maps to the postgres kind: planned, so written commented out, with its scheme
-    assert '# kind = "postgres"' in text
-    assert '# upstream = "postgresql://orders:secret@127.0.0.1:5432/orders"' in text
-    assert '# env = "DATABASE_URL"' in text
-    assert "maps to kind 'postgres'" in r.stdout
-    assert '# DATABASE_URL = "postgres://orders:secret@127.0.0.1:5432/orders"' in text
+    assert '\nkind = "postgres"' in text
+    assert "mocked as kind 'postgres'" in r.stdout
     assert "Compose calls it http://payments:8081" in text
     assert "API_TOKEN" in text  # told, as a note, not copied
     # a comment line above every key
@@ -503,14 +506,17 @@ def test_a_flask_redis_project_keeps_target_signal_port_and_comments_out_hosts(
     text = (repo / "profiles/web.toml").read_text()
     assert '# REDIS_HOST = "127.0.0.1"' in text
     assert '# DATABASE_HOST = "127.0.0.1"' in text
-    (dep,) = p.dependencies
+    deps = p.dependencies
+    dep = deps[0]
     assert (dep.name, dep.upstream, dep.env) == (
         "analytics",
         "http://127.0.0.1:5001/visit",
         "ANALYTICS_URL",
     )
-    # redis (built FROM redis) and db (postgres) map to their kinds, planned for now
-    assert '# kind = "redis"' in text and '# upstream = "redis://127.0.0.1:16379"' in text
-    assert '# kind = "postgres"' in text
-    assert '# upstream = "postgresql://app@127.0.0.1:5432/shop"' in text
-    assert "maps to kind 'redis'" in r.stdout and "maps to kind 'postgres'" in r.stdout
+    # redis (built FROM redis) and db (postgres) map to their kinds, mocked
+    assert {d.name: (d.kind, d.upstream) for d in deps[1:]} == {
+        "redis": ("redis", "redis://127.0.0.1:16379"),
+        "db": ("postgres", "postgresql://app@127.0.0.1:5432/shop"),
+    }
+    assert "is mocked (kind redis) at a redis:// URL" in text
+    assert "mocked as kind 'redis'" in r.stdout and "mocked as kind 'postgres'" in r.stdout

@@ -67,6 +67,7 @@ class Loop:
         self.tid = self.run(self._tid())
         self.stored: list[dict[str, Any]] = []
         self.misses = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
@@ -92,6 +93,10 @@ class Loop:
 
     def relay(self, upstream: tuple[str, int]) -> int:
         async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            if task is not None:  # the loop keeps only a weak reference to it
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             rec = POSTGRES.recorder_connection()
             await tcp.relay_connection(rec, r, w, upstream, self.stored.extend)
 

@@ -172,6 +172,7 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
     from devbox.core.profile import SUPPORTED_KINDS
     from devbox.init.dockerfile import parse_dockerfile
     from devbox.init.scaffold import RepoFacts, pick_service
+    from devbox.wire import registry
 
     files = _list_files(root)
     compose = _find_compose(root)
@@ -215,7 +216,9 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         service=service,
         files=files,
         bases=_other_bases(root, compose, service),
-        supported_kinds=SUPPORTED_KINDS,
+        # http and every registered wire kind (redis, postgres...): written live, not
+        # commented out as planned
+        supported_kinds=SUPPORTED_KINDS + registry.names(),
     ), candidates
 
 

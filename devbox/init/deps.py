@@ -247,7 +247,8 @@ def find(
                 continue
             kind = service_kind(target, bases)
             rewritten = _rewrite_bare(val.value, target)
-            found.unmocked.append((key, rewritten, _not_run(target, key, kind=kind)))
+            why = _not_run(target, key, kind=kind, mocked=kind in supported)
+            found.unmocked.append((key, rewritten, why))
             if kind in KIND_URL:
                 kind_dep(target, kind, None, None)
             continue
@@ -319,11 +320,18 @@ def find(
     return found
 
 
-def _not_run(target: ComposeService, key: str, *, kind: str = "") -> str:
-    mocked = f" until the {kind} kind replaces it" if kind in KIND_URL else ""
+def _not_run(target: ComposeService, key: str, *, kind: str = "", mocked: bool = False) -> str:
+    if mocked and kind in KIND_URL:
+        # the mock's address reaches the service as a URL: a bare host variable cannot hold it
+        return (
+            f"{target.name} is mocked (kind {kind}) at a {KIND_URL[kind][0]}:// URL devbox puts "
+            f"in the dependency's env; {key} holds only a host: have the service read that URL, "
+            f"or keep {key} pointing at a running one (`docker compose up {target.name}`)"
+        )
+    mocked_later = f" until the {kind} kind replaces it" if kind in KIND_URL else ""
     return (
-        f"{target.name} is not run by devbox{mocked}: {key} points at a running one, as compose "
-        f"publishes it on this machine (`docker compose up {target.name}`)"
+        f"{target.name} is not run by devbox{mocked_later}: {key} points at a running one, as "
+        f"compose publishes it on this machine (`docker compose up {target.name}`)"
     )
 
 

@@ -164,11 +164,14 @@ def _render_kind(add: Callable[[str], None], d: ProposedDependency, profile: str
     else:
         add(f"# A {d.kind} dependency ({d.origin}), replaced by a mock replaying recordings.")
     add(f"{c}[[dependency]]")
+    add(f"# Its name: recordings go to mocks/{profile}/{d.name}/.")
     add(f"{c}name = {toml_str(d.name)}")
+    add(f"# Its protocol, mocked at the wire level (docs/{d.kind}.md).")
     add(f"{c}kind = {toml_str(d.kind)}")
     add("# The real one as compose publishes it on this machine (used while recording).")
     add(f"{c}upstream = {toml_str(d.upstream)}")
     if d.env:
+        add("# The variable that tells the service where it is: devbox sets it to the mock's URL.")
         add(f"{c}env = {toml_str(d.env)}")
     else:
         add(f"# note: {d.note}")
