@@ -256,9 +256,8 @@ def result_format(result_formats: tuple[int, ...], i: int) -> int:
 
 def parse_named(body: bytes) -> tuple[str, str]:
     """Describe and Close: a kind byte (``S`` statement, ``P`` portal) and a name."""
-    r = Reader(body)
-    kind = r.take(1).decode()
-    return kind, r.cstr()
+    end = body.index(b"\x00", 1)
+    return body[:1].decode(), body[1:end].decode("utf-8", "surrogateescape")
 
 
 def parse_execute(body: bytes) -> tuple[str, int]:

@@ -130,6 +130,9 @@ class PostgresMockConnection:
                         self.portals.pop("", None)
                         out.append(m.ready(self.status))
                         continue
+                    if typ == b"D":  # libpq describes the portal of every prepared query
+                        self._describe(*m.parse_named(body), out)
+                        continue
                 self._message(typ, body, out, events)
                 if self.phase == "closed":
                     break
@@ -368,8 +371,13 @@ class PostgresMockConnection:
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
 
     def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:
-        cols = encode.columns(obj)
-        return m.NO_DATA if cols is None else encode.description(cols, formats)
+        key = (id(obj), formats)
+        found = self.index.descriptions.get(key)  # made once per recorded answer and formats
+        if found is None:
+            cols = encode.columns(obj)
+            found = m.NO_DATA if cols is None else encode.description(cols, formats)
+            self.index.descriptions[key] = found
+        return found
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
         portal = self.portals.get(name)

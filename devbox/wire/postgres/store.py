@@ -139,6 +139,8 @@ class Index:
     originals: dict[str, str] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
     encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # (id of a stored answer, result formats) -> its RowDescription (the mock's cache)
+    descriptions: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
