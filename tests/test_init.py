@@ -136,6 +136,13 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
     assert dict(p.service.env) == {"LOG_LEVEL": "debug", "FEATURE_FLAGS": "a,b"}
     deps = {d.name: d for d in p.dependencies}
     assert set(deps) == {"payments", "inventory", "db"}
+    # db maps to the postgres kind, wired through DATABASE_URL like compose wires it
+    db = deps.pop("db")
+    assert (db.kind, db.env, db.upstream) == (
+        "postgres",
+        "DATABASE_URL",
+        "postgresql://orders:secret@127.0.0.1:5432/orders",
+    )
     # compose publishes payments on this machine: that is where `devbox record` forwards
     assert (deps["payments"].env, deps["payments"].upstream) == (
         "PAYMENTS_URL",
@@ -145,20 +152,19 @@ def test_dockerfile_and_compose_with_two_http_dependencies_and_postgres(tmp_path
         "INVENTORY_URL",
         "http://inventory:8082/api",
     )
-    # db maps to the postgres kind, with its scheme; the service gets the mock's URL
-    assert (deps["db"].kind, deps["db"].env, deps["db"].upstream) == (
-        "postgres",
-        "DATABASE_URL",
-        "postgresql://orders:secret@127.0.0.1:5432/orders",
-    )
-    assert all(d.on_miss == "fail" for d in deps.values())
-    assert {d.kind for n, d in deps.items() if n != "db"} == {"http"}
+    assert all(d.kind == "http" and d.on_miss == "fail" for d in deps.values())
     assert "**/*.py" in p.service.watch.sync
     assert {"Dockerfile", "requirements.txt"} <= set(p.service.watch.rebuild)
 
     text = (repo / "profiles/orders.toml").read_text()
-    assert '\nkind = "postgres"' in text
-    assert "mocked as kind 'postgres'" in r.stdout
+    assert 'kind = "postgres"' in text and "# kind" not in text
+    assert "is mocked as kind 'postgres'" in r.stdout
+    assert "DATABASE_URL = " not in text  # devbox sets it to the mock's URL
+    r = devbox(repo, "explain", "orders")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"DATABASE_URL=postgres(ql)?://orders:secret@127\.0\.0\.1:", r.stdout), (
+        r.stdout
+    )
     assert "Compose calls it http://payments:8081" in text
     assert "API_TOKEN" in text  # told, as a note, not copied
     # a comment line above every key
@@ -501,22 +507,25 @@ def test_a_flask_redis_project_keeps_target_signal_port_and_comments_out_hosts(
     assert p.service.stop_signal == "SIGQUIT"  # compose's wins over the stage's STOPSIGNAL
     # the dev stage's command, not the last stage's
     assert p.service.command == ("python3", "app.py")
-    # the variables naming services devbox does not run are not live: commented, rewritten
-    assert dict(p.service.env) == {"FLASK_SERVER_PORT": "9091", "REDIS_PORT": "6379"}
-    text = (repo / "profiles/web.toml").read_text()
-    assert '# REDIS_HOST = "127.0.0.1"' in text
-    assert '# DATABASE_HOST = "127.0.0.1"' in text
-    deps = p.dependencies
-    dep = deps[0]
+    # redis (built FROM redis) and db (postgres) map to their kinds; the host and port
+    # variables naming them are wired like compose wires them: to the mocks' fixed ports
+    deps = {d.name: d for d in p.dependencies}
+    assert set(deps) == {"analytics", "redis", "db"}
+    redis, db = deps["redis"], deps["db"]
+    assert (redis.kind, redis.upstream) == ("redis", "redis://127.0.0.1:16379")
+    assert (db.kind, db.upstream) == ("postgres", "postgresql://app@127.0.0.1:5432/shop")
+    assert redis.port and db.port and redis.port != db.port
+    assert dict(p.service.env) == {
+        "FLASK_SERVER_PORT": "9091",
+        "REDIS_PORT": str(redis.port),
+        "REDIS_HOST": "127.0.0.1",
+        "DATABASE_HOST": "127.0.0.1",
+    }
+    dep = deps["analytics"]
     assert (dep.name, dep.upstream, dep.env) == (
         "analytics",
         "http://127.0.0.1:5001/visit",
         "ANALYTICS_URL",
     )
-    # redis (built FROM redis) and db (postgres) map to their kinds, mocked
-    assert {d.name: (d.kind, d.upstream) for d in deps[1:]} == {
-        "redis": ("redis", "redis://127.0.0.1:16379"),
-        "db": ("postgres", "postgresql://app@127.0.0.1:5432/shop"),
-    }
-    assert "is mocked (kind redis) at a redis:// URL" in text
-    assert "mocked as kind 'redis'" in r.stdout and "mocked as kind 'postgres'" in r.stdout
+    assert "is mocked as kind 'redis'" in r.stdout and "is mocked as kind 'postgres'" in r.stdout
+    assert "DATABASE_PORT" in r.stdout  # told: the service needs it to reach the mock

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from devbox.core.model import Direction, Exchange, Request, Response  # noqa: E402
 from devbox.core.profile import ReplaySettings  # noqa: E402
 from devbox.replay import ReplayOptions, RequestResult, run_replay  # noqa: E402
-from devbox.replay.aio import loop_factory  # noqa: E402
+from devbox.wire.loops import loop_factory  # noqa: E402
 
 TARGET = ROOT / "bench/replay/target.py"
 FLOWS = ROOT / "bench/replay/mitm_flows.py"

@@ -216,9 +216,8 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         service=service,
         files=files,
         bases=_other_bases(root, compose, service),
-        # http and every registered wire kind (redis, postgres...): written live, not
-        # commented out as planned
-        supported_kinds=SUPPORTED_KINDS + registry.names(),
+        # http, and every kind devbox.wire registers (redis, postgres)
+        supported_kinds=(*SUPPORTED_KINDS, *registry.names()),
     ), candidates
 
 

@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
-from devbox.core.events import Event, Log, Problem
+from devbox.core.events import Event, Log, Problem, safe_emit
 from devbox.core.model import Direction
 from devbox.core.profile import Profile
 from devbox.core.wiring import Wiring
@@ -128,8 +128,9 @@ class RecordSession:
         self._closed: RecordSummary | None = None
 
     def _emit(self, ev: Event) -> None:
-        if self._on_event is not None:
-            self._on_event(ev)
+        exc = safe_emit(self._on_event, ev)  # a broken view must not stop a recording
+        if exc is not None and not isinstance(ev, Log):
+            self._log(f"a view failed on {type(ev).__name__}: {exc}", "warning")
 
     def _log(self, text: str, level: str = "info") -> None:
         self._emit(Log("devbox", text, level))

@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from devbox.core.events import (
@@ -42,16 +41,10 @@ from devbox.core.events import (
     StageTimed,
     safe_emit,
 )
-from devbox.core.model import Exchange, Request, Response
+from devbox.core.model import Exchange, Request
 from devbox.core.plan import NO_CHANGES, Plan
 from devbox.core.profile import Profile, load_profile
 from devbox.core.redact import Redactor
-from devbox.engine.driver import (
-    MOCK_MODES,
-    add_ignore_rule,
-    find_exchange,
-    replace_recorded_response,
-)
 from devbox.engine.jobs import Job, merge
 from devbox.engine.steps import (
     hand_mocks_over,
@@ -59,8 +52,9 @@ from devbox.engine.steps import (
     load_recordings,
     replay_inbound,
 )
+from devbox.engine.views import EngineViews
 from devbox.engine.wiring import service_env
-from devbox.errors import DevboxError, EngineError, NotFoundError
+from devbox.errors import DevboxError, EngineError
 from devbox.mock import MockFleet
 from devbox.replay import ReplayOptions, ReplayReport, RequestResult
 from devbox.runtime import Runtime, reap_orphans, select_runtime
@@ -79,7 +73,7 @@ class EngineOptions:
     session: str | None = None
 
 
-class Engine:
+class Engine(EngineViews):
     """Implements ``devbox.engine.driver.EngineDriver``."""
 
     def __init__(self, profile: Profile, options: EngineOptions | None = None) -> None:
@@ -99,6 +93,10 @@ class Engine:
         self._stopping = threading.Event()
         self._stopped = False
         self._watching = self.options.watch
+        # batches that arrived while watching was paused: applied together on resume
+        self._held: Job | None = None
+        # start() failed (a mock port in use, a failed build): rebuild() tries again
+        self._start_failed = False
         self.iteration = -1
         self.last_report: ReplayReport | None = None
         self.last_finished: IterationFinished | None = None
@@ -160,9 +158,30 @@ class Engine:
         """Bring the sandbox up and run iteration 0; the loop then runs in the background."""
         try:
             self._start()
+        except DevboxError:
+            asked_to_stop = self._stopping.is_set()
+            self.stop()
+            # the user can fix the cause (free the port, fix the Dockerfile) and rebuild
+            self._start_failed = not asked_to_stop
+            raise
         except BaseException:
             self.stop()
             raise
+
+    def _retry_start(self) -> None:
+        """start() again after it failed: everything it had started is already gone."""
+        self._start_failed = False
+        self._stopped = False
+        self._stopping.clear()
+        self._fleet = self._runtime = None
+        self._loop = self._thread = None
+        self._queue = self._current = self._current_cancel = None
+        self._unapplied = NO_CHANGES
+        self._held = None
+        self.iteration = -1
+        self.last_report = None
+        self._log("starting the sandbox again")
+        self.start()
 
     def _start(self) -> None:
         p = self._profile
@@ -299,6 +318,11 @@ class Engine:
         """Queue an iteration from any thread; with ``wait``, block until it has a result."""
         loop = self._loop
         if loop is None or self._stopping.is_set():
+            if self._start_failed:
+                raise EngineError(
+                    "the sandbox did not start",
+                    hint="fix the cause shown above, then rebuild (b) to start it again",
+                )
             raise EngineError("the sandbox is not running")
         # the job runs after whatever is in flight now, so its number is higher
         after = self.iteration
@@ -329,10 +353,15 @@ class Engine:
                     self.watch_info = info.summary()
                     self._log(f"watching: {self.watch_info}")
                 async for batch in watcher:
-                    if not self._watching:
-                        continue
                     plan = batch.plan if batch.plan is not None else watcher.plan(batch)
-                    self._enqueue(Job("batch", plan, batch.first_event_at))
+                    job = Job("batch", plan, batch.first_event_at)
+                    if not self._watching:
+                        # paused: nothing runs now, but the edit is owed (resume applies it)
+                        self._held = job if self._held is None else merge(self._held, job)
+                        if plan.changed:
+                            self._log(f"watching paused: held {', '.join(plan.changed)}")
+                        continue
+                    self._enqueue(job)
         except DevboxError as exc:
             self.emit(Problem(f"file watching stopped: {exc.message}", exc.hint))
 
@@ -542,56 +571,13 @@ class Engine:
         self._submit(Job("replay"), wait=True)
 
     def restart(self) -> None:
+        if self._start_failed:
+            self._retry_start()
+            return
         self._submit(Job("restart"), wait=True)
 
     def rebuild(self) -> None:
+        if self._start_failed:
+            self._retry_start()  # the whole start is the rebuild (mocks, image, service)
+            return
         self._submit(Job("rebuild"), wait=True)
-
-    def set_watching(self, on: bool) -> None:
-        self._watching = on
-        self._log("watching resumed" if on else "watching paused")
-
-    def set_mock_mode(self, dependency: str, mode: str) -> None:
-        if self._fleet is None:
-            raise EngineError("the mocks are not running")
-        if mode not in MOCK_MODES:
-            from devbox.errors import UsageError
-
-            raise UsageError(f"unknown mock mode {mode!r}", hint="one of " + ", ".join(MOCK_MODES))
-        self._profile.dependency(dependency)  # NotFoundError for an unknown name
-        self._fleet.set_mode(dependency, mode)
-        self._log(f"mock {dependency}: mode {mode}")
-
-    def mark_noise(self, rule: str) -> None:
-        if add_ignore_rule(self._profile.path, rule):
-            self._log(f"noise rule {rule!r} added to {self._profile.path}")
-        self._profile = load_profile(self._profile.path)
-
-    def accept_response(self, exchange_id: str, response: Response) -> None:
-        path = self.recording_path(exchange_id)
-        if path is None:
-            raise NotFoundError(f"no recorded inbound exchange {exchange_id!r}")
-        replace_recorded_response(path, exchange_id, self._redactor.response(response))
-        self._load_recordings()
-        self._log(f"accepted the new response of {exchange_id} into {path}")
-
-    def recording_path(self, exchange_id: str) -> Path | None:
-        found = find_exchange(self._profile.inbound_dir, exchange_id)
-        return found[0] if found else None
-
-    # ------------------------------------------------------------ waiting (headless)
-
-    def wait_iteration(self, after: int, timeout: float | None = None) -> IterationFinished | None:
-        """Block until an iteration numbered > ``after`` finishes (or stop / timeout)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._iteration_done:
-            while True:
-                ev = self.last_finished
-                if ev is not None and ev.iteration > after and not ev.cancelled:
-                    return ev
-                if self._stopping.is_set():
-                    return None
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return None
-                self._iteration_done.wait(timeout=0.5 if left is None else min(left, 0.5))

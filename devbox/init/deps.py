@@ -10,10 +10,14 @@ out rewritten to the address compose publishes on this machine.
   of that kind, with an upstream of the right scheme (``redis://``, ``postgresql://``)
   on its published port. While the profile parser does not accept the kind yet, it is
   written commented out and the CLI says so.
-* Any other value that names another compose service (``REDIS_HOST=redis``,
-  ``DATABASE_HOST=db``, ``db:5432``, ``amqp://rabbit``) is commented out in
-  ``[service.env]``, rewritten to ``127.0.0.1`` and the published port, so the service
-  can keep using a copy run with ``docker compose up NAME``.
+* A bare value naming a redis or postgres compose service (``REDIS_HOST=redis``,
+  ``DATABASE_HOST=db:5432``) is wired like compose wires it: the dependency's mock gets
+  a fixed port (``FIXED_PORT_OFFSET`` above the kind's default: 26379, 25432), the
+  variable is set to ``127.0.0.1`` (``127.0.0.1:PORT``), and a matching port variable
+  (``REDIS_PORT=6379``, the same stem) to that port.
+* Any other value that names another compose service (``amqp://rabbit``, a mysql
+  ``DB_HOST``) is commented out in ``[service.env]``, rewritten to ``127.0.0.1`` and the
+  published port, so the service can keep using a copy run with ``docker compose up NAME``.
 
 Pure: no file system access.
 """
@@ -21,7 +25,7 @@ Pure: no file system access.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
@@ -49,6 +53,10 @@ KIND_SCHEMES = {
 }
 # the scheme a kind's upstream is written with, and its default port
 KIND_URL = {"postgres": ("postgresql", 5432), "redis": ("redis", 6379)}
+# a kind dependency found through host/port variables gets a fixed mock port this far
+# above the kind's default port (redis 26379, postgres 25432)
+FIXED_PORT_OFFSET = 20000
+HOST_SUFFIX_RE = re.compile(r"_(HOST|HOSTNAME|ADDR|ADDRESS|SERVER)$")
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]"})
 DEFAULT_PORTS = {
     "postgres": 5432,
@@ -77,6 +85,10 @@ class ProposedDependency:
     # a kind the profile parser does not accept yet: written commented out
     planned: bool = False
     note: str = ""
+    # a fixed mock port, when the service finds the dependency through host and port
+    # variables (REDIS_HOST=redis, REDIS_PORT=6379) that [service.env] then sets to it
+    port: int | None = None
+    host_vars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +258,18 @@ def find(
                 found.env.append((key, val.value))
                 continue
             kind = service_kind(target, bases)
+            if kind in KIND_URL and kind in supported:
+                kind_dep(target, kind, None, None)
+                d = deps[target.name]
+                fixed = d.port or _fixed_port(kind, deps)
+                deps[target.name] = replace(
+                    d, port=fixed, host_vars=(*d.host_vars, key), note=_wired_note(key)
+                )
+                live = f"127.0.0.1:{fixed}" if ":" in val.value else "127.0.0.1"
+                found.env.append((key, live))
+                continue
             rewritten = _rewrite_bare(val.value, target)
-            why = _not_run(target, key, kind=kind, mocked=kind in supported)
-            found.unmocked.append((key, rewritten, why))
+            found.unmocked.append((key, rewritten, _not_run(target, key, kind=kind)))
             if kind in KIND_URL:
                 kind_dep(target, kind, None, None)
             continue
@@ -315,23 +336,50 @@ def find(
                 f"{svc.name} depends on {other.name} ({what(other)}), but no "
                 "variable in its environment names it"
             )
+    found.env = _wire_port_vars(found.env, deps.values())
     found.deps = list(deps.values())
     found.planned = list(planned.values())
     return found
 
 
-def _not_run(target: ComposeService, key: str, *, kind: str = "", mocked: bool = False) -> str:
-    if mocked and kind in KIND_URL:
-        # the mock's address reaches the service as a URL: a bare host variable cannot hold it
-        return (
-            f"{target.name} is mocked (kind {kind}) at a {KIND_URL[kind][0]}:// URL devbox puts "
-            f"in the dependency's env; {key} holds only a host: have the service read that URL, "
-            f"or keep {key} pointing at a running one (`docker compose up {target.name}`)"
-        )
-    mocked_later = f" until the {kind} kind replaces it" if kind in KIND_URL else ""
+def _fixed_port(kind: str, deps: Mapping[str, ProposedDependency]) -> int:
+    taken = {d.port for d in deps.values() if d.port}
+    port = KIND_URL[kind][1] + FIXED_PORT_OFFSET
+    while port in taken:
+        port += 1
+    return port
+
+
+def _wired_note(key: str) -> str:
+    stem = HOST_SUFFIX_RE.sub("", key)
+    port = f"{stem}_PORT" if stem != key else "its port variable"
     return (
-        f"{target.name} is not run by devbox{mocked_later}: {key} points at a running one, as "
-        f"compose publishes it on this machine (`docker compose up {target.name}`)"
+        f"the service finds it through {key} (set to 127.0.0.1) and {port} (set to the "
+        "mock's fixed port below, when the service has one; a service that assumes the "
+        "default port needs that variable or the port changed)"
+    )
+
+
+def _wire_port_vars(
+    env: list[tuple[str, str]], deps: Iterable[ProposedDependency]
+) -> list[tuple[str, str]]:
+    """``REDIS_PORT=6379`` next to a wired ``REDIS_HOST``: the mock's fixed port."""
+    ports: dict[str, int] = {}
+    for d in deps:
+        for var in d.host_vars:
+            stem = HOST_SUFFIX_RE.sub("", var)
+            if stem != var and d.port:
+                ports[f"{stem}_PORT"] = d.port
+    return [
+        (key, str(ports[key]) if key in ports and value.isdigit() else value) for key, value in env
+    ]
+
+
+def _not_run(target: ComposeService, key: str, *, kind: str = "") -> str:
+    mocked = f" until the {kind} kind replaces it" if kind in KIND_URL else ""
+    return (
+        f"{target.name} is not run by devbox{mocked}: {key} points at a running one, as compose "
+        f"publishes it on this machine (`docker compose up {target.name}`)"
     )
 
 

@@ -166,7 +166,7 @@ def _render_kind(add: Callable[[str], None], d: ProposedDependency, profile: str
     add(f"{c}[[dependency]]")
     add(f"# Its name: recordings go to mocks/{profile}/{d.name}/.")
     add(f"{c}name = {toml_str(d.name)}")
-    add(f"# Its protocol, mocked at the wire level (docs/{d.kind}.md).")
+    add(f"# Its protocol (docs/{d.kind}.md).")
     add(f"{c}kind = {toml_str(d.kind)}")
     add("# The real one as compose publishes it on this machine (used while recording).")
     add(f"{c}upstream = {toml_str(d.upstream)}")
@@ -175,6 +175,9 @@ def _render_kind(add: Callable[[str], None], d: ProposedDependency, profile: str
         add(f"{c}env = {toml_str(d.env)}")
     else:
         add(f"# note: {d.note}")
+    if d.port:
+        add("# The mock's port, fixed: the service's host and port variables point at it.")
+        add(f"{c}port = {d.port}")
     if d.also_env:
         add(f"# note: {', '.join(d.also_env)} also point at {d.name}.")
 

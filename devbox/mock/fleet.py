@@ -22,19 +22,11 @@ from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.kinds import WireMock
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
 from devbox.wire.admin_token import ensure_token
+from devbox.wire.loops import new_event_loop
 
 T = TypeVar("T")
 
 STATS_INTERVAL_S = 0.5
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where installed (much faster sockets), else the standard loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockSpec]:
@@ -330,6 +322,15 @@ class MockFleet:
             urls[env_name(name, w.dependency.env)] = w.service_url(host.strip("[]"))
         return urls
 
+    def service_urls(self) -> dict[str, str]:
+        """Dependency name -> the address its client is given (``http://...``,
+        ``redis://...``, ``postgresql://...``), as ``urls()`` but by dependency."""
+        host = url_host(self.host)
+        out = {name: f"http://{host}:{s.port}" for name, s in self.servers.items()}
+        for name, w in self.wire.items():
+            out[name] = w.service_url(host.strip("[]"))
+        return out
+
     def exchanges(self) -> dict[str, int]:
         """Dependency name -> recorded exchanges loaded."""
         return {s.name: len(s.index) for s in self._all()}
@@ -380,8 +381,6 @@ class MockFleet:
 
     def journal(self, dependency: str, after: int = 0, limit: int = 1000) -> dict[str, Any]:
         server = self._server(dependency)
-        if isinstance(server, WireMock):
-            raise UsageError(f"the {dependency} mock ({server.kind.name}) keeps no journal")
         return self._call(lambda: server.journal_dict(after, limit))
 
     def _server(self, name: str) -> MockServer | WireMock:

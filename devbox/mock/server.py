@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from devbox.core.events import Event, MockMiss, MockStats, Problem
+from devbox.core.events import Event, MockMiss, MockStats, Problem, safe_emit
 from devbox.core.matching import MatchIndex, parse_query_fast
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.redact import Redactor
@@ -56,7 +56,7 @@ from devbox.mock.conn import HAVE_HTTPTOOLS, _Conn, _Slot
 from devbox.mock.pyparser import PyRequestParser
 from devbox.mock.upstream import UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
-from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path
+from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path, new_stamp
 from devbox.wire.contract import Answer, Fault, Forward, Miss, Reply
 
 if HAVE_HTTPTOOLS:
@@ -409,8 +409,7 @@ class MockServer(MockState):
             if p.suffix == SUFFIX and not p.is_dir():
                 path = p
             else:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                path = p / f"mock-record-{stamp}{SUFFIX}"
+                path = p / f"mock-record-{new_stamp()}{SUFFIX}"
             self._writer = RecordingWriter(
                 path, self.name, Direction.OUTBOUND, origin="devbox mock record"
             )
@@ -516,12 +515,7 @@ class MockServer(MockState):
     # ------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(event)
-        except Exception:
-            pass
+        safe_emit(self.on_event, event)  # a broken view must not stop the mock
 
     def internal_error(self, exc: BaseException) -> None:
         self.emit(Problem(f"mock {self.name}: internal error: {type(exc).__name__}: {exc}"))

@@ -11,14 +11,20 @@ import asyncio
 import ssl
 
 from devbox.core.model import Headers, Response
-from devbox.mock.wire import HOP_BY_HOP, UpstreamProtocolError, dechunk, parse_response_head
+from devbox.mock.wire import HOP_BY_HOP, UpstreamProtocolError
+from devbox.wire.contract import RemoteProtocolError
+from devbox.wire.http1 import LENGTH, Data, Head, MessageReader, ProtocolError
 from devbox.wire.upstream import Upstream as Upstream
 
 MAX_UPSTREAM_BODY = 64 * 1024 * 1024
 
 
-class UpstreamError(Exception):
-    """The upstream could not be reached or answered nonsense; the text says which."""
+class UpstreamError(RemoteProtocolError):
+    """The upstream could not be reached or answered nonsense; the text says which. The
+    mock answers it with a 502 (``code``), like every remote protocol error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=502)
 
 
 async def forward(
@@ -41,7 +47,7 @@ async def forward(
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise UpstreamError(f"{upstream.authority}: {text}") from None
-    except (UpstreamProtocolError, ValueError) as exc:
+    except (UpstreamProtocolError, ProtocolError, ValueError) as exc:
         raise UpstreamError(f"{upstream.authority}: invalid response: {exc}") from None
 
 
@@ -64,31 +70,7 @@ async def _forward(
         lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body)
         await writer.drain()
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            status, reason, rheaders = parse_response_head(head[:-4])
-            if status >= 200 or status == 101:
-                break  # skip 100 Continue and other interim answers
-        te = ""
-        length: int | None = None
-        for k, v in rheaders:
-            low = k.lower()
-            if low == "transfer-encoding":
-                te = v.lower()
-            elif low == "content-length" and v.strip().isdigit():
-                length = int(v.strip())
-        if method == "HEAD" or status < 200 or status in (204, 304):
-            data = b""
-        elif "chunked" in te:
-            raw = await _read_to_eof(reader)
-            data, _ = dechunk(raw)
-        elif length is not None:
-            if length > MAX_UPSTREAM_BODY:
-                raise UpstreamProtocolError(f"body of {length} bytes is too large to forward")
-            data = await reader.readexactly(length)
-        else:
-            data = await _read_to_eof(reader)
-        return Response(status=status, headers=rheaders, body=data, reason=reason)
+        return await _read_response(reader, method)
     finally:
         writer.close()
         try:
@@ -97,14 +79,36 @@ async def _forward(
             pass
 
 
-async def _read_to_eof(reader: asyncio.StreamReader) -> bytes:
-    chunks: list[bytes] = []
+async def _read_response(reader: asyncio.StreamReader, method: str) -> Response:
+    """The upstream's final response, read by the wire layer's HTTP/1.1 reader (the one
+    place framing is written): interim 1xx skipped, no body for HEAD/204/304, chunked
+    or by length or until close; the body de-chunked, content-encoded as sent."""
+    parser = MessageReader(is_request=False)
+    parser.expect(method)
+    final: Head | None = None
+    body: list[bytes] = []
     size = 0
     while True:
         chunk = await reader.read(1 << 16)
+        if chunk:
+            parser.receive(chunk)
+        else:
+            parser.eof()
+        while (ev := parser.next_event()) is not None:
+            if isinstance(ev, Head):
+                if not ev.interim:
+                    final = ev
+                    if ev.framing == LENGTH and ev.length > MAX_UPSTREAM_BODY:
+                        raise UpstreamProtocolError(
+                            f"body of {ev.length} bytes is too large to forward"
+                        )
+            elif isinstance(ev, Data):
+                size += len(ev.decoded)
+                if size > MAX_UPSTREAM_BODY:
+                    raise UpstreamProtocolError("body too large to forward")
+                body.append(ev.decoded)
+            elif final is not None:  # End of the final response
+                headers = tuple(final.headers)
+                return Response(final.status, headers, b"".join(body), final.reason)
         if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_UPSTREAM_BODY:
-            raise UpstreamProtocolError("body too large to forward")
-        chunks.append(chunk)
+            raise UpstreamProtocolError("connection closed before the response ended")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +35,9 @@ from devbox.record.proxy import (
     Upstream,
     make_ssl_context,
 )
-from devbox.record.sink import new_stamp, recover
+from devbox.record.sink import recover
+from devbox.store import new_stamp
+from devbox.wire.loops import new_event_loop
 
 INBOUND = "inbound"
 FORWARD = "forward"
@@ -417,19 +418,6 @@ def halt_loop(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread |
         thread.join(timeout=10)
     if not loop.is_running():
         loop.close()
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (it halves the proxy's per-request CPU), else asyncio's own;
-    DEVBOX_NO_UVLOOP=1 forces asyncio's (for comparison)."""
-    if not os.environ.get("DEVBOX_NO_UVLOOP"):
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 def _final(path: str | None, files: Any) -> str | None:

@@ -4,14 +4,15 @@ Theory of operation
 -------------------
 Replay sends many small requests over a few keep-alive connections and needs
 the whole response (to diff it) plus an honest latency. ``Connection`` is an
-``asyncio.Protocol``: the response is parsed in ``data_received`` with a few
-``bytes.find`` calls, with no stream objects or per-line coroutines in between,
+``asyncio.Protocol``: the response is parsed in ``data_received`` by the sans-IO
+reader, with no stream objects or per-line coroutines in between,
 so one core drives thousands of requests per second. One request is in flight
 per connection (no pipelining: a replay must see each response before the next
 request of its lane).
 
-Framing: ``Content-Length``, ``Transfer-Encoding: chunked`` (trailers skipped),
-read-until-close, no body for HEAD/1xx/204/304; interim 1xx responses are
+Framing is the wire layer's (``devbox.wire.http1.MessageReader``, the one HTTP/1.1
+reader devbox has): ``Content-Length``, ``Transfer-Encoding: chunked`` (trailers
+skipped), read-until-close, no body for HEAD/1xx/204/304; interim 1xx responses are
 skipped. Bodies are decoded (gzip, deflate, br, zstd) because recordings hold decoded
 bodies; the headers are kept as the server sent them.
 
@@ -29,9 +30,19 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from devbox.core import codings
-from devbox.core.model import Headers, Request, Response
+from devbox.core.model import Request, Response
 from devbox.errors import UsageError
 from devbox.wire.contract import RemoteProtocolError
+from devbox.wire.http1 import (
+    CLOSE,
+    TUNNEL,
+    Data,
+    End,
+    Head,
+    MessageReader,
+    ProtocolError,
+    whole_response,
+)
 
 # hop-by-hop and framing headers: ours to set, never copied from the recording
 _DROP = frozenset(
@@ -51,7 +62,6 @@ _DROP = frozenset(
 )
 # every coding replay decodes before diffing, so every one it may keep in Accept-Encoding
 _DECODABLE = (*codings.DECODABLE, "identity")
-MAX_HEADER_BYTES = 256 * 1024
 
 
 class HttpError(RemoteProtocolError):
@@ -147,209 +157,73 @@ def prepare(req: Request, target: Target) -> Prepared:
 # ---------------------------------------------------------------- the protocol
 
 
-# A service answers most requests with the same head bytes (a Date header changes once a
-# second): the parse of a head is kept by its bytes, so a load replay parses each once.
-_HeadParse = tuple[str, int, str, Headers, int | None, bool, str, str]
-_HEADS: dict[bytes, _HeadParse] = {}
-_HEAD_CACHE_SIZE = 512
-
-
-def _parse_head_bytes(head: bytes) -> _HeadParse:
-    text = head.decode("latin-1")
-    lines = text.split("\r\n")
-    status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/"):
-        raise HttpError(f"not an HTTP response: {lines[0][:60]!r}")
-    try:
-        status = int(status_line[1])
-    except ValueError:
-        raise HttpError(f"bad status line: {lines[0][:60]!r}") from None
-    reason = status_line[2] if len(status_line) > 2 else ""
-    headers = []
-    length: int | None = None
-    chunked = False
-    conn = ""
-    enc = ""
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        value = value.strip()
-        headers.append((name, value))
-        low = name.lower()
-        if low == "content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise HttpError(f"bad Content-Length {value!r}") from None
-        elif low == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-        elif low == "connection":
-            conn = value.lower()
-        elif low == "content-encoding":
-            enc = value.strip().lower()
-    return status_line[0], status, reason, tuple(headers), length, chunked, conn, enc
-
-
 class _Parser:
-    """Incremental response parser; ``feed`` returns a Response when one is complete."""
+    """One response, read by the wire layer's HTTP/1.1 reader (``devbox.wire.http1``:
+    the one place HTTP/1.1 framing is written); ``feed`` returns the Response when it is
+    complete. Interim 1xx heads are skipped; HEAD, 204 and 304 have no body."""
 
-    __slots__ = (
-        "_body",
-        "_buf",
-        "_chunk_left",
-        "_enc",
-        "_head",
-        "_headers",
-        "_keep_alive",
-        "_mode",
-        "_reason",
-        "_remaining",
-        "_status",
-        "_version",
-        "keep_alive",
-    )
+    __slots__ = ("_body", "_head", "_method", "_reader", "keep_alive")
 
     def __init__(self, head: bool) -> None:
-        self._head = head
-        self._buf = bytearray()
-        self._mode = 0  # 0 headers, 1 length, 2 chunked, 3 until close, 4 done
-        self._status = 0
-        self._reason = ""
-        self._version = "HTTP/1.1"
-        self._headers: Headers = ()
-        self._enc = ""
-        self._remaining = 0
-        self._chunk_left = -1
-        self._body: bytes | bytearray = bytearray()
+        # the reader frames a response by the method it answers: only HEAD matters here
+        self._method = "HEAD" if head else "GET"
+        self._reader: MessageReader | None = None
+        self._head: Head | None = None
+        self._body: list[bytes] = []
         self.keep_alive = True
 
     def feed(self, data: bytes) -> Response | None:
-        if self._mode == 0 and not self._buf:
-            # the common case, a whole Content-Length response in one read: sliced from
-            # ``data`` without going through the buffer
-            end = data.find(b"\r\n\r\n")
-            if end >= 0 and self._parse_head(data[:end]):
-                start = end + 4
-                if self._mode == 1:
-                    stop = start + self._remaining
-                    if len(data) >= stop:
-                        self._body = data[start:stop]
-                        if len(data) > stop:
-                            self._buf += data[stop:]
-                        return self._finish()
-                self._buf += data[start:]
-                return self._advance()
-        self._buf += data
-        return self._advance()
-
-    def _advance(self) -> Response | None:
-        while True:
-            if self._mode == 0:
-                end = self._buf.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buf) > MAX_HEADER_BYTES:
-                        raise HttpError("response headers larger than 256 KiB")
-                    return None
-                head = bytes(self._buf[:end])
-                del self._buf[: end + 4]
-                if not self._parse_head(head):
-                    continue  # an interim 1xx response: the real one follows
-            if self._mode == 1:
-                if len(self._buf) < self._remaining:
-                    return None
-                self._body = self._buf[: self._remaining]
-                del self._buf[: self._remaining]
-                return self._finish()
-            if self._mode == 2:
-                done = self._chunks()
-                return self._finish() if done else None
-            if self._mode == 3:
-                return None
-            return self._finish()
-
-    def _parse_head(self, head: bytes) -> bool:
-        parsed = _HEADS.get(head)
-        if parsed is None:
-            parsed = _parse_head_bytes(head)
-            if len(_HEADS) >= _HEAD_CACHE_SIZE:
-                _HEADS.clear()
-            _HEADS[head] = parsed
-        version, status, reason, headers, length, chunked, conn, enc = parsed
-        if 100 <= status < 200 and status != 101:
-            return False
-        self._version = version
-        self._status = status
-        self._reason = reason
-        self._headers = headers
-        self._enc = enc
-        self.keep_alive = "close" not in conn and (version != "HTTP/1.0" or "keep-alive" in conn)
-        if self._head or status in (204, 304):
-            self._mode = 4
-        elif chunked:
-            self._mode = 2
-        elif length is not None:
-            self._mode = 1
-            self._remaining = length
-        else:
-            self._mode = 3
-            self.keep_alive = False
-        return True
-
-    def _chunks(self) -> bool:
-        buf = self._buf
-        while True:
-            if self._chunk_left < 0:
-                eol = buf.find(b"\r\n")
-                if eol < 0:
-                    return False
-                size_text = bytes(buf[:eol]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise HttpError(f"bad chunk size {size_text[:20]!r}") from None
-                del buf[: eol + 2]
-                if size == 0:
-                    # trailers end with an empty line
-                    end = buf.find(b"\r\n")
-                    while end > 0:
-                        del buf[: end + 2]
-                        end = buf.find(b"\r\n")
-                    if end < 0:
-                        self._chunk_left = -2
-                        return False
-                    del buf[:2]
-                    return True
-                self._chunk_left = size
-            if self._chunk_left == -2:
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    return False
-                if end == 0:
-                    del buf[:2]
-                    return True
-                del buf[: end + 2]
-                continue
-            if len(buf) < self._chunk_left + 2:
-                return False
-            self._body += buf[: self._chunk_left]
-            del buf[: self._chunk_left + 2]
-            self._chunk_left = -1
+        reader = self._reader
+        if reader is None:
+            try:
+                # most responses arrive whole in one read: no reader needed
+                whole = whole_response(data, self._method)
+            except ProtocolError as exc:
+                raise HttpError(str(exc)) from None
+            if whole is not None:
+                self._head, body = whole
+                return self._finish(body)
+            reader = self._reader = MessageReader(is_request=False)
+            reader.expect(self._method)
+        reader.receive(data)
+        return self._events(reader)
 
     def eof(self) -> Response | None:
-        if self._mode == 3:
-            self._body = self._buf
-            self._buf = bytearray()
-            return self._finish()
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = MessageReader(is_request=False)
+            reader.expect(self._method)
+        reader.eof()
+        return self._events(reader)
+
+    def _events(self, reader: MessageReader) -> Response | None:
+        try:
+            while (ev := reader.next_event()) is not None:
+                if type(ev) is Data:
+                    if ev.decoded:
+                        self._body.append(ev.decoded)
+                elif type(ev) is End:
+                    return self._finish(b"".join(self._body))
+                else:
+                    assert isinstance(ev, Head)
+                    if not ev.interim:  # a 1xx before the real response: skipped
+                        self._head = ev
+        except ProtocolError as exc:
+            raise HttpError(str(exc)) from None
         return None
 
-    def _finish(self) -> Response:
-        body = bytes(self._body)
-        enc = self._enc
-        if body and enc and enc != "identity":
-            body = _decode(body, enc)
-        self._mode = 4
-        return Response(self._status, self._headers, body, self._reason, self._version)
+    def _finish(self, body: bytes) -> Response:
+        head = self._head
+        assert head is not None
+        # read to close or turned into a tunnel: this connection carries nothing more
+        # (a whole response from ``whole_response`` was framed by its length)
+        self.keep_alive = head.keep_alive and head.framing not in (CLOSE, TUNNEL)
+        enc = head.index.get("content-encoding")
+        if body and enc:
+            enc = enc.strip().lower()
+            if enc != "identity":
+                body = _decode(body, enc)
+        return Response(head.status, tuple(head.headers), body, head.reason, head.version)
 
 
 def _decode(body: bytes, enc: str) -> bytes:

@@ -18,8 +18,10 @@ from devbox.core.profile import Profile
 from devbox.errors import ConfigError, EngineError
 from devbox.runtime.base import RuntimeBase
 from devbox.runtime.base_image import BASE_REPO
+from devbox.runtime.build_stream import BuildStream
 from devbox.runtime.engine import api_errors
 from devbox.runtime.ownership import L_KIND, L_PROFILE, L_SERVICE
+from devbox.store import atomic_write_bytes
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
@@ -109,7 +111,10 @@ class DockerImages(RuntimeBase):
         out_dir = self.profile.root / ".devbox" / "offline"
         out_dir.mkdir(parents=True, exist_ok=True)
         out = out_dir / f"Dockerfile.{self.profile.name}.{self.service.name}"
-        out.write_text(text)
+        # every session (pytest-xdist workers, two `devbox up`) makes the same copy: the
+        # first writes it whole (temp + rename), the others find it written and leave it
+        if not out.is_file() or out.read_text(errors="replace") != text:
+            atomic_write_bytes(out, text.encode())
         self._check_bases(out)  # the base image it now starts from must exist
         return out
 
@@ -143,9 +148,6 @@ class DockerImages(RuntimeBase):
         # identical contexts should hit the build cache wherever they live
         labels = {L_KIND: "image", L_PROFILE: self.profile.name, L_SERVICE: self.service.name}
         previous = self._tag_id(tag)
-        image_id: str | None = None
-        errors: list[str] = []
-        pending = ""
         with api_errors(f"building {tag}"):
             stream = self.api.build(
                 path=str(context),
@@ -158,25 +160,10 @@ class DockerImages(RuntimeBase):
                 forcerm=True,
                 decode=True,
             )
-            for chunk in stream:
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail") or {}
-                    errors.append(str(detail.get("message") or chunk.get("error")).strip())
-                    continue
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and "ID" in aux:
-                    image_id = str(aux["ID"])
-                text = chunk.get("stream") or chunk.get("status")
-                if not text:
-                    continue
-                pending += str(text)
-                *lines, pending = pending.split("\n")
-                for line in lines:
-                    self._build_line(line)
-            if pending.strip():
-                self._build_line(pending)
-        if errors:
-            msg = errors[-1]
+            out = BuildStream(self._build_line).read(stream)
+        image_id = out.image_id
+        if out.error is not None:
+            msg = out.error
             self.set_state("crashed", "build failed")
             hint = "the build output is shown above"
             if (

@@ -24,6 +24,7 @@ from typing import Any
 
 from devbox import __version__
 from devbox.errors import EngineError
+from devbox.runtime.build_stream import BuildStream
 from devbox.runtime.engine import api_errors, client
 
 LineSink = Callable[[str], None]
@@ -165,8 +166,6 @@ def _remove_stages(build_id: str) -> None:
 
 def _docker_build(ctx: Path, tag: str, labels: Mapping[str, str], on_line: LineSink | None) -> str:
     api = client(timeout=600).api
-    errors: list[str] = []
-    built: str | None = None
     with api_errors(f"building {tag}"):
         stream: Any = api.build(
             path=str(ctx),
@@ -177,23 +176,13 @@ def _docker_build(ctx: Path, tag: str, labels: Mapping[str, str], on_line: LineS
             decode=True,
             pull=False,
         )
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                errors.append(str(detail.get("message") or chunk.get("error")).strip())
-                continue
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and "ID" in aux:
-                built = str(aux["ID"])
-            text = str(chunk.get("stream") or "").rstrip()
-            if text and on_line is not None:
-                for line in text.splitlines():
-                    on_line(line)
-    if errors:
+        out = BuildStream(on_line).read(stream)
+    built = out.image_id
+    if out.error is not None:
         hint = "the build output is shown with -v"
-        if "devbox/base" in errors[-1]:
+        if "devbox/base" in out.error:
             hint = "build the offline base image first: devbox image base"
-        raise EngineError(f"building {tag} failed: {errors[-1]}", hint=hint)
+        raise EngineError(f"building {tag} failed: {out.error}", hint=hint)
     if built is None:
         with api_errors(f"inspecting {tag}"):
             built = image_id(tag)

@@ -17,18 +17,14 @@ on a Textual thread worker; its outcome comes back as a message, never through
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 from rich.text import Text
 from textual import on
-from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -36,28 +32,26 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from devbox.core.events import Event, Log, Problem, ReplayResult
-from devbox.engine.driver import MOCK_MODES, EngineDriver, find_exchange
+from devbox.core.events import Event, IterationFinished, Log, Problem
+from devbox.engine.driver import EngineDriver
 from devbox.errors import DevboxError, EngineError
 from devbox.tui import keys
-from devbox.tui.diffview import DiffView, build_diff, rule_candidates, rule_from_text
-from devbox.tui.editor import editor_command
-from devbox.tui.panels import (
-    LogsPanel,
-    MocksPanel,
-    Palette,
-    Panel,
-    ReplayPanel,
-    ServicesPanel,
-    TimelinePanel,
-    key_bindings,
-)
-from devbox.tui.screens import ChoiceScreen, ConfirmScreen, DiffScreen, HelpScreen
+from devbox.tui.acting import Acting
+from devbox.tui.commands import dashboard_commands
+from devbox.tui.logs import LogsPanel
+from devbox.tui.panels import MocksPanel, Panel, ServicesPanel, TimelinePanel
+from devbox.tui.results import ReplayPanel
+from devbox.tui.screens import HelpScreen
 from devbox.tui.state import DashboardState
+from devbox.tui.style import Palette, key_bindings
 
 TICK_S = 0.05
 BATCH = 1000
 BATCH_BUDGET_S = 0.03
+# while an iteration runs, its progress is drawn at most this often
+BUSY_RENDER_S = 0.5
+# at most this many events are folded at once when a verdict arrives
+VERDICT_BATCH = 20_000
 # while the UI is suspended (an editor is open) log lines beyond this are dropped
 INBOX_LOG_CAP = 100_000
 
@@ -78,14 +72,8 @@ _PARTS = {
     "logs": ("logs",),
 }
 
-MODE_HELP = {
-    "replay": "replay: answer from the recording; a request not recorded is a miss",
-    "passthrough": "passthrough: answer from the recording, forward misses to the real upstream",
-    "record": "record: forward to the real upstream and record what comes back",
-}
 
-
-class DevboxApp(App[int]):
+class DevboxApp(Acting):
     """devbox's dashboard. Create it with ``make_app``."""
 
     CSS_PATH = "app.tcss"
@@ -114,6 +102,9 @@ class DevboxApp(App[int]):
     class Stopped(Message):
         pass
 
+    class VerdictArrived(Message):
+        pass
+
     def __init__(
         self,
         driver: EngineDriver,
@@ -140,6 +131,7 @@ class DevboxApp(App[int]):
         self.pump_ticks = 0  # batches rendered (tests use it to see batching happen)
         self.kept = False  # the user quit keeping the sandbox
         self._render_all_next = False
+        self._last_render = 0.0
         self.stopped = False  # driver.stop() returned (inside the app)
         self.exit_code = 0
         self.now: Callable[[], float] = time.time  # the uptime clock (tests pin it)
@@ -207,9 +199,39 @@ class DevboxApp(App[int]):
             self.dropped_logs += 1
             return
         self._inbox.append(event)
+        if isinstance(event, IterationFinished):
+            # the verdict is what the developer waits for: draw it now, not at the next
+            # tick (up to TICK_S later, behind a batch of results)
+            # (post_message is thread-safe)
+            self.post_message(self.VerdictArrived())
+
+    @on(VerdictArrived)
+    def _verdict_arrived(self) -> None:
+        if not self.is_running or not self._inbox:
+            return
+        # everything up to the verdict, in one render (the results of a replay are
+        # cheap to fold; a bound keeps a runaway producer from holding the UI thread)
+        inbox, apply = self._inbox, self.state.apply
+        for _ in range(min(len(inbox), VERDICT_BATCH)):
+            apply(inbox.popleft())
+        self.pump_ticks += 1
+        # the status line first, on its own frame; the tables (a hundred rows, the log)
+        # once it is on the terminal
+        self._render_status()
+        self.call_after_refresh(self._render_dirty)
 
     def _pump(self) -> None:
         if not self._inbox:
+            return
+        cur = self.state.current
+        if (
+            cur is not None
+            and cur.finished is None
+            and time.monotonic() - self._last_render < BUSY_RENDER_S
+        ):
+            # an iteration is running: the engine's replay shares this process (and its
+            # GIL) with us, so draw its progress a few times a second, not 20; its
+            # verdict is drawn the moment it arrives (VerdictArrived)
             return
         t0 = time.perf_counter()
         n = 0
@@ -233,6 +255,7 @@ class DevboxApp(App[int]):
         return len(self._inbox)
 
     def _render_dirty(self, full: bool = False) -> None:
+        self._last_render = time.monotonic()
         st = self.state
         parts: set[str] = set()
         for d in st.dirty:
@@ -305,10 +328,12 @@ class DevboxApp(App[int]):
 
     # ------------------------------------------------------------ engine calls
 
-    def _start_engine(self) -> None:
+    def _start_engine(self, start: Callable[[], None] | None = None) -> None:
+        run = start or self.driver.start
+
         def work() -> None:
             try:
-                self.driver.start()
+                run()
             except DevboxError as exc:
                 self.post_message(self.StartFinished(exc))
             except Exception as exc:
@@ -366,7 +391,10 @@ class DevboxApp(App[int]):
                 severity="error",
                 timeout=8,
             )
-            self.state.apply(Log("devbox", f"{message.what} failed: {exc.one_line()}", "error"))
+            hint = f" (hint: {exc.hint})" if exc.hint else ""
+            self.state.apply(
+                Log("devbox", f"{message.what} failed: {exc.one_line()}{hint}", "error")
+            )
             self._render_dirty()
             return
         if message.after is not None:
@@ -382,12 +410,27 @@ class DevboxApp(App[int]):
         self.call_engine("replay", self.driver.replay_now)
 
     def action_rebuild(self) -> None:
+        if self._start_again(self.driver.rebuild):
+            return
         self.notify("rebuild requested", timeout=2)
         self.call_engine("rebuild", self.driver.rebuild)
 
     def action_restart(self) -> None:
+        if self._start_again(self.driver.restart):
+            return
         self.notify("restart requested", timeout=2)
         self.call_engine("restart", self.driver.restart)
+
+    def _start_again(self, how: Callable[[], None]) -> bool:
+        """After a failed start, a rebuild is the whole start again (the engine does it):
+        the user has fixed the cause (freed the port, fixed the Dockerfile)."""
+        if self.state.phase != "start failed":
+            return False
+        self.notify("starting the sandbox again", timeout=3)
+        self.state.restarted()
+        self._render_dirty(full=True)
+        self._start_engine(how)
+        return True
 
     def action_toggle_watch(self) -> None:
         target = not self.state.watching
@@ -459,226 +502,9 @@ class DevboxApp(App[int]):
         self._ignore_events = True
         self.exit(self.exit_code, return_code=self.exit_code)
 
-    # ------------------------------------------------------------ acting on a selection
-
-    def dependency_names(self) -> list[str]:
-        return [d.name for d in self.driver.profile.dependencies]
-
-    def selected_result(self) -> ReplayResult | None:
-        panel = self._panel("replay")
-        assert isinstance(panel, ReplayPanel)
-        return panel.selected_result()
-
-    def selected_dependency(self) -> str | None:
-        panel = self._panel("mocks")
-        assert isinstance(panel, MocksPanel)
-        return panel.selected_dependency()
-
-    def open_diff(self, result: ReplayResult | None) -> None:
-        if result is None:
-            self.notify("no request selected", severity="warning")
-            return
-        self.push_screen(DiffScreen(result, self.driver.profile.replay, self.palette))
-
-    def choose_mode(self, dependency: str | None) -> None:
-        if dependency is None:
-            self.notify("this profile has no dependencies", severity="warning")
-            return
-        stats = self.state.mocks.get(dependency)
-        current = stats.mode if stats else None
-        self.push_screen(
-            ChoiceScreen(
-                f"Mock mode of {dependency}",
-                "What the mock does with the requests your service sends it:",
-                [(m, MODE_HELP[m]) for m in MOCK_MODES],
-                current,
-            ),
-            partial(self._mode_chosen, dependency),
-        )
-
-    def _mode_chosen(self, dependency: str, mode: str | None) -> None:
-        if mode:
-            self.set_mode(dependency, mode)
-
-    def set_mode(self, dependency: str, mode: str) -> None:
-        def after() -> None:
-            old = self.state.mocks.get(dependency)
-            if old is not None:
-                self.state.apply(replace(old, mode=mode))
-
-        self.call_engine(
-            f"mock {dependency}",
-            partial(self.driver.set_mock_mode, dependency, mode),
-            done=f"{dependency}: {mode}",
-            after=after,
-        )
-
-    def mark_noise(
-        self, result: ReplayResult | None, path: str | None, view: DiffView | None = None
-    ) -> None:
-        if result is None:
-            self.notify("select a request first", severity="warning")
-            return
-        if path:
-            paths: list[str] = [path]
-        else:
-            view = view or build_diff(result.recorded, result.actual, self.driver.profile.replay)
-            paths = [d.where for d in view.differences]
-            if not paths:
-                paths = [p for p in (rule_from_text(s) for s in result.differences) if p]
-        rules = list(dict.fromkeys(r for p in paths for r in rule_candidates(p)))
-        if not rules:
-            self.notify(
-                "no field here can be ignored by a rule (status, text and binary bodies, "
-                "and outbound calls are not noise)",
-                severity="warning",
-            )
-            return
-        profile = _rel(self.driver.profile.path, self.driver.profile.root)
-        message = Text()
-        message.append("Add a rule to ")
-        message.append("[replay] ignore", style="bold")
-        message.append(f" in {profile}? ")
-        message.append("The file keeps its comments and layout; the next diff skips the field.")
-        options = [(r, f"{r}   (every element)" if "[*]" in r else r) for r in rules]
-        self.push_screen(
-            ChoiceScreen("Mark as noise", message, options, rules[0]), self._noise_chosen
-        )
-
-    def _noise_chosen(self, rule: str | None) -> None:
-        if not rule:
-            return
-        profile = _rel(self.driver.profile.path, self.driver.profile.root)
-        self.call_engine(
-            "mark noise",
-            partial(self.driver.mark_noise, rule),
-            done=f"{rule} added to [replay] ignore in {profile}",
-        )
-
-    def accept(self, result: ReplayResult | None) -> None:
-        if result is None:
-            self.notify("select a request first", severity="warning")
-            return
-        if not result.exchange_id:
-            self.notify("this request has no recorded exchange id", severity="warning")
-            return
-        actual = result.actual
-        if actual is None:
-            self.notify(
-                "the engine did not send the actual response of this request", severity="warning"
-            )
-            return
-        path = self.driver.recording_path(result.exchange_id)
-        where = _rel(path, self.driver.profile.root) if path else "its recording"
-        message = Text()
-        message.append("Replace the recorded response of ")
-        message.append(f"{result.method} {result.target}", style="bold")
-        message.append(f"\n(exchange {result.exchange_id} in {where})\nwith the actual one: ")
-        message.append(f"HTTP {actual.status}, {len(actual.body)} bytes", style="bold")
-        message.append("?\nThe file is rewritten atomically; every other exchange is kept.")
-        exchange_id = result.exchange_id
-        self.push_screen(
-            ConfirmScreen("Accept the new response", message, yes="Accept"),
-            partial(self._accept_confirmed, exchange_id, result),
-        )
-
-    def _accept_confirmed(self, exchange_id: str, result: ReplayResult, yes: bool | None) -> None:
-        if not yes:
-            return
-        assert result.actual is not None
-        self.call_engine(
-            "accept response",
-            partial(self.driver.accept_response, exchange_id, result.actual),
-            done=f"recording of {result.method} {result.target} updated",
-        )
-
-    def edit(self, result: ReplayResult | None) -> None:
-        if result is None or not result.exchange_id:
-            self.notify("select a recorded request first", severity="warning")
-            return
-        path = self.driver.recording_path(result.exchange_id)
-        if path is None:
-            self.notify(f"no recording file holds {result.exchange_id}", severity="warning")
-            return
-        found = find_exchange(path.parent, result.exchange_id, include_partial=True)
-        line = found[1] if found and found[0] == path else None
-        command = editor_command(path, line, os.environ)
-        try:
-            try:
-                with self.suspend():
-                    code = _run_editor(command, interactive=True)
-            except SuspendNotSupported:
-                # no terminal to hand over (tests, Textual web): run it detached from input
-                code = _run_editor(command, interactive=False)
-        except OSError as exc:
-            self.notify(
-                f"cannot run {command[0]}: {exc.strerror}",
-                title="editor",
-                severity="error",
-                timeout=8,
-            )
-            return
-        if code:
-            self.notify(f"{command[0]} exited with status {code}", severity="warning")
-
-    # ------------------------------------------------------------ command palette
-
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for k in keys.GLOBAL:
-            if k.action.startswith("show_tab"):
-                tab = k.action.split("'")[1]
-                yield SystemCommand(
-                    f"Show {k.label}", k.description, partial(self.action_show_tab, tab)
-                )
-        yield SystemCommand("Replay now", keys.GLOBAL[0].description, self.action_replay)
-        yield SystemCommand("Rebuild", keys.GLOBAL[1].description, self.action_rebuild)
-        yield SystemCommand("Restart service", keys.GLOBAL[2].description, self.action_restart)
-        yield SystemCommand(
-            "Resume watching" if not self.state.watching else "Pause watching",
-            keys.GLOBAL[3].description,
-            self.action_toggle_watch,
-        )
-        yield SystemCommand(
-            "Open diff of selected request",
-            "Side-by-side recorded vs actual",
-            lambda: self.open_diff(self.selected_result()),
-        )
-        yield SystemCommand(
-            "Mark noise",
-            "Add a differing field of the selected request to [replay] ignore",
-            lambda: self.mark_noise(self.selected_result(), None),
-        )
-        yield SystemCommand(
-            "Accept response",
-            "Make the actual response of the selected request the recording",
-            lambda: self.accept(self.selected_result()),
-        )
-        yield SystemCommand(
-            "Edit recording",
-            "Open the selected request's recording in $EDITOR",
-            lambda: self.edit(self.selected_result()),
-        )
-        yield SystemCommand("Clear logs", "Clear the log view", self._clear_logs)
-        for dep in self.dependency_names():
-            for mode in MOCK_MODES:
-                yield SystemCommand(
-                    f"Mock {dep}: {mode}", MODE_HELP[mode], partial(self.set_mode, dep, mode)
-                )
-        yield SystemCommand(
-            "Quit, tear down", "Stop the service and mocks, then quit", partial(self._quit_teardown)
-        )
-        yield SystemCommand(
-            "Quit, keep running",
-            "Quit and leave the sandbox running",
-            partial(self.action_quit_app, True),
-        )
-        yield SystemCommand("Help", "Show every key", self.action_help)
-
-    def _clear_logs(self) -> None:
-        panel = self._panel("logs")
-        assert isinstance(panel, LogsPanel)
-        panel.action_clear_logs()
+        yield from dashboard_commands(self)
 
     def _quit_teardown(self) -> None:
         self.keep_by_default = False
@@ -686,29 +512,6 @@ class DevboxApp(App[int]):
 
     async def action_quit(self) -> None:  # ctrl+q, Textual's default quit: same as q
         self.action_quit_app(False)
-
-
-def _run_editor(command: list[str], *, interactive: bool) -> int:
-    # the command is the user's own $EDITOR, run without a shell
-    if interactive:
-        return subprocess.run(command, check=False).returncode  # noqa: S603
-    return subprocess.run(  # noqa: S603
-        command,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    ).returncode
-
-
-def _rel(path: Path, root: Path) -> str:
-    """A path as the developer thinks of it: relative to the project root."""
-    for base in (root, Path.cwd()):
-        try:
-            return str(path.resolve().relative_to(base.resolve()))
-        except ValueError:
-            continue
-    return str(path)
 
 
 def make_app(driver: EngineDriver, *, keep: bool = False, autostart: bool = True) -> DevboxApp:

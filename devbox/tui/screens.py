@@ -19,7 +19,7 @@ from devbox.core.events import ReplayResult
 from devbox.core.profile import ReplaySettings
 from devbox.tui import keys
 from devbox.tui.diffview import DiffView, Line, build_diff, rule_from_text
-from devbox.tui.panels import Palette, key_bindings
+from devbox.tui.style import Palette, key_bindings
 
 if TYPE_CHECKING:
     from devbox.tui.app import DevboxApp

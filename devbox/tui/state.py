@@ -65,6 +65,32 @@ class IterationRow:
         return "FAIL" if f.failed or f.errors else "PASS"
 
 
+@dataclass(slots=True)
+class ProblemRow:
+    """A problem and whether it is still open. ``after`` is the newest iteration that had
+    started when it arrived: only a later one can show it gone."""
+
+    problem: Problem
+    after: int
+    resolved: bool = False
+
+    def resolved_by(self, row: IterationRow) -> bool:
+        """Whether ``row`` (finished, not cancelled) shows the problem gone.
+
+        A rejected profile edit is only fixed by a later edit of the profile that loads
+        (action reload-profile); a stopped watcher only by a new session; anything else
+        (a failed build or start, a crash) by any later iteration that finishes with
+        the service up."""
+        if row.iteration <= self.after:
+            return False
+        message = self.problem.message
+        if message.startswith("file watching stopped"):
+            return False
+        if message.startswith("profile not reloaded"):
+            return "reload-profile" in row.action
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class ResultRow:
     result: ReplayResult
@@ -126,7 +152,7 @@ class DashboardState:
         self.counts = {"pass": 0, "fail": 0, "error": 0}
         self.logs: deque[Log] = deque(maxlen=log_cap)
         self.log_total = 0  # lines ever received; the ring keeps the newest log_cap
-        self.problems: deque[Problem] = deque(maxlen=PROBLEM_CAP)
+        self.problem_rows: deque[ProblemRow] = deque(maxlen=PROBLEM_CAP)
         self.last_finished: IterationFinished | None = None
         self.watching = True
         self.phase = "starting"  # starting | running | start failed | stopping
@@ -183,7 +209,8 @@ class DashboardState:
         elif isinstance(ev, IterationFinished):
             self._finished(ev)
         elif isinstance(ev, Problem):
-            self.problems.append(ev)
+            after = max(self.iterations) if self.iterations else -1
+            self.problem_rows.append(ProblemRow(ev, after))
             self.new_problems.append(ev)
             self._log(Log(source="devbox", text=ev.message, level="error", at=ev.at))
             if ev.hint:
@@ -233,6 +260,7 @@ class DashboardState:
             row.stages.setdefault(stage, ms)
         if not ev.cancelled:
             self.last_finished = ev
+            self._resolve(row)
             if ev.iteration == self.results_iteration:
                 self._baseline = {row.key: row.result.verdict for row in self.results}
             elif ev.passed + ev.failed + ev.errors == 0:
@@ -243,6 +271,32 @@ class DashboardState:
                 self.results_reset = True
         self.phase = "running"
         self.dirty.update(("timeline", "status", "trend", "results"))
+
+    def _resolve(self, row: IterationRow) -> None:
+        crashed = any(s.state == "crashed" for s in self.services.values())
+        if crashed:
+            return
+        for p in self.problem_rows:
+            if not p.resolved and p.resolved_by(row):
+                p.resolved = True
+                self.dirty.update(("services", "status"))
+
+    def restarted(self) -> None:
+        """The sandbox is starting again (rebuild after a failed start): the engine
+        numbers its iterations from 0 again, so earlier ones are history."""
+        for p in self.problem_rows:
+            p.after = -1
+        self.iterations.clear()
+        self.results_iteration = -1
+        self.last_finished = None
+        self._baseline = {}
+        self.phase = "starting"
+        self.dirty.update(("timeline", "status", "results", "trend"))
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The problems still open (the status line's badge counts these)."""
+        return [p.problem for p in self.problem_rows if not p.resolved]
 
     def take_changes(self) -> None:
         """Forget what changed; the views have rendered it."""

@@ -81,6 +81,7 @@ from devbox.wire.http1_syntax import (
     parse_request_head,
     parse_response_head,
     request_codings,
+    shared_response_head,
 )
 
 __all__ = [
@@ -106,6 +107,8 @@ __all__ = [
     "parse_head",
     "parse_request_head",
     "parse_response_head",
+    "response_framing",
+    "whole_response",
 ]
 
 
@@ -477,24 +480,13 @@ class MessageReader:
             head.framing = NONE
             return  # the same request's final response follows: keep its method queued
         method = self._methods.popleft() if self._methods else "GET"
-        status = head.status
-        if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+        framing, length = response_framing(head, method)
+        if framing == TUNNEL:
             head.framing = TUNNEL
             self._state = _TUNNEL
             self._pending_end = True
             return
-        if method == "HEAD" or status in (204, 304):
-            self._set(head, NONE)
-            return
-        te = head.tokens("transfer-encoding")
-        if te:
-            self._set(head, CHUNKED if te[-1] == "chunked" else CLOSE)
-            return
-        cl = content_length(head, strict=False)
-        if cl is not None:
-            self._set(head, LENGTH, cl) if cl else self._set(head, NONE)
-            return
-        self._set(head, CLOSE)
+        self._set(head, framing, length)
 
     def _set(self, head: Head, framing: str, length: int = 0) -> None:
         head.framing = framing
@@ -510,6 +502,44 @@ class MessageReader:
             self._state = _CHUNK_SIZE
         else:
             self._state = _BODY_CLOSE
+
+
+def response_framing(head: Head, method: str) -> tuple[str, int]:
+    """How a (final) response to ``method`` is framed, by RFC 9112 section 6:
+    (TUNNEL | NONE | CHUNKED | LENGTH | CLOSE, the length for LENGTH)."""
+    status = head.status
+    if status == 101 or (method == "CONNECT" and 200 <= status < 300):
+        return TUNNEL, 0
+    if method == "HEAD" or status in (204, 304):
+        return NONE, 0
+    te = head.tokens("transfer-encoding")
+    if te:
+        return (CHUNKED if te[-1] == "chunked" else CLOSE), 0
+    cl = content_length(head, strict=False)
+    if cl is not None:
+        return (LENGTH, cl) if cl else (NONE, 0)
+    return CLOSE, 0
+
+
+def whole_response(data: bytes, method: str) -> tuple[Head, bytes] | None:
+    """The common case of a client's read, without a reader: ``data`` is exactly one
+    final response framed by Content-Length (or without a body) -> (head, body). None
+    when it is anything else (chunked, 1xx, partial, more bytes): feed a MessageReader.
+    Same head parser and framing rules as the reader, so both read it alike. The head
+    is shared with every response of the same head bytes: read it, do not change it."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = shared_response_head(data[: end + 4])
+    if head.interim:
+        return None
+    framing, length = response_framing(head, method)
+    start = end + 4
+    if framing == LENGTH and len(data) - start == length:
+        return head, data[start:]
+    if framing == NONE and len(data) == start:
+        return head, b""
+    return None
 
 
 def iter_events(reader: MessageReader) -> list[Event]:

@@ -101,6 +101,8 @@ class Head:
 
     @property
     def keep_alive(self) -> bool:
+        if "connection" not in self.index:  # the common case, asked once per message
+            return self.version != "HTTP/1.0"
         conn = self.tokens("connection")
         if "close" in conn:
             return False
@@ -216,8 +218,40 @@ def parse_request_head(
 _NO_LIMITS = Limits.none()
 
 
+# A service answers most requests with the same head bytes (a Date header changes once a
+# second): parsed response heads are kept by their bytes, so a load replay or a busy
+# recording parses each once. Bounded; cleared when full.
+_RESPONSE_HEADS: dict[bytes, Head] = {}
+_RESPONSE_HEAD_CACHE = 512
+
+
+def shared_response_head(raw: bytes) -> Head:
+    """``parse_response_head``'s result shared by every caller with the same bytes:
+    read it, never change it (``parse_response_head`` gives a Head of one's own)."""
+    seen = _RESPONSE_HEADS.get(raw)
+    if seen is None:
+        seen = _parse_response_head(raw)
+        if len(_RESPONSE_HEADS) >= _RESPONSE_HEAD_CACHE:
+            _RESPONSE_HEADS.clear()
+        _RESPONSE_HEADS[raw] = seen
+    return seen
+
+
 def parse_response_head(raw: bytes) -> Head:
     """A response head, leniently: bare LF line endings and obs-fold are accepted."""
+    seen = shared_response_head(raw)
+    # a fresh Head each time: the reader sets its framing, a caller may keep it
+    return Head(
+        raw,
+        seen.version,
+        list(seen.headers),
+        status=seen.status,
+        reason=seen.reason,
+        index=dict(seen.index),
+    )
+
+
+def _parse_response_head(raw: bytes) -> Head:
     text = raw.decode("latin-1")
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     start = lines[0]

@@ -280,7 +280,11 @@ class PostgresMockConnection:
             out.append(m.ready(self.status))
             return
         obj = self._lookup(norm, (), sql, None, out, ev)
-        if obj is not None:
+        if obj is None:
+            # a simple query's error ends with ReadyForQuery: nothing to skip until a Sync
+            # (skipping here left the connection deaf to every later query)
+            self.skipping = False
+        else:
             segments = self._results(obj, None, out)
             if segments is not None:
                 self.after_copy = segments
@@ -401,7 +405,7 @@ class PostgresMockConnection:
         key = (id(obj), portal.result_formats)
         cached = None if max_rows else self.index.encoded.get(key)
         if cached is None:
-            if max_rows or not _plain(obj):
+            if max_rows or not encode.plain(obj):
                 self._results(obj, portal.result_formats, out, portal, max_rows)
                 return
             part: list[bytes] = []
@@ -462,7 +466,10 @@ class PostgresMockConnection:
         request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)
-        ev.append(MissOut(data, request, why, nearest))
+        # the event reports the miss; the error goes out once, in order, with the rest of
+        # the reply (in the event too, a client read it twice: psycopg's BEGIN failed with
+        # "received 2 results")
+        ev.append(MissOut(b"", request, why, nearest))
         self._fail(data, out)
         return None
 
@@ -577,14 +584,6 @@ class PostgresMockConnection:
             self.status = "T"
         elif word in ("COMMIT", "ROLLBACK"):
             self.status = "I"
-
-
-def _plain(obj: dict[str, Any]) -> bool:
-    results: list[dict[str, Any]] = obj.get("results") or []
-    if len(results) != 1 or obj.get("notices") or obj.get("parameter_status"):
-        return False
-    res = results[0]
-    return "tag" in res and not res.keys() & {"error", "copy", "suspended", "empty"}
 
 
 @lru_cache(maxsize=4096)
