@@ -1,6 +1,7 @@
 """Edit-loop latency: from a file's write to the replay verdict, next to the floor.
 
     .venv/bin/python bench/loop/bench_loop.py [--runs 15] [--runtimes docker,process]
+    .venv/bin/python bench/loop/bench_loop.py --example reviews   # Postgres + HTTP mocks
 
 For each runtime it runs the engine on a private copy of the demo (100 recorded
 inbound requests), saves examples/demo/orders/app.py ``--runs`` times (alternating
@@ -27,13 +28,34 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import make_demo_project  # noqa: E402
+from conftest import free_port, make_demo_project  # noqa: E402
 
 from devbox.core.events import Event, IterationFinished  # noqa: E402
 from devbox.core.profile import load_profile  # noqa: E402
 from devbox.engine.session import Engine, EngineOptions  # noqa: E402
 
-APP = "examples/demo/orders/app.py"
+# example -> (the file saved, its edit and the edit's revert, requests replayed)
+EXAMPLES = {
+    "demo": ("examples/demo/orders/app.py", ("TAX_RATE = 0.20", "TAX_RATE = 0.22"), 100),
+    # a Postgres and an HTTP dependency, both mocked
+    "reviews": ("examples/reviews/app.py", ('TITLE = "Reviews"', 'TITLE = "Reviewz"'), 13),
+}
+EXAMPLE = "demo"
+
+
+def make_project(dest: Path) -> Path:
+    if EXAMPLE == "demo":
+        return make_demo_project(dest)
+    import re
+
+    shutil.copytree(ROOT / "examples" / EXAMPLE, dest / "examples" / EXAMPLE)
+    shutil.copytree(ROOT / "mocks" / EXAMPLE, dest / "mocks" / EXAMPLE)
+    (dest / "profiles").mkdir(parents=True)
+    text = (ROOT / "profiles" / f"{EXAMPLE}.toml").read_text()
+    # every fixed port (service, mocks) becomes a free one: other runs may hold them
+    text = re.sub(r"(?m)^port = \d+$", lambda _m: f"port = {free_port()}", text)
+    (dest / "profiles" / f"{EXAMPLE}.toml").write_text(text)
+    return dest / "profiles" / f"{EXAMPLE}.toml"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -60,7 +82,7 @@ Timings = tuple[list[float], list[dict[str, float]], list[float]]
 def measure_loop(runtime: str, runs: int) -> Timings:
     tmp = Path(tempfile.mkdtemp(prefix="devbox-bench-loop-"))
     try:
-        profile_path = make_demo_project(tmp / "project")
+        profile_path = make_project(tmp / "project")
         root = profile_path.parent.parent
         engine = Engine(load_profile(profile_path), EngineOptions(runtime=runtime))
         done = threading.Condition()
@@ -76,9 +98,11 @@ def measure_loop(runtime: str, runs: int) -> Timings:
         engine.start()
         totals: list[float] = []
         stages: list[dict[str, float]] = []
-        app = root / APP
+        path, (before, after), _count = EXAMPLES[EXAMPLE]
+        app = root / path
         text = app.read_text()
-        variants = [text.replace("TAX_RATE = 0.20", "TAX_RATE = 0.22"), text]
+        assert before in text, f"{path} no longer holds {before!r}"
+        variants = [text.replace(before, after), text]
         try:
             for i in range(runs):
                 time.sleep(0.3)  # let the previous restart settle, as a person would
@@ -107,7 +131,7 @@ def measure_cold_up(runtime: str, runs: int) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="devbox-bench-up-"))
     out = []
     try:
-        profile_path = make_demo_project(tmp / "project")
+        profile_path = make_project(tmp / "project")
         for _ in range(runs):
             engine = Engine(load_profile(profile_path), EngineOptions(runtime=runtime, watch=False))
             t0 = time.monotonic()
@@ -116,7 +140,7 @@ def measure_cold_up(runtime: str, runs: int) -> list[float]:
                 out.append((time.monotonic() - t0) * 1000)
                 ev = engine.last_finished
                 assert ev is not None
-                if ev.passed != 100:
+                if ev.passed != EXAMPLES[EXAMPLE][2]:
                     failures = ev.report.failures()[:2] if ev.report else None
                     raise AssertionError(f"not green: {ev.passed=} {ev.failed=} {failures}")
             finally:
@@ -158,7 +182,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--runtimes", default="docker,process")
     ap.add_argument("--cold", type=int, default=5, help="cold `up` runs per runtime (0: skip)")
+    ap.add_argument("--example", choices=sorted(EXAMPLES), default="demo")
     args = ap.parse_args()
+    global EXAMPLE
+    EXAMPLE = args.example
+    count = EXAMPLES[EXAMPLE][2]
     runs = max(3, min(args.runs, 100))
     rows = []
     for runtime in args.runtimes.split(","):
@@ -168,7 +196,10 @@ def main() -> int:
             for name in ("event", "applied", "ready", "replayed", "diffed")
         }
         rows.append((runtime, totals, floor, med_stage))
-    print(f"edit loop: write -> verdict, demo (100 recorded requests), {runs} saves per runtime\n")
+    print(
+        f"edit loop: write -> verdict, {EXAMPLE} ({count} recorded requests), "
+        f"{runs} saves per runtime\n"
+    )
     print(
         f"{'runtime':8} {'median':>8} {'p90':>8} {'floor med':>10} {'floor p90':>10} "
         f"{'over floor':>11}   median stages (ms since first event)"
@@ -185,7 +216,7 @@ def main() -> int:
         cold = min(args.cold, 20)
         print(
             f"\ncold up -> first verdict (mocks, build with a warm layer cache, start, ready, "
-            f"replay of 100), {cold} runs per runtime\n"
+            f"replay of {count}), {cold} runs per runtime\n"
         )
         print(f"{'runtime':8} {'median':>8} {'min':>8} {'max':>8}   next to: restart floor median")
         for runtime, _totals, floor, _st in rows:

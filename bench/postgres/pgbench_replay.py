@@ -3,18 +3,21 @@ against the mock replaying that recording, side by side in one run.
 
 1. starts a throwaway PostgreSQL (Debian's binaries, a temp data directory, a free port;
    as the devbox-pg user when run as root) and ``pgbench -i`` loads it;
-2. ``pgbench -S`` (select-only: one ``SELECT abalance ... WHERE aid = $1`` per
-   transaction, ``--random-seed`` fixed so every run asks the same aids) runs
-   a) straight at the server,
-   b) through devbox's recording relay (``devbox.wire.tcp.relay_connection`` with the
-      postgres recorder; the stored objects are kept in memory, as the relay hands
-      them to its sink),
-   c) at the mock serving what (b) recorded, with no server behind it;
-3. prints transactions per second and per-transaction latency p50/p99 (from pgbench's
-   ``--log``) for each, and the relay's added p50 latency.
+2. for every client count, records ``pgbench -S`` (select-only: one ``SELECT abalance
+   ... WHERE aid = $1`` per transaction, ``--random-seed`` fixed so every run asks the
+   same aids) through devbox's recording relay (``devbox.wire.tcp.relay_connection`` with
+   the postgres recorder; the stored objects kept in memory, as the relay hands them to
+   its sink) and loads the mock from it (``devbox.wire.tcp.start_fast_mock_server``, the
+   loop ``devbox mock`` serves wire kinds with; no server behind it, every miss counted);
+3. runs ``--rounds`` rounds, each one pgbench run per target: the real server, the relay,
+   the mock, in an order that rotates every round (the machine may be shared: what each
+   round's neighbours cost lands on every target alike);
+4. prints the median per target of transactions per second and of per-transaction
+   latency p50/p99 (from pgbench's ``--log``), the median per-round mock/real ratio and
+   the relay's added p50 latency.
 
-Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 4000]
-       [--clients 4] [--mode prepared|extended|simple]
+Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 10000]
+       [--clients 1,4] [--rounds 5] [--mode prepared|extended|simple]
 Bounded: at most 100,000 transactions per client; every pgbench run has a time limit.
 """
 
@@ -44,7 +47,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pg_support import pg_bin, running_postgres  # noqa: E402
 
 from devbox.wire import tcp  # noqa: E402
-from devbox.wire.contract import MockOptions  # noqa: E402
+from devbox.wire.contract import Miss, MockOptions  # noqa: E402
 from devbox.wire.postgres.kind import POSTGRES  # noqa: E402
 
 
@@ -61,13 +64,39 @@ class Loop:
             self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.tid = self.run(self._tid())
         self.stored: list[dict[str, Any]] = []
+        self.misses = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
+    async def _tid(self) -> int:
+        return threading.get_native_id()
+
+    def cpu_s(self) -> float:
+        """CPU time (user + system) the loop's thread has used: devbox's own cost."""
+        fields = Path(f"/proc/self/task/{self.tid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
     def relay(self, upstream: tuple[str, int]) -> int:
         async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            if task is not None:  # the loop keeps only a weak reference to it
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             rec = POSTGRES.recorder_connection()
             await tcp.relay_connection(rec, r, w, upstream, self.stored.extend)
 
@@ -77,11 +106,19 @@ class Loop:
 
         return int(self.run(start()))
 
-    def mock(self) -> int:
-        index = POSTGRES.load([("bench", i, o) for i, o in enumerate(self.stored)])
+    def mock(self, stored: list[dict[str, Any]]) -> int:
+        """The mock on the loop ``devbox mock`` uses, counting misses as the fleet does."""
+        index = POSTGRES.load([("bench", i, o) for i, o in enumerate(stored)])
+
+        def on_output(_conn: object, out: object) -> None:
+            if isinstance(out, Miss):
+                self.misses += 1
 
         async def start() -> int:
-            server = await tcp.start_mock_server(POSTGRES, index, MockOptions("bench"))
+            server = await tcp.start_fast_mock_server(
+                lambda: POSTGRES.mock_connection(index, MockOptions("bench")),
+                on_output=on_output,
+            )
             return int(server.sockets[0].getsockname()[1])
 
         return int(self.run(start()))
@@ -122,66 +159,103 @@ def pgbench(
     }
 
 
+def _med(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--transactions", type=int, default=4000, help="per client")
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--transactions", type=int, default=10000, help="per client")
+    ap.add_argument("--clients", default="1,4", help="comma-separated client counts")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mode", choices=["prepared", "extended", "simple"], default="prepared")
     ap.add_argument("--scale", type=int, default=1)
     a = ap.parse_args()
     a.transactions = min(a.transactions, 100_000)
+    counts = [int(c) for c in a.clients.split(",")]
     if not glob.glob("/usr/lib/postgresql/*/bin/pgbench"):
         raise SystemExit("pgbench is missing: run scripts/setup (apt postgresql)")
     work = Path(tempfile.mkdtemp(prefix="devbox-pgbench-"))
     os.chmod(work, 0o777)  # pgbench may run as another user in future; logs land here
-    console = Console()
-    rows: list[tuple[str, dict[str, float]]] = []
+    console = Console(width=130)
+    load_start = os.getloadavg()[0]
+    # (clients, target) -> one result per round
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    ratios: dict[int, list[float]] = {}
+    recorded: dict[int, int] = {}
     try:
         with running_postgres() as pg:
             env = {**os.environ, "PGPASSWORD": pg.password}
             init = [str(pg_bin() / "pgbench"), "-i", "-q", "-s", str(a.scale)]
             init += ["-h", pg.host, "-p", str(pg.port), "-U", "devbox", "app"]
             subprocess.run(init, env=env, capture_output=True, check=True, timeout=600)  # noqa: S603
-            run = ["-S", "-n", "-M", a.mode, "-c", str(a.clients), "-j", str(a.clients)]
-            run += ["-t", str(a.transactions), "--random-seed", "7"]
             loop = Loop()
-            # warm the server's caches and the relay path once, unmeasured
-            pgbench(pg.port, pg.password, [*run[:-4], "-t", "200"], work, "warm-up")
-            rows.append(("real server", pgbench(pg.port, pg.password, run, work, "real")))
             relay_port = loop.relay((pg.host, pg.port))
-            t0 = time.monotonic()
-            rows.append(("recording relay", pgbench(relay_port, pg.password, run, work, "relay")))
-            time.sleep(0.5)  # the relay stores a connection's last objects at its close
-            record_s = time.monotonic() - t0
-            rows.append(("real server again", pgbench(pg.port, pg.password, run, work, "real")))
-        mock_port = loop.mock()
-        rows.append(("mock (no server)", pgbench(mock_port, "any", run, work, "mock")))
+            runs: dict[int, list[str]] = {}
+            mocks: dict[int, int] = {}
+            for c in counts:
+                run = ["-S", "-n", "-M", a.mode, "-c", str(c), "-j", str(c)]
+                run += ["-t", str(a.transactions), "--random-seed", "7"]
+                runs[c] = run
+                # warm the server's caches once, unmeasured; then record the workload
+                pgbench(pg.port, pg.password, [*run[:-4], "-t", "200"], work, "warm-up")
+                loop.stored.clear()
+                pgbench(relay_port, pg.password, run, work, "record")
+                time.sleep(0.5)  # the relay stores a connection's last objects at its close
+                recorded[c] = sum(1 for o in loop.stored if o.get("type") == "query")
+                mocks[c] = loop.mock(list(loop.stored))
+            targets = ["real server", "recording relay", "mock (no server)"]
+            for r in range(a.rounds):
+                for c in counts:
+                    order = targets[r % 3 :] + targets[: r % 3]
+                    got: dict[str, dict[str, float]] = {}
+                    for name in order:
+                        port = {
+                            "real server": pg.port,
+                            "recording relay": relay_port,
+                            "mock (no server)": mocks[c],
+                        }[name]
+                        cpu = loop.cpu_s()
+                        got[name] = pgbench(port, pg.password, runs[c], work, name)
+                        got[name]["cpu_us"] = (loop.cpu_s() - cpu) / got[name]["n"] * 1e6
+                        results.setdefault((c, name), []).append(got[name])
+                    ratios.setdefault(c, []).append(
+                        got["mock (no server)"]["tps"] / got["real server"]["tps"]
+                    )
+            loop.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = Table(
-        title=f"pgbench -S -M {a.mode}: {a.clients} clients x {a.transactions} transactions"
+        title=f"pgbench -S -M {a.mode}, {a.transactions} transactions per client, "
+        f"median of {a.rounds} rounds (load average {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end)"
     )
-    for col in ("target", "TPS", "p50 ms", "p99 ms", "transactions", "failed"):
+    cols = ("clients", "target", "TPS", "p50 ms", "p99 ms", "mock/real", "devbox CPU/q", "failed")
+    for col in cols:
         table.add_column(col, justify="left" if col == "target" else "right")
-    for name, r in rows:
-        table.add_row(
-            name,
-            f"{r['tps']:.0f}",
-            f"{r['p50']:.3f}",
-            f"{r['p99']:.3f}",
-            f"{r['n']:.0f}",
-            "yes" if r["failed"] else "no",
-        )
+    for c in counts:
+        for name in ("real server", "recording relay", "mock (no server)"):
+            rows = results[(c, name)]
+            table.add_row(
+                str(c),
+                name,
+                f"{_med([r['tps'] for r in rows]):.0f}",
+                f"{_med([r['p50'] for r in rows]):.3f}",
+                f"{_med([r['p99'] for r in rows]):.3f}",
+                f"{_med(ratios[c]):.2f}x" if name.startswith("mock") else "",
+                "" if name.startswith("real") else f"{_med([r['cpu_us'] for r in rows]):.1f} µs",
+                str(sum(int(r["failed"]) for r in rows)),
+            )
     console.print(table)
-    real = min((r for n, r in rows if n.startswith("real")), key=lambda r: r["p50"])
-    best_real_tps = max(r["tps"] for n, r in rows if n.startswith("real"))
-    relay, mock = rows[1][1], rows[-1][1]
-    queries = sum(1 for o in loop.stored if o.get("type") == "query")
-    console.print(
-        f"recorded {queries} queries in {record_s:.1f}s; relay adds "
-        f"{relay['p50'] - real['p50']:.3f} ms p50 per query; "
-        f"mock/real TPS = {mock['tps'] / best_real_tps:.2f}x; mock p99 {mock['p99']:.3f} ms"
-    )
+    for c in counts:
+        real, relay = results[(c, "real server")], results[(c, "recording relay")]
+        added = [b["p50"] - r["p50"] for r, b in zip(real, relay, strict=True)]
+        per_round = ", ".join(f"{x:.2f}" for x in ratios[c])
+        console.print(
+            f"{c} client(s): recorded {recorded[c]} queries; mock/real TPS per round "
+            f"{per_round}; relay adds {_med(added):.3f} ms p50 per query (median of rounds)"
+        )
+    console.print(f"mock misses: {loop.misses}")
     return 0
 
 

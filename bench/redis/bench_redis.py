@@ -5,8 +5,10 @@
    ``redis-benchmark -u {cache} -t get,set,incr -n N -c 50``;
 3. ``devbox mock`` the profile (on_miss = fail: every command must come from the
    recording) and run the same workload against the real server and against the mock,
-   without pipelining and with ``-P 16``, alternating, ``--rounds`` times;
-4. print one table: ops/s, p50 and p99 per server, the ratio, and the mock's misses.
+   without pipelining and with ``-P 16``, alternating (who goes first changes every
+   round: the machine may be shared), ``--rounds`` times;
+4. print one table of medians: ops/s, p50 and p99 per server, the ratio; then the mock's
+   CPU time per command (load-independent) and its misses.
 
     .venv/bin/python bench/redis/bench_redis.py               # -n 20000, 3 rounds
     .venv/bin/python bench/redis/bench_redis.py -n 50000 --rounds 5
@@ -21,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,6 +83,12 @@ def benchmark(port: int, n: int, pipeline: int) -> dict[str, dict[str, float]]:
     return rows
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20000, help="requests per test (redis-benchmark -n)")
@@ -89,6 +98,7 @@ def main() -> int:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: bash scripts/setup installs it")
     py = str(ROOT / ".venv/bin/python") if (ROOT / ".venv/bin/python").exists() else sys.executable
+    load = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="devbox-bench-redis-"))
     real_port, mock_port = free_port(), free_port()
     (work / "profiles").mkdir()
@@ -161,11 +171,18 @@ def main() -> int:
         wait_port(mock_port, timeout=300)
         print(f"mock loaded and listening in {time.monotonic() - t0:.1f}s")
         results: dict[tuple[str, int, str], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
+        cpu: dict[int, list[float]] = {}
+        targets = [("redis-server", real_port), ("devbox mock", mock_port)]
+        for r in range(args.rounds):
             for pipeline in (1, 16):
-                for who, port in (("redis-server", real_port), ("devbox mock", mock_port)):
+                # who goes first alternates every round: a busy neighbour hits both alike
+                for who, port in targets if r % 2 == 0 else targets[::-1]:
+                    before = cpu_s(mock.pid)
                     for test, row in benchmark(port, args.n, pipeline).items():
                         results.setdefault((test, pipeline, who), []).append(row)
+                    if who == "devbox mock":
+                        used = cpu_s(mock.pid) - before
+                        cpu.setdefault(pipeline, []).append(used / (3 * args.n) * 1e6)
         mock.terminate()
         _out, err = mock.communicate(timeout=30)
         stats = re.findall(r"cache: (\d+) hits, (\d+) misses", err.decode())
@@ -176,17 +193,27 @@ def main() -> int:
                 p.wait(30)
         shutil.rmtree(work, ignore_errors=True)
 
+    report(args, load, results, cpu, stats)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    load: float,
+    results: dict[tuple[str, int, str], list[dict[str, float]]],
+    cpu: dict[int, list[float]],
+    stats: list[tuple[str, str]],
+) -> None:
     def med(rows: list[dict[str, float]], key: str) -> float:
-        vals = sorted(r[key] for r in rows)
-        return vals[len(vals) // 2]
+        return float(statistics.median(r[key] for r in rows))
 
     print(
         f"\nredis-benchmark -t get,set,incr -n {args.n} -c 50, median of {args.rounds} rounds,"
-        f" load average {os.getloadavg()[0]:.1f}"
+        f" load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"{'test':<6} {'-P':>3} {'redis ops/s':>12} {'mock ops/s':>11} {'ratio':>6} "
-        f"{'redis p50':>9} {'mock p50':>9} {'redis p99':>9} {'mock p99':>9}"
+        f"{'redis p50':>9} {'mock p50':>9} {'redis p99':>9} {'mock p99':>9}  ratio per round"
     )
     for pipeline in (1, 16):
         for test in TESTS:
@@ -195,15 +222,18 @@ def main() -> int:
             if not real or not fake:
                 continue
             r_rps, m_rps = med(real, "rps"), med(fake, "rps")
+            pairs = zip(real, fake, strict=True)
+            rounds = ", ".join(f"{f['rps'] / r['rps']:.2f}" for r, f in pairs)
             print(
                 f"{test:<6} {pipeline:>3} {r_rps:>12,.0f} {m_rps:>11,.0f} "
                 f"{m_rps / r_rps:>5.2f}x {med(real, 'p50'):>8.3f}ms {med(fake, 'p50'):>7.3f}ms "
-                f"{med(real, 'p99'):>8.3f}ms {med(fake, 'p99'):>7.3f}ms"
+                f"{med(real, 'p99'):>8.3f}ms {med(fake, 'p99'):>7.3f}ms  {rounds}"
             )
+    for pipeline, per_op in sorted(cpu.items()):
+        print(f"mock CPU per command, -P {pipeline}: {statistics.median(per_op):.1f} µs (median)")
     if stats:
         hits, misses = stats[-1]
         print(f"\nmock: {hits} hits, {misses} misses")
-    return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,15 @@ def columns(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
     return None
 
 
+def plain(obj: dict[str, Any]) -> bool:
+    """One result of rows and a tag, nothing around it: encoded once and cached whole."""
+    results: list[dict[str, Any]] = obj.get("results") or []
+    if len(results) != 1 or obj.get("notices") or obj.get("parameter_status"):
+        return False
+    res = results[0]
+    return "tag" in res and not res.keys() & {"error", "copy", "suspended", "empty"}
+
+
 def recorded_format(c: dict[str, Any]) -> int:
     return 1 if c.get("format") == "binary" else 0
 

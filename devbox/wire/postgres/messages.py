@@ -50,6 +50,8 @@ class Framer:
         self.expect_byte = False
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        if not self._buf and not self.startup and not self.expect_byte:
+            return self._feed_whole(data)
         self._buf += data
         out: list[tuple[bytes, bytes]] = []
         buf, pos, end = self._buf, self._pos, len(self._buf)
@@ -101,6 +103,27 @@ class Framer:
             del self._buf[:pos]
             pos = 0
         self._pos = pos
+        return out
+
+    def _feed_whole(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """The hot path: nothing buffered, so the messages are sliced straight out of
+        ``data`` (one copy each, none into the buffer); only a trailing partial message
+        is kept."""
+        out: list[tuple[bytes, bytes]] = []
+        pos, end = 0, len(data)
+        unpack = _HDR.unpack_from
+        while end - pos >= 5:
+            typ, length = unpack(data, pos)
+            if length < 4 or length > MAX_MESSAGE:
+                raise RemoteProtocolError(f"bad message length {length}", code="08P01")
+            stop = pos + 1 + length
+            if stop > end:
+                break
+            out.append((typ, data[pos + 5 : stop]))
+            pos = stop
+        if pos < end:
+            self._buf += data[pos:]
+            self._pos = 0
         return out
 
 
@@ -188,7 +211,7 @@ def parse_bind(body: bytes) -> Bind:
     stmt = body[end + 1 : end2].decode("utf-8", "surrogateescape")
     pos = end2 + 1
     (nf,) = _I16.unpack_from(body, pos)
-    fmts = struct.unpack_from(f"!{nf}h", body, pos + 2)
+    fmts = _int16s(nf, body, pos + 2)
     pos += 2 + 2 * nf
     (n,) = _I16.unpack_from(body, pos)
     pos += 2
@@ -204,12 +227,23 @@ def parse_bind(body: bytes) -> Bind:
             values.append(body[pos : pos + length])
             pos += length
     (nr,) = _I16.unpack_from(body, pos)
-    rfmts = struct.unpack_from(f"!{nr}h", body, pos + 2)
+    rfmts = _int16s(nr, body, pos + 2)
     if not fmts:
         fmts = (0,) * n
     elif len(fmts) == 1:
         fmts = fmts * n
     return Bind(portal, stmt, fmts, tuple(values), rfmts)
+
+
+def _int16s(n: int, body: bytes, pos: int) -> tuple[int, ...]:
+    # format code lists are nearly always empty or one code: no format string built then
+    if n == 0:
+        return ()
+    if n == 1:
+        return _I16.unpack_from(body, pos)
+    if n < 0:
+        raise RemoteProtocolError("negative format count", code="08P01")
+    return struct.unpack_from(f"!{n}h", body, pos)
 
 
 def result_format(result_formats: tuple[int, ...], i: int) -> int:
@@ -222,14 +256,16 @@ def result_format(result_formats: tuple[int, ...], i: int) -> int:
 
 def parse_named(body: bytes) -> tuple[str, str]:
     """Describe and Close: a kind byte (``S`` statement, ``P`` portal) and a name."""
-    r = Reader(body)
-    kind = r.take(1).decode()
-    return kind, r.cstr()
+    end = body.index(b"\x00", 1)
+    return body[:1].decode(), body[1:end].decode("utf-8", "surrogateescape")
 
 
 def parse_execute(body: bytes) -> tuple[str, int]:
-    r = Reader(body)
-    return r.cstr(), r.i32()
+    end = body.index(b"\x00")
+    if len(body) < end + 5:
+        raise RemoteProtocolError("message shorter than its fields", code="08P01")
+    (max_rows,) = _I32.unpack_from(body, end + 1)
+    return body[:end].decode("utf-8", "surrogateescape"), int(max_rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +342,11 @@ def backend_key(pid: int, key: int) -> bytes:
 
 
 def ready(status: str) -> bytes:
-    return msg(b"Z", status.encode("ascii"))
+    found = _READY.get(status)
+    return found if found is not None else msg(b"Z", status.encode("ascii"))
+
+
+_READY = {s: msg(b"Z", s.encode("ascii")) for s in "ITE"}
 
 
 def row_description(cols: list[Column]) -> bytes:

@@ -40,6 +40,7 @@ DEFAULT_SERVER = {
     "TimeZone": "UTC",
     "is_superuser": "off",
 }
+_TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
 _SALT = b"devbox-mock-salt"
 _ITERATIONS = 4096
 
@@ -59,10 +60,16 @@ class _Statement:
 @dataclass(slots=True)
 class _Portal:
     stmt: _Statement
-    params: list[dict[str, Any]]
+    # the decoded parameter values (what matching compares, ``types.canonical`` of each)
+    key: tuple[str, ...]
+    values: list[Any]
     result_formats: tuple[int, ...]
     # rows a partial Execute (max_rows) left for the next Execute, and the final tag
     rest: tuple[list[bytes], str] | None = None
+
+    @property
+    def params(self) -> list[dict[str, Any]]:
+        return [{"value": v} for v in self.values]
 
 
 class PostgresMockConnection:
@@ -77,6 +84,8 @@ class PostgresMockConnection:
         self.portals: dict[str, _Portal] = {}
         self.startup: dict[str, str] = {}
         self.after_copy: list[bytes] = []
+        # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
+        self.notify: list[tuple[float, bytes]] = []
         self.auth = str(options.match.get("auth") or self._recorded("auth") or "trust")
         self.password = str(options.match.get("password") or "")
         if self.auth == "scram-sha-256" and not self.password:
@@ -109,6 +118,21 @@ class PostgresMockConnection:
         events: list[Output] = []
         try:
             for typ, body in self.framer.feed(data):
+                # the hot path first: an extended-query turn on a ready connection
+                if self.phase == "ready" and not self.skipping:
+                    if typ == b"B":
+                        self._bind(m.parse_bind(body), out)
+                        continue
+                    if typ == b"E":
+                        self._execute(*m.parse_execute(body), out, events)
+                        continue
+                    if typ == b"S":
+                        self.portals.pop("", None)
+                        out.append(m.ready(self.status))
+                        continue
+                    if typ == b"D":  # libpq describes the portal of every prepared query
+                        self._describe(*m.parse_named(body), out)
+                        continue
                 self._message(typ, body, out, events)
                 if self.phase == "closed":
                     break
@@ -121,6 +145,10 @@ class PostgresMockConnection:
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
+        if self.notify and self.phase != "closed":
+            # after the answers, each after its recorded delay (the loop waits in order)
+            result.extend(Reply(data, delay_s=delay) for delay, data in self.notify)
+            self.notify = []
         return result
 
     def eof_received(self) -> list[Output]:
@@ -251,7 +279,7 @@ class PostgresMockConnection:
         if self._aborted(norm, out):
             out.append(m.ready(self.status))
             return
-        obj = self._lookup(norm, (), sql, [], out, ev)
+        obj = self._lookup(norm, (), sql, None, out, ev)
         if obj is None:
             # a simple query's error ends with ReadyForQuery: nothing to skip until a Sync
             # (skipping here left the connection deaf to every later query)
@@ -299,11 +327,24 @@ class PostgresMockConnection:
         if stmt is None:
             self._fail(m.error("26000", f'prepared statement "{b.statement}" does not exist'), out)
             return
-        params = []
+        values: list[Any] = []
+        key: list[str] = []
+        oids = stmt.oids
         for i, (raw, fmt) in enumerate(zip(b.values, b.param_formats, strict=False)):
-            oid = stmt.oids[i] if i < len(stmt.oids) else 0
-            params.append({"value": types.decode(raw, oid, fmt)})
-        self.portals[b.portal] = _Portal(stmt, params, b.result_formats)
+            if fmt == 0 and raw is not None:
+                # the common case, inline: a text value that is UTF-8 is its own key
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    values.append(text)
+                    key.append(text)
+                    continue
+            value = types.decode(raw, oids[i] if i < len(oids) else 0, fmt)
+            values.append(value)
+            key.append(types.canonical(value))
+        self.portals[b.portal] = _Portal(stmt, tuple(key), values, b.result_formats)
         out.append(m.BIND_COMPLETE)
 
     def _describe(self, kind: str, name: str, out: list[bytes]) -> None:
@@ -334,8 +375,13 @@ class PostgresMockConnection:
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
 
     def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:
-        cols = encode.columns(obj)
-        return m.NO_DATA if cols is None else encode.description(cols, formats)
+        key = (id(obj), formats)
+        found = self.index.descriptions.get(key)  # made once per recorded answer and formats
+        if found is None:
+            cols = encode.columns(obj)
+            found = m.NO_DATA if cols is None else encode.description(cols, formats)
+            self.index.descriptions[key] = found
+        return found
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
         portal = self.portals.get(name)
@@ -351,19 +397,17 @@ class PostgresMockConnection:
         if self._aborted(portal.stmt.norm, out):
             self.skipping = True
             return
-        obj = self._lookup(
-            portal.stmt.norm, param_key(portal.params), portal.stmt.sql, portal.params, out, ev
-        )
+        obj = self._lookup(portal.stmt.norm, portal.key, portal.stmt.sql, portal, out, ev)
         if obj is None:
-            return
-        if max_rows or not _plain(obj):
-            self._results(obj, portal.result_formats, out, portal, max_rows)
             return
         # the common case (rows and a tag, fetched whole): encoded once per recorded answer
         # and result formats, then sent as stored bytes
         key = (id(obj), portal.result_formats)
-        cached = self.index.encoded.get(key)
+        cached = None if max_rows else self.index.encoded.get(key)
         if cached is None:
+            if max_rows or not encode.plain(obj):
+                self._results(obj, portal.result_formats, out, portal, max_rows)
+                return
             part: list[bytes] = []
             self._results(obj, portal.result_formats, part, portal, 0)
             if self.skipping:  # could not encode: the error went out, nothing to cache
@@ -393,23 +437,31 @@ class PostgresMockConnection:
         norm: str,
         key_params: tuple[str, ...],
         sql: str,
-        params: list[dict[str, Any]],
+        portal: _Portal | None,
         out: list[bytes],
         ev: list[Output],
     ) -> dict[str, Any] | None:
         key: Key = (norm, key_params)
-        obj = self.index.take(key)
-        if obj is None and self.index.has_placeholders and params:
+        index = self.index
+        obj = index.take(key)
+        if obj is None and index.has_placeholders and portal is not None and portal.values:
             redacted = [
                 {"value": self.redact(f"${i}", p["value"])}
                 if isinstance(p.get("value"), str)
                 else p
-                for i, p in enumerate(params, 1)
+                for i, p in enumerate(portal.params, 1)
             ]
             key = (norm, param_key(redacted))
-            obj = self.index.take(key)
+            obj = index.take(key)
         if obj is not None:
-            ev.append(HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}"))
+            # one Hit per recorded answer, made once (it only names what matched)
+            hit = index.hits.get(id(obj))
+            if hit is None:
+                hit = HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
+                index.hits[id(obj)] = hit
+            ev.append(hit)
+            if index.notifications:
+                self.notify.extend(index.notifications.get(id(obj), ()))
             return obj
         request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
@@ -525,19 +577,13 @@ class PostgresMockConnection:
         return None
 
     def _track(self, tag: str) -> None:
+        if not tag.startswith(_TX_TAGS):  # SELECT, INSERT...: the status stays as it is
+            return
         word = tag.split(" ", 1)[0]
         if word in ("BEGIN", "START"):
             self.status = "T"
         elif word in ("COMMIT", "ROLLBACK"):
             self.status = "I"
-
-
-def _plain(obj: dict[str, Any]) -> bool:
-    results: list[dict[str, Any]] = obj.get("results") or []
-    if len(results) != 1 or obj.get("notices") or obj.get("parameter_status"):
-        return False
-    res = results[0]
-    return "tag" in res and not res.keys() & {"error", "copy", "suspended", "empty"}
 
 
 @lru_cache(maxsize=4096)

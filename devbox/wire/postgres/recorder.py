@@ -9,11 +9,18 @@ Backend messages answer frontend messages in order, so the recorder keeps a queu
 what the client asked (Parse, Bind, Describe, Execute, Close, Sync, Query) and pops it as
 the answers arrive; after an ``ErrorResponse`` in an extended-query pipeline the server
 skips to the next Sync, and so does the queue.
+
+A ``NotificationResponse`` (LISTEN/NOTIFY) is stored as its own object, tied to the last
+query the connection finished before it arrived and the time since that query (or the
+previous notification): a mock that answers that query sends the notification after the
+same delay.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,7 +64,9 @@ class _Query:
 
 
 class PostgresRecorderConnection:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_at = clock()  # when the last query finished or notification came
         self.conn = next(_CONN_IDS)
         self.seq = 0
         self.client = m.Framer(startup=True)
@@ -235,6 +244,28 @@ class PostgresRecorderConnection:
                 self.copy_in = item
         elif typ == b"d" and isinstance(item, _Query) and item.current is not None:
             item.current.setdefault("data", []).append(_text(body))
+        elif typ == b"A":
+            self._notification(body)
+
+    def _notification(self, body: bytes) -> None:
+        r = m.Reader(body)
+        pid, channel, payload = r.i32(), r.cstr(), r.cstr()
+        now = self._clock()
+        # a simple query still running (its own NOTIFY, delivered at commit): the
+        # notification belongs to that query, which is stored at its ReadyForQuery
+        running = self._head()[0] == "query"
+        self.stored.append(
+            {
+                "type": "notification",
+                "conn": self.conn,
+                "after_seq": self.seq + 1 if running else self.seq,
+                "after_ms": 0.0 if running else round(max(0.0, now - self._last_at) * 1e3, 3),
+                "pid": pid,
+                "channel": channel,
+                "payload": payload,
+            }
+        )
+        self._last_at = now
 
     def _pop(self) -> None:
         if self.pending:
@@ -310,6 +341,7 @@ class PostgresRecorderConnection:
 
     def _finish(self, q: _Query, *, incomplete: bool = False) -> None:
         self.seq += 1
+        self._last_at = self._clock()
         obj: dict[str, Any] = {
             "type": "query",
             "conn": self.conn,

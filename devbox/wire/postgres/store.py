@@ -20,6 +20,7 @@ in recorded order, the last one repeating (nth-call sequences).
 from __future__ import annotations
 
 import difflib
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,8 @@ def redact_object(
         out["results"] = results
     if "startup" in out:
         out["startup"] = {k: redact(k, v) for k, v in out["startup"].items()}
+    if isinstance(out.get("payload"), str):
+        out["payload"] = redact("payload", out["payload"])
     return out
 
 
@@ -136,6 +139,13 @@ class Index:
     originals: dict[str, str] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
     encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # (id of a stored answer, result formats) -> its RowDescription (the mock's cache)
+    descriptions: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
+    hits: dict[int, Any] = field(default_factory=dict)
+    # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
+    # recording: (seconds after the previous one, NotificationResponse bytes)
+    notifications: dict[int, list[tuple[float, bytes]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())
@@ -216,10 +226,34 @@ def _columns(obj: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     return None
 
 
+def _notification(filename: str, line: int, obj: Mapping[str, Any]) -> tuple[float, bytes]:
+    for name, kind in (("channel", str), ("payload", str), ("after_seq", int)):
+        if not isinstance(obj.get(name), kind):
+            raise ConfigError(
+                f"notification without {kind.__name__} '{name}'",
+                file=filename,
+                line=line,
+                field=name,
+            )
+    after = obj.get("after_ms", 0)
+    if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+        raise ConfigError("expected a number >= 0", file=filename, line=line, field="after_ms")
+    pid = obj.get("pid", 0)
+    body = struct.pack("!i", pid if isinstance(pid, int) else 0)
+    body += (obj["channel"] + "\x00" + obj["payload"] + "\x00").encode()
+    return after / 1000.0, b"A" + struct.pack("!i", len(body) + 4) + body
+
+
 def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
     index = Index()
+    queries: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    notes: list[tuple[tuple[str, Any, Any], tuple[float, bytes]]] = []
     for filename, line, obj in stored:
         typ = obj.get("type")
+        if typ == "notification":
+            key = (filename, obj.get("conn"), obj.get("after_seq"))
+            notes.append((key, _notification(filename, line, obj)))
+            continue
         if typ not in ("connection", "query"):
             raise ConfigError(
                 f"unknown postgres object type {typ!r}", file=filename, line=line, field="type"
@@ -236,5 +270,14 @@ def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
                 raise ConfigError(
                     "'results' must be a list", file=filename, line=line, field="results"
                 )
-        index.add(dict(obj))
+        copy = dict(obj)
+        index.add(copy)
+        if typ == "query":
+            queries[(filename, obj.get("conn"), obj.get("seq"))] = copy
+    # a notification follows the query its connection finished before it (the LISTEN, or
+    # the NOTIFY of its own transaction); one that came before any query has none to follow
+    for key, note in notes:
+        query = queries.get(key)
+        if query is not None:
+            index.notifications.setdefault(id(query), []).append(note)
     return index

@@ -111,6 +111,11 @@ class RedisIndex:
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
         self.redacted = False  # recorded arguments hold redaction placeholders
+        # live arguments -> their redacted form (the mock connections' shared memo)
+        self.redacted_memo: dict[tuple[bytes, ...], list[bytes]] = {}
+        # (database, the bytes of one read holding exactly one command) -> its match key
+        # and arguments (upper-cased name): the mock connections' shared memo
+        self.requests: dict[tuple[int, bytes], tuple[Key, tuple[bytes, ...]]] = {}
         self.server_version = "7.0.0"
 
     def __len__(self) -> int:

@@ -42,6 +42,9 @@ from devbox.wire.redis.store import command_object, redact_args, reply_to_json
 _IDS = itertools.count(1)
 _QUEUED = b"+QUEUED\r\n"
 _OK = b"+OK\r\n"
+_REDACT_MEMO = 8192
+_REQUEST_MEMO = 8192  # distinct one-command reads remembered per mock
+_REQUEST_MEMO_BYTES = 512  # longer reads are parsed every time
 _TX_CONTROL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
 
 
@@ -72,7 +75,7 @@ class RedisMockConnection:
         # recorded arguments were redacted: live ones must be too, or nothing would match
         self._redact = redact if index.redacted else None
         self._factor = timing_factor(options.timing)
-        self._simple = self._redact is None and self._factor is None
+        self._simple = self._factor is None
         self._forward = options.on_miss in ("passthrough", "record")
         self._record = options.on_miss == "record"
         # passthrough: the upstream connection's replies, matched in order to what we sent
@@ -101,34 +104,69 @@ class RedisMockConnection:
     # ------------------------------------------------------------ the contract
 
     def data_received(self, data: bytes) -> list[Output]:
+        hot = self._simple and self.multi is None and not self._slots
+        fresh = not self._parser.buffered  # this read starts a command
+        if hot and fresh:
+            # the hottest path: these very bytes were one whole command before (a service
+            # repeats its commands): no parsing, no key building
+            seen = self.index.requests.get((self.db, data))
+            if seen is not None:
+                return self._one(list(seen[1]), seen[0])
         try:
             commands = self._parser.feed(data)
         except RemoteProtocolError as exc:
             return [Reply(error(str(exc.code or exc.message)), close=True)]
-        if len(commands) == 1 and self._simple and self.multi is None and not self._slots:
+        if len(commands) == 1 and hot:
             # the hot path: one recorded command, nothing special about this connection
             args = commands[0]
             name = args[0].upper()
             if name not in self._local and name != b"EXEC":
                 args[0] = name
-                entry = self.index.take((self.db, *args))
-                if entry is not None and entry.plain:
-                    return [entry.hit, entry.answer(self.proto)]
-                commands = [args]
-                out: list[Output] = []
-                buf: list[bytes] = []
-                if entry is None:
-                    self._miss((self.db, *args), args, out, buf, None)
-                else:
-                    self._serve(entry, out, buf)
-                self._flush(out, buf)
-                return out
-        out = []
-        buf = []
+                key = (self.db, *(args if self._redact is None else self._redacted(args)))
+                if fresh and not self._parser.buffered and len(data) <= _REQUEST_MEMO_BYTES:
+                    # the read was exactly this command, no more, no less
+                    requests = self.index.requests
+                    if len(requests) >= _REQUEST_MEMO:
+                        requests.clear()
+                    requests[(self.db, data)] = (key, tuple(args))
+                return self._one(args, key)
+        out: list[Output] = []
+        buf: list[bytes] = []
+        local = self._local
         for args in commands:
-            self._answer(args, out, buf)
+            name = args[0].upper()
+            if self._slots or self.multi is not None or not self._simple or name in local:
+                self._answer(args, out, buf)
+                continue
+            # pipelined: a plain recorded reply joins the one write, inline
+            args[0] = name
+            if name == b"EXEC":
+                self._answer(args, out, buf)
+                continue
+            key = (self.db, *(args if self._redact is None else self._redacted(args)))
+            entry = self.index.take(key)
+            if entry is not None and entry.plain:
+                out.append(entry.hit)
+                buf.append(entry.wire(self.proto))
+            elif entry is None:
+                self._miss(key, args, out, buf, None)
+            else:
+                self._serve(entry, out, buf)
         if buf:
             out.append(Reply(b"".join(buf)))
+        return out
+
+    def _one(self, args: list[bytes], key: Key) -> list[Output]:
+        entry = self.index.take(key)
+        if entry is not None and entry.plain:
+            return [entry.hit, entry.answer(self.proto)]
+        out: list[Output] = []
+        buf: list[bytes] = []
+        if entry is None:
+            self._miss(key, args, out, buf, None)
+        else:
+            self._serve(entry, out, buf)
+        self._flush(out, buf)
         return out
 
     def eof_received(self) -> list[Output]:
@@ -204,7 +242,16 @@ class RedisMockConnection:
     def _redacted(self, args: list[bytes]) -> list[bytes]:
         if self._redact is None:
             return args
-        return redact_args(args, self._redact)
+        # the text rules cost ~10 µs a command and a service repeats its commands: each
+        # distinct command is redacted once per mock (bounded; redaction is deterministic)
+        memo = self.index.redacted_memo
+        whole = tuple(args)
+        done = memo.get(whole)
+        if done is None:
+            if len(memo) >= _REDACT_MEMO:
+                memo.clear()
+            done = memo[whole] = redact_args(args, self._redact)
+        return list(done)
 
     def _lookup(
         self,
