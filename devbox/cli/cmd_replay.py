@@ -232,6 +232,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         extra_ignore=tuple(args.ignore),
         outbound_rules={d.name: d.match for d in profile.dependencies},
+        link_header=profile.record.correlation_header,
     )
     options.pacing.validate()
     if args.learn_noise:

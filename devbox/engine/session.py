@@ -583,6 +583,7 @@ class Engine:
             self.options.replay_options,
             ordered_lanes=self._lanes,
             outbound_rules=rules,
+            link_header=self._profile.record.correlation_header,
             normalize_outbound=self._normalize_outbound if journals else None,
         )
         return await run_replay(
