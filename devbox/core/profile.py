@@ -18,6 +18,7 @@ from typing import Any
 
 from devbox.core.nesting import MAX_DEPTH, too_deep_toml
 from devbox.core.redact import DEFAULT_RULES
+from devbox.core.scoped_rules import parse_rule
 from devbox.errors import ConfigError, NotFoundError
 from devbox.wire import registry as kinds
 
@@ -130,12 +131,16 @@ class Dependency:
 @dataclass(frozen=True, slots=True)
 class ReplaySettings:
     concurrency: int = 8
-    ignore: tuple[str, ...] = ()  # "$.created_at", "header:date"
+    # "$.created_at", "header:date", or scoped to a route: "POST /orders $.id"
+    ignore: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()  # response headers compared besides status and body
     fail_if: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()  # "GET /orders*": only these are replayed (all when empty)
     unordered: tuple[str, ...] = ()  # JSON paths of arrays compared as multisets
     timeout_s: float = 10.0
+    # a command (argv, no shell) that puts the service back in its recorded state; run by
+    # devbox replay before it sends anything and before each --learn-noise pass
+    reset: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -662,14 +667,37 @@ def _json_paths(ctx: _Ctx, t: dict[str, Any], key: str, where: str) -> tuple[str
 def _replay(ctx: _Ctx, raw: Any) -> ReplaySettings:
     w = "replay"
     t = ctx.table(
-        raw, w, ("concurrency", "ignore", "headers", "fail_if", "routes", "unordered", "timeout_s")
+        raw,
+        w,
+        (
+            "concurrency",
+            "ignore",
+            "headers",
+            "fail_if",
+            "routes",
+            "unordered",
+            "timeout_s",
+            "reset",
+        ),
     )
     ignore = ctx.strs(t, "ignore", w)
     for p in ignore:
-        if not (p.startswith("header:") or _PATH_RE.match(p)):
+        try:
+            bare = parse_rule(p).rule
+        except ValueError as exc:
+            raise ctx.error("replay.ignore", str(exc)) from None
+        if not (bare.startswith("header:") or _PATH_RE.match(bare)):
             raise ctx.error(
-                "replay.ignore", f"expected a JSON path ($.a.b) or header:NAME, got {p!r}"
+                "replay.ignore",
+                f"expected a JSON path ($.a.b) or header:NAME, optionally after a route "
+                f'("POST /orders $.id"), got {p!r}',
             )
+    if isinstance(t.get("reset"), str):
+        raise ctx.error(
+            "replay.reset",
+            "expected a list of strings (the command's argv), got a string",
+            hint='write reset = ["./scripts/reset-db"]: devbox never runs a shell',
+        )
     return ReplaySettings(
         concurrency=ctx.int_(t, "concurrency", w, 8, 1, 1024),
         ignore=ignore,
@@ -678,6 +706,7 @@ def _replay(ctx: _Ctx, raw: Any) -> ReplaySettings:
         routes=ctx.strs(t, "routes", w),
         unordered=_json_paths(ctx, t, "unordered", w),
         timeout_s=ctx.num(t, "timeout_s", w, 10.0, 0.1, 3600),
+        reset=ctx.strs(t, "reset", w),
     )
 
 

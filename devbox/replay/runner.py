@@ -247,7 +247,8 @@ class _Run:
         compiled = self.expected[job.item]
         if compiled is None:
             compiled = self.expected[job.item] = ExpectedResponse(expected)
-        diffs = compiled.diff(actual, self.rules, truncated=ex.response_truncated)
+        rules = self.rules.for_route(req.method, req.path, req.target)
+        diffs = compiled.diff(actual, rules, truncated=ex.response_truncated)
         if self.comparer is not None and self.journal is not None:
             try:
                 calls = await self.journal.read()
