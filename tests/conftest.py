@@ -3,11 +3,13 @@ tests that need Docker or tmux (they run under CI=true and never skip there)."""
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +87,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class Proc:
-    """A child process the test started; ended by PID at teardown."""
+    """A child process the test started; ended by PID at teardown.
+
+    Its output is drained by a thread into the last ``KEEP_LINES`` lines (``output()``):
+    a pipe nobody reads fills at 64 KiB and then every ``print`` of the child blocks. The
+    demo service logs each request, so its 14th replay of 100 requests hung on a log
+    line, which looked like a request lost under concurrency (docs/fidelity.md)."""
+
+    KEEP_LINES = 200
 
     def __init__(
         self, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT
@@ -97,6 +106,19 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        self._lines: collections.deque[bytes] = collections.deque(maxlen=self.KEEP_LINES)
+        self._drain = threading.Thread(target=self._read, daemon=True, name="proc-drain")
+        self._drain.start()
+
+    def _read(self) -> None:
+        stream = self.popen.stdout
+        assert stream is not None
+        for line in iter(stream.readline, b""):
+            self._lines.append(line)
+
+    def output(self) -> str:
+        """The child's last lines of output (stdout and stderr merged)."""
+        return b"".join(self._lines).decode("utf-8", "replace")
 
     def stop(self) -> None:
         if self.popen.poll() is None:

@@ -248,11 +248,68 @@ class Site:
         self.server.server_close()
 
 
+NPM_CORPUS = ROOT / ".cache" / "npm-corpus" / "node_modules"
+
+
+class ThirdPartySite:
+    """Third-party content as its package ships it, served as static files on a free port:
+    swagger-ui-dist's API explorer (npm) showing the Petstore spec of @readme/oas-examples
+    (npm), both installed by scripts/setup into .cache/npm-corpus. The only byte changed is
+    the explorer's spec URL (the package points at a public host; here it is local)."""
+
+    PAGES = ("/swagger/index.html",)
+    # rendered when the explorer has fetched and laid out the spec
+    READY = ".swagger-ui .info .title"
+
+    def __init__(self, root: Path) -> None:
+        dist = NPM_CORPUS / "swagger-ui-dist"
+        spec = NPM_CORPUS / "@readme" / "oas-examples" / "3.0" / "json" / "petstore.json"
+        if not dist.exists() or not spec.exists():
+            raise RuntimeError(f"{NPM_CORPUS} lacks swagger-ui-dist: run scripts/setup")
+        shutil.copytree(dist, root / "swagger", ignore=shutil.ignore_patterns("*.map"))
+        init = root / "swagger" / "swagger-initializer.js"
+        text = init.read_text()
+        init.write_text(
+            text.replace("https://petstore.swagger.io/v2/swagger.json", "/specs/petstore.json")
+        )
+        (root / "specs").mkdir()
+        shutil.copy(spec, root / "specs" / "petstore.json")
+        import functools
+        from http.server import SimpleHTTPRequestHandler
+
+        class Quiet(SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        handler = functools.partial(Quiet, directory=str(root))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThirdPartySite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def third_party_capture(site: ThirdPartySite, har: Path) -> Path:
+    return chromium_har([site.base + p for p in site.PAGES], har, wait_for=site.READY)
+
+
 def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-def chromium_har(urls: list[str], har: Path, *, wait_js: str | None = None) -> Path:
+def chromium_har(
+    urls: list[str], har: Path, *, wait_js: str | None = None, wait_for: str | None = None
+) -> Path:
     """Load each URL in headless Chromium with Playwright recording a HAR (bodies embedded)."""
     from playwright.sync_api import sync_playwright
 
@@ -265,13 +322,18 @@ def chromium_har(urls: list[str], har: Path, *, wait_js: str | None = None) -> P
                 page.goto(url, wait_until="load")
                 if wait_js:
                     page.evaluate(wait_js)
+                if wait_for:
+                    page.wait_for_selector(wait_for, timeout=30_000)
+                    page.wait_for_load_state("networkidle")
             ctx.close()
         finally:
             browser.close()
     return har
 
 
-def screenshot(url: str, out: Path, *, proxy: str | None = None) -> bytes:
+def screenshot(
+    url: str, out: Path, *, proxy: str | None = None, wait_for: str | None = None
+) -> bytes:
     """A PNG of *url* in headless Chromium (optionally through an HTTP proxy)."""
     from playwright.sync_api import sync_playwright
 
@@ -284,6 +346,9 @@ def screenshot(url: str, out: Path, *, proxy: str | None = None) -> bytes:
             )
             page = ctx.new_page()
             page.goto(url, wait_until="load")
+            if wait_for:
+                page.wait_for_selector(wait_for, timeout=30_000)
+                page.wait_for_load_state("networkidle")
             data: bytes = page.screenshot(path=str(out))
             ctx.close()
         finally:
@@ -407,10 +472,12 @@ __all__ = [
     "CHROMIUM",
     "MITMDUMP",
     "Site",
+    "ThirdPartySite",
     "browser_capture",
     "chromium_har",
     "mitmdump",
     "mitmproxy_har",
     "mitmproxy_origins_har",
     "screenshot",
+    "third_party_capture",
 ]

@@ -232,3 +232,31 @@ def test_import_then_export_gives_back_the_entries(
             again = import_har(json.loads(out.read_bytes()), source="s").exchanges
             same = [e for e in again if e.request.url == o["request"]["url"]]
             assert any(e.response and e.response.body == ex.response.body for e in same)
+
+
+def test_third_party_api_explorer_is_pixel_identical_through_the_mock(tmp_path: Path) -> None:
+    """swagger-ui-dist (npm) rendering a Petstore spec (npm), captured by headless
+    Chromium: every entry served byte-identical by the mock, and the page loaded with the
+    mock as the browser's proxy gives the same PNG as the page from the site."""
+    with P.ThirdPartySite(tmp_path / "site") as site:
+        har = P.third_party_capture(site, tmp_path / "swagger.har")
+        exs = [e for e in import_har(parse_har(har.read_bytes()), source="s").exchanges]
+        assert {e.request.path for e in exs} >= {
+            "/swagger/index.html",
+            "/swagger/swagger-ui-bundle.js",
+            "/specs/petstore.json",
+        }
+        with running([e for e in exs if e.response is not None]) as (_, port):
+            for e in exs:
+                assert e.response is not None
+                status, _, body = call(port, e.request.method, e.request.target)
+                assert (status, body) == (e.response.status, e.response.body), e.request.target
+            for page in site.PAGES:
+                direct = P.screenshot(site.base + page, tmp_path / "a.png", wait_for=site.READY)
+                mocked = P.screenshot(
+                    site.base + page,
+                    tmp_path / "b.png",
+                    proxy=f"http://127.0.0.1:{port}",
+                    wait_for=site.READY,
+                )
+                assert direct == mocked, page

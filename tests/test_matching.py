@@ -361,3 +361,39 @@ def test_json_path_parser_rejects_garbage() -> None:
         parse_json_path("a.b")
     with pytest.raises(ValueError):
         parse_json_path("$..a")
+
+
+# ---------------------------------------------------------------- links
+
+
+def test_a_linked_call_gets_its_own_inbound_requests_answer_in_any_order() -> None:
+    import dataclasses
+
+    calls = [
+        dataclasses.replace(ex(1, path="/rate"), parent="in-1"),
+        dataclasses.replace(ex(2, path="/rate"), parent="in-2"),
+        # linked by a correlation header the service copied (no parent known)
+        ex(3, path="/rate", headers=(("X-Request-Id", "r-3"),)),
+        dataclasses.replace(ex(4, path="/rate"), parent="in-1"),
+    ]
+    idx = MatchIndex(calls, MatchRules(), link_header="X-Request-Id")
+    assert "x-request-id" in idx.wanted_headers
+    hit = idx.lookup_raw
+    assert hit("GET", "/rate", {"x-request-id": "r-3"}, b"") == 2
+    assert hit("GET", "/rate", {"x-request-id": "in-2"}, b"") == 1
+    assert hit("GET", "/rate", {"x-request-id": "in-1"}, b"") == 0
+    assert hit("GET", "/rate", {"x-request-id": "in-1"}, b"") == 3  # in-1's second call
+    # the slow path (Request objects) follows the same links
+    r = idx.match(req(path="/rate", headers=(("x-request-id", "in-2"),)))
+    assert r.exchange is not None and r.exchange.id == "ex2"
+    idx.reset()
+    assert hit("GET", "/rate", {"x-request-id": "in-1"}, b"") == 0
+    # no link, or one the recording does not know: the group's own sequence
+    assert hit("GET", "/rate", {}, b"") == 1
+    assert hit("GET", "/rate", {"x-request-id": "other"}, b"") == 2
+    # without a link header the calls are one plain sequence, in recorded order
+    plain = MatchIndex(calls, MatchRules())
+    assert [plain.lookup_raw("GET", "/rate", {"x-request-id": "in-2"}, b"") for _ in range(2)] == [
+        0,
+        1,
+    ]

@@ -69,10 +69,14 @@ def test_proposes_what_varied_between_replays_with_evidence() -> None:
         for i in range(3)
     ]
     report = learn_noise(obs)
-    assert report.rules == ("$.created_at", "$.order_id")
+    # learned on one route: scoped to it
+    assert report.rules == ("POST /orders $.created_at", "POST /orders $.order_id")
     kinds = {p.rule: p.kind for p in report.proposals}
-    assert kinds == {"$.created_at": "timestamp", "$.order_id": "random id"}
-    created = next(p for p in report.proposals if p.rule == "$.created_at")
+    assert kinds == {
+        "POST /orders $.created_at": "timestamp",
+        "POST /orders $.order_id": "random id",
+    }
+    created = next(p for p in report.proposals if p.rule == "POST /orders $.created_at")
     assert created.requests == 3
     assert "2024-05-01T10:00:00Z" in created.evidence[0] and "(replays)" in created.evidence[0]
 
@@ -90,7 +94,7 @@ def test_real_change_stable_across_replays_is_not_noise() -> None:
         )
     ]
     report = learn_noise(obs)
-    assert report.rules == ("$.ts",)
+    assert report.rules == ("GET /items/A $.ts",)
     held = {h.where: h.reason for h in report.held_back}
     assert "$.price" in held and "real change" in held["$.price"]
 
@@ -108,7 +112,7 @@ def test_generalizes_indices_but_never_over_a_stable_value() -> None:
             ),
         )
     ]
-    assert learn_noise(obs).rules == ("$.items[*].id",)
+    assert learn_noise(obs).rules == ("GET /a $.items[*].id",)
     # items[1].id stable in another request: only the concrete varying path is proposed
     obs.append(
         Observation(
@@ -117,21 +121,51 @@ def test_generalizes_indices_but_never_over_a_stable_value() -> None:
         )
     )
     report = learn_noise(obs)
-    assert "$.items[*].id" not in report.rules
-    assert "$.items[0].id" not in report.rules
-    assert any(h.where == "$.items[0].id" for h in report.held_back)
-    assert "$.items[1].id" in report.rules
+    # varied on both routes, but stable under the general rule on /b: scoped rules, and on
+    # /b only the concrete varying path
+    assert report.rules == ("GET /a $.items[*].id", "GET /b $.items[1].id")
+    assert not any("items[0]" in r and "/b" in r for r in report.rules)
 
 
-def test_global_path_stable_on_another_route_is_held_back() -> None:
+def test_a_path_noisy_on_one_route_is_scoped_to_it_and_never_hides_another_route() -> None:
     obs = [
         Observation("GET /random", (resp({"value": 1}), resp({"value": 2}))),
         Observation("GET /total", (resp({"value": 5}), resp({"value": 5}))),
     ]
     report = learn_noise(obs)
-    assert report.rules == ()
-    assert report.held_back[0].where == "$.value"
-    assert "stable in 1" in report.held_back[0].reason
+    assert report.rules == ("GET /random $.value",)
+    from devbox.core.diff import DiffRules
+    from devbox.core.scoped_rules import rules_for
+
+    # the learned rule does not apply to GET /total: a change there is still seen
+    assert not DiffRules(ignore=rules_for(report.rules, "GET", "/total")).ignores_path(("value",))
+    assert DiffRules(ignore=rules_for(report.rules, "GET", "/random")).ignores_path(("value",))
+
+
+def test_a_path_noisy_on_every_route_that_carries_it_is_one_unscoped_rule() -> None:
+    obs = [
+        Observation(f"GET /{r}", (resp({"ts": 1_700_000_000 + i}), resp({"ts": 1_700_000_009})))
+        for i, r in enumerate(("a", "b", "c"))
+    ]
+    obs.append(Observation("GET /d", (resp({"n": 1}), resp({"n": 1}))))  # no ts here
+    assert learn_noise(obs).rules == ("$.ts",)
+
+
+def test_recorded_duplicates_separated_by_a_write_are_not_evidence() -> None:
+    def ex(i: int, method: str, body: object) -> Exchange:
+        return Exchange(
+            f"e{i}", Direction.INBOUND, "inbound", Request(method, "/posts"), resp(body)
+        )
+
+    exs = [
+        ex(0, "GET", [{"id": 1}]),
+        ex(1, "POST", {"id": 2}),
+        ex(2, "GET", [{"id": 1}, {"id": 2}]),  # the POST changed it: not noise
+        ex(3, "GET", [{"id": 1}, {"id": 2}]),
+    ]
+    obs = duplicate_observations(exs)
+    assert [len(o.responses) for o in obs] == [2]  # only the two after the POST
+    assert learn_noise(obs).rules == ()
 
 
 def test_headers_only_when_compared_and_existing_rules_respected() -> None:
@@ -152,8 +186,8 @@ def test_headers_only_when_compared_and_existing_rules_respected() -> None:
             ),
         )
     ]
-    assert learn_noise(obs).rules == ("$.t",)
-    report = learn_noise(obs, existing=("$.t",), headers=("date", "x-request-id"))
+    assert learn_noise(obs).rules == ("GET /x $.t",)
+    report = learn_noise(obs, existing=("GET /x $.t",), headers=("date", "x-request-id"))
     assert report.rules == ("header:date", "header:x-request-id")
 
 
@@ -170,7 +204,7 @@ def test_recorded_duplicates_are_evidence() -> None:
     obs = duplicate_observations(exs)
     assert len(obs) == 1 and obs[0].origin == "recorded duplicates"
     report = learn_noise(obs)
-    assert report.rules == ("$.checked_at",)
+    assert report.rules == ("GET /items/A $.checked_at",)
     assert "(recorded duplicates)" in report.proposals[0].evidence[0]
 
 

@@ -520,3 +520,25 @@ def test_unknown_dependency_lookup(tmp_path: Path) -> None:
 def test_parse_profile_directly() -> None:
     p = parse_profile(MINIMAL, Path("/x/profiles/direct.toml"))
     assert p.name == "direct" and p.root == Path("/x")
+
+
+def test_replay_ignore_rules_scoped_to_a_route_and_the_reset_hook(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '\n[replay]\nignore = ["$.a", "POST /orders $.id", "/items/* header:etag",'
+        ' "GET /c?x=1 $[0].id"]\nreset = ["./reset-db", "--fast"]\n'
+    )
+    p = parse(tmp_path, text)
+    assert p.replay.reset == ("./reset-db", "--fast")
+    from devbox.core.diff import DiffRules
+
+    rules = DiffRules.from_settings(p.replay)
+    assert rules.for_route("POST", "/orders").ignores_path(("id",))
+    assert not rules.for_route("GET", "/orders/7").ignores_path(("id",))
+    assert rules.for_route("GET", "/items/3").ignores_header("etag")
+    assert rules.for_route("GET", "/c", "/c?x=1").ignores_path((0, "id"))
+    assert not rules.for_route("GET", "/c", "/c").ignores_path((0, "id"))
+    bad = MINIMAL + '\n[replay]\nignore = ["POST orders $.id"]\n'
+    e = error(tmp_path, bad)
+    assert e.field == "replay.ignore" and "POST orders" in str(e)
+    e = error(tmp_path, MINIMAL + '\n[replay]\nreset = "./reset-db"\n')
+    assert e.field == "replay.reset" and "argv" in str(e)

@@ -162,9 +162,10 @@ def test_learn_noise_proposes_ids_and_timestamps_not_the_real_change(
     assert rules == {
         "$.request_id": "uuid",
         "$.served_at": "timestamp",
-        "$.generated_at": "timestamp",
-        "$.cart_id": "random id",
-        "$.served": "counter",
+        # in the responses of one route only: scoped to it
+        "GET /products $.generated_at": "timestamp",
+        "POST /cart $.cart_id": "random id",
+        "GET /stats $.served": "counter",
     }
     held = {h.where: h.reason for h in report.held_back}
     assert "$.price" in held and "real change" in held["$.price"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,20 +81,27 @@ def round_trip(exs: list[Exchange]) -> tuple[int, int]:
     return same, len(exs)
 
 
-def screenshots(site: P.Site, exs: list[Exchange]) -> tuple[int, int]:
+def screenshots(
+    base: str,
+    exs: list[Exchange],
+    pages: tuple[str, ...] | list[str] = tuple(PAGES),
+    wait_for: str | None = None,
+) -> tuple[int, int]:
     page_exs = [e for e in exs if e.response is not None and not e.response_truncated]
     same = 0
     with running(page_exs) as (_, port):
-        for path in PAGES:
-            a = P.screenshot(f"{site.base}{path}", OUT / f"site{path.replace('/', '_')}.png")
+        for path in pages:
+            name = path.replace("/", "_")
+            a = P.screenshot(f"{base}{path}", OUT / f"site{name}.png", wait_for=wait_for)
             # the browser asks for the site's URL; the mock answers as its HTTP proxy
             b = P.screenshot(
-                f"{site.base}{path}",
-                OUT / f"mock{path.replace('/', '_')}.png",
+                f"{base}{path}",
+                OUT / f"mock{name}.png",
                 proxy=f"http://127.0.0.1:{port}",
+                wait_for=wait_for,
             )
             same += a == b
-    return same, len(PAGES)
+    return same, len(pages)
 
 
 def main() -> int:
@@ -112,7 +120,19 @@ def main() -> int:
             rows.append((name, "served identical (--har)", *served_identical(exs)))
             rows.append((name, "served identical (import -> mock)", *served_identical(redacted)))
             rows.append((name, "round trip import -> export", *round_trip(redacted)))
-            rows.append((name, "pages pixel-identical", *screenshots(site, exs)))
+            rows.append((name, "pages pixel-identical", *screenshots(site.base, exs)))
+    with tempfile.TemporaryDirectory() as tmp, P.ThirdPartySite(Path(tmp)) as third:
+        name = "chromium, swagger-ui-dist"
+        har = P.third_party_capture(third, OUT / "swagger.har")
+        result = import_har(parse_har(har.read_bytes()), source="site", filename=har.name)
+        exs = list(result.exchanges)
+        redacted = [Redactor(None).exchange(e) for e in exs]
+        rows.append((name, "entries imported", len(exs), len(exs) + result.skipped))
+        rows.append((name, "served identical (--har)", *served_identical(exs)))
+        rows.append((name, "served identical (import -> mock)", *served_identical(redacted)))
+        rows.append((name, "round trip import -> export", *round_trip(redacted)))
+        shots = screenshots(third.base, exs, third.PAGES, third.READY)
+        rows.append((name, "pages pixel-identical", *shots))
     print(f"| {'producer':24} | {'measure':36} | result |")
     print(f"|{'-' * 26}|{'-' * 38}|--------|")
     for name, what, a, b in rows:

@@ -141,7 +141,8 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--no-reset",
         action="store_true",
-        help="do not reset the running mocks' sequences and fault draws first",
+        help="do not reset the running mocks' sequences and fault draws first, nor run "
+        "the profile's [replay] reset command",
     )
     r = p.add_argument_group("reports")
     r.add_argument(
@@ -232,12 +233,14 @@ def run_replay_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         extra_ignore=tuple(args.ignore),
         outbound_rules={d.name: d.match for d in profile.dependencies},
+        link_header=profile.record.correlation_header,
     )
     options.pacing.validate()
     if args.learn_noise:
         return _learn(args, profile, exchanges, target, options)
     if not args.no_reset:
         _reset_mocks(profile, args.mock)
+        _reset_service(profile)
     outbound: list[Any] = []
     journals: dict[str, str] = {}
     if args.check_outbound:
@@ -252,7 +255,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _reset_mocks(profile: Profile, mocks: list[str]) -> None:
+def _reset_mocks(profile: Profile, mocks: list[str], quiet: bool = False) -> None:
     """Reset every running mock of the profile first (admin API, with the project's
     token), so recorded sequences start again at the first call; say what happened."""
     from devbox.replay.reset import reset_mocks
@@ -268,6 +271,8 @@ def _reset_mocks(profile: Profile, mocks: list[str]) -> None:
         return
     token = ensure_token(profile.root)
     results = reset_mocks(urls, token)
+    if quiet and all(r.ok for r in results):
+        return
     done = [r.name for r in results if r.ok]
     parts = []
     if done:
@@ -279,6 +284,17 @@ def _reset_mocks(profile: Profile, mocks: list[str]) -> None:
         "mocks: " + "; ".join(parts) + " (POST /__devbox/reset with the admin token; "
         "state-changing admin calls require it)"
     )
+
+
+def _reset_service(profile: Profile, quiet: bool = False) -> None:
+    """Run the profile's ``[replay] reset`` hook (the service back in its recorded state)."""
+    if not profile.replay.reset:
+        return
+    from devbox.runtime.hooks import run_reset_hook
+
+    took = run_reset_hook(profile.replay.reset, profile.root)
+    if not quiet:
+        output.info(f"service: reset with {' '.join(profile.replay.reset)} ({took:.1f} s)")
 
 
 def _journals(profile: Profile, mocks: list[str]) -> dict[str, str]:
@@ -389,12 +405,28 @@ def _emit(args: argparse.Namespace, report: ReplayReport) -> None:
 def _learn(
     args: argparse.Namespace, profile: Profile, exchanges: list[Any], target: str, options: Any
 ) -> int:
+    import asyncio
+
     from devbox.replay import aio
     from devbox.replay.learn import learn_noise_replay
 
-    output.info("replaying twice, 1.1 s apart, to see which values vary on their own…")
+    output.info(
+        "replaying twice, one request at a time, each pass from the same state, 1.1 s apart, "
+        "to see which values vary on their own…"
+    )
+
+    async def before_pass(n: int) -> None:
+        # the same state before each pass: mocks from their first call, the service as
+        # the [replay] reset hook leaves it; said once, done twice
+        if args.no_reset:
+            return
+        await asyncio.to_thread(_reset_mocks, profile, args.mock, n == 2)
+        await asyncio.to_thread(_reset_service, profile, n == 2)
+
     report, first, second = aio.run(
-        learn_noise_replay(exchanges, target, profile.replay, options=options)
+        learn_noise_replay(
+            exchanges, target, profile.replay, options=options, before_pass=before_pass
+        )
     )
     errors = first.errors + second.errors
     if errors:

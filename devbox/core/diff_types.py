@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 
 from devbox.core.diff_paths import WILDCARD, PatternStep, Step, parse_pattern, pattern_matches
+from devbox.core.scoped_rules import is_bare, parse_rule, rules_for
+from devbox.errors import UsageError
 
 MAX_VALUE_CHARS = 60
 MAX_TEXT_DIFF_LINES = 40
@@ -28,11 +30,25 @@ class DiffRules:
     _unordered: tuple[tuple[PatternStep, ...], ...] = field(init=False, repr=False, compare=False)
     _ignored_headers: frozenset[str] = field(init=False, repr=False, compare=False)
     _compared_headers: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # rules scoped to a route ("POST /orders $.id", devbox.core.scoped_rules): applied by
+    # for_route; (method, target) -> the rules of that request, built once
+    _scoped: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _routes: dict[tuple[str, str], DiffRules] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         paths = []
         ignored_headers = set()
+        object.__setattr__(self, "_scoped", tuple(r for r in self.ignore if not is_bare(r)))
+        object.__setattr__(self, "_routes", {})
         for rule in self.ignore:
+            if not is_bare(rule):
+                try:
+                    bare = parse_rule(rule).rule
+                except ValueError as exc:
+                    raise UsageError(f"ignore rule {rule!r}: {exc}") from None
+                if not bare.lower().startswith("header:"):
+                    parse_pattern(bare)  # validated now, applied by for_route
+                continue
             if rule.lower().startswith("header:"):
                 ignored_headers.add(rule[len("header:") :].strip().lower())
             else:
@@ -58,6 +74,22 @@ class DiffRules:
 
     def with_ignore(self, more: Iterable[str]) -> DiffRules:
         return DiffRules(self.ignore + tuple(more), self.headers, self.unordered)
+
+    def for_route(self, method: str, path: str, target: str | None = None) -> DiffRules:
+        """These rules plus the scoped ones that apply to ``method path`` (``target``: the
+        path with its query, for rules scoped to one); ``self`` when there are no scoped
+        rules (the usual case costs nothing)."""
+        if not self._scoped:
+            return self
+        key = (method, target or path)
+        got = self._routes.get(key)
+        if got is None:
+            bare = tuple(r for r in self.ignore if is_bare(r))
+            scoped = rules_for(self._scoped, method, path, target)
+            got = DiffRules(bare + scoped, self.headers, self.unordered)
+            if len(self._routes) < 4096:
+                self._routes[key] = got
+        return got
 
     def ignores_path(self, path: Sequence[Step]) -> bool:
         # pattern_matches(p, path, prefix=True) for each pattern, unrolled: the walk asks

@@ -29,6 +29,14 @@ names the exact rule to add to the profile.
 HTTP semantics (``devbox.core.http_semantics``) refine a group: a recorded 304 or 206
 answers only a request carrying the same validator or Range, and when the recording
 holds more than one origin the Host is part of the signature.
+
+Links: with ``link_header`` (the profile's ``[record] correlation_header``) a group of
+several exchanges also indexes them by the inbound request they were recorded for (their
+``parent`` id and the header's value on the recorded call). A live call carrying the
+header is answered from that request's own calls, in order; so under concurrency each
+call gets its own request's answer whatever order the calls arrive in. Replay sends the
+header with each inbound request (the recorded value, else the exchange's id) and the
+service copies it onto its calls, as it would a request id.
 """
 
 from __future__ import annotations
@@ -120,8 +128,10 @@ class MatchIndex:
         *,
         name: str = "",
         redactor: Callable[[Request], Request] | None = None,
+        link_header: str | None = None,
     ) -> None:
         self.rules = rules
+        self.link_header = link_header.lower() if link_header else None
         self.name = name  # the dependency, for hints
         self.redactor = redactor
         self._r = _Rules(rules)
@@ -146,6 +156,8 @@ class MatchIndex:
             wanted.add("host")
         if any(recorded_variant(e) is not None for e in exchanges):
             wanted.update(VARIANT_HEADERS)
+        if self.link_header is not None:
+            wanted.add(self.link_header)
         self._variant_aware = "range" in wanted
         self.wanted_headers: frozenset[str] = frozenset(wanted)
         for ex in exchanges:
@@ -171,10 +183,14 @@ class MatchIndex:
         variant = recorded_variant(exchange)
         if group is not None:
             group.add(pos, variant)
+            if self.link_header is not None:
+                group.add_links(pos, self._links_of(exchange))
             return pos
         group = _Group(key, pos)
         if variant is not None:
             group.variants = {variant: [pos]}
+        if self.link_header is not None:
+            group.add_links(pos, self._links_of(exchange))
         self._groups[key] = group
         method, path = group.bucket
         bucket = self._buckets.get(group.bucket)
@@ -187,11 +203,19 @@ class MatchIndex:
             self._post(bucket, len(bucket.groups) - 1, group)
         return pos
 
+    def _links_of(self, exchange: Exchange) -> tuple[str, ...]:
+        """What links a recorded call to its inbound request: the parent's id and the
+        correlation header's value the service copied onto the call."""
+        assert self.link_header is not None
+        value = exchange.request.header(self.link_header)
+        return tuple(v for v in (exchange.parent, value) if v)
+
     def reset(self) -> None:
         """Start every recorded sequence again from its first response."""
         for g in self._groups.values():
             g.calls = 0
             g.vcalls.clear()
+            g.lcalls.clear()
 
     # ------------------------------------------------------------ signatures
 
@@ -231,6 +255,9 @@ class MatchIndex:
             return -1
         if g.variants is not None:
             return g.take_for(headers)[0]
+        if g.links is not None:
+            assert self.link_header is not None
+            return g.take_linked(headers.get(self.link_header))[0]
         n = g.calls
         g.calls = n + 1
         ps = g.positions
@@ -279,6 +306,8 @@ class MatchIndex:
             return -1, 0
         if group.variants is not None:
             return group.take_for(headers or {})
+        if group.links is not None and self.link_header is not None:
+            return group.take_linked((headers or {}).get(self.link_header))
         return group.take()
 
     def lookup(self, key: Key) -> int:
@@ -316,9 +345,14 @@ class MatchIndex:
         return cached
 
     def _variant_headers(self, req: Request) -> dict[str, str]:
-        if not self._variant_aware:
-            return {}
-        return _header_values(req.headers, VARIANT_HEADERS)
+        out: dict[str, str] = {}
+        if self._variant_aware:
+            out = _header_values(req.headers, VARIANT_HEADERS)
+        if self.link_header is not None:
+            value = req.header(self.link_header)
+            if value is not None:
+                out[self.link_header] = value
+        return out
 
     def explain(self, req: Request) -> MatchResult:
         """Like ``match`` for a request known to miss, without touching sequences."""

@@ -15,6 +15,18 @@ counter, …) and its concrete paths are generalized (``$.items[3].id`` ->
 ``$.items[*].id``). A rule is proposed only if it hides nothing that was stable
 anywhere in the evidence; otherwise the narrower concrete paths are tried, and
 whatever still covers a stable value is held back, with the reason.
+
+Rules are scoped to the route they were learned on (``"POST /orders $.id"``): an id
+that is noise in ``POST /orders`` must not hide a change of ``$.id`` in ``GET
+/orders/7``. A rule is left unscoped only when the same path varied on every route
+(two or more) whose responses carry it, and hides no stable value anywhere.
+
+The evidence must come from passes that start from the same state (devbox replay resets
+the mocks and runs the profile's ``[replay] reset`` hook before each pass, and learning
+replays one request at a time, in recorded order): then a value that differs because an
+earlier request changed the server's state is the same in both passes, hence stable, not
+noise. Recorded duplicates count only when no state-changing request (POST, PUT, PATCH,
+DELETE) was recorded between them, for the same reason.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import itertools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +51,7 @@ from devbox.core.diff import (
     short,
 )
 from devbox.core.model import Exchange, Response
+from devbox.core.scoped_rules import rules_for, scoped
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[1-8][0-9a-fA-F]{3}-?[89abAB][0-9a-fA-F]{3}-?[0-9a-fA-F]{12}$"
@@ -64,6 +78,15 @@ class Observation:
     responses: tuple[Response, ...]
     origin: str = "replays"  # "replays" | "recorded duplicates"
     recorded: Response | None = None  # the recording, to explain what is held back
+    route: str = ""  # "POST /orders" (method and path); "": the label's first two words
+
+    @property
+    def route_key(self) -> str:
+        if self.route:
+            return self.route
+        method, _, rest = self.label.partition(" ")
+        path = rest.split(" ", 1)[0].split("?", 1)[0]
+        return f"{method} {path}" if path else method
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +197,28 @@ def learn_noise(
     they cover are not considered). ``headers``: the response headers that replay
     compares; only those can be noise worth a rule.
     """
-    current = DiffRules(ignore=tuple(existing))
-    paths: dict[Path, _Seen] = defaultdict(_Seen)
+    current = DiffRules(ignore=tuple(r for r in existing if r.startswith(("$", "header:"))))
+    by_route: dict[str, dict[Path, _Seen]] = defaultdict(lambda: defaultdict(_Seen))
+    by_target: dict[str, dict[Path, _Seen]] = defaultdict(lambda: defaultdict(_Seen))
+    route_rules: dict[str, DiffRules] = {}
     head_seen: dict[str, _Seen] = defaultdict(_Seen)
     held: list[HeldBack] = []
     count = 0
-    recorded_vs: dict[Path, list[tuple[str, Any, Any]]] = defaultdict(list)
+    recorded_vs: dict[tuple[str, Path], list[tuple[str, Any, Any]]] = defaultdict(list)
     for obs in observations:
         if len(obs.responses) < 2:
             continue
         count += 1
+        route = obs.route_key
+        rules = route_rules.get(obs.label)
+        if rules is None:
+            method, _, path = route.partition(" ")
+            target = obs.label.partition(" ")[2]
+            rules = route_rules[obs.label] = DiffRules(
+                ignore=rules_for(existing, method, path, target)
+            )
+        paths = by_route[route]
+        in_target = by_target[obs.label]
         statuses = {r.status for r in obs.responses}
         if len(statuses) > 1:
             held.append(
@@ -216,20 +251,21 @@ def learn_noise(
         for m in maps:
             keys.update(m)
         for p in keys:
-            if current.ignores_path(p):
+            if rules.ignores_path(p):
                 continue
             vals = [m.get(p, _ABSENT) for m in maps]
             first = vals[0]
             if all(v is not _ABSENT and _eq(v, first) for v in vals):
                 paths[p].stable_in.append(obs.label)
+                in_target[p].stable_in.append(obs.label)
                 if obs.recorded is not None:
-                    recorded_vs[p].append((obs.label, obs.recorded, first))
+                    recorded_vs[(route, p)].append((obs.label, obs.recorded, first))
             else:
-                paths[p].varied_in.append(
-                    (obs.label, obs.origin, [None if v is _ABSENT else v for v in vals])
-                )
+                varied = (obs.label, obs.origin, [None if v is _ABSENT else v for v in vals])
+                paths[p].varied_in.append(varied)
+                in_target[p].varied_in.append(varied)
     proposals: list[NoiseProposal] = []
-    proposals.extend(_propose_paths(paths, held, max_evidence))
+    proposals.extend(_propose_scoped(by_route, by_target, held, max_evidence))
     for name, seen in sorted(head_seen.items()):
         if not seen.varied_in:
             continue
@@ -237,7 +273,7 @@ def learn_noise(
             held.append(HeldBack(f"header:{name}", _stable_reason(seen)))
             continue
         proposals.append(_proposal(f"header:{name}", seen.varied_in, max_evidence))
-    held.extend(_changed_but_stable(paths, recorded_vs, (*existing, *(p.rule for p in proposals))))
+    held.extend(_changed_but_stable(recorded_vs, (*existing, *(p.rule for p in proposals))))
     proposals.sort(key=lambda p: p.rule)
     return NoiseReport(tuple(proposals), tuple(held), count)
 
@@ -253,31 +289,123 @@ def _stable_reason(seen: _Seen) -> str:
     )
 
 
-def _propose_paths(
-    paths: dict[Path, _Seen], held: list[HeldBack], max_evidence: int
+def _propose_scoped(
+    by_route: Mapping[str, Mapping[Path, _Seen]],
+    by_target: Mapping[str, Mapping[Path, _Seen]],
+    held: list[HeldBack],
+    max_evidence: int,
 ) -> list[NoiseProposal]:
+    """Per generalized path: one unscoped rule when it varied on every route (two or more)
+    that carries it and hides no stable value anywhere; else one rule per route; and where
+    a route-wide rule would hide a value stable in another request of the route, one rule
+    per request target (``GET /comments?postId=2 $[0].id``) where it never was stable."""
+    varied_on: dict[str, set[str]] = defaultdict(set)
+    present_on: dict[str, set[str]] = defaultdict(set)
+    for route, paths in by_route.items():
+        for p, seen in paths.items():
+            g = generalize(p)
+            present_on[g].add(route)
+            if seen.varied_in:
+                varied_on[g].add(route)
+    merged: dict[Path, _Seen] = defaultdict(_Seen)
+    for paths in by_route.values():
+        for p, seen in paths.items():
+            merged[p].varied_in.extend(seen.varied_in)
+            merged[p].stable_in.extend(seen.stable_in)
+    everywhere = {
+        g for g, routes in varied_on.items() if len(routes) > 1 and routes == present_on[g]
+    }
+    out: list[NoiseProposal] = []
+    unscoped = _propose_paths(merged, [], max_evidence, only=everywhere, strict=True)
+    done = {p.rule for p in unscoped}
+    out.extend(unscoped)
+    for route in sorted(by_route):
+        narrow: list[HeldBack] = []
+        out.extend(
+            _propose_paths(
+                by_route[route], narrow, max_evidence, skip=done, scope=route, label=route
+            )
+        )
+        for h in narrow:
+            out.extend(_per_target(h, by_route[route], by_target, held, max_evidence))
+    return out
+
+
+def _per_target(
+    h: HeldBack,
+    paths: Mapping[Path, _Seen],
+    by_target: Mapping[str, Mapping[Path, _Seen]],
+    held: list[HeldBack],
+    max_evidence: int,
+) -> list[NoiseProposal]:
+    """Rules scoped to each request target (path and query) where the held-back path
+    varied and was never stable; what cannot be narrowed so stays held back."""
+    concrete = "$" + h.where.partition(" $")[2]
+    p = next((q for q in paths if format_path(q) == concrete), None)
+    if p is None:
+        held.append(h)
+        return []
+    out = []
+    for label in sorted({lbl for lbl, _, _ in paths[p].varied_in}):
+        target = label.partition(" ")[2]
+        here = by_target.get(label, {})
+        seen = here.get(p)
+        stable_below = any(tuple(q[: len(p)]) == tuple(p) and s.stable_in for q, s in here.items())
+        if (
+            seen is None
+            or stable_below
+            or "?" not in target
+            or " " in target
+            or not target.startswith("/")
+        ):
+            held.append(HeldBack(f"{label} {concrete}", h.reason))
+            continue
+        out.append(_proposal(scoped(label, concrete), seen.varied_in, max_evidence))
+    return out
+
+
+def _propose_paths(
+    paths: Mapping[Path, _Seen],
+    held: list[HeldBack],
+    max_evidence: int,
+    *,
+    only: set[str] | None = None,
+    skip: AbstractSet[str] = frozenset(),
+    strict: bool = False,
+    scope: str | None = None,
+    label: str = "",
+) -> list[NoiseProposal]:
+    """Rules for the varying paths of ``paths`` (scoped to ``scope``). ``strict``: propose
+    only general rules that hide nothing stable, never the concrete fallbacks."""
     by_general: dict[str, list[Path]] = defaultdict(list)
     for p, seen in paths.items():
         if seen.varied_in:
-            by_general[generalize(p)].append(p)
+            g = generalize(p)
+            if (only is None or g in only) and g not in skip:
+                by_general[g].append(p)
     stable_paths = [p for p, seen in paths.items() if seen.stable_in]
     out: list[NoiseProposal] = []
+    where = f"{label} " if label else ""
     for general, members in sorted(by_general.items()):
         pattern = parse_pattern(general)
         if not any(pattern_matches(pattern, sp, prefix=True) for sp in stable_paths):
             evidence = [e for m in members for e in paths[m].varied_in]
-            out.append(_proposal(general, evidence, max_evidence))
+            out.append(_proposal(scoped(scope, general), evidence, max_evidence))
+            continue
+        if strict:
             continue
         # the general rule would hide a stable value: try each concrete path on its own
         for m in sorted(members, key=format_path):
             seen = paths[m]
             concrete = format_path(m)
             if seen.stable_in:
-                held.append(HeldBack(concrete, _stable_reason(seen)))
+                held.append(HeldBack(where + concrete, _stable_reason(seen)))
             elif concrete != general:
-                out.append(_proposal(concrete, seen.varied_in, max_evidence))
+                out.append(_proposal(scoped(scope, concrete), seen.varied_in, max_evidence))
             else:
-                held.append(HeldBack(concrete, "a rule would also hide stable values below it"))
+                held.append(
+                    HeldBack(where + concrete, "a rule would also hide stable values below it")
+                )
     return out
 
 
@@ -297,16 +425,19 @@ def _proposal(
 
 
 def _changed_but_stable(
-    paths: dict[Path, _Seen],
-    recorded_vs: Mapping[Path, list[tuple[str, Any, Any]]],
+    recorded_vs: Mapping[tuple[str, Path], list[tuple[str, Any, Any]]],
     rules: Sequence[str],
 ) -> list[HeldBack]:
     """Values that agree across replays but differ from the recording: real changes, said so."""
-    covered = DiffRules(ignore=tuple(rules))
+    covered: dict[str, DiffRules] = {}
     out = []
     cache: dict[int, dict[Path, Any] | None] = {}
-    for p, entries in sorted(recorded_vs.items(), key=lambda kv: format_path(kv[0])):
-        if covered.ignores_path(p):
+    reported: set[Path] = set()
+    for (route, p), entries in sorted(recorded_vs.items(), key=lambda kv: format_path(kv[0][1])):
+        if route not in covered:
+            method, _, path = route.partition(" ")
+            covered[route] = DiffRules(ignore=rules_for(rules, method, path))
+        if p in reported or covered[route].ignores_path(p):
             continue
         for label, recorded, now in entries:
             key = id(recorded)
@@ -324,20 +455,37 @@ def _changed_but_stable(
                         "replays: a real change, not noise",
                     )
                 )
+                reported.add(p)
                 break
     return out
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
 def duplicate_observations(exchanges: Iterable[Exchange]) -> list[Observation]:
-    """Recorded duplicates: the same request (method, target, body) recorded more than once."""
-    groups: dict[tuple[str, str, bytes], list[Response]] = defaultdict(list)
-    for ex in exchanges:
+    """Recorded duplicates: the same request (method, target, body) recorded more than once
+    with no state-changing request recorded between them (in recorded order): a ``GET
+    /posts`` before and after a ``POST /posts`` differ because of the POST, not by noise."""
+    groups: dict[tuple[int, str, str, bytes], list[Response]] = defaultdict(list)
+    routes: dict[tuple[int, str, str, bytes], str] = {}
+    epoch = 0
+    for ex in sorted(exchanges, key=lambda e: e.timing.started_at):
+        req = ex.request
+        if req.method.upper() not in _SAFE_METHODS:
+            epoch += 1  # what follows may see another state: a new group
         if ex.response is None:
             continue
-        req = ex.request
-        groups[(req.method, req.target, req.body)].append(ex.response)
-    return [
-        Observation(f"{method} {target}", tuple(resps), "recorded duplicates")
-        for (method, target, _), resps in groups.items()
-        if len(resps) > 1
-    ]
+        key = (epoch, req.method, req.target, req.body)
+        groups[key].append(ex.response)
+        routes[key] = f"{req.method} {req.path}"
+    out = []
+    for key, resps in groups.items():
+        if len(resps) > 1:
+            _, method, target, _ = key
+            out.append(
+                Observation(
+                    f"{method} {target}", tuple(resps), "recorded duplicates", route=routes[key]
+                )
+            )
+    return out

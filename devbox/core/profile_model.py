@@ -117,12 +117,16 @@ class Dependency:
 @dataclass(frozen=True, slots=True)
 class ReplaySettings:
     concurrency: int = 8
-    ignore: tuple[str, ...] = ()  # "$.created_at", "header:date"
+    # "$.created_at", "header:date", or scoped to a route: "POST /orders $.id"
+    ignore: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()  # response headers compared besides status and body
     fail_if: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()  # "GET /orders*": only these are replayed (all when empty)
     unordered: tuple[str, ...] = ()  # JSON paths of arrays compared as multisets
     timeout_s: float = 10.0
+    # a command (argv, no shell) that puts the service back in its recorded state; run by
+    # devbox replay before it sends anything and before each --learn-noise pass
+    reset: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from devbox.core.profile_model import (
 )
 from devbox.core.profile_toml import ENV_RE, Ctx
 from devbox.core.redact import DEFAULT_RULES
+from devbox.core.scoped_rules import parse_rule
 from devbox.wire import registry as kinds
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -243,14 +244,37 @@ def _json_paths(ctx: Ctx, t: dict[str, Any], key: str, where: str) -> tuple[str,
 def replay_section(ctx: Ctx, raw: Any) -> ReplaySettings:
     w = "replay"
     t = ctx.table(
-        raw, w, ("concurrency", "ignore", "headers", "fail_if", "routes", "unordered", "timeout_s")
+        raw,
+        w,
+        (
+            "concurrency",
+            "ignore",
+            "headers",
+            "fail_if",
+            "routes",
+            "unordered",
+            "timeout_s",
+            "reset",
+        ),
     )
     ignore = ctx.strs(t, "ignore", w)
     for p in ignore:
-        if not (p.startswith("header:") or _PATH_RE.match(p)):
+        try:
+            bare = parse_rule(p).rule
+        except ValueError as exc:
+            raise ctx.error("replay.ignore", str(exc)) from None
+        if not (bare.startswith("header:") or _PATH_RE.match(bare)):
             raise ctx.error(
-                "replay.ignore", f"expected a JSON path ($.a.b) or header:NAME, got {p!r}"
+                "replay.ignore",
+                f"expected a JSON path ($.a.b) or header:NAME, optionally after a route "
+                f'("POST /orders $.id"), got {p!r}',
             )
+    if isinstance(t.get("reset"), str):
+        raise ctx.error(
+            "replay.reset",
+            "expected a list of strings (the command's argv), got a string",
+            hint='write reset = ["./scripts/reset-db"]: devbox never runs a shell',
+        )
     return ReplaySettings(
         concurrency=ctx.int_(t, "concurrency", w, 8, 1, 1024),
         ignore=ignore,
@@ -259,6 +283,7 @@ def replay_section(ctx: Ctx, raw: Any) -> ReplaySettings:
         routes=ctx.strs(t, "routes", w),
         unordered=_json_paths(ctx, t, "unordered", w),
         timeout_s=ctx.num(t, "timeout_s", w, 10.0, 0.1, 3600),
+        reset=ctx.strs(t, "reset", w),
     )
 
 

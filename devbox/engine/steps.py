@@ -96,6 +96,7 @@ async def replay_inbound(
         base_options,
         ordered_lanes=lanes,
         outbound_rules=rules,
+        link_header=p.record.correlation_header,
         normalize_outbound=normalize if journals else None,
     )
     return await run_replay(

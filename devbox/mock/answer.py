@@ -75,6 +75,9 @@ class MockSpec:
     # live requests are redacted with these rules before matching; None: not redacted
     # (right when the exchanges were not redacted either, as with a HAR file)
     redact: RedactRules | None = None
+    # the profile's [record] correlation_header: a call carrying it is answered with the
+    # call recorded for that inbound request (devbox.core.matching, "Links")
+    link_header: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +160,9 @@ class MockState:
         self.plain = not self.has_faults and self.timing_factor is None
         self.journal_body = limits.journal_body
         self.rng = random.Random(f.seed)
-        self.index = MatchIndex((), dep.match, name=dep.name, redactor=self.redactor_fn())
+        self.index = MatchIndex(
+            (), dep.match, name=dep.name, redactor=self.redactor_fn(), link_header=spec.link_header
+        )
         self.prepared: list[Prepared] = []
         self.hits = 0
         self.misses = 0
@@ -178,7 +183,13 @@ class MockState:
     def install(self, exchanges: list[Exchange]) -> None:
         """Serve these exchanges (tests and in-process callers; the server reloads too)."""
         dep = self.spec.dependency
-        self.index = MatchIndex(exchanges, dep.match, name=dep.name, redactor=self.redactor_fn())
+        self.index = MatchIndex(
+            exchanges,
+            dep.match,
+            name=dep.name,
+            redactor=self.redactor_fn(),
+            link_header=self.spec.link_header,
+        )
         self.prepared = [Prepared(ex) for ex in exchanges]
 
     def reset(self) -> None:

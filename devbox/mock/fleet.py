@@ -35,7 +35,12 @@ def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockS
         for name in only:
             profile.dependency(name)  # raises NotFoundError naming the known ones
     return [
-        MockSpec(dependency=d, recordings=profile.recordings_dir(d.name), redact=profile.redact)
+        MockSpec(
+            dependency=d,
+            recordings=profile.recordings_dir(d.name),
+            redact=profile.redact,
+            link_header=profile.record.correlation_header,
+        )
         for d in profile.dependencies
         if d.kind == "http" and (not only or d.name in only)
     ]

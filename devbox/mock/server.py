@@ -140,7 +140,13 @@ class MockServer(MockState):
     def _build(self, exchanges: list[Exchange]) -> tuple[MatchIndex, list[Prepared]]:
         dep = self.spec.dependency
         redactor = self.redactor_fn()
-        index = MatchIndex(exchanges, dep.match, name=dep.name, redactor=redactor)
+        index = MatchIndex(
+            exchanges,
+            dep.match,
+            name=dep.name,
+            redactor=redactor,
+            link_header=self.spec.link_header,
+        )
         return index, [Prepared(ex) for ex in exchanges]
 
     def _install(self, index: MatchIndex, prepared: list[Prepared]) -> None:

@@ -277,8 +277,8 @@ class ReplayItem(pytest.Item):
                 sandbox.reset_mocks()
                 self.config.stash[_REPLAY_STARTED] = True
             target = sandbox.url
-        report = run(run_replay([self.exchange], target, profile.replay,
-                                options=ReplayOptions(concurrency=1)))  # fmt: skip
+        options = ReplayOptions(concurrency=1, link_header=profile.record.correlation_header)
+        report = run(run_replay([self.exchange], target, profile.replay, options=options))
         if not report.results:
             pytest.skip("recorded without a response: nothing to compare")
         result = report.results[0]

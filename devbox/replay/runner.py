@@ -18,6 +18,7 @@ kept, so memory stays flat however long the run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import time
 from collections import deque
@@ -60,10 +61,24 @@ class ReplayOptions:
     normalize_outbound: Callable[[str, Request], Request] | None = None
     # exchange id -> lane: requests replayed one after another, in recorded order
     ordered_lanes: Mapping[str, str] = field(default_factory=dict)
+    # the profile's [record] correlation_header: each request carries it (its recorded
+    # value, else the exchange's id) so the mocks answer the calls the service makes while
+    # serving it with the calls recorded for it, under any concurrency
+    link_header: str | None = None
 
     @property
     def pacing(self) -> Pacing:
         return Pacing(self.speed, self.rate, self.count, self.duration_s, self.copies)
+
+
+def with_link(ex: Exchange, header: str | None) -> Request:
+    """The request to send for ``ex``: with the correlation header when the profile names
+    one and the recording did not carry it (its value is then the exchange's id, which is
+    its recorded calls' ``parent``)."""
+    req = ex.request
+    if header is None or req.header(header) is not None:
+        return req
+    return dataclasses.replace(req, headers=(*req.headers, (header, ex.id)))
 
 
 def route_matches(patterns: Sequence[str], req: Request) -> bool:
@@ -210,7 +225,9 @@ class _Run:
         ex = self.items[job.item]
         prepared = self.prepared[job.item]
         if prepared is None:
-            prepared = self.prepared[job.item] = prepare(ex.request, self.target)
+            prepared = self.prepared[job.item] = prepare(
+                with_link(ex, self.options.link_header), self.target
+            )
         expected = ex.response
         assert expected is not None
         req = ex.request
@@ -230,7 +247,8 @@ class _Run:
         compiled = self.expected[job.item]
         if compiled is None:
             compiled = self.expected[job.item] = ExpectedResponse(expected)
-        diffs = compiled.diff(actual, self.rules, truncated=ex.response_truncated)
+        rules = self.rules.for_route(req.method, req.path, req.target)
+        diffs = compiled.diff(actual, rules, truncated=ex.response_truncated)
         if self.comparer is not None and self.journal is not None:
             try:
                 calls = await self.journal.read()
