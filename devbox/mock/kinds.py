@@ -102,6 +102,7 @@ class WireMock:
             name=d.name,
             on_miss="fail" if self.mode == "replay" else self.mode,
             timing=d.timing,
+            match={"ignore_body": d.match.ignore_body} if d.match.ignore_body else {},
             redact_value=self.redact_value,
         )
 

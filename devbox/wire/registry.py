@@ -22,6 +22,7 @@ def register(name: str, target: str) -> None:
 # in this table)
 register("redis", "devbox.wire.redis:KIND")
 register("postgres", "devbox.wire.postgres.kind:POSTGRES")
+register("grpc", "devbox.wire.grpc.kind:GRPC")
 
 
 def names() -> tuple[str, ...]:
