@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import h2.config
@@ -171,8 +172,16 @@ class ServerConnection:
     the bytes to write."""
 
     def __init__(self) -> None:
+        # the checks h2 makes on every header block cost more than the rest of a call: the
+        # mock's own headers are made once from stored objects, a client's only matched
         config = h2.config.H2Configuration(
-            client_side=False, header_encoding="utf-8", validate_inbound_headers=False
+            client_side=False,
+            header_encoding="utf-8",
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            split_outbound_cookies=False,
         )
         self._h2 = h2.connection.H2Connection(config=config)
         self._h2.local_settings = h2.settings.Settings(
@@ -217,7 +226,8 @@ class ServerConnection:
                 self._bodies.pop(ev.stream_id, None)
                 self._pending.pop(ev.stream_id, None)
             elif isinstance(ev, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
-                self._flush()
+                if self._pending:
+                    self._flush(list(self._pending))
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.closed = True
         return out
@@ -234,19 +244,21 @@ class ServerConnection:
         if pending is None:
             pending = self._pending[stream_id] = _Pending()
         pending.data.append(data)
-        self._flush()
+        self._flush((stream_id,))
 
     def send_trailers(self, stream_id: int, trailers: Headers) -> None:
         pending = self._pending.get(stream_id)
         if pending is None:
             pending = self._pending[stream_id] = _Pending()
         pending.trailers = trailers
-        self._flush()
+        self._flush((stream_id,))
 
-    def _flush(self) -> None:
+    def _flush(self, streams: Iterable[int]) -> None:
         h2c = self._h2
-        for stream_id in list(self._pending):
-            pending = self._pending[stream_id]
+        for stream_id in streams:
+            pending = self._pending.get(stream_id)
+            if pending is None:
+                continue
             try:
                 while pending.data:
                     chunk = pending.data[0]
