@@ -9,6 +9,7 @@ percent-encoded ``grpc-message``.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -83,20 +84,53 @@ def frame(payload: bytes, compressed: bool = False) -> bytes:
     return bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload
 
 
-def message_json(compressed: bool, payload: bytes) -> dict[str, Any]:
-    """A message as stored: decoded (``devbox.wire.grpc.protobuf``), or its compressed
-    bytes kept as they were."""
+# a message's named form from its bytes (None: keep the schemaless form), and back
+Decoder = Callable[[bytes], dict[str, Any] | None]
+Encoder = Callable[[dict[str, Any], str], bytes]
+
+
+def message_json(compressed: bool, payload: bytes, decode: Decoder | None = None) -> dict[str, Any]:
+    """A message as stored: with field names when ``decode`` (the descriptors) gives them,
+    else schemaless (``devbox.wire.grpc.protobuf``); a compressed one as it was."""
     if compressed:
         return {"compressed": True, "base64": base64.b64encode(payload).decode("ascii")}
+    if decode is not None:
+        named = decode(payload)
+        if named is not None:
+            return named
     return protobuf.to_json(payload)
 
 
-def message_bytes(value: Any, where: str) -> bytes:
-    """The framed bytes of a stored message (the inverse of ``message_json``)."""
+def is_named(value: Any) -> bool:
+    """A message stored with field names (from descriptors), not field numbers."""
+    return (
+        isinstance(value, dict)
+        and not all(k.isdigit() for k in value)
+        and not (len(value) == 1 and "base64" in value)
+        and value.get("compressed") is not True
+    )
+
+
+def message_payload(value: Any, where: str, encode: Encoder | None = None) -> tuple[bool, bytes]:
+    """(compressed, bytes) of a stored message (the inverse of ``message_json``)."""
     if isinstance(value, dict) and value.get("compressed") is True:
         rest = {k: v for k, v in value.items() if k != "compressed"}
-        return frame(protobuf.from_json(rest, where), compressed=True)
-    return frame(protobuf.from_json(value, where))
+        return True, protobuf.from_json(rest, where)
+    if is_named(value):
+        if encode is None:
+            raise protobuf.ProtobufError(
+                "this message names its fields: the dependency needs its descriptors "
+                "(protos = ... in the profile)",
+                where,
+            )
+        return False, encode(value, where)
+    return False, protobuf.from_json(value, where)
+
+
+def message_bytes(value: Any, where: str, encode: Encoder | None = None) -> bytes:
+    """The framed bytes of a stored message."""
+    compressed, payload = message_payload(value, where, encode)
+    return frame(payload, compressed)
 
 
 def metadata(headers: list[tuple[str, str]]) -> dict[str, Any]:

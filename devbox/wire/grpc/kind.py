@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from devbox.wire.contract import Index, MockConnection, MockOptions, RecorderConnection
+from devbox.wire.grpc import schema as schemas
 from devbox.wire.grpc import store
 from devbox.wire.grpc.mock import GrpcMockConnection
 from devbox.wire.grpc.recorder import GrpcRecorder
@@ -19,9 +21,18 @@ class GrpcKind:
     # h2c (prior knowledge); ``grpc://`` is accepted as its synonym
     schemes: tuple[str, ...] = ("http", "grpc")
     default_port: int = 50051
+    # the service's descriptors (the dependency's ``protos``): messages with field names
+    schema: schemas.Schema | None = None
+
+    def for_dependency(self, protos: str | None, root: Path) -> GrpcKind:
+        """This kind for one dependency: with its descriptors when it names them."""
+        if not protos:
+            return self
+        path = Path(protos) if Path(protos).is_absolute() else root / protos
+        return GrpcKind(schema=schemas.load(path))
 
     def load(self, stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
-        return store.build_index(stored)
+        return store.build_index(stored, self.schema)
 
     def mock_connection(self, index: Index, options: MockOptions) -> MockConnection:
         assert isinstance(index, store.GrpcIndex)
@@ -31,7 +42,7 @@ class GrpcKind:
         return GrpcMockConnection(index, options)
 
     def recorder_connection(self) -> RecorderConnection:
-        return GrpcRecorder()
+        return GrpcRecorder(schema=self.schema)
 
     def redact(
         self, stored: dict[str, Any], redact_value: Callable[[str, str], str]

@@ -67,7 +67,8 @@ class GrpcMockConnection:
         except RemoteProtocolError as exc:
             self._trailers_only(sid, codec.INTERNAL, str(exc))
             return
-        messages: list[Any] = [codec.message_json(c, p) for c, p in frames]
+        _enc, decode = store.coders(self.index.schema, path, False)
+        messages: list[Any] = [codec.message_json(c, p, decode) for c, p in frames]
         if self._redact is not None:
             messages = store.redact_object({"request": messages}, self._redact)["request"]
         entry = self.index.take(self.index.key(path, messages))

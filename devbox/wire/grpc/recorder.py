@@ -19,6 +19,7 @@ from devbox.wire.grpc.http2 import (
     ResetEvent,
     SettingsEvent,
 )
+from devbox.wire.grpc.schema import Schema
 
 
 @dataclass(slots=True)
@@ -37,8 +38,11 @@ class _Call:
 
 
 class GrpcRecorder:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, schema: Schema | None = None
+    ) -> None:
         self._clock = clock
+        self._schema = schema
         self._t0 = clock()
         self._client = FrameReader(from_client=True)
         self._server = FrameReader(from_client=False)
@@ -92,7 +96,7 @@ class GrpcRecorder:
             if call is None:
                 call = self._calls[ev.stream_id] = _Call(now, ev.headers)
         elif call is not None:
-            msgs, call.request_buf = self._split(call.request_buf + ev.data)
+            msgs, call.request_buf = self._split(call.request_buf + ev.data, call, False)
             call.request.extend(msgs)
         if call is not None and ev.end_stream:
             call.request_ended = now
@@ -106,19 +110,27 @@ class GrpcRecorder:
             else:
                 call.response_headers = ev.headers
         else:
-            msgs, call.response_buf = self._split(call.response_buf + ev.data)
+            msgs, call.response_buf = self._split(call.response_buf + ev.data, call, True)
             call.response.extend(msgs)
             call.response_at.extend(self._ms(now, call.at) for _ in msgs)
         if ev.end_stream:
             self._finish(ev.stream_id, now)
 
-    @staticmethod
-    def _split(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
+    def _split(
+        self, buffer: bytes, call: _Call, response: bool
+    ) -> tuple[list[dict[str, Any]], bytes]:
         try:
             msgs, rest = codec.split_messages(buffer)
         except ProtocolError:
             return [], b""
-        return [codec.message_json(c, p) for c, p in msgs], rest
+        decode = None
+        if self._schema is not None:
+            schema, path = self._schema, dict(call.headers).get(":path", "")
+
+            def decode(payload: bytes) -> dict[str, Any] | None:
+                return schema.decode(path, response, payload)
+
+        return [codec.message_json(c, p, decode) for c, p in msgs], rest
 
     def _finish(self, stream_id: int, now: float | None) -> None:
         call = self._calls.pop(stream_id)

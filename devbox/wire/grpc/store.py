@@ -35,6 +35,7 @@ from devbox.core.match_keys import Step, drop_paths, parse_json_path
 from devbox.errors import ConfigError
 from devbox.wire.contract import Hit
 from devbox.wire.grpc import codec, protobuf
+from devbox.wire.grpc.schema import Schema
 
 Key = tuple[str, bytes]
 
@@ -71,7 +72,8 @@ def canonical(messages: Sequence[Any], ignore: Sequence[tuple[Step, ...]]) -> by
 
 
 class GrpcIndex:
-    def __init__(self, ignore: Sequence[str] = ()) -> None:
+    def __init__(self, ignore: Sequence[str] = (), schema: Schema | None = None) -> None:
+        self.schema = schema
         self.table: dict[Key, list[Entry]] = {}
         self.calls: dict[Key, int] = {}
         self.by_path: dict[str, list[tuple[Key, list[Any]]]] = {}
@@ -114,7 +116,7 @@ class GrpcIndex:
         made = self._variants.get(tuple(ignore))
         if made is not None:
             return made  # one per rule set, so every connection shares its counters
-        out = self._variants[tuple(ignore)] = GrpcIndex(ignore)
+        out = self._variants[tuple(ignore)] = GrpcIndex(ignore, self.schema)
         out.redacted = self.redacted
         for path, items in self.by_path.items():
             for key, messages in items:
@@ -175,8 +177,30 @@ def _diff(want: Any, got: Any, path: str, out: list[str]) -> None:
 # ---------------------------------------------------------------- loading
 
 
-def build_index(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> GrpcIndex:
-    index = GrpcIndex()
+def coders(
+    schema: Schema | None, path: str, response: bool
+) -> tuple[codec.Encoder | None, codec.Decoder | None]:
+    """The named form's encoder and decoder for one side of ``path`` (None without
+    descriptors)."""
+    if schema is None:
+        return None, None
+    known = schema
+
+    def encode(value: dict[str, Any], where: str) -> bytes:
+        return known.encode(path, response, value, where)
+
+    def decode(payload: bytes) -> dict[str, Any] | None:
+        return known.decode(path, response, payload)
+
+    return encode, decode
+
+
+def build_index(
+    stored: Sequence[tuple[str, int, Mapping[str, Any]]], schema: Schema | None = None
+) -> GrpcIndex:
+    """The index; with ``schema``, every message is keyed by its named form (whichever
+    form the file holds), as live requests are decoded the same way."""
+    index = GrpcIndex(schema=schema)
     for file, line, obj in stored:
         try:
             _add(index, obj)
@@ -209,11 +233,15 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     request = obj.get("request", [])
     if not isinstance(request, list):
         raise StoreError("expected a list of messages", "request")
-    for i, m in enumerate(request):
-        protobuf.from_json(
-            {k: v for k, v in m.items() if k != "compressed"} if isinstance(m, dict) else m,
-            f"request[{i}]",
+    encode_req, decode_req = coders(index.schema, path, False)
+    encode_resp, _ = coders(index.schema, path, True)
+    # the key is the form a live request decodes to now, whatever form the file holds
+    request = [
+        codec.message_json(
+            *codec.message_payload(m, f"request[{i}]", encode_req), decode=decode_req
         )
+        for i, m in enumerate(request)
+    ]
     if any(b"<redacted:" in orjson.dumps(m) for m in request):
         index.redacted = True
     response = obj.get("response", [])
@@ -228,7 +256,8 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     prev = 0.0
     for i, m in enumerate(response):
         t = float(at[i]) if i < len(at) else prev
-        frames.append((_gap(t - prev) if i else 0.0, codec.message_bytes(m, f"response[{i}]")))
+        data = codec.message_bytes(m, f"response[{i}]", encode_resp)
+        frames.append((_gap(t - prev) if i else 0.0, data))
         prev = t
     latency = _num(obj, "latency_ms")
     status = obj.get("status", 0)
