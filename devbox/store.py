@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,28 @@ class LoadedFile:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+_STAMPS_LOCK = threading.Lock()
+_stamps: tuple[str, set[str]] = ("", set())  # the second last stamped, its suffixes
+
+
+def new_stamp(now: datetime | None = None) -> str:
+    """The stamp in a new recording's file name (and its ids, its trash directory): the
+    UTC second, readable and sorting in time order, then six random hex digits, so two
+    recordings begun in the same second (two terminals, a test session recording twice)
+    never share a file: ``20261205T131055Z-3fa9c1``. One process never hands out the same
+    stamp twice; two processes collide once in 16 million same-second starts."""
+    global _stamps
+    base = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    with _STAMPS_LOCK:
+        if _stamps[0] != base:
+            _stamps = (base, set())
+        taken = _stamps[1]
+        while (suffix := secrets.token_hex(3)) in taken:
+            pass
+        taken.add(suffix)
+    return f"{base}-{suffix}"
 
 
 def recording_files(directory: Path, *, include_partial: bool = False) -> list[Path]:

@@ -14,10 +14,11 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from secret_corpus import corpus, pems, url_passwords
+from secret_corpus import corpus, keyword_corpus, pems, url_passwords
 
 
 def bodies(fmt: str, secret: str) -> list[tuple[str, bytes]]:
@@ -50,6 +51,45 @@ def bodies(fmt: str, secret: str) -> list[tuple[str, bytes]]:
     ]
 
 
+def named_bodies(name: str, secret: str) -> list[tuple[str, bytes]]:
+    """A secret that is one only under its provider's name: every placement names it."""
+    boundary = uuid.uuid4().hex
+    multipart = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+        f"{secret}\r\n--{boundary}--\r\n"
+    ).encode()
+    text = f"line one\n{name}: {secret}\nline three\n"
+    code = f'const cfg = {{ {name}: "{secret}", retries: 3 }};\n'
+    cb = f"https://x.example/cb?{name}={secret}"
+    return [
+        ("application/json", json.dumps({"config": {"items": [{name: secret}]}}).encode()),
+        ("application/x-www-form-urlencoded", urlencode({name: secret, "a": "1"}).encode()),
+        (f"multipart/form-data; boundary={boundary}", multipart),
+        ("text/plain", text.encode()),
+        ("application/javascript", code.encode()),
+        ("text/plain", base64.b64encode(text.encode())),
+        ("text/plain", ("next=" + quote(cb, safe="")).encode()),
+    ]
+
+
+def send_named(targets: list[Any], start: int) -> int:
+    sent = 0
+    for i, (_, name, secret) in enumerate(keyword_corpus(), start):
+        target = targets[i % len(targets)]
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        header = "X-" + "-".join(w.capitalize() for w in name.split("_"))
+        for ctype, body in named_bodies(name, secret):
+            query = "?" + urlencode({name: secret, "page": "2"})
+            headers = {"Content-Type": ctype, header: secret}
+            conn.request("POST", f"/echo/{i}{query}", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+            sent += 1
+        conn.close()
+    return sent
+
+
 def main() -> None:
     targets = [urlsplit(u) for u in sys.argv[1:]]
     sent = 0
@@ -74,7 +114,9 @@ def main() -> None:
             assert resp.status == 200, resp.status
             sent += 1
         conn.close()
-    print(json.dumps({"sent": sent, "secrets": len(items) + len(pems())}))
+    sent += send_named(targets, len(items) + len(pems()))
+    total = len(items) + len(pems()) + len(keyword_corpus())
+    print(json.dumps({"sent": sent, "secrets": total}))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,184 @@ SPECS: dict[str, list[str | tuple[str, int]]] = {
     "heroku-api-key": ["HRKU-AA", (B, 58)],
     "jfrog-api-key": ["AKCp", (A, 69)],
     "harness-token": ["pat.", (B, 22), ".", (H, 24), ".", (A, 20)],
+    "1password-secret-key": ["A3-", (U, 6), "-", (U, 11), "-", (U, 5), "-", (U, 5), "-", (U, 5)],
+    "1password-service-token": ["ops_eyJ", (S, 300)],
+    "adobe-client-secret": ["p8e-", (A, 32)],
+    "artifactory-reference-token": ["cmVmd", (A, 59)],
+    "authress-key": ["sc_", (LO, 12), ".", (LO, 5), ".acc_", (LO, 20), ".", (S, 60)],
+    "aws-bedrock-key": ["ABSK", (S, 150)],
+    "clickhouse-cloud-key": ["4b1d", (A, 38)],
+    "defined-networking-token": ["dnkey-", (B, 26), "-", (B, 52)],
+    "flutterwave-key": ["FLWSECK_TEST-", ("abcdefgh0123456789", 32), "-X"],
+    "frameio-token": ["fio-u-", (B, 64)],
+    "gitlab-runner-registration": ["GR1348941", (B, 20)],
+    "gitlab-session-cookie": ["_gitlab_session=", (LO, 32)],
+    "grafana-api-key": ["eyJrIjoi", (A, 90)],
+    "huggingface-org-token": ["api_org_", (L, 34)],
+    "infracost-token": ["ico-", (A, 32)],
+    "intra42-secret": ["s-s4t2ud-", (H, 64)],
+    "mailgun-pub-key": ["pubkey-", (H, 32)],
+    "maxmind-license-key": [(A, 6), "_", (A, 29), "_mmk"],
+    "teams-webhook": [
+        "https://",
+        (LO, 8),
+        ".webhook.office.com/webhookb2/",
+        (LO, 8),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 12),
+        "@",
+        (LO, 8),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 12),
+        "/IncomingWebhook/",
+        (LO, 32),
+        "/",
+        (LO, 8),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 4),
+        "-",
+        (LO, 12),
+    ],
+    "octopus-deploy-key": ["API-", (U, 26)],
+    "openshift-token": ["sha256~", (B, 43)],
+    "perplexity-key": ["pplx-", (A, 48)],
+    "plaid-access-token": [
+        "access-sandbox-",
+        (H, 8),
+        "-",
+        (H, 4),
+        "-",
+        (H, 4),
+        "-",
+        (H, 4),
+        "-",
+        (H, 12),
+    ],
+    "scalingo-token": ["tk-us-", (B, 48)],
+    "sendinblue-key": ["xkeysib-", (H, 64), "-", (A, 16)],
+    "settlemint-token": ["sm_pat_", (A, 16)],
+    "slack-config-token": ["xoxe.xoxp-1-", (A, 164)],
+    "sourcegraph-token": ["sgp_", (H, 16), "_", (H, 40)],
+    "yandex-api-key": ["AQVN", (B, 36)],
+    "facebook-app-token": [(D, 15), "|", (B, 32)],
 }
+
+UUID: list[str | tuple[str, int]] = [(H, 8), "-", (H, 4), "-", (H, 4), "-", (H, 4), "-", (H, 12)]
+
+# keyword rules (devbox/core/secret_keywords.py): the value's shape, generated the same way;
+# the secret travels under a name holding the provider's keyword (see ``keyword_name``)
+KEYWORD_SPECS: dict[str, list[str | tuple[str, int]]] = {
+    "adafruit-api-key": [(B, 32)],
+    "adobe-client-id": [(H, 32)],
+    "airtable-api-key": [(A, 17)],
+    "algolia-api-key": [(A, 32)],
+    "alibaba-secret-key": [(A, 30)],
+    "asana-client-id": [(D, 16)],
+    "asana-client-secret": [(A, 32)],
+    "atlassian-api-token": [(A, 24)],
+    "beamer-api-token": ["b_", (B, 44)],
+    "bitbucket-client-id": [(A, 32)],
+    "bitbucket-client-secret": [(B, 64)],
+    "bittrex-key": [(A, 32)],
+    "cisco-meraki-api-key": [(H, 40)],
+    "cloudflare-api-key": [(B, 40)],
+    "cloudflare-global-api-key": [(H, 37)],
+    "codecov-access-token": [(A, 32)],
+    "cohere-api-token": [(A, 40)],
+    "coinbase-access-token": [(B, 64)],
+    "confluent-access-token": [(A, 16)],
+    "confluent-secret-key": [(A, 64)],
+    "contentful-delivery-token": [(B, 43)],
+    "datadog-access-token": [(A, 40)],
+    "discord-api-token": [(H, 64)],
+    "discord-client-id": [(D, 18)],
+    "discord-client-secret": [(B, 32)],
+    "droneci-access-token": [(A, 32)],
+    "dropbox-api-token": [(A, 15)],
+    "dropbox-long-lived-token": [(A, 11), "AAAAAAAAAA", (B, 43)],
+    "dropbox-short-lived-token": ["sl.", (B, 135)],
+    "etsy-access-token": [(A, 24)],
+    "facebook-secret": [(H, 32)],
+    "fastly-api-token": [(B, 32)],
+    "finicity-api-token": [(H, 32)],
+    "finicity-client-secret": [(A, 20)],
+    "finnhub-access-token": [(A, 20)],
+    "flickr-access-token": [(A, 32)],
+    "freemius-secret-key": ["sk_", (A, 29)],
+    "freshbooks-access-token": [(A, 64)],
+    "gitter-access-token": [(B, 40)],
+    "gocardless-api-token": ["live_", (B, 40)],
+    "heroku-api-key-v1": UUID,
+    "hubspot-api-key": UUID,
+    "intercom-api-key": [(B, 60)],
+    "jfrog-api-key-named": [(A, 73)],
+    "jfrog-identity-token": [(A, 64)],
+    "kraken-access-token": [(S, 86)],
+    "kucoin-access-token": [(H, 24)],
+    "kucoin-secret-key": UUID,
+    "launchdarkly-access-token": [(B, 40)],
+    "linear-client-secret": [(H, 32)],
+    "linkedin-client-id": [(A, 14)],
+    "linkedin-client-secret": [(A, 16)],
+    "lob-api-key": ["live_", (H, 35)],
+    "lob-pub-api-key": ["test_pub_", (H, 31)],
+    "looker-client-id": [(A, 20)],
+    "looker-client-secret": [(A, 24)],
+    "mattermost-access-token": [(A, 26)],
+    "messagebird-api-token": [(A, 25)],
+    "messagebird-client-id": UUID,
+    "netlify-access-token": [(B, 43)],
+    "newrelic-user-api-id": [(A, 64)],
+    "nytimes-access-token": [(B, 32)],
+    "okta-access-token": ["00", (B, 40)],
+    "plaid-client-id": [(A, 24)],
+    "plaid-secret-key": [(A, 30)],
+    "privateai-api-token": [(A, 32)],
+    "rapidapi-access-token": [(B, 50)],
+    "sendbird-access-id": UUID,
+    "sendbird-access-token": [(H, 40)],
+    "sentry-access-token": [(H, 64)],
+    "sidekiq-secret": [(H, 8), ":", (H, 8)],
+    "snyk-api-token": UUID,
+    "sonar-api-token": ["squ_", (B, 40)],
+    "squarespace-access-token": UUID,
+    "sumologic-access-id": ["su", (A, 12)],
+    "sumologic-access-token": [(A, 64)],
+    "telegram-bot-token-named": [(D, 10), ":A", (B, 34)],
+    "travisci-access-token": [(A, 22)],
+    "twitch-api-token": [(A, 30)],
+    "twitter-access-secret": [(A, 45)],
+    "twitter-access-token": [(D, 19), "-", (A, 30)],
+    "twitter-api-key": [(A, 25)],
+    "twitter-api-secret": [(A, 50)],
+    "vault-legacy-token": ["s.", (A, 24)],
+    "yandex-access-token": ["t1.", (B, 40), ".", (B, 86)],
+    "yandex-aws-access-token": ["YC", (B, 38)],
+    "zendesk-secret-key": [(A, 40)],
+}
+
+
+def keyword_name(rule_id: str) -> str:
+    """A name that says whose the value is and nothing else (no secret word in it)."""
+    from devbox.core.secret_keywords import RULES_BY_ID
+
+    return RULES_BY_ID[rule_id].keywords[0] + "_ref"
 
 
 def _random(alphabet: str, n: int, rng: random.Random) -> str:
@@ -113,12 +290,16 @@ def _random(alphabet: str, n: int, rng: random.Random) -> str:
             return s
 
 
+def _spec(rule_id: str) -> list[str | tuple[str, int]]:
+    return SPECS[rule_id] if rule_id in SPECS else KEYWORD_SPECS[rule_id]
+
+
 def sample(rule_id: str, rng: random.Random) -> str:
-    return "".join(p if isinstance(p, str) else _random(*p, rng) for p in SPECS[rule_id])
+    return "".join(p if isinstance(p, str) else _random(*p, rng) for p in _spec(rule_id))
 
 
 def near_miss(rule_id: str, rng: random.Random) -> str:
-    parts = SPECS[rule_id]
+    parts = _spec(rule_id)
     longest = max((p for p in parts if not isinstance(p, str)), key=lambda p: p[1])
     out = []
     for p in parts:
@@ -153,6 +334,14 @@ def corpus(per_format: int = 3, seed: int = 13) -> list[tuple[str, str]]:
     out += [("jwt", jwt(rng)) for _ in range(per_format)]
     out += [("opaque-token", _random(A, 40, rng)) for _ in range(per_format)]
     return out
+
+
+def keyword_corpus(per_rule: int = 1, seed: int = 16) -> list[tuple[str, str, str]]:
+    """(rule, name, secret) for every keyword rule: the name holds the provider's keyword."""
+    rng = random.Random(seed)
+    return [
+        (rid, keyword_name(rid), sample(rid, rng)) for rid in KEYWORD_SPECS for _ in range(per_rule)
+    ]
 
 
 def url_passwords(n: int = 3, seed: int = 14) -> list[tuple[str, str]]:

@@ -181,4 +181,10 @@ def test_a_python_slim_dockerfile_builds_offline_from_debian_packages(
     ), said
     # the user's Dockerfile is untouched; the rewritten copy is kept out of the way
     assert (tmp_path / "Dockerfile").read_text().startswith("FROM python:3.11-slim")
-    assert (tmp_path / ".devbox/offline" / f"Dockerfile.{name}.web").is_file()
+    copy = tmp_path / ".devbox/offline" / f"Dockerfile.{name}.web"
+    assert copy.is_file()
+    # another session (an xdist worker, a second `devbox up`) does not write it again
+    before = copy.stat().st_mtime_ns
+    other = DockerRuntime(profile, session="off2")
+    assert other._offline_dockerfile(tmp_path / "Dockerfile") == copy
+    assert copy.stat().st_mtime_ns == before

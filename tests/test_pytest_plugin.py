@@ -107,13 +107,23 @@ def test_an_unexpected_miss_fails_the_test_with_the_explanation(demo: pytest.Pyt
         def test_allowed(devbox_mocks):
             get("INVENTORY_URL", "/warehouses/berlin")
             assert len(devbox_mocks.misses("inventory")) == 1
+
+        def test_fails_anyway(devbox_mocks):
+            status, _ = get("INVENTORY_URL", "/warehouses/hamburg")
+            assert status == 200
         """
     )
     result = demo.runpytest(*QUIET, "--devbox-profile", "demo")
-    result.assert_outcomes(passed=1, failed=1)  # ...the miss still fails it
+    result.assert_outcomes(passed=1, failed=2)  # ...the miss still fails it
     result.stdout.fnmatch_lines([
         "*devbox: unexpected mock misses*",
         "inventory: GET /warehouses/berlin: no recording matches*hint*",
+    ])  # fmt: skip
+    # a test that failed on its own shows the misses behind it too
+    result.stdout.fnmatch_lines([
+        "*assert 502 == 200*",
+        "*- Captured devbox mock misses call -*",
+        "inventory: GET /warehouses/hamburg: no recording matches*",
     ])  # fmt: skip
 
 
@@ -152,31 +162,75 @@ def test_recorded_requests_are_test_items_with_json_path_diffs(demo: pytest.Pyte
     again.assert_outcomes(failed=1, deselected=_replayable() - failed)
 
 
-def test_parallel_workers_share_no_port(demo: pytest.Pytester) -> None:
-    demo.makepyfile(
-        test_par="""
-        import pytest
-        from requests_helper import get
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` but pytest's and Python's own (pytester keeps a
+    subprocess's output in ``stdout``/``stderr``): (size, mtime in ns)."""
+    skip = {"__pycache__", ".pytest_cache"}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+        and not skip & set(p.relative_to(root).parts)
+        and str(p.relative_to(root)) not in ("stdout", "stderr")
+    }
 
-        @pytest.mark.parametrize("n", range(6))
-        @pytest.mark.devbox(profile="demo")
-        def test_call(devbox_mocks, n):
+
+def test_parallel_workers_share_no_port_and_write_no_file(
+    demo: pytest.Pytester, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen.txt"
+    body = f"""
             assert get("INVENTORY_URL", "/items/MS-202")[0] == 200
             assert devbox_mocks.hits() == 1
+            urls = " ".join(devbox_mocks.urls.values())
+            with open({str(seen)!r}, "a") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"] + " " + urls + "\\n")
+    """
+    demo.makepyfile(
+        test_par=f"""
+        import os, pytest
+        from requests_helper import get
+
+        pytestmark = pytest.mark.devbox(profile="demo")
+
+        # two groups, two workers: xdist hands each worker one group first
+        @pytest.mark.parametrize("n", range(3))
+        @pytest.mark.xdist_group("one")
+        def test_one(devbox_mocks, n):{body}
+        @pytest.mark.parametrize("n", range(3))
+        @pytest.mark.xdist_group("two")
+        def test_two(devbox_mocks, n):{body}
         """
     )
+    # the admin token is the project's, made once (first writer wins): not a worker's file
+    (demo.path / ".devbox").mkdir(exist_ok=True)
+    (demo.path / ".devbox/admin-token").write_text("test-token\n")
+    before = _tree(demo.path)
+    result = demo.runpytest_subprocess("-n", "2", "--dist", "loadgroup", *QUIET, timeout=240)
+    result.assert_outcomes(passed=6)
+    urls: dict[str, set[str]] = {}
+    for line in seen.read_text().splitlines():
+        worker, *mine = line.split()
+        urls.setdefault(worker, set()).update(mine)
+    assert len(urls) == 2, urls  # both workers ran some, each with its own mocks...
+    gw0, gw1 = urls.values()
+    assert len(gw0) == len(gw1) == 2 and not gw0 & gw1  # ...on ports of its own
+
+    # with the recorded requests too: they all run on one worker, in recorded order
     result = demo.runpytest_subprocess(
         "-n", "2", "-v", *QUIET, "--devbox-replay", "demo",
         "--devbox-runtime", "process", timeout=240,
     )  # fmt: skip
     result.assert_outcomes(passed=6 + _replayable())
-    # the recorded requests ran on one worker, in recorded order (sequences hold)
     workers = {
         line.split()[0]
         for line in result.stdout.lines
         if "PASSED devbox-replay[demo]::" in line
     }  # fmt: skip
     assert len(workers) == 1, workers
+    # nothing in the project was written (the sandboxes' session files come and go)
+    after = _tree(demo.path)
+    assert after == before, set(after.items()) ^ set(before.items())
 
 
 def test_devbox_sandbox_runs_the_service_with_its_mocks(demo: pytest.Pytester) -> None:
@@ -296,3 +350,46 @@ def test_recording_without_an_upstream_fails_in_one_line(demo: pytest.Pytester) 
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+MODULE_A = """
+import pytest, seen, urllib.request
+
+pytestmark = pytest.mark.devbox(profile="demo")
+
+def test_a(FIXTURE):
+    with urllib.request.urlopen(FIXTURE.url + "/quote?sku=CB-404&qty=6") as r:
+        assert r.status == 200
+    seen.URLS.append(FIXTURE.url)
+
+def test_a_again(FIXTURE):
+    assert seen.URLS == [FIXTURE.url]  # one sandbox for the whole module
+"""
+
+MODULE_B = """
+import pytest, seen, urllib.error, urllib.request
+
+def test_b(FIXTURE):
+    [a_url] = seen.URLS
+    assert FIXTURE.url != a_url  # a sandbox of its own, on other ports
+    with urllib.request.urlopen(FIXTURE.url + "/healthz") as r:
+        assert r.status == 200
+    # module a's sandbox stopped after its last test: nothing answers on its port
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(a_url + "/healthz", timeout=5)
+"""
+
+
+@pytest.mark.parametrize("how", ["devbox_sandbox_module", "--devbox-sandbox-scope"])
+def test_a_sandbox_per_module(demo: pytest.Pytester, how: str) -> None:
+    fixture = "devbox_sandbox_module" if how == "devbox_sandbox_module" else "devbox_sandbox"
+    demo.makepyfile(
+        seen="URLS = []",
+        test_a=MODULE_A.replace("FIXTURE", fixture),
+        test_b=MODULE_B.replace("FIXTURE", fixture),
+    )
+    args = [*QUIET, "--devbox-profile", "demo", "--devbox-runtime", "process"]
+    if how == "--devbox-sandbox-scope":
+        args += ["--devbox-sandbox-scope", "module"]
+    result = demo.runpytest_subprocess(*args, "test_a.py", "test_b.py", timeout=240)
+    result.assert_outcomes(passed=3)

@@ -21,7 +21,8 @@ from devbox.errors import DockerUnavailable, ServiceNotReady, UsageError
 from devbox.runtime.base import level_of, merged_env
 from devbox.runtime.base_image import debian_mirror
 from devbox.runtime.choose import select_runtime
-from devbox.runtime.docker_runtime import bridge_env, dockerfile_bases
+from devbox.runtime.docker_image import dockerfile_bases
+from devbox.runtime.docker_runtime import bridge_env
 from devbox.runtime.doctor import run_checks
 from devbox.runtime.ownership import Owner, config_hash, process_start, same_process
 from devbox.runtime.readiness import LogWatch, http_status, probe_tcp, wait_until_ready

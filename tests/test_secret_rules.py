@@ -5,15 +5,26 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 from urllib.parse import quote, urlsplit
 
 import pytest
-from secret_corpus import SPECS, jwt, near_miss, pem, sample
+from gitleaks_ids import GITLEAKS
+from secret_corpus import KEYWORD_SPECS, SPECS, jwt, keyword_name, near_miss, pem, sample
 
 from devbox.core.model import Request, Response
 from devbox.core.profile import RedactRules
 from devbox.core.redact import PLACEHOLDER_RE, Redactor
-from devbox.core.secret_formats import FORMAT_RULES, format_of, looks_random
+from devbox.core.secret_formats import (
+    FORMAT_RULES,
+    GATE_CHARS,
+    MIN_LENGTH,
+    RULES_BY_ID,
+    format_of,
+    looks_random,
+)
+from devbox.core.secret_keywords import RULES_BY_ID as KEYWORD_RULES_BY_ID
+from devbox.core.secret_keywords import keyword_rule
 
 KEY = b"rules-key"
 
@@ -28,7 +39,19 @@ def kinds(text: str, *, code: bool = False) -> set[str]:
 
 def test_every_format_rule_has_a_sample() -> None:
     assert set(SPECS) == {r.id for r in FORMAT_RULES}
-    assert len(FORMAT_RULES) >= 60
+    assert set(KEYWORD_SPECS) == set(KEYWORD_RULES_BY_ID)
+    assert not set(SPECS) & set(KEYWORD_SPECS)  # one id, one rule: ids are placeholder kinds
+    assert len(FORMAT_RULES) + len(KEYWORD_RULES_BY_ID) >= 180
+
+
+@pytest.mark.parametrize("rule_id", sorted(SPECS))
+def test_each_format_passes_the_length_gate(rule_id: str) -> None:
+    """The format table's prefilter assumes every secret opens with MIN_LENGTH characters
+    of GATE_CHARS (see secret_formats): a rule outside it would never match."""
+    secret = sample(rule_id, random.Random(rule_id))
+    assert re.match(f"[A-Za-z0-9_]{GATE_CHARS}{{{MIN_LENGTH - 1}}}", secret), secret
+    width = re._parser.parse(RULES_BY_ID[rule_id].pattern).getwidth()[0]  # type: ignore[attr-defined]
+    assert width >= MIN_LENGTH
 
 
 @pytest.mark.parametrize("rule_id", sorted(SPECS))
@@ -211,3 +234,90 @@ def test_headers_follow_their_meaning() -> None:
     assert out["Idempotency-Key"] == "8e03978e-40d5-43e8-bc93-6894a57f9324"
     assert PLACEHOLDER_RE.fullmatch(out["X-Custom-Auth"])
     assert PLACEHOLDER_RE.fullmatch(out["X-Api-Key"])
+
+
+@pytest.mark.parametrize("rule_id", sorted(KEYWORD_SPECS))
+def test_keyword_rule_positive_and_near_miss(rule_id: str) -> None:
+    rng = random.Random(rule_id)
+    secret, name = sample(rule_id, rng), keyword_name(rule_id)
+    assert keyword_rule(name, secret) == KEYWORD_RULES_BY_ID[rule_id]
+    camel = "".join(w.capitalize() for w in name.split("_"))
+    for text, code in (
+        (f"{name}={secret}", False),
+        (f"{name.upper()}: {secret}", False),
+        (f'{{"{camel}": "{secret}"}}', False),
+        (f'const {camel[0].lower()}{camel[1:]} = "{secret}";', True),
+        (f"  {name}: '{secret}'", True),
+    ):
+        assert rule_id in kinds(text, code=code), text
+    r = red()
+    out = r.request(
+        Request(
+            "POST",
+            "/",
+            ((name, secret),),
+            ((f"X-{camel}", secret),),
+            json.dumps({"cfg": {name: secret}}).encode(),
+        )
+    )
+    assert secret not in repr(out), out
+    assert f"<redacted:{rule_id}:" in out.query[0][1]
+    # the near miss: the same name with a value of the wrong shape, and the same value
+    # under a name whose keyword does not start a word ("x" + keyword)
+    miss = near_miss(rule_id, rng)
+    assert rule_id not in kinds(f"{name}={miss}") | kinds(f'{name} = "{miss}"', code=True)
+    assert keyword_rule(name, miss) is None
+    assert keyword_rule("x" + name, secret) is None and keyword_rule("ref", secret) is None
+
+
+def test_keywords_start_words_and_words_are_not_keys() -> None:
+    assert keyword_rule("global_blob_id", "live_" + "0a" * 17 + "1") is None  # "lob" mid-word
+    assert keyword_rule("lobApiKeyRef", "live_" + "0a" * 17 + "1") is not None
+    assert keyword_rule("NEW_RELIC_ACCOUNT", "a" * 64) is None  # a word, no digit
+    for name, value in (
+        ("algolia_index", "products_production"),
+        ("heroku_region", "eu"),
+        ("datadog_site", "datadoghq.eu"),
+        ("twitter_handle", "@devbox_project_official"),
+        ("discord_invite", "https://discord.gg/abcdefgh"),
+    ):
+        assert keyword_rule(name, value) is None
+        assert red().text(f"{name}={value}") == f"{name}={value}"
+
+
+def test_every_gitleaks_default_rule_has_a_rule_here() -> None:
+    """gitleaks' default rule ids (config/gitleaks.toml, 222 rules when this was written)
+    and the rule here that finds the same secrets; the few left out say why."""
+    ours = (
+        {r.id for r in FORMAT_RULES}
+        | set(KEYWORD_RULES_BY_ID)
+        | {"private-key", "jwt", "generic-secret", "url-credentials", "secret-field"}
+        | {"authorization"}
+    )
+    for theirs, mine in GITLEAKS.items():
+        assert mine in ours or mine.startswith("not covered:"), (theirs, mine)
+    covered = [t for t, m in GITLEAKS.items() if not m.startswith("not covered:")]
+    assert len(GITLEAKS) >= 220 and len(covered) >= 215
+
+
+def test_basic_credentials_and_curl_users_in_text() -> None:
+    r = red()
+    basic = base64.b64encode(b"deploy:Xk29vLq7Tz").decode()
+    for text in (
+        f'curl -H "Authorization: Basic {basic}" https://api.example.test/v1',
+        "curl -X POST -u 'deploy:Xk29vLq7Tz' https://api.example.test",
+        "curl --user=deploy:Xk29vLq7Tz https://api.example.test",
+    ):
+        for out in (r.text(text), r.code(text)):
+            assert "Xk29vLq7Tz" not in out and basic not in out and "<redacted:" in out, out
+    # near misses: prose, and a Basic token that is no user:password
+    for text in ("Basic authentication is supported", "Basic Zm9vYmFyYmF6cXV4"):
+        assert r.text(text) == text and r.code(text) == text
+
+
+def test_the_redaction_docs_list_every_rule() -> None:
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "redaction.md").read_text()
+    missing = [r for r in [*SPECS, *KEYWORD_SPECS] if f"| `{r}` |" not in doc]
+    assert missing == []

@@ -15,7 +15,7 @@ import pytest
 from devbox.core.profile import Profile, load_profile
 from devbox.errors import EngineError
 from devbox.watch import Batch, Watcher
-from devbox.watch import watcher as watcher_module
+from devbox.watch import arming as watcher_module
 
 T = TypeVar("T")
 

@@ -1,6 +1,7 @@
 """How long the devbox_mocks fixture takes to start (target: under 300 ms for two HTTP deps).
 
-Fresh: the first test in a new interpreter, devbox's imports included (a subprocess).
+Fresh: the first test in a new interpreter (an xdist worker), devbox's imports included
+(a subprocess that has imported pytest, as every pytest process has by then).
 Cold: what the first test of a process (an xdist worker) pays: load the profile's
 recordings, bind both mocks on free ports, reset, open the test's window, set the
 variables. Warm: what every later test pays (the fleet is kept per process).
@@ -40,6 +41,7 @@ def fixture(cache: FleetCache, path: Path) -> DevboxMocks:
 
 FRESH = """
 import os, sys, time
+import pytest  # loaded in every pytest process before any fixture runs: not the fixture's
 t0 = time.perf_counter()
 from devbox.core.profile import load_profile
 from devbox.pytest_plugin.mocks import DevboxMocks, FleetCache
@@ -73,20 +75,23 @@ def main() -> None:
     rounds = max(1, min(args.rounds, 50))
     cold: list[float] = []
     warm: list[float] = []
-    deps = 0
+    kinds: dict[str, int] = {}
     for _ in range(rounds):
         cache = FleetCache()
         t0 = time.perf_counter()
         mocks = fixture(cache, args.profile)
         cold.append((time.perf_counter() - t0) * 1000)
-        deps = len(mocks.urls)
+        kinds = {}
+        for d in mocks.profile.dependencies:
+            kinds[d.kind] = kinds.get(d.kind, 0) + 1
         for _ in range(min(10, 500 // rounds)):
             t0 = time.perf_counter()
             fixture(cache, args.profile)
             warm.append((time.perf_counter() - t0) * 1000)
         cache.close()
     first = [fresh(args.profile) for _ in range(min(rounds, 10))]
-    table = Table(title=f"devbox_mocks start, {deps} HTTP dependencies ({args.profile.name})")
+    deps = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    table = Table(title=f"devbox_mocks start, dependencies: {deps} ({args.profile.name})")
     for col in ("", "rounds", "median", "p90", "max"):
         table.add_column(col, justify="right")
     for name, xs in (("fresh interpreter (imports too)", first),

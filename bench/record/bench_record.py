@@ -110,10 +110,49 @@ def wrk(url: str, connections: int, duration: float) -> Run:
 
 
 def find_mitmdump(given: str | None) -> str | None:
-    for cand in (given, "/tmp/mitm-venv/bin/mitmdump", shutil.which("mitmdump")):
+    tools = str(ROOT / ".tools/mitmproxy/bin/mitmdump")  # scripts/setup's own venv
+    for cand in (given, tools, "/tmp/mitm-venv/bin/mitmdump", shutil.which("mitmdump")):
         if cand and Path(cand).exists():
             return cand
     return None
+
+
+def alternate(
+    ours: tuple[int, list[int]], mitm: tuple[int, list[int]], args: argparse.Namespace
+) -> list[tuple[Run, Run]]:
+    """Throughput rounds, devbox and mitmproxy back to back, the order swapped each round."""
+    rounds = []
+    for i in range(args.rounds):
+        order = [ours, mitm] if i % 2 == 0 else [mitm, ours]
+        got: dict[int, Run] = {}
+        for port, pids in order:
+            before = cpu_seconds(pids)
+            run = wrk(f"http://127.0.0.1:{port}{PATH}", args.connections, args.duration)
+            run.cpu_us = (cpu_seconds(pids) - before) / max(run.requests, 1) * 1e6
+            got[port] = run
+        rounds.append((got[ours[0]], got[mitm[0]]))
+        print(f"  round {i + 1}", file=sys.stderr)
+    return rounds
+
+
+def print_rounds(rounds: list[tuple[Run, Run]]) -> None:
+    import statistics
+
+    print()
+    print("| round | devbox req/s | mitmproxy req/s | ratio | CPU/request devbox / mitmproxy |")
+    print("|---|---:|---:|---:|---|")
+    ratios = []
+    for i, (a, b) in enumerate(rounds, 1):
+        ratios.append(a.rps / b.rps)
+        print(
+            f"| {i} | {a.rps:,.0f} | {b.rps:,.0f} | {a.rps / b.rps:.1f}x | "
+            f"{a.cpu_us:.0f} / {b.cpu_us:.0f} µs |"
+        )
+    print(
+        f"| median | | | **{statistics.median(ratios):.1f}x** | "
+        f"min {min(ratios):.1f}x, max {max(ratios):.1f}x |"
+    )
+    print()
 
 
 def main() -> int:
@@ -122,6 +161,13 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16, help="connections for throughput")
     ap.add_argument("--mitmdump", help="path to mitmdump (default: /tmp/mitm-venv/bin/mitmdump)")
     ap.add_argument("--no-mitmproxy", action="store_true", help="skip the mitmproxy rows")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="throughput rounds alternating devbox and mitmproxy (each round's ratio is "
+        "printed: on a shared machine only ratios from the same moment compare)",
+    )
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed (apt-get install wrk)")
@@ -179,6 +225,7 @@ def main() -> int:
             targets.append(("mitmproxy (mitmdump -w)", mitm, [procs[-1].pid]))
         results: dict[str, tuple[Run, Run]] = {}
         through_devbox = 0
+        rounds: list[tuple[Run, Run]] = []
         for name, port, pids in targets:
             url = f"http://127.0.0.1:{port}{PATH}"
             warm = wrk(url, 1, 1.0)  # warm-up (connections, caches, mitmproxy's start)
@@ -190,6 +237,10 @@ def main() -> int:
             if port == ours:
                 through_devbox = warm.requests + lat.requests + thr.requests
             print(f"  measured {name}", file=sys.stderr)
+        if mitmdump and args.rounds > 1:
+            by_name = {name: (port, pids) for name, port, pids in targets}
+            rounds = alternate(by_name["devbox record"], by_name["mitmproxy (mitmdump -w)"], args)
+            through_devbox += sum(a.requests for a, _ in rounds)
         devbox.send_signal(signal.SIGINT)
         summary_out, _ = devbox.communicate(timeout=120)
     finally:
@@ -236,6 +287,8 @@ def main() -> int:
             f"devbox record / mitmproxy: throughput {ours_rps / mitm_row[1].rps:.1f}x, "
             f"CPU per request {mitm_row[1].cpu_us / max(ours_cpu, 1e-9):.1f}x less"
         )
+    if rounds:
+        print_rounds(rounds)
     print(
         f"exchanges recorded by devbox: {recorded}, of which {cut} cut by wrk stopping "
         f"mid-request (wrk counted {through_devbox} completed requests)"

@@ -46,7 +46,7 @@ def frames(n: int) -> bytes:
             "http",
             "127.0.0.1:7201",
             "GET",
-            "/",
+            "/charges/ch_123?expand=customer",  # as bench_record.py requests
             "HTTP/1.1",
             [("Host", "127.0.0.1:7101")],
             b"",

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devbox.cli import output, traffic_wire
+from devbox.cli.traffic_targets import (
+    _display,
+    _FileInfo,
+    _resolve_sources,
+    _Source,
+    as_path,
+)
 from devbox.errors import NotFoundError, RecordingError, UsageError
 
 if TYPE_CHECKING:
@@ -58,7 +64,8 @@ def register(sub: Any) -> None:
     ls.add_argument(
         "target",
         nargs="?",
-        help="a profile name, a recordings directory or file (default: ./mocks)",
+        help="a profile name (before a directory of that name: write ./DIR for the "
+        "directory), PROFILE/SOURCE, or a recordings directory or file (default: ./mocks)",
     )
     ls.add_argument("--files", action="store_true", help="one row per file, not per source")
     ls.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -74,7 +81,11 @@ def register(sub: Any) -> None:
         epilog=SHOW_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    show.add_argument("path", help="a recording file or directory, or PROFILE/SOURCE")
+    show.add_argument(
+        "path",
+        help="PROFILE/SOURCE (before a directory of that name: write ./DIR for the "
+        "directory), or a recording file or directory",
+    )
     show.add_argument(
         "--id", dest="ident", metavar="ID", help="an exchange id, a unique prefix of one, or #N"
     )
@@ -95,86 +106,6 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 
 # ---------------------------------------------------------------- finding recordings
-
-
-@dataclass
-class _FileInfo:
-    path: Path
-    exchanges: list[Exchange] = field(default_factory=list)
-    torn_tail: bool = False
-    partial: bool = False
-    size: int = 0
-    origin: str = ""
-    created_at: str = ""
-    error: RecordingError | None = None
-    wire: list[Any] = field(default_factory=list)  # rows of a non-HTTP kind (traffic_wire)
-
-
-@dataclass
-class _Source:
-    name: str
-    directory: Path
-    files: list[_FileInfo] = field(default_factory=list)
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _source_dirs(root: Path) -> list[Path]:
-    """Directories under ``root`` (itself included) holding recording files."""
-    from devbox.store import PARTIAL_SUFFIX, SUFFIX
-
-    found = []
-    for d in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
-        if any(
-            f.is_file() and (f.name.endswith(SUFFIX) or f.name.endswith(PARTIAL_SUFFIX))
-            for f in d.iterdir()
-        ):
-            found.append(d)
-    return found
-
-
-def _resolve_sources(target: str | None) -> list[_Source]:
-    from devbox.core.profile import load_profile
-
-    if target is None:
-        root = Path("mocks")
-        if not root.is_dir():
-            raise NotFoundError(
-                "no ./mocks directory here",
-                hint="give a profile name or a directory: devbox traffic ls demo",
-            )
-        return [
-            _Source(_display(d.relative_to(root)) if d != root else ".", d)
-            for d in _source_dirs(root)
-        ]
-    path = Path(target)
-    if path.is_file():
-        return [_Source(path.parent.name, path.parent, [_FileInfo(path)])]
-    if path.is_dir():
-        dirs = _source_dirs(path)
-        return [
-            _Source(_display(d.relative_to(path)) if d != path else path.name or str(path), d)
-            for d in dirs
-        ]
-    name, _, source = target.partition("/")
-    if "." in name or not name:
-        raise NotFoundError(f"{target}: no such recording file or directory")
-    profile = load_profile(name)
-    if source:
-        return [_Source(source, profile.recordings_dir(source))]
-    sources = [_Source(d.name, profile.recordings_dir(d.name)) for d in profile.dependencies]
-    sources.append(_Source("inbound", profile.inbound_dir))
-    known = {s.directory.resolve() for s in sources}
-    if profile.mocks_dir.is_dir():
-        for d in sorted(profile.mocks_dir.iterdir()):
-            if d.is_dir() and d.resolve() not in known:
-                sources.append(_Source(d.name, d))
-    return sources
 
 
 def _load_source(src: _Source) -> None:
@@ -358,13 +289,12 @@ def run_ls(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- show
 
 
-def _load_for_show(target: str) -> list[Exchange]:
+def _load_for_show(target: str, path: Path | None) -> list[Exchange]:
     from devbox.store import load_path
 
-    path = Path(target)
-    if path.exists():
+    if path is not None and path.exists():
         return load_path(path)
-    sources = _resolve_sources(target)
+    sources = _resolve_sources(target, note=False)
     out: list[Exchange] = []
     for s in sources:
         if s.directory.exists() and not traffic_wire.wire_paths([s.directory]):
@@ -397,8 +327,11 @@ def _pick(exchanges: list[Exchange], ident: str) -> Exchange:
 def run_show(args: argparse.Namespace) -> int:
     from devbox.core.recording import exchange_to_dict
 
-    target = Path(args.path)
-    dirs = [target] if target.exists() else [s.directory for s in _resolve_sources(args.path)]
+    target = as_path(args.path, note=True)
+    if target is not None and target.exists():
+        dirs = [target]
+    else:
+        dirs = [s.directory for s in _resolve_sources(args.path, note=False)]
     wire = traffic_wire.wire_paths(dirs)
     if wire and len(wire) == len(traffic_wire.all_paths(dirs)):
         return traffic_wire.run_show(wire, args)
@@ -407,7 +340,7 @@ def run_show(args: argparse.Namespace) -> int:
             f"not shown here: {len(wire)} recording(s) of other kinds; "
             "show them per source: devbox traffic show PROFILE/SOURCE"
         )
-    exchanges = _load_for_show(args.path)
+    exchanges = _load_for_show(args.path, target)
     if args.ident:
         ex = _pick(exchanges, args.ident)
         if args.json:

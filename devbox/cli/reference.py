@@ -249,7 +249,7 @@ def error_sites() -> tuple[list[ErrorSite], list[str]]:
                 isinstance(node.func, ast.Attribute)
                 and func == "error"
                 and _name(node.func.value) in ("ctx", "self")
-                and rel == "devbox/core/profile.py"
+                and rel.startswith("devbox/core/profile")
             ):
                 kind, arg = "ConfigError", _message_arg(node, 1)
             else:

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
+from devbox.core.redact_multipart import map_multipart
 from devbox.core.redact_names import (
     Step,
     header_is_credential,
@@ -51,10 +52,18 @@ from devbox.core.redact_names import (
     path_matches,
     reserialize,
 )
+from devbox.core.redact_rules import (
+    DEFAULT_KEY,
+    DEFAULT_RULES,
+    HASH_HEX,
+    KEY_ENV,
+    RULE_DESCRIPTIONS,
+)
 from devbox.core.redact_text import (
     PLACEHOLDER_RE,
     Context,
     TextScanner,
+    _is_redacted,
     apply_patterns,
     body_may_hold_secret,
     is_card_number,
@@ -62,6 +71,7 @@ from devbox.core.redact_text import (
     shaped,
 )
 from devbox.core.secret_formats import looks_random
+from devbox.core.secret_keywords import KEYWORD_MIN_VALUE, keyword_rule, rules_for_name
 from devbox.errors import ConfigError
 
 __all__ = [
@@ -81,46 +91,13 @@ if TYPE_CHECKING:
     # profile.py imports DEFAULT_RULES from here to validate ``[redact] disable``
     from devbox.core.profile import RedactRules
 
-# Every default rule, by the name used in ``[redact] disable = [...]`` and in ``stats``.
-RULE_DESCRIPTIONS: Mapping[str, str] = {
-    "authorization": "Authorization and Proxy-Authorization credentials (the scheme is kept)",
-    "cookie": "Cookie and Set-Cookie values (cookie names and attributes are kept)",
-    "token-header": "headers named like credentials: x-api-key, x-auth-token, *-token, *-secret, "
-    "*-auth, *-password (not Access-Control-*, Sec-WebSocket-*, Idempotency-Key)",
-    "secret-query": "query parameters, form and multipart fields named like secrets (token, "
-    "secret, password, key, api_key, access_token, client_secret, ...), also name=value, "
-    'name: value, "name": "value" and <name>value</name> inside data text',
-    "secret-field": "JSON fields named like secrets (same names as secret-query), except "
-    "JSON Schema / OpenAPI objects",
-    "secret-format": "tokens recognised by their format: GitHub, GitLab, Stripe, Google, "
-    "Slack, SendGrid, npm, PyPI, OpenAI, Twilio, Azure, Mailgun... (see `devbox scan --rules`)",
-    "private-key": "PEM private key blocks (the BEGIN/END lines are kept)",
-    "url-credentials": "passwords in URLs and connection strings (scheme://user:PASSWORD@host)",
-    "generic-secret": "opaque high-entropy tokens: a whole data value (header, query, JSON "
-    "string) or a quoted value next to a secret-looking keyword in code",
-    "encoded": "the same secrets base64-, base64url- or URL-encoded in data text",
-    "bearer": "Bearer tokens anywhere in text",
-    "jwt": "JSON Web Tokens (eyJ….eyJ….sig) anywhere in text; the header part is kept",
-    "email": "e-mail addresses in data (in documents and code: [redact] document_emails)",
-    "card-number": "payment card numbers: 13-19 digits with a card-network prefix that pass "
-    "the Luhn check, optionally grouped with spaces or dashes",
-    "aws-access-key": "AWS access key ids (AKIA…, ASIA…)",
-}
-DEFAULT_RULES: tuple[str, ...] = tuple(RULE_DESCRIPTIONS)
-
-DEFAULT_KEY = b"devbox-redact-v1"
-KEY_ENV = "DEVBOX_REDACT_KEY"
-HASH_HEX = 12
-
-
-def _is_redacted(value: str) -> bool:
-    """Already holds a placeholder (whole, or shaped: ``sk_live_<redacted:…>``)."""
-    return "<redacted:" in value and PLACEHOLDER_RE.search(value) is not None
-
 
 # ---------------------------------------------------------------- the redactor
 
 _CLEAN_HEADERS_MAX = 4096
+_CLEAN_TEXT_MAX = 4096
+_CLEAN_TEXT_LEN = 512
+_PLAIN, _CUSTOM, _SECRET, _PROVIDER = range(4)  # what a JSON field name asks for
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -173,6 +150,11 @@ class Redactor:
         # same Content-Type, Host, Accept... on every exchange, so each is examined once.
         # Only unchanged pairs go in: a pair with a secret is redacted (and counted) each time.
         self._clean_headers: set[tuple[str, str]] = set()
+        # the same for short data text (a path, a query value) and (name, value) pairs:
+        # traffic repeats them, and a string the rules left alone is left alone again
+        self._clean_text: set[str] = set()
+        self._clean_values: set[tuple[str, str]] = set()
+        self._name_class: dict[str, int] = {}
         self._custom_headers = frozenset(h.lower() for h in rules.headers)
         self._custom_query = frozenset(q.lower() for q in rules.query)
         self._custom_json_names = frozenset(j.lower() for j in rules.json if not j.startswith("$"))
@@ -182,6 +164,7 @@ class Redactor:
         self._patterns = tuple(re.compile(p) for p in rules.patterns)
         self._data = TextScanner(self.enabled, Context(data=True), self._custom_query)
         self._code = TextScanner(self.enabled, Context(data=False, emails=rules.document_emails))
+        self._keywords = "secret-format" in self.enabled
 
     # ------------------------------------------------------------ public API
 
@@ -201,7 +184,15 @@ class Redactor:
 
     def text(self, s: str) -> str:
         """Data text: every text rule (formats, name=value, e-mails, cards, encoded...)."""
-        return self._patterned(self._data.sub(s, self._hit))
+        clean = self._clean_text
+        if s in clean:
+            return s
+        out = self._patterned(self._data.sub(s, self._hit))
+        if out == s and len(s) <= _CLEAN_TEXT_LEN:
+            if len(clean) >= _CLEAN_TEXT_MAX:
+                clean.clear()
+            clean.add(s)
+        return out
 
     def code(self, s: str) -> str:
         """Source code or a document: only secrets recognisable by their format."""
@@ -261,7 +252,7 @@ class Redactor:
             return self._hit("profile:json", kind_of(name), value)
         if low and "secret-field" in self.enabled and is_secret_name(name):
             return self._secret("secret-field", "secret", value)
-        return self._data_value(value)
+        return self._data_value(value, name)
 
     # ------------------------------------------------------------ internals
 
@@ -275,11 +266,23 @@ class Redactor:
         """A whole value that is a secret by its name, shaped when it has a known format."""
         return shaped(value, self._hit, rule, kind)
 
-    def _data_value(self, value: str) -> str:
-        """A whole data value (header, query, form field, JSON string) under a neutral name."""
+    def _data_value(self, value: str, name: str = "") -> str:
+        """A whole data value (header, query, form field, JSON string) under a neutral name
+        (or under a provider's: ``algolia_app_key``, see ``secret_keywords``)."""
+        if name and self._keywords:
+            rule = keyword_rule(name, value)
+            if rule is not None:
+                return self._hit("secret-format", rule.id, value)
+        clean = self._clean_values
+        if (name, value) in clean:
+            return value
         red = self.text(value)
         if red == value and "generic-secret" in self.enabled and looks_random(value):
             return self._hit("generic-secret", "token", value)
+        if red == value and len(value) <= _CLEAN_TEXT_LEN:
+            if len(clean) >= _CLEAN_TEXT_MAX:
+                clean.clear()
+            clean.add((name, value))
         return red
 
     def _patterned(self, s: str) -> str:
@@ -309,7 +312,7 @@ class Redactor:
             elif rule in self.enabled and is_secret_name(k):
                 v = self._secret(rule, "secret", v)
             else:
-                v = self._data_value(v)
+                v = self._data_value(v, k)
             out.append((k, v))
         result = tuple(out)
         return pairs if result == pairs else result
@@ -361,7 +364,7 @@ class Redactor:
             return value if _is_redacted(value) else self._secret("token-header", "token", value)
         if header_is_not_credential(low):
             return self.text(value)  # a nonce or a key that is no credential: formats only
-        return self._data_value(value)
+        return self._data_value(value, name)
 
     def _cookie_pair(self, pair: str) -> str:
         name, sep, val = pair.partition("=")
@@ -424,44 +427,20 @@ class Redactor:
         return body if red is pairs else urlencode(red).encode("ascii")
 
     def _multipart_body(self, body: bytes, headers: Headers) -> bytes | None:
-        m = re.search(r'boundary="?([^";]+)"?', header_get(headers, "content-type") or "")
-        if not m:
-            return None
-        delim = b"--" + m.group(1).encode("latin-1")
-        parts = body.split(delim)
-        changed = False
-        for i in range(1, len(parts)):
-            part = parts[i]
-            head, sep, content = part.partition(b"\r\n\r\n")
-            if not sep:
-                continue
-            tail = b"\r\n" if content.endswith(b"\r\n") else b""
-            value = content[: len(content) - len(tail)]
-            nm = re.search(rb'name="([^"]*)"', head)
-            name = nm.group(1).decode("utf-8", "replace") if nm else ""
-            is_file = b"filename=" in head
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            if _is_redacted(text):
-                continue
-            if not is_file and name.lower() in self._custom_query:
-                new = self._hit("profile:query", "secret", text)
-            elif not is_file and "secret-query" in self.enabled and is_secret_name(name):
-                new = self._secret("secret-query", "secret", text)
-            elif b"\x00" in value:
-                continue
-            elif is_file:
-                ptype = re.search(rb"(?i)content-type:\s*([^\r\n;]+)", head)
-                ct = ptype.group(1).decode("latin-1").lower() if ptype else ""
-                new = self.code(text) if any(c in ct for c in _CODE) else self.text(text)
-            else:
-                new = self._data_value(text)
-            if new != text:
-                parts[i] = head + sep + new.encode("utf-8") + tail
-                changed = True
-        return delim.join(parts) if changed else body
+        return map_multipart(body, header_get(headers, "content-type") or "", self._part)
+
+    def _part(self, name: str, is_file: bool, ctype: str, text: str) -> str:
+        if _is_redacted(text):
+            return text
+        if not is_file and name.lower() in self._custom_query:
+            return self._hit("profile:query", "secret", text)
+        if not is_file and "secret-query" in self.enabled and is_secret_name(name):
+            return self._secret("secret-query", "secret", text)
+        if "\x00" in text:
+            return text
+        if is_file:
+            return self.code(text) if any(c in ctype for c in _CODE) else self.text(text)
+        return self._data_value(text, name)
 
     def _json_body(self, body: bytes) -> bytes | None:
         try:
@@ -508,26 +487,47 @@ class Redactor:
         if isinstance(value, dict):
             if is_schema_object(value):
                 return value
-            changed = False
-            out: dict[str, Any] = {}
+            out: dict[str, Any] | None = None
+            classes = self._name_class
             for k, v in value.items():
-                if k.lower() in self._custom_json_names:
+                c = classes.get(k)
+                if c is None:
+                    c = self._classify(k)
+                if c == _CUSTOM:
                     nv = self._wipe(v, "profile:json", kind_of(k))
-                elif "secret-field" in self.enabled and is_secret_name(k):
+                elif c == _SECRET:
                     nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
+                elif c == _PROVIDER and isinstance(v, str) and len(v) >= KEYWORD_MIN_VALUE:
+                    nv = self._data_value(v, k)
                 else:
-                    nv = v
+                    continue
                 if nv is not v:
-                    changed = True
-                out[k] = nv
-            return out if changed else value
+                    if out is None:
+                        out = dict(value)  # same keys, same order
+                    out[k] = nv
+            return value if out is None else out
         if isinstance(value, list):
             items = [self._json_names(v) for v in value]
             if any(a is not b for a, b in zip(items, value, strict=True)):
                 return items
         return value
+
+    def _classify(self, name: str) -> int:
+        """What a JSON field name asks for (remembered per Redactor, bounded)."""
+        if name.lower() in self._custom_json_names:
+            c = _CUSTOM
+        elif "secret-field" in self.enabled and is_secret_name(name):
+            c = _SECRET
+        elif self._keywords and rules_for_name(name):
+            c = _PROVIDER
+        else:
+            c = _PLAIN
+        if len(self._name_class) >= _CLEAN_TEXT_MAX:
+            self._name_class.clear()
+        self._name_class[name] = c
+        return c
 
     def _json_doc(self, value: Any) -> Any:
         """A schema or an API description: only secrets recognisable by format."""
@@ -551,6 +551,8 @@ class Redactor:
             return self._wipe(v, "profile:json", kind_of(key))
         if "secret-field" in self.enabled and is_secret_name(key) and not is_schema_object(v):
             return self._wipe(v, "secret-field", "secret")
+        if isinstance(v, str) and v and self._keywords and not _is_redacted(v):
+            return self._data_value(v, key)
         return self._json(v, where)
 
     def _wipe(self, v: Any, rule: str, kind: str) -> Any:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,12 @@ from devbox.core.events import (
     IterationStarted,
     Log,
     Problem,
-    ReplayResult,
     StageTimed,
     safe_emit,
 )
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.plan import NO_CHANGES, Plan
-from devbox.core.profile import MatchRules, Profile, load_profile
+from devbox.core.profile import Profile, load_profile
 from devbox.core.redact import Redactor
 from devbox.engine.driver import (
     MOCK_MODES,
@@ -54,15 +52,18 @@ from devbox.engine.driver import (
     find_exchange,
     replace_recorded_response,
 )
-from devbox.engine.jobs import Job, merge, sequence_lanes
+from devbox.engine.jobs import Job, merge
+from devbox.engine.steps import (
+    hand_mocks_over,
+    iteration_finished,
+    load_recordings,
+    replay_inbound,
+)
 from devbox.engine.wiring import service_env
 from devbox.errors import DevboxError, EngineError, NotFoundError
 from devbox.mock import MockFleet
-from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
-from devbox.replay.report import trend_of
+from devbox.replay import ReplayOptions, ReplayReport, RequestResult
 from devbox.runtime import Runtime, reap_orphans, select_runtime
-from devbox.runtime.detach import spawn_detached, wait_listening
-from devbox.store import load_dir
 
 Subscriber = Callable[[Event], None]
 
@@ -243,12 +244,7 @@ class Engine:
             ports = fleet.ports()
             fleet.stop()
         p = self._profile
-        argv = [sys.executable, "-m", "devbox", "mock", str(p.path)]
-        for name, port in ports.items():
-            argv += ["--port", f"{name}={port}"]
-        log = p.root / ".devbox" / "logs" / f"mocks-{rt.session}.log"
-        child = spawn_detached(p.root, p.name, rt.session, argv, log)
-        wait_listening(list(ports.values()), child)
+        child, log = hand_mocks_over(p, rt.session, ports)
         self._stopped = True
         with self._iteration_done:
             self._iteration_done.notify_all()
@@ -429,21 +425,7 @@ class Engine:
         trend = report.trend(self.last_report)
         self.last_report = report
         stage("diffed")
-        labels = trend.labels
-        self._finished(
-            IterationFinished(
-                iteration=n,
-                action=action,
-                passed=report.passed,
-                failed=report.failed,
-                errors=report.errors,
-                newly_failing=tuple(labels.get(k, k) for k in trend.newly_failing),
-                newly_passing=tuple(labels.get(k, k) for k in trend.newly_passing),
-                still_failing=tuple(labels.get(k, k) for k in trend.still_failing),
-                stages=tuple(stages),
-                report=report,
-            )
-        )
+        self._finished(iteration_finished(n, action, report, trend, stages))
 
     async def _blocking(self, fn: Callable[[], Any]) -> Any:
         def locked() -> Any:
@@ -482,18 +464,7 @@ class Engine:
             self._fleet.reload()
 
     def _load_recordings(self) -> None:
-        p = self._profile
-        self._inbound = load_dir(p.inbound_dir)
-        outbound: list[Exchange] = []
-        calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
-        for d in p.dependencies:
-            if d.kind != "http":
-                continue  # other kinds' recordings are their mocks' business
-            linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
-            outbound.extend(linked)
-            calls[d.name] = (d.match, linked)
-        self._outbound = outbound
-        self._lanes = sequence_lanes(calls)
+        self._inbound, self._outbound, self._lanes = load_recordings(self._profile)
 
     async def _reload_profile(self) -> bool:
         """Re-read the profile; recreate only what changed. An invalid edit keeps the old one.
@@ -544,56 +515,22 @@ class Engine:
         assert rt is not None and self._fleet is not None
         target = f"http://127.0.0.1:{rt.port}"
 
-        recorded = {e.id: e.response for e in self._inbound}
-        before = self.last_report.verdict_map() if self.last_report is not None else {}
-
-        def on_result(r: RequestResult) -> None:
-            results.append(r)
-            self.emit(
-                ReplayResult(
-                    iteration=n,
-                    index=r.index,
-                    method=r.method,
-                    target=r.target,
-                    status=r.status,
-                    verdict=r.verdict,
-                    latency_ms=r.latency_ms,
-                    differences=tuple(d.describe() for d in r.differences)
-                    or ((r.error,) if r.error else ()),
-                    exchange_id=r.exchange_id,
-                    recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
-                    actual=r.actual,
-                    trend=trend_of(before.get(r.exchange_id), r.verdict),
-                )
-            )
-
         # every replay starts the recorded sequences (n-th call, n-th response) afresh
         await asyncio.to_thread(self._fleet.reset)
-        journals: dict[str, str] = {}
-        rules = {}
-        if self.options.check_outbound:
-            ports = self._fleet.ports()
-            journals = {
-                d: f"http://127.0.0.1:{port}"
-                for d, port in ports.items()
-                if self._profile.dependency(d).kind == "http"  # only HTTP mocks keep journals
-            }
-            rules = {d.name: d.match for d in self._profile.dependencies}
-        options = replace(
-            self.options.replay_options,
-            ordered_lanes=self._lanes,
-            outbound_rules=rules,
-            normalize_outbound=self._normalize_outbound if journals else None,
-        )
-        return await run_replay(
-            self._inbound,
+        return await replay_inbound(
+            n,
             target,
-            self._profile.replay,
-            options=options,
-            on_result=on_result,
-            outbound=self._outbound if journals else (),
-            journals=journals,
+            self._profile,
+            inbound=self._inbound,
+            outbound=self._outbound,
+            lanes=self._lanes,
+            base_options=self.options.replay_options,
+            ports=self._fleet.ports() if self.options.check_outbound else None,
+            last_report=self.last_report,
+            normalize=self._normalize_outbound,
+            emit=self.emit,
             cancel=cancel,
+            results=results,
         )
 
     def _normalize_outbound(self, dependency: str, req: Request) -> Request:

@@ -113,7 +113,7 @@ def export_spec(
     image_registry: str | None = None,
     recordings: str = "auto",
 ) -> ExportSpec:
-    from devbox.runtime.docker_runtime import image_tag
+    from devbox.runtime.docker_image import image_tag
 
     ns = namespace or default_namespace(profile.name)
     if dns_label(ns) != ns:

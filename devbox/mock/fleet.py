@@ -330,6 +330,15 @@ class MockFleet:
             urls[env_name(name, w.dependency.env)] = w.service_url(host.strip("[]"))
         return urls
 
+    def service_urls(self) -> dict[str, str]:
+        """Dependency name -> the address its client is given (``http://...``,
+        ``redis://...``, ``postgresql://...``), as ``urls()`` but by dependency."""
+        host = url_host(self.host)
+        out = {name: f"http://{host}:{s.port}" for name, s in self.servers.items()}
+        for name, w in self.wire.items():
+            out[name] = w.service_url(host.strip("[]"))
+        return out
+
     def exchanges(self) -> dict[str, int]:
         """Dependency name -> recorded exchanges loaded."""
         return {s.name: len(s.index) for s in self._all()}
@@ -380,8 +389,6 @@ class MockFleet:
 
     def journal(self, dependency: str, after: int = 0, limit: int = 1000) -> dict[str, Any]:
         server = self._server(dependency)
-        if isinstance(server, WireMock):
-            raise UsageError(f"the {dependency} mock ({server.kind.name}) keeps no journal")
         return self._call(lambda: server.journal_dict(after, limit))
 
     def _server(self, name: str) -> MockServer | WireMock:

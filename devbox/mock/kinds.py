@@ -21,7 +21,7 @@ from devbox.core.events import Event, MockMiss, MockStats
 from devbox.core.profile import Dependency, RedactRules
 from devbox.errors import EngineError
 from devbox.mock.server import MissRecord
-from devbox.store import SUFFIX, recording_files
+from devbox.store import SUFFIX, new_stamp, recording_files
 from devbox.wire import files, registry, tcp
 from devbox.wire.contract import (
     Forward,
@@ -35,6 +35,7 @@ from devbox.wire.contract import (
 )
 
 _MISS_LOG = 500
+_JOURNAL = 10_000
 
 
 def _upstream_address(kind: Any, upstream: str | None) -> tuple[str, int] | None:
@@ -69,6 +70,9 @@ class WireMock:
         self.hits = self.misses = 0
         self.last_miss = ""
         self.miss_log: deque[MissRecord] = deque(maxlen=_MISS_LOG)
+        # every matched or missed request, numbered: (seq, request, exchange id or None);
+        # ``seq`` numbers hits and misses alike, as the HTTP mock's journal does
+        self.journal: deque[tuple[int, str, str | None]] = deque(maxlen=_JOURNAL)
         self.seq = 0
         self._server: asyncio.Server | None = None
         self._mtimes: dict[str, float] = {}
@@ -122,6 +126,8 @@ class WireMock:
         def on_output(conn: MockConnection, out: Output) -> None:
             if out.__class__ is Hit:  # the hot path: one per matched request
                 self.hits += 1
+                self.seq = seq = self.seq + 1
+                self.journal.append((seq, out.request, out.exchange_id or "hit"))
                 return
             if out.__class__ is not Reply:
                 self._count(out)
@@ -143,13 +149,17 @@ class WireMock:
             self.misses += 1
             self.last_miss = out.request
             self.seq += 1
+            self.journal.append((self.seq, out.request, None))
+            explanation = out.explanation
+            if out.nearest and out.nearest not in explanation:
+                explanation += f"; nearest recorded: {out.nearest}"
             self.miss_log.append(
                 MissRecord(
                     seq=self.seq,
                     at=time.time(),
                     method=self.kind.name.upper(),
                     target=out.request,
-                    explanation=out.explanation,
+                    explanation=explanation,
                     hint="record it with `devbox record`, or set on_miss",
                     candidates=(),
                     action="failed",
@@ -169,8 +179,7 @@ class WireMock:
     def _store(self, connection: int, stored: list[dict[str, Any]]) -> None:
         """Record mode: what passed through joins the recordings (redacted first)."""
         if self._writer is None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            path = self.recordings / f"recording-{stamp}-live{SUFFIX}"
+            path = self.recordings / f"recording-{new_stamp()}-live{SUFFIX}"
             self._writer = files.ObjectWriter(path, self.kind.name, self.name)
         for obj in stored:
             clean = self.kind.redact({"connection": connection, **obj}, self.redact_value)
@@ -200,6 +209,30 @@ class WireMock:
         reset = getattr(self.index, "reset", None)
         if callable(reset):
             reset()
+
+    def journal_dict(self, after: int, limit: int) -> dict[str, Any]:
+        """The journal as the HTTP mock's (``method`` is the kind's name, ``target`` the
+        request as the mock describes it, ``matched`` the recorded exchange's id)."""
+        method = self.kind.name.upper()
+        entries: list[dict[str, Any]] = []
+        last = after
+        for seq, request, matched in self.journal:
+            if seq <= after:
+                continue
+            if len(entries) >= max(1, limit):
+                break
+            entries.append(
+                {
+                    "seq": seq,
+                    "method": method,
+                    "target": request,
+                    "body": "",
+                    "matched": matched,
+                    "status": None,
+                }
+            )
+            last = seq
+        return {"dependency": self.name, "next": last, "entries": entries}
 
     def mock_stats(self) -> MockStats:
         return MockStats(

@@ -56,7 +56,7 @@ from devbox.mock.conn import HAVE_HTTPTOOLS, _Conn, _Slot
 from devbox.mock.pyparser import PyRequestParser
 from devbox.mock.upstream import UpstreamError, forward
 from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
-from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path
+from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path, new_stamp
 from devbox.wire.contract import Answer, Fault, Forward, Miss, Reply
 
 if HAVE_HTTPTOOLS:
@@ -409,8 +409,7 @@ class MockServer(MockState):
             if p.suffix == SUFFIX and not p.is_dir():
                 path = p
             else:
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                path = p / f"mock-record-{stamp}{SUFFIX}"
+                path = p / f"mock-record-{new_stamp()}{SUFFIX}"
             self._writer = RecordingWriter(
                 path, self.name, Direction.OUTBOUND, origin="devbox mock record"
             )

@@ -8,7 +8,9 @@ test run that uses none of it pays nothing (devbox's own suite included).
 * ``devbox_mocks`` (per test): the profile's mocks on free ports, started once
   per process and profile; the dependencies' variables set; sequences reset; the
   test fails after its body when a mock missed (``allow_misses=True`` allows it).
-* ``devbox_sandbox`` (per session): ``devbox up --headless`` on free ports.
+* ``devbox_sandbox`` (per session, or per module with ``--devbox-sandbox-scope
+  module``) and ``devbox_sandbox_module`` (per module): ``devbox up --headless`` on
+  free ports.
 * ``--devbox-replay PROFILE``: one test item per recorded inbound request.
 
 The profile: ``@pytest.mark.devbox(profile="demo")``, else ``--devbox-profile``,
@@ -50,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 "new (what misses), all (everything afresh); default none")  # fmt: skip
     g.addoption("--devbox-runtime", choices=("auto", "docker", "process"), default="auto",
                 help="where devbox_sandbox and --devbox-replay run the service")  # fmt: skip
+    g.addoption("--devbox-sandbox-scope", choices=("session", "module"), default="session",
+                help="devbox_sandbox: one sandbox per session (default) or one per test "
+                "module (devbox_sandbox_module is always per module)")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,6 +104,19 @@ def default_profile(config: pytest.Config) -> str | None:
     return None
 
 
+def marker_options(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
+    """The ``devbox`` markers' options, the closest one winning per option: a test's
+    ``@pytest.mark.devbox(allow_misses=True)`` keeps its module's ``profile``."""
+    out: dict[str, Any] = {}
+    for marker in node.iter_markers("devbox"):  # closest first
+        if marker.args and "profile" not in out:
+            out["profile"] = marker.args[0]
+        for key, value in marker.kwargs.items():
+            if value is not None or key != "profile":
+                out.setdefault(key, value)
+    return out
+
+
 def _profile(config: pytest.Config, name: str | None, *, in_test: bool = True) -> Profile:
     """The profile, or a one-line failure (of the test, or of the run while collecting)."""
     from devbox.errors import DevboxError
@@ -142,10 +160,8 @@ def devbox_mocks(
     from devbox.errors import DevboxError
     from devbox.pytest_plugin.mocks import DevboxMocks
 
-    marker = request.node.get_closest_marker("devbox")
-    kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    name = kwargs.get("profile") or (marker.args[0] if marker and marker.args else None)
-    profile = _profile(request.config, name)
+    kwargs = marker_options(request.node)
+    profile = _profile(request.config, kwargs.get("profile"))
     try:
         fleet = devbox_fleets.get(profile)
     except DevboxError as exc:  # a one-line failure, as the CLI would print it
@@ -158,10 +174,42 @@ def devbox_mocks(
     return mocks
 
 
-@pytest.fixture(scope="session")
-def devbox_sandbox(request: pytest.FixtureRequest) -> DevboxSandbox:
-    """The whole sandbox (`devbox up --headless`) on free ports, for the session."""
-    return _sandbox(request.config, _profile(request.config, None))
+def _sandbox_scope(fixture_name: str, config: pytest.Config) -> Any:
+    return config.getoption("devbox_sandbox_scope")
+
+
+@pytest.fixture(scope=_sandbox_scope)
+def devbox_sandbox(request: pytest.FixtureRequest) -> Iterator[DevboxSandbox]:
+    """The whole sandbox (`devbox up --headless`) on free ports, for the session (or,
+    with ``--devbox-sandbox-scope module``, for each module)."""
+    if request.scope == "module":
+        yield from _module_sandbox(request)
+    else:
+        yield _sandbox(request.config, _profile(request.config, None))
+
+
+@pytest.fixture(scope="module")
+def devbox_sandbox_module(request: pytest.FixtureRequest) -> Iterator[DevboxSandbox]:
+    """A sandbox of the module's own, on its own free ports, stopped after its last
+    test; its profile may come from the module's ``pytestmark``."""
+    yield from _module_sandbox(request)
+
+
+def _module_sandbox(request: pytest.FixtureRequest) -> Iterator[DevboxSandbox]:
+    from devbox.errors import DevboxError
+    from devbox.pytest_plugin.mocks import start_sandbox
+
+    config = request.config
+    profile = _profile(config, marker_options(request.node).get("profile"))
+    try:
+        sandbox = start_sandbox(profile, config.getoption("devbox_runtime"))
+    except DevboxError as exc:  # a one-line failure, as the CLI would print it
+        pytest.fail(f"devbox: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+                    pytrace=False)  # fmt: skip
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
 
 
 def _sandbox(config: pytest.Config, profile: Profile) -> DevboxSandbox:
@@ -178,9 +226,16 @@ def _sandbox(config: pytest.Config, profile: Profile) -> DevboxSandbox:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """After the test body (when it passed): fail on a miss nobody allowed."""
-    result = yield
+    """After the test body: fail on a miss nobody allowed; a test that failed anyway
+    (often because of the miss) shows the misses in a section of its report."""
     mocks = getattr(item, "funcargs", {}).get("devbox_mocks")
+    try:
+        result = yield
+    except BaseException:
+        report = mocks.miss_report() if mocks is not None else ""
+        if report:
+            item.add_report_section("call", "devbox mock misses", report)
+        raise
     if mocks is not None and not mocks.allow_misses:
         report = mocks.miss_report()
         if report:

@@ -102,7 +102,7 @@ class FleetCache:
             profile = self._side_directories(profile, recording)
         fleet = MockFleet(profile, ports={d.name: 0 for d in profile.dependencies})
         fleet.start()
-        for name in sorted(recording & set(fleet.servers)):
+        for name in sorted(recording & set(fleet.ports())):
             fleet.set_mode(name, "record")
         return fleet
 
@@ -152,11 +152,15 @@ class DevboxMocks:
     def begin(self) -> None:
         """Start the test's window: sequences from the top, journal counted from here."""
         self.fleet.reset()
-        self._marks = {name: s.seq for name, s in self.fleet.servers.items()}
+        marks = {name: s.seq for name, s in self.fleet.servers.items()}
+        marks.update((name, w.seq) for name, w in self.fleet.wire.items())
+        self._marks = marks
 
     @property
     def urls(self) -> dict[str, str]:
-        return {name: f"http://127.0.0.1:{port}" for name, port in self.fleet.ports().items()}
+        """Dependency -> its address: ``http://...`` for HTTP, the upstream's URL with the
+        mock's host and port for Redis (``redis://...``) and Postgres (``postgresql://...``)."""
+        return self.fleet.service_urls()
 
     @property
     def env(self) -> dict[str, str]:
@@ -189,18 +193,21 @@ class DevboxMocks:
             # a miss the profile forwards (passthrough) or the session records is expected
             for m in (m for m in self.misses(name) if m.action not in ("passthrough", "record")):
                 # the explanation names the request, the nearest recordings and the hint
-                lines.append(f"{name}: {m.explanation}")
+                what = m.explanation
+                if m.target not in what:  # a Redis or Postgres miss: name the request too
+                    what = f"{m.method} {m.target}: {what}"
+                lines.append(f"{name}: {what}")
         return "\n".join(lines)
 
     def _names(self, dependency: str | None) -> list[str]:
         if dependency is not None:
-            if dependency not in self.fleet.servers:
+            if dependency not in self.fleet.ports():
                 raise NotFoundError(
                     f"profile {self.profile.name!r} has no mocked dependency {dependency!r}",
-                    hint="mocks: " + ", ".join(self.fleet.servers),
+                    hint="mocks: " + ", ".join(self.fleet.ports()),
                 )
             return [dependency]
-        return list(self.fleet.servers)
+        return list(self.fleet.ports())
 
 
 @dataclass

@@ -36,7 +36,8 @@ from devbox.record.proxy import (
     Upstream,
     make_ssl_context,
 )
-from devbox.record.sink import new_stamp, recover
+from devbox.record.sink import recover
+from devbox.store import new_stamp
 
 INBOUND = "inbound"
 FORWARD = "forward"

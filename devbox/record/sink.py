@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -43,6 +42,7 @@ from devbox.store import (
     SUFFIX,
     RecordingWriter,
     atomic_write_bytes,
+    new_stamp,
     recording_files,
 )
 
@@ -58,10 +58,6 @@ class Redacting(Protocol):
 
     @property
     def stats(self) -> Mapping[str, int]: ...
-
-
-def new_stamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
 @dataclass(slots=True)
@@ -215,27 +211,39 @@ class RecordingSink:
         if not recorded:
             # nothing new: the old set stays exactly as it was
             return CommitResult(kept=kept, committed=False)
-        moves: list[tuple[str, str]] = []
-        finals: list[Path] = []
-        for s in recorded:
-            assert s.path is not None
-            for old in recording_files(self.directory(s.source)):
-                moves.append((str(old), str(self.trash_dir / s.source / old.name)))
-            final = s.path.with_name(s.path.name[: -len(PARTIAL_SUFFIX)] + SUFFIX)
-            moves.append((str(s.path), str(final)))
-            finals.append(final)
-        has_old = any(Path(dst).is_relative_to(self.trash_dir) for _src, dst in moves)
-        if has_old:
-            _ignore_in_git(self.profile.mocks_dir / TRASH)
-        journal = self.trash_dir / JOURNAL
-        atomic_write_bytes(journal, orjson.dumps({"moves": moves}, option=orjson.OPT_INDENT_2))
-        _apply(journal)
-        return CommitResult(
-            files=tuple(finals),
-            backup=self.trash_dir if has_old else None,
-            kept=kept,
-            committed=True,
+        finals, backup = commit_sets(
+            self.profile, self.stamp, [(s.source, s.path) for s in recorded if s.path]
         )
+        return CommitResult(files=tuple(finals), backup=backup, kept=kept, committed=True)
+
+
+def commit_sets(
+    profile: Profile, stamp: str, partials: Sequence[tuple[str, Path]]
+) -> tuple[list[Path], Path | None]:
+    """Make new recording sets live, one ``(source, partial file)`` each: the source
+    directory's old files move to ``<mocks>/.trash/<stamp>/<source>/`` and the partial
+    file loses its ``.partial``. The moves are journaled first, so ``recover()`` rolls an
+    interrupted commit forward. The one commit of every recorder (the HTTP sink, the
+    Redis/Postgres relays). Returns (the committed files, the trash directory when old
+    files went there)."""
+    trash = profile.mocks_dir / TRASH / stamp
+    moves: list[tuple[str, str]] = []
+    finals: list[Path] = []
+    for source, partial in partials:
+        for old in recording_files(partial.parent):
+            moves.append((str(old), str(trash / source / old.name)))
+        final = partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)] + SUFFIX)
+        moves.append((str(partial), str(final)))
+        finals.append(final)
+    if not moves:
+        return finals, None
+    has_old = any(Path(dst).is_relative_to(trash) for _src, dst in moves)
+    if has_old:
+        _ignore_in_git(profile.mocks_dir / TRASH)
+    journal = trash / JOURNAL
+    atomic_write_bytes(journal, orjson.dumps({"moves": moves}, option=orjson.OPT_INDENT_2))
+    _apply(journal)
+    return finals, trash if has_old else None
 
 
 def _ignore_in_git(trash: Path) -> None:

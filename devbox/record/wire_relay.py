@@ -4,10 +4,11 @@ One listener per such dependency with an ``upstream``; every client connection i
 relayed to the real server by ``devbox.wire.tcp.relay_connection`` while the kind's
 recorder connection turns both directions into stored objects. Each object gets its
 connection number, is redacted (``devbox.wire.files.value_redactor``) and appended with
-one ``write()``. Files and commit follow the HTTP sink's rules: a new set is written to
+one ``write()``. Files and commit are the HTTP sink's: a new set is written to
 ``recording-<stamp>.json.partial`` and replaces the old files (moved to
 ``.trash/<stamp>/<source>/`` through a journal ``recover()`` rolls forward) only on
-commit; ``--append`` writes ``recording-<stamp>.json`` at once.
+commit, by the same ``sink.commit_sets``; ``--append`` writes ``recording-<stamp>.json``
+at once.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
 from devbox.core.model import Direction
 from devbox.core.profile import Dependency, Profile
 from devbox.errors import EngineError
@@ -33,8 +32,8 @@ from devbox.record.recorder import (
     halt_loop,
     new_event_loop,
 )
-from devbox.record.sink import JOURNAL, TRASH, recover
-from devbox.store import PARTIAL_SUFFIX, SUFFIX, atomic_write_bytes, recording_files
+from devbox.record.sink import commit_sets
+from devbox.store import PARTIAL_SUFFIX, SUFFIX
 from devbox.wire import files, registry, tcp
 from devbox.wire.contract import Kind
 
@@ -201,23 +200,10 @@ class WireRecorder:
         recorded = {n: s for n, s in self.sources.items() if s.writer is not None and s.stored}
         if self.options.append or not recorded:
             return {n: str(s.path) for n, s in recorded.items()}, None
-        trash = self.profile.mocks_dir / TRASH / self.stamp
-        moves: list[tuple[str, str]] = []
-        finals: dict[str, str] = {}
-        for name, src in recorded.items():
-            for old in recording_files(src.path.parent):
-                moves.append((str(old), str(trash / name / old.name)))
-            final = src.path.with_name(src.path.name[: -len(PARTIAL_SUFFIX)] + SUFFIX)
-            moves.append((str(src.path), str(final)))
-            finals[name] = str(final)
-        has_old = any(Path(dst).is_relative_to(trash) for _src, dst in moves)
-        if has_old:
-            gi = self.profile.mocks_dir / TRASH / ".gitignore"
-            if not gi.exists():
-                gi.parent.mkdir(parents=True, exist_ok=True)
-                gi.write_text("# old recording sets replaced by `devbox record`\n*\n")
-        atomic_write_bytes(
-            trash / JOURNAL, orjson.dumps({"moves": moves}, option=orjson.OPT_INDENT_2)
+        finals, backup = commit_sets(
+            self.profile, self.stamp, [(n, s.path) for n, s in recorded.items()]
         )
-        recover(self.profile)  # applies the journal: the same roll-forward a crash gets
-        return finals, str(trash) if has_old else None
+        return (
+            {n: str(f) for n, f in zip(recorded, finals, strict=True)},
+            str(backup) if backup is not None else None,
+        )

@@ -33,6 +33,7 @@ import marshal
 import os
 import signal
 import sys
+from functools import lru_cache
 from typing import Any, BinaryIO
 
 import orjson
@@ -44,6 +45,8 @@ from devbox.record.frames import FRAME
 ORIGIN = "devbox record"
 
 _DIRECTIONS = {d.value: d for d in Direction}
+# traffic repeats its query strings; the parsed pairs are immutable, so one parse serves all
+_parse_query = lru_cache(maxsize=4096)(parse_query)
 
 
 def exchange_of(msg: tuple[Any, ...]) -> Exchange:
@@ -74,7 +77,7 @@ def exchange_of(msg: tuple[Any, ...]) -> Exchange:
     request = Request(
         method,
         path,
-        parse_query(query) if query else (),
+        _parse_query(query) if query else (),
         tuple(req_headers),
         req_body,
         scheme,

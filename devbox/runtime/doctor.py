@@ -117,7 +117,7 @@ def check_docker(profile: Profile | None) -> tuple[list[Check], Any]:
 def check_profile(profile: Profile, api: Any) -> list[Check]:
     from devbox.errors import DevboxError
     from devbox.runtime.choose import select_runtime
-    from devbox.runtime.docker_runtime import dockerfile_bases
+    from devbox.runtime.docker_image import dockerfile_bases
     from devbox.runtime.process_runtime import port_in_use
 
     out: list[Check] = []

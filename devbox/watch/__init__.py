@@ -6,8 +6,9 @@ async with Watcher.for_profile(profile, stop_event=stop) as w:
         plan = w.plan(batch)       # devbox.core.plan.Plan: .action, .steps, .sync_paths
 """
 
+from devbox.watch.batch import ArmedInfo, Batch, native_mode
 from devbox.watch.dockerignore import dockerignore_path, read_dockerignore
-from devbox.watch.watcher import ArmedInfo, Batch, Watcher, native_mode
+from devbox.watch.watcher import Watcher
 
 __all__ = [
     "ArmedInfo",

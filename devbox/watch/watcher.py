@@ -37,12 +37,11 @@ import asyncio
 import contextlib
 import itertools
 import os
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,144 +58,26 @@ from devbox.core.plan import (
 )
 from devbox.core.profile import Profile
 from devbox.errors import EngineError
+from devbox.watch.arming import (
+    Armed,
+    arm,
+    arm_error,
+    join_all,
+    make_info,
+    prepare_canary_dir,
+    under,
+    write_canary,
+)
+from devbox.watch.batch import ArmedInfo, Batch, Chunk, native_mode, net_changes
+from devbox.watch.dirs import KnownDirs
 from devbox.watch.dockerignore import read_dockerignore
-from devbox.watch.sources import EventSource, RawChange, open_source
+from devbox.watch.sources import RawChange
 
 Accept = Callable[[FileChange], bool]
 CanaryWrite = Callable[[Path, str], None]  # (canary file, mode) -> write it
 
 _KINDS: dict[int, ChangeKind] = {1: "added", 2: "modified", 3: "deleted"}
-_NEW_DIR_SCAN_LIMIT = 10_000  # entries reported from one newly created directory
 CANARY_DIR = ".devbox/watch"
-
-
-def native_mode() -> str:
-    if sys.platform.startswith("linux"):
-        return "inotify"
-    if sys.platform == "darwin":
-        return "fsevents"
-    if sys.platform == "win32":
-        return "windows"
-    return "native"
-
-
-@dataclass(frozen=True, slots=True)
-class ArmedInfo:
-    """What the watcher covers and how well: shown at start, in the TUI and in --json."""
-
-    mode: str  # "inotify" (or the platform's native backend) | "polling"
-    trees: tuple[str, ...]  # watched recursively
-    flat_dirs: tuple[str, ...]  # watched without their subdirectories
-    missing: tuple[str, ...]  # targets that do not exist yet (an ancestor is watched)
-    dirs: int  # directories under watch
-    files: int  # files under watch
-    arm_ms: float  # arming the backend and counting what it covers
-    canary: str  # "ok" | "failed" | "skipped" | "off"
-    canary_ms: float | None
-    fallback: str = ""  # why polling was chosen; empty when it was not
-    poll_delay_ms: int = 0  # polling interval, when polling
-
-    @property
-    def paths(self) -> int:
-        return self.dirs + self.files
-
-    def summary(self) -> str:
-        what = f"{len(self.trees)} tree{'s' * (len(self.trees) != 1)}"
-        if self.flat_dirs:
-            what += f" + {len(self.flat_dirs)} dir{'s' * (len(self.flat_dirs) != 1)}"
-        how = self.mode if self.mode != "polling" else f"polling every {self.poll_delay_ms} ms"
-        canary = {
-            "ok": f"canary ok in {self.canary_ms or 0:.0f} ms",
-            "failed": "canary FAILED: changes may be missed",
-            "skipped": "canary skipped",
-            "off": "canary off",
-        }[self.canary]
-        text = (
-            f"watching {what} ({self.dirs} dirs, {self.files} files) with {how}; "
-            f"armed in {self.arm_ms:.0f} ms; {canary}"
-        )
-        if self.missing:
-            text += f"; waiting for {', '.join(self.missing)} to appear"
-        if self.fallback:
-            text += f" ({self.fallback})"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "trees": list(self.trees),
-            "flat_dirs": list(self.flat_dirs),
-            "missing": list(self.missing),
-            "dirs": self.dirs,
-            "files": self.files,
-            "arm_ms": round(self.arm_ms, 2),
-            "canary": self.canary,
-            "canary_ms": None if self.canary_ms is None else round(self.canary_ms, 2),
-            "fallback": self.fallback,
-            "poll_delay_ms": self.poll_delay_ms,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Changes that belong together: one edit-loop iteration."""
-
-    changes: tuple[FileChange, ...]  # net change per path, sorted by path
-    first_event_at: float  # time.monotonic() when the batch's first change reached devbox
-    last_event_at: float
-    delivered_at: float
-    capped: bool = False  # delivered because cap_ms ran out while changes kept coming
-    events: int = 0  # raw events folded into this batch
-    # what the batch means for the service, decided here once (None without a planner)
-    plan: Plan | None = None
-
-    @property
-    def paths(self) -> tuple[Path, ...]:
-        return tuple(c.path for c in self.changes)
-
-    @property
-    def latency_ms(self) -> float:
-        """From the first change reaching devbox to this batch being handed out."""
-        return (self.delivered_at - self.first_event_at) * 1000
-
-
-@dataclass(slots=True)
-class _Chunk:
-    at: float
-    changes: list[tuple[ChangeKind, str]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Armed:
-    sources: list[EventSource]
-    trees: tuple[str, ...]
-    flat: tuple[str, ...]
-    missing: tuple[str, ...]
-    dirs: int
-    files: int
-    known_dirs: set[str]
-    known_files: set[str]
-    ms: float
-
-
-def _write_canary(path: Path, mode: str) -> None:
-    path.write_text(f"devbox watch canary ({mode}) {time.time()}\n", encoding="utf-8")
-
-
-def _nearest_existing(p: Path) -> Path:
-    for a in (p, *p.parents):
-        if a.is_dir():
-            return a
-    return Path(p.anchor or "/")
-
-
-def _join_all(sources: Sequence[EventSource]) -> None:
-    for s in sources:
-        s.join()
-
-
-def _under(path: str, root: str) -> bool:
-    return relative_key(path, root) is not None
 
 
 class Watcher:
@@ -232,7 +113,7 @@ class Watcher:
         self.poll_delay_ms = max(1, poll_delay_ms)
         self._canary_on = canary
         self._canary_deadline_ms = canary_deadline_ms
-        self._canary_write = canary_write or _write_canary
+        self._canary_write = canary_write or write_canary
         self.step_ms = step_ms if step_ms is not None else max(2, min(10, quiet_ms // 5))
         self._debounce_ms = max(2 * self.step_ms, min(quiet_ms, cap_ms))
         self._on_notice = on_notice
@@ -244,16 +125,15 @@ class Watcher:
         self._canary_counter = itertools.count(1)
 
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._armed: _Armed | None = None
+        self._armed: Armed | None = None
         self._polling = force_polling
         self._info: ArmedInfo | None = None
-        self._pending: deque[_Chunk] = deque()
+        self._pending: deque[Chunk] = deque()
         self._wakeup: asyncio.Event | None = None
-        self._known_dirs: set[str] = set()
+        self._dirs = KnownDirs()  # shared with the reader threads
         # files that exist as far as batches told: tells "added" from "modified" after a
         # rename over a file, and a temp file that came and went from a real deletion
         self._known_files: set[str] = set()
-        self._dirs_lock = threading.Lock()
         self._missing: tuple[str, ...] = ()
         self._rearm_task: asyncio.Task[None] | None = None
         self._rearm_again = False
@@ -367,7 +247,7 @@ class Watcher:
             armed = await asyncio.to_thread(self._arm, self._polling)
         except (OSError, RuntimeError) as exc:
             if self._polling:
-                raise self._arm_error(exc) from None
+                raise arm_error(self._targets, exc) from None
             fallback = f"{native_mode()} could not arm: {exc}"
             self._polling = True
             armed = await self._arm_polling_or_raise()
@@ -404,7 +284,7 @@ class Watcher:
         if armed is not None:
             for s in armed.sources:
                 s.stop()
-            await asyncio.to_thread(_join_all, armed.sources)
+            await asyncio.to_thread(join_all, armed.sources)
 
     async def reconfigure(self, profile: Profile) -> ArmedInfo:
         """Follow a reloaded profile: new targets and rules, same mode."""
@@ -441,103 +321,30 @@ class Watcher:
     # ---------------------------------------------------------------- arming
 
     def _prepare_canary_dir(self) -> bool:
-        try:
-            self._canary_dir.mkdir(parents=True, exist_ok=True)
-            ignore = self._canary_dir / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("*\n", encoding="utf-8")
-            return True
-        except OSError as exc:
-            self._notice(f"file watching: no canary ({self._canary_dir}: {exc.strerror})")
-            return False
+        problem = prepare_canary_dir(self._canary_dir)
+        if problem:
+            self._notice(f"file watching: no canary ({self._canary_dir}: {problem})")
+        return not problem
 
-    def _resolve(self) -> tuple[list[str], list[str], list[str]]:
-        trees: set[str] = set()
-        flat: set[str] = set()
-        missing: list[str] = []
-        for t in self._targets.trees:
-            if t.is_dir():
-                trees.add(str(t))
-            else:
-                missing.append(str(t))
-                flat.add(str(_nearest_existing(t)))
-        for lit in self._targets.literals:
-            if lit.is_dir():
-                trees.add(str(lit))
-                continue
-            if not lit.exists():
-                # a file or a directory to be: if it comes as a directory, re-arm for it
-                missing.append(str(lit))
-            flat.add(str(lit.parent if lit.parent.is_dir() else _nearest_existing(lit.parent)))
-        if self._canary_on and self._canary_dir.is_dir():
-            flat.add(str(self._canary_dir))
-        kept_trees = sorted(t for t in trees if not any(u != t and _under(t, u) for u in trees))
-        kept_flat = sorted(d for d in flat if not any(_under(d, t) for t in kept_trees))
-        return kept_trees, kept_flat, sorted(missing)
-
-    def _arm(self, polling: bool) -> _Armed:
-        t0 = time.perf_counter()
-        trees, flat, missing = self._resolve()
-        sources: list[EventSource] = []
-        try:
-            for paths, recursive in ((trees, True), (flat, False)):
-                if paths:
-                    sources.append(
-                        open_source(
-                            paths,
-                            recursive=recursive,
-                            polling=polling,
-                            poll_delay_ms=self.poll_delay_ms,
-                            step_ms=self.step_ms,
-                            debounce_ms=self._debounce_ms,
-                        )
-                    )
-        except BaseException:
-            for s in sources:
-                s.close()
-            raise
-        known: set[str] = set()
-        known_files: set[str] = set()
-        dirs = 0
-        for t in trees:
-            for dirpath, _dirs, names in os.walk(t):
-                known.add(dirpath)
-                dirs += 1
-                known_files.update(os.path.join(dirpath, n) for n in names)
-        canary = str(self._canary_dir)
-        for d in flat:
-            known.add(d)
-            if d == canary:
-                continue  # our own: not something the user asked to watch
-            dirs += 1
-            with contextlib.suppress(OSError), os.scandir(d) as it:
-                for e in it:
-                    if e.is_dir():
-                        known.add(e.path)
-                    else:
-                        known_files.add(e.path)
-        files = sum(1 for f in known_files if not f.startswith(canary + os.sep))
-        ms = (time.perf_counter() - t0) * 1000
-        return _Armed(
-            sources, tuple(trees), tuple(flat), tuple(missing), dirs, files, known, known_files, ms
+    def _arm(self, polling: bool) -> Armed:
+        return arm(
+            self._targets,
+            canary_dir=self._canary_dir,
+            canary_on=self._canary_on,
+            polling=polling,
+            poll_delay_ms=self.poll_delay_ms,
+            step_ms=self.step_ms,
+            debounce_ms=self._debounce_ms,
         )
 
-    async def _arm_polling_or_raise(self) -> _Armed:
+    async def _arm_polling_or_raise(self) -> Armed:
         try:
             return await asyncio.to_thread(self._arm, True)
         except (OSError, RuntimeError) as exc:
-            raise self._arm_error(exc) from None
+            raise arm_error(self._targets, exc) from None
 
-    def _arm_error(self, exc: BaseException) -> EngineError:
-        paths = ", ".join(str(p) for p in (*self._targets.trees, *self._targets.literals))
-        return EngineError(
-            f"cannot watch files: {exc}",
-            hint=f"watched paths: {paths}; check they exist and are readable",
-        )
-
-    def _install(self, armed: _Armed) -> None:
-        with self._dirs_lock:
-            self._known_dirs = set(armed.known_dirs)
+    def _install(self, armed: Armed) -> None:
+        self._dirs.reset(armed.known_dirs)
         self._known_files = armed.known_files
         self._missing = armed.missing
         self._armed = armed
@@ -551,14 +358,14 @@ class Watcher:
             armed = await asyncio.to_thread(self._arm, polling)
         except (OSError, RuntimeError) as exc:
             if polling:
-                raise self._arm_error(exc) from None
+                raise arm_error(self._targets, exc) from None
             self._notice(f"file watching falls back to polling: {native_mode()} failed: {exc}")
             polling = True
             armed = await self._arm_polling_or_raise()
         appeared = sorted(was_missing - set(armed.missing))
         # files under a target that just appeared may have been written before its watch
         # existed: report the ones no batch has shown yet, as added
-        fresh = {f for f in armed.known_files if any(_under(f, r) for r in appeared)}
+        fresh = {f for f in armed.known_files if any(under(f, r) for r in appeared)}
         old_known = self._known_files
         pending = {p for ch in self._pending for _, p in ch.changes}
         report = sorted(fresh - old_known - pending)
@@ -568,28 +375,18 @@ class Watcher:
         if old is not None:
             for s in old.sources:
                 s.stop()
-            await asyncio.to_thread(_join_all, old.sources)
+            await asyncio.to_thread(join_all, old.sources)
         added: list[tuple[ChangeKind, str]] = [
             ("added", f) for f in report if self._accept(FileChange(Path(f), "added"))
         ]
         if added:
-            self._push(_Chunk(time.monotonic(), added))
+            self._push(Chunk(time.monotonic(), added))
 
     def _make_info(
-        self, armed: _Armed, canary: str, canary_ms: float | None, fallback: str
+        self, armed: Armed, canary: str, canary_ms: float | None, fallback: str
     ) -> ArmedInfo:
-        return ArmedInfo(
-            mode="polling" if self._polling else native_mode(),
-            trees=armed.trees,
-            flat_dirs=tuple(d for d in armed.flat if d != str(self._canary_dir)),
-            missing=armed.missing,
-            dirs=armed.dirs,
-            files=armed.files,
-            arm_ms=armed.ms,
-            canary=canary,
-            canary_ms=canary_ms,
-            fallback=fallback,
-            poll_delay_ms=self.poll_delay_ms if self._polling else 0,
+        return make_info(
+            armed, canary, canary_ms, fallback, self._polling, self._canary_dir, self.poll_delay_ms
         )
 
     async def _run_canary(self) -> tuple[str, float | None]:
@@ -628,8 +425,8 @@ class Watcher:
                 if self._canary_name is not None and path.endswith(os.sep + self._canary_name):
                     self._canary_seen.set()
                 continue
-            handled, new_dir = self._directory_event(kind, path, out)
-            if new_dir and any(m == path or _under(m, path) for m in self._missing):
+            handled, new_dir = self._dirs.event(kind, path, out, self._accept)
+            if new_dir and any(m == path or under(m, path) for m in self._missing):
                 rearm = True
             elif not handled and kind != "deleted" and path in self._missing:
                 rearm = True  # a missing file appeared: update what armed_info says
@@ -642,42 +439,9 @@ class Watcher:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us
             if out:
-                loop.call_soon_threadsafe(self._push, _Chunk(at, out))
+                loop.call_soon_threadsafe(self._push, Chunk(at, out))
             if rearm:
                 loop.call_soon_threadsafe(self._schedule_rearm)
-
-    def _directory_event(
-        self, kind: ChangeKind, path: str, out: list[tuple[ChangeKind, str]]
-    ) -> tuple[bool, bool]:
-        """(is a directory event, is a new directory). New directories are scanned."""
-        with self._dirs_lock:
-            known = path in self._known_dirs
-            if kind == "deleted":
-                if known:
-                    self._known_dirs.discard(path)
-                return known, False
-            if known:
-                return True, False
-        if not os.path.isdir(path):
-            return False, False
-        with self._dirs_lock:
-            self._known_dirs.add(path)
-        if kind == "added":
-            self._scan_new_dir(path, out)
-        return True, True
-
-    def _scan_new_dir(self, top: str, out: list[tuple[ChangeKind, str]]) -> None:
-        seen = 0
-        for dirpath, _dirs, names in os.walk(top):
-            with self._dirs_lock:
-                self._known_dirs.add(dirpath)
-            for n in names:
-                seen += 1
-                if seen > _NEW_DIR_SCAN_LIMIT:
-                    return
-                p = os.path.join(dirpath, n)
-                if self._accept(FileChange(Path(p), "added")):
-                    out.append(("added", p))
 
     def _on_error(self, exc: BaseException) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -686,7 +450,7 @@ class Watcher:
 
     # ---------------------------------------------------------------- loop side
 
-    def _push(self, chunk: _Chunk) -> None:
+    def _push(self, chunk: Chunk) -> None:
         self._pending.append(chunk)
         if self._wakeup is not None:
             self._wakeup.set()
@@ -802,30 +566,5 @@ class Watcher:
         plan = self.plan(changes) if self._planner is not None and changes else None
         return Batch(changes, first, last, delivered, capped, events, plan)
 
-    def _net_changes(self, chunks: Sequence[_Chunk]) -> tuple[tuple[FileChange, ...], int]:
-        """Each path's events reduced to what happened to it over the whole batch."""
-        first_kinds: dict[str, set[str]] = {}
-        events = 0
-        for ch in chunks:
-            in_chunk: dict[str, set[str]] = {}
-            for kind, path in ch.changes:
-                events += 1
-                in_chunk.setdefault(path, set()).add(kind)
-            for path, kinds in in_chunk.items():
-                first_kinds.setdefault(path, kinds)
-        out: list[FileChange] = []
-        for path in sorted(first_kinds):
-            existed = path in self._known_files
-            # a path we never saw whose first event was not a creation existed all along
-            existed = existed or "added" not in first_kinds[path]
-            net: ChangeKind
-            if os.path.lexists(path):
-                net = "modified" if existed else "added"
-                self._known_files.add(path)
-            elif existed:
-                net = "deleted"
-                self._known_files.discard(path)
-            else:
-                continue  # created and gone again within the batch: a temp file
-            out.append(FileChange(Path(path), net))
-        return tuple(out), events
+    def _net_changes(self, chunks: Sequence[Chunk]) -> tuple[tuple[FileChange, ...], int]:
+        return net_changes(chunks, self._known_files)

@@ -252,7 +252,11 @@ class PostgresMockConnection:
             out.append(m.ready(self.status))
             return
         obj = self._lookup(norm, (), sql, [], out, ev)
-        if obj is not None:
+        if obj is None:
+            # a simple query's error ends with ReadyForQuery: nothing to skip until a Sync
+            # (skipping here left the connection deaf to every later query)
+            self.skipping = False
+        else:
             segments = self._results(obj, None, out)
             if segments is not None:
                 self.after_copy = segments
@@ -410,7 +414,10 @@ class PostgresMockConnection:
         request = _request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)
-        ev.append(MissOut(data, request, why, nearest))
+        # the event reports the miss; the error goes out once, in order, with the rest of
+        # the reply (in the event too, a client read it twice: psycopg's BEGIN failed with
+        # "received 2 results")
+        ev.append(MissOut(b"", request, why, nearest))
         self._fail(data, out)
         return None
 

@@ -416,6 +416,18 @@ class RedisMockConnection:
         return _OK
 
 
+# set-up a client library sends on every new connection (redis-py 7+ sends
+# MAINT_NOTIFICATIONS): answered here, so it never depends on what was recorded
 _CLIENT_LOCAL = frozenset(
-    {b"SETNAME", b"GETNAME", b"ID", b"SETINFO", b"INFO", b"NO-EVICT", b"NO-TOUCH", b"REPLY"}
+    {
+        b"SETNAME",
+        b"GETNAME",
+        b"ID",
+        b"SETINFO",
+        b"INFO",
+        b"NO-EVICT",
+        b"NO-TOUCH",
+        b"REPLY",
+        b"MAINT_NOTIFICATIONS",
+    }
 )
