@@ -84,6 +84,13 @@ def test_profile_accepts_grpc_and_checks_its_upstream(tmp_path: Path) -> None:
         parse_profile(bad, path)
     assert err.value.field == "dependency[0].upstream"
     assert "http://" in err.value.message
+    redis_protos = path.read_text().replace(
+        'kind = "grpc"\nupstream = "http://127.0.0.1:50051"',
+        'kind = "redis"\nupstream = "redis://127.0.0.1:6379"\nprotos = "protos"',
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_profile(redis_protos.replace('ignore_body = ["$.2"]', ""), path)
+    assert err.value.field == "dependency[0].protos"
     ok = _devbox(tmp_path, "validate", "shop")
     assert ok.returncode == 0, ok.stderr
 
@@ -152,3 +159,75 @@ def test_record_then_mock_through_devbox(tmp_path: Path) -> None:
     with lock:
         seen = list(events)
     assert any(isinstance(e, MockMiss) and e.dependency == "routes" for e in seen)
+
+
+def test_descriptors_name_the_fields(tmp_path: Path) -> None:
+    """``protos`` names a folder of .proto files: recorded messages carry field names (and
+    encode back to the very bytes), the mock serves them and explains misses by name; a
+    recording made without descriptors still matches once they are given."""
+    from grpc_support import PROTO_DIR
+
+    gen = compile_protos(tmp_path / "gen")
+    client = tmp_path / "client.py"
+    client.write_text(CLIENT)
+    argv = [sys.executable, str(client), str(gen), "{routes}", KEY]
+    with grpc_server(gen) as server:
+        path = _project(tmp_path, server.url)
+        plain = path.read_text()
+        path.write_text(
+            plain.replace(
+                'env = "ROUTES_ADDR"', f'env = "ROUTES_ADDR"\nprotos = "{PROTO_DIR}"'
+            ).replace('ignore_body = ["$.2"]', 'ignore_body = ["$.api_key"]')
+        )
+        done = _devbox(tmp_path, "record", "shop", "--no-service", "--", *argv)
+        assert done.returncode == 0, done.stdout + done.stderr
+    (file,) = (tmp_path / "mocks/shop/routes").glob("recording-*.json")
+    text = file.read_text()
+    assert '"name": "Patriots Path, Mendham, NJ 07945, USA"' in text
+    assert '"latitude": 407838351' in text and KEY not in text
+
+    fleet = MockFleet(load_profile(path))
+    fleet.start()
+    try:
+        url = fleet.urls()["ROUTES_ADDR"]
+        pb, pbg = load_modules(gen)
+        with grpc.insecure_channel(url.split("://")[1]) as ch:
+            guide = pbg.RouteGuideStub(ch)
+            p = pb.Point(latitude=407838351, longitude=-746143763)
+            assert guide.GetFeature(p).name == "Patriots Path, Mendham, NJ 07945, USA"
+            reply = pbg.GreeterStub(ch).SayHello(pb.HelloRequest(name="Ada", api_key="other"))
+            assert reply.message == "Hello, Ada!"
+            with pytest.raises(grpc.RpcError) as err:
+                guide.GetFeature(pb.Point(latitude=5, longitude=-746143763))
+            assert "$[0].latitude recorded 407838351, now 5" in err.value.details()
+    finally:
+        fleet.stop()
+
+    # the same calls recorded without descriptors (field numbers) match with them too
+    path.write_text(
+        plain.replace('env = "ROUTES_ADDR"', f'env = "ROUTES_ADDR"\nprotos = "{PROTO_DIR}"')
+    )
+    numbered = [
+        {
+            "seq": 1,
+            "service": "routeguide.RouteGuide",
+            "method": "GetFeature",
+            "request": [{"1": 1, "2": -2}],
+            "response": [{"1": "numbered", "2": {"1": 1, "2": -2}}],
+            "status": 0,
+        }
+    ]
+    from devbox.wire.files import ObjectWriter
+
+    writer = ObjectWriter(file.with_name("recording-numbered.json"), "grpc", "routes")
+    writer.append(numbered[0])
+    writer.close()
+    fleet = MockFleet(load_profile(path))
+    fleet.start()
+    try:
+        url = fleet.urls()["ROUTES_ADDR"]
+        with grpc.insecure_channel(url.split("://")[1]) as ch:
+            got = pbg.RouteGuideStub(ch).GetFeature(pb.Point(latitude=1, longitude=-2))
+            assert got.name == "numbered" and got.location.longitude == -2
+    finally:
+        fleet.stop()

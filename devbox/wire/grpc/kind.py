@@ -24,8 +24,9 @@ class GrpcKind:
     # the service's descriptors (the dependency's ``protos``): messages with field names
     schema: schemas.Schema | None = None
 
-    def for_dependency(self, protos: str | None, root: Path) -> GrpcKind:
+    def for_dependency(self, dependency: Any, root: Path) -> GrpcKind:
         """This kind for one dependency: with its descriptors when it names them."""
+        protos = getattr(dependency, "protos", None)
         if not protos:
             return self
         path = Path(protos) if Path(protos).is_absolute() else root / protos
