@@ -154,6 +154,9 @@ def test_record_then_mock_through_devbox(tmp_path: Path) -> None:
         assert 'recorded "Ada", now "Bob"' in misses[0].explanation
         stats = fleet.stats()[0]
         assert stats.hits == 4 and stats.misses == 1 and stats.dependency == "routes"
+        entries = fleet.journal("routes")["entries"]
+        assert {e["method"] for e in entries} == {"GRPC"}
+        assert [e["matched"] is None for e in entries].count(True) == 1
     finally:
         fleet.stop()
     with lock:
