@@ -291,3 +291,37 @@ def test_a_bad_stored_call_names_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         GRPC.load([("r.json", 7, _stored_call(response=[{"1": {"fixed64": "x"}}]))])
     assert (err.value.file, err.value.line, err.value.field) == ("r.json", 7, "response[0].1")
+
+
+def test_not_http2_is_refused_by_the_mock_and_relayed_by_the_recorder() -> None:
+    index = GRPC.load([])
+    mock = GRPC.mock_connection(index, MockOptions(name="greeter"))
+    outputs = mock.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert len(outputs) == 1 and isinstance(outputs[0], Reply) and outputs[0].close
+    rec = GRPC.recorder_connection()
+    data = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert rec.from_client(data).to_upstream == data  # passed on untouched
+    assert rec.from_upstream(b"HTTP/1.1 200 OK\r\n\r\n").to_client == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert rec.close() == []
+
+
+def test_recorder_stores_a_call_from_both_directions_in_any_split() -> None:
+    client = _client()
+    sid = _call(client, "/routeguide.Greeter/SayHello", codec.frame(b"\x0a\x03Ada"))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    up = client.data_to_send()
+    server.receive_data(up)
+    server.send_headers(sid, [(":status", "200"), ("content-type", "application/grpc")])
+    server.send_data(sid, codec.frame(b"\x0a\x0bHello, Ada!"))
+    server.send_headers(sid, [("grpc-status", "0"), ("x-db", "v1")], end_stream=True)
+    down = server.data_to_send()
+    rec = GRPC.recorder_connection()
+    for i in range(0, len(up), 7):
+        rec.from_client(up[i : i + 7])
+    for i in range(0, len(down), 5):
+        rec.from_upstream(down[i : i + 5])
+    (call,) = rec.take_stored()
+    assert (call["service"], call["method"]) == ("routeguide.Greeter", "SayHello")
+    assert call["request"] == [{"1": "Ada"}] and call["response"] == [{"1": "Hello, Ada!"}]
+    assert (call["status"], call["trailers"]) == (0, {"x-db": "v1"})
