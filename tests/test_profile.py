@@ -299,7 +299,6 @@ def test_wrong_type_names_field_and_line(tmp_path: Path) -> None:
     [
         ('on_miss = "explode"', "on_miss", "expected one of fail, passthrough, record, got"),
         ('timing = "fast"', "timing", 'expected none, recorded or a factor such as "2x"'),
-        ('kind = "grpc"', "kind", "kind 'grpc' is planned but not supported yet"),
         ('kind = "ftp"', "kind", "expected one of http, "),  # + the registered kinds
         ('upstream = "payments:80"', "upstream", "expected an http:// or https:// URL"),
         ('env = "PAYMENTS-URL"', "env", "not a valid variable name"),

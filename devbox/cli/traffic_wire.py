@@ -54,6 +54,8 @@ def row(kind: str, obj: dict[str, Any]) -> Row:
     if "push" in obj:
         push = obj["push"]
         return Row(ident, kind, "PUSH", "", _reply_text(push), False, 0.0, obj)
+    if "service" in obj and "method" in obj:
+        return _call_row(ident, kind, obj)
     args = obj.get("args", [])
     target = " ".join(_text(a) for a in args) if isinstance(args, list) else ""
     reply = obj.get("reply")
@@ -69,6 +71,38 @@ def row(kind: str, obj: dict[str, Any]) -> Row:
         target,
         _reply_text(reply) + note,
         bool(failed),
+        float(ms) if isinstance(ms, int | float) else 0.0,
+        obj,
+    )
+
+
+def _compact(value: Any, limit: int = 80) -> str:
+    import orjson
+
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_row(ident: str, kind: str, obj: dict[str, Any]) -> Row:
+    """An RPC (``kind = "grpc"``): service/method, request messages, status and answer."""
+    request = obj.get("request", [])
+    response = obj.get("response", [])
+    status = obj.get("status_name", "")
+    if obj.get("incomplete"):
+        status = "(no reply)"
+    elif "reset" in obj:
+        status = f"RST_STREAM {obj['reset']}"
+    answer = obj.get("grpc_message", "") or (
+        _compact(response[0] if len(response) == 1 else response) if response else ""
+    )
+    ms = obj.get("latency_ms", 0.0)
+    return Row(
+        ident,
+        kind,
+        f"{obj.get('service', '')}/{obj.get('method', '')}",
+        _compact(request[0] if isinstance(request, list) and len(request) == 1 else request),
+        f"{status} {answer}".strip(),
+        obj.get("status", 0) != 0 or bool(obj.get("incomplete")) or "reset" in obj,
         float(ms) if isinstance(ms, int | float) else 0.0,
         obj,
     )

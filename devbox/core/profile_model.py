@@ -103,6 +103,8 @@ class Dependency:
     timing: str = "none"
     faults: Faults = field(default_factory=Faults)
     recordings: str | None = None  # directory, relative to the project root
+    # grpc: a folder of .proto files or a descriptor set, relative to the project root
+    protos: str | None = None
 
     @property
     def timing_factor(self) -> float | None:

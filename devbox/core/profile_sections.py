@@ -160,6 +160,7 @@ def dependency_section(ctx: Ctx, raw: Any, w: str) -> Dependency:
             "timing",
             "faults",
             "recordings",
+            "protos",
         ),
     )
     if "name" not in t:
@@ -223,7 +224,15 @@ def dependency_section(ctx: Ctx, raw: Any, w: str) -> Dependency:
         timing=timing,
         faults=faults,
         recordings=ctx.str_(t, "recordings", w),
+        protos=_protos(ctx, t, w, kind),
     )
+
+
+def _protos(ctx: Ctx, t: dict[str, Any], w: str, kind: str) -> str | None:
+    protos: str | None = ctx.str_(t, "protos", w)
+    if protos is not None and kind != "grpc":
+        raise ctx.error(f"{w}.protos", f"protos is for grpc dependencies, not {kind}")
+    return protos
 
 
 _PATH_RE = re.compile(r"^\$(\.[A-Za-z0-9_\-]+|\[\d+\]|\[\*\]|\.\*)*$")

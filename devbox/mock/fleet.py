@@ -95,7 +95,11 @@ class MockFleet:
         # non-HTTP dependencies (redis, postgres...): one mock each, from their kind
         self.wire: dict[str, WireMock] = {
             d.name: WireMock(
-                d, profile.recordings_dir(d.name), redact=profile.redact, on_event=self._emit
+                d,
+                profile.recordings_dir(d.name),
+                redact=profile.redact,
+                on_event=self._emit,
+                root=profile.root,
             )
             for d in profile.dependencies
             if d.kind != "http" and (not only or d.name in only)

@@ -57,10 +57,11 @@ class WireMock:
         *,
         redact: RedactRules | None = None,
         on_event: Callable[[Event], None] | None = None,
+        root: Path | None = None,
     ) -> None:
         self.dependency = dependency
         self.name = dependency.name
-        self.kind = registry.get(dependency.kind)
+        self.kind = registry.for_dependency(dependency, root or Path.cwd())
         self.recordings = recordings
         self.redact_value = files.value_redactor(redact)
         self.emit = on_event or (lambda e: None)
@@ -106,6 +107,7 @@ class WireMock:
             name=d.name,
             on_miss="fail" if self.mode == "replay" else self.mode,
             timing=d.timing,
+            match={"ignore_body": d.match.ignore_body} if d.match.ignore_body else {},
             redact_value=self.redact_value,
         )
 

@@ -22,7 +22,6 @@ through the answer step.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import ssl
 import time
@@ -30,8 +29,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
-
-import orjson
 
 from devbox.core.events import Event, MockMiss, MockStats, Problem, safe_emit
 from devbox.core.matching import MatchIndex, parse_query_fast
@@ -57,7 +54,14 @@ from devbox.mock.conn import HAVE_HTTPTOOLS, _Conn, _Slot
 from devbox.mock.h2conn import H2MockConn, H2Stream, Responder, hand_over
 from devbox.mock.pyparser import PyRequestParser
 from devbox.mock.upstream import UpstreamError, forward
-from devbox.mock.wire import HOP_BY_HOP, Prepared, decode_body, serialize
+from devbox.mock.wire import (
+    HOP_BY_HOP,
+    Prepared,
+    body_text,
+    decode_body,
+    json_response,
+    serialize,
+)
 from devbox.store import PARTIAL_SUFFIX, SUFFIX, RecordingWriter, load_path, new_stamp
 from devbox.wire.contract import Answer, Fault, Forward, Miss, Reply
 
@@ -477,7 +481,7 @@ class MockServer(MockState):
         if refused is not None:
             status, why = refused
             self.admin_refused += 1
-            conn.respond(_json_response(status, {"error": why}, keep), not keep)
+            conn.respond(json_response(status, {"error": why}, keep), not keep)
             return
         result = admin_api.answer(self, method, target)
         if isinstance(result, str):  # RELOAD: answered when the recordings are read
@@ -487,14 +491,14 @@ class MockServer(MockState):
             task.add_done_callback(self._tasks.discard)
             return
         status, payload = result
-        conn.respond(_json_response(status, payload, keep), not keep)
+        conn.respond(json_response(status, payload, keep), not keep)
 
     async def _admin_reload(self, conn: Responder, slot: _Slot, keep: bool) -> None:
         try:
             n = await self.reload()
-            data = _json_response(200, {"reloaded": True, "exchanges": n}, keep)
+            data = json_response(200, {"reloaded": True, "exchanges": n}, keep)
         except DevboxError as exc:
-            data = _json_response(
+            data = json_response(
                 422, {"reloaded": False, "error": exc.one_line(), "hint": exc.hint}, keep
             )
         conn.fill(slot, data, not keep, False)
@@ -554,7 +558,7 @@ class MockServer(MockState):
                     "seq": seq,
                     "method": method,
                     "target": target,
-                    "body": _body_text(body),
+                    "body": body_text(body),
                     "matched": matched,
                     "status": status,
                 }
@@ -572,24 +576,6 @@ class MockServer(MockState):
 
     def internal_error(self, exc: BaseException) -> None:
         self.emit(Problem(f"mock {self.name}: internal error: {type(exc).__name__}: {exc}"))
-
-
-def _body_text(body: bytes) -> str:
-    if not body:
-        return ""
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(body).decode("ascii")
-
-
-def _json_response(status: int, payload: Any, keep: bool) -> bytes:
-    return serialize(
-        status,
-        (("Content-Type", "application/json"), ("Cache-Control", "no-store")),
-        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS),
-        close=not keep,
-    )
 
 
 __all__ = [

@@ -13,7 +13,11 @@ are never replayed.
 
 from __future__ import annotations
 
+import base64
 from http import HTTPStatus
+from typing import Any
+
+import orjson
 
 from devbox.core import codings
 from devbox.core.model import Exchange, Headers, Response
@@ -219,3 +223,23 @@ def split_response(data: bytes) -> tuple[int, Headers, bytes]:
         if k.lower() not in HOP_BY_HOP or k.lower() == "content-length"
     )
     return head.status, kept, data[end + 4 :]
+
+
+def body_text(body: bytes) -> str:
+    """A body for the admin journal: UTF-8 text, or base64 behind a ``base64:`` prefix."""
+    if not body:
+        return ""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(body).decode("ascii")
+
+
+def json_response(status: int, payload: Any, keep: bool) -> bytes:
+    """An admin answer: indented JSON, never cached (it is live state)."""
+    return serialize(
+        status,
+        (("Content-Type", "application/json"), ("Cache-Control", "no-store")),
+        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS),
+        close=not keep,
+    )

@@ -58,7 +58,7 @@ class WireRecorder:
         for d in profile.dependencies:
             if d.kind == "http" or not d.upstream:
                 continue
-            kind = registry.get(d.kind)
+            kind = registry.for_dependency(d, profile.root)
             parts = urlsplit(d.upstream)
             upstream = (parts.hostname or "127.0.0.1", parts.port or kind.default_port)
             path = profile.recordings_dir(d.name) / f"recording-{stamp}{suffix}"

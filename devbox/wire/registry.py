@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
+from typing import Any
 
 from devbox.errors import UsageError
 from devbox.wire.contract import Kind
@@ -22,6 +24,7 @@ def register(name: str, target: str) -> None:
 # in this table)
 register("redis", "devbox.wire.redis:KIND")
 register("postgres", "devbox.wire.postgres.kind:POSTGRES")
+register("grpc", "devbox.wire.grpc.kind:GRPC")
 
 
 def names() -> tuple[str, ...]:
@@ -36,6 +39,17 @@ def get(name: str) -> Kind:
         )
     module, _, attr = target.partition(":")
     kind: Kind = getattr(importlib.import_module(module), attr)
+    return kind
+
+
+def for_dependency(dependency: Any, root: Path) -> Kind:
+    """The kind object for one dependency: a kind may specialise itself with what the
+    dependency names (gRPC: its descriptors, ``protos``) through ``for_dependency``."""
+    kind = get(dependency.kind)
+    special = getattr(kind, "for_dependency", None)
+    if callable(special):
+        specialised: Kind = special(dependency, root)
+        return specialised
     return kind
 
 

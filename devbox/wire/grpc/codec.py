@@ -1,0 +1,167 @@
+"""gRPC over HTTP/2, the parts above the frames: length-prefixed messages, metadata,
+status. Pure.
+
+A gRPC message on a stream is a 1-byte compressed flag, a 4-byte big-endian length and
+the (protobuf) bytes; a call ends with trailers carrying ``grpc-status`` and a
+percent-encoded ``grpc-message``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, unquote
+
+from devbox.wire.contract import RemoteProtocolError
+from devbox.wire.grpc import protobuf
+
+STATUS_NAMES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+OK, NOT_FOUND, UNIMPLEMENTED, INTERNAL = 0, 5, 12, 13
+
+# headers of the transport, not the call's metadata: not stored, set by the mock itself
+TRANSPORT_HEADERS = frozenset(
+    {
+        "content-type",
+        "te",
+        "grpc-timeout",
+        "grpc-encoding",
+        "grpc-accept-encoding",
+        "accept-encoding",
+        "user-agent",
+        "content-length",
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+    }
+)
+
+MAX_MESSAGE = 64 << 20
+
+
+def status_name(code: int) -> str:
+    return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else str(code)
+
+
+def split_messages(buffer: bytes) -> tuple[list[tuple[bool, bytes]], bytes]:
+    """Complete length-prefixed messages at the start of ``buffer`` (compressed flag,
+    payload), and what is left."""
+    out: list[tuple[bool, bytes]] = []
+    pos, n = 0, len(buffer)
+    while n - pos >= 5:
+        flag = buffer[pos]
+        length = int.from_bytes(buffer[pos + 1 : pos + 5], "big")
+        if flag > 1:
+            raise RemoteProtocolError(f"bad gRPC message flag {flag}", code=INTERNAL)
+        if length > MAX_MESSAGE:
+            raise RemoteProtocolError(f"gRPC message of {length} bytes", code=8)
+        if n - pos - 5 < length:
+            break
+        out.append((bool(flag), buffer[pos + 5 : pos + 5 + length]))
+        pos += 5 + length
+    return out, buffer[pos:]
+
+
+def frame(payload: bytes, compressed: bool = False) -> bytes:
+    return bytes([1 if compressed else 0]) + len(payload).to_bytes(4, "big") + payload
+
+
+# a message's named form from its bytes (None: keep the schemaless form), and back
+Decoder = Callable[[bytes], dict[str, Any] | None]
+Encoder = Callable[[dict[str, Any], str], bytes]
+
+
+def message_json(compressed: bool, payload: bytes, decode: Decoder | None = None) -> dict[str, Any]:
+    """A message as stored: with field names when ``decode`` (the descriptors) gives them,
+    else schemaless (``devbox.wire.grpc.protobuf``); a compressed one as it was."""
+    if compressed:
+        return {"compressed": True, "base64": base64.b64encode(payload).decode("ascii")}
+    if decode is not None:
+        named = decode(payload)
+        if named is not None:
+            return named
+    return protobuf.to_json(payload)
+
+
+def is_named(value: Any) -> bool:
+    """A message stored with field names (from descriptors), not field numbers."""
+    return (
+        isinstance(value, dict)
+        and not all(k.isdigit() for k in value)
+        and not (len(value) == 1 and "base64" in value)
+        and value.get("compressed") is not True
+    )
+
+
+def message_payload(value: Any, where: str, encode: Encoder | None = None) -> tuple[bool, bytes]:
+    """(compressed, bytes) of a stored message (the inverse of ``message_json``)."""
+    if isinstance(value, dict) and value.get("compressed") is True:
+        rest = {k: v for k, v in value.items() if k != "compressed"}
+        return True, protobuf.from_json(rest, where)
+    if is_named(value):
+        if encode is None:
+            raise protobuf.ProtobufError(
+                "this message names its fields: the dependency needs its descriptors "
+                "(protos = ... in the profile)",
+                where,
+            )
+        return False, encode(value, where)
+    return False, protobuf.from_json(value, where)
+
+
+def message_bytes(value: Any, where: str, encode: Encoder | None = None) -> bytes:
+    """The framed bytes of a stored message."""
+    compressed, payload = message_payload(value, where, encode)
+    return frame(payload, compressed)
+
+
+def metadata(headers: list[tuple[str, str]]) -> dict[str, Any]:
+    """The call's own metadata: no pseudo-headers, no transport headers; a key sent more
+    than once keeps every value (a list)."""
+    out: dict[str, Any] = {}
+    for k, v in headers:
+        if k.startswith(":") or k in TRANSPORT_HEADERS:
+            continue
+        if k in out:
+            prev = out[k]
+            out[k] = [*prev, v] if isinstance(prev, list) else [prev, v]
+        else:
+            out[k] = v
+    return out
+
+
+def metadata_headers(meta: Any) -> list[tuple[str, str]]:
+    if not isinstance(meta, dict):
+        return []
+    out: list[tuple[str, str]] = []
+    for k, v in meta.items():
+        for item in v if isinstance(v, list) else [v]:
+            out.append((str(k).lower(), str(item)))
+    return out
+
+
+def encode_grpc_message(text: str) -> str:
+    """``grpc-message`` is percent-encoded (printable ASCII except ``%`` stays)."""
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def decode_grpc_message(value: str) -> str:
+    return unquote(value)

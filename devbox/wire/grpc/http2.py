@@ -1,0 +1,297 @@
+"""The HTTP/2 (h2c, prior knowledge) that gRPC needs, sans-IO, in one module.
+
+* ``FrameReader`` reads one direction of a relayed connection without taking part in it
+  (the recording relay passes every byte on unchanged): frames, HPACK-decoded header
+  blocks with the direction's own dynamic table, DATA payloads without padding. It
+  never answers anything, so it cannot disturb the peers' flow control or settings.
+* ``ServerConnection`` is the mock's side: the ``h2`` state machine (settings, flow
+  control, stream states, HPACK) behind a small interface of requests in and responses
+  out, with response bytes that wait for the client's flow-control window when needed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import hpack
+
+from devbox.wire.contract import RemoteProtocolError
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x7, 0x9
+END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
+SETTINGS_HEADER_TABLE_SIZE = 0x1
+
+Headers = list[tuple[str, str]]
+
+
+# ---------------------------------------------------------------- the passive reader
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersEvent:
+    stream_id: int
+    headers: Headers
+    end_stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DataEvent:
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResetEvent:
+    stream_id: int
+    error_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsEvent:
+    header_table_size: int | None
+
+
+FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent
+
+
+class FrameReader:
+    """One direction of an HTTP/2 connection, read passively. ``from_client``: expect the
+    connection preface first."""
+
+    def __init__(self, *, from_client: bool) -> None:
+        self._buf = bytearray()
+        self._preface = from_client
+        self.decoder = hpack.Decoder()
+        self._block: tuple[int, int, bytearray] | None = None  # (stream, flags, fragments)
+
+    def feed(self, data: bytes) -> list[FrameEvent]:
+        self._buf += data
+        out: list[FrameEvent] = []
+        if self._preface:
+            if len(self._buf) < len(PREFACE):
+                if not PREFACE.startswith(bytes(self._buf)):
+                    raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+                return out
+            if self._buf[: len(PREFACE)] != PREFACE:
+                raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+            del self._buf[: len(PREFACE)]
+            self._preface = False
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= 9:
+            length = int.from_bytes(buf[pos : pos + 3], "big")
+            if len(buf) - pos < 9 + length:
+                break
+            ftype, flags = buf[pos + 3], buf[pos + 4]
+            stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            payload = bytes(buf[pos + 9 : pos + 9 + length])
+            pos += 9 + length
+            self._frame(ftype, flags, stream, payload, out)
+        del buf[:pos]
+        return out
+
+    def _frame(
+        self, ftype: int, flags: int, stream: int, payload: bytes, out: list[FrameEvent]
+    ) -> None:
+        if ftype == DATA:
+            out.append(DataEvent(stream, _unpad(payload, flags), bool(flags & END_STREAM)))
+        elif ftype == HEADERS:
+            body = _unpad(payload, flags)
+            if flags & PRIORITY:
+                body = body[5:]
+            self._block = (stream, flags, bytearray(body))
+            if flags & END_HEADERS:
+                self._end_block(out)
+        elif ftype == CONTINUATION and self._block is not None:
+            self._block[2].extend(payload)
+            if flags & END_HEADERS:
+                self._end_block(out)
+        elif ftype == RST_STREAM and len(payload) >= 4:
+            out.append(ResetEvent(stream, int.from_bytes(payload[:4], "big")))
+        elif ftype == SETTINGS and not flags & 0x1:  # not an ACK
+            size = None
+            for i in range(0, len(payload) - 5, 6):
+                if int.from_bytes(payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
+                    size = int.from_bytes(payload[i + 2 : i + 6], "big")
+            out.append(SettingsEvent(size))
+        # PING, PRIORITY, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE: nothing a call consists of
+
+    def _end_block(self, out: list[FrameEvent]) -> None:
+        assert self._block is not None
+        stream, flags, block = self._block
+        self._block = None
+        try:
+            headers = [(_s(k), _s(v)) for k, v in self.decoder.decode(bytes(block), raw=True)]
+        except hpack.HPACKError as exc:
+            raise RemoteProtocolError(f"undecodable HTTP/2 header block: {exc}") from None
+        out.append(HeadersEvent(stream, headers, bool(flags & END_STREAM)))
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _unpad(payload: bytes, flags: int) -> bytes:
+    if flags & PADDED and payload:
+        pad = payload[0]
+        return payload[1 : len(payload) - pad]
+    return payload
+
+
+# ---------------------------------------------------------------- the mock's side
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    stream_id: int
+    headers: Headers
+    body: bytes
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A response's bytes still waiting for the client's flow-control window."""
+
+    data: deque[bytes] = field(default_factory=deque)
+    trailers: Headers | None = None
+
+
+class ServerConnection:
+    """The mock's HTTP/2 server connection: ``receive(bytes) -> complete requests``
+    (streams the client ended), ``respond``/``send_*`` queue frames, ``take()`` returns
+    the bytes to write."""
+
+    def __init__(self) -> None:
+        # the checks h2 makes on every header block cost more than the rest of a call: the
+        # mock's own headers are made once from stored objects, a client's only matched
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding="utf-8",
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            split_outbound_cookies=False,
+        )
+        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
+            },
+        )
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window((1 << 24) - 65535)
+        self._heads: dict[int, Headers] = {}
+        self._bodies: dict[int, bytearray] = {}
+        self._pending: dict[int, _Pending] = {}
+        self.closed = False
+
+    def receive(self, data: bytes) -> list[Request]:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.closed = True
+            raise RemoteProtocolError(f"HTTP/2: {exc}") from None
+        out: list[Request] = []
+        for ev in events:
+            if isinstance(ev, h2.events.RequestReceived):
+                self._heads[ev.stream_id] = [(_s(k), _s(v)) for k, v in ev.headers or ()]
+                self._bodies[ev.stream_id] = bytearray()
+                if ev.stream_ended is not None:
+                    out.append(self._complete(ev.stream_id))
+            elif isinstance(ev, h2.events.DataReceived):
+                if ev.stream_id in self._bodies and ev.data:
+                    self._bodies[ev.stream_id] += ev.data
+                if ev.flow_controlled_length:
+                    self._h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_ended is not None:
+                    out.append(self._complete(ev.stream_id))
+            elif isinstance(ev, h2.events.StreamEnded):
+                if ev.stream_id in self._heads:
+                    out.append(self._complete(ev.stream_id))
+            elif isinstance(ev, h2.events.StreamReset):
+                self._heads.pop(ev.stream_id, None)
+                self._bodies.pop(ev.stream_id, None)
+                self._pending.pop(ev.stream_id, None)
+            elif isinstance(ev, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+                if self._pending:
+                    self._flush(list(self._pending))
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.closed = True
+        return out
+
+    def _complete(self, stream_id: int) -> Request:
+        head = self._heads.pop(stream_id, [])
+        return Request(stream_id, head, bytes(self._bodies.pop(stream_id, b"")))
+
+    def send_headers(self, stream_id: int, headers: Headers) -> None:
+        self._h2.send_headers(stream_id, headers)
+
+    def send_data(self, stream_id: int, data: bytes) -> None:
+        pending = self._pending.get(stream_id)
+        if pending is None:
+            pending = self._pending[stream_id] = _Pending()
+        pending.data.append(data)
+        self._flush((stream_id,))
+
+    def send_trailers(self, stream_id: int, trailers: Headers) -> None:
+        pending = self._pending.get(stream_id)
+        if pending is None:
+            pending = self._pending[stream_id] = _Pending()
+        pending.trailers = trailers
+        self._flush((stream_id,))
+
+    def _flush(self, streams: Iterable[int]) -> None:
+        h2c = self._h2
+        for stream_id in streams:
+            pending = self._pending.get(stream_id)
+            if pending is None:
+                continue
+            try:
+                while pending.data:
+                    chunk = pending.data[0]
+                    room = min(
+                        h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size
+                    )
+                    if room <= 0:
+                        break
+                    if len(chunk) > room:
+                        h2c.send_data(stream_id, chunk[:room])
+                        pending.data[0] = chunk[room:]
+                    else:
+                        h2c.send_data(stream_id, chunk)
+                        pending.data.popleft()
+                if not pending.data and pending.trailers is not None:
+                    h2c.send_headers(stream_id, pending.trailers, end_stream=True)
+                    del self._pending[stream_id]
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                del self._pending[stream_id]  # the client reset it meanwhile
+
+    def send_trailers_only(self, stream_id: int, headers: Headers) -> None:
+        """A call answered by one HEADERS frame that ends the stream (gRPC errors)."""
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def reset(self, stream_id: int, code: int = 0x2) -> None:
+        self._pending.pop(stream_id, None)
+        try:
+            self._h2.reset_stream(stream_id, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+
+    def take(self) -> bytes:
+        return self._h2.data_to_send()

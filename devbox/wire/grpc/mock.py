@@ -1,0 +1,122 @@
+"""One client connection to a gRPC mock: pure, HTTP/2 bytes in, ``Output`` actions out.
+
+A call is answered once the client has sent its whole request (unary and server
+streaming at once; client streaming and bidirectional streaming when the client
+half-closes): matched on its path and request messages, it gets the recorded response
+metadata, messages (the gaps between streamed messages as recorded; the first one after
+the recorded latency only with ``timing``), status, message and trailers. A miss answers
+``UNIMPLEMENTED`` (no call of that method was recorded) or ``NOT_FOUND`` (none with this
+request), with the explanation in ``grpc-message``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply
+from devbox.wire.grpc import codec, store
+from devbox.wire.grpc.http2 import Request, ServerConnection
+from devbox.wire.redis.mock import timing_factor
+
+_IDS = itertools.count(1)
+
+
+class GrpcMockConnection:
+    def __init__(self, index: store.GrpcIndex, options: MockOptions) -> None:
+        self.index = index
+        self.options = options
+        self.id = next(_IDS)
+        self._h2 = ServerConnection()
+        self._factor = timing_factor(options.timing)
+        self._redact = options.redact_value if index.redacted else None
+
+    def data_received(self, data: bytes) -> list[Output]:
+        try:
+            requests = self._h2.receive(data)
+        except RemoteProtocolError:
+            return [Reply(self._h2.take(), close=True)]
+        out: list[Output] = []
+        for req in requests:
+            self._answer(req, out)
+        rest = self._h2.take()
+        if rest:
+            out.append(Reply(rest))
+        return out
+
+    def eof_received(self) -> list[Output]:
+        return []
+
+    def upstream_data(self, data: bytes) -> list[Output]:
+        return []
+
+    # ------------------------------------------------------------ answering
+
+    def _flush(self, out: list[Output], delay: float = 0.0) -> None:
+        data = self._h2.take()
+        if data:
+            out.append(Reply(data, delay_s=delay))
+
+    def _answer(self, req: Request, out: list[Output]) -> None:
+        path = dict(req.headers).get(":path", "")
+        sid = req.stream_id
+        try:
+            frames, _rest = codec.split_messages(req.body)
+        except RemoteProtocolError as exc:
+            self._trailers_only(sid, codec.INTERNAL, str(exc))
+            return
+        _enc, decode = store.coders(self.index.schema, path, False)
+        messages: list[Any] = [codec.message_json(c, p, decode) for c, p in frames]
+        if self._redact is not None:
+            messages = store.redact_object({"request": messages}, self._redact)["request"]
+        entry = self.index.take(self.index.key(path, messages))
+        if entry is None:
+            code, text, nearest = self.index.explain(path, messages)
+            self._flush(out)
+            self._trailers_only(sid, code, "devbox: " + text)
+            out.append(
+                Miss(
+                    self._h2.take(),
+                    request=store.label(path, messages),
+                    explanation=text,
+                    nearest=nearest,
+                )
+            )
+            return
+        out.append(entry.hit)
+        first = entry.latency_s * self._factor if self._factor is not None else 0.0
+        if entry.reset is not None:
+            self._step(out, first, lambda: self._h2.reset(sid, entry.reset or 0))
+            return
+        msgs = entry.messages
+
+        def head() -> None:
+            self._h2.send_headers(sid, entry.headers)
+            if msgs:
+                self._h2.send_data(sid, msgs[0][1])
+
+        self._step(out, first, head)
+        for gap, data in msgs[1:]:
+            self._step(out, gap, functools.partial(self._h2.send_data, sid, data))
+        delay = entry.trailers_delay_s if msgs else 0.0
+        self._step(out, delay, lambda: self._h2.send_trailers(sid, entry.trailers))
+
+    def _step(self, out: list[Output], delay: float, action: Callable[[], None]) -> None:
+        """Do ``action``; when it is due ``delay`` later, what was due before leaves now."""
+        if delay > 0:
+            self._flush(out)
+            action()
+            self._flush(out, delay)
+        else:
+            action()
+
+    def _trailers_only(self, sid: int, code: int, text: str) -> None:
+        headers = [
+            (":status", "200"),
+            ("content-type", "application/grpc"),
+            ("grpc-status", str(code)),
+            ("grpc-message", codec.encode_grpc_message(text[:1000])),
+        ]
+        self._h2.send_trailers_only(sid, headers)

@@ -1,0 +1,190 @@
+"""Records gRPC calls from a relayed HTTP/2 connection: every byte passes on unchanged,
+both directions are read passively (``http2.FrameReader``), and each call becomes one
+stored object when its response ends (``store`` documents the object)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devbox.wire.contract import ProtocolError, Relay
+from devbox.wire.grpc import codec
+from devbox.wire.grpc.http2 import (
+    DataEvent,
+    FrameEvent,
+    FrameReader,
+    HeadersEvent,
+    ResetEvent,
+    SettingsEvent,
+)
+from devbox.wire.grpc.schema import Schema
+
+
+@dataclass(slots=True)
+class _Call:
+    at: float
+    headers: list[tuple[str, str]]
+    request: list[dict[str, Any]] = field(default_factory=list)
+    request_buf: bytes = b""
+    request_ended: float | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response: list[dict[str, Any]] = field(default_factory=list)
+    response_at: list[float] = field(default_factory=list)
+    response_buf: bytes = b""
+    trailers: list[tuple[str, str]] | None = None
+    reset: int | None = None
+
+
+class GrpcRecorder:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, schema: Schema | None = None
+    ) -> None:
+        self._clock = clock
+        self._schema = schema
+        self._t0 = clock()
+        self._client = FrameReader(from_client=True)
+        self._server = FrameReader(from_client=False)
+        self._calls: dict[int, _Call] = {}
+        self._stored: list[dict[str, Any]] = []
+        self._seq = 0
+        self._broken = False  # not HTTP/2 we can read: relay on, record nothing more
+
+    def _ms(self, t: float, since: float | None = None) -> float:
+        return round((t - (self._t0 if since is None else since)) * 1000.0, 3)
+
+    def from_client(self, data: bytes) -> Relay:
+        self._read(self._client, data, from_client=True)
+        return Relay(to_upstream=data)
+
+    def from_upstream(self, data: bytes) -> Relay:
+        self._read(self._server, data, from_client=False)
+        return Relay(to_client=data)
+
+    def _read(self, reader: FrameReader, data: bytes, *, from_client: bool) -> None:
+        if self._broken:
+            return
+        try:
+            events = reader.feed(data)
+        except ProtocolError:
+            self._broken = True
+            return
+        now = self._clock()
+        for ev in events:
+            self._event(ev, now, from_client)
+
+    def _event(self, ev: FrameEvent, now: float, from_client: bool) -> None:
+        if isinstance(ev, SettingsEvent):
+            if ev.header_table_size is not None:
+                # what one side allows limits the other side's encoder
+                other = self._server if from_client else self._client
+                other.decoder.max_allowed_table_size = ev.header_table_size
+            return
+        call = self._calls.get(ev.stream_id)
+        if isinstance(ev, ResetEvent):
+            if call is not None:
+                call.reset = ev.error_code
+                self._finish(ev.stream_id, now)
+        elif from_client:
+            self._from_client(ev, call, now)
+        elif call is not None:
+            self._from_server(ev, call, now)
+
+    def _from_client(self, ev: HeadersEvent | DataEvent, call: _Call | None, now: float) -> None:
+        if isinstance(ev, HeadersEvent):
+            if call is None:
+                call = self._calls[ev.stream_id] = _Call(now, ev.headers)
+        elif call is not None:
+            msgs, call.request_buf = self._split(call.request_buf + ev.data, call, False)
+            call.request.extend(msgs)
+        if call is not None and ev.end_stream:
+            call.request_ended = now
+
+    def _from_server(self, ev: HeadersEvent | DataEvent, call: _Call, now: float) -> None:
+        if isinstance(ev, HeadersEvent):
+            if call.response_headers or ev.end_stream:
+                if not call.response_headers:  # trailers-only: one block is both
+                    call.response_headers = [h for h in ev.headers if h[0] == ":status"]
+                call.trailers = ev.headers
+            else:
+                call.response_headers = ev.headers
+        else:
+            msgs, call.response_buf = self._split(call.response_buf + ev.data, call, True)
+            call.response.extend(msgs)
+            call.response_at.extend(self._ms(now, call.at) for _ in msgs)
+        if ev.end_stream:
+            self._finish(ev.stream_id, now)
+
+    def _split(
+        self, buffer: bytes, call: _Call, response: bool
+    ) -> tuple[list[dict[str, Any]], bytes]:
+        try:
+            msgs, rest = codec.split_messages(buffer)
+        except ProtocolError:
+            return [], b""
+        decode = None
+        if self._schema is not None:
+            schema, path = self._schema, dict(call.headers).get(":path", "")
+
+            def decode(payload: bytes) -> dict[str, Any] | None:
+                return schema.decode(path, response, payload)
+
+        return [codec.message_json(c, p, decode) for c, p in msgs], rest
+
+    def _finish(self, stream_id: int, now: float | None) -> None:
+        call = self._calls.pop(stream_id)
+        self._seq += 1
+        head = dict(call.headers)
+        path = head.get(":path", "")
+        service, _, method = path.lstrip("/").partition("/")
+        obj: dict[str, Any] = {
+            "seq": self._seq,
+            "at_ms": self._ms(call.at),
+            "service": service,
+            "method": method,
+        }
+        if now is not None:
+            obj["latency_ms"] = self._ms(now, call.at)
+        obj["metadata"] = codec.metadata(call.headers)
+        obj["request"] = call.request
+        if call.request_ended is None:
+            obj["request_open"] = True  # the client had not finished sending
+        resp_meta = codec.metadata(call.response_headers)
+        if resp_meta:
+            obj["response_metadata"] = resp_meta
+        obj["response"] = call.response
+        obj["response_at_ms"] = call.response_at
+        trailers = dict(call.trailers or [])
+        if call.trailers is not None:
+            try:
+                code = int(trailers.get("grpc-status", "2"))
+            except ValueError:
+                code = 2
+            obj["status"] = code
+            obj["status_name"] = codec.status_name(code)
+            text = codec.decode_grpc_message(trailers.get("grpc-message", ""))
+            if text:
+                obj["grpc_message"] = text
+            rest = codec.metadata(call.trailers)
+            if "grpc-status-details-bin" in trailers:
+                rest["grpc-status-details-bin"] = trailers["grpc-status-details-bin"]
+            if rest:
+                obj["trailers"] = rest
+        elif call.reset is not None:
+            obj["reset"] = call.reset
+        else:
+            obj["incomplete"] = True
+        status = dict(call.response_headers).get(":status")
+        if status not in (None, "200"):
+            obj["http_status"] = int(status) if status.isdigit() else status
+        self._stored.append(obj)
+
+    def take_stored(self) -> list[dict[str, Any]]:
+        done, self._stored = self._stored, []
+        return done
+
+    def close(self) -> list[dict[str, Any]]:
+        for stream_id in list(self._calls):
+            self._finish(stream_id, None)
+        return self.take_stored()

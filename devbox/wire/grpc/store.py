@@ -1,0 +1,328 @@
+"""gRPC recordings as readable JSON, one object per call, and the mock's match index.
+
+A call object::
+
+    {"connection": 1, "seq": 3, "at_ms": 120.5, "latency_ms": 1.9,
+     "service": "routeguide.RouteGuide", "method": "ListFeatures",
+     "metadata": {"x-tenant": "acme"},
+     "request": [{"1": {"1": 400000000, "2": -750000000}}],
+     "response_metadata": {"x-served-by": "a"},
+     "response": [{"1": "Patriots Path", "2": {"1": 407838351}}, ...],
+     "response_at_ms": [0.9, 1.2, ...],
+     "status": 0, "status_name": "OK", "grpc_message": "...", "trailers": {...}}
+
+Messages are ``devbox.wire.grpc.protobuf``'s readable form (``{"base64": ...}`` when a
+message has none, ``{"compressed": true, "base64": ...}`` for a compressed one).
+``response_at_ms`` is when each response message arrived, counted from the call's
+start. Optional: ``request_open`` (the client had not half-closed), ``reset`` (an
+RST_STREAM code instead of trailers), ``incomplete`` (the connection ended first),
+``http_status`` (not 200).
+
+The index maps (path, request messages with the profile's ``ignore_body`` paths removed)
+to the recorded calls in order; the n-th identical call gets the n-th recorded answer,
+then the last one again (counters shared by all connections; ``reset`` restarts them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from devbox.core.match_keys import Step, drop_paths, parse_json_path
+from devbox.errors import ConfigError
+from devbox.wire.contract import Hit
+from devbox.wire.grpc import codec, protobuf
+from devbox.wire.grpc.schema import Schema
+
+Key = tuple[str, bytes]
+
+
+class StoreError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One recorded answer: what the mock sends, ready to go."""
+
+    hit: Hit
+    headers: list[tuple[str, str]]
+    messages: tuple[tuple[float, bytes], ...]  # (seconds after the previous part, frame)
+    trailers: list[tuple[str, str]]
+    trailers_delay_s: float
+    latency_s: float
+    reset: int | None = None
+
+
+def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
+    body = " ".join(orjson.dumps(m).decode() for m in messages)
+    line = f"{path} {body}" if body else path
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def canonical(messages: Sequence[Any], ignore: Sequence[tuple[Step, ...]]) -> bytes:
+    if ignore:
+        messages = [drop_paths(orjson.loads(orjson.dumps(m)), ignore) for m in messages]
+    return orjson.dumps(list(messages), option=orjson.OPT_SORT_KEYS)
+
+
+class GrpcIndex:
+    def __init__(self, ignore: Sequence[str] = (), schema: Schema | None = None) -> None:
+        self.schema = schema
+        self.table: dict[Key, list[Entry]] = {}
+        self.calls: dict[Key, int] = {}
+        self.by_path: dict[str, list[tuple[Key, list[Any]]]] = {}
+        self.redacted = False
+        self.ignore = tuple(parse_json_path(p) for p in ignore)
+        self._variants: dict[tuple[str, ...], GrpcIndex] = {}
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.table.values())
+
+    def key(self, path: str, messages: Sequence[Any]) -> Key:
+        return (path, canonical(messages, self.ignore))
+
+    def add(self, path: str, messages: list[Any], entry: Entry) -> None:
+        key = self.key(path, messages)
+        entries = self.table.get(key)
+        if entries is None:
+            self.table[key] = [entry]
+            self.by_path.setdefault(path, []).append((key, messages))
+        else:
+            entries.append(entry)
+
+    def take(self, key: Key) -> Entry | None:
+        entries = self.table.get(key)
+        if entries is None:
+            return None
+        n = self.calls.get(key, 0)
+        self.calls[key] = n + 1
+        return entries[n] if n < len(entries) else entries[-1]
+
+    def reset(self) -> None:
+        self.calls.clear()
+        for variant in self._variants.values():
+            variant.reset()
+
+    def with_ignore(self, ignore: Sequence[str]) -> GrpcIndex:
+        """The same calls keyed without the ``ignore`` paths (the profile's match rules)."""
+        if not ignore:
+            return self
+        made = self._variants.get(tuple(ignore))
+        if made is not None:
+            return made  # one per rule set, so every connection shares its counters
+        out = self._variants[tuple(ignore)] = GrpcIndex(ignore, self.schema)
+        out.redacted = self.redacted
+        for path, items in self.by_path.items():
+            for key, messages in items:
+                for entry in self.table[key]:
+                    out.add(path, messages, entry)
+        return out
+
+    def explain(self, path: str, messages: list[Any]) -> tuple[int, str, str | None]:
+        """(status to answer, explanation, nearest recorded request) for a miss."""
+        items = self.by_path.get(path)
+        if not items:
+            known = sorted(self.by_path)
+            listed = ", ".join(known[:8]) + (" …" if len(known) > 8 else "")
+            text = f"no recorded call of {path}" + (
+                f"; recorded methods: {listed}" if known else "; nothing was recorded"
+            )
+            return codec.UNIMPLEMENTED, text, None
+        got = orjson.loads(canonical(messages, self.ignore))
+        best: tuple[int, str, list[Any]] | None = None
+        for _key, recorded in items[:2000]:
+            want = orjson.loads(canonical(recorded, self.ignore))
+            diffs: list[str] = []
+            _diff(want, got, "$", diffs)
+            if best is None or len(diffs) < best[0]:
+                best = (len(diffs), "; ".join(diffs[:3]), recorded)
+        assert best is not None
+        nearest = label(path, best[2])
+        text = f"no recorded call of {path} with this request; nearest recorded differs: {best[1]}"
+        return codec.NOT_FOUND, text, nearest
+
+
+def _short(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _diff(want: Any, got: Any, path: str, out: list[str]) -> None:
+    if len(out) > 20:
+        return
+    if isinstance(want, dict) and isinstance(got, dict):
+        for k in want:
+            if k not in got:
+                out.append(f"{path}.{k} recorded {_short(want[k])}, absent now")
+            else:
+                _diff(want[k], got[k], f"{path}.{k}", out)
+        for k in got:
+            if k not in want:
+                out.append(f"{path}.{k} absent when recorded, now {_short(got[k])}")
+    elif isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            out.append(f"{path} had {len(want)} items when recorded, now {len(got)}")
+        for i, (a, b) in enumerate(zip(want, got, strict=False)):
+            _diff(a, b, f"{path}[{i}]", out)
+    elif want != got:
+        out.append(f"{path} recorded {_short(want)}, now {_short(got)}")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def coders(
+    schema: Schema | None, path: str, response: bool
+) -> tuple[codec.Encoder | None, codec.Decoder | None]:
+    """The named form's encoder and decoder for one side of ``path`` (None without
+    descriptors)."""
+    if schema is None:
+        return None, None
+    known = schema
+
+    def encode(value: dict[str, Any], where: str) -> bytes:
+        return known.encode(path, response, value, where)
+
+    def decode(payload: bytes) -> dict[str, Any] | None:
+        return known.decode(path, response, payload)
+
+    return encode, decode
+
+
+def build_index(
+    stored: Sequence[tuple[str, int, Mapping[str, Any]]], schema: Schema | None = None
+) -> GrpcIndex:
+    """The index; with ``schema``, every message is keyed by its named form (whichever
+    form the file holds), as live requests are decoded the same way."""
+    index = GrpcIndex(schema=schema)
+    for file, line, obj in stored:
+        try:
+            _add(index, obj)
+        except (StoreError, protobuf.ProtobufError) as exc:
+            raise ConfigError(str(exc), file=file, line=line, field=exc.field) from None
+    return index
+
+
+def _num(obj: Mapping[str, Any], key: str) -> float:
+    v = obj.get(key, 0)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise StoreError("expected a number >= 0", key)
+    return float(v)
+
+
+def _gap(ms: float) -> float:
+    # sub-millisecond spacing is the recorder's own scheduling: sent at once
+    return ms / 1000.0 if ms >= 1.0 else 0.0
+
+
+def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
+    if obj.get("incomplete") or obj.get("request_open"):
+        return
+    service, method = obj.get("service"), obj.get("method")
+    if not isinstance(service, str) or not service:
+        raise StoreError("expected the service name, such as helloworld.Greeter", "service")
+    if not isinstance(method, str) or not method:
+        raise StoreError("expected the method name, such as SayHello", "method")
+    path = f"/{service}/{method}"
+    request = obj.get("request", [])
+    if not isinstance(request, list):
+        raise StoreError("expected a list of messages", "request")
+    encode_req, decode_req = coders(index.schema, path, False)
+    encode_resp, _ = coders(index.schema, path, True)
+    # the key is the form a live request decodes to now, whatever form the file holds
+    request = [
+        codec.message_json(
+            *codec.message_payload(m, f"request[{i}]", encode_req), decode=decode_req
+        )
+        for i, m in enumerate(request)
+    ]
+    if any(b"<redacted:" in orjson.dumps(m) for m in request):
+        index.redacted = True
+    response = obj.get("response", [])
+    at = obj.get("response_at_ms", [])
+    if not isinstance(response, list):
+        raise StoreError("expected a list of messages", "response")
+    if not isinstance(at, list) or any(
+        isinstance(x, bool) or not isinstance(x, int | float) for x in at
+    ):
+        raise StoreError("expected a list of times in ms", "response_at_ms")
+    frames = []
+    prev = 0.0
+    for i, m in enumerate(response):
+        t = float(at[i]) if i < len(at) else prev
+        data = codec.message_bytes(m, f"response[{i}]", encode_resp)
+        frames.append((_gap(t - prev) if i else 0.0, data))
+        prev = t
+    latency = _num(obj, "latency_ms")
+    status = obj.get("status", 0)
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise StoreError("expected a gRPC status code (0 is OK)", "status")
+    trailers = [("grpc-status", str(status))]
+    text = obj.get("grpc_message", "")
+    if not isinstance(text, str):
+        raise StoreError("expected text", "grpc_message")
+    if text:
+        trailers.append(("grpc-message", codec.encode_grpc_message(text)))
+    trailers += codec.metadata_headers(obj.get("trailers"))
+    headers = [(":status", "200"), ("content-type", "application/grpc")]
+    headers += codec.metadata_headers(obj.get("response_metadata"))
+    reset = obj.get("reset")
+    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
+    same = index.table.get(index.key(path, request))
+    request_label = same[0].hit.request if same else label(path, request)
+    entry = Entry(
+        hit=Hit(request_label, ident),
+        headers=headers,
+        messages=tuple(frames),
+        trailers=trailers,
+        trailers_delay_s=_gap(latency - prev) if frames else 0.0,
+        latency_s=latency / 1000.0,
+        reset=reset if isinstance(reset, int) and not isinstance(reset, bool) else None,
+    )
+    index.add(path, request, entry)
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def redact_object(
+    stored: dict[str, Any], redact_value: Callable[[str, str], str]
+) -> dict[str, Any]:
+    """Metadata by name (``authorization`` is a secret whatever it holds) and text rules;
+    message strings by the text rules (field numbers are no names)."""
+    out = dict(stored)
+    for key in ("metadata", "response_metadata", "trailers"):
+        meta = stored.get(key)
+        if isinstance(meta, dict):
+            out[key] = {k: _redact_meta(k, v, redact_value) for k, v in meta.items()}
+    for key in ("request", "response"):
+        msgs = stored.get(key)
+        if isinstance(msgs, list):
+            out[key] = [_redact_value(m, "", redact_value) for m in msgs]
+    if isinstance(stored.get("grpc_message"), str):
+        out["grpc_message"] = redact_value("grpc-message", stored["grpc_message"])
+    return out
+
+
+def _redact_meta(name: str, value: Any, redact_value: Callable[[str, str], str]) -> Any:
+    if isinstance(value, list):
+        return [_redact_meta(name, v, redact_value) for v in value]
+    return redact_value(name, value) if isinstance(value, str) else value
+
+
+def _redact_value(value: Any, name: str, redact_value: Callable[[str, str], str]) -> Any:
+    if isinstance(value, str):
+        return redact_value(name, value)
+    if isinstance(value, list):
+        return [_redact_value(v, name, redact_value) for v in value]
+    if isinstance(value, dict):
+        if "base64" in value or "fixed64" in value or "fixed32" in value:
+            return value
+        return {k: _redact_value(v, k, redact_value) for k, v in value.items()}
+    return value

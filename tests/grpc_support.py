@@ -1,0 +1,154 @@
+"""Helpers for the gRPC tests: routeguide.proto compiled with grpcio-tools at test time,
+the real grpcio server of ``grpc_server.py`` in its own process (free port, stopped by
+PID), and an in-process recording relay and mock on one background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from conftest import free_port
+
+from devbox.wire import tcp
+from devbox.wire.contract import MockOptions, Output
+from devbox.wire.grpc.kind import GRPC
+
+T = TypeVar("T")
+HERE = Path(__file__).resolve().parent
+PROTO_DIR = HERE / "data" / "grpc"
+
+
+def compile_protos(out: Path) -> Path:
+    """``python -m grpc_tools.protoc`` on routeguide.proto into ``out``; returns ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(PROTO_DIR / "routeguide.proto"),
+        ],
+        check=True,
+    )
+    return out
+
+
+def load_modules(gen: Path) -> tuple[ModuleType, ModuleType]:
+    if str(gen) not in sys.path:
+        sys.path.insert(0, str(gen))
+    import routeguide_pb2
+    import routeguide_pb2_grpc
+
+    return routeguide_pb2, routeguide_pb2_grpc
+
+
+@dataclass
+class GrpcServer:
+    port: int
+    proc: subprocess.Popen[str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def grpc_server(gen: Path) -> Iterator[GrpcServer]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "grpc_server.py"), str(gen), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    server = GrpcServer(port, proc)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", f"the grpc server did not start: {line!r}"
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Loop:
+    """One asyncio loop on a thread, for relays and mocks the (blocking) clients talk to."""
+
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        assert self.thread is not None
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Relay:
+    port: int
+    stored: list[dict[str, Any]]
+    server: asyncio.Server
+
+
+async def start_relay(upstream_port: int) -> Relay:
+    stored: list[dict[str, Any]] = []
+    numbers = iter(range(1, 1 << 30))
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = next(numbers)
+        await tcp.relay_connection(
+            GRPC.recorder_connection(),
+            reader,
+            writer,
+            ("127.0.0.1", upstream_port),
+            lambda objs: stored.extend({"connection": n, **o} for o in objs),
+        )
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    return Relay(int(server.sockets[0].getsockname()[1]), stored, server)
+
+
+@dataclass
+class Mock:
+    port: int
+    outputs: list[Output]
+    server: asyncio.Server
+
+
+async def start_mock(stored: list[dict[str, Any]], options: MockOptions | None = None) -> Mock:
+    index = GRPC.load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
+    opts = options or MockOptions(name="routes")
+    outputs: list[Output] = []
+    server = await tcp.start_fast_mock_server(
+        lambda: GRPC.mock_connection(index, opts),
+        on_output=lambda conn, out: outputs.append(out),
+    )
+    return Mock(int(server.sockets[0].getsockname()[1]), outputs, server)
