@@ -14,8 +14,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from secret_corpus import corpus, keyword_corpus, pems, url_passwords
@@ -72,10 +71,11 @@ def named_bodies(name: str, secret: str) -> list[tuple[str, bytes]]:
     ]
 
 
-def send_named(targets: list[Any], start: int) -> int:
+def send_named(targets: list[SplitResult], start: int) -> int:
     sent = 0
     for i, (_, name, secret) in enumerate(keyword_corpus(), start):
         target = targets[i % len(targets)]
+        assert target.hostname is not None, f"no host in {target.geturl()}"
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         header = "X-" + "-".join(w.capitalize() for w in name.split("_"))
         for ctype, body in named_bodies(name, secret):
@@ -96,6 +96,7 @@ def main() -> None:
     items = corpus() + url_passwords()
     for i, (fmt, secret) in enumerate(items + pems()):
         target = targets[i % len(targets)]
+        assert target.hostname is not None, f"no host in {target.geturl()}"
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         one_line = "\n" not in secret
         for ctype, body in bodies(fmt, secret):

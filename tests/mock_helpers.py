@@ -149,7 +149,7 @@ def read_responses(s: socket.socket, count: int, timeout: float = 5.0) -> list[t
 
 
 def split_responses(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    out = []
+    out: list[tuple[int, bytes]] = []
     while True:
         end = buf.find(b"\r\n\r\n")
         if end < 0:

@@ -13,11 +13,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from conftest import free_port
+
+T = TypeVar("T")
 
 PG_USER = "devbox-pg"
 PASSWORD = "s3cret-pw"
@@ -165,10 +168,10 @@ class WireServers:
         self.outputs: list[object] = []
         self.tasks: set[object] = set()  # strong references: the loop keeps only weak ones
 
-    def call(self, coro: object) -> object:
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
         import asyncio
 
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def relay(self, upstream: tuple[str, int]) -> int:
         import asyncio
@@ -190,7 +193,7 @@ class WireServers:
             self.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
 
-        return int(self.call(start()))  # type: ignore[call-overload]
+        return self.call(start())
 
     def mock(self, stored: list[dict[str, object]], **match: object) -> int:
         from devbox.wire import tcp
@@ -207,7 +210,7 @@ class WireServers:
             self.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
 
-        return int(self.call(start()))  # type: ignore[call-overload]
+        return self.call(start())
 
     def close(self) -> None:
         import asyncio

@@ -380,6 +380,7 @@ def mitmdump(upstream: str | None, har: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    assert proc.stderr is not None  # stderr=PIPE
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -146,7 +146,7 @@ def start_upstream(tls: ssl.SSLContext | None = None) -> Upstream:
         def sni(sock: ssl.SSLObject | ssl.SSLSocket, name: str | None, ctx: ssl.SSLContext) -> None:
             up.sni.append(name)
 
-        tls.sni_callback = sni  # type: ignore[assignment]
+        tls.sni_callback = sni
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     up.server = server
     up.port = server.server_address[1]

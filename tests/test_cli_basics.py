@@ -102,7 +102,8 @@ def test_version() -> None:
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    names = list(sub.choices)  # type: ignore[union-attr]
+    assert sub.choices is not None
+    names = list(sub.choices)
     assert {"validate", "traffic", "import", "export"} <= set(names)
     for name in names:
         with pytest.raises(SystemExit) as info:

@@ -62,7 +62,10 @@ def _bash(project: Path, script: Path, *words: str) -> list[str]:
 def test_bash_completes_commands_options_choices_and_profiles(project: Path) -> None:
     script = _script("bash", project)
     assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
-    top = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    group = build_parser()._subparsers
+    assert group is not None
+    top = group._group_actions[0].choices
+    assert top is not None
     assert _bash(project, script, "devbox", "") == sorted(top)
     assert {"init", "completion", "up", "record"} <= set(top)
     assert _bash(project, script, "devbox", "up", "") == ["demo", "orders", "payments-dev"]

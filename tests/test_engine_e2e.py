@@ -174,14 +174,13 @@ def test_invalid_profile_edit_keeps_the_sandbox_running(demo_project: Path) -> N
         engine.stop()
 
 
-def _cli(profile: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+def _cli(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "devbox", *args],
         cwd=profile.parent.parent,
         capture_output=True,
         text=True,
         timeout=180,
-        **kw,  # type: ignore[arg-type]
     )
 
 

@@ -11,7 +11,13 @@ from pathlib import Path
 from conftest import free_port, wait_port
 from firsthour_helpers import DEVBOX, ENV, path_server, write_project
 
+from devbox.core.model import Exchange, Response
 from devbox.store import load_dir
+
+
+def _response(e: Exchange) -> Response:
+    assert e.response is not None, f"{e.request.path} was recorded without a response"
+    return e.response
 
 
 def _record(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -33,9 +39,9 @@ def test_the_base_path_of_a_dependency_url_is_kept_end_to_end(tmp_path: Path) ->
         # the service called exactly $ANALYTICS_URL, the proxy forwarded it as it was
         assert analytics.seen == ["/visit"] * 3
     recorded = load_dir(tmp_path / "mocks/web/analytics")
-    assert [(e.request.path, e.response.status) for e in recorded] == [("/visit", 200)] * 3
+    assert [(e.request.path, _response(e).status) for e in recorded] == [("/visit", 200)] * 3
     inbound = load_dir(tmp_path / "mocks/web/inbound")
-    assert all(json.loads(e.response.body)["analytics"] == 200 for e in inbound)
+    assert all(json.loads(_response(e).body)["analytics"] == 200 for e in inbound)
     # replayed against the mock (the upstream is gone): the same path answers, all match
     up = subprocess.run(
         [*DEVBOX, "up", "web", "--once"],

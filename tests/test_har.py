@@ -68,7 +68,7 @@ def test_chrome_export_imports() -> None:
 
 def test_chrome_bodies() -> None:
     exs = imported("chrome.har")
-    by_path = {}
+    by_path: dict[str, list[Exchange]] = {}
     for e in exs:
         by_path.setdefault(e.request.path, []).append(e)
     png = by_path["/img/logo.png"][0].response
@@ -310,7 +310,7 @@ def assert_valid_har(doc: dict[str, Any]) -> None:
 
 
 def _decoded(c: dict[str, Any]) -> bytes:
-    text = c.get("text")
+    text: str | None = c.get("text")
     if text is None:
         return b""
     if c.get("encoding") == "base64":

@@ -317,19 +317,21 @@ def test_passthrough_and_record_send_the_connection_to_the_real_server(on_miss: 
     from devbox.wire import tcp
     from devbox.wire.contract import MockOptions
     from devbox.wire.postgres.kind import POSTGRES
+    from devbox.wire.postgres.mock import PostgresMockConnection
 
     with running_postgres() as pg:
         _setup(pg)
         ws = WireServers()
         try:
             options = MockOptions("db", on_miss=on_miss)
-            conns: list[Any] = []
+            conns: list[PostgresMockConnection] = []
 
             async def start() -> int:
                 index = POSTGRES.load([])
 
                 async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
                     conn = POSTGRES.mock_connection(index, options)
+                    assert isinstance(conn, PostgresMockConnection)  # for take_stored()
                     conns.append(conn)
                     await tcp.serve_mock_connection(conn, r, w, upstream=(pg.host, pg.port))
 
@@ -337,14 +339,14 @@ def test_passthrough_and_record_send_the_connection_to_the_real_server(on_miss: 
                 ws.servers.append(server)
                 return int(server.sockets[0].getsockname()[1])
 
-            port = int(ws.call(start()))  # type: ignore[call-overload]
+            port = ws.call(start())
             url = f"postgresql://devbox:{pg.password}@127.0.0.1:{port}/app"
             with psycopg.connect(url, autocommit=True) as c:
                 assert c.execute("SELECT name FROM users WHERE id = %s", (21,)).fetchall() == [
                     ("user21",)
                 ]
             time.sleep(0.2)
-            stored = [o for conn in conns for o in conn.take_stored()]  # type: ignore[attr-defined]
+            stored = [o for conn in conns for o in conn.take_stored()]
         finally:
             ws.close()
     queries = [o for o in stored if o["type"] == "query"]

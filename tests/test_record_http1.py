@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -49,8 +50,8 @@ RESP_BODIES = [b"abc", b"", b"", b"xyz", b"until the end"]
 
 
 def _feed(
-    data: bytes, cuts: list[int], *, is_request: bool, methods: list[str] = ()
-) -> list[Event]:  # type: ignore[assignment]
+    data: bytes, cuts: list[int], *, is_request: bool, methods: Sequence[str] = ()
+) -> list[Event]:
     r = MessageReader(is_request=is_request)
     for m in methods:
         r.expect(m)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 from hypothesis import given, settings
@@ -25,11 +26,13 @@ from devbox.core.redact import Redactor
 KEY = b"test-key"
 NEVER = RedactRules(patterns=("(?!x)x",))  # matches nothing: forces the general path
 
+# Annotated: the decorated strategy signature gives mypy no literal context for the tuple.
+_NO_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 _names = st.sampled_from(
     ["id", "status", "token", "api_key", "password", "note", "user", "clientSecret", "amount"]
 )
 _text = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.text(st.characters(blacklist_categories=_NO_SURROGATES), max_size=30),
     st.sampled_from(
         [
             "a@b.co",

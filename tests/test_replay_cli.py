@@ -212,7 +212,7 @@ def test_add_ignore_rules_creates_table_and_skips_duplicates(tmp_path: Path) -> 
     text = '# top\nname = "x"\n\n[service]\nport = 1\ncommand = ["a"]\n'
     new, added = add_ignore_rules(text, ["$.a", "header:date", "$.a"])
     assert added == ["$.a", "header:date"] and new.startswith("# top\n")
-    assert tomlkit.parse(new)["replay"]["ignore"] == ["$.a", "header:date"]  # type: ignore[index]
+    assert tomlkit.parse(new)["replay"]["ignore"] == ["$.a", "header:date"]
     again, added2 = add_ignore_rules(new, ["$.a"])
     assert added2 == [] and again == new
     p = tmp_path / "profiles/x.toml"

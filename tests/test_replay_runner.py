@@ -9,6 +9,8 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
+from typing import Any, TypedDict, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,19 +24,32 @@ from devbox.replay.pacing import Pacing, lane_key, schedule
 from devbox.replay.report import Trend, trend_of
 
 JSON = [("Content-Type", "application/json")]
+# what a replay_helpers.serve handler returns: status, headers, body
+Reply = tuple[int, list[tuple[str, str]], bytes]
+T = TypeVar("T")
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+class JournalEntry(TypedDict):
+    """One call in a mock's journal, as the journal endpoint serves it."""
+
+    seq: int
+    method: str
+    target: str
+    body: str
+    matched: None
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def echo_items(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+def echo_items(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
     n = path.rsplit("/", 1)[-1]
     return 200, JSON, json.dumps({"n": n, "price": 10}).encode()
 
 
 def test_pass_fail_error_verdicts_and_counts() -> None:
-    def handler(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         if path == "/drop":
             raise ConnectionAbortedError
         return echo_items(method, path, headers, body)
@@ -64,7 +79,7 @@ def test_pass_fail_error_verdicts_and_counts() -> None:
 def test_chunked_gzip_and_connection_close_are_handled() -> None:
     payload = json.dumps({"items": list(range(300))}).encode()
 
-    def handler(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         if path == "/chunked":
             z = gzip.compress(payload)
             chunks = [z[i : i + 100] for i in range(0, len(z), 100)]
@@ -87,7 +102,7 @@ def test_chunked_gzip_and_connection_close_are_handled() -> None:
 def test_recorded_gzip_request_body_is_sent_encoded() -> None:
     got: list[bytes] = []
 
-    def handler(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         got.append(gzip.decompress(body))
         return 200, JSON, b"{}"
 
@@ -106,7 +121,7 @@ def test_lanes_keep_order_per_session_and_run_others_concurrently() -> None:
     order: dict[str, list[int]] = defaultdict(list)
     max_total = [0, 0]  # current, max
 
-    def handler(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         who = headers.get("Authorization") or headers.get("Cookie") or "anon"
         with lock:
             in_flight[who] += 1
@@ -193,7 +208,7 @@ def test_routes_select_a_subset_and_recorded_errors_are_skipped() -> None:
     exs.append(dataclasses.replace(broken, response=None, error="connection refused"))
     hits: list[str] = []
 
-    def handler(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         hits.append(f"{method} {path}")
         return 200, JSON, b"{}"
 
@@ -213,7 +228,7 @@ def test_routes_select_a_subset_and_recorded_errors_are_skipped() -> None:
 
 
 def test_timeout_refused_and_cancel() -> None:
-    def slow(method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def slow(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         time.sleep(0.5)
         return 200, JSON, b"{}"
 
@@ -264,15 +279,15 @@ class FakeMocks:
     """A service under test that calls 'dependencies', and their journals, in one server."""
 
     def __init__(self) -> None:
-        self.journal: list[dict[str, object]] = []
+        self.journal: list[JournalEntry] = []
         self.plan: dict[str, list[tuple[str, str, str]]] = {}
 
-    def handler(self, method: str, path: str, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+    def handler(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         parts = urlsplit(path)
         if parts.path == "/__devbox/journal":
             after = int(parse_qs(parts.query)["after"][0])
-            entries = [e for e in self.journal if int(e["seq"]) > after]  # type: ignore[call-overload]
-            nxt = int(entries[-1]["seq"]) if entries else after  # type: ignore[call-overload]
+            entries = [e for e in self.journal if int(e["seq"]) > after]
+            nxt = int(entries[-1]["seq"]) if entries else after
             return 200, JSON, json.dumps({"next": nxt, "entries": entries}).encode()
         # the "service": pretend it called its dependency while serving this request
         for m, target, b in self.plan.get(parts.path, []):

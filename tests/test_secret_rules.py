@@ -98,7 +98,9 @@ def test_url_credentials_keep_a_url() -> None:
         parts = urlsplit(new)
         assert parts.hostname == urlsplit(url).hostname and parts.port == urlsplit(url).port
         assert parts.username == urlsplit(url).username
-        assert urlsplit(url).password not in out and PLACEHOLDER_RE.fullmatch(parts.password or "")
+        password = urlsplit(url).password
+        assert password is not None
+        assert password not in out and PLACEHOLDER_RE.fullmatch(parts.password or "")
     assert r.text("see https://example.com:8080/path") == "see https://example.com:8080/path"
 
 

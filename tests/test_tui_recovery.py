@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_tui_app import active, app_for, settle, status, wait_for
+from test_tui_app import active, app_for, focused, settle, status, wait_for
 from textual.widgets import DataTable, Input, Static
 from tui_fakes import T0, FakeEngine, make_project, second_iteration
 
@@ -54,7 +54,7 @@ async def test_escape_leaves_the_filter_and_the_keys_work_again(fake: FakeEngine
         await pilot.press("q", "u", "o", "t", "e")  # typed, not "quit"
         assert box.value == "quote" and app.is_running
         await pilot.press("escape")
-        assert app.focused is app.query_one("#results", DataTable)
+        assert focused(app) is app.query_one("#results", DataTable)
         assert box.value == "quote"  # the filter stays applied
         assert app.query_one("#results", DataTable).row_count == 1
         await pilot.press("r")

@@ -11,7 +11,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -477,8 +477,7 @@ def test_cancelled_consumer_loses_no_events(project: tuple[Path, Profile]) -> No
         async with watcher(profile, quiet_ms=300) as w:
             (root / "svc/app.py").write_text("print(1)\n")
             # cancelled while the batch is still collecting its quiet period
-            waiter: Callable[[], Awaitable[Batch | None]] = lambda: w.next_batch(timeout=FIRST)  # noqa: E731
-            task = asyncio.create_task(waiter())
+            task = asyncio.create_task(w.next_batch(timeout=FIRST))
             await asyncio.sleep(0.15)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -14,7 +14,7 @@ import pytest
 
 from devbox.core.profile import Profile, load_profile
 from devbox.errors import EngineError
-from devbox.watch import Batch, Watcher
+from devbox.watch import Batch, Watcher, sources
 from devbox.watch import arming as watcher_module
 
 T = TypeVar("T")
@@ -134,7 +134,7 @@ def test_arming_failure_falls_back_to_polling(
     project: tuple[Path, Profile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, profile = project
-    real = watcher_module.open_source
+    real = sources.open_source
 
     def limited(paths: list[str], **kw: Any) -> Any:
         if not kw["polling"]:

@@ -184,9 +184,20 @@ class Index(Protocol):
 class Kind(Protocol):
     """A dependency kind. Registered in ``devbox.wire.registry``."""
 
-    name: str  # the profile's ``kind``
-    schemes: tuple[str, ...]  # URL schemes of its upstream (``redis``, ``postgresql``...)
-    default_port: int
+    # Read-only members, so that frozen dataclasses (PostgresKind...) are Kinds for mypy:
+    # a plain ``name: str`` member would ask for a settable attribute.
+    @property
+    def name(self) -> str:
+        """The profile's ``kind``."""
+        ...
+
+    @property
+    def schemes(self) -> tuple[str, ...]:
+        """URL schemes of its upstream (``redis``, ``postgresql``...)."""
+        ...
+
+    @property
+    def default_port(self) -> int: ...
 
     def load(self, stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
         """Build the index from (file, line, object) triples; raise ``ConfigError``
