@@ -40,13 +40,16 @@ def test_any_bytes_round_trip(data: bytes) -> None:
 
 def _field(number: int, wt: int, value: Any) -> bytes:
     tag = encode_varint(number << 3 | wt)
+    payload: bytes
     if wt == 0:
-        return tag + encode_varint(value)
-    if wt == 1:
-        return tag + value.to_bytes(8, "little")
-    if wt == 5:
-        return tag + value.to_bytes(4, "little")
-    return tag + encode_varint(len(value)) + value
+        payload = encode_varint(value)
+    elif wt == 1:
+        payload = value.to_bytes(8, "little")
+    elif wt == 5:
+        payload = value.to_bytes(4, "little")
+    else:
+        payload = encode_varint(len(value)) + value
+    return tag + payload
 
 
 _scalar = st.one_of(

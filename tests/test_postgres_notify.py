@@ -102,7 +102,7 @@ def test_the_fast_loop_replays_them_too(
             ws.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
 
-        port = int(ws.call(start()))  # type: ignore[call-overload]
+        port = int(ws.call(start()))
         assert listen_scenario(f"postgresql://devbox:x@127.0.0.1:{port}/app") == got
     finally:
         ws.close()

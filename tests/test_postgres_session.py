@@ -47,7 +47,9 @@ def recorded() -> Iterator[tuple[list[Any], list[dict[str, Any]]]]:
             results = scenario(f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not any(
-                o.get("sql") == QUERY.replace("%s", "$1") and o.get("seq", 0) >= 5
+                o.get("sql") == QUERY.replace("%s", "$1")
+                and isinstance(seq := o.get("seq"), int)
+                and seq >= 5
                 for o in ws.stored
             ):
                 time.sleep(0.05)
