@@ -99,8 +99,8 @@ def test_bash_completion_knows_every_option_of_every_command(project: Path) -> N
         assert got == {f for o in cmd.options for f in o.flags}, cmd.name
 
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 def test_fish(project: Path) -> None:
+    assert shutil.which("fish"), "fish is missing: scripts/setup installs it"
     script = _script("fish", project)
     assert subprocess.run(["fish", "-n", str(script)], timeout=30).returncode == 0
 
@@ -122,8 +122,8 @@ def test_fish(project: Path) -> None:
     assert "--runtime" in complete("devbox -q up --r")
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh(project: Path) -> None:
+    assert shutil.which("zsh"), "zsh is missing: scripts/setup installs it"
     script = _script("zsh", project)
     assert subprocess.run(["zsh", "-n", str(script)], timeout=30).returncode == 0
     harness = project / "harness.zsh"
