@@ -205,3 +205,80 @@ def test_visits_example_replays_green_and_sees_an_edit(tmp_path: Path) -> None:
         assert back is not None and (back.passed, back.failed) == (25, 0)
     finally:
         engine.stop()
+
+
+def test_redis_benchmark_keys_are_recorded_verbatim_and_served(tmp_path: Path) -> None:
+    """Issue 13: ``redis-benchmark``'s ``key:__rand_int__`` is a key name, not a credential
+    after ``key:``. Recorded through ``devbox record``, it is stored as it was sent, and
+    the mock answers it (the e-mail address in the same recording is still redacted, so
+    the mock redacts live arguments, through its memo, before it matches them)."""
+    bench = shutil.which("redis-benchmark")
+    assert bench, "redis-benchmark is missing: scripts/setup installs redis-server with it"
+    client = tmp_path / "client.py"
+    client.write_text(
+        "import sys, redis\n"
+        "r = redis.Redis.from_url(sys.argv[1])\n"
+        "r.set('user:1000:session', 'alice@example.com')\n"
+        "r.set('api_key:lookup', 'hit')\n"
+        "r.set('cache:key:profile:42', 'p')\n"
+        "print(r.get('key:__rand_int__').decode())\n"
+    )
+    with redis_server(tmp_path / "redis") as server:
+        _project(tmp_path, server.url)
+        done = _devbox(
+            tmp_path,
+            "record",
+            "shop",
+            "--no-service",
+            "--",
+            bench,
+            "-u",
+            "{cache}",
+            "-t",
+            "set",
+            "-n",
+            "5",
+            "-c",
+            "1",
+            "-q",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        done = _devbox(
+            tmp_path,
+            "record",
+            "shop",
+            "--no-service",
+            "--append",
+            "--",
+            sys.executable,
+            str(client),
+            "{cache}",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        value = done.stdout.splitlines()[0]  # redis-benchmark's value, from the real server
+    stored = [
+        o
+        for f in sorted((tmp_path / "mocks/shop/cache").glob("recording-*.json"))
+        for o in json.loads(_devbox(tmp_path, "traffic", "show", str(f), "--json").stdout)
+    ]
+    sets = [o["args"] for o in stored if o.get("command") == "SET"]
+    assert ["key:__rand_int__", value] in sets, sets
+    assert ["api_key:lookup", "hit"] in sets and ["cache:key:profile:42", "p"] in sets
+    session = next(a for a in sets if a[0] == "user:1000:session")
+    assert session[1].startswith("<redacted:email:")
+    text = "".join(f.read_text() for f in (tmp_path / "mocks/shop/cache").glob("*.json"))
+    assert "alice@example.com" not in text and "<redacted:secret:" not in text
+
+    fleet = MockFleet(load_profile(tmp_path / "profiles/shop.toml"))
+    fleet.start()
+    try:
+        r = redis.Redis.from_url(fleet.urls()["REDIS_URL"])
+        for _ in range(2):  # the second time from the mock's memo of redacted arguments
+            assert r.set("key:__rand_int__", value) is True
+            assert r.set("api_key:lookup", "hit") is True
+            assert r.set("user:1000:session", "alice@example.com") is True
+            assert r.get("key:__rand_int__") == value.encode()
+        r.close()
+        assert fleet.misses("cache") == []
+    finally:
+        fleet.stop()

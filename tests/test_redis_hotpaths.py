@@ -17,8 +17,10 @@ from devbox.wire import files
 from devbox.wire.contract import Hit, Miss, MockOptions, Output, Reply
 from devbox.wire.redis import KIND
 from devbox.wire.redis.resp import encode_command
+from devbox.wire.redis.store import redact_args, redact_object
 
 REDACT = files.value_redactor(None)
+OK = {"type": "simple", "value": "OK"}
 EMAIL = "alice@example.com"
 
 
@@ -124,3 +126,19 @@ def test_repeats_follow_the_recorded_sequence_and_a_redacted_argument_matches() 
     # a read holding the last bytes of a command is never taken for that command
     wire, seen = _run([get[:-2], get[-2:], get[-2:]])
     assert seen[:1] == ["1.2"] and len(seen) == 1
+
+
+def test_a_key_name_is_stored_verbatim_and_matched_through_the_redaction_memo() -> None:
+    # issue 13: "key:" + a token read as a credential; key:__rand_int__ is a key name
+    sent = [b"SET", b"key:__rand_int__", b"x"]
+    recorded = redact_object(_obj(10, "SET", ["key:__rand_int__", "x"], OK), REDACT)
+    assert recorded["args"] == ["key:__rand_int__", "x"]
+    assert redact_args(sent, REDACT) == sent
+    index = KIND.load([("rec.json", i + 2, o) for i, o in enumerate([*STORED, recorded])])
+    assert index.redacted  # the e-mail argument: live arguments are redacted before matching
+    conn = KIND.mock_connection(index, MockOptions("cache", redact_value=REDACT))
+    for _ in range(2):  # the second one is answered from the memo
+        outs = conn.data_received(encode_command(sent))
+        assert [o.exchange_id for o in outs if isinstance(o, Hit)] == ["1.10"]
+        assert b"".join(o.data for o in outs if isinstance(o, Reply)) == b"+OK\r\n"
+    assert index.redacted_memo[tuple(sent)] == sent

@@ -67,7 +67,7 @@ def test_diff_listing_aligns_and_marks() -> None:
         (("content-type", "application/json"),),
         b'{"a": 1, "items": [{"id": 1, "p": 3}], "ts": "y"}',
     )
-    view = build_diff(rec, act, ReplaySettings(ignore=("$.ts",)))
+    view = build_diff(rec, act, ReplaySettings(ignore=("$.ts",)), method="GET", target="/x")
     assert [d.where for d in view.differences] == ["$.items[0].p"]
     assert [d.where for d in view.noise] == ["$.ts"]
     pairs = [
@@ -110,3 +110,39 @@ def test_iteration_one_without_a_baseline_is_not_called_the_first() -> None:
     st.apply(IterationFinished(1, "batch", 1, 0, 0))
     line = st.trend_line()
     assert "first iteration" not in line and "no earlier result to compare" in line
+
+
+def test_the_diff_view_applies_the_rules_of_the_request_route() -> None:
+    # issue 12, point 6: "GET /quote $.tax" ignores $.tax on GET /quote only; the view
+    # decides it with the verdict's own function when no counted differences came with it
+    from devbox.core.diff import DiffRules, ignored_differences, request_differences
+
+    rec = Response(200, (("content-type", "application/json"),), b'{"tax": 1, "total": 2}')
+    act = Response(200, (("content-type", "application/json"),), b'{"tax": 5, "total": 6}')
+    settings = ReplaySettings(ignore=("GET /quote $.tax", "GET /quote header:x-trace"))
+    rules = DiffRules.from_settings(settings)
+    for method, target, fails, ignored in (
+        ("GET", "/quote?sku=A&qty=2", ["$.total"], ["$.tax"]),
+        ("POST", "/quote", ["$.tax", "$.total"], []),
+        ("GET", "/orders/7", ["$.tax", "$.total"], []),
+    ):
+        view = build_diff(rec, act, settings, method=method, target=target)
+        counted = request_differences(rec, act, rules, method, target)
+        assert [d.where for d in view.differences] == [d.where for d in counted] == fails
+        assert [d.where for d in view.noise] == ignored
+        assert view.noise == ignored_differences(rec, act, rules, method, target)
+        marks = {ln.path: ln.mark for row in view.rows for ln in row if ln is not None}
+        assert marks["$.tax"] == ("noise" if ignored else "diff")
+    # the header a scoped rule ignores is shown on its route, where it is noise
+    traced = Response(200, (("x-trace", "b"),), b"")
+    view = build_diff(
+        Response(200, (("x-trace", "a"),), b""), traced, settings, method="GET", target="/quote"
+    )
+    assert [d.where for d in view.noise] == ["header:x-trace"] and view.differences == ()
+    # what the engine counted is what fails, outbound calls included
+    from devbox.core.diff import Difference
+
+    call = Difference("outbound", "payments POST /charges", "missing")
+    counted = (*request_differences(rec, act, rules, "GET", "/quote"), call)
+    view = build_diff(rec, act, settings, method="GET", target="/quote", counted=counted)
+    assert view.differences == counted and [d.where for d in view.noise] == ["$.tax"]

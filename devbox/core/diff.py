@@ -18,7 +18,10 @@ one inserted element is one ``added`` line rather than a cascade of changes.
 Paths listed in ``unordered`` are compared as multisets outright.
 
 ``ignore`` patterns (``$.created_at``, ``$.items[*].id``, ``$.*.ts``,
-``header:date``) drop a value and everything below it from the comparison.
+``header:date``) drop a value and everything below it from the comparison; a rule may
+be scoped to a route (``"POST /orders $.id"``). ``request_differences`` applies the rules
+of one request's route and is what decides, for replay's verdict and for every view,
+which differences count.
 
 The path language is in ``diff_paths``, the rules and ``Difference`` in
 ``diff_types``, the JSON walk in ``diff_json``; this module compares responses
@@ -73,10 +76,12 @@ __all__ = [
     "flatten_json",
     "format_path",
     "generalize",
+    "ignored_differences",
     "json_type",
     "parse_json_body",
     "parse_pattern",
     "pattern_matches",
+    "request_differences",
     "short",
 ]
 
@@ -244,6 +249,47 @@ def diff_responses(
 ) -> tuple[Difference, ...]:
     """Every difference between a recorded response and an actual one, status first."""
     return _diff_responses(expected, actual, rules, truncated, None)
+
+
+def request_differences(
+    expected: Response | ExpectedResponse,
+    actual: Response,
+    rules: DiffRules,
+    method: str,
+    target: str,
+    *,
+    truncated: bool = False,
+) -> tuple[Difference, ...]:
+    """The differences that count for one replayed request, ``method target`` (the path
+    and its query as sent): the rules that apply to its route (``DiffRules.for_route``:
+    the bare rules and the scoped ones, ``"POST /orders $.id"``), then the diff. Replay's
+    verdict and every view that shows or counts a difference decide it here, so a view
+    never fails a value the verdict ignored, nor the reverse."""
+    routed = rules.for_target(method, target)
+    if isinstance(expected, ExpectedResponse):
+        return expected.diff(actual, routed, truncated=truncated)
+    return _diff_responses(expected, actual, routed, truncated, None)
+
+
+def ignored_differences(
+    expected: Response,
+    actual: Response,
+    rules: DiffRules,
+    method: str,
+    target: str,
+    *,
+    counted: tuple[Difference, ...] | None = None,
+    truncated: bool = False,
+) -> tuple[Difference, ...]:
+    """What the ignore rules that apply to ``method target`` hide: the differences found
+    without them that are not among those that count (``counted``, when the caller has
+    them; else ``request_differences``)."""
+    if counted is None:
+        counted = request_differences(expected, actual, rules, method, target, truncated=truncated)
+    routed = rules.for_target(method, target)
+    real = {d.where for d in counted}
+    everything = _diff_responses(expected, actual, routed.without_ignore(), truncated, None)
+    return tuple(d for d in everything if d.where not in real)
 
 
 def _diff_responses(

@@ -91,6 +91,10 @@ class DiffRules:
                 self._routes[key] = got
         return got
 
+    def for_target(self, method: str, target: str) -> DiffRules:
+        """``for_route`` for a request-target as sent (its path, then ``?`` and the query)."""
+        return self.for_route(method, target.partition("?")[0], target)
+
     def ignores_path(self, path: Sequence[Step]) -> bool:
         # pattern_matches(p, path, prefix=True) for each pattern, unrolled: the walk asks
         # this at every node of every body it compares
@@ -114,6 +118,18 @@ class DiffRules:
     @property
     def compared_headers(self) -> tuple[str, ...]:
         return self._compared_headers
+
+    @property
+    def ignored_headers(self) -> tuple[str, ...]:
+        """The headers these rules ignore (bare ``header:NAME`` rules), sorted."""
+        return tuple(sorted(self._ignored_headers))
+
+    def without_ignore(self) -> DiffRules:
+        """The same comparison with no ignore rule: every header these rules compare or
+        ignore is compared (what a view shows as the noise the rules hide)."""
+        return DiffRules(
+            headers=self._compared_headers + self.ignored_headers, unordered=self.unordered
+        )
 
     @property
     def has_path_rules(self) -> bool:

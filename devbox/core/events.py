@@ -125,6 +125,10 @@ class ReplayResult(Event):
     # against the previous iteration, decided by the replay (devbox.replay.report.trend_of):
     # "newly failing" | "newly passing" | "still failing" | "" (views show it, never recompute)
     trend: str = ""
+    # the differences the verdict counted, as the replay decided them
+    # (devbox.core.diff.request_differences: scoped ignore rules applied); ``differences``
+    # is their text. Views show these and never recompute them
+    details: tuple[Difference, ...] = ()
 
 
 class LatencySummary(Protocol):

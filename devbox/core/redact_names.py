@@ -131,10 +131,15 @@ _KEY_QUALIFIERS = frozenset(
 )
 
 
+def words_of(name: str) -> tuple[str, ...]:
+    """The lower-case words of a name: ``X-Api-Key``, ``apiKey``, ``api_key`` -> api, key."""
+    return tuple(w.lower() for w in _WORD_SPLIT.split(name) if w)
+
+
 @lru_cache(maxsize=8192)
 def is_secret_name(name: str) -> bool:
     """Whether a header, query parameter or JSON field name denotes a credential."""
-    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
+    words = words_of(name)
     if not words:
         return False
     last = words[-1]

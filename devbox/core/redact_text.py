@@ -34,6 +34,7 @@ from functools import partial
 from urllib.parse import quote, unquote, unquote_plus
 
 from devbox.core.redact_names import is_secret_name
+from devbox.core.redact_values import plainly_not_secret
 from devbox.core.secret_formats import (
     formats_alternation,
     kept_prefix,
@@ -102,6 +103,10 @@ _GENERIC = (
 )
 
 _NAME_GROUPS = frozenset({"kv_val", "jk_val", "ck_val", "xk_val"})
+# the assignments of free text (name=value, name: value), where a name is only a guess:
+# their values must look like a credential (redact_values); "name": "value" and
+# <name>value</name> are fields, as in a JSON or XML body
+_ASSIGNMENTS = frozenset({"kv_val", "ck_val"})
 # Every rule needs one of these to match at all; plain substring tests (a few tens of
 # nanoseconds each) rule out most strings long before the big expression would.
 _LITERALS = (
@@ -400,6 +405,13 @@ class TextScanner:
             name.lower() in self._extra_names
         )
 
+    def _plainly_not_secret(self, name: str, val: str, head: str) -> bool:
+        """A value that is plainly an identifier or a placeholder (``redact_values``);
+        never for a name the profile made a secret itself."""
+        if self._extra_names and name.lower() in self._extra_names:
+            return False
+        return plainly_not_secret(name, val, joined=head.endswith(":"))
+
     def _one(self, m: re.Match[str], hit: Hit) -> str:
         group = m.lastgroup
         whole = m.group(0)
@@ -453,6 +465,9 @@ class TextScanner:
                 return m.group(prefix) + self._values_only(val, hit)
             if _is_redacted(unquote_plus(val)):
                 return whole
+            if group in _ASSIGNMENTS and self._plainly_not_secret(name, val, m.group(prefix)):
+                # key:__rand_int__, api_key:lookup, token={id}: a key or a placeholder
+                return m.group(prefix) + self._values_only(val, hit)
             return m.group(prefix) + self._token(val, hit, "secret-query", "secret")
         if group == "gk_val":
             val = m.group("gk_val")

@@ -128,6 +128,7 @@ def replay_result(
         recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
         actual=r.actual,
         trend=trend_of(before.get(r.exchange_id), r.verdict),
+        details=r.differences,
     )
 
 

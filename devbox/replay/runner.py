@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from devbox.core.diff import DiffRules, ExpectedResponse
+from devbox.core.diff import DiffRules, ExpectedResponse, request_differences
 from devbox.core.model import Exchange, Request
 from devbox.core.profile import MatchRules, ReplaySettings
 from devbox.errors import UsageError
@@ -247,8 +247,9 @@ class _Run:
         compiled = self.expected[job.item]
         if compiled is None:
             compiled = self.expected[job.item] = ExpectedResponse(expected)
-        rules = self.rules.for_route(req.method, req.path, req.target)
-        diffs = compiled.diff(actual, rules, truncated=ex.response_truncated)
+        diffs = request_differences(
+            compiled, actual, self.rules, req.method, req.target, truncated=ex.response_truncated
+        )
         if self.comparer is not None and self.journal is not None:
             try:
                 calls = await self.journal.read()

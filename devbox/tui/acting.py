@@ -18,7 +18,7 @@ from textual.app import App, SuspendNotSupported
 from devbox.core.events import ReplayResult
 from devbox.core.model import Response
 from devbox.engine.driver import MOCK_MODES, EngineDriver, find_exchange
-from devbox.tui.diffview import DiffView, build_diff, rule_candidates, rule_from_text
+from devbox.tui.diffview import DiffView, diff_of, rule_candidates, rule_from_text
 from devbox.tui.editor import editor_command
 from devbox.tui.logs import LogsPanel
 from devbox.tui.panels import MocksPanel, Panel
@@ -115,7 +115,7 @@ class Acting(App[int]):
         if path:
             paths: list[str] = [path]
         else:
-            view = view or build_diff(result.recorded, result.actual, self.driver.profile.replay)
+            view = view or diff_of(result, self.driver.profile.replay)
             paths = [d.where for d in view.differences]
             if not paths:
                 paths = [p for p in (rule_from_text(s) for s in result.differences) if p]

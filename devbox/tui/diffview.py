@@ -2,9 +2,10 @@
 
 Both responses are pretty-printed line by line, every line tagged with the JSON
 path of the value on it (``$.items[3].price``), in the same notation as
-``devbox.core.diff``. The differences come from ``devbox.core.diff`` itself, run
-twice: once with the profile's rules (what fails the replay) and once without
-its ignore rules (what the profile already treats as noise). A line is marked
+``devbox.core.diff``. What fails is what the replay's verdict counted (the engine sends
+its differences with each result; ``devbox.core.diff.request_differences`` decides them,
+scoped ignore rules applied), and what is noise is what the ignore rules of the request's
+route hide (``ignored_differences``): the view never decides a difference itself. A line is marked
 ``diff`` or ``noise`` when its path is, or lies under, such a difference, and the
 two sides are aligned with a sequence match so that a changed value sits next to
 the value it replaced.
@@ -19,7 +20,15 @@ from typing import Any
 
 import orjson
 
-from devbox.core.diff import Difference, DiffRules, diff_responses, format_path, parse_json_body
+from devbox.core.diff import (
+    Difference,
+    DiffRules,
+    format_path,
+    ignored_differences,
+    parse_json_body,
+    request_differences,
+)
+from devbox.core.events import ReplayResult
 from devbox.core.model import Response
 from devbox.core.profile import ReplaySettings
 from devbox.engine.driver import check_ignore_rule
@@ -130,20 +139,27 @@ def _marked(
 
 
 def build_diff(
-    recorded: Response | None, actual: Response | None, settings: ReplaySettings
+    recorded: Response | None,
+    actual: Response | None,
+    settings: ReplaySettings,
+    *,
+    method: str,
+    target: str,
+    counted: tuple[Difference, ...] | None = None,
 ) -> DiffView:
-    compared = tuple(h.lower() for h in settings.headers)
-    ignored_headers = tuple(
-        r[len("header:") :].lower() for r in settings.ignore if r.lower().startswith("header:")
-    )
-    diffs: tuple[Difference, ...] = ()
+    """The side-by-side view of one replayed request, ``method target``. What fails is
+    what the verdict counted (``counted``, the replay's own differences, when the engine
+    sent them; else ``request_differences`` decides it the same way); what is marked as
+    noise is what the ignore rules of that request's route hide."""
+    rules = DiffRules.from_settings(settings).for_target(method, target)
+    compared = rules.compared_headers
+    ignored_headers = rules.ignored_headers
+    diffs: tuple[Difference, ...] = counted or ()
     noise: tuple[Difference, ...] = ()
     if recorded is not None and actual is not None:
-        rules = DiffRules.from_settings(settings)
-        diffs = diff_responses(recorded, actual, rules)
-        bare = DiffRules(headers=compared + ignored_headers, unordered=settings.unordered)
-        real = {d.where for d in diffs}
-        noise = tuple(d for d in diff_responses(recorded, actual, bare) if d.where not in real)
+        if counted is None:
+            diffs = request_differences(recorded, actual, rules, method, target)
+        noise = ignored_differences(recorded, actual, rules, method, target, counted=diffs)
     # compared headers always; ignored ones where present (they show as noise)
     shown = tuple(dict.fromkeys(compared + ignored_headers))
     left = _marked(response_lines(recorded, shown), diffs, noise)
@@ -151,6 +167,19 @@ def build_diff(
     rows = align(left, right)
     truncated = len(left) >= MAX_LINES or len(right) >= MAX_LINES
     return DiffView(tuple(rows), diffs, noise, truncated)
+
+
+def diff_of(result: ReplayResult, settings: ReplaySettings) -> DiffView:
+    """The view of one result the engine sent: the differences its verdict counted, and
+    the noise the ignore rules of its route hide."""
+    return build_diff(
+        result.recorded,
+        result.actual,
+        settings,
+        method=result.method,
+        target=result.target,
+        counted=result.details or None,
+    )
 
 
 def align(left: list[Line], right: list[Line]) -> list[tuple[Line | None, Line | None]]:

@@ -18,7 +18,7 @@ from devbox.core.diff import Difference
 from devbox.core.events import ReplayResult
 from devbox.core.profile import ReplaySettings
 from devbox.tui import keys
-from devbox.tui.diffview import DiffView, Line, build_diff, rule_from_text
+from devbox.tui.diffview import DiffView, Line, diff_of, rule_from_text
 from devbox.tui.style import Palette, key_bindings
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class DiffScreen(Screen[None]):
         super().__init__()
         self.result = result
         self.palette = palette
-        self.view: DiffView = build_diff(result.recorded, result.actual, settings)
+        self.view: DiffView = diff_of(result, settings)
         self._diffs: list[tuple[str, str | None]] = []  # (description, path) per row
 
     def compose(self) -> ComposeResult:
