@@ -340,3 +340,20 @@ def test_the_image_carries_a_grpc_mocks_protos(tmp_path: Path) -> None:
     paths = [rel for rel, _ in image_files(load_profile(path))]
     assert "protos/sub/greeter.proto" in paths and "routes.binpb" in paths
     assert "protos/README" not in paths
+
+
+def test_the_mock_image_installs_the_grpc_extra_only_for_protos(tmp_path: Path) -> None:
+    from devbox.k8s.export import image_extras
+    from devbox.k8s.image import mock_dockerfile
+
+    with_protos = load_profile(
+        _project(tmp_path, '[[dependency]]\nname = "greeter"\nkind = "grpc"\nprotos = "p"\n')
+    )
+    assert image_extras(with_protos) == ("grpc",)
+    (tmp_path / "plain").mkdir()
+    assert image_extras(load_profile(_wire_project(tmp_path / "plain"))) == ()
+    assert image_extras(load_profile(ROOT / "profiles/demo.toml")) == ()
+    plain = mock_dockerfile("demo", "profiles/demo.toml", "pip-24.whl")
+    grpc = mock_dockerfile("shop", "profiles/shop.toml", "pip-24.whl", extras=("grpc",))
+    assert "--no-compile 'devbox'\n" in plain
+    assert "--no-compile 'devbox[grpc]'\n" in grpc  # quoted: [] is a shell pattern

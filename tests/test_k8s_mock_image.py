@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import grpc
 import pytest
 from conftest import ROOT
+from grpc_support import PROTO_DIR, compile_protos, load_modules
 
 from devbox.cli.main import main
 from devbox.core.profile import load_profile
@@ -31,6 +33,7 @@ from devbox.k8s.export import export_spec
 from devbox.k8s.manifests import MOCK_PORT, ExportSpec, manifests
 from devbox.mock.kinds import WireMock
 from devbox.store import load_dir
+from devbox.wire.files import ObjectWriter
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PREFIX = f"devbox-test-k8s-{uuid.uuid4().hex[:8]}"
@@ -111,6 +114,35 @@ def visits_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def visits_spec(visits_project: Path, engine: docker.DockerClient) -> Iterator[ExportSpec]:
     yield from _built(engine, visits_project, f"{PREFIX}-visits")
+
+
+@pytest.fixture(scope="module")
+def grpc_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gRPC dependency whose ``protos`` is a folder of .proto files, and one recorded
+    call (field numbers: the descriptors name them when the mock loads them)."""
+    name = PREFIX.replace("devbox-test-k8s-", "k8s") + "-grpc"
+    root = tmp_path_factory.mktemp("k8s-grpc")
+    (root / "profiles").mkdir()
+    shutil.copytree(PROTO_DIR, root / "protos", ignore=shutil.ignore_patterns("*.js"))
+    (root / "profiles/routes.toml").write_text(
+        f'name = "{name}"\n[service]\nname = "api"\nport = 9000\nimage = "{name}/api:1"\n'
+        'ready = { tcp = true }\n[[dependency]]\nname = "routes"\nkind = "grpc"\n'
+        'upstream = "grpc://routes.internal:50051"\nprotos = "protos"\non_miss = "fail"\n'
+    )
+    path = root / f"mocks/{name}/routes/recording-20260101T000000Z.json"
+    writer = ObjectWriter(path, "grpc", "routes")
+    writer.append({
+        "seq": 1, "service": "routeguide.RouteGuide", "method": "GetFeature",
+        "request": [{"1": 1, "2": -2}], "response": [{"1": "numbered", "2": {"1": 1, "2": -2}}],
+        "status": 0,
+    })  # fmt: skip
+    writer.close()
+    return root / "profiles/routes.toml"
+
+
+@pytest.fixture(scope="module")
+def grpc_spec(grpc_project: Path, engine: docker.DockerClient) -> Iterator[ExportSpec]:
+    yield from _built(engine, grpc_project, f"{PREFIX}-grpc")
 
 
 @pytest.fixture(scope="module")
@@ -306,3 +338,37 @@ def test_the_visits_preview_replays_green_from_a_redis_mock(
     exchanges = WireMock(profile.dependency("cache"), profile.recordings_dir("cache")).load()
     logs = engine.api.logs(f"{PREFIX}-visits-cache").decode()
     assert re.search(rf"^cache +{MOCK_PORT} +{exchanges} +replay +redis://", logs, re.M), logs
+
+
+def _wait_log(engine: docker.DockerClient, cid: str, text: str, deadline: float) -> str:
+    while True:
+        logs: str = engine.api.logs(cid).decode()
+        if text in logs:
+            return logs
+        assert engine.api.inspect_container(cid)["State"]["Status"] != "exited", logs
+        assert time.monotonic() < deadline, logs
+        time.sleep(0.2)
+
+
+def test_a_grpc_mock_with_protos_serves_from_the_image(
+    grpc_spec: ExportSpec, engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    """The image installs devbox's grpc extra when a mocked gRPC dependency names
+    ``protos``: the mock compiles the copied .proto folder at start (read-only root, /tmp
+    only) and matches and explains by field name."""
+    pod = _pod(grpc_spec, "mock-routes.yaml")
+    container = pod["containers"][0]
+    assert container["ports"][0]["name"] == "grpc"
+    assert dict(grpc_spec.env)["ROUTES_URL"] == "grpc://routes:8080"
+    cid = _create(engine, pod, container, name=f"{PREFIX}-grpc-routes", publish=True)
+    engine.api.start(cid)
+    _wait_log(engine, cid, "serving 1 mock", time.monotonic() + 120)
+    bound = engine.api.inspect_container(cid)["NetworkSettings"]["Ports"][f"{MOCK_PORT}/tcp"]
+    pb, pbg = load_modules(compile_protos(tmp_path / "gen"))
+    with grpc.insecure_channel(f"127.0.0.1:{bound[0]['HostPort']}") as channel:
+        guide = pbg.RouteGuideStub(channel)
+        reply = guide.GetFeature(pb.Point(latitude=1, longitude=-2), timeout=30)
+        assert reply.name == "numbered"
+        with pytest.raises(grpc.RpcError) as err:
+            guide.GetFeature(pb.Point(latitude=5, longitude=-2), timeout=30)
+    assert "$[0].latitude recorded 1, now 5" in err.value.details()

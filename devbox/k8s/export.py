@@ -114,6 +114,15 @@ def image_files(profile: Profile) -> list[tuple[str, Path]]:
     return sorted(set(files))
 
 
+def image_extras(profile: Profile) -> tuple[str, ...]:
+    """devbox's optional dependencies the mock image needs: ``grpc`` (protobuf,
+    grpcio-tools) when a mocked gRPC dependency names ``protos``, which the mock
+    decodes with (and compiles, for a folder of ``.proto`` files) when it starts."""
+    served, _ = mocked_dependencies(profile)
+    protos = any(d.protos for d in profile.dependencies if d.name in served)
+    return ("grpc",) if protos else ()
+
+
 def _protos_files(profile: Profile, path: Path) -> list[tuple[str, Path]]:
     """A descriptor set file, or every ``.proto`` of a folder (compiled at start)."""
     if path.is_dir():
