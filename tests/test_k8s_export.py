@@ -22,8 +22,11 @@ from kubernetes_validate.utils import latest_version
 
 from devbox.cli.main import main
 from devbox.core.profile import load_profile
-from devbox.k8s.export import export_spec, service_env, write_export
-from devbox.k8s.manifests import CONFIGMAP_MAX_BYTES, manifests, mock_url, render
+from devbox.core.wiring import Endpoint
+from devbox.core.wiring import service_url as wired_url
+from devbox.engine.wiring import service_env as up_service_env
+from devbox.k8s.export import export_spec, image_files, service_env, write_export
+from devbox.k8s.manifests import CONFIGMAP_MAX_BYTES, MOCK_PORT, manifests, mock_address, render
 from devbox.mock import MockFleet
 from devbox.runtime.base import merged_env
 from devbox.runtime.docker_runtime import bridge_env
@@ -61,8 +64,14 @@ def test_every_example_profile_exports_schema_valid_manifests(
         kinds.append(doc["kind"])
     assert kinds.count("Job") == 1
     assert kinds.count("Namespace") == 1
-    deps = [d for d in profile.dependencies if d.kind == "http"]
-    assert kinds.count("Deployment") == kinds.count("Service") == 1 + len(deps)
+    # one mock per dependency, whatever its kind (reviews: postgres, visits: redis)
+    assert kinds.count("Deployment") == kinds.count("Service") == 1 + len(profile.dependencies)
+
+
+def test_the_examples_cover_the_kinds_devbox_mocks() -> None:
+    """The validation above sees a Postgres and a Redis mock, not only HTTP ones."""
+    kinds = {d.kind for p in EXAMPLE_PROFILES for d in load_profile(p).dependencies}
+    assert {"http", "postgres", "redis"} <= kinds
 
 
 def test_an_invalid_manifest_is_rejected_by_the_validator(tmp_path: Path) -> None:
@@ -147,7 +156,8 @@ def test_the_service_env_is_the_env_devbox_up_gives_it(tmp_path: Path) -> None:
         assert exported[name] == up_env[name]
     assert exported["PORT"] == "9100" and exported["HOST"] == "::"  # the profile's win
     assert exported["BIND"] == "0.0.0.0"  # reachable through the pod's address
-    assert exported["BILLING_API_URL"] == mock_url("billing-api") == "http://billing-api:8080"
+    assert mock_address("billing-api") == ("billing-api", MOCK_PORT)
+    assert exported["BILLING_API_URL"] == "http://billing-api:8080"
     assert exported["CATALOG_ENDPOINT"] == "http://catalog:8080"
     assert dict(service_env(profile, {})) == {
         "LOG_LEVEL": "debug", "PORT": "9100", "HOST": "::", "BIND": "0.0.0.0",
@@ -232,3 +242,118 @@ def test_cli_usage_errors_and_the_har_form_still_works(
     har = tmp_path / "p.har"
     assert main(["export", str(ROOT / "mocks/demo/payments"), "--har", str(har)]) == 0
     assert json.loads(har.read_text())["log"]["entries"]
+
+
+def _wire_project(tmp_path: Path) -> Path:
+    return _project(
+        tmp_path,
+        '[[dependency]]\nname = "db"\nkind = "postgres"\n'
+        'upstream = "postgresql://shop:pw@pg.internal:5432/shop?sslmode=disable"\n'
+        'env = "DATABASE_URL"\n'
+        '[[dependency]]\nname = "cache"\nkind = "redis"\n'
+        'upstream = "rediss://:secret@cache.internal:6380/2"\n'
+        '[[dependency]]\nname = "greeter"\nkind = "grpc"\n'
+        'upstream = "grpc://greeter.internal:50051"\n'
+        '[[dependency]]\nname = "billing"\nupstream = "https://billing.example/v2"\n',
+    )
+
+
+def test_every_kind_is_wired_as_devbox_up_wires_it(tmp_path: Path) -> None:
+    """Each variable is the one `up` gives for a running fleet (devbox.engine.wiring), with
+    the mock's Service name and port for the fleet's 127.0.0.1 and bound port."""
+    profile = load_profile(_wire_project(tmp_path))
+    exported = dict(export_spec(profile).env)
+    with MockFleet(profile) as fleet:
+        ports = fleet.start()
+        up_env = up_service_env(profile, fleet.host, ports, "mock")
+    assert set(ports) == {"db", "cache", "greeter", "billing"}  # the fleet serves every kind
+    for dep in profile.dependencies:
+        var = dep.env or dep.name.upper() + "_URL"
+        up_value = up_env[var].replace(f"127.0.0.1:{ports[dep.name]}", f"{dep.name}:{MOCK_PORT}")
+        if dep.kind == "http":
+            # the one deliberate difference: no devbox CA in a pod, so http on the same port
+            assert up_value.startswith("https://")
+            up_value = "http://" + up_value.removeprefix("https://")
+        assert exported[var] == up_value, var
+        assert exported[var] == wired_url(dep, Endpoint(dep.name, MOCK_PORT), tls=False)
+    assert exported["DATABASE_URL"] == "postgresql://shop:pw@db:8080/shop?sslmode=disable"
+    assert exported["CACHE_URL"] == "redis://:secret@cache:8080/2"  # the mock speaks plain TCP
+    assert exported["GREETER_URL"] == "grpc://greeter:8080"
+    assert exported["BILLING_URL"] == "http://billing:8080/v2"
+    assert sorted(exported) == [  # `up`'s CA trust variables are not there: no CA in a pod
+        "BILLING_URL", "BIND", "CACHE_URL", "DATABASE_URL", "GREETER_URL", "HOST", "PORT",
+    ]  # fmt: skip
+    assert set(up_env) - set(exported) == {"NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
+                                           "SSL_CERT_FILE", "CURL_CA_BUNDLE"}  # fmt: skip
+
+
+def test_the_reviews_database_url_points_at_the_db_mock() -> None:
+    spec = export_spec(load_profile(ROOT / "profiles/reviews.toml"))
+    env = dict(spec.env)
+    assert env["DATABASE_URL"] == "postgresql://reviews@db:8080/reviews"
+    assert env["INVENTORY_URL"] == "http://inventory:8080"
+    assert env["PGPASSWORD"] == "reviews-dev"  # the profile's own env, as `up` keeps it
+
+
+def test_a_mock_of_every_kind_names_its_port_and_probes_tcp(tmp_path: Path) -> None:
+    files = manifests(export_spec(load_profile(_wire_project(tmp_path))))
+    names = {"db": "postgres", "cache": "redis", "greeter": "grpc", "billing": "http"}
+    for dep, port in names.items():
+        objs = {o["kind"]: o for o in files[f"base/mock-{dep}.yaml"]}
+        container = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"][:4] == ["mock", "profiles/shop.toml", "--only", dep]
+        assert container["args"][-2:] == ["--port", f"{dep}={MOCK_PORT}"]
+        assert container["ports"] == [{"name": port, "containerPort": MOCK_PORT, "protocol": "TCP"}]
+        assert container["readinessProbe"]["tcpSocket"] == {"port": port}
+        assert objs["Service"]["spec"]["ports"] == [
+            {"name": port, "port": MOCK_PORT, "targetPort": port, "protocol": "TCP"}
+        ]
+
+
+def test_wire_recordings_go_to_the_image_and_to_a_configmap() -> None:
+    """The Postgres recordings (a JSON stream, not HTTP exchanges) are in the image and,
+    being small, mounted from a ConfigMap over the image's copy, as HTTP ones are."""
+    profile = load_profile(ROOT / "profiles/reviews.toml")
+    db_files = sorted((ROOT / "mocks/reviews/db").glob("recording-*.json"))
+    assert db_files and b'"kind": "postgres"' in db_files[0].read_bytes()[:200]
+    in_image = dict(image_files(profile))
+    for f in db_files:
+        assert in_image[f"mocks/reviews/db/{f.name}"] == f
+    objs = manifests(export_spec(profile))["base/mock-db.yaml"]
+    assert objs[0]["kind"] == "ConfigMap"
+    assert objs[0]["data"] == {f.name: f.read_text() for f in db_files}
+    pod = objs[1]["spec"]["template"]["spec"]
+    assert {"name": "recordings", "mountPath": "/srv/devbox/mocks/reviews/db",
+            "readOnly": True} in pod["containers"][0]["volumeMounts"]  # fmt: skip
+
+
+def test_the_image_carries_a_grpc_mocks_protos(tmp_path: Path) -> None:
+    path = _project(
+        tmp_path,
+        '[[dependency]]\nname = "greeter"\nkind = "grpc"\nprotos = "protos"\n'
+        '[[dependency]]\nname = "routes"\nkind = "grpc"\nprotos = "routes.binpb"\n',
+    )
+    (tmp_path / "protos/sub").mkdir(parents=True)
+    (tmp_path / "protos/sub/greeter.proto").write_text('syntax = "proto3";\n')
+    (tmp_path / "protos/README").write_text("not a proto\n")
+    (tmp_path / "routes.binpb").write_bytes(b"\n\x00")
+    paths = [rel for rel, _ in image_files(load_profile(path))]
+    assert "protos/sub/greeter.proto" in paths and "routes.binpb" in paths
+    assert "protos/README" not in paths
+
+
+def test_the_mock_image_installs_the_grpc_extra_only_for_protos(tmp_path: Path) -> None:
+    from devbox.k8s.export import image_extras
+    from devbox.k8s.image import mock_dockerfile
+
+    with_protos = load_profile(
+        _project(tmp_path, '[[dependency]]\nname = "greeter"\nkind = "grpc"\nprotos = "p"\n')
+    )
+    assert image_extras(with_protos) == ("grpc",)
+    (tmp_path / "plain").mkdir()
+    assert image_extras(load_profile(_wire_project(tmp_path / "plain"))) == ()
+    assert image_extras(load_profile(ROOT / "profiles/demo.toml")) == ()
+    plain = mock_dockerfile("demo", "profiles/demo.toml", "pip-24.whl")
+    grpc = mock_dockerfile("shop", "profiles/shop.toml", "pip-24.whl", extras=("grpc",))
+    assert "--no-compile 'devbox'\n" in plain
+    assert "--no-compile 'devbox[grpc]'\n" in grpc  # quoted: [] is a shell pattern

@@ -88,7 +88,7 @@ def run_export_k8s(args: argparse.Namespace) -> int:
         con.print("  recordings from ConfigMaps: " + ", ".join(result.configmaps))
     if skipped:
         con.print(
-            "[yellow]not mocked[/yellow] (devbox mock serves HTTP only): " + ", ".join(skipped)
+            "[yellow]not mocked[/yellow] (a kind devbox mock does not serve): " + ", ".join(skipped)
         )
     con.print(f"  apply: kubectl apply -k {out_dir}")
     return 0

@@ -27,7 +27,7 @@ def register_mock(isub: Any) -> None:
 
 def run_image_mock(args: argparse.Namespace) -> int:
     from devbox.core.profile import load_profile
-    from devbox.k8s.export import image_files, mock_image_for, project_path
+    from devbox.k8s.export import image_extras, image_files, mock_image_for, project_path
     from devbox.k8s.image import mock_dockerfile
     from devbox.runtime.mock_image import build_mock_image
     from devbox.runtime.ownership import L_KIND, L_PROFILE
@@ -36,6 +36,7 @@ def run_image_mock(args: argparse.Namespace) -> int:
     files = image_files(profile)
     tag = mock_image_for(profile)
     rel = project_path(profile, profile.path)
+    extras = image_extras(profile)
 
     def on_line(line: str) -> None:
         if output.VERBOSE:
@@ -45,11 +46,12 @@ def run_image_mock(args: argparse.Namespace) -> int:
         output.info(f"building {tag} ({len(files)} files) ...")
     result = build_mock_image(
         tag,
-        lambda pip_wheel, build_id: mock_dockerfile(profile.name, rel, pip_wheel, build_id),
+        lambda pip_wheel, build_id: mock_dockerfile(profile.name, rel, pip_wheel, build_id, extras),
         files,
         labels={L_KIND: "mock-image", L_PROFILE: profile.name},
         force=args.force,
         on_line=on_line,
+        extras=extras,
     )
     if args.json:
         output.print_json(asdict(result))

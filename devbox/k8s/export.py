@@ -13,6 +13,7 @@ from pathlib import Path
 
 from devbox import __version__
 from devbox.core.profile import Profile
+from devbox.core.wiring import Endpoint
 from devbox.errors import UsageError
 from devbox.k8s.image import mock_image_tag
 from devbox.k8s.manifests import (
@@ -22,7 +23,7 @@ from devbox.k8s.manifests import (
     MockSource,
     default_namespace,
     dns_label,
-    mock_url,
+    mock_address,
     render,
 )
 from devbox.store import atomic_write_bytes, recording_files
@@ -52,30 +53,48 @@ def project_path(profile: Profile, path: Path) -> str:
 
 
 def mocked_dependencies(profile: Profile) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(served by `devbox mock`, left out): the same choice the mock fleet makes."""
-    from devbox.mock.fleet import specs_for
+    """(served by `devbox mock`, left out): the same choice the mock fleet makes.
 
-    served = tuple(s.dependency.name for s in specs_for(profile))
+    The fleet serves an ``http`` dependency with its HTTP mock and every other kind
+    from the kind registry (``WireMock``); a kind neither knows is left out. Asked of
+    the registry, not of a fleet: building one writes the admin token and loads
+    descriptors, and exporting must not need either.
+    """
+    from devbox.wire import registry
+
+    kinds = {"http", *registry.names()}
+    served = tuple(d.name for d in profile.dependencies if d.kind in kinds)
     return served, tuple(d.name for d in profile.dependencies if d.name not in served)
 
 
-def service_env(profile: Profile, urls: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The service's environment with each dependency NAME's mock at ``urls[NAME]``.
+def mock_endpoints(profile: Profile) -> dict[str, Endpoint]:
+    """Dependency name -> its mock's Service in the namespace, for every mocked one."""
+    served, _ = mocked_dependencies(profile)
+    return {name: Endpoint(*mock_address(name)) for name in served}
+
+
+def service_env(profile: Profile, endpoints: Mapping[str, Endpoint]) -> tuple[tuple[str, str], ...]:
+    """The service's environment with each dependency NAME's mock at ``endpoints[NAME]``.
 
     The one place the export asks how `devbox up` wires a service, and it asks the
-    code `up` runs: the variable per dependency (``env_name``, as the fleet's
-    ``urls()``), the merge of the profile's env, the mock URLs and PORT
-    (``merged_env``, as both runtimes), and what a container reached through its
-    own address gets on top (``bridge_env``, as the Docker runtime on a bridge
-    network: BIND/HOST 0.0.0.0 unless set). A pod is such a container.
+    code `up` runs: the variable and the URL per dependency (``devbox.core.wiring.wire``,
+    which `up` reaches through ``devbox.engine.wiring``: the kind builds the URL, so
+    ``postgresql://user@HOST:PORT/db`` and ``redis://HOST:PORT/0`` keep what the
+    upstream says), the merge of the profile's env, those URLs and PORT (``merged_env``,
+    as both runtimes), and what a container reached through its own address gets on
+    top (``bridge_env``, as the Docker runtime on a bridge network: BIND/HOST 0.0.0.0
+    unless set). A pod is such a container.
+
+    One difference, deliberate: ``tls=False``. `up` wires an ``https`` upstream as
+    ``https`` and mounts devbox's CA into the service; a pod has no such CA (each mock
+    pod would make its own), so it is given ``http``, which the same mock port serves.
     """
-    from devbox.mock.fleet import env_name
+    from devbox.core.wiring import wire
     from devbox.runtime.base import merged_env
     from devbox.runtime.docker_runtime import bridge_env
 
-    mock_env = {env_name(d.name, d.env): urls[d.name] for d in profile.dependencies
-                if d.name in urls}  # fmt: skip
-    env = bridge_env(merged_env(profile, mock_env, profile.service.port))
+    wiring = wire(profile, endpoints, missing="no mock runs for it", tls=False)
+    env = bridge_env(merged_env(profile, wiring.env, profile.service.port))
     return tuple(sorted(env.items()))
 
 
@@ -83,10 +102,32 @@ def image_files(profile: Profile) -> list[tuple[str, Path]]:
     """(path relative to the root, file) of everything the mock image carries."""
     files = [(project_path(profile, profile.path), profile.path)]
     served, _ = mocked_dependencies(profile)
+    # every kind's recordings sit in its dependency's directory with the same suffix
+    # (HTTP exchange files, the other kinds' JSON streams), so one listing finds both
     dirs = [profile.inbound_dir] + [profile.recordings_dir(name) for name in served]
     for d in dirs:
         files += [(project_path(profile, f), f) for f in recording_files(d)]
+    for dep in profile.dependencies:
+        if dep.name in served and dep.protos:
+            # a gRPC mock reads its descriptors at start, from the project's layout
+            files += _protos_files(profile, profile.root / dep.protos)
     return sorted(set(files))
+
+
+def image_extras(profile: Profile) -> tuple[str, ...]:
+    """devbox's optional dependencies the mock image needs: ``grpc`` (protobuf,
+    grpcio-tools) when a mocked gRPC dependency names ``protos``, which the mock
+    decodes with (and compiles, for a folder of ``.proto`` files) when it starts."""
+    served, _ = mocked_dependencies(profile)
+    protos = any(d.protos for d in profile.dependencies if d.name in served)
+    return ("grpc",) if protos else ()
+
+
+def _protos_files(profile: Profile, path: Path) -> list[tuple[str, Path]]:
+    """A descriptor set file, or every ``.proto`` of a folder (compiled at start)."""
+    if path.is_dir():
+        return [(project_path(profile, f), f) for f in sorted(path.rglob("*.proto"))]
+    return [(project_path(profile, path), path)] if path.is_file() else []
 
 
 def mock_image_for(profile: Profile) -> str:
@@ -139,7 +180,8 @@ def export_spec(
                     f"(over {CONFIGMAP_MAX_BYTES // 1024} KiB, or not UTF-8)",
                     hint="use --recordings image (the default picks per dependency)",
                 )
-        mocks.append(MockSource(name, project_path(profile, directory), cm or ()))
+        kind = profile.dependency(name).kind
+        mocks.append(MockSource(name, project_path(profile, directory), cm or (), kind))
     ready = profile.service.ready
     return ExportSpec(
         profile=profile.name,
@@ -148,7 +190,7 @@ def export_spec(
         service_port=profile.service.port,
         service_image=image_tag(profile),
         mock_image=mock_image_for(profile),
-        env=service_env(profile, {n: mock_url(n) for n in served}),
+        env=service_env(profile, mock_endpoints(profile)),
         ready_http=ready.http,
         ready_log=ready.log,
         ready_timeout_s=ready.timeout_s,

@@ -11,7 +11,7 @@ builds without asking Docker, and new recordings never hide behind an old tag.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from devbox.k8s.manifests import APP_DIR, MOCK_PORT, RUN_AS, dns_label
 
@@ -31,14 +31,27 @@ def mock_image_tag(profile: str, version: str, files: Iterable[tuple[str, bytes]
     return f"{mock_image_repo(profile)}:{digest.hexdigest()[:12]}"
 
 
-def mock_dockerfile(profile: str, profile_file: str, pip_wheel: str, build_id: str = "") -> str:
+def requirement(extras: Sequence[str] = ()) -> str:
+    """``devbox``, or ``devbox[grpc]`` with the extras the profile's mocks need."""
+    return "devbox" + (f"[{','.join(sorted(extras))}]" if extras else "")
+
+
+def mock_dockerfile(
+    profile: str,
+    profile_file: str,
+    pip_wheel: str,
+    build_id: str = "",
+    extras: Sequence[str] = (),
+) -> str:
     """Two stages: install devbox from the wheels in the context (offline), then copy.
 
     The base image has python3 but no pip: pip runs from its own wheel (a wheel is
     a zip Python can execute from) into a venv made ``--without-pip``, with
     ``--no-index`` so nothing is fetched. The second stage keeps the wheels out;
     ``build_id`` labels the first stage's image so the builder can remove it (the
-    classic builder leaves it behind, untagged).
+    classic builder leaves it behind, untagged). ``extras``: devbox's optional
+    dependencies to install too (``grpc`` for a gRPC mock that reads ``protos``); the
+    wheels in the context must include theirs.
     """
     stage_label = f"LABEL devbox.build={build_id}\n" if build_id else ""
     return f"""\
@@ -47,7 +60,7 @@ FROM {BASE} AS install
 COPY wheels /tmp/wheels
 RUN python3 -m venv --without-pip {VENV} \\
  && {VENV}/bin/python /tmp/wheels/{pip_wheel}/pip install --no-index --find-links /tmp/wheels \\
-      --disable-pip-version-check --no-cache-dir --no-compile devbox
+      --disable-pip-version-check --no-cache-dir --no-compile '{requirement(extras)}'
 {stage_label}
 FROM {BASE}
 COPY --from=install {VENV} {VENV}

@@ -41,8 +41,11 @@ class MockSource:
 
     dependency: str
     recordings_dir: str  # posix path relative to the project root
-    # (file name, text) mounted from a ConfigMap over recordings_dir; empty: the image's copy
+    # (file name, text) mounted from a ConfigMap over recordings_dir; empty: the image's copy.
+    # HTTP exchanges and the other kinds' JSON streams alike: both are UTF-8 text files
+    # in the dependency's directory, which `devbox mock` reads whatever mounts them
     configmap_files: tuple[tuple[str, str], ...] = ()
+    kind: str = "http"  # the dependency's kind: names the port (Istio, Linkerd, readers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,23 @@ def dns_label(name: str) -> str:
     return label
 
 
-def mock_url(dependency: str) -> str:
-    """Where the service finds a dependency's mock inside the namespace."""
-    return f"http://{dns_label(dependency)}:{MOCK_PORT}"
+def mock_address(dependency: str) -> tuple[str, int]:
+    """(host, port) of a dependency's mock inside the namespace: its Service's name.
+
+    An address, not a URL: the URL the service is given is the dependency kind's to
+    build (``devbox.core.wiring``, the rule `devbox up` follows), from this address.
+    """
+    return dns_label(dependency), MOCK_PORT
+
+
+def port_name(kind: str) -> str:
+    """The mock's container and Service port name: the protocol it speaks.
+
+    Meshes and readers take the protocol from the name (``http``, ``grpc``, ``redis``;
+    ``postgres`` reads as itself), so a Postgres mock's port is not called ``http``.
+    An IANA service name: at most 15 characters, lower case, digits and dashes.
+    """
+    return dns_label(kind)[:15].rstrip("-")
 
 
 def service_url(spec: ExportSpec) -> str:
@@ -158,7 +175,9 @@ def _pod_spec(
     }
 
 
-def _service(name: str, labels: Mapping[str, str], port: int) -> dict[str, Any]:
+def _service(
+    name: str, labels: Mapping[str, str], port: int, port_name: str = "http"
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -166,7 +185,9 @@ def _service(name: str, labels: Mapping[str, str], port: int) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": _selector(labels),
-            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [
+                {"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
+            ],
         },
     }
 
@@ -246,6 +267,7 @@ def _configmap_name(mock: MockSource) -> str:
 
 def mock_objects(spec: ExportSpec, mock: MockSource) -> list[dict[str, Any]]:
     name = dns_label(mock.dependency)
+    port = port_name(mock.kind)
     labels = _labels(spec, mock.dependency, "mock", **{"devbox.dev/dependency": name})
     args = [
         "mock", spec.profile_file, "--only", mock.dependency,
@@ -280,15 +302,17 @@ def mock_objects(spec: ExportSpec, mock: MockSource) -> list[dict[str, Any]]:
         "image": spec.mock_image,
         "imagePullPolicy": "IfNotPresent",
         "args": args,
-        "ports": [{"name": "http", "containerPort": MOCK_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 2},
+        "ports": [{"name": port, "containerPort": MOCK_PORT, "protocol": "TCP"}],
+        # every kind's mock accepts connections once its recordings are loaded; an HTTP
+        # probe would be a miss (and a log line) in the mock of a recorded API
+        "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 2},
         "resources": _resources("20m", "64Mi", "500m", "256Mi"),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
     pod = _pod_spec([container], volumes)
     objects.append(_deployment(name, labels, pod, annotations))
-    objects.append(_service(name, labels, MOCK_PORT))
+    objects.append(_service(name, labels, MOCK_PORT, port))
     return objects
 
 

@@ -61,8 +61,9 @@ def _copy_source(src: Path, dest: Path) -> None:
     )
 
 
-def make_wheels(dest: Path, on_line: LineSink | None = None) -> str:
-    """Wheels of devbox, its dependencies and pip into ``dest``; the pip wheel's name."""
+def make_wheels(dest: Path, on_line: LineSink | None = None, extras: Sequence[str] = ()) -> str:
+    """Wheels of devbox (with ``extras``: their dependencies too), its dependencies and
+    pip into ``dest``; the pip wheel's name."""
     if sys.version_info[:2] != IMAGE_PYTHON:
         want = ".".join(map(str, IMAGE_PYTHON))
         raise EngineError(
@@ -75,9 +76,9 @@ def make_wheels(dest: Path, on_line: LineSink | None = None) -> str:
         if src is not None:
             target = Path(tmp) / "devbox"
             _copy_source(src, target)  # an in-tree build would leave build/ in the checkout
-            requirement = str(target)
+            requirement = str(target) + _extras(extras)
         else:
-            requirement = f"devbox=={__version__}"
+            requirement = f"devbox{_extras(extras)}=={__version__}"
         cmd = [
             sys.executable,
             "-m",
@@ -94,6 +95,10 @@ def make_wheels(dest: Path, on_line: LineSink | None = None) -> str:
     if not pips:  # pragma: no cover - pip wheel succeeded, so it is there
         raise EngineError("pip wheel made no wheel of pip")
     return pips[-1].name
+
+
+def _extras(extras: Sequence[str]) -> str:
+    return f"[{','.join(sorted(extras))}]" if extras else ""
 
 
 def _run(cmd: Sequence[str], on_line: LineSink | None) -> None:
@@ -130,10 +135,12 @@ def build_mock_image(
     labels: Mapping[str, str],
     force: bool = False,
     on_line: LineSink | None = None,
+    extras: Sequence[str] = (),
 ) -> MockImageResult:
     """Build ``tag`` from ``dockerfile(pip wheel name, build id)``; ``files`` go under
-    ``project/``. Images labelled ``devbox.build=<build id>`` (the install stage) are
-    removed afterwards."""
+    ``project/``; ``extras``: devbox's optional dependencies the image installs (their
+    wheels are made too). Images labelled ``devbox.build=<build id>`` (the install stage)
+    are removed afterwards."""
     started = time.monotonic()
     with api_errors(f"inspecting {tag}"):
         existing = image_id(tag)
@@ -141,7 +148,7 @@ def build_mock_image(
         return MockImageResult(tag, existing, False, time.monotonic() - started)
     with tempfile.TemporaryDirectory(prefix="devbox-mock-image-") as tmp:
         ctx = Path(tmp)
-        pip_wheel = make_wheels(ctx / "wheels", on_line)
+        pip_wheel = make_wheels(ctx / "wheels", on_line, extras)
         for rel, path in files:
             target = ctx / "project" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
