@@ -204,7 +204,8 @@ def test_awesome_compose_flask_init_record_watch_edit_verdict(tmp_path: Path) ->
         assert (failure["method"], failure["target"]) == ("GET", "/")
         assert (failure["status"], failure["expected_status"]) == (200, 200)
         (diff,) = failure["differences"]
-        assert diff["section"] == "body"
+        assert (diff["section"], diff["change"]) == ("body", "text")
+        assert (diff["expected"], diff["actual"]) == (f'"{GREETING}"', f'"{EDITED}"')
         assert f"-{GREETING}" in diff["detail"] and f"+{EDITED}" in diff["detail"]
 
         _edit(app, EDITED, GREETING)
