@@ -80,6 +80,15 @@ def _port_is_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _require_python3_with_flask() -> None:
+    python3 = shutil.which("python3", path=str(Path(sys.executable).parent))
+    assert python3 is not None, f"no python3 next to {sys.executable} for the app to run with"
+    r = subprocess.run([python3, "-c", "import flask"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (
+        f"{python3} cannot import flask (pip install -e '.[test]'): {r.stderr}"
+    )
+
+
 def _require_port_8000() -> None:
     if not _port_is_free(PORT):
         pytest.fail(
@@ -121,9 +130,12 @@ class _Lines:
             if line is None:
                 break
             self.seen.append(line)
-            obj = json.loads(line)
-            if "iteration" in obj:
-                return dict(obj)
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue  # not one of --json's objects: kept for the failure message
+            if isinstance(obj, dict) and "iteration" in obj:
+                return obj
         pytest.fail(
             f"no iteration within {timeout}s; stdout:\n{''.join(self.seen)}\n"
             f"stderr:\n{stderr.read_text(errors='replace')[-3000:]}"
@@ -151,6 +163,7 @@ def _stop(proc: subprocess.Popen[str]) -> int:
 
 @pytest.mark.slow
 def test_awesome_compose_flask_init_record_watch_edit_verdict(tmp_path: Path) -> None:
+    _require_python3_with_flask()
     _require_port_8000()
     project = _project(tmp_path)
 
