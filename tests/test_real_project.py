@@ -179,6 +179,7 @@ def test_awesome_compose_flask_init_record_watch_edit_verdict(tmp_path: Path) ->
     # why not Docker, said on the terminal and in the profile
     assert p.service.runtime == "process"
     assert "line 7: RUN --mount" in r.stdout and "line 7: RUN --mount" in written.decode()
+    assert "pip install -r app/requirements.txt first" in r.stdout
     assert p.dependencies == ()
 
     # 2. record: a client sends real requests through the inbound proxy
@@ -229,7 +230,20 @@ def test_awesome_compose_flask_init_record_watch_edit_verdict(tmp_path: Path) ->
         code = _stop(proc)
     assert code in (0, 130), stderr.read_text(errors="replace")
 
-    # 4. nothing left behind; the profile is exactly what init wrote
+    # 4. CI mode: the same verdict from `up --once`, as its exit status and report
+    app = project / "app" / "app.py"
+    _edit(app, GREETING, EDITED)
+    r = _devbox(project, "up", "web", "--once")
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = [line.split() for line in r.stdout.splitlines() if line.startswith("✗ GET")]
+    assert [f[:3] for f in failed] == [["✗", "GET", "/"]], r.stdout  # /nope still matches
+    assert f'body (text): "{GREETING}" → "{EDITED}"' in r.stdout, r.stdout
+    _edit(app, EDITED, GREETING)
+    r = _devbox(project, "up", "web", "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "all 2 requests matched the recording" in r.stdout
+
+    # 5. nothing left behind; the profile is exactly what init wrote
     assert _port_is_free(PORT), "the flask process outlived devbox watch"
     r = _devbox(project, "down", "web", "--json", timeout=60)
     assert r.returncode == 0, r.stderr

@@ -199,7 +199,7 @@ def test_a_dockerfile_only_buildkit_builds_runs_as_a_process() -> None:
         dir_name="flask",
         dockerfile="app/Dockerfile",
         dockerfile_facts=parse_dockerfile(text),
-        files=("app/Dockerfile", "app/app.py"),
+        files=("app/Dockerfile", "app/app.py", "app/requirements.txt"),
     )
     p = propose(facts, Answers())
     assert (p.runtime, p.command, p.cwd) == ("process", ("python3", "app.py"), "app")
@@ -207,7 +207,7 @@ def test_a_dockerfile_only_buildkit_builds_runs_as_a_process() -> None:
     assert "line 3: RUN --mount" in rendered and 'runtime = "process"' in rendered
     profile = parse_profile(rendered, Path("profiles/flask.toml"))
     assert profile.service.runtime == "process"
-    assert any("install what it needs" in n for n in p.notes)
+    assert any("pip install -r app/requirements.txt first" in n for n in p.notes), p.notes
     no_cmd = parse_dockerfile(text.replace('ENTRYPOINT ["python3"]\nCMD ["app.py"]\n', ""))
     bare = propose(
         RepoFacts(dir_name="x", dockerfile="Dockerfile", dockerfile_facts=no_cmd), Answers()

@@ -376,7 +376,7 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
     stop_signal = svc.stop_signal if svc is not None and svc.stop_signal else None
     if stop_signal is None and df is not None:
         stop_signal = df.stop_signal
-    runtime, runtime_reason = _runtime(facts.dockerfile, df, context, command, notes)
+    runtime, runtime_reason = _runtime(facts, df, context, command, notes)
     return Proposal(
         name=name,
         service_name=service_name,
@@ -409,7 +409,7 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
 
 
 def _runtime(
-    dockerfile: str | None,
+    facts: RepoFacts,
     df: DockerfileFacts | None,
     context: str | None,
     command: tuple[str, ...],
@@ -421,14 +421,24 @@ def _runtime(
         return "auto", ""
     uses = ", ".join(df.buildkit_only[:3]) + (", ..." if len(df.buildkit_only) > 3 else "")
     why = (
-        f"{dockerfile} uses syntax only BuildKit builds ({uses}); devbox builds "
+        f"{facts.dockerfile} uses syntax only BuildKit builds ({uses}); devbox builds "
         "with the Docker engine's classic builder"
     )
     if not command:
         notes.append(f"{why}: give a command (--command) to run it as a process")
         return "auto", ""
     notes.append(
-        f'{why}: runtime = "process" (runs {" ".join(command)} on this machine, '
-        "so install what it needs here first)"
+        f'{why}: runtime = "process" (runs {" ".join(command)} on this machine: '
+        f"{_install_hint(facts.files, context)})"
     )
     return "process", why
+
+
+def _install_hint(files: tuple[str, ...], context: str) -> str:
+    """How the user installs what the process needs, from the manifests in the context."""
+    prefix = "" if context in (".", "") else context.rstrip("/") + "/"
+    if prefix + "requirements.txt" in files:
+        return f"pip install -r {prefix}requirements.txt first"
+    if prefix + "package.json" in files:
+        return f"npm install{' --prefix ' + prefix.rstrip('/') if prefix else ''} first"
+    return "install what it needs here first"
