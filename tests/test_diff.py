@@ -113,6 +113,8 @@ def test_a_one_line_text_body_shows_both_lines() -> None:
     assert "-Hello World!" in d.detail and "+Hello from devbox!" in d.detail
     (d,) = diff_bodies(b"ok\n", b"")
     assert (d.expected, d.actual) == ('"ok"', '""')
+    (d,) = diff_bodies(b"x" * 81, b"y" * 81)  # too long to quote
+    assert (d.expected, d.actual) == ("1 line", "2 lines changed")
 
 
 def test_binary_body_by_size_and_hash() -> None:

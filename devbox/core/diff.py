@@ -183,12 +183,16 @@ def _diff_bodies(
                 "body",
                 "body",
                 "text",
-                f"{len(ta.splitlines())} lines",
-                f"{changed} lines changed",
+                _lines(len(ta.splitlines())),
+                f"{_lines(changed)} changed",
                 detail,
             )
         ]
     return [Difference("body", "body", "binary", _digest(expected), _digest(actual))]
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
 
 
 def _one_line(text: str, limit: int = 80) -> str | None:
