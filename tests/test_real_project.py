@@ -181,6 +181,13 @@ def test_awesome_compose_flask_init_record_watch_edit_verdict(tmp_path: Path) ->
     assert "line 7: RUN --mount" in r.stdout and "line 7: RUN --mount" in written.decode()
     assert "pip install -r app/requirements.txt first" in r.stdout
     assert p.dependencies == ()
+    # and `devbox doctor` finds nothing to fix: the FROM image is not built, so not missing
+    r = _devbox(project, "doctor", "web", "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["ok"], r.stdout
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["dockerfile"]["detail"] == "not built: the service runs as a process"
+    assert not any(name.startswith("FROM ") for name in checks)
 
     # 2. record: a client sends real requests through the inbound proxy
     r = _devbox(project, "record", "web", "--", sys.executable, "-c", CLIENT, "{inbound}")
