@@ -106,6 +106,17 @@ def test_text_body_gives_a_unified_diff() -> None:
     assert diffs[0].actual == "2 lines changed"
 
 
+def test_a_one_line_text_body_shows_both_lines() -> None:
+    (d,) = diff_bodies(b"Hello World!", b"Hello from devbox!\n")
+    assert (d.change, d.expected, d.actual) == ("text", '"Hello World!"', '"Hello from devbox!"')
+    assert d.describe() == 'body (text): "Hello World!" → "Hello from devbox!"'
+    assert "-Hello World!" in d.detail and "+Hello from devbox!" in d.detail
+    (d,) = diff_bodies(b"ok\n", b"")
+    assert (d.expected, d.actual) == ('"ok"', '""')
+    (d,) = diff_bodies(b"x" * 81, b"y" * 81)  # too long to quote
+    assert (d.expected, d.actual) == ("1 line", "2 lines changed")
+
+
 def test_binary_body_by_size_and_hash() -> None:
     diffs = diff_bodies(b"\x00\x01\x02" * 10, b"\x00\x01\x03" * 11)
     assert len(diffs) == 1 and diffs[0].change == "binary"

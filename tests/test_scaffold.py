@@ -159,3 +159,64 @@ def test_the_target_stage_and_its_stop_signal() -> None:
     assert (dev.command, dev.expose, dev.stop_signal) == (("dev",), (1, 2), "SIGINT")
     last = parse_dockerfile(text)
     assert (last.command, last.stop_signal) == (("prod",), None)
+
+
+def test_buildkit_only_syntax_is_found_with_its_line() -> None:
+    from devbox.core.buildkit import buildkit_only
+
+    text = (
+        "# syntax=docker/dockerfile:1.4\nFROM python:3.12 AS b\n"
+        "RUN --mount=type=cache,target=/root/.cache/pip \\\n    pip install -r r.txt\n"
+        "COPY --chown=1:1 --link a /a\nCOPY --chmod=644 b /b\n"
+        "RUN <<EOF\napk add git\nRUN --mount=inside-the-heredoc\nEOF\n"
+        'RUN cat <<-"END" > /f\n  hello\n  END\nRUN echo <<< here-string\n'
+        "RUN --network=none true\nCOPY --from=b --chown=0 /x /y\n"
+    )
+    assert buildkit_only(text) == (
+        "line 3: RUN --mount",
+        "line 5: COPY --link",
+        "line 6: COPY --chmod",
+        "line 7: a heredoc (RUN <<EOF)",
+        'line 11: a heredoc (RUN <<-"END")',
+        "line 15: RUN --network",
+    )
+    assert buildkit_only("FROM x\nRUN a && b <<x\nCOPY --from=b /a /b\n") == (
+        "line 2: a heredoc (RUN <<x)",
+    )
+    assert buildkit_only("FROM x\nRUN pip install -r r.txt\nCOPY --chown=1 . .\n") == ()
+
+
+def test_a_dockerfile_only_buildkit_builds_runs_as_a_process() -> None:
+    """docker/awesome-compose's Dockerfiles use RUN --mount and heredocs, which devbox's
+    builder (the engine's classic builder) refuses: init picks the process runtime and
+    says why in the profile; without a command it only says so."""
+    text = (
+        "FROM python:3.10-alpine AS builder\nWORKDIR /app\n"
+        "RUN --mount=type=cache,target=/root/.cache/pip pip3 install flask\nCOPY . /app\n"
+        'ENTRYPOINT ["python3"]\nCMD ["app.py"]\n'
+    )
+    facts = RepoFacts(
+        dir_name="flask",
+        dockerfile="app/Dockerfile",
+        dockerfile_facts=parse_dockerfile(text),
+        files=("app/Dockerfile", "app/app.py", "app/requirements.txt"),
+    )
+    p = propose(facts, Answers())
+    assert (p.runtime, p.command, p.cwd) == ("process", ("python3", "app.py"), "app")
+    rendered = render_profile(p)
+    assert "line 3: RUN --mount" in rendered and 'runtime = "process"' in rendered
+    profile = parse_profile(rendered, Path("profiles/flask.toml"))
+    assert profile.service.runtime == "process"
+    assert any("pip install -r app/requirements.txt first" in n for n in p.notes), p.notes
+    no_cmd = parse_dockerfile(text.replace('ENTRYPOINT ["python3"]\nCMD ["app.py"]\n', ""))
+    bare = propose(
+        RepoFacts(dir_name="x", dockerfile="Dockerfile", dockerfile_facts=no_cmd), Answers()
+    )
+    assert bare.runtime == "auto" and any("--command" in n for n in bare.notes)
+    plain = parse_dockerfile(text.replace("--mount=type=cache,target=/root/.cache/pip ", ""))
+    assert (
+        propose(
+            RepoFacts(dir_name="x", dockerfile="Dockerfile", dockerfile_facts=plain), Answers()
+        ).runtime
+        == "auto"
+    )

@@ -407,7 +407,7 @@ def _say_written(p: Proposal, target: Path, root: Path) -> None:
         con.print(_shown(target))
         return
     deps = p.enabled_dependencies
-    dep_text = ", ".join(f"{d.name} ({d.env})" for d in deps) or "none yet"
+    dep_text = ", ".join(f"{d.name} ({d.env})" if d.env else d.name for d in deps) or "none yet"
     con.print(
         f"[green]wrote[/green] {_shown(target)}: service [bold]{p.service_name}[/bold] on "
         f"port {p.port}, dependencies: {dep_text}",

@@ -179,17 +179,33 @@ def _diff_bodies(
         changed = sum(
             1 for line in detail.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
         )
+        short_a, short_b = _one_line(ta), _one_line(tb)
+        if short_a is not None and short_b is not None:
+            # a one-line body (Hello World!) says itself: "Hello World!" → "Hello devbox!"
+            return [Difference("body", "body", "text", short_a, short_b, detail)]
         return [
             Difference(
                 "body",
                 "body",
                 "text",
-                f"{len(ta.splitlines())} lines",
-                f"{changed} lines changed",
+                _lines(len(ta.splitlines())),
+                f"{_lines(changed)} changed",
                 detail,
             )
         ]
     return [Difference("body", "body", "binary", _digest(expected), _digest(actual))]
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
+
+
+def _one_line(text: str, limit: int = 80) -> str | None:
+    """A body of at most one short line, quoted as JSON would (so "" and spaces show)."""
+    lines = text.splitlines()
+    if len(lines) > 1 or len(text) > limit:
+        return None
+    return orjson.dumps(lines[0] if lines else "").decode()
 
 
 def _unified(a: str, b: str) -> str:

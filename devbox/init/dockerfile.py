@@ -25,6 +25,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from devbox.core.buildkit import buildkit_only
+
 _DIRECTIVE = re.compile(r"^#\s*([A-Za-z]+)\s*=\s*(\S+)\s*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _SHELL_META = re.compile(r"[|&;<>()`*?~]|\$")
@@ -48,6 +50,8 @@ class DockerfileFacts:
     env: Mapping[str, str] = field(default_factory=dict)
     base_image: str | None = None
     stop_signal: str | None = None
+    # syntax the engine's classic builder (devbox's) refuses: "line 7: RUN --mount", ...
+    buildkit_only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -242,6 +246,7 @@ def parse_dockerfile(text: str, target: str | None = None) -> DockerfileFacts:
         env=dict(stage.env),
         base_image=stage.base,
         stop_signal=stage.stop_signal,
+        buildkit_only=buildkit_only(text),
     )
 
 

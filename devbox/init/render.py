@@ -97,7 +97,9 @@ def render_profile(p: Proposal) -> str:
         add('# or tcp = true (the port accepts connections), or log = "a regex" in its output.')
         add(f"ready = {_inline([('tcp', 'true'), ('timeout_s', '30')])}")
     add('# Where it runs: "auto" (Docker when an engine answers), "docker" or "process".')
-    add('runtime = "auto"')
+    if p.runtime_reason:
+        add(f"# {p.runtime}: {p.runtime_reason}.")
+    add(f"runtime = {toml_str(p.runtime)}")
     if p.stop_signal:
         add("# The signal that stops it (from the compose file or STOPSIGNAL).")
         add(f"stop_signal = {toml_str(p.stop_signal)}")

@@ -76,6 +76,8 @@ class Proposal:
     stop_signal: str | None = None
     command: tuple[str, ...] = ()
     command_source: str = ""
+    runtime: str = "auto"
+    runtime_reason: str = ""  # why not "auto", written above the key
     cwd: str = "."
     workdir: str | None = None
     env: tuple[tuple[str, str], ...] = ()
@@ -374,6 +376,7 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
     stop_signal = svc.stop_signal if svc is not None and svc.stop_signal else None
     if stop_signal is None and df is not None:
         stop_signal = df.stop_signal
+    runtime, runtime_reason = _runtime(facts, df, context, command, notes)
     return Proposal(
         name=name,
         service_name=service_name,
@@ -385,6 +388,8 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         stop_signal=stop_signal,
         command=command,
         command_source=cmd_source,
+        runtime=runtime,
+        runtime_reason=runtime_reason,
         cwd=cwd,
         workdir=workdir,
         env=tuple(found.env),
@@ -401,3 +406,39 @@ def propose(facts: RepoFacts, answers: Answers) -> Proposal:
         sources=sources,
         notes=tuple(notes),
     )
+
+
+def _runtime(
+    facts: RepoFacts,
+    df: DockerfileFacts | None,
+    context: str | None,
+    command: tuple[str, ...],
+    notes: list[str],
+) -> tuple[str, str]:
+    """(runtime, why when not "auto"): a Dockerfile only BuildKit builds cannot be built
+    by devbox's builder (the engine's classic one), so it runs as a process if it can."""
+    if df is None or not df.buildkit_only or context is None:
+        return "auto", ""
+    uses = ", ".join(df.buildkit_only[:3]) + (", ..." if len(df.buildkit_only) > 3 else "")
+    why = (
+        f"{facts.dockerfile} uses syntax only BuildKit builds ({uses}); devbox builds "
+        "with the Docker engine's classic builder"
+    )
+    if not command:
+        notes.append(f"{why}: give a command (--command) to run it as a process")
+        return "auto", ""
+    notes.append(
+        f'{why}: runtime = "process" (runs {" ".join(command)} on this machine: '
+        f"{_install_hint(facts.files, context)})"
+    )
+    return "process", why
+
+
+def _install_hint(files: tuple[str, ...], context: str) -> str:
+    """How the user installs what the process needs, from the manifests in the context."""
+    prefix = "" if context in (".", "") else context.rstrip("/") + "/"
+    if prefix + "requirements.txt" in files:
+        return f"pip install -r {prefix}requirements.txt first"
+    if prefix + "package.json" in files:
+        return f"npm install{' --prefix ' + prefix.rstrip('/') if prefix else ''} first"
+    return "install what it needs here first"

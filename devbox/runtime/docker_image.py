@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from devbox.core.buildkit import buildkit_only
 from devbox.core.events import BuildProgress
 from devbox.core.profile import Profile
 from devbox.errors import ConfigError, EngineError
@@ -148,19 +149,27 @@ class DockerImages(RuntimeBase):
         # identical contexts should hit the build cache wherever they live
         labels = {L_KIND: "image", L_PROFILE: self.profile.name, L_SERVICE: self.service.name}
         previous = self._tag_id(tag)
-        with api_errors(f"building {tag}"):
-            stream = self.api.build(
-                path=str(context),
-                dockerfile=df_arg,
-                tag=tag,
-                buildargs=dict(build.args) or None,
-                target=build.target,
-                labels=labels,
-                rm=True,
-                forcerm=True,
-                decode=True,
-            )
-            out = BuildStream(self._build_line).read(stream)
+        try:
+            with api_errors(f"building {tag}"):
+                stream = self.api.build(
+                    path=str(context),
+                    dockerfile=df_arg,
+                    tag=tag,
+                    buildargs=dict(build.args) or None,
+                    target=build.target,
+                    labels=labels,
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                )
+                out = BuildStream(self._build_line).read(stream)
+        except EngineError as exc:
+            # the classic builder refuses a heredoc before any step: say why, and what to do
+            hint = _buildkit_hint(dockerfile, exc.message)
+            if hint is None or exc.hint:
+                raise
+            self.set_state("crashed", "build failed")
+            raise EngineError(exc.message, hint=hint) from None
         image_id = out.image_id
         if out.error is not None:
             msg = out.error
@@ -176,6 +185,7 @@ class DockerImages(RuntimeBase):
                     "a FROM image is not present locally and no registry can be reached: "
                     "build FROM devbox/base:bookworm (devbox image base), or load the image"
                 )
+            hint = _buildkit_hint(dockerfile, msg) or hint
             raise EngineError(f"building {tag} failed: {msg}", hint=hint)
         if image_id is None:
             with api_errors(f"inspecting {tag}"):
@@ -212,6 +222,24 @@ class DockerImages(RuntimeBase):
                 self.api.remove_image(image_id, noprune=False)
         except Exception:
             pass
+
+
+def _buildkit_hint(dockerfile: Path, error: str) -> str | None:
+    """When the classic builder refused BuildKit-only syntax: what it was and what to do."""
+    refused = ("parse error", "requires BuildKit", "Unknown flag", "unknown flag")
+    if not any(r in error for r in refused):
+        return None
+    try:
+        uses = buildkit_only(dockerfile.read_text(errors="replace"))
+    except OSError:
+        return None
+    if not uses:
+        return None
+    return (
+        f"{dockerfile.name} uses syntax only BuildKit builds ({', '.join(uses[:3])}) and devbox "
+        "builds with the engine's classic builder: run the service as a process (--runtime "
+        'process, or runtime = "process" with [service] command), or build without that syntax'
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -136,15 +136,21 @@ def check_profile(profile: Profile, api: Any) -> list[Check]:
             )
         else:
             out.append(Check(f"port {port}", OK, f"free ({what})"))
+    kind = None
     try:
         rt, why = select_runtime(profile)
+        kind = rt.kind
         out.append(Check("runtime", OK, f"{rt.kind}: {why}"))
         if rt.kind == "process":
             rt.prepare()  # resolves the command
     except DevboxError as exc:
         out.append(Check("runtime", FAIL, exc.one_line(), exc.hint or ""))
     build = profile.service.build
-    if build is not None:
+    if build is not None and kind == "process":
+        # nothing is built: the FROM images do not matter (docker/awesome-compose's
+        # samples start FROM images no registry-less machine has)
+        out.append(Check("dockerfile", OK, "not built: the service runs as a process"))
+    elif build is not None:
         df = profile.root / build.context / build.dockerfile
         if not df.is_file():
             out.append(
