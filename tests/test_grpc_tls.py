@@ -2,26 +2,30 @@
 certificate from a private test CA (made with ``cryptography``), recorded through
 ``devbox record`` (the relay verifies the server with ``--ca-bundle`` and presents a leaf
 of devbox's CA to the client), then served by the mock over TLS with ALPN h2. The client
-is grpcio with ``ssl_channel_credentials``: devbox's CA given explicitly, or no roots at
-all and the ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` devbox sets for the service. Every call
-shape; the messages are compared as raw bytes (no deserializer), so byte-identical."""
+is grpcio with ``ssl_channel_credentials`` (and @grpc/grpc-js with ``createSsl()``):
+devbox's CA given explicitly, or no roots at all and the
+``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` devbox sets for the service. Every call shape; the
+messages are compared as raw bytes (no deserializer), so byte-identical."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import free_port
-from grpc_support import compile_protos, grpc_server, make_test_ca
+from grpc_support import PROTO_DIR, compile_protos, grpc_server, make_test_ca
 
 from devbox.core.profile import load_profile
 from devbox.engine.wiring import trust_env
 from devbox.mock import MockFleet
 from devbox.wire.ca import ensure_ca
+
+NODE_MODULES = Path(__file__).resolve().parent.parent / ".devbox-node" / "node_modules"
 
 PROFILE = """\
 name = "shop"
@@ -185,3 +189,52 @@ def test_relay_says_when_the_upstream_certificate_is_not_trusted(tmp_path: Path)
     assert "routes: TLS to the upstream" in out and "certificate verify failed" in out
     assert "--ca-bundle" in out
     assert out.count("routes: TLS to the upstream") == 1
+
+
+def test_node_grpc_js_over_tls_record_then_mock(tmp_path: Path) -> None:
+    """@grpc/grpc-js with ``createSsl()`` and no roots of its own: it trusts the relay and
+    the mock through the variables devbox sets (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH is the
+    one it reads: NODE_EXTRA_CA_CERTS alone was not enough with node 20); the real
+    server through the test CA."""
+    node = shutil.which("node")
+    assert node, "node is missing: scripts/setup installs nodejs"
+    assert (NODE_MODULES / "@grpc" / "grpc-js").is_dir(), "scripts/setup installs @grpc/grpc-js"
+    gen = compile_protos(tmp_path / "gen")
+    test_ca = make_test_ca(tmp_path / "pki")
+    script = tmp_path / "client.js"
+    shutil.copy(PROTO_DIR / "client.js", script)
+    shutil.copy(PROTO_DIR / "routeguide.proto", tmp_path / "routeguide.proto")
+    (tmp_path / "profiles").mkdir()
+    profile_path = tmp_path / "profiles" / "shop.toml"
+    base = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
+
+    def run(url: str, env: dict[str, str]) -> dict[str, object]:
+        return _run([node, str(script), url, "tls"], env)
+
+    with grpc_server(gen, tls=test_ca) as server:
+        profile_path.write_text(PROFILE.format(service_port=free_port(), upstream=server.url))
+        trust = trust_env(load_profile(profile_path))
+        real = run(server.url, {**base, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(test_ca.ca)})
+        record = subprocess.run(
+            [
+                *(sys.executable, "-m", "devbox", "record", "shop", "--no-service"),
+                *("--ca-bundle", str(test_ca.ca), "--", node, str(script), "{routes}", "tls"),
+            ],
+            cwd=tmp_path,
+            env={**base, **trust},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert record.returncode == 0, record.stdout + record.stderr
+    assert json.loads(record.stdout.splitlines()[0]) == real
+    assert real["hello"] == {"message": "Hello, node!"}
+    assert real["error"] == {"code": 3, "details": "no feature at 0,0: über-nowhere"}
+    fleet = MockFleet(load_profile(profile_path))
+    fleet.start()
+    try:
+        url = fleet.urls()["ROUTES_ADDR"]
+        assert url.startswith("https://")
+        assert run(url, {**base, **trust}) == real
+    finally:
+        fleet.stop()
