@@ -9,21 +9,35 @@ messages are compared as raw bytes (no deserializer), so byte-identical."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import grpc
 from conftest import free_port
-from grpc_support import PROTO_DIR, compile_protos, grpc_server, make_test_ca
+from grpc_support import (
+    PROTO_DIR,
+    Loop,
+    compile_protos,
+    grpc_server,
+    load_modules,
+    make_test_ca,
+)
 
 from devbox.core.profile import load_profile
 from devbox.engine.wiring import trust_env
 from devbox.mock import MockFleet
-from devbox.wire.ca import ensure_ca
+from devbox.record.proxy_core import make_ssl_context
+from devbox.wire import tcp
+from devbox.wire.ca import cert_store, ensure_ca
+from devbox.wire.grpc.kind import GRPC
 
 NODE_MODULES = Path(__file__).resolve().parent.parent / ".devbox-node" / "node_modules"
 
@@ -155,10 +169,59 @@ def test_record_over_tls_then_mock_over_tls(tmp_path: Path) -> None:
             timeout=120,
         )
         assert refused.returncode != 0 and "UNAVAILABLE" in refused.stderr
+        # h2c on the same port still works (the first byte tells them apart)
+        pb, pbg = load_modules(gen)
+        with grpc.insecure_channel(url.split("://")[1]) as ch:
+            reply = pbg.GreeterStub(ch).SayHello(pb.HelloRequest(name="Ada"))
+            assert reply.SerializeToString().hex() == real["unary"]
     finally:
         fleet.stop()
     stats = fleet.stats()[0]
-    assert (stats.hits, stats.misses) == (12, 0)  # six calls, twice
+    assert (stats.hits, stats.misses) == (13, 0)  # six calls, twice, and one in h2c
+
+
+def test_relay_port_takes_tls_and_h2c(tmp_path: Path) -> None:
+    """The recording relay of an https upstream (in-process, as ``WireRecorder`` builds
+    it) takes TLS from a client and h2c on the same port; both are recorded."""
+    gen = compile_protos(tmp_path / "gen")
+    test_ca = make_test_ca(tmp_path / "pki")
+    _ca, devbox_ca, _new = ensure_ca()
+    pb, pbg = load_modules(gen)
+    stored: list[dict[str, Any]] = []
+    upstream_tls = make_ssl_context(str(test_ca.ca), alpn=("h2",))
+
+    async def start(port: int) -> asyncio.Server:
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await tcp.relay_connection(
+                GRPC.recorder_connection(),
+                reader,
+                writer,
+                ("127.0.0.1", port),
+                stored.extend,
+                upstream_tls=upstream_tls,
+            )
+
+        tls = cert_store().sni_context(alpn=("h2",))
+        return await tcp.start_stream_server(client, "127.0.0.1", 0, tls=tls)
+
+    loop = Loop()
+    try:
+        with grpc_server(gen, tls=test_ca) as server:
+            relay = loop.run(start(server.port))
+            target = f"127.0.0.1:{relay.sockets[0].getsockname()[1]}"
+            creds = grpc.ssl_channel_credentials(devbox_ca.cert.read_bytes())
+            names = []
+            for ch in (grpc.secure_channel(target, creds), grpc.insecure_channel(target)):
+                with ch:
+                    names.append(pbg.GreeterStub(ch).SayHello(pb.HelloRequest(name="Ada")).message)
+            loop.loop.call_soon_threadsafe(relay.close)
+        assert names == ["Hello, Ada!", "Hello, Ada!"]
+        deadline = time.monotonic() + 10
+        while len(stored) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [o["response"] for o in stored] == [[{"1": "Hello, Ada!"}]] * 2
+    finally:
+        loop.close()
 
 
 def test_relay_says_when_the_upstream_certificate_is_not_trusted(tmp_path: Path) -> None:
