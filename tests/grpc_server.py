@@ -1,7 +1,8 @@
 """The real gRPC dependency of the gRPC tests and benchmark: a grpcio server of
 tests/data/grpc/routeguide.proto (route guide's four call shapes and hello world's
-greeter). Run as ``python grpc_server.py GENERATED_DIR PORT``; prints ``ready`` once it
-listens on 127.0.0.1:PORT, stops on SIGTERM."""
+greeter). Run as ``python grpc_server.py GENERATED_DIR PORT [CERT KEY]`` (with a
+certificate chain and its key: TLS only); prints ``ready`` once it listens on
+127.0.0.1:PORT, stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ def main() -> None:
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     add_services(server)
-    server.add_insecure_port(f"127.0.0.1:{sys.argv[2]}")
+    if len(sys.argv) > 4:
+        with open(sys.argv[3], "rb") as c, open(sys.argv[4], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port(f"127.0.0.1:{sys.argv[2]}", creds)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{sys.argv[2]}")
     server.start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

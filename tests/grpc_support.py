@@ -53,14 +53,85 @@ def load_modules(gen: Path) -> tuple[ModuleType, ModuleType]:
     return routeguide_pb2, routeguide_pb2_grpc
 
 
+@dataclass(frozen=True)
+class TestCa:
+    """A private CA of the tests' own (not devbox's) and a server leaf it signed for
+    127.0.0.1 and localhost, as PEM files."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_test_ca(out: Path) -> TestCa:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "grpc test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    pem = serialization.Encoding.PEM
+    files = TestCa(out / "test-ca.pem", out / "server.pem", out / "server-key.pem")
+    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    files.cert.write_bytes(leaf.public_bytes(pem) + ca_cert.public_bytes(pem))
+    files.key.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return files
+
+
 @dataclass
 class GrpcServer:
     port: int
     proc: subprocess.Popen[str]
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -73,14 +144,16 @@ class GrpcServer:
 
 
 @contextmanager
-def grpc_server(gen: Path) -> Iterator[GrpcServer]:
+def grpc_server(gen: Path, tls: TestCa | None = None) -> Iterator[GrpcServer]:
+    """The real server; with ``tls``, on TLS only with the test CA's leaf."""
     port = free_port()
+    extra = [str(tls.cert), str(tls.key)] if tls is not None else []
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "grpc_server.py"), str(gen), str(port)],
+        [sys.executable, str(HERE / "grpc_server.py"), str(gen), str(port), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
-    server = GrpcServer(port, proc)
+    server = GrpcServer(port, proc, tls is not None)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

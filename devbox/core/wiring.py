@@ -104,11 +104,9 @@ def http_service_url(upstream: str, host: str, port: int, *, tls: bool = True) -
 
 
 def needs_tls(profile: Profile) -> bool:
-    """Whether the service calls an ``http`` dependency over ``https`` (it must then trust
-    devbox's CA)."""
-    return any(
-        d.kind == "http" and (d.upstream or "").startswith("https://") for d in profile.dependencies
-    )
+    """Whether the service calls a dependency over ``https`` (an ``http`` or ``grpc`` one:
+    it must then trust devbox's CA)."""
+    return any((d.upstream or "").startswith("https://") for d in profile.dependencies)
 
 
 def registered_builder(kind: str) -> UrlBuilder | None:

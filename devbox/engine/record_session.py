@@ -162,7 +162,9 @@ class RecordSession:
             on_log=lambda m: self._log(m, "warning"),
         )
         self.listeners = self.recorder.start()
-        self.wire = WireRecorder(self.profile, options, self.recorder.stamp)
+        self.wire = WireRecorder(
+            self.profile, options, self.recorder.stamp, on_log=lambda m: self._log(m, "warning")
+        )
         try:
             self.listeners += self.wire.start()
         except BaseException:

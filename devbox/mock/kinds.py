@@ -138,8 +138,20 @@ class WireMock:
                 if done:
                     self._store(numbers.get(conn, 0), done)
 
+        tls = None
+        if registry.speaks_tls(self.kind, self.dependency.upstream):
+            # the service speaks TLS to it (a leaf of devbox's CA for the name it asks,
+            # ALPN h2 only); h2c on the same port still works
+            from devbox.wire.ca import cert_store
+
+            tls = cert_store().sni_context(alpn=("h2",))
         self._server = await tcp.start_fast_mock_server(
-            new_connection, host=host, port=port, upstream=upstream, on_output=on_output
+            new_connection,
+            host=host,
+            port=port,
+            upstream=upstream,
+            on_output=on_output,
+            tls=tls,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 

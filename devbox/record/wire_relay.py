@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ class _Source:
     kind: Kind
     upstream: tuple[str, int]
     path: Path
+    # https upstreams: the context verifying the real server, the one the service meets
+    upstream_tls: ssl.SSLContext | None = None
+    client_tls: ssl.SSLContext | None = None
+    tls_reported: bool = False
     writer: files.ObjectWriter | None = None
     stored: int = 0
     connections: int = 0
@@ -48,8 +54,15 @@ class _Source:
 class WireRecorder:
     """``start()`` binds every relay (listeners), ``stop(commit=...)`` ends them."""
 
-    def __init__(self, profile: Profile, options: RecordOptions, stamp: str) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        options: RecordOptions,
+        stamp: str,
+        on_log: Callable[[str], None] | None = None,
+    ) -> None:
         self.profile = profile
+        self.on_log = on_log or (lambda m: None)
         self.options = options
         self.stamp = stamp
         self.redact_value = files.value_redactor(profile.redact)
@@ -62,7 +75,9 @@ class WireRecorder:
             parts = urlsplit(d.upstream)
             upstream = (parts.hostname or "127.0.0.1", parts.port or kind.default_port)
             path = profile.recordings_dir(d.name) / f"recording-{stamp}{suffix}"
-            self.sources[d.name] = _Source(d, kind, upstream, path)
+            self.sources[d.name] = src = _Source(d, kind, upstream, path)
+            if registry.speaks_tls(kind, d.upstream):
+                self._tls(src)
         self.listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,6 +85,17 @@ class WireRecorder:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._numbers = itertools.count(1)
+
+    def _tls(self, src: _Source) -> None:
+        """TLS both ways: the real server verified as the HTTP recorder verifies it (the
+        system's CAs, ``--ca-bundle`` added), ALPN h2; the service gets a leaf of devbox's
+        CA (h2c on the same port still works)."""
+        from devbox.record.proxy_core import make_ssl_context
+        from devbox.wire.ca import cert_store
+
+        bundle = self.options.ca_bundle
+        src.upstream_tls = make_ssl_context(str(bundle) if bundle else None, alpn=("h2",))
+        src.client_tls = cert_store().sni_context(alpn=("h2",))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -97,7 +123,9 @@ class WireRecorder:
             d = src.dependency
             port = self.options.ports.get(name, d.port if d.port is not None else 0)
             try:
-                server = await asyncio.start_server(self._client(src), host, port)
+                server = await tcp.start_stream_server(
+                    self._client(src), host, port, tls=src.client_tls
+                )
             except OSError as exc:
                 for s in self._servers:
                     s.close()
@@ -126,14 +154,31 @@ class WireRecorder:
                     writer,
                     src.upstream,
                     lambda stored: self._write(src, number, stored),
+                    upstream_tls=src.upstream_tls,
                 )
-            except OSError:
+            except OSError as exc:
                 writer.close()  # the real server refused: the client sees the connection end
+                self._refused(src, exc)
             finally:
                 if task is not None:
                     self._tasks.discard(task)
 
         return client
+
+    def _refused(self, src: _Source, exc: OSError) -> None:
+        """Say once per dependency why the real server could not be reached in TLS (a
+        refused TCP connection shows as the client's own error)."""
+        if not isinstance(exc, ssl.SSLError) or src.tls_reported:
+            return
+        src.tls_reported = True
+        d = src.dependency
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why = f"certificate verify failed: {exc.verify_message}"
+            hint = "a private CA: pass --ca-bundle FILE (PEM) to devbox record"
+        else:
+            why = str(exc.reason or exc)
+            hint = "check that the upstream speaks TLS (or use http:// for h2c)"
+        self.on_log(f"{d.name}: TLS to the upstream {d.upstream} failed ({why}): {hint}")
 
     def _write(self, src: _Source, number: int, stored: list[dict[str, Any]]) -> None:
         with self._lock:

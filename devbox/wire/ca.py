@@ -160,8 +160,15 @@ def _ensure_bundle(f: CaFiles, ca: certs.Authority, *, force: bool = False) -> N
 
 # ---------------------------------------------------------------- the service's trust
 
-# what replaces the system's CA list (the bundle) and what adds to it (the CA alone)
-BUNDLE_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# what replaces the system's CA list (the bundle) and what adds to it (the CA alone);
+# GRPC_DEFAULT_SSL_ROOTS_FILE_PATH: grpcio's and @grpc/grpc-js's roots when a channel's
+# credentials name none
+BUNDLE_VARS = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+)
 CA_VARS = ("NODE_EXTRA_CA_CERTS",)
 CONTAINER_DIR = "/etc/devbox/ca"
 
@@ -300,6 +307,7 @@ Per process (devbox up and devbox record set these for the service themselves):
   Python (ssl, httpx): export SSL_CERT_FILE={bundle}
   Python requests:     export REQUESTS_CA_BUNDLE={bundle}
   Node.js:             export NODE_EXTRA_CA_CERTS={cert}
+  gRPC (grpcio, grpc-js): export GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={bundle}
   curl:                export CURL_CA_BUNDLE={bundle}   (or curl --cacert {cert})
   Go (crypto/x509):    export SSL_CERT_FILE={bundle}
   Java:                keytool -importcert -noprompt -alias devbox -file {cert} \\

@@ -53,6 +53,13 @@ def for_dependency(dependency: Any, root: Path) -> Kind:
     return kind
 
 
+def speaks_tls(kind: Kind, upstream: str | None) -> bool:
+    """Whether ``upstream`` is one the kind speaks TLS to (gRPC's ``https://``): its mock
+    and its recording relay then take TLS from the service too."""
+    scheme = (upstream or "").partition("://")[0].lower()
+    return bool(scheme) and scheme in getattr(kind, "tls_schemes", ())
+
+
 def upstream_problem(name: str, upstream: str) -> tuple[str, str] | None:
     """(message, hint) when ``upstream`` is not a URL of kind ``name``, else None."""
     kind = get(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -23,8 +24,10 @@ from devbox.wire.contract import (
     RecorderConnection,
     Reply,
 )
+from devbox.wire.tls import TlsBridge
 
 READ_SIZE = 65536
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
 async def _upstream_reader(
@@ -126,10 +129,20 @@ async def relay_connection(
     client_writer: asyncio.StreamWriter,
     upstream: tuple[str, int],
     sink: Callable[[list[dict[str, Any]]], None],
+    *,
+    upstream_tls: ssl.SSLContext | None = None,
 ) -> None:
     """Relay one connection to the real dependency, letting ``rec`` watch both ways;
-    every stored object goes to ``sink`` as soon as it is complete."""
-    up_reader, up_writer = await asyncio.open_connection(*upstream)
+    every stored object goes to ``sink`` as soon as it is complete. With
+    ``upstream_tls`` the real dependency is spoken to in TLS (verified by that context,
+    the upstream's host name as SNI); ``rec`` sees what is inside."""
+    host, port = upstream
+    if upstream_tls is None:
+        up_reader, up_writer = await asyncio.open_connection(host, port)
+    else:
+        up_reader, up_writer = await asyncio.open_connection(
+            host, port, ssl=upstream_tls, server_hostname=host
+        )
 
     async def pump(src: asyncio.StreamReader, from_client: bool) -> None:
         while data := await src.read(READ_SIZE):
@@ -304,13 +317,81 @@ async def start_fast_mock_server(
     port: int = 0,
     upstream: tuple[str, int] | None = None,
     on_output: Callable[[MockConnection, Output], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
     """Like ``start_mock_server`` (same outputs, same order) on the Protocol loop above;
     ``new_connection`` is called per client (so it sees the current index), and
     ``on_output`` is told which connection an output came from. It sees every output
     except the immediate ``Reply`` of a connection that never passed anything through:
-    those are the bulk of the traffic, and nothing but bytes."""
+    those are the bulk of the traffic, and nothing but bytes.
+
+    With ``tls``, a connection whose first byte starts a TLS handshake is served inside
+    TLS with that context; any other is served as it is (one port for both)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: _MockProtocol(new_connection(), upstream, on_output), host, port
-    )
+
+    def protocol() -> asyncio.Protocol:
+        return _MockProtocol(new_connection(), upstream, on_output)
+
+    if tls is None:
+        return await loop.create_server(protocol, host, port)
+    return await loop.create_server(lambda: SniffTls(tls, protocol), host, port)
+
+
+# ---------------------------------------------------------------- TLS or not, by the first byte
+
+
+class SniffTls(asyncio.Protocol):
+    """A listener's protocol that lets the first byte decide: ``0x16`` (a TLS handshake
+    record) is terminated with ``context`` (``devbox.wire.tls.TlsBridge``) and the
+    protocol ``make`` returns speaks inside; anything else is handed to that protocol
+    on the raw transport, with the bytes read so far."""
+
+    def __init__(self, context: ssl.SSLContext, make: Callable[[], asyncio.Protocol]) -> None:
+        self.context = context
+        self.make = make
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        t = self.transport
+        assert t is not None
+        if data[:1] == b"\x16":
+            make = self.make
+            bridge = TlsBridge(self.context, lambda _alpn, _sni, _t: make())
+            bridge.start(t, data, timeout_s=TLS_HANDSHAKE_TIMEOUT_S)
+            return
+        inner = self.make()
+        t.set_protocol(inner)
+        inner.connection_made(t)
+        inner.data_received(data)
+
+    def eof_received(self) -> bool:
+        return False  # hung up before sending anything
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
+
+
+async def start_stream_server(
+    handler: StreamHandler,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> asyncio.Server:
+    """``asyncio.start_server``; with ``tls``, clients may also speak TLS on the same port
+    (``SniffTls``), and ``handler`` gets the streams inside it."""
+    if tls is None:
+        return await asyncio.start_server(handler, host, port)
+    loop = asyncio.get_running_loop()
+
+    def streams() -> asyncio.Protocol:
+        reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, handler, loop=loop)
+
+    return await loop.create_server(lambda: SniffTls(tls, streams), host, port)

@@ -18,8 +18,10 @@ from devbox.wire.grpc.recorder import GrpcRecorder
 @dataclass(frozen=True, slots=True)
 class GrpcKind:
     name: str = "grpc"
-    # h2c (prior knowledge); ``grpc://`` is accepted as its synonym
-    schemes: tuple[str, ...] = ("http", "grpc")
+    # h2c (prior knowledge; ``grpc://`` is accepted as its synonym) and TLS (ALPN h2)
+    schemes: tuple[str, ...] = ("http", "grpc", "https")
+    # an upstream of these schemes is spoken to in TLS, and so are the mock and the relay
+    tls_schemes: tuple[str, ...] = ("https",)
     default_port: int = 50051
     # the service's descriptors (the dependency's ``protos``): messages with field names
     schema: schemas.Schema | None = None
@@ -51,11 +53,12 @@ class GrpcKind:
         return store.redact_object(stored, redact_value)
 
     def service_url(self, upstream: str, host: str, port: int) -> str:
-        """``http://HOST:PORT`` (the mock and the relay speak h2c): clients that take
-        ``host:port`` strip the scheme."""
+        """``http://HOST:PORT`` (the mock and the relay speak h2c), ``https://HOST:PORT``
+        for an ``https`` upstream (they speak TLS, with a leaf of devbox's CA): clients
+        that take ``host:port`` strip the scheme."""
         parts = urlsplit(upstream or f"http://{host}:{port}")
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        scheme = parts.scheme if parts.scheme == "grpc" else "http"
+        scheme = parts.scheme if parts.scheme in ("grpc", "https") else "http"
         return urlunsplit((scheme, hostport, parts.path, parts.query, parts.fragment))
 
 

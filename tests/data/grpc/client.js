@@ -6,8 +6,11 @@ const loader = require("@grpc/proto-loader");
 
 const def = loader.loadSync(path.join(__dirname, "routeguide.proto"), { keepCase: true });
 const proto = grpc.loadPackageDefinition(def).routeguide;
-const target = process.argv[2];
-const creds = grpc.credentials.createInsecure();
+// host:port, or a URL ({routes}, the mock's): the scheme is stripped; "tls" as the second
+// argument: TLS with the default roots (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, NODE_EXTRA_CA_CERTS)
+const target = process.argv[2].split("://").pop();
+const creds =
+  process.argv[3] === "tls" ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
 const guide = new proto.RouteGuide(target, creds);
 const greeter = new proto.Greeter(target, creds);
 
