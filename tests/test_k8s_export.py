@@ -30,6 +30,7 @@ from devbox.k8s.manifests import CONFIGMAP_MAX_BYTES, MOCK_PORT, manifests, mock
 from devbox.mock import MockFleet
 from devbox.runtime.base import merged_env
 from devbox.runtime.docker_runtime import bridge_env
+from devbox.wire.ca import BUNDLE_VARS, CA_VARS
 
 GOLDEN = ROOT / "tests/data/k8s/demo"
 # the newest schemas kubernetes-validate ships, and an older minor still widely run
@@ -283,8 +284,11 @@ def test_every_kind_is_wired_as_devbox_up_wires_it(tmp_path: Path) -> None:
     assert sorted(exported) == [  # `up`'s CA trust variables are not there: no CA in a pod
         "BILLING_URL", "BIND", "CACHE_URL", "DATABASE_URL", "GREETER_URL", "HOST", "PORT",
     ]  # fmt: skip
-    assert set(up_env) - set(exported) == {"NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
-                                           "SSL_CERT_FILE", "CURL_CA_BUNDLE"}  # fmt: skip
+    # exactly the trust variables (devbox.wire.ca) are what `up` adds and a pod lacks
+    assert set(up_env) - set(exported) == set(BUNDLE_VARS) | set(CA_VARS)
+    assert {"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"} <= set(
+        up_env
+    )
 
 
 def test_the_reviews_database_url_points_at_the_db_mock() -> None:
