@@ -77,8 +77,10 @@ _EMAIL = (
 # 13-19 digits, optionally grouped by single spaces or dashes, not glued to other digits/words
 _CARD = r"(?P<card>(?<![\w.,])\d(?:[ -]?\d){12,18}(?!\w|[.,]\d))"
 _KV = (
-    r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})=)"
-    r"(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|(?!-----BEGIN)[^&#\s\"'<>;,])+)"
+    # spaces around "=" and a quote before the value, as config files write them
+    # (``db_password = 'letmein'``); the value stops at the closing quote
+    r"(?P<kv>(?<![A-Za-z0-9_.\-])(?P<kv_name>[A-Za-z][A-Za-z0-9_.\-]{0,63})[ \t]*=[ \t]*[\"']?)"
+    r"(?!=)(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|(?!-----BEGIN)[^&#\s\"'<>;,])+)"
 )
 _JSON_KV = (
     r"(?P<jk>\\?\"(?P<jk_name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?\"\s*:\s*\\?\")"
@@ -121,6 +123,16 @@ _LITERALS = (
     "auth",
     "pwd",
     "curl",
+    # the other words a secret's name can end in (redact_names._SECRET_LAST): without
+    # them ``pin: 1234`` never reached the rules
+    "sig",
+    "session",
+    "cred",
+    "cvc",
+    "cvv",
+    "cvn",
+    "pin",
+    "ssn",
 )
 _RUN14 = re.compile(r"[a-z0-9_\-+/.~%]{14}")
 _DIGITS13 = re.compile(r"[0-9][0-9 \-]{12}")
