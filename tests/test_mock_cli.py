@@ -104,6 +104,28 @@ port = {inv}
     assert "inventory: 1 hits, 1 misses" in err
 
 
+def test_a_profile_with_only_wire_mocks_announces_no_http_admin_api(tmp_path: Path) -> None:
+    """A Redis-only fleet has no ``/__devbox/`` admin API and no https:// on its port: the
+    banner must not promise them (it once printed the HTTP banner for any fleet)."""
+    (tmp_path / "profiles").mkdir()
+    port = free_port()
+    (tmp_path / "profiles" / "shop.toml").write_text(
+        'name = "shop"\n[service]\nport = 8000\ncommand = ["true"]\n'
+        f'[[dependency]]\nname = "cache"\nkind = "redis"\nport = {port}\n'
+        'upstream = "redis://127.0.0.1:6379/0"\n'
+    )
+    proc = start(["mock", "shop"], cwd=tmp_path)
+    try:
+        wait_port(port)
+        time.sleep(0.3)
+    finally:
+        code, out, err = stop(proc)
+    assert code == 0, err
+    assert out.split("\n")[1].split()[:2] == ["cache", str(port)]
+    assert "serving 1 mock; Ctrl-C to stop" in err
+    assert "__devbox" not in err and "https://" not in err
+
+
 def test_standalone_har_and_sigterm(tmp_path: Path) -> None:
     har = tmp_path / "t.har"
     exs = [

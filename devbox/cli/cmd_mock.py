@@ -425,11 +425,12 @@ def _announce(fleet: MockFleet, as_json: bool) -> None:
                 markup=True,
                 highlight=False,
             )
+    serving = f"serving {len(rows)} mock{'s' if len(rows) != 1 else ''}"
+    if not fleet.servers:  # Redis, Postgres, gRPC only: no admin API, no https:// on HTTP
+        output.info(f"{serving}; Ctrl-C to stop")
+        return
+    output.info(f"{serving}; HTTP admin API at <url>/__devbox/; Ctrl-C to stop")
     output.info(
-        f"serving {len(rows)} mock{'s' if len(rows) != 1 else ''}; "
-        f"admin API at <url>/__devbox/; Ctrl-C to stop"
-    )
-    output.info(
-        "each port also answers https:// and HTTP/2 (h2, h2c); trust the CA with "
-        '`curl --cacert "$(devbox ca path)"` (docs/tls.md)'
+        "each HTTP mock's port also answers https:// and HTTP/2 (h2, h2c); trust the CA "
+        'with `curl --cacert "$(devbox ca path)"` (docs/tls.md)'
     )
