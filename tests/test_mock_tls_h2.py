@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -249,3 +250,24 @@ def test_h2c_preface_in_pieces(mock: int) -> None:
         head = s.recv(9)
         # the server's own SETTINGS frame: type 4 on stream 0
         assert len(head) == 9 and head[3] == 4 and head[5:9] == b"\x00\x00\x00\x00"
+
+
+def test_https_pipelined_requests_all_answered_in_order(mock: int, cafile: Path) -> None:
+    """Requests that arrive in one TLS read are answered in order (their answers leave in
+    one write at the end of the read: devbox.wire.tls.TlsBridge._read)."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    reqs = (
+        b"GET /items/1 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"POST /charges HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 13\r\n\r\n{"amount": 5}'
+        b"GET /items/1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", mock), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(reqs)
+            got = b""
+            while chunk := tls.recv(65536):
+                got += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", got)  # a body has no CRLF before the next
+    assert statuses == [b"200", b"201", b"200"]
+    assert got.index(b'{"sku": 1}') < got.index(b'{"id": "ch_1"}') < got.rindex(b'{"sku": 1}')
