@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, run_devbox
 from redis_helpers import redis_server
 
 from devbox.core.events import Event, MockMiss, MockStats
@@ -44,14 +44,7 @@ def _project(tmp_path: Path, upstream: str) -> Path:
     return path
 
 
-def _devbox(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_devbox = run_devbox
 
 
 CLIENT = """
