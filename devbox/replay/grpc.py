@@ -17,7 +17,6 @@ recording of it can reproduce.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from devbox.core.diff_types import Difference, DiffRules
 from devbox.core.model import Exchange, Headers, Request, Response
 from devbox.core.profile import Profile
 from devbox.errors import ConfigError
-from devbox.replay.http import HttpError, Target
+from devbox.replay.http import HttpError, Target, connect_failed, service_tls
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc import inbound, schema
 from devbox.wire.h2 import Closed, H2Endpoint, H2Response, StreamReset
@@ -146,14 +145,7 @@ class GrpcClient:
         self.timeout = timeout
         self.calls = calls
         self._conn: _Connection | None = None
-        self._ssl: ssl.SSLContext | None = None
-        if target.scheme == "https":
-            # a local service under test usually has a self-signed certificate
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            ctx.set_alpn_protocols(["h2"])
-            self._ssl = ctx
+        self._ssl = service_tls(target, ("h2",))
 
     async def _connect(self) -> _Connection:
         try:
@@ -161,13 +153,8 @@ class GrpcClient:
                 asyncio.open_connection(self.target.host, self.target.port, ssl=self._ssl),
                 self.timeout,
             )
-        except TimeoutError:
-            raise HttpError(f"connect to {self.target.authority} timed out", sent=False) from None
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise HttpError(
-                f"cannot connect to {self.target.authority}: {reason}", sent=False
-            ) from None
+        except OSError as exc:  # TimeoutError among them
+            raise connect_failed(self.target, exc) from None
         return _Connection(reader, writer)
 
     async def send(self, prepared: GrpcPrepared) -> tuple[Response, float]:
