@@ -6,6 +6,7 @@ with its changed database (``ROUTEGUIDE_DB=v2``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,8 +17,10 @@ import pytest
 from conftest import free_port
 from grpc_support import HERE, PROTO_DIR, compile_protos, grpc_server
 
-from devbox.core.profile import parse_profile
+from devbox.core.profile import load_profile, parse_profile
+from devbox.engine.steps import load_recordings
 from devbox.errors import ConfigError
+from devbox.replay import ReplayOptions, run_replay
 
 PROFILE = """\
 name = "guide"
@@ -141,12 +144,21 @@ def test_schemaless_inbound_recording_replays(tmp_path: Path) -> None:
     gen, port = _project(tmp_path, protos=False)
     stored = _record(tmp_path, gen)
     assert '"1": "Patriots Path, Mendham, NJ 07945, USA"' in stored  # field numbers
+    # the edit loop's loading (devbox.engine.steps) and the runner it drives, in process
+    profile = load_profile(tmp_path / "profiles" / "guide.toml")
+    inbound, _outbound, _lanes, calls = load_recordings(profile)
+    assert calls is not None and calls.schema is None and len(inbound) == 6
+    target = f"http://127.0.0.1:{port}"
     with grpc_server(gen, port=port, db="v2"):
         changed = _devbox(tmp_path, "replay", "guide", "--json")
+        report = asyncio.run(
+            run_replay(inbound, target, profile.replay, options=ReplayOptions(grpc=calls))
+        )
     assert changed.returncode == 1, changed.stdout + changed.stderr
     failing = [r for r in json.loads(changed.stdout)["results"] if r["verdict"] == "fail"]
     wheres = {d["where"] for r in failing for d in r["differences"]}
     assert wheres == {"status", "header:grpc-message", "$[0].1"}, failing
+    assert (report.passed, report.failed, report.errors) == (3, 3, 0)
 
 
 def test_replay_against_a_service_that_is_down_is_a_clean_error(tmp_path: Path) -> None:
