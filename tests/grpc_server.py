@@ -2,10 +2,13 @@
 tests/data/grpc/routeguide.proto (route guide's four call shapes and hello world's
 greeter). Run as ``python grpc_server.py GENERATED_DIR PORT [CERT KEY]`` (with a
 certificate chain and its key: TLS only); prints ``ready`` once it listens on
-127.0.0.1:PORT, stops on SIGTERM."""
+127.0.0.1:PORT, stops on SIGTERM. ``ROUTEGUIDE_DB=v2`` in its environment serves a
+changed database (the first feature renamed, NOT_FOUND at 0,0): the service after an
+edit, for the replay tests."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -19,6 +22,9 @@ FEATURES = [
     ("U.S. 6, Shohola, PA 18458, USA", 413628156, -749015468),
     ("5 Conners Road, Kingston, NY 12401, USA", 419999544, -740371136),
 ]
+DB = os.environ.get("ROUTEGUIDE_DB", "v1")
+if DB == "v2":
+    FEATURES[0] = ("Patriots Path, Mendham, NJ 07945", *FEATURES[0][1:])
 
 
 def main() -> None:
@@ -48,8 +54,15 @@ def add_services(server: Any) -> None:
     pbg.add_GreeterServicer_to_server(greeter(), server)
 
 
-def route_guide() -> Any:
+def _nowhere(context: Any) -> None:
     import grpc
+
+    if DB == "v2":
+        context.abort(grpc.StatusCode.NOT_FOUND, "nothing at 0,0")
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no feature at 0,0: über-nowhere")
+
+
+def route_guide() -> Any:
     import routeguide_pb2 as pb
     import routeguide_pb2_grpc as pbg
 
@@ -62,8 +75,8 @@ def route_guide() -> Any:
     class RouteGuide(pbg.RouteGuideServicer):  # type: ignore[misc]
         def GetFeature(self, request: Any, context: Any) -> Any:
             if request.latitude == 0 and request.longitude == 0:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no feature at 0,0: über-nowhere")
-            context.set_trailing_metadata((("x-feature-db", "v1"),))
+                _nowhere(context)
+            context.set_trailing_metadata((("x-feature-db", DB),))
             return feature_at(request)
 
         def ListFeatures(self, request: Any, context: Any) -> Any:

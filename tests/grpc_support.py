@@ -5,6 +5,7 @@ PID), and an in-process recording relay and mock on one background loop."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -144,14 +145,18 @@ class GrpcServer:
 
 
 @contextmanager
-def grpc_server(gen: Path, tls: TestCa | None = None) -> Iterator[GrpcServer]:
-    """The real server; with ``tls``, on TLS only with the test CA's leaf."""
-    port = free_port()
+def grpc_server(
+    gen: Path, tls: TestCa | None = None, *, port: int | None = None, db: str = "v1"
+) -> Iterator[GrpcServer]:
+    """The real server; with ``tls``, on TLS only with the test CA's leaf; ``db="v2"``:
+    its changed database (``grpc_server.py``)."""
+    port = port or free_port()
     extra = [str(tls.cert), str(tls.key)] if tls is not None else []
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "grpc_server.py"), str(gen), str(port), *extra],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "ROUTEGUIDE_DB": db},
     )
     server = GrpcServer(port, proc, tls is not None)
     try:

@@ -215,7 +215,13 @@ def run_replay_command(args: argparse.Namespace) -> int:
 
     DiffRules(ignore=tuple(args.ignore))  # validates the rules before anything is sent
     source = args.recordings or profile.inbound_dir
-    exchanges = load_path(source) if args.recordings else load_dir(source)
+    grpc = None
+    if profile.service.protocol == "grpc":
+        from devbox.replay.grpc import inbound_calls
+
+        exchanges, grpc = inbound_calls(profile, args.recordings)
+    else:
+        exchanges = load_path(source) if args.recordings else load_dir(source)
     if not exchanges:
         raise NotFoundError(
             f"no recorded inbound traffic in {source}",
@@ -234,6 +240,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
         extra_ignore=tuple(args.ignore),
         outbound_rules={d.name: d.match for d in profile.dependencies},
         link_header=profile.record.correlation_header,
+        grpc=grpc,
     )
     options.pacing.validate()
     if args.learn_noise:

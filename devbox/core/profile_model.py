@@ -16,6 +16,8 @@ PLANNED_KINDS = ("postgres", "redis", "grpc")
 ON_MISS = ("fail", "passthrough", "record")
 RUNTIMES = ("auto", "docker", "process")
 NETWORKS = ("host", "bridge")
+# what the service itself serves: recorded by the HTTP proxy, or by the gRPC relay
+PROTOCOLS = ("http", "grpc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,10 @@ class Service:
     workdir: str = "/app"
     # what stops it (compose's stop_signal, Dockerfile STOPSIGNAL); SIGTERM when None
     stop_signal: str | None = None
+    # "grpc": inbound calls are recorded by the gRPC relay and replayed over h2c
+    protocol: str = "http"
+    # with protocol "grpc": the service's descriptors, messages stored with field names
+    protos: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from devbox.core.profile_model import (
     NETWORKS,
     ON_MISS,
     PLANNED_KINDS,
+    PROTOCOLS,
     RUNTIMES,
     Build,
     Dependency,
@@ -51,6 +52,8 @@ def service_section(ctx: Ctx, raw: Any) -> Service:
             "network",
             "workdir",
             "stop_signal",
+            "protocol",
+            "protos",
         ),
     )
     name = ctx.str_(t, "name", w, "service")
@@ -114,6 +117,12 @@ def service_section(ctx: Ctx, raw: Any) -> Service:
         quiet_ms=ctx.int_(watch_t, "quiet_ms", "service.watch", 50, 0, 60000),
         cap_ms=ctx.int_(watch_t, "cap_ms", "service.watch", 1000, 1, 600000),
     )
+    protocol = ctx.choice(t, "protocol", w, PROTOCOLS, "http")
+    protos: str | None = ctx.str_(t, "protos", w)
+    if protos is not None and protocol != "grpc":
+        raise ctx.error(
+            "service.protos", 'protos is for a service that serves gRPC (protocol = "grpc")'
+        )
     return Service(
         name=name,
         port=port,
@@ -128,6 +137,8 @@ def service_section(ctx: Ctx, raw: Any) -> Service:
         network=ctx.choice(t, "network", w, NETWORKS, "host"),
         workdir=ctx.str_(t, "workdir", w, "/app"),
         stop_signal=_stop_signal(ctx, t, w),
+        protocol=protocol,
+        protos=protos,
     )
 
 

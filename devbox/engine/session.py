@@ -56,7 +56,7 @@ from devbox.engine.views import EngineViews
 from devbox.engine.wiring import service_env
 from devbox.errors import DevboxError, EngineError
 from devbox.mock import MockFleet
-from devbox.replay import ReplayOptions, ReplayReport, RequestResult
+from devbox.replay import GrpcCalls, ReplayOptions, ReplayReport, RequestResult
 from devbox.runtime import Runtime, reap_orphans, select_runtime
 
 Subscriber = Callable[[Event], None]
@@ -105,6 +105,7 @@ class Engine(EngineViews):
         self._inbound: list[Exchange] = []
         self._outbound: list[Exchange] = []
         self._lanes: dict[str, str] = {}  # inbound id -> replay lane (see sequence_lanes)
+        self._grpc: GrpcCalls | None = None  # set when the service serves gRPC
         self.watch_info: str = ""
         self._watcher: Any = None  # devbox.watch.Watcher, imported lazily
         # when iteration 0 (action "start") had the service started and ready
@@ -493,7 +494,7 @@ class Engine(EngineViews):
             self._fleet.reload()
 
     def _load_recordings(self) -> None:
-        self._inbound, self._outbound, self._lanes = load_recordings(self._profile)
+        self._inbound, self._outbound, self._lanes, self._grpc = load_recordings(self._profile)
 
     async def _reload_profile(self) -> bool:
         """Re-read the profile; recreate only what changed. An invalid edit keeps the old one.
@@ -553,6 +554,7 @@ class Engine(EngineViews):
             inbound=self._inbound,
             outbound=self._outbound,
             lanes=self._lanes,
+            grpc=self._grpc,
             base_options=self.options.replay_options,
             ports=self._fleet.ports() if self.options.check_outbound else None,
             last_report=self.last_report,

@@ -16,7 +16,14 @@ from devbox.core.events import Event, IterationFinished, ReplayResult
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.profile import MatchRules, Profile
 from devbox.engine.jobs import sequence_lanes
-from devbox.replay import ReplayOptions, ReplayReport, RequestResult, run_replay
+from devbox.replay import (
+    GrpcCalls,
+    ReplayOptions,
+    ReplayReport,
+    RequestResult,
+    inbound_calls,
+    run_replay,
+)
 from devbox.replay.report import Trend, trend_of
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.runtime.sessions import Child
@@ -25,9 +32,14 @@ from devbox.store import load_dir
 
 def load_recordings(
     p: Profile,
-) -> tuple[list[Exchange], list[Exchange], dict[str, str]]:
-    """(inbound exchanges, outbound calls linked to one, replay lane per inbound id)."""
-    inbound = load_dir(p.inbound_dir)
+) -> tuple[list[Exchange], list[Exchange], dict[str, str], GrpcCalls | None]:
+    """(inbound exchanges, outbound calls linked to one, replay lane per inbound id, how
+    to replay them when the service serves gRPC)."""
+    grpc = None
+    if p.service.protocol == "grpc":
+        inbound, grpc = inbound_calls(p)
+    else:
+        inbound = load_dir(p.inbound_dir)
     outbound: list[Exchange] = []
     calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
     for d in p.dependencies:
@@ -36,7 +48,7 @@ def load_recordings(
         linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
         outbound.extend(linked)
         calls[d.name] = (d.match, linked)
-    return inbound, outbound, sequence_lanes(calls)
+    return inbound, outbound, sequence_lanes(calls), grpc
 
 
 def outbound_checks(
@@ -71,6 +83,7 @@ async def replay_inbound(
     inbound: list[Exchange],
     outbound: list[Exchange],
     lanes: dict[str, str],
+    grpc: GrpcCalls | None = None,
     base_options: ReplayOptions,
     ports: dict[str, int] | None,
     last_report: ReplayReport | None,
@@ -98,6 +111,7 @@ async def replay_inbound(
         outbound_rules=rules,
         link_header=p.record.correlation_header,
         normalize_outbound=normalize if journals else None,
+        grpc=grpc,
     )
     return await run_replay(
         inbound,

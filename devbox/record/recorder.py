@@ -257,6 +257,9 @@ class Recorder:
             self._routes.append(
                 (Route(FORWARD, Direction.OUTBOUND, None), opts.forward_proxy_port, None)
             )
+        self.skipped = tuple(skipped)
+        if self.profile.service.protocol == "grpc":
+            return  # the service's calls go through a gRPC relay (devbox.record.wire_relay)
         service_port = opts.service_port or self.profile.service.port
         inbound = Route(
             INBOUND,
@@ -265,7 +268,6 @@ class Recorder:
             rewrite_host=False,
         )
         self._routes.append((inbound, opts.inbound_port or 0, None))
-        self.skipped = tuple(skipped)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -1,4 +1,6 @@
-"""Recording relays for the non-HTTP dependencies (``kind = "redis"``, ...).
+"""Recording relays for the non-HTTP dependencies (``kind = "redis"``, ...), and for a
+service that itself serves gRPC (``[service] protocol = "grpc"``: the ``inbound`` source,
+a gRPC relay in front of the service instead of the HTTP inbound proxy).
 
 One listener per such dependency with an ``upstream``; every client connection is
 relayed to the real server by ``devbox.wire.tcp.relay_connection`` while the kind's
@@ -25,9 +27,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devbox.core.model import Direction
-from devbox.core.profile import Dependency, Profile
+from devbox.core.profile import Profile
 from devbox.errors import EngineError
-from devbox.record.recorder import Listener, RecordOptions, SourceSummary, halt_loop
+from devbox.record.recorder import INBOUND, Listener, RecordOptions, SourceSummary, halt_loop
 from devbox.record.sink import commit_sets
 from devbox.store import PARTIAL_SUFFIX, SUFFIX
 from devbox.wire import files, registry, tcp
@@ -37,7 +39,11 @@ from devbox.wire.loops import new_event_loop
 
 @dataclass(slots=True)
 class _Source:
-    dependency: Dependency
+    name: str
+    direction: Direction
+    upstream_url: str
+    port: int | None  # the profile's fixed port; None: a free one
+    env: str | None
     kind: Kind
     upstream: tuple[str, int]
     path: Path
@@ -72,12 +78,16 @@ class WireRecorder:
             if d.kind == "http" or not d.upstream:
                 continue
             kind = registry.for_dependency(d, profile.root)
-            parts = urlsplit(d.upstream)
-            upstream = (parts.hostname or "127.0.0.1", parts.port or kind.default_port)
             path = profile.recordings_dir(d.name) / f"recording-{stamp}{suffix}"
-            self.sources[d.name] = src = _Source(d, kind, upstream, path)
-            if registry.speaks_tls(kind, d.upstream):
-                self._tls(src)
+            self._add(d.name, Direction.OUTBOUND, d.upstream, d.port, d.env, kind, path)
+        if profile.service.protocol == "grpc":
+            # the service's own calls: the same relay and recorder, the other direction
+            service = profile.service
+            kind = registry.for_dependency(service, profile.root, "grpc")
+            host, port = options.service_host, options.service_port or service.port
+            path = profile.inbound_dir / f"recording-{stamp}{suffix}"
+            upstream = f"http://{host}:{port}"
+            self._add(INBOUND, Direction.INBOUND, upstream, options.inbound_port, None, kind, path)
         self.listeners: tuple[Listener, ...] = ()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -85,6 +95,22 @@ class WireRecorder:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._numbers = itertools.count(1)
+
+    def _add(
+        self,
+        name: str,
+        direction: Direction,
+        url: str,
+        port: int | None,
+        env: str | None,
+        kind: Kind,
+        path: Path,
+    ) -> None:
+        parts = urlsplit(url)
+        upstream = (parts.hostname or "127.0.0.1", parts.port or kind.default_port)
+        self.sources[name] = src = _Source(name, direction, url, port, env, kind, upstream, path)
+        if registry.speaks_tls(kind, url):
+            self._tls(src)
 
     def _tls(self, src: _Source) -> None:
         """TLS both ways: the real server verified as the HTTP recorder verifies it (the
@@ -120,8 +146,7 @@ class WireRecorder:
         host = self.options.host
         out = []
         for name, src in self.sources.items():
-            d = src.dependency
-            port = self.options.ports.get(name, d.port if d.port is not None else 0)
+            port = self.options.ports.get(name, src.port if src.port is not None else 0)
             try:
                 server = await tcp.start_stream_server(
                     self._client(src), host, port, tls=src.client_tls
@@ -136,8 +161,8 @@ class WireRecorder:
                 ) from None
             self._servers.append(server)
             bound = int(server.sockets[0].getsockname()[1])
-            url = src.kind.service_url(d.upstream or "", host, bound)
-            out.append(Listener(name, Direction.OUTBOUND, bound, url, d.upstream or "", d.env))
+            url = src.kind.service_url(src.upstream_url, host, bound)
+            out.append(Listener(name, src.direction, bound, url, src.upstream_url, src.env))
         return tuple(out)
 
     def _client(self, src: _Source) -> Any:
@@ -171,20 +196,19 @@ class WireRecorder:
         if not isinstance(exc, ssl.SSLError) or src.tls_reported:
             return
         src.tls_reported = True
-        d = src.dependency
         if isinstance(exc, ssl.SSLCertVerificationError):
             why = f"certificate verify failed: {exc.verify_message}"
             hint = "a private CA: pass --ca-bundle FILE (PEM) to devbox record"
         else:
             why = str(exc.reason or exc)
             hint = "check that the upstream speaks TLS (or use http:// for h2c)"
-        self.on_log(f"{d.name}: TLS to the upstream {d.upstream} failed ({why}): {hint}")
+        self.on_log(f"{src.name}: TLS to the upstream {src.upstream_url} failed ({why}): {hint}")
 
     def _write(self, src: _Source, number: int, stored: list[dict[str, Any]]) -> None:
         with self._lock:
             if src.writer is None:
                 src.writer = files.ObjectWriter(
-                    src.path, src.kind.name, src.dependency.name, fsync=self.options.fsync
+                    src.path, src.kind.name, src.name, fsync=self.options.fsync
                 )
             for obj in stored:
                 clean = src.kind.redact({"connection": number, **obj}, self.redact_value)
@@ -211,7 +235,7 @@ class WireRecorder:
         summaries = [
             SourceSummary(
                 name,
-                Direction.OUTBOUND.value,
+                src.direction.value,
                 src.stored,
                 src.incomplete,
                 0,

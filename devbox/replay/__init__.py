@@ -12,6 +12,7 @@ from __future__ import annotations
 from devbox.core.assertions import Assertion, evaluate, parse_fail_if
 from devbox.core.diff import Difference, DiffRules, diff_responses
 from devbox.replay.export import to_dict, to_json, to_junit
+from devbox.replay.grpc import GrpcCalls, inbound_calls
 from devbox.replay.render import render_terminal
 from devbox.replay.report import ReplayReport, RequestResult, Trend
 from devbox.replay.runner import ReplayOptions, run_replay
@@ -21,6 +22,7 @@ __all__ = [
     "Assertion",
     "DiffRules",
     "Difference",
+    "GrpcCalls",
     "LatencyStats",
     "ReplayOptions",
     "ReplayReport",
@@ -28,6 +30,7 @@ __all__ = [
     "Trend",
     "diff_responses",
     "evaluate",
+    "inbound_calls",
     "parse_fail_if",
     "render_terminal",
     "run_replay",

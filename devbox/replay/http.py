@@ -349,6 +349,27 @@ class Connection(asyncio.Protocol):
             self.end(waiter)
 
 
+def service_tls(target: Target, alpn: tuple[str, ...] = ()) -> ssl.SSLContext | None:
+    """The TLS of an ``https`` target (None for ``http``), certificate not verified: a
+    local service under test usually has a self-signed one."""
+    if target.scheme != "https":
+        return None
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def connect_failed(target: Target, exc: OSError) -> HttpError:
+    """The error of a connection to the service that could not be made (nothing sent)."""
+    if isinstance(exc, TimeoutError):
+        return HttpError(f"connect to {target.authority} timed out", sent=False)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return HttpError(f"cannot connect to {target.authority}: {reason}", sent=False)
+
+
 class Client:
     """A lane's client: one keep-alive connection, reopened when the service closes it."""
 
@@ -356,13 +377,7 @@ class Client:
         self.target = target
         self.timeout = timeout
         self._conn: Connection | None = None
-        self._ssl: ssl.SSLContext | None = None
-        if target.scheme == "https":
-            # a local service under test usually has a self-signed certificate
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self._ssl = ctx
+        self._ssl = service_tls(target)
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -373,13 +388,8 @@ class Client:
                 ),
                 self.timeout,
             )
-        except TimeoutError:
-            raise HttpError(f"connect to {self.target.authority} timed out", sent=False) from None
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise HttpError(
-                f"cannot connect to {self.target.authority}: {reason}", sent=False
-            ) from None
+        except OSError as exc:  # TimeoutError among them
+            raise connect_failed(self.target, exc) from None
         return proto
 
     async def send(self, prepared: Prepared) -> tuple[Response, float]:

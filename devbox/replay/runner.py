@@ -25,11 +25,13 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, Protocol
 
 from devbox.core.diff import DiffRules, ExpectedResponse, request_differences
-from devbox.core.model import Exchange, Request
+from devbox.core.model import Exchange, Request, Response
 from devbox.core.profile import MatchRules, ReplaySettings
 from devbox.errors import UsageError
+from devbox.replay.grpc import GrpcCalls, GrpcPrepared
 from devbox.replay.http import Client, HttpError, Prepared, parse_target, prepare
 from devbox.replay.outbound import JournalReader, OutboundComparer
 from devbox.replay.pacing import Job, Pacing, schedule
@@ -65,6 +67,8 @@ class ReplayOptions:
     # value, else the exchange's id) so the mocks answer the calls the service makes while
     # serving it with the calls recorded for it, under any concurrency
     link_header: str | None = None
+    # set: the exchanges are recorded gRPC calls (devbox.replay.grpc), sent as gRPC
+    grpc: GrpcCalls | None = None
 
     @property
     def pacing(self) -> Pacing:
@@ -104,6 +108,14 @@ def select(exchanges: Sequence[Exchange], routes: Sequence[str]) -> tuple[list[E
 _PARK_FULL = Job(-1, -1, -1, None, None)
 
 
+class _Sender(Protocol):
+    """A worker's client: ``devbox.replay.http.Client`` or ``devbox.replay.grpc.GrpcClient``."""
+
+    async def send(self, prepared: Any) -> tuple[Response, float]: ...
+
+    def close(self) -> None: ...
+
+
 class _Run:
     def __init__(
         self,
@@ -133,7 +145,8 @@ class _Run:
             keep = "failures" if pacing.is_load else "all"
         self.keep_all = keep == "all"
         self.jobs: Iterator[Job] = schedule(items, pacing, options.ordered_lanes)
-        self.prepared: list[Prepared | None] = [None] * len(items)
+        self.grpc = options.grpc
+        self.prepared: list[Prepared | GrpcPrepared | None] = [None] * len(items)
         self.expected: list[ExpectedResponse | None] = [None] * len(items)
         self.busy: dict[Hashable, deque[Job]] = {}
         self.parked = 0
@@ -202,7 +215,11 @@ class _Run:
     # ------------------------------------------------------------ sending
 
     async def worker(self) -> None:
-        client = Client(self.target, self.timeout)
+        client: _Sender
+        if self.grpc is not None:
+            client = self.grpc.client(self.target, self.timeout)
+        else:
+            client = Client(self.target, self.timeout)
         try:
             job = await self.next_job()
             while job is not None:
@@ -217,17 +234,22 @@ class _Run:
         finally:
             client.close()
 
-    async def run_job(self, job: Job, client: Client) -> None:
+    def _prepared(self, item: int, ex: Exchange) -> Prepared | GrpcPrepared:
+        """The request of ``ex`` ready to send, made once however often it is sent."""
+        prepared = self.prepared[item]
+        if prepared is None:
+            req = with_link(ex, self.options.link_header)
+            made = self.grpc.prepare(req) if self.grpc is not None else prepare(req, self.target)
+            prepared = self.prepared[item] = made
+        return prepared
+
+    async def run_job(self, job: Job, client: _Sender) -> None:
         if job.at is not None:
             delay = self.start + job.at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
         ex = self.items[job.item]
-        prepared = self.prepared[job.item]
-        if prepared is None:
-            prepared = self.prepared[job.item] = prepare(
-                with_link(ex, self.options.link_header), self.target
-            )
+        prepared = self._prepared(job.item, ex)
         expected = ex.response
         assert expected is not None
         req = ex.request
@@ -247,9 +269,13 @@ class _Run:
         compiled = self.expected[job.item]
         if compiled is None:
             compiled = self.expected[job.item] = ExpectedResponse(expected)
-        diffs = request_differences(
-            compiled, actual, self.rules, req.method, req.target, truncated=ex.response_truncated
-        )
+        if self.grpc is not None:
+            diffs = self.grpc.differences(compiled, actual, self.rules, req.method, req.target)
+        else:
+            diffs = request_differences(
+                compiled, actual, self.rules, req.method, req.target,
+                truncated=ex.response_truncated,
+            )  # fmt: skip
         if self.comparer is not None and self.journal is not None:
             try:
                 calls = await self.journal.read()

@@ -329,8 +329,11 @@ class H2Endpoint:
 
 
 def _outbound(headers: Headers) -> list[tuple[str, str]]:
+    # ``te: trailers`` is the one connection header HTTP/2 keeps (RFC 9113 8.2.2): gRPC
+    # servers require it of every call
     return [
         (k.lower(), v)
         for k, v in headers
-        if k.lower() not in CONNECTION_HEADERS and not k.startswith(":")
+        if (k.lower() not in CONNECTION_HEADERS or (k.lower() == "te" and v == "trailers"))
+        and not k.startswith(":")
     ]

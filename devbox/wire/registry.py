@@ -42,10 +42,11 @@ def get(name: str) -> Kind:
     return kind
 
 
-def for_dependency(dependency: Any, root: Path) -> Kind:
+def for_dependency(dependency: Any, root: Path, name: str | None = None) -> Kind:
     """The kind object for one dependency: a kind may specialise itself with what the
-    dependency names (gRPC: its descriptors, ``protos``) through ``for_dependency``."""
-    kind = get(dependency.kind)
+    dependency names (gRPC: its descriptors, ``protos``) through ``for_dependency``.
+    ``name``: the kind of what has none of its own (the service, by its protocol)."""
+    kind = get(name or dependency.kind)
     special = getattr(kind, "for_dependency", None)
     if callable(special):
         specialised: Kind = special(dependency, root)

@@ -148,6 +148,27 @@ def metadata(headers: list[tuple[str, str]]) -> dict[str, Any]:
     return out
 
 
+def trailer_metadata(trailers: list[tuple[str, str]]) -> dict[str, Any]:
+    """The trailers a call ends with, as stored: its metadata plus the binary status
+    details (``grpc-status`` and ``grpc-message`` are stored apart)."""
+    rest = metadata(trailers)
+    details = dict(trailers).get("grpc-status-details-bin")
+    if details is not None:
+        rest["grpc-status-details-bin"] = details
+    return rest
+
+
+def status_of(trailers: list[tuple[str, str]]) -> tuple[int, str]:
+    """(grpc-status, decoded grpc-message) of a call's trailers; UNKNOWN when the status
+    is missing or unreadable, as a gRPC client takes it."""
+    values = dict(trailers)
+    try:
+        code = int(values.get("grpc-status", "2"))
+    except ValueError:
+        code = 2
+    return code, decode_grpc_message(values.get("grpc-message", ""))
+
+
 def metadata_headers(meta: Any) -> list[tuple[str, str]]:
     if not isinstance(meta, dict):
         return []

@@ -155,20 +155,13 @@ class GrpcRecorder:
             obj["response_metadata"] = resp_meta
         obj["response"] = call.response
         obj["response_at_ms"] = call.response_at
-        trailers = dict(call.trailers or [])
         if call.trailers is not None:
-            try:
-                code = int(trailers.get("grpc-status", "2"))
-            except ValueError:
-                code = 2
+            code, text = codec.status_of(call.trailers)
             obj["status"] = code
             obj["status_name"] = codec.status_name(code)
-            text = codec.decode_grpc_message(trailers.get("grpc-message", ""))
             if text:
                 obj["grpc_message"] = text
-            rest = codec.metadata(call.trailers)
-            if "grpc-status-details-bin" in trailers:
-                rest["grpc-status-details-bin"] = trailers["grpc-status-details-bin"]
+            rest = codec.trailer_metadata(call.trailers)
             if rest:
                 obj["trailers"] = rest
         elif call.reset is not None:
