@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port
+from conftest import free_port, run_devbox
 from grpc_support import compile_protos, grpc_server, load_modules
 
 from devbox.core.events import Event, MockMiss
@@ -65,14 +65,7 @@ def _project(tmp_path: Path, upstream: str) -> Path:
     return path
 
 
-def _devbox(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+_devbox = run_devbox
 
 
 def test_profile_accepts_grpc_and_checks_its_upstream(tmp_path: Path) -> None:

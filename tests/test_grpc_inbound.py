@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, run_devbox
 from grpc_support import HERE, PROTO_DIR, compile_protos, grpc_server
 
 from devbox.core.profile import load_profile, parse_profile
@@ -62,14 +62,8 @@ KEY = "sk_live_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2"
 
 
 def _devbox(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "250"},  # one difference per line
-    )
+    # one difference per line
+    return run_devbox(cwd, *args, timeout=timeout, env={**os.environ, "COLUMNS": "250"})
 
 
 def _project(tmp_path: Path, *, protos: bool) -> tuple[Path, int]:

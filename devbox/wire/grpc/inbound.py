@@ -27,7 +27,7 @@ from devbox.wire import files
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc import codec, protobuf
 from devbox.wire.grpc.schema import Schema
-from devbox.wire.grpc.store import StoreError, coders
+from devbox.wire.grpc.store import StoreError, call_path, coders
 
 SOURCE = "inbound"
 
@@ -61,12 +61,7 @@ def _normalized(messages: Any, key: str, path: str, schema: Schema | None) -> li
 def stored_exchange(obj: Mapping[str, Any], ident: str, schema: Schema | None = None) -> Exchange:
     """One recorded call as an exchange; a call that never ended (reset, cut off) has no
     response, so replay skips it as it skips an HTTP exchange without one."""
-    service, method = obj.get("service"), obj.get("method")
-    if not isinstance(service, str) or not service:
-        raise StoreError("expected the service name, such as helloworld.Greeter", "service")
-    if not isinstance(method, str) or not method:
-        raise StoreError("expected the method name, such as SayHello", "method")
-    path = f"/{service}/{method}"
+    path = call_path(obj)
     request = Request(
         method="POST",
         path=path,

@@ -216,6 +216,16 @@ def _num(obj: Mapping[str, Any], key: str) -> float:
     return float(v)
 
 
+def call_path(obj: Mapping[str, Any]) -> str:
+    """``/service/method`` of a stored call, or StoreError naming the missing field."""
+    service, method = obj.get("service"), obj.get("method")
+    if not isinstance(service, str) or not service:
+        raise StoreError("expected the service name, such as helloworld.Greeter", "service")
+    if not isinstance(method, str) or not method:
+        raise StoreError("expected the method name, such as SayHello", "method")
+    return f"/{service}/{method}"
+
+
 def _gap(ms: float) -> float:
     # sub-millisecond spacing is the recorder's own scheduling: sent at once
     return ms / 1000.0 if ms >= 1.0 else 0.0
@@ -224,12 +234,7 @@ def _gap(ms: float) -> float:
 def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     if obj.get("incomplete") or obj.get("request_open"):
         return
-    service, method = obj.get("service"), obj.get("method")
-    if not isinstance(service, str) or not service:
-        raise StoreError("expected the service name, such as helloworld.Greeter", "service")
-    if not isinstance(method, str) or not method:
-        raise StoreError("expected the method name, such as SayHello", "method")
-    path = f"/{service}/{method}"
+    path = call_path(obj)
     request = obj.get("request", [])
     if not isinstance(request, list):
         raise StoreError("expected a list of messages", "request")
