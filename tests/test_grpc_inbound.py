@@ -102,6 +102,10 @@ def test_record_and_replay_inbound_grpc_with_field_path_diffs(tmp_path: Path) ->
         assert f'"method": "{method}"' in stored
     assert '"status_name": "INVALID_ARGUMENT"' in stored
     assert KEY not in stored and "t0k3n.abc.def" not in stored and "<redacted:" in stored
+    # the summary shows placeholders as they are (rich once made ":secret:" an emoji)
+    listed = _devbox(tmp_path, "traffic", "ls", "guide")
+    assert listed.returncode == 0, listed.stderr
+    assert "<redacted:secret:" in listed.stdout and "Greeter/SayHello" in listed.stdout
 
     with grpc_server(gen, port=port):
         same = _devbox(tmp_path, "replay", "guide", "--json")

@@ -27,7 +27,12 @@ def _styles() -> dict[str, Any]:
     # rich drops colours for NO_COLOR but keeps bold/dim/underline, which are escape
     # sequences too: a user who asks for no colour wants plain text. A pipe or a file
     # gets no escapes at all (rich sees no terminal).
-    return {"color_system": None} if no_color() else {}
+    # emoji=False: recorded text is printed as it is; rich would turn the ":secret:" of a
+    # redaction placeholder ("<redacted:secret:…>") into an emoji
+    out: dict[str, Any] = {"emoji": False}
+    if no_color():
+        out["color_system"] = None
+    return out
 
 
 def console() -> Console:
