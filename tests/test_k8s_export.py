@@ -361,3 +361,22 @@ def test_the_mock_image_installs_the_grpc_extra_only_for_protos(tmp_path: Path) 
     grpc = mock_dockerfile("shop", "profiles/shop.toml", "pip-24.whl", extras=("grpc",))
     assert "--no-compile 'devbox'\n" in plain
     assert "--no-compile 'devbox[grpc]'\n" in grpc  # quoted: [] is a shell pattern
+
+
+def test_a_grpc_service_names_its_port_grpc_and_validates(tmp_path: Path) -> None:
+    """``[service] protocol = "grpc"``: meshes take the protocol from the port's name, so
+    the service's port, probes and Service say ``grpc`` (an ``http`` port would be proxied
+    as HTTP/1.1 by Istio and break every call)."""
+    path = _project(tmp_path, "")
+    path.write_text(path.read_text().replace("port = 9000\n", 'port = 9000\nprotocol = "grpc"\n'))
+    spec = export_spec(load_profile(path))
+    assert spec.service_protocol == "grpc"
+    objects = manifests(spec)["base/api.yaml"]
+    container = objects[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "grpc", "containerPort": 9000, "protocol": "TCP"}]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+    assert container["startupProbe"]["tcpSocket"] == {"port": "grpc"}
+    assert objects[1]["spec"]["ports"][0]["name"] == "grpc"
+    assert objects[1]["spec"]["ports"][0]["targetPort"] == "grpc"
+    for doc in objects:
+        kubernetes_validate.validate(doc, VERSIONS[0], strict=True)

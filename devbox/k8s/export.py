@@ -197,6 +197,7 @@ def export_spec(
         mocks=tuple(mocks),
         namespace=ns,
         image_registry=image_registry,
+        service_protocol=profile.service.protocol,
     )
 
 

@@ -63,6 +63,11 @@ class ExportSpec:
     mocks: tuple[MockSource, ...]
     namespace: str
     image_registry: str | None = None
+    service_protocol: str = "http"  # [service] protocol: names its port, as for mocks
+
+    @property
+    def service_port_name(self) -> str:
+        return port_name(self.service_protocol)
 
 
 def dns_label(name: str) -> str:
@@ -222,10 +227,11 @@ def probes(spec: ExportSpec) -> dict[str, Any]:
     ``log`` pattern has no Kubernetes equivalent: the port is probed instead.
     """
     handler: dict[str, Any]
+    port = spec.service_port_name
     if spec.ready_http:
-        handler = {"httpGet": {"path": spec.ready_http, "port": "http"}}
+        handler = {"httpGet": {"path": spec.ready_http, "port": port}}
     else:
-        handler = {"tcpSocket": {"port": "http"}}
+        handler = {"tcpSocket": {"port": port}}
     period = 2
     startup = {
         **handler,
@@ -247,7 +253,9 @@ def service_objects(spec: ExportSpec) -> list[dict[str, Any]]:
         "name": name,
         "image": spec.service_image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": spec.service_port, "protocol": "TCP"}],
+        "ports": [
+            {"name": spec.service_port_name, "containerPort": spec.service_port, "protocol": "TCP"}
+        ],
         "env": [{"name": k, "value": v} for k, v in spec.env],
         **probes(spec),
         "resources": _resources("50m", "64Mi", "1", "512Mi"),
@@ -258,7 +266,7 @@ def service_objects(spec: ExportSpec) -> list[dict[str, Any]]:
     if spec.ready_log:
         annotations["devbox.dev/ready-log"] = spec.ready_log
     deployment = _deployment(name, labels, _pod_spec([container], [_tmp_volume()]), annotations)
-    return [deployment, _service(name, labels, spec.service_port)]
+    return [deployment, _service(name, labels, spec.service_port, spec.service_port_name)]
 
 
 def _configmap_name(mock: MockSource) -> str:
