@@ -159,6 +159,44 @@ def test_schemaless_inbound_recording_replays(tmp_path: Path) -> None:
     assert (report.passed, report.failed, report.errors) == (3, 3, 0)
 
 
+def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    quiet = ("-p", "no:cacheprovider", "-p", "no:textual-snapshot", "-q")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *quiet, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+
+
+def test_pytest_devbox_replay_runs_recorded_grpc_calls_as_items(tmp_path: Path) -> None:
+    """``pytest --devbox-replay`` on a gRPC service: each recorded call is a test item,
+    a changed answer fails with its field paths, a bad recording is one line (it was an
+    INTERNALERROR: the items were loaded as HTTP exchanges)."""
+    gen, port = _project(tmp_path, protos=True)
+    _record(tmp_path, gen)
+    target = ("--devbox-replay", "guide", "--devbox-target", f"http://127.0.0.1:{port}")
+    with grpc_server(gen, port=port):
+        same = _pytest(tmp_path, *target)
+    assert same.returncode == 0 and "6 passed" in same.stdout, same.stdout + same.stderr
+    with grpc_server(gen, port=port, db="v2"):
+        changed = _pytest(tmp_path, *target, "-k", "GetFeature")
+    assert changed.returncode == 1 and "2 failed, 4 deselected" in changed.stdout, changed.stdout
+    assert "status: INVALID_ARGUMENT → NOT_FOUND" in changed.stdout
+    assert '$[0].name: "Patriots Path, Mendham, NJ 07945, USA" → ' in changed.stdout
+
+    stored = next((tmp_path / "mocks/guide/inbound").glob("recording-*.json"))
+    stored.write_text(stored.read_text().replace('"method": "SayHello"', '"method": 7', 1))
+    broken = _pytest(tmp_path, *target)
+    assert broken.returncode == 4, broken.stdout + broken.stderr  # pytest's usage error
+    assert f"devbox: {stored}:" in broken.stderr and "method: expected the method name" in (
+        broken.stderr
+    )
+    assert "INTERNALERROR" not in broken.stdout + broken.stderr
+
+
 def test_replay_against_a_service_that_is_down_is_a_clean_error(tmp_path: Path) -> None:
     gen, port = _project(tmp_path, protos=True)
     _record(tmp_path, gen)

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from devbox.core.model import Exchange
     from devbox.core.profile import Profile
     from devbox.pytest_plugin.mocks import DevboxMocks, DevboxSandbox, FleetCache
-    from devbox.replay import RequestResult
+    from devbox.replay import GrpcCalls, RequestResult
 
 _SANDBOX = pytest.StashKey["DevboxSandbox"]()
 _REPLAY_PROFILE = pytest.StashKey["Profile"]()
 _REPLAY_STARTED = pytest.StashKey[bool]()
+# how to send the items of a service that serves gRPC (None: HTTP)
+_REPLAY_GRPC: pytest.StashKey[GrpcCalls | None] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -277,7 +279,11 @@ class ReplayItem(pytest.Item):
                 sandbox.reset_mocks()
                 self.config.stash[_REPLAY_STARTED] = True
             target = sandbox.url
-        options = ReplayOptions(concurrency=1, link_header=profile.record.correlation_header)
+        options = ReplayOptions(
+            concurrency=1,
+            link_header=profile.record.correlation_header,
+            grpc=self.config.stash.get(_REPLAY_GRPC, None),
+        )
         report = run(run_replay([self.exchange], target, profile.replay, options=options))
         if not report.results:
             pytest.skip("recorded without a response: nothing to compare")
@@ -295,6 +301,11 @@ class ReplayItem(pytest.Item):
                 lines.append(f"  {d.describe()}")
                 lines += [f"    {x}" for x in d.detail.splitlines()[:20]]
             return "\n".join(lines)
+        from devbox.errors import DevboxError
+
+        if isinstance(excinfo.value, DevboxError):
+            # the sandbox did not start, a recording did not load: devbox's one line
+            return f"devbox: {excinfo.value.one_line()}"
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
@@ -309,17 +320,16 @@ def pytest_collection_modifyitems(
     name: str | None = config.getoption("devbox_replay")
     if not name:
         return
-    from devbox.store import load_dir
-
     profile = _profile(config, name, in_test=False)
     config.stash[_REPLAY_PROFILE] = profile
+    recorded = _recorded_inbound(config, profile)
     node = f"devbox-replay[{profile.name}]"
     collector = ReplayCollector.from_parent(
         session, name=node, nodeid=node, path=profile.inbound_dir
     )
     seen: set[str] = set()
     xdist = config.pluginmanager.hasplugin("xdist")
-    for x in load_dir(profile.inbound_dir):
+    for x in recorded:
         if x.response is None:
             continue  # nothing recorded to compare with
         label = f"{x.request.method} {x.request.target} [{x.id}]"
@@ -331,3 +341,19 @@ def pytest_collection_modifyitems(
             # no brackets: xdist reads the group after the last "@" only past the last "]"
             item.add_marker(pytest.mark.xdist_group(f"devbox-replay-{profile.name}"))
         items.append(item)
+
+
+def _recorded_inbound(config: pytest.Config, profile: Profile) -> list[Exchange]:
+    """The profile's recorded inbound exchanges (HTTP requests, or the calls of a service
+    that serves gRPC), or a one-line usage error naming the file, line and field."""
+    from devbox.errors import DevboxError
+    from devbox.replay import inbound_calls
+    from devbox.store import load_dir
+
+    try:
+        if profile.service.protocol == "grpc":
+            exchanges, config.stash[_REPLAY_GRPC] = inbound_calls(profile)
+            return exchanges
+        return load_dir(profile.inbound_dir)
+    except DevboxError as exc:
+        raise pytest.UsageError(f"devbox: {exc.one_line()}") from None
