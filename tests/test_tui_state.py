@@ -5,8 +5,15 @@ from __future__ import annotations
 from devbox.core.events import IterationFinished, Log, ReplayResult
 from devbox.core.model import Response
 from devbox.core.profile import ReplaySettings
-from devbox.tui.diffview import build_diff, rule_candidates, rule_from_text
+from devbox.tui.diffview import (
+    build_diff,
+    response_lines,
+    rule_candidates,
+    rule_from_text,
+    status_text,
+)
 from devbox.tui.state import DashboardState, compile_filter
+from devbox.wire.grpc.inbound import answer
 
 
 def _r(it: int, i: int, verdict: str, trend: str = "") -> ReplayResult:
@@ -146,3 +153,12 @@ def test_the_diff_view_applies_the_rules_of_the_request_route() -> None:
     counted = (*request_differences(rec, act, rules, "GET", "/quote"), call)
     view = build_diff(rec, act, settings, method="GET", target="/quote", counted=counted)
     assert view.differences == counted and [d.where for d in view.noise] == ["$.tax"]
+
+
+def test_a_grpc_answer_shows_its_status_by_name_not_as_http() -> None:
+    """The side-by-side view of a gRPC call said "HTTP 5": it is gRPC's NOT_FOUND."""
+    live = answer(5, "nothing at 0,0", [], {})
+    assert status_text(live) == "gRPC NOT_FOUND (5)"
+    assert response_lines(live)[0].text == "gRPC NOT_FOUND (5)"
+    assert status_text(Response(404, (), b"")) == "HTTP 404"
+    assert status_text(answer(0, "", [{"name": "x"}], {})) == "gRPC OK (0)"

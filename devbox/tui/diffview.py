@@ -86,13 +86,21 @@ def _json_lines(
         out.append(Line(p, f"{pad}{prefix}{text}{comma}"))
 
 
+def status_text(resp: Response) -> str:
+    """``HTTP 404``, or for a gRPC answer (a status below 100, its name as the reason:
+    devbox.wire.grpc.inbound) ``gRPC NOT_FOUND (5)``."""
+    if resp.status < 100 and resp.reason:
+        return f"gRPC {resp.reason} ({resp.status})"
+    return f"HTTP {resp.status}"
+
+
 def response_lines(resp: Response | None, headers: tuple[str, ...] = ()) -> list[Line]:
     """Status, the compared headers, then the body: JSON pretty-printed with paths,
     text as its lines, binary as a size."""
     if resp is None:
         return [Line("status", "(no response)")]
     # no reason phrase: "OK" against "" is not a difference worth a highlight
-    out = [Line("status", f"HTTP {resp.status}")]
+    out = [Line("status", status_text(resp))]
     for name in headers:
         value = resp.header(name)
         if value is not None:
