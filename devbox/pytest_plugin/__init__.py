@@ -356,4 +356,6 @@ def _recorded_inbound(config: pytest.Config, profile: Profile) -> list[Exchange]
             return exchanges
         return load_dir(profile.inbound_dir)
     except DevboxError as exc:
-        raise pytest.UsageError(f"devbox: {exc.one_line()}") from None
+        # the recording's own error (its entry in docs/troubleshooting.md), as one line
+        message = f"devbox: {exc.one_line()}"
+    raise pytest.UsageError(message)
