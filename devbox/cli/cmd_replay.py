@@ -189,8 +189,9 @@ def run_replay_command(args: argparse.Namespace) -> int:
     from devbox.core.assertions import parse_fail_if
     from devbox.core.profile import load_profile
     from devbox.errors import ConfigError, NotFoundError, UsageError
+    from devbox.replay.inbound import recorded_inbound
     from devbox.replay.runner import ReplayOptions
-    from devbox.store import load_dir, load_path
+    from devbox.store import load_dir
 
     if args.json:
         args.report = "json"
@@ -215,13 +216,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
 
     DiffRules(ignore=tuple(args.ignore))  # validates the rules before anything is sent
     source = args.recordings or profile.inbound_dir
-    grpc = None
-    if profile.service.protocol == "grpc":
-        from devbox.replay.grpc import inbound_calls
-
-        exchanges, grpc = inbound_calls(profile, args.recordings)
-    else:
-        exchanges = load_path(source) if args.recordings else load_dir(source)
+    exchanges, grpc = recorded_inbound(profile, args.recordings)
     if not exchanges:
         raise NotFoundError(
             f"no recorded inbound traffic in {source}",

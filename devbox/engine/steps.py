@@ -21,7 +21,7 @@ from devbox.replay import (
     ReplayOptions,
     ReplayReport,
     RequestResult,
-    inbound_calls,
+    recorded_inbound,
     run_replay,
 )
 from devbox.replay.report import Trend, trend_of
@@ -35,11 +35,7 @@ def load_recordings(
 ) -> tuple[list[Exchange], list[Exchange], dict[str, str], GrpcCalls | None]:
     """(inbound exchanges, outbound calls linked to one, replay lane per inbound id, how
     to replay them when the service serves gRPC)."""
-    grpc = None
-    if p.service.protocol == "grpc":
-        inbound, grpc = inbound_calls(p)
-    else:
-        inbound = load_dir(p.inbound_dir)
+    inbound, grpc = recorded_inbound(p)
     outbound: list[Exchange] = []
     calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
     for d in p.dependencies:

@@ -347,14 +347,11 @@ def _recorded_inbound(config: pytest.Config, profile: Profile) -> list[Exchange]
     """The profile's recorded inbound exchanges (HTTP requests, or the calls of a service
     that serves gRPC), or a one-line usage error naming the file, line and field."""
     from devbox.errors import DevboxError
-    from devbox.replay import inbound_calls
-    from devbox.store import load_dir
+    from devbox.replay import recorded_inbound
 
     try:
-        if profile.service.protocol == "grpc":
-            exchanges, config.stash[_REPLAY_GRPC] = inbound_calls(profile)
-            return exchanges
-        return load_dir(profile.inbound_dir)
+        exchanges, config.stash[_REPLAY_GRPC] = recorded_inbound(profile)
+        return exchanges
     except DevboxError as exc:
         # the recording's own error (its entry in docs/troubleshooting.md), as one line
         message = f"devbox: {exc.one_line()}"

@@ -12,7 +12,8 @@ from __future__ import annotations
 from devbox.core.assertions import Assertion, evaluate, parse_fail_if
 from devbox.core.diff import Difference, DiffRules, diff_responses
 from devbox.replay.export import to_dict, to_json, to_junit
-from devbox.replay.grpc import GrpcCalls, inbound_calls
+from devbox.replay.grpc import GrpcCalls
+from devbox.replay.inbound import recorded_inbound
 from devbox.replay.render import render_terminal
 from devbox.replay.report import ReplayReport, RequestResult, Trend
 from devbox.replay.runner import ReplayOptions, run_replay
@@ -30,8 +31,8 @@ __all__ = [
     "Trend",
     "diff_responses",
     "evaluate",
-    "inbound_calls",
     "parse_fail_if",
+    "recorded_inbound",
     "render_terminal",
     "run_replay",
     "to_dict",

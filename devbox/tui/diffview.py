@@ -86,12 +86,19 @@ def _json_lines(
         out.append(Line(p, f"{pad}{prefix}{text}{comma}"))
 
 
+def _grpc(resp: Response) -> bool:
+    # a gRPC answer (devbox.wire.grpc.inbound): its status below 100, its name the reason
+    return resp.status < 100 and bool(resp.reason)
+
+
+def status_value(resp: Response) -> str:
+    """``404``, or for a gRPC answer ``NOT_FOUND (5)``."""
+    return f"{resp.reason} ({resp.status})" if _grpc(resp) else str(resp.status)
+
+
 def status_text(resp: Response) -> str:
-    """``HTTP 404``, or for a gRPC answer (a status below 100, its name as the reason:
-    devbox.wire.grpc.inbound) ``gRPC NOT_FOUND (5)``."""
-    if resp.status < 100 and resp.reason:
-        return f"gRPC {resp.reason} ({resp.status})"
-    return f"HTTP {resp.status}"
+    """``HTTP 404``, or for a gRPC answer ``gRPC NOT_FOUND (5)``."""
+    return f"{'gRPC' if _grpc(resp) else 'HTTP'} {status_value(resp)}"
 
 
 def response_lines(resp: Response | None, headers: tuple[str, ...] = ()) -> list[Line]:

@@ -18,7 +18,7 @@ from devbox.core.diff import Difference
 from devbox.core.events import ReplayResult
 from devbox.core.profile import ReplaySettings
 from devbox.tui import keys
-from devbox.tui.diffview import DiffView, Line, diff_of, rule_from_text, status_text
+from devbox.tui.diffview import DiffView, Line, diff_of, rule_from_text, status_value
 from devbox.tui.style import Palette, key_bindings
 
 if TYPE_CHECKING:
@@ -43,9 +43,8 @@ class DiffScreen(Screen[None]):
         title = Text()
         title.append(f"{r.method} {r.target}", style="bold")
         title.append(f"  {r.verdict.upper()}", style=f"bold {self.palette.verdict(r.verdict)}")
-        rec = status_text(r.recorded).split(" ", 1)[1] if r.recorded else "?"
-        act = status_text(r.actual).split(" ", 1)[1] if r.actual else r.status
-        act = "-" if act is None else act
+        rec = status_value(r.recorded) if r.recorded else "?"
+        act = status_value(r.actual) if r.actual else "-" if r.status is None else r.status
         title.append(f"  recorded {rec} / actual {act}  {r.latency_ms:.0f} ms", style="dim")
         yield Static(title, id="diff-title")
         with Horizontal(id="diff-heads"):
