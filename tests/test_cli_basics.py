@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_devbox
 
 from devbox.cli.main import build_parser
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
@@ -24,14 +24,7 @@ def devbox(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DEVBOX_NO_HINTS"}
     env["PYTHONPATH"] = str(ROOT)
     env["COLUMNS"] = "160"  # tables, not the error lines, depend on the width
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_devbox(cwd, *args, timeout=60, env=env)
 
 
 def one_error(r: subprocess.CompletedProcess[str]) -> str:

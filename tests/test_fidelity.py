@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import brotli  # type: ignore[import-untyped]
 import producers as P
 import pytest
 import zstandard
+from conftest import run_devbox
 from mock_helpers import call, running
 
 from devbox.core.har import HarImport, import_har, parse_har
@@ -31,14 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_devbox(cwd, *args, timeout=120, env=env)
 
 
 TRUTH = {

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import pytest
+from conftest import run_devbox
 
 from devbox.core.har import exchanges_to_har, har_to_exchanges, import_har, parse_har
 from devbox.core.model import Direction, Exchange
@@ -34,14 +34,7 @@ def imported(name: str, source: str = "api") -> list[Exchange]:
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_devbox(cwd, *args, timeout=60, env=env)
 
 
 # ---------------------------------------------------------------- Chrome

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_devbox
 from har_fuzz import check_document, har_documents
 from hypothesis import HealthCheck, given, settings
 
@@ -18,14 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_devbox(cwd, *args, timeout=60, env=env)
 
 
 def _doc(*urls: str) -> dict[str, object]:

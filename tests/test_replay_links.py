@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Proc, free_port, wait_port
+from conftest import ROOT, Proc, free_port, run_devbox, wait_port
 
 from devbox.core.profile import load_profile
 from devbox.mock.fleet import MockFleet
@@ -29,14 +29,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "COLUMNS": "200"}
 
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_devbox(cwd, *args, timeout=180, env=ENV)
 
 
 def profile_text(port: int, rates: int, *, linked: bool) -> str:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Proc, free_port, wait_port
+from conftest import ROOT, Proc, free_port, run_devbox, wait_port
 
 from devbox.core.profile import load_profile
 from devbox.mock.fleet import MockFleet
@@ -26,14 +26,7 @@ RUNS = int(os.environ.get("DEVBOX_RESET_RUNS", "3"))
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_devbox(cwd, *args, timeout=300, env=env)
 
 
 def test_replay_resets_the_mocks_runs_in_a_row_at_concurrency_8(tmp_path: Path) -> None:

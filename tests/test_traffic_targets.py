@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_devbox
 from record_helpers import write_profile
 from test_record_sink import _ex
 
@@ -21,14 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def devbox(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
-    return subprocess.run(
-        [sys.executable, "-m", "devbox", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_devbox(cwd, *args, timeout=60, env=env)
 
 
 def _project(tmp_path: Path) -> Path:
