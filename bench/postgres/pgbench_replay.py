@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pg_support import pg_bin, running_postgres  # noqa: E402
 
 from devbox.wire import tcp  # noqa: E402
-from devbox.wire.contract import Miss, MockOptions  # noqa: E402
+from devbox.wire.contract import Miss, MockOptions, Reply  # noqa: E402
 from devbox.wire.postgres.kind import POSTGRES  # noqa: E402
 
 
@@ -123,6 +123,38 @@ class Loop:
 
         return int(self.run(start()))
 
+    def floor(self, stored: list[dict[str, Any]]) -> int:
+        """A mock that answers every turn after start-up with the bytes of the first
+        one: no matching, no encoding. What the event loop and the sockets cost alone,
+        the most any mock on this loop can reach (its rows are wrong: pgbench does not
+        read them)."""
+        index = POSTGRES.load([("bench", i, o) for i, o in enumerate(stored)])
+        first: list[Reply] = []
+
+        class Floor:
+            def __init__(self) -> None:
+                self.conn = POSTGRES.mock_connection(index, MockOptions("bench"))
+
+            def data_received(self, data: bytes) -> list[Any]:
+                if data[:1] == b"B" and first:
+                    return first
+                out = self.conn.data_received(data)
+                if data[:1] == b"B":
+                    first.append(Reply(b"".join(o.data for o in out if isinstance(o, Reply))))
+                return out
+
+            def eof_received(self) -> list[Any]:
+                return []
+
+            def upstream_data(self, data: bytes) -> list[Any]:
+                return []
+
+        async def start() -> int:
+            server = await tcp.start_fast_mock_server(Floor)
+            return int(server.sockets[0].getsockname()[1])
+
+        return int(self.run(start()))
+
 
 def pgbench(
     port: int, password: str, args: list[str], workdir: Path, label: str
@@ -159,6 +191,22 @@ def pgbench(
     }
 
 
+FLOOR = "floor (constant reply)"
+
+
+def _ratio(
+    results: dict[tuple[int, str], list[dict[str, float]]], c: int, name: str, mock: list[float]
+) -> str:
+    """The target's TPS over the real server's, median of the per-round ratios."""
+    if name.startswith("mock"):
+        return f"{_med(mock):.2f}x"
+    if name == FLOOR:
+        real = results[(c, "real server")]
+        per_round = [f["tps"] / r["tps"] for f, r in zip(results[(c, name)], real, strict=True)]
+        return f"{_med(per_round):.2f}x"
+    return ""
+
+
 def _med(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -170,6 +218,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mode", choices=["prepared", "extended", "simple"], default="prepared")
     ap.add_argument("--scale", type=int, default=1)
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run a constant-reply mock on the same loop: the loop's own ceiling",
+    )
     a = ap.parse_args()
     a.transactions = min(a.transactions, 100_000)
     counts = [int(c) for c in a.clients.split(",")]
@@ -193,6 +246,7 @@ def main() -> int:
             relay_port = loop.relay((pg.host, pg.port))
             runs: dict[int, list[str]] = {}
             mocks: dict[int, int] = {}
+            floors: dict[int, int] = {}
             for c in counts:
                 run = ["-S", "-n", "-M", a.mode, "-c", str(c), "-j", str(c)]
                 run += ["-t", str(a.transactions), "--random-seed", "7"]
@@ -204,16 +258,19 @@ def main() -> int:
                 time.sleep(0.5)  # the relay stores a connection's last objects at its close
                 recorded[c] = sum(1 for o in loop.stored if o.get("type") == "query")
                 mocks[c] = loop.mock(list(loop.stored))
+                floors[c] = loop.floor(list(loop.stored))
             targets = ["real server", "recording relay", "mock (no server)"]
+            targets += [FLOOR] if a.floor else []
             for r in range(a.rounds):
                 for c in counts:
-                    order = targets[r % 3 :] + targets[: r % 3]
+                    order = targets[r % len(targets) :] + targets[: r % len(targets)]
                     got: dict[str, dict[str, float]] = {}
                     for name in order:
                         port = {
                             "real server": pg.port,
                             "recording relay": relay_port,
                             "mock (no server)": mocks[c],
+                            FLOOR: floors[c],
                         }[name]
                         cpu = loop.cpu_s()
                         got[name] = pgbench(port, pg.password, runs[c], work, name)
@@ -234,7 +291,9 @@ def main() -> int:
     for col in cols:
         table.add_column(col, justify="left" if col == "target" else "right")
     for c in counts:
-        for name in ("real server", "recording relay", "mock (no server)"):
+        for name in ("real server", "recording relay", "mock (no server)", FLOOR):
+            if (c, name) not in results:
+                continue
             rows = results[(c, name)]
             table.add_row(
                 str(c),
@@ -242,7 +301,7 @@ def main() -> int:
                 f"{_med([r['tps'] for r in rows]):.0f}",
                 f"{_med([r['p50'] for r in rows]):.3f}",
                 f"{_med([r['p99'] for r in rows]):.3f}",
-                f"{_med(ratios[c]):.2f}x" if name.startswith("mock") else "",
+                _ratio(results, c, name, ratios[c]),
                 "" if name.startswith("real") else f"{_med([r['cpu_us'] for r in rows]):.1f} µs",
                 str(sum(int(r["failed"]) for r in rows)),
             )

@@ -49,6 +49,12 @@ class Framer:
         self.startup = startup
         self.expect_byte = False
 
+    @property
+    def empty(self) -> bool:
+        """Nothing buffered and no start-up or single byte expected: the next data
+        starts a message."""
+        return not self._buf and not self.startup and not self.expect_byte
+
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         if not self._buf and not self.startup and not self.expect_byte:
             return self._feed_whole(data)

@@ -22,10 +22,10 @@ from typing import Any
 from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
 from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
-from devbox.wire.postgres import encode, types
+from devbox.wire.postgres import encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import normalise
+from devbox.wire.postgres.sql import normalise, one_line, request_line
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
 
 MISS_SQLSTATE = "DX404"
@@ -114,6 +114,12 @@ class PostgresMockConnection:
             if relay.to_upstream:
                 done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
             return done
+        turn = None
+        if self.phase == "ready" and not self.skipping and self.framer.empty:
+            kept, key, turn = turns.lookup(self.index, self.statements, self.status, data)
+            if kept is not None and key is not None:
+                self.portals.pop("", None)  # as the Sync that ends the turn does
+                return turns.answer(self.index, key, kept)
         out: list[bytes] = []
         events: list[Output] = []
         try:
@@ -121,7 +127,7 @@ class PostgresMockConnection:
                 # the hot path first: an extended-query turn on a ready connection
                 if self.phase == "ready" and not self.skipping:
                     if typ == b"B":
-                        self._bind(m.parse_bind(body), out)
+                        self._bind(m.parse_bind(body), out, events)
                         continue
                     if typ == b"E":
                         self._execute(*m.parse_execute(body), out, events)
@@ -145,6 +151,8 @@ class PostgresMockConnection:
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
+        if turn is not None and not self.notify and not self.skipping:
+            turns.keep(self.index, turn, result, self.status)
         if self.notify and self.phase != "closed":
             # after the answers, each after its recorded delay (the loop waits in order)
             result.extend(Reply(data, delay_s=delay) for delay, data in self.notify)
@@ -183,7 +191,7 @@ class PostgresMockConnection:
         elif typ == b"P":
             self._parse(m.parse_parse(body), out)
         elif typ == b"B":
-            self._bind(m.parse_bind(body), out)
+            self._bind(m.parse_bind(body), out, ev)
         elif typ == b"D":
             self._describe(*m.parse_named(body), out)
         elif typ == b"E":
@@ -322,29 +330,24 @@ class PostgresMockConnection:
         self.statements[p.name] = _Statement(p.sql, norm, oids)
         out.append(m.PARSE_COMPLETE)
 
-    def _bind(self, b: m.Bind, out: list[bytes]) -> None:
+    def _bind(self, b: m.Bind, out: list[bytes], ev: list[Output]) -> None:
         stmt = self.statements.get(b.statement)
         if stmt is None:
             self._fail(m.error("26000", f'prepared statement "{b.statement}" does not exist'), out)
             return
-        values: list[Any] = []
-        key: list[str] = []
-        oids = stmt.oids
-        for i, (raw, fmt) in enumerate(zip(b.values, b.param_formats, strict=False)):
-            if fmt == 0 and raw is not None:
-                # the common case, inline: a text value that is UTF-8 is its own key
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-                else:
-                    values.append(text)
-                    key.append(text)
-                    continue
-            value = types.decode(raw, oids[i] if i < len(oids) else 0, fmt)
-            values.append(value)
-            key.append(types.canonical(value))
-        self.portals[b.portal] = _Portal(stmt, tuple(key), values, b.result_formats)
+        if self._aborted(stmt.norm, out):  # a server refuses the Bind itself
+            self.skipping = True
+            return
+        values, key = turns.bind_values(b.values, b.param_formats, stmt.oids)
+        portal = _Portal(stmt, key, values, b.result_formats)
+        if self.index.stage((stmt.norm, key)) == "bind":
+            # the server failed the Bind (planning folded a constant: 1 / $1 with 0), so
+            # the error comes instead of BindComplete, as recorded
+            obj = self._lookup(stmt.norm, key, stmt.sql, portal, out, ev)
+            if obj is not None:
+                self._results(obj, b.result_formats, out, portal)
+            return
+        self.portals[b.portal] = portal
         out.append(m.BIND_COMPLETE)
 
     def _describe(self, kind: str, name: str, out: list[bytes]) -> None:
@@ -457,13 +460,13 @@ class PostgresMockConnection:
             # one Hit per recorded answer, made once (it only names what matched)
             hit = index.hits.get(id(obj))
             if hit is None:
-                hit = HitOut(_one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
+                hit = HitOut(one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
                 index.hits[id(obj)] = hit
             ev.append(hit)
             if index.notifications:
                 self.notify.extend(index.notifications.get(id(obj), ()))
             return obj
-        request = _request_line(sql, key_params)
+        request = request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)
         # the event reports the miss; the error goes out once, in order, with the rest of
@@ -477,7 +480,7 @@ class PostgresMockConnection:
         detail = f"nearest recorded query: {nearest}" if nearest else ""
         return m.error(
             MISS_SQLSTATE,
-            f"devbox mock {self.options.name}: no recorded answer for {_one_line(sql)} ({why})",
+            f"devbox mock {self.options.name}: no recorded answer for {one_line(sql)} ({why})",
             detail=detail,
             hint="record this query again (devbox record), or set on_miss in the profile",
         )
@@ -584,16 +587,3 @@ class PostgresMockConnection:
             self.status = "T"
         elif word in ("COMMIT", "ROLLBACK"):
             self.status = "I"
-
-
-@lru_cache(maxsize=4096)
-def _one_line(sql: str) -> str:
-    s = " ".join(sql.split())
-    return s if len(s) <= 120 else s[:117] + "..."
-
-
-def _request_line(sql: str, params: tuple[str, ...]) -> str:
-    shown = ", ".join(
-        f"${i}={v if len(v) < 40 else v[:37] + '...'}" for i, v in enumerate(params, 1)
-    )
-    return _one_line(sql) + (f" [{shown}]" if shown else "")

@@ -41,3 +41,17 @@ def normalise(sql: str) -> str:
 def first_word(sql: str) -> str:
     norm = normalise(sql)
     return norm.split(" ", 1)[0] if norm else ""
+
+
+@lru_cache(maxsize=4096)
+def one_line(sql: str) -> str:
+    """The SQL on one line, at most 120 characters: how misses and hits name a query."""
+    s = " ".join(sql.split())
+    return s if len(s) <= 120 else s[:117] + "..."
+
+
+def request_line(sql: str, params: tuple[str, ...]) -> str:
+    shown = ", ".join(
+        f"${i}={v if len(v) < 40 else v[:37] + '...'}" for i, v in enumerate(params, 1)
+    )
+    return one_line(sql) + (f" [{shown}]" if shown else "")

@@ -141,6 +141,8 @@ class Index:
     encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its RowDescription (the mock's cache)
     descriptions: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # a whole extended-query turn -> its reply bytes (``devbox.wire.postgres.turns``)
+    turns: dict[tuple[int, bytes, str, bytes], Any] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
@@ -177,6 +179,14 @@ class Index:
         n = self.counters.get(key, 0)
         self.counters[key] = n + 1
         return found[min(n, len(found) - 1)]
+
+    def stage(self, key: Key) -> str:
+        """Where the next answer to ``key`` failed on the real server ("" if it did not
+        fail before Execute), without taking it."""
+        found = self.entries.get(key)
+        if not found:
+            return ""
+        return str(found[min(self.counters.get(key, 0), len(found) - 1)].get("stage", ""))
 
     def describe(self, norm: str) -> dict[str, Any] | None:
         """Any recorded execution of this SQL that has a result description."""

@@ -1,0 +1,194 @@
+"""Whole extended-query turns answered from stored bytes: the Postgres mock's hot path.
+
+Pooled clients send one packet per query: ``Bind`` (statement, parameter values), then
+``Describe``/``Execute`` of that unnamed portal, then ``Sync``. Answering it message by
+message costs several times what the event loop and the socket cost (the benchmark's
+floor, a mock that sends constant bytes, runs about 3x faster than the full answer).
+Yet the reply depends on nothing but the recorded answer that matched, the result
+formats, the transaction status and the messages after the ``Bind``: the parameter
+values only choose *which* recorded answer. So the first time a turn of one shape gets
+one recorded answer, the mock answers it the long way and keeps the bytes; after that,
+the same shape matching the same answer is a parse of the ``Bind``, two dict lookups and
+one write.
+
+A turn is kept only when the long way left nothing behind that the cached answer would
+skip: no error, no notification, no named portal, no change of transaction status, and
+only ``Describe`` (of a portal), ``Execute``, ``Flush`` and ``Sync`` after the ``Bind``.
+Everything else, misses included, goes the long way every time. The nth-call counters
+advance exactly as the long way advances them, so sequences answer in the same order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from devbox.wire.contract import Hit, Output, RemoteProtocolError, Reply
+from devbox.wire.postgres import messages as m
+from devbox.wire.postgres import types
+from devbox.wire.postgres.store import Index, Key
+
+_I32 = struct.Struct("!i")
+_I16 = struct.Struct("!h")
+_SYNC = b"S\x00\x00\x00\x04"
+# the messages that may follow the Bind in a turn whose answer is kept
+_PLAIN = (
+    b"D\x00\x00\x00\x06P\x00",  # Describe the unnamed portal
+    b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00",  # Execute it, every row
+    b"H\x00\x00\x00\x04",  # Flush
+    _SYNC,
+)
+_ERROR = ord("E")
+
+# (id of the recorded answer, the Bind's result-format bytes, transaction status, the
+# bytes after the Bind)
+TurnKey = tuple[int, bytes, str, bytes]
+
+
+class Statement(Protocol):
+    @property
+    def norm(self) -> str: ...
+
+    @property
+    def oids(self) -> tuple[int, ...]: ...
+
+
+def bind_values(
+    values: Sequence[bytes | None], formats: Sequence[int], oids: Sequence[int]
+) -> tuple[list[Any], tuple[str, ...]]:
+    """(decoded values, match key) of a Bind's parameters: the one place that decides how
+    a live parameter compares with a recorded one."""
+    decoded: list[Any] = []
+    key: list[str] = []
+    for i, (raw, fmt) in enumerate(zip(values, formats, strict=False)):
+        if fmt == 0 and raw is not None:
+            # the common case, inline: a text value that is UTF-8 is its own key
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            else:
+                decoded.append(text)
+                key.append(text)
+                continue
+        value = types.decode(raw, oids[i] if i < len(oids) else 0, fmt)
+        decoded.append(value)
+        key.append(types.canonical(value))
+    return decoded, tuple(key)
+
+
+def split(data: bytes) -> tuple[bytes, bytes] | None:
+    """(Bind body, the messages after it) when ``data`` is one whole turn that starts
+    with a Bind of the unnamed portal and ends with Sync; else None."""
+    if data[:1] != b"B" or not data.endswith(_SYNC) or len(data) < 12:
+        return None
+    (length,) = _I32.unpack_from(data, 1)
+    stop = 1 + length
+    if length < 4 or stop >= len(data) or data[5] != 0:  # data[5] != 0: a named portal
+        return None
+    return data[5:stop], data[stop:]
+
+
+def lookup(
+    index: Index, statements: dict[str, Any], status: str, data: bytes
+) -> tuple[Reply | None, Key | None, TurnKey | None]:
+    """(the kept answer, its match key, its turn key) for ``data``; the answer is None
+    when the turn is not kept yet (the turn key then says what to keep it under)."""
+    parts = split(data)
+    if parts is None:
+        return None, None, None
+    body, rest = parts
+    try:
+        end = body.index(b"\x00", 1)
+        stmt = statements.get(body[1:end].decode("utf-8", "surrogateescape"))
+        if stmt is None:
+            return None, None, None
+        params, formats = _text_params(body, end + 1)
+        if params is None:  # binary or non-UTF-8 values: the general reading
+            bind = m.parse_bind(body)
+            params = bind_values(bind.values, bind.param_formats, stmt.oids)[1]
+    except (RemoteProtocolError, ValueError, IndexError, struct.error):
+        return None, None, None  # the long way reports it
+    key: Key = (stmt.norm, params)
+    found = index.entries.get(key)
+    if not found:
+        return None, None, None
+    obj = found[min(index.counters.get(key, 0), len(found) - 1)]
+    turn: TurnKey = (id(obj), formats, status, rest)
+    return index.turns.get(turn), key, turn
+
+
+def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
+    """(the match key, the result-format bytes) of a Bind whose values are all UTF-8
+    text, as ``bind_values`` keys them; (None, the result-format bytes) otherwise."""
+    (nf,) = _I16.unpack_from(body, pos)
+    pos += 2
+    text = nf == 0 or (nf == 1 and body[pos : pos + 2] == b"\x00\x00")
+    pos += 2 * nf
+    (n,) = _I16.unpack_from(body, pos)
+    pos += 2
+    values: list[str] = []
+    for _ in range(n):
+        (length,) = _I32.unpack_from(body, pos)
+        pos += 4
+        if length < 0:
+            text = False  # NULL: the general reading keys it
+            continue
+        if pos + length > len(body):
+            raise ValueError("Bind shorter than its values")
+        if text:
+            try:
+                values.append(body[pos : pos + length].decode("utf-8"))
+            except UnicodeDecodeError:
+                text = False
+        pos += length
+    return (tuple(values) if text else None), body[pos:]
+
+
+def answer(index: Index, key: Key, reply: Reply) -> list[Output]:
+    """A kept turn's outputs, advancing the query's nth-call counter as ``take`` does."""
+    found = index.entries[key]
+    n = index.counters.get(key, 0)
+    index.counters[key] = n + 1
+    return [index.hits[id(found[min(n, len(found) - 1)])], reply]
+
+
+def keep(index: Index, turn: TurnKey, outputs: list[Output], status: str) -> None:
+    """Keep the long way's answer to a turn when replaying it gives the same bytes."""
+    if len(outputs) != 2 or status != turn[2]:
+        return
+    hit, reply = outputs
+    if not isinstance(hit, Hit) or index.hits.get(turn[0]) is not hit:
+        return  # matched another answer than the one looked up (redacted parameters)
+    if not isinstance(reply, Reply) or reply.close or reply.delay_s:
+        return
+    if turn[0] in index.notifications:
+        return
+    if not _plain_rest(turn[3]) or _ERROR in _types(reply.data):
+        return
+    index.turns[turn] = reply
+
+
+def _plain_rest(rest: bytes) -> bool:
+    """Only Describe and Execute (all rows) of the unnamed portal, Flush and Sync after
+    the Bind: a named portal or a row limit leaves state the kept bytes would not."""
+    pos = 0
+    while pos < len(rest):
+        for message in _PLAIN:
+            if rest.startswith(message, pos):
+                pos += len(message)
+                break
+        else:
+            return False
+    return True
+
+
+def _types(reply: bytes) -> set[int]:
+    seen: set[int] = set()
+    pos = 0
+    while pos + 5 <= len(reply):
+        seen.add(reply[pos])
+        (length,) = _I32.unpack_from(reply, pos + 1)
+        pos += 1 + length
+    return seen
