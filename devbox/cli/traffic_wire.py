@@ -9,6 +9,7 @@ share by convention (``command``/``args``/``reply``, ``push``, ``connection``,
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ from devbox.errors import NotFoundError
 class Row:
     ident: str
     kind: str
-    method: str  # the command ("GET"), "PUSH" for a message the server pushed
-    target: str  # its arguments, one line
-    reply: str  # the reply, one line
+    method: str  # the call: "GET", "SELECT", "pkg.Service/Method"; "PUSH" for a pushed message
+    target: str  # its arguments, SQL and parameters, or request message: one line
+    reply: str  # the reply, result tags or status and answer: one line
     failed: bool
     ms: float
     obj: dict[str, Any]
@@ -56,6 +57,8 @@ def row(kind: str, obj: dict[str, Any]) -> Row:
         return Row(ident, kind, "PUSH", "", _reply_text(push), False, 0.0, obj)
     if "service" in obj and "method" in obj:
         return _call_row(ident, kind, obj)
+    if "sql" in obj or obj.get("type") == "connection":
+        return _query_row(ident, kind, obj)
     args = obj.get("args", [])
     target = " ".join(_text(a) for a in args) if isinstance(args, list) else ""
     reply = obj.get("reply")
@@ -108,6 +111,49 @@ def _call_row(ident: str, kind: str, obj: dict[str, Any]) -> Row:
     )
 
 
+def _query_row(ident: str, kind: str, obj: dict[str, Any]) -> Row:
+    """A SQL query (``kind = "postgres"``): its first word, the SQL and its parameter
+    values on one line, each result's tag or error."""
+    if obj.get("type") == "connection":
+        who = f"{obj.get('user', '?')}@{obj.get('database', '?')}"
+        return Row(ident, kind, "CONNECT", who, f"auth {obj.get('auth', '?')}", False, 0.0, obj)
+    sql = " ".join(str(obj.get("sql", "")).split())
+    params = obj.get("params")
+    params = params if isinstance(params, list) else []
+    shown = ", ".join(
+        f"${i}={_compact(p.get('value') if isinstance(p, dict) else p, 40)}"
+        for i, p in enumerate(params, 1)
+    )
+    answers, failed = [], False
+    for res in obj.get("results") or []:
+        if not isinstance(res, dict):
+            continue
+        err = res.get("error")
+        if isinstance(err, dict):
+            failed = True
+            answers.append(f"ERROR {err.get('sqlstate', '')}: {err.get('message', '')}")
+        else:
+            answers.append(str(res.get("tag", "")))
+    if obj.get("incomplete"):
+        answers.append("(no reply)")
+    ms = obj.get("latency_ms", 0.0)
+    return Row(
+        ident,
+        kind,
+        _first_word(sql),
+        _compact(sql, 120) + (f" [{shown}]" if shown else ""),
+        "; ".join(a for a in answers if a),
+        failed,
+        float(ms) if isinstance(ms, int | float) else 0.0,
+        obj,
+    )
+
+
+def _first_word(sql: str) -> str:
+    word = re.match(r"[A-Za-z]*", sql)
+    return (word.group(0) if word else "").upper() or "QUERY"
+
+
 def rows_of(paths: list[Path]) -> list[Row]:
     from devbox.wire import files
 
@@ -155,9 +201,10 @@ def run_show(paths: list[Path], args: argparse.Namespace) -> int:
     table = Table(title=f"{len(numbered)} of {len(rows)} {kinds} calls", title_justify="left")
     table.add_column("#", justify="right", style="dim", no_wrap=True)
     table.add_column("id", no_wrap=True)
-    table.add_column("command", no_wrap=True)
-    table.add_column("arguments", overflow="fold", ratio=2)
-    table.add_column("reply", overflow="fold", ratio=2)
+    # words every kind's rows fit: a Redis command, a SQL query, a gRPC method
+    table.add_column("call", no_wrap=True)
+    table.add_column("request", overflow="fold", ratio=2)
+    table.add_column("answer", overflow="fold", ratio=2)
     table.add_column("ms", justify="right", no_wrap=True)
     for i, r in shown:
         reply = f"[red]{r.reply}[/red]" if r.failed else r.reply
