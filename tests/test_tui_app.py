@@ -249,6 +249,22 @@ async def test_mark_noise_from_the_diff_offers_the_general_rule(fake: FakeEngine
     assert "$.items[*].price" in fake.profile.replay.ignore
 
 
+async def test_a_passing_requests_detail_shows_both_statuses_and_why_no_bodies(
+    fake: FakeEngine,
+) -> None:
+    app = app_for(fake)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, fake)
+        await select_result(pilot, app, 0)  # GET /health passes in iteration 0
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DiffScreen)
+        title = str(screen.query_one("#diff-title", Static).render())
+        assert "PASS" in title and "recorded 200 / actual 200" in title
+        body = str(screen.query_one("#diff-body", Static).render())
+        assert body.startswith("Passed: the response matched the recording")
+
+
 async def test_diff_marks_noise_and_real_differences(fake: FakeEngine) -> None:
     app = app_for(fake)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_tui_app import status, wait_for
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from devbox.core.events import Event, ReplayResult
 from devbox.core.profile import load_profile
@@ -107,5 +107,15 @@ async def test_the_diff_view_counts_what_the_verdict_counts(demo_project: Path) 
                     assert marks["$.tax"] == "noise" and marks["$.total"] == "diff"
                 await pilot.press("escape")
                 await wait_for(pilot, lambda: not isinstance(app.screen, DiffScreen), "closed")
+
+            # a passing request: the engine keeps no bodies, but says what was recorded
+            passing = next(r for r in seen if r.verdict == "pass" and r.status == 200)
+            assert passing.expected_status == 200 and passing.recorded is None
+            await select(pilot, app, passing)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, DiffScreen), "the pass")
+            title = str(app.screen.query_one("#diff-title", Static).render())
+            assert "PASS" in title and "recorded 200 / actual 200" in title
+            await pilot.press("escape")
     finally:
         engine.stop()

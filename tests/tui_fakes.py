@@ -205,8 +205,11 @@ def iteration_events(
                 latency_ms=2.0 + i * 1.5,
                 differences=tuple(d.describe() for d in diffs),
                 exchange_id=ex.id,
-                recorded=ex.response,
-                actual=actual,
+                # as the engine sends them (engine.steps.replay_result): bodies for
+                # failures only, the recorded status always
+                recorded=ex.response if verdict != "pass" else None,
+                actual=actual if verdict != "pass" else None,
+                expected_status=ex.response.status,
                 trend=trend,
             )
         )

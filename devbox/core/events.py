@@ -122,6 +122,9 @@ class ReplayResult(Event):
     # and for "accept the actual response as the recording" (None when unknown)
     recorded: Response | None = None
     actual: Response | None = None
+    # the recorded status (HTTP status, gRPC status code), known for every verdict:
+    # views show it where a passing request's bodies were not kept
+    expected_status: int | None = None
     # against the previous iteration, decided by the replay (devbox.replay.report.trend_of):
     # "newly failing" | "newly passing" | "still failing" | "" (views show it, never recompute)
     trend: str = ""

@@ -137,6 +137,7 @@ def replay_result(
         exchange_id=r.exchange_id,
         recorded=recorded.get(r.exchange_id) if r.verdict != "pass" else None,
         actual=r.actual,
+        expected_status=r.expected_status,
         trend=trend_of(before.get(r.exchange_id), r.verdict),
         details=r.differences,
     )

@@ -43,7 +43,8 @@ class DiffScreen(Screen[None]):
         title = Text()
         title.append(f"{r.method} {r.target}", style="bold")
         title.append(f"  {r.verdict.upper()}", style=f"bold {self.palette.verdict(r.verdict)}")
-        rec = status_value(r.recorded) if r.recorded else "?"
+        rec = status_value(r.recorded) if r.recorded else r.expected_status
+        rec = "?" if rec is None else rec
         act = status_value(r.actual) if r.actual else "-" if r.status is None else r.status
         title.append(f"  recorded {rec} / actual {act}  {r.latency_ms:.0f} ms", style="dim")
         yield Static(title, id="diff-title")
@@ -58,6 +59,12 @@ class DiffScreen(Screen[None]):
 
     def _body(self) -> Table | Text:
         if self.result.recorded is None and self.result.actual is None:
+            if self.result.verdict == "pass":
+                return Text(
+                    "Passed: the response matched the recording (response bodies are "
+                    "kept for failing requests only).",
+                    style="dim",
+                )
             return Text(
                 "The engine sent no response bodies for this request; "
                 "the differences it reported are listed below.",
