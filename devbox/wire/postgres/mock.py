@@ -80,6 +80,7 @@ class PostgresMockConnection:
         self.phase = "startup"  # startup | auth-* | ready | copy-in | closed
         self.status = "I"
         self.skipping = False  # an extended-query error: discard until Sync
+        self.failures = 0  # errors sent: a turn that sent one is never kept
         self.statements: dict[str, _Statement] = {}
         self.portals: dict[str, _Portal] = {}
         self.startup: dict[str, str] = {}
@@ -114,8 +115,8 @@ class PostgresMockConnection:
             if relay.to_upstream:
                 done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
             return done
-        turn = None
-        if self.phase == "ready" and not self.skipping and self.framer.empty:
+        turn, failures = None, self.failures
+        if self.phase == "ready" and self.status != "E" and not self.skipping and self.framer.empty:
             kept, key, turn = turns.lookup(self.index, self.statements, self.status, data)
             if kept is not None and key is not None:
                 self.portals.pop("", None)  # as the Sync that ends the turn does
@@ -151,7 +152,7 @@ class PostgresMockConnection:
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
-        if turn is not None and not self.notify and not self.skipping:
+        if turn is not None and self.failures == failures and not self.notify:
             turns.keep(self.index, turn, result, self.status)
         if self.notify and self.phase != "closed":
             # after the answers, each after its recorded delay (the loop waits in order)
@@ -427,6 +428,7 @@ class PostgresMockConnection:
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
         if self.status != "E" or norm.split(" ", 1)[0] in ("rollback", "commit", "abort", "end"):
             return False
+        self.failures += 1
         out.append(
             m.error(
                 "25P02",
@@ -486,6 +488,7 @@ class PostgresMockConnection:
         )
 
     def _fail(self, data: bytes, out: list[bytes]) -> None:
+        self.failures += 1
         out.append(data)
         if self.status == "T":
             self.status = "E"

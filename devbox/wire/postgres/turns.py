@@ -39,7 +39,6 @@ _PLAIN = (
     b"H\x00\x00\x00\x04",  # Flush
     _SYNC,
 )
-_ERROR = ord("E")
 
 # (id of the recorded answer, the Bind's result-format bytes, transaction status, the
 # bytes after the Bind)
@@ -155,7 +154,8 @@ def answer(index: Index, key: Key, reply: Reply) -> list[Output]:
 
 
 def keep(index: Index, turn: TurnKey, outputs: list[Output], status: str) -> None:
-    """Keep the long way's answer to a turn when replaying it gives the same bytes."""
+    """Keep the long way's answer to a turn when replaying it gives the same bytes (the
+    caller calls this only for a turn that sent no error)."""
     if len(outputs) != 2 or status != turn[2]:
         return
     hit, reply = outputs
@@ -165,7 +165,7 @@ def keep(index: Index, turn: TurnKey, outputs: list[Output], status: str) -> Non
         return
     if turn[0] in index.notifications:
         return
-    if not _plain_rest(turn[3]) or _ERROR in _types(reply.data):
+    if not _plain_rest(turn[3]):
         return
     index.turns[turn] = reply
 
@@ -182,13 +182,3 @@ def _plain_rest(rest: bytes) -> bool:
         else:
             return False
     return True
-
-
-def _types(reply: bytes) -> set[int]:
-    seen: set[int] = set()
-    pos = 0
-    while pos + 5 <= len(reply):
-        seen.add(reply[pos])
-        (length,) = _I32.unpack_from(reply, pos + 1)
-        pos += 1 + length
-    return seen
