@@ -143,6 +143,9 @@ class Index:
     descriptions: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
     # a whole extended-query turn -> its reply bytes (``devbox.wire.postgres.turns``)
     turns: dict[tuple[int, bytes, str, bytes], Any] = field(default_factory=dict)
+    # a turn's bytes -> (statement name, its SQL, its parameter types, match key, result
+    # formats, the messages after the Bind): what reading those bytes again would give
+    raw_turns: dict[bytes, Any] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while

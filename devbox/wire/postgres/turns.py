@@ -94,13 +94,23 @@ def lookup(
 ) -> tuple[Reply | None, Key | None, TurnKey | None]:
     """(the kept answer, its match key, its turn key) for ``data``; the answer is None
     when the turn is not kept yet (the turn key then says what to keep it under)."""
+    seen = index.raw_turns.get(data)
+    if seen is not None:  # these very bytes were read before: no parsing at all
+        name, norm, oids, key, formats, rest = seen
+        stmt = statements.get(name)
+        if stmt is not None and stmt.norm == norm and stmt.oids == oids:
+            answers = index.entries[key]
+            recorded = answers[min(index.counters.get(key, 0), len(answers) - 1)]
+            turn: TurnKey = (id(recorded), formats, status, rest)
+            return index.turns.get(turn), key, turn
     parts = split(data)
     if parts is None:
         return None, None, None
     body, rest = parts
     try:
         end = body.index(b"\x00", 1)
-        stmt = statements.get(body[1:end].decode("utf-8", "surrogateescape"))
+        name = body[1:end].decode("utf-8", "surrogateescape")
+        stmt = statements.get(name)
         if stmt is None:
             return None, None, None
         params, formats = _text_params(body, end + 1)
@@ -109,12 +119,15 @@ def lookup(
             params = bind_values(bind.values, bind.param_formats, stmt.oids)[1]
     except (RemoteProtocolError, ValueError, IndexError, struct.error):
         return None, None, None  # the long way reports it
-    key: Key = (stmt.norm, params)
+    key = (stmt.norm, params)
     found = index.entries.get(key)
     if not found:
         return None, None, None
+    # only bytes that matched a recorded query are remembered: at most one entry per
+    # recorded answer and way of asking for it, whatever a client sends
+    index.raw_turns[data] = (name, stmt.norm, stmt.oids, key, formats, rest)
     obj = found[min(index.counters.get(key, 0), len(found) - 1)]
-    turn: TurnKey = (id(obj), formats, status, rest)
+    turn = (id(obj), formats, status, rest)
     return index.turns.get(turn), key, turn
 
 
