@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from devbox.core.matching import MatchIndex
 from devbox.core.profile import load_profile
-from devbox.engine.jobs import sequence_lanes
+from devbox.replay.lanes import sequence_lanes
 from devbox.store import load_dir
 
 

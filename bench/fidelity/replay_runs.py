@@ -6,6 +6,11 @@ process the profile's ``command`` names) in a temporary copy of the project — 
 ``--up``, ``devbox up demo --headless --runtime process`` there — then runs ``devbox
 replay demo --concurrency 8`` RUNS times (default 20), each resetting the mocks first,
 and prints one line per run and a summary. Exit 1 unless every run was 100/100.
+
+A run that is not 100/100 leaves its evidence in ``bench/fidelity/out/replay_runs/``:
+the replay's JSON report (each failing request's differences), each mock's misses and
+journal (what the service sent, which recording answered), and the service's (or
+``devbox up``'s) last lines of output.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "bench/fidelity/out/replay_runs"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import Proc, free_port, make_demo_project, wait_port  # noqa: E402
@@ -40,7 +47,8 @@ def demo_project(dest: Path) -> Path:
     return dest
 
 
-def replay(cwd: Path, target: str, mocks: list[str], concurrency: int) -> tuple[int, int, str]:
+def replay(cwd: Path, target: str, mocks: list[str], concurrency: int) -> tuple[int, int, str, str]:
+    """(passed, total, why not 100/100, the JSON report)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     r = subprocess.run(  # noqa: S603 - our own CLI, argument list
         [
@@ -60,18 +68,41 @@ def replay(cwd: Path, target: str, mocks: list[str], concurrency: int) -> tuple[
         for x in rep.get("results", [])
         if x.get("verdict") != "pass"
     ][:3]
-    return counts.get("passed", 0), counts.get("total", 0), "; ".join(bad) or r.stderr[-300:]
+    why = "; ".join(bad) or r.stderr[-300:]
+    return counts.get("passed", 0), counts.get("total", 0), why, r.stdout or r.stderr
 
 
-def runs_against(project: Path, target: str, mocks: list[str], runs: int, conc: int) -> int:
+def keep_evidence(run: int, report: str, mocks: list[str], output: str) -> Path:
+    """A failing run's report, the mocks' misses and journals and the service's output."""
+    where = OUT / f"{time.strftime('%Y%m%dT%H%M%S')}-run{run}"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "report.json").write_text(report)
+    (where / "service.log").write_text(output)
+    for m in mocks:
+        name, _, url = m.removeprefix("--mock=").partition("=")
+        for what in ("misses?after=0", "journal?after=0&limit=100000"):
+            try:
+                with urllib.request.urlopen(f"{url}/__devbox/{what}", timeout=5) as resp:
+                    data = resp.read()
+            except OSError as exc:
+                data = f"unreachable: {exc}".encode()
+            (where / f"{name}-{what.partition('?')[0]}.json").write_bytes(data)
+    return where
+
+
+def runs_against(
+    project: Path, target: str, mocks: list[str], runs: int, conc: int, service: Proc
+) -> int:
     perfect = 0
     for i in range(runs):
         t0 = time.monotonic()
-        passed, total, why = replay(project, target, mocks, conc)
+        passed, total, why, report = replay(project, target, mocks, conc)
         ok = (passed, total) == (100, 100)
         perfect += ok
         line = f"run {i + 1:2}: {passed}/{total}  {time.monotonic() - t0:5.1f} s"
-        print(line if ok else f"{line}  {why}", flush=True)
+        if not ok:
+            line += f"  {why}  (evidence: {keep_evidence(i + 1, report, mocks, service.output())})"
+        print(line, flush=True)
     return perfect
 
 
@@ -97,7 +128,7 @@ def main_up(runs: int, concurrency: int) -> int:
             time.sleep(2)  # up's own first replay
             mocks = [f"--mock={d.name}=http://127.0.0.1:{d.port}" for d in profile.dependencies]
             target = f"http://127.0.0.1:{profile.service.port}"
-            perfect = runs_against(Path(tmp), target, mocks, runs, concurrency)
+            perfect = runs_against(Path(tmp), target, mocks, runs, concurrency, up)
         finally:
             up.stop()
     print(f"{perfect}/{runs} runs 100/100 at concurrency {concurrency} against devbox up demo")
@@ -128,7 +159,7 @@ def main() -> int:
                 wait_port(port)
                 mocks = [f"--mock={n}=http://127.0.0.1:{p}" for n, p in ports.items()]
                 target = f"http://127.0.0.1:{port}"
-                perfect = runs_against(project, target, mocks, runs, concurrency)
+                perfect = runs_against(project, target, mocks, runs, concurrency, proc)
             finally:
                 proc.stop()
         finally:

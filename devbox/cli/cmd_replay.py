@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -190,6 +191,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     from devbox.core.profile import load_profile
     from devbox.errors import ConfigError, NotFoundError, UsageError
     from devbox.replay.inbound import recorded_inbound
+    from devbox.replay.lanes import recorded_lanes
     from devbox.replay.runner import ReplayOptions
     from devbox.store import load_dir
 
@@ -238,6 +240,11 @@ def run_replay_command(args: argparse.Namespace) -> int:
         grpc=grpc,
     )
     options.pacing.validate()
+    if not options.pacing.is_load:
+        # requests whose calls share a recorded sequence go in recorded order, as in the
+        # edit loop; a load run goes past the recorded sequences anyway (copies and
+        # rounds share one mock), so it keeps its full concurrency
+        options = dataclasses.replace(options, ordered_lanes=recorded_lanes(profile))
     if args.learn_noise:
         return _learn(args, profile, exchanges, target, options)
     if not args.no_reset:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from devbox.core.matching import MatchIndex
-from devbox.core.model import Exchange
 from devbox.core.plan import NO_CHANGES, Plan, combine_plans
-from devbox.core.profile import MatchRules
 
 _RANK = {"replay": 0, "start": 0, "batch": 1, "restart": 2, "rebuild": 3}
 
@@ -42,38 +38,3 @@ def merge(a: Job, b: Job) -> Job:
     if action in ("replay", "start") and plan.steps:
         action = "batch"
     return Job(action, plan, min(a.first_event_at, b.first_event_at))
-
-
-def sequence_lanes(outbound: Mapping[str, tuple[MatchRules, Iterable[Exchange]]]) -> dict[str, str]:
-    """Inbound exchange id -> lane, for requests whose calls to a dependency share a
-    recorded sequence. ``outbound``: dependency -> (its match rules, its recorded calls).
-
-    A mock answers the n-th call with the n-th recorded response when several recorded
-    calls have the same match key and different answers. Two inbound requests replayed
-    concurrently may then reach the mock in either order and each get the other's answer:
-    a failure that says nothing about the code (about one replay in 60 of the demo: two
-    POST /orders with declined charges). Such requests are replayed one after another,
-    in recorded order; all others stay concurrent."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.get(x, x) != x:
-            x = parent[x]
-        return x
-
-    for rules, calls in outbound.values():
-        linked = [c for c in calls if c.parent]
-        index = MatchIndex((), rules)
-        by_key: dict[object, list[Exchange]] = {}
-        for c in linked:
-            by_key.setdefault(index.key_for(c.request), []).append(c)
-        for group in by_key.values():
-            owners = sorted({c.parent for c in group if c.parent})
-            answers = {(c.response.status, c.response.body) for c in group if c.response}
-            if len(owners) < 2 or len(answers) < 2:
-                continue  # one caller, or every answer the same: order cannot matter
-            for other in owners[1:]:
-                a, b = root(owners[0]), root(other)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    return {x: root(x) for x in {*parent, *parent.values()}}

@@ -15,7 +15,6 @@ from pathlib import Path
 from devbox.core.events import Event, IterationFinished, ReplayResult
 from devbox.core.model import Exchange, Request, Response
 from devbox.core.profile import MatchRules, Profile
-from devbox.engine.jobs import sequence_lanes
 from devbox.replay import (
     GrpcCalls,
     ReplayOptions,
@@ -24,10 +23,10 @@ from devbox.replay import (
     recorded_inbound,
     run_replay,
 )
+from devbox.replay.lanes import linked_calls, recorded_lanes
 from devbox.replay.report import Trend, trend_of
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.runtime.sessions import Child
-from devbox.store import load_dir
 
 
 def load_recordings(
@@ -36,15 +35,9 @@ def load_recordings(
     """(inbound exchanges, outbound calls linked to one, replay lane per inbound id, how
     to replay them when the service serves gRPC)."""
     inbound, grpc = recorded_inbound(p)
-    outbound: list[Exchange] = []
-    calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
-    for d in p.dependencies:
-        if d.kind != "http":
-            continue  # other kinds' recordings are their mocks' business
-        linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
-        outbound.extend(linked)
-        calls[d.name] = (d.match, linked)
-    return inbound, outbound, sequence_lanes(calls), grpc
+    calls = linked_calls(p)
+    outbound = [e for _, linked in calls.values() for e in linked]
+    return inbound, outbound, recorded_lanes(p, calls), grpc
 
 
 def outbound_checks(
