@@ -16,7 +16,7 @@ import pytest
 from pg_support import WireServers, running_postgres
 
 from devbox.wire import tcp
-from devbox.wire.contract import MockOptions, Reply
+from devbox.wire.contract import MockOptions, Output, Reply
 from devbox.wire.postgres import store, turns
 from devbox.wire.postgres.mock import PostgresMockConnection
 from devbox.wire.registry import get
@@ -121,25 +121,42 @@ def session() -> tuple[list[dict[str, Any]], list[tuple[bytes, bytes]], list[Any
     return list(ws.stored), _turns(log), seen
 
 
-def _replay(index: store.Index, sent: list[tuple[bytes, bytes]]) -> tuple[list[bytes], int]:
-    """The mock's reply to every send after start-up, and how many sends a kept turn
-    answered. The recorded authentication exchange is not replayed (its nonces belong
-    to the real server): the mock trusts the recorded start-up message instead."""
+def _replay(
+    index: store.Index, sent: list[tuple[bytes, bytes]], order: list[int] | None = None
+) -> tuple[list[bytes], int]:
+    """The mock's reply to every send after start-up (or to the sends ``order`` names,
+    in that order), and how many sends a kept turn answered. The recorded authentication
+    exchange is not replayed (its nonces belong to the real server): the mock trusts the
+    recorded start-up message instead."""
     conn = get("postgres").mock_connection(index, MockOptions("db", match={"auth": "trust"}))
     assert isinstance(conn, PostgresMockConnection)
     startup = next(d for d, _ in sent if d[4:8] == b"\x00\x03\x00\x00")
     assert b"Z\x00\x00\x00\x05I" in b"".join(
         o.data for o in conn.data_received(startup) if isinstance(o, Reply)
     )
-    replies, kept = [], 0
-    for i, (data, _) in enumerate(sent):
-        if i < _first_query(sent):
-            replies.append(b"")
-            continue
-        if not conn.skipping:
-            kept += turns.lookup(index, conn.statements, conn.status, data)[0] is not None
-        replies.append(b"".join(o.data for o in conn.data_received(data) if isinstance(o, Reply)))
-    return replies, kept
+    replies: list[bytes] = []
+    kept = [0]
+    lookup = turns.lookup
+
+    def counted(
+        index: store.Index, statements: dict[str, Any], status: str, data: bytes
+    ) -> tuple[list[Output] | None, turns.Pending | None]:
+        found = lookup(index, statements, status, data)  # the mock's own, counted
+        kept[0] += found[0] is not None
+        return found
+
+    turns.lookup = counted
+    try:
+        for i in range(len(sent)) if order is None else order:
+            if i < _first_query(sent):
+                replies.append(b"")
+                continue
+            replies.append(
+                b"".join(o.data for o in conn.data_received(sent[i][0]) if isinstance(o, Reply))
+            )
+    finally:
+        turns.lookup = lookup
+    return replies, kept[0]
 
 
 def _first_query(sent: list[tuple[bytes, bytes]]) -> int:
@@ -174,3 +191,24 @@ def test_kept_turns_answer_the_real_servers_bytes_in_the_same_order(
     # the lookup of id 3: 9, 9, then 109 after the UPDATE, kept turns included
     threes = [r for r in second if b"\x00\x00\x00\x02n3" in r]  # its note column
     assert [b"\x00\x00\x00\x03109" in r for r in threes] == [False, False, True]
+
+
+def test_a_kept_answer_is_not_sent_in_another_transaction_status(
+    session: tuple[list[dict[str, Any]], list[tuple[bytes, bytes]], list[Any]],
+) -> None:
+    """The read of id 20, recorded once outside a transaction and kept, asked again
+    after a BEGIN: the reply must end in ReadyForQuery 'T', not in the kept 'I'."""
+    stored, sent, _ = session
+    index = get("postgres").load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
+    assert isinstance(index, store.Index)
+    queries = [i for i, (data, _) in enumerate(sent) if data[:1] in (b"B", b"P")]
+    twenty = next(i for i in queries if b"\x00\x00\x00\x02\x00\x14" in sent[i][0])
+    begin = next(i for i in queries if b"BEGIN" in sent[i][0]) + 1  # its Bind/Execute
+    assert sent[twenty][1].endswith(b"Z\x00\x00\x00\x05I")
+    assert sent[begin][1].endswith(b"Z\x00\x00\x00\x05T")
+    _replay(index, sent)  # keeps the read of id 20 (status I)
+    index.reset()
+    replies, kept = _replay(index, sent, [*range(begin + 1), twenty])
+    assert kept >= 20  # the reads before the BEGIN came from kept turns
+    assert replies[-1].endswith(b"Z\x00\x00\x00\x05T"), replies[-1][-12:]
+    assert replies[-1][:-6] == sent[twenty][1][:-6]  # the same rows, the status of now

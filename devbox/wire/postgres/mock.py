@@ -115,12 +115,12 @@ class PostgresMockConnection:
             if relay.to_upstream:
                 done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
             return done
-        turn, failures = None, self.failures
+        pending, failures = None, self.failures
         if self.phase == "ready" and self.status != "E" and not self.skipping and self.framer.empty:
-            kept, key, turn = turns.lookup(self.index, self.statements, self.status, data)
-            if kept is not None and key is not None:
+            kept, pending = turns.lookup(self.index, self.statements, self.status, data)
+            if kept is not None:
                 self.portals.pop("", None)  # as the Sync that ends the turn does
-                return turns.answer(self.index, key, kept)
+                return kept
         out: list[bytes] = []
         events: list[Output] = []
         try:
@@ -152,8 +152,8 @@ class PostgresMockConnection:
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
-        if turn is not None and self.failures == failures and not self.notify:
-            turns.keep(self.index, turn, result, self.status)
+        if pending is not None and self.failures == failures and not self.notify:
+            turns.keep(pending, self.index, result, self.status)
         if self.notify and self.phase != "closed":
             # after the answers, each after its recorded delay (the loop waits in order)
             result.extend(Reply(data, delay_s=delay) for delay, data in self.notify)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from devbox.wire.contract import Hit, Output, RemoteProtocolError, Reply
@@ -89,46 +90,87 @@ def split(data: bytes) -> tuple[bytes, bytes] | None:
     return data[5:stop], data[stop:]
 
 
+@dataclass(slots=True)
+class Seen:
+    """What one turn's bytes were read as. It holds for a connection whose statement of
+    that name has this SQL and these parameter types (names are per connection)."""
+
+    name: str
+    norm: str
+    oids: tuple[int, ...]
+    key: Key
+    formats: bytes  # the Bind's result-format bytes
+    rest: bytes  # the messages after the Bind
+    answers: list[dict[str, Any]]  # the recorded answers of ``key`` (the index's list)
+    # when ``key`` has one recorded answer: (status, its Hit, the kept reply), so a
+    # repeat is two dict lookups (a sequence goes through the nth-call counter)
+    only: tuple[str, Hit, Reply] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A turn answered the long way, to keep if it qualifies (``keep``)."""
+
+    seen: Seen
+    turn: TurnKey
+
+
 def lookup(
     index: Index, statements: dict[str, Any], status: str, data: bytes
-) -> tuple[Reply | None, Key | None, TurnKey | None]:
-    """(the kept answer, its match key, its turn key) for ``data``; the answer is None
-    when the turn is not kept yet (the turn key then says what to keep it under)."""
+) -> tuple[list[Output] | None, Pending | None]:
+    """(the outputs of a kept turn, None), advancing its query's nth-call counter as
+    ``Index.take`` does; or (None, what to keep the long way's answer under); or
+    (None, None) for anything that is not a plain turn matching a recorded query."""
     seen = index.raw_turns.get(data)
     if seen is not None:  # these very bytes were read before: no parsing at all
-        name, norm, oids, key, formats, rest = seen
-        stmt = statements.get(name)
-        if stmt is not None and stmt.norm == norm and stmt.oids == oids:
-            answers = index.entries[key]
-            recorded = answers[min(index.counters.get(key, 0), len(answers) - 1)]
-            turn: TurnKey = (id(recorded), formats, status, rest)
-            return index.turns.get(turn), key, turn
+        stmt = statements.get(seen.name)
+        if stmt is None or stmt.norm != seen.norm or stmt.oids != seen.oids:
+            seen = _read(index, statements, data)  # the name means another statement here
+    else:
+        seen = _read(index, statements, data)
+    if seen is None:
+        return None, None
+    only = seen.only
+    if only is not None and only[0] == status:
+        return [only[1], only[2]], None
+    answers, key = seen.answers, seen.key
+    n = index.counters.get(key, 0)
+    recorded = answers[min(n, len(answers) - 1)]
+    turn: TurnKey = (id(recorded), seen.formats, status, seen.rest)
+    reply = index.turns.get(turn)
+    if reply is None:
+        return None, Pending(seen, turn)
+    index.counters[key] = n + 1
+    return [index.hits[id(recorded)], reply], None
+
+
+def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
+    """Parse a turn's Bind into its match key; remembered only when it matches a
+    recorded query (at most one entry per recorded answer and way of asking for it,
+    whatever a client sends)."""
     parts = split(data)
     if parts is None:
-        return None, None, None
+        return None
     body, rest = parts
     try:
         end = body.index(b"\x00", 1)
         name = body[1:end].decode("utf-8", "surrogateescape")
         stmt = statements.get(name)
         if stmt is None:
-            return None, None, None
+            return None
         params, formats = _text_params(body, end + 1)
         if params is None:  # binary or non-UTF-8 values: the general reading
             bind = m.parse_bind(body)
             params = bind_values(bind.values, bind.param_formats, stmt.oids)[1]
     except (RemoteProtocolError, ValueError, IndexError, struct.error):
-        return None, None, None  # the long way reports it
+        return None  # the long way reports it
     key = (stmt.norm, params)
-    found = index.entries.get(key)
-    if not found:
-        return None, None, None
-    # only bytes that matched a recorded query are remembered: at most one entry per
-    # recorded answer and way of asking for it, whatever a client sends
-    index.raw_turns[data] = (name, stmt.norm, stmt.oids, key, formats, rest)
-    obj = found[min(index.counters.get(key, 0), len(found) - 1)]
-    turn = (id(obj), formats, status, rest)
-    return index.turns.get(turn), key, turn
+    answers = index.entries.get(key)
+    if not answers:
+        return None
+    seen = Seen(name, stmt.norm, stmt.oids, key, formats, rest, answers)
+    index.raw_turns[data] = seen
+    return seen
 
 
 def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
@@ -158,17 +200,10 @@ def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
     return (tuple(values) if text else None), body[pos:]
 
 
-def answer(index: Index, key: Key, reply: Reply) -> list[Output]:
-    """A kept turn's outputs, advancing the query's nth-call counter as ``take`` does."""
-    found = index.entries[key]
-    n = index.counters.get(key, 0)
-    index.counters[key] = n + 1
-    return [index.hits[id(found[min(n, len(found) - 1)])], reply]
-
-
-def keep(index: Index, turn: TurnKey, outputs: list[Output], status: str) -> None:
+def keep(pending: Pending, index: Index, outputs: list[Output], status: str) -> None:
     """Keep the long way's answer to a turn when replaying it gives the same bytes (the
     caller calls this only for a turn that sent no error)."""
+    turn = pending.turn
     if len(outputs) != 2 or status != turn[2]:
         return
     hit, reply = outputs
@@ -176,11 +211,11 @@ def keep(index: Index, turn: TurnKey, outputs: list[Output], status: str) -> Non
         return  # matched another answer than the one looked up (redacted parameters)
     if not isinstance(reply, Reply) or reply.close or reply.delay_s:
         return
-    if turn[0] in index.notifications:
-        return
-    if not _plain_rest(turn[3]):
+    if turn[0] in index.notifications or not _plain_rest(turn[3]):
         return
     index.turns[turn] = reply
+    if len(pending.seen.answers) == 1 and pending.seen.only is None:
+        pending.seen.only = (status, hit, reply)
 
 
 def _plain_rest(rest: bytes) -> bool:
