@@ -151,7 +151,10 @@ async def relay_connection(
                 up_writer.write(relay.to_upstream)
             if relay.to_client:
                 client_writer.write(relay.to_client)
-            await asyncio.gather(up_writer.drain(), client_writer.drain())
+            # one after the other: each returns at once unless its transport is paused;
+            # gather() would wrap both in tasks and wait a loop turn per chunk
+            await up_writer.drain()
+            await client_writer.drain()
             done = rec.take_stored()
             if done:
                 sink(done)
