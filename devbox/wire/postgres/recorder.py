@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Relay
@@ -318,9 +318,12 @@ class PostgresRecorderConnection:
                 (0, m.result_format(fmts, i)) for i in range(n)
             ]
             if q.current is not None and cols:
-                q.current["columns"] = _columns(
-                    [replace(c, format=spec[i][1]) for i, c in enumerate(cols)]
-                )
+                described = _columns(cols)
+                for column, (_oid, fmt) in zip(described, spec, strict=False):
+                    # the format Bind asked for, not the statement's (dataclasses.replace
+                    # per column cost more than the rest of the query's recording)
+                    column["format"] = "binary" if fmt else "text"
+                q.current["columns"] = described
             return spec
         return [(c.type_oid, c.format) for c in cols or []] or [(0, 0)] * n
 
