@@ -194,17 +194,15 @@ async def start_relay(upstream_port: int) -> Relay:
     stored: list[dict[str, Any]] = []
     numbers = iter(range(1, 1 << 30))
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def relay() -> tcp.RelayConnection:  # devbox record's relay, as WireRecorder makes it
         n = next(numbers)
-        await tcp.relay_connection(
+        return tcp.RelayConnection(
             GRPC.recorder_connection(),
-            reader,
-            writer,
             ("127.0.0.1", upstream_port),
             lambda objs: stored.extend({"connection": n, **o} for o in objs),
         )
 
-    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
     return Relay(int(server.sockets[0].getsockname()[1]), stored, server)
 
 
@@ -219,7 +217,7 @@ async def start_mock(stored: list[dict[str, Any]], options: MockOptions | None =
     index = GRPC.load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
     opts = options or MockOptions(name="routes")
     outputs: list[Output] = []
-    server = await tcp.start_fast_mock_server(
+    server = await tcp.start_mock_server(
         lambda: GRPC.mock_connection(index, opts),
         on_output=lambda conn, out: outputs.append(out),
     )

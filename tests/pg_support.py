@@ -167,6 +167,7 @@ class WireServers:
         self.stored: list[dict[str, object]] = []
         self.outputs: list[object] = []
         self.tasks: set[object] = set()  # strong references: the loop keeps only weak ones
+        self.relays: set[Any] = set()  # open relayed connections, ended at close()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         import asyncio
@@ -174,22 +175,21 @@ class WireServers:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def relay(self, upstream: tuple[str, int]) -> int:
-        import asyncio
 
         from devbox.wire import tcp
         from devbox.wire.registry import get
 
         kind = get("postgres")
 
-        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            self.tasks.add(task)
-            await tcp.relay_connection(
-                kind.recorder_connection(), r, w, upstream, self.stored.extend
+        def relay() -> tcp.RelayConnection:  # devbox record's relay, as WireRecorder makes it
+            conn = tcp.RelayConnection(
+                kind.recorder_connection(), upstream, self.stored.extend, on_end=self.relays.discard
             )
+            self.relays.add(conn)
+            return conn
 
         async def start() -> int:
-            server = await asyncio.start_server(client, "127.0.0.1", 0)
+            server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
             self.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
 
@@ -203,9 +203,10 @@ class WireServers:
         kind = get("postgres")
         index = kind.load([("rec.json", i + 2, obj) for i, obj in enumerate(stored)])
 
-        async def start() -> int:
+        async def start() -> int:  # the loop devbox mock serves wire kinds with
             server = await tcp.start_mock_server(
-                kind, index, MockOptions("db", match=match), on_output=self.outputs.append
+                lambda: kind.mock_connection(index, MockOptions("db", match=match)),
+                on_output=lambda _conn, out: self.outputs.append(out),
             )
             self.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
@@ -218,6 +219,8 @@ class WireServers:
         async def stop() -> None:
             for s in self.servers:
                 s.close()  # type: ignore[attr-defined]
+            for conn in list(self.relays):
+                conn.end()
             # connections still open (a client that did not close): end them here
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:

@@ -102,18 +102,18 @@ class Recording:
     conns: int = 0
 
     async def _start(self) -> None:
-        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        def relay() -> tcp.RelayConnection:  # devbox record's relay, as WireRecorder makes it
             self.conns += 1
             n = self.conns
 
             def sink(objs: list[dict[str, Any]]) -> None:
                 self.stored.extend({"connection": n, **o} for o in objs)
 
-            await tcp.relay_connection(
-                KIND.recorder_connection(), r, w, ("127.0.0.1", self.upstream), sink
+            return tcp.RelayConnection(
+                KIND.recorder_connection(), ("127.0.0.1", self.upstream), sink
             )
 
-        self.server = await asyncio.start_server(client, "127.0.0.1", 0)
+        self.server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     def start(self) -> Recording:
@@ -147,7 +147,7 @@ class Mock:
 
         async def start() -> None:
             # the loop devbox's mock fleet serves non-HTTP kinds with
-            self.server = await tcp.start_fast_mock_server(
+            self.server = await tcp.start_mock_server(
                 lambda: KIND.mock_connection(index, self.options),
                 upstream=("127.0.0.1", self.upstream) if self.upstream else None,
                 on_output=lambda _conn, out: self.outputs.append(out),

@@ -191,18 +191,16 @@ def test_relay_port_takes_tls_and_h2c(tmp_path: Path) -> None:
     upstream_tls = make_ssl_context(str(test_ca.ca), alpn=("h2",))
 
     async def start(port: int) -> asyncio.Server:
-        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await tcp.relay_connection(
+        def relay() -> tcp.RelayConnection:
+            return tcp.RelayConnection(
                 GRPC.recorder_connection(),
-                reader,
-                writer,
                 ("127.0.0.1", port),
                 stored.extend,
                 upstream_tls=upstream_tls,
             )
 
         tls = cert_store().sni_context(alpn=("h2",))
-        return await tcp.start_stream_server(client, "127.0.0.1", 0, tls=tls)
+        return await tcp.start_relay_server(relay, "127.0.0.1", 0, tls=tls)
 
     loop = Loop()
     try:

@@ -329,13 +329,13 @@ def test_passthrough_and_record_send_the_connection_to_the_real_server(on_miss: 
             async def start() -> int:
                 index = POSTGRES.load([])
 
-                async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                def connection() -> PostgresMockConnection:
                     conn = POSTGRES.mock_connection(index, options)
                     assert isinstance(conn, PostgresMockConnection)  # for take_stored()
                     conns.append(conn)
-                    await tcp.serve_mock_connection(conn, r, w, upstream=(pg.host, pg.port))
+                    return conn
 
-                server = await asyncio.start_server(client, "127.0.0.1", 0)
+                server = await tcp.start_mock_server(connection, upstream=(pg.host, pg.port))
                 ws.servers.append(server)
                 return int(server.sockets[0].getsockname()[1])
 

@@ -96,7 +96,7 @@ def test_the_fast_loop_replays_them_too(
     try:
 
         async def start() -> int:
-            server = await tcp.start_fast_mock_server(
+            server = await tcp.start_mock_server(
                 lambda: kind.mock_connection(index, MockOptions("db"))
             )
             ws.servers.append(server)

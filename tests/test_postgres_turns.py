@@ -102,12 +102,14 @@ def session() -> tuple[list[dict[str, Any]], list[tuple[bytes, bytes]], list[Any
         try:
             done = asyncio.Event()
 
-            async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-                await tcp.relay_connection(Spy(log), r, w, (pg.host, pg.port), ws.stored.extend)
-                done.set()  # the relay stores a connection's last objects as it ends
+            def relay() -> tcp.RelayConnection:
+                # the relay stores a connection's last objects as it ends
+                return tcp.RelayConnection(
+                    Spy(log), (pg.host, pg.port), ws.stored.extend, on_end=lambda _c: done.set()
+                )
 
             async def start() -> int:
-                server = await asyncio.start_server(client, "127.0.0.1", 0)
+                server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
                 ws.servers.append(server)
                 return int(server.sockets[0].getsockname()[1])
 

@@ -5,9 +5,9 @@ against the mock replaying that recording, side by side in one run.
    as the devbox-pg user when run as root) and ``pgbench -i`` loads it;
 2. for every client count, records ``pgbench -S`` (select-only: one ``SELECT abalance
    ... WHERE aid = $1`` per transaction, ``--random-seed`` fixed so every run asks the
-   same aids) through devbox's recording relay (``devbox.wire.tcp.relay_connection`` with
+   same aids) through devbox's recording relay (``devbox.wire.tcp.RelayConnection`` with
    the postgres recorder; the stored objects kept in memory, as the relay hands them to
-   its sink) and loads the mock from it (``devbox.wire.tcp.start_fast_mock_server``, the
+   its sink) and loads the mock from it (``devbox.wire.tcp.start_mock_server``, the
    loop ``devbox mock`` serves wire kinds with; no server behind it, every miss counted);
 3. runs ``--rounds`` rounds, each one pgbench run per target: the real server, the relay,
    the mock, in an order that rotates every round (the machine may be shared: what each
@@ -92,16 +92,11 @@ class Loop:
         self.thread.join(10)
 
     def relay(self, upstream: tuple[str, int]) -> int:
-        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            if task is not None:  # the loop keeps only a weak reference to it
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            rec = POSTGRES.recorder_connection()
-            await tcp.relay_connection(rec, r, w, upstream, self.stored.extend)
+        def relay() -> tcp.RelayConnection:
+            return tcp.RelayConnection(POSTGRES.recorder_connection(), upstream, self.stored.extend)
 
         async def start() -> int:
-            server = await asyncio.start_server(client, "127.0.0.1", 0)
+            server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
             return int(server.sockets[0].getsockname()[1])
 
         return int(self.run(start()))
@@ -115,7 +110,7 @@ class Loop:
                 self.misses += 1
 
         async def start() -> int:
-            server = await tcp.start_fast_mock_server(
+            server = await tcp.start_mock_server(
                 lambda: POSTGRES.mock_connection(index, MockOptions("bench")),
                 on_output=on_output,
             )
@@ -150,7 +145,7 @@ class Loop:
                 return []
 
         async def start() -> int:
-            server = await tcp.start_fast_mock_server(Floor)
+            server = await tcp.start_mock_server(Floor)
             return int(server.sockets[0].getsockname()[1])
 
         return int(self.run(start()))

@@ -145,7 +145,7 @@ class WireMock:
             from devbox.wire.ca import cert_store
 
             tls = cert_store().sni_context(alpn=("h2",))
-        self._server = await tcp.start_fast_mock_server(
+        self._server = await tcp.start_mock_server(
             new_connection,
             host=host,
             port=port,

@@ -3,7 +3,7 @@ service that itself serves gRPC (``[service] protocol = "grpc"``: the ``inbound`
 a gRPC relay in front of the service instead of the HTTP inbound proxy).
 
 One listener per such dependency with an ``upstream``; every client connection is
-relayed to the real server by ``devbox.wire.tcp.relay_connection`` while the kind's
+relayed to the real server by ``devbox.wire.tcp.RelayConnection`` while the kind's
 recorder connection turns both directions into stored objects. Each object gets its
 connection number, is redacted (``devbox.wire.files.value_redactor``) and appended with
 one ``write()``. Files and commit are the HTTP sink's: a new set is written to
@@ -93,7 +93,7 @@ class WireRecorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._relays: set[tcp.RelayConnection] = set()
         self._numbers = itertools.count(1)
 
     def _add(
@@ -148,8 +148,8 @@ class WireRecorder:
         for name, src in self.sources.items():
             port = self.options.ports.get(name, src.port if src.port is not None else 0)
             try:
-                server = await tcp.start_stream_server(
-                    self._client(src), host, port, tls=src.client_tls
+                server = await tcp.start_relay_server(
+                    self._relay(src), host, port, tls=src.client_tls
                 )
             except OSError as exc:
                 for s in self._servers:
@@ -165,30 +165,23 @@ class WireRecorder:
             out.append(Listener(name, src.direction, bound, url, src.upstream_url, src.env))
         return tuple(out)
 
-    def _client(self, src: _Source) -> Any:
-        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tasks.add(task)
+    def _relay(self, src: _Source) -> Callable[[], tcp.RelayConnection]:
+        def relay() -> tcp.RelayConnection:
             number = next(self._numbers)
             src.connections += 1
-            try:
-                await tcp.relay_connection(
-                    src.kind.recorder_connection(),
-                    reader,
-                    writer,
-                    src.upstream,
-                    lambda stored: self._write(src, number, stored),
-                    upstream_tls=src.upstream_tls,
-                )
-            except OSError as exc:
-                writer.close()  # the real server refused: the client sees the connection end
-                self._refused(src, exc)
-            finally:
-                if task is not None:
-                    self._tasks.discard(task)
+            conn = tcp.RelayConnection(
+                src.kind.recorder_connection(),
+                src.upstream,
+                lambda stored: self._write(src, number, stored),
+                upstream_tls=src.upstream_tls,
+                # the real server refused: the client sees its connection end
+                on_refused=lambda exc: self._refused(src, exc),
+                on_end=self._relays.discard,
+            )
+            self._relays.add(conn)
+            return conn
 
-        return client
+        return relay
 
     def _refused(self, src: _Source, exc: OSError) -> None:
         """Say once per dependency why the real server could not be reached in TLS (a
@@ -251,10 +244,8 @@ class WireRecorder:
         for s in self._servers:
             s.close()
         # a client's pool keeps connections open: they are cut, what they held is stored
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        for conn in list(self._relays):
+            conn.end()
 
     def _halt(self) -> None:
         halt_loop(self._loop, self._thread)

@@ -5,7 +5,6 @@ know nothing of matching or of any protocol's bytes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -15,11 +14,8 @@ from devbox.wire.contract import (
     Fault,
     Forward,
     Hit,
-    Index,
-    Kind,
     Miss,
     MockConnection,
-    MockOptions,
     Output,
     RecorderConnection,
     Reply,
@@ -30,159 +26,204 @@ READ_SIZE = 65536
 TLS_HANDSHAKE_TIMEOUT_S = 10.0
 
 
-async def _upstream_reader(
-    reader: asyncio.StreamReader, conn: MockConnection, handle: Callable[[list[Output]], Any]
-) -> None:
-    while data := await reader.read(READ_SIZE):
-        await handle(conn.upstream_data(data))
+# ---------------------------------------------------------------- the recording relay
 
 
-async def serve_mock_connection(
-    conn: MockConnection,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    upstream: tuple[str, int] | None = None,
-    on_output: Callable[[Output], None] | None = None,
-) -> None:
-    """Drive one client connection: bytes in, the connection's outputs applied in order.
-    ``on_output`` sees every output (hits and misses for statistics and the journal)."""
-    up_writer: asyncio.StreamWriter | None = None
-    up_task: asyncio.Task[None] | None = None
-    closing = False
+class RelayConnection(asyncio.Protocol):
+    """One connection relayed to the real dependency while ``rec`` watches both ways.
 
-    async def handle(outputs: list[Output]) -> None:
-        nonlocal up_writer, up_task, closing
-        for out in outputs:
-            if on_output is not None:
-                on_output(out)
-            if isinstance(out, Hit):
-                continue
-            if isinstance(out, Reply | Miss):
-                delay = out.delay_s if isinstance(out, Reply) else 0.0
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                writer.write(out.data)
-                await writer.drain()
-                closing = closing or out.close
-            elif isinstance(out, Fault):
-                if out.delay_s > 0:
-                    await asyncio.sleep(out.delay_s)
-                if out.kind == "reset":
-                    writer.transport.abort()
-                    closing = True
-                else:
-                    writer.write(out.data)
-                    await writer.drain()
-            elif isinstance(out, Forward):
-                if up_writer is None:
-                    if upstream is None:
-                        raise ConnectionError("passthrough without an upstream")
-                    up_reader, up_writer = await asyncio.open_connection(*upstream)
-                    up_task = asyncio.create_task(_upstream_reader(up_reader, conn, handle))
-                up_writer.write(out.data)
-                await up_writer.drain()
+    The client's side is this protocol, the real server's is ``_RelayUpstream``: bytes are
+    handed to ``rec`` and passed on as they arrive, with no task, stream or ``drain`` per
+    chunk (a stream relay spent more per query on its coroutines than on recording).
+    Every stored object goes to ``sink`` as soon as it is complete; what is still open
+    when the connection ends, through ``rec.close()``. Half-closes are passed on; a side
+    that cannot take its writes pauses the other side's reading. ``upstream_tls``: the
+    real server is spoken to in TLS (verified by that context, the host as SNI).
+    ``on_refused`` hears why the real server could not be reached (the client is then
+    disconnected); ``on_end`` that the connection is over."""
 
-    try:
-        while not closing:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                await handle(conn.eof_received())
-                break
-            await handle(conn.data_received(data))
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        if up_task is not None:
-            up_task.cancel()
-            with contextlib.suppress(BaseException):
-                await up_task
-        for w in (up_writer, writer):
-            if w is not None:
-                w.close()
-                with contextlib.suppress(Exception):
-                    await w.wait_closed()
+    def __init__(
+        self,
+        rec: RecorderConnection,
+        upstream: tuple[str, int],
+        sink: Callable[[list[dict[str, Any]]], None],
+        *,
+        upstream_tls: ssl.SSLContext | None = None,
+        on_refused: Callable[[OSError], None] | None = None,
+        on_end: Callable[[RelayConnection], None] | None = None,
+    ) -> None:
+        self.rec = rec
+        self.upstream = upstream
+        self.sink = sink
+        self.upstream_tls = upstream_tls
+        self.on_refused = on_refused
+        self.on_end = on_end
+        self.client: asyncio.Transport | None = None
+        self.up: asyncio.Transport | None = None
+        self._early: list[bytes] = []  # the client's bytes before the upstream answered
+        self._eofs: set[str] = set()
+        self._connecting: asyncio.Task[None] | None = None
+        self.ended = False
 
+    # ------------------------------------------------------------ the client's side
 
-async def start_mock_server(
-    kind: Kind,
-    index: Index,
-    options: MockOptions,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    upstream: tuple[str, int] | None = None,
-    on_output: Callable[[Output], None] | None = None,
-) -> asyncio.Server:
-    """Listen and serve every connection with a fresh ``kind.mock_connection``."""
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client = cast(asyncio.Transport, transport)
+        self._connecting = asyncio.get_running_loop().create_task(self._connect())
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = kind.mock_connection(index, options)
-        await serve_mock_connection(conn, reader, writer, upstream=upstream, on_output=on_output)
+    async def _connect(self) -> None:
+        host, port = self.upstream
+        loop = asyncio.get_running_loop()
+        try:
+            if self.upstream_tls is None:
+                await loop.create_connection(lambda: _RelayUpstream(self), host, port)
+            else:
+                await loop.create_connection(
+                    lambda: _RelayUpstream(self),
+                    host,
+                    port,
+                    ssl=self.upstream_tls,
+                    server_hostname=host,
+                )
+        except OSError as exc:
+            if self.on_refused is not None:
+                self.on_refused(exc)
+            self.end()
+        finally:
+            self._connecting = None
 
-    return await asyncio.start_server(client, host, port)
+    def data_received(self, data: bytes) -> None:
+        relay = self.rec.from_client(data)
+        if relay.to_upstream:
+            if self.up is not None:
+                self.up.write(relay.to_upstream)
+            else:
+                self._early.append(relay.to_upstream)
+        if relay.to_client and self.client is not None:
+            self.client.write(relay.to_client)
+        self._store()
 
+    def eof_received(self) -> bool:
+        self._eofs.add("client")
+        if self.up is not None and self.up.can_write_eof():
+            self.up.write_eof()
+        self._maybe_done()
+        return True  # keep reading the real server's answers
 
-async def relay_connection(
-    rec: RecorderConnection,
-    client_reader: asyncio.StreamReader,
-    client_writer: asyncio.StreamWriter,
-    upstream: tuple[str, int],
-    sink: Callable[[list[dict[str, Any]]], None],
-    *,
-    upstream_tls: ssl.SSLContext | None = None,
-) -> None:
-    """Relay one connection to the real dependency, letting ``rec`` watch both ways;
-    every stored object goes to ``sink`` as soon as it is complete. With
-    ``upstream_tls`` the real dependency is spoken to in TLS (verified by that context,
-    the upstream's host name as SNI); ``rec`` sees what is inside."""
-    host, port = upstream
-    if upstream_tls is None:
-        up_reader, up_writer = await asyncio.open_connection(host, port)
-    else:
-        up_reader, up_writer = await asyncio.open_connection(
-            host, port, ssl=upstream_tls, server_hostname=host
-        )
+    def pause_writing(self) -> None:  # the client does not read: stop reading upstream
+        if self.up is not None:
+            self.up.pause_reading()
 
-    async def pump(src: asyncio.StreamReader, from_client: bool) -> None:
-        while data := await src.read(READ_SIZE):
-            relay = rec.from_client(data) if from_client else rec.from_upstream(data)
-            if relay.to_upstream:
-                up_writer.write(relay.to_upstream)
-            if relay.to_client:
-                client_writer.write(relay.to_client)
-            # one after the other: each returns at once unless its transport is paused;
-            # gather() would wrap both in tasks and wait a loop turn per chunk
-            await up_writer.drain()
-            await client_writer.drain()
-            done = rec.take_stored()
-            if done:
-                sink(done)
-        # half-close: pass the end on, keep reading the other direction
-        target = up_writer if from_client else client_writer
-        if target.can_write_eof():
-            with contextlib.suppress(OSError):
-                target.write_eof()
+    def resume_writing(self) -> None:
+        if self.up is not None and not self.ended:
+            self.up.resume_reading()
 
-    try:
-        await asyncio.gather(pump(client_reader, True), pump(up_reader, False))
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        rest = rec.close()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end()
+
+    # ------------------------------------------------------------ the real server's side
+
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        if self.ended:
+            transport.close()
+            return
+        self.up = transport
+        if self._early:
+            transport.write(b"".join(self._early))
+            self._early = []
+        if "client" in self._eofs and transport.can_write_eof():
+            transport.write_eof()
+
+    def upstream_data(self, data: bytes) -> None:
+        relay = self.rec.from_upstream(data)
+        if relay.to_client and self.client is not None:
+            self.client.write(relay.to_client)
+        if relay.to_upstream and self.up is not None:
+            self.up.write(relay.to_upstream)
+        self._store()
+
+    def upstream_eof(self) -> None:
+        self._eofs.add("upstream")
+        if self.client is not None and self.client.can_write_eof():
+            self.client.write_eof()
+        self._maybe_done()
+
+    # ------------------------------------------------------------ the end
+
+    def _store(self) -> None:
+        done = self.rec.take_stored()
+        if done:
+            self.sink(done)
+
+    def _maybe_done(self) -> None:
+        if len(self._eofs) == 2:
+            self.end()
+
+    def end(self) -> None:
+        """Close both sides (once) and store what is still open."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for t in (self.client, self.up):
+            if t is not None:
+                t.close()
+        rest = self.rec.close()
         if rest:
-            sink(rest)
-        for w in (up_writer, client_writer):
-            w.close()
-            with contextlib.suppress(Exception):
-                await w.wait_closed()
+            self.sink(rest)
+        if self.on_end is not None:
+            self.on_end(self)
 
 
-# ---------------------------------------------------------------- the fast mock loop
+class _RelayUpstream(asyncio.Protocol):
+    def __init__(self, relay: RelayConnection) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.relay.upstream_made(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.upstream_data(data)
+
+    def eof_received(self) -> bool:
+        self.relay.upstream_eof()
+        return True
+
+    def pause_writing(self) -> None:  # the real server does not read: nor do we
+        if self.relay.client is not None:
+            self.relay.client.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.relay.client is not None and not self.relay.ended:
+            self.relay.client.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.end()
+
+
+async def start_relay_server(
+    new_relay: Callable[[], RelayConnection],
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> asyncio.Server:
+    """Listen and relay every client connection with a fresh ``new_relay()``; with
+    ``tls``, clients may also speak TLS on the same port (``SniffTls``)."""
+    loop = asyncio.get_running_loop()
+    if tls is None:
+        return await loop.create_server(new_relay, host, port)
+    return await loop.create_server(lambda: SniffTls(tls, new_relay), host, port)
+
+
+# ---------------------------------------------------------------- the mock loop
 
 
 class _MockProtocol(asyncio.Protocol):
-    """``serve_mock_connection`` as an ``asyncio.Protocol``: what can be answered at once
+    """One client connection of a mock: what can be answered at once
     (no delay, no upstream) is written from ``data_received`` itself, with no task, no
     stream and no ``drain`` per request; anything else goes, in order, through a queue
     one task works through, so replies always leave in the order they were asked for."""
@@ -314,7 +355,7 @@ class _MockProtocol(asyncio.Protocol):
             self.transport.close()  # the real server hung up: so do we
 
 
-async def start_fast_mock_server(
+async def start_mock_server(
     new_connection: Callable[[], MockConnection],
     *,
     host: str = "127.0.0.1",
@@ -323,8 +364,9 @@ async def start_fast_mock_server(
     on_output: Callable[[MockConnection, Output], None] | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
-    """Like ``start_mock_server`` (same outputs, same order) on the Protocol loop above;
-    ``new_connection`` is called per client (so it sees the current index), and
+    """Serve a mock: every client connection gets ``new_connection()`` (called per
+    client, so it sees the current index), its outputs applied in order by
+    ``_MockProtocol``; and
     ``on_output`` is told which connection an output came from. It sees every output
     except the immediate ``Reply`` of a connection that never passed anything through:
     those are the bulk of the traffic, and nothing but bytes.
@@ -376,26 +418,3 @@ class SniffTls(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-
-
-StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]
-
-
-async def start_stream_server(
-    handler: StreamHandler,
-    host: str,
-    port: int,
-    *,
-    tls: ssl.SSLContext | None = None,
-) -> asyncio.Server:
-    """``asyncio.start_server``; with ``tls``, clients may also speak TLS on the same port
-    (``SniffTls``), and ``handler`` gets the streams inside it."""
-    if tls is None:
-        return await asyncio.start_server(handler, host, port)
-    loop = asyncio.get_running_loop()
-
-    def streams() -> asyncio.Protocol:
-        reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, handler, loop=loop)
-
-    return await loop.create_server(lambda: SniffTls(tls, streams), host, port)
