@@ -28,6 +28,7 @@ from devbox.replay.report import Trend, trend_of
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.runtime.sessions import Child
 from devbox.store import load_dir
+from devbox.wire import registry
 
 
 def load_recordings(
@@ -39,7 +40,7 @@ def load_recordings(
     outbound: list[Exchange] = []
     calls: dict[str, tuple[MatchRules, list[Exchange]]] = {}
     for d in p.dependencies:
-        if d.kind != "http":
+        if not registry.capabilities(d.kind).linked_calls:
             continue  # other kinds' recordings are their mocks' business
         linked = [e for e in load_dir(p.recordings_dir(d.name)) if e.parent]
         outbound.extend(linked)
@@ -54,7 +55,8 @@ def outbound_checks(
     journals = {
         d: f"http://127.0.0.1:{port}"
         for d, port in ports.items()
-        if p.dependency(d).kind == "http"  # only HTTP mocks keep journals
+        # only a kind whose mock keeps a journal of linked calls can be checked
+        if registry.capabilities(p.dependency(d).kind).linked_calls
     }
     rules = {d.name: d.match for d in p.dependencies}
     return journals, rules
