@@ -23,7 +23,8 @@ from devbox.core.profile import Dependency
 from devbox.core.recording import exchange_from_dict
 from devbox.core.wiring import Endpoint, service_url
 from devbox.mock.answer import MockSpec
-from devbox.mock.http_kind import HTTP, Http1MockConnection, HttpIndex, read_stored
+from devbox.mock.http_conn import Http1MockConnection, HttpIndex, read_stored
+from devbox.mock.http_kind import HTTP
 from devbox.store import write_recording
 from devbox.wire import registry
 from devbox.wire.contract import Capabilities, Fault, Hit, Miss, MockOptions, Output, Reply
