@@ -27,7 +27,7 @@ from devbox.mock.http_conn import Http1MockConnection, HttpIndex, read_stored
 from devbox.mock.http_kind import HTTP
 from devbox.store import write_recording
 from devbox.wire import registry
-from devbox.wire.contract import Capabilities, Fault, Hit, Miss, MockOptions, Output, Reply
+from devbox.wire.contract import Capabilities, Fault, Forward, Hit, Miss, MockOptions, Output, Reply
 
 DATA = Path(__file__).parent / "data"
 NAME = "payments"
@@ -202,6 +202,7 @@ def exchange_bytes(port: int, request: bytes) -> bytes:
     """What a real server sends back for ``request`` (it asks to close after answering)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(request)
+        s.shutdown(socket.SHUT_WR)  # no more requests: the server closes after answering
         chunks = []
         while chunk := s.recv(65536):
             chunks.append(chunk)
@@ -242,6 +243,27 @@ def test_the_recorder_connection_stores_what_loads_and_matches(
     reply = out[1]
     assert isinstance(reply, Reply) and reply.close and status_of(reply.data) == 201
     assert reply.data.endswith(b'{"got": 13, "path": "/orders?src=test"}')
+
+
+def test_a_passthrough_miss_relays_the_real_upstream_and_keeps_the_order(
+    recordings: Path, echo_server: int
+) -> None:
+    upstream = f"http://127.0.0.1:{echo_server}"
+    dep = Dependency(name=NAME, upstream=upstream, on_miss="passthrough")
+    kind = HTTP.for_spec(MockSpec(dependency=dep))
+    conn = kind.mock_connection(
+        kind.load(read_stored(recordings)), MockOptions(name=NAME, on_miss="passthrough")
+    )
+    post = b"POST /new HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    out = conn.data_received(post + CHARGE)
+    assert [type(o).__name__ for o in out] == ["Forward"]  # the hit waits behind it
+    forward = out[0]
+    assert isinstance(forward, Forward) and forward.data == post and not forward.record
+    back = conn.upstream_data(exchange_bytes(echo_server, forward.data))
+    assert [type(o).__name__ for o in back] == ["Reply", "Hit", "Reply"]
+    assert isinstance(back[0], Reply) and status_of(back[0].data) == 201
+    assert back[0].data.endswith(b'{"got": 2, "path": "/new"}')
+    assert isinstance(back[2], Reply) and status_of(back[2].data) == 200
 
 
 def test_an_unanswered_request_is_stored_as_incomplete() -> None:
