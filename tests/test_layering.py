@@ -70,3 +70,14 @@ def test_the_cli_parser_is_cheap_to_build() -> None:
     modules = loaded_after("from devbox.cli.main import build_parser\nbuild_parser()")
     assert heavy_in(modules) == []
     assert "rich.table" not in modules  # tables are imported by the commands that print them
+
+
+def test_asking_the_http_kind_loads_no_server() -> None:
+    # the profile, the wiring and the recorders ask the registry about HTTP: that must not
+    # import the mock's servers, matching or an event loop (devbox.mock is lazy)
+    modules = loaded_after(
+        "from devbox.wire import registry\n"
+        "registry.capabilities('http'); registry.get('http').service_url('http://a', 'h', 1)"
+    )
+    assert heavy_in(modules) == []
+    assert not {"devbox.mock.server", "devbox.mock.fleet", "devbox.core.matching"} & modules

@@ -299,7 +299,7 @@ def test_wrong_type_names_field_and_line(tmp_path: Path) -> None:
     [
         ('on_miss = "explode"', "on_miss", "expected one of fail, passthrough, record, got"),
         ('timing = "fast"', "timing", 'expected none, recorded or a factor such as "2x"'),
-        ('kind = "ftp"', "kind", "expected one of http, "),  # + the registered kinds
+        ('kind = "ftp"', "kind", "expected one of grpc, http, postgres, redis, got"),
         ('upstream = "payments:80"', "upstream", "expected an http:// or https:// URL"),
         ('env = "PAYMENTS-URL"', "env", "not a valid variable name"),
         ("port = 70000", "port", "expected 1..65535, got 70000"),

@@ -79,7 +79,7 @@ class _FakeKind:
     schemes = ("fakekv",)
     default_port = 1
 
-    def service_url(self, upstream: str, host: str, port: int) -> str:
+    def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         return swap_host_port(upstream, host, port) + "#built-by-kind"
 
 

@@ -169,7 +169,6 @@ def _find_dockerfile(files: tuple[str, ...]) -> str | None:
 
 def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, ...]]:
     """(the facts, candidate compose services when the choice was a guess)."""
-    from devbox.core.profile import SUPPORTED_KINDS
     from devbox.init.dockerfile import parse_dockerfile
     from devbox.init.scaffold import RepoFacts, pick_service
     from devbox.wire import registry
@@ -216,8 +215,8 @@ def gather(root: Path, args: argparse.Namespace) -> tuple[RepoFacts, tuple[str, 
         service=service,
         files=files,
         bases=_other_bases(root, compose, service),
-        # http, and every kind devbox.wire registers (redis, postgres)
-        supported_kinds=(*SUPPORTED_KINDS, *registry.names()),
+        # every kind devbox.wire registers (http, redis, postgres, grpc)
+        supported_kinds=registry.names(),
     ), candidates
 
 

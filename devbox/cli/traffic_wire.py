@@ -174,10 +174,16 @@ def all_paths(paths: list[Path]) -> list[Path]:
 
 
 def wire_paths(paths: list[Path]) -> list[Path]:
-    """The files among ``paths`` (files or directories) that hold a non-HTTP kind."""
+    """The files among ``paths`` (files or directories) that hold object streams: those of a
+    kind recorded by the generic relay, not exchange files (``Capabilities.http_edges``); a
+    kind devbox does not know is shown here too, where its rows say so."""
+    from devbox.wire import registry
     from devbox.wire.files import file_kind
 
-    return [f for f in all_paths(paths) if file_kind(f) != "http"]
+    def streams(kind: str) -> bool:
+        return kind not in registry.names() or not registry.capabilities(kind).http_edges
+
+    return [f for f in all_paths(paths) if streams(file_kind(f))]
 
 
 def run_show(paths: list[Path], args: argparse.Namespace) -> int:

@@ -16,9 +16,7 @@ from devbox.core.nesting import MAX_DEPTH, too_deep_toml
 from devbox.core.profile_model import (
     NETWORKS,
     ON_MISS,
-    PLANNED_KINDS,
     RUNTIMES,
-    SUPPORTED_KINDS,
     Build,
     Dependency,
     Faults,
@@ -45,9 +43,7 @@ from devbox.errors import ConfigError, NotFoundError
 __all__ = [
     "NETWORKS",
     "ON_MISS",
-    "PLANNED_KINDS",
     "RUNTIMES",
-    "SUPPORTED_KINDS",
     "Build",
     "Dependency",
     "Faults",

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from devbox.errors import NotFoundError
 
-SUPPORTED_KINDS = ("http",)  # served by devbox.mock.server; the others come from devbox.wire
-PLANNED_KINDS = ("postgres", "redis", "grpc")
 ON_MISS = ("fail", "passthrough", "record")
 RUNTIMES = ("auto", "docker", "process")
 NETWORKS = ("host", "bridge")

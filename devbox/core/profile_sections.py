@@ -10,7 +10,6 @@ from typing import Any
 from devbox.core.profile_model import (
     NETWORKS,
     ON_MISS,
-    PLANNED_KINDS,
     PROTOCOLS,
     RUNTIMES,
     Build,
@@ -180,22 +179,11 @@ def dependency_section(ctx: Ctx, raw: Any, w: str) -> Dependency:
     if not NAME_RE.match(name):
         raise ctx.error(f"{w}.name", f"expected lowercase letters, digits, - or _, got {name!r}")
     kind = ctx.str_(t, "kind", w, "http")
-    known = ("http", *kinds.names())
-    if kind in PLANNED_KINDS and kind not in known:
-        raise ctx.error(
-            f"{w}.kind",
-            f"kind {kind!r} is planned but not supported yet",
-            hint="supported: " + ", ".join(known),
-        )
+    known = kinds.names()
     if kind not in known:
         raise ctx.error(f"{w}.kind", f"expected one of {', '.join(known)}, got {kind!r}")
     upstream = ctx.str_(t, "upstream", w)
-    if upstream is not None and kind == "http":
-        if not re.match(r"^https?://[^/\s]+", upstream):
-            raise ctx.error(
-                f"{w}.upstream", f"expected an http:// or https:// URL, got {upstream!r}"
-            )
-    elif upstream is not None and (bad := kinds.upstream_problem(kind, upstream)):
+    if upstream is not None and (bad := kinds.upstream_problem(kind, upstream)):
         raise ctx.error(f"{w}.upstream", bad[0], hint=bad[1])
     env = ctx.str_(t, "env", w)
     if env is not None and not ENV_RE.match(env):

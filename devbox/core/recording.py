@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -558,15 +558,30 @@ def _header_from(head: Any, line: int, filename: str) -> tuple[RecordingHeader, 
     return header, version
 
 
+def stored_objects(data: bytes, filename: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line, exchange object) of a recording, in this format version with the header's
+    source and direction filled in: the ``http`` kind's stored objects."""
+    objects, _torn = _decode_general(data, filename)
+    if not objects:
+        raise RecordingError("empty recording: no header object", file=filename, line=1)
+    header, version = _header_from(objects[0][1], objects[0][0], filename)
+    return [(ln, _current(obj, ln, header, version, filename)) for ln, obj in objects[1:]]
+
+
+def _current(obj: Any, ln: int, h: RecordingHeader, version: int, file: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise RecordingError("expected an exchange object", file=file, line=ln)
+    for v in range(version, FORMAT_VERSION):
+        obj = MIGRATIONS[v](obj)
+    obj.setdefault("source", h.source)
+    obj.setdefault("direction", h.direction.value)
+    return cast("dict[str, Any]", obj)
+
+
 def _exchange_from(
     obj: Any, idx: int, line: int, header: RecordingHeader, version: int, filename: str
 ) -> Exchange:
-    if not isinstance(obj, dict):
-        raise RecordingError("expected an exchange object", file=filename, line=line)
-    for v in range(version, FORMAT_VERSION):
-        obj = MIGRATIONS[v](obj)
-    obj.setdefault("source", header.source)
-    obj.setdefault("direction", header.direction.value)
+    obj = _current(obj, line, header, version, filename)
     try:
         return exchange_from_dict(obj, where=f"exchange[{idx}]")
     except RecordingError as exc:

@@ -16,7 +16,7 @@ The rule (docs/profiles.md, "How the service learns its dependencies' addresses"
    kept, so ``http://analytics:5001/visit`` becomes ``http://127.0.0.1:PORT/visit``,
    exactly what the service would be given in compose. An ``https`` upstream stays
    ``https``: mocks and recording proxies also speak TLS, with a leaf of devbox's CA the
-   service is told to trust (``devbox.engine.wiring.trust_env``). A registered kind
+   service is told to trust (``devbox.engine.wiring.trust_env``). The dependency's kind
    (``devbox.wire.registry``) builds the URL itself (``Kind.service_url``), so a
    ``redis://`` or ``postgresql://`` upstream keeps its scheme and database.
 4. ``PORT`` is the service's port unless ``[service] env`` sets it.
@@ -28,14 +28,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from devbox.core.profile import Dependency, Profile
 
-# (upstream, host, port) -> the URL the service is given
-UrlBuilder = Callable[[str, str, int], str]
 
-_DEFAULT_SCHEME = {"http": "http", "redis": "redis", "postgres": "postgresql", "grpc": "http"}
+class UrlBuilder(Protocol):
+    """(upstream, host, port) -> the URL the service is given (``Kind.service_url``)."""
+
+    def __call__(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +97,6 @@ def swap_host_port(url: str, host: str, port: int, *, scheme: str | None = None)
     return urlunsplit((scheme or parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def http_service_url(upstream: str, host: str, port: int, *, tls: bool = True) -> str:
-    """The ``http`` kind's rule 3: keep the path; ``https`` stays ``https`` (the mock and
-    the recording proxy take TLS on the same port) unless ``tls`` is off (``devbox record
-    --no-intercept``), anything else becomes ``http``."""
-    scheme = "https" if tls and urlsplit(upstream).scheme == "https" else "http"
-    return swap_host_port(upstream, host, port, scheme=scheme)
-
-
 def needs_tls(profile: Profile) -> bool:
     """Whether the service calls a dependency over ``https`` (an ``http`` or ``grpc`` one:
     it must then trust devbox's CA)."""
@@ -118,6 +112,14 @@ def registered_builder(kind: str) -> UrlBuilder | None:
     return registry.get(kind).service_url
 
 
+def default_scheme(kind: str) -> str:
+    """The scheme of a dependency without ``upstream``: its kind's first (the kind's name
+    for one devbox does not know)."""
+    from devbox.wire import registry
+
+    return registry.default_scheme(kind) if kind in registry.names() else kind
+
+
 def service_url(
     dep: Dependency,
     endpoint: Endpoint,
@@ -126,12 +128,10 @@ def service_url(
     tls: bool = True,
 ) -> str:
     """Rule 3 for one dependency."""
-    upstream = dep.upstream or f"{_DEFAULT_SCHEME.get(dep.kind, dep.kind)}://{endpoint.host}"
+    upstream = dep.upstream or f"{default_scheme(dep.kind)}://{endpoint.host}"
     builder = builder_for(dep.kind)
     if builder is not None:
-        return builder(upstream, endpoint.host, endpoint.port)
-    if dep.kind == "http":
-        return http_service_url(upstream, endpoint.host, endpoint.port, tls=tls)
+        return builder(upstream, endpoint.host, endpoint.port, tls=tls)
     return swap_host_port(upstream, endpoint.host, endpoint.port)
 
 

@@ -39,6 +39,7 @@ from devbox.errors import DevboxError, NotFoundError, UsageError
 from devbox.record import Captured, Listener, Recorder, RecordOptions, RecordSummary
 from devbox.record.recorder import FORWARD
 from devbox.record.wire_relay import WireRecorder
+from devbox.wire import registry
 
 GRACE_S = 5.0
 
@@ -192,7 +193,7 @@ class RecordSession:
         (``http://analytics:5001``) resolves only inside compose's network, and recording
         through it would store one DNS error per request."""
         for dep in self.profile.dependencies:
-            if not dep.upstream or dep.kind != "http":
+            if not dep.upstream or not registry.capabilities(dep.kind).resolve_upstream:
                 continue
             parts = urlsplit(dep.upstream)
             host = parts.hostname or ""

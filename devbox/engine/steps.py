@@ -27,6 +27,7 @@ from devbox.replay.lanes import linked_calls, recorded_lanes
 from devbox.replay.report import Trend, trend_of
 from devbox.runtime.detach import spawn_detached, wait_listening
 from devbox.runtime.sessions import Child
+from devbox.wire import registry
 
 
 def load_recordings(
@@ -47,7 +48,8 @@ def outbound_checks(
     journals = {
         d: f"http://127.0.0.1:{port}"
         for d, port in ports.items()
-        if p.dependency(d).kind == "http"  # only HTTP mocks keep journals
+        # only a kind whose mock keeps a journal of linked calls can be checked
+        if registry.capabilities(p.dependency(d).kind).linked_calls
     }
     rules = {d.name: d.match for d in p.dependencies}
     return journals, rules

@@ -55,14 +55,14 @@ def project_path(profile: Profile, path: Path) -> str:
 def mocked_dependencies(profile: Profile) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(served by `devbox mock`, left out): the same choice the mock fleet makes.
 
-    The fleet serves an ``http`` dependency with its HTTP mock and every other kind
-    from the kind registry (``WireMock``); a kind neither knows is left out. Asked of
-    the registry, not of a fleet: building one writes the admin token and loads
+    The fleet serves every kind of the kind registry (``http`` with its HTTP mock, the
+    others with ``WireMock``); a kind it does not know is left out. Asked of the
+    registry, not of a fleet: building one writes the admin token and loads
     descriptors, and exporting must not need either.
     """
     from devbox.wire import registry
 
-    kinds = {"http", *registry.names()}
+    kinds = set(registry.names())
     served = tuple(d.name for d in profile.dependencies if d.kind in kinds)
     return served, tuple(d.name for d in profile.dependencies if d.name not in served)
 

@@ -21,6 +21,7 @@ from devbox.core.profile import Profile
 from devbox.errors import DevboxError, EngineError, NotFoundError, UsageError
 from devbox.mock.kinds import WireMock
 from devbox.mock.server import MODES, Limits, MissRecord, MockServer, MockSpec
+from devbox.wire import registry
 from devbox.wire.admin_token import ensure_token
 from devbox.wire.loops import new_event_loop
 
@@ -30,7 +31,8 @@ STATS_INTERVAL_S = 0.5
 
 
 def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockSpec]:
-    """One spec per HTTP dependency: recordings from the profile's layout, its redaction."""
+    """One spec per dependency its kind has served by ``MockServer`` (``http_edges``):
+    recordings from the profile's layout, its redaction."""
     if only:
         for name in only:
             profile.dependency(name)  # raises NotFoundError naming the known ones
@@ -42,7 +44,7 @@ def specs_for(profile: Profile, only: Sequence[str] | None = None) -> list[MockS
             link_header=profile.record.correlation_header,
         )
         for d in profile.dependencies
-        if d.kind == "http" and (not only or d.name in only)
+        if registry.capabilities(d.kind).http_edges and (not only or d.name in only)
     ]
 
 
@@ -92,7 +94,7 @@ class MockFleet:
             # the project's token: devbox's CLI, engine and dashboard read the same file
             admin_token=admin_token or ensure_token(profile.root),
         )
-        # non-HTTP dependencies (redis, postgres...): one mock each, from their kind
+        # every other kind (redis, postgres, grpc): the generic loop with its connections
         self.wire: dict[str, WireMock] = {
             d.name: WireMock(
                 d,
@@ -102,7 +104,7 @@ class MockFleet:
                 root=profile.root,
             )
             for d in profile.dependencies
-            if d.kind != "http" and (not only or d.name in only)
+            if not registry.capabilities(d.kind).http_edges and (not only or d.name in only)
         }
 
     @classmethod

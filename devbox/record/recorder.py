@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from devbox.core.model import Direction
-from devbox.core.profile import Profile
+from devbox.core.profile import Dependency, Profile
 from devbox.errors import ConfigError, DevboxError, EngineError, NotFoundError, UsageError
 from devbox.record.correlate import Correlator
 from devbox.record.link import WorkerLink
@@ -37,6 +37,7 @@ from devbox.record.proxy import (
 )
 from devbox.record.sink import recover
 from devbox.store import new_stamp
+from devbox.wire import registry
 from devbox.wire.loops import new_event_loop
 
 INBOUND = "inbound"
@@ -177,8 +178,8 @@ class Recorder:
         self.skipped: tuple[str, ...] = ()
         self._plan_routes()
         sources = {r.source: r.direction.value for r, _p, _e in self._routes if r.source != FORWARD}
-        for d in profile.dependencies:
-            if d.upstream and d.kind == "http" and self.options.forward_proxy_port is not None:
+        for d in _proxied(profile):
+            if d.upstream and self.options.forward_proxy_port is not None:
                 sources[d.name] = Direction.OUTBOUND.value
         self.stamp = self.options.stamp or new_stamp()
         self.link = WorkerLink(
@@ -203,9 +204,7 @@ class Recorder:
                     f"not a PEM CA bundle: {exc}", file=str(self.options.ca_bundle)
                 ) from None
         forward_sources = {
-            Upstream.parse(d.upstream).origin: d.name
-            for d in profile.dependencies
-            if d.upstream and d.kind == "http"
+            Upstream.parse(d.upstream).origin: d.name for d in _proxied(profile) if d.upstream
         }
         certs = None
         wants_tls = self.options.forward_proxy_port is not None or any(
@@ -242,9 +241,8 @@ class Recorder:
         opts = self.options
         skipped = []
         if opts.forward_proxy_port is None:
-            for d in self.profile.dependencies:
-                if d.kind != "http":
-                    continue  # recorded by a relay of its kind (devbox.record.wire_relay)
+            # the other kinds are recorded by a relay of their own (devbox.record.wire_relay)
+            for d in _proxied(self.profile):
                 if not d.upstream:
                     skipped.append(d.name)
                     continue
@@ -440,6 +438,11 @@ class Recorder:
             lost=self.link.lost,
             failures=tuple(w.get("failures", ())),
         )
+
+
+def _proxied(profile: Profile) -> list[Dependency]:
+    """The dependencies this proxy records: those whose kind rides the HTTP edges."""
+    return [d for d in profile.dependencies if registry.capabilities(d.kind).http_edges]
 
 
 def halt_loop(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | None) -> None:

@@ -75,8 +75,8 @@ class WireRecorder:
         self.sources: dict[str, _Source] = {}
         suffix = SUFFIX if options.append else PARTIAL_SUFFIX
         for d in profile.dependencies:
-            if d.kind == "http" or not d.upstream:
-                continue
+            if registry.capabilities(d.kind).http_edges or not d.upstream:
+                continue  # recorded by the HTTP recording proxy (devbox.record.recorder)
             kind = registry.for_dependency(d, profile.root)
             path = profile.recordings_dir(d.name) / f"recording-{stamp}{suffix}"
             self._add(d.name, Direction.OUTBOUND, d.upstream, d.port, d.env, kind, path)

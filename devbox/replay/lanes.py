@@ -18,16 +18,18 @@ from devbox.core.matching import MatchIndex
 from devbox.core.model import Exchange
 from devbox.core.profile import MatchRules, Profile
 from devbox.store import load_dir
+from devbox.wire import registry
 
 Calls = dict[str, tuple[MatchRules, list[Exchange]]]
 
 
 def linked_calls(profile: Profile) -> Calls:
     """Dependency -> (its match rules, its recorded calls linked to an inbound request),
-    for the HTTP dependencies (other kinds' sequences are their mocks' business)."""
+    for the dependencies whose kind links its calls (``Capabilities.linked_calls``: HTTP;
+    other kinds' sequences are their mocks' business)."""
     calls: Calls = {}
     for d in profile.dependencies:
-        if d.kind != "http":
+        if not registry.capabilities(d.kind).linked_calls:
             continue
         calls[d.name] = (d.match, [e for e in load_dir(profile.recordings_dir(d.name)) if e.parent])
     return calls

@@ -175,6 +175,29 @@ class MockOptions:
     redact_value: Callable[[str, str], str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the engine, the fleet, the recorders and the CLI ask of a kind beyond the five
+    pieces, so that none of them branches on its name. A kind without a ``capabilities``
+    attribute has these defaults (``registry.capabilities`` supplies them): the generic
+    loops, no linked calls, no resolution check. ``http`` is the one that differs today."""
+
+    # served by devbox's HTTP edges rather than the generic loops: the fleet's
+    # ``MockServer`` (prebuilt bytes per hit, admin API with journal and misses), the HTTP
+    # recording proxy (forward proxy, correlation header), and recordings in
+    # ``devbox.store``'s exchange files. False: ``WireMock`` and ``WireRecorder`` drive the
+    # kind's connection objects over ``devbox.wire.tcp`` and its files are object streams.
+    http_edges: bool = False
+    # its recordings link each call to the inbound request that caused it (``parent``) and
+    # its mock's journal is read over the admin API: the engine builds replay's sequence
+    # lanes from the links and ``replay --check-outbound`` compares the journal with them
+    linked_calls: bool = False
+    # ``devbox record`` refuses to start when the upstream's host does not resolve here (a
+    # compose service name): its proxy would store one DNS error per request. A kind whose
+    # relay fails the connection itself, with nothing stored, leaves it False.
+    resolve_upstream: bool = False
+
+
 class Index(Protocol):
     """The match index a kind builds from stored objects (opaque to everyone else)."""
 
@@ -193,7 +216,8 @@ class Kind(Protocol):
 
     @property
     def schemes(self) -> tuple[str, ...]:
-        """URL schemes of its upstream (``redis``, ``postgresql``...)."""
+        """URL schemes of its upstream (``redis``, ``postgresql``...); the first is the
+        one a dependency without ``upstream`` is wired with."""
         ...
 
     @property
@@ -215,7 +239,10 @@ class Kind(Protocol):
         hide in (arguments, parameters, row values), keeping the object's shape."""
         ...
 
-    def service_url(self, upstream: str, host: str, port: int) -> str:
+    def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         """The address the service is given: the upstream URL with host and port
-        swapped for the mock's or the recording proxy's (scheme, user, path kept)."""
+        swapped for the mock's or the recording proxy's (scheme, user, path kept).
+        ``tls`` False: devbox's listener takes no TLS it would otherwise take (``devbox
+        record --no-intercept``, ``devbox export k8s``); a kind whose listeners decide TLS
+        by themselves ignores it."""
         ...

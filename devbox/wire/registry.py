@@ -1,5 +1,6 @@
-"""Which kinds exist. The profile validates ``kind`` against this table, the engine and
-the fleet ask it for the kind object; nothing else switches on a kind's name."""
+"""Which kinds exist. The profile validates ``kind`` against this table, the engine, the
+fleet, the recorders and the CLI ask it for the kind object and its ``Capabilities``;
+nothing else switches on a kind's name."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from devbox.errors import UsageError
-from devbox.wire.contract import Kind
+from devbox.wire.contract import Capabilities, Kind
 
 # name -> "module:attribute" of its Kind object, imported on first use so that loading
 # a profile does not import every protocol
@@ -20,8 +21,10 @@ def register(name: str, target: str) -> None:
     _KINDS[name] = target
 
 
-# the kinds that ship with devbox (``http`` is served by ``devbox.mock.server`` and is not
-# in this table)
+# the kinds that ship with devbox. ``http``'s object lives in ``devbox.mock`` (its mock
+# connection is the mock's answer step, which the wire layer may not import); its fast
+# paths stay ``MockServer`` and the recording proxy (``Capabilities.http_edges``).
+register("http", "devbox.mock.http_kind:HTTP")
 register("redis", "devbox.wire.redis:KIND")
 register("postgres", "devbox.wire.postgres.kind:POSTGRES")
 register("grpc", "devbox.wire.grpc.kind:GRPC")
@@ -54,6 +57,22 @@ def for_dependency(dependency: Any, root: Path, name: str | None = None) -> Kind
     return kind
 
 
+_DEFAULTS = Capabilities()
+
+
+def capabilities(kind: Kind | str) -> Capabilities:
+    """What ``kind`` (an object, or a registered name) answers beyond the five pieces;
+    the defaults for a kind that declares none."""
+    obj = get(kind) if isinstance(kind, str) else kind
+    caps: Capabilities = getattr(obj, "capabilities", _DEFAULTS)
+    return caps
+
+
+def default_scheme(name: str) -> str:
+    """The scheme a dependency of kind ``name`` without ``upstream`` is wired with."""
+    return get(name).schemes[0]
+
+
 def speaks_tls(kind: Kind, upstream: str | None) -> bool:
     """Whether ``upstream`` is one the kind speaks TLS to (gRPC's ``https://``): its mock
     and its recording relay then take TLS from the service too."""
@@ -68,7 +87,9 @@ def upstream_problem(name: str, upstream: str) -> tuple[str, str] | None:
     if m is not None and m.group(1).lower() in kind.schemes:
         return None
     schemes = " or ".join(s + "://" for s in kind.schemes)
+    # "an http://", "a redis://": the article as the scheme is read aloud
+    article = "an" if kind.schemes[0][0] in "aehio" else "a"
     return (
-        f"expected a {schemes} URL, got {upstream!r}",
+        f"expected {article} {schemes} URL, got {upstream!r}",
         f"for example {kind.schemes[0]}://127.0.0.1:{kind.default_port}",
     )

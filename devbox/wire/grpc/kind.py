@@ -52,7 +52,7 @@ class GrpcKind:
     ) -> dict[str, Any]:
         return store.redact_object(stored, redact_value)
 
-    def service_url(self, upstream: str, host: str, port: int) -> str:
+    def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         """``http://HOST:PORT`` (the mock and the relay speak h2c), ``https://HOST:PORT``
         for an ``https`` upstream (they speak TLS, with a leaf of devbox's CA): clients
         that take ``host:port`` strip the scheme."""

@@ -34,7 +34,7 @@ class PostgresKind:
     ) -> dict[str, Any]:
         return store.redact_object(stored, redact_value)
 
-    def service_url(self, upstream: str, host: str, port: int) -> str:
+    def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         """Same scheme, user, password, database and query (``sslmode``...); the mock's
         or the proxy's address."""
         parts = urlsplit(upstream)

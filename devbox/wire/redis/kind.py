@@ -33,7 +33,7 @@ class RedisKind:
     ) -> dict[str, Any]:
         return redact_object(stored, redact_value)
 
-    def service_url(self, upstream: str, host: str, port: int) -> str:
+    def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         """``redis://user:pw@cache:6379/2`` -> ``redis://user:pw@127.0.0.1:PORT/2``: the
         mock accepts any credentials, the database number stays the service's choice.
         The mock and the recording relay speak plain TCP, so ``rediss`` becomes ``redis``."""
