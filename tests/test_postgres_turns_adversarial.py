@@ -306,6 +306,7 @@ def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
                 async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
                     no = len(opened)
                     opened.append(no)
+                    ws.tasks.add(asyncio.current_task())  # the loop keeps weak references
                     spy = Spy(log, no)
                     await tcp.relay_connection(spy, r, w, (pg.host, pg.port), ws.stored.extend)
                     ended.append(no)
@@ -324,7 +325,13 @@ def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
                 while len(ended) < len(opened):
                     await asyncio.sleep(0.01)
 
-            ws.call(asyncio.wait_for(all_ended(), 30))
+            try:
+                ws.call(asyncio.wait_for(all_ended(), 30))
+            except TimeoutError:
+                left = set(range(len(opened))) - set(ended)
+                raise AssertionError(
+                    f"relays left: {[(no, s, d[:60]) for no, s, d in log if no in left]}"
+                ) from None
             yield list(ws.stored), log
         finally:
             ws.close()
@@ -451,16 +458,22 @@ def test_kept_turns_answer_byte_for_byte_as_the_long_way_and_the_server(
     server = server_replies(log)
     sends = [d for _, side, d in log if side == "client"]
     compared = 0
+    in_step: dict[int, bool] = {}  # every send so far had its answer before the next one
     for (no, mine, _), (_, real, after), sent in zip(oracle, server, sends, strict=True):
-        # the turns (what the cache answers); a statement's description is not a turn
-        if sent[:1] != b"B" or not after or not real:
+        asked = sum(t in (b"S", b"Q") for t, _ in messages(sent))
+        answered = sum(t == b"Z" for t, _ in messages(real))
+        whole = asked == answered and messages(sent)[-1][0] in (b"S", b"Q")
+        step, in_step[no] = in_step.get(no, True), whole
+        # the turns (what the cache answers; a statement's description is not one) whose
+        # server reply came whole before the next send (a pipeline's may not)
+        if sent[:1] != b"B" or not after or not real or not step or not whole:
             continue
         if not any(t == b"E" for t, _ in messages(real)):
             if any(t in (b"S", b"K") for t, _ in messages(real)):
                 continue  # ParameterStatus of the session: not a query's answer
             assert mine == real, f"connection {no}: {mine!r} != {real!r}"
             compared += 1
-    assert compared >= 100
+    assert compared >= 60
 
 
 @pytest.mark.parametrize("cut", [1, 7, 20])

@@ -164,6 +164,11 @@ class Index:
         if obj.get("stage") in ("parse", "describe"):
             self.parse_errors[norm] = obj
             return
+        if _aborted_answer(obj):
+            # the server's "transaction is aborted": the mock makes its own whenever its
+            # transaction has failed, without taking an answer; kept in the sequence, it
+            # came out later instead of rows (the same query after ROLLBACK)
+            return
         params = obj.get("params") or []
         key = (norm, param_key(params))
         self.entries.setdefault(key, []).append(obj)
@@ -229,6 +234,14 @@ def _show(v: str) -> str:
     if v == "\x00NULL":
         return "NULL"
     return repr(v if len(v) <= 60 else v[:57] + "...")
+
+
+def _aborted_answer(obj: Mapping[str, Any]) -> bool:
+    results = obj.get("results")
+    if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+        return False
+    error = results[0].get("error")
+    return isinstance(error, dict) and error.get("sqlstate") == "25P02"
 
 
 def _columns(obj: Mapping[str, Any]) -> list[dict[str, Any]] | None:
