@@ -543,3 +543,64 @@ def test_a_recorded_25p02_does_not_shift_the_sequence_after_rollback(
                 assert [r[-1:] for r in got] == [r[-1:] for r in real]  # I, T, E...
                 assert [b"25P02" in r for r in got] == [b"25P02" in r for r in real]
                 index.reset()
+
+
+def _ready_mock(stored: list[dict[str, Any]], log: Log) -> tuple[PostgresMockConnection, Any]:
+    """A mock connection that has replayed the raw connection's start-up and its Parse of
+    ``s1`` (the read of id, v, note)."""
+    index = load(stored)
+    conn = mock(index)
+    for no, side, data in log:
+        if no == 0 and side == "client":
+            conn.data_received(data)
+            if data.startswith(b"P"):
+                break
+    assert conn.statements["s1"].sql == READ
+    return conn, index
+
+
+def _reply(outputs: list[Output]) -> bytes:
+    return b"".join(o.data for o in outputs if isinstance(o, Reply))
+
+
+def test_hostile_turns_do_not_grow_the_kept_turns_without_bound(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """Every turn a client sends in another way (Flushes between the messages, bytes
+    after the Bind's result formats, which the mock reads past) is a new entry of both
+    caches: a client sending distinct turns forever grew the mock's memory forever."""
+    stored, log = session
+    conn, index = _ready_mock(stored, log)
+    five = bind("s1", [b"5"]) + execute() + SYNC
+    answer = _reply(conn.data_received(five))
+    assert b"n5" in answer
+    for i in range(6000):
+        hostile = (
+            bind("s1", [b"5"], tail=struct.pack("!q", i)) + execute() + SYNC
+            if i % 2
+            else bind("s1", [b"5"]) + FLUSH * (i % 97) + execute() + SYNC
+        )
+        assert _reply(conn.data_received(hostile)) == answer
+    assert len(index.raw_turns) <= 4 * len(index.entries) + 1024
+    assert len(index.turns) <= 4 * len(index.entries) + 1024
+    for _ in range(2):  # still kept, still right
+        kept = [0]
+        with counting(kept):
+            assert _reply(conn.data_received(five)) == answer
+        assert kept == [1]
+
+
+def test_a_truncated_bind_is_an_error_not_a_traceback(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """A Bind whose length stops before its result-format count: the server answers
+    08P01; the mock raised struct.error out of data_received (the loop logs a traceback
+    and drops the connection without a word)."""
+    stored, log = session
+    for way in (long_way, contextlib.nullcontext):
+        conn, _ = _ready_mock(stored, log)
+        whole = bind("s1", [b"5"])
+        short = msg(b"B", whole[5:-2])  # without its result-format count
+        with way():
+            reply = _reply(conn.data_received(short + execute() + SYNC))
+        assert b"C08P01" in reply
