@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -146,7 +147,8 @@ class PostgresMockConnection:
         except RemoteProtocolError as exc:
             out.append(m.error(str(exc.code or "08P01"), exc.message))
             self.phase = "closed"
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
+            # struct.error: a message shorter than its fields (parse_bind reads by offsets)
             out.append(m.error("08P01", f"devbox mock: malformed message: {exc}"))
             self.phase = "closed"
         result: list[Output] = [*events]
