@@ -243,6 +243,14 @@ def _psycopg_workload(port: int) -> list[Any]:
                     seen.append(c.execute(read, (2,)).fetchall())
                     c.execute("SELECT 1 / %s", (0,))
             seen.append(c.execute(read, (2,)).fetchall())
+        for _ in range(2):  # a savepoint rolled back: the transaction goes on
+            with c.transaction():
+                seen.append(c.execute(read, (6,)).fetchall())
+                with contextlib.suppress(psycopg.errors.DivisionByZero):
+                    with c.transaction():
+                        c.execute("SELECT 1 / %s", (0,))
+                seen.append(c.execute(read, (6,)).fetchall())
+                seen.append(c.info.transaction_status.name)
     return seen
 
 
