@@ -26,7 +26,7 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import normalise, one_line, request_line
+from devbox.wire.postgres.sql import normalise, one_line, request_line, stays_open
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
 
 MISS_SQLSTATE = "DX404"
@@ -422,7 +422,7 @@ class PostgresMockConnection:
             cached = b"".join(part)
             self.index.encoded[key] = cached
         else:
-            self._track(obj["results"][0].get("tag", ""))
+            self._track(obj["results"][0].get("tag", ""), obj["sql"])
         out.append(cached)
 
     # ------------------------------------------------------------ answers
@@ -511,7 +511,7 @@ class PostgresMockConnection:
         portal.rest = None
         if tag:
             out.append(m.command_complete(tag))
-            self._track(tag)
+            self._track(tag, portal.stmt.sql)
         else:
             out.append(m.PORTAL_SUSPENDED)
 
@@ -531,6 +531,7 @@ class PostgresMockConnection:
         for notice in obj.get("notices") or []:
             out.append(m.fields(b"N", wire_fields(notice)))
         results = obj.get("results") or []
+        ends = 0  # COMMIT / ROLLBACK tags so far (``_track``)
         for i, res in enumerate(results):
             if "error" in res:
                 self._fail(m.fields(b"E", wire_fields(res["error"])), out)
@@ -581,14 +582,17 @@ class PostgresMockConnection:
                 continue
             tag = str(res.get("tag", ""))
             out.append(m.command_complete(tag))
-            self._track(tag)
+            ends += self._track(tag, obj.get("sql", ""), ends)
         return None
 
-    def _track(self, tag: str) -> None:
+    def _track(self, tag: str, sql: str, nth: int = 0) -> bool:
+        """Follow the transaction status; True for a COMMIT or ROLLBACK tag (``nth``: how
+        many of those ``sql``'s statements answered before this one)."""
         if not tag.startswith(_TX_TAGS):  # SELECT, INSERT...: the status stays as it is
-            return
+            return False
         word = tag.split(" ", 1)[0]
         if word in ("BEGIN", "START"):
             self.status = "T"
-        elif word in ("COMMIT", "ROLLBACK"):
-            self.status = "I"
+            return False
+        self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
+        return True
