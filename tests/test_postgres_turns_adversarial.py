@@ -39,6 +39,7 @@ from devbox.wire.registry import get
 pytestmark = pytest.mark.slow
 
 Log = list[tuple[int, str, bytes]]  # (connection number, "client" | "server", bytes)
+LIVE: dict[str, Any] = {}  # what each client got from the real server, by workload
 
 READ = "SELECT id, v, note FROM t WHERE id = $1"
 NOTE = "SELECT note, id FROM t WHERE id = $1"
@@ -295,6 +296,15 @@ def _sqlalchemy_workload(port: int) -> list[Any]:
     return seen
 
 
+def _workloads(port: int) -> dict[str, Any]:
+    return {
+        "raw": _raw_workload(port),
+        "psycopg": _psycopg_workload(port),
+        "asyncpg": asyncio.run(_asyncpg_workload(port)),
+        "sqlalchemy": _sqlalchemy_workload(port),
+    }
+
+
 @pytest.fixture(scope="module")
 def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
     with running_postgres(auth="trust") as pg:
@@ -324,10 +334,7 @@ def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
                 return int(server.sockets[0].getsockname()[1])
 
             port = ws.call(start())
-            _raw_workload(port)
-            _psycopg_workload(port)
-            asyncio.run(_asyncpg_workload(port))
-            _sqlalchemy_workload(port)
+            LIVE.update(_workloads(port))
 
             async def all_ended() -> None:
                 while len(ended) < len(opened):
@@ -612,3 +619,42 @@ def test_a_truncated_bind_is_an_error_not_a_traceback(
         with way():
             reply = _reply(conn.data_received(short + execute() + SYNC))
         assert b"C08P01" in reply
+
+
+def test_real_clients_get_from_the_mock_what_the_server_gave_them(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """The same clients, the same workloads, against devbox's mock server: every row,
+    status and error as the real server gave them, three times over (sequences started
+    again between), the later passes answered from kept turns."""
+    stored, _ = session
+    index = load(stored)
+    ws = WireServers()
+    try:
+
+        async def start() -> int:
+            server = await tcp.start_mock_server(
+                get("postgres"), index, MockOptions("db", match={"auth": "trust"})
+            )
+            ws.servers.append(server)
+            return int(server.sockets[0].getsockname()[1])
+
+        port = ws.call(start())
+        for n in range(3):
+            got = _workloads(port)
+            for name in ("psycopg", "asyncpg", "sqlalchemy"):
+                assert got[name] == LIVE[name], f"pass {n}: {name}"
+            for mine, real in zip(got["raw"], LIVE["raw"], strict=True):
+                if b"E" not in [t for t, _ in messages(real)]:
+                    assert mine == real, f"pass {n}"
+                else:  # an error of the mock's own making: the same state, same status
+                    assert [t for t, _ in messages(mine)] == [t for t, _ in messages(real)]
+                    assert mine[-1:] == real[-1:]
+            assert index.turns
+
+            async def reset() -> None:  # on the mock's own loop, as devbox up does
+                index.reset()
+
+            ws.call(reset())
+    finally:
+        ws.close()
