@@ -43,6 +43,7 @@ LIVE: dict[str, Any] = {}  # what each client got from the real server, by workl
 
 READ = "SELECT id, v, note FROM t WHERE id = $1"
 NOTE = "SELECT note, id FROM t WHERE id = $1"
+TWICE = "SELECT id, v * 2, note FROM t WHERE id = $1"  # READ's columns and types
 
 
 class Spy:
@@ -269,14 +270,26 @@ async def _asyncpg_workload(port: int) -> list[Any]:
             seen.append(await conn.fetch(READ, 1))
     finally:
         await conn.close()
-    # statement names reused for the other SQL on fresh connections
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=1, max_queries=2)
+    # a cursor: a named portal fetched a few rows at a time
+    conn = await asyncpg.connect(url)
     try:
-        for i in range(1, 13):
-            async with pool.acquire() as c:
-                seen.append(await c.fetch(READ if i % 2 else NOTE, i % 5 + 1))
+        async with conn.transaction():
+            cur = conn.cursor("SELECT id, v FROM t WHERE id <= $1 ORDER BY id", 7, prefetch=3)
+            seen.append([tuple(r) async for r in cur])
     finally:
-        await pool.close()
+        await conn.close()
+    # statement names reused for other SQL of the same columns: asyncpg numbers them per
+    # process, so a service started again (here: the counter set back) names other SQL
+    # as before; the very same Bind bytes mean READ on one connection, TWICE on another
+    for sql in (READ, TWICE, READ):
+        setattr(asyncpg.connection, "_uid", 0)  # noqa: B010 (a private global)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1, max_queries=2)
+        try:
+            for i in (1, 2, 1, 2):
+                async with pool.acquire() as c:
+                    seen.append(await c.fetch(sql, i))
+        finally:
+            await pool.close()
     return seen
 
 
@@ -448,6 +461,28 @@ def test_the_workloads_did_what_they_say(session: tuple[list[dict[str, Any]], Lo
     assert sent.count(b"__asyncpg_stmt_") > 10 and b"_pg3_" in sent
     assert len({no for no, _, _ in log}) >= 8  # raw, psycopg, asyncpg, pool, SQLAlchemy
     assert any("25P02" in str(o.get("results")) for o in stored)
+
+
+def test_the_same_bind_bytes_meant_other_sql_on_other_connections(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """The recording holds the hard case: one send's bytes, on two connections whose
+    statement of that name is other SQL (raw client and asyncpg's pool)."""
+    _, log = session
+    names: dict[tuple[int, str], str] = {}
+    meant: dict[bytes, set[str]] = {}
+    for no, side, data in log:
+        if side != "client" or data[:1] not in (b"P", b"B"):
+            continue
+        for typ, body in messages(data):
+            if typ == b"P":
+                name, sql = body.split(b"\0")[:2]
+                names[(no, name.decode())] = sql.decode()
+        if data[:1] == b"B":
+            stmt = messages(data)[0][1].split(b"\0")[1].decode()
+            meant.setdefault(data, set()).add(names[(no, stmt)])
+    both = [sqls for data, sqls in meant.items() if len(sqls) > 1]
+    assert {READ, NOTE} in both and {READ, TWICE} in both
 
 
 def test_kept_turns_answer_byte_for_byte_as_the_long_way_and_the_server(
