@@ -158,6 +158,8 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
         if stmt is None:
             return None
         params, formats = _text_params(body, end + 1)
+        if not _usual(formats, rest):
+            return None  # never kept (``keep``), so not remembered either
         if params is None:  # binary or non-UTF-8 values: the general reading
             bind = m.parse_bind(body)
             params = bind_values(bind.values, bind.param_formats, stmt.oids)[1]
@@ -225,6 +227,16 @@ def keep(pending: Pending, index: Index, outputs: list[Output], status: str) -> 
     index.turns[turn] = reply
     if len(pending.seen.answers) == 1 and pending.seen.only is None:
         pending.seen.only = (status, hit, reply)
+
+
+def _usual(formats: bytes, rest: bytes) -> bool:
+    """Result formats that are exactly their count's codes, and a few plain messages
+    after the Bind: how clients ask. Every kept or remembered turn holds its bytes, and
+    bytes after the formats (which the long way reads past) or endless Flushes would
+    make each of them as large as a client likes."""
+    if len(formats) < 2 or len(formats) != 2 + 2 * _I16.unpack_from(formats)[0]:
+        return False
+    return len(rest) <= 64 and _plain_rest(rest)
 
 
 def _plain_rest(rest: bytes) -> bool:
