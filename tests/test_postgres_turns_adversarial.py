@@ -868,3 +868,19 @@ def test_hostile_turns_of_many_bytes_are_not_kept(
         assert _reply(conn.data_received(hostile)) == answer
     held = sum(len(k) for k in index.raw_turns) + sum(len(k[1]) + len(k[3]) for k in index.turns)
     assert held < 100_000, held
+
+
+def test_result_format_codes_do_not_grow_the_encoded_answers_without_bound(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """The long way keeps each answer encoded per result formats (and its description):
+    a client sending ever other format codes (the server refuses more codes than
+    columns; the mock reads them) grew those caches for as long as the mock ran."""
+    stored, log = session
+    conn, index = _ready_mock(stored, log)
+    for i in range(3000):
+        codes = (0,) * 3 + tuple((i >> bit) & 1 for bit in range(12))
+        data = bind("s1", [b"5"], rfmts=codes) + describe_portal() + execute() + SYNC
+        assert b"n5" in _reply(conn.data_received(data))
+    cap = 4 * len(index.entries) + 1024
+    assert len(index.encoded) <= cap and len(index.descriptions) <= cap
