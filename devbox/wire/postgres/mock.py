@@ -386,7 +386,7 @@ class PostgresMockConnection:
         if found is None:
             cols = encode.columns(obj)
             found = m.NO_DATA if cols is None else encode.description(cols, formats)
-            self.index.descriptions[key] = found
+            turns.room(self.index, self.index.descriptions)[key] = found
         return found
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
@@ -420,7 +420,7 @@ class PostgresMockConnection:
                 out.extend(part)
                 return
             cached = b"".join(part)
-            self.index.encoded[key] = cached
+            turns.room(self.index, self.index.encoded)[key] = cached
         else:
             self._track(obj["results"][0].get("tag", ""), obj["sql"])
         out.append(cached)

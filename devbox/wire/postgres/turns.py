@@ -146,7 +146,7 @@ def lookup(
 
 def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
     """Parse a turn's Bind into its match key; remembered only when it matches a
-    recorded query, and never more than ``_room`` allows, whatever a client sends."""
+    recorded query, and never more than ``room`` allows, whatever a client sends."""
     parts = split(data)
     if parts is None:
         return None
@@ -170,17 +170,18 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
     if not answers:
         return None
     seen = Seen(name, stmt.norm, stmt.oids, key, formats, rest, answers)
-    _room(index, index.raw_turns)
-    index.raw_turns[data] = seen
+    room(index, index.raw_turns)[data] = seen
     return seen
 
 
-def _room(index: Index, cache: dict[Any, Any]) -> None:
-    """Empty a full cache: a client can ask one recorded answer in endless ways (any
-    number of Flushes, bytes after a Bind's formats, statement names), each a new entry;
-    both caches only save work, so starting them again loses nothing but time."""
+def room(index: Index, cache: dict[Any, Any]) -> dict[Any, Any]:
+    """``cache``, emptied if full: a client can ask one recorded answer in endless ways
+    (statement names, result-format codes), each a new entry of the mock's caches
+    (kept turns, encoded answers, descriptions); they only save work, so starting them
+    again loses nothing but time."""
     if len(cache) >= 4 * len(index.entries) + 1024:
         cache.clear()
+    return cache
 
 
 def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
@@ -223,8 +224,7 @@ def keep(pending: Pending, index: Index, outputs: list[Output], status: str) -> 
         return
     if turn[0] in index.notifications or not _plain_rest(turn[3]):
         return
-    _room(index, index.turns)
-    index.turns[turn] = reply
+    room(index, index.turns)[turn] = reply
     if len(pending.seen.answers) == 1 and pending.seen.only is None:
         pending.seen.only = (status, hit, reply)
 
