@@ -332,6 +332,21 @@ async def _asyncpg_workload(port: int) -> list[Any]:
     return seen
 
 
+async def _psycopg_async_workload(port: int) -> list[Any]:
+    url = f"postgresql://devbox@127.0.0.1:{port}/app"
+    seen: list[Any] = []
+    async with await psycopg.AsyncConnection.connect(url, prepare_threshold=0) as c:
+        for _ in range(2):
+            async with c.pipeline():
+                curs = [await c.execute(READ.replace("$1", "%s"), (i,)) for i in (1, 14, 1)]
+            seen += [await cur.fetchall() for cur in curs]
+            async with c.transaction():
+                cur = await c.execute(READ.replace("$1", "%s"), (14,))
+                seen.append(await cur.fetchall())
+            await c.commit()
+    return seen
+
+
 def _sqlalchemy_workload(port: int) -> list[Any]:
     engine = sa.create_engine(
         f"postgresql+psycopg://devbox@127.0.0.1:{port}/app",
@@ -353,6 +368,7 @@ def _workloads(port: int) -> dict[str, Any]:
         "raw": _raw_workload(port),
         "psycopg": _psycopg_workload(port),
         "asyncpg": asyncio.run(_asyncpg_workload(port)),
+        "psycopg async": asyncio.run(_psycopg_async_workload(port)),
         "sqlalchemy": _sqlalchemy_workload(port),
     }
 
@@ -722,7 +738,7 @@ def test_real_clients_get_from_the_mock_what_the_server_gave_them(
         port = ws.call(start())
         for n in range(3):
             got = _workloads(port)
-            for name in ("psycopg", "asyncpg", "sqlalchemy"):
+            for name in ("psycopg", "asyncpg", "psycopg async", "sqlalchemy"):
                 assert got[name] == LIVE[name], f"pass {n}: {name}"
             # the last: test_rows_of_a_query_never_described_are_replayed
             for mine, real in zip(got["raw"][:-1], LIVE["raw"][:-1], strict=True):
