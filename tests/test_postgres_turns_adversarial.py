@@ -900,3 +900,33 @@ def test_result_format_codes_do_not_grow_the_encoded_answers_without_bound(
         assert b"n5" in _reply(conn.data_received(data))
     cap = 4 * len(index.entries) + 1024
     assert len(index.encoded) <= cap and len(index.descriptions) <= cap
+
+
+def test_turns_in_every_connection_state_answer_as_the_long_way(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """The kept read of id 5 sent where the connection's state says otherwise: a portal
+    left part-fetched, a statement closed, a pending Bind without Sync, an error being
+    skipped to Sync, a failed transaction, before start-up, after a Terminate."""
+    stored, _ = session
+    five = bind("s1", [b"5"]) + execute() + SYNC
+    ready = [(0, _startup()), (0, parse("s1", READ, (23,)) + SYNC), (0, five), (0, five)]
+    states = [
+        bind("s1", [b"5"]) + execute("", 1) + FLUSH,  # unnamed portal part-fetched
+        close_statement("s1") + SYNC,  # the statement is gone
+        parse("s1", NOTE, (23,)) + SYNC,  # and back as other SQL
+        parse("s1", READ, (23,)) + SYNC,
+        bind("s1", [b"5"]) + FLUSH,  # a Bind waiting for its Execute
+        bind("nope", [b"5"]) + FLUSH,  # an error: skip to Sync
+        query("BEGIN"),
+        parse("bad", "SELECT 1 / $1", (23,)) + bind("bad", [b"0"]) + execute() + SYNC,
+        query("ROLLBACK"),
+    ]
+    script = list(ready)
+    for state in states:
+        script += [(0, state), (0, five), (0, five)]
+    script += [(0, five[:9]), (0, five[9:]), (0, five), (0, five[:-1]), (0, five[-1:])]
+    script += [(0, five + five), (0, five), (0, msg(b"X", b"")), (0, five)]
+    script += [(1, five), (1, _startup())]  # before start-up: refused, closed
+    script += [(2, _startup()), (2, five), (2, parse("s1", READ, (23,)) + SYNC), (2, five)]
+    assert differential(stored, script) >= 10
