@@ -559,7 +559,7 @@ def test_kept_turns_answer_byte_for_byte_as_the_long_way_and_the_server(
             for i, (a, b) in enumerate(zip(got, oracle, strict=True)):
                 assert a == b, f"pass {n}, send {i} on connection {a[0]}: {a[1]!r} != {b[1]!r}"
             index.reset()
-    assert kept[0] >= 60, kept  # the fast path answered many of them
+    assert kept[0] >= 150, kept  # the fast path answered most of them
     server = server_replies(log)
     sends = [d for _, side, d in log if side == "client"]
     compared = 0
@@ -580,7 +580,7 @@ def test_kept_turns_answer_byte_for_byte_as_the_long_way_and_the_server(
                 continue  # ParameterStatus of the session: not a query's answer
             assert mine == real, f"connection {no}: {mine!r} != {real!r}"
             compared += 1
-    assert compared >= 60
+    assert compared >= 80
 
 
 @pytest.mark.parametrize("cut", [1, 7, 20])
