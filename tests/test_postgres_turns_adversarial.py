@@ -278,6 +278,14 @@ def _psycopg_workload(port: int) -> list[Any]:
         seen.append(c.execute(read, (12,)).fetchall())
         seen.append(c.execute("SELECT set_config('TimeZone', %s, false)", ("UTC",)).fetchall())
         seen.append(c.execute(read, (12,)).fetchall())
+        # a migration between two runs of one query: its columns change (each answer
+        # recorded with its own); libpq describes the portal of each execution
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as c2:
+            every = "SELECT * FROM t2 WHERE id = %s"
+            seen.append(c2.execute(every, (1,)).fetchall())
+            c2.execute("ALTER TABLE t2 ADD COLUMN extra text DEFAULT 'x'")
+            seen.append(c2.execute(every, (1,)).fetchall())
+            seen.append(c2.execute(every, (1,)).fetchall())
         for _ in range(2):  # a savepoint rolled back: the transaction goes on
             with c.transaction():
                 seen.append(c.execute(read, (6,)).fetchall())
@@ -380,7 +388,8 @@ def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
             c.execute(
                 "CREATE TABLE t (id int PRIMARY KEY, v int, note text);"
                 "INSERT INTO t SELECT i, i * 3, CASE WHEN i % 4 = 0 THEN NULL ELSE 'n' || i END"
-                " FROM generate_series(1, 40) i"
+                " FROM generate_series(1, 40) i;"
+                "CREATE TABLE t2 (id int, v int); INSERT INTO t2 VALUES (1, 10)"
             )
         ws = WireServers()
         log: Log = []
