@@ -370,7 +370,7 @@ class PostgresMockConnection:
         if portal is None:
             self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
             return
-        obj = self.index.describe(portal.stmt.norm)
+        obj = self.index.describe(portal.stmt.norm, (portal.stmt.norm, portal.key))
         if obj is None:
             self._miss_describe(portal.stmt, out)
             return

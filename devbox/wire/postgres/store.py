@@ -196,8 +196,14 @@ class Index:
             return ""
         return str(found[min(self.counters.get(key, 0), len(found) - 1)].get("stage", ""))
 
-    def describe(self, norm: str) -> dict[str, Any] | None:
-        """Any recorded execution of this SQL that has a result description."""
+    def describe(self, norm: str, key: Key | None = None) -> dict[str, Any] | None:
+        """The next answer to ``key`` (a portal's: what its Execute will send) when it has
+        columns, as a migration between two runs of one query changes them; else any
+        recorded execution of this SQL that has a result description."""
+        if key is not None and (found := self.entries.get(key)):
+            obj = found[min(self.counters.get(key, 0), len(found) - 1)]
+            if _columns(obj) is not None:
+                return obj
         found = self.by_sql.get(norm)
         if not found:
             return None
