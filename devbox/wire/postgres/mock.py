@@ -535,6 +535,7 @@ class PostgresMockConnection:
         for i, res in enumerate(results):
             if "error" in res:
                 self._fail(m.fields(b"E", wire_fields(res["error"])), out)
+                self.index.replanned(obj)  # a client prepares again: describe it anew
                 if not extended:
                     self.skipping = False
                 return None

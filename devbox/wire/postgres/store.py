@@ -146,6 +146,9 @@ class Index:
     # a turn's bytes -> (statement name, its SQL, its parameter types, match key, result
     # formats, the messages after the Bind): what reading those bytes again would give
     raw_turns: dict[bytes, Any] = field(default_factory=dict)
+    # normalised SQL -> the answer a Describe of a statement of it gets, once the server's
+    # "cached plan must not change result type" was replayed (``replanned``)
+    described: dict[str, dict[str, Any]] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
@@ -179,6 +182,20 @@ class Index:
     def reset(self) -> None:
         """Start every nth-call sequence again (a new replay iteration)."""
         self.counters.clear()
+        self.described.clear()
+
+    def replanned(self, failed: dict[str, Any]) -> None:
+        """After ``failed``, the server's refusal of a plan whose columns changed (a
+        migration between two runs of a prepared query), a client prepares the query
+        again: describe it by the first later run that has columns, not the first run."""
+        error = (failed.get("results") or [{}])[0].get("error") or {}
+        if error.get("sqlstate") != "0A000" or "result type" not in str(error.get("message")):
+            return
+        same = self.by_sql.get(normalise(failed["sql"])) or []
+        later = same[next((i for i, o in enumerate(same) if o is failed), len(same)) :]
+        found = next((o for o in later if _columns(o) is not None), None)
+        if found is not None:
+            self.described[normalise(failed["sql"])] = found
 
     def take(self, key: Key) -> dict[str, Any] | None:
         found = self.entries.get(key)
@@ -204,6 +221,8 @@ class Index:
             obj = found[min(self.counters.get(key, 0), len(found) - 1)]
             if _columns(obj) is not None:
                 return obj
+        if norm in self.described:
+            return self.described[norm]
         found = self.by_sql.get(norm)
         if not found:
             return None
