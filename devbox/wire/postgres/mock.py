@@ -559,7 +559,7 @@ class PostgresMockConnection:
                     return rest
                 out.append(m.command_complete(res.get("tag", "")))
                 continue
-            cols = res.get("columns")
+            cols = encode.result_columns(res, formats)
             rows: list[bytes] = []
             if cols is not None:
                 if not extended:
