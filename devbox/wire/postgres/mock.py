@@ -359,7 +359,7 @@ class PostgresMockConnection:
             if stmt is None:
                 self._fail(m.error("26000", f'prepared statement "{name}" does not exist'), out)
                 return
-            obj = self.index.describe(stmt.norm)
+            obj = self.index.described.get(stmt.norm) or self.index.describe(stmt.norm)
             if obj is None:
                 self._miss_describe(stmt, out)
                 return

@@ -221,8 +221,6 @@ class Index:
             obj = found[min(self.counters.get(key, 0), len(found) - 1)]
             if _columns(obj) is not None:
                 return obj
-        if norm in self.described:
-            return self.described[norm]
         found = self.by_sql.get(norm)
         if not found:
             return None
