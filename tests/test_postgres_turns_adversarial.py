@@ -1,18 +1,22 @@
 """Adversarial tests of the Postgres mock's kept turns (``devbox.wire.postgres.turns``).
 
 One recording is made from a real PostgreSQL through devbox's relay by real clients
-(psycopg 3 with server-side prepared statements, pipeline mode and binary results;
-asyncpg prepared statements, ``executemany`` and a pool that keeps replacing its
-connections; SQLAlchemy on psycopg) and by a raw protocol client for what no client
-sends (one statement name meaning other SQL on two connections with the very same Bind
-bytes, two turns in one packet, a named portal, a row limit, NULLs, a turn in a failed
-transaction, a statement closed and prepared again with other SQL).
+(psycopg 3 sync and async with server-side prepared statements, pipeline mode, binary
+results, typed values, nested transactions, a migration between two runs of a query;
+asyncpg prepared statements, ``executemany``, a cursor, pools whose statement names mean
+other SQL; SQLAlchemy on psycopg) and by a raw protocol client for what no client sends
+(one statement name meaning other SQL on two connections with the very same Bind bytes,
+two turns in one packet, a named portal, a row limit, NULLs, a turn in a failed
+transaction, a statement closed and prepared again with other SQL, no Describe at all).
 
 The oracle is differential: every send is replayed, in the recorded order and on as
 many mock connections, once the long way (``turns.lookup`` disabled) and three times
 with kept turns (``index.reset()`` between passes); every reply must be byte-identical
 to the long way's, and, where the real server's reply holds no error (the mock makes
-its own ``25P02``), to what the server sent.
+its own ``25P02``), to what the server sent. The same clients then run against devbox's
+mock server and must get what the real server gave them. Hostile input (distinct turns
+without end, padded turns, mutated traffic, every connection state) must neither change
+an answer nor grow the mock's caches without bound.
 """
 
 from __future__ import annotations
