@@ -1009,3 +1009,26 @@ def test_a_truncated_bind_through_the_recording_relay_gets_the_servers_error(
     assert [o.get("params") for o in ws.stored if o.get("sql") == READ] == [
         [{"type": "int4", "format": "text", "value": "5"}]
     ]
+
+
+def test_a_bind_with_bytes_after_its_formats_is_refused_as_by_the_server(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """The server refuses a Bind longer than its fields (08P01, invalid message format);
+    the mock read past the extra bytes and answered the rows, the long way and kept."""
+    stored, log = session
+    padded = bind("s1", [b"5"], tail=b"\0\0") + execute() + SYNC
+    ws = WireServers()
+    try:
+        c = Raw(ws.relay(LIVE["pg"]))
+        c.send(parse("s1", READ, (23,)) + SYNC)
+        assert b"C08P01" in c.send(padded)
+        c.close()
+    finally:
+        ws.close()
+    for way in (long_way, contextlib.nullcontext):
+        conn, _ = _ready_mock(stored, log)
+        with way():
+            for _ in range(2):
+                reply = _reply(conn.data_received(padded))
+                assert b"C08P01" in reply and b"n5" not in reply
