@@ -17,6 +17,21 @@ def columns(obj: dict[str, Any]) -> list[dict[str, Any]] | None:
     return None
 
 
+def result_columns(
+    res: dict[str, Any], formats: tuple[int, ...] | None
+) -> list[dict[str, Any]] | None:
+    """A result's recorded columns. Rows of an extended query whose client never asked
+    for a description were recorded with none (no RowDescription came): their values are
+    what the server sent, text as text and binary as ``\\x`` hex, so they go out untyped,
+    as the client asks, rather than not at all."""
+    cols: list[dict[str, Any]] | None = res.get("columns")
+    rows = res.get("rows")
+    if cols is not None or formats is None or not rows:
+        return cols
+    wanted = ["binary" if m.result_format(formats, i) else "text" for i in range(len(rows[0]))]
+    return [{"oid": 0, "format": f} for f in wanted]
+
+
 def plain(obj: dict[str, Any]) -> bool:
     """One result of rows and a tag, nothing around it: encoded once and cached whole."""
     results: list[dict[str, Any]] = obj.get("results") or []

@@ -234,6 +234,8 @@ def parse_bind(body: bytes) -> Bind:
             pos += length
     (nr,) = _I16.unpack_from(body, pos)
     rfmts = _int16s(nr, body, pos + 2)
+    if pos + 2 + 2 * nr != len(body):  # the server reads to the end of it, too (08P01)
+        raise RemoteProtocolError("Bind longer than its fields", code="08P01")
     if not fmts:
         fmts = (0,) * n
     elif len(fmts) == 1:

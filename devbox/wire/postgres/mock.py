@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import normalise, one_line, request_line
+from devbox.wire.postgres.sql import normalise, one_line, request_line, stays_open
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
 
 MISS_SQLSTATE = "DX404"
@@ -146,7 +147,8 @@ class PostgresMockConnection:
         except RemoteProtocolError as exc:
             out.append(m.error(str(exc.code or "08P01"), exc.message))
             self.phase = "closed"
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
+            # struct.error: a message shorter than its fields (parse_bind reads by offsets)
             out.append(m.error("08P01", f"devbox mock: malformed message: {exc}"))
             self.phase = "closed"
         result: list[Output] = [*events]
@@ -357,7 +359,7 @@ class PostgresMockConnection:
             if stmt is None:
                 self._fail(m.error("26000", f'prepared statement "{name}" does not exist'), out)
                 return
-            obj = self.index.describe(stmt.norm)
+            obj = self.index.described.get(stmt.norm) or self.index.describe(stmt.norm)
             if obj is None:
                 self._miss_describe(stmt, out)
                 return
@@ -368,7 +370,7 @@ class PostgresMockConnection:
         if portal is None:
             self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
             return
-        obj = self.index.describe(portal.stmt.norm)
+        obj = self.index.describe(portal.stmt.norm, (portal.stmt.norm, portal.key))
         if obj is None:
             self._miss_describe(portal.stmt, out)
             return
@@ -384,7 +386,7 @@ class PostgresMockConnection:
         if found is None:
             cols = encode.columns(obj)
             found = m.NO_DATA if cols is None else encode.description(cols, formats)
-            self.index.descriptions[key] = found
+            turns.room(self.index, self.index.descriptions)[key] = found
         return found
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
@@ -418,9 +420,9 @@ class PostgresMockConnection:
                 out.extend(part)
                 return
             cached = b"".join(part)
-            self.index.encoded[key] = cached
+            turns.room(self.index, self.index.encoded)[key] = cached
         else:
-            self._track(obj["results"][0].get("tag", ""))
+            self._track(obj["results"][0].get("tag", ""), obj["sql"])
         out.append(cached)
 
     # ------------------------------------------------------------ answers
@@ -509,7 +511,7 @@ class PostgresMockConnection:
         portal.rest = None
         if tag:
             out.append(m.command_complete(tag))
-            self._track(tag)
+            self._track(tag, portal.stmt.sql)
         else:
             out.append(m.PORTAL_SUSPENDED)
 
@@ -529,9 +531,11 @@ class PostgresMockConnection:
         for notice in obj.get("notices") or []:
             out.append(m.fields(b"N", wire_fields(notice)))
         results = obj.get("results") or []
+        ends = 0  # COMMIT / ROLLBACK tags so far (``_track``)
         for i, res in enumerate(results):
             if "error" in res:
                 self._fail(m.fields(b"E", wire_fields(res["error"])), out)
+                self.index.replanned(obj)  # a client prepares again: describe it anew
                 if not extended:
                     self.skipping = False
                 return None
@@ -555,7 +559,7 @@ class PostgresMockConnection:
                     return rest
                 out.append(m.command_complete(res.get("tag", "")))
                 continue
-            cols = res.get("columns")
+            cols = encode.result_columns(res, formats)
             rows: list[bytes] = []
             if cols is not None:
                 if not extended:
@@ -579,14 +583,17 @@ class PostgresMockConnection:
                 continue
             tag = str(res.get("tag", ""))
             out.append(m.command_complete(tag))
-            self._track(tag)
+            ends += self._track(tag, obj.get("sql", ""), ends)
         return None
 
-    def _track(self, tag: str) -> None:
+    def _track(self, tag: str, sql: str, nth: int = 0) -> bool:
+        """Follow the transaction status; True for a COMMIT or ROLLBACK tag (``nth``: how
+        many of those ``sql``'s statements answered before this one)."""
         if not tag.startswith(_TX_TAGS):  # SELECT, INSERT...: the status stays as it is
-            return
+            return False
         word = tag.split(" ", 1)[0]
         if word in ("BEGIN", "START"):
             self.status = "T"
-        elif word in ("COMMIT", "ROLLBACK"):
-            self.status = "I"
+            return False
+        self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
+        return True

@@ -19,12 +19,13 @@ same delay.
 from __future__ import annotations
 
 import itertools
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from devbox.wire.contract import Relay
+from devbox.wire.contract import Relay, RemoteProtocolError
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres import types
 from devbox.wire.postgres.store import readable_fields
@@ -102,7 +103,12 @@ class PostgresRecorderConnection:
         else:
             forward = data
         for typ, body in messages:
-            self._client_message(typ, body)
+            try:
+                self._client_message(typ, body)
+            except (struct.error, ValueError, IndexError, RemoteProtocolError):
+                # shorter than its fields: the server answers 08P01 and skips to Sync
+                # (``_error``); raising here ended the relayed connection instead
+                self.pending.append(("malformed", None))
         return Relay(to_upstream=forward, to_client=to_client)
 
     def from_upstream(self, data: bytes) -> Relay:

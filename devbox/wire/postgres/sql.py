@@ -38,6 +38,21 @@ def normalise(sql: str) -> str:
     return " ".join(out)
 
 
+_TX_ENDS = ("commit", "rollback", "end", "abort")
+
+
+def stays_open(sql: str, nth: int) -> bool:
+    """Whether the ``nth`` statement of ``sql`` that ends in a COMMIT or ROLLBACK tag
+    leaves the session in a transaction: ROLLBACK TO SAVEPOINT is tagged ROLLBACK (and
+    mends a failed transaction), COMMIT/ROLLBACK AND CHAIN open the next one at once."""
+    ends = [s.split() for s in normalise(sql).split(";")]
+    ends = [words for words in ends if words and words[0] in _TX_ENDS]
+    if nth >= len(ends):
+        return False
+    words = ends[nth]
+    return "to" in words[1:3] or words[-2:] == ["and", "chain"]  # ROLLBACK [WORK] TO
+
+
 def first_word(sql: str) -> str:
     norm = normalise(sql)
     return norm.split(" ", 1)[0] if norm else ""

@@ -146,6 +146,9 @@ class Index:
     # a turn's bytes -> (statement name, its SQL, its parameter types, match key, result
     # formats, the messages after the Bind): what reading those bytes again would give
     raw_turns: dict[bytes, Any] = field(default_factory=dict)
+    # normalised SQL -> the answer a Describe of a statement of it gets, once the server's
+    # "cached plan must not change result type" was replayed (``replanned``)
+    described: dict[str, dict[str, Any]] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
@@ -164,6 +167,11 @@ class Index:
         if obj.get("stage") in ("parse", "describe"):
             self.parse_errors[norm] = obj
             return
+        if _aborted_answer(obj):
+            # the server's "transaction is aborted": the mock makes its own whenever its
+            # transaction has failed, without taking an answer; kept in the sequence, it
+            # came out later instead of rows (the same query after ROLLBACK)
+            return
         params = obj.get("params") or []
         key = (norm, param_key(params))
         self.entries.setdefault(key, []).append(obj)
@@ -174,6 +182,20 @@ class Index:
     def reset(self) -> None:
         """Start every nth-call sequence again (a new replay iteration)."""
         self.counters.clear()
+        self.described.clear()
+
+    def replanned(self, failed: dict[str, Any]) -> None:
+        """After ``failed``, the server's refusal of a plan whose columns changed (a
+        migration between two runs of a prepared query), a client prepares the query
+        again: describe it by the first later run that has columns, not the first run."""
+        error = (failed.get("results") or [{}])[0].get("error") or {}
+        if error.get("sqlstate") != "0A000" or "result type" not in str(error.get("message")):
+            return
+        same = self.by_sql.get(normalise(failed["sql"])) or []
+        later = same[next((i for i, o in enumerate(same) if o is failed), len(same)) :]
+        found = next((o for o in later if _columns(o) is not None), None)
+        if found is not None:
+            self.described[normalise(failed["sql"])] = found
 
     def take(self, key: Key) -> dict[str, Any] | None:
         found = self.entries.get(key)
@@ -191,8 +213,14 @@ class Index:
             return ""
         return str(found[min(self.counters.get(key, 0), len(found) - 1)].get("stage", ""))
 
-    def describe(self, norm: str) -> dict[str, Any] | None:
-        """Any recorded execution of this SQL that has a result description."""
+    def describe(self, norm: str, key: Key | None = None) -> dict[str, Any] | None:
+        """The next answer to ``key`` (a portal's: what its Execute will send) when it has
+        columns, as a migration between two runs of one query changes them; else any
+        recorded execution of this SQL that has a result description."""
+        if key is not None and (found := self.entries.get(key)):
+            obj = found[min(self.counters.get(key, 0), len(found) - 1)]
+            if _columns(obj) is not None:
+                return obj
         found = self.by_sql.get(norm)
         if not found:
             return None
@@ -229,6 +257,14 @@ def _show(v: str) -> str:
     if v == "\x00NULL":
         return "NULL"
     return repr(v if len(v) <= 60 else v[:57] + "...")
+
+
+def _aborted_answer(obj: Mapping[str, Any]) -> bool:
+    results = obj.get("results")
+    if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+        return False
+    error = results[0].get("error")
+    return isinstance(error, dict) and error.get("sqlstate") == "25P02"
 
 
 def _columns(obj: Mapping[str, Any]) -> list[dict[str, Any]] | None:

@@ -146,8 +146,7 @@ def lookup(
 
 def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
     """Parse a turn's Bind into its match key; remembered only when it matches a
-    recorded query (at most one entry per recorded answer and way of asking for it,
-    whatever a client sends)."""
+    recorded query, and never more than ``room`` allows, whatever a client sends."""
     parts = split(data)
     if parts is None:
         return None
@@ -159,6 +158,8 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
         if stmt is None:
             return None
         params, formats = _text_params(body, end + 1)
+        if not _usual(formats, rest):
+            return None  # never kept (``keep``), so not remembered either
         if params is None:  # binary or non-UTF-8 values: the general reading
             bind = m.parse_bind(body)
             params = bind_values(bind.values, bind.param_formats, stmt.oids)[1]
@@ -169,8 +170,18 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
     if not answers:
         return None
     seen = Seen(name, stmt.norm, stmt.oids, key, formats, rest, answers)
-    index.raw_turns[data] = seen
+    room(index, index.raw_turns)[data] = seen
     return seen
+
+
+def room(index: Index, cache: dict[Any, Any]) -> dict[Any, Any]:
+    """``cache``, emptied if full: a client can ask one recorded answer in endless ways
+    (statement names, result-format codes), each a new entry of the mock's caches
+    (kept turns, encoded answers, descriptions); they only save work, so starting them
+    again loses nothing but time."""
+    if len(cache) >= 4 * len(index.entries) + 1024:
+        cache.clear()
+    return cache
 
 
 def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
@@ -213,9 +224,19 @@ def keep(pending: Pending, index: Index, outputs: list[Output], status: str) -> 
         return
     if turn[0] in index.notifications or not _plain_rest(turn[3]):
         return
-    index.turns[turn] = reply
+    room(index, index.turns)[turn] = reply
     if len(pending.seen.answers) == 1 and pending.seen.only is None:
         pending.seen.only = (status, hit, reply)
+
+
+def _usual(formats: bytes, rest: bytes) -> bool:
+    """Result formats that are exactly their count's codes, and a few plain messages
+    after the Bind: how clients ask. Every kept or remembered turn holds its bytes, and
+    bytes after the formats (which the long way reads past) or endless Flushes would
+    make each of them as large as a client likes."""
+    if len(formats) < 2 or len(formats) != 2 + 2 * _I16.unpack_from(formats)[0]:
+        return False
+    return len(rest) <= 64 and _plain_rest(rest)
 
 
 def _plain_rest(rest: bytes) -> bool:
