@@ -421,15 +421,17 @@ def session() -> Iterator[tuple[list[dict[str, Any]], Log]]:
         try:
 
             async def start() -> int:
-                async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                def relay() -> tcp.RelayConnection:  # devbox record's relay
                     no = len(opened)
                     opened.append(no)
-                    ws.tasks.add(asyncio.current_task())  # the loop keeps weak references
-                    spy = Spy(log, no)
-                    await tcp.relay_connection(spy, r, w, (pg.host, pg.port), ws.stored.extend)
-                    ended.append(no)
+                    return tcp.RelayConnection(
+                        Spy(log, no),
+                        (pg.host, pg.port),
+                        ws.stored.extend,
+                        on_end=lambda _c: ended.append(no),
+                    )
 
-                server = await asyncio.start_server(client, "127.0.0.1", 0)
+                server = await tcp.start_relay_server(relay, "127.0.0.1", 0)
                 ws.servers.append(server)
                 return int(server.sockets[0].getsockname()[1])
 
@@ -761,8 +763,10 @@ def test_real_clients_get_from_the_mock_what_the_server_gave_them(
     try:
 
         async def start() -> int:
-            server = await tcp.start_mock_server(
-                get("postgres"), index, MockOptions("db", match={"auth": "trust"})
+            server = await tcp.start_mock_server(  # the loop devbox mock serves with
+                lambda: get("postgres").mock_connection(
+                    index, MockOptions("db", match={"auth": "trust"})
+                )
             )
             ws.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
@@ -969,8 +973,10 @@ def test_a_statement_prepared_again_after_a_migration_is_described_anew(
         index = load(stored)
 
         async def start() -> int:
-            server = await tcp.start_mock_server(
-                get("postgres"), index, MockOptions("db", match={"auth": "trust"})
+            server = await tcp.start_mock_server(  # the loop devbox mock serves with
+                lambda: get("postgres").mock_connection(
+                    index, MockOptions("db", match={"auth": "trust"})
+                )
             )
             ws.servers.append(server)
             return int(server.sockets[0].getsockname()[1])
