@@ -56,6 +56,16 @@ def run_loop(profile_path: Path, runtime: str) -> None:
     engine = Engine(load_profile(profile_path), EngineOptions(runtime=runtime))
     rec = Recorder()
     engine.subscribe(rec)
+    # a view that asks the engine when it sees an iteration finish finds that iteration
+    # (the dashboard showed "iteration 1" while last_finished still said 0)
+    asked: list[tuple[int, int | None]] = []
+
+    def ask(ev: object) -> None:
+        if isinstance(ev, IterationFinished):
+            now = engine.last_finished
+            asked.append((ev.iteration, now.iteration if now is not None else None))
+
+    engine.subscribe(ask)
     try:
         engine.start()
         first = engine.last_finished
@@ -101,6 +111,7 @@ def run_loop(profile_path: Path, runtime: str) -> None:
         done = [e for e in rec.of(IterationFinished) if e.iteration > before and not e.cancelled]
         assert len(done) == 1, [(e.iteration, e.passed, e.failed) for e in done]
         assert (final.passed, final.failed) == (100, 0)
+        assert len(asked) >= 4 and all(seen == now for seen, now in asked), asked
     finally:
         engine.stop()
 

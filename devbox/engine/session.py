@@ -394,9 +394,13 @@ class Engine(EngineViews):
         self._finished(ev)
 
     def _finished(self, ev: IterationFinished) -> None:
-        self.emit(ev)
+        # the engine's state first, then the views: a view that sees the event and asks
+        # the engine finds it (the dashboard showed "iteration 1" while ``last_finished``
+        # was still iteration 0). Under the condition, so ``wait_iteration`` returns only
+        # once every view has had it; views never block (the dashboard queues events).
         with self._iteration_done:
             self.last_finished = ev
+            self.emit(ev)
             self._iteration_done.notify_all()
 
     # ------------------------------------------------------------ one iteration
