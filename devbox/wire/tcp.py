@@ -18,6 +18,7 @@ from devbox.wire.contract import (
     MockConnection,
     Output,
     RecorderConnection,
+    Relay,
     Reply,
 )
 from devbox.wire.tls import TlsBridge
@@ -74,17 +75,15 @@ class RelayConnection(asyncio.Protocol):
     async def _connect(self) -> None:
         host, port = self.upstream
         loop = asyncio.get_running_loop()
+        tls = self.upstream_tls
         try:
-            if self.upstream_tls is None:
-                await loop.create_connection(lambda: _RelayUpstream(self), host, port)
-            else:
-                await loop.create_connection(
-                    lambda: _RelayUpstream(self),
-                    host,
-                    port,
-                    ssl=self.upstream_tls,
-                    server_hostname=host,
-                )
+            await loop.create_connection(
+                lambda: _RelayUpstream(self),
+                host,
+                port,
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
+            )
         except OSError as exc:
             if self.on_refused is not None:
                 self.on_refused(exc)
@@ -93,21 +92,10 @@ class RelayConnection(asyncio.Protocol):
             self._connecting = None
 
     def data_received(self, data: bytes) -> None:
-        relay = self.rec.from_client(data)
-        if relay.to_upstream:
-            if self.up is not None:
-                self.up.write(relay.to_upstream)
-            else:
-                self._early.append(relay.to_upstream)
-        if relay.to_client and self.client is not None:
-            self.client.write(relay.to_client)
-        self._store()
+        self._pass(self.rec.from_client(data))
 
     def eof_received(self) -> bool:
-        self._eofs.add("client")
-        if self.up is not None and self.up.can_write_eof():
-            self.up.write_eof()
-        self._maybe_done()
+        self._half_closed("client", self.up)
         return True  # keep reading the real server's answers
 
     def pause_writing(self) -> None:  # the client does not read: stop reading upstream
@@ -135,29 +123,35 @@ class RelayConnection(asyncio.Protocol):
             transport.write_eof()
 
     def upstream_data(self, data: bytes) -> None:
-        relay = self.rec.from_upstream(data)
-        if relay.to_client and self.client is not None:
-            self.client.write(relay.to_client)
-        if relay.to_upstream and self.up is not None:
-            self.up.write(relay.to_upstream)
-        self._store()
+        self._pass(self.rec.from_upstream(data))
 
     def upstream_eof(self) -> None:
-        self._eofs.add("upstream")
-        if self.client is not None and self.client.can_write_eof():
-            self.client.write_eof()
-        self._maybe_done()
+        self._half_closed("upstream", self.client)
 
-    # ------------------------------------------------------------ the end
+    # ------------------------------------------------------------ both sides
 
-    def _store(self) -> None:
+    def _pass(self, relay: Relay) -> None:
+        """What the recorder passes on, to each side; stored objects to the sink."""
+        if relay.to_upstream:
+            if self.up is not None:
+                self.up.write(relay.to_upstream)
+            else:
+                self._early.append(relay.to_upstream)
+        if relay.to_client and self.client is not None:
+            self.client.write(relay.to_client)
         done = self.rec.take_stored()
         if done:
             self.sink(done)
 
-    def _maybe_done(self) -> None:
+    def _half_closed(self, side: str, other: asyncio.Transport | None) -> None:
+        """``side`` sent its end: pass it on; the connection ends when both have."""
+        self._eofs.add(side)
+        if other is not None and other.can_write_eof():
+            other.write_eof()
         if len(self._eofs) == 2:
             self.end()
+
+    # ------------------------------------------------------------ the end
 
     def end(self) -> None:
         """Close both sides (once) and store what is still open."""
