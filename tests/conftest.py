@@ -150,6 +150,27 @@ class Proc:
         stop_process(self.popen, 5)
 
 
+def demo_orders(mocks: dict[str, int]) -> tuple[Proc, int]:
+    """The real demo service (examples/demo/orders) as a process on a free port, calling
+    payments and inventory on the ``mocks`` ports; listening when this returns. The
+    caller stops it."""
+    port = free_port()
+    proc = Proc(
+        [sys.executable, str(ROOT / "examples/demo/orders/app.py")],
+        env={
+            "PORT": str(port),
+            "PAYMENTS_URL": f"http://127.0.0.1:{mocks['payments']}",
+            "INVENTORY_URL": f"http://127.0.0.1:{mocks['inventory']}",
+        },
+    )
+    try:
+        wait_port(port)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
 @pytest.fixture
 def demo_upstreams() -> Iterator[dict[str, int]]:
     """The demo's real payments and inventory stand-ins on free loopback ports."""

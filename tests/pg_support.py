@@ -196,12 +196,19 @@ class WireServers:
         return self.call(start())
 
     def mock(self, stored: list[dict[str, object]], **match: object) -> int:
+        from devbox.wire.registry import get
+
+        index = get("postgres").load([("rec.json", i + 2, obj) for i, obj in enumerate(stored)])
+        return self.serve(index, **match)
+
+    def serve(self, index: Any, **match: object) -> int:
+        """The mock of ``index`` (kept by the caller: to reset it, to look at its caches);
+        its port."""
         from devbox.wire import tcp
         from devbox.wire.contract import MockOptions
         from devbox.wire.registry import get
 
         kind = get("postgres")
-        index = kind.load([("rec.json", i + 2, obj) for i, obj in enumerate(stored)])
 
         async def start() -> int:  # the loop devbox mock serves wire kinds with
             server = await tcp.start_mock_server(

@@ -761,17 +761,7 @@ def test_real_clients_get_from_the_mock_what_the_server_gave_them(
     index = load(stored)
     ws = WireServers()
     try:
-
-        async def start() -> int:
-            server = await tcp.start_mock_server(  # the loop devbox mock serves with
-                lambda: get("postgres").mock_connection(
-                    index, MockOptions("db", match={"auth": "trust"})
-                )
-            )
-            ws.servers.append(server)
-            return int(server.sockets[0].getsockname()[1])
-
-        port = ws.call(start())
+        port = ws.serve(index, auth="trust")
         for n in range(3):
             got = _workloads(port)
             for name in ("psycopg", "asyncpg", "psycopg async", "sqlalchemy"):
@@ -972,19 +962,10 @@ def test_a_statement_prepared_again_after_a_migration_is_described_anew(
     try:
         index = load(stored)
 
-        async def start() -> int:
-            server = await tcp.start_mock_server(  # the loop devbox mock serves with
-                lambda: get("postgres").mock_connection(
-                    index, MockOptions("db", match={"auth": "trust"})
-                )
-            )
-            ws.servers.append(server)
-            return int(server.sockets[0].getsockname()[1])
-
         async def reset() -> None:
             index.reset()
 
-        port = ws.call(start())
+        port = ws.serve(index, auth="trust")
         for _ in range(2):
             assert asyncio.run(_asyncpg_migration(port)) == LIVE["asyncpg migration"]
             ws.call(reset())

@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Proc, free_port, run_devbox, wait_port
+from conftest import ROOT, demo_orders, run_devbox
 
 from devbox.core.model import Direction, Exchange
 from devbox.core.profile import load_profile
@@ -84,17 +83,8 @@ def test_replay_cli_orders_requests_sharing_a_recorded_sequence(tmp_path: Path) 
     fleet = MockFleet(profile)
     ports = fleet.start()
     try:
-        port = free_port()
-        proc = Proc(
-            [sys.executable, str(ROOT / "examples/demo/orders/app.py")],
-            env={
-                "PORT": str(port),
-                "PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
-                "INVENTORY_URL": f"http://127.0.0.1:{ports['inventory']}",
-            },
-        )
+        proc, port = demo_orders(ports)
         try:
-            wait_port(port)
             r = run_devbox(
                 tmp_path,
                 *("replay", "demo", "--target", f"http://127.0.0.1:{port}"),

@@ -8,11 +8,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Proc, free_port, run_devbox, wait_port
+from conftest import ROOT, demo_orders, free_port, run_devbox
 
 from devbox.core.profile import load_profile
 from devbox.mock.fleet import MockFleet
@@ -42,17 +41,8 @@ def test_replay_resets_the_mocks_runs_in_a_row_at_concurrency_8(tmp_path: Path) 
     fleet = MockFleet(profile)
     ports = fleet.start()
     try:
-        port = free_port()
-        proc = Proc(
-            [sys.executable, str(ROOT / "examples/demo/orders/app.py")],
-            env={
-                "PORT": str(port),
-                "PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
-                "INVENTORY_URL": f"http://127.0.0.1:{ports['inventory']}",
-            },
-        )
+        proc, port = demo_orders(ports)
         try:
-            wait_port(port)
             mocks = [f"--mock={n}=http://127.0.0.1:{p}" for n, p in ports.items()]
             for run in range(RUNS):
                 r = devbox(

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench/fidelity/out/replay_runs"
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Proc, free_port, make_demo_project, wait_port  # noqa: E402
+from conftest import Proc, demo_orders, make_demo_project, wait_port  # noqa: E402
 
 from devbox.core.profile import load_profile  # noqa: E402
 from devbox.mock.fleet import MockFleet  # noqa: E402
@@ -146,17 +146,8 @@ def main() -> int:
         fleet = MockFleet(load_profile(project / "profiles/demo.toml"))
         ports = fleet.start()
         try:
-            port = free_port()
-            proc = Proc(
-                [sys.executable, str(ROOT / "examples/demo/orders/app.py")],
-                env={
-                    "PORT": str(port),
-                    "PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
-                    "INVENTORY_URL": f"http://127.0.0.1:{ports['inventory']}",
-                },
-            )
+            proc, port = demo_orders(ports)
             try:
-                wait_port(port)
                 mocks = [f"--mock={n}=http://127.0.0.1:{p}" for n, p in ports.items()]
                 target = f"http://127.0.0.1:{port}"
                 perfect = runs_against(project, target, mocks, runs, concurrency, proc)
