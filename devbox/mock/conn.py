@@ -32,11 +32,9 @@ from collections.abc import Callable
 from itertools import chain
 from typing import Any, Protocol, cast
 
-import orjson
-
 from devbox.mock.answer import Limits
 from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
-from devbox.mock.wire import serialize
+from devbox.mock.wire import rejection
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.http1 import ProtocolError
 from devbox.wire.tls import HTTP1, sniff
@@ -407,8 +405,7 @@ class _Conn(asyncio.Protocol):
     def reject(self, status: int, message: str) -> None:
         """Answer a request we cannot serve, after those before it, and close."""
         self.srv.rejected += 1
-        body = orjson.dumps({"error": message, "status": status})
-        data = serialize(status, (("Content-Type", "application/json"),), body, close=True)
+        data = rejection(status, message)
         self.in_head = False
         if self.queue:
             self.fill(self.defer(), data, True, False)

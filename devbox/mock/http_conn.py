@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
-
 from devbox.core.profile import Dependency
 from devbox.core.recording import exchange_from_dict, stored_objects
 from devbox.errors import NotFoundError, RecordingError
 from devbox.mock.answer import HttpRequest, Limits, MockSpec, MockState, answer, mode_for
-from devbox.mock.wire import serialize
+from devbox.mock.wire import rejection
 from devbox.store import recording_files
 from devbox.wire import http1
 from devbox.wire.contract import Fault, Forward, Hit, Index, Miss, MockOptions, Output, Reply
@@ -206,9 +204,7 @@ class _Waiting:
 
 def _reject(status: int, message: str) -> Reply:
     """The server's answer to a request it cannot read (``devbox.mock.conn``'s reject)."""
-    body = orjson.dumps({"error": message[:200], "status": status})
-    data = serialize(status, (("Content-Type", "application/json"),), body, close=True)
-    return Reply(data, close=True)
+    return Reply(rejection(status, message), close=True)
 
 
 # ---------------------------------------------------------------- redaction

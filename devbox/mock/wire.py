@@ -118,6 +118,13 @@ def serialize(
     return b"".join(out)
 
 
+def rejection(status: int, message: str) -> bytes:
+    """The mock's answer to a request it cannot read or serve (414, 431, 413, 505, 400...):
+    the status and the reason as JSON, then the connection closes."""
+    body = orjson.dumps({"error": message, "status": status})
+    return serialize(status, (("Content-Type", "application/json"),), body, close=True)
+
+
 class Prepared:
     """A recorded response as bytes, built once per exchange."""
 
