@@ -26,7 +26,7 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import normalise, one_line, request_line, stays_open
+from devbox.wire.postgres.sql import TX_ENDS, normalise, one_line, request_line, stays_open
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
 
 MISS_SQLSTATE = "DX404"
@@ -428,7 +428,7 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ answers
 
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
-        if self.status != "E" or norm.split(" ", 1)[0] in ("rollback", "commit", "abort", "end"):
+        if self.status != "E" or norm.split(" ", 1)[0] in TX_ENDS:
             return False
         self.failures += 1
         out.append(

@@ -38,7 +38,8 @@ def normalise(sql: str) -> str:
     return " ".join(out)
 
 
-_TX_ENDS = ("commit", "rollback", "end", "abort")
+# the first words of a statement that ends a transaction (or leaves a failed one)
+TX_ENDS = ("commit", "rollback", "end", "abort")
 
 
 def stays_open(sql: str, nth: int) -> bool:
@@ -46,7 +47,7 @@ def stays_open(sql: str, nth: int) -> bool:
     leaves the session in a transaction: ROLLBACK TO SAVEPOINT is tagged ROLLBACK (and
     mends a failed transaction), COMMIT/ROLLBACK AND CHAIN open the next one at once."""
     ends = [s.split() for s in normalise(sql).split(";")]
-    ends = [words for words in ends if words and words[0] in _TX_ENDS]
+    ends = [words for words in ends if words and words[0] in TX_ENDS]
     if nth >= len(ends):
         return False
     words = ends[nth]

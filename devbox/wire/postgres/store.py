@@ -205,22 +205,26 @@ class Index:
         self.counters[key] = n + 1
         return found[min(n, len(found) - 1)]
 
+    def peek(self, key: Key) -> dict[str, Any] | None:
+        """The answer ``take`` would give next, without taking it."""
+        found = self.entries.get(key)
+        if not found:
+            return None
+        return found[min(self.counters.get(key, 0), len(found) - 1)]
+
     def stage(self, key: Key) -> str:
         """Where the next answer to ``key`` failed on the real server ("" if it did not
         fail before Execute), without taking it."""
-        found = self.entries.get(key)
-        if not found:
-            return ""
-        return str(found[min(self.counters.get(key, 0), len(found) - 1)].get("stage", ""))
+        nxt = self.peek(key)
+        return "" if nxt is None else str(nxt.get("stage", ""))
 
     def describe(self, norm: str, key: Key | None = None) -> dict[str, Any] | None:
         """The next answer to ``key`` (a portal's: what its Execute will send) when it has
         columns, as a migration between two runs of one query changes them; else any
         recorded execution of this SQL that has a result description."""
-        if key is not None and (found := self.entries.get(key)):
-            obj = found[min(self.counters.get(key, 0), len(found) - 1)]
-            if _columns(obj) is not None:
-                return obj
+        nxt = None if key is None else self.peek(key)
+        if nxt is not None and _columns(nxt) is not None:
+            return nxt
         found = self.by_sql.get(norm)
         if not found:
             return None
