@@ -179,23 +179,9 @@ def _raw_workload(port: int) -> list[bytes]:
     five = bind("s1", [b"5"]) + execute() + SYNC
     for _ in range(3):
         got += [a.send(five), b.send(five)]
-    # binary parameter and results, Describe of the portal
-    got.append(
-        a.send(
-            bind("s1", [struct.pack("!i", 6)], fmts=(1,), rfmts=(1,))
-            + describe_portal()
-            + execute()
-            + SYNC
-        )
-    )
-    got.append(
-        a.send(
-            bind("s1", [struct.pack("!i", 6)], fmts=(1,), rfmts=(1,))
-            + describe_portal()
-            + execute()
-            + SYNC
-        )
-    )
+    # binary parameter and results, Describe of the portal: twice (kept, then from kept)
+    six = bind("s1", [struct.pack("!i", 6)], fmts=(1,), rfmts=(1,))
+    got += [a.send(six + describe_portal() + execute() + SYNC) for _ in range(2)]
     # two turns in one packet, then each alone
     two = bind("s1", [b"6"]) + execute() + SYNC + bind("s1", [b"7"]) + execute() + SYNC
     got += [a.send(two, 2), a.send(bind("s1", [b"7"]) + execute() + SYNC), a.send(two, 2)]
