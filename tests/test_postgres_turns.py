@@ -178,7 +178,9 @@ def test_kept_turns_answer_the_real_servers_bytes_in_the_same_order(
     assert len(queries) >= 30
 
     first, kept_first = _replay(index, sent)  # the long way, keeping what it may
-    assert kept_first == 0 and index.turns
+    # a lookup asked again with the same answer (the 25 lookups ask few ids) is answered
+    # from what its first ask kept, already in the first pass
+    assert 0 < kept_first < 27 and index.turns
     kept = dict(index.turns)
     index.reset()  # a new replay iteration: every sequence starts again
     second, kept_second = _replay(index, sent)

@@ -49,9 +49,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_support import pg_bin, running_postgres  # noqa: E402
 
-from devbox.wire import tcp  # noqa: E402
-from devbox.wire.contract import Miss, MockOptions, Reply  # noqa: E402
+from devbox.core.profile import Dependency  # noqa: E402
+from devbox.mock.kinds import WireMock  # noqa: E402
+from devbox.store import SUFFIX  # noqa: E402
+from devbox.wire import files, tcp  # noqa: E402
+from devbox.wire.contract import MockOptions, Reply  # noqa: E402
 from devbox.wire.postgres.kind import POSTGRES  # noqa: E402
+
+UPSTREAM = "postgresql://devbox@127.0.0.1:5432/app"
 
 
 class Loop:
@@ -69,7 +74,7 @@ class Loop:
         self.thread.start()
         self.tid = self.run(self._tid())
         self.stored: list[dict[str, Any]] = []
-        self.misses = 0
+        self.mocks: list[WireMock] = []
         self.tasks: set[asyncio.Task[Any]] = set()
 
     def run(self, coro: Any) -> Any:
@@ -79,11 +84,20 @@ class Loop:
         return threading.get_native_id()
 
     def cpu_s(self) -> float:
-        """CPU time (user + system) the loop's thread has used: devbox's own cost."""
-        fields = Path(f"/proc/self/task/{self.tid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user + system) the loop's thread and every mock worker process have
+        used: devbox's own cost."""
+        stats = [f"/proc/self/task/{self.tid}/stat"]
+        stats += [f"/proc/{pid}/stat" for m in self.mocks for pid in m.worker_pids]
+        total = 0
+        for stat in stats:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
+        for mock in self.mocks:
+            self.run(mock.close())
+
         async def cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
@@ -104,22 +118,24 @@ class Loop:
 
         return int(self.run(start()))
 
-    def mock(self, stored: list[dict[str, Any]]) -> int:
-        """The mock on the loop ``devbox mock`` uses, counting misses as the fleet does."""
-        index = POSTGRES.load([("bench", i, o) for i, o in enumerate(stored)])
+    def mock(self, stored: list[dict[str, Any]], workers: int, directory: Path) -> int:
+        """The mock ``devbox up`` serves a postgres dependency with (``WireMock``, from a
+        recordings directory, counting hits and misses as the fleet does), its
+        connections served in this loop (``workers`` 1) or in ``workers`` processes."""
+        writer = files.ObjectWriter(directory / f"recording-{workers}{SUFFIX}", "postgres", "db")
+        for obj in stored:
+            writer.append(obj)
+        writer.close()
+        dep = Dependency(name="db", kind="postgres", upstream=UPSTREAM, workers=workers)
+        mock = WireMock(dep, directory)
+        mock.load()
+        self.run(mock.start("127.0.0.1", 0))
+        self.mocks.append(mock)
+        return mock.port
 
-        def on_output(_conn: object, out: object) -> None:
-            if isinstance(out, Miss):
-                self.misses += 1
-
-        async def start() -> int:
-            server = await tcp.start_mock_server(
-                lambda: POSTGRES.mock_connection(index, MockOptions("bench")),
-                on_output=on_output,
-            )
-            return int(server.sockets[0].getsockname()[1])
-
-        return int(self.run(start()))
+    @property
+    def misses(self) -> int:
+        return sum(m.misses for m in self.mocks)
 
     def floor(self, stored: list[dict[str, Any]]) -> int:
         """A mock that answers every turn after start-up with the bytes of the first
@@ -189,20 +205,8 @@ def pgbench(
     }
 
 
+REAL, RELAY, MOCK = "real server", "recording relay", "mock (no server)"
 FLOOR = "floor (constant reply)"
-
-
-def _ratio(
-    results: dict[tuple[int, str], list[dict[str, float]]], c: int, name: str, mock: list[float]
-) -> str:
-    """The target's TPS over the real server's, median of the per-round ratios."""
-    if name.startswith("mock"):
-        return f"{_med(mock):.2f}x"
-    if name == FLOOR:
-        real = results[(c, "real server")]
-        per_round = [f["tps"] / r["tps"] for f, r in zip(results[(c, name)], real, strict=True)]
-        return f"{_med(per_round):.2f}x"
-    return ""
 
 
 def _med(values: list[float]) -> float:
@@ -216,6 +220,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mode", choices=["prepared", "extended", "simple"], default="prepared")
     ap.add_argument("--scale", type=int, default=1)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also run the mock with this many worker processes (1: not)",
+    )
     ap.add_argument(
         "--floor",
         action="store_true",
@@ -232,7 +242,8 @@ def main() -> int:
     load_start = os.getloadavg()[0]
     # (clients, target) -> one result per round
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
-    ratios: dict[int, list[float]] = {}
+    ratios: dict[tuple[int, str], list[float]] = {}
+    mock_targets = [MOCK] + ([f"mock, {a.workers} workers"] if a.workers > 1 else [])
     recorded: dict[int, int] = {}
     try:
         with running_postgres() as pg:
@@ -243,9 +254,8 @@ def main() -> int:
             loop = Loop()
             relay_port = loop.relay((pg.host, pg.port))
             runs: dict[int, list[str]] = {}
-            mocks: dict[int, int] = {}
-            floors: dict[int, int] = {}
-            cold: dict[int, dict[str, float]] = {}
+            ports: dict[tuple[int, str], int] = {}
+            cold: dict[tuple[int, str], dict[str, float]] = {}
             for c in counts:
                 run = ["-S", "-n", "-M", a.mode, "-c", str(c), "-j", str(c)]
                 run += ["-t", str(a.transactions), "--random-seed", "7"]
@@ -256,34 +266,34 @@ def main() -> int:
                 pgbench(relay_port, pg.password, run, work, "record")
                 time.sleep(0.5)  # the relay stores a connection's last objects at its close
                 recorded[c] = sum(1 for o in loop.stored if o.get("type") == "query")
-                mocks[c] = loop.mock(list(loop.stored))
-                floors[c] = loop.floor(list(loop.stored))
-                # one unmeasured pass each, as the server had the recording's: the mock's
-                # first answer to each turn goes the long way and keeps it (a replay's
-                # first iteration; docs/benchmarks.md has that cold pass's figure)
-                cold[c] = pgbench(mocks[c], pg.password, run, work, "mock, first pass")
+                ports[(c, REAL)], ports[(c, RELAY)] = pg.port, relay_port
+                for name in mock_targets:
+                    workers = 1 if name == MOCK else a.workers
+                    directory = work / f"recordings-{c}-{workers}"
+                    ports[(c, name)] = port = loop.mock(list(loop.stored), workers, directory)
+                    # unmeasured passes, as the server had the recording's: the mock's first
+                    # answer to each turn goes the long way and keeps it (a replay's first
+                    # iteration; docs/benchmarks.md has that cold pass's figure). Each
+                    # worker keeps its own, and connections reach workers in the order
+                    # pgbench's threads connect: a few passes until each has seen them all
+                    cold[(c, name)] = pgbench(port, pg.password, run, work, f"{name}, first")
+                    for _ in range(3 * (workers - 1)):
+                        pgbench(port, pg.password, run, work, f"{name}, warm-up")
+                ports[(c, FLOOR)] = loop.floor(list(loop.stored))
                 short = [*run[:-4], "-t", "200", "--random-seed", "7"]
-                pgbench(floors[c], pg.password, short, work, "floor warm-up")
-            targets = ["real server", "recording relay", "mock (no server)"]
-            targets += [FLOOR] if a.floor else []
+                pgbench(ports[(c, FLOOR)], pg.password, short, work, "floor warm-up")
+            targets = [REAL, RELAY, *mock_targets] + ([FLOOR] if a.floor else [])
             for r in range(a.rounds):
                 for c in counts:
                     order = targets[r % len(targets) :] + targets[: r % len(targets)]
                     got: dict[str, dict[str, float]] = {}
                     for name in order:
-                        port = {
-                            "real server": pg.port,
-                            "recording relay": relay_port,
-                            "mock (no server)": mocks[c],
-                            FLOOR: floors[c],
-                        }[name]
                         cpu = loop.cpu_s()
-                        got[name] = pgbench(port, pg.password, runs[c], work, name)
+                        got[name] = pgbench(ports[(c, name)], pg.password, runs[c], work, name)
                         got[name]["cpu_us"] = (loop.cpu_s() - cpu) / got[name]["n"] * 1e6
                         results.setdefault((c, name), []).append(got[name])
-                    ratios.setdefault(c, []).append(
-                        got["mock (no server)"]["tps"] / got["real server"]["tps"]
-                    )
+                    for name in [*mock_targets] + ([FLOOR] if a.floor else []):
+                        ratios.setdefault((c, name), []).append(got[name]["tps"] / got[REAL]["tps"])
             loop.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -296,7 +306,7 @@ def main() -> int:
     for col in cols:
         table.add_column(col, justify="left" if col == "target" else "right")
     for c in counts:
-        for name in ("real server", "recording relay", "mock (no server)", FLOOR):
+        for name in [REAL, RELAY, *mock_targets, FLOOR]:
             if (c, name) not in results:
                 continue
             rows = results[(c, name)]
@@ -306,24 +316,25 @@ def main() -> int:
                 f"{_med([r['tps'] for r in rows]):.0f}",
                 f"{_med([r['p50'] for r in rows]):.3f}",
                 f"{_med([r['p99'] for r in rows]):.3f}",
-                _ratio(results, c, name, ratios[c]),
+                f"{_med(ratios[(c, name)]):.2f}x" if (c, name) in ratios else "",
                 "" if name.startswith("real") else f"{_med([r['cpu_us'] for r in rows]):.1f} µs",
                 str(sum(int(r["failed"]) for r in rows)),
             )
     console.print(table)
     for c in counts:
-        real, relay = results[(c, "real server")], results[(c, "recording relay")]
+        real, relay = results[(c, REAL)], results[(c, RELAY)]
         added = [b["p50"] - r["p50"] for r, b in zip(real, relay, strict=True)]
-        per_round = ", ".join(f"{x:.2f}" for x in ratios[c])
         console.print(
-            f"{c} client(s): recorded {recorded[c]} queries; mock/real TPS per round "
-            f"{per_round}; relay adds {_med(added):.3f} ms p50 per query (median of rounds)"
+            f"{c} client(s): recorded {recorded[c]} queries; "
+            f"relay adds {_med(added):.3f} ms p50 per query (median of rounds)"
         )
-    for c in counts:
-        console.print(
-            f"{c} client(s): the mock's unmeasured first pass (every turn the long way) "
-            f"{cold[c]['tps']:.0f} TPS, p99 {cold[c]['p99']:.3f} ms"
-        )
+        for name in mock_targets:
+            per_round = ", ".join(f"{x:.2f}" for x in ratios[(c, name)])
+            first = cold[(c, name)]
+            console.print(
+                f"  {name}: mock/real TPS per round {per_round}; unmeasured first pass "
+                f"(every turn the long way) {first['tps']:.0f} TPS, p99 {first['p99']:.3f} ms"
+            )
     console.print(f"mock misses: {loop.misses}")
     return 0
 

@@ -109,6 +109,9 @@ class Dependency:
     recordings: str | None = None  # directory, relative to the project root
     # grpc: a folder of .proto files or a descriptor set, relative to the project root
     protos: str | None = None
+    # processes serving the mock's connections (a kind whose capabilities allow it):
+    # 1 serves them on the fleet's own loop
+    workers: int = 1
 
     @property
     def timing_factor(self) -> float | None:

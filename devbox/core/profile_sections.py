@@ -171,6 +171,7 @@ def dependency_section(ctx: Ctx, raw: Any, w: str) -> Dependency:
             "faults",
             "recordings",
             "protos",
+            "workers",
         ),
     )
     if "name" not in t:
@@ -224,7 +225,19 @@ def dependency_section(ctx: Ctx, raw: Any, w: str) -> Dependency:
         faults=faults,
         recordings=ctx.str_(t, "recordings", w),
         protos=_protos(ctx, t, w, kind),
+        workers=_workers(ctx, t, w, kind),
     )
+
+
+def _workers(ctx: Ctx, t: dict[str, Any], w: str, kind: str) -> int:
+    workers: int = ctx.int_(t, "workers", w, 1, 1, 16)
+    if workers > 1 and not kinds.capabilities(kind).workers:
+        able = [k for k in kinds.names() if kinds.capabilities(k).workers]
+        raise ctx.error(
+            f"{w}.workers",
+            f"a {kind} mock serves from one process; workers is for {', '.join(able)}",
+        )
+    return workers
 
 
 def _protos(ctx: Ctx, t: dict[str, Any], w: str, kind: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 import weakref
 from collections import deque
@@ -21,6 +22,7 @@ from devbox.core.events import Event, MockMiss, MockStats
 from devbox.core.profile import Dependency, RedactRules
 from devbox.errors import EngineError
 from devbox.mock.server import MissRecord
+from devbox.mock.workers import WorkerPool
 from devbox.store import SUFFIX, new_stamp, recording_files
 from devbox.wire import files, registry, tcp
 from devbox.wire.contract import (
@@ -64,6 +66,7 @@ class WireMock:
         self.kind = registry.for_dependency(dependency, root or Path.cwd())
         self.recordings = recordings
         self.redact_value = files.value_redactor(redact)
+        self.redact_rules = redact
         self.emit = on_event or (lambda e: None)
         self.mode = _mode(dependency.on_miss)
         self.index: Index = self.kind.load([])
@@ -79,14 +82,30 @@ class WireMock:
         self._mtimes: dict[str, float] = {}
         self._writer: files.ObjectWriter | None = None
         self._connections = 0
+        # ``workers`` > 1: the processes that serve replay's connections, the listening
+        # socket this mock accepts on for them, the stored objects they load
+        self._pool: WorkerPool | None = None
+        self._listener: socket.socket | None = None
+        self._stored: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ loading
 
     def load(self) -> int:
         stored = files.read_stored(self.recordings, self.kind.name)
         self.index = self.kind.load(stored)
+        self._stored = list(stored)
+        if self._pool is not None:
+            self._share()
         self._mtimes = self._snapshot()
         return len(self.index)
+
+    def _share(self) -> None:
+        """The workers load what the index was built from; every process, this one
+        included, counts nth calls in one set of shared counters."""
+        assert self._pool is not None
+        index: Any = self.index
+        index.sequences = self._pool.load(self._stored, index.sequence_keys())
 
     async def reload(self) -> int:
         return self.load()
@@ -126,9 +145,7 @@ class WireMock:
 
         def on_output(conn: MockConnection, out: Output) -> None:
             if out.__class__ is Hit:  # the hot path: one per matched request
-                self.hits += 1
-                self.seq = seq = self.seq + 1
-                self.journal.append((seq, out.request, out.exchange_id or "hit"))
+                self._hit(out.request, out.exchange_id or "hit")
                 return
             if out.__class__ is not Reply:
                 self._count(out)
@@ -145,6 +162,9 @@ class WireMock:
             from devbox.wire.ca import cert_store
 
             tls = cert_store().sni_context(alpn=("h2",))
+        if self.dependency.workers > 1 and tls is None:
+            await self._start_workers(host, port, new_connection, upstream, on_output)
+            return
         self._server = await tcp.start_mock_server(
             new_connection,
             host=host,
@@ -154,6 +174,67 @@ class WireMock:
             tls=tls,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _start_workers(
+        self,
+        host: str,
+        port: int,
+        new_connection: Callable[[], MockConnection],
+        upstream: tuple[str, int] | None,
+        on_output: Callable[[MockConnection, Output], None],
+    ) -> None:
+        """Accept here, serve replay's connections in ``workers`` processes (and the
+        modes that reach the real server here, so what they store stays in one place)."""
+        o = self.options()
+        fields = {"name": o.name, "on_miss": "fail", "timing": o.timing, "match": dict(o.match)}
+        pool = WorkerPool(
+            self.dependency.workers, (self.kind.name, fields, self.redact_rules), self._events
+        )
+        await pool.start()
+        self._pool = pool
+        self._share()
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server((host, port), backlog=1024)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = int(listener.getsockname()[1])
+
+        def accept() -> None:
+            for _ in range(64):
+                try:
+                    sock, _addr = listener.accept()
+                except OSError:  # none left (or out of descriptors: the next wakeup)
+                    return
+                if self.mode == "replay" and pool.hand(sock):
+                    sock.close()  # the worker has its own descriptor now
+                    continue
+                sock.setblocking(False)
+                task = loop.create_task(
+                    tcp.serve_accepted(
+                        sock, new_connection(), upstream=upstream, on_output=on_output
+                    )
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        loop.add_reader(listener.fileno(), accept)
+
+    def _hit(self, request: str, exchange_id: str) -> None:
+        self.hits += 1
+        self.seq = seq = self.seq + 1
+        self.journal.append((seq, request, exchange_id))
+
+    def _events(self, batch: list[tuple[Any, ...]]) -> None:
+        """A worker's hits and misses, counted as this process counts its own."""
+        for event in batch:
+            if event[0] == "h":
+                self._hit(event[1], event[2])
+            else:
+                self._count(Miss(b"", event[1], event[2], event[3]))
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return self._pool.pids if self._pool is not None else []
 
     def _count(self, out: Output) -> None:
         if isinstance(out, Hit):
@@ -200,6 +281,13 @@ class WireMock:
         self._mtimes = self._snapshot()  # our own appends are not a reason to reload
 
     async def close(self) -> None:
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -222,6 +310,8 @@ class WireMock:
         reset = getattr(self.index, "reset", None)
         if callable(reset):
             reset()
+        if self._pool is not None:
+            self._pool.reset()
 
     def journal_dict(self, after: int, limit: int) -> dict[str, Any]:
         """The journal as the HTTP mock's (``method`` is the kind's name, ``target`` the

@@ -196,6 +196,12 @@ class Capabilities:
     # compose service name): its proxy would store one DNS error per request. A kind whose
     # relay fails the connection itself, with nothing stored, leaves it False.
     resolve_upstream: bool = False
+    # its mock can serve connections from several processes (``workers`` in the profile,
+    # ``devbox.mock.workers``): its index has ``sequences`` (a ``devbox.wire.sequences.
+    # Sequences``, the only state its connections share) and ``sequence_keys()`` (the
+    # keys with more than one answer), and loading the same stored objects gives the
+    # same keys in every process
+    workers: bool = False
 
 
 class Index(Protocol):

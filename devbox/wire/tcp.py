@@ -5,6 +5,7 @@ know nothing of matching or of any protocol's bytes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -375,6 +376,19 @@ async def start_mock_server(
     if tls is None:
         return await loop.create_server(protocol, host, port)
     return await loop.create_server(lambda: SniffTls(tls, protocol), host, port)
+
+
+async def serve_accepted(
+    sock: socket.socket,
+    conn: MockConnection,
+    *,
+    upstream: tuple[str, int] | None = None,
+    on_output: Callable[[MockConnection, Output], None] | None = None,
+) -> None:
+    """Serve one connection accepted elsewhere (a worker process is handed it) as
+    ``start_mock_server`` serves its own."""
+    loop = asyncio.get_running_loop()
+    await loop.connect_accepted_socket(lambda: _MockProtocol(conn, upstream, on_output), sock)
 
 
 # ---------------------------------------------------------------- TLS or not, by the first byte

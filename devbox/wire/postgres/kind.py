@@ -7,10 +7,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from devbox.wire.contract import Index, MockConnection, MockOptions, RecorderConnection
+from devbox.wire.contract import (
+    Capabilities,
+    Index,
+    MockConnection,
+    MockOptions,
+    RecorderConnection,
+)
 from devbox.wire.postgres import store
 from devbox.wire.postgres.mock import PostgresMockConnection
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
+
+# its mock can serve from several processes: connections share only nth-call counters
+_CAPABILITIES = Capabilities(workers=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +27,7 @@ class PostgresKind:
     name: str = "postgres"
     schemes: tuple[str, ...] = ("postgresql", "postgres")
     default_port: int = 5432
+    capabilities: Capabilities = _CAPABILITIES
 
     def load(self, stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
         return store.build(stored)

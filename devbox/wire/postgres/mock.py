@@ -139,7 +139,7 @@ class PostgresMockConnection:
                         out.append(m.ready(self.status))
                         continue
                     if typ == b"D":  # libpq describes the portal of every prepared query
-                        self._describe(*m.parse_named(body), out)
+                        self._describe(*m.parse_named(body), out, events)
                         continue
                 self._message(typ, body, out, events)
                 if self.phase == "closed":
@@ -196,7 +196,7 @@ class PostgresMockConnection:
         elif typ == b"B":
             self._bind(m.parse_bind(body), out, ev)
         elif typ == b"D":
-            self._describe(*m.parse_named(body), out)
+            self._describe(*m.parse_named(body), out, ev)
         elif typ == b"E":
             self._execute(*m.parse_execute(body), out, ev)
         elif typ == b"C":
@@ -353,7 +353,7 @@ class PostgresMockConnection:
         self.portals[b.portal] = portal
         out.append(m.BIND_COMPLETE)
 
-    def _describe(self, kind: str, name: str, out: list[bytes]) -> None:
+    def _describe(self, kind: str, name: str, out: list[bytes], ev: list[Output]) -> None:
         if kind == "S":
             stmt = self.statements.get(name)
             if stmt is None:
@@ -361,7 +361,7 @@ class PostgresMockConnection:
                 return
             obj = self.index.described.get(stmt.norm) or self.index.describe(stmt.norm)
             if obj is None:
-                self._miss_describe(stmt, out)
+                self._miss_describe(stmt, (), out, ev)
                 return
             out.append(m.parameter_description(tuple(obj.get("param_types") or stmt.oids)))
             out.append(self._row_description(obj, ()))
@@ -372,12 +372,13 @@ class PostgresMockConnection:
             return
         obj = self.index.describe(portal.stmt.norm, (portal.stmt.norm, portal.key))
         if obj is None:
-            self._miss_describe(portal.stmt, out)
+            self._miss_describe(portal.stmt, portal.key, out, ev)
             return
         out.append(self._row_description(obj, portal.result_formats))
 
-    def _miss_describe(self, stmt: _Statement, out: list[bytes]) -> None:
-        why, nearest = self.index.explain(stmt.norm, ())
+    def _miss_describe(self, stmt: _Statement, key: Any, out: list[bytes], ev: list[Any]) -> None:
+        why, nearest = self.index.explain(stmt.norm, ())  # reported, as _lookup's misses are
+        ev.append(MissOut(b"", request_line(stmt.sql, key), why, nearest))
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
 
     def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:

@@ -29,6 +29,7 @@ from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
 from devbox.wire.postgres import types
 from devbox.wire.postgres.sql import normalise
+from devbox.wire.sequences import Sequences
 
 ERROR_FIELDS: dict[str, str] = {
     "S": "severity",
@@ -133,7 +134,8 @@ class Index:
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     parse_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     connections: list[dict[str, Any]] = field(default_factory=list)
-    counters: dict[Key, int] = field(default_factory=dict)
+    # nth-call counters; ``devbox.mock.workers`` swaps in counters shared by processes
+    sequences: Sequences = field(default_factory=Sequences)
     has_placeholders: bool = False
     # normalised SQL of every stored query -> its original text (for explanations)
     originals: dict[str, str] = field(default_factory=dict)
@@ -155,8 +157,8 @@ class Index:
     # recording: (seconds after the previous one, NotificationResponse bytes)
     notifications: dict[int, list[tuple[float, bytes]]] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return sum(len(v) for v in self.entries.values())
+    def __len__(self) -> int:  # every recorded answer (``entries`` folds repeats)
+        return sum(len(v) for v in self.by_sql.values())
 
     def add(self, obj: dict[str, Any]) -> None:
         if obj.get("type") == "connection":
@@ -179,9 +181,13 @@ class Index:
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
 
+    def sequence_keys(self) -> list[Key]:
+        """The keys with more than one recorded answer: the only counters that matter."""
+        return [key for key, answers in self.entries.items() if len(answers) > 1]
+
     def reset(self) -> None:
         """Start every nth-call sequence again (a new replay iteration)."""
-        self.counters.clear()
+        self.sequences.clear()
         self.described.clear()
 
     def replanned(self, failed: dict[str, Any]) -> None:
@@ -201,16 +207,14 @@ class Index:
         found = self.entries.get(key)
         if not found:
             return None
-        n = self.counters.get(key, 0)
-        self.counters[key] = n + 1
-        return found[min(n, len(found) - 1)]
+        return found[self.sequences.take(key, len(found))]
 
     def peek(self, key: Key) -> dict[str, Any] | None:
         """The answer ``take`` would give next, without taking it."""
         found = self.entries.get(key)
         if not found:
             return None
-        return found[min(self.counters.get(key, 0), len(found) - 1)]
+        return found[self.sequences.peek(key, len(found))]
 
     def stage(self, key: Key) -> str:
         """Where the next answer to ``key`` failed on the real server ("" if it did not
@@ -333,4 +337,22 @@ def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
         query = queries.get(key)
         if query is not None:
             index.notifications.setdefault(id(query), []).append(note)
+    _one_answer_for_repeats(index)
     return index
+
+
+_WHERE = ("connection", "conn", "seq")  # where an answer was recorded, not what it says
+
+
+def _one_answer_for_repeats(index: Index) -> None:
+    """A query asked again with the same parameters usually got the same answer (a read
+    workload). Such a sequence answers the same whatever its position, so it is kept as
+    its first answer: a key with one answer needs no counter (none shared between
+    worker processes, no lock) and its kept turn is the one-lookup fast path. The
+    journal then names that first recording for every call of it."""
+    for key, answers in index.entries.items():
+        if len(answers) < 2 or any(id(a) in index.notifications for a in answers):
+            continue
+        first = {k: v for k, v in answers[0].items() if k not in _WHERE}
+        if all({k: v for k, v in a.items() if k not in _WHERE} == first for a in answers[1:]):
+            index.entries[key] = answers[:1]

@@ -134,13 +134,14 @@ def lookup(
     if only is not None and only[0] == status:
         return [only[1], only[2]], None
     answers, key = seen.answers, seen.key
-    n = index.counters.get(key, 0)
-    recorded = answers[min(n, len(answers) - 1)]
+    n = index.sequences.peek(key, len(answers))
+    recorded = answers[n]
     turn: TurnKey = (id(recorded), seen.formats, status, seen.rest)
     reply = index.turns.get(turn)
-    if reply is None:
+    if reply is None or not index.sequences.take_if(key, n, len(answers)):
+        # not kept, or another process's connection took that answer just now: the
+        # long way takes the next one itself (``keep`` checks it is the one looked up)
         return None, Pending(seen, turn)
-    index.counters[key] = n + 1
     return [index.hits[id(recorded)], reply], None
 
 

@@ -1,0 +1,261 @@
+"""One worker process of a wire mock served by several (``workers`` in the profile).
+
+One Python thread writes every reply of a mock, and on a loaded machine the kernel's
+loopback ``write`` alone fills it: pgbench with four clients ran the mock at about 0.6x
+the real server, whose four backends spread over both cores. Workers are processes
+started with ``python -m devbox.mock.worker_process FD``; each serves the connections
+its parent (``devbox.mock.workers``) accepts and hands over, through the loop devbox
+serves every wire mock with (``devbox.wire.tcp``), from its own copy of the index.
+
+What connections share is what makes the nth identical query get the nth answer:
+the index's counters. ``SharedSequences`` keeps them in one shared memory file (a
+``memfd``, passed as a descriptor: nothing is left on disk, whatever happens), one
+64-bit slot per key with more than one answer, each advanced under a POSIX record lock
+on its slot. Keys with one answer, the bulk of a read workload, take no lock at all.
+
+The channel to the parent is a ``SOCK_SEQPACKET`` socket pair: each message is one
+pickle (the two ends are this program's, started by the same user), descriptors ride
+along with ``conn`` and ``load``. A worker exits when its parent's end closes, so a
+parent that crashes or is killed leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import mmap
+import os
+import pickle
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Hashable
+from typing import Any
+
+from devbox.wire.sequences import Sequences
+
+SLOT = 8  # bytes per counter
+# a batch of hits is sent when it is this long or this old (misses go at once)
+BATCH = 256
+BATCH_AGE_S = 0.05
+MAX_FDS = 4
+MAX_MESSAGE = 1 << 16
+
+
+class SharedSequences(Sequences):
+    """``Sequences`` in a shared memory file: every process that maps it answers one
+    sequence. ``keys`` must be the same list, in the same order, in every process."""
+
+    __slots__ = ("_fd", "_map", "_slots", "_view")
+
+    def __init__(self, fd: int, keys: list[Hashable]) -> None:
+        super().__init__()
+        self._fd = fd
+        self._slots = {key: i for i, key in enumerate(keys)}
+        self._map = mmap.mmap(fd, max(SLOT, SLOT * len(keys)))
+        self._view = memoryview(self._map).cast("q")
+
+    @staticmethod
+    def create(count: int) -> int:
+        """A new, zeroed counters file for ``count`` keys: its descriptor."""
+        fd = os.memfd_create("devbox-sequences", os.MFD_CLOEXEC)
+        os.ftruncate(fd, max(SLOT, SLOT * count))
+        return fd
+
+    def peek(self, key: Hashable, count: int) -> int:
+        if count <= 1:
+            return 0
+        slot = self._slots.get(key)
+        if slot is None:  # not a key of the shared list: this process's own counter
+            return super().peek(key, count)
+        return min(self._view[slot], count - 1)
+
+    def take(self, key: Hashable, count: int) -> int:
+        if count <= 1:
+            return 0
+        slot = self._slots.get(key)
+        if slot is None:
+            return super().take(key, count)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
+        try:
+            n = self._view[slot]
+            if n < count - 1:
+                self._view[slot] = n + 1
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
+        return min(n, count - 1)
+
+    def take_if(self, key: Hashable, seen: int, count: int) -> bool:
+        if count <= 1:
+            return True
+        slot = self._slots.get(key)
+        if slot is None:
+            return super().take_if(key, seen, count)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
+        try:
+            n = self._view[slot]
+            if min(n, count - 1) != seen:
+                return False
+            if n < count - 1:
+                self._view[slot] = n + 1
+            return True
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
+
+    def clear(self) -> None:
+        super().clear()
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            self._map[:] = bytes(len(self._map))
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._view.release()
+        self._map.close()
+        os.close(self._fd)
+
+
+def send(chan: socket.socket, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+    """One message on the channel (blocking: a message is small, the peer reads)."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if fds:
+        socket.send_fds(chan, [data], fds)
+    else:
+        chan.sendall(data)
+
+
+def receive(chan: socket.socket) -> tuple[tuple[Any, ...] | None, list[int]]:
+    """(the next message, the descriptors that came with it); (None, []) at the end."""
+    data, fds, _flags, _addr = socket.recv_fds(chan, MAX_MESSAGE, MAX_FDS)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    message: tuple[Any, ...] = pickle.loads(data)
+    return message, list(fds)
+
+
+class Worker:
+    """The worker's side: setup, loads, handed connections, resets; hits and misses
+    sent back in batches."""
+
+    def __init__(self, chan: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.chan = chan
+        self.loop = loop
+        self.kind: Any = None
+        self.options: Any = None
+        self.index: Any = None
+        self.sequences: SharedSequences | None = None
+        self.batch: list[tuple[Any, ...]] = []
+        self.flush_at: asyncio.TimerHandle | None = None
+        self.quit = loop.create_future()
+
+    def readable(self) -> None:
+        try:
+            message, fds = receive(self.chan)
+        except OSError:  # the parent is gone, or never answers
+            message, fds = None, []
+        if message is None:  # the parent is gone
+            if not self.quit.done():
+                self.quit.set_result(None)
+            return
+        try:
+            self.handle(message, fds)
+        except Exception:
+            send(self.chan, ("error", traceback.format_exc()))
+            if not self.quit.done():
+                self.quit.set_result(None)
+
+    def handle(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        what = message[0]
+        if what == "conn":
+            self.serve(socket.socket(fileno=fds[0]))
+        elif what == "setup":
+            from devbox.wire import files, registry
+            from devbox.wire.contract import MockOptions
+
+            _, kind, fields, redact = message
+            self.kind = registry.get(kind)
+            self.options = MockOptions(**fields, redact_value=files.value_redactor(redact))
+            send(self.chan, ("ready", os.getpid()))
+        elif what == "load":
+            self.load(message[1], fds)
+        elif what == "reset":
+            if self.index is not None:
+                self.index.reset()
+        elif what == "quit" and not self.quit.done():
+            self.quit.set_result(None)
+
+    def load(self, count: int, fds: list[int]) -> None:
+        stored_fd, counters_fd = fds
+        try:  # read from the start whatever the offset: every worker shares the file's
+            with mmap.mmap(stored_fd, 0, prot=mmap.PROT_READ) as data:
+                stored = pickle.loads(data)
+        finally:
+            os.close(stored_fd)
+        index = self.kind.load(stored)
+        keys = index.sequence_keys()
+        if len(keys) != count:
+            raise RuntimeError(f"the index has {len(keys)} sequences, the parent's {count}")
+        index.sequences = SharedSequences(counters_fd, keys)
+        self.index = index  # connections already open keep the index they started with
+
+    def serve(self, sock: socket.socket) -> None:
+        from devbox.wire import tcp
+
+        if self.index is None:
+            sock.close()
+            return
+        conn = self.kind.mock_connection(self.index, self.options)
+        self.loop.create_task(tcp.serve_accepted(sock, conn, on_output=self.output))
+
+    def output(self, _conn: Any, out: Any) -> None:
+        name = type(out).__name__
+        if name == "Hit":
+            self.batch.append(("h", out.request, out.exchange_id or "hit"))
+        elif name == "Miss":
+            self.batch.append(("m", out.request, out.explanation, out.nearest))
+            self.loop.call_soon(self.flush)  # after the reply that is being written
+            return
+        else:
+            return
+        if len(self.batch) >= BATCH:
+            self.flush()
+        elif self.flush_at is None:
+            self.flush_at = self.loop.call_later(BATCH_AGE_S, self.flush)
+
+    def flush(self) -> None:
+        if self.flush_at is not None:
+            self.flush_at.cancel()
+            self.flush_at = None
+        if self.batch:
+            batch, self.batch = self.batch, []
+            with contextlib.suppress(OSError):
+                send(self.chan, ("events", batch))
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C is the parent's: it closes the workers (and its end of the channel)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from devbox.wire.loops import new_event_loop
+
+    chan = socket.socket(fileno=int(argv[0]))
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    worker = Worker(chan, loop)
+    # read only when readable; a send waits for room (the parent reads all the time)
+    chan.settimeout(30)
+    loop.add_reader(chan.fileno(), worker.readable)
+    try:
+        loop.run_until_complete(worker.quit)
+        worker.flush()
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

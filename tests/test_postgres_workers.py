@@ -1,0 +1,319 @@
+"""A Postgres mock served by worker processes (``workers = 2``): recorded from a real
+server, replayed by psycopg and asyncpg through ``WireMock`` (what ``devbox up`` and
+``devbox mock`` run), and through ``devbox mock`` as a process for Ctrl-C and a killed
+parent. Connections go to the workers in turn, so consecutive connections are answered
+by different processes: a sequence must still answer in recorded order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import psycopg
+import pytest
+from conftest import free_port, wait_port
+from pg_support import WireServers, running_postgres
+
+from devbox.core.events import Event, MockMiss
+from devbox.core.profile import Dependency
+from devbox.mock.kinds import WireMock
+from devbox.store import SUFFIX
+from devbox.wire import files
+
+T = TypeVar("T")
+IDS = list(range(5000, 7000))
+LOOKUP = "SELECT id, owner FROM accounts WHERE id = $1"
+UPSTREAM = "postgresql://devbox@127.0.0.1:5432/app"
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Two recordings of a real server: ``main`` (a counter read three times with an
+    UPDATE between reads, then 2,000 pooled lookups by asyncpg) and ``later`` (one query
+    the first never saw)."""
+    with running_postgres() as pg:
+        with psycopg.connect(pg.url(), autocommit=True) as c:
+            c.execute(
+                "CREATE TABLE counter (n int); INSERT INTO counter VALUES (0);"
+                "CREATE TABLE accounts (id int PRIMARY KEY, owner text);"
+                "INSERT INTO accounts SELECT i, 'owner' || i"
+                f" FROM generate_series({IDS[0]}, {IDS[-1]}) i"
+            )
+        ws = WireServers()
+        try:
+            port = ws.relay((pg.host, pg.port))
+            url = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app"
+            with psycopg.connect(url, autocommit=True) as c:
+                for _ in range(3):
+                    c.execute("SELECT n FROM counter")
+                    c.execute("UPDATE counter SET n = n + 1")
+            assert asyncio.run(_lookups(url, IDS)) == []
+            main = _wait_stored(ws, lambda s: _count(s, LOOKUP) >= len(IDS))
+            ws.stored.clear()
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute("SELECT 'recorded later' AS note")
+            later = _wait_stored(ws, lambda s: _count(s, "SELECT 'recorded later' AS note") > 0)
+            yield {"main": main, "later": later}
+        finally:
+            ws.close()
+
+
+def _count(stored: list[dict[str, Any]], sql: str) -> int:
+    return sum(1 for o in stored if o.get("sql") == sql)
+
+
+def _wait_stored(ws: WireServers, done: Any) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not done(ws.stored):
+        time.sleep(0.05)
+    assert done(ws.stored)
+    return list(ws.stored)
+
+
+async def _lookups(url: str, ids: list[int]) -> list[str]:
+    """Every lookup through an asyncpg pool that replaces its connections every 37
+    queries (new connections, new workers, statement names reused); the wrong rows."""
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=4, max_queries=37)
+    wrong: list[str] = []
+    queue = list(ids)
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            async with pool.acquire() as conn:
+                row = await conn.fetchrow(LOOKUP, i)
+                if row is None or (row["id"], row["owner"]) != (i, f"owner{i}"):
+                    wrong.append(f"{i}: {row}")
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(4))), 120)
+    finally:
+        await pool.close()
+    return wrong
+
+
+def _write(directory: Path, name: str, stored: list[dict[str, Any]]) -> None:
+    writer = files.ObjectWriter(directory / f"{name}{SUFFIX}", "postgres", "db")
+    for obj in stored:
+        writer.append(obj)
+    writer.close()
+
+
+class Served:
+    """A ``WireMock`` with worker processes on its own loop thread, as the fleet runs it."""
+
+    def __init__(self, directory: Path, workers: int = 2) -> None:
+        self.events: list[Event] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        dep = Dependency(name="db", kind="postgres", upstream=UPSTREAM, workers=workers)
+        self.mock = WireMock(dep, directory, on_event=self.events.append)
+        self.mock.load()
+        self.call(self.mock.start("127.0.0.1", 0))
+        self.url = f"postgresql://devbox:any@127.0.0.1:{self.mock.port}/app"
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def on_loop(self, fn: Any) -> Any:
+        async def run() -> Any:
+            return fn()
+
+        return self.call(run())
+
+    def wait_hits(self, n: int) -> int:
+        """The mock's hit count once the workers' batches have come in (at most 10 s)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.mock.hits < n:
+            time.sleep(0.02)
+        return self.mock.hits
+
+    def close(self) -> None:
+        self.call(self.mock.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]) -> Iterator[Served]:
+    _write(tmp_path, "recording-1", recorded["main"])
+    s = Served(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _counter(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as c:
+        row = c.execute("SELECT n FROM counter").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_sequence_answers_in_order_across_worker_processes(served: Served) -> None:
+    pids = served.mock.worker_pids
+    assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
+    # each read on a new connection: the workers take them in turn
+    assert [_counter(served.url) for _ in range(4)] == [0, 1, 2, 2]
+    assert served.wait_hits(4) == 4
+    served.on_loop(served.mock.reset)  # a new replay iteration, in every worker too
+    assert [_counter(served.url) for _ in range(3)] == [0, 1, 2]
+
+
+def test_pooled_lookups_across_workers_get_their_own_rows(served: Served) -> None:
+    ids = list(IDS)
+    random.Random(3).shuffle(ids)
+    assert asyncio.run(_lookups(served.url, ids)) == []
+    # every worker's hits reach the mock's statistics and journal (asyncpg's own
+    # queries on each new connection are hits too)
+    assert served.wait_hits(len(ids) + 1) > len(ids)
+    time.sleep(0.2)  # the last batches
+    journal = served.on_loop(lambda: served.mock.journal_dict(0, 100_000))
+    assert sum(1 for e in journal["entries"] if e["target"] == LOOKUP) == len(ids)
+    assert len(journal["entries"]) == served.mock.hits
+    assert served.mock.misses == 0
+
+
+def test_a_miss_in_a_worker_reaches_the_mock(served: Served) -> None:
+    with psycopg.connect(served.url, autocommit=True) as c:
+        with pytest.raises(psycopg.Error) as caught:
+            c.execute("SELECT owner FROM accounts WHERE owner = %s", ["nobody"])
+    assert "no recorded answer" in str(caught.value)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not served.mock.misses:
+        time.sleep(0.02)
+    assert served.mock.misses == 1
+    [miss] = served.mock.miss_log
+    assert "owner = $1" in miss.target and "nearest recorded" in miss.explanation
+    assert [e for e in served.events if isinstance(e, MockMiss)]
+
+
+def test_a_reload_reaches_the_workers(
+    served: Served, tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> None:
+    _write(tmp_path, "recording-2", recorded["later"])
+    assert served.mock.changed_on_disk()
+    served.on_loop(served.mock.load)
+    for _ in range(2):  # one connection per worker
+        with psycopg.connect(served.url, autocommit=True) as c:
+            assert c.execute("SELECT 'recorded later' AS note").fetchone() == ("recorded later",)
+    assert _counter(served.url) == 0  # the reload started the sequences again
+
+
+def test_passthrough_connections_stay_in_the_mock_itself(served: Served) -> None:
+    """A mode that reaches the real server is served by the mock's own process (what it
+    stores is written in one place); the workers keep replay's."""
+    served.on_loop(lambda: served.mock.set_mode("passthrough"))
+    with pytest.raises(psycopg.OperationalError):  # nothing listens upstream here
+        psycopg.connect(served.url, autocommit=True, connect_timeout=5).execute("SELECT 7")
+    served.on_loop(lambda: served.mock.set_mode("replay"))
+    assert _counter(served.url) == 0
+
+
+# ---------------------------------------------------------------- devbox mock, as a process
+
+
+def _workers_of(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and b"devbox.mock.worker_process" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _devbox_mock(
+    tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> tuple[subprocess.Popen[str], int, list[int]]:
+    _write(tmp_path / "mocks" / "shop" / "db", "recording-1", recorded["main"])
+    (tmp_path / "profiles").mkdir()
+    port = free_port()
+    (tmp_path / "profiles" / "shop.toml").write_text(
+        'name = "shop"\n[service]\nport = 8000\ncommand = ["true"]\n'
+        f'[[dependency]]\nname = "db"\nkind = "postgres"\nport = {port}\nworkers = 2\n'
+        f'upstream = "{UPSTREAM}"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devbox", "mock", "shop"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    wait_port(port, 30)
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2, proc
+    assert _counter(f"postgresql://devbox:x@127.0.0.1:{port}/app") == 0
+    return proc, port, workers
+
+
+def test_devbox_mock_with_workers_ends_them_on_ctrl_c(
+    tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> None:
+    proc, _port, workers = _devbox_mock(tmp_path, recorded)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert not [p for p in workers if _running(p)]
+
+
+def test_a_killed_devbox_mock_leaves_no_worker_behind(
+    tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> None:
+    proc, _port, workers = _devbox_mock(tmp_path, recorded)
+    proc.kill()
+    proc.communicate(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(p) for p in workers):
+        time.sleep(0.05)
+    assert not [p for p in workers if _running(p)]
+
+
+def test_workers_on_a_kind_that_serves_from_one_process_is_a_profile_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "shop.toml").write_text(
+        'name = "shop"\n[service]\nport = 8000\ncommand = ["true"]\n'
+        '[[dependency]]\nname = "cache"\nkind = "redis"\nworkers = 2\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "devbox", "validate", "shop"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "shop.toml:8: dependency[0].workers: a redis mock serves from one process" in (
+        done.stderr
+    ), done.stderr
+    assert "Traceback" not in done.stderr
