@@ -172,6 +172,25 @@ def test_a_sequence_answers_in_order_across_worker_processes(served: Served) -> 
     assert [_counter(served.url) for _ in range(3)] == [0, 1, 2]
 
 
+def test_a_reset_between_iterations_on_open_connections_of_both_workers(
+    served: Served,
+) -> None:
+    """Pooled connections stay open across replay iterations: right after a reset, the
+    first reads answer from the start, whichever worker serves them (a worker that
+    zeroed the shared counters on its own reset message, arriving after the new
+    iteration's first query, answered that query twice)."""
+    conns = [psycopg.connect(served.url, autocommit=True) for _ in range(2)]
+    try:
+        for _ in range(20):
+            got = [c.execute("SELECT n FROM counter").fetchone() for c in conns]
+            got += [c.execute("SELECT n FROM counter").fetchone() for c in conns]
+            assert got == [(0,), (1,), (2,), (2,)]
+            served.on_loop(served.mock.reset)
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_pooled_lookups_across_workers_get_their_own_rows(served: Served) -> None:
     ids = list(IDS)
     random.Random(3).shuffle(ids)

@@ -209,6 +209,10 @@ REAL, RELAY, MOCK = "real server", "recording relay", "mock (no server)"
 FLOOR = "floor (constant reply)"
 
 
+def _counts(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
 def _med(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -222,9 +226,8 @@ def main() -> int:
     ap.add_argument("--scale", type=int, default=1)
     ap.add_argument(
         "--workers",
-        type=int,
-        default=2,
-        help="also run the mock with this many worker processes (1: not)",
+        default="2,4",
+        help="comma-separated worker process counts to run the mock with besides one process",
     )
     ap.add_argument(
         "--floor",
@@ -233,7 +236,7 @@ def main() -> int:
     )
     a = ap.parse_args()
     a.transactions = min(a.transactions, 100_000)
-    counts = [int(c) for c in a.clients.split(",")]
+    counts = _counts(a.clients)
     if not glob.glob("/usr/lib/postgresql/*/bin/pgbench"):
         raise SystemExit("pgbench is missing: run scripts/setup (apt postgresql)")
     work = Path(tempfile.mkdtemp(prefix="devbox-pgbench-"))
@@ -243,7 +246,8 @@ def main() -> int:
     # (clients, target) -> one result per round
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
     ratios: dict[tuple[int, str], list[float]] = {}
-    mock_targets = [MOCK] + ([f"mock, {a.workers} workers"] if a.workers > 1 else [])
+    workers_of = {MOCK: 1} | {f"mock, {w} workers": w for w in _counts(a.workers) if w > 1}
+    mock_targets = list(workers_of)
     recorded: dict[int, int] = {}
     try:
         with running_postgres() as pg:
@@ -268,7 +272,7 @@ def main() -> int:
                 recorded[c] = sum(1 for o in loop.stored if o.get("type") == "query")
                 ports[(c, REAL)], ports[(c, RELAY)] = pg.port, relay_port
                 for name in mock_targets:
-                    workers = 1 if name == MOCK else a.workers
+                    workers = workers_of[name]
                     directory = work / f"recordings-{c}-{workers}"
                     ports[(c, name)] = port = loop.mock(list(loop.stored), workers, directory)
                     # unmeasured passes, as the server had the recording's: the mock's first
@@ -277,7 +281,7 @@ def main() -> int:
                     # worker keeps its own, and connections reach workers in the order
                     # pgbench's threads connect: a few passes until each has seen them all
                     cold[(c, name)] = pgbench(port, pg.password, run, work, f"{name}, first")
-                    for _ in range(3 * (workers - 1)):
+                    for _ in range(4 * (workers - 1)):
                         pgbench(port, pg.password, run, work, f"{name}, warm-up")
                 ports[(c, FLOOR)] = loop.floor(list(loop.stored))
                 short = [*run[:-4], "-t", "200", "--random-seed", "7"]

@@ -1,11 +1,13 @@
 """One worker process of a wire mock served by several (``workers`` in the profile).
 
-One Python thread writes every reply of a mock, and on a loaded machine the kernel's
-loopback ``write`` alone fills it: pgbench with four clients ran the mock at about 0.6x
-the real server, whose four backends spread over both cores. Workers are processes
-started with ``python -m devbox.mock.worker_process FD``; each serves the connections
-its parent (``devbox.mock.workers``) accepts and hands over, through the loop devbox
-serves every wire mock with (``devbox.wire.tcp``), from its own copy of the index.
+One event loop thread answers every connection of a mock served in devbox's own process,
+and it fills one core: pgbench with four clients ran the mock at about 0.6x the real
+server, whose four backends spread over both cores; even a mock that sent constant bytes
+on that loop reached only 0.67x. Workers are processes started with
+``python -m devbox.mock.worker_process FD``; each serves the connections its parent
+(``devbox.mock.workers``) accepts and hands over, each on its own thread with blocking
+I/O (``devbox.wire.tcp.serve_blocking``: one ``recv`` and one ``send`` per query, about
+half the CPU of an event loop's callbacks), from its own copy of the index.
 
 What connections share is what makes the nth identical query get the nth answer:
 the index's counters. ``SharedSequences`` keeps them in one shared memory file (a
@@ -21,15 +23,16 @@ parent that crashes or is killed leaves no worker behind.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
+import gc
 import mmap
 import os
 import pickle
 import signal
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Hashable
 from typing import Any
@@ -48,10 +51,13 @@ class SharedSequences(Sequences):
     """``Sequences`` in a shared memory file: every process that maps it answers one
     sequence. ``keys`` must be the same list, in the same order, in every process."""
 
-    __slots__ = ("_fd", "_map", "_slots", "_view")
+    __slots__ = ("_fd", "_map", "_mutex", "_owner", "_slots", "_view")
 
-    def __init__(self, fd: int, keys: list[Hashable]) -> None:
+    def __init__(self, fd: int, keys: list[Hashable], *, owner: bool = True) -> None:
         super().__init__()
+        self._owner = owner  # only the owner's ``clear`` starts the shared sequences again
+        # a record lock excludes other processes, not this one's other connection threads
+        self._mutex = threading.Lock()
         self._fd = fd
         self._slots = {key: i for i, key in enumerate(keys)}
         self._map = mmap.mmap(fd, max(SLOT, SLOT * len(keys)))
@@ -78,13 +84,14 @@ class SharedSequences(Sequences):
         slot = self._slots.get(key)
         if slot is None:
             return super().take(key, count)
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
-        try:
-            n = self._view[slot]
-            if n < count - 1:
-                self._view[slot] = n + 1
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
+        with self._mutex:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
+            try:
+                n = self._view[slot]
+                if n < count - 1:
+                    self._view[slot] = n + 1
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
         return min(n, count - 1)
 
     def take_if(self, key: Hashable, seen: int, count: int) -> bool:
@@ -93,24 +100,30 @@ class SharedSequences(Sequences):
         slot = self._slots.get(key)
         if slot is None:
             return super().take_if(key, seen, count)
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
-        try:
-            n = self._view[slot]
-            if min(n, count - 1) != seen:
-                return False
-            if n < count - 1:
-                self._view[slot] = n + 1
-            return True
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
+        with self._mutex:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, SLOT, SLOT * slot)
+            try:
+                n = self._view[slot]
+                if min(n, count - 1) != seen:
+                    return False
+                if n < count - 1:
+                    self._view[slot] = n + 1
+                return True
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, SLOT, SLOT * slot)
 
     def clear(self) -> None:
         super().clear()
-        fcntl.lockf(self._fd, fcntl.LOCK_EX)
-        try:
-            self._map[:] = bytes(len(self._map))
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        if not self._owner:
+            # a worker's reset arrives after the parent zeroed the counters, maybe after
+            # the new iteration's first queries: zeroing again would repeat their answers
+            return
+        with self._mutex:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                self._map[:] = bytes(len(self._map))
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._view.release()
@@ -139,35 +152,35 @@ def receive(chan: socket.socket) -> tuple[tuple[Any, ...] | None, list[int]]:
 
 
 class Worker:
-    """The worker's side: setup, loads, handed connections, resets; hits and misses
-    sent back in batches."""
+    """The worker's side: setup, loads, handed connections (each served on its own
+    thread with blocking I/O, ``devbox.wire.tcp.serve_blocking``), resets; hits and
+    misses sent back in batches."""
 
-    def __init__(self, chan: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, chan: socket.socket) -> None:
         self.chan = chan
-        self.loop = loop
         self.kind: Any = None
         self.options: Any = None
         self.index: Any = None
-        self.sequences: SharedSequences | None = None
         self.batch: list[tuple[Any, ...]] = []
-        self.flush_at: asyncio.TimerHandle | None = None
-        self.quit = loop.create_future()
+        self.lock = threading.Lock()  # the batch and the channel's sends
+        self.done = threading.Event()
 
-    def readable(self) -> None:
-        try:
-            message, fds = receive(self.chan)
-        except OSError:  # the parent is gone, or never answers
-            message, fds = None, []
-        if message is None:  # the parent is gone
-            if not self.quit.done():
-                self.quit.set_result(None)
-            return
-        try:
-            self.handle(message, fds)
-        except Exception:
-            send(self.chan, ("error", traceback.format_exc()))
-            if not self.quit.done():
-                self.quit.set_result(None)
+    def run(self) -> None:
+        """Read the parent's messages until it says quit or is gone."""
+        threading.Thread(target=self._flusher, name="flush", daemon=True).start()
+        while not self.done.is_set():
+            try:
+                message, fds = receive(self.chan)
+            except OSError:  # the parent is gone
+                message, fds = None, []
+            if message is None:
+                break
+            try:
+                self.handle(message, fds)
+            except Exception:
+                self._send(("error", traceback.format_exc()))
+                break
+        self.flush()
 
     def handle(self, message: tuple[Any, ...], fds: list[int]) -> None:
         what = message[0]
@@ -180,14 +193,14 @@ class Worker:
             _, kind, fields, redact = message
             self.kind = registry.get(kind)
             self.options = MockOptions(**fields, redact_value=files.value_redactor(redact))
-            send(self.chan, ("ready", os.getpid()))
+            self._send(("ready", os.getpid()))
         elif what == "load":
             self.load(message[1], fds)
         elif what == "reset":
             if self.index is not None:
                 self.index.reset()
-        elif what == "quit" and not self.quit.done():
-            self.quit.set_result(None)
+        elif what == "quit":
+            self.done.set()
 
     def load(self, count: int, fds: list[int]) -> None:
         stored_fd, counters_fd = fds
@@ -200,8 +213,13 @@ class Worker:
         keys = index.sequence_keys()
         if len(keys) != count:
             raise RuntimeError(f"the index has {len(keys)} sequences, the parent's {count}")
-        index.sequences = SharedSequences(counters_fd, keys)
+        index.sequences = SharedSequences(counters_fd, keys, owner=False)
         self.index = index  # connections already open keep the index they started with
+        # the index is most of this process's objects and lives until the next load: a
+        # full collection walked all of it again and again (a third of a busy worker's
+        # time under pgbench), so collections leave what exists now alone
+        gc.collect()
+        gc.freeze()
 
     def serve(self, sock: socket.socket) -> None:
         from devbox.wire import tcp
@@ -210,50 +228,47 @@ class Worker:
             sock.close()
             return
         conn = self.kind.mock_connection(self.index, self.options)
-        self.loop.create_task(tcp.serve_accepted(sock, conn, on_output=self.output))
+        thread = threading.Thread(
+            target=tcp.serve_blocking, args=(sock, conn, self.output), daemon=True
+        )
+        thread.start()
 
     def output(self, _conn: Any, out: Any) -> None:
+        """A connection thread's hit or miss (misses go to the parent at once)."""
         name = type(out).__name__
         if name == "Hit":
-            self.batch.append(("h", out.request, out.exchange_id or "hit"))
+            with self.lock:
+                self.batch.append(("h", out.request, out.exchange_id or "hit"))
+                full = len(self.batch) >= BATCH
+            if full:
+                self.flush()
         elif name == "Miss":
-            self.batch.append(("m", out.request, out.explanation, out.nearest))
-            self.loop.call_soon(self.flush)  # after the reply that is being written
-            return
-        else:
-            return
-        if len(self.batch) >= BATCH:
+            with self.lock:
+                self.batch.append(("m", out.request, out.explanation, out.nearest))
             self.flush()
-        elif self.flush_at is None:
-            self.flush_at = self.loop.call_later(BATCH_AGE_S, self.flush)
 
     def flush(self) -> None:
-        if self.flush_at is not None:
-            self.flush_at.cancel()
-            self.flush_at = None
-        if self.batch:
+        with self.lock:
             batch, self.batch = self.batch, []
-            with contextlib.suppress(OSError):
-                send(self.chan, ("events", batch))
+            if batch:
+                with contextlib.suppress(OSError):
+                    send(self.chan, ("events", batch))
+
+    def _flusher(self) -> None:
+        while not self.done.wait(BATCH_AGE_S):
+            self.flush()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        with self.lock, contextlib.suppress(OSError):
+            send(self.chan, message)
 
 
 def main(argv: list[str]) -> int:
     # Ctrl-C is the parent's: it closes the workers (and its end of the channel)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from devbox.wire.loops import new_event_loop
-
     chan = socket.socket(fileno=int(argv[0]))
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    worker = Worker(chan, loop)
-    # read only when readable; a send waits for room (the parent reads all the time)
-    chan.settimeout(30)
-    loop.add_reader(chan.fileno(), worker.readable)
-    try:
-        loop.run_until_complete(worker.quit)
-        worker.flush()
-    finally:
-        loop.close()
+    chan.settimeout(None)  # blocking: the main thread only waits for the parent
+    Worker(chan).run()
     return 0
 
 

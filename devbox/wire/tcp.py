@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -389,6 +391,58 @@ async def serve_accepted(
     ``start_mock_server`` serves its own."""
     loop = asyncio.get_running_loop()
     await loop.connect_accepted_socket(lambda: _MockProtocol(conn, upstream, on_output), sock)
+
+
+def serve_blocking(
+    sock: socket.socket,
+    conn: MockConnection,
+    on_output: Callable[[MockConnection, Output], None] | None = None,
+) -> None:
+    """Serve one connection on the calling thread with blocking I/O, its outputs applied
+    as ``_MockProtocol`` applies them, until either side ends it. A worker process
+    (``devbox.mock.worker_process``) serves each connection so: one ``recv`` and one
+    ``send`` per query and no event loop in between cost about half the CPU of the
+    loop's read callback and write. There is no upstream here (workers serve replay), so
+    a ``Forward`` ends the connection."""
+    sock.setblocking(True)
+    try:
+        while True:
+            data = sock.recv(READ_SIZE)
+            outputs = conn.data_received(data) if data else conn.eof_received()
+            if not _send_outputs(sock, conn, outputs, on_output) or not data:
+                break
+    except OSError:
+        pass  # the client went away
+    finally:
+        sock.close()
+
+
+def _send_outputs(
+    sock: socket.socket,
+    conn: MockConnection,
+    outputs: list[Output],
+    on_output: Callable[[MockConnection, Output], None] | None,
+) -> bool:
+    """Apply ``outputs`` in order; False once the connection is to end."""
+    for out in outputs:
+        cls = type(out)
+        if on_output is not None and cls is not Reply:
+            on_output(conn, out)
+        if cls is Hit:
+            continue
+        if cls is Forward:
+            return False
+        assert isinstance(out, Reply | Miss | Fault)
+        if out.delay_s > 0:
+            time.sleep(out.delay_s)
+        if isinstance(out, Fault) and out.kind == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False  # closed with linger 0: the client sees a reset
+        if out.data:
+            sock.sendall(out.data)
+        if not isinstance(out, Fault) and out.close:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- TLS or not, by the first byte
