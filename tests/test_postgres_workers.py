@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -336,3 +337,19 @@ def test_workers_on_a_kind_that_serves_from_one_process_is_a_profile_error(
         done.stderr
     ), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_busy_port_fails_before_any_worker_starts(
+    tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> None:
+    _write(tmp_path, "recording-1", recorded["main"])
+    busy = socket.create_server(("127.0.0.1", 0))
+    try:
+        dep = Dependency(name="db", kind="postgres", upstream=UPSTREAM, workers=2)
+        mock = WireMock(dep, tmp_path)
+        mock.load()
+        with pytest.raises(OSError):
+            asyncio.run(mock.start("127.0.0.1", busy.getsockname()[1]))
+        assert mock.worker_pids == [] and _workers_of(os.getpid()) == []
+    finally:
+        busy.close()

@@ -7,11 +7,14 @@ against the mock replaying that recording, side by side in one run.
    ... WHERE aid = $1`` per transaction, ``--random-seed`` fixed so every run asks the
    same aids) through devbox's recording relay (``devbox.wire.tcp.RelayConnection`` with
    the postgres recorder; the stored objects kept in memory, as the relay hands them to
-   its sink) and loads the mock from it (``devbox.wire.tcp.start_mock_server``, the
-   loop ``devbox mock`` serves wire kinds with; no server behind it, every miss counted);
-3. runs the mock once unmeasured (its first answer to each turn goes the long way and
+   its sink), writes it to a recordings directory and serves it with ``WireMock`` (what
+   ``devbox up`` and ``devbox mock`` run for a postgres dependency; no server behind it,
+   every miss counted) in devbox's process and, for each ``--workers`` count, from that
+   many worker processes;
+3. runs each mock once unmeasured (its first answer to each turn goes the long way and
    keeps it, as a replay's first iteration does; the server had the recording's run) and
-   prints that pass's TPS;
+   prints that pass's TPS; a mock with workers gets more unmeasured passes, as each
+   worker keeps its own answers and pgbench's clients reach workers in connect order;
 4. runs ``--rounds`` rounds, each one pgbench run per target: the real server, the relay,
    the mock, in an order that rotates every round (the machine may be shared: what each
    round's neighbours cost lands on every target alike);
@@ -20,7 +23,8 @@ against the mock replaying that recording, side by side in one run.
    the relay's added p50 latency.
 
 Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 10000]
-       [--clients 1,4] [--rounds 5] [--mode prepared|extended|simple]
+       [--clients 1,4] [--rounds 5] [--mode prepared|extended|simple] [--workers 2,4]
+       [--floor]
 Bounded: at most 100,000 transactions per client; every pgbench run has a time limit.
 """
 

@@ -185,17 +185,23 @@ class WireMock:
     ) -> None:
         """Accept here, serve replay's connections in ``workers`` processes (and the
         modes that reach the real server here, so what they store stays in one place)."""
+        # bound first: a busy port fails before any process is started
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=1024)
+        listener.setblocking(False)
         o = self.options()
         fields = {"name": o.name, "on_miss": "fail", "timing": o.timing, "match": dict(o.match)}
         pool = WorkerPool(
             self.dependency.workers, (self.kind.name, fields, self.redact_rules), self._events
         )
-        await pool.start()
+        try:
+            await pool.start()
+        except BaseException:
+            listener.close()
+            raise
         self._pool = pool
         self._share()
         loop = asyncio.get_running_loop()
-        listener = socket.create_server((host, port), backlog=1024)
-        listener.setblocking(False)
         self._listener = listener
         self.port = int(listener.getsockname()[1])
 
