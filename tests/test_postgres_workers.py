@@ -206,6 +206,46 @@ def test_pooled_lookups_across_workers_get_their_own_rows(served: Served) -> Non
     assert served.mock.misses == 0
 
 
+def test_a_worker_batches_long_hits_into_messages_its_channel_carries() -> None:
+    """A batch of hits is one message on a worker's channel (a SOCK_SEQPACKET pair): hits
+    naming long requests (another kind's, or a future one-line form) must still arrive,
+    every one, in order, over a real socket pair."""
+    from devbox.mock import worker_process as wp
+    from devbox.wire.contract import Hit, Miss
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    wp.buffers(ours)
+    wp.buffers(theirs)
+    worker = wp.Worker(theirs)
+    got: list[tuple[Any, ...]] = []
+    reader = threading.Thread(target=lambda: _drain(ours, got), daemon=True)
+    reader.start()
+    try:
+        for i in range(300):
+            worker.output(None, Hit(f"{i:03d}" + "x" * 20_000, "1.1"))
+        worker.output(None, Miss(b"", "y" * 100_000, "z" * 100_000, None))
+        worker.flush()
+    finally:
+        theirs.close()
+        reader.join(10)
+        ours.close()
+    assert [e[1][:3] for e in got[:300]] == [f"{i:03d}" for i in range(300)]
+    assert all(len(e[1]) == 20_003 for e in got[:300])
+    assert got[300][0] == "m" and len(got[300][1]) == wp.FIELD + 1  # cut, marked with …
+    assert len(got) == 301
+
+
+def _drain(chan: socket.socket, got: list[tuple[Any, ...]]) -> None:
+    from devbox.mock.worker_process import receive
+
+    while True:
+        message, _fds = receive(chan)
+        if message is None:
+            return
+        assert message[0] == "events", message
+        got.extend(message[1])
+
+
 def test_a_miss_in_a_worker_reaches_the_mock(served: Served) -> None:
     with psycopg.connect(served.url, autocommit=True) as c:
         with pytest.raises(psycopg.Error) as caught:

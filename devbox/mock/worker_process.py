@@ -44,7 +44,11 @@ SLOT = 8  # bytes per counter
 BATCH = 256
 BATCH_AGE_S = 0.05
 MAX_FDS = 4
-MAX_MESSAGE = 1 << 16
+# one message on the channel at most (its socket buffers are made this large); a batch is
+# sent before its text reaches BATCH_BYTES, and one field longer than FIELD is cut
+MAX_MESSAGE = 1 << 20
+BATCH_BYTES = 1 << 16
+FIELD = 1 << 15
 
 
 class SharedSequences(Sequences):
@@ -131,6 +135,12 @@ class SharedSequences(Sequences):
         os.close(self._fd)
 
 
+def buffers(chan: socket.socket) -> None:
+    """Room for the largest message on the channel (its default is about 200 KiB)."""
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        chan.setsockopt(socket.SOL_SOCKET, option, 2 * MAX_MESSAGE)
+
+
 def send(chan: socket.socket, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
     """One message on the channel (blocking: a message is small, the peer reads)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
@@ -142,11 +152,11 @@ def send(chan: socket.socket, message: tuple[Any, ...], fds: list[int] | None = 
 
 def receive(chan: socket.socket) -> tuple[tuple[Any, ...] | None, list[int]]:
     """(the next message, the descriptors that came with it); (None, []) at the end."""
-    data, fds, _flags, _addr = socket.recv_fds(chan, MAX_MESSAGE, MAX_FDS)
-    if not data:
+    data, fds, flags, _addr = socket.recv_fds(chan, MAX_MESSAGE, MAX_FDS)
+    if not data or flags & socket.MSG_TRUNC:  # the end, or (never sent so) a cut message
         for fd in fds:
             os.close(fd)
-        return None, []
+        return (None, []) if not data else (("dropped",), [])
     message: tuple[Any, ...] = pickle.loads(data)
     return message, list(fds)
 
@@ -162,6 +172,7 @@ class Worker:
         self.options: Any = None
         self.index: Any = None
         self.batch: list[tuple[Any, ...]] = []
+        self.batch_bytes = 0
         self.lock = threading.Lock()  # the batch and the channel's sends
         self.done = threading.Event()
 
@@ -237,19 +248,23 @@ class Worker:
         """A connection thread's hit or miss (misses go to the parent at once)."""
         name = type(out).__name__
         if name == "Hit":
+            request = out.request if len(out.request) <= FIELD else out.request[:FIELD] + "…"
             with self.lock:
-                self.batch.append(("h", out.request, out.exchange_id or "hit"))
-                full = len(self.batch) >= BATCH
+                self.batch.append(("h", request, out.exchange_id or "hit"))
+                self.batch_bytes += len(request)
+                full = len(self.batch) >= BATCH or self.batch_bytes >= BATCH_BYTES
             if full:
                 self.flush()
         elif name == "Miss":
+            fields = [out.request, out.explanation, out.nearest]
+            cut = [f[:FIELD] + "…" if f and len(f) > FIELD else f for f in fields]
             with self.lock:
-                self.batch.append(("m", out.request, out.explanation, out.nearest))
+                self.batch.append(("m", *cut))
             self.flush()
 
     def flush(self) -> None:
         with self.lock:
-            batch, self.batch = self.batch, []
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
             if batch:
                 with contextlib.suppress(OSError):
                     send(self.chan, ("events", batch))
@@ -267,6 +282,7 @@ def main(argv: list[str]) -> int:
     # Ctrl-C is the parent's: it closes the workers (and its end of the channel)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     chan = socket.socket(fileno=int(argv[0]))
+    buffers(chan)
     chan.settimeout(None)  # blocking: the main thread only waits for the parent
     Worker(chan).run()
     return 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devbox.errors import EngineError
-from devbox.mock.worker_process import SharedSequences, receive, send
+from devbox.mock.worker_process import SharedSequences, buffers, receive, send
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 3.0
@@ -70,6 +70,7 @@ class WorkerPool:
                 start_new_session=True,
             )
             theirs.close()
+            buffers(ours)
             ours.settimeout(10)
             worker = _Worker(proc, ours, ready=loop.create_future())
             self.workers.append(worker)
