@@ -71,8 +71,10 @@ def test_http_is_a_registered_kind_and_says_what_it_needs() -> None:
     assert registry.get("http") is HTTP and "http" in registry.names()
     caps = registry.capabilities("http")
     assert caps.http_edges and caps.linked_calls and caps.resolve_upstream
-    # the other kinds take the defaults: the generic loops, nothing linked or resolved
-    assert all(registry.capabilities(k) == Capabilities() for k in ("redis", "postgres", "grpc"))
+    # the other kinds take the defaults: the generic loops, nothing linked or resolved;
+    # postgres's mock can also serve from worker processes
+    assert all(registry.capabilities(k) == Capabilities() for k in ("redis", "grpc"))
+    assert registry.capabilities("postgres") == Capabilities(workers=True)
     dep = Dependency(name="pay", upstream="https://pay.example:8443/v1")
     assert service_url(dep, Endpoint("127.0.0.1", 9)) == "https://127.0.0.1:9/v1"
     assert service_url(dep, Endpoint("127.0.0.1", 9), tls=False) == "http://127.0.0.1:9/v1"

@@ -328,6 +328,21 @@ def _devbox_mock(
         env={**os.environ, "NO_COLOR": "1"},
     )
     wait_port(port, 30)
+    # the port is bound before the workers start; Ctrl-C before devbox says it serves
+    # is an interrupted start (exit 130), so wait for that line
+    said: list[str] = []
+
+    def read_until_serving() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            said.append(line)
+            if "Ctrl-C to stop" in line:
+                return
+
+    reader = threading.Thread(target=read_until_serving, daemon=True)
+    reader.start()
+    reader.join(30)
+    assert said and "Ctrl-C to stop" in said[-1], said
     workers = _workers_of(proc.pid)
     assert len(workers) == 2, proc
     assert _counter(f"postgresql://devbox:x@127.0.0.1:{port}/app") == 0
