@@ -216,3 +216,35 @@ def test_a_kept_answer_is_not_sent_in_another_transaction_status(
     assert kept >= 20  # the reads before the BEGIN came from kept turns
     assert replies[-1].endswith(b"Z\x00\x00\x00\x05T"), replies[-1][-12:]
     assert replies[-1][:-6] == sent[twenty][1][:-6]  # the same rows, the status of now
+
+
+def test_turns_kept_in_one_process_answer_in_another_from_its_first_pass(
+    session: tuple[list[dict[str, Any]], list[tuple[bytes, bytes]], list[Any]],
+) -> None:
+    """Worker processes each build their index from the same stored objects; what one
+    keeps (``Index.on_keep``) another adopts (``Index.adopt``, the items crossing a
+    pickle as they cross the workers' channel): its first pass is then answered from
+    kept turns, with the real server's bytes, the nth-call sequence of id 3 included."""
+    import pickle
+
+    stored, sent, _ = session
+    objects = [("rec.json", i + 2, o) for i, o in enumerate(stored)]
+    one, other = (get("postgres").load(objects) for _ in range(2))
+    assert isinstance(one, store.Index) and isinstance(other, store.Index)
+    shared: list[store.Kept] = []
+    one.on_keep = shared.append
+    _replay(one, sent)
+    assert len(shared) == len(one.turns) >= 20
+    other.adopt(pickle.loads(pickle.dumps(shared)))
+    replies, kept = _replay(other, sent)
+    assert kept >= 27  # as a second pass in the first process: every read outside BEGIN
+    queries = [i for i, (data, _) in enumerate(sent) if data[:1] in (b"B", b"P")]
+    for i in queries:
+        assert replies[i] == sent[i][1], f"send {i}: an adopted turn differs from the server"
+    threes = [r for r in replies if b"\x00\x00\x00\x02n3" in r]
+    assert [b"\x00\x00\x00\x03109" in r for r in threes] == [False, False, True]
+    # an item that names no answer of this index (another load's) is left alone
+    before = dict(other.turns)
+    key, _n, *rest = shared[0]
+    other.adopt([(key, 99, *rest), (("SELECT never", ()), 0, *rest)])
+    assert other.turns == before

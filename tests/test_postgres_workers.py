@@ -7,6 +7,7 @@ by different processes: a sequence must still answer in recorded order."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import random
 import signal
@@ -270,6 +271,50 @@ def test_a_reload_reaches_the_workers(
         with psycopg.connect(served.url, autocommit=True) as c:
             assert c.execute("SELECT 'recorded later' AS note").fetchone() == ("recorded later",)
     assert _counter(served.url) == 0  # the reload started the sequences again
+
+
+def test_a_turn_kept_from_an_index_loaded_before_never_reaches_the_other_worker(
+    served: Served, tmp_path: Path, recorded: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Workers pass the turns they keep to each other. A connection opened before a
+    reload keeps answering from the index it started with; a turn it keeps then must
+    not reach the other worker's new index, where the same query's recorded answer
+    changed: the next connection (the other worker) answers from the new recording."""
+    renamed = copy.deepcopy(recorded["main"])
+    for obj in renamed:
+        if obj.get("sql") == LOOKUP and obj["params"][0]["value"] in (5000, "5000"):
+            obj["results"][0]["rows"] = [[5000, "renamed5000"]]
+    assert renamed != recorded["main"]
+
+    async def owner(conn: asyncpg.Connection) -> str:
+        # fetch, not fetchrow: an Execute of every row (fetchrow's limit of 1 leaves a
+        # portal open, a turn never kept)
+        [row] = await conn.fetch(LOOKUP, 5000)
+        return str(row["owner"])
+
+    async def run() -> list[str]:
+        old = await asyncpg.connect(served.url)  # the first worker's connection
+        try:
+            (tmp_path / f"recording-1{SUFFIX}").unlink()  # the writer appends
+            _write(tmp_path, "recording-1", renamed)
+            assert served.mock.changed_on_disk()
+            served.on_loop(served.mock.load)
+            # the workers have read the new load (a few ms: 2,000 objects), so the old
+            # index's turn is kept while the worker's current load is the new one
+            await asyncio.sleep(1.0)
+            got = [await owner(old)]  # its old index: kept there, not passed on
+            await asyncio.sleep(0.5)  # every batch sent (a worker sends each 50 ms)
+            new = await asyncpg.connect(served.url)  # the second worker's
+            try:
+                got += [await owner(new), await owner(new)]
+            finally:
+                await new.close()
+        finally:
+            await old.close()
+        return got
+
+    assert asyncio.run(run()) == ["owner5000", "renamed5000", "renamed5000"]
+    assert served.mock.misses == 0
 
 
 def test_passthrough_connections_stay_in_the_mock_itself(served: Served) -> None:

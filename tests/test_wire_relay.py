@@ -72,7 +72,14 @@ def test_a_real_server_that_is_down_ends_the_client_and_is_reported() -> None:
         port = loop.run(start())
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
-            assert _read_until_closed(s) == b""  # closed, no answer made up
+            # Closed with no answer made up. Closed by FIN or, when the PING lands in the
+            # relay's receive buffer after its last read, by RST (the kernel resets a
+            # socket closed with unread bytes): both end the client, so both pass.
+            try:
+                answer = _read_until_closed(s)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b""
         assert ended.wait(10)
     finally:
         loop.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import gc
 import mmap
 import os
@@ -49,6 +50,9 @@ MAX_FDS = 4
 MAX_MESSAGE = 1 << 20
 BATCH_BYTES = 1 << 16
 FIELD = 1 << 15
+# a kept turn larger than this (reply bytes and match key) is not passed on: siblings
+# answer it the long way once each, as before
+KEPT = 1 << 15
 
 
 class SharedSequences(Sequences):
@@ -173,6 +177,8 @@ class Worker:
         self.index: Any = None
         self.batch: list[tuple[Any, ...]] = []
         self.batch_bytes = 0
+        self.generation = -1  # the parent's number of the load the index came from
+        self.kept: list[tuple[Any, ...]] = []  # kept turns for the siblings (``Index.adopt``)
         self.lock = threading.Lock()  # the batch and the channel's sends
         self.done = threading.Event()
 
@@ -206,14 +212,18 @@ class Worker:
             self.options = MockOptions(**fields, redact_value=files.value_redactor(redact))
             self._send(("ready", os.getpid()))
         elif what == "load":
-            self.load(message[1], fds)
+            self.load(message[1], message[2], fds)
+        elif what == "keep":
+            # a sibling's kept turns, from the same load: answered at once here too
+            if message[1] == self.generation and self.index is not None:
+                self.index.adopt(message[2])
         elif what == "reset":
             if self.index is not None:
                 self.index.reset()
         elif what == "quit":
             self.done.set()
 
-    def load(self, count: int, fds: list[int]) -> None:
+    def load(self, count: int, generation: int, fds: list[int]) -> None:
         stored_fd, counters_fd = fds
         try:  # read from the start whatever the offset: every worker shares the file's
             with mmap.mmap(stored_fd, 0, prot=mmap.PROT_READ) as data:
@@ -225,6 +235,10 @@ class Worker:
         if len(keys) != count:
             raise RuntimeError(f"the index has {len(keys)} sequences, the parent's {count}")
         index.sequences = SharedSequences(counters_fd, keys, owner=False)
+        if hasattr(index, "on_keep"):
+            index.on_keep = functools.partial(self._keep, generation)
+        with self.lock:  # what was kept from the index before is not this one's
+            self.generation, self.kept = generation, []
         self.index = index  # connections already open keep the index they started with
         # the index is most of this process's objects and lives until the next load: a
         # full collection walked all of it again and again (a third of a busy worker's
@@ -262,12 +276,29 @@ class Worker:
                 self.batch.append(("m", *cut))
             self.flush()
 
+    def _keep(self, generation: int, kept: tuple[Any, ...]) -> None:
+        """A connection thread kept a turn (``Index.on_keep`` of the index of load
+        ``generation``): pass it on, batched."""
+        size = len(kept[-1].data) + len(repr(kept[0]))
+        if size > KEPT:
+            return
+        with self.lock:
+            if generation != self.generation:
+                return  # a connection still on an index loaded before: not the siblings'
+            self.kept.append(kept)
+            self.batch_bytes += size
+            full = self.batch_bytes >= BATCH_BYTES
+        if full:
+            self.flush()
+
     def flush(self) -> None:
         with self.lock:
-            batch, self.batch, self.batch_bytes = self.batch, [], 0
-            if batch:
-                with contextlib.suppress(OSError):
+            batch, kept, self.batch, self.kept, self.batch_bytes = self.batch, self.kept, [], [], 0
+            with contextlib.suppress(OSError):
+                if batch:
                     send(self.chan, ("events", batch))
+                if kept:
+                    send(self.chan, ("kept", self.generation, kept))
 
     def _flusher(self) -> None:
         while not self.done.wait(BATCH_AGE_S):

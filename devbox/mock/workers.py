@@ -56,6 +56,7 @@ class WorkerPool:
         self.workers: list[_Worker] = []
         self._next = 0
         self._sequences: list[SharedSequences] = []
+        self._generation = 0  # numbers the loads: a kept turn is only good in its own
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -96,8 +97,9 @@ class WorkerPool:
         try:
             with os.fdopen(os.dup(data), "wb") as f:
                 pickle.dump(stored, f, protocol=pickle.HIGHEST_PROTOCOL)
+            self._generation += 1
             for w in self._alive():
-                self._send(w, ("load", len(keys)), [data, fd])
+                self._send(w, ("load", len(keys), self._generation), [data, fd])
         finally:
             os.close(data)
         sequences = SharedSequences(fd, keys)
@@ -165,6 +167,10 @@ class WorkerPool:
         what = message[0]
         if what == "events":
             self.on_events(message[1])
+        elif what == "kept":  # one worker's kept turns: every other worker keeps them too
+            for other in self._alive():
+                if other is not w:
+                    self._send(other, ("keep", *message[1:]))
         elif what == "ready" and w.ready is not None and not w.ready.done():
             w.ready.set_result("")
         elif what == "error":

@@ -27,7 +27,7 @@ from devbox.wire.postgres import encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import TX_ENDS, normalise, one_line, request_line, stays_open
-from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
+from devbox.wire.postgres.store import Index, Key, param_key, redact_value, room, wire_fields
 
 MISS_SQLSTATE = "DX404"
 DEFAULT_SERVER = {
@@ -387,7 +387,7 @@ class PostgresMockConnection:
         if found is None:
             cols = encode.columns(obj)
             found = m.NO_DATA if cols is None else encode.description(cols, formats)
-            turns.room(self.index, self.index.descriptions)[key] = found
+            room(self.index, self.index.descriptions)[key] = found
         return found
 
     def _execute(self, name: str, max_rows: int, out: list[bytes], ev: list[Output]) -> None:
@@ -421,7 +421,7 @@ class PostgresMockConnection:
                 out.extend(part)
                 return
             cached = b"".join(part)
-            turns.room(self.index, self.index.encoded)[key] = cached
+            room(self.index, self.index.encoded)[key] = cached
         else:
             self._track(obj["results"][0].get("tag", ""), obj["sql"])
         out.append(cached)

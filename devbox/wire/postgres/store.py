@@ -124,6 +124,22 @@ def redact_object(
     return out
 
 
+# a kept turn as another process can take it: (match key, which of its answers, the
+# Bind's result-format bytes, transaction status, the messages after the Bind, the Hit,
+# the Reply) -- ``devbox.wire.postgres.turns.keep`` makes them
+Kept = tuple[Key, int, bytes, str, bytes, Any, Any]
+
+
+def room(index: Index, cache: dict[Any, Any]) -> dict[Any, Any]:
+    """``cache``, emptied if full: a client can ask one recorded answer in endless ways
+    (statement names, result-format codes), each a new entry of the mock's caches
+    (kept turns, encoded answers, descriptions); they only save work, so starting them
+    again loses nothing but time."""
+    if len(cache) >= 4 * len(index.entries) + 1024:
+        cache.clear()
+    return cache
+
+
 @dataclass(slots=True)
 class Index:
     """What a mock answers from. Counters are shared by every connection of one mock:
@@ -156,6 +172,9 @@ class Index:
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
     # recording: (seconds after the previous one, NotificationResponse bytes)
     notifications: dict[int, list[tuple[float, bytes]]] = field(default_factory=dict)
+    # told of every turn kept (``Kept``): a worker process passes them to its siblings,
+    # which ``adopt`` them instead of each answering every turn the long way once
+    on_keep: Callable[[Kept], None] | None = None
 
     def __len__(self) -> int:  # every recorded answer (``entries`` folds repeats)
         return sum(len(v) for v in self.by_sql.values())
@@ -184,6 +203,17 @@ class Index:
     def sequence_keys(self) -> list[Key]:
         """The keys with more than one recorded answer: the only counters that matter."""
         return [key for key, answers in self.entries.items() if len(answers) > 1]
+
+    def adopt(self, kept: Sequence[Kept]) -> None:
+        """Keep turns another process kept from the same stored objects: the same key's
+        nth answer is the same answer there as here, so its reply bytes are too."""
+        for key, n, formats, status, rest, hit, reply in kept:
+            answers = self.entries.get(key)
+            if answers is None or not 0 <= n < len(answers):
+                continue  # not this index's (never sent so: a load changes the generation)
+            recorded = answers[n]
+            self.hits.setdefault(id(recorded), hit)
+            room(self, self.turns)[(id(recorded), formats, status, rest)] = reply
 
     def reset(self) -> None:
         """Start every nth-call sequence again (a new replay iteration)."""

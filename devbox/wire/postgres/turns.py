@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from devbox.wire.contract import Hit, Output, RemoteProtocolError, Reply
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres import types
-from devbox.wire.postgres.store import Index, Key
+from devbox.wire.postgres.store import Index, Key, room
 
 _I32 = struct.Struct("!i")
 _I16 = struct.Struct("!h")
@@ -113,6 +113,7 @@ class Pending:
 
     seen: Seen
     turn: TurnKey
+    n: int  # which of the key's answers ``turn`` names
 
 
 def lookup(
@@ -141,8 +142,11 @@ def lookup(
     if reply is None or not index.sequences.take_if(key, n, len(answers)):
         # not kept, or another process's connection took that answer just now: the
         # long way takes the next one itself (``keep`` checks it is the one looked up)
-        return None, Pending(seen, turn)
-    return [index.hits[id(recorded)], reply], None
+        return None, Pending(seen, turn, n)
+    hit = index.hits[id(recorded)]
+    if len(answers) == 1 and seen.only is None:  # kept by another process (``adopt``)
+        seen.only = (status, hit, reply)
+    return [hit, reply], None
 
 
 def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
@@ -173,16 +177,6 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
     seen = Seen(name, stmt.norm, stmt.oids, key, formats, rest, answers)
     room(index, index.raw_turns)[data] = seen
     return seen
-
-
-def room(index: Index, cache: dict[Any, Any]) -> dict[Any, Any]:
-    """``cache``, emptied if full: a client can ask one recorded answer in endless ways
-    (statement names, result-format codes), each a new entry of the mock's caches
-    (kept turns, encoded answers, descriptions); they only save work, so starting them
-    again loses nothing but time."""
-    if len(cache) >= 4 * len(index.entries) + 1024:
-        cache.clear()
-    return cache
 
 
 def _text_params(body: bytes, pos: int) -> tuple[tuple[str, ...] | None, bytes]:
@@ -226,8 +220,11 @@ def keep(pending: Pending, index: Index, outputs: list[Output], status: str) -> 
     if turn[0] in index.notifications or not _plain_rest(turn[3]):
         return
     room(index, index.turns)[turn] = reply
-    if len(pending.seen.answers) == 1 and pending.seen.only is None:
-        pending.seen.only = (status, hit, reply)
+    seen = pending.seen
+    if len(seen.answers) == 1 and seen.only is None:
+        seen.only = (status, hit, reply)
+    if index.on_keep is not None:
+        index.on_keep((seen.key, pending.n, seen.formats, status, seen.rest, hit, reply))
 
 
 def _usual(formats: bytes, rest: bytes) -> bool:
