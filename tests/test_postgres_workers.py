@@ -243,8 +243,11 @@ def _drain(chan: socket.socket, got: list[tuple[Any, ...]]) -> None:
         message, _fds = receive(chan)
         if message is None:
             return
-        assert message[0] == "events", message
-        got.extend(message[1])
+        assert message[0] in ("hits", "events"), message
+        if message[0] == "hits":
+            got.extend(("h", *hit) for hit in message[1])
+        else:
+            got.extend(message[1])
 
 
 def test_a_miss_in_a_worker_reaches_the_mock(served: Served) -> None:

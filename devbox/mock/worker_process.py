@@ -35,13 +35,15 @@ import socket
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Hashable
 from typing import Any
 
+from devbox.wire.contract import Hit, Miss
 from devbox.wire.sequences import Sequences
 
 SLOT = 8  # bytes per counter
-# a batch of hits is sent when it is this long or this old (misses go at once)
+# hits are sent when this many wait or the oldest is this old (misses go at once)
 BATCH = 256
 BATCH_AGE_S = 0.05
 MAX_FDS = 4
@@ -175,8 +177,9 @@ class Worker:
         self.kind: Any = None
         self.options: Any = None
         self.index: Any = None
-        self.batch: list[tuple[Any, ...]] = []
+        self.batch: list[tuple[Any, ...]] = []  # misses
         self.batch_bytes = 0
+        self.hits: deque[tuple[str, str]] = deque()  # (request, exchange id) of each hit
         self.generation = -1  # the parent's number of the load the index came from
         self.kept: list[tuple[Any, ...]] = []  # kept turns for the siblings (``Index.adopt``)
         self.lock = threading.Lock()  # the batch and the channel's sends
@@ -217,6 +220,7 @@ class Worker:
             # a sibling's kept turns, from the same load: answered at once here too
             if message[1] == self.generation and self.index is not None:
                 self.index.adopt(message[2])
+                gc.freeze()  # they live as long as the index: see ``load``
         elif what == "reset":
             if self.index is not None:
                 self.index.reset()
@@ -260,16 +264,16 @@ class Worker:
 
     def output(self, _conn: Any, out: Any) -> None:
         """A connection thread's hit or miss (misses go to the parent at once)."""
-        name = type(out).__name__
-        if name == "Hit":
-            request = out.request if len(out.request) <= FIELD else out.request[:FIELD] + "…"
-            with self.lock:
-                self.batch.append(("h", request, out.exchange_id or "hit"))
-                self.batch_bytes += len(request)
-                full = len(self.batch) >= BATCH or self.batch_bytes >= BATCH_BYTES
-            if full:
+        if out.__class__ is Hit:
+            # the hot path (one per query): no lock, ``deque.append`` is atomic
+            request = out.request
+            if len(request) > FIELD:
+                request = request[:FIELD] + "…"
+            hits = self.hits
+            hits.append((request, out.exchange_id or "hit"))
+            if len(hits) >= BATCH:
                 self.flush()
-        elif name == "Miss":
+        elif out.__class__ is Miss:
             fields = [out.request, out.explanation, out.nearest]
             cut = [f[:FIELD] + "…" if f and len(f) > FIELD else f for f in fields]
             with self.lock:
@@ -294,11 +298,18 @@ class Worker:
     def flush(self) -> None:
         with self.lock:
             batch, kept, self.batch, self.kept, self.batch_bytes = self.batch, self.kept, [], [], 0
+            # hits appended while this drains wait for the next flush
+            hits = self.hits
+            taken = [hits.popleft() for _ in range(len(hits))]
             with contextlib.suppress(OSError):
+                for chunk in _cut(taken):
+                    send(self.chan, ("hits", chunk))
                 if batch:
                     send(self.chan, ("events", batch))
                 if kept:
                     send(self.chan, ("kept", self.generation, kept))
+            if kept:
+                gc.freeze()  # kept turns live as long as the index: see ``load``
 
     def _flusher(self) -> None:
         while not self.done.wait(BATCH_AGE_S):
@@ -307,6 +318,21 @@ class Worker:
     def _send(self, message: tuple[Any, ...]) -> None:
         with self.lock, contextlib.suppress(OSError):
             send(self.chan, message)
+
+
+def _cut(hits: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """``hits`` in messages of at most ``BATCH_BYTES`` of text (each field is at most
+    ``FIELD``, so a message stays under ``MAX_MESSAGE``)."""
+    chunks: list[list[tuple[str, str]]] = []
+    size = BATCH_BYTES
+    for hit in hits:
+        grow = len(hit[0]) + len(hit[1])
+        if size + grow > BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(hit)
+        size += grow
+    return chunks
 
 
 def main(argv: list[str]) -> int:

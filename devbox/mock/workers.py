@@ -40,19 +40,21 @@ class _Worker:
 
 
 class WorkerPool:
-    """``count`` processes serving one mock's connections; ``on_events`` gets each
-    worker's batches of ``("h", request, exchange id)`` and
-    ``("m", request, explanation, nearest)``."""
+    """``count`` processes serving one mock's connections; ``on_hits`` gets each
+    worker's batches of hits, ``(request, exchange id)`` each, and ``on_events`` its
+    misses, ``("m", request, explanation, nearest)`` each."""
 
     def __init__(
         self,
         count: int,
         setup: tuple[str, Mapping[str, Any], Any],
         on_events: Callable[[list[tuple[Any, ...]]], None],
+        on_hits: Callable[[list[tuple[str, str]]], None],
     ) -> None:
         self.count = count
         self.setup = setup  # (kind name, MockOptions fields but redact_value, RedactRules)
         self.on_events = on_events
+        self.on_hits = on_hits
         self.workers: list[_Worker] = []
         self._next = 0
         self._sequences: list[SharedSequences] = []
@@ -165,7 +167,9 @@ class WorkerPool:
             self._gone(w)
             return
         what = message[0]
-        if what == "events":
+        if what == "hits":
+            self.on_hits(message[1])
+        elif what == "events":
             self.on_events(message[1])
         elif what == "kept":  # one worker's kept turns: every other worker keeps them too
             for other in self._alive():
