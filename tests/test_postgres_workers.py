@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import os
 import random
 import signal
@@ -234,6 +235,33 @@ def test_a_worker_batches_long_hits_into_messages_its_channel_carries() -> None:
     assert all(len(e[1]) == 20_003 for e in got[:300])
     assert got[300][0] == "m" and len(got[300][1]) == wp.FIELD + 1  # cut, marked with …
     assert len(got) == 301
+
+
+def test_what_a_worker_keeps_leaves_the_cyclic_collector() -> None:
+    """Kept turns live as long as the index; a full collection that walks them again and
+    again cost up to half a busy worker's CPU. Once a batch of them is passed on, they
+    (and what else exists then) are frozen; ``unfreeze`` at the next load lets the old
+    index go."""
+    from devbox.mock import worker_process as wp
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    wp.buffers(ours)
+    wp.buffers(theirs)
+    worker = wp.Worker(theirs)
+    kept_turn = ["a kept turn's objects"]  # any tracked object that exists by then
+    try:
+        assert any(o is kept_turn for o in gc.get_objects())
+        worker.flush()  # nothing kept: nothing frozen
+        assert any(o is kept_turn for o in gc.get_objects())
+        worker.kept.append(("key", "turn"))
+        worker.flush()
+        assert not any(o is kept_turn for o in gc.get_objects())  # in the permanent generation
+        message, _fds = wp.receive(ours)
+        assert message is not None and message[0] == "kept"
+    finally:
+        gc.unfreeze()
+        theirs.close()
+        ours.close()
 
 
 def _drain(chan: socket.socket, got: list[tuple[Any, ...]]) -> None:

@@ -246,7 +246,9 @@ class Worker:
         self.index = index  # connections already open keep the index they started with
         # the index is most of this process's objects and lives until the next load: a
         # full collection walked all of it again and again (a third of a busy worker's
-        # time under pgbench), so collections leave what exists now alone
+        # time under pgbench), so collections leave what exists now alone; what an earlier
+        # load froze is looked at once more here, so a replaced index can be collected
+        gc.unfreeze()
         gc.collect()
         gc.freeze()
 
