@@ -7,7 +7,8 @@
 4. recording through the TLS-intercepting forward proxy (``devbox record
    --forward-proxy``) against mitmdump as a forward proxy, the same HTTPS workload to the
    same nginx (a client doing CONNECT + TLS + keep-alive GETs): throughput with 8
-   connections, and the p50 a proxy adds on one reused connection.
+   connections, the p50 a proxy adds on one reused connection, and the CPU each process
+   (the proxy with its children, nginx's workers, this client) spent per request.
 
     .venv/bin/python bench/tls/bench_tls.py                       # ~2 minutes
     .venv/bin/python bench/tls/bench_tls.py --seconds 2 --rounds 1 --skip-mitm
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -31,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,8 +68,27 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise TimeoutError(f"nothing on {port}")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its children (devbox record's recording worker)."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(k) for k in kids)]
+
+
+def self_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 @contextmanager
-def started(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def started(
+    args: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(  # noqa: S603
         args,
         stdout=subprocess.DEVNULL,
@@ -77,7 +98,7 @@ def started(args: list[str], port: int, env: dict[str, str] | None = None) -> It
     )
     try:
         wait_port(port, proc)
-        yield
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -187,16 +208,19 @@ async def _connection(
     return done
 
 
-def proxy_run(proxy: int | None, n: Nginx, cafile: Path, seconds: float) -> tuple[float, float]:
-    """(requests per second with 8 connections, p50 ms on one reused connection)."""
+def proxy_run(
+    proxy: int | None, n: Nginx, cafile: Path, seconds: float
+) -> tuple[float, float, int]:
+    """(requests per second with 8 connections, p50 ms on one reused connection, every
+    request sent, warm-up included)."""
     import uvloop
 
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(["http/1.1"])
 
-    async def go() -> tuple[float, float]:
+    async def go() -> tuple[float, float, int]:
         # warm-up: leaves generated, connections to the upstream open
-        await _connection(proxy, n, ctx, time.monotonic() + 5, None, 50)
+        warm = await _connection(proxy, n, ctx, time.monotonic() + 5, None, 50)
         t0 = time.monotonic()
         counts = await asyncio.gather(
             *(_connection(proxy, n, ctx, t0 + seconds, None, 10**9) for _ in range(8))
@@ -204,9 +228,23 @@ def proxy_run(proxy: int | None, n: Nginx, cafile: Path, seconds: float) -> tupl
         rate = sum(counts) / (time.monotonic() - t0)
         lat: list[float] = []
         await _connection(proxy, n, ctx, time.monotonic() + seconds, lat, 3000)
-        return rate, statistics.median(lat)
+        return rate, statistics.median(lat), warm + sum(counts) + len(lat)
 
     return uvloop.run(go())
+
+
+def measured(
+    pid: int, n: Nginx, run: Callable[[], tuple[float, float, int]]
+) -> tuple[tuple[float, float], tuple[float, float, float]]:
+    """``run``'s (req/s, p50) and the CPU per request, in µs, of the proxy ``pid`` (with
+    its children), of nginx's workers and of this benchmark client."""
+    procs = family(pid)
+    ngx = [int(k) for k in Path(f"/proc/{n.pid}/task/{n.pid}/children").read_text().split()]
+    p0, g0, c0 = sum(map(cpu_s, procs)), sum(map(cpu_s, ngx)), self_cpu_s()
+    rate, p50, count = run()
+    p1, g1, c1 = sum(map(cpu_s, procs)), sum(map(cpu_s, ngx)), self_cpu_s()
+    per = 1e6 / max(count, 1)
+    return (rate, p50), ((p1 - p0) * per, (g1 - g0) * per, (c1 - c0) * per)
 
 
 def record_profile(d: Path, n: Nginx) -> Path:
@@ -278,7 +316,7 @@ def main() -> None:
                 rows.append(("nginx h2c", f"{hnc:,.0f}", h2args))
                 rows.append(("mock h2c", f"{hc:,.0f}", f"{hc / hnc:.2f}x nginx"))
             # 4. the intercepting forward proxy against mitmproxy
-            direct = proxy_run(None, n, n.ca_file, secs)
+            direct = proxy_run(None, n, n.ca_file, secs)[:2]
             rows.append(("client -> nginx direct", f"{direct[0]:,.0f}", f"p50 {direct[1]:.3f} ms"))
             prof = record_profile(d / "rec", n)
             pport = free_port()
@@ -286,8 +324,9 @@ def main() -> None:
                 PY, "-m", "devbox.cli.main", "record", str(prof), "--no-service",
                 "--forward-proxy", str(pport), "--ca-bundle", str(n.ca_file),
             ]  # fmt: skip
-            with started(rec_cmd, pport, {**env, "CWD": str(d / "rec")}):
-                dv = proxy_run(pport, n, devbox_ca, secs)
+            with started(rec_cmd, pport, {**env, "CWD": str(d / "rec")}) as proc:
+                dv, dv_cpu = measured(proc.pid, n, lambda: proxy_run(pport, n, devbox_ca, secs))
+            cpu_rows = [("devbox record --forward-proxy", *dv_cpu)]
             rows.append(
                 (
                     "devbox record --forward-proxy (TLS intercepted)",
@@ -303,9 +342,10 @@ def main() -> None:
                     "--set", f"confdir={conf}",
                     "--set", f"ssl_verify_upstream_trusted_ca={n.ca_file}",
                 ]  # fmt: skip
-                with started(mitm_cmd, mport, env):
+                with started(mitm_cmd, mport, env) as proc:
                     mcert = conf / "mitmproxy-ca-cert.pem"
-                    mt = proxy_run(mport, n, mcert, secs)
+                    mt, mt_cpu = measured(proc.pid, n, lambda: proxy_run(mport, n, mcert, secs))
+                cpu_rows.append(("mitmdump", *mt_cpu))
                 rows.append(
                     (
                         "mitmdump (forward proxy, TLS intercepted)",
@@ -317,6 +357,11 @@ def main() -> None:
     print(f"{'what':<48} {'req/s':>10}  notes")
     for what, rate, note in rows:
         print(f"{what:<48} {rate:>10}  {note}")
+    print("\nCPU per request through each proxy (µs, /proc; the proxy's children included)")
+    print(f"{'proxy':<32} {'proxy':>8} {'nginx':>8} {'client':>8} {'all':>8}")
+    for name, proxy_us, nginx_us, client_us in cpu_rows:
+        total = proxy_us + nginx_us + client_us
+        print(f"{name:<32} {proxy_us:>8.1f} {nginx_us:>8.1f} {client_us:>8.1f} {total:>8.1f}")
 
 
 if __name__ == "__main__":
