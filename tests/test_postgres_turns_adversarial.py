@@ -1001,3 +1001,35 @@ def test_a_bind_with_bytes_after_its_formats_is_refused_as_by_the_server(
             for _ in range(2):
                 reply = _reply(conn.data_received(padded))
                 assert b"C08P01" in reply and b"n5" not in reply
+
+
+def test_binary_rows_never_described_are_refused_as_text_not_sent_as_hex(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """Rows a client never described are stored untyped, a binary value as ``\\x`` hex,
+    with the formats its Bind asked for. A client asking for them in the other format
+    got that hex as if it were the value's text (the server sends ``27``); without the
+    type the mock cannot convert, so the query fails with the reason, and the format it
+    was recorded in is still answered byte for byte."""
+    stored, _ = session
+    nd2 = [o for o in stored if o.get("type") == "query" and "SELECT v, note" in o["sql"]]
+    assert [r.get("formats") for o in nd2 for r in o["results"]] == [
+        ["binary", "binary"],
+        ["text", "binary"],
+        ["binary", "text"],
+        ["text", "text"],
+    ]
+    for way in (long_way, contextlib.nullcontext):
+        conn = mock(load(stored))
+        conn.data_received(_startup())
+        conn.data_received(msg(b"P", b"nd2\0SELECT v, note FROM t WHERE id = $1\0\0\0") + SYNC)
+        with way():
+            as_text = _reply(conn.data_received(bind("nd2", [b"9"]) + execute() + SYNC))
+            as_recorded = _reply(
+                conn.data_received(bind("nd2", [b"9"], rfmts=(0, 1)) + execute() + SYNC)
+            )
+        kinds = [t for t, _ in messages(as_text)]
+        assert kinds == [b"2", b"E", b"Z"], as_text  # Bind done, Execute failed
+        assert b"binary" in as_text and b"\\x" not in as_text
+        assert [t for t, _ in messages(as_recorded)] == [b"2", b"D", b"C", b"Z"]
+        assert b"27" in as_recorded and b"n9" in as_recorded

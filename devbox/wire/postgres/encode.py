@@ -22,14 +22,19 @@ def result_columns(
 ) -> list[dict[str, Any]] | None:
     """A result's recorded columns. Rows of an extended query whose client never asked
     for a description were recorded with none (no RowDescription came): their values are
-    what the server sent, text as text and binary as ``\\x`` hex, so they go out untyped,
-    as the client asks, rather than not at all."""
+    what the server sent, text as text and binary as ``\\x`` hex, in the ``formats``
+    stored beside them, so they go out untyped in those formats (``value`` refuses
+    another: without the type there is nothing to convert by)."""
     cols: list[dict[str, Any]] | None = res.get("columns")
     rows = res.get("rows")
     if cols is not None or formats is None or not rows:
         return cols
-    wanted = ["binary" if m.result_format(formats, i) else "text" for i in range(len(rows[0]))]
-    return [{"oid": 0, "format": f} for f in wanted]
+    recorded = res.get("formats")  # recordings made before it was stored: as asked
+    if not isinstance(recorded, list) or len(recorded) != len(rows[0]):
+        recorded = [
+            "binary" if m.result_format(formats, i) else "text" for i in range(len(rows[0]))
+        ]
+    return [{"oid": 0, "format": f} for f in recorded]
 
 
 def plain(obj: dict[str, Any]) -> bool:
@@ -81,6 +86,12 @@ def value(v: Any, oid: int, recorded: int, wanted: int) -> bytes | None:
     if recorded == wanted:
         return types.encode(v, oid, wanted)
     # recorded by a client that asked for the other format: convert where the type is known
+    if oid == 0 and v is not None:  # untyped (never described): nothing to convert by
+        raise ValueError(
+            f"a value recorded in {'binary' if recorded else 'text'} by a client that never "
+            f"asked for a description, asked for in {'binary' if wanted else 'text'}: "
+            "its type is unknown (record with this client's result formats)"
+        )
     if wanted == 0:
         return None if v is None else types.canonical(v).encode("utf-8")
     if v is None or oid not in types.NAMES:

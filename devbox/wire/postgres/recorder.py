@@ -323,6 +323,10 @@ class PostgresRecorderConnection:
             spec = [(c.type_oid, m.result_format(fmts, i)) for i, c in enumerate(cols or [])] or [
                 (0, m.result_format(fmts, i)) for i in range(n)
             ]
+            if q.current is not None and not cols:
+                # untyped rows (the client never asked for a description): the format of
+                # each value is all the mock can know of it (``encode.result_columns``)
+                q.current["formats"] = ["binary" if f else "text" for _oid, f in spec]
             if q.current is not None and cols:
                 described = _columns(cols)
                 for column, (_oid, fmt) in zip(described, spec, strict=False):
