@@ -894,12 +894,18 @@ def test_result_format_codes_do_not_grow_the_encoded_answers_without_bound(
     session: tuple[list[dict[str, Any]], Log],
 ) -> None:
     """The long way keeps each answer encoded per result formats (and its description):
-    a client sending ever other format codes (the server refuses more codes than
-    columns; the mock reads them) grew those caches for as long as the mock ran."""
+    a client sending ever other format codes grew those caches for as long as the mock
+    ran. More codes than columns are now refused at Bind, as the server refuses them
+    (``test_a_bind_whose_result_formats_fit_no_column_count_fails_as_on_the_server``),
+    so none of them is encoded, and the one count that fits is answered."""
     stored, log = session
     conn, index = _ready_mock(stored, log)
     for i in range(3000):
         codes = (0,) * 3 + tuple((i >> bit) & 1 for bit in range(12))
+        data = bind("s1", [b"5"], rfmts=codes) + describe_portal() + execute() + SYNC
+        assert b"C08P01" in _reply(conn.data_received(data))
+    for i in range(8):
+        codes = tuple((i >> bit) & 1 for bit in range(3))
         data = bind("s1", [b"5"], rfmts=codes) + describe_portal() + execute() + SYNC
         assert b"n5" in _reply(conn.data_received(data))
     cap = 4 * len(index.entries) + 1024
@@ -1033,3 +1039,28 @@ def test_binary_rows_never_described_are_refused_as_text_not_sent_as_hex(
         assert b"binary" in as_text and b"\\x" not in as_text
         assert [t for t, _ in messages(as_recorded)] == [b"2", b"D", b"C", b"Z"]
         assert b"27" in as_recorded and b"n9" in as_recorded
+
+
+def test_a_bind_whose_result_formats_fit_no_column_count_fails_as_on_the_server(
+    session: tuple[list[dict[str, Any]], Log],
+) -> None:
+    """Two result formats for READ's three columns: the server refuses the Bind (08P01,
+    its own words); the mock answered rows, whatever the recording held."""
+    stored, log = session
+    wrong = bind("s1", [b"5"], rfmts=(0, 1)) + execute() + SYNC
+    real = Raw(LIVE["pg"][1])
+    real.send(parse("s1", READ, (23,)) + SYNC)
+    theirs = real.send(wrong)
+    real.close()
+    said = b"bind message has 2 result formats but query has 3 columns"
+    assert [t for t, _ in messages(theirs)] == [b"E", b"Z"] and said in theirs
+    for way in (long_way, contextlib.nullcontext):
+        conn, _ = _ready_mock(stored, log)
+        with way():
+            mine = _reply(conn.data_received(wrong))
+            fits = _reply(
+                conn.data_received(bind("s1", [b"5"], rfmts=(0, 1, 1)) + execute() + SYNC)
+            )
+        assert [t for t, _ in messages(mine)] == [b"E", b"Z"], mine
+        assert b"C08P01" in mine and said in mine
+        assert [t for t, _ in messages(fits)] == [b"2", b"D", b"C", b"Z"]

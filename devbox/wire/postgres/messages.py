@@ -29,6 +29,20 @@ CANCEL = b"\x00cancel"
 
 MAX_MESSAGE = 1 << 30  # the server's own limit for a single message
 
+# the ParameterStatus a mock announces where the recording holds none
+DEFAULT_SERVER = {
+    "server_version": "15.0 (devbox mock)",
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+    "TimeZone": "UTC",
+    "is_superuser": "off",
+}
+
+
 _I32 = struct.Struct("!i")
 _I16 = struct.Struct("!h")
 _HDR = struct.Struct("!ci")

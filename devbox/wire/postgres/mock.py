@@ -30,17 +30,6 @@ from devbox.wire.postgres.sql import TX_ENDS, normalise, one_line, request_line,
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, room, wire_fields
 
 MISS_SQLSTATE = "DX404"
-DEFAULT_SERVER = {
-    "server_version": "15.0 (devbox mock)",
-    "server_encoding": "UTF8",
-    "client_encoding": "UTF8",
-    "DateStyle": "ISO, MDY",
-    "IntervalStyle": "postgres",
-    "integer_datetimes": "on",
-    "standard_conforming_strings": "on",
-    "TimeZone": "UTC",
-    "is_superuser": "off",
-}
 _TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
 _SALT = b"devbox-mock-salt"
 _ITERATIONS = 4096
@@ -267,7 +256,7 @@ class PostgresMockConnection:
 
     def _welcome(self, out: list[bytes]) -> None:
         out.append(m.auth(0))
-        server = dict(DEFAULT_SERVER)
+        server = dict(m.DEFAULT_SERVER)
         server.update(self._recorded("server") or {})
         for name in ("application_name", "client_encoding"):
             if name in self.startup:
@@ -350,6 +339,11 @@ class PostgresMockConnection:
             if obj is not None:
                 self._results(obj, b.result_formats, out, portal)
             return
+        if len(b.result_formats) > 1:  # one per column: the server checks the count
+            wrong = encode.format_count_error(self.index.describe(stmt.norm, (stmt.norm, key)), b)
+            if wrong is not None:
+                self._fail(wrong, out)
+                return
         self.portals[b.portal] = portal
         out.append(m.BIND_COMPLETE)
 
