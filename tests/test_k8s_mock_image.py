@@ -372,3 +372,24 @@ def test_a_grpc_mock_with_protos_serves_from_the_image(
         with pytest.raises(grpc.RpcError) as err:
             guide.GetFeature(pb.Point(latitude=5, longitude=-2), timeout=30)
     assert "$[0].latitude recorded 1, now 5" in err.value.details()
+
+
+def test_a_missing_base_image_is_named_before_any_wheel_is_made() -> None:
+    """Without ``devbox image base`` the build asked Docker Hub for the base image and
+    failed with "lookup registry-1.docker.io: no such host", naming neither the image
+    nor the fix, after a minute of making wheels."""
+    from devbox.errors import EngineError
+    from devbox.runtime.mock_image import build_mock_image
+
+    asked: list[tuple[str, str]] = []
+
+    def dockerfile(wheel: str, build: str) -> str:
+        asked.append((wheel, build))
+        return "FROM devbox/base:no-such-tag AS install\nRUN true\n"
+
+    with pytest.raises(EngineError) as caught:
+        build_mock_image(f"devbox/test-no-base:{uuid.uuid4().hex[:8]}", dockerfile, [], labels={})
+    assert caught.value.message.endswith(":1: base image devbox/base:no-such-tag is missing")
+    assert caught.value.hint is not None and "devbox image base" in caught.value.hint
+    # only the check's Dockerfile was made: the build's own comes after the wheels
+    assert asked == [("pip.whl", "check")]

@@ -50,6 +50,24 @@ def dockerfile_bases(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def check_bases(api: Any, text: str, where: str) -> None:
+    """Every devbox base image the Dockerfile ``text`` starts FROM must be on this machine:
+    a build would look for it in a registry and fail with a network error that names
+    neither the image nor the fix."""
+    import docker.errors
+
+    for line, ref in dockerfile_bases(text):
+        if not ref.startswith(BASE_REPO + ":") and ref != BASE_REPO:
+            continue  # other images may come from a registry or the local store
+        try:
+            api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            raise EngineError(
+                f"{where}:{line}: base image {ref} is missing",
+                hint="build it once, offline, in about a minute: devbox image base",
+            ) from None
+
+
 class DockerImages(RuntimeBase):
     """Image steps shared by ``DockerRuntime``; it sets ``api`` and ``image_id``."""
 
@@ -120,18 +138,7 @@ class DockerImages(RuntimeBase):
         return out
 
     def _check_bases(self, dockerfile: Path) -> None:
-        import docker.errors
-
-        for line, ref in dockerfile_bases(dockerfile.read_text(errors="replace")):
-            if not ref.startswith(BASE_REPO + ":") and ref != BASE_REPO:
-                continue  # other images may come from a registry or the local store
-            try:
-                self.api.inspect_image(ref)
-            except docker.errors.ImageNotFound:
-                raise EngineError(
-                    f"{dockerfile}:{line}: base image {ref} is missing",
-                    hint="build it once, offline, in about a minute: devbox image base",
-                ) from None
+        check_bases(self.api, dockerfile.read_text(errors="replace"), str(dockerfile))
 
     def _build(self) -> str:
         build = self.service.build

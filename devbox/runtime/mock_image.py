@@ -25,6 +25,7 @@ from typing import Any
 from devbox import __version__
 from devbox.errors import EngineError
 from devbox.runtime.build_stream import BuildStream
+from devbox.runtime.docker_image import check_bases
 from devbox.runtime.engine import api_errors, client
 
 LineSink = Callable[[str], None]
@@ -146,6 +147,9 @@ def build_mock_image(
         existing = image_id(tag)
     if existing and not force:
         return MockImageResult(tag, existing, False, time.monotonic() - started)
+    # before the wheels (the slow part): the image it starts from must be here
+    with api_errors(f"inspecting the base of {tag}"):
+        check_bases(client().api, dockerfile("pip.whl", "check"), f"the Dockerfile of {tag}")
     with tempfile.TemporaryDirectory(prefix="devbox-mock-image-") as tmp:
         ctx = Path(tmp)
         pip_wheel = make_wheels(ctx / "wheels", on_line, extras)
