@@ -239,7 +239,7 @@ def measured(
     """``run``'s (req/s, p50) and the CPU per request, in µs, of the proxy ``pid`` (with
     its children), of nginx's workers and of this benchmark client."""
     procs = family(pid)
-    ngx = [int(k) for k in Path(f"/proc/{n.pid}/task/{n.pid}/children").read_text().split()]
+    ngx = family(n.pid)[1:]  # the workers, not the master
     p0, g0, c0 = sum(map(cpu_s, procs)), sum(map(cpu_s, ngx)), self_cpu_s()
     rate, p50, count = run()
     p1, g1, c1 = sum(map(cpu_s, procs)), sum(map(cpu_s, ngx)), self_cpu_s()

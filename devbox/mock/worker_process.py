@@ -178,10 +178,10 @@ class Worker:
         self.options: Any = None
         self.index: Any = None
         self.batch: list[tuple[Any, ...]] = []  # misses
-        self.batch_bytes = 0
         self.hits: deque[tuple[str, str]] = deque()  # (request, exchange id) of each hit
         self.generation = -1  # the parent's number of the load the index came from
         self.kept: list[tuple[Any, ...]] = []  # kept turns for the siblings (``Index.adopt``)
+        self.kept_bytes = 0  # their size: they go once it reaches BATCH_BYTES
         self.lock = threading.Lock()  # the batch and the channel's sends
         self.done = threading.Event()
 
@@ -292,14 +292,14 @@ class Worker:
             if generation != self.generation:
                 return  # a connection still on an index loaded before: not the siblings'
             self.kept.append(kept)
-            self.batch_bytes += size
-            full = self.batch_bytes >= BATCH_BYTES
+            self.kept_bytes += size
+            full = self.kept_bytes >= BATCH_BYTES
         if full:
             self.flush()
 
     def flush(self) -> None:
         with self.lock:
-            batch, kept, self.batch, self.kept, self.batch_bytes = self.batch, self.kept, [], [], 0
+            batch, kept, self.batch, self.kept, self.kept_bytes = self.batch, self.kept, [], [], 0
             # hits appended while this drains wait for the next flush
             hits = self.hits
             taken = [hits.popleft() for _ in range(len(hits))]
@@ -326,10 +326,10 @@ def _cut(hits: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     """``hits`` in messages of at most ``BATCH_BYTES`` of text (each field is at most
     ``FIELD``, so a message stays under ``MAX_MESSAGE``)."""
     chunks: list[list[tuple[str, str]]] = []
-    size = BATCH_BYTES
+    size = 0
     for hit in hits:
         grow = len(hit[0]) + len(hit[1])
-        if size + grow > BATCH_BYTES:
+        if not chunks or size + grow > BATCH_BYTES:
             chunks.append([])
             size = 0
         chunks[-1].append(hit)

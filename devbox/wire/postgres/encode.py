@@ -37,12 +37,12 @@ def result_columns(
     return [{"oid": 0, "format": f} for f in recorded]
 
 
-def format_count_error(obj: dict[str, Any] | None, bind: m.Bind) -> bytes | None:
-    """The server's 08P01 for a Bind asking for several result formats, not one per
+def format_count_error(obj: dict[str, Any] | None, formats: tuple[int, ...]) -> bytes | None:
+    """The server's 08P01 for a Bind asking for several result ``formats``, not one per
     column of the answer its Execute would get; None when they fit or the columns are
     unknown (a result without a description cannot be checked)."""
     cols = None if obj is None else columns(obj)
-    n = len(bind.result_formats)
+    n = len(formats)
     if cols is None or n == len(cols):
         return None
     why = f"bind message has {n} result formats but query has {len(cols)} columns"

@@ -340,7 +340,8 @@ class PostgresMockConnection:
                 self._results(obj, b.result_formats, out, portal)
             return
         if len(b.result_formats) > 1:  # one per column: the server checks the count
-            wrong = encode.format_count_error(self.index.describe(stmt.norm, (stmt.norm, key)), b)
+            answer = self.index.describe(stmt.norm, (stmt.norm, key))
+            wrong = encode.format_count_error(answer, b.result_formats)
             if wrong is not None:
                 self._fail(wrong, out)
                 return
