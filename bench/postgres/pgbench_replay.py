@@ -22,7 +22,7 @@ against the mock replaying that recording, side by side in one run.
    latency p50/p99 (from pgbench's ``--log``), the median per-round mock/real ratio and
    the relay's added p50 latency.
 
-Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 10000]
+Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 40000]
        [--clients 1,4] [--rounds 5] [--mode prepared|extended|simple] [--workers 2,4]
        [--floor]
 Bounded: at most 100,000 transactions per client; every pgbench run has a time limit.
@@ -223,7 +223,10 @@ def _med(values: list[float]) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--transactions", type=int, default=10000, help="per client")
+    # a round must last seconds: at 50,000-100,000 TPS, 10,000 transactions per client
+    # took under a second, and which of pgbench's, the server's and devbox's threads got
+    # the two cores in that moment decided the round (ratios 0.6x-1.5x within one run)
+    ap.add_argument("--transactions", type=int, default=40000, help="per client")
     ap.add_argument("--clients", default="1,4", help="comma-separated client counts")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mode", choices=["prepared", "extended", "simple"], default="prepared")
