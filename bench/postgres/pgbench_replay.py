@@ -19,8 +19,9 @@ against the mock replaying that recording, side by side in one run.
    the mock, in an order that rotates every round (the machine may be shared: what each
    round's neighbours cost lands on every target alike);
 5. prints the median per target of transactions per second and of per-transaction
-   latency p50/p99 (from pgbench's ``--log``), the median per-round mock/real ratio and
-   the relay's added p50 latency.
+   latency p50/p99 (from pgbench's ``--log``), of the CPU spent per query (devbox's loop
+   thread and worker processes; for the real server, its postmaster and backends), the
+   median per-round mock/real ratio and the relay's added p50 latency.
 
 Usage: .venv/bin/python bench/postgres/pgbench_replay.py [--transactions 40000]
        [--clients 1,4] [--rounds 5] [--mode prepared|extended|simple] [--workers 2,4]
@@ -213,6 +214,23 @@ REAL, RELAY, MOCK = "real server", "recording relay", "mock (no server)"
 FLOOR = "floor (constant reply)"
 
 
+def postmaster_cpu_s(port: int) -> float:
+    """CPU time the server on ``port`` has used, its ended backends included: a backend's
+    time joins its postmaster's children's (``cutime``, ``cstime``) when it is reaped,
+    and pgbench's backends end with its run. The real server's cost per query, next to
+    devbox's."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            if Path(args[0].decode()).name != "postgres" or str(port).encode() not in args:
+                continue
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, UnicodeDecodeError, IndexError):
+            continue  # a process that ended while we looked
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def _counts(text: str) -> list[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
@@ -299,9 +317,11 @@ def main() -> int:
                     order = targets[r % len(targets) :] + targets[: r % len(targets)]
                     got: dict[str, dict[str, float]] = {}
                     for name in order:
-                        cpu = loop.cpu_s()
+                        # the real server's own CPU, or devbox's (the relay's is devbox's)
+                        used = (lambda: postmaster_cpu_s(pg.port)) if name == REAL else loop.cpu_s
+                        cpu = used()
                         got[name] = pgbench(ports[(c, name)], pg.password, runs[c], work, name)
-                        got[name]["cpu_us"] = (loop.cpu_s() - cpu) / got[name]["n"] * 1e6
+                        got[name]["cpu_us"] = (used() - cpu) / got[name]["n"] * 1e6
                         results.setdefault((c, name), []).append(got[name])
                     for name in [*mock_targets] + ([FLOOR] if a.floor else []):
                         ratios.setdefault((c, name), []).append(got[name]["tps"] / got[REAL]["tps"])
@@ -313,7 +333,7 @@ def main() -> int:
         f"median of {a.rounds} rounds (load average {load_start:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end)"
     )
-    cols = ("clients", "target", "TPS", "p50 ms", "p99 ms", "mock/real", "devbox CPU/q", "failed")
+    cols = ("clients", "target", "TPS", "p50 ms", "p99 ms", "mock/real", "CPU/q", "failed")
     for col in cols:
         table.add_column(col, justify="left" if col == "target" else "right")
     for c in counts:
@@ -328,7 +348,7 @@ def main() -> int:
                 f"{_med([r['p50'] for r in rows]):.3f}",
                 f"{_med([r['p99'] for r in rows]):.3f}",
                 f"{_med(ratios[(c, name)]):.2f}x" if (c, name) in ratios else "",
-                "" if name.startswith("real") else f"{_med([r['cpu_us'] for r in rows]):.1f} µs",
+                f"{_med([r['cpu_us'] for r in rows]):.1f} µs",
                 str(sum(int(r["failed"]) for r in rows)),
             )
     console.print(table)
