@@ -8,7 +8,9 @@
    --forward-proxy``) against mitmdump as a forward proxy, the same HTTPS workload to the
    same nginx (a client doing CONNECT + TLS + keep-alive GETs): throughput with 8
    connections, the p50 a proxy adds on one reused connection, and the CPU each process
-   (the proxy with its children, nginx's workers, this client) spent per request.
+   (the proxy with its children, nginx's workers, this client) spent per request; both
+   proxies run throughout and are measured in ``--rounds`` alternating rounds (medians,
+   and the ratio of each round).
 
     .venv/bin/python bench/tls/bench_tls.py                       # ~2 minutes
     .venv/bin/python bench/tls/bench_tls.py --seconds 2 --rounds 1 --skip-mitm
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import os
 import re
 import resource
@@ -257,6 +261,81 @@ def record_profile(d: Path, n: Nginx) -> Path:
     return p
 
 
+def proxies(
+    a: argparse.Namespace,
+    d: Path,
+    n: Nginx,
+    env: dict[str, str],
+    devbox_ca: Path,
+    prof: Path,
+    direct_p50: float,
+    rows: list[tuple[str, str, str]],
+) -> list[tuple[str, float, float, float]]:
+    """Part 4: devbox's intercepting proxy and mitmdump, both running, measured in
+    alternating rounds (the order swapped each round, so a busy moment of the machine
+    falls on both alike); the median per proxy, the ratio per round. Returns the CPU rows."""
+    secs = max(1, min(a.seconds, 30))
+    rounds = max(1, min(a.rounds, 10))
+    with contextlib.ExitStack() as stack:
+        pport = free_port()
+        rec_cmd = [
+            PY, "-m", "devbox.cli.main", "record", str(prof), "--no-service",
+            "--forward-proxy", str(pport), "--ca-bundle", str(n.ca_file),
+        ]  # fmt: skip
+        proc = stack.enter_context(started(rec_cmd, pport, {**env, "CWD": str(prof.parents[1])}))
+        targets = {"devbox": (proc.pid, pport, devbox_ca)}
+        if not a.skip_mitm and MITMDUMP.exists():
+            mport = free_port()
+            conf = d / "mitm"
+            mitm_cmd = [
+                str(MITMDUMP), "--listen-host", "127.0.0.1", "-p", str(mport), "-q",
+                "--set", f"confdir={conf}",
+                "--set", f"ssl_verify_upstream_trusted_ca={n.ca_file}",
+            ]  # fmt: skip
+            mproc = stack.enter_context(started(mitm_cmd, mport, env))
+            targets["mitmdump"] = (mproc.pid, mport, conf / "mitmproxy-ca-cert.pem")
+        got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
+        names = list(targets)
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                pid, port, cafile = targets[name]
+                got.setdefault(name, []).append(
+                    measured(pid, n, functools.partial(proxy_run, port, n, cafile, secs))
+                )
+    med = {
+        name: (
+            statistics.median(x[0][0] for x in runs),
+            statistics.median(x[0][1] for x in runs),
+            tuple(statistics.median(x[1][i] for x in runs) for i in range(3)),
+        )
+        for name, runs in got.items()
+    }
+    dv = med["devbox"]
+    rows.append(
+        (
+            "devbox record --forward-proxy (TLS intercepted)",
+            f"{dv[0]:,.0f}",
+            f"p50 {dv[1]:.3f} ms (+{dv[1] - direct_p50:.3f}), median of {rounds} rounds",
+        )
+    )
+    cpu_rows = [("devbox record --forward-proxy", dv[2][0], dv[2][1], dv[2][2])]
+    if "mitmdump" in med:
+        mt = med["mitmdump"]
+        per_round = [x[0][0] / y[0][0] for x, y in zip(got["devbox"], got["mitmdump"], strict=True)]
+        rows.append(
+            (
+                "mitmdump (forward proxy, TLS intercepted)",
+                f"{mt[0]:,.0f}",
+                f"p50 {mt[1]:.3f} ms (+{mt[1] - direct_p50:.3f}); devbox "
+                f"{statistics.median(per_round):.1f}x (median of rounds: "
+                + ", ".join(f"{x:.1f}" for x in per_round)
+                + ")",
+            )
+        )
+        cpu_rows.append(("mitmdump", mt[2][0], mt[2][1], mt[2][2]))
+    return cpu_rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=3)
@@ -319,41 +398,7 @@ def main() -> None:
             direct = proxy_run(None, n, n.ca_file, secs)[:2]
             rows.append(("client -> nginx direct", f"{direct[0]:,.0f}", f"p50 {direct[1]:.3f} ms"))
             prof = record_profile(d / "rec", n)
-            pport = free_port()
-            rec_cmd = [
-                PY, "-m", "devbox.cli.main", "record", str(prof), "--no-service",
-                "--forward-proxy", str(pport), "--ca-bundle", str(n.ca_file),
-            ]  # fmt: skip
-            with started(rec_cmd, pport, {**env, "CWD": str(d / "rec")}) as proc:
-                dv, dv_cpu = measured(proc.pid, n, lambda: proxy_run(pport, n, devbox_ca, secs))
-            cpu_rows = [("devbox record --forward-proxy", *dv_cpu)]
-            rows.append(
-                (
-                    "devbox record --forward-proxy (TLS intercepted)",
-                    f"{dv[0]:,.0f}",
-                    f"p50 {dv[1]:.3f} ms (+{dv[1] - direct[1]:.3f})",
-                )
-            )
-            if not a.skip_mitm and MITMDUMP.exists():
-                mport = free_port()
-                conf = d / "mitm"
-                mitm_cmd = [
-                    str(MITMDUMP), "--listen-host", "127.0.0.1", "-p", str(mport), "-q",
-                    "--set", f"confdir={conf}",
-                    "--set", f"ssl_verify_upstream_trusted_ca={n.ca_file}",
-                ]  # fmt: skip
-                with started(mitm_cmd, mport, env) as proc:
-                    mcert = conf / "mitmproxy-ca-cert.pem"
-                    mt, mt_cpu = measured(proc.pid, n, lambda: proxy_run(mport, n, mcert, secs))
-                cpu_rows.append(("mitmdump", *mt_cpu))
-                rows.append(
-                    (
-                        "mitmdump (forward proxy, TLS intercepted)",
-                        f"{mt[0]:,.0f}",
-                        f"p50 {mt[1]:.3f} ms (+{mt[1] - direct[1]:.3f}); "
-                        f"devbox {dv[0] / mt[0]:.1f}x",
-                    )
-                )
+            cpu_rows = proxies(a, d, n, env, devbox_ca, prof, direct[1], rows)
     print(f"{'what':<48} {'req/s':>10}  notes")
     for what, rate, note in rows:
         print(f"{what:<48} {rate:>10}  {note}")
