@@ -5,8 +5,10 @@ the service. Clients: curl, httpx (http2=True), urllib."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import urllib.request
@@ -163,6 +165,38 @@ def test_client_refusing_our_certificate_is_tunnelled_afterwards(
     assert summary.tunnels == {hostport: 1}
     assert any(hostport in m and "tunnelled unrecorded" in m for m in logs)
     assert exchanges(rec.profile.mocks_dir, "shop") == []
+
+
+@pytest.mark.parametrize(
+    "after_connect",
+    [b"", b"GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello-garbage"],
+    ids=["hangs-up", "plain-http", "garbage"],
+)
+def test_a_client_that_never_saw_our_certificate_does_not_end_interception(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path, after_connect: bytes
+) -> None:
+    # one broken or hostile client after CONNECT used to count as "refused devbox's
+    # certificate" and switch interception off for the host: every later client was
+    # tunnelled unrecorded (and one trusting only devbox's CA failed verification)
+    rec = _recorder(tmp_path, upstream, forward_proxy_port=0)
+    listener = rec.listener("forward")
+    hostport = f"localhost:{upstream.tls_port}"
+    try:
+        with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as s:
+            s.sendall(f"CONNECT {hostport} HTTP/1.1\r\nHost: {hostport}\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            if after_connect:
+                s.sendall(after_connect)
+                with contextlib.suppress(OSError):
+                    s.recv(4096)  # the proxy's alert or its hang-up
+        code, tail, body = curl("--proxy", listener.url, "--cacert", str(devbox_ca),
+                                f"{upstream.url}/items/1")  # fmt: skip
+        assert code == 0 and tail.endswith(" 200") and body.encode() == ITEM
+    finally:
+        summary = rec.stop()
+    assert summary.refused == {}
+    assert summary.intercepted == {hostport: 2}
+    assert [e.request.path for e in exchanges(rec.profile.mocks_dir, "shop")] == ["/items/1"]
 
 
 def test_reverse_proxy_accepts_tls_from_the_service(

@@ -108,7 +108,9 @@ Chooser = Callable[[str | None, str | None, TlsTransport], asyncio.Protocol]
 
 
 class TlsBridge(asyncio.Protocol):
-    """The server side of a TLS session over an already-open transport."""
+    """The server side of a TLS session over an already-open transport. ``on_failure``
+    hears of a handshake the client gave up after it had devbox's answer (an alert, or a
+    hang-up): what a client that does not trust the certificate does."""
 
     def __init__(
         self,
@@ -129,6 +131,9 @@ class TlsBridge(asyncio.Protocol):
         self.inner: asyncio.Protocol | None = None
         self.transport = TlsTransport(self)
         self.handshaken = False
+        # our answer to the client's hello (our certificate) went out: a handshake that
+        # fails from now on failed on what the client saw of us
+        self.answered = False
         self.closing = False
         self.reading = False
         self.alpn: str | None = None
@@ -159,6 +164,7 @@ class TlsBridge(asyncio.Protocol):
             try:
                 self.sslobj.do_handshake()
             except ssl.SSLWantReadError:
+                self.answered = self.answered or self.outgoing.pending > 0
                 self._flush()
                 return
             except (ssl.SSLError, OSError) as exc:
@@ -223,7 +229,10 @@ class TlsBridge(asyncio.Protocol):
         return inner.eof_received()
 
     def _fail(self, exc: ssl.SSLError | OSError) -> None:
-        if not self.handshaken and self.on_failure is not None:
+        # only a client that got our certificate can have refused it: bytes that were
+        # never a TLS hello (plain HTTP, garbage) or a hang-up before one are that one
+        # connection's failure, not a verdict on devbox's CA
+        if not self.handshaken and self.answered and self.on_failure is not None:
             on_failure, self.on_failure = self.on_failure, None
             on_failure(exc)
 
