@@ -64,11 +64,14 @@ def _wait(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 
     raise TimeoutError(f"nginx did not listen on {port}")
 
 
-def _config(d: Path, n_tls: int, n_plain: int, n_h2c: int, workers: int) -> str:
+def _config(
+    d: Path, n_tls: int, n_plain: int, n_h2c: int, workers: int, server_opts: str = ""
+) -> str:
     locations = f"""
         location = /items/1 {{ default_type application/json; return 200 '{ITEM.decode()}'; }}
         location = /charges {{ default_type application/json; return 201 '{CHARGE.decode()}'; }}
         location /static/ {{ root {d}/www; }}
+        location /gz/ {{ root {d}/www; gzip on; gzip_types text/plain; gzip_min_length 1; }}
 """
     user = "user root;" if os.geteuid() == 0 else ""
     temp = " ".join(
@@ -91,6 +94,7 @@ http {{
         listen 127.0.0.1:{n_plain};
         ssl_certificate {d}/cert.pem;
         ssl_certificate_key {d}/key.pem;
+        {server_opts}
         {locations}
     }}
     server {{
@@ -102,7 +106,8 @@ http {{
 
 
 @contextmanager
-def nginx(d: Path, *, workers: int = 1) -> Iterator[Nginx]:
+def nginx(d: Path, *, workers: int = 1, server_opts: str = "") -> Iterator[Nginx]:
+    """``server_opts``: directives for the TLS server (limits, extra locations)."""
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     assert os.path.exists(exe), "nginx is missing: scripts/setup installs it"
     d.mkdir(parents=True, exist_ok=True)
@@ -116,9 +121,12 @@ def nginx(d: Path, *, workers: int = 1) -> Iterator[Nginx]:
     (d / "www" / "static").mkdir(parents=True, exist_ok=True)
     big = bytes(range(256)) * (BIG_SIZE // 256)
     (d / "www" / "static" / "big.bin").write_bytes(big)
+    # gzipped on the fly when asked: a GET is chunked, so a HEAD has no Content-Length
+    (d / "www" / "gz").mkdir(parents=True, exist_ok=True)
+    (d / "www" / "gz" / "text.txt").write_text("hello world, " * 500)
     tls_port, plain_port, h2c_port = _free_ports(3)
     conf = d / "nginx.conf"
-    conf.write_text(_config(d, tls_port, plain_port, h2c_port, workers))
+    conf.write_text(_config(d, tls_port, plain_port, h2c_port, workers, server_opts))
     log = d / "error.log"
     proc = subprocess.Popen(
         [exe, "-p", str(d), "-e", str(log), "-c", str(conf)],

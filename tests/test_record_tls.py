@@ -240,3 +240,30 @@ def test_no_intercept_tunnels_connect(tmp_path: Path, upstream: Nginx) -> None:
     finally:
         summary = rec.stop()
     assert summary.tunnels == {f"localhost:{upstream.tls_port}": 1} and not summary.intercepted
+
+
+def test_a_recorded_head_is_replayed_with_the_headers_the_server_sent(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    # nginx answers HEAD of a gzipped resource with Content-Encoding and no Content-Length
+    # (its GET would be chunked); the mock used to make up "Content-Length: 0" and drop
+    # the encoding
+    def head(*args: str) -> dict[str, str]:
+        code, _tail, out = curl("-I", "-H", "Accept-Encoding: gzip", *args)
+        assert code == 0, out
+        lines = [line.split(":", 1) for line in out.splitlines()[1:] if ":" in line]
+        return {k.strip().lower(): v.strip() for k, v in lines}
+
+    url = f"{upstream.url}/gz/text.txt"
+    direct = head("--http1.1", "--cacert", str(upstream.ca_file), url)
+    assert direct["content-encoding"] == "gzip" and "content-length" not in direct
+    rec = _recorder(tmp_path, upstream, forward_proxy_port=0)
+    try:
+        head("--http1.1", "--proxy", rec.listener("forward").url, "--cacert", str(devbox_ca), url)
+    finally:
+        rec.stop()
+    with running(recordings=rec.profile.mocks_dir / "shop", name="shop") as (_f, port):
+        for flag in ("--http1.1", "--http2"):
+            got = head(flag, "--cacert", str(devbox_ca), f"https://localhost:{port}/gz/text.txt")
+            assert got["content-encoding"] == "gzip" and "content-length" not in got, flag
+            assert got["content-type"] == direct["content-type"]

@@ -102,12 +102,14 @@ def serialize(
     close: bool = False,
     head: bool = False,
     length: int | None = None,
+    framed: bool = True,
 ) -> bytes:
-    """One complete response. ``headers`` must not carry framing (see HOP_BY_HOP)."""
+    """One complete response. ``headers`` must not carry framing (see HOP_BY_HOP).
+    ``framed=False``: no Content-Length (a HEAD answer whose server never said one)."""
     out = [f"HTTP/1.1 {status} {reason_phrase(status, reason)}\r\n".encode("latin-1", "replace")]
     for k, v in headers:
         out.append(_clean(k) + b": " + _clean(v) + b"\r\n")
-    if not no_body_status(status):
+    if framed and not no_body_status(status):
         out.append(b"Content-Length: %d\r\n" % (len(body) if length is None else length))
     # said on every response, as nginx does: an HTTP/1.0 client needs it to keep the
     # connection, an HTTP/1.1 one ignores it, and the hot path need not tell them apart
@@ -163,6 +165,10 @@ class Prepared:
         kept = tuple((k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP)
         enc = (resp.header("content-encoding") or "").strip().lower()
         self.identity_headers = tuple((k, v) for k, v in kept if k.lower() != "content-encoding")
+        if not resp.body:
+            # nothing to decode or encode (a HEAD, 204 or 304 answer): its Content-Encoding
+            # describes the representation a GET would get, and is replayed as it came
+            self.identity_headers = kept
         self.body = resp.body
         if enc in ENCODERS and resp.body:
             self.encoding = enc
@@ -187,11 +193,15 @@ class Prepared:
             assert self.exchange.response is not None
             headers = self.headers if encoded else self.identity_headers
             body = self.wire_body if encoded else self.body
-            length = None
+            length, framed = None, True
             if head and not body:
-                # a recorded HEAD answer: its Content-Length is what GET would send
+                # a recorded HEAD answer: its Content-Length is what GET would send, and
+                # none was said when the GET would be chunked: then none is made up
                 recorded = self.exchange.response.header("content-length")
-                length = int(recorded) if recorded and recorded.isdigit() else 0
+                if recorded and recorded.isdigit():
+                    length = int(recorded)
+                else:
+                    framed = False
             data = serialize(
                 self.status,
                 headers,
@@ -200,6 +210,7 @@ class Prepared:
                 close=close,
                 head=head,
                 length=length,
+                framed=framed,
             )
             self._variants[variant] = data
         return data
