@@ -13,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,7 +174,13 @@ class WireServers:
 
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
-    def relay(self, upstream: tuple[str, int]) -> int:
+    def relay(
+        self,
+        upstream: tuple[str, int],
+        sink: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> int:
+        """devbox record's relay to ``upstream``; what it stores goes to ``sink`` (default:
+        ``self.stored``)."""
 
         from devbox.wire import tcp
         from devbox.wire.registry import get
@@ -183,7 +189,10 @@ class WireServers:
 
         def relay() -> tcp.RelayConnection:  # devbox record's relay, as WireRecorder makes it
             conn = tcp.RelayConnection(
-                kind.recorder_connection(), upstream, self.stored.extend, on_end=self.relays.discard
+                kind.recorder_connection(),
+                upstream,
+                sink or self.stored.extend,
+                on_end=self.relays.discard,
             )
             self.relays.add(conn)
             return conn

@@ -5,6 +5,7 @@ HTTP recordings (a header object, then one pretty-printed object per stored exch
 from __future__ import annotations
 
 import gc
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,71 @@ def header_text(kind: str, source: str, created_at: str, **extra: Any) -> bytes:
 
 def object_text(obj: dict[str, Any]) -> bytes:
     """One appendable chunk: a single ``write()`` keeps a killed writer's file readable."""
-    return orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n"
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n"
+    except TypeError:
+        # a string holding bytes that are not UTF-8 (a LATIN1 client's SQL, decoded with
+        # ``surrogateescape``): JSON has no room for them, so they are written escaped
+        # (``decode`` restores them); only then, as the walk costs more than the dump
+        return orjson.dumps(_escaped(obj), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+# A string that is not valid UTF-8 is stored as {BYTES: text}: its UTF-8 parts as they
+# are, every other byte as ``\xNN`` and a backslash as ``\\``, so it reads like the SQL
+# it was and loads back to the very same bytes. A dict with such a key is stored as
+# {ITEMS: [[key, value], ...]}, as a JSON key cannot be an object.
+BYTES = "$bytes"
+ITEMS = "$items"
+_UNESCAPE = re.compile(r"\\(\\|x([0-9a-fA-F]{2}))")
+
+
+def _escape(s: str) -> Any:
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no decoder of devbox makes: kept as such
+        raw = s.encode("utf-8", "surrogatepass")
+    return {BYTES: raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")}
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        items = [(_escape(k) if isinstance(k, str) else k, _escaped(v)) for k, v in value.items()]
+        if not any(isinstance(k, dict) for k, _ in items):
+            return dict(items)
+        return {ITEMS: [[k, v] for k, v in items]}
+    return value
+
+
+def _byte(match: re.Match[str]) -> str:
+    if match[1] == "\\":
+        return "\\"
+    n = int(match[2], 16)
+    return chr(0xDC00 + n) if n >= 0x80 else chr(n)  # surrogateescape's spelling of a byte
+
+
+def _unescaped(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unescaped(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if isinstance(value.get(BYTES), str):
+                return _UNESCAPE.sub(_byte, value[BYTES])
+            pairs = value.get(ITEMS)
+            if isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 for p in pairs):
+                items = [(_unescaped(k), _unescaped(v)) for k, v in pairs]
+                if all(isinstance(k, str) for k, _ in items):
+                    return dict(items)
+        return {k: _unescaped(v) for k, v in value.items()}
+    return value
 
 
 def kind_of(data: bytes) -> str:
@@ -80,6 +145,8 @@ def _fast_objects(data: bytes) -> list[tuple[int, Any]] | None:
 def decode(data: bytes, filename: str) -> ObjectsFile:
     fast = _fast_objects(data)
     objects, torn = (fast, False) if fast is not None else decode_objects(data, filename)
+    if b'"' + BYTES.encode() + b'"' in data or b'"' + ITEMS.encode() + b'"' in data:
+        objects = [(ln, _unescaped(obj)) for ln, obj in objects]  # see ``object_text``
     if not objects:
         raise RecordingError("empty recording: no header object", file=filename, line=1)
     line, head = objects[0]

@@ -308,7 +308,7 @@ class PostgresMockConnection:
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
         norm = normalise(p.sql)
-        err = self.index.parse_errors.get(norm)
+        err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
             return

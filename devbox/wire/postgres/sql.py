@@ -10,6 +10,7 @@ the key.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from pglast import parser
@@ -17,18 +18,28 @@ from pglast import parser
 _CONSTANTS = frozenset({"SCONST", "USCONST", "FCONST", "ICONST", "BCONST", "XCONST", "PARAM"})
 
 
+# lone surrogates: the bytes of SQL that was not UTF-8, decoded with surrogateescape
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 @lru_cache(maxsize=8192)
 def normalise(sql: str) -> str:
-    raw = sql.encode("utf-8", "surrogatepass")
+    # pglast cannot encode a lone surrogate to UTF-8. Each becomes U+FFFD for the lexer,
+    # one character for one, so that token offsets still index ``sql`` itself; the lexer
+    # reads either as an identifier or string character, as the server reads a high byte.
+    lexed = _SURROGATES.sub("\ufffd", sql)
     try:
-        tokens = parser.scan(sql)
+        tokens = parser.scan(lexed)
     except Exception:  # pglast raises its own ParseError; any failure: keep the text
         return " ".join(sql.split()).rstrip(";").strip()
     out: list[str] = []
     for tok in tokens:
         if tok.name in ("C_COMMENT", "SQL_COMMENT"):
             continue
-        text = raw[tok.start : tok.end + 1].decode("utf-8", "surrogatepass")
+        # pglast gives offsets in characters (it maps the lexer's byte offsets back), so
+        # the token is sliced from the str: slicing the UTF-8 bytes shifts every token
+        # after a non-ASCII character, or cuts one in half
+        text = sql[tok.start : tok.end + 1]
         if tok.name in _CONSTANTS or text.startswith('"'):
             out.append(text)
         else:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +148,16 @@ class Index:
 
     entries: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    parse_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
+    # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
+    # the nth, as answers do, so a query that failed until a migration created its table
+    # fails only as often as it did (``parse_error``)
+    parse_steps: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
+    # Parses that succeeded of SQL that has not failed (yet): where its first error goes
+    ok_parses: dict[str, int] = field(default_factory=dict)
+    # (connection, SQL) -> the names of its statements parsed there: executing one again
+    # is no new Parse, so it is no new step
+    parsed: dict[tuple[Any, str], set[str]] = field(default_factory=dict)
     connections: list[dict[str, Any]] = field(default_factory=list)
     # nth-call counters; ``devbox.mock.workers`` swaps in counters shared by processes
     sequences: Sequences = field(default_factory=Sequences)
@@ -186,8 +195,15 @@ class Index:
         norm = normalise(obj["sql"])
         self.originals.setdefault(norm, obj["sql"])
         if obj.get("stage") in ("parse", "describe"):
-            self.parse_errors[norm] = obj
+            if _aborted_answer(obj):  # the mock makes its own 25P02 (at the Bind)
+                self._count_parse(obj, norm)
+                return
+            steps = self.parse_steps.setdefault(norm, [None] * self.ok_parses.pop(norm, 0))
+            steps.append(obj)
+            # a failed Parse leaves no statement: the client parses it again
+            self.parsed.pop((obj.get("conn"), norm), None)
             return
+        self._count_parse(obj, norm)
         if _aborted_answer(obj):
             # the server's "transaction is aborted": the mock makes its own whenever its
             # transaction has failed, without taking an answer; kept in the sequence, it
@@ -200,9 +216,34 @@ class Index:
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
 
-    def sequence_keys(self) -> list[Key]:
+    def _count_parse(self, obj: Mapping[str, Any], norm: str) -> None:
+        """Count the Parse an extended query's answer implies: the unnamed statement is
+        parsed for each query (psycopg, libpq), a named one once per connection."""
+        if obj.get("protocol") != "extended":
+            return
+        name = str(obj.get("statement") or "")
+        if name:
+            names = self.parsed.setdefault((obj.get("conn"), norm), set())
+            if name in names:
+                return
+            names.add(name)
+        steps = self.parse_steps.get(norm)
+        if steps is not None:
+            steps.append(None)
+        else:
+            self.ok_parses[norm] = self.ok_parses.get(norm, 0) + 1
+
+    def parse_error(self, norm: str) -> dict[str, Any] | None:
+        """The recorded error the next Parse of ``norm`` gets, None when it parses."""
+        steps = self.parse_steps.get(norm)
+        if steps is None:
+            return None
+        return steps[self.sequences.take(("parse", norm), len(steps))]
+
+    def sequence_keys(self) -> list[Hashable]:
         """The keys with more than one recorded answer: the only counters that matter."""
-        return [key for key, answers in self.entries.items() if len(answers) > 1]
+        keys: list[Hashable] = [key for key, answers in self.entries.items() if len(answers) > 1]
+        return keys + [("parse", norm) for norm, st in self.parse_steps.items() if len(st) > 1]
 
     def adopt(self, kept: Sequence[Kept]) -> None:
         """Keep turns another process kept from the same stored objects: the same key's
@@ -327,7 +368,8 @@ def _notification(filename: str, line: int, obj: Mapping[str, Any]) -> tuple[flo
         raise ConfigError("expected a number >= 0", file=filename, line=line, field="after_ms")
     pid = obj.get("pid", 0)
     body = struct.pack("!i", pid if isinstance(pid, int) else 0)
-    body += (obj["channel"] + "\x00" + obj["payload"] + "\x00").encode()
+    # a LATIN1 client's payload holds bytes that are not UTF-8 (``messages.cstr``'s way)
+    body += (obj["channel"] + "\x00" + obj["payload"] + "\x00").encode("utf-8", "surrogateescape")
     return after / 1000.0, b"A" + struct.pack("!i", len(body) + 4) + body
 
 

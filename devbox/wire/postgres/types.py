@@ -10,6 +10,7 @@ Both directions are exact, so the mock sends back the very bytes that were recor
 from __future__ import annotations
 
 import math
+import re
 import struct
 import uuid
 from datetime import date, datetime, timedelta
@@ -75,6 +76,10 @@ def decode(raw: bytes | None, oid: int, fmt: int) -> Any:
             return {"hex": raw.hex()}
     try:
         return _decode_binary(raw, oid)
+    except UnicodeDecodeError:
+        # text that is not UTF-8 (a LATIN1 client's): the bytes as sent, as a text-format
+        # value is; ``\x`` hex would go back as that very text for a text type
+        return {"hex": raw.hex()}
     except (struct.error, ValueError, OverflowError):
         return _hex(raw)
 
@@ -136,12 +141,52 @@ def encode(value: Any, oid: int, fmt: int) -> bytes | None:
     if oid == 1082:
         return struct.pack("!i", (date.fromisoformat(str(value)) - _EPOCH_DATE).days)
     if oid in (1114, 1184):
-        text = str(value).removesuffix("+00")
-        delta = datetime.fromisoformat(text) - _EPOCH
-        return struct.pack(
-            "!q", (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-        )
+        return struct.pack("!q", _timestamp_us(str(value), oid))
     raise ValueError(f"cannot encode {value!r} as binary {type_name(oid)}")
+
+
+# a timestamp's ISO text (DateStyle ISO, as the server sends it and ``decode`` stores it):
+# date, time, optional fraction, the session's UTC offset (timestamptz only), optional BC
+_TIMESTAMP = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
+    r"(?:([+-])(\d\d)(?::?(\d\d))?(?::?(\d\d))?)?( BC)?"
+)
+_INFINITIES = {"infinity": 2**63 - 1, "-infinity": -(2**63)}
+
+
+def _timestamp_us(text: str, oid: int) -> int:
+    """Binary timestamp[tz]: microseconds since 2000-01-01 00:00, in UTC for timestamptz.
+    Text recorded in a session with another TimeZone carries that offset (``+05:30``), so
+    the offset is subtracted here: the instant is what the binary form holds. Computed
+    from the fields rather than with ``datetime``, which has neither BC nor years past
+    9999 (both are valid timestamps); anything else is a ValueError, not a crash."""
+    if text in _INFINITIES:
+        return _INFINITIES[text]
+    m = _TIMESTAMP.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not an ISO {type_name(oid)}: {text[:40]!r}")
+    year, month, day, hour, minute, sec = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 24 and minute < 60 and sec < 61):
+        raise ValueError(f"not a valid {type_name(oid)}: {text[:40]!r}")
+    if m.group(8) and oid != 1184:
+        raise ValueError(f"a {type_name(oid)} has no UTC offset: {text[:40]!r}")
+    if m.group(12):
+        year = 1 - year  # 1 BC is year 0 of the proleptic Gregorian calendar
+    days = _days_from_civil(year, month, day) - _days_from_civil(2000, 1, 1)
+    secs = ((days * 24 + hour) * 60 + minute) * 60 + sec
+    if m.group(8):
+        off = (int(m.group(9)) * 60 + int(m.group(10) or 0)) * 60 + int(m.group(11) or 0)
+        secs -= off if m.group(8) == "+" else -off
+    return secs * 1_000_000 + int((m.group(7) or "").ljust(6, "0"))
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a proleptic Gregorian date, any year (H. Hinnant's)."""
+    year -= month <= 2
+    era = year // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def canonical(value: Any) -> str:
