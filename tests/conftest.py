@@ -196,6 +196,15 @@ def demo_upstreams() -> Iterator[dict[str, int]]:
             proc.stop()
 
 
+@pytest.fixture(scope="module")
+def devbox_ca() -> Path:
+    """devbox's local CA certificate (in the session's XDG_DATA_HOME): what a client that
+    trusts devbox is given."""
+    from devbox.wire.ca import ensure_ca
+
+    return ensure_ca()[1].cert
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

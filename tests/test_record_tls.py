@@ -23,18 +23,12 @@ from record_helpers import exchanges, wait_for, write_profile
 
 from devbox.core.profile import load_profile
 from devbox.record import Recorder, RecordOptions
-from devbox.wire.ca import ensure_ca
 
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     with nginx(tmp_path_factory.mktemp("nginx")) as n:
         yield n
-
-
-@pytest.fixture(scope="module")
-def devbox_ca() -> Path:
-    return ensure_ca()[1].cert
 
 
 def curl(*args: str) -> tuple[int, str, str]:

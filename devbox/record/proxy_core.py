@@ -303,12 +303,20 @@ class _Pending:
         self.error: str | None = None
 
 
+# unclaimed upstream bytes kept (see ``UpstreamConn.early``) before reading pauses
+EARLY_LIMIT = 256 * 1024
+
+
 class UpstreamConn(asyncio.Protocol):
-    __slots__ = ("owner", "transport")
+    __slots__ = ("early", "owner", "transport")
 
     def __init__(self, owner: ClientConn) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
+        # bytes that came before an owner took the connection (``owner.up is not self``):
+        # an HTTP/2 upstream sends its SETTINGS and WINDOW_UPDATE at once, while the
+        # intercepted client is still in its TLS handshake; they must reach the relay
+        self.early = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -316,6 +324,17 @@ class UpstreamConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.owner.up is self:
             self.owner.upstream_data(data)
+            return
+        self.early += data
+        if len(self.early) > EARLY_LIMIT and self.transport is not None:
+            self.transport.pause_reading()  # nobody reads yet: do not buffer without end
+
+    def take_early(self) -> bytes:
+        """What arrived before the new owner took over (reading resumes if it paused)."""
+        out, self.early = bytes(self.early), bytearray()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        return out
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows

@@ -97,6 +97,9 @@ class _Connection:
     async def call(self, call: GrpcPrepared, authority: str, scheme: str) -> H2Response:
         h2 = self.h2
         sid = h2.send_request("POST", call.path, authority, call.headers, call.body, scheme=scheme)
+        if not sid:  # GOAWAY came, or the service's stream limit is reached
+            self.closed = True
+            raise HttpError("the service takes no new call on this connection")
         await self._flush()
         while True:
             try:

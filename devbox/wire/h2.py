@@ -18,6 +18,7 @@ connection (``devbox.mock.h2conn``), the recording proxy's and, later, gRPC driv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -27,6 +28,9 @@ import h2.exceptions
 import h2.settings
 
 from devbox.wire.contract import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from hyperframe.frame import Frame, GoAwayFrame  # h2's own dependency
 
 Headers = tuple[tuple[str, str], ...]
 # connection-specific headers HTTP/2 forbids (RFC 9113 8.2.2); dropped from what we send
@@ -82,6 +86,9 @@ class Closed:
 
     code: int
     reason: str = ""
+    # the peer's GOAWAY still covers our streams up to this one; those above it were not
+    # processed and may be retried elsewhere (RFC 9113 6.8)
+    last_stream_id: int = 0
 
 
 Event = H2Request | H2Response | Oversized | StreamReset | Closed
@@ -109,6 +116,26 @@ def _split(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[s
     return pseudo, regular
 
 
+_OPEN = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
+
+
+class _Connection(h2.connection.H2Connection):
+    """h2 takes a GOAWAY for the end of the connection at once: the frames of the streams
+    it still covers then raise ProtocolError. A graceful GOAWAY (NO_ERROR) only stops new
+    streams (RFC 9113 6.8), and nginx does answer the streams it covers after its GOAWAY;
+    ``H2Endpoint`` opens no stream after one itself, so the connection stays open here."""
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        state, pending = self.state_machine.state, self._data_to_send
+        frames, events = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0 and state in _OPEN:
+            self.state_machine.state = state
+            self._data_to_send = pending  # acknowledgements of the covered streams' data
+        return frames, events
+
+
 class H2Endpoint:
     """One HTTP/2 connection, server (``client=False``) or client side."""
 
@@ -128,7 +155,7 @@ class H2Endpoint:
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
         )
-        self.conn = h2.connection.H2Connection(config=config)
+        self.conn = _Connection(config=config)
         self.client = client
         self.max_body = max_body
         self.conn.local_settings = h2.settings.Settings(
@@ -154,6 +181,13 @@ class H2Endpoint:
     @property
     def open_streams(self) -> int:
         return len(self._in) + len(self._out)
+
+    def can_open(self) -> bool:
+        """A new stream of ours now stays within the peer's MAX_CONCURRENT_STREAMS (h2
+        refuses to open one beyond it) and the peer has not said GOAWAY."""
+        c = self.conn
+        limit = c.remote_settings.max_concurrent_streams
+        return not self.closed and c.open_outbound_streams < limit
 
     # ------------------------------------------------------------ receiving
 
@@ -209,7 +243,7 @@ class H2Endpoint:
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.closed = True
             reason = (ev.additional_data or b"").decode("latin-1", "replace")
-            out.append(Closed(int(ev.error_code or 0), reason))
+            out.append(Closed(int(ev.error_code or 0), reason, int(ev.last_stream_id or 0)))
 
     def _ended(self, sid: int, out: list[Event]) -> None:
         st = self._in.pop(sid, None)
@@ -262,25 +296,33 @@ class H2Endpoint:
         scheme: str = "https",
         trailers: Headers = (),
     ) -> int:
-        """A whole request on a new stream; its id is returned."""
-        sid = int(self.conn.get_next_available_stream_id())
+        """A whole request on a new stream; its id is returned, 0 if no stream could be
+        opened (GOAWAY, or the peer's stream limit: ``can_open`` says beforehand)."""
+        if self.closed:
+            return 0
+        try:
+            sid = int(self.conn.get_next_available_stream_id())
+        except h2.exceptions.NoAvailableStreamIDError:
+            return 0
         head = [(":method", method), (":scheme", scheme), (":authority", authority)]
         head.append((":path", path))
         head.extend((k, v) for k, v in _outbound(headers) if k != "host")
-        self._send(sid, head, body, trailers)
-        return sid
+        return sid if self._send(sid, head, body, trailers) else 0
 
-    def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> None:
+    def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> bool:
         if self.closed:
-            return
+            return False
         end_now = not body and not trailers
         try:
             self.conn.send_headers(sid, head, end_stream=end_now)
-        except h2.exceptions.StreamClosedError:
-            return  # the peer reset it meanwhile
+        except h2.exceptions.ProtocolError:
+            # the peer reset the stream meanwhile, or (a new stream) its limit is reached:
+            # h2's exceptions must not escape into the protocol callback that called us
+            return False
         if not end_now:
             self._out[sid] = (memoryview(body), tuple(_outbound(trailers)), True)
             self._pump()
+        return True
 
     def _pump(self) -> None:
         for sid in list(self._out):
@@ -316,6 +358,17 @@ class H2Endpoint:
             self.conn.reset_stream(stream_id, error_code=code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
+
+    def goaway(self, code: int = 0) -> None:
+        """GOAWAY, the peer's streams received so far still answered (``close`` stops
+        sending altogether)."""
+        state = self.conn.state_machine.state
+        try:
+            self.conn.close_connection(error_code=code)
+        except h2.exceptions.ProtocolError:
+            return
+        if state in _OPEN:
+            self.conn.state_machine.state = state  # h2 would refuse to send their answers
 
     def close(self, code: int = 0) -> None:
         """GOAWAY: no new streams (the ones open may finish)."""
