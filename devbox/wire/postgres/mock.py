@@ -11,19 +11,15 @@ turns. Answers are looked up by normalised SQL plus parameter values; a miss is 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
 from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
-from devbox.wire.postgres import encode, turns
+from devbox.wire.postgres import auth, cursors, encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import TX_ENDS, normalise, one_line, request_line, stays_open
@@ -31,13 +27,6 @@ from devbox.wire.postgres.store import Index, Key, param_key, redact_value, room
 
 MISS_SQLSTATE = "DX404"
 _TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
-_SALT = b"devbox-mock-salt"
-_ITERATIONS = 4096
-
-
-@lru_cache(maxsize=16)
-def _salted(password: str) -> bytes:
-    return hashlib.pbkdf2_hmac("sha256", password.encode(), _SALT, _ITERATIONS)
 
 
 @dataclass(slots=True)
@@ -73,6 +62,7 @@ class PostgresMockConnection:
         self.failures = 0  # errors sent: a turn that sent one is never kept
         self.statements: dict[str, _Statement] = {}
         self.portals: dict[str, _Portal] = {}
+        self.cursors: dict[str, str] = {}  # DECLAREd cursors: name -> the declaring SQL
         self.startup: dict[str, str] = {}
         self.after_copy: list[bytes] = []
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
@@ -232,26 +222,12 @@ class PostgresMockConnection:
         if self.phase == "auth-password":
             self._welcome(out)
         elif self.phase == "auth-sasl":
-            r = m.Reader(body)
-            mech = r.cstr()
-            if mech != "SCRAM-SHA-256":
-                raise RemoteProtocolError(f"unsupported SASL mechanism {mech}", code="28000")
-            first = r.take(r.i32()).decode()
-            bare = first.split(",", 2)[2]
-            cnonce = dict(kv.split("=", 1) for kv in bare.split(","))["r"]
-            nonce = cnonce + base64.b64encode(os.urandom(18)).decode()
-            server_first = f"r={nonce},s={base64.b64encode(_SALT).decode()},i={_ITERATIONS}"
-            self._scram = (bare, server_first)
-            out.append(m.auth(11, server_first.encode()))
+            self._scram = auth.scram_first(body)
+            out.append(m.auth(11, self._scram[1].encode()))
             self.phase = "auth-sasl-final"
         else:
-            final = body.decode()
-            without_proof = final.rsplit(",p=", 1)[0]
             assert self._scram is not None
-            auth_message = f"{self._scram[0]},{self._scram[1]},{without_proof}".encode()
-            server_key = hmac.digest(_salted(self.password), b"Server Key", "sha256")
-            sig = base64.b64encode(hmac.digest(server_key, auth_message, "sha256")).decode()
-            out.append(m.auth(12, f"v={sig}".encode()))
+            out.append(m.auth(12, auth.scram_final(body, self._scram, self.password)))
             self._welcome(out)
 
     def _welcome(self, out: list[bytes]) -> None:
@@ -272,6 +248,7 @@ class PostgresMockConnection:
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
         norm = normalise(sql)
+        cursors.follow(self.cursors, sql)
         if not norm:
             out.append(m.EMPTY_QUERY)
             out.append(m.ready(self.status))
@@ -308,6 +285,7 @@ class PostgresMockConnection:
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
         norm = normalise(p.sql)
+        cursors.follow(self.cursors, p.sql)
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
@@ -362,6 +340,14 @@ class PostgresMockConnection:
             out.append(self._row_description(obj, ()))
             return
         portal = self.portals.get(name)
+        if portal is None and name in self.cursors:  # a DECLAREd cursor: as recorded
+            declared = self.cursors[name]
+            obj = self.index.cursor_described.get(normalise(declared))
+            if obj is None:
+                self._miss_describe(_Statement(declared, normalise(declared), ()), (), out, ev)
+                return
+            out.append(self._row_description(obj, None))
+            return
         if portal is None:
             self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
             return
@@ -376,7 +362,7 @@ class PostgresMockConnection:
         ev.append(MissOut(b"", request_line(stmt.sql, key), why, nearest))
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
 
-    def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...]) -> bytes:
+    def _row_description(self, obj: dict[str, Any], formats: tuple[int, ...] | None) -> bytes:
         key = (id(obj), formats)
         found = self.index.descriptions.get(key)  # made once per recorded answer and formats
         if found is None:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Relay, RemoteProtocolError
+from devbox.wire.postgres import cursors, types
 from devbox.wire.postgres import messages as m
-from devbox.wire.postgres import types
 from devbox.wire.postgres.store import readable_fields
 
 _CONN_IDS = itertools.count(1)
@@ -64,6 +64,15 @@ class _Query:
     stage: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """A Describe of a cursor a DECLARE opened (not a Bind's portal): its answer is
+    stored under the DECLARE's SQL, where the mock looks for it."""
+
+    name: str
+    sql: str
+
+
 class PostgresRecorderConnection:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -74,6 +83,8 @@ class PostgresRecorderConnection:
         self.server = m.Framer(startup=False)
         self.statements: dict[str, _Stmt] = {}
         self.portals: dict[str, _Portal] = {}
+        # cursors DECLAREd on this connection: name -> the declaring SQL
+        self.cursors: dict[str, str] = {}
         # what the server still has to answer, in order: (what, payload)
         self.pending: list[tuple[str, Any]] = []
         self.stored: list[dict[str, Any]] = []
@@ -133,9 +144,12 @@ class PostgresRecorderConnection:
         if typ == m.STARTUP:
             self.startup = m.parse_startup(body)
         elif typ == b"Q":
-            self.pending.append(("query", _Query("simple", m.Reader(body).cstr())))
+            sql = m.Reader(body).cstr()
+            cursors.follow(self.cursors, sql)
+            self.pending.append(("query", _Query("simple", sql)))
         elif typ == b"P":
             p = m.parse_parse(body)
+            cursors.follow(self.cursors, p.sql)
             stmt = _Stmt(p.sql, p.oids)
             self.statements[p.name] = stmt
             self.pending.append(("parse", (p.name, stmt)))
@@ -147,7 +161,9 @@ class PostgresRecorderConnection:
             self.pending.append(("bind", portal))
         elif typ == b"D":
             kind, name = m.parse_named(body)
-            target = self.statements.get(name) if kind == "S" else self.portals.get(name)
+            target: Any = self.statements.get(name) if kind == "S" else self.portals.get(name)
+            if target is None and kind == "P" and name in self.cursors:
+                target = _Cursor(name, self.cursors[name])
             self.pending.append(("describe", target))
         elif typ == b"E":
             name, _ = m.parse_execute(body)
@@ -201,7 +217,9 @@ class PostgresRecorderConnection:
         elif typ == b"T":
             cols = m.parse_row_description(body)
             if what == "describe":
-                if item is not None:
+                if isinstance(item, _Cursor):
+                    self._store_cursor(item, cols)
+                elif item is not None:
                     item.columns = cols
                 self._pop()
             elif isinstance(item, _Query):
@@ -287,6 +305,8 @@ class PostgresRecorderConnection:
         if what in ("parse", "describe", "bind", "execute"):
             if isinstance(item, _Query):
                 q = item
+            elif isinstance(item, _Cursor):  # a cursor gone by now: no statement failed
+                q = _Query("extended", "", stage=what)
             else:
                 stmt = item[1] if what == "parse" else getattr(item, "stmt", item)
                 q = _Query("extended", getattr(stmt, "sql", ""), stage=what)
@@ -349,6 +369,24 @@ class PostgresRecorderConnection:
                 "auth": self.auth,
                 "startup": {k: v for k, v in self.startup.items() if k not in ("user", "database")},
                 "server": self.server_params,
+            }
+        )
+
+    def _store_cursor(self, cursor: _Cursor, cols: list[m.Column]) -> None:
+        """The RowDescription a Describe of a DECLAREd cursor got, under the DECLARE's
+        SQL ("describe": "cursor" keeps it apart from the DECLARE's own answers)."""
+        self.seq += 1
+        self._last_at = self._clock()
+        self.stored.append(
+            {
+                "type": "query",
+                "conn": self.conn,
+                "seq": self.seq,
+                "protocol": "extended",
+                "describe": "cursor",
+                "cursor": cursor.name,
+                "sql": cursor.sql,
+                "results": [{"columns": _columns(cols)}],
             }
         )
 

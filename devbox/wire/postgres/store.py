@@ -166,8 +166,8 @@ class Index:
     originals: dict[str, str] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
     encoded: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
-    # (id of a stored answer, result formats) -> its RowDescription (the mock's cache)
-    descriptions: dict[tuple[int, tuple[int, ...]], bytes] = field(default_factory=dict)
+    # (id of a stored answer, result formats or None: as recorded) -> its RowDescription
+    descriptions: dict[tuple[int, tuple[int, ...] | None], bytes] = field(default_factory=dict)
     # a whole extended-query turn -> its reply bytes (``devbox.wire.postgres.turns``)
     turns: dict[tuple[int, bytes, str, bytes], Any] = field(default_factory=dict)
     # a turn's bytes -> (statement name, its SQL, its parameter types, match key, result
@@ -176,6 +176,9 @@ class Index:
     # normalised SQL -> the answer a Describe of a statement of it gets, once the server's
     # "cached plan must not change result type" was replayed (``replanned``)
     described: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # normalised SQL of a DECLARE -> the recorded Describe of the cursor it opened (a
+    # psycopg named cursor describes it as a portal); the first recorded one answers
+    cursor_described: dict[str, dict[str, Any]] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
@@ -194,6 +197,9 @@ class Index:
             return
         norm = normalise(obj["sql"])
         self.originals.setdefault(norm, obj["sql"])
+        if obj.get("describe") == "cursor":  # no answer of the DECLARE: no step, no entry
+            self.cursor_described.setdefault(norm, obj)
+            return
         if obj.get("stage") in ("parse", "describe"):
             if _aborted_answer(obj):  # the mock makes its own 25P02 (at the Bind)
                 self._count_parse(obj, norm)
