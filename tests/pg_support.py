@@ -229,6 +229,16 @@ class WireServers:
 
         return self.call(start())
 
+    def stored_once(
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """What the relay stored, once ``done`` says it is all there (the relay stores a
+        connection's last objects when it sees the close), or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not done(self.stored):
+            time.sleep(0.05)
+        return list(self.stored)
+
     def close(self) -> None:
         import asyncio
 
@@ -248,3 +258,30 @@ class WireServers:
         self.thread.join(10)
         if not self.thread.is_alive():
             self.loop.close()
+
+
+@contextlib.contextmanager
+def relayed(setup: str) -> Iterator[tuple[PgServer, WireServers, str]]:
+    """A throwaway server with ``setup`` run on it and devbox's recording relay in front:
+    (the server, the relay's ``WireServers``, a client URL through the relay)."""
+    import psycopg
+
+    with running_postgres() as pg:
+        with psycopg.connect(pg.url(), autocommit=True) as c:
+            c.execute(setup)
+        ws = WireServers()
+        try:
+            port = ws.relay((pg.host, pg.port))
+            yield pg, ws, f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app"
+        finally:
+            ws.close()
+
+
+@contextlib.contextmanager
+def mocked(stored: list[dict[str, Any]]) -> Iterator[str]:
+    """A mock serving ``stored`` (no server behind it): a client URL to it (any password)."""
+    ws = WireServers()
+    try:
+        yield f"postgresql://devbox:whatever@127.0.0.1:{ws.mock(stored)}/app"
+    finally:
+        ws.close()

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
-from pg_support import WireServers, running_postgres
+from pg_support import mocked, relayed
 
 from devbox.wire.postgres.sql import normalise
 
@@ -110,23 +109,11 @@ SCENARIOS: dict[str, Callable[[str], list[Any]]] = {
 
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[dict[str, list[Any]], list[Any], list[dict[str, Any]]]]:
-    with running_postgres() as pg:
-        with psycopg.connect(pg.url(), autocommit=True) as c:
-            c.execute(SETUP)
+    with relayed(SETUP) as (pg, ws, url):
         # what a binary cursor gets from the server itself (never recorded)
         binary_times = times(pg.url(), binary=True)
-        ws = WireServers()
-        try:
-            port = ws.relay((pg.host, pg.port))
-            url = f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app"
-            live = {name: run(url) for name, run in SCENARIOS.items()}
-            deadline = time.monotonic() + 10
-            # the relay stores a connection's last objects when it sees the close
-            while time.monotonic() < deadline and not _all_stored(ws.stored):
-                time.sleep(0.05)
-            yield live, binary_times, list(ws.stored)
-        finally:
-            ws.close()
+        live = {name: run(url) for name, run in SCENARIOS.items()}
+        yield live, binary_times, ws.stored_once(_all_stored)
 
 
 def _all_stored(stored: list[dict[str, Any]]) -> bool:
@@ -142,12 +129,8 @@ def _all_stored(stored: list[dict[str, Any]]) -> bool:
 def mock_url(
     recorded: tuple[dict[str, list[Any]], list[Any], list[dict[str, Any]]],
 ) -> Iterator[str]:
-    ws = WireServers()
-    try:
-        port = ws.mock(recorded[2])
-        yield f"postgresql://devbox:whatever@127.0.0.1:{port}/app"
-    finally:
-        ws.close()
+    with mocked(recorded[2]) as url:
+        yield url
 
 
 def test_non_ascii_sql_matches_only_its_own_query(

@@ -49,6 +49,20 @@ def format_count_error(obj: dict[str, Any] | None, formats: tuple[int, ...]) -> 
     return m.error("08P01", why)
 
 
+def copy_start(res: dict[str, Any]) -> list[bytes]:
+    """A recorded COPY's CopyInResponse, or its CopyOutResponse, data and CopyDone; no
+    CopyDone when an error cut the data short (``"interrupted"``): the error follows."""
+    col_fmts = tuple(res.get("column_formats") or ())
+    overall = int(res.get("format", 0))
+    if res["copy"] != "out":
+        return [m.copy_response(b"G", overall, col_fmts)]
+    out = [m.copy_response(b"H", overall, col_fmts)]
+    out.extend(m.msg(b"d", copy_bytes(d)) for d in res.get("data") or [])
+    if not res.get("interrupted"):
+        out.append(m.COPY_DONE)
+    return out
+
+
 def plain(obj: dict[str, Any]) -> bool:
     """One result of rows and a tag, nothing around it: encoded once and cached whole."""
     results: list[dict[str, Any]] = obj.get("results") or []

@@ -63,6 +63,7 @@ class PostgresMockConnection:
         self.statements: dict[str, _Statement] = {}
         self.portals: dict[str, _Portal] = {}
         self.cursors: dict[str, str] = {}  # DECLAREd cursors: name -> the declaring SQL
+        self.ordinals = cursors.Ordinals()  # match keys name cursors by ordinal, not name
         self.startup: dict[str, str] = {}
         self.after_copy: list[bytes] = []
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
@@ -247,7 +248,7 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ simple query
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
-        norm = normalise(sql)
+        norm = self.ordinals.key(sql)
         cursors.follow(self.cursors, sql)
         if not norm:
             out.append(m.EMPTY_QUERY)
@@ -278,13 +279,17 @@ class PostgresMockConnection:
         elif typ == b"f":
             reason = m.Reader(body).cstr()
             self._fail(m.error("57014", f"COPY from stdin failed: {reason}"), out)
-            out.append(m.ready(self.status))
+            if self.after_copy[-1:] and self.after_copy[-1][:1] == b"Z":
+                # a simple query's COPY ends at its ReadyForQuery (an extended one's skips
+                # to the Sync): skipping on, the connection ignored every later query
+                self.skipping = False
+                out.append(m.ready(self.status))
         self.after_copy = []
 
     # ------------------------------------------------------------ extended query
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
-        norm = normalise(p.sql)
+        norm = self.ordinals.key(p.sql)
         cursors.follow(self.cursors, p.sql)
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
@@ -342,7 +347,7 @@ class PostgresMockConnection:
         portal = self.portals.get(name)
         if portal is None and name in self.cursors:  # a DECLAREd cursor: as recorded
             declared = self.cursors[name]
-            obj = self.index.cursor_described.get(normalise(declared))
+            obj = self.index.cursor_described.get(cursors.anonymous(declared))
             if obj is None:
                 self._miss_describe(_Statement(declared, normalise(declared), ()), (), out, ev)
                 return
@@ -525,21 +530,19 @@ class PostgresMockConnection:
                 out.append(m.EMPTY_QUERY)
                 continue
             if "copy" in res:
-                col_fmts = tuple(res.get("column_formats") or ())
-                overall = int(res.get("format", 0))
-                if res["copy"] == "out":
-                    out.append(m.copy_response(b"H", overall, col_fmts))
-                    out.extend(m.msg(b"d", encode.copy_bytes(d)) for d in res.get("data") or [])
-                    out.append(m.COPY_DONE)
-                else:
-                    out.append(m.copy_response(b"G", overall, col_fmts))
-                    rest: list[bytes] = [m.command_complete(res.get("tag", "COPY 0"))]
+                out.extend(encode.copy_start(res))
+                cut = bool(res.get("interrupted"))  # by the error that comes next, not a tag
+                if res["copy"] != "out":
+                    rest: list[bytes] = (
+                        [] if cut else [m.command_complete(res.get("tag", "COPY 0"))]
+                    )
                     tail = dict(obj, results=results[i + 1 :], notices=[], parameter_status=[])
                     self._results(tail, formats, rest)
                     if not extended:
                         rest.append(m.ready(self.status))
                     return rest
-                out.append(m.command_complete(res.get("tag", "")))
+                if not cut:
+                    out.append(m.command_complete(res.get("tag", "")))
                 continue
             cols = encode.result_columns(res, formats)
             rows: list[bytes] = []
@@ -551,6 +554,9 @@ class PostgresMockConnection:
                 except ValueError as exc:
                     self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
                     return None
+            if res.get("interrupted"):  # the error that cut these rows short comes next
+                out.extend(rows)
+                continue
             if portal is not None:
                 tag = str(res.get("tag", ""))
                 if res.get("suspended") and (max_rows == 0 or len(rows) < max_rows):

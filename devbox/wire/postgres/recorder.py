@@ -39,6 +39,12 @@ class _Stmt:
     sql: str
     oids: tuple[int, ...]
     columns: list[m.Column] | None = None
+    # a Describe of it was answered / an Execute of it was asked / it is gone (closed,
+    # replaced, the connection ended): one described and never executed is stored
+    # when it goes (``_drop``), as nothing else tells the mock its description
+    described: bool = False
+    executed: bool = False
+    dropped: bool = False
 
 
 @dataclass(slots=True)
@@ -79,6 +85,10 @@ class PostgresRecorderConnection:
         self._last_at = clock()  # when the last query finished or notification came
         self.conn = next(_CONN_IDS)
         self.seq = 0
+        # the seq of the last query answered (what a notification follows): a stored
+        # Describe of a statement takes a seq too, but the mock replays no notification
+        # after it
+        self.answered = 0
         self.client = m.Framer(startup=True)
         self.server = m.Framer(startup=False)
         self.statements: dict[str, _Stmt] = {}
@@ -136,6 +146,8 @@ class PostgresRecorderConnection:
             if what in ("execute", "query") and isinstance(q, _Query):
                 self._finish(q, incomplete=True)
         self.pending = []
+        for stmt in self.statements.values():
+            self._drop(stmt)
         return self.take_stored()
 
     # ------------------------------------------------------------ client side
@@ -151,6 +163,7 @@ class PostgresRecorderConnection:
             p = m.parse_parse(body)
             cursors.follow(self.cursors, p.sql)
             stmt = _Stmt(p.sql, p.oids)
+            self._drop(self.statements.get(p.name))
             self.statements[p.name] = stmt
             self.pending.append(("parse", (p.name, stmt)))
         elif typ == b"B":
@@ -168,12 +181,17 @@ class PostgresRecorderConnection:
         elif typ == b"E":
             name, _ = m.parse_execute(body)
             found = self.portals.get(name)
+            if found is not None:
+                found.stmt.executed = True
             sql = found.stmt.sql if found else ""
             stmt_name = found.bind.statement if found else ""
             self.pending.append(("execute", _Query("extended", sql, stmt_name, found)))
         elif typ == b"C":
             kind, name = m.parse_named(body)
-            (self.statements if kind == "S" else self.portals).pop(name, None)
+            if kind == "S":
+                self._drop(self.statements.pop(name, None))
+            else:
+                self.portals.pop(name, None)
             self.pending.append(("close", None))
         elif typ == b"S":
             self.pending.append(("sync", None))
@@ -221,12 +239,16 @@ class PostgresRecorderConnection:
                     self._store_cursor(item, cols)
                 elif item is not None:
                     item.columns = cols
+                if isinstance(item, _Stmt):
+                    self._described(item)
                 self._pop()
             elif isinstance(item, _Query):
                 item.columns = cols
                 item.current = {"columns": _columns(cols), "rows": []}
         elif typ == b"n":
             if what == "describe":
+                if isinstance(item, _Stmt):
+                    self._described(item)
                 self._pop()
         elif typ == b"D":
             if isinstance(item, _Query):
@@ -282,7 +304,7 @@ class PostgresRecorderConnection:
             {
                 "type": "notification",
                 "conn": self.conn,
-                "after_seq": self.seq + 1 if running else self.seq,
+                "after_seq": self.seq + 1 if running else self.answered,
                 "after_ms": 0.0 if running else round(max(0.0, now - self._last_at) * 1e3, 3),
                 "pid": pid,
                 "channel": channel,
@@ -298,9 +320,14 @@ class PostgresRecorderConnection:
     def _error(self, err: dict[str, str]) -> None:
         what, item = self._head()
         self.copy_in = None
+        if isinstance(item, _Query) and item.current is not None:
+            # rows or COPY data the server sent before the error (a division by zero in
+            # the third row): the client got them, so the mock sends them before it
+            item.current["interrupted"] = True
+            item.results.append(item.current)
+            item.current = None
         if what == "query" and isinstance(item, _Query):
             item.results.append({"error": err})
-            item.current = None
             return  # the simple query ends at its ReadyForQuery
         if what in ("parse", "describe", "bind", "execute"):
             if isinstance(item, _Query):
@@ -390,8 +417,45 @@ class PostgresRecorderConnection:
             }
         )
 
+    def _described(self, stmt: _Stmt) -> None:
+        stmt.described = True
+        if stmt.dropped:  # gone before its Describe was answered (a pipelined Parse)
+            self._drop(stmt)
+
+    def _drop(self, stmt: _Stmt | None) -> None:
+        """A statement is gone: one described but never executed is stored now. Stored
+        at its Describe, asyncpg's every prepared query would be stored twice."""
+        if stmt is None or stmt.executed:
+            return
+        stmt.dropped = True
+        if stmt.described:
+            stmt.executed = True  # stored once
+            self._store_statement(stmt)
+
+    def _store_statement(self, stmt: _Stmt) -> None:
+        """The answer a Describe of a prepared statement got (its parameter types and
+        columns; no results when NoData). A client may prepare and describe a statement
+        it never executes (asyncpg's ``copy_records_to_table`` learns the column types
+        so), so no Execute's answer would tell the mock; "describe": "statement" keeps
+        it apart from executed answers."""
+        cols = stmt.columns
+        self.seq += 1
+        self.stored.append(
+            {
+                "type": "query",
+                "conn": self.conn,
+                "seq": self.seq,
+                "protocol": "extended",
+                "describe": "statement",
+                "sql": stmt.sql,
+                "param_types": list(stmt.oids),
+                "results": [] if cols is None else [{"columns": _columns(cols)}],
+            }
+        )
+
     def _finish(self, q: _Query, *, incomplete: bool = False) -> None:
         self.seq += 1
+        self.answered = self.seq
         self._last_at = self._clock()
         obj: dict[str, Any] = {
             "type": "query",

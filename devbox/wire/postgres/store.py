@@ -27,7 +27,7 @@ from typing import Any
 
 from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
-from devbox.wire.postgres import types
+from devbox.wire.postgres import cursors, types
 from devbox.wire.postgres.sql import normalise
 from devbox.wire.sequences import Sequences
 
@@ -179,6 +179,12 @@ class Index:
     # normalised SQL of a DECLARE -> the recorded Describe of the cursor it opened (a
     # psycopg named cursor describes it as a portal); the first recorded one answers
     cursor_described: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # where a query was recorded (file, connection) -> its cursors' ordinals so far: a
+    # cursor's name in a match key is its ordinal (``cursors.Ordinals``), as on the mock
+    ordinals: dict[Hashable, cursors.Ordinals] = field(default_factory=dict)
+    # normalised SQL -> the recorded Describe of a statement of it ("describe":
+    # "statement"): the answer when no execution of it was recorded; the first answers
+    statement_described: dict[str, dict[str, Any]] = field(default_factory=dict)
     # id of a stored answer -> the mock's ``Hit`` for it (made once, not per query)
     hits: dict[int, Any] = field(default_factory=dict)
     # id of a stored answer -> the notifications (LISTEN/NOTIFY) that followed it while
@@ -191,14 +197,22 @@ class Index:
     def __len__(self) -> int:  # every recorded answer (``entries`` folds repeats)
         return sum(len(v) for v in self.by_sql.values())
 
-    def add(self, obj: dict[str, Any]) -> None:
+    def add(self, obj: dict[str, Any], where: Hashable = None) -> None:
+        """Index ``obj``; ``where`` names its connection across files (default: its
+        connection number). A connection's objects come in the order it sent them."""
         if obj.get("type") == "connection":
             self.connections.append(obj)
             return
-        norm = normalise(obj["sql"])
-        self.originals.setdefault(norm, obj["sql"])
         if obj.get("describe") == "cursor":  # no answer of the DECLARE: no step, no entry
-            self.cursor_described.setdefault(norm, obj)
+            self.originals.setdefault(normalise(obj["sql"]), obj["sql"])
+            self.cursor_described.setdefault(cursors.anonymous(obj["sql"]), obj)
+            return
+        if where is None:
+            where = obj.get("conn", obj.get("connection"))
+        norm = self.ordinals.setdefault(where, cursors.Ordinals()).key(obj["sql"])
+        self.originals.setdefault(norm, obj["sql"])
+        if obj.get("describe") == "statement":  # its Parse is counted by its Execute's
+            self.statement_described.setdefault(norm, obj)
             return
         if obj.get("stage") in ("parse", "describe"):
             if _aborted_answer(obj):  # the mock makes its own 25P02 (at the Bind)
@@ -306,13 +320,13 @@ class Index:
         nxt = None if key is None else self.peek(key)
         if nxt is not None and _columns(nxt) is not None:
             return nxt
-        found = self.by_sql.get(norm)
-        if not found:
-            return None
+        found = self.by_sql.get(norm) or []
         for obj in found:
             if obj.get("param_types") is not None or _columns(obj) is not None:
                 return obj
-        return found[0]
+        # a statement prepared and described but never executed (recordings made before
+        # these were stored have none: the answer is as it was)
+        return self.statement_described.get(norm) or (found[0] if found else None)
 
     def explain(self, norm: str, params: tuple[str, ...]) -> tuple[str, str | None]:
         """Why nothing matched: the nearest recorded query and the differing parameter."""
@@ -406,7 +420,7 @@ def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
                     "'results' must be a list", file=filename, line=line, field="results"
                 )
         copy = dict(obj)
-        index.add(copy)
+        index.add(copy, (filename, obj.get("conn", obj.get("connection"))))
         if typ == "query":
             queries[(filename, obj.get("conn"), obj.get("seq"))] = copy
     # a notification follows the query its connection finished before it (the LISTEN, or
