@@ -82,12 +82,16 @@ def test_request_bodies_beyond_the_initial_window(tmp_path: Path, devbox_ca: Pat
     assert all(e.request.body == body for e in saved)
 
 
-def _many(url: str, ca: Path, proxy: str, n: int) -> list[int | str]:
+def _many(url: str, ca: Path, proxy: str, n: int, path: str = "/items/1") -> list[int | str]:
     async def run() -> list[int | str]:
         ctx = ssl.create_default_context(cafile=str(ca))
         async with httpx.AsyncClient(http2=True, verify=ctx, proxy=proxy, timeout=15) as c:
+            # one request first: until its tunnel has said h2 (ALPN), httpx opens a tunnel
+            # per request, and streams on one connection are what reach the limit
+            first = await c.get(f"{url}/items/1?i=first")
+            assert first.http_version == "HTTP/2"
             rs = await asyncio.gather(
-                *(c.get(f"{url}/items/1?i={i}") for i in range(n)), return_exceptions=True
+                *(c.get(f"{url}{path}?i={i}") for i in range(n)), return_exceptions=True
             )
         return [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in rs]
 
@@ -95,15 +99,22 @@ def _many(url: str, ca: Path, proxy: str, n: int) -> list[int | str]:
 
 
 def test_streams_beyond_the_upstream_limit_wait(tmp_path: Path, devbox_ca: Path) -> None:
-    with nginx(tmp_path / "nginx", server_opts="http2_max_concurrent_streams 2;") as up:
+    # each answer takes nginx ~0.1 s (256 KiB at limit_rate 2m): the streams stay open,
+    # so more than the 2 nginx allows are wanted at once (``return 200`` ends each one
+    # before nginx reads the next request)
+    opts = "http2_max_concurrent_streams 2; limit_rate 2m;"
+    with nginx(tmp_path / "nginx", server_opts=opts) as up:
         rec = recorder(tmp_path, up.url, up.ca_file)
         try:
-            statuses = _many(up.url, devbox_ca, rec.listener("forward").url, 12)
+            proxy = rec.listener("forward").url
+            statuses = _many(up.url, devbox_ca, proxy, 12, "/static/big.bin")
         finally:
             rec.stop()
     assert statuses == [200] * 12
+    assert rec.core.stats.intercepted == {f"localhost:{up.tls_port}": 1}  # one connection
     saved = exchanges(rec.profile.mocks_dir, "shop")
-    assert len(saved) == 12 and all(e.error is None for e in saved)
+    assert len(saved) == 13 and all(e.error is None for e in saved)
+    assert sum(e.response is not None and e.response.body == up.big for e in saved) == 12
 
 
 def test_upstream_goaway_streams_it_covers_finish(tmp_path: Path, devbox_ca: Path) -> None:
@@ -253,7 +264,7 @@ def test_late_stream_limit_and_refused_streams_go_up_again(
     assert up.max_open <= H2Upstream.LIMIT
     assert (code, out) == (0, "/refuse-once"), err
     saved = exchanges(rec.profile.mocks_dir, "shop")
-    assert len(saved) == 7 and all(e.error is None for e in saved)
+    assert len(saved) == 8 and all(e.error is None for e in saved)  # _many's first, 6, curl
 
 
 def test_upstream_reset_code_reaches_the_client(
