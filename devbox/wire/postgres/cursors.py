@@ -93,25 +93,30 @@ class Ordinals:
     The same class keys stored objects (``Index.add``, per recorded connection, in
     recorded order) and live queries (the mock, per connection), so both agree."""
 
-    __slots__ = ("declared", "open")
+    __slots__ = ("declared", "open", "sql")
 
     def __init__(self) -> None:
         self.declared = 0
         self.open: dict[str, str] = {}  # open cursor's name (as the server knows it) -> token
+        # open cursor's name -> the SQL of the query that declared it (what a Describe of
+        # the cursor as a portal is answered from); the same DECLAREs and CLOSEs as ``open``
+        self.sql: dict[str, str] = {}
 
     def key(self, sql: str) -> str:
         norm = normalise(sql)
         if not _NAMES_CURSOR.search(sql):
             return norm
-        return " ; ".join(self._part(part) for part in norm.split(" ; "))
+        return " ; ".join(self._part(part, sql) for part in norm.split(" ; "))
 
-    def _part(self, part: str) -> str:
+    def _part(self, part: str, sql: str) -> str:
         if part.startswith("declare "):
             match = _DECLARE.fullmatch(part)
             if match is None:
                 return part
             self.declared += 1
-            token = self.open[_unquote(match[1])] = _ordinal(self.declared, match[2])
+            name = _unquote(match[1])
+            token = self.open[name] = _ordinal(self.declared, match[2])
+            self.sql[name] = sql
             return f"declare {token}{match[2]}"
         if part.startswith(("fetch ", "move ")):
             match = _FETCH.fullmatch(part)
@@ -123,7 +128,9 @@ class Ordinals:
                 return part
             if match[1] == "all":
                 self.open.clear()
+                self.sql.clear()
                 return part
+            self.sql.pop(_unquote(match[1]), None)
             closed = self.open.pop(_unquote(match[1]), None)
             return part if closed is None else f"close {closed}"
         return part
@@ -132,5 +139,6 @@ class Ordinals:
 def anonymous(sql: str) -> str:
     """The normalised DECLARE ``sql`` without its cursor's name: what a Describe of the
     cursor is keyed by (the columns depend on the query, not on the name)."""
-    match = _DECLARE.fullmatch(normalise(sql))
-    return normalise(sql) if match is None else f"declare {_ordinal(0, '')}{match[2]}"
+    norm = normalise(sql)
+    match = _DECLARE.fullmatch(norm)
+    return norm if match is None else f"declare {_ordinal(0, '')}{match[2]}"

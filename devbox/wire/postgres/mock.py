@@ -62,8 +62,8 @@ class PostgresMockConnection:
         self.failures = 0  # errors sent: a turn that sent one is never kept
         self.statements: dict[str, _Statement] = {}
         self.portals: dict[str, _Portal] = {}
-        self.cursors: dict[str, str] = {}  # DECLAREd cursors: name -> the declaring SQL
-        self.ordinals = cursors.Ordinals()  # match keys name cursors by ordinal, not name
+        # match keys name cursors by ordinal, not name; and the open cursors' SQL
+        self.ordinals = cursors.Ordinals()
         self.startup: dict[str, str] = {}
         self.after_copy: list[bytes] = []
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
@@ -249,7 +249,6 @@ class PostgresMockConnection:
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
         norm = self.ordinals.key(sql)
-        cursors.follow(self.cursors, sql)
         if not norm:
             out.append(m.EMPTY_QUERY)
             out.append(m.ready(self.status))
@@ -290,7 +289,6 @@ class PostgresMockConnection:
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
         norm = self.ordinals.key(p.sql)
-        cursors.follow(self.cursors, p.sql)
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
@@ -345,8 +343,8 @@ class PostgresMockConnection:
             out.append(self._row_description(obj, ()))
             return
         portal = self.portals.get(name)
-        if portal is None and name in self.cursors:  # a DECLAREd cursor: as recorded
-            declared = self.cursors[name]
+        declared = self.ordinals.sql.get(name) if portal is None else None
+        if declared is not None:  # a DECLAREd cursor: as recorded
             obj = self.index.cursor_described.get(cursors.anonymous(declared))
             if obj is None:
                 self._miss_describe(_Statement(declared, normalise(declared), ()), (), out, ev)
