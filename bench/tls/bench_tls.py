@@ -10,7 +10,9 @@
    connections, the p50 a proxy adds on one reused connection, and the CPU each process
    (the proxy with its children, nginx's workers, this client) spent per request; both
    proxies run throughout and are measured in ``--rounds`` alternating rounds (medians,
-   and the ratio of each round).
+   and the ratio of each round). Beside them, the floor (``floor_relay.py``): a Python
+   TLS-intercepting relay on the same loop that records nothing, which bounds what any
+   Python proxy here can reach.
 
     .venv/bin/python bench/tls/bench_tls.py                       # ~2 minutes
     .venv/bin/python bench/tls/bench_tls.py --seconds 2 --rounds 1 --skip-mitm
@@ -284,6 +286,11 @@ def proxies(
         ]  # fmt: skip
         proc = stack.enter_context(started(rec_cmd, pport, {**env, "CWD": str(prof.parents[1])}))
         targets = {"devbox": (proc.pid, pport, devbox_ca)}
+        fport = free_port()
+        floor = Path(__file__).with_name("floor_relay.py")
+        floor_cmd = [PY, str(floor), str(fport), str(n.ca_file)]
+        fproc = stack.enter_context(started(floor_cmd, fport, env))
+        targets["floor"] = (fproc.pid, fport, devbox_ca)
         if not a.skip_mitm and MITMDUMP.exists():
             mport = free_port()
             conf = d / "mitm"
@@ -319,6 +326,15 @@ def proxies(
         )
     )
     cpu_rows = [("devbox record --forward-proxy", dv[2][0], dv[2][1], dv[2][2])]
+    fl = med["floor"]
+    rows.append(
+        (
+            "floor: TLS relay, nothing recorded",
+            f"{fl[0]:,.0f}",
+            f"p50 {fl[1]:.3f} ms (+{fl[1] - direct_p50:.3f}); devbox {dv[0] / fl[0]:.2f}x",
+        )
+    )
+    cpu_rows.append(("floor (relay, no recording)", fl[2][0], fl[2][1], fl[2][2]))
     if "mitmdump" in med:
         mt = med["mitmdump"]
         per_round = [x[0][0] / y[0][0] for x, y in zip(got["devbox"], got["mitmdump"], strict=True)]
