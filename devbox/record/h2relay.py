@@ -1,9 +1,15 @@
 """HTTP/2 inside an intercepted ``CONNECT`` (``devbox.record.intercept``): the client's
 streams relayed to the upstream's HTTP/2 connection, one exchange per stream.
 
-Messages are relayed whole: a request goes up once complete, its response comes back
-once complete (captured first, as the HTTP/1.1 relay does). Two connections, two sets
-of limits, and the relay reconciles them:
+Messages are relayed as they come, in both directions: a response's head and each
+piece of its body reach the client when they reach us, as over HTTP/1.1, so a
+server-sent event stream arrives event by event and a bidirectional call (gRPC through
+``HTTPS_PROXY``) gets each answer before it sends its next message. What is kept for the
+recording is capped (``BodyCapture``), not what is relayed; a response's end is captured
+before the client has it, as the HTTP/1.1 relay does. Each side's data is acknowledged
+(its flow-control window reopened) only as the other side takes it, so a slow reader
+slows its writer instead of filling the relay. Two connections, two sets of limits, and
+the relay reconciles them:
 
 - the upstream's connection preface (SETTINGS, WINDOW_UPDATE) usually arrives while the
   client's TLS handshake still runs; ``UpstreamConn`` keeps those bytes and the relay
@@ -13,7 +19,8 @@ of limits, and the relay reconciles them:
   wait here and go up as upstream streams close. An upstream stream refused
   (REFUSED_STREAM: it was not processed, RFC 9113 8.7) goes up again, a few times;
 - an upstream RST_STREAM reaches the client with its error code (REFUSED_STREAM lets a
-  client retry);
+  client retry); a request is sent again only while the relay still holds all of it
+  (up to ``RETRY_KEEP``) and no answer has begun;
 - an upstream GOAWAY: the streams it still covers finish; the client gets a GOAWAY of
   ours, so it opens a new connection (a new ``CONNECT``) for more, and the streams the
   upstream will not process are reset REFUSED_STREAM, which clients retry.
@@ -38,7 +45,16 @@ from devbox.record.proxy_core import (
     describe_error,
 )
 from devbox.wire.contract import RemoteProtocolError
-from devbox.wire.h2 import Closed, H2Endpoint, H2Request, H2Response, Oversized, StreamReset
+from devbox.wire.h2 import (
+    Closed,
+    H2Data,
+    H2End,
+    H2Endpoint,
+    H2Request,
+    H2Response,
+    Oversized,
+    StreamReset,
+)
 
 if TYPE_CHECKING:
     from devbox.record.proxy import ClientConn
@@ -48,25 +64,59 @@ REFUSED = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 MAX_ATTEMPTS = 3
 
 _H2_DROP = frozenset(("host", "proxy-connection", "proxy-authorization"))
-# an HTTP/2 message is relayed whole: bigger ones are refused (the recording keeps at most
-# max_body_kb of it anyway)
-RELAY_MAX_BODY = 64 * 1024 * 1024
+# what one stream may have waiting in the relay for the slower side before the faster
+# side's data is no longer acknowledged (its window then closes: back-pressure)
+AHEAD = 256 * 1024
+# a request whose stream the upstream refuses goes up again only if the relay still has
+# all of it: it keeps up to this much of each request until an answer begins
+RETRY_KEEP = 1024 * 1024
 
 
 class _Stream:
     """One HTTP/2 exchange in flight (``up_sid`` 0 while it waits for an upstream stream)."""
 
-    __slots__ = ("attempts", "csid", "id", "parent", "req", "started_at", "t0", "up_sid")
+    __slots__ = (
+        "attempts",
+        "csid",
+        "id",
+        "kept",
+        "owed_client",
+        "owed_up",
+        "parent",
+        "queued",
+        "req",
+        "req_ended",
+        "req_trailers",
+        "resp",
+        "resp_sent",
+        "rq",
+        "rs",
+        "started_at",
+        "t0",
+        "t_first",
+        "up_sid",
+    )
 
-    def __init__(self, req: H2Request, id: str, parent: str | None) -> None:
-        self.req = req
+    def __init__(self, req: H2Request, id: str, parent: str | None, max_body: int) -> None:
+        self.req = req  # the request's head
         self.csid = req.stream_id
         self.id = id
         self.parent = parent
         self.started_at = time.time()
         self.t0 = time.perf_counter()
+        self.t_first = 0.0
         self.up_sid = 0
         self.attempts = 0
+        self.rq = BodyCapture(max_body, _header(req.headers, "content-encoding"))
+        self.rs: BodyCapture | None = None
+        self.queued = bytearray()  # request data not yet sent up (waiting for a stream)
+        self.kept: bytearray | None = bytearray()  # all request data, for a retry
+        self.req_ended = False
+        self.req_trailers: tuple[tuple[str, str], ...] = ()
+        self.resp: H2Response | None = None  # the response's head, once it came
+        self.resp_sent = False  # that head went to the client
+        self.owed_client = 0  # client data taken but not yet acknowledged to it
+        self.owed_up = 0  # upstream data taken but not yet acknowledged to it
 
 
 class H2Relay(asyncio.Protocol):
@@ -79,12 +129,15 @@ class H2Relay(asyncio.Protocol):
         self.core = core
         self.route = route
         self.upstream = route.upstream
-        self.client = H2Endpoint(max_body=RELAY_MAX_BODY)
-        self.up = H2Endpoint(client=True, max_body=RELAY_MAX_BODY)
+        self.client = H2Endpoint(streaming=True)
+        self.up = H2Endpoint(client=True, streaming=True)
         self.up_t = up_transport
         self.transport: asyncio.Transport | None = None
+        self.by_client: dict[int, _Stream] = {}
         self.by_up: dict[int, _Stream] = {}
         self.waiting: deque[_Stream] = deque()  # beyond the upstream's stream limit
+        self.owing: set[_Stream] = set()  # data taken, acknowledged once passed on
+        self.heads: list[_Stream] = []  # response heads to pass on after this read
         self.held_out: list[bytes] | None = None
         self.close_after = False
         self.closed = False
@@ -116,15 +169,18 @@ class H2Relay(asyncio.Protocol):
             self.abort()
             return
         for ev in events:
-            if isinstance(ev, H2Request):
+            if isinstance(ev, H2Data):
+                self._request_data(ev)
+            elif isinstance(ev, H2Request):
                 self._request(ev)
+            elif isinstance(ev, H2End):
+                self._request_end(ev)
             elif isinstance(ev, Oversized | StreamReset):
                 self._drop_client_stream(ev.stream_id)
             elif isinstance(ev, Closed):
                 self.close_after = True
         self._open_waiting()
-        self._flush_client()
-        self._flush_up()
+        self._settle()
 
     def _request(self, ev: H2Request) -> None:
         core = self.core
@@ -135,9 +191,37 @@ class H2Relay(asyncio.Protocol):
             return
         core.stats.requests += 1
         parent = core.correlator.parent_for(ev.http1_headers())
-        st = _Stream(ev, core.next_id(self.route.source), parent)
+        st = _Stream(ev, core.next_id(self.route.source), parent, core.max_body)
         self.pending.append(st)
+        self.by_client[st.csid] = st
         self.waiting.append(st)
+
+    def _request_data(self, ev: H2Data) -> None:
+        st = self.by_client.get(ev.stream_id)
+        if st is None:
+            self.client.acknowledge(ev.stream_id, ev.flow)
+            return
+        data = ev.data
+        st.rq.add(data)
+        if st.kept is not None:
+            st.kept += data
+            if len(st.kept) > RETRY_KEEP:
+                st.kept = None
+        if st.up_sid:
+            self.up.send_data(st.up_sid, data)
+        else:
+            st.queued += data
+        st.owed_client += ev.flow
+        self.owing.add(st)
+
+    def _request_end(self, ev: H2End) -> None:
+        st = self.by_client.get(ev.stream_id)
+        if st is None:
+            return
+        st.req_ended = True
+        st.req_trailers = ev.trailers
+        if st.up_sid:
+            self.up.end_stream(st.up_sid, ev.trailers)
 
     def _open_waiting(self) -> None:
         """Streams up while the upstream's MAX_CONCURRENT_STREAMS allows (in order)."""
@@ -146,28 +230,37 @@ class H2Relay(asyncio.Protocol):
             req = st.req
             headers = tuple((k, v) for k, v in req.headers if k not in _H2_DROP)
             st.attempts += 1
-            st.up_sid = self.up.send_request(
-                req.method,
-                req.path,
-                self.upstream.authority,
-                headers,
-                req.body,
-                trailers=req.trailers,
-            )
+            if st.req_ended:
+                # all of it is here (a GET: HEADERS with END_STREAM, as the client sent)
+                st.up_sid = self.up.send_request(
+                    req.method,
+                    req.path,
+                    self.upstream.authority,
+                    headers,
+                    bytes(st.queued),
+                    trailers=st.req_trailers,
+                )
+            else:
+                st.up_sid = self.up.start_request(
+                    req.method, req.path, self.upstream.authority, headers
+                )
+                if st.up_sid and st.queued:
+                    self.up.send_data(st.up_sid, bytes(st.queued))
+            st.queued = bytearray()
             if not st.up_sid:  # can_open said yes: stay safe all the same
                 self._give_up(st, "the upstream connection takes no new stream", REFUSED)
                 continue
             self.by_up[st.up_sid] = st
 
     def _drop_client_stream(self, sid: int) -> None:
-        for st in [s for s in self.waiting if s.csid == sid]:
+        st = self.by_client.get(sid)
+        if st is None:
+            return
+        if st in self.waiting:
             self.waiting.remove(st)
-            self._finish(st, None, "client reset the stream before the response")
-        for up_sid, st in list(self.by_up.items()):
-            if st.csid == sid:
-                del self.by_up[up_sid]
-                self.up.reset(up_sid)
-                self._finish(st, None, "client reset the stream before the response")
+        elif self.by_up.pop(st.up_sid, None) is not None:
+            self.up.reset(st.up_sid)
+        self._finish(st, "client reset the stream before the response")
 
     def eof_received(self) -> bool | None:
         return False
@@ -176,7 +269,7 @@ class H2Relay(asyncio.Protocol):
         self.closed = True
         self.core.conns.discard(cast("ClientConn", self))
         for st in [*self.by_up.values(), *self.waiting]:
-            self._finish(st, None, "client closed the connection before the response completed")
+            self._finish(st, "client closed the connection before the response completed")
         self.by_up.clear()
         self.waiting.clear()
         self.up_t.close()
@@ -196,25 +289,61 @@ class H2Relay(asyncio.Protocol):
             self._upstream_failed(f"invalid HTTP/2 from upstream: {exc}")
             return
         for ev in events:
-            if isinstance(ev, H2Response):
+            if isinstance(ev, H2Data):
+                self._response_data(ev)
+            elif isinstance(ev, H2Response):
                 self._response(ev)
+            elif isinstance(ev, H2End):
+                self._response_end(ev)
             elif isinstance(ev, StreamReset):
                 self._upstream_reset(ev.stream_id, ev.code)
-            elif isinstance(ev, Oversized):
-                self._upstream_reset(ev.stream_id, int(h2.errors.ErrorCodes.INTERNAL_ERROR))
             elif isinstance(ev, Closed):
                 self._upstream_goaway(ev)
+        # heads not followed by their end in this read go now: an event stream's client
+        # sees its response begin
+        for st in self.heads:
+            self._send_head(st)
+        self.heads.clear()
         self._open_waiting()  # streams closed, or SETTINGS raised the limit
-        self._flush_up()
-        self._flush_client()
+        self._settle()
 
     def _response(self, ev: H2Response) -> None:
-        st = self.by_up.pop(ev.stream_id, None)
+        st = self.by_up.get(ev.stream_id)
         if st is None:
             return
-        self._finish(st, ev, None)
-        self.core.hold(cast("ClientConn", self))  # captured before the client has it
-        self.client.send_response(st.csid, ev.status, ev.headers, ev.body, ev.trailers)
+        st.t_first = time.perf_counter()
+        st.resp = ev
+        st.rs = BodyCapture(self.core.max_body, _header(ev.headers, "content-encoding"))
+        st.kept = None  # an answer began: the request was processed, no retry
+        self.heads.append(st)
+
+    def _send_head(self, st: _Stream) -> None:
+        if st.resp is not None and not st.resp_sent:
+            st.resp_sent = True
+            self.client.start_response(st.csid, st.resp.status, st.resp.headers)
+
+    def _response_data(self, ev: H2Data) -> None:
+        st = self.by_up.get(ev.stream_id)
+        if st is None or st.rs is None:
+            self.up.acknowledge(ev.stream_id, ev.flow)
+            return
+        self._send_head(st)
+        st.rs.add(ev.data)
+        self.client.send_data(st.csid, ev.data)
+        st.owed_up += ev.flow
+        self.owing.add(st)
+
+    def _response_end(self, ev: H2End) -> None:
+        st = self.by_up.pop(ev.stream_id, None)
+        if st is None or st.resp is None:
+            return
+        self._finish(st, None)
+        self.core.hold(cast("ClientConn", self))  # captured before the client has the end
+        if st.resp_sent:
+            self.client.end_stream(st.csid, ev.trailers)
+        else:  # head and end in one read: HEADERS with END_STREAM, as the upstream sent
+            st.resp_sent = True
+            self.client.send_response(st.csid, st.resp.status, st.resp.headers, b"", ev.trailers)
         if self.up.closed and not self.by_up:
             self._close_client()  # after GOAWAY: the last stream it covered is answered
 
@@ -222,25 +351,38 @@ class H2Relay(asyncio.Protocol):
         st = self.by_up.pop(up_sid, None)
         if st is None:
             return
-        if code == REFUSED and st.attempts < MAX_ATTEMPTS and not self.up.closed:
-            # not processed (RFC 9113 8.7), e.g. beyond a stream limit its SETTINGS had
-            # not yet told us: it goes up again when a stream frees
-            st.up_sid = 0
-            self.waiting.appendleft(st)
-            return
+        if code == REFUSED and st.kept is not None and st.attempts < MAX_ATTEMPTS:
+            if not self.up.closed:
+                # not processed (RFC 9113 8.7), e.g. beyond a stream limit its SETTINGS
+                # had not yet told us: it goes up again when a stream frees
+                st.up_sid = 0
+                st.queued = bytearray(st.kept)
+                self.waiting.appendleft(st)
+                return
         self._give_up(st, f"upstream reset the stream (HTTP/2 error code {code})", code)
 
     def _give_up(self, st: _Stream, error: str, code: int) -> None:
         """The client hears the upstream's reason (a REFUSED_STREAM is retried)."""
-        if code == REFUSED:
+        if code == REFUSED and st.resp is None:
             self._forget(st)  # nothing happened upstream: the client's retry is recorded
         else:
-            self._finish(st, None, error)
+            self._finish(st, error)
         self.client.reset(st.csid, code)
 
     def _forget(self, st: _Stream) -> None:
         if st in self.pending:
             self.pending.remove(st)
+        self._done(st)
+
+    def _done(self, st: _Stream) -> None:
+        if self.by_client.get(st.csid) is st:
+            del self.by_client[st.csid]
+        self.owing.discard(st)
+        # what it was owed can no longer be passed on: the windows must not stay shut
+        self.client.acknowledge(st.csid, st.owed_client)
+        if st.up_sid:
+            self.up.acknowledge(st.up_sid, st.owed_up)
+        st.owed_client = st.owed_up = 0
 
     def _upstream_goaway(self, ev: Closed) -> None:
         # the streams it covers finish here; those above it were not processed and the
@@ -266,7 +408,7 @@ class H2Relay(asyncio.Protocol):
     def _upstream_failed(self, error: str) -> None:
         self.core.stats.upstream_errors += 1
         for st in [*self.by_up.values(), *self.waiting]:
-            self._finish(st, None, error)
+            self._finish(st, error)
             self.client.reset(st.csid)
         self.by_up.clear()
         self.waiting.clear()
@@ -274,6 +416,21 @@ class H2Relay(asyncio.Protocol):
         self.up_t.close()
 
     # ------------------------------------------------------------ writing, recording
+
+    def _settle(self) -> None:
+        """Acknowledge what was passed on (the other side's buffer is short again), then
+        send what both sides have to send."""
+        for st in list(self.owing):
+            if st.owed_client and st.up_sid and self.up.buffered(st.up_sid) < AHEAD:
+                self.client.acknowledge(st.csid, st.owed_client)
+                st.owed_client = 0
+            if st.owed_up and self.client.buffered(st.csid) < AHEAD:
+                self.up.acknowledge(st.up_sid, st.owed_up)
+                st.owed_up = 0
+            if not st.owed_client and not st.owed_up:
+                self.owing.discard(st)
+        self._flush_client()
+        self._flush_up()
 
     def _flush_client(self) -> None:
         if self.transport is None:
@@ -311,18 +468,14 @@ class H2Relay(asyncio.Protocol):
             self.transport.abort()
         self.up_t.close()
 
-    def _finish(self, st: _Stream, resp: H2Response | None, error: str | None) -> None:
+    def _finish(self, st: _Stream, error: str | None) -> None:
         if st in self.pending:
             self.pending.remove(st)
+        self._done(st)
         core = self.core
-        duration_ms = (time.perf_counter() - st.t0) * 1000.0
-        req = st.req
-        rq = BodyCapture(core.max_body, _header(req.headers, "content-encoding"))
-        rq.add(req.body)
-        rs = None
-        if resp is not None:
-            rs = BodyCapture(core.max_body, _header(resp.headers, "content-encoding"))
-            rs.add(resp.body)
+        now = time.perf_counter()
+        duration_ms = (now - st.t0) * 1000.0
+        req, resp, rq, rs = st.req, st.resp if error is None else None, st.rq, st.rs
         sent = (("host", self.upstream.authority), *((k, v) for k, v in req.headers))
         sent = tuple((k, v) for k, v in sent if k not in ("proxy-connection",))
         capture = (
@@ -340,11 +493,11 @@ class H2Relay(asyncio.Protocol):
             rq.body(),
             rq.truncated,
             (resp.status, "", "HTTP/2", list(resp.headers)) if resp is not None else None,
-            rs.body() if rs is not None else b"",
-            rs is not None and rs.truncated,
+            rs.body() if resp is not None and rs is not None else b"",
+            resp is not None and rs is not None and rs.truncated,
             st.started_at,
             duration_ms,
-            duration_ms if resp is not None else None,
+            (st.t_first - st.t0) * 1000.0 if resp is not None else None,
             error,
         )
         captured = None

@@ -1,4 +1,4 @@
-"""HTTP/2 as whole messages: a sans-IO adaptor over the ``h2`` package.
+"""HTTP/2 as messages: a sans-IO adaptor over the ``h2`` package.
 
 ``h2`` turns bytes into frame-level events (headers, data, window updates, resets);
 everything devbox does with HTTP (match a request, answer it, record an exchange) works
@@ -12,7 +12,16 @@ Header names arrive lower-case (HTTP/2 requires it); pseudo-headers are taken ap
 into ``method``, ``path``, ``authority``, ``scheme`` (``status`` for responses), so a
 request maps onto the same model as HTTP/1.1: ``http1_headers()`` gives the header
 list with ``Host`` from ``:authority``. No sockets, no asyncio: the mock's HTTP/2
-connection (``devbox.mock.h2conn``), the recording proxy's and, later, gRPC drive it.
+connection (``devbox.mock.h2conn``) and gRPC replay drive it.
+
+A relay cannot wait for whole messages: a server-sent event stream or a bidirectional
+gRPC call never ends while the other side waits for what came so far. With
+``streaming=True`` (the recording proxy, ``devbox.record.h2relay``) a message comes as
+its head (an ``H2Request``/``H2Response`` with an empty body), its ``H2Data`` and its
+``H2End``, and goes out the same way (``start_request``/``start_response``,
+``send_data``, ``end_stream``). Received data is then acknowledged by the caller
+(``acknowledge``), once it has gone on: the peer sends no faster than the other side
+reads.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ if TYPE_CHECKING:
     from hyperframe.frame import Frame, GoAwayFrame  # h2's own dependency
 
 Headers = tuple[tuple[str, str], ...]
+# the connection-level receive window of a streaming endpoint (each stream keeps the
+# protocol's 64 KiB)
+STREAMING_CONNECTION_WINDOW = 16 * 1024 * 1024
 # connection-specific headers HTTP/2 forbids (RFC 9113 8.2.2); dropped from what we send
 CONNECTION_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
@@ -67,6 +79,23 @@ class H2Response:
 
 
 @dataclass(frozen=True, slots=True)
+class H2Data:
+    """Streaming mode: a piece of a message's body (``acknowledge`` it once passed on)."""
+
+    stream_id: int
+    data: bytes
+    flow: int  # the flow-controlled length (padding included): what to acknowledge
+
+
+@dataclass(frozen=True, slots=True)
+class H2End:
+    """Streaming mode: the message on this stream is complete."""
+
+    stream_id: int
+    trailers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Oversized:
     """A request or response body passed ``max_body``: answer it (413) or give up on it;
     its remaining data is discarded."""
@@ -91,7 +120,7 @@ class Closed:
     last_stream_id: int = 0
 
 
-Event = H2Request | H2Response | Oversized | StreamReset | Closed
+Event = H2Request | H2Response | H2Data | H2End | Oversized | StreamReset | Closed
 
 
 @dataclass(slots=True)
@@ -101,6 +130,15 @@ class _Inbound:
     body: bytearray = field(default_factory=bytearray)
     trailers: list[tuple[str, str]] = field(default_factory=list)
     discard: bool = False
+
+
+@dataclass(slots=True)
+class _Outbound:
+    """What is still to go on one stream: data beyond the peer's window, then its end."""
+
+    data: bytearray
+    trailers: Headers = ()
+    ended: bool = False
 
 
 def _split(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -146,6 +184,7 @@ class H2Endpoint:
         max_body: int = 16 * 1024 * 1024,
         max_streams: int = 128,
         max_header_list: int = 64 * 1024,
+        streaming: bool = False,
     ) -> None:
         # what we send is built here, lower-case and free of connection headers: h2 need
         # not check it again per message (what we receive is checked)
@@ -158,6 +197,7 @@ class H2Endpoint:
         self.conn = _Connection(config=config)
         self.client = client
         self.max_body = max_body
+        self.streaming = streaming
         self.conn.local_settings = h2.settings.Settings(
             client=client,
             initial_values={
@@ -167,13 +207,18 @@ class H2Endpoint:
             },
         )
         self._in: dict[int, _Inbound] = {}
-        # stream -> (body left, trailers, end); sent as the peer's windows allow
-        self._out: dict[int, tuple[memoryview, Headers, bool]] = {}
+        # stream -> what is left to send on it, as the peer's windows allow
+        self._out: dict[int, _Outbound] = {}
         self.closed = False
 
     def initiate(self) -> None:
         """Our preface and SETTINGS (a client also sends the connection preface)."""
         self.conn.initiate_connection()
+        if self.streaming:
+            # data is acknowledged only as it is passed on: one stream whose reader
+            # stalls must not shut the window every stream on the connection shares
+            opened = STREAMING_CONNECTION_WINDOW - self.conn.inbound_flow_control_window
+            self.conn.increment_flow_control_window(opened)
 
     def data_to_send(self) -> bytes:
         return self.conn.data_to_send()
@@ -214,19 +259,10 @@ class H2Endpoint:
             assert sid is not None
             pseudo, regular = _split(list(ev.headers or ()))
             self._in[sid] = _Inbound(headers=regular, pseudo=pseudo)
+            if self.streaming:
+                out.append(self._head(sid, self._in[sid]))
         elif isinstance(ev, h2.events.DataReceived):
-            sid = ev.stream_id
-            assert sid is not None
-            if ev.flow_controlled_length:
-                self.conn.acknowledge_received_data(ev.flow_controlled_length, sid)
-            st = self._in.get(sid)
-            if st is None or st.discard or not ev.data:
-                return
-            st.body += ev.data
-            if len(st.body) > self.max_body:
-                st.discard = True
-                st.body = bytearray()
-                out.append(Oversized(sid))
+            self._data(ev, out)
         elif isinstance(ev, h2.events.TrailersReceived):
             st = self._in.get(ev.stream_id or 0)
             if st is not None:
@@ -245,35 +281,68 @@ class H2Endpoint:
             reason = (ev.additional_data or b"").decode("latin-1", "replace")
             out.append(Closed(int(ev.error_code or 0), reason, int(ev.last_stream_id or 0)))
 
+    def _data(self, ev: h2.events.DataReceived, out: list[Event]) -> None:
+        sid = ev.stream_id
+        assert sid is not None
+        flow = ev.flow_controlled_length or 0
+        if self.streaming:
+            if sid in self._in:
+                out.append(H2Data(sid, ev.data or b"", flow))
+            else:  # a stream we reset: nobody passes it on
+                self.acknowledge(sid, flow)
+            return
+        if flow:
+            self.conn.acknowledge_received_data(flow, sid)
+        st = self._in.get(sid)
+        if st is None or st.discard or not ev.data:
+            return
+        st.body += ev.data
+        if len(st.body) > self.max_body:
+            st.discard = True
+            st.body = bytearray()
+            out.append(Oversized(sid))
+
     def _ended(self, sid: int, out: list[Event]) -> None:
         st = self._in.pop(sid, None)
         if st is None or st.discard:
             return
+        if self.streaming:
+            out.append(H2End(sid, tuple(st.trailers)))
+            return
+        out.append(self._head(sid, st))
+
+    def _head(self, sid: int, st: _Inbound) -> H2Request | H2Response:
+        """The message as received so far (streaming: its head, the body empty)."""
         p = st.pseudo
         if self.client:
             status = p.get(":status", "0")
-            out.append(
-                H2Response(
-                    sid,
-                    int(status) if status.isdigit() else 0,
-                    tuple(st.headers),
-                    bytes(st.body),
-                    tuple(st.trailers),
-                )
-            )
-            return
-        out.append(
-            H2Request(
+            return H2Response(
                 sid,
-                p.get(":method", "GET"),
-                p.get(":path", "/"),
-                p.get(":authority", ""),
-                p.get(":scheme", "https"),
+                int(status) if status.isdigit() else 0,
                 tuple(st.headers),
                 bytes(st.body),
                 tuple(st.trailers),
             )
+        return H2Request(
+            sid,
+            p.get(":method", "GET"),
+            p.get(":path", "/"),
+            p.get(":authority", ""),
+            p.get(":scheme", "https"),
+            tuple(st.headers),
+            bytes(st.body),
+            tuple(st.trailers),
         )
+
+    def acknowledge(self, stream_id: int, n: int) -> None:
+        """Streaming: ``n`` bytes of this stream's data were passed on; the peer may send
+        as many more (a closed stream's count still opens the connection's window)."""
+        if n <= 0:
+            return
+        try:
+            self.conn.acknowledge_received_data(n, stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
 
     # ------------------------------------------------------------ sending
 
@@ -284,6 +353,12 @@ class H2Endpoint:
         head = [(":status", str(status))]
         head.extend(_outbound(headers))
         self._send(stream_id, head, body, trailers)
+
+    def start_response(self, stream_id: int, status: int, headers: Headers) -> bool:
+        """Streaming: a response's head; its data follows (``send_data``, ``end_stream``)."""
+        head = [(":status", str(status))]
+        head.extend(_outbound(headers))
+        return self._start(stream_id, head)
 
     def send_request(
         self,
@@ -298,16 +373,62 @@ class H2Endpoint:
     ) -> int:
         """A whole request on a new stream; its id is returned, 0 if no stream could be
         opened (GOAWAY, or the peer's stream limit: ``can_open`` says beforehand)."""
+        sid, head = self._request_head(method, path, authority, headers, scheme)
+        return sid if sid and self._send(sid, head, body, trailers) else 0
+
+    def start_request(
+        self, method: str, path: str, authority: str, headers: Headers, *, scheme: str = "https"
+    ) -> int:
+        """Streaming: a request's head on a new stream (0: none could be opened); its
+        data follows (``send_data``, ``end_stream``)."""
+        sid, head = self._request_head(method, path, authority, headers, scheme)
+        return sid if sid and self._start(sid, head) else 0
+
+    def _request_head(
+        self, method: str, path: str, authority: str, headers: Headers, scheme: str
+    ) -> tuple[int, list[tuple[str, str]]]:
         if self.closed:
-            return 0
+            return 0, []
         try:
             sid = int(self.conn.get_next_available_stream_id())
         except h2.exceptions.NoAvailableStreamIDError:
-            return 0
+            return 0, []
         head = [(":method", method), (":scheme", scheme), (":authority", authority)]
         head.append((":path", path))
         head.extend((k, v) for k, v in _outbound(headers) if k != "host")
-        return sid if self._send(sid, head, body, trailers) else 0
+        return sid, head
+
+    def _start(self, sid: int, head: list[tuple[str, str]]) -> bool:
+        if self.closed:
+            return False
+        try:
+            self.conn.send_headers(sid, head, end_stream=False)
+        except h2.exceptions.ProtocolError:
+            return False
+        self._out[sid] = _Outbound(bytearray())
+        return True
+
+    def send_data(self, stream_id: int, data: bytes) -> None:
+        """Streaming: more of a started message's body, sent as the peer's window allows."""
+        out = self._out.get(stream_id)
+        if out is None or out.ended or not data:
+            return
+        out.data += data
+        self._pump_one(stream_id)
+
+    def end_stream(self, stream_id: int, trailers: Headers = ()) -> None:
+        """Streaming: the started message is complete (after what is still queued)."""
+        out = self._out.get(stream_id)
+        if out is None or out.ended:
+            return
+        out.trailers = tuple(_outbound(trailers))
+        out.ended = True
+        self._pump_one(stream_id)
+
+    def buffered(self, stream_id: int) -> int:
+        """Bytes of this stream waiting for the peer's window."""
+        out = self._out.get(stream_id)
+        return len(out.data) if out is not None else 0
 
     def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> bool:
         if self.closed:
@@ -320,36 +441,46 @@ class H2Endpoint:
             # h2's exceptions must not escape into the protocol callback that called us
             return False
         if not end_now:
-            self._out[sid] = (memoryview(body), tuple(_outbound(trailers)), True)
-            self._pump()
+            self._out[sid] = _Outbound(bytearray(body), tuple(_outbound(trailers)), True)
+            self._pump_one(sid)
         return True
 
     def _pump(self) -> None:
         for sid in list(self._out):
-            view, trailers, _end = self._out[sid]
-            try:
-                while view:
-                    window = min(
-                        self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size
-                    )
-                    if window <= 0:
-                        break
-                    chunk, view = view[:window], view[window:]
-                    last = not view and not trailers
-                    self.conn.send_data(sid, bytes(chunk), end_stream=last)
-                    if last:
-                        break
-                if view:
-                    self._out[sid] = (view, trailers, True)
-                    continue
-                if trailers:
-                    self.conn.send_headers(sid, list(trailers), end_stream=True)
-            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-                pass
-            del self._out[sid]
-            if sid in self._in and self._in[sid].discard:
-                # answered before its body was read (413): the rest is not wanted
-                self.reset(sid, h2.errors.ErrorCodes.NO_ERROR)
+            self._pump_one(sid)
+
+    def _pump_one(self, sid: int) -> None:
+        out = self._out.get(sid)
+        if out is None:
+            return
+        data = out.data
+        ended = False
+        try:
+            while data:
+                window = min(
+                    self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size
+                )
+                if window <= 0:
+                    break
+                chunk = bytes(data[:window])
+                del data[:window]
+                last = out.ended and not data and not out.trailers
+                self.conn.send_data(sid, chunk, end_stream=last)
+                if last:
+                    ended = True
+                    break
+            if data or not out.ended:
+                return
+            if out.trailers:
+                self.conn.send_headers(sid, list(out.trailers), end_stream=True)
+            elif not ended:
+                self.conn.end_stream(sid)  # a streamed body ends after its last data
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass
+        del self._out[sid]
+        if sid in self._in and self._in[sid].discard:
+            # answered before its body was read (413): the rest is not wanted
+            self.reset(sid, h2.errors.ErrorCodes.NO_ERROR)
 
     def reset(self, stream_id: int, code: int = h2.errors.ErrorCodes.INTERNAL_ERROR) -> None:
         self._in.pop(stream_id, None)
