@@ -401,8 +401,10 @@ def fields(typ: bytes, items: dict[str, str]) -> bytes:
     return msg(typ, body)
 
 
-def error(sqlstate: str, message: str, *, detail: str = "", hint: str = "") -> bytes:
-    items = {"S": "ERROR", "V": "ERROR", "C": sqlstate, "M": message}
+def error(
+    sqlstate: str, message: str, *, detail: str = "", hint: str = "", severity: str = "ERROR"
+) -> bytes:
+    items = {"S": severity, "V": severity, "C": sqlstate, "M": message}
     if detail:
         items["D"] = detail
     if hint:

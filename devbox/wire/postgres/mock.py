@@ -22,7 +22,15 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import auth, cursors, encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import TX_ENDS, normalise, one_line, request_line, stays_open
+from devbox.wire.postgres.sql import (
+    TX_ENDS,
+    normalise,
+    one_line,
+    request_line,
+    scoped,
+    stays_open,
+    unscoped,
+)
 from devbox.wire.postgres.store import Index, Key, param_key, redact_value, room, wire_fields
 
 MISS_SQLSTATE = "DX404"
@@ -65,6 +73,9 @@ class PostgresMockConnection:
         # match keys name cursors by ordinal, not name; and the open cursors' SQL
         self.ordinals = cursors.Ordinals()
         self.startup: dict[str, str] = {}
+        # what this connection's match keys end with: its database, when the recording
+        # holds several (``Index.scope``); set at start-up
+        self.scope = ""
         self.after_copy: list[bytes] = []
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
         self.notify: list[tuple[float, bytes]] = []
@@ -125,11 +136,13 @@ class PostgresMockConnection:
                 if self.phase == "closed":
                     break
         except RemoteProtocolError as exc:
-            out.append(m.error(str(exc.code or "08P01"), exc.message))
+            # an error that ends the session is FATAL, as the server's (a bad SCRAM message)
+            out.append(m.error(str(exc.code or "08P01"), exc.message, severity="FATAL"))
             self.phase = "closed"
         except (ValueError, IndexError, UnicodeDecodeError, struct.error) as exc:
             # struct.error: a message shorter than its fields (parse_bind reads by offsets)
-            out.append(m.error("08P01", f"devbox mock: malformed message: {exc}"))
+            bad = f"devbox mock: malformed message: {exc}"
+            out.append(m.error("08P01", bad, severity="FATAL"))
             self.phase = "closed"
         result: list[Output] = [*events]
         if out or self.phase == "closed":
@@ -205,6 +218,8 @@ class PostgresMockConnection:
             self.phase = "closed"
             return
         self.startup = m.parse_startup(body)
+        # libpq's default database is the user's name, as the server's
+        self.scope = self.index.scope(self.startup.get("database") or self.startup.get("user"))
         if self.auth == "cleartext":
             out.append(m.auth(3))
             self.phase = "auth-password"
@@ -233,13 +248,8 @@ class PostgresMockConnection:
 
     def _welcome(self, out: list[bytes]) -> None:
         out.append(m.auth(0))
-        server = dict(m.DEFAULT_SERVER)
-        server.update(self._recorded("server") or {})
-        for name in ("application_name", "client_encoding"):
-            if name in self.startup:
-                server[name] = self.startup[name]
-        server["session_authorization"] = self.startup.get("user", "")
-        for k, v in server.items():
+        # what the server told a recorded connection that started up as this one did
+        for k, v in self.index.parameter_status(self.startup, self.redact).items():
             out.append(m.parameter_status(k, v))
         out.append(m.backend_key(os.getpid() & 0x7FFFFFFF, int.from_bytes(os.urandom(4)) >> 1))
         out.append(m.ready("I"))
@@ -248,7 +258,7 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ simple query
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
-        norm = self.ordinals.key(sql)
+        norm = scoped(self.ordinals.key(sql), self.scope)
         if not norm:
             out.append(m.EMPTY_QUERY)
             out.append(m.ready(self.status))
@@ -288,7 +298,7 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ extended query
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
-        norm = self.ordinals.key(p.sql)
+        norm = scoped(self.ordinals.key(p.sql), self.scope)
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
@@ -345,9 +355,10 @@ class PostgresMockConnection:
         portal = self.portals.get(name)
         declared = self.ordinals.sql.get(name) if portal is None else None
         if declared is not None:  # a DECLAREd cursor: as recorded
-            obj = self.index.cursor_described.get(cursors.anonymous(declared))
+            obj = self.index.cursor_described.get(scoped(cursors.anonymous(declared), self.scope))
             if obj is None:
-                self._miss_describe(_Statement(declared, normalise(declared), ()), (), out, ev)
+                stmt = _Statement(declared, scoped(normalise(declared), self.scope), ())
+                self._miss_describe(stmt, (), out, ev)
                 return
             out.append(self._row_description(obj, None))
             return
@@ -413,7 +424,7 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ answers
 
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
-        if self.status != "E" or norm.split(" ", 1)[0] in TX_ENDS:
+        if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
             return False
         self.failures += 1
         out.append(
@@ -520,7 +531,7 @@ class PostgresMockConnection:
         for i, res in enumerate(results):
             if "error" in res:
                 self._fail(m.fields(b"E", wire_fields(res["error"])), out)
-                self.index.replanned(obj)  # a client prepares again: describe it anew
+                self.index.replanned(obj, self.scope)  # a client prepares again: anew
                 if not extended:
                     self.skipping = False
                 return None

@@ -65,6 +65,30 @@ def stays_open(sql: str, nth: int) -> bool:
     return "to" in words[1:3] or words[-2:] == ["and", "chain"]  # ROLLBACK [WORK] TO
 
 
+# A recording of several databases keys each query by its normalised SQL and the
+# database it ran in: the database goes after a NUL, which no SQL holds (the protocol's
+# strings end at one), so "select 1\x00app" is no other query's key and the SQL before it
+# is whole. One database (or none recorded): keys are the SQL alone, as they always were.
+_SCOPE = "\x00"
+
+
+def scope(database: str) -> str:
+    """The suffix of the keys of queries run in ``database``."""
+    return _SCOPE + database
+
+
+def scoped(norm: str, suffix: str) -> str:
+    """``norm`` in one database's keys (``suffix``: ``scope``'s, or "" for none); an empty
+    query stays empty, as the mock answers it with EmptyQueryResponse wherever it runs."""
+    return norm + suffix if norm else norm
+
+
+def unscoped(key: str) -> tuple[str, str | None]:
+    """(the normalised SQL, its database or None) of a key ``scoped`` made."""
+    norm, sep, database = key.partition(_SCOPE)
+    return norm, (database if sep else None)
+
+
 def first_word(sql: str) -> str:
     norm = normalise(sql)
     return norm.split(" ", 1)[0] if norm else ""

@@ -14,7 +14,10 @@ name, "sql": ..., "params": [{"type": "int4", "format": "binary", "value": 42}],
 
 Matching key: the normalised SQL plus every parameter's value (``types.canonical``), so
 two queries that differ only in a parameter never share an answer. Repeated keys answer
-in recorded order, the last one repeating (nth-call sequences).
+in recorded order, the last one repeating (nth-call sequences). When the recording holds
+connections to more than one database, the SQL in the key carries the database its
+connection started up with (``sql.scoped``): the same query in two databases has two
+answers, each for connections to its own database.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from typing import Any
 
 from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
-from devbox.wire.postgres import cursors, types
-from devbox.wire.postgres.sql import normalise
+from devbox.wire.postgres import cursors, startup, types
+from devbox.wire.postgres.sql import normalise, scope, scoped, unscoped
 from devbox.wire.sequences import Sequences
 
 ERROR_FIELDS: dict[str, str] = {
@@ -155,10 +158,18 @@ class Index:
     parse_steps: dict[str, list[dict[str, Any] | None]] = field(default_factory=dict)
     # Parses that succeeded of SQL that has not failed (yet): where its first error goes
     ok_parses: dict[str, int] = field(default_factory=dict)
-    # (connection, SQL) -> the names of its statements parsed there: executing one again
-    # is no new Parse, so it is no new step
-    parsed: dict[tuple[Any, str], set[str]] = field(default_factory=dict)
+    # (where: file and connection, SQL) -> the names of its statements parsed there:
+    # executing one again is no new Parse, so it is no new step (by connection number
+    # alone, two files' connection 1 were one connection, and a Parse went uncounted)
+    parsed: dict[tuple[Hashable, str], set[str]] = field(default_factory=dict)
     connections: list[dict[str, Any]] = field(default_factory=list)
+    # each of ``connections`` as start-up matching reads it, and a client start-up
+    # (``startup.client_key``) -> the ParameterStatus values it gets (made once)
+    started: list[startup.Recorded] = field(default_factory=list)
+    welcomes: dict[Any, dict[str, str]] = field(default_factory=dict)
+    # where a connection was recorded -> the database it started up with, when the
+    # recording holds more than one (``build``); empty: keys are not scoped by database
+    databases: dict[Hashable, str] = field(default_factory=dict)
     # nth-call counters; ``devbox.mock.workers`` swaps in counters shared by processes
     sequences: Sequences = field(default_factory=Sequences)
     has_placeholders: bool = False
@@ -202,28 +213,31 @@ class Index:
         connection number). A connection's objects come in the order it sent them."""
         if obj.get("type") == "connection":
             self.connections.append(obj)
-            return
-        if obj.get("describe") == "cursor":  # no answer of the DECLARE: no step, no entry
-            self.originals.setdefault(normalise(obj["sql"]), obj["sql"])
-            self.cursor_described.setdefault(cursors.anonymous(obj["sql"]), obj)
+            self.started.append(startup.Recorded.of(obj))
             return
         if where is None:
             where = obj.get("conn", obj.get("connection"))
+        suffix = self.scope(self.databases.get(where))
+        if obj.get("describe") == "cursor":  # no answer of the DECLARE: no step, no entry
+            self.originals.setdefault(scoped(normalise(obj["sql"]), suffix), obj["sql"])
+            self.cursor_described.setdefault(scoped(cursors.anonymous(obj["sql"]), suffix), obj)
+            return
         norm = self.ordinals.setdefault(where, cursors.Ordinals()).key(obj["sql"])
+        norm = scoped(norm, suffix)
         self.originals.setdefault(norm, obj["sql"])
         if obj.get("describe") == "statement":  # its Parse is counted by its Execute's
             self.statement_described.setdefault(norm, obj)
             return
         if obj.get("stage") in ("parse", "describe"):
             if _aborted_answer(obj):  # the mock makes its own 25P02 (at the Bind)
-                self._count_parse(obj, norm)
+                self._count_parse(obj, norm, where)
                 return
             steps = self.parse_steps.setdefault(norm, [None] * self.ok_parses.pop(norm, 0))
             steps.append(obj)
             # a failed Parse leaves no statement: the client parses it again
-            self.parsed.pop((obj.get("conn"), norm), None)
+            self.parsed.pop((where, norm), None)
             return
-        self._count_parse(obj, norm)
+        self._count_parse(obj, norm, where)
         if _aborted_answer(obj):
             # the server's "transaction is aborted": the mock makes its own whenever its
             # transaction has failed, without taking an answer; kept in the sequence, it
@@ -236,14 +250,14 @@ class Index:
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
 
-    def _count_parse(self, obj: Mapping[str, Any], norm: str) -> None:
+    def _count_parse(self, obj: Mapping[str, Any], norm: str, where: Hashable) -> None:
         """Count the Parse an extended query's answer implies: the unnamed statement is
         parsed for each query (psycopg, libpq), a named one once per connection."""
         if obj.get("protocol") != "extended":
             return
         name = str(obj.get("statement") or "")
         if name:
-            names = self.parsed.setdefault((obj.get("conn"), norm), set())
+            names = self.parsed.setdefault((where, norm), set())
             if name in names:
                 return
             names.add(name)
@@ -259,6 +273,27 @@ class Index:
         if steps is None:
             return None
         return steps[self.sequences.take(("parse", norm), len(steps))]
+
+    def scope(self, database: str | None) -> str:
+        """The suffix of the keys of queries run in ``database`` (``sql.scoped``): none
+        unless the recording holds several databases. A database no recorded connection
+        used (or a connection the recording does not say) has its own, which no
+        recorded query has: its queries miss, naming the databases recorded."""
+        if not self.databases:
+            return ""
+        return scope(database if database is not None else "")
+
+    def parameter_status(
+        self, client: Mapping[str, str], redact: Callable[[str, str], str]
+    ) -> dict[str, str]:
+        """The ParameterStatus values a client whose start-up packet was ``client``
+        gets (``devbox.wire.postgres.startup``)."""
+        key = startup.client_key(client, redact)
+        found = self.welcomes.get(key)
+        if found is None:
+            found = startup.parameter_status(self.started, client, key)
+            room(self, self.welcomes)[key] = found
+        return found
 
     def sequence_keys(self) -> list[Hashable]:
         """The keys with more than one recorded answer: the only counters that matter."""
@@ -281,18 +316,20 @@ class Index:
         self.sequences.clear()
         self.described.clear()
 
-    def replanned(self, failed: dict[str, Any]) -> None:
+    def replanned(self, failed: dict[str, Any], suffix: str = "") -> None:
         """After ``failed``, the server's refusal of a plan whose columns changed (a
         migration between two runs of a prepared query), a client prepares the query
-        again: describe it by the first later run that has columns, not the first run."""
+        again: describe it by the first later run that has columns, not the first run.
+        ``suffix``: the asking connection's ``scope``."""
         error = (failed.get("results") or [{}])[0].get("error") or {}
         if error.get("sqlstate") != "0A000" or "result type" not in str(error.get("message")):
             return
-        same = self.by_sql.get(normalise(failed["sql"])) or []
+        norm = scoped(normalise(failed["sql"]), suffix)
+        same = self.by_sql.get(norm) or []
         later = same[next((i for i, o in enumerate(same) if o is failed), len(same)) :]
         found = next((o for o in later if _columns(o) is not None), None)
         if found is not None:
-            self.described[normalise(failed["sql"])] = found
+            self.described[norm] = found
 
     def take(self, key: Key) -> dict[str, Any] | None:
         found = self.entries.get(key)
@@ -345,6 +382,15 @@ class Index:
                 i = next(i for i, (a, b) in enumerate(zip(rec, params, strict=True)) if a != b)
                 why = f"${i + 1} = {_show(params[i])} here, recorded {_show(rec[i])}"
             return f"same query recorded with other parameter values: {why}", best["sql"]
+        bare, database = unscoped(norm)
+        if database is not None:
+            elsewhere = sorted(
+                {db for db in self.databases.values() if scoped(bare, scope(db)) in self.by_sql}
+            )
+            if elsewhere:
+                named = ", ".join(repr(db) for db in elsewhere)
+                why = f"recorded in database {named}, not in {database!r} (this connection's)"
+                return why, self.originals[scoped(bare, scope(elsewhere[0]))]
         keys = list(self.originals)[:2000]
         close = difflib.get_close_matches(norm, keys, n=1, cutoff=0.4)
         if close:
@@ -395,6 +441,16 @@ def _notification(filename: str, line: int, obj: Mapping[str, Any]) -> tuple[flo
 
 def build(stored: Sequence[tuple[str, int, Mapping[str, Any]]]) -> Index:
     index = Index()
+    # first the databases: a connection's queries are keyed by its database only when
+    # the recording holds more than one (a connection object comes before its queries,
+    # but whether another database follows is known only at the end)
+    databases: dict[Hashable, str] = {
+        (filename, obj.get("conn", obj.get("connection"))): str(obj["database"])
+        for filename, _line, obj in stored
+        if obj.get("type") == "connection" and isinstance(obj.get("database"), str)
+    }
+    if len(set(databases.values())) > 1:
+        index.databases = databases
     queries: dict[tuple[str, Any, Any], dict[str, Any]] = {}
     notes: list[tuple[tuple[str, Any, Any], tuple[float, bytes]]] = []
     for filename, line, obj in stored:
