@@ -117,6 +117,10 @@ class RedisIndex:
         # and arguments (upper-cased name): the mock connections' shared memo
         self.requests: dict[tuple[int, bytes], tuple[Key, tuple[bytes, ...]]] = {}
         self.server_version = "7.0.0"
+        # (database, command, arguments) the server refused inside MULTI -> its error
+        self.refused_in_multi: dict[Key, Value] = {}
+        # SELECT arguments the server refused (a database it does not have) -> its error
+        self.refused_select: dict[bytes, Value] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.table.values())
@@ -219,12 +223,15 @@ def _add(
             entry.pushes.append((max(0.0, at_ms - t_ms) / 1000.0, message))
             last[conn] = (entry, at_ms)
         return
-    if obj.get("queued") or obj.get("incomplete"):
+    if obj.get("incomplete"):
         return
     args = command_args(dict(obj))
     db = obj.get("db", 0)
     if isinstance(db, bool) or not isinstance(db, int) or db < 0:
         raise StoreError("expected a database number", "db")
+    if obj.get("queued"):
+        _queued(index, db, args, obj.get("reply"))
+        return
     if "replies" in obj:
         replies = obj["replies"]
         if not isinstance(replies, list) or not replies:
@@ -254,14 +261,28 @@ def _add(
     entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
     if is_blocking(args):
         entry.delay_s = latency_s
-    if args[0] == b"HELLO" and reply[0] == "map":
-        for k, v in reply[1]:  # answer HELLO with the recorded server's version
-            if k[1] == b"version" and v[0] in ("bulk", "simple"):
-                index.server_version = v[1].decode("utf-8", "replace")
+    _answered_locally(index, args, reply)
     if args[0] in _SUBSCRIPTION:
         entry.subscribed = _subscriptions_left(reply)
     index.add(key, entry)
     last[conn] = (entry, at_ms + latency_s * 1000.0)
+
+
+def _queued(index: RedisIndex, db: int, args: list[bytes], reply: Any) -> None:
+    """A command queued inside MULTI: only a refusal (unknown command, wrong arity) is
+    kept. The client got that error, not QUEUED, and its EXEC was aborted."""
+    if isinstance(reply, dict) and reply.get("type") == "error":
+        index.refused_in_multi[match_key(db, args)] = reply_from_json(reply, "reply")
+
+
+def _answered_locally(index: RedisIndex, args: list[bytes], reply: Value) -> None:
+    """What the mock needs from commands it answers itself."""
+    if args[0] == b"HELLO" and reply[0] == "map":
+        for k, v in reply[1]:  # answer HELLO with the recorded server's version
+            if k[1] == b"version" and v[0] in ("bulk", "simple"):
+                index.server_version = v[1].decode("utf-8", "replace")
+    if args[0] == b"SELECT" and len(args) == 2 and reply[0] == "error":
+        index.refused_select[args[1]] = reply  # a database the server does not have
 
 
 def _bad_tx(i: int) -> list[bytes]:

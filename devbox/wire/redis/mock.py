@@ -16,6 +16,7 @@ the order the commands came in.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -175,7 +176,14 @@ class RedisMockConnection:
     def upstream_data(self, data: bytes) -> list[Output]:
         if self._up_parser is None:
             self._up_parser = ReplyParser()
-        for value in self._up_parser.feed(data):
+        try:
+            values = self._up_parser.feed(data)
+        except RemoteProtocolError as exc:
+            # a reply this mock cannot re-encode (nested too deeply): the client is told
+            # so and the connection ends, rather than waiting forever for it
+            text = f"DEVBOXMISS the real server's reply cannot be passed on: {exc}"
+            return [Reply(error(text), close=True)]
+        for value in values:
             if not self._waiting:
                 break  # the server pushed something we did not ask for: not ours to pass on
             waiting = self._waiting.popleft()
@@ -215,8 +223,9 @@ class RedisMockConnection:
         name = args[0].upper()
         args[0] = name
         if self.multi is not None and name not in _TX_CONTROL:
-            self.multi.append(args)
-            self._emit(_QUEUED, out, buf)
+            self.multi.append(args)  # as the recorder kept it: the EXEC matches on it
+            refused = self.index.refused_in_multi.get(match_key(self.db, self._redacted(args)))
+            self._emit(_QUEUED if refused is None else serialize(refused, self.proto), out, buf)
             return
         local = self._local.get(name)
         if local is not None:
@@ -368,13 +377,18 @@ class RedisMockConnection:
                 return b"-NOPROTO unsupported protocol version\r\n"
             self.proto = proto
         i = 2
+        name = self.name
         while i < len(args):
             opt = args[i].upper()
             if opt == b"SETNAME" and i + 1 < len(args):
-                self.name = args[i + 1]
+                name = args[i + 1]
                 i += 2
-            else:
-                i += 3 if opt == b"AUTH" else 1
+            elif opt == b"AUTH" and i + 2 < len(args):
+                i += 3
+            else:  # what redis-server answers, and then it changes nothing
+                option = args[i].decode("utf-8", "replace")
+                return error(f"ERR Syntax error in HELLO option '{option}'")
+        self.name = name
         info: Value = (
             "map",
             [
@@ -390,10 +404,14 @@ class RedisMockConnection:
         return serialize(info, self.proto)
 
     def _select(self, args: list[bytes]) -> bytes:
-        try:
-            db = int(args[1]) if len(args) == 2 else -1
-        except ValueError:
-            db = -1
+        if len(args) != 2:
+            return _arity(b"select")
+        if not _INTEGER.fullmatch(args[1]):
+            return b"-ERR value is not an integer or out of range\r\n"
+        refused = self.index.refused_select.get(args[1])
+        if refused is not None:  # the recorded server has no such database
+            return serialize(refused, self.proto)
+        db = int(args[1])
         if not 0 <= db < 1 << 16:
             return b"-ERR DB index is out of range\r\n"
         self.db = db
@@ -401,8 +419,14 @@ class RedisMockConnection:
 
     def _client(self, args: list[bytes]) -> bytes:
         sub = args[1].upper()
-        if sub == b"SETNAME" and len(args) == 3:
-            self.name = args[2]
+        if sub == b"SETNAME":
+            if len(args) != 3:
+                return _arity(b"client|setname")
+            if any(c < 33 or c > 126 for c in args[2]):
+                return (
+                    b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+                )
+            self.name = args[2] or None
             return _OK
         if sub == b"GETNAME":
             return serialize(("bulk", self.name) if self.name else ("null", "bulk"), self.proto)
@@ -429,6 +453,8 @@ class RedisMockConnection:
         return _OK  # NO-EVICT, NO-TOUCH, REPLY ON: settings a mock has no use for
 
     def _ping(self, args: list[bytes]) -> bytes:
+        if len(args) > 2:
+            return _arity(b"ping")
         msg = args[1] if len(args) > 1 else b""
         if self.subscribed and self.proto == 2:
             return serialize(("array", [("bulk", b"pong"), ("bulk", msg)]), 2)
@@ -461,6 +487,16 @@ class RedisMockConnection:
             return b"-ERR DISCARD without MULTI\r\n"
         self.multi = None
         return _OK
+
+
+_INTEGER = re.compile(rb"-?(0|[1-9][0-9]{0,18})")  # what redis-server reads as a number
+
+
+_BAD_NAME = b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n"
+
+
+def _arity(command: bytes) -> bytes:
+    return b"-ERR wrong number of arguments for '%s' command\r\n" % command
 
 
 # set-up a client library sends on every new connection (redis-py 7+ sends

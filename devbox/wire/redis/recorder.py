@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from devbox.wire.contract import Relay
+from devbox.wire.contract import Relay, RemoteProtocolError
 from devbox.wire.redis.resp import CommandParser, ReplyParser, Value
 from devbox.wire.redis.store import command_object, reply_to_json
 
@@ -52,6 +52,7 @@ class RedisRecorder:
         self._pending: deque[_Pending] = deque()
         self._stored: list[dict[str, Any]] = []
         self._seq = 0
+        self._blind = False  # True once a byte stream could not be parsed
         self.db = 0
         self.proto = 2
         self._multi: list[list[bytes]] | None = None
@@ -65,10 +66,25 @@ class RedisRecorder:
         return round((t - self._t0) * 1000.0, 3)
 
     def from_client(self, data: bytes) -> Relay:
-        now = self._clock()
-        for args in self._commands.feed(data):
-            self._command(args, now)
+        if not self._blind:
+            now = self._clock()
+            try:
+                commands = self._commands.feed(data)
+            except RemoteProtocolError:
+                # not Redis: the real server answers it (with its protocol error), the
+                # client's session goes on as if there were no relay
+                commands = self._go_blind()
+            for args in commands:
+                self._command(args, now)
         return Relay(to_upstream=data)
+
+    def _go_blind(self) -> list[Any]:
+        """Stop recording this connection and pass its bytes on untouched: what was read
+        cannot be paired any more. The commands still waiting are stored as incomplete."""
+        self._blind = True
+        while self._pending:
+            self._store(self._pending.popleft(), None)
+        return []
 
     def _command(self, args: list[bytes], now: float) -> None:
         name = args[0].upper()
@@ -98,13 +114,22 @@ class RedisRecorder:
                 p.expect = max(1, len(args) - 1)
                 current |= names
             else:
-                p.expect = max(1, len(names) if names else len(current))
+                # one reply per argument, repeated ones too; without any, per subscription
+                p.expect = max(1, len(args) - 1 if names else len(current))
                 current -= names if names else set(current)
         self._pending.append(p)
 
     def from_upstream(self, data: bytes) -> Relay:
+        if self._blind:
+            return Relay(to_client=data)
         now = self._clock()
-        for value in self._replies.feed(data):
+        try:
+            values = self._replies.feed(data)
+        except RemoteProtocolError:
+            # a reply this recorder cannot store (nested deeper than a recording can
+            # hold): the client still gets it, byte for byte
+            values = self._go_blind()
+        for value in values:
             if self._is_message(value):
                 self._seq += 1
                 self._stored.append(
@@ -117,12 +142,29 @@ class RedisRecorder:
             p.replies.append(value)
             if len(p.replies) >= p.expect:
                 self._pending.popleft()
+                if value[0] == "error" and not p.queued and p.args[0].upper() == b"SELECT":
+                    self._select_refused(p)
                 self._store(p, now)
         return Relay(to_client=data)
 
+    def _select_refused(self, p: _Pending) -> None:
+        """The server refused a ``SELECT`` (``DB index is out of range``): the connection
+        stayed in its database, and so did the commands sent after it."""
+        if not p.args[1:2] or not p.args[1].isdigit():
+            return  # it never changed the tracked database
+        bad, good = int(p.args[1]), p.db
+        for q in self._pending:
+            if q.db == bad:
+                q.db = good
+            if q.args[0].upper() == b"SELECT":
+                return  # the database from here on is that command's doing
+        self.db = good
+
     def _is_message(self, value: Value) -> bool:
         tag, items = value
-        if tag == "push" or (tag == "array" and any(self._subs.values())):
+        # a RESP3 connection's messages are pushes: an array is a reply (an LRANGE whose
+        # first item happens to be "message"), even while subscribed
+        if tag == "push" or (tag == "array" and self.proto == 2 and any(self._subs.values())):
             return bool(items) and items[0][0] == "bulk" and items[0][1].lower() in _MESSAGES
         return False
 

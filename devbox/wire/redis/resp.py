@@ -38,13 +38,12 @@ Value = tuple[str, Any]
 MAX_ARGS = 1024 * 1024
 MAX_BULK = 512 * 1024 * 1024
 MAX_INLINE = 64 * 1024
-MAX_DEPTH = 64
+MAX_ITEMS = 1 << 32  # a server's reply: LRANGE of a list that long is legal
+# a stored reply nests two JSON levels per aggregate and a recording is read with at
+# most 400 (``devbox.core.recording``); redis-server's Lua returns up to ~1000
+MAX_DEPTH = 128
 
 OK: Value = ("simple", b"OK")
-
-
-class _Incomplete(Exception):
-    """More bytes are needed (internal to the reply parser)."""
 
 
 # ---------------------------------------------------------------- client commands
@@ -110,24 +109,67 @@ def split_inline(line: bytes) -> list[bytes]:
         out.append(bytes(word))
 
 
-class CommandParser:
-    """Client -> server: arrays of bulk strings (what client libraries send) and inline
-    commands (what ``telnet`` or ``nc`` users type)."""
+class _Held:
+    """Bytes that arrived after an incomplete message, and how many are needed before
+    parsing again is worth it: a 100 MB argument arriving in 64 KB reads is joined once,
+    not copied and re-parsed on every read (which cost seconds, quadratically)."""
+
+    __slots__ = ("have", "need", "parts")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self.parts: list[bytes] = []
+        self.have = 0
+        self.need = 0
+
+    def add(self, data: bytes) -> bytes | None:
+        """``data`` appended; everything held, once there is enough to parse, else None."""
+        self.parts.append(data)
+        self.have += len(data)
+        if self.have < self.need:
+            return None
+        joined = b"".join(self.parts)
+        self.parts, self.have, self.need = [], 0, 0
+        return joined
+
+    def keep(self, rest: bytes, need: int) -> None:
+        """Hold ``rest`` until ``need`` bytes (at least one more) are there."""
+        self.parts, self.have = [rest], len(rest)
+        self.need = max(need, self.have + 1)
+
+
+class CommandParser:
+    """Client -> server: arrays of bulk strings (what client libraries send) and inline
+    commands (what ``telnet`` or ``nc`` users type).
+
+    A command cut by the end of a read is resumed where it stopped (the arguments read so
+    far are kept), so a huge argument or a command with a million arguments costs time
+    linear in its size."""
+
+    def __init__(self) -> None:
+        self._held = _Held()
+        self._args: list[bytes] | None = None  # the array command being read, if cut
+        self._left = 0  # its arguments still to come
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return self._held.have + (self._args is not None)
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Every complete command in ``data`` (plus what was buffered), in order. Raises
         ``RemoteProtocolError`` (its ``code`` is the error line redis-server sends)."""
-        if self._buf:
-            data = self._buf + data
+        if self._held.parts:
+            joined = self._held.add(data)
+            if joined is None:
+                return []
+            data = joined
         out: list[list[bytes]] = []
         pos, n = 0, len(data)
+        if self._args is not None:
+            args, self._args = self._args, None
+            pos = self._bulks(data, 0, args, self._left)
+            if pos < 0:
+                return out
+            out.append(args)
         find = data.find
         while pos < n:
             if data[pos] == 42:  # '*': the hot path, kept flat
@@ -142,36 +184,10 @@ class CommandParser:
                     raise _protocol_error("invalid multibulk length") from None
                 if count > MAX_ARGS:
                     raise _protocol_error("invalid multibulk length")
-                p = e + 2
-                args: list[bytes] = []
-                complete = True
-                for _ in range(count):
-                    if p >= n:
-                        complete = False
-                        break
-                    if data[p] != 36:  # '$'
-                        raise _protocol_error(f"expected '$', got '{chr(data[p])}'")
-                    e = find(b"\r\n", p)
-                    if e < 0:
-                        if n - p > 32:
-                            raise _protocol_error("invalid bulk length")
-                        complete = False
-                        break
-                    try:
-                        size = int(data[p + 1 : e])
-                    except ValueError:
-                        raise _protocol_error("invalid bulk length") from None
-                    if not 0 <= size <= MAX_BULK:
-                        raise _protocol_error("invalid bulk length")
-                    s = e + 2
-                    if s + size + 2 > n:
-                        complete = False
-                        break
-                    args.append(data[s : s + size])
-                    p = s + size + 2
-                if not complete:
-                    break
-                pos = p
+                args = []
+                pos = self._bulks(data, e + 2, args, count)
+                if pos < 0:
+                    return out
                 if args:
                     out.append(args)
             else:
@@ -184,8 +200,41 @@ class CommandParser:
                 pos = e + 1
                 if words:
                     out.append(words)
-        self._buf = data[pos:] if pos < n else b""
+        if pos < n:
+            self._held.keep(data[pos:], 0)
         return out
+
+    def _bulks(self, data: bytes, p: int, args: list[bytes], count: int) -> int:
+        """Reads ``count`` bulk strings at ``p`` into ``args``: the position after them,
+        or -1 when the data ends first (what is left is then held for the next read)."""
+        n = len(data)
+        find = data.find
+        for i in range(count):
+            need = 0
+            if p < n:
+                if data[p] != 36:  # '$'
+                    raise _protocol_error(f"expected '$', got '{chr(data[p])}'")
+                e = find(b"\r\n", p)
+                if e < 0:
+                    if n - p > 32:
+                        raise _protocol_error("invalid bulk length")
+                else:
+                    try:
+                        size = int(data[p + 1 : e])
+                    except ValueError:
+                        raise _protocol_error("invalid bulk length") from None
+                    if not 0 <= size <= MAX_BULK:
+                        raise _protocol_error("invalid bulk length")
+                    s = e + 2
+                    if s + size + 2 <= n:
+                        args.append(data[s : s + size])
+                        p = s + size + 2
+                        continue
+                    need = s + size + 2 - p
+            self._args, self._left = args, count - i
+            self._held.keep(data[p:], need)
+            return -1
+        return p
 
 
 def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -198,34 +247,96 @@ def encode_command(args: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 # ---------------------------------------------------------------- replies
 
+_AGGREGATES = {42: "array", 126: "set", 62: "push", 37: "map", 124: "attribute"}
+
 
 class ReplyParser:
-    """Server -> client: every RESP2 and RESP3 type."""
+    """Server -> client: every RESP2 and RESP3 type.
+
+    Iterative and resumable: an aggregate cut by the end of a read keeps the items read
+    so far, so a ten-million-item ``LRANGE`` or a 500 MB bulk costs time linear in its
+    size. Nesting deeper than ``MAX_DEPTH`` raises ``RemoteProtocolError``: a reply is
+    stored as JSON, two levels per aggregate, and a recording must stay readable."""
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._held = _Held()
+        # open aggregates, outermost first: [tag, items still to come, items so far]
+        self._stack: list[list[Any]] = []
 
     def feed(self, data: bytes) -> list[Value]:
-        data = self._buf + data if self._buf else data
+        if self._held.parts:
+            joined = self._held.add(data)
+            if joined is None:
+                return []
+            data = joined
         out: list[Value] = []
-        pos = 0
-        while pos < len(data):
-            try:
-                value, pos = parse_value(data, pos)
-            except _Incomplete:
+        stack = self._stack
+        pos, n = 0, len(data)
+        need = 0
+        while pos < n:
+            t = data[pos]
+            e = data.find(b"\r\n", pos + 1)
+            if e < 0:
+                if n - pos > MAX_INLINE:
+                    raise RemoteProtocolError("RESP: line too long")
                 break
-            out.append(value)
-        self._buf = data[pos:]
+            line, p = data[pos + 1 : e], e + 2
+            value: Value | None = None
+            if t == 43:  # +
+                value = ("simple", line)
+            elif t == 45:  # -
+                value = ("error", line)
+            elif t == 58:  # :
+                value = ("integer", _int(line))
+            elif t in (36, 33, 61):  # $ ! =
+                size = _int(line)
+                if size == -1 and t == 36:
+                    value = ("null", "bulk")
+                else:
+                    if not 0 <= size <= MAX_BULK:
+                        raise RemoteProtocolError(f"RESP: invalid length {size}")
+                    if p + size + 2 > n:
+                        need = p + size + 2 - pos
+                        break
+                    value = _blob_value(t, data[p : p + size])
+                    p += size + 2
+            elif t in (40, 44, 35, 95):  # ( , # _
+                value = _line_value(t, line)
+            elif t in _AGGREGATES:
+                count = _int(line)
+                tag = _AGGREGATES[t]
+                if count == -1 and t == 42:
+                    value = ("null", "array")
+                elif not 0 <= count <= MAX_ITEMS:
+                    raise RemoteProtocolError(f"RESP: invalid aggregate length {count}")
+                else:
+                    # a map's pairs are read as 2n items; an attribute is followed by the
+                    # value it annotates
+                    left = count * (2 if t in (37, 124) else 1) + (t == 124)
+                    if left:
+                        if len(stack) >= MAX_DEPTH:
+                            raise RemoteProtocolError("RESP: nested too deeply")
+                        stack.append([tag, left, []])
+                    else:
+                        value = (tag, [])
+            else:
+                raise RemoteProtocolError(f"RESP: unknown type byte {chr(t)!r}")
+            pos = p
+            if value is None:
+                continue
+            while stack:  # the value completes its parents, innermost first
+                top = stack[-1]
+                top[2].append(value)
+                top[1] -= 1
+                if top[1]:
+                    break
+                stack.pop()
+                value = _aggregate(top[0], top[2])
+            else:
+                out.append(value)
+        if pos < n:
+            self._held.keep(data[pos:], need)
         return out
-
-
-def _line(data: bytes, pos: int) -> tuple[bytes, int]:
-    e = data.find(b"\r\n", pos)
-    if e < 0:
-        if len(data) - pos > MAX_INLINE:
-            raise RemoteProtocolError("RESP: line too long")
-        raise _Incomplete
-    return data[pos:e], e + 2
 
 
 def _int(text: bytes) -> int:
@@ -235,77 +346,36 @@ def _int(text: bytes) -> int:
         raise RemoteProtocolError(f"RESP: not an integer: {text[:40]!r}") from None
 
 
-def _blob(data: bytes, pos: int, size: int) -> tuple[bytes, int]:
-    if not 0 <= size <= MAX_BULK:
-        raise RemoteProtocolError(f"RESP: invalid length {size}")
-    end = pos + size
-    if end + 2 > len(data):
-        raise _Incomplete
-    return data[pos:end], end + 2
+def _blob_value(t: int, blob: bytes) -> Value:
+    if t == 36:
+        return ("bulk", blob)
+    if t == 33:
+        return ("blob_error", blob)
+    fmt, sep, text = blob.partition(b":")
+    if not sep or len(fmt) != 3:
+        raise RemoteProtocolError("RESP: verbatim string without a 3-byte format")
+    return ("verbatim", (fmt, text))
 
 
-def parse_value(data: bytes, pos: int, depth: int = 0) -> tuple[Value, int]:
-    """One typed value at ``pos``; raises ``_Incomplete`` when more bytes are needed."""
-    if depth > MAX_DEPTH:
-        raise RemoteProtocolError("RESP: nested too deeply")
-    if pos >= len(data):
-        raise _Incomplete
-    t = data[pos]
-    line, p = _line(data, pos + 1)
-    if t == 43:  # +
-        return ("simple", line), p
-    if t == 45:  # -
-        return ("error", line), p
-    if t == 58:  # :
-        return ("integer", _int(line)), p
-    if t in (36, 33, 61, 40, 44, 35, 95):  # $ ! = ( , # _
-        if t == 40:
-            return ("bignum", line), p
-        if t == 44:
-            return ("double", line), p
-        if t == 35:
-            if line not in (b"t", b"f"):
-                raise RemoteProtocolError(f"RESP: invalid boolean {line!r}")
-            return ("boolean", line == b"t"), p
-        if t == 95:
-            return ("null", ""), p
-        size = _int(line)
-        if size == -1 and t == 36:
-            return ("null", "bulk"), p
-        blob, p = _blob(data, p, size)
-        if t == 36:
-            return ("bulk", blob), p
-        if t == 33:
-            return ("blob_error", blob), p
-        fmt, sep, text = blob.partition(b":")
-        if not sep or len(fmt) != 3:
-            raise RemoteProtocolError("RESP: verbatim string without a 3-byte format")
-        return ("verbatim", (fmt, text)), p
-    if t in (42, 126, 62):  # * ~ >
-        count = _int(line)
-        if count == -1 and t == 42:
-            return ("null", "array"), p
-        if not 0 <= count <= MAX_ARGS:
-            raise RemoteProtocolError(f"RESP: invalid aggregate length {count}")
-        items = []
-        for _ in range(count):
-            item, p = parse_value(data, p, depth + 1)
-            items.append(item)
-        return ({42: "array", 126: "set", 62: "push"}[t], items), p
-    if t in (37, 124):  # % |
-        count = _int(line)
-        if not 0 <= count <= MAX_ARGS:
-            raise RemoteProtocolError(f"RESP: invalid map length {count}")
-        pairs = []
-        for _ in range(count):
-            k, p = parse_value(data, p, depth + 1)
-            v, p = parse_value(data, p, depth + 1)
-            pairs.append((k, v))
-        if t == 37:
-            return ("map", pairs), p
-        inner, p = parse_value(data, p, depth + 1)
-        return ("attribute", (pairs, inner)), p
-    raise RemoteProtocolError(f"RESP: unknown type byte {chr(t)!r}")
+def _line_value(t: int, line: bytes) -> Value:
+    if t == 40:
+        return ("bignum", line)
+    if t == 44:
+        return ("double", line)
+    if t == 35:
+        if line not in (b"t", b"f"):
+            raise RemoteProtocolError(f"RESP: invalid boolean {line!r}")
+        return ("boolean", line == b"t")
+    return ("null", "")
+
+
+def _aggregate(tag: str, items: list[Value]) -> Value:
+    if tag == "map":
+        return (tag, list(zip(items[::2], items[1::2], strict=True)))
+    if tag == "attribute":
+        body = items[:-1]
+        return (tag, (list(zip(body[::2], body[1::2], strict=True)), items[-1]))
+    return (tag, items)
 
 
 def serialize(value: Value, proto: int = 2) -> bytes:
