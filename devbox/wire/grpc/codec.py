@@ -35,7 +35,7 @@ STATUS_NAMES = (
     "DATA_LOSS",
     "UNAUTHENTICATED",
 )
-OK, NOT_FOUND, UNIMPLEMENTED, INTERNAL = 0, 5, 12, 13
+OK, NOT_FOUND, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 5, 8, 12, 13
 
 # headers of the transport, not the call's metadata: not stored, set by the mock itself
 TRANSPORT_HEADERS = frozenset(
@@ -72,12 +72,28 @@ def split_messages(buffer: bytes) -> tuple[list[tuple[bool, bytes]], bytes]:
         if flag > 1:
             raise RemoteProtocolError(f"bad gRPC message flag {flag}", code=INTERNAL)
         if length > MAX_MESSAGE:
-            raise RemoteProtocolError(f"gRPC message of {length} bytes", code=8)
+            raise RemoteProtocolError(
+                f"received message larger than max ({length} vs. {MAX_MESSAGE})",
+                code=RESOURCE_EXHAUSTED,
+            )
         if n - pos - 5 < length:
             break
         out.append((bool(flag), buffer[pos + 5 : pos + 5 + length]))
         pos += 5 + length
     return out, buffer[pos:]
+
+
+def scan_messages(buffer: bytes | bytearray, pos: int) -> tuple[int, int | None]:
+    """Past the complete messages of ``buffer`` from ``pos``: (where the first unfinished
+    one starts, its announced length when its prefix is there). Copies nothing, so a
+    body can be followed as it grows."""
+    n = len(buffer)
+    while n - pos >= 5:
+        length = int.from_bytes(buffer[pos + 1 : pos + 5], "big")
+        if n - pos - 5 < length:
+            return pos, length
+        pos += 5 + length
+    return pos, None
 
 
 def frame(payload: bytes, compressed: bool = False) -> bytes:
@@ -133,6 +149,21 @@ def message_bytes(value: Any, where: str, encode: Encoder | None = None) -> byte
     return frame(payload, compressed)
 
 
+def text_value(key: str, value: str) -> str:
+    """A metadata value as stored and sent: a ``-bin`` value in grpc-core's "true binary"
+    form (a 0 byte, then the raw bytes; used only between peers that both advertise it,
+    as a grpcio client and server do through the relay) becomes the base64 every gRPC
+    peer accepts, so it is readable JSON and the mock, which advertises no such thing,
+    may send it. Any other byte that is not UTF-8 (a value read with
+    ``surrogateescape``) cannot go into a header the mock sends: replaced."""
+    if key.endswith("-bin") and value.startswith("\x00"):
+        raw = value[1:].encode("utf-8", "surrogateescape")
+        return base64.b64encode(raw).decode("ascii")
+    if not value.isascii():
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
 def metadata(headers: list[tuple[str, str]]) -> dict[str, Any]:
     """The call's own metadata: no pseudo-headers, no transport headers; a key sent more
     than once keeps every value (a list)."""
@@ -140,6 +171,7 @@ def metadata(headers: list[tuple[str, str]]) -> dict[str, Any]:
     for k, v in headers:
         if k.startswith(":") or k in TRANSPORT_HEADERS:
             continue
+        v = text_value(k, v)
         if k in out:
             prev = out[k]
             out[k] = [*prev, v] if isinstance(prev, list) else [prev, v]
@@ -154,7 +186,7 @@ def trailer_metadata(trailers: list[tuple[str, str]]) -> dict[str, Any]:
     rest = metadata(trailers)
     details = dict(trailers).get("grpc-status-details-bin")
     if details is not None:
-        rest["grpc-status-details-bin"] = details
+        rest["grpc-status-details-bin"] = text_value("grpc-status-details-bin", details)
     return rest
 
 
@@ -174,8 +206,10 @@ def metadata_headers(meta: Any) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     for k, v in meta.items():
+        key = str(k).lower()
         for item in v if isinstance(v, list) else [v]:
-            out.append((str(k).lower(), str(item)))
+            # recordings made before ``text_value`` may hold true-binary values
+            out.append((key, text_value(key, str(item))))
     return out
 
 

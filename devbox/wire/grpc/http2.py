@@ -23,6 +23,7 @@ import h2.settings
 import hpack
 
 from devbox.wire.contract import RemoteProtocolError
+from devbox.wire.grpc import codec
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -153,9 +154,51 @@ def _unpad(payload: bytes, flags: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """A stream the client ended; or, with ``refused``, one it is still sending that is
+    answered now with that explanation (RESOURCE_EXHAUSTED: too much to buffer)."""
+
     stream_id: int
     headers: Headers
     body: bytes
+    refused: str | None = None
+
+
+# what the mock buffers of one connection's unanswered requests: beyond it, the stream
+# that would add more is refused (a client sending without end must not eat the memory)
+MAX_BUFFERED = 4 * codec.MAX_MESSAGE
+FRAME_SIZE_ERROR = 0x6
+
+
+class _FrameLimit:
+    """The client's frame headers, followed without parsing the frames: h2 checks a
+    frame's length only once the whole frame has arrived, so a client announcing a
+    16 MiB frame would be buffered, unanswered, until it sent that much."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.skip = len(PREFACE)  # bytes still to pass over: the preface, then a payload
+        self.head = bytearray()
+
+    def oversized(self, data: bytes) -> int | None:
+        """The length of a frame over the limit that ``data`` announces, if any."""
+        pos, n = 0, len(data)
+        while pos < n:  # every turn consumes a payload, or the bytes of a header
+            if self.skip:
+                taken = min(self.skip, n - pos)
+                self.skip -= taken
+                pos += taken
+                continue
+            taken = min(9 - len(self.head), n - pos)
+            self.head += data[pos : pos + taken]
+            pos += taken
+            if len(self.head) < 9:
+                break
+            length = int.from_bytes(self.head[:3], "big")
+            self.head.clear()
+            if length > self.limit:
+                return length
+            self.skip = length
+        return None
 
 
 @dataclass(slots=True)
@@ -176,7 +219,9 @@ class ServerConnection:
         # mock's own headers are made once from stored objects, a client's only matched
         config = h2.config.H2Configuration(
             client_side=False,
-            header_encoding="utf-8",
+            # bytes: h2 would raise UnicodeDecodeError on a header that is not UTF-8
+            # (a hostile client's), out of ``receive_data``; ``_s`` decodes them
+            header_encoding=None,
             validate_inbound_headers=False,
             normalize_inbound_headers=False,
             validate_outbound_headers=False,
@@ -195,10 +240,18 @@ class ServerConnection:
         self._h2.increment_flow_control_window((1 << 24) - 65535)
         self._heads: dict[int, Headers] = {}
         self._bodies: dict[int, bytearray] = {}
+        self._scanned: dict[int, int] = {}  # where a body's first unfinished message starts
+        self._buffered = 0  # bytes in ``_bodies``
         self._pending: dict[int, _Pending] = {}
+        self._frames = _FrameLimit(self._h2.local_settings.max_frame_size)
         self.closed = False
 
     def receive(self, data: bytes) -> list[Request]:
+        too_long = self._frames.oversized(data)
+        if too_long is not None:
+            self.closed = True
+            self._h2.close_connection(FRAME_SIZE_ERROR)
+            raise RemoteProtocolError(f"HTTP/2: a frame of {too_long} bytes")
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -209,21 +262,17 @@ class ServerConnection:
             if isinstance(ev, h2.events.RequestReceived):
                 self._heads[ev.stream_id] = [(_s(k), _s(v)) for k, v in ev.headers or ()]
                 self._bodies[ev.stream_id] = bytearray()
+                self._scanned[ev.stream_id] = 0
                 if ev.stream_ended is not None:
                     out.append(self._complete(ev.stream_id))
             elif isinstance(ev, h2.events.DataReceived):
-                if ev.stream_id in self._bodies and ev.data:
-                    self._bodies[ev.stream_id] += ev.data
-                if ev.flow_controlled_length:
-                    self._h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                if ev.stream_ended is not None:
-                    out.append(self._complete(ev.stream_id))
+                self._data(ev, out)
             elif isinstance(ev, h2.events.StreamEnded):
                 if ev.stream_id in self._heads:
                     out.append(self._complete(ev.stream_id))
             elif isinstance(ev, h2.events.StreamReset):
                 self._heads.pop(ev.stream_id, None)
-                self._bodies.pop(ev.stream_id, None)
+                self._drop_body(ev.stream_id)
                 self._pending.pop(ev.stream_id, None)
             elif isinstance(ev, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
                 if self._pending:
@@ -232,9 +281,43 @@ class ServerConnection:
                 self.closed = True
         return out
 
+    def _data(self, ev: h2.events.DataReceived, out: list[Request]) -> None:
+        if ev.stream_id in self._bodies and ev.data:
+            self._bodies[ev.stream_id] += ev.data
+            self._buffered += len(ev.data)
+            refused = self._over_limit(ev.stream_id)
+            if refused is not None:
+                out.append(refused)
+        if ev.flow_controlled_length:
+            self._h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        if ev.stream_ended is not None and ev.stream_id in self._heads:
+            out.append(self._complete(ev.stream_id))
+
     def _complete(self, stream_id: int) -> Request:
         head = self._heads.pop(stream_id, [])
-        return Request(stream_id, head, bytes(self._bodies.pop(stream_id, b"")))
+        return Request(stream_id, head, bytes(self._drop_body(stream_id)))
+
+    def _drop_body(self, stream_id: int) -> bytearray:
+        self._scanned.pop(stream_id, None)
+        body = self._bodies.pop(stream_id, bytearray())
+        self._buffered -= len(body)
+        return body
+
+    def _over_limit(self, stream_id: int) -> Request | None:
+        """The stream refused when its next message announces more than gRPC servers
+        take (they answer at once, without waiting for it), or when the connection
+        holds too much already; its body is dropped, and what it still sends ignored."""
+        body = self._bodies[stream_id]
+        pos, size = codec.scan_messages(body, self._scanned[stream_id])
+        self._scanned[stream_id] = pos
+        if size is not None and size > codec.MAX_MESSAGE:
+            why = f"received message larger than max ({size} vs. {codec.MAX_MESSAGE})"
+        elif self._buffered > MAX_BUFFERED:
+            why = f"the mock holds {MAX_BUFFERED} bytes of unanswered requests already"
+        else:
+            return None
+        self._drop_body(stream_id)
+        return Request(stream_id, self._heads.pop(stream_id, []), b"", refused=why)
 
     def send_headers(self, stream_id: int, headers: Headers) -> None:
         self._h2.send_headers(stream_id, headers)

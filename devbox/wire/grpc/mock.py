@@ -60,12 +60,29 @@ class GrpcMockConnection:
             out.append(Reply(data, delay_s=delay))
 
     def _answer(self, req: Request, out: list[Output]) -> None:
-        path = dict(req.headers).get(":path", "")
+        fields = dict(req.headers)
+        path = fields.get(":path", "")
         sid = req.stream_id
+        if req.refused is not None:
+            # as a gRPC server does: the status at once, then RST_STREAM so the client
+            # stops sending what nobody reads
+            self._trailers_only(sid, codec.RESOURCE_EXHAUSTED, req.refused)
+            self._h2.reset(sid, 0)
+            return
         try:
-            frames, _rest = codec.split_messages(req.body)
+            frames, rest = codec.split_messages(req.body)
         except RemoteProtocolError as exc:
-            self._trailers_only(sid, codec.INTERNAL, str(exc))
+            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
+            self._trailers_only(sid, code, str(exc))
+            return
+        if rest:  # matching the complete messages alone could answer another call
+            self._trailers_only(sid, codec.INTERNAL, "the request ends inside a message")
+            return
+        if any(c for c, _ in frames) and fields.get("grpc-encoding", "identity") == "identity":
+            # what grpc-core answers; without it such a request would only miss
+            self._trailers_only(
+                sid, codec.INTERNAL, "Compression bit set but no encoding configured"
+            )
             return
         _enc, decode = store.coders(self.index.schema, path, False)
         messages: list[Any] = [codec.message_json(c, p, decode) for c, p in frames]
@@ -87,10 +104,12 @@ class GrpcMockConnection:
             return
         out.append(entry.hit)
         first = entry.latency_s * self._factor if self._factor is not None else 0.0
-        if entry.reset is not None:
+        msgs = entry.messages
+        if entry.reset is not None and not entry.client_ended:
             self._step(out, first, lambda: self._h2.reset(sid, entry.reset or 0))
             return
-        msgs = entry.messages
+        if entry.client_ended and not msgs:
+            return  # nothing had come when the client gave up: its deadline or cancel ends it
 
         def head() -> None:
             self._h2.send_headers(sid, entry.headers)
@@ -100,6 +119,8 @@ class GrpcMockConnection:
         self._step(out, first, head)
         for gap, data in msgs[1:]:
             self._step(out, gap, functools.partial(self._h2.send_data, sid, data))
+        if entry.client_ended:
+            return  # no trailers were sent: the client's own cancel or deadline ends it
         delay = entry.trailers_delay_s if msgs else 0.0
         self._step(out, delay, lambda: self._h2.send_trailers(sid, entry.trailers))
 

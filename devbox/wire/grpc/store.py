@@ -15,8 +15,9 @@ Messages are ``devbox.wire.grpc.protobuf``'s readable form (``{"base64": ...}`` 
 message has none, ``{"compressed": true, "base64": ...}`` for a compressed one).
 ``response_at_ms`` is when each response message arrived, counted from the call's
 start. Optional: ``request_open`` (the client had not half-closed), ``reset`` (an
-RST_STREAM code instead of trailers), ``incomplete`` (the connection ended first),
-``http_status`` (not 200).
+RST_STREAM code instead of trailers; ``reset_by``: ``"client"`` when the client
+cancelled, ``"server"``), ``incomplete`` (the connection ended first),
+``http_status`` (not 200), ``response_encoding`` (the response's ``grpc-encoding``).
 
 The index maps (path, request messages with the profile's ``ignore_body`` paths removed)
 to the recorded calls in order; the n-th identical call gets the n-th recorded answer,
@@ -57,6 +58,9 @@ class Entry:
     trailers_delay_s: float
     latency_s: float
     reset: int | None = None
+    # the client reset the stream itself (cancel, deadline): the mock sends what had
+    # arrived by then and leaves the stream open for the client to end it again
+    client_ended: bool = False
 
 
 def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
@@ -276,6 +280,15 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         trailers.append(("grpc-message", codec.encode_grpc_message(text)))
     trailers += codec.metadata_headers(obj.get("trailers"))
     headers = [(":status", "200"), ("content-type", "application/grpc")]
+    encoding = obj.get("response_encoding")
+    if encoding is None and any(data[0] == 1 for _gap_s, data in frames):  # compressed flag
+        encoding = "gzip"  # recorded before ``response_encoding``: what grpc servers use
+    if encoding is not None:
+        if not isinstance(encoding, str) or not encoding.isascii():
+            raise StoreError("expected a grpc-encoding, such as gzip", "response_encoding")
+        # without it a client fails a compressed message: "Compression bit set but no
+        # encoding configured" (INTERNAL)
+        headers.append(("grpc-encoding", encoding))
     headers += codec.metadata_headers(obj.get("response_metadata"))
     reset = obj.get("reset")
     ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
@@ -289,6 +302,7 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         trailers_delay_s=_gap(latency - prev) if frames else 0.0,
         latency_s=latency / 1000.0,
         reset=reset if isinstance(reset, int) and not isinstance(reset, bool) else None,
+        client_ended=obj.get("reset_by") == "client",
     )
     index.add(path, request, entry)
 
