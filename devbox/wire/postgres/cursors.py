@@ -1,4 +1,5 @@
-"""SQL cursors (``DECLARE name CURSOR FOR ...``): which statements open and close them.
+"""SQL cursors (``DECLARE name CURSOR FOR ...``): which statements open and close them,
+read in one place (``Ordinals``) by the recorder, the store and the mock.
 
 A client may describe a cursor opened by ``DECLARE`` as if it were a protocol portal
 (psycopg's named cursors send ``Describe 'P' "name"`` after the DECLARE). The server
@@ -10,24 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 
 from devbox.wire.postgres.sql import normalise
-
-# a cheap test before normalising: most queries never mention a cursor
-_MENTIONS = re.compile(r"(?i)\b(declare|close)\b")
-# the verb and the name (a quoted name may hold spaces) of a normalised statement
-_STATEMENT = re.compile(r'(declare|close) ("(?:[^"]|"")*"|\S+)( .*)?', re.DOTALL)
-
-
-@dataclass(frozen=True, slots=True)
-class CursorStatement:
-    """One DECLARE or CLOSE of a statement: ``name`` is the cursor's name as the server
-    knows it (quotes removed, unquoted names folded), "" for CLOSE ALL."""
-
-    verb: str  # "declare" | "close"
-    name: str
-    sql: str  # the SQL of the whole query it came in (what the DECLARE matches by)
 
 
 def _unquote(token: str) -> str:
@@ -36,38 +21,9 @@ def _unquote(token: str) -> str:
     return token
 
 
-def statements(sql: str) -> list[CursorStatement]:
-    """The DECLAREs and CLOSEs in ``sql`` (a simple query may hold several statements)."""
-    if not _MENTIONS.search(sql):
-        return []
-    found: list[CursorStatement] = []
-    for part in normalise(sql).split(" ; "):
-        match = _STATEMENT.fullmatch(part)
-        if match is None:
-            continue
-        verb, token, rest = match.groups()
-        if verb == "declare" and rest:
-            found.append(CursorStatement("declare", _unquote(token), sql))
-        elif verb == "close" and not rest:
-            found.append(CursorStatement("close", "" if token == "all" else _unquote(token), sql))
-    return found
-
-
-def follow(open_cursors: dict[str, str], sql: str) -> None:
-    """Update ``open_cursors`` (cursor name -> the SQL that declared it) for ``sql``.
-    CLOSE removes its name, so a client that names each cursor anew (SQLAlchemy) does
-    not grow the map for as long as the connection lives."""
-    for st in statements(sql):
-        if st.verb == "declare":
-            open_cursors[st.name] = st.sql
-        elif st.name:
-            open_cursors.pop(st.name, None)
-        else:
-            open_cursors.clear()
-
-
 # a cheap test before normalising: only these statements name a cursor
 _NAMES_CURSOR = re.compile(r"(?i)\b(declare|fetch|move|close)\b")
+_VERBS = ("declare ", "fetch ", "move ", "close ")
 _NAME = r'("(?:[^"]|"")*"|[^\s"]+)'
 _DECLARE = re.compile(rf"declare {_NAME}( .+)", re.DOTALL)
 _CLOSE = re.compile(rf"close {_NAME}")
@@ -102,21 +58,33 @@ class Ordinals:
         # the cursor as a portal is answered from); the same DECLAREs and CLOSEs as ``open``
         self.sql: dict[str, str] = {}
 
-    def key(self, sql: str) -> str:
+    def key(self, sql: str, *, run: bool = True) -> str:
+        """``sql``'s match key. ``run``: the statement runs now, so a DECLARE opens its
+        cursor (the next ordinal) and a CLOSE closes one; else the key it would have if
+        it ran now, nothing changed (a Parse, a Describe of a statement: the server
+        opens a cursor when a DECLARE is executed, each time it is)."""
         norm = normalise(sql)
         if not _NAMES_CURSOR.search(sql):
             return norm
-        return " ; ".join(self._part(part, sql) for part in norm.split(" ; "))
+        return " ; ".join(self._part(part, sql, run) for part in norm.split(" ; "))
 
-    def _part(self, part: str, sql: str) -> str:
+    def run(self, sql: str) -> None:
+        """Follow the cursors ``sql`` opens and closes, its key unused (the recorder,
+        which keeps ``sql`` for the Describe of a cursor as a portal)."""
+        if _NAMES_CURSOR.search(sql):
+            self.key(sql)
+
+    def _part(self, part: str, sql: str, run: bool) -> str:
         if part.startswith("declare "):
             match = _DECLARE.fullmatch(part)
             if match is None:
                 return part
-            self.declared += 1
-            name = _unquote(match[1])
-            token = self.open[name] = _ordinal(self.declared, match[2])
-            self.sql[name] = sql
+            token = _ordinal(self.declared + 1, match[2])
+            if run:
+                self.declared += 1
+                name = _unquote(match[1])
+                self.open[name] = token
+                self.sql[name] = sql
             return f"declare {token}{match[2]}"
         if part.startswith(("fetch ", "move ")):
             match = _FETCH.fullmatch(part)
@@ -127,13 +95,26 @@ class Ordinals:
             if match is None:
                 return part
             if match[1] == "all":
-                self.open.clear()
-                self.sql.clear()
+                if run:
+                    self.open.clear()
+                    self.sql.clear()
                 return part
-            self.sql.pop(_unquote(match[1]), None)
-            closed = self.open.pop(_unquote(match[1]), None)
+            name = _unquote(match[1])
+            closed = self.open.get(name)
+            if run:
+                self.sql.pop(name, None)
+                self.open.pop(name, None)
             return part if closed is None else f"close {closed}"
         return part
+
+
+def names_cursor(sql: str) -> bool:
+    """Whether ``sql``'s key names a cursor (a DECLARE, FETCH, MOVE or CLOSE): a key
+    that changes as the connection's cursors do, so a prepared statement of it is keyed
+    anew each time it runs (``Ordinals.key``)."""
+    if not _NAMES_CURSOR.search(sql):
+        return False
+    return any(part.startswith(_VERBS) for part in normalise(sql).split(" ; "))
 
 
 def anonymous(sql: str) -> str:

@@ -119,7 +119,7 @@ def value(v: Any, oid: int, recorded: int, wanted: int) -> bytes | None:
             "its type is unknown (record with this client's result formats)"
         )
     if wanted == 0:
-        return None if v is None else types.canonical(v).encode("utf-8")
+        return None if v is None else types.text_bytes(v, oid)
     if v is None or oid not in types.NAMES:
         raise ValueError(f"{types.type_name(oid)} recorded as text, asked for binary")
     return types.encode(types.from_text(v, oid), oid, 1)

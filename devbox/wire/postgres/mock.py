@@ -13,79 +13,34 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 from typing import Any
 
 from devbox.wire.contract import Forward, MockOptions, Output, RemoteProtocolError, Reply
-from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import auth, cursors, encode, turns
 from devbox.wire.postgres import messages as m
+from devbox.wire.postgres.answers import Answers, Portal, Statement
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
-from devbox.wire.postgres.sql import (
-    TX_ENDS,
-    normalise,
-    one_line,
-    request_line,
-    scoped,
-    stays_open,
-    unscoped,
-)
-from devbox.wire.postgres.store import Index, Key, param_key, redact_value, room, wire_fields
-
-MISS_SQLSTATE = "DX404"
-_TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
+from devbox.wire.postgres.sql import normalise, request_line, scoped
+from devbox.wire.postgres.store import Index, room, wire_fields
 
 
-@dataclass(slots=True)
-class _Statement:
-    sql: str
-    norm: str
-    oids: tuple[int, ...]
-
-
-@dataclass(slots=True)
-class _Portal:
-    stmt: _Statement
-    # the decoded parameter values (what matching compares, ``types.canonical`` of each)
-    key: tuple[str, ...]
-    values: list[Any]
-    result_formats: tuple[int, ...]
-    # rows a partial Execute (max_rows) left for the next Execute, and the final tag
-    rest: tuple[list[bytes], str] | None = None
-
-    @property
-    def params(self) -> list[dict[str, Any]]:
-        return [{"value": v} for v in self.values]
-
-
-class PostgresMockConnection:
+class PostgresMockConnection(Answers):
     def __init__(self, index: Index, options: MockOptions) -> None:
-        self.index = index
-        self.options = options
+        super().__init__(index, options)
         self.framer = m.Framer(startup=True)
-        self.phase = "startup"  # startup | auth-* | ready | copy-in | closed
-        self.status = "I"
-        self.skipping = False  # an extended-query error: discard until Sync
-        self.failures = 0  # errors sent: a turn that sent one is never kept
-        self.statements: dict[str, _Statement] = {}
-        self.portals: dict[str, _Portal] = {}
+        self.statements: dict[str, Statement] = {}
+        self.portals: dict[str, Portal] = {}
         # match keys name cursors by ordinal, not name; and the open cursors' SQL
         self.ordinals = cursors.Ordinals()
         self.startup: dict[str, str] = {}
-        # what this connection's match keys end with: its database, when the recording
-        # holds several (``Index.scope``); set at start-up
-        self.scope = ""
         self.after_copy: list[bytes] = []
-        # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
-        self.notify: list[tuple[float, bytes]] = []
         self.auth = str(options.match.get("auth") or self._recorded("auth") or "trust")
         self.password = str(options.match.get("password") or "")
         if self.auth == "scram-sha-256" and not self.password:
             # the mock cannot prove it knows a password it was never told; md5 accepts any
             self.auth = "md5"
         self._scram: tuple[str, str] | None = None
-        self.redact = options.redact_value or redact_value
         # passthrough / record: a Postgres session is stateful (authentication, prepared
         # statements, transactions), so a connection goes to the real server as a whole
         self.relay: PostgresRecorderConnection | None = None
@@ -298,7 +253,8 @@ class PostgresMockConnection:
     # ------------------------------------------------------------ extended query
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
-        norm = scoped(self.ordinals.key(p.sql), self.scope)
+        # a Parse runs nothing: a DECLARE opens its cursor when executed (``_bind``)
+        norm = scoped(self.ordinals.key(p.sql, run=False), self.scope)
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
@@ -310,7 +266,7 @@ class PostgresMockConnection:
             if rec:
                 oids = tuple(o or (rec[i] if i < len(rec) else 0) for i, o in enumerate(oids))
                 oids = oids + tuple(rec[len(oids) :])
-        self.statements[p.name] = _Statement(p.sql, norm, oids)
+        self.statements[p.name] = Statement(p.sql, norm, oids, cursors.names_cursor(p.sql))
         out.append(m.PARSE_COMPLETE)
 
     def _bind(self, b: m.Bind, out: list[bytes], ev: list[Output]) -> None:
@@ -318,11 +274,14 @@ class PostgresMockConnection:
         if stmt is None:
             self._fail(m.error("26000", f'prepared statement "{b.statement}" does not exist'), out)
             return
+        if stmt.cursor:  # this run's cursor: a DECLARE run again opens a new one
+            norm = scoped(self.ordinals.key(stmt.sql), self.scope)
+            stmt = Statement(stmt.sql, norm, stmt.oids, cursor=True)
         if self._aborted(stmt.norm, out):  # a server refuses the Bind itself
             self.skipping = True
             return
         values, key = turns.bind_values(b.values, b.param_formats, stmt.oids)
-        portal = _Portal(stmt, key, values, b.result_formats)
+        portal = Portal(stmt, key, values, b.result_formats)
         if self.index.stage((stmt.norm, key)) == "bind":
             # the server failed the Bind (planning folded a constant: 1 / $1 with 0), so
             # the error comes instead of BindComplete, as recorded
@@ -357,7 +316,7 @@ class PostgresMockConnection:
         if declared is not None:  # a DECLAREd cursor: as recorded
             obj = self.index.cursor_described.get(scoped(cursors.anonymous(declared), self.scope))
             if obj is None:
-                stmt = _Statement(declared, scoped(normalise(declared), self.scope), ())
+                stmt = Statement(declared, scoped(normalise(declared), self.scope), ())
                 self._miss_describe(stmt, (), out, ev)
                 return
             out.append(self._row_description(obj, None))
@@ -371,7 +330,7 @@ class PostgresMockConnection:
             return
         out.append(self._row_description(obj, portal.result_formats))
 
-    def _miss_describe(self, stmt: _Statement, key: Any, out: list[bytes], ev: list[Any]) -> None:
+    def _miss_describe(self, stmt: Statement, key: Any, out: list[bytes], ev: list[Any]) -> None:
         why, nearest = self.index.explain(stmt.norm, ())  # reported, as _lookup's misses are
         ev.append(MissOut(b"", request_line(stmt.sql, key), why, nearest))
         self._fail(self._miss_error(stmt.sql, why, nearest), out)
@@ -420,177 +379,3 @@ class PostgresMockConnection:
         else:
             self._track(obj["results"][0].get("tag", ""), obj["sql"])
         out.append(cached)
-
-    # ------------------------------------------------------------ answers
-
-    def _aborted(self, norm: str, out: list[bytes]) -> bool:
-        if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
-            return False
-        self.failures += 1
-        out.append(
-            m.error(
-                "25P02",
-                "current transaction is aborted, commands ignored until end of transaction block",
-            )
-        )
-        return True
-
-    def _lookup(
-        self,
-        norm: str,
-        key_params: tuple[str, ...],
-        sql: str,
-        portal: _Portal | None,
-        out: list[bytes],
-        ev: list[Output],
-    ) -> dict[str, Any] | None:
-        key: Key = (norm, key_params)
-        index = self.index
-        obj = index.take(key)
-        if obj is None and index.has_placeholders and portal is not None and portal.values:
-            redacted = [
-                {"value": self.redact(f"${i}", p["value"])}
-                if isinstance(p.get("value"), str)
-                else p
-                for i, p in enumerate(portal.params, 1)
-            ]
-            key = (norm, param_key(redacted))
-            obj = index.take(key)
-        if obj is not None:
-            # one Hit per recorded answer, made once (it only names what matched)
-            hit = index.hits.get(id(obj))
-            if hit is None:
-                hit = HitOut(one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
-                index.hits[id(obj)] = hit
-            ev.append(hit)
-            if index.notifications:
-                self.notify.extend(index.notifications.get(id(obj), ()))
-            return obj
-        request = request_line(sql, key_params)
-        why, nearest = self.index.explain(norm, key_params)
-        data = self._miss_error(sql, why, nearest)
-        # the event reports the miss; the error goes out once, in order, with the rest of
-        # the reply (in the event too, a client read it twice: psycopg's BEGIN failed with
-        # "received 2 results")
-        ev.append(MissOut(b"", request, why, nearest))
-        self._fail(data, out)
-        return None
-
-    def _miss_error(self, sql: str, why: str, nearest: str | None) -> bytes:
-        detail = f"nearest recorded query: {nearest}" if nearest else ""
-        return m.error(
-            MISS_SQLSTATE,
-            f"devbox mock {self.options.name}: no recorded answer for {one_line(sql)} ({why})",
-            detail=detail,
-            hint="record this query again (devbox record), or set on_miss in the profile",
-        )
-
-    def _fail(self, data: bytes, out: list[bytes]) -> None:
-        self.failures += 1
-        out.append(data)
-        if self.status == "T":
-            self.status = "E"
-        if self.phase != "startup":
-            self.skipping = True
-
-    def _send_rows(
-        self, portal: _Portal, rows: list[bytes], tag: str, max_rows: int, out: list[bytes]
-    ) -> None:
-        """An Execute's rows: at most ``max_rows`` (0 = all), the rest kept in the portal
-        for the next Execute, as a server does with a partly fetched portal."""
-        if 0 < max_rows < len(rows):
-            out.extend(rows[:max_rows])
-            out.append(m.PORTAL_SUSPENDED)
-            portal.rest = (rows[max_rows:], tag)
-            return
-        out.extend(rows)
-        portal.rest = None
-        if tag:
-            out.append(m.command_complete(tag))
-            self._track(tag, portal.stmt.sql)
-        else:
-            out.append(m.PORTAL_SUSPENDED)
-
-    def _results(
-        self,
-        obj: dict[str, Any],
-        formats: tuple[int, ...] | None,
-        out: list[bytes],
-        portal: _Portal | None = None,
-        max_rows: int = 0,
-    ) -> list[bytes] | None:
-        """Append every recorded result; returns the bytes to send after a COPY FROM
-        STDIN finishes when the query stops at one."""
-        extended = formats is not None
-        for ps in obj.get("parameter_status") or []:
-            out.append(m.parameter_status(ps[0], ps[1]))
-        for notice in obj.get("notices") or []:
-            out.append(m.fields(b"N", wire_fields(notice)))
-        results = obj.get("results") or []
-        ends = 0  # COMMIT / ROLLBACK tags so far (``_track``)
-        for i, res in enumerate(results):
-            if "error" in res:
-                self._fail(m.fields(b"E", wire_fields(res["error"])), out)
-                self.index.replanned(obj, self.scope)  # a client prepares again: anew
-                if not extended:
-                    self.skipping = False
-                return None
-            if res.get("empty"):
-                out.append(m.EMPTY_QUERY)
-                continue
-            if "copy" in res:
-                out.extend(encode.copy_start(res))
-                cut = bool(res.get("interrupted"))  # by the error that comes next, not a tag
-                if res["copy"] != "out":
-                    rest: list[bytes] = (
-                        [] if cut else [m.command_complete(res.get("tag", "COPY 0"))]
-                    )
-                    tail = dict(obj, results=results[i + 1 :], notices=[], parameter_status=[])
-                    self._results(tail, formats, rest)
-                    if not extended:
-                        rest.append(m.ready(self.status))
-                    return rest
-                if not cut:
-                    out.append(m.command_complete(res.get("tag", "")))
-                continue
-            cols = encode.result_columns(res, formats)
-            rows: list[bytes] = []
-            if cols is not None:
-                if not extended:
-                    out.append(encode.description(cols, None))
-                try:
-                    rows = encode.rows(res, cols, formats)
-                except ValueError as exc:
-                    self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
-                    return None
-            if res.get("interrupted"):  # the error that cut these rows short comes next
-                out.extend(rows)
-                continue
-            if portal is not None:
-                tag = str(res.get("tag", ""))
-                if res.get("suspended") and (max_rows == 0 or len(rows) < max_rows):
-                    # recorded by a client that fetched part of the result; this one asks
-                    # for all of it: what was recorded is all there is to give
-                    tag = f"SELECT {len(rows)}"
-                self._send_rows(portal, rows, tag, max_rows, out)
-                continue
-            out.extend(rows)
-            if res.get("suspended"):
-                out.append(m.PORTAL_SUSPENDED)
-                continue
-            tag = str(res.get("tag", ""))
-            out.append(m.command_complete(tag))
-            ends += self._track(tag, obj.get("sql", ""), ends)
-        return None
-
-    def _track(self, tag: str, sql: str, nth: int = 0) -> bool:
-        """Follow the transaction status; True for a COMMIT or ROLLBACK tag (``nth``: how
-        many of those ``sql``'s statements answered before this one)."""
-        if not tag.startswith(_TX_TAGS):  # SELECT, INSERT...: the status stays as it is
-            return False
-        word = tag.split(" ", 1)[0]
-        if word in ("BEGIN", "START"):
-            self.status = "T"
-            return False
-        self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
-        return True

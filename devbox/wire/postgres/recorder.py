@@ -93,8 +93,9 @@ class PostgresRecorderConnection:
         self.server = m.Framer(startup=False)
         self.statements: dict[str, _Stmt] = {}
         self.portals: dict[str, _Portal] = {}
-        # cursors DECLAREd on this connection: name -> the declaring SQL
-        self.cursors: dict[str, str] = {}
+        # the cursors this connection's DECLAREs opened (``sql``: name -> the declaring
+        # SQL), followed as the mock and the store follow them
+        self.ordinals = cursors.Ordinals()
         # what the server still has to answer, in order: (what, payload)
         self.pending: list[tuple[str, Any]] = []
         self.stored: list[dict[str, Any]] = []
@@ -157,11 +158,10 @@ class PostgresRecorderConnection:
             self.startup = m.parse_startup(body)
         elif typ == b"Q":
             sql = m.Reader(body).cstr()
-            cursors.follow(self.cursors, sql)
+            self.ordinals.run(sql)
             self.pending.append(("query", _Query("simple", sql)))
         elif typ == b"P":
             p = m.parse_parse(body)
-            cursors.follow(self.cursors, p.sql)
             stmt = _Stmt(p.sql, p.oids)
             self._drop(self.statements.get(p.name))
             self.statements[p.name] = stmt
@@ -175,14 +175,17 @@ class PostgresRecorderConnection:
         elif typ == b"D":
             kind, name = m.parse_named(body)
             target: Any = self.statements.get(name) if kind == "S" else self.portals.get(name)
-            if target is None and kind == "P" and name in self.cursors:
-                target = _Cursor(name, self.cursors[name])
+            declared = self.ordinals.sql.get(name) if target is None and kind == "P" else None
+            if declared is not None:
+                target = _Cursor(name, declared)
             self.pending.append(("describe", target))
         elif typ == b"E":
             name, _ = m.parse_execute(body)
             found = self.portals.get(name)
             if found is not None:
                 found.stmt.executed = True
+                # a DECLARE opens its cursor each time it runs, not at its Parse
+                self.ordinals.run(found.stmt.sql)
             sql = found.stmt.sql if found else ""
             stmt_name = found.bind.statement if found else ""
             self.pending.append(("execute", _Query("extended", sql, stmt_name, found)))

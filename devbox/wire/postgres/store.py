@@ -127,6 +127,9 @@ def redact_object(
     return out
 
 
+# where an answer failed before its statement ran (``stage``): no cursor opened
+_NOT_RUN = ("parse", "describe")
+
 # a kept turn as another process can take it: (match key, which of its answers, the
 # Bind's result-format bytes, transaction status, the messages after the Bind, the Hit,
 # the Reply) -- ``devbox.wire.postgres.turns.keep`` makes them
@@ -222,7 +225,10 @@ class Index:
             self.originals.setdefault(scoped(normalise(obj["sql"]), suffix), obj["sql"])
             self.cursor_described.setdefault(scoped(cursors.anonymous(obj["sql"]), suffix), obj)
             return
-        norm = self.ordinals.setdefault(where, cursors.Ordinals()).key(obj["sql"])
+        # a statement parsed or described but not executed opened no cursor (the mock
+        # keys a prepared DECLARE anew at each Bind of it, as the server opens one)
+        runs = obj.get("describe") != "statement" and obj.get("stage") not in _NOT_RUN
+        norm = self.ordinals.setdefault(where, cursors.Ordinals()).key(obj["sql"], run=runs)
         norm = scoped(norm, suffix)
         self.originals.setdefault(norm, obj["sql"])
         if obj.get("describe") == "statement":  # its Parse is counted by its Execute's

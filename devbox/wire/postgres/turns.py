@@ -53,6 +53,9 @@ class Statement(Protocol):
     @property
     def oids(self) -> tuple[int, ...]: ...
 
+    @property
+    def cursor(self) -> bool: ...
+
 
 def bind_values(
     values: Sequence[bytes | None], formats: Sequence[int], oids: Sequence[int]
@@ -160,7 +163,8 @@ def _read(index: Index, statements: dict[str, Any], data: bytes) -> Seen | None:
         end = body.index(b"\x00", 1)
         name = body[1:end].decode("utf-8", "surrogateescape")
         stmt = statements.get(name)
-        if stmt is None:
+        if stmt is None or stmt.cursor:
+            # keyed anew each time it runs (``Statement.cursor``): no bytes answer it twice
             return None
         params, formats = _text_params(body, end + 1)
         if not _usual(formats, rest):

@@ -202,6 +202,20 @@ def canonical(value: Any) -> str:
     return str(value)
 
 
+def text_bytes(value: Any, oid: int) -> bytes:
+    """The text format of a non-null value ``decode`` stored from its binary form: what
+    the server sends a client that asks for text. A text type's binary form is its text
+    in the client's encoding, so one that was not UTF-8 (stored as its bytes, ``{"hex":
+    ...}``) is those bytes; jsonb's is its text after a version byte."""
+    if isinstance(value, dict) and "hex" in value:
+        raw = bytes.fromhex(str(value["hex"]))
+        if oid in _TEXTLIKE:
+            return raw
+        if oid == 3802 and raw[:1] == b"\x01":
+            return raw[1:]
+    return canonical(value).encode("utf-8")
+
+
 def from_text(text: str, oid: int) -> Any:
     """A text-format value as ``decode`` would have stored its binary form."""
     if oid in _INTS:

@@ -1,0 +1,294 @@
+"""Recorded answers -> the backend messages a query gets, and the protocol state they
+change: the transaction status a tag moves (``BEGIN`` -> in transaction, ``COMMIT`` ->
+idle), the failed state an error leaves (until ``ROLLBACK``; skip to Sync in an extended
+query), rows a partial ``Execute`` leaves in its portal. The mock connection
+(``devbox.wire.postgres.mock``) reads messages and decides which answer a query gets;
+this part sends it, as the server would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from devbox.wire.contract import Hit as HitOut
+from devbox.wire.contract import Miss as MissOut
+from devbox.wire.contract import MockOptions, Output
+from devbox.wire.postgres import encode
+from devbox.wire.postgres import messages as m
+from devbox.wire.postgres.sql import (
+    TX_ENDS,
+    normalise,
+    one_line,
+    request_line,
+    stays_open,
+    unscoped,
+)
+from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
+
+MISS_SQLSTATE = "DX404"
+_TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    norm: str
+    oids: tuple[int, ...]
+    # its key names a cursor (``cursors.names_cursor``): keyed anew each time it runs,
+    # as a server opens a new cursor each time a prepared DECLARE is executed
+    cursor: bool = False
+
+
+@dataclass(slots=True)
+class Portal:
+    stmt: Statement
+    # the decoded parameter values (what matching compares, ``types.canonical`` of each)
+    key: tuple[str, ...]
+    values: list[Any]
+    result_formats: tuple[int, ...]
+    # rows a partial Execute (max_rows) left for the next Execute, and the final tag
+    rest: tuple[list[bytes], str] | None = None
+
+    @property
+    def params(self) -> list[dict[str, Any]]:
+        return [{"value": v} for v in self.values]
+
+
+_TEXT = (0,)  # every column in text
+# the tag of a finished statement that sends rows, by its first word (SELECT otherwise)
+_ROWS_TAGS = {"insert": "INSERT 0", "update": "UPDATE", "delete": "DELETE", "merge": "MERGE"}
+
+
+def finished_tag(sql: str, n: int) -> str:
+    """The CommandComplete tag the server sends when ``sql``, a statement that sends
+    rows, finishes after ``n`` of them (``SELECT 3``, ``INSERT 0 3`` for one with
+    RETURNING): the tag of a result recorded suspended, asked for whole."""
+    word = normalise(sql).split(" ", 1)[0]
+    return f"{_ROWS_TAGS.get(word, 'SELECT')} {n}"
+
+
+class Answers:
+    """The per-connection state answering changes, and the sending of one answer. The
+    mock connection is one (a subclass): its dispatch reads and sets the same state."""
+
+    def __init__(self, index: Index, options: MockOptions) -> None:
+        self.index = index
+        self.options = options
+        self.phase = "startup"  # startup | auth-* | ready | copy-in | closed
+        self.status = "I"
+        self.skipping = False  # an extended-query error: discard until Sync
+        self.failures = 0  # errors sent: a turn that sent one is never kept
+        # what this connection's match keys end with: its database, when the recording
+        # holds several (``Index.scope``); set at start-up
+        self.scope = ""
+        # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
+        self.notify: list[tuple[float, bytes]] = []
+        self.redact = options.redact_value or redact_value
+
+    def _aborted(self, norm: str, out: list[bytes]) -> bool:
+        if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
+            return False
+        self.failures += 1
+        out.append(
+            m.error(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            )
+        )
+        return True
+
+    def _lookup(
+        self,
+        norm: str,
+        key_params: tuple[str, ...],
+        sql: str,
+        portal: Portal | None,
+        out: list[bytes],
+        ev: list[Output],
+    ) -> dict[str, Any] | None:
+        key: Key = (norm, key_params)
+        index = self.index
+        obj = index.take(key)
+        if obj is None and index.has_placeholders and portal is not None and portal.values:
+            redacted = [
+                {"value": self.redact(f"${i}", p["value"])}
+                if isinstance(p.get("value"), str)
+                else p
+                for i, p in enumerate(portal.params, 1)
+            ]
+            key = (norm, param_key(redacted))
+            obj = index.take(key)
+        if obj is not None:
+            # one Hit per recorded answer, made once (it only names what matched)
+            hit = index.hits.get(id(obj))
+            if hit is None:
+                hit = HitOut(one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
+                index.hits[id(obj)] = hit
+            ev.append(hit)
+            if index.notifications:
+                self.notify.extend(index.notifications.get(id(obj), ()))
+            return obj
+        request = request_line(sql, key_params)
+        why, nearest = self.index.explain(norm, key_params)
+        data = self._miss_error(sql, why, nearest)
+        # the event reports the miss; the error goes out once, in order, with the rest of
+        # the reply (in the event too, a client read it twice: psycopg's BEGIN failed with
+        # "received 2 results")
+        ev.append(MissOut(b"", request, why, nearest))
+        self._fail(data, out)
+        return None
+
+    def _miss_error(self, sql: str, why: str, nearest: str | None) -> bytes:
+        detail = f"nearest recorded query: {nearest}" if nearest else ""
+        return m.error(
+            MISS_SQLSTATE,
+            f"devbox mock {self.options.name}: no recorded answer for {one_line(sql)} ({why})",
+            detail=detail,
+            hint="record this query again (devbox record), or set on_miss in the profile",
+        )
+
+    def _fail(self, data: bytes, out: list[bytes]) -> None:
+        self.failures += 1
+        out.append(data)
+        if self.status == "T":
+            self.status = "E"
+        if self.phase != "startup":
+            self.skipping = True
+
+    def _send_rows(
+        self, portal: Portal, rows: list[bytes], tag: str, max_rows: int, out: list[bytes]
+    ) -> None:
+        """An Execute's rows: at most ``max_rows`` (0 = all), the rest kept in the portal
+        for the next Execute, as a server does with a partly fetched portal."""
+        if 0 < max_rows < len(rows):
+            out.extend(rows[:max_rows])
+            out.append(m.PORTAL_SUSPENDED)
+            portal.rest = (rows[max_rows:], tag)
+            return
+        out.extend(rows)
+        portal.rest = None
+        if tag:
+            out.append(m.command_complete(tag))
+            self._track(tag, portal.stmt.sql)
+        else:
+            out.append(m.PORTAL_SUSPENDED)
+
+    def _results(
+        self,
+        obj: dict[str, Any],
+        formats: tuple[int, ...] | None,
+        out: list[bytes],
+        portal: Portal | None = None,
+        max_rows: int = 0,
+    ) -> list[bytes] | None:
+        """Append every recorded result; returns the bytes to send after a COPY FROM
+        STDIN finishes when the query stops at one."""
+        extended = formats is not None
+        for ps in obj.get("parameter_status") or []:
+            out.append(m.parameter_status(ps[0], ps[1]))
+        for notice in obj.get("notices") or []:
+            out.append(m.fields(b"N", wire_fields(notice)))
+        results = obj.get("results") or []
+        ends = 0  # COMMIT / ROLLBACK tags so far (``_track``)
+        for i, res in enumerate(results):
+            if "error" in res:
+                self._fail(m.fields(b"E", wire_fields(res["error"])), out)
+                self.index.replanned(obj, self.scope)  # a client prepares again: anew
+                if not extended:
+                    self.skipping = False
+                return None
+            if res.get("empty"):
+                out.append(m.EMPTY_QUERY)
+                continue
+            if "copy" in res:
+                rest = self._copy(res, dict(obj, results=results[i + 1 :]), formats, out)
+                if rest is not None:
+                    return rest
+                continue
+            ended = self._rows(res, obj, formats, out, portal, max_rows, ends)
+            if ended is None:
+                return None
+            ends += ended
+        return None
+
+    def _rows(
+        self,
+        res: dict[str, Any],
+        obj: dict[str, Any],
+        formats: tuple[int, ...] | None,
+        out: list[bytes],
+        portal: Portal | None,
+        max_rows: int,
+        ends: int,
+    ) -> int | None:
+        """One recorded result of ``obj``'s, of rows (none for an INSERT), and its tag:
+        None when a row cannot be sent (the error went out instead), else 1 for a COMMIT
+        or ROLLBACK tag (``_track``; ``ends``: how many came before it), 0 for another."""
+        sql, protocol = str(obj.get("sql", "")), obj.get("protocol")
+        asked = formats
+        if formats is None and protocol == "extended" and res.get("columns") is not None:
+            # a simple query gets text, whichever client recorded the answer (asyncpg
+            # reads binary); only a FETCH of a BINARY cursor sends a simple query binary
+            # rows, and a simple query recorded those as they came. (Rows recorded
+            # untyped, never described, have no columns to describe: as before, none.)
+            asked = _TEXT
+        cols = encode.result_columns(res, asked)
+        rows: list[bytes] = []
+        if cols is not None:
+            if formats is None:  # a simple query's: an extended one's comes at Describe
+                out.append(encode.description(cols, asked))
+            try:
+                rows = encode.rows(res, cols, asked)
+            except ValueError as exc:
+                self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
+                return None
+        if res.get("interrupted"):  # the error that cut these rows short comes next
+            out.extend(rows)
+            return 0
+        tag = str(res.get("tag", ""))
+        if res.get("suspended") and (portal is None or max_rows == 0 or len(rows) < max_rows):
+            # recorded by a client that fetched part of the result (asyncpg's fetchrow:
+            # an Execute with a row limit, answered PortalSuspended); this one asks for
+            # all of it, or is a simple query, which has no portal to suspend: the server
+            # would finish it, and what was recorded is all there is to give
+            tag = finished_tag(sql, len(rows))
+        if portal is not None:
+            self._send_rows(portal, rows, tag, max_rows, out)
+            return 0
+        out.extend(rows)
+        out.append(m.command_complete(tag))
+        return int(self._track(tag, sql, ends))
+
+    def _copy(
+        self,
+        res: dict[str, Any],
+        after: dict[str, Any],
+        formats: tuple[int, ...] | None,
+        out: list[bytes],
+    ) -> list[bytes] | None:
+        """A recorded COPY; for a COPY FROM STDIN, the bytes to send once the client's
+        data ends (its tag, then ``after``: the query's results that follow it)."""
+        out.extend(encode.copy_start(res))
+        cut = bool(res.get("interrupted"))  # by the error that comes next, not a tag
+        if res["copy"] == "out":
+            if not cut:
+                out.append(m.command_complete(res.get("tag", "")))
+            return None
+        rest: list[bytes] = [] if cut else [m.command_complete(res.get("tag", "COPY 0"))]
+        self._results(dict(after, notices=[], parameter_status=[]), formats, rest)
+        if formats is None:  # a simple query's: its ReadyForQuery
+            rest.append(m.ready(self.status))
+        return rest
+
+    def _track(self, tag: str, sql: str, nth: int = 0) -> bool:
+        """Follow the transaction status; True for a COMMIT or ROLLBACK tag (``nth``: how
+        many of those ``sql``'s statements answered before this one)."""
+        if not tag.startswith(_TX_TAGS):  # SELECT, INSERT...: the status stays as it is
+            return False
+        word = tag.split(" ", 1)[0]
+        if word in ("BEGIN", "START"):
+            self.status = "T"
+            return False
+        self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
+        return True
