@@ -127,6 +127,9 @@ class Http1MockConnection:
         self.reader.eof()
         return [] if self.closed else self._drain()
 
+    def wake(self, token: int) -> list[Output]:
+        return []  # HTTP/1.1 answers in order: delays are the loop's
+
     def upstream_data(self, data: bytes) -> list[Output]:
         self.upstream.receive(data)
         out: list[Output] = []

@@ -102,6 +102,18 @@ Answer = Reply | Miss | Fault | Forward
 
 
 @dataclass(frozen=True, slots=True)
+class Wake:
+    """Call the connection's ``wake(token)`` ``delay_s`` from now and apply what it
+    returns. Replies with a delay leave in order, each after the one before: right for
+    one request after another, wrong for streams that run side by side (gRPC's). A kind
+    that paces such streams asks to be woken when each one's next step is due and makes
+    that step's bytes then, so no stream waits behind another's recorded gaps."""
+
+    delay_s: float
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """Reported for the dashboard's mock statistics: what matched."""
 
@@ -109,7 +121,7 @@ class Hit:
     exchange_id: str = ""
 
 
-Output = Reply | Miss | Fault | Forward | Hit
+Output = Reply | Miss | Fault | Forward | Hit | Wake
 
 
 # ---------------------------------------------------------------- connections
@@ -128,6 +140,10 @@ class MockConnection(Protocol):
 
     def upstream_data(self, data: bytes) -> list[Output]:
         """Bytes the real dependency sent after a ``Forward`` (passthrough)."""
+        ...
+
+    def wake(self, token: int) -> list[Output]:
+        """A ``Wake`` this connection asked for is due."""
         ...
 
 

@@ -23,6 +23,7 @@ from devbox.wire.contract import (
     RecorderConnection,
     Relay,
     Reply,
+    Wake,
 )
 from devbox.wire.tls import TlsBridge
 
@@ -240,6 +241,7 @@ class _MockProtocol(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._up_writer: asyncio.StreamWriter | None = None
         self._up_task: asyncio.Task[None] | None = None
+        self._wakes: set[asyncio.TimerHandle] = set()
         self._closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -266,8 +268,22 @@ class _MockProtocol(asyncio.Protocol):
         for task in (self._task, self._up_task):
             if task is not None:
                 task.cancel()
+        for handle in self._wakes:
+            handle.cancel()
+        self._wakes.clear()
         if self._up_writer is not None:
             self._up_writer.close()
+
+    def _wake_later(self, out: Wake) -> None:
+        handle: asyncio.TimerHandle
+
+        def due() -> None:
+            self._wakes.discard(handle)
+            if not self._closed:
+                self._apply(self.conn.wake(out.token))
+
+        handle = asyncio.get_running_loop().call_later(max(out.delay_s, 0.0), due)
+        self._wakes.add(handle)
 
     def _apply(self, outputs: list[Output]) -> None:
         if self._queue is not None:
@@ -284,6 +300,10 @@ class _MockProtocol(asyncio.Protocol):
             if type(out) is Hit:
                 if on_output is not None:
                     on_output(conn, out)
+                i += 1
+                continue
+            if type(out) is Wake:
+                self._wake_later(out)
                 i += 1
                 continue
             if type(out) is Miss or (type(out) is Reply and out.delay_s <= 0):
@@ -310,6 +330,9 @@ class _MockProtocol(asyncio.Protocol):
         try:
             while self._queue and not self._closed:
                 out = self._queue.popleft()
+                if type(out) is Wake:
+                    self._wake_later(out)
+                    continue
                 if self.on_output is not None:
                     self.on_output(self.conn, out)
                 await self._one(out, transport)
@@ -404,7 +427,8 @@ def serve_blocking(
     (``devbox.mock.worker_process``) serves each connection so: one ``recv`` and one
     ``send`` per query and no event loop in between cost about half the CPU of the
     loop's read callback and write. There is no upstream here (workers serve replay), so
-    a ``Forward`` ends the connection."""
+    a ``Forward`` ends the connection. A ``Wake`` is slept out here, in order: only
+    kinds that serve from one process (gRPC) pace streams side by side with it."""
     sock.setblocking(True)
     try:
         while True:
@@ -441,6 +465,11 @@ def _send_outputs(
             continue
         if cls is Forward:
             return False
+        if type(out) is Wake:
+            time.sleep(max(out.delay_s, 0.0))
+            if not _send_outputs(sock, conn, conn.wake(out.token), on_output):
+                return False
+            continue
         assert isinstance(out, _SENT)
         if out.delay_s > 0:
             time.sleep(out.delay_s)

@@ -319,8 +319,16 @@ class ServerConnection:
         self._drop_body(stream_id)
         return Request(stream_id, self._heads.pop(stream_id, []), b"", refused=why)
 
+    def is_open(self, stream_id: int) -> bool:
+        """The stream can still be answered: the client has not reset it."""
+        stream = self._h2.streams.get(stream_id)
+        return stream is not None and not stream.closed
+
     def send_headers(self, stream_id: int, headers: Headers) -> None:
-        self._h2.send_headers(stream_id, headers)
+        try:
+            self._h2.send_headers(stream_id, headers)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            pass  # the client reset it meanwhile
 
     def send_data(self, stream_id: int, data: bytes) -> None:
         pending = self._pending.get(stream_id)

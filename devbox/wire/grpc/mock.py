@@ -7,21 +7,31 @@ metadata, messages (the gaps between streamed messages as recorded; the first on
 the recorded latency only with ``timing``), status, message and trailers. A miss answers
 ``UNIMPLEMENTED`` (no call of that method was recorded) or ``NOT_FOUND`` (none with this
 request), with the explanation in ``grpc-message``.
+
+Calls on one connection run side by side, as on the server: each answered stream keeps
+its steps still to come (headers and first message, each later message, trailers, each
+after its recorded gap) and asks the loop to wake it when the next is due
+(``contract.Wake``). A step's frames are made when it is due, so HPACK's header blocks
+leave in the order they were encoded, flow control is the window of that moment, and a
+stream the client reset is not played on.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply
+from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
 from devbox.wire.grpc import codec, store
 from devbox.wire.grpc.http2 import Request, ServerConnection
 from devbox.wire.redis.mock import timing_factor
 
 _IDS = itertools.count(1)
+# (seconds after the step before it, what to send then)
+Step = tuple[float, Callable[[], None]]
 
 
 class GrpcMockConnection:
@@ -32,6 +42,7 @@ class GrpcMockConnection:
         self._h2 = ServerConnection()
         self._factor = timing_factor(options.timing)
         self._redact = options.redact_value if index.redacted else None
+        self._steps: dict[int, deque[Step]] = {}  # per answered stream, still to come
 
     def data_received(self, data: bytes) -> list[Output]:
         try:
@@ -51,6 +62,21 @@ class GrpcMockConnection:
 
     def upstream_data(self, data: bytes) -> list[Output]:
         return []
+
+    def wake(self, token: int) -> list[Output]:
+        """Stream ``token``'s next step is due: it and those due right after it."""
+        out: list[Output] = []
+        steps = self._steps.get(token)
+        if steps:
+            if self._h2.is_open(token):
+                steps.popleft()[1]()
+                self._advance(token, out)
+            else:  # the client reset it meanwhile (its cancel, its deadline)
+                del self._steps[token]
+        rest = self._h2.take()
+        if rest:
+            out.append(Reply(rest))
+        return out
 
     # ------------------------------------------------------------ answering
 
@@ -106,7 +132,8 @@ class GrpcMockConnection:
         first = entry.latency_s * self._factor if self._factor is not None else 0.0
         msgs = entry.messages
         if entry.reset is not None and not entry.client_ended:
-            self._step(out, first, lambda: self._h2.reset(sid, entry.reset or 0))
+            self._steps[sid] = deque([(first, lambda: self._h2.reset(sid, entry.reset or 0))])
+            self._advance(sid, out)
             return
         if entry.client_ended and not msgs:
             return  # nothing had come when the client gave up: its deadline or cancel ends it
@@ -116,22 +143,25 @@ class GrpcMockConnection:
             if msgs:
                 self._h2.send_data(sid, msgs[0][1])
 
-        self._step(out, first, head)
-        for gap, data in msgs[1:]:
-            self._step(out, gap, functools.partial(self._h2.send_data, sid, data))
-        if entry.client_ended:
-            return  # no trailers were sent: the client's own cancel or deadline ends it
-        delay = entry.trailers_delay_s if msgs else 0.0
-        self._step(out, delay, lambda: self._h2.send_trailers(sid, entry.trailers))
+        steps: deque[Step] = deque([(first, head)])
+        steps.extend(
+            (gap, functools.partial(self._h2.send_data, sid, data)) for gap, data in msgs[1:]
+        )
+        if not entry.client_ended:  # else the client's own cancel or deadline ends it
+            delay = entry.trailers_delay_s if msgs else 0.0
+            steps.append((delay, lambda: self._h2.send_trailers(sid, entry.trailers)))
+        self._steps[sid] = steps
+        self._advance(sid, out)
 
-    def _step(self, out: list[Output], delay: float, action: Callable[[], None]) -> None:
-        """Do ``action``; when it is due ``delay`` later, what was due before leaves now."""
-        if delay > 0:
-            self._flush(out)
-            action()
-            self._flush(out, delay)
+    def _advance(self, sid: int, out: list[Output]) -> None:
+        """Take the stream's steps due now; ask to be woken when the next one is."""
+        steps = self._steps[sid]
+        while steps and steps[0][0] <= 0:
+            steps.popleft()[1]()
+        if steps:
+            out.append(Wake(steps[0][0], sid))
         else:
-            action()
+            del self._steps[sid]
 
     def _trailers_only(self, sid: int, code: int, text: str) -> None:
         headers = [

@@ -113,6 +113,9 @@ class PostgresMockConnection(Answers):
     def eof_received(self) -> list[Output]:
         return []
 
+    def wake(self, token: int) -> list[Output]:
+        return []  # one request after another: delays are the loop's, in order
+
     def upstream_data(self, data: bytes) -> list[Output]:
         if self.relay is None:
             return []

@@ -173,6 +173,9 @@ class RedisMockConnection:
     def eof_received(self) -> list[Output]:
         return []
 
+    def wake(self, token: int) -> list[Output]:
+        return []  # one request after another: delays are the loop's, in order
+
     def upstream_data(self, data: bytes) -> list[Output]:
         if self._up_parser is None:
             self._up_parser = ReplyParser()
