@@ -23,7 +23,15 @@ the relay reconciles them:
   (up to ``RETRY_KEEP``) and no answer has begun;
 - an upstream GOAWAY: the streams it still covers finish; the client gets a GOAWAY of
   ours, so it opens a new connection (a new ``CONNECT``) for more, and the streams the
-  upstream will not process are reset REFUSED_STREAM, which clients retry.
+  upstream will not process are reset REFUSED_STREAM, which clients retry. The client's
+  connection closes (then, or when the upstream's does) only once the client has had
+  everything the upstream sent: a slow reader still gets the end of its response;
+- an answer that comes before its request's end (a 413, a gRPC status; RFC 9113 8.1) is
+  recorded then, and the rest of the request still goes up (the upstream may read it);
+  the upstream's RST_STREAM that stops it reaches the client once it has the response;
+- a client that closes its connection right after ending a request: what the relay
+  still holds of it goes up all the same (``UPSTREAM_LINGER_S``);
+- informational responses (100 Continue, 103 Early Hints) pass on, unrecorded.
 """
 
 from __future__ import annotations
@@ -35,10 +43,9 @@ from typing import TYPE_CHECKING, cast
 
 import h2.errors
 
-from devbox.core.model import Direction
-from devbox.record.capture import BodyCapture, split_target
+from devbox.record.capture import BodyCapture
+from devbox.record.h2exchange import H2Exchange, header, record
 from devbox.record.proxy_core import (
-    Captured,
     ProxyCore,
     Route,
     UpstreamConn,
@@ -50,6 +57,7 @@ from devbox.wire.h2 import (
     H2Data,
     H2End,
     H2Endpoint,
+    H2Info,
     H2Request,
     H2Response,
     Oversized,
@@ -60,6 +68,7 @@ if TYPE_CHECKING:
     from devbox.record.proxy import ClientConn
 
 REFUSED = int(h2.errors.ErrorCodes.REFUSED_STREAM)
+CANCEL = int(h2.errors.ErrorCodes.CANCEL)
 # an upstream stream refused this often goes to the client as refused (it may retry)
 MAX_ATTEMPTS = 3
 
@@ -70,53 +79,11 @@ AHEAD = 256 * 1024
 # a request whose stream the upstream refuses goes up again only if the relay still has
 # all of it: it keeps up to this much of each request until an answer begins
 RETRY_KEEP = 1024 * 1024
-
-
-class _Stream:
-    """One HTTP/2 exchange in flight (``up_sid`` 0 while it waits for an upstream stream)."""
-
-    __slots__ = (
-        "attempts",
-        "csid",
-        "id",
-        "kept",
-        "owed_client",
-        "owed_up",
-        "parent",
-        "queued",
-        "req",
-        "req_ended",
-        "req_trailers",
-        "resp",
-        "resp_sent",
-        "rq",
-        "rs",
-        "started_at",
-        "t0",
-        "t_first",
-        "up_sid",
-    )
-
-    def __init__(self, req: H2Request, id: str, parent: str | None, max_body: int) -> None:
-        self.req = req  # the request's head
-        self.csid = req.stream_id
-        self.id = id
-        self.parent = parent
-        self.started_at = time.time()
-        self.t0 = time.perf_counter()
-        self.t_first = 0.0
-        self.up_sid = 0
-        self.attempts = 0
-        self.rq = BodyCapture(max_body, _header(req.headers, "content-encoding"))
-        self.rs: BodyCapture | None = None
-        self.queued = bytearray()  # request data not yet sent up (waiting for a stream)
-        self.kept: bytearray | None = bytearray()  # all request data, for a retry
-        self.req_ended = False
-        self.req_trailers: tuple[tuple[str, str], ...] = ()
-        self.resp: H2Response | None = None  # the response's head, once it came
-        self.resp_sent = False  # that head went to the client
-        self.owed_client = 0  # client data taken but not yet acknowledged to it
-        self.owed_up = 0  # upstream data taken but not yet acknowledged to it
+# how long requests a client ended before closing its connection have to go up
+UPSTREAM_LINGER_S = 5.0
+# the header list a relayed message may carry (h2's default, 64 KiB, ends the whole
+# connection on a larger one; clients and servers such as node's accept far more)
+MAX_HEADER_LIST = 1024 * 1024
 
 
 class H2Relay(asyncio.Protocol):
@@ -129,19 +96,22 @@ class H2Relay(asyncio.Protocol):
         self.core = core
         self.route = route
         self.upstream = route.upstream
-        self.client = H2Endpoint(streaming=True)
-        self.up = H2Endpoint(client=True, streaming=True)
+        self.client = H2Endpoint(streaming=True, max_header_list=MAX_HEADER_LIST)
+        self.up = H2Endpoint(client=True, streaming=True, max_header_list=MAX_HEADER_LIST)
         self.up_t = up_transport
         self.transport: asyncio.Transport | None = None
-        self.by_client: dict[int, _Stream] = {}
-        self.by_up: dict[int, _Stream] = {}
-        self.waiting: deque[_Stream] = deque()  # beyond the upstream's stream limit
-        self.owing: set[_Stream] = set()  # data taken, acknowledged once passed on
-        self.heads: list[_Stream] = []  # response heads to pass on after this read
+        self.by_client: dict[int, H2Exchange] = {}
+        self.by_up: dict[int, H2Exchange] = {}
+        self.waiting: deque[H2Exchange] = deque()  # beyond the upstream's stream limit
+        # upstream stream -> exchange answered before its request ended (RFC 9113 8.1):
+        # the rest of the request still goes up, the upstream may read it
+        self.uploads: dict[int, H2Exchange] = {}
+        self.owing: set[H2Exchange] = set()  # data taken, acknowledged once passed on
+        self.heads: list[H2Exchange] = []  # response heads to pass on after this read
         self.held_out: list[bytes] | None = None
         self.close_after = False
         self.closed = False
-        self.pending: list[_Stream] = []  # ClientConn's interface for the drain on stop
+        self.pending: list[H2Exchange] = []  # ClientConn's interface for the drain on stop
         # the upstream connection is ours now: its bytes come here, starting with those
         # that came before (its SETTINGS and window, sent during the client's handshake)
         up.owner = cast("ClientConn", _UpstreamSide(self, up))
@@ -175,8 +145,10 @@ class H2Relay(asyncio.Protocol):
                 self._request(ev)
             elif isinstance(ev, H2End):
                 self._request_end(ev)
-            elif isinstance(ev, Oversized | StreamReset):
-                self._drop_client_stream(ev.stream_id)
+            elif isinstance(ev, StreamReset):
+                self._drop_client_stream(ev.stream_id, ev.code)
+            elif isinstance(ev, Oversized):
+                self._drop_client_stream(ev.stream_id, CANCEL)
             elif isinstance(ev, Closed):
                 self.close_after = True
         self._open_waiting()
@@ -191,7 +163,7 @@ class H2Relay(asyncio.Protocol):
             return
         core.stats.requests += 1
         parent = core.correlator.parent_for(ev.http1_headers())
-        st = _Stream(ev, core.next_id(self.route.source), parent, core.max_body)
+        st = H2Exchange(ev, core.next_id(self.route.source), parent, core.max_body)
         self.pending.append(st)
         self.by_client[st.csid] = st
         self.waiting.append(st)
@@ -202,7 +174,8 @@ class H2Relay(asyncio.Protocol):
             self.client.acknowledge(ev.stream_id, ev.flow)
             return
         data = ev.data
-        st.rq.add(data)
+        if not st.answered:  # once recorded, the rest only goes up
+            st.rq.add(data)
         if st.kept is not None:
             st.kept += data
             if len(st.kept) > RETRY_KEEP:
@@ -222,6 +195,9 @@ class H2Relay(asyncio.Protocol):
         st.req_trailers = ev.trailers
         if st.up_sid:
             self.up.end_stream(st.up_sid, ev.trailers)
+        if st.answered:
+            self.uploads.pop(st.up_sid, None)
+            self._done(st)
 
     def _open_waiting(self) -> None:
         """Streams up while the upstream's MAX_CONCURRENT_STREAMS allows (in order)."""
@@ -252,15 +228,23 @@ class H2Relay(asyncio.Protocol):
                 continue
             self.by_up[st.up_sid] = st
 
-    def _drop_client_stream(self, sid: int) -> None:
+    def _drop_client_stream(self, sid: int, code: int) -> None:
+        # the upstream hears the client's code: a gRPC server tells a cancelled call
+        # (CANCEL) from a failure
         st = self.by_client.get(sid)
         if st is None:
+            return
+        if st.answered:  # recorded already: only its upload stops
+            self.uploads.pop(st.up_sid, None)
+            self.up.reset(st.up_sid, code)
+            self._done(st)
             return
         if st in self.waiting:
             self.waiting.remove(st)
         elif self.by_up.pop(st.up_sid, None) is not None:
-            self.up.reset(st.up_sid)
-        self._finish(st, "client reset the stream before the response")
+            self.up.reset(st.up_sid, code)
+        began = "during" if st.resp is not None else "before"
+        self._finish(st, f"client reset the stream {began} the response (HTTP/2 error code {code})")
 
     def eof_received(self) -> bool | None:
         return False
@@ -270,9 +254,22 @@ class H2Relay(asyncio.Protocol):
         self.core.conns.discard(cast("ClientConn", self))
         for st in [*self.by_up.values(), *self.waiting]:
             self._finish(st, "client closed the connection before the response completed")
+        for st in [*self.by_up.values(), *self.uploads.values()]:
+            if not st.req_ended:  # the client will send no more of it
+                self.up.reset(st.up_sid, CANCEL)
         self.by_up.clear()
         self.waiting.clear()
-        self.up_t.close()
+        self.uploads.clear()
+        # requests the client ended that the upstream's window has not let through yet
+        # (up to AHEAD a stream: the client had them acknowledged) still go, as they would
+        # from the client's own socket after it closed. The connection stays a while: a
+        # close right behind their last bytes cut off what a server that reads slowly
+        # (node's) had not read yet; the upstream may close it sooner
+        self._flush_up()
+        if self.up.sending:
+            asyncio.get_running_loop().call_later(UPSTREAM_LINGER_S, self.up_t.close)
+        else:
+            self.up_t.close()
 
     def pause_writing(self) -> None:
         self.up_t.pause_reading()
@@ -293,6 +290,8 @@ class H2Relay(asyncio.Protocol):
                 self._response_data(ev)
             elif isinstance(ev, H2Response):
                 self._response(ev)
+            elif isinstance(ev, H2Info):
+                self._info(ev)
             elif isinstance(ev, H2End):
                 self._response_end(ev)
             elif isinstance(ev, StreamReset):
@@ -313,11 +312,18 @@ class H2Relay(asyncio.Protocol):
             return
         st.t_first = time.perf_counter()
         st.resp = ev
-        st.rs = BodyCapture(self.core.max_body, _header(ev.headers, "content-encoding"))
+        st.rs = BodyCapture(self.core.max_body, header(ev.headers, "content-encoding"))
         st.kept = None  # an answer began: the request was processed, no retry
         self.heads.append(st)
 
-    def _send_head(self, st: _Stream) -> None:
+    def _info(self, ev: H2Info) -> None:
+        # 100 Continue, 103 Early Hints: the client may act on them before the answer (a
+        # client that waits for 100 sends its body only then); they are not recorded
+        st = self.by_up.get(ev.stream_id)
+        if st is not None and st.resp is None:
+            self.client.send_info(st.csid, ev.status, ev.headers)
+
+    def _send_head(self, st: H2Exchange) -> None:
         if st.resp is not None and not st.resp_sent:
             st.resp_sent = True
             self.client.start_response(st.csid, st.resp.status, st.resp.headers)
@@ -339,6 +345,12 @@ class H2Relay(asyncio.Protocol):
             return
         self._finish(st, None)
         self.core.hold(cast("ClientConn", self))  # captured before the client has the end
+        if not st.req_ended:
+            # answered before the request's end (RFC 9113 8.1): the upstream may still read
+            # the rest (or reset the stream to stop it), and its stream stays open till then
+            st.answered = True
+            self.by_client[st.csid] = st
+            self.uploads[st.up_sid] = st
         if st.resp_sent:
             self.client.end_stream(st.csid, ev.trailers)
         else:  # head and end in one read: HEADERS with END_STREAM, as the upstream sent
@@ -350,6 +362,15 @@ class H2Relay(asyncio.Protocol):
     def _upstream_reset(self, up_sid: int, code: int) -> None:
         st = self.by_up.pop(up_sid, None)
         if st is None:
+            st = self.uploads.pop(up_sid, None)
+            if st is not None:
+                # answered, then the upstream stops reading (NO_ERROR: "stop sending",
+                # RFC 9113 8.1): the client hears it if it has the whole response. If not,
+                # a reset would drop its end, and one that came later, with the client's
+                # upload stalled on its window, left node's client waiting for ever: the
+                # rest of the request is then taken and dropped, the client ends it
+                self._done(st)
+                self.client.reset_if_sent(st.csid, code)
             return
         if code == REFUSED and st.kept is not None and st.attempts < MAX_ATTEMPTS:
             if not self.up.closed:
@@ -361,7 +382,7 @@ class H2Relay(asyncio.Protocol):
                 return
         self._give_up(st, f"upstream reset the stream (HTTP/2 error code {code})", code)
 
-    def _give_up(self, st: _Stream, error: str, code: int) -> None:
+    def _give_up(self, st: H2Exchange, error: str, code: int) -> None:
         """The client hears the upstream's reason (a REFUSED_STREAM is retried)."""
         if code == REFUSED and st.resp is None:
             self._forget(st)  # nothing happened upstream: the client's retry is recorded
@@ -369,12 +390,12 @@ class H2Relay(asyncio.Protocol):
             self._finish(st, error)
         self.client.reset(st.csid, code)
 
-    def _forget(self, st: _Stream) -> None:
+    def _forget(self, st: H2Exchange) -> None:
         if st in self.pending:
             self.pending.remove(st)
         self._done(st)
 
-    def _done(self, st: _Stream) -> None:
+    def _done(self, st: H2Exchange) -> None:
         if self.by_client.get(st.csid) is st:
             del self.by_client[st.csid]
         self.owing.discard(st)
@@ -403,6 +424,11 @@ class H2Relay(asyncio.Protocol):
         if self.by_up or self.waiting:
             why = describe_error(exc, 0)[1] if exc is not None else "upstream closed"
             self._upstream_failed(f"{why} before responding")
+        for st in self.uploads.values():  # answered: their uploads have nowhere to go
+            self._done(st)
+            self.client.reset_if_sent(st.csid, CANCEL)
+        self.uploads.clear()
+        self._flush_client()
         self._close_client()
 
     def _upstream_failed(self, error: str) -> None:
@@ -431,6 +457,8 @@ class H2Relay(asyncio.Protocol):
                 self.owing.discard(st)
         self._flush_client()
         self._flush_up()
+        if self.close_after:
+            self._close_client()  # the client's window let the last of it go
 
     def _flush_client(self) -> None:
         if self.transport is None:
@@ -455,69 +483,30 @@ class H2Relay(asyncio.Protocol):
             return
         if out:
             self.transport.write(b"".join(out))
-        if self.close_after and not self.by_up:
-            self.transport.close()
+        if self.close_after:
+            self._close_client()
 
     def _close_client(self) -> None:
+        """Close once nothing is left for the client: no exchange in flight and nothing
+        waiting for its window (a close sooner cuts off the end of a response it reads
+        slowly; the upstream's GOAWAY or close does not end what it already sent)."""
         self.close_after = True
-        if self.held_out is None and self.transport is not None and not self.by_up:
-            self.transport.close()
+        if self.held_out is not None or self.transport is None or self.closed:
+            return
+        if self.by_up or self.uploads or self.waiting or self.client.sending:
+            return
+        self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
         self.up_t.close()
 
-    def _finish(self, st: _Stream, error: str | None) -> None:
+    def _finish(self, st: H2Exchange, error: str | None) -> None:
         if st in self.pending:
             self.pending.remove(st)
         self._done(st)
-        core = self.core
-        now = time.perf_counter()
-        duration_ms = (now - st.t0) * 1000.0
-        req, resp, rq, rs = st.req, st.resp if error is None else None, st.rq, st.rs
-        sent = (("host", self.upstream.authority), *((k, v) for k, v in req.headers))
-        sent = tuple((k, v) for k, v in sent if k not in ("proxy-connection",))
-        capture = (
-            "x",
-            self.route.source,
-            Direction.OUTBOUND.value,
-            st.id,
-            st.parent,
-            "https",
-            self.upstream.authority,
-            req.method,
-            req.path,
-            "HTTP/2",
-            list(sent),
-            rq.body(),
-            rq.truncated,
-            (resp.status, "", "HTTP/2", list(resp.headers)) if resp is not None else None,
-            rs.body() if resp is not None and rs is not None else b"",
-            resp is not None and rs is not None and rs.truncated,
-            st.started_at,
-            duration_ms,
-            (st.t_first - st.t0) * 1000.0 if resp is not None else None,
-            error,
-        )
-        captured = None
-        if core.on_captured is not None:
-            captured = Captured(
-                self.route.source,
-                req.method,
-                split_target(req.path)[0],
-                resp.status if resp is not None else None,
-                error,
-                duration_ms,
-            )
-        core.record(capture, self.route.source, captured)
-
-
-def _header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
+        record(self.core, self.route, st, error)
 
 
 class _UpstreamSide:

@@ -21,7 +21,7 @@ its head (an ``H2Request``/``H2Response`` with an empty body), its ``H2Data`` an
 ``H2End``, and goes out the same way (``start_request``/``start_response``,
 ``send_data``, ``end_stream``). Received data is then acknowledged by the caller
 (``acknowledge``), once it has gone on: the peer sends no faster than the other side
-reads.
+reads. Informational responses come as ``H2Info`` and go out with ``send_info``.
 """
 
 from __future__ import annotations
@@ -88,6 +88,16 @@ class H2Data:
 
 
 @dataclass(frozen=True, slots=True)
+class H2Info:
+    """Streaming mode: an informational response (1xx: 100 Continue, 103 Early Hints)
+    that came before the final one on this stream."""
+
+    stream_id: int
+    status: int
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
 class H2End:
     """Streaming mode: the message on this stream is complete."""
 
@@ -120,7 +130,7 @@ class Closed:
     last_stream_id: int = 0
 
 
-Event = H2Request | H2Response | H2Data | H2End | Oversized | StreamReset | Closed
+Event = H2Request | H2Response | H2Info | H2Data | H2End | Oversized | StreamReset | Closed
 
 
 @dataclass(slots=True)
@@ -206,6 +216,11 @@ class H2Endpoint:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        if streaming:
+            # h2 applies a MAX_HEADER_LIST_SIZE to its decoder only when an acknowledged
+            # SETTINGS changes it, never the first one: it would keep 64 KiB, and a larger
+            # header block ends the whole connection (a relay's limit is the peers')
+            self.conn.decoder.max_header_list_size = max_header_list
         self._in: dict[int, _Inbound] = {}
         # stream -> what is left to send on it, as the peer's windows allow
         self._out: dict[int, _Outbound] = {}
@@ -261,6 +276,12 @@ class H2Endpoint:
             self._in[sid] = _Inbound(headers=regular, pseudo=pseudo)
             if self.streaming:
                 out.append(self._head(sid, self._in[sid]))
+        elif isinstance(ev, h2.events.InformationalResponseReceived):
+            if self.streaming:  # (before the final head: the stream is not in _in yet)
+                pseudo, regular = _split(list(ev.headers or ()))
+                status = pseudo.get(":status", "0")
+                code = int(status) if status.isdigit() else 0
+                out.append(H2Info(ev.stream_id, code, tuple(regular)))
         elif isinstance(ev, h2.events.DataReceived):
             self._data(ev, out)
         elif isinstance(ev, h2.events.TrailersReceived):
@@ -376,6 +397,15 @@ class H2Endpoint:
         sid, head = self._request_head(method, path, authority, headers, scheme)
         return sid if sid and self._send(sid, head, body, trailers) else 0
 
+    def send_info(self, stream_id: int, status: int, headers: Headers) -> None:
+        """Streaming: an informational response (1xx) before the final one."""
+        head = [(":status", str(status))]
+        head.extend(_outbound(headers))
+        try:
+            self.conn.send_headers(stream_id, head, end_stream=False)
+        except h2.exceptions.ProtocolError:
+            pass  # the stream was reset meanwhile: nobody waits for it
+
     def start_request(
         self, method: str, path: str, authority: str, headers: Headers, *, scheme: str = "https"
     ) -> int:
@@ -429,6 +459,20 @@ class H2Endpoint:
         """Bytes of this stream waiting for the peer's window."""
         out = self._out.get(stream_id)
         return len(out.data) if out is not None else 0
+
+    @property
+    def sending(self) -> bool:
+        """Some stream still has data or its end waiting for the peer's window: closing
+        the connection now would cut it off."""
+        return bool(self._out)
+
+    def reset_if_sent(self, stream_id: int, code: int) -> bool:
+        """Streaming: reset the stream if nothing queued on it waits for the peer's window
+        (a reset would drop the end of a message the peer must get); False if some does."""
+        if stream_id in self._out:
+            return False
+        self.reset(stream_id, code)
+        return True
 
     def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> bool:
         if self.closed:
