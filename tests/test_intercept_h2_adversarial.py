@@ -191,9 +191,13 @@ def node_client(target: str, ca: Path, proxy: str | None, **spec: Any) -> dict[s
         text=True,
         timeout=60,
     )
-    lines = r.stdout.strip().splitlines()
+    # not splitlines(): a body's bytes in "text" may hold U+0085, a line break to it
+    lines = r.stdout.strip().split("\n")
     assert lines, f"node client: {r.stderr[-2000:]}"
-    out: dict[str, Any] = json.loads(lines[-1])
+    try:
+        out: dict[str, Any] = json.loads(lines[-1])
+    except ValueError:
+        raise AssertionError(f"node client: {r.stdout[-2000:]!r} {r.stderr[-2000:]!r}") from None
     return out
 
 
