@@ -61,13 +61,16 @@ class H2Exchange:
         self.answered = False  # recorded; the rest of the request still goes up
 
 
-def record(core: ProxyCore, route: Route, st: H2Exchange, error: str | None) -> None:
-    """The exchange to the recording: the response only if it completed (``error`` None)."""
+def record(
+    core: ProxyCore, route: Route, st: H2Exchange, error: str | None, *, cut: bool = False
+) -> None:
+    """The exchange to the recording: the response only if it completed (``error`` None),
+    or, ``cut``, with what came of it before recording stopped (marked truncated)."""
     upstream = route.upstream
     assert upstream is not None
     now = time.perf_counter()
     duration_ms = (now - st.t0) * 1000.0
-    req, resp, rq, rs = st.req, st.resp if error is None else None, st.rq, st.rs
+    req, resp, rq, rs = st.req, st.resp if error is None or cut else None, st.rq, st.rs
     sent = (("host", upstream.authority), *((k, v) for k, v in req.headers))
     sent = tuple((k, v) for k, v in sent if k not in ("proxy-connection",))
     capture = (
@@ -86,7 +89,7 @@ def record(core: ProxyCore, route: Route, st: H2Exchange, error: str | None) -> 
         rq.truncated,
         (resp.status, "", "HTTP/2", list(resp.headers)) if resp is not None else None,
         rs.body() if resp is not None and rs is not None else b"",
-        resp is not None and rs is not None and rs.truncated,
+        resp is not None and (cut or (rs is not None and rs.truncated)),
         st.started_at,
         duration_ms,
         (st.t_first - st.t0) * 1000.0 if resp is not None else None,

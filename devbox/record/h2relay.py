@@ -502,11 +502,19 @@ class H2Relay(asyncio.Protocol):
             self.transport.abort()
         self.up_t.close()
 
-    def _finish(self, st: H2Exchange, error: str | None) -> None:
+    def _finish(self, st: H2Exchange, error: str | None, *, cut: bool = False) -> None:
         if st in self.pending:
             self.pending.remove(st)
         self._done(st)
-        record(self.core, self.route, st, error)
+        record(self.core, self.route, st, error, cut=cut)
+
+    def record_unfinished(self, why: str) -> None:
+        """Recording stops: each response still coming (an event stream that does not
+        end) is recorded with what came of it, cut short; the client already has that."""
+        for up_sid, st in list(self.by_up.items()):
+            if st.resp is not None:
+                del self.by_up[up_sid]
+                self._finish(st, why, cut=True)
 
 
 class _UpstreamSide:

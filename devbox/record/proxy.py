@@ -158,6 +158,14 @@ class ClientConn(asyncio.Protocol):
             self.transport.abort()
         self._close_upstream()
 
+    def record_unfinished(self, why: str) -> None:
+        """Recording stops: a response still coming is kept as it came so far, cut short."""
+        for p in list(self.pending):
+            if (body := p.resp_body) is not None:  # an event stream's: the client saw it
+                self.pending.remove(p)
+                body.truncated = True
+                self._finish(p, error=why)
+
     def _write(self, data: bytes) -> None:
         if self.refusal == b"":
             return  # the refusal was the last answer: an upstream's late bytes go nowhere
@@ -333,16 +341,11 @@ class ClientConn(asyncio.Protocol):
         proto = UpstreamConn(self)
         try:
             async with asyncio.timeout(self.core.connect_timeout_s):
-                if up.tls:
-                    await loop.create_connection(
-                        lambda: proto,
-                        up.host,
-                        up.port,
-                        ssl=self.core.ssl_context(),
-                        server_hostname=up.host,
-                    )
-                else:
-                    await loop.create_connection(lambda: proto, up.host, up.port)
+                ctx = self.core.ssl_context() if up.tls else None
+                name = up.host if up.tls else None
+                await loop.create_connection(
+                    lambda: proto, up.host, up.port, ssl=ctx, server_hostname=name
+                )
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             status, error = describe_error(exc, self.core.connect_timeout_s)
             self.up_buf = None

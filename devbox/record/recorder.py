@@ -378,6 +378,8 @@ class Recorder:
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and any(c.pending for c in self.core.conns):
             await asyncio.sleep(0.01)
+        for c in list(self.core.conns):
+            c.record_unfinished("recording stopped before the response ended")
         self.core.flush()
         # from here on, connections we cut are our doing, not traffic worth recording
         self.core.stopping = True
