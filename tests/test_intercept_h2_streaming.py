@@ -23,6 +23,7 @@ import httpx
 import pytest
 from conftest import stop_process
 from grpc_support import compile_protos, grpc_server, load_modules, make_test_ca
+from mock_helpers import running
 from record_helpers import exchanges, write_profile
 
 from devbox.core.profile import load_profile
@@ -180,3 +181,51 @@ def messages(body: bytes) -> list[bytes]:
         i += 5 + n
     assert i == len(body), "a gRPC body is whole messages"
     return out
+
+
+def test_grpc_through_the_proxy_keeps_its_trailers_and_an_http_mock_replays_them(
+    tmp_path: Path, devbox_ca: Path, test_ca: grpc_support.TestCa
+) -> None:
+    """gRPC's status is in the trailers: recorded through ``HTTPS_PROXY``, an exchange
+    without them replays to grpcio as a broken call. The recording keeps them, and the
+    HTTP mock (HTTPS + h2) sends them back."""
+    import grpc
+
+    gen = compile_protos(tmp_path / "gen")
+    pb, pb_grpc = load_modules(gen)
+    creds = grpc.ssl_channel_credentials(root_certificates=devbox_ca.read_bytes())
+    here = pb.Point(latitude=407838351, longitude=-746143763)
+    nowhere = pb.Point(latitude=0, longitude=0)
+
+    def calls(ch: grpc.Channel) -> list[Any]:
+        stub = pb_grpc.RouteGuideStub(ch)
+        feature, call = stub.GetFeature.with_call(here, timeout=10)
+        out: list[Any] = [feature.name, dict(call.trailing_metadata())["x-feature-db"]]
+        try:
+            stub.GetFeature(nowhere, timeout=10)
+        except grpc.RpcError as exc:
+            assert isinstance(exc, grpc.Call)
+            out += [exc.code(), exc.details()]
+        return out
+
+    with grpc_server(gen, test_ca) as server:
+        upstream = f"https://localhost:{server.port}"
+        rec = recorder(tmp_path, upstream, test_ca.ca)
+        opts = [("grpc.http_proxy", rec.listener("forward").url), ("grpc.enable_http_proxy", 1)]
+        try:
+            with grpc.secure_channel(f"localhost:{server.port}", creds, options=opts) as ch:
+                real = calls(ch)
+        finally:
+            rec.stop()
+    assert real[:2] == ["Patriots Path, Mendham, NJ 07945, USA", "v1"]
+    assert real[2:] == [grpc.StatusCode.INVALID_ARGUMENT, "no feature at 0,0: über-nowhere"]
+    ok, failed = (e.response for e in exchanges(rec.profile.mocks_dir, "shop"))
+    assert ok is not None and failed is not None
+    assert ok.trailers[0] == ("grpc-status", "0")
+    assert ("x-feature-db", "v1") in ok.trailers
+    # an error is "trailers only": one HEADERS frame that ends the stream, no body
+    assert ("grpc-status", "3") in failed.headers and failed.trailers == ()
+    with running(recordings=rec.profile.mocks_dir / "shop", upstream=upstream) as (_f, port):
+        name = [("grpc.ssl_target_name_override", "localhost")]
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=name) as ch:
+            assert calls(ch) == real

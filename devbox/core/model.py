@@ -85,6 +85,8 @@ class Response:
     body: bytes = b""
     reason: str = ""
     http_version: str = "HTTP/1.1"
+    # fields after the body (HTTP/2 trailers, a chunked body's): gRPC's status is there
+    trailers: Headers = ()
 
     def header(self, name: str) -> str | None:
         return header_get(self.headers, name)

@@ -188,6 +188,8 @@ def _exchange_dict(
         rbody = encode_body(resp.body)
         if rbody is not None:
             rd["body"] = rbody
+        if resp.trailers:
+            rd["trailers"] = headers_of(resp.trailers)
         if ex.response_truncated:
             rd["truncated"] = True
         d["response"] = rd
@@ -272,6 +274,7 @@ def exchange_from_dict(d: dict[str, Any], where: str = "exchange") -> Exchange:
                 body=decode_body(rd.get("body"), f"{where}.response.body"),
                 reason=str(rd.get("reason", "")),
                 http_version=str(rd.get("http_version", "HTTP/1.1")),
+                trailers=_headers(rd.get("trailers", []), f"{where}.response.trailers"),
             )
         started = d.get("started_at")
         wait = d.get("wait_ms")

@@ -221,9 +221,10 @@ class Redactor:
     def response(self, resp: Response) -> Response:
         headers = self._headers(resp.headers)
         body = self._body(resp.body, resp.headers)
-        if headers == resp.headers and body == resp.body:
+        trailers = self._headers(resp.trailers) if resp.trailers else resp.trailers
+        if headers == resp.headers and body == resp.body and trailers == resp.trailers:
             return resp
-        return replace(resp, headers=headers, body=body)
+        return replace(resp, headers=headers, body=body, trailers=trailers)
 
     def exchange(self, ex: Exchange) -> Exchange:
         request = self.request(ex.request)

@@ -207,8 +207,8 @@ class H2MockConn(asyncio.Protocol):
         """An answer the answering code built as HTTP/1.1 bytes, sent on stream ``sid``."""
         if self.transport is None:
             return
-        status, headers, body = split_response(data)
-        self.h2.send_response(sid, status, headers, body)
+        status, headers, body, trailers = split_response(data)
+        self.h2.send_response(sid, status, headers, body, trailers)
         if not self.batching:
             self._flush()
 

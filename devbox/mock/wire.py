@@ -103,20 +103,35 @@ def serialize(
     head: bool = False,
     length: int | None = None,
     framed: bool = True,
+    trailers: Headers = (),
 ) -> bytes:
     """One complete response. ``headers`` must not carry framing (see HOP_BY_HOP).
-    ``framed=False``: no Content-Length (a HEAD answer whose server never said one)."""
+    ``framed=False``: no Content-Length (a HEAD answer whose server never said one).
+    ``trailers`` (gRPC's status, a chunked body's fields) go after the body, which is
+    then chunked: the one HTTP/1.1 framing that has room for them."""
     out = [f"HTTP/1.1 {status} {reason_phrase(status, reason)}\r\n".encode("latin-1", "replace")]
     for k, v in headers:
         out.append(_clean(k) + b": " + _clean(v) + b"\r\n")
-    if framed and not no_body_status(status):
+    chunked = bool(trailers) and framed and length is None and not no_body_status(status)
+    if chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    elif framed and not no_body_status(status):
         out.append(b"Content-Length: %d\r\n" % (len(body) if length is None else length))
     # said on every response, as nginx does: an HTTP/1.0 client needs it to keep the
     # connection, an HTTP/1.1 one ignores it, and the hot path need not tell them apart
     out.append(b"Connection: close\r\n" if close else b"Connection: keep-alive\r\n")
     out.append(b"\r\n")
-    if not head and not no_body_status(status):
+    if head or no_body_status(status):
+        return b"".join(out)
+    if not chunked:
         out.append(body)
+        return b"".join(out)
+    if body:
+        out.append(b"%x\r\n%s\r\n" % (len(body), body))
+    out.append(b"0\r\n")
+    for k, v in trailers:
+        out.append(_clean(k) + b": " + _clean(v) + b"\r\n")
+    out.append(b"\r\n")
     return b"".join(out)
 
 
@@ -179,7 +194,9 @@ class Prepared:
             self.encoding = ""
             self.headers = self.identity_headers
             self.wire_body = resp.body
-        self.keepalive = serialize(self.status, self.headers, self.wire_body, reason=resp.reason)
+        self.keepalive = serialize(
+            self.status, self.headers, self.wire_body, reason=resp.reason, trailers=resp.trailers
+        )
         # the keep-alive bytes fit every request but HEAD (HTTP/1.0 keep-alive included)
         self.simple = not self.encoding
 
@@ -211,6 +228,7 @@ class Prepared:
                 head=head,
                 length=length,
                 framed=framed,
+                trailers=self.exchange.response.trailers,
             )
             self._variants[variant] = data
         return data
@@ -223,11 +241,12 @@ class UpstreamProtocolError(RemoteProtocolError):
     """The real upstream answered something that is not HTTP/1.x."""
 
 
-def split_response(data: bytes) -> tuple[int, Headers, bytes]:
-    """A serialised HTTP/1.1 response as (status, headers, body), for a connection that
-    speaks another framing (HTTP/2): the answering code builds HTTP/1.1 bytes once and
-    every protocol serves them. Framing headers (Connection, Transfer-Encoding) are
-    dropped; Content-Length is kept (HTTP/2 allows it, and a HEAD answer needs it)."""
+def split_response(data: bytes) -> tuple[int, Headers, bytes, Headers]:
+    """A serialised HTTP/1.1 response as (status, headers, body, trailers), for a
+    connection that speaks another framing (HTTP/2): the answering code builds HTTP/1.1
+    bytes once and every protocol serves them. Framing headers (Connection,
+    Transfer-Encoding) are dropped; Content-Length is kept (HTTP/2 allows it, and a HEAD
+    answer needs it); a chunked body (``serialize``'s, for trailers) is taken apart."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         raise UpstreamProtocolError("a response without the end of its head")
@@ -240,7 +259,36 @@ def split_response(data: bytes) -> tuple[int, Headers, bytes]:
         for k, v in head.headers
         if k.lower() not in HOP_BY_HOP or k.lower() == "content-length"
     )
-    return head.status, kept, data[end + 4 :]
+    rest = data[end + 4 :]
+    if rest and any(k.lower() == "transfer-encoding" for k, _ in head.headers):
+        return (head.status, kept, *_unchunk(rest))
+    return head.status, kept, rest, ()
+
+
+def _unchunk(data: bytes) -> tuple[bytes, Headers]:
+    """``serialize``'s chunked body: (the body, its trailers)."""
+    body, pos = bytearray(), 0
+    while True:
+        eol = data.find(b"\r\n", pos)
+        try:
+            if eol < 0:
+                raise ValueError
+            size = int(data[pos:eol].split(b";", 1)[0], 16)
+        except ValueError:
+            raise UpstreamProtocolError("a chunk without its size") from None
+        pos = eol + 2
+        if size == 0:
+            break
+        body += data[pos : pos + size]
+        pos += size + 2
+    trailers = []
+    for line in data[pos:].split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if sep:
+            trailers.append(
+                (name.decode("latin-1").strip().lower(), value.decode("latin-1").strip())
+            )
+    return bytes(body), tuple(trailers)
 
 
 def body_text(body: bytes) -> str:

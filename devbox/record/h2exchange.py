@@ -30,6 +30,7 @@ class H2Exchange:
         "req_trailers",
         "resp",
         "resp_sent",
+        "resp_trailers",
         "rq",
         "rs",
         "started_at",
@@ -55,6 +56,7 @@ class H2Exchange:
         self.req_ended = False
         self.req_trailers: tuple[tuple[str, str], ...] = ()
         self.resp: H2Response | None = None  # the response's head, once it came
+        self.resp_trailers: tuple[tuple[str, str], ...] = ()
         self.resp_sent = False  # that head went to the client
         self.owed_client = 0  # client data taken but not yet acknowledged to it
         self.owed_up = 0  # upstream data taken but not yet acknowledged to it
@@ -87,7 +89,9 @@ def record(
         list(sent),
         rq.body(),
         rq.truncated,
-        (resp.status, "", "HTTP/2", list(resp.headers)) if resp is not None else None,
+        (resp.status, "", "HTTP/2", list(resp.headers), list(st.resp_trailers))
+        if resp is not None
+        else None,
         rs.body() if resp is not None and rs is not None else b"",
         resp is not None and (cut or (rs is not None and rs.truncated)),
         st.started_at,

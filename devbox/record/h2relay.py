@@ -343,6 +343,7 @@ class H2Relay(asyncio.Protocol):
         st = self.by_up.pop(ev.stream_id, None)
         if st is None or st.resp is None:
             return
+        st.resp_trailers = ev.trailers
         self._finish(st, None)
         self.core.hold(cast("ClientConn", self))  # captured before the client has the end
         if not st.req_ended:

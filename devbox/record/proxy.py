@@ -435,6 +435,7 @@ class ClientConn(asyncio.Protocol):
                     continue
                 p = self.pending.popleft()
                 p.sent = None
+                p.resp_trailers = ev.trailers
                 self.up_served += 1
                 # to the recording worker first, then the client gets the last bytes
                 self._finish(p)

@@ -269,6 +269,7 @@ class _Pending:
         "req_done",
         "resp_body",
         "resp_head",
+        "resp_trailers",
         "scheme",
         "sent",
         "sent_headers",
@@ -294,6 +295,7 @@ class _Pending:
         self.req_body: BodyCapture | None = None
         self.resp_head: Head | None = None
         self.resp_body: BodyCapture | None = None
+        self.resp_trailers: list[tuple[str, str]] = []  # a chunked body's
         self.req_done = False
         self.relayed = False  # the client has seen part of the response
         self.timer: asyncio.TimerHandle | None = None
@@ -378,7 +380,9 @@ def finish_exchange(
         p.sent_headers,
         rq.body() if rq is not None else b"",
         rq is not None and rq.truncated,
-        (resp.status, resp.reason, resp.version, resp.headers) if resp is not None else None,
+        (resp.status, resp.reason, resp.version, resp.headers, p.resp_trailers)
+        if resp is not None
+        else None,
         rs.body() if rs is not None else b"",
         rs is not None and rs.truncated,
         p.started_at,

@@ -87,8 +87,10 @@ def exchange_of(msg: tuple[Any, ...]) -> Exchange:
     )
     response = None
     if resp is not None:
-        status, reason, resp_version, resp_headers = resp
-        response = Response(status, tuple(resp_headers), resp_body, reason, resp_version)
+        # (status, reason, version, headers[, trailers]): trailers only where some came
+        status, reason, resp_version, resp_headers, *more = resp
+        trailers = tuple(more[0]) if more else ()
+        response = Response(status, tuple(resp_headers), resp_body, reason, resp_version, trailers)
     return Exchange(
         xid,
         _DIRECTIONS[direction],
