@@ -13,13 +13,12 @@ from hypothesis import strategies as st
 
 from devbox.core import recording
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
+from devbox.core.recorded_body import decode_body, encode_body
 from devbox.core.recording import (
     FORMAT_VERSION,
     RecordingHeader,
     decode,
-    decode_body,
     encode,
-    encode_body,
     exchange_to_text,
     header_to_text,
 )

@@ -9,14 +9,13 @@ append an exchange with a single ``write()``: a process killed mid-append leaves
 at most one torn object at the end, which the reader drops and reports.
 
 Bodies are stored as ``{"json": ...}`` when they are JSON that re-encodes to
-the same bytes, ``{"text": ...}`` when UTF-8, else ``{"base64": ...}``.
-The header's ``format`` field versions the layout; ``MIGRATIONS`` upgrades
-older versions on read.
+the same bytes, ``{"text": ...}`` when UTF-8, else ``{"base64": ...}``
+(``devbox.core.recorded_body``). The header's ``format`` field versions the
+layout; ``MIGRATIONS`` upgrades older versions on read.
 """
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import math
@@ -31,6 +30,7 @@ import orjson
 
 from devbox.core.model import Direction, Exchange, Request, Response, Timing
 from devbox.core.nesting import closes_object, too_deep_json
+from devbox.core.recorded_body import decode_body, encode_body
 from devbox.errors import RecordingError
 
 FORMAT_VERSION = 1
@@ -57,65 +57,6 @@ class Decoded:
     exchanges: tuple[Exchange, ...]
     # a torn final object (the writer was killed mid-append): dropped, reported
     torn_tail: bool = False
-
-
-# ---------------------------------------------------------------- bodies
-
-
-def encode_body(body: bytes) -> dict[str, Any] | None:
-    if not body:
-        return None
-    head = body.lstrip()[:1]
-    if head in (b"{", b"["):
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            if orjson.dumps(value) == body:
-                return {"json": value}
-            if _python_json(value) == body:
-                return {"json": value, "style": "spaced"}
-            if _python_json(value, ascii_only=True) == body:
-                return {"json": value, "style": "spaced-ascii"}
-    try:
-        return {"text": body.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"base64": base64.b64encode(body).decode("ascii")}
-
-
-# the separators of Python's json.dumps default, which many small services emit; one
-# encoder each, built once (json.dumps builds a new one per call when options are given)
-_SPACED = json.JSONEncoder(ensure_ascii=False)
-_SPACED_ASCII = json.JSONEncoder(ensure_ascii=True)
-
-
-def _python_json(value: Any, *, ascii_only: bool = False) -> bytes:
-    return (_SPACED_ASCII if ascii_only else _SPACED).encode(value).encode("utf-8")
-
-
-def decode_body(spec: Any, where: str) -> bytes:
-    if spec is None:
-        return b""
-    if not isinstance(spec, dict):
-        raise RecordingError("body must be an object with json, text or base64", field=where)
-    if "json" in spec:
-        style = spec.get("style")
-        if style is None:
-            return bytes(orjson.dumps(spec["json"]))
-        if style == "spaced":
-            return _python_json(spec["json"])
-        if style == "spaced-ascii":
-            return _python_json(spec["json"], ascii_only=True)
-        raise RecordingError(f"unknown JSON body style {style!r}", field=where)
-    if "text" in spec:
-        return str(spec["text"]).encode("utf-8")
-    if "base64" in spec:
-        try:
-            return base64.b64decode(spec["base64"], validate=True)
-        except ValueError as exc:
-            raise RecordingError(f"invalid base64 body: {exc}", field=where) from None
-    raise RecordingError("body must have one of json, text, base64", field=where)
 
 
 # ---------------------------------------------------------------- exchanges
