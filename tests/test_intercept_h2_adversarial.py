@@ -354,3 +354,57 @@ def test_header_blocks_over_64k_are_relayed(
     assert big.error is None and big.response is not None
     assert sum(k.startswith("x-h") for k, _ in big.response.headers) == 80
     assert sum(k.startswith("x-req-") for k, _ in saved["/header-bytes"].request.headers) == 80
+
+
+def test_a_client_that_breaks_the_protocol_is_told_why(tmp_path: Path, devbox_ca: Path) -> None:
+    """DATA on stream 0 is a connection error (RFC 9113 6.1): the client gets a GOAWAY
+    with PROTOCOL_ERROR before the close, as from nginx, not a bare reset."""
+    import socket
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+
+    def broken(port: int, via: str | None, ca: Path) -> set[Any]:
+        """How the connection ended: GOAWAYs (their codes) and resets."""
+        raw = socket.create_connection(("127.0.0.1", int(via.rsplit(":", 1)[1]) if via else port))
+        raw.settimeout(10)
+        if via:
+            raw.sendall(
+                f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode()
+            )
+            assert b" 200 " in raw.recv(4096).split(b"\r\n")[0]
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.set_alpn_protocols(["h2"])
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        tls.sendall(conn.data_to_send())
+        # a DATA frame on stream 0, end-stream flag set, no payload
+        tls.sendall(b"\x00\x00\x00\x00\x01\x00\x00\x00\x00")
+        events: list[Any] = []
+        try:
+            while data := tls.recv(65536):
+                events += conn.receive_data(data)
+        except (ConnectionError, ssl.SSLError):
+            events.append("reset")
+        finally:
+            tls.close()
+        return {
+            (type(e).__name__, e.error_code) if isinstance(e, h2.events.ConnectionTerminated) else e
+            for e in events
+            if isinstance(e, h2.events.ConnectionTerminated) or e == "reset"
+        }
+
+    with nginx(tmp_path / "nginx") as up:
+        direct = broken(up.tls_port, None, up.ca_file)
+        rec = recorder(tmp_path, up.url, up.ca_file)
+        try:
+            proxied = broken(up.tls_port, rec.listener("forward").url, devbox_ca)
+        finally:
+            rec.stop()
+    goaway = ("ConnectionTerminated", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+    assert direct == {goaway}  # (nginx sends it twice)
+    assert proxied == {goaway}

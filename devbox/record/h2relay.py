@@ -110,6 +110,7 @@ class H2Relay(asyncio.Protocol):
         self.heads: list[H2Exchange] = []  # response heads to pass on after this read
         self.held_out: list[bytes] | None = None
         self.close_after = False
+        self.broken = False  # the client broke the protocol: close after our GOAWAY
         self.closed = False
         self.pending: list[H2Exchange] = []  # ClientConn's interface for the drain on stop
         # the upstream connection is ours now: its bytes come here, starting with those
@@ -135,8 +136,9 @@ class H2Relay(asyncio.Protocol):
             events = self.client.receive_data(data)
         except RemoteProtocolError:
             self.core.stats.rejected += 1
-            self._flush_client()
-            self.abort()
+            self.broken = True
+            self._flush_client()  # the GOAWAY naming the error: the client learns why
+            self._close_client()
             return
         for ev in events:
             if isinstance(ev, H2Data):
@@ -493,6 +495,10 @@ class H2Relay(asyncio.Protocol):
         slowly; the upstream's GOAWAY or close does not end what it already sent)."""
         self.close_after = True
         if self.held_out is not None or self.transport is None or self.closed:
+            return
+        if self.broken:  # (a close, not an abort: the GOAWAY goes out first)
+            self.transport.close()
+            self.up_t.close()
             return
         if self.by_up or self.uploads or self.waiting or self.client.sending:
             return
