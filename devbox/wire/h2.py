@@ -216,11 +216,11 @@ class H2Endpoint:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
-        if streaming:
-            # h2 applies a MAX_HEADER_LIST_SIZE to its decoder only when an acknowledged
-            # SETTINGS changes it, never the first one: it would keep 64 KiB, and a larger
-            # header block ends the whole connection (a relay's limit is the peers')
-            self.conn.decoder.max_header_list_size = max_header_list
+        # h2 applies a MAX_HEADER_LIST_SIZE to its decoder only when an acknowledged
+        # SETTINGS changes it, never the first one: it would keep 64 KiB whatever we
+        # said, and a larger header block ends the whole connection (a relay's limit is
+        # the peers', a mock's its configured one)
+        self.conn.decoder.max_header_list_size = max_header_list
         self._in: dict[int, _Inbound] = {}
         # stream -> what is left to send on it, as the peer's windows allow
         self._out: dict[int, _Outbound] = {}
