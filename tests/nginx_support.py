@@ -65,7 +65,13 @@ def _wait(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 
 
 
 def _config(
-    d: Path, n_tls: int, n_plain: int, n_h2c: int, workers: int, server_opts: str = ""
+    d: Path,
+    n_tls: int,
+    n_plain: int,
+    n_h2c: int,
+    workers: int,
+    server_opts: str = "",
+    h2c_opts: str = "",
 ) -> str:
     locations = f"""
         location = /items/1 {{ default_type application/json; return 200 '{ITEM.decode()}'; }}
@@ -99,6 +105,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{n_h2c} http2;
+        {h2c_opts}
         {locations}
     }}
 }}
@@ -106,8 +113,11 @@ http {{
 
 
 @contextmanager
-def nginx(d: Path, *, workers: int = 1, server_opts: str = "") -> Iterator[Nginx]:
-    """``server_opts``: directives for the TLS server (limits, extra locations)."""
+def nginx(
+    d: Path, *, workers: int = 1, server_opts: str = "", h2c_opts: str = ""
+) -> Iterator[Nginx]:
+    """``server_opts``: directives for the TLS server (limits, extra locations);
+    ``h2c_opts``: for the h2c one (a ``grpc_pass`` gateway)."""
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
     assert os.path.exists(exe), "nginx is missing: scripts/setup installs it"
     d.mkdir(parents=True, exist_ok=True)
@@ -126,7 +136,7 @@ def nginx(d: Path, *, workers: int = 1, server_opts: str = "") -> Iterator[Nginx
     (d / "www" / "gz" / "text.txt").write_text("hello world, " * 500)
     tls_port, plain_port, h2c_port = _free_ports(3)
     conf = d / "nginx.conf"
-    conf.write_text(_config(d, tls_port, plain_port, h2c_port, workers, server_opts))
+    conf.write_text(_config(d, tls_port, plain_port, h2c_port, workers, server_opts, h2c_opts))
     log = d / "error.log"
     proc = subprocess.Popen(
         [exe, "-p", str(d), "-e", str(log), "-c", str(conf)],

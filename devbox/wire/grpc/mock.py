@@ -137,6 +137,12 @@ class GrpcMockConnection:
             return
         if entry.client_ended and not msgs:
             return  # nothing had come when the client gave up: its deadline or cancel ends it
+        if entry.headers_only:
+            self._steps[sid] = deque(
+                [(first, lambda: self._h2.send_trailers_only(sid, entry.headers))]
+            )
+            self._advance(sid, out)
+            return
 
         def head() -> None:
             self._h2.send_headers(sid, entry.headers)

@@ -191,6 +191,10 @@ class GrpcRecorder:
             obj["reset"] = call.reset
             # the client gave up (cancel, its deadline): the mock must not answer for it
             obj["reset_by"] = "client" if call.reset_by_client else "server"
+        elif now is not None:
+            # the stream ended with no grpc-status: not a gRPC answer (a gateway's 502);
+            # the client makes its status of the HTTP one
+            obj["no_grpc_status"] = True
         else:
             obj["incomplete"] = True
         status = dict(call.response_headers).get(":status")

@@ -61,6 +61,9 @@ class Entry:
     # the client reset the stream itself (cancel, deadline): the mock sends what had
     # arrived by then and leaves the stream open for the client to end it again
     client_ended: bool = False
+    # not a gRPC answer (a gateway's 502, no grpc-status): ``headers`` alone, ending
+    # the stream, their ``:status`` the recorded one
+    headers_only: bool = False
 
 
 def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
@@ -279,7 +282,10 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     if text:
         trailers.append(("grpc-message", codec.encode_grpc_message(text)))
     trailers += codec.metadata_headers(obj.get("trailers"))
-    headers = [(":status", "200"), ("content-type", "application/grpc")]
+    http_status = obj.get("http_status", 200)
+    if isinstance(http_status, bool) or not isinstance(http_status, int):
+        raise StoreError("expected an HTTP status code", "http_status")
+    headers = [(":status", str(http_status)), ("content-type", "application/grpc")]
     encoding = obj.get("response_encoding")
     if encoding is None and any(data[0] == 1 for _gap_s, data in frames):  # compressed flag
         encoding = "gzip"  # recorded before ``response_encoding``: what grpc servers use
@@ -290,6 +296,8 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         # encoding configured" (INTERNAL)
         headers.append(("grpc-encoding", encoding))
     headers += codec.metadata_headers(obj.get("response_metadata"))
+    if obj.get("no_grpc_status"):  # not a gRPC answer: its status and metadata, no more
+        headers = [headers[0], *codec.metadata_headers(obj.get("response_metadata"))]
     reset = obj.get("reset")
     ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
     same = index.table.get(index.key(path, request))
@@ -303,6 +311,7 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         latency_s=latency / 1000.0,
         reset=reset if isinstance(reset, int) and not isinstance(reset, bool) else None,
         client_ended=obj.get("reset_by") == "client",
+        headers_only=bool(obj.get("no_grpc_status")),
     )
     index.add(path, request, entry)
 
