@@ -638,3 +638,34 @@ def test_a_large_body_sent_while_the_upstream_connection_opens_flows_through(
     assert upstream.seen[0].body == body
     (ex,) = exchanges(rec.profile.mocks_dir, "files")
     assert ex.request_truncated and len(ex.request.body) == 16 * 1024
+
+
+def test_the_live_view_hears_each_exchange_once_it_is_captured(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """``on_captured`` (the dashboard's and ``devbox record``'s live lines and tallies):
+    source, method, path without its query, status or the failure, duration."""
+    from devbox.record.proxy_core import Captured
+
+    heard: list[Captured] = []
+    path = write_profile(tmp_path, {"dep": upstream.url})
+    rec = Recorder(load_profile(path), RecordOptions(), on_captured=heard.append)
+    rec.start()
+    try:
+        for target in ("/n/1?token=abc", "/missing", "/cut"):
+            conn = _conn(rec, "dep")
+            try:
+                conn.request("GET", target)
+                conn.getresponse().read()
+            except (http.client.HTTPException, OSError):
+                pass  # /cut: the upstream hangs up mid-body
+            finally:
+                conn.close()
+    finally:
+        rec.stop()
+    lines = [(c.source, c.method, c.path, c.status, c.error) for c in heard]
+    assert lines[:2] == [("dep", "GET", "/n/1", 200, None), ("dep", "GET", "/missing", 404, None)]
+    source, method, where, status, error = lines[2]
+    assert (source, method, where, status) == ("dep", "GET", "/cut", 200)
+    assert error is not None and "mid-response" in error
+    assert all(c.duration_ms > 0 for c in heard)

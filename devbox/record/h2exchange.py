@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from devbox.core.model import Direction
-from devbox.record.capture import BodyCapture, split_target
-from devbox.record.proxy_core import Captured, ProxyCore, Route
+from devbox.record.capture import BodyCapture
+from devbox.record.proxy_core import ProxyCore, Route
 from devbox.wire.h2 import H2Request, H2Response
 
 
@@ -99,17 +99,7 @@ def record(
         (st.t_first - st.t0) * 1000.0 if resp is not None else None,
         error,
     )
-    captured = None
-    if core.on_captured is not None:
-        captured = Captured(
-            route.source,
-            req.method,
-            split_target(req.path)[0],
-            resp.status if resp is not None else None,
-            error,
-            duration_ms,
-        )
-    core.record(capture, route.source, captured)
+    core.record(capture)
 
 
 def header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:

@@ -62,6 +62,13 @@ class Captured:
 Capture = tuple[Any, ...]  # one exchange as a worker frame (see devbox.record.worker)
 
 
+def captured_of(c: Capture) -> Captured:
+    """The live view's line of a capture (the frame's fields: ``worker.exchange_of``)."""
+    resp = c[13]
+    status = resp[0] if resp is not None else None
+    return Captured(c[1], c[7], split_target(c[8])[0], status, c[19], c[17])
+
+
 class ProxyCore:
     """State shared by every connection of one recorder (one event loop thread)."""
 
@@ -101,7 +108,7 @@ class ProxyCore:
         self.stopping = False
         # captures of this loop iteration, handed to the worker in one write; the
         # connections whose last response bytes wait for that write
-        self._batch: list[tuple[Capture, str, Captured | None]] = []
+        self._batch: list[Capture] = []
         self._held: list[ClientConn] = []
         self._scheduled = False
 
@@ -135,10 +142,10 @@ class ProxyCore:
         self._counters[source] = n
         return f"{source}-{self.stamp}-{n:04d}"
 
-    def record(self, capture: Capture, source: str, captured: Captured | None) -> None:
+    def record(self, capture: Capture) -> None:
         if self.stopping:
             return  # connections we cut while stopping are not traffic
-        self._batch.append((capture, source, captured))
+        self._batch.append(capture)
         self._schedule()
 
     def hold(self, conn: ClientConn) -> None:
@@ -159,15 +166,17 @@ class ProxyCore:
         batch, self._batch = self._batch, []
         if batch:
             try:
-                self.emit([c for c, _s, _v in batch])
+                self.emit(batch)
             except Exception as exc:  # the relay must survive a failing sink; it is reported
                 if self.on_error is not None:
                     self.on_error(f"could not record {len(batch)} exchanges: {exc}")
             else:
-                for _c, source, captured in batch:
+                on_captured = self.on_captured
+                for capture in batch:
+                    source = capture[1]
                     self.captured[source] = self.captured.get(source, 0) + 1
-                    if captured is not None and self.on_captured is not None:
-                        self.on_captured(captured)
+                    if on_captured is not None:
+                        on_captured(captured_of(capture))
         held, self._held = self._held, []
         for conn in held:
             conn.release()
@@ -390,14 +399,4 @@ def finish_exchange(
         (p.t_first - p.t0) * 1000.0 if p.t_first is not None else None,
         error,
     )
-    captured = None
-    if core.on_captured is not None:
-        captured = Captured(
-            p.source,
-            head.method,
-            split_target(head.target)[0],
-            resp.status if resp is not None else None,
-            error,
-            duration_ms,
-        )
-    core.record(capture, p.source, captured)
+    core.record(capture)
