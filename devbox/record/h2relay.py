@@ -112,7 +112,6 @@ class H2Relay(asyncio.Protocol):
         self.close_after = False
         self.broken = False  # the client broke the protocol: close after our GOAWAY
         self.closed = False
-        self.pending: list[H2Exchange] = []  # ClientConn's interface for the drain on stop
         # the upstream connection is ours now: its bytes come here, starting with those
         # that came before (its SETTINGS and window, sent during the client's handshake)
         up.owner = cast("ClientConn", _UpstreamSide(self, up))
@@ -166,7 +165,6 @@ class H2Relay(asyncio.Protocol):
         core.stats.requests += 1
         parent = core.correlator.parent_for(ev.http1_headers())
         st = H2Exchange(ev, core.next_id(self.route.source), parent, core.max_body)
-        self.pending.append(st)
         self.by_client[st.csid] = st
         self.waiting.append(st)
 
@@ -388,15 +386,10 @@ class H2Relay(asyncio.Protocol):
     def _give_up(self, st: H2Exchange, error: str, code: int) -> None:
         """The client hears the upstream's reason (a REFUSED_STREAM is retried)."""
         if code == REFUSED and st.resp is None:
-            self._forget(st)  # nothing happened upstream: the client's retry is recorded
+            self._done(st)  # nothing happened upstream: the client's retry is recorded
         else:
             self._finish(st, error)
         self.client.reset(st.csid, code)
-
-    def _forget(self, st: H2Exchange) -> None:
-        if st in self.pending:
-            self.pending.remove(st)
-        self._done(st)
 
     def _done(self, st: H2Exchange) -> None:
         if self.by_client.get(st.csid) is st:
@@ -509,9 +502,12 @@ class H2Relay(asyncio.Protocol):
             self.transport.abort()
         self.up_t.close()
 
+    @property
+    def pending(self) -> list[H2Exchange]:
+        """``ClientConn``'s interface for the drain on stop: the exchanges in flight."""
+        return [*self.by_up.values(), *self.waiting]
+
     def _finish(self, st: H2Exchange, error: str | None, *, cut: bool = False) -> None:
-        if st in self.pending:
-            self.pending.remove(st)
         self._done(st)
         record(self.core, self.route, st, error, cut=cut)
 
