@@ -371,15 +371,11 @@ class H2Endpoint:
         self, stream_id: int, status: int, headers: Headers, body: bytes, trailers: Headers = ()
     ) -> None:
         """A whole response; a body larger than the window is sent as it opens."""
-        head = [(":status", str(status))]
-        head.extend(_outbound(headers))
-        self._send(stream_id, head, body, trailers)
+        self._send(stream_id, _response_head(status, headers), body, trailers)
 
     def start_response(self, stream_id: int, status: int, headers: Headers) -> bool:
         """Streaming: a response's head; its data follows (``send_data``, ``end_stream``)."""
-        head = [(":status", str(status))]
-        head.extend(_outbound(headers))
-        return self._start(stream_id, head)
+        return self._start(stream_id, _response_head(status, headers))
 
     def send_request(
         self,
@@ -399,8 +395,7 @@ class H2Endpoint:
 
     def send_info(self, stream_id: int, status: int, headers: Headers) -> None:
         """Streaming: an informational response (1xx) before the final one."""
-        head = [(":status", str(status))]
-        head.extend(_outbound(headers))
+        head = _response_head(status, headers)
         try:
             self.conn.send_headers(stream_id, head, end_stream=False)
         except h2.exceptions.ProtocolError:
@@ -554,6 +549,10 @@ class H2Endpoint:
             self.conn.close_connection(error_code=code)
         except h2.exceptions.ProtocolError:
             pass
+
+
+def _response_head(status: int, headers: Headers) -> list[tuple[str, str]]:
+    return [(":status", str(status)), *_outbound(headers)]
 
 
 def _outbound(headers: Headers) -> list[tuple[str, str]]:
