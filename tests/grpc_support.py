@@ -176,11 +176,19 @@ class Loop:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def close_server(self, server: asyncio.Server) -> None:
+        """Stop listening (on the loop's thread, where the server lives)."""
+        self.run(_close_server(server))
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         assert self.thread is not None
         self.thread.join(10)
         self.loop.close()
+
+
+async def _close_server(server: asyncio.Server) -> None:
+    server.close()
 
 
 @dataclass

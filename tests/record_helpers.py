@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from devbox.core.model import Exchange
+from devbox.core.profile import load_profile
+from devbox.record import Recorder, RecordOptions
 from devbox.store import load_dir
 
 BIG = bytes(range(256)) * 1200  # 300 KiB, not valid UTF-8
@@ -270,3 +272,12 @@ def silent_server() -> Iterator[int]:
         yield s.getsockname()[1]
     finally:
         s.close()
+
+
+def forward_recorder(tmp: Path, url: str, ca_bundle: Path, name: str = "shop") -> Recorder:
+    """``devbox record --forward-proxy 0`` for one dependency at ``url``, started (its
+    proxy: ``rec.listener("forward").url``); ``ca_bundle`` verifies the upstream."""
+    path = write_profile(tmp, {name: url})
+    rec = Recorder(load_profile(path), RecordOptions(ca_bundle=ca_bundle, forward_proxy_port=0))
+    rec.start()
+    return rec

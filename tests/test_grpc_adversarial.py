@@ -39,10 +39,6 @@ def loop() -> Iterator[Loop]:
     lp.close()
 
 
-async def _close(server: Any) -> None:
-    server.close()
-
-
 def _method(ch: grpc.Channel, kind: str, name: str) -> Any:
     return getattr(ch, kind)(f"/{SERVICE}/{name}")
 
@@ -81,7 +77,7 @@ def _server_vs_mock(
                 relayed = {name: _outcome(s, ch) for name, s in scenarios.items()}
             _wait_stored(relay.stored, calls)
         finally:
-            loop.run(_close(relay.server))
+            loop.close_server(relay.server)
     assert relayed == real
     # through the files' JSON, as devbox record writes them and the mock reads them
     stored = json.loads(json.dumps(relay.stored))
@@ -90,7 +86,7 @@ def _server_vs_mock(
         with channel(mock.port) as ch:
             mocked = {name: _outcome(s, ch) for name, s in scenarios.items()}
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)
     return real, mocked, stored
 
 
@@ -128,7 +124,7 @@ def test_binary_metadata_and_rich_errors(loop: Loop) -> None:
         with channel(mock.port) as ch:
             assert _outcome(_echo_bin, ch) == real["echo"]
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)
 
 
 def _gzip_reply(ch: grpc.Channel) -> Any:
@@ -356,7 +352,7 @@ def mock(loop: Loop) -> Iterator[Mock]:
     ]
     started = loop.run(start_mock(stored))
     yield started
-    loop.run(_close(started.server))
+    loop.close_server(started.server)
 
 
 def test_hostile_header_not_utf8(mock: Mock) -> None:
@@ -471,7 +467,7 @@ def test_channel_reconnects_after_the_mock_restarts(loop: Loop, tmp_path: Path) 
                 _method(ch, "unary_unary", "Echo")(b"\x0a\x01a", timeout=5)
             _wait_stored(relay.stored, 1)
         finally:
-            loop.run(_close(relay.server))
+            loop.close_server(relay.server)
     recording = tmp_path / "stored.json"
     recording.write_text(json.dumps(relay.stored))
     mock_port = free_port()

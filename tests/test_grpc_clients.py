@@ -91,7 +91,7 @@ def test_python_client_record_then_mock(gen: Path, loop: Loop) -> None:
         relay = loop.run(start_relay(server.port))
         through_relay = _calls(pb, pbg, f"127.0.0.1:{relay.port}")
         _wait_stored(relay.stored, 7)
-        loop.run(_close(relay.server))
+        loop.close_server(relay.server)
     assert through_relay == real
     assert real["list"] and real["chat"] == ["a", "a", "b"] and real["summary"] == (2, 1, 14)
     assert real["error"] == (grpc.StatusCode.INVALID_ARGUMENT, "no feature at 0,0: über-nowhere")
@@ -141,11 +141,7 @@ def test_python_client_record_then_mock(gen: Path, loop: Loop) -> None:
             "/routeguide.Other/Nope",
         ]
     finally:
-        loop.run(_close(mock.server))
-
-
-async def _close(server: Any) -> None:
-    server.close()
+        loop.close_server(mock.server)
 
 
 def test_streams_keep_their_recorded_spacing(gen: Path, loop: Loop) -> None:
@@ -159,7 +155,7 @@ def test_streams_keep_their_recorded_spacing(gen: Path, loop: Loop) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{relay.port}") as ch:
             list(pbg.RouteGuideStub(ch).ListFeatures(rect))
         _wait_stored(relay.stored, 1)
-        loop.run(_close(relay.server))
+        loop.close_server(relay.server)
     at = relay.stored[0]["response_at_ms"]
     mock = loop.run(start_mock(relay.stored))
     try:
@@ -173,7 +169,7 @@ def test_streams_keep_their_recorded_spacing(gen: Path, loop: Loop) -> None:
         assert at[-1] - at[0] >= 25
         assert (arrived[-1][0] - arrived[0][0]) * 1000 >= 0.8 * (at[-1] - at[0])
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)
 
 
 def test_nth_call_sequence_and_redaction(gen: Path, loop: Loop) -> None:
@@ -190,7 +186,7 @@ def test_nth_call_sequence_and_redaction(gen: Path, loop: Loop) -> None:
                     metadata=[("authorization", "Bearer abc.def.ghi")],
                 )
         _wait_stored(relay.stored, 2)
-        loop.run(_close(relay.server))
+        loop.close_server(relay.server)
     stored = [GRPC.redact(o, redact) for o in relay.stored]
     text = json.dumps(stored)
     assert key not in text and "abc.def.ghi" not in text
@@ -206,7 +202,7 @@ def test_nth_call_sequence_and_redaction(gen: Path, loop: Loop) -> None:
             ]
         assert got == ["Hello, Ada!", "Hello again, Ada!", "Hello again, Ada!"]
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)
 
 
 def test_node_grpc_js_client_record_then_mock(gen: Path, loop: Loop, tmp_path: Path) -> None:
@@ -234,7 +230,7 @@ def test_node_grpc_js_client_record_then_mock(gen: Path, loop: Loop, tmp_path: P
         relay = loop.run(start_relay(server.port))
         recorded = run(relay.port)
         _wait_stored(relay.stored, 5)
-        loop.run(_close(relay.server))
+        loop.close_server(relay.server)
     assert recorded == real
     assert real["hello"] == {"message": "Hello, node!"}
     assert real["error"] == {"code": 3, "details": "no feature at 0,0: über-nowhere"}
@@ -243,4 +239,4 @@ def test_node_grpc_js_client_record_then_mock(gen: Path, loop: Loop, tmp_path: P
     try:
         assert run(mock.port) == real
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)

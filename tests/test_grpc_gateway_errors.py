@@ -25,10 +25,6 @@ def loop() -> Iterator[Loop]:
     lp.close()
 
 
-async def _close(server: Any) -> None:
-    server.close()
-
-
 def _call(port: int) -> Any:
     with channel(port) as ch:
         try:
@@ -47,7 +43,7 @@ def test_a_gateway_error_replays_as_the_client_saw_it(tmp_path: Path, loop: Loop
         try:
             relayed = _call(relay.port)
         finally:
-            loop.run(_close(relay.server))
+            loop.close_server(relay.server)
     assert direct == (grpc.StatusCode.UNAVAILABLE, "Received http2 header with status: 502")
     assert relayed == direct
     (stored,) = json.loads(json.dumps(relay.stored))
@@ -57,4 +53,4 @@ def test_a_gateway_error_replays_as_the_client_saw_it(tmp_path: Path, loop: Loop
     try:
         assert _call(mock.port) == direct
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)

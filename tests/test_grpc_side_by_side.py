@@ -24,10 +24,6 @@ def loop() -> Iterator[Loop]:
     lp.close()
 
 
-async def _close(server: Any) -> None:
-    server.close()
-
-
 def _stream(ch: grpc.Channel) -> Any:
     return ch.unary_stream(f"/{SERVICE}/Stream")
 
@@ -63,13 +59,13 @@ def test_a_paced_stream_holds_up_no_other_call(loop: Loop) -> None:
                 _side_by_side(ch)
             stored = relay.stored
         finally:
-            loop.run(_close(relay.server))
+            loop.close_server(relay.server)
     mock = loop.run(start_mock(stored))
     try:
         with channel(mock.port) as ch:
             mocked = _side_by_side(ch)
     finally:
-        loop.run(_close(mock.server))
+        loop.close_server(mock.server)
     # the quick call is answered while the slow one still waits for its second message
     expected = ["slow m0", "quick m0", "quick done", "slow m1", "slow m2", "slow m3", "slow done"]
     assert real == expected

@@ -25,13 +25,10 @@ from typing import Any
 
 import grpc_support
 import pytest
-from conftest import stop_process
 from grpc_support import make_test_ca
 from nginx_support import nginx
-from record_helpers import exchanges, write_profile
-
-from devbox.core.profile import load_profile
-from devbox.record import Recorder, RecordOptions
+from node_support import node, node_server
+from record_helpers import exchanges, forward_recorder
 
 NODE_SERVER = r"""
 const http2 = require('http2');
@@ -157,12 +154,6 @@ connect((s) => {
 """
 
 
-def node() -> str:
-    exe = shutil.which("node")
-    assert exe, "node is missing: scripts/setup installs nodejs"
-    return exe
-
-
 @pytest.fixture
 def test_ca(tmp_path: Path) -> grpc_support.TestCa:
     return make_test_ca(tmp_path / "ca")
@@ -170,18 +161,8 @@ def test_ca(tmp_path: Path) -> grpc_support.TestCa:
 
 @pytest.fixture
 def node_h2(test_ca: grpc_support.TestCa) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [node(), "-e", NODE_SERVER, str(test_ca.key), str(test_ca.cert)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), f"node's http2 server did not start: {port!r}"
-        yield f"https://localhost:{port}"
-    finally:
-        stop_process(proc)
+    with node_server(NODE_SERVER, test_ca) as url:
+        yield url
 
 
 def node_client(target: str, ca: Path, proxy: str | None, **spec: Any) -> dict[str, Any]:
@@ -214,13 +195,6 @@ def curl(*args: str) -> tuple[int, str, str]:
     return r.returncode, r.stdout, r.stderr
 
 
-def recorder(tmp: Path, url: str, ca_bundle: Path) -> Recorder:
-    path = write_profile(tmp, {"shop": url})
-    rec = Recorder(load_profile(path), RecordOptions(ca_bundle=ca_bundle, forward_proxy_port=0))
-    rec.start()
-    return rec
-
-
 def test_the_end_of_a_response_survives_the_upstream_goaway(
     tmp_path: Path, devbox_ca: Path
 ) -> None:
@@ -231,7 +205,7 @@ def test_the_end_of_a_response_survives_the_upstream_goaway(
     body = bytes(i % 251 for i in range(size))
     with nginx(tmp_path / "nginx", server_opts="keepalive_requests 1;") as up:
         (tmp_path / "nginx" / "www" / "static" / "f.bin").write_bytes(body)
-        rec = recorder(tmp_path, up.url, up.ca_file)
+        rec = forward_recorder(tmp_path, up.url, up.ca_file)
         try:
             proxied = node_client(
                 up.url, devbox_ca, rec.listener("forward").url, path="/static/f.bin"
@@ -257,7 +231,7 @@ def test_a_request_answered_early_still_goes_up_whole(
         node_h2, test_ca.ca, None, path="/ack", method="POST", bodySize=size, then="/count?n=1"
     )
     assert direct["first"]["status"] == 202 and direct["then"]["text"] == f"[{size}]"
-    rec = recorder(tmp_path, node_h2, test_ca.ca)
+    rec = forward_recorder(tmp_path, node_h2, test_ca.ca)
     try:
         proxied = node_client(
             node_h2,
@@ -287,7 +261,7 @@ def test_a_request_the_client_ended_goes_up_after_it_hangs_up(
     let it) was dropped with the connection; from the client's own socket the kernel
     would still have delivered it."""
     size = 3_000_000
-    rec = recorder(tmp_path, node_h2, test_ca.ca)
+    rec = forward_recorder(tmp_path, node_h2, test_ca.ca)
     try:
         proxy = rec.listener("forward").url
         out = node_client(
@@ -305,7 +279,7 @@ def test_informational_responses_reach_the_client(
 ) -> None:
     """103 Early Hints (node's ``additionalHeaders``) before the 200: curl -i shows both
     directly; through the relay the 103 was dropped."""
-    rec = recorder(tmp_path, node_h2, test_ca.ca)
+    rec = forward_recorder(tmp_path, node_h2, test_ca.ca)
     try:
         code, direct, err = curl("-i", "--cacert", str(test_ca.ca), f"{node_h2}/hints")
         assert code == 0, err
@@ -335,7 +309,7 @@ def test_header_blocks_over_64k_are_relayed(
     HEADERS and CONTINUATION frames. h2 kept its 64 KiB default, and a larger block ended
     the whole connection, every stream on it with it."""
     many = {f"x-req-{i}": "r" * 1000 for i in range(80)}
-    rec = recorder(tmp_path, node_h2, test_ca.ca)
+    rec = forward_recorder(tmp_path, node_h2, test_ca.ca)
     proxy = rec.listener("forward").url
     try:
         code, out, err = curl(
@@ -400,7 +374,7 @@ def test_a_client_that_breaks_the_protocol_is_told_why(tmp_path: Path, devbox_ca
 
     with nginx(tmp_path / "nginx") as up:
         direct = broken(up.tls_port, None, up.ca_file)
-        rec = recorder(tmp_path, up.url, up.ca_file)
+        rec = forward_recorder(tmp_path, up.url, up.ca_file)
         try:
             proxied = broken(up.tls_port, rec.listener("forward").url, devbox_ca)
         finally:

@@ -25,10 +25,8 @@ import h2.settings
 import httpx
 import pytest
 from nginx_support import ITEM, nginx
-from record_helpers import exchanges, write_profile
+from record_helpers import exchanges, forward_recorder
 
-from devbox.core.profile import load_profile
-from devbox.record import Recorder, RecordOptions
 from devbox.wire import certs
 
 
@@ -40,13 +38,6 @@ def curl(*args: str) -> tuple[int, str, str]:
         [exe, "-sS", "--max-time", "15", *args], capture_output=True, text=True, timeout=30
     )
     return r.returncode, r.stdout, r.stderr
-
-
-def recorder(tmp: Path, url: str, ca_bundle: Path) -> Recorder:
-    path = write_profile(tmp, {"shop": url})
-    rec = Recorder(load_profile(path), RecordOptions(ca_bundle=ca_bundle, forward_proxy_port=0))
-    rec.start()
-    return rec
 
 
 # ------------------------------------------------------------ nginx
@@ -64,7 +55,7 @@ def test_request_bodies_beyond_the_initial_window(tmp_path: Path, devbox_ca: Pat
     src = tmp_path / "body.bin"
     src.write_bytes(body)
     with nginx(d, server_opts=opts) as up:
-        rec = recorder(tmp_path, up.url, up.ca_file)
+        rec = forward_recorder(tmp_path, up.url, up.ca_file)
         proxy = rec.listener("forward").url
         try:
             for name in ("a.bin", "b.bin"):  # the second adds up past the connection window
@@ -104,7 +95,7 @@ def test_streams_beyond_the_upstream_limit_wait(tmp_path: Path, devbox_ca: Path)
     # before nginx reads the next request)
     opts = "http2_max_concurrent_streams 2; limit_rate 2m;"
     with nginx(tmp_path / "nginx", server_opts=opts) as up:
-        rec = recorder(tmp_path, up.url, up.ca_file)
+        rec = forward_recorder(tmp_path, up.url, up.ca_file)
         try:
             proxy = rec.listener("forward").url
             statuses = _many(up.url, devbox_ca, proxy, 12, "/static/big.bin")
@@ -121,7 +112,7 @@ def test_upstream_goaway_streams_it_covers_finish(tmp_path: Path, devbox_ca: Pat
     """nginx says GOAWAY after 3 requests on a connection (keepalive_requests): the one it
     still answers comes through, the client goes on on a new connection."""
     with nginx(tmp_path / "nginx", server_opts="keepalive_requests 3;") as up:
-        rec = recorder(tmp_path, up.url, up.ca_file)
+        rec = forward_recorder(tmp_path, up.url, up.ca_file)
         urls = [f"{up.url}/items/1?i={i}" for i in range(7)]
         try:
             code, out, err = curl(
@@ -251,7 +242,7 @@ def test_late_stream_limit_and_refused_streams_go_up_again(
     tmp_path: Path, h2_upstream: H2Upstream, devbox_ca: Path
 ) -> None:
     up = h2_upstream
-    rec = recorder(tmp_path, up.url, up.ca)
+    rec = forward_recorder(tmp_path, up.url, up.ca)
     proxy = rec.listener("forward").url
     try:
         statuses = _many(up.url, devbox_ca, proxy, 6)
@@ -271,7 +262,7 @@ def test_upstream_reset_code_reaches_the_client(
     tmp_path: Path, h2_upstream: H2Upstream, devbox_ca: Path
 ) -> None:
     up = h2_upstream
-    rec = recorder(tmp_path, up.url, up.ca)
+    rec = forward_recorder(tmp_path, up.url, up.ca)
     try:
         code, _out, err = curl(
             "-x", rec.listener("forward").url, "--cacert", str(devbox_ca), "--http2",

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +19,10 @@ from typing import Any
 import grpc_support
 import httpx
 import pytest
-from conftest import stop_process
 from grpc_support import compile_protos, grpc_server, load_modules, make_test_ca
 from mock_helpers import running
-from record_helpers import exchanges, write_profile
-
-from devbox.core.profile import load_profile
-from devbox.record import Recorder, RecordOptions
+from node_support import node_server
+from record_helpers import exchanges, forward_recorder
 
 NODE_SERVER = r"""
 const http2 = require('http2');
@@ -64,33 +59,14 @@ def test_ca(tmp_path: Path) -> grpc_support.TestCa:
 
 @pytest.fixture
 def node_h2(test_ca: grpc_support.TestCa) -> Iterator[str]:
-    node = shutil.which("node")
-    assert node, "node is missing: scripts/setup installs nodejs"
-    proc = subprocess.Popen(
-        [node, "-e", NODE_SERVER, str(test_ca.key), str(test_ca.cert)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), f"node's http2 server did not start: {port!r}"
-        yield f"https://localhost:{port}"
-    finally:
-        stop_process(proc)
-
-
-def recorder(tmp: Path, url: str, ca_bundle: Path) -> Recorder:
-    path = write_profile(tmp, {"shop": url})
-    rec = Recorder(load_profile(path), RecordOptions(ca_bundle=ca_bundle, forward_proxy_port=0))
-    rec.start()
-    return rec
+    with node_server(NODE_SERVER, test_ca) as url:
+        yield url
 
 
 def test_an_event_stream_arrives_event_by_event(
     tmp_path: Path, devbox_ca: Path, test_ca: grpc_support.TestCa, node_h2: str
 ) -> None:
-    rec = recorder(tmp_path, node_h2, test_ca.ca)
+    rec = forward_recorder(tmp_path, node_h2, test_ca.ca)
     proxy = rec.listener("forward").url
 
     async def run() -> tuple[str, bytes, str, bytes]:
@@ -134,7 +110,7 @@ def test_a_bidirectional_grpc_call_gets_each_answer_before_it_sends_on(
     pb, pb_grpc = load_modules(gen)
     with grpc_server(gen, test_ca) as server:
         upstream = f"https://localhost:{server.port}"
-        rec = recorder(tmp_path, upstream, test_ca.ca)
+        rec = forward_recorder(tmp_path, upstream, test_ca.ca)
         proxy = rec.listener("forward").url
         answered = threading.Event()
         got: queue.Queue[str] = queue.Queue()
@@ -210,7 +186,7 @@ def test_grpc_through_the_proxy_keeps_its_trailers_and_an_http_mock_replays_them
 
     with grpc_server(gen, test_ca) as server:
         upstream = f"https://localhost:{server.port}"
-        rec = recorder(tmp_path, upstream, test_ca.ca)
+        rec = forward_recorder(tmp_path, upstream, test_ca.ca)
         opts = [("grpc.http_proxy", rec.listener("forward").url), ("grpc.enable_http_proxy", 1)]
         try:
             with grpc.secure_channel(f"localhost:{server.port}", creds, options=opts) as ch:

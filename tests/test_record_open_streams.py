@@ -8,22 +8,17 @@ TLS with a CA of the tests' own; client: httpx through ``devbox record
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc_support
 import httpx
 import pytest
-from conftest import stop_process
 from grpc_support import make_test_ca
 from mock_helpers import call, running
-from record_helpers import exchanges, write_profile
-
-from devbox.core.profile import load_profile
-from devbox.record import Recorder, RecordOptions
+from node_support import node_server
+from record_helpers import exchanges, forward_recorder
 
 NODE_SERVER = r"""
 const http2 = require('http2');
@@ -48,18 +43,8 @@ server.listen(0, '127.0.0.1', () => console.log(server.address().port));
 @pytest.fixture
 def node_feed(tmp_path: Path) -> Iterator[tuple[str, grpc_support.TestCa]]:
     ca = make_test_ca(tmp_path / "ca")
-    node = shutil.which("node")
-    assert node, "node is missing: scripts/setup installs nodejs"
-    proc = subprocess.Popen(
-        [node, "-e", NODE_SERVER, str(ca.key), str(ca.cert)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), f"node's server did not start: {port!r}"
-        yield f"https://localhost:{port}", ca
-    finally:
-        stop_process(proc)
+    with node_server(NODE_SERVER, ca) as url:
+        yield url, ca
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "h2"])
@@ -67,9 +52,7 @@ def test_a_stream_open_when_recording_stops_keeps_what_came(
     tmp_path: Path, devbox_ca: Path, node_feed: tuple[str, grpc_support.TestCa], http2: bool
 ) -> None:
     url, test_ca = node_feed
-    path = write_profile(tmp_path, {"feed": url})
-    rec = Recorder(load_profile(path), RecordOptions(ca_bundle=test_ca.ca, forward_proxy_port=0))
-    rec.start()
+    rec = forward_recorder(tmp_path, url, test_ca.ca, "feed")
     proxy = rec.listener("forward").url
 
     async def run() -> tuple[str, bytes]:
