@@ -52,9 +52,7 @@ class GrpcMockConnection:
         out: list[Output] = []
         for req in requests:
             self._answer(req, out)
-        rest = self._h2.take()
-        if rest:
-            out.append(Reply(rest))
+        self._flush(out)
         return out
 
     def eof_received(self) -> list[Output]:
@@ -73,17 +71,16 @@ class GrpcMockConnection:
                 self._advance(token, out)
             else:  # the client reset it meanwhile (its cancel, its deadline)
                 del self._steps[token]
-        rest = self._h2.take()
-        if rest:
-            out.append(Reply(rest))
+        self._flush(out)
         return out
 
     # ------------------------------------------------------------ answering
 
-    def _flush(self, out: list[Output], delay: float = 0.0) -> None:
+    def _flush(self, out: list[Output]) -> None:
+        """What the connection has to send now, as one reply."""
         data = self._h2.take()
         if data:
-            out.append(Reply(data, delay_s=delay))
+            out.append(Reply(data))
 
     def _answer(self, req: Request, out: list[Output]) -> None:
         fields = dict(req.headers)
