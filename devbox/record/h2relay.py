@@ -60,7 +60,6 @@ from devbox.wire.h2 import (
     H2Info,
     H2Request,
     H2Response,
-    Oversized,
     StreamReset,
 )
 
@@ -148,8 +147,6 @@ class H2Relay(asyncio.Protocol):
                 self._request_end(ev)
             elif isinstance(ev, StreamReset):
                 self._drop_client_stream(ev.stream_id, ev.code)
-            elif isinstance(ev, Oversized):
-                self._drop_client_stream(ev.stream_id, CANCEL)
             elif isinstance(ev, Closed):
                 self.close_after = True
         self._open_waiting()
