@@ -12,12 +12,15 @@
    proxies run throughout and are measured in ``--rounds`` alternating rounds (medians,
    and the ratio of each round). Beside them, the floor (``floor_relay.py``): a Python
    TLS-intercepting relay on the same loop that records nothing, which bounds what any
-   Python proxy here can reach.
+   Python proxy here can reach;
+5. the same through devbox's proxy and mitmdump with an HTTP/2 client (curl ``--http2
+   --parallel``: 8 streams on one connection; the floor offers http/1.1 only), in
+   alternating rounds, with each proxy's CPU per request.
 
-    .venv/bin/python bench/tls/bench_tls.py                       # ~2 minutes
+    .venv/bin/python bench/tls/bench_tls.py                       # ~3 minutes
     .venv/bin/python bench/tls/bench_tls.py --seconds 2 --rounds 1 --skip-mitm
 
-Needs nginx, wrk and h2load (scripts/setup) and mitmproxy in .tools/mitmproxy.
+Needs nginx, wrk, h2load and curl (scripts/setup) and mitmproxy in .tools/mitmproxy.
 """
 
 from __future__ import annotations
@@ -137,6 +140,25 @@ def h2load(url: str, n: int) -> float:
     if not m or not ok or int(ok.group(1)) != n:
         raise RuntimeError(f"h2load against {url} did not succeed:\n{out[-800:]}")
     return float(m.group(1))
+
+
+def curl_h2(proxy: int, cafile: Path, url: str, n: int, d: Path) -> float:
+    """Requests per second of ``n`` GETs by curl through the forward proxy ``proxy``:
+    ``CONNECT``, TLS with ALPN h2, then every request a stream of one HTTP/2 connection,
+    8 at a time (``--parallel`` multiplexes). h2load cannot use a proxy; curl is the
+    HTTP/2 client most services' tooling shares (libcurl, nghttp2)."""
+    cfg = d / "curl-h2.cfg"
+    cfg.write_text(f'url = "{url}"\noutput = "/dev/null"\n' * n)
+    args = [
+        "curl", "-sS", "--http2", "--parallel", "--parallel-max", "8", "--fail",
+        "--cacert", str(cafile), "-x", f"http://127.0.0.1:{proxy}", "-K", str(cfg),
+    ]  # fmt: skip
+    t0 = time.monotonic()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180)  # noqa: S603
+    took = time.monotonic() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"curl --http2 through :{proxy} failed: {done.stderr[-400:]}")
+    return n / took
 
 
 def recording(d: Path) -> Path:
@@ -302,6 +324,7 @@ def proxies(
             mproc = stack.enter_context(started(mitm_cmd, mport, env))
             targets["mitmdump"] = (mproc.pid, mport, conf / "mitmproxy-ca-cert.pem")
         got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
+        h2got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
         names = list(targets)
         for r in range(rounds):
             for name in names if r % 2 == 0 else names[::-1]:
@@ -309,6 +332,22 @@ def proxies(
                 got.setdefault(name, []).append(
                     measured(pid, n, functools.partial(proxy_run, port, n, cafile, secs))
                 )
+        # 5. an HTTP/2 client through the two intercepting proxies (the floor offers
+        # http/1.1 only), alternating as above; request counts sized to ~secs each
+        url = f"https://localhost:{n.tls_port}/items/1"
+        counts = {"devbox": 2500 * secs, "mitmdump": 600 * secs}
+        h2names = [x for x in names if x in counts]
+        for r in range(rounds):
+            for name in h2names if r % 2 == 0 else h2names[::-1]:
+                pid, port, cafile = targets[name]
+                count = counts[name]
+
+                def run(
+                    port: int = port, cafile: Path = cafile, count: int = count
+                ) -> tuple[float, float, int]:
+                    return curl_h2(port, cafile, url, count, d), 0.0, count
+
+                h2got.setdefault(name, []).append(measured(pid, n, run))
     med = {
         name: (
             statistics.median(x[0][0] for x in runs),
@@ -349,6 +388,31 @@ def proxies(
             )
         )
         cpu_rows.append(("mitmdump", mt[2][0], mt[2][1], mt[2][2]))
+    if h2got:
+        h2med = {k: statistics.median(x[0][0] for x in v) for k, v in h2got.items()}
+        h2cpu = {k: statistics.median(x[1][0] for x in v) for k, v in h2got.items()}
+        note = "curl --http2 --parallel (8 streams, one connection); "
+        note += f"proxy {h2cpu['devbox']:.0f} µs/req"
+        if "mitmdump" in h2med:
+            per_round = [
+                x[0][0] / y[0][0] for x, y in zip(h2got["devbox"], h2got["mitmdump"], strict=True)
+            ]
+            note += (
+                f"; {statistics.median(per_round):.1f}x mitmdump (rounds: "
+                + ", ".join(f"{x:.1f}" for x in per_round)
+                + ")"
+            )
+        rows.append(
+            ("devbox record --forward-proxy, HTTP/2 client", f"{h2med['devbox']:,.0f}", note)
+        )
+        if "mitmdump" in h2med:
+            rows.append(
+                (
+                    "mitmdump, HTTP/2 client",
+                    f"{h2med['mitmdump']:,.0f}",
+                    f"proxy {h2cpu['mitmdump']:.0f} µs/req",
+                )
+            )
     return cpu_rows
 
 
