@@ -9,8 +9,11 @@ the end of a message."""
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import grpc_support
 import httpx
 import pytest
+from conftest import free_port, wait_port
 from grpc_support import compile_protos, grpc_server, load_modules, make_test_ca
 from mock_helpers import running
 from node_support import node_server
@@ -201,7 +205,34 @@ def test_grpc_through_the_proxy_keeps_its_trailers_and_an_http_mock_replays_them
     assert ("x-feature-db", "v1") in ok.trailers
     # an error is "trailers only": one HEADERS frame that ends the stream, no body
     assert ("grpc-status", "3") in failed.headers and failed.trailers == ()
+    name = [("grpc.ssl_target_name_override", "localhost")]
     with running(recordings=rec.profile.mocks_dir / "shop", upstream=upstream) as (_f, port):
-        name = [("grpc.ssl_target_name_override", "localhost")]
         with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=name) as ch:
             assert calls(ch) == real
+    # through a HAR file and back (HAR has no trailers: devbox keeps them in _trailers),
+    # with the commands a user runs
+    har = tmp_path / "shop.har"
+    cli = [sys.executable, "-m", "devbox.cli.main"]
+    exported = subprocess.run(
+        [*cli, "export", str(rec.profile.mocks_dir / "shop"), "--har", str(har)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exported.returncode == 0, exported.stderr
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert {"name": "grpc-status", "value": "0"} in entries[0]["response"]["_trailers"]
+    port = free_port()
+    mock = subprocess.Popen(
+        [*cli, "mock", "--har", str(har), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_port(port, 30)
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=name) as ch:
+            assert calls(ch) == real
+    finally:
+        mock.terminate()
+        mock.communicate(timeout=30)

@@ -273,12 +273,15 @@ def _entry(
             rheaders, _ = _headers(resp_raw.get("headers"), ctx, "response.headers")
             body, truncated = _content(resp_raw.get("content"), rheaders, ctx, status)
             reason = resp_raw.get("statusText")
+            # devbox's own export keeps trailers (gRPC's status is there); HAR has none
+            trailers, _ = _headers(resp_raw.get("_trailers"), ctx, "response._trailers")
             response = Response(
                 status=status,
                 headers=rheaders,
                 body=body,
                 reason=reason if isinstance(reason, str) else "",
                 http_version=normalize_http_version(resp_raw.get("httpVersion")),
+                trailers=trailers,
             )
             if har_error:
                 error = str(har_error)

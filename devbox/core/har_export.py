@@ -1,7 +1,8 @@
 """devbox exchanges -> HAR 1.2: standard fields plus one private field per entry.
 
 ``_devbox`` (id, source, direction, parent, origin, truncation) keeps what HAR cannot say,
-so devbox -> HAR -> devbox keeps everything. The URL is written with the request target
+and ``response._trailers`` a response's trailers ({name, value} as headers), so devbox ->
+HAR -> devbox keeps everything. The URL is written with the request target
 exactly as recorded, and text bodies in the charset the response declares.
 """
 
@@ -108,6 +109,10 @@ def exchange_to_entry(ex: Exchange) -> dict[str, Any]:
             "headersSize": -1,
             "bodySize": len(resp.body),
         }
+        if resp.trailers:
+            # HAR has no trailers (nor do browsers' or mitmproxy's exports): without them a
+            # gRPC answer loses its grpc-status, which its client needs to end the call
+            response["_trailers"] = _har_headers(resp.trailers)
     else:
         response = {
             "status": 0,
