@@ -20,7 +20,8 @@ the relay reconciles them:
   (REFUSED_STREAM: it was not processed, RFC 9113 8.7) goes up again, a few times;
 - an upstream RST_STREAM reaches the client with its error code (REFUSED_STREAM lets a
   client retry); a request is sent again only while the relay still holds all of it
-  (up to ``RETRY_KEEP``) and no answer has begun;
+  (up to ``RETRY_KEEP``, and ``RETRY_KEEP_CONNECTION`` for all streams) and no answer
+  has begun;
 - an upstream GOAWAY: the streams it still covers finish; the client gets a GOAWAY of
   ours, so it opens a new connection (a new ``CONNECT``) for more, and the streams the
   upstream will not process are reset REFUSED_STREAM, which clients retry. The client's
@@ -78,6 +79,9 @@ AHEAD = 256 * 1024
 # a request whose stream the upstream refuses goes up again only if the relay still has
 # all of it: it keeps up to this much of each request until an answer begins
 RETRY_KEEP = 1024 * 1024
+# and all of one connection's streams together: a client with 128 streams of large
+# uploads would otherwise have the relay hold 128 MiB (beyond it a stream is not retried)
+RETRY_KEEP_CONNECTION = 8 * 1024 * 1024
 # how long requests a client ended before closing its connection have to go up
 UPSTREAM_LINGER_S = 5.0
 # the header list a relayed message may carry (h2's default, 64 KiB, ends the whole
@@ -106,6 +110,7 @@ class H2Relay(asyncio.Protocol):
         # the rest of the request still goes up, the upstream may read it
         self.uploads: dict[int, H2Exchange] = {}
         self.owing: set[H2Exchange] = set()  # data taken, acknowledged once passed on
+        self.kept = 0  # bytes of request data kept for a retry, all streams
         self.heads: list[H2Exchange] = []  # response heads to pass on after this read
         self.held_out: list[bytes] | None = None
         self.close_after = False
@@ -174,9 +179,12 @@ class H2Relay(asyncio.Protocol):
         if not st.answered:  # once recorded, the rest only goes up
             st.rq.add(data)
         if st.kept is not None:
-            st.kept += data
-            if len(st.kept) > RETRY_KEEP:
-                st.kept = None
+            n = len(data)
+            if len(st.kept) + n > RETRY_KEEP or self.kept + n > RETRY_KEEP_CONNECTION:
+                self._unkeep(st)
+            else:
+                st.kept += data
+                self.kept += n
         if st.up_sid:
             self.up.send_data(st.up_sid, data)
         else:
@@ -310,7 +318,7 @@ class H2Relay(asyncio.Protocol):
         st.t_first = time.perf_counter()
         st.resp = ev
         st.rs = BodyCapture(self.core.max_body, header(ev.headers, "content-encoding"))
-        st.kept = None  # an answer began: the request was processed, no retry
+        self._unkeep(st)  # an answer began: the request was processed, no retry
         self.heads.append(st)
 
     def _info(self, ev: H2Info) -> None:
@@ -388,7 +396,13 @@ class H2Relay(asyncio.Protocol):
             self._finish(st, error)
         self.client.reset(st.csid, code)
 
+    def _unkeep(self, st: H2Exchange) -> None:
+        if st.kept is not None:
+            self.kept -= len(st.kept)
+            st.kept = None
+
     def _done(self, st: H2Exchange) -> None:
+        self._unkeep(st)
         if self.by_client.get(st.csid) is st:
             del self.by_client[st.csid]
         self.owing.discard(st)
