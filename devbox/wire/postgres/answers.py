@@ -16,11 +16,14 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.contract import MockOptions, Output
 from devbox.wire.postgres import encode
 from devbox.wire.postgres import messages as m
+from devbox.wire.postgres.cursors import Saved
 from devbox.wire.postgres.sql import (
     TX_ENDS,
     normalise,
     one_line,
     request_line,
+    rows_tag,
+    scoped,
     stays_open,
     unscoped,
 )
@@ -49,6 +52,9 @@ class Portal:
     result_formats: tuple[int, ...]
     # rows a partial Execute (max_rows) left for the next Execute, and the final tag
     rest: tuple[list[bytes], str] | None = None
+    # a DECLARE's: what forgets the cursor it opened if its Execute fails
+    # (``cursors.Ordinals.attempt``)
+    undo: Saved | None = None
 
     @property
     def params(self) -> list[dict[str, Any]]:
@@ -56,16 +62,19 @@ class Portal:
 
 
 _TEXT = (0,)  # every column in text
-# the tag of a finished statement that sends rows, by its first word (SELECT otherwise)
-_ROWS_TAGS = {"insert": "INSERT 0", "update": "UPDATE", "delete": "DELETE", "merge": "MERGE"}
 
 
-def finished_tag(sql: str, n: int) -> str:
-    """The CommandComplete tag the server sends when ``sql``, a statement that sends
-    rows, finishes after ``n`` of them (``SELECT 3``, ``INSERT 0 3`` for one with
-    RETURNING): the tag of a result recorded suspended, asked for whole."""
-    word = normalise(sql).split(" ", 1)[0]
-    return f"{_ROWS_TAGS.get(word, 'SELECT')} {n}"
+def _recorded_tag(objs: list[dict[str, Any]]) -> tuple[str, bool] | None:
+    """(tag without its count, counted) of a finished answer among ``objs`` (recorded
+    answers of one SQL): what the server tagged that statement, when it said."""
+    for obj in objs:
+        for res in obj.get("results") or ():
+            tag = res.get("tag")
+            if not isinstance(tag, str) or res.get("suspended") or "copy" in res or not tag:
+                continue
+            head, _, last = tag.rpartition(" ")
+            return (head, True) if head and last.isdigit() else (tag, False)
+    return None
 
 
 class Answers:
@@ -187,11 +196,16 @@ class Answers:
         extended = formats is not None
         for ps in obj.get("parameter_status") or []:
             out.append(m.parameter_status(ps[0], ps[1]))
-        for notice in obj.get("notices") or []:
-            out.append(m.fields(b"N", wire_fields(notice)))
         results = obj.get("results") or []
+        # notices that came among the rows (a function called per row), by result: sent
+        # where the server sent them (a client streaming rows sees each as it comes)
+        later = self._notices(obj, out, max_rows)
         ends = 0  # COMMIT / ROLLBACK tags so far (``_track``)
         for i, res in enumerate(results):
+            among = later.pop(i, [])
+            if among and ("columns" not in res or res.get("copy") or "error" in res):
+                out.extend(data for _row, data in among)
+                among = []
             if "error" in res:
                 self._fail(m.fields(b"E", wire_fields(res["error"])), out)
                 self.index.replanned(obj, self.scope)  # a client prepares again: anew
@@ -206,11 +220,33 @@ class Answers:
                 if rest is not None:
                     return rest
                 continue
-            ended = self._rows(res, obj, formats, out, portal, max_rows, ends)
+            ended = self._rows(res, obj, formats, out, portal, max_rows, ends, among)
             if ended is None:
                 return None
             ends += ended
+        for after in later.values():  # after the last result (none recorded so)
+            out.extend(data for _row, data in after)
         return None
+
+    @staticmethod
+    def _notices(
+        obj: dict[str, Any], out: list[bytes], max_rows: int
+    ) -> dict[int, list[tuple[int, bytes]]]:
+        """Append ``obj``'s notices that came before its first result's rows; the others
+        by result index: (rows of that result before it, its NoticeResponse). Recorded
+        without positions, or asked for in parts (a row limit), all come first."""
+        notices = obj.get("notices") or []
+        at = obj.get("notices_at")
+        if not isinstance(at, list) or len(at) != len(notices) or max_rows:
+            at = [[0, 0]] * len(notices)
+        later: dict[int, list[tuple[int, bytes]]] = {}
+        for notice, (result, row) in zip(notices, at, strict=True):
+            data = m.fields(b"N", wire_fields(notice))
+            if result == 0 and row == 0:
+                out.append(data)
+            else:
+                later.setdefault(int(result), []).append((int(row), data))
+        return later
 
     def _rows(
         self,
@@ -221,6 +257,7 @@ class Answers:
         portal: Portal | None,
         max_rows: int,
         ends: int,
+        among: list[tuple[int, bytes]] | None = None,
     ) -> int | None:
         """One recorded result of ``obj``'s, of rows (none for an INSERT), and its tag:
         None when a row cannot be sent (the error went out instead), else 1 for a COMMIT
@@ -243,6 +280,8 @@ class Answers:
             except ValueError as exc:
                 self._fail(m.error("XX000", f"devbox mock: cannot send row: {exc}"), out)
                 return None
+        for row, data in reversed(among or ()):  # the last first: earlier indexes hold
+            rows.insert(min(row, len(rows)), data)
         if res.get("interrupted"):  # the error that cut these rows short comes next
             out.extend(rows)
             return 0
@@ -252,13 +291,22 @@ class Answers:
             # an Execute with a row limit, answered PortalSuspended); this one asks for
             # all of it, or is a simple query, which has no portal to suspend: the server
             # would finish it, and what was recorded is all there is to give
-            tag = finished_tag(sql, len(rows))
+            tag = self._finished_tag(sql, len(rows))
         if portal is not None:
             self._send_rows(portal, rows, tag, max_rows, out)
             return 0
         out.extend(rows)
         out.append(m.command_complete(tag))
         return int(self._track(tag, sql, ends))
+
+    def _finished_tag(self, sql: str, n: int) -> str:
+        """The tag the server sends when ``sql``, a statement that sends rows, finishes
+        after ``n`` of them: the tag of a result recorded suspended (no tag), asked for
+        whole. As recorded for the same SQL when an answer of it finished; else by its
+        parse tree (``WITH ... INSERT ... RETURNING``: ``INSERT 0 n``, not ``SELECT n``)."""
+        recorded = _recorded_tag(self.index.by_sql.get(scoped(normalise(sql), self.scope), []))
+        prefix, counted = recorded or rows_tag(sql)
+        return f"{prefix} {n}" if counted else prefix
 
     def _copy(
         self,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from devbox.wire.postgres.sql import normalise
 
@@ -40,6 +42,18 @@ def _ordinal(n: int, query: str) -> str:
     return f"<cursor:{n}:{digest.hexdigest()}>"
 
 
+# what ``Ordinals.attempt`` saved: the ordinals, open cursors and their SQL before it
+Saved = tuple[int, dict[str, str], dict[str, str]]
+
+
+def failed(obj: Mapping[str, Any] | None) -> bool:
+    """Whether an answer (a stored query; None: the mock had none, a miss) is an error:
+    a DECLARE that fails opens no cursor on the server, so it takes no ordinal."""
+    if obj is None:
+        return True
+    return any(isinstance(r, Mapping) and "error" in r for r in obj.get("results") or ())
+
+
 class Ordinals:
     """The match key of one connection's SQL, with the cursor name of each DECLARE,
     FETCH, MOVE and CLOSE replaced by the cursor's ordinal among the cursors the
@@ -49,7 +63,7 @@ class Ordinals:
     The same class keys stored objects (``Index.add``, per recorded connection, in
     recorded order) and live queries (the mock, per connection), so both agree."""
 
-    __slots__ = ("declared", "open", "sql")
+    __slots__ = ("declared", "open", "portals", "sql")
 
     def __init__(self) -> None:
         self.declared = 0
@@ -57,6 +71,20 @@ class Ordinals:
         # open cursor's name -> the SQL of the query that declared it (what a Describe of
         # the cursor as a portal is answered from); the same DECLAREs and CLOSEs as ``open``
         self.sql: dict[str, str] = {}
+        # names a FETCH or MOVE took that no open DECLAREd cursor has, and named protocol
+        # portals executed, -> their token, in the order they first came: a FETCH or MOVE
+        # may name a portal (asyncpg's ``cursor.forward()``: ``MOVE FORWARD 1
+        # __asyncpg_portal_4__``), its name numbered by a counter of the whole process.
+        # Counted when executed, not bound: the store sees executions only
+        self.portals: dict[str, str] = {}
+
+    def executed(self, portal: str) -> str:
+        """The token of the named portal ``portal``, executed now (the mock; the store,
+        from a recorded answer's ``"portal"``)."""
+        found = self.portals.get(portal)
+        if found is None:
+            found = self.portals[portal] = f"<portal:{len(self.portals) + 1}>"
+        return found
 
     def key(self, sql: str, *, run: bool = True) -> str:
         """``sql``'s match key. ``run``: the statement runs now, so a DECLARE opens its
@@ -67,6 +95,20 @@ class Ordinals:
         if not _NAMES_CURSOR.search(sql):
             return norm
         return " ; ".join(self._part(part, sql, run) for part in norm.split(" ; "))
+
+    def attempt(self, sql: str) -> tuple[str, Saved | None]:
+        """``sql``'s key as it runs now (``key``), and what ``undo`` takes to forget the
+        cursors it opened and closed once its answer turns out an error (``failed``): the
+        mock keys a query before it knows its answer, the store after, and both must
+        count the same cursors. None: ``sql`` names no cursor, there is nothing to undo."""
+        if not _NAMES_CURSOR.search(sql):
+            return normalise(sql), None
+        saved = (self.declared, dict(self.open), dict(self.sql))
+        return self.key(sql), saved
+
+    def undo(self, saved: Saved | None) -> None:
+        if saved is not None:
+            self.declared, self.open, self.sql = saved
 
     def run(self, sql: str) -> None:
         """Follow the cursors ``sql`` opens and closes, its key unused (the recorder,
@@ -88,8 +130,13 @@ class Ordinals:
             return f"declare {token}{match[2]}"
         if part.startswith(("fetch ", "move ")):
             match = _FETCH.fullmatch(part)
-            found = None if match is None else self.open.get(_unquote(match[2]))
-            return part if match is None or found is None else match[1] + found
+            if match is None:
+                return part
+            name = _unquote(match[2])
+            found = self.open.get(name) or self.portals.get(name)
+            if found is None and run:
+                found = self.executed(name)
+            return part if found is None else match[1] + found
         if part.startswith("close "):
             match = _CLOSE.fullmatch(part)
             if match is None:

@@ -216,15 +216,19 @@ class PostgresMockConnection(Answers):
     # ------------------------------------------------------------ simple query
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
-        norm = scoped(self.ordinals.key(sql), self.scope)
+        key, saved = self.ordinals.attempt(sql)
+        norm = scoped(key, self.scope)
         if not norm:
             out.append(m.EMPTY_QUERY)
             out.append(m.ready(self.status))
             return
         if self._aborted(norm, out):
+            self.ordinals.undo(saved)  # a failed DECLARE opens no cursor (as stored)
             out.append(m.ready(self.status))
             return
         obj = self._lookup(norm, (), sql, None, out, ev)
+        if cursors.failed(obj):
+            self.ordinals.undo(saved)
         if obj is None:
             # a simple query's error ends with ReadyForQuery: nothing to skip until a Sync
             # (skipping here left the connection deaf to every later query)
@@ -258,6 +262,11 @@ class PostgresMockConnection(Answers):
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
         # a Parse runs nothing: a DECLARE opens its cursor when executed (``_bind``)
         norm = scoped(self.ordinals.key(p.sql, run=False), self.scope)
+        if self._aborted(norm, out):
+            # the server refuses the Parse itself in a failed transaction: a client that
+            # describes the statement before it binds (asyncpg) gets 25P02, not a miss
+            self.skipping = True
+            return
         err = self.index.parse_error(norm)  # the nth Parse of it: the nth recorded outcome
         if err is not None:
             self._fail(m.fields(b"E", wire_fields(err["results"][0]["error"])), out)
@@ -277,18 +286,23 @@ class PostgresMockConnection(Answers):
         if stmt is None:
             self._fail(m.error("26000", f'prepared statement "{b.statement}" does not exist'), out)
             return
+        saved = None
         if stmt.cursor:  # this run's cursor: a DECLARE run again opens a new one
-            norm = scoped(self.ordinals.key(stmt.sql), self.scope)
-            stmt = Statement(stmt.sql, norm, stmt.oids, cursor=True)
+            cursor_key, saved = self.ordinals.attempt(stmt.sql)
+            stmt = Statement(stmt.sql, scoped(cursor_key, self.scope), stmt.oids, cursor=True)
         if self._aborted(stmt.norm, out):  # a server refuses the Bind itself
+            # the DECLARE opens no cursor: the recording's failed at its Parse (25P02)
+            self.ordinals.undo(saved)
             self.skipping = True
             return
         values, key = turns.bind_values(b.values, b.param_formats, stmt.oids)
-        portal = Portal(stmt, key, values, b.result_formats)
+        portal = Portal(stmt, key, values, b.result_formats, undo=saved)
         if self.index.stage((stmt.norm, key)) == "bind":
             # the server failed the Bind (planning folded a constant: 1 / $1 with 0), so
             # the error comes instead of BindComplete, as recorded
             obj = self._lookup(stmt.norm, key, stmt.sql, portal, out, ev)
+            if cursors.failed(obj):
+                self.ordinals.undo(saved)
             if obj is not None:
                 self._results(obj, b.result_formats, out, portal)
             return
@@ -296,6 +310,7 @@ class PostgresMockConnection(Answers):
             answer = self.index.describe(stmt.norm, (stmt.norm, key))
             wrong = encode.format_count_error(answer, b.result_formats)
             if wrong is not None:
+                self.ordinals.undo(saved)
                 self._fail(wrong, out)
                 return
         self.portals[b.portal] = portal
@@ -352,6 +367,8 @@ class PostgresMockConnection(Answers):
         if portal is None:
             self._fail(m.error("34000", f'portal "{name}" does not exist'), out)
             return
+        if name:  # a FETCH or MOVE may name it (``Ordinals.executed``)
+            self.ordinals.executed(name)
         if portal.rest is not None:
             self._send_rows(portal, portal.rest[0], portal.rest[1], max_rows, out)
             return
@@ -359,9 +376,15 @@ class PostgresMockConnection(Answers):
             out.append(m.EMPTY_QUERY)
             return
         if self._aborted(portal.stmt.norm, out):
+            self.ordinals.undo(portal.undo)
+            portal.undo = None
             self.skipping = True
             return
         obj = self._lookup(portal.stmt.norm, portal.key, portal.stmt.sql, portal, out, ev)
+        if portal.undo is not None:  # a DECLARE: it opened its cursor unless it failed
+            if cursors.failed(obj):
+                self.ordinals.undo(portal.undo)
+            portal.undo = None
         if obj is None:
             return
         # the common case (rows and a tag, fetched whole): encoded once per recorded answer

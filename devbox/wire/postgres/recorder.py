@@ -66,6 +66,8 @@ class _Query:
     current: dict[str, Any] | None = None
     columns: list[m.Column] | None = None
     notices: list[dict[str, str]] = field(default_factory=list)
+    # where each notice came: [results before it, rows of the current one before it]
+    notices_at: list[list[int]] = field(default_factory=list)
     status_changes: list[list[str]] = field(default_factory=list)
     stage: str = ""
 
@@ -281,6 +283,8 @@ class PostgresRecorderConnection:
             notice = readable_fields(m.parse_fields(body))
             if isinstance(item, _Query):
                 item.notices.append(notice)
+                rows = item.current.get("rows") if item.current is not None else None
+                item.notices_at.append([len(item.results), len(rows or ())])
         elif typ in (b"G", b"H") and isinstance(item, _Query):
             overall, fmts = m.parse_copy_response(body)
             item.current = {
@@ -472,6 +476,8 @@ class PostgresRecorderConnection:
         if q.stage:
             obj["stage"] = q.stage
         if q.portal is not None:
+            if q.portal.bind.portal:  # a FETCH or MOVE may name it: keyed by ordinal
+                obj["portal"] = q.portal.bind.portal
             oids = q.portal.stmt.oids
             obj["param_types"] = list(oids)
             params = []
@@ -494,6 +500,8 @@ class PostgresRecorderConnection:
         obj["results"] = q.results
         if q.notices:
             obj["notices"] = q.notices
+            if any(at != [0, 0] for at in q.notices_at):  # a notice among the rows
+                obj["notices_at"] = q.notices_at
         if q.status_changes:
             obj["parameter_status"] = q.status_changes
         if incomplete:

@@ -89,6 +89,33 @@ def unscoped(key: str) -> tuple[str, str | None]:
     return norm, (database if sep else None)
 
 
+# The CommandComplete tag of a statement that sends rows, by the top node of its parse
+# tree (``WITH ... INSERT ... RETURNING`` is an InsertStmt, tagged INSERT as the server
+# tags it, though it begins with WITH): (the tag, whether the row count follows it).
+_ROWS_TAGS = {
+    "InsertStmt": ("INSERT 0", True),
+    "UpdateStmt": ("UPDATE", True),
+    "DeleteStmt": ("DELETE", True),
+    "MergeStmt": ("MERGE", True),
+    "FetchStmt": ("FETCH", True),
+    "VariableShowStmt": ("SHOW", False),
+    "ExplainStmt": ("EXPLAIN", False),
+    "CallStmt": ("CALL", False),
+}
+
+
+@lru_cache(maxsize=1024)
+def rows_tag(sql: str) -> tuple[str, bool]:
+    """(tag, counted) of the one statement ``sql``, which sends rows: what the server
+    sends when it finishes, ``SELECT`` (counted) for a query, a VALUES, a TABLE."""
+    try:
+        stmts = parser.parse_sql(_SURROGATES.sub("\ufffd", sql))
+    except Exception:  # pglast's ParseError: the server would not have sent rows
+        stmts = ()
+    node = type(stmts[0].stmt).__name__ if stmts else ""
+    return _ROWS_TAGS.get(node, ("SELECT", True))
+
+
 def first_word(sql: str) -> str:
     norm = normalise(sql)
     return norm.split(" ", 1)[0] if norm else ""

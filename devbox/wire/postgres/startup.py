@@ -42,6 +42,45 @@ _REPORTED = (
 
 Settings = tuple[tuple[str, str], ...]
 
+# The server's names of the client encodings (``pg_enc2name_tbl``) and the other names it
+# takes for them (``pg_encname_tbl``), each as the server compares names: lower case, no
+# character but letters and digits (``clean_encoding_name``). So asyncpg's quoted
+# ``'utf-8'``, libpq's ``utf8`` and ``UTF8`` are one setting, which the server reports as
+# ``UTF8``.
+_ENCODINGS = (
+    "SQL_ASCII EUC_JP EUC_CN EUC_KR EUC_TW EUC_JIS_2004 UTF8 MULE_INTERNAL LATIN1 LATIN2 "
+    "LATIN3 LATIN4 LATIN5 LATIN6 LATIN7 LATIN8 LATIN9 LATIN10 WIN1256 WIN1258 WIN866 "
+    "WIN874 KOI8R WIN1251 WIN1252 ISO_8859_5 ISO_8859_6 ISO_8859_7 ISO_8859_8 WIN1250 "
+    "WIN1253 WIN1254 WIN1255 WIN1257 KOI8U SJIS BIG5 GBK UHC GB18030 JOHAB SHIFT_JIS_2004"
+).split()
+_ALIASES = {
+    "unicode": "UTF8",
+    "koi8": "KOI8R",
+    "alt": "WIN866",
+    "win": "WIN1251",
+    "mskanji": "SJIS",
+    "shiftjis": "SJIS",
+    "tcvn": "WIN1258",
+    "tcvn5712": "WIN1258",
+    "vscii": "WIN1258",
+    "abc": "WIN1258",
+    **{f"iso8859{n}": f"LATIN{i}" for i, n in enumerate((1, 2, 3, 4, 9, 10, 13, 14, 15, 16), 1)},
+    **{f"windows{n}": f"WIN{n}" for n in (866, 874, *range(1250, 1259))},
+}
+
+
+def _clean(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isascii() and ch.isalnum())
+
+
+_ENCODING_NAMES = {**{_clean(e): e for e in _ENCODINGS}, **_ALIASES}
+
+
+def encoding_name(value: str) -> str:
+    """A ``client_encoding`` as the server names it (``'utf-8'`` -> ``UTF8``); a name it
+    does not know (it refuses the connection) upper-cased."""
+    return _ENCODING_NAMES.get(_clean(value), value.upper())
+
 
 def split_options(options: str) -> list[str]:
     """libpq's ``options`` as the server splits it: on spaces, a backslash escaping the
@@ -90,6 +129,8 @@ def settings(startup: Mapping[str, str]) -> dict[str, str]:
     for key, value in startup.items():
         if key not in _NOT_SETTINGS and not key.startswith("_pq_."):
             out[key.lower()] = value
+    if "client_encoding" in out:  # one setting however it is spelled, as on the server
+        out["client_encoding"] = encoding_name(out["client_encoding"])
     return out
 
 
@@ -191,15 +232,14 @@ def parameter_status(
 def _as_reported(ranked: list[Recorded], lowered: str, name: str, value: str, raw: str) -> str:
     """Setting ``name`` (``value`` as stored, ``raw`` as the client wrote it) as the
     server reported it to a recorded connection that asked for the same, else as the
-    client wrote it (an encoding's name upper-cased, as the server writes it)."""
+    client wrote it (an encoding by the server's name for it: ``encoding_name``)."""
     for r in ranked:
         if dict(r.settings).get(lowered) == value:
             found = dict(r.server).get(name)
             if found is not None:
                 return found
     if lowered == "client_encoding":
-        upper = raw.upper()
-        return "UTF8" if upper in ("UTF-8", "UTF_8", "UNICODE") else upper
+        return encoding_name(raw)
     return raw
 
 

@@ -228,7 +228,15 @@ class Index:
         # a statement parsed or described but not executed opened no cursor (the mock
         # keys a prepared DECLARE anew at each Bind of it, as the server opens one)
         runs = obj.get("describe") != "statement" and obj.get("stage") not in _NOT_RUN
-        norm = self.ordinals.setdefault(where, cursors.Ordinals()).key(obj["sql"], run=runs)
+        ordinals = self.ordinals.setdefault(where, cursors.Ordinals())
+        if obj.get("portal") and not obj.get("stage"):  # executed (the mock counts so)
+            ordinals.executed(str(obj["portal"]))
+        if runs:
+            norm, saved = ordinals.attempt(obj["sql"])
+            if cursors.failed(obj):  # the server opened no cursor: no ordinal taken
+                ordinals.undo(saved)
+        else:
+            norm = ordinals.key(obj["sql"], run=False)
         norm = scoped(norm, suffix)
         self.originals.setdefault(norm, obj["sql"])
         if obj.get("describe") == "statement":  # its Parse is counted by its Execute's
