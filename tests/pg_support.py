@@ -285,3 +285,47 @@ def mocked(stored: list[dict[str, Any]]) -> Iterator[str]:
         yield f"postgresql://devbox:whatever@127.0.0.1:{ws.mock(stored)}/app"
     finally:
         ws.close()
+
+
+def psql(url: str, sql: str) -> str:
+    """What ``psql -A -c sql`` prints (and its errors), as a user would read it."""
+    done = subprocess.run(
+        ["psql", url, "-X", "-A", "-c", sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def record_each(
+    ws: WireServers,
+    pg: PgServer,
+    clients: dict[str, Callable[[str], Any]],
+    done: Callable[[list[dict[str, Any]]], bool],
+) -> dict[str, tuple[Any, list[dict[str, Any]]]]:
+    """Each client through a relay of its own: (what the server gave it, its recording),
+    once ``done`` says a recording is whole (a relay stores a connection's last objects
+    when it sees the close)."""
+    sinks: dict[str, list[dict[str, Any]]] = {}
+    live: dict[str, Any] = {}
+    for name, client in clients.items():
+        sink: list[dict[str, Any]] = []
+        sinks[name] = sink
+        port = ws.relay((pg.host, pg.port), sink.extend)
+        live[name] = client(f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app")
+    ws.stored_once(lambda _stored: all(done(s) for s in sinks.values()))
+    return {name: (live[name], list(sinks[name])) for name in clients}
+
+
+def simple_replays(
+    stored: list[dict[str, Any]], sql: str, psycopg_client: Callable[[str, str], Any]
+) -> tuple[Any, str]:
+    """What ``psycopg_client`` and psql get when they ask ``sql`` as a simple query of a
+    mock serving ``stored``, each from a fresh mock (its nth-call counters at the start)."""
+    with mocked(stored) as url:
+        got_psycopg = psycopg_client(url, sql)
+    with mocked(stored) as url:
+        return got_psycopg, psql(url, sql)

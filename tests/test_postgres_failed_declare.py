@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
-from pg_support import mocked, relayed
+from pg_support import mocked, record_each, relayed
 
 pytestmark = pytest.mark.slow
 
@@ -128,20 +128,8 @@ CLIENTS: dict[str, Callable[[str], Any]] = {
 def recorded() -> Iterator[dict[str, tuple[Any, list[dict[str, Any]]]]]:
     """Each client through a relay of its own: (what the server gave it, its recording)."""
     with relayed(SETUP) as (pg, ws, _url):
-        sinks: dict[str, list[dict[str, Any]]] = {}
-        live: dict[str, Any] = {}
-        for name, client in CLIENTS.items():
-            sink: list[dict[str, Any]] = []
-            sinks[name] = sink
-            port = ws.relay((pg.host, pg.port), sink.extend)
-            live[name] = client(f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app")
-
-        def done(_stored: list[dict[str, Any]]) -> bool:
-            # every client closed its connection, so its relay stored the lot
-            return all(any(o.get("sql") == "COMMIT" for o in s) for s in sinks.values())
-
-        ws.stored_once(done)
-        yield {name: (live[name], list(sinks[name])) for name in CLIENTS}
+        # a recording is whole once its relay stored the COMMIT its client ended with
+        yield record_each(ws, pg, CLIENTS, lambda s: any(o.get("sql") == "COMMIT" for o in s))
 
 
 @pytest.mark.parametrize("name", list(CLIENTS))

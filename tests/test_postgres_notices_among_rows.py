@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
-from pg_support import mocked, relayed
+from pg_support import mocked, record_each, relayed
 
 pytestmark = pytest.mark.slow
 
@@ -87,19 +87,7 @@ CLIENTS: dict[str, Callable[[str], Any]] = {
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[dict[str, tuple[Any, list[dict[str, Any]]]]]:
     with relayed(SETUP) as (pg, ws, _url):
-        sinks: dict[str, list[dict[str, Any]]] = {}
-        live: dict[str, Any] = {}
-        for name, client in CLIENTS.items():
-            sink: list[dict[str, Any]] = []
-            sinks[name] = sink
-            port = ws.relay((pg.host, pg.port), sink.extend)
-            live[name] = client(f"postgresql://{pg.user}:{pg.password}@127.0.0.1:{port}/app")
-
-        def done(_stored: list[dict[str, Any]]) -> bool:
-            return all(any("noisy" in str(o.get("sql")) for o in s) for s in sinks.values())
-
-        ws.stored_once(done)
-        yield {name: (live[name], list(sinks[name])) for name in CLIENTS}
+        yield record_each(ws, pg, CLIENTS, lambda s: any("noisy" in str(o.get("sql")) for o in s))
 
 
 def test_the_server_sends_a_notice_among_the_rows(

@@ -12,15 +12,13 @@ psql, each compared with what the real server gives that client.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
-from pg_support import mocked, relayed
+from pg_support import mocked, psql, relayed, simple_replays
 
 pytestmark = pytest.mark.slow
 
@@ -58,18 +56,6 @@ def psycopg_client(url: str, sql: str) -> list[Any]:
         return [rows, cur.statusmessage, cur.rowcount]
 
 
-def psql_client(url: str, sql: str) -> str:
-    done = subprocess.run(
-        ["psql", url, "-X", "-A", "-c", sql],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
-        check=False,
-    )
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """asyncpg through the relay; and what psycopg and psql get from the real server."""
@@ -77,7 +63,7 @@ def recorded() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
         live: dict[str, Any] = {"asyncpg": asyncpg_client(url)}
         for sql in (ONE_ROW, ONE_VALUE, MANY_ROWS):
             live[f"psycopg {sql}"] = psycopg_client(pg.url(), sql)
-            live[f"psql {sql}"] = psql_client(pg.url(), sql)
+            live[f"psql {sql}"] = psql(pg.url(), sql)
 
         def done(stored: list[dict[str, Any]]) -> bool:
             return sum(o.get("sql") in (ONE_ROW, ONE_VALUE, MANY_ROWS) for o in stored) >= 3
@@ -102,12 +88,10 @@ def test_a_suspended_answer_of_one_row_replays_to_a_simple_query_as_the_server_a
 ) -> None:
     live, stored = recorded
     assert live[f"psycopg {sql}"][1] == "SELECT 1"
-    with mocked(stored) as url:
-        got_psycopg = psycopg_client(url, sql)
-    with mocked(stored) as url:
-        got_psql = psql_client(url, sql)
-    assert got_psycopg == live[f"psycopg {sql}"]
-    assert got_psql == live[f"psql {sql}"]
+    assert simple_replays(stored, sql, psycopg_client) == (
+        live[f"psycopg {sql}"],
+        live[f"psql {sql}"],
+    )
 
 
 def test_a_suspended_answer_of_part_of_the_rows_sends_what_was_recorded(
@@ -119,6 +103,6 @@ def test_a_suspended_answer_of_part_of_the_rows_sends_what_was_recorded(
     assert live[f"psycopg {MANY_ROWS}"][0][:1] == [(1, "item1")]
     with mocked(stored) as url:
         got = psycopg_client(url, MANY_ROWS)
-        out = psql_client(url, MANY_ROWS)
+        out = psql(url, MANY_ROWS)
     assert got == [[(1, "item1")], "SELECT 1", 1]
     assert out == "id|name\n1|item1\n(1 row)\n"

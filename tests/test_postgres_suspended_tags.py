@@ -14,15 +14,13 @@ psql, each compared with what the real server gives that client from the same st
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
-from pg_support import PgServer, mocked, relayed
+from pg_support import PgServer, mocked, psql, relayed, simple_replays
 
 pytestmark = pytest.mark.slow
 
@@ -75,18 +73,6 @@ def psycopg_client(url: str, sql: str, before: str = "") -> list[Any]:
         return [cur.fetchall(), cur.statusmessage, cur.rowcount]
 
 
-def psql_client(url: str, sql: str) -> str:
-    done = subprocess.run(
-        ["psql", url, "-X", "-A", "-c", sql],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PGCONNECT_TIMEOUT": "10"},
-        check=False,
-    )
-    return done.stdout + done.stderr
-
-
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
     with relayed(SETUP) as (pg, ws, url):
@@ -95,7 +81,7 @@ def recorded() -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
             reset(pg)
             live[f"psycopg {sql}"] = psycopg_client(pg.url(), sql)
             reset(pg)
-            live[f"psql {sql}"] = psql_client(pg.url(), sql)
+            live[f"psql {sql}"] = psql(pg.url(), sql)
         reset(pg)
         live["psycopg execute"] = psycopg_client(pg.url(), EXECUTE, before=PREPARE)
 
@@ -121,12 +107,10 @@ def test_a_suspended_answer_replays_to_a_simple_query_with_the_servers_tag(
     recorded: tuple[dict[str, Any], list[dict[str, Any]]], sql: str
 ) -> None:
     live, stored = recorded
-    with mocked(stored) as url:
-        got_psycopg = psycopg_client(url, sql)
-    with mocked(stored) as url:
-        got_psql = psql_client(url, sql)
-    assert got_psycopg == live[f"psycopg {sql}"]
-    assert got_psql == live[f"psql {sql}"]
+    assert simple_replays(stored, sql, psycopg_client) == (
+        live[f"psycopg {sql}"],
+        live[f"psql {sql}"],
+    )
 
 
 def test_an_execute_of_a_prepared_statement_is_tagged_as_recorded_finished(
