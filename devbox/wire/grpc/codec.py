@@ -9,6 +9,7 @@ percent-encoded ``grpc-message``.
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
@@ -115,6 +116,71 @@ def message_json(compressed: bool, payload: bytes, decode: Decoder | None = None
         if named is not None:
             return named
     return protobuf.to_json(payload)
+
+
+# the window bits of each grpc-encoding a gRPC library ships: "deflate" is the zlib
+# format in grpc-core and grpc-js; the raw deflate some others send is tried after it
+_WBITS = {"gzip": (16 + zlib.MAX_WBITS,), "deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS)}
+# a stored compressed request of a recording that did not name its encoding: gzip or
+# zlib, told apart by their first bytes
+_ANY_WBITS = (32 + zlib.MAX_WBITS,)
+
+
+def decompress(payload: bytes, encoding: str | None) -> bytes | None:
+    """The message a compressed one holds; None for an encoding we cannot read (snappy,
+    a private one) or bytes that are not of it. A message inflating beyond
+    ``MAX_MESSAGE`` is ``RESOURCE_EXHAUSTED``, as from a gRPC server: at most that much
+    is inflated, so a small bomb costs no more memory than a large message."""
+    options = _ANY_WBITS if encoding is None else _WBITS.get(encoding.strip().lower(), ())
+    for wbits in options:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(payload, MAX_MESSAGE + 1)
+        except zlib.error:
+            continue
+        if len(out) > MAX_MESSAGE:
+            raise RemoteProtocolError(
+                f"received message larger than max (more than {MAX_MESSAGE} inflated)",
+                code=RESOURCE_EXHAUSTED,
+            )
+        if inflater.eof and not inflater.unused_data:
+            return out
+    return None
+
+
+def request_json(
+    compressed: bool, payload: bytes, encoding: str | None, decode: Decoder | None = None
+) -> dict[str, Any]:
+    """A request message as stored and matched: a compressed one as the message it holds,
+    since the same request compresses to other bytes with another library, zlib level or
+    algorithm, or is not compressed at all (the answers stay as the server sent them).
+    One we cannot inflate stays compressed (``message_json``)."""
+    if compressed:
+        plain = decompress(payload, encoding)
+        if plain is not None:
+            return message_json(False, plain, decode)
+    return message_json(compressed, payload, decode)
+
+
+def stored_json(
+    value: Any,
+    where: str,
+    coders: tuple[Encoder | None, Decoder | None],
+    request_encoding: str | None = None,
+    *,
+    request: bool,
+) -> dict[str, Any]:
+    """A stored message in the form a live one decodes to now, whatever form the file
+    holds: named with descriptors, and a request a recording kept compressed (made
+    before requests were stored inflated) inflated (``request_encoding``: the call's)."""
+    encode, decode = coders
+    compressed, payload = message_payload(value, where, encode)
+    if request:
+        try:
+            return request_json(compressed, payload, request_encoding, decode)
+        except RemoteProtocolError:  # inflates beyond what a server takes: as it is
+            pass
+    return message_json(compressed, payload, decode)
 
 
 def is_named(value: Any) -> bool:

@@ -27,7 +27,7 @@ from devbox.wire import files
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc import codec, protobuf
 from devbox.wire.grpc.schema import Schema
-from devbox.wire.grpc.store import StoreError, call_path, coders
+from devbox.wire.grpc.store import StoreError, call_path, coders, request_encoding
 
 SOURCE = "inbound"
 
@@ -47,13 +47,18 @@ def answer(status: int, text: str, messages: list[Any], meta: Mapping[str, Any])
     )
 
 
-def _normalized(messages: Any, key: str, path: str, schema: Schema | None) -> list[Any]:
-    """Stored messages in the form a live one decodes to now (named with descriptors)."""
+def _normalized(
+    messages: Any, key: str, path: str, schema: Schema | None, encoding: str | None = None
+) -> list[Any]:
+    """Stored messages in the form a live one decodes to now (named with descriptors; a
+    request an older recording kept compressed, inflated: it is sent so, and
+    ``grpc-encoding`` is the transport's, never among the metadata replay sends)."""
     if not isinstance(messages, list):
         raise StoreError("expected a list of messages", key)
-    encode, decode = coders(schema, path, key == "response")
+    found = coders(schema, path, key == "response")
+    request = key == "request"
     return [
-        codec.message_json(*codec.message_payload(m, f"{key}[{i}]", encode), decode=decode)
+        codec.stored_json(m, f"{key}[{i}]", found, encoding, request=request)
         for i, m in enumerate(messages)
     ]
 
@@ -66,7 +71,9 @@ def stored_exchange(obj: Mapping[str, Any], ident: str, schema: Schema | None = 
         method="POST",
         path=path,
         headers=tuple(codec.metadata_headers(obj.get("metadata"))),
-        body=orjson.dumps(_normalized(obj.get("request", []), "request", path, schema)),
+        body=orjson.dumps(
+            _normalized(obj.get("request", []), "request", path, schema, request_encoding(obj))
+        ),
         http_version="HTTP/2",
     )
     at, latency = obj.get("at_ms", 0), obj.get("latency_ms", 0)

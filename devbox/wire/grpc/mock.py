@@ -108,10 +108,18 @@ class GrpcMockConnection:
             )
             return
         _enc, decode = store.coders(self.index.schema, path, False)
-        messages: list[Any] = [codec.message_json(c, p, decode) for c, p in frames]
+        encoding = fields.get("grpc-encoding")
+        try:
+            messages: list[Any] = [codec.request_json(c, p, encoding, decode) for c, p in frames]
+        except RemoteProtocolError as exc:  # inflates beyond what a gRPC server takes
+            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
+            self._trailers_only(sid, code, str(exc))
+            return
         if self._redact is not None:
             messages = store.redact_object({"request": messages}, self._redact)["request"]
         entry = self.index.take(self.index.key(path, messages))
+        if entry is None:
+            entry = self.index.take_early(path, messages, [len(p) for _c, p in frames])
         if entry is None:
             code, text, nearest = self.index.explain(path, messages)
             self._flush(out)
@@ -134,10 +142,9 @@ class GrpcMockConnection:
             return
         if entry.client_ended and not msgs:
             return  # nothing had come when the client gave up: its deadline or cancel ends it
-        if entry.headers_only:
-            self._steps[sid] = deque(
-                [(first, lambda: self._h2.send_trailers_only(sid, entry.headers))]
-            )
+        if entry.headers_only or entry.trailers_only:
+            block = entry.headers if entry.headers_only else [*entry.headers, *entry.trailers]
+            self._steps[sid] = deque([(first, lambda: self._h2.send_trailers_only(sid, block))])
             self._advance(sid, out)
             return
 

@@ -38,6 +38,12 @@ class _Call:
     trailers: list[tuple[str, str]] | None = None
     reset: int | None = None
     reset_by_client: bool = False
+    # the answer was one HEADERS block, status and all (how servers send an error)
+    trailers_only: bool = False
+    # the length the request's unfinished message announced (None: it ends between
+    # messages): what a server that answered before the client finished (a message over
+    # its limit) had seen of it
+    request_pending: int | None = None
     # directions (True: the response) whose next message announced more than a gRPC
     # peer takes: what follows is relayed but not buffered (it could be 4 GiB)
     unread: set[bool] = field(default_factory=set)
@@ -113,6 +119,7 @@ class GrpcRecorder:
             if call.response_headers or ev.end_stream:
                 if not call.response_headers:  # trailers-only: one block is both
                     call.response_headers = [h for h in ev.headers if h[0] == ":status"]
+                    call.trailers_only = True
                 call.trailers = ev.headers
             else:
                 call.response_headers = ev.headers
@@ -131,6 +138,8 @@ class GrpcRecorder:
             return []
         buffer += data
         whole, size = codec.scan_messages(buffer, 0)
+        if not response:
+            call.request_pending = size
         if size is not None and size > codec.MAX_MESSAGE:
             call.unread.add(response)
         if not whole:
@@ -143,13 +152,23 @@ class GrpcRecorder:
             msgs = []
         del buffer[: len(buffer) if response in call.unread else whole]
         decode = None
+        head = dict(call.headers)
         if self._schema is not None:
-            schema, path = self._schema, dict(call.headers).get(":path", "")
+            schema, path = self._schema, head.get(":path", "")
 
             def decode(payload: bytes) -> dict[str, Any] | None:
                 return schema.decode(path, response, payload)
 
-        return [codec.message_json(c, p, decode) for c, p in msgs]
+        if response:  # stored as the server sent them: the mock sends them back so
+            return [codec.message_json(c, p, decode) for c, p in msgs]
+        encoding = head.get("grpc-encoding")
+        out = []
+        for compressed, payload in msgs:
+            try:
+                out.append(codec.request_json(compressed, payload, encoding, decode))
+            except ProtocolError:  # inflates beyond what a server takes: kept as it came
+                out.append(codec.message_json(compressed, payload, decode))
+        return out
 
     def _finish(self, stream_id: int, now: float | None) -> None:
         call = self._calls.pop(stream_id)
@@ -167,8 +186,15 @@ class GrpcRecorder:
             obj["latency_ms"] = self._ms(now, call.at)
         obj["metadata"] = codec.metadata(call.headers)
         obj["request"] = call.request
+        request_encoding = head.get("grpc-encoding", "identity")
+        if request_encoding != "identity":
+            # the messages are stored inflated (matched so, sent so by devbox replay):
+            # how the client compressed them, for whoever reads the recording
+            obj["request_encoding"] = request_encoding
         if call.request_ended is None:
             obj["request_open"] = True  # the client had not finished sending
+            if call.request_pending is not None:
+                obj["request_unfinished"] = call.request_pending
         resp_meta = codec.metadata(call.response_headers)
         if resp_meta:
             obj["response_metadata"] = resp_meta
@@ -187,6 +213,11 @@ class GrpcRecorder:
             rest = codec.trailer_metadata(call.trailers)
             if rest:
                 obj["trailers"] = rest
+            if call.trailers_only:
+                # a client tells it from headers then trailers: grpc-js gives the one
+                # block's metadata (content-type too) with the error and no initial
+                # metadata; so the mock answers alike
+                obj["trailers_only"] = True
         elif call.reset is not None:
             obj["reset"] = call.reset
             # the client gave up (cancel, its deadline): the mock must not answer for it

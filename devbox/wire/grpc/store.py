@@ -12,12 +12,17 @@ A call object::
      "status": 0, "status_name": "OK", "grpc_message": "...", "trailers": {...}}
 
 Messages are ``devbox.wire.grpc.protobuf``'s readable form (``{"base64": ...}`` when a
-message has none, ``{"compressed": true, "base64": ...}`` for a compressed one).
+message has none, ``{"compressed": true, "base64": ...}`` for a compressed answer, or a
+request compressed in an encoding devbox cannot inflate).
 ``response_at_ms`` is when each response message arrived, counted from the call's
-start. Optional: ``request_open`` (the client had not half-closed), ``reset`` (an
+start. Optional: ``request_open`` (the client had not half-closed; with a ``status``,
+the server answered first: ``request_unfinished`` is the announced length of the message
+then on its way), ``reset`` (an
 RST_STREAM code instead of trailers; ``reset_by``: ``"client"`` when the client
 cancelled, ``"server"``), ``incomplete`` (the connection ended first),
-``http_status`` (not 200), ``response_encoding`` (the response's ``grpc-encoding``).
+``http_status`` (not 200), ``response_encoding`` (the response's ``grpc-encoding``),
+``request_encoding`` (the request's; its messages are stored inflated all the same),
+``trailers_only`` (the answer was one HEADERS block, status included).
 
 The index maps (path, request messages with the profile's ``ignore_body`` paths removed)
 to the recorded calls in order; the n-th identical call gets the n-th recorded answer,
@@ -64,6 +69,9 @@ class Entry:
     # not a gRPC answer (a gateway's 502, no grpc-status): ``headers`` alone, ending
     # the stream, their ``:status`` the recorded one
     headers_only: bool = False
+    # the recorded answer was one HEADERS block ending the stream: ``headers`` and
+    # ``trailers`` go together, as it came
+    trailers_only: bool = False
 
 
 def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
@@ -87,9 +95,14 @@ class GrpcIndex:
         self.redacted = False
         self.ignore = tuple(parse_json_path(p) for p in ignore)
         self._variants: dict[tuple[str, ...], GrpcIndex] = {}
+        # calls the server answered before the client finished sending: (path, the
+        # messages it had, the announced length of the one on its way or None, entry)
+        self.early: list[tuple[str, list[Any], int | None, Entry]] = []
+        self._early: dict[Key, list[Entry]] = {}
+        self._early_longest: dict[str, int] = {}  # per path, the most messages one had
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.table.values())
+        return sum(len(v) for v in self.table.values()) + len(self.early)
 
     def key(self, path: str, messages: Sequence[Any]) -> Key:
         return (path, canonical(messages, self.ignore))
@@ -103,8 +116,41 @@ class GrpcIndex:
         else:
             entries.append(entry)
 
+    def _early_key(self, path: str, messages: Sequence[Any], pending: int | None) -> Key:
+        # "|" keeps these keys apart from the whole requests' (canonical JSON never ends so)
+        return (
+            path,
+            canonical(messages, self.ignore) + b"|%d" % (-1 if pending is None else pending),
+        )
+
+    def add_early(self, path: str, messages: list[Any], pending: int | None, entry: Entry) -> None:
+        """A call the server answered having seen ``messages`` (and the announced length
+        ``pending`` of the next one, when it had begun): the answer of every request
+        that starts so, since the server decided on no more."""
+        self.early.append((path, messages, pending, entry))
+        self._early_longest[path] = max(self._early_longest.get(path, 0), len(messages))
+        self._early.setdefault(self._early_key(path, messages, pending), []).append(entry)
+
     def take(self, key: Key) -> Entry | None:
-        entries = self.table.get(key)
+        return self._next(self.table, key)
+
+    def take_early(self, path: str, messages: Sequence[Any], sizes: Sequence[int]) -> Entry | None:
+        """The answer of a call recorded as answered early whose messages begin
+        ``messages`` (``sizes``: their lengths on the wire), the longest such first."""
+        longest = self._early_longest.get(path)
+        if longest is None:
+            return None
+        # no longer prefix than was recorded: a long client stream costs no more
+        for n in range(min(len(messages), longest), -1, -1):
+            pending = (sizes[n], None) if n < len(messages) else (None,)
+            for size in pending:
+                found = self._next(self._early, self._early_key(path, messages[:n], size))
+                if found is not None:
+                    return found
+        return None
+
+    def _next(self, table: dict[Key, list[Entry]], key: Key) -> Entry | None:
+        entries = table.get(key)
         if entries is None:
             return None
         n = self.calls.get(key, 0)
@@ -129,6 +175,8 @@ class GrpcIndex:
             for key, messages in items:
                 for entry in self.table[key]:
                     out.add(path, messages, entry)
+        for path, messages, pending, entry in self.early:
+            out.add_early(path, messages, pending, entry)
         return out
 
     def explain(self, path: str, messages: list[Any]) -> tuple[int, str, str | None]:
@@ -233,29 +281,53 @@ def call_path(obj: Mapping[str, Any]) -> str:
     return f"/{service}/{method}"
 
 
+def request_encoding(obj: Mapping[str, Any]) -> str | None:
+    """The ``grpc-encoding`` a stored call's client compressed its requests with."""
+    value = obj.get("request_encoding")
+    if value is not None and not isinstance(value, str):
+        raise StoreError("expected a grpc-encoding, such as gzip", "request_encoding")
+    return value
+
+
 def _gap(ms: float) -> float:
     # sub-millisecond spacing is the recorder's own scheduling: sent at once
     return ms / 1000.0 if ms >= 1.0 else 0.0
 
 
-def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
-    if obj.get("incomplete") or obj.get("request_open"):
-        return
-    path = call_path(obj)
+def _request(index: GrpcIndex, obj: Mapping[str, Any], path: str) -> list[Any]:
+    """The request messages of a stored call, as the form a live request decodes to now
+    (the key), whatever form the file holds."""
     request = obj.get("request", [])
     if not isinstance(request, list):
         raise StoreError("expected a list of messages", "request")
-    encode_req, decode_req = coders(index.schema, path, False)
-    encode_resp, _ = coders(index.schema, path, True)
-    # the key is the form a live request decodes to now, whatever form the file holds
+    req_coders = coders(index.schema, path, False)
+    encoding = request_encoding(obj)
     request = [
-        codec.message_json(
-            *codec.message_payload(m, f"request[{i}]", encode_req), decode=decode_req
-        )
+        codec.stored_json(m, f"request[{i}]", req_coders, encoding, request=True)
         for i, m in enumerate(request)
     ]
     if any(b"<redacted:" in orjson.dumps(m) for m in request):
         index.redacted = True
+    return request
+
+
+def _unfinished(obj: Mapping[str, Any]) -> int | None:
+    pending = obj.get("request_unfinished")
+    if pending is not None and (isinstance(pending, bool) or not isinstance(pending, int)):
+        raise StoreError("expected the length of a message", "request_unfinished")
+    return pending
+
+
+def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
+    # a call the client had not finished sending is served only when the server had
+    # answered it all the same (a message over its limit, an error after the first)
+    early = bool(obj.get("request_open")) and "status" in obj
+    if obj.get("incomplete") or (obj.get("request_open") and not early):
+        return
+    pending = _unfinished(obj)
+    path = call_path(obj)
+    request = _request(index, obj, path)
+    encode_resp, _ = coders(index.schema, path, True)
     response = obj.get("response", [])
     at = obj.get("response_at_ms", [])
     if not isinstance(response, list):
@@ -312,8 +384,12 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         reset=reset if isinstance(reset, int) and not isinstance(reset, bool) else None,
         client_ended=obj.get("reset_by") == "client",
         headers_only=bool(obj.get("no_grpc_status")),
+        trailers_only=obj.get("trailers_only") is True and not frames,
     )
-    index.add(path, request, entry)
+    if early:
+        index.add_early(path, request, pending, entry)
+    else:
+        index.add(path, request, entry)
 
 
 # ---------------------------------------------------------------- redaction
