@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol, cast
 
 import orjson
@@ -29,8 +31,13 @@ from devbox.mock.answer import HttpRequest, Limits
 from devbox.mock.conn import _Conn, _Slot
 from devbox.mock.wire import serialize, split_response
 from devbox.wire.contract import RemoteProtocolError
-from devbox.wire.h2 import Closed, H2Endpoint, H2Request, Oversized
-from devbox.wire.tls import TLS, TlsBridge, TlsTransport
+from devbox.wire.h2 import Closed, Event, H2Endpoint, H2Request, Oversized
+from devbox.wire.tls import H2_PREFACE, TLS, TlsBridge, TlsTransport
+
+# DATA, HEADERS, CONTINUATION: the frames that may end a request (H2MockConn._cuts)
+_CUT_AFTER = (0x0, 0x1, 0x9)
+# bytes of answers after which a batch is written out (see H2MockConn.batching)
+_BATCH = 256 * 1024
 
 
 class Responder(Protocol):
@@ -55,6 +62,7 @@ class H2Owner(Protocol):
     capture: frozenset[bytes]
     connections_total: int
     rejected: int
+    backpressure: int
     h2_connections: set[H2MockConn]
 
     def tls_context(self) -> ssl.SSLContext: ...
@@ -138,8 +146,20 @@ class H2MockConn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last = srv.tick
         self.requests = 0
-        # answers made while a read is processed go out in one write at its end
+        # answers made while a read is processed go out in one write at its end (or as
+        # soon as they pass _BATCH bytes: a write the client does not read must be able
+        # to pause us before the next answer is made)
         self.batching = False
+        self.batched = 0
+        # the client does not read what we write: requests wait here, unanswered, and
+        # reading stops (or a client that never reads would have every answer it asks for,
+        # every PING's and SETTINGS' acknowledgement, held in our write buffer)
+        self.write_paused = False
+        self.waiting: deque[H2Request] = deque()
+        # where the client's frames begin and end (``_cuts``): bytes of the frame (or the
+        # preface) that runs past the last read, a frame header begun in it
+        self._frame_rest = len(H2_PREFACE)
+        self._head = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -151,35 +171,107 @@ class H2MockConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.srv.h2_connections.discard(self)
         self.transport = None
+        self.waiting.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.srv.backpressure += 1
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._batch(self._answer_waiting)
+        self._close_if_done()
+        t = self.transport
+        if not self.write_paused and t is not None and not t.is_closing():
+            t.resume_reading()
+
+    def _answer_waiting(self) -> None:
+        while self.waiting and not self.write_paused and self.transport is not None:
+            self._answer(self.waiting.popleft())
+
+    def _batch(self, work: Callable[[], None]) -> None:
+        self.batching = True
+        try:
+            work()
+        finally:
+            self.batching = False
+            self._flush()
 
     def data_received(self, data: bytes) -> None:
         self.last = self.srv.tick
-        try:
-            events = self.h2.receive_data(data)
-        except RemoteProtocolError:
-            self.srv.rejected += 1
-            self._flush()  # the GOAWAY naming the error
-            if self.transport is not None:
-                self.transport.close()
-            return
-        self.batching = True
-        for ev in events:
-            if isinstance(ev, H2Request):
-                self.requests += 1
-                try:
-                    self._request(ev)
-                except Exception as exc:  # a bug answers 500 on its stream, never the rest
-                    self.srv.internal_error(exc)
-                    self._refuse(ev.stream_id, 500, f"devbox mock internal error: {exc}")
-            elif isinstance(ev, Oversized):
-                self._refuse(ev.stream_id, 413, "request body too large")
-            elif isinstance(ev, Closed) and self.h2.open_streams == 0:
-                self.batching = False
-                self._flush()
+        self._batch(lambda: self._receive(data))
+
+    def _receive(self, data: bytes) -> None:
+        # a request is answered as soon as it is complete, before h2 reads the next
+        # frame: a client that opens streams faster than MAX_CONCURRENT_STREAMS (as
+        # h2load does before our SETTINGS arrive) then finds them closed, as with nginx,
+        # instead of refused by a limit no stream of its was near
+        cuts = self._cuts(data)
+        if self.h2.open_streams + len(cuts) <= self.h2.conn.local_settings.max_concurrent_streams:
+            cuts = []  # no stream of this read can meet the limit: one pass through h2
+        start = 0
+        for cut in [*cuts, len(data)]:
+            if cut <= start:
+                continue
+            try:
+                events = self.h2.receive_data(data[start:cut])
+            except RemoteProtocolError:
+                self.srv.rejected += 1
+                self._flush()  # the GOAWAY naming the error
                 if self.transport is not None:
                     self.transport.close()
-        self.batching = False
-        self._flush()
+                return
+            start = cut
+            self._events(events)
+
+    def _cuts(self, data: bytes) -> list[int]:
+        """Offsets in ``data`` just after each HEADERS, CONTINUATION or DATA frame (one
+        that may complete a request). A misplaced cut costs nothing: h2 keeps the bytes
+        of a frame cut short until the rest comes."""
+        shift = len(self._head)  # a frame header begun in the last read
+        buf = self._head + data if shift else data
+        i, n = 0 if shift else self._frame_rest, len(buf)
+        self._head = b""
+        cuts: list[int] = []
+        while i < n:
+            if n - i < 9:
+                self._head = buf[i:]
+                break
+            kind = buf[i + 3]
+            i += 9 + int.from_bytes(buf[i : i + 3], "big")
+            if kind in _CUT_AFTER and i <= n:
+                cuts.append(i - shift)
+        self._frame_rest = max(0, i - n)
+        return cuts
+
+    def _events(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, H2Request):
+                if self.write_paused or self.waiting:
+                    self.waiting.append(ev)  # answered, in order, once the client reads
+                else:
+                    self._answer(ev)
+            elif isinstance(ev, Oversized):
+                self._refuse(ev.stream_id, 413, "request body too large")
+            elif isinstance(ev, Closed):
+                self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        """After the client's GOAWAY: close once every stream it sent is answered."""
+        if self.h2.closed and self.h2.open_streams == 0 and not self.waiting:
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+
+    def _answer(self, ev: H2Request) -> None:
+        self.requests += 1
+        try:
+            self._request(ev)
+        except Exception as exc:  # a bug answers 500 on its stream, never the rest
+            self.srv.internal_error(exc)
+            self._refuse(ev.stream_id, 500, f"devbox mock internal error: {exc}")
 
     def _request(self, ev: H2Request) -> None:
         lim = self.srv.limits
@@ -209,7 +301,8 @@ class H2MockConn(asyncio.Protocol):
             return
         status, headers, body, trailers = split_response(data)
         self.h2.send_response(sid, status, headers, body, trailers)
-        if not self.batching:
+        self.batched += len(data)
+        if not self.batching or self.batched >= _BATCH:
             self._flush()
 
     def reset_stream(self, sid: int) -> None:
@@ -217,6 +310,7 @@ class H2MockConn(asyncio.Protocol):
         self._flush()
 
     def _flush(self) -> None:
+        self.batched = 0
         out = self.h2.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)

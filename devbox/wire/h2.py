@@ -39,7 +39,7 @@ import h2.settings
 from devbox.wire.contract import RemoteProtocolError
 
 if TYPE_CHECKING:
-    from hyperframe.frame import Frame, GoAwayFrame  # h2's own dependency
+    from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame  # h2's own dependency
 
 Headers = tuple[tuple[str, str], ...]
 # the connection-level receive window of a streaming endpoint (each stream keeps the
@@ -183,6 +183,31 @@ class _Connection(h2.connection.H2Connection):
             self._data_to_send = pending  # acknowledgements of the covered streams' data
         return frames, events
 
+    # set while a refused stream's HEADERS goes through h2: its limit check is skipped
+    _lifted = False
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return 0 if self._lifted else super().open_inbound_streams
+
+    def _receive_headers_frame(
+        self, frame: HeadersFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        """A stream beyond our MAX_CONCURRENT_STREAMS is that stream's error, REFUSED_STREAM
+        (RFC 9113 5.1.2; nginx's answer too): h2 ends the whole connection. Its header
+        block is decoded all the same, or HPACK's table would be out of step."""
+        sid = frame.stream_id
+        limit = self.local_settings.max_concurrent_streams
+        if sid in self.streams or super().open_inbound_streams < limit:
+            return super()._receive_headers_frame(frame)
+        self._lifted = True
+        try:
+            frames, events = super()._receive_headers_frame(frame)
+        finally:
+            self._lifted = False
+        self.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+        return frames, [e for e in events if getattr(e, "stream_id", None) != sid]
+
 
 class H2Endpoint:
     """One HTTP/2 connection, server (``client=False``) or client side."""
@@ -256,12 +281,9 @@ class H2Endpoint:
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
+            # h2 has queued the GOAWAY naming the error (a second one is not ours to add)
             self.closed = True
             code = getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            try:
-                self.conn.close_connection(error_code=code)
-            except h2.exceptions.ProtocolError:
-                pass
             raise RemoteProtocolError(f"HTTP/2 protocol error: {exc}", code=int(code)) from exc
         out: list[Event] = []
         for ev in events:

@@ -266,7 +266,9 @@ class TlsBridge(asyncio.Protocol):
         except (ssl.SSLError, OSError):
             self.abort()
             return
-        if not self.reading:
+        if not self.reading or self.outgoing.pending >= _READ:
+            # (a large answer goes out at once even while reading: the raw transport
+            # must see it to pause the inner protocol, whose client may not be reading)
             self._flush()
 
     def _flush(self) -> None:
