@@ -17,6 +17,7 @@ from typing import Any
 
 from devbox.errors import ConfigError
 from devbox.wire.contract import Hit, Reply
+from devbox.wire.redis.handshake import Handshake
 from devbox.wire.redis.resp import Value, serialize
 from devbox.wire.redis.store import StoreError, command_args, label, reply_from_json
 
@@ -62,6 +63,7 @@ class Entry:
 
     __slots__ = (
         "delay_s",
+        "hangs",
         "hit",
         "id",
         "latency_s",
@@ -77,6 +79,7 @@ class Entry:
         self.reply = reply
         self.latency_s = latency_s
         self.delay_s = 0.0  # set for blocking commands
+        self.hangs = False  # a blocking command the server never answered while recording
         self.hit = Hit(request, ident)
         self.pushes: list[tuple[float, Value]] = []  # (seconds after the previous, message)
         self.subscribed = -1  # subscriptions left after a (un)subscribe command
@@ -86,7 +89,7 @@ class Entry:
     @property
     def plain(self) -> bool:
         """Answered at once and nothing follows it (not blocking, no pushes)."""
-        return not self.delay_s and not self.pushes and self.subscribed < 0
+        return not self.delay_s and not self.pushes and self.subscribed < 0 and not self.hangs
 
     def answer(self, proto: int) -> Reply:
         reply = self.replies[proto]
@@ -116,7 +119,8 @@ class RedisIndex:
         # (database, the bytes of one read holding exactly one command) -> its match key
         # and arguments (upper-cased name): the mock connections' shared memo
         self.requests: dict[tuple[int, bytes], tuple[Key, tuple[bytes, ...]]] = {}
-        self.server_version = "7.0.0"
+        self.handshake = Handshake()  # what the server said to set connections up
+        self.dbs: set[int] = set()  # databases a command was recorded in
         # (database, command, arguments) the server refused inside MULTI -> its error
         self.refused_in_multi: dict[Key, Value] = {}
         # SELECT arguments the server refused (a database it does not have) -> its error
@@ -127,6 +131,7 @@ class RedisIndex:
 
     def add(self, key: Key, entry: Entry) -> None:
         entries = self.table.get(key)
+        self.dbs.add(key[0])
         if entries is None:
             self.table[key] = [entry]
             self.by_command.setdefault(key[1], []).append(key)
@@ -144,6 +149,20 @@ class RedisIndex:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.handshake.reset()  # connections are numbered again, as while recording
+
+    def select_refusal(self, index: bytes) -> Value | None:
+        """The recorded server's refusal of ``SELECT index`` (``index`` an integer): the
+        one recorded, or that of a lower database (a server has databases 0 to
+        ``databases`` - 1, so it refuses every index from the first it refused)."""
+        refused = self.refused_select.get(index)
+        if refused is not None:
+            return refused
+        n = int(index)
+        for recorded, reply in self.refused_select.items():
+            if recorded.isdigit() and int(recorded) <= n:
+                return reply
+        return None
 
     def nearest(self, key: Key) -> str | None:
         """The recorded command closest to ``key``: same command, most similar arguments,
@@ -163,7 +182,8 @@ class RedisIndex:
                 difflib.SequenceMatcher(None, want, _flat(k)).ratio() + (k[0] == key[0]) * 0.01
             ),
         )
-        return describe(best)
+        # a nearest command in another database says so, even database 0
+        return describe(best, always_db=best[0] != key[0])
 
 
 def _flat(key: Key) -> str:
@@ -175,14 +195,14 @@ def _flat(key: Key) -> str:
     )
 
 
-def describe(key: Key) -> str:
+def describe(key: Key, *, always_db: bool = False) -> str:
     db = key[0]
     if key[1] == b"EXEC":
         inner = "; ".join(label(c, 60) for c in key[2])
         text = f"MULTI … EXEC [{inner}]"
     else:
         text = label(key[1:])
-    return text if db == 0 else f"{text} (db {db})"
+    return text if db == 0 and not always_db else f"{text} (db {db})"
 
 
 # ---------------------------------------------------------------- loading
@@ -214,6 +234,8 @@ def _add(
     obj: Mapping[str, Any],
 ) -> None:
     conn = (file, obj.get("connection", 0))
+    if isinstance(conn[1], int):
+        index.handshake.seen(conn[1])
     at_ms = _num(obj, "at_ms")
     if "push" in obj:
         message = reply_from_json(obj["push"], "push")
@@ -223,9 +245,11 @@ def _add(
             entry.pushes.append((max(0.0, at_ms - t_ms) / 1000.0, message))
             last[conn] = (entry, at_ms)
         return
-    if obj.get("incomplete"):
-        return
     args = command_args(dict(obj))
+    if obj.get("incomplete"):
+        if is_blocking(args) and not obj.get("queued"):
+            _hanging(index, obj, args)
+        return
     db = obj.get("db", 0)
     if isinstance(db, bool) or not isinstance(db, int) or db < 0:
         raise StoreError("expected a database number", "db")
@@ -261,11 +285,51 @@ def _add(
     entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
     if is_blocking(args):
         entry.delay_s = latency_s
-    _answered_locally(index, args, reply)
+    _answered_locally(index, obj.get("connection", 0), args, reply)
     if args[0] in _SUBSCRIPTION:
         entry.subscribed = _subscriptions_left(reply)
     index.add(key, entry)
     last[conn] = (entry, at_ms + latency_s * 1000.0)
+
+
+def _hanging(index: RedisIndex, obj: Mapping[str, Any], args: list[bytes]) -> None:
+    """A blocking command still waiting when the recording ended (a worker's
+    ``BLPOP q 0``): the server never answered it before its timeout, so neither does the
+    mock, rather than hand out the last item it popped again and again. With a timeout,
+    it times out as the server would have: a null after that long."""
+    timeout = _block_timeout(args)
+    if timeout is None or not 0 <= timeout < 1e9:
+        return  # WAIT and the like: what the server would have said is not known
+    db = obj.get("db", 0)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise StoreError("expected a database number", "db")
+    key = match_key(db, args)
+    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
+    same = index.table.get(key)
+    # redis-server answers a blocked pop that timed out with a null array
+    entry = Entry(ident, same[0].hit.request if same else describe(key), ("null", "array"), 0)
+    entry.delay_s = timeout
+    entry.hangs = timeout == 0
+    index.add(key, entry)
+
+
+_TIMEOUT_FIRST = frozenset({b"BLMPOP", b"BZMPOP"})  # BLMPOP timeout numkeys key…
+
+
+def _block_timeout(args: list[bytes]) -> float | None:
+    """Seconds a blocking pop waits (0: for ever), None if not a pop or unreadable."""
+    name = args[0]
+    try:
+        if name in _BLOCK_WORD:
+            words = [a.upper() for a in args]
+            return float(args[words.index(b"BLOCK") + 1]) / 1000.0
+        if name in _TIMEOUT_FIRST:
+            return float(args[1])
+        if name in BLOCKING and not name.startswith(b"WAIT"):
+            return float(args[-1])
+    except (ValueError, IndexError):
+        pass
+    return None
 
 
 def _queued(index: RedisIndex, db: int, args: list[bytes], reply: Any) -> None:
@@ -275,12 +339,9 @@ def _queued(index: RedisIndex, db: int, args: list[bytes], reply: Any) -> None:
         index.refused_in_multi[match_key(db, args)] = reply_from_json(reply, "reply")
 
 
-def _answered_locally(index: RedisIndex, args: list[bytes], reply: Value) -> None:
+def _answered_locally(index: RedisIndex, conn: Any, args: list[bytes], reply: Value) -> None:
     """What the mock needs from commands it answers itself."""
-    if args[0] == b"HELLO" and reply[0] == "map":
-        for k, v in reply[1]:  # answer HELLO with the recorded server's version
-            if k[1] == b"version" and v[0] in ("bulk", "simple"):
-                index.server_version = v[1].decode("utf-8", "replace")
+    index.handshake.learn(conn if isinstance(conn, int) else 0, args, reply)
     if args[0] == b"SELECT" and len(args) == 2 and reply[0] == "error":
         index.refused_select[args[1]] = reply  # a database the server does not have
 

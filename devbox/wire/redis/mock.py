@@ -2,10 +2,12 @@
 
 What a client library sends to set a connection up (``HELLO``, ``AUTH`` with any
 credentials, ``SELECT``, ``CLIENT SETNAME``/``SETINFO``, ``PING``) is answered here, from
-the connection's own state; everything else is looked up in the recording by database,
-command and arguments (see ``index``). ``MULTI`` queues commands locally and ``EXEC``
-is matched with the commands it runs. A matched ``SUBSCRIBE`` is followed by the
-messages that arrived after it while recording, with their recorded spacing.
+the connection's own state and what the recorded server said to the same (its ``HELLO``
+fields and client ids, its refusals: see ``handshake``); everything else is looked up
+in the recording by database, command and arguments (see ``index``). ``MULTI`` queues
+commands locally and ``EXEC`` is matched with the commands it runs. A matched
+``SUBSCRIBE`` is followed by the messages that arrived after it while recording, with
+their recorded spacing.
 
 On a miss the client gets ``-DEVBOXMISS …`` naming the nearest recorded command, or,
 with ``on_miss = "passthrough"``/``"record"``, the real server's reply: the connection
@@ -64,13 +66,16 @@ class RedisMockConnection:
     def __init__(self, index: RedisIndex, options: MockOptions) -> None:
         self.index = index
         self.options = options
-        self.id = next(_IDS)
+        self.serial = next(_IDS)  # unique in this process: names what it records live
+        self.id = index.handshake.next_id()  # the client id the recorded server gave
         self.proto = 2
         self.db = 0
         self.name: bytes | None = None
         self.lib: dict[bytes, bytes] = {}
         self.multi: list[list[bytes]] | None = None
         self.subscribed = 0
+        # waiting on a command the recorded server never answered: so is everything after
+        self.blocked = False
         self._parser = CommandParser()
         redact = options.redact_value
         # recorded arguments were redacted: live ones must be too, or nothing would match
@@ -105,6 +110,8 @@ class RedisMockConnection:
     # ------------------------------------------------------------ the contract
 
     def data_received(self, data: bytes) -> list[Output]:
+        if self.blocked:
+            return []  # redis-server reads on, and answers nothing before the blocked one
         hot = self._simple and self.multi is None and not self._slots
         fresh = not self._parser.buffered  # this read starts a command
         if hot and fresh:
@@ -131,10 +138,15 @@ class RedisMockConnection:
                         requests.clear()
                     requests[(self.db, data)] = (key, tuple(args))
                 return self._one(args, key)
+        return self._many(commands)
+
+    def _many(self, commands: list[list[bytes]]) -> list[Output]:
         out: list[Output] = []
         buf: list[bytes] = []
         local = self._local
         for args in commands:
+            if self.blocked:
+                break
             name = args[0].upper()
             if self._slots or self.multi is not None or not self._simple or name in local:
                 self._answer(args, out, buf)
@@ -246,7 +258,15 @@ class RedisMockConnection:
                 return
             queued, self.multi = self.multi, None
             key = exec_key(self.db, [self._redacted(c) for c in queued])
-            self._lookup(key, [name], out, buf, queued)
+            entry = self.index.take(key)
+            if entry is None:
+                self._miss(key, [name], out, buf, queued)
+                return
+            self._serve(entry, out, buf)
+            if entry.reply[0] == "array":  # a SELECT it ran changed the database
+                for cmd, result in zip(queued, entry.reply[1], strict=False):
+                    if cmd[0] == b"SELECT" and len(cmd) == 2 and result == ("simple", b"OK"):
+                        self.db = int(cmd[1])
             return
         key = match_key(self.db, self._redacted(args))
         self._lookup(key, args, out, buf, None)
@@ -281,6 +301,9 @@ class RedisMockConnection:
 
     def _serve(self, entry: Entry, out: list[Output], buf: list[bytes]) -> None:
         out.append(entry.hit)
+        if entry.hangs:
+            self.blocked = True
+            return
         delay = entry.delay_s
         if self._factor is not None:
             delay = max(delay, entry.latency_s * self._factor)
@@ -313,7 +336,10 @@ class RedisMockConnection:
             out.append(Forward(self._forward_bytes(args, key, queued), record=self._record))
             return
         nearest = self.index.nearest(key)
-        explanation = f"no recorded reply for {request}" + (
+        explanation = f"no recorded reply for {request}"
+        if key[0] not in self.index.dbs:
+            explanation += f": nothing was recorded in db {key[0]}"
+        explanation += (
             f"; nearest recorded: {nearest}" if nearest else "; nothing like it was recorded"
         )
         self._flush(out, buf)
@@ -366,11 +392,14 @@ class RedisMockConnection:
             ]
         obj["reply"] = reply_to_json(value)
         self._stored.append(obj)
-        self.index.add(key, Entry(f"live.{self.id}.{self._seq}", describe(key), value, 0.0))
+        self.index.add(key, Entry(f"live.{self.serial}.{self._seq}", describe(key), value, 0.0))
 
     # ------------------------------------------------------------ local commands
 
     def _hello(self, args: list[bytes]) -> bytes:
+        refused = self.index.handshake.hello_refusal(args)
+        if refused is not None:  # an old server (or a proxy): the client stays in RESP2
+            return refused
         if len(args) > 1:
             try:
                 proto = int(args[1])
@@ -392,26 +421,14 @@ class RedisMockConnection:
                 option = args[i].decode("utf-8", "replace")
                 return error(f"ERR Syntax error in HELLO option '{option}'")
         self.name = name
-        info: Value = (
-            "map",
-            [
-                (("bulk", b"server"), ("bulk", b"redis")),
-                (("bulk", b"version"), ("bulk", self.index.server_version.encode())),
-                (("bulk", b"proto"), ("integer", self.proto)),
-                (("bulk", b"id"), ("integer", self.id)),
-                (("bulk", b"mode"), ("bulk", b"standalone")),
-                (("bulk", b"role"), ("bulk", b"master")),
-                (("bulk", b"modules"), ("array", [])),
-            ],
-        )
-        return serialize(info, self.proto)
+        return serialize(self.index.handshake.hello_fields(self.proto, self.id), self.proto)
 
     def _select(self, args: list[bytes]) -> bytes:
         if len(args) != 2:
             return _arity(b"select")
         if not _INTEGER.fullmatch(args[1]):
             return b"-ERR value is not an integer or out of range\r\n"
-        refused = self.index.refused_select.get(args[1])
+        refused = self.index.select_refusal(args[1])
         if refused is not None:  # the recorded server has no such database
             return serialize(refused, self.proto)
         db = int(args[1])
@@ -421,6 +438,9 @@ class RedisMockConnection:
         return _OK
 
     def _client(self, args: list[bytes]) -> bytes:
+        refused = self.index.handshake.client_refusal(args)
+        if refused is not None:  # SETINFO to a server before 7.2: as it answered
+            return refused
         sub = args[1].upper()
         if sub == b"SETNAME":
             if len(args) != 3:
@@ -435,7 +455,9 @@ class RedisMockConnection:
             return serialize(("bulk", self.name) if self.name else ("null", "bulk"), self.proto)
         if sub == b"ID":
             return b":%d\r\n" % self.id
-        if sub == b"SETINFO" and len(args) == 4:
+        if sub == b"SETINFO":
+            if len(args) != 4:
+                return _arity(b"client|setinfo")
             self.lib[args[2].upper()] = args[3]
             return _OK
         if sub == b"INFO":

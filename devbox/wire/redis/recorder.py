@@ -142,8 +142,14 @@ class RedisRecorder:
             p.replies.append(value)
             if len(p.replies) >= p.expect:
                 self._pending.popleft()
-                if value[0] == "error" and not p.queued and p.args[0].upper() == b"SELECT":
-                    self._select_refused(p)
+                if value[0] == "error" and not p.queued:
+                    name = p.args[0].upper()
+                    if name == b"SELECT":
+                        self._select_refused(p)
+                    elif name == b"HELLO":
+                        self._hello_refused(p)
+                elif p.transaction and value[0] == "array":
+                    self._exec_selected(p, value[1])
                 self._store(p, now)
         return Relay(to_client=data)
 
@@ -152,13 +158,43 @@ class RedisRecorder:
         stayed in its database, and so did the commands sent after it."""
         if not p.args[1:2] or not p.args[1].isdigit():
             return  # it never changed the tracked database
-        bad, good = int(p.args[1]), p.db
+        self._db_was(int(p.args[1]), p.db)
+
+    def _exec_selected(self, p: _Pending, results: list[Value]) -> None:
+        """A ``SELECT`` inside ``MULTI`` changed the database when ``EXEC`` ran it: for
+        the commands after the ``EXEC`` too."""
+        db = p.db
+        assert p.transaction is not None
+        for cmd, result in zip(p.transaction, results, strict=False):
+            if cmd[0] == b"SELECT" and len(cmd) == 2 and result == ("simple", b"OK"):
+                db = int(cmd[1])
+        if db != p.db:
+            self._db_was(p.db, db)
+
+    def _db_was(self, wrong: int, right: int) -> None:
+        """The commands still waiting were tracked in database ``wrong`` and ran in
+        ``right``, up to the next ``SELECT``; so does the connection from now on."""
         for q in self._pending:
-            if q.db == bad:
-                q.db = good
+            if q.db == wrong:
+                q.db = right
             if q.args[0].upper() == b"SELECT":
                 return  # the database from here on is that command's doing
-        self.db = good
+        self.db = right
+
+    def _hello_refused(self, p: _Pending) -> None:
+        """The server refused a ``HELLO`` (one older than Redis 6, a proxy, a bad
+        password): the connection kept its protocol, and so did the commands after it.
+        Replies must be read in that protocol (a RESP2 pub/sub message is an array)."""
+        if p.args[1:2] not in ([b"2"], [b"3"]):
+            return  # it never changed the tracked protocol
+        bad, good = int(p.args[1]), p.proto
+        for q in self._pending:
+            name = q.args[0].upper()
+            if q.proto == bad:
+                q.proto = good
+            if name in (b"HELLO", b"RESET"):
+                return  # the protocol from here on is that command's doing
+        self.proto = good
 
     def _is_message(self, value: Value) -> bool:
         tag, items = value

@@ -1,0 +1,246 @@
+"""A connection's set-up, answered by the Redis mock itself, must be what the recorded
+server answered: each workload runs through the recording relay against a real
+redis-server (Debian's, 7.0 here), then against the mock, with real clients (redis-py,
+redis-cli), and what the client got must be the same both times.
+
+Each case was a difference a real client saw: ``CLIENT SETINFO`` accepted by the mock but
+unknown to a server before 7.2, ``HELLO`` reporting the mock's own connection id (a
+``CLIENT TRACKING … REDIRECT id`` then missed), a ``SELECT`` of a database the server
+lacks accepted, and a server that refused ``HELLO 3`` (the recorder went on reading its
+replies as RESP3, and lost the pub/sub messages; the mock accepted it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import free_port, stop_process, wait_port
+from redis._parsers import _RESP2Parser, _RESP3Parser
+from redis_helpers import Loop, Mock, Recording, redis_server
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    lp = Loop()
+    yield lp
+    lp.close()
+
+
+@contextmanager
+def server_without_hello(directory: Path) -> Iterator[int]:
+    """A redis-server with ``HELLO`` renamed away: it answers it as a Redis older than 6
+    (or a proxy without RESP3) does, ``-ERR unknown command``. Stopped by its PID."""
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is missing: scripts/setup installs it"
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    args += ["no", "--dir", str(directory), "--logfile", str(directory / "log")]
+    proc = subprocess.Popen(
+        [*args, "--rename-command", "HELLO", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    """A reply, or the exception a client raised for it (type and text: comparable)."""
+    try:
+        return call()
+    except redis.RedisError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+_Connection: Any = redis.Connection  # redis-py's low-level API is untyped
+
+
+def _conn(port: int, protocol: int = 2) -> Any:
+    parser = _RESP3Parser if protocol == 3 else _RESP2Parser
+    conn = _Connection(port=port, protocol=protocol, parser_class=parser, socket_timeout=10)
+    conn.connect()
+    return conn
+
+
+def _ask(conn: Any, *args: Any) -> Any:
+    conn.send_command(*args)
+    return _outcome(conn.read_response)
+
+
+def _cli(port: int, *args: str) -> tuple[str, str]:
+    cli = shutil.which("redis-cli")
+    assert cli, "redis-cli is missing: scripts/setup installs redis-tools"
+    done = subprocess.run(
+        [cli, "-p", str(port), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.stdout, done.stderr
+
+
+# ---------------------------------------------------------------- HELLO, client ids
+
+
+def test_hello_and_client_id_report_the_recorded_ids_and_tracking_redirect_matches(
+    tmp_path: Path, loop: Loop
+) -> None:
+    def run(port: int) -> Any:
+        # RESP2 client-side caching: invalidations go to another connection, named by id
+        a = _conn(port)
+        a_id = _ask(a, "CLIENT", "ID")
+        out = [_ask(a, "SUBSCRIBE", "__redis__:invalidate")]
+        b = _conn(port)
+        out += [_ask(b, "CLIENT", "TRACKING", "ON", "REDIRECT", a_id), _ask(b, "GET", "k")]
+        c = _conn(port, protocol=3)
+        out += [_ask(c, "HELLO", "3"), _ask(c, "CLIENT", "ID"), _ask(c, "SET", "k", "v")]
+        out.append(_outcome(a.read_response))  # the invalidation of k, pushed to a
+        for conn in (a, b, c):
+            conn.disconnect()
+        return out, a_id
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = run(rec.port)
+        rec.close()
+    m = Mock(loop, rec.stored).start()
+    replayed = run(m.port)
+    m.close()
+    hello = recorded[0][3]
+    assert hello[b"id"] == recorded[0][4] and hello[b"version"].startswith(b"7.")
+    assert recorded[0][1] == b"OK" and recorded[0][-1][:2] == [b"message", b"__redis__:invalidate"]
+    assert replayed == recorded
+    assert m.misses == []
+    # devbox record numbers the connections of all its dependencies together: the
+    # Redis ones may be 1, 3, 5…, and are still matched by their place
+    spread = [{**o, "connection": 2 * o["connection"] - 1} for o in rec.stored]
+    m = Mock(loop, spread).start()
+    replayed = run(m.port)
+    m.close()
+    assert replayed == recorded
+
+
+# ---------------------------------------------------------------- CLIENT SETINFO
+
+
+def test_client_setinfo_is_refused_as_the_recorded_server_refused_it(
+    tmp_path: Path, loop: Loop
+) -> None:
+    def run(port: int) -> Any:
+        r = redis.Redis(port=port, protocol=2, single_connection_client=True)
+        out = [r.ping(), _outcome(lambda: r.client_setinfo("LIB-NAME", "svc"))]
+        out += [_outcome(lambda: r.client_setinfo("LIB-VER", "1.0")), r.set("k", "v")]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = run(rec.port)
+        rec.close()
+    m = Mock(loop, rec.stored).start()
+    replayed = run(m.port)
+    m.close()
+    assert recorded[1][0] == "ResponseError" and "SETINFO" in recorded[1][1]  # before 7.2
+    assert replayed == recorded
+    assert m.misses == []
+
+
+def test_client_setinfo_never_recorded_is_answered_as_the_servers_version_would(
+    tmp_path: Path, loop: Loop
+) -> None:
+    # redis-cli 7.0 sends no CLIENT SETINFO: only the version in the recorded HELLO tells
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = _cli(rec.port, "-3", "SET", "k", "v")
+        rec.close()
+        direct = [_cli(server.port, "CLIENT", "SETINFO", "LIB-NAME", "x")]
+        direct.append(_cli(server.port, "CLIENT", "SETINFO", "LIB-NAME"))
+    assert recorded == ("OK\n", "")
+    m = Mock(loop, rec.stored).start()
+    replayed = [_cli(m.port, "CLIENT", "SETINFO", "LIB-NAME", "x")]
+    replayed.append(_cli(m.port, "CLIENT", "SETINFO", "LIB-NAME"))
+    m.close()
+    assert "unknown subcommand" in direct[0][0]
+    assert replayed == direct
+
+
+# ---------------------------------------------------------------- SELECT
+
+
+def test_select_of_a_database_never_recorded(tmp_path: Path, loop: Loop) -> None:
+    def recorded_run(port: int) -> Any:
+        conn = _conn(port)
+        out = [_ask(conn, "SELECT", "16"), _ask(conn, "SELECT", "3")]
+        out += [_ask(conn, "SET", "k", "in 3"), _ask(conn, "GET", "k")]
+        conn.disconnect()
+        return out
+
+    def later(port: int) -> Any:
+        # databases 0-15 by default: one above the first refused is refused too
+        r = redis.Redis(port=port, db=40, protocol=2)
+        out = [_outcome(lambda: r.get("k"))]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = recorded_run(rec.port)
+        rec.close()
+        direct = later(server.port)
+    assert recorded[0] == ("ResponseError", "DB index is out of range")
+    m = Mock(loop, rec.stored).start()
+    assert later(m.port) == direct
+    # a database the server has but the recording never saw: the miss names it
+    r = redis.Redis(port=m.port, db=5, protocol=2)
+    got = _outcome(lambda: r.get("k"))
+    r.close()
+    m.close()
+    assert got[0] == "ResponseError"
+    assert got[1] == (
+        "DEVBOXMISS no recorded reply for GET k (db 5): nothing was recorded in db 5; "
+        "nearest recorded: GET k (db 3)"
+    )
+
+
+# ---------------------------------------------------------------- a server without HELLO
+
+
+def test_hello_3_refused_by_the_server_keeps_the_recorder_and_the_mock_in_resp2(
+    tmp_path: Path, loop: Loop
+) -> None:
+    def run(port: int) -> Any:
+        sub = _conn(port)
+        sub._sock.settimeout(5)  # a message the mock does not send must not hang the test
+        # a client trying RESP3 first and going on in RESP2 when the server says no
+        out = [_ask(sub, "HELLO", "3"), _ask(sub, "SUBSCRIBE", "ch")]
+        pub = redis.Redis(port=port, protocol=2)
+        out += [pub.publish("ch", "one"), pub.publish("ch", "two")]
+        out += [_outcome(sub.read_response), _outcome(sub.read_response)]
+        out += [_ask(sub, "PING"), _ask(sub, "UNSUBSCRIBE", "ch")]
+        out.append(_ask(sub, "GET", "k"))
+        pub.close()
+        sub.disconnect()
+        # redis-cli -3 warns that HELLO failed and prints RESP2 replies
+        out.append(_cli(port, "-3", "HSET", "h", "a", "1"))
+        out.append(_cli(port, "-3", "--no-raw", "HGETALL", "h"))  # a map: 1# "a" => "1"
+        return out
+
+    with server_without_hello(tmp_path / "redis") as port:
+        rec = Recording(loop, port).start()
+        recorded = run(rec.port)
+        rec.close()
+    assert recorded[0][0] == "ResponseError" and "unknown command 'HELLO'" in recorded[0][1]
+    assert recorded[4:6] == [[b"message", b"ch", b"one"], [b"message", b"ch", b"two"]]
+    assert recorded[-1] == ('1) "a"\n2) "1"\n', "HELLO 3 failed: ERR " + recorded[0][1] + "\n")
+    assert all(o.get("proto", 2) == 2 for o in rec.stored)
+    m = Mock(loop, rec.stored).start()
+    replayed = run(m.port)
+    m.close()
+    assert replayed == recorded
