@@ -331,6 +331,8 @@ class _Printer:
 
 
 def run_mock(args: argparse.Namespace) -> int:
+    from devbox.cli.waiting import wait_until
+
     if bool(args.profile) == bool(args.har or args.recording):
         raise UsageError(
             "give a profile, or --har FILE, or --recording PATH",
@@ -358,11 +360,10 @@ def run_mock(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()
         _announce(fleet, args.json)
-        while not stop.is_set():
-            try:
-                stop.wait(3600)
-            except KeyboardInterrupt:
-                break
+        try:
+            wait_until(stop)
+        except KeyboardInterrupt:
+            pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         fleet.stop()

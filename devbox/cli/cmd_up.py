@@ -149,6 +149,7 @@ def run_watch(args: argparse.Namespace) -> int:
 
 def _run_headless(engine: Engine, args: argparse.Namespace, *, json_lines: bool) -> int:
     from devbox.cli.headless import HeadlessPrinter
+    from devbox.cli.waiting import wait_until
 
     printer = HeadlessPrinter(
         output.console(),
@@ -169,7 +170,7 @@ def _run_headless(engine: Engine, args: argparse.Namespace, *, json_lines: bool)
             f"http://127.0.0.1:{engine.runtime.port if engine.runtime else 0} · "
             "watching for changes · Ctrl-C to stop"
         )
-        threading.Event().wait()  # until a signal or Ctrl-C
+        wait_until(threading.Event())  # until a signal or Ctrl-C
         return 0
     except (KeyboardInterrupt, _Terminate):
         output.info("stopping: tearing the sandbox down")
