@@ -13,13 +13,11 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
 from mock_helpers import call, exchange
-from test_engine_e2e import _alive, _children
+from test_engine_e2e import _alive, _children, up_until_first_pass
 from test_mock_cli import DEVBOX
 
 from devbox.core.model import Direction
@@ -62,24 +60,8 @@ def test_devbox_mock_stops_on_a_sigint_another_thread_takes(tmp_path: Path) -> N
 
 
 def test_devbox_up_stops_on_a_sigint_another_thread_takes(demo_project: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devbox", "up", "demo", "--headless", "--runtime", "process"],
-        cwd=demo_project.parent.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = up_until_first_pass(demo_project)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "iteration 0: PASS" in line or not line:
-                break
-        if "iteration 0: PASS" not in lines[-1]:
-            pytest.fail("".join(lines))
         children = _children(proc.pid)
         assert children, "the service should run as a child of devbox"
         signal_another_thread(proc.pid, signal.SIGINT)

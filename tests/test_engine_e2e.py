@@ -230,25 +230,34 @@ def test_up_once_with_a_bad_fail_if_is_a_usage_error(demo_project: Path) -> None
     assert "p99 >" in res.stderr
 
 
-def test_sigterm_tears_everything_down(demo_project: Path) -> None:
+def up_until_first_pass(project: Path) -> subprocess.Popen[str]:
+    """``devbox up demo --headless`` (process runtime) in ``project``, once its first
+    replay passed (its output merged, the rest of it unread)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "devbox", "up", "demo", "--headless", "--runtime", "process"],
-        cwd=demo_project.parent.parent,
+        cwd=project.parent.parent,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "iteration 0: PASS" in line:
+            return proc
+        if not line:
+            break
+    proc.kill()
+    proc.communicate()
+    pytest.fail("".join(lines))
+
+
+def test_sigterm_tears_everything_down(demo_project: Path) -> None:
+    proc = up_until_first_pass(demo_project)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "iteration 0: PASS" in line:
-                break
-        else:
-            pytest.fail("".join(lines))
         children = _children(proc.pid)
         assert children, "the service should run as a child of devbox"
         proc.send_signal(signal.SIGTERM)
