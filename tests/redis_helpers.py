@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import subprocess
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,3 +163,52 @@ class Mock:
             self.server.close()
 
         self.loop.run(stop())
+
+
+def record_then_mock(
+    tmp_path: Path,
+    loop: Loop,
+    workload: Callable[[int], Any],
+    prepare: Callable[[int], None] | None = None,
+) -> tuple[Any, Any, Recording, Mock]:
+    """(what the client got through the relay, what it got from the mock, both).
+    ``prepare`` talks to the real server directly (not recorded) before the workload."""
+    with redis_server(tmp_path / "redis") as server:
+        if prepare is not None:
+            prepare(server.port)
+        rec = Recording(loop, server.port).start()
+        recorded = workload(rec.port)
+        rec.close()
+    m = Mock(loop, rec.stored).start()
+    replayed = workload(m.port)
+    m.close()
+    return recorded, replayed, rec, m
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    """A reply, or the exception a client raised for it (type and text: comparable)."""
+    import redis
+
+    try:
+        return call()
+    except redis.RedisError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def raw_conn(port: int, protocol: int = 2) -> Any:
+    """One raw redis-py connection: commands are sent exactly as given, replies read one
+    by one (redis-py's low-level API is untyped: reached through ``Any``)."""
+    import redis
+    from redis._parsers import _RESP2Parser, _RESP3Parser
+
+    parser = _RESP3Parser if protocol == 3 else _RESP2Parser
+    conn: Any = redis.Connection(
+        port=port, protocol=protocol, parser_class=parser, socket_timeout=10
+    )  # type: ignore[no-untyped-call]
+    conn.connect()
+    return conn
+
+
+def ask(conn: Any, *args: Any) -> Any:
+    conn.send_command(*args)
+    return outcome(conn.read_response)

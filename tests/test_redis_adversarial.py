@@ -14,14 +14,22 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis._parsers import _RESP2Parser, _RESP3Parser
-from redis_helpers import Loop, Mock, Recording, redis_server
+from redis_helpers import (
+    Loop,
+    Mock,
+    Recording,
+    ask,
+    outcome,
+    raw_conn,
+    record_then_mock,
+    redis_server,
+)
 
 from devbox.wire.contract import MockOptions
 
@@ -33,53 +41,8 @@ def loop() -> Iterator[Loop]:
     lp.close()
 
 
-def record_then_mock(
-    tmp_path: Path,
-    loop: Loop,
-    workload: Callable[[int], Any],
-    prepare: Callable[[int], None] | None = None,
-) -> tuple[Any, Any, Recording, Mock]:
-    """(what the client got through the relay, what it got from the mock, both).
-    ``prepare`` talks to the real server directly (not recorded) before the workload."""
-    with redis_server(tmp_path / "redis") as server:
-        if prepare is not None:
-            prepare(server.port)
-        rec = Recording(loop, server.port).start()
-        recorded = workload(rec.port)
-        rec.close()
-    m = Mock(loop, rec.stored).start()
-    replayed = workload(m.port)
-    m.close()
-    return recorded, replayed, rec, m
-
-
-def _outcome(call: Callable[[], Any]) -> Any:
-    """A reply, or the exception a client raised for it (type and text: comparable)."""
-    try:
-        return call()
-    except redis.RedisError as exc:
-        return (type(exc).__name__, str(exc))
-
-
-# redis-py's low-level API is untyped: reached through ``Any`` (mypy strict)
-_Connection: Any = redis.Connection
-
-
-def _conn(port: int, protocol: int = 2) -> Any:
-    """One raw connection: commands are sent exactly as given, replies read one by one."""
-    parser = _RESP3Parser if protocol == 3 else _RESP2Parser
-    conn = _Connection(port=port, protocol=protocol, parser_class=parser, socket_timeout=10)
-    conn.connect()
-    return conn
-
-
 def _command(client: Any, *args: Any) -> Any:
     return client.execute_command(*args)
-
-
-def _ask(conn: Any, *args: Any) -> Any:
-    conn.send_command(*args)
-    return _outcome(conn.read_response)
 
 
 def _nested(depth: int) -> str:
@@ -195,10 +158,10 @@ def test_a_command_refused_inside_multi_gets_the_same_error_and_execabort(
             p.set("a", "1")
             _command(p, "NOSUCHCMD", "x")
             p.get("a")
-            out.append(_outcome(p.execute))
-        conn = _conn(port)
-        out += [_ask(conn, "MULTI"), _ask(conn, "GET"), _ask(conn, "SET", "b", "2")]
-        out += [_ask(conn, "EXEC"), _ask(conn, "GET", "b")]
+            out.append(outcome(p.execute))
+        conn = raw_conn(port)
+        out += [ask(conn, "MULTI"), ask(conn, "GET"), ask(conn, "SET", "b", "2")]
+        out += [ask(conn, "EXEC"), ask(conn, "GET", "b")]
         conn.disconnect()
         r.close()
         return out
@@ -214,12 +177,12 @@ def test_a_command_refused_inside_multi_gets_the_same_error_and_execabort(
 def test_select_of_a_database_the_server_lacks(tmp_path: Path, loop: Loop) -> None:
     def run(port: int) -> Any:
         r = redis.Redis(port=port, protocol=2, db=5, single_connection_client=True)
-        out = [r.set("k", "in 5"), _outcome(lambda: _command(r, "SELECT", 99))]
+        out = [r.set("k", "in 5"), outcome(lambda: _command(r, "SELECT", 99))]
         out.append(r.get("k"))  # still database 5
-        conn = _conn(port)
+        conn = raw_conn(port)
         # pipelined: the GET after the refused SELECT runs in database 0
         conn.send_packed_command(conn.pack_commands([("SELECT", "99"), ("GET", "k")]))
-        out += [_outcome(conn.read_response), _outcome(conn.read_response)]
+        out += [outcome(conn.read_response), outcome(conn.read_response)]
         conn.disconnect()
         r.close()
         return out
@@ -240,12 +203,12 @@ def test_unsubscribe_naming_a_channel_twice_keeps_replies_paired(
     tmp_path: Path, loop: Loop
 ) -> None:
     def run(port: int) -> Any:
-        conn = _conn(port)
+        conn = raw_conn(port)
         conn.send_command("SUBSCRIBE", "a")
         out = [conn.read_response()]
         conn.send_command("UNSUBSCRIBE", "a", "a")  # one reply per argument
         out += [conn.read_response(), conn.read_response()]
-        out += [_ask(conn, "PING"), _ask(conn, "GET", "k"), _ask(conn, "SET", "k", "v")]
+        out += [ask(conn, "PING"), ask(conn, "GET", "k"), ask(conn, "SET", "k", "v")]
         conn.disconnect()
         return out
 
@@ -260,11 +223,11 @@ def test_a_resp3_reply_that_looks_like_a_message_is_a_reply(tmp_path: Path, loop
         redis.Redis(port=port).rpush("l", "message", "ch", "not a push")
 
     def run(port: int) -> Any:
-        conn = _conn(port, protocol=3)
+        conn = raw_conn(port, protocol=3)
         conn.send_command("SUBSCRIBE", "ch")
         out = [conn.read_response(push_request=True)]
         # RESP3 allows any command while subscribed; its array reply is not a message
-        out += [_ask(conn, "LRANGE", "l", "0", "-1"), _ask(conn, "GET", "missing")]
+        out += [ask(conn, "LRANGE", "l", "0", "-1"), ask(conn, "GET", "missing")]
         conn.disconnect()
         return out
 
@@ -279,7 +242,7 @@ def test_a_resp3_reply_that_looks_like_a_message_is_a_reply(tmp_path: Path, loop
 
 def test_malformed_handshake_commands_get_redis_server_errors(tmp_path: Path, loop: Loop) -> None:
     def run(port: int) -> Any:
-        conn = _conn(port)
+        conn = raw_conn(port)
         asks = [
             ("PING", "a", "b"),
             ("SELECT",),
@@ -293,7 +256,7 @@ def test_malformed_handshake_commands_get_redis_server_errors(tmp_path: Path, lo
             ("CLIENT", "GETNAME"),
             ("PING",),
         ]
-        out = [_ask(conn, *a) for a in asks]
+        out = [ask(conn, *a) for a in asks]
         conn.disconnect()
         return out
 
@@ -353,7 +316,7 @@ def test_passthrough_of_a_reply_too_deep_to_pass_on_answers_an_error(
         m = Mock(loop, [], options, upstream=server.port).start()
         r = redis.Redis(port=m.port, protocol=2, socket_timeout=10)
         assert _depth(r.eval(_nested(100), 0)) == 101  # passed through, re-encoded
-        got = _outcome(lambda: r.eval(_nested(300), 0))
+        got = outcome(lambda: r.eval(_nested(300), 0))
         assert got[0] == "ResponseError" and "cannot be passed on" in got[1], got
         r.close()
         m.close()

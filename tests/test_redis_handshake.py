@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,16 @@ from typing import Any
 import pytest
 import redis
 from conftest import free_port, stop_process, wait_port
-from redis._parsers import _RESP2Parser, _RESP3Parser
-from redis_helpers import Loop, Mock, Recording, redis_server
+from redis_helpers import (
+    Loop,
+    Mock,
+    Recording,
+    ask,
+    outcome,
+    raw_conn,
+    record_then_mock,
+    redis_server,
+)
 
 
 @pytest.fixture
@@ -54,29 +62,6 @@ def server_without_hello(directory: Path) -> Iterator[int]:
         stop_process(proc)
 
 
-def _outcome(call: Callable[[], Any]) -> Any:
-    """A reply, or the exception a client raised for it (type and text: comparable)."""
-    try:
-        return call()
-    except redis.RedisError as exc:
-        return (type(exc).__name__, str(exc))
-
-
-_Connection: Any = redis.Connection  # redis-py's low-level API is untyped
-
-
-def _conn(port: int, protocol: int = 2) -> Any:
-    parser = _RESP3Parser if protocol == 3 else _RESP2Parser
-    conn = _Connection(port=port, protocol=protocol, parser_class=parser, socket_timeout=10)
-    conn.connect()
-    return conn
-
-
-def _ask(conn: Any, *args: Any) -> Any:
-    conn.send_command(*args)
-    return _outcome(conn.read_response)
-
-
 def _cli(port: int, *args: str) -> tuple[str, str]:
     cli = shutil.which("redis-cli")
     assert cli, "redis-cli is missing: scripts/setup installs redis-tools"
@@ -94,25 +79,19 @@ def test_hello_and_client_id_report_the_recorded_ids_and_tracking_redirect_match
 ) -> None:
     def run(port: int) -> Any:
         # RESP2 client-side caching: invalidations go to another connection, named by id
-        a = _conn(port)
-        a_id = _ask(a, "CLIENT", "ID")
-        out = [_ask(a, "SUBSCRIBE", "__redis__:invalidate")]
-        b = _conn(port)
-        out += [_ask(b, "CLIENT", "TRACKING", "ON", "REDIRECT", a_id), _ask(b, "GET", "k")]
-        c = _conn(port, protocol=3)
-        out += [_ask(c, "HELLO", "3"), _ask(c, "CLIENT", "ID"), _ask(c, "SET", "k", "v")]
-        out.append(_outcome(a.read_response))  # the invalidation of k, pushed to a
+        a = raw_conn(port)
+        a_id = ask(a, "CLIENT", "ID")
+        out = [ask(a, "SUBSCRIBE", "__redis__:invalidate")]
+        b = raw_conn(port)
+        out += [ask(b, "CLIENT", "TRACKING", "ON", "REDIRECT", a_id), ask(b, "GET", "k")]
+        c = raw_conn(port, protocol=3)
+        out += [ask(c, "HELLO", "3"), ask(c, "CLIENT", "ID"), ask(c, "SET", "k", "v")]
+        out.append(outcome(a.read_response))  # the invalidation of k, pushed to a
         for conn in (a, b, c):
             conn.disconnect()
         return out, a_id
 
-    with redis_server(tmp_path / "redis") as server:
-        rec = Recording(loop, server.port).start()
-        recorded = run(rec.port)
-        rec.close()
-    m = Mock(loop, rec.stored).start()
-    replayed = run(m.port)
-    m.close()
+    recorded, replayed, rec, m = record_then_mock(tmp_path, loop, run)
     hello = recorded[0][3]
     assert hello[b"id"] == recorded[0][4] and hello[b"version"].startswith(b"7.")
     assert recorded[0][1] == b"OK" and recorded[0][-1][:2] == [b"message", b"__redis__:invalidate"]
@@ -135,18 +114,12 @@ def test_client_setinfo_is_refused_as_the_recorded_server_refused_it(
 ) -> None:
     def run(port: int) -> Any:
         r = redis.Redis(port=port, protocol=2, single_connection_client=True)
-        out = [r.ping(), _outcome(lambda: r.client_setinfo("LIB-NAME", "svc"))]
-        out += [_outcome(lambda: r.client_setinfo("LIB-VER", "1.0")), r.set("k", "v")]
+        out = [r.ping(), outcome(lambda: r.client_setinfo("LIB-NAME", "svc"))]
+        out += [outcome(lambda: r.client_setinfo("LIB-VER", "1.0")), r.set("k", "v")]
         r.close()
         return out
 
-    with redis_server(tmp_path / "redis") as server:
-        rec = Recording(loop, server.port).start()
-        recorded = run(rec.port)
-        rec.close()
-    m = Mock(loop, rec.stored).start()
-    replayed = run(m.port)
-    m.close()
+    recorded, replayed, _rec, m = record_then_mock(tmp_path, loop, run)
     assert recorded[1][0] == "ResponseError" and "SETINFO" in recorded[1][1]  # before 7.2
     assert replayed == recorded
     assert m.misses == []
@@ -176,16 +149,16 @@ def test_client_setinfo_never_recorded_is_answered_as_the_servers_version_would(
 
 def test_select_of_a_database_never_recorded(tmp_path: Path, loop: Loop) -> None:
     def recorded_run(port: int) -> Any:
-        conn = _conn(port)
-        out = [_ask(conn, "SELECT", "16"), _ask(conn, "SELECT", "3")]
-        out += [_ask(conn, "SET", "k", "in 3"), _ask(conn, "GET", "k")]
+        conn = raw_conn(port)
+        out = [ask(conn, "SELECT", "16"), ask(conn, "SELECT", "3")]
+        out += [ask(conn, "SET", "k", "in 3"), ask(conn, "GET", "k")]
         conn.disconnect()
         return out
 
     def later(port: int) -> Any:
         # databases 0-15 by default: one above the first refused is refused too
         r = redis.Redis(port=port, db=40, protocol=2)
-        out = [_outcome(lambda: r.get("k"))]
+        out = [outcome(lambda: r.get("k"))]
         r.close()
         return out
 
@@ -199,7 +172,7 @@ def test_select_of_a_database_never_recorded(tmp_path: Path, loop: Loop) -> None
     assert later(m.port) == direct
     # a database the server has but the recording never saw: the miss names it
     r = redis.Redis(port=m.port, db=5, protocol=2)
-    got = _outcome(lambda: r.get("k"))
+    got = outcome(lambda: r.get("k"))
     r.close()
     m.close()
     assert got[0] == "ResponseError"
@@ -216,15 +189,15 @@ def test_hello_3_refused_by_the_server_keeps_the_recorder_and_the_mock_in_resp2(
     tmp_path: Path, loop: Loop
 ) -> None:
     def run(port: int) -> Any:
-        sub = _conn(port)
+        sub = raw_conn(port)
         sub._sock.settimeout(5)  # a message the mock does not send must not hang the test
         # a client trying RESP3 first and going on in RESP2 when the server says no
-        out = [_ask(sub, "HELLO", "3"), _ask(sub, "SUBSCRIBE", "ch")]
+        out = [ask(sub, "HELLO", "3"), ask(sub, "SUBSCRIBE", "ch")]
         pub = redis.Redis(port=port, protocol=2)
         out += [pub.publish("ch", "one"), pub.publish("ch", "two")]
-        out += [_outcome(sub.read_response), _outcome(sub.read_response)]
-        out += [_ask(sub, "PING"), _ask(sub, "UNSUBSCRIBE", "ch")]
-        out.append(_ask(sub, "GET", "k"))
+        out += [outcome(sub.read_response), outcome(sub.read_response)]
+        out += [ask(sub, "PING"), ask(sub, "UNSUBSCRIBE", "ch")]
+        out.append(ask(sub, "GET", "k"))
         pub.close()
         sub.disconnect()
         # redis-cli -3 warns that HELLO failed and prints RESP2 replies
