@@ -126,10 +126,8 @@ class _Conn(asyncio.Protocol):
 
     def __init__(self, srv: ConnOwner) -> None:
         self.srv = srv
-        self.parser: Any = srv.parser_factory(self)
-        if isinstance(self.parser, PyRequestParser):
-            # the head's size is bounded below (data_received), alike for both parsers
-            self.parser.max_head = 1 << 40
+        self.parser: Any = None
+        self._new_parser()
         self.transport: asyncio.Transport | None = None
         self.lim = srv.limits
         self.url = b""
@@ -209,13 +207,13 @@ class _Conn(asyncio.Protocol):
             self.in_request = True
             self.in_head = True
             self.started = self.last
+        rest = b""
         try:
             self.parser.feed_data(data)
         except _Reject as r:
             self.reject(r.status, r.message)
-        except _ParserUpgrade:
-            # no protocol switching in a mock: answer what was asked, then close
-            self.finish_after_pending()
+        except _ParserUpgrade as up:
+            rest = self._upgrade_refused(data, up)
         except _ParserError as exc:
             ctx = exc.__context__
             if isinstance(ctx, _Reject):
@@ -227,6 +225,8 @@ class _Conn(asyncio.Protocol):
                 status = _parser_status(exc)
                 word = "unsupported" if status >= 500 else "malformed"
                 self.reject(status, f"{word} request: {_parser_reason(exc)}")
+        if rest:  # outside the handler: a later failure is not read as the upgrade's
+            self.data_received(rest)
 
     # ------------------------------------------------------------ parser callbacks
     # (the hot path: each is called for every request, some for every header)
@@ -359,7 +359,7 @@ class _Conn(asyncio.Protocol):
 
     def fill(self, slot: _Slot, data: bytes, close: bool, reset: bool) -> None:
         slot.data = data
-        slot.close = slot.close or close  # finish_after_pending may have asked already
+        slot.close = slot.close or close  # _close_after_answers may have asked already
         slot.reset = reset
         slot.ready = True
         q = self.queue
@@ -417,12 +417,31 @@ class _Conn(asyncio.Protocol):
             self.read_paused = True
             t.pause_reading()
 
-    def finish_after_pending(self) -> None:
+    def _upgrade_refused(self, data: bytes, up: BaseException) -> bytes:
+        """What follows a request asking to switch protocols, for a fresh parser."""
+        if self.parser.get_method() == b"CONNECT":
+            self._close_after_answers()  # a tunnel a mock cannot open
+            return b""
+        # a mock takes no Upgrade (h2c and TLS are spoken on this port from the first
+        # byte): the request is answered in HTTP/1.1 and the connection reads on, as
+        # nginx's does (curl --http2 http://... asks for h2c, then reuses it); a fresh
+        # parser takes what follows the request (args[0]: where that begins)
+        at = up.args[0] if up.args and isinstance(up.args[0], int) else len(data)
+        self._new_parser()
+        return data[at:] if 0 < at < len(data) else b""
+
+    def _close_after_answers(self) -> None:
         if self.queue:
             self.queue[-1].close = True
         elif self.transport is not None:
             self.closing = True
             self.transport.close()
+
+    def _new_parser(self) -> None:
+        self.parser = self.srv.parser_factory(self)
+        if isinstance(self.parser, PyRequestParser):
+            # the head's size is bounded below (data_received), alike for both parsers
+            self.parser.max_head = 1 << 40
 
     def reset(self) -> None:
         """Abort with a TCP reset, as a crashed upstream would."""

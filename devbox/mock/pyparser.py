@@ -127,6 +127,13 @@ class PyRequestParser:
     # ------------------------------------------------------------ events -> callbacks
 
     def _feed(self, data: bytes) -> None:
+        try:
+            self._events(data)
+        except PyParserUpgrade:
+            # as llhttp: where the other protocol begins in the bytes just fed
+            raise PyParserUpgrade(max(0, len(data) - self._reader.buffered)) from None
+
+    def _events(self, data: bytes) -> None:
         r = self._reader
         if self._closed and data:
             raise PyParserError("data after the last request of the connection")
