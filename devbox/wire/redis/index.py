@@ -250,9 +250,7 @@ def _add(
         if is_blocking(args) and not obj.get("queued"):
             _hanging(index, obj, args)
         return
-    db = obj.get("db", 0)
-    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
-        raise StoreError("expected a database number", "db")
+    db = _db(obj)
     if obj.get("queued"):
         _queued(index, db, args, obj.get("reply"))
         return
@@ -280,9 +278,7 @@ def _add(
     if not index.redacted and any(b"<redacted:" in a for a in args[1:]):
         index.redacted = True
     latency_s = _num(obj, "latency_ms") / 1000.0
-    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
-    same = index.table.get(key)
-    entry = Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
+    entry = _entry(index, obj, key, reply, latency_s)
     if is_blocking(args):
         entry.delay_s = latency_s
     _answered_locally(index, obj.get("connection", 0), args, reply)
@@ -290,6 +286,23 @@ def _add(
         entry.subscribed = _subscriptions_left(reply)
     index.add(key, entry)
     last[conn] = (entry, at_ms + latency_s * 1000.0)
+
+
+def _db(obj: Mapping[str, Any]) -> int:
+    db = obj.get("db", 0)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise StoreError("expected a database number", "db")
+    return db
+
+
+def _entry(
+    index: RedisIndex, obj: Mapping[str, Any], key: Key, reply: Value, latency_s: float
+) -> Entry:
+    """A recorded reply as an entry, named by its connection and place, its request
+    written as the first entry of the same key's (one text for all of them)."""
+    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
+    same = index.table.get(key)
+    return Entry(ident, same[0].hit.request if same else describe(key), reply, latency_s)
 
 
 def _hanging(index: RedisIndex, obj: Mapping[str, Any], args: list[bytes]) -> None:
@@ -300,14 +313,9 @@ def _hanging(index: RedisIndex, obj: Mapping[str, Any], args: list[bytes]) -> No
     timeout = _block_timeout(args)
     if timeout is None or not 0 <= timeout < 1e9:
         return  # WAIT and the like: what the server would have said is not known
-    db = obj.get("db", 0)
-    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
-        raise StoreError("expected a database number", "db")
-    key = match_key(db, args)
-    ident = f"{obj.get('connection', 0)}.{obj.get('seq', 0)}"
-    same = index.table.get(key)
+    key = match_key(_db(obj), args)
     # redis-server answers a blocked pop that timed out with a null array
-    entry = Entry(ident, same[0].hit.request if same else describe(key), ("null", "array"), 0)
+    entry = _entry(index, obj, key, ("null", "array"), 0.0)
     entry.delay_s = timeout
     entry.hangs = timeout == 0
     index.add(key, entry)

@@ -40,7 +40,7 @@ from devbox.wire.redis.resp import (
     error,
     serialize,
 )
-from devbox.wire.redis.store import command_object, redact_args, reply_to_json
+from devbox.wire.redis.store import command_object, db_after_exec, redact_args, reply_to_json
 
 _IDS = itertools.count(1)
 _QUEUED = b"+QUEUED\r\n"
@@ -264,9 +264,7 @@ class RedisMockConnection:
                 return
             self._serve(entry, out, buf)
             if entry.reply[0] == "array":  # a SELECT it ran changed the database
-                for cmd, result in zip(queued, entry.reply[1], strict=False):
-                    if cmd[0] == b"SELECT" and len(cmd) == 2 and result == ("simple", b"OK"):
-                        self.db = int(cmd[1])
+                self.db = db_after_exec(self.db, queued, entry.reply[1])
             return
         key = match_key(self.db, self._redacted(args))
         self._lookup(key, args, out, buf, None)

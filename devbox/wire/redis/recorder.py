@@ -18,7 +18,7 @@ from typing import Any
 
 from devbox.wire.contract import Relay, RemoteProtocolError
 from devbox.wire.redis.resp import CommandParser, ReplyParser, Value
-from devbox.wire.redis.store import command_object, reply_to_json
+from devbox.wire.redis.store import command_object, db_after_exec, reply_to_json
 
 _MESSAGES = frozenset({b"message", b"pmessage", b"smessage", b"invalidate"})
 _SUBSCRIBE = {
@@ -163,11 +163,8 @@ class RedisRecorder:
     def _exec_selected(self, p: _Pending, results: list[Value]) -> None:
         """A ``SELECT`` inside ``MULTI`` changed the database when ``EXEC`` ran it: for
         the commands after the ``EXEC`` too."""
-        db = p.db
         assert p.transaction is not None
-        for cmd, result in zip(p.transaction, results, strict=False):
-            if cmd[0] == b"SELECT" and len(cmd) == 2 and result == ("simple", b"OK"):
-                db = int(cmd[1])
+        db = db_after_exec(p.db, p.transaction, results)
         if db != p.db:
             self._db_was(p.db, db)
 

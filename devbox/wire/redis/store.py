@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from devbox.wire.redis.resp import Value
@@ -160,6 +160,15 @@ def reply_from_json(obj: Any, where: str) -> Value:
 
 
 # ---------------------------------------------------------------- commands
+
+
+def db_after_exec(db: int, queued: Sequence[Sequence[bytes]], results: Sequence[Value]) -> int:
+    """The database a connection is in once ``EXEC`` ran ``queued`` (``results``, its
+    replies): that of the last ``SELECT`` among them the server answered OK."""
+    for cmd, result in zip(queued, results, strict=False):
+        if cmd[0] == b"SELECT" and len(cmd) == 2 and result == ("simple", b"OK"):
+            db = int(cmd[1])
+    return db
 
 
 def command_object(args: list[bytes]) -> dict[str, Any]:
