@@ -162,6 +162,17 @@ def request_json(
     return message_json(compressed, payload, decode)
 
 
+def kept_request_json(
+    compressed: bool, payload: bytes, encoding: str | None, decode: Decoder | None = None
+) -> dict[str, Any]:
+    """A request message as a recording keeps it: inflated (``request_json``), or as it
+    came when it inflates beyond what a server takes (kept, not lost)."""
+    try:
+        return request_json(compressed, payload, encoding, decode)
+    except RemoteProtocolError:
+        return message_json(compressed, payload, decode)
+
+
 def stored_json(
     value: Any,
     where: str,
@@ -176,10 +187,7 @@ def stored_json(
     encode, decode = coders
     compressed, payload = message_payload(value, where, encode)
     if request:
-        try:
-            return request_json(compressed, payload, request_encoding, decode)
-        except RemoteProtocolError:  # inflates beyond what a server takes: as it is
-            pass
+        return kept_request_json(compressed, payload, request_encoding, decode)
     return message_json(compressed, payload, decode)
 
 

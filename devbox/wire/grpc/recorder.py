@@ -162,13 +162,7 @@ class GrpcRecorder:
         if response:  # stored as the server sent them: the mock sends them back so
             return [codec.message_json(c, p, decode) for c, p in msgs]
         encoding = head.get("grpc-encoding")
-        out = []
-        for compressed, payload in msgs:
-            try:
-                out.append(codec.request_json(compressed, payload, encoding, decode))
-            except ProtocolError:  # inflates beyond what a server takes: kept as it came
-                out.append(codec.message_json(compressed, payload, decode))
-        return out
+        return [codec.kept_request_json(c, p, encoding, decode) for c, p in msgs]
 
     def _finish(self, stream_id: int, now: float | None) -> None:
         call = self._calls.pop(stream_id)
