@@ -89,20 +89,30 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 
 @contextmanager
-def raw_server(**options: Any) -> Iterator[int]:
-    """The server on a free port of 127.0.0.1; yields the port."""
-    opts = [
-        ("grpc.max_receive_message_length", 16 * MB),
-        ("grpc.max_send_message_length", 16 * MB),
-    ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=opts, **options)
-    server.add_generic_rpc_handlers((_Handler(),))
+def serving(
+    handler: grpc.GenericRpcHandler, options: list[tuple[str, Any]] | None = None, **kw: Any
+) -> Iterator[int]:
+    """``handler`` served on a free port of 127.0.0.1 (grpc's own limits unless
+    ``options`` set others); yields the port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options or [], **kw)
+    server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
         yield port
     finally:
         server.stop(0).wait(10)
+
+
+@contextmanager
+def raw_server(**options: Any) -> Iterator[int]:
+    """The server on a free port of 127.0.0.1; yields the port."""
+    opts = [
+        ("grpc.max_receive_message_length", 16 * MB),
+        ("grpc.max_send_message_length", 16 * MB),
+    ]
+    with serving(_Handler(), opts, **options) as port:
+        yield port
 
 
 def channel(port: int) -> grpc.Channel:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -230,3 +231,10 @@ async def start_mock(stored: list[dict[str, Any]], options: MockOptions | None =
         on_output=lambda conn, out: outputs.append(out),
     )
     return Mock(int(server.sockets[0].getsockname()[1]), outputs, server)
+
+
+def wait_stored(stored: list[Any], n: int) -> None:
+    """Until the relay stored ``n`` calls (it stores a call once its stream ends), or 10 s."""
+    deadline = time.monotonic() + 10
+    while len(stored) < n and time.monotonic() < deadline:
+        time.sleep(0.01)

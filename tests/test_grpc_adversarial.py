@@ -23,7 +23,7 @@ import hpack
 import pytest
 from conftest import free_port, stop_process
 from grpc_raw import DETAILS, MB, SERVICE, big, channel, raw_server
-from grpc_support import Loop, Mock, start_mock, start_relay
+from grpc_support import Loop, Mock, start_mock, start_relay, wait_stored
 
 from devbox.wire.grpc import codec
 from devbox.wire.grpc.http2 import PREFACE, FrameReader, HeadersEvent
@@ -57,12 +57,6 @@ def _outcome(call: Scenario, ch: grpc.Channel) -> Any:
         )
 
 
-def _wait_stored(stored: list[Any], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(stored) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _server_vs_mock(
     loop: Loop, scenarios: Mapping[str, Scenario], calls: int
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
@@ -75,7 +69,7 @@ def _server_vs_mock(
         try:
             with channel(relay.port) as ch:
                 relayed = {name: _outcome(s, ch) for name, s in scenarios.items()}
-            _wait_stored(relay.stored, calls)
+            wait_stored(relay.stored, calls)
         finally:
             loop.close_server(relay.server)
     assert relayed == real
@@ -465,7 +459,7 @@ def test_channel_reconnects_after_the_mock_restarts(loop: Loop, tmp_path: Path) 
         try:
             with channel(relay.port) as ch:
                 _method(ch, "unary_unary", "Echo")(b"\x0a\x01a", timeout=5)
-            _wait_stored(relay.stored, 1)
+            wait_stored(relay.stored, 1)
         finally:
             loop.close_server(relay.server)
     recording = tmp_path / "stored.json"

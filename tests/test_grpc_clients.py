@@ -24,6 +24,7 @@ from grpc_support import (
     load_modules,
     start_mock,
     start_relay,
+    wait_stored,
 )
 
 from devbox.wire.contract import Hit, Miss, MockOptions
@@ -44,12 +45,6 @@ def loop() -> Iterator[Loop]:
     lp = Loop()
     yield lp
     lp.close()
-
-
-def _wait_stored(stored: list[Any], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(stored) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def _calls(pb: Any, pbg: Any, target: str) -> dict[str, Any]:
@@ -90,7 +85,7 @@ def test_python_client_record_then_mock(gen: Path, loop: Loop) -> None:
         real = _calls(pb, pbg, f"127.0.0.1:{server.port}")
         relay = loop.run(start_relay(server.port))
         through_relay = _calls(pb, pbg, f"127.0.0.1:{relay.port}")
-        _wait_stored(relay.stored, 7)
+        wait_stored(relay.stored, 7)
         loop.close_server(relay.server)
     assert through_relay == real
     assert real["list"] and real["chat"] == ["a", "a", "b"] and real["summary"] == (2, 1, 14)
@@ -154,7 +149,7 @@ def test_streams_keep_their_recorded_spacing(gen: Path, loop: Loop) -> None:
         )
         with grpc.insecure_channel(f"127.0.0.1:{relay.port}") as ch:
             list(pbg.RouteGuideStub(ch).ListFeatures(rect))
-        _wait_stored(relay.stored, 1)
+        wait_stored(relay.stored, 1)
         loop.close_server(relay.server)
     at = relay.stored[0]["response_at_ms"]
     mock = loop.run(start_mock(relay.stored))
@@ -185,7 +180,7 @@ def test_nth_call_sequence_and_redaction(gen: Path, loop: Loop) -> None:
                     pb.HelloRequest(name=name, api_key=key),
                     metadata=[("authorization", "Bearer abc.def.ghi")],
                 )
-        _wait_stored(relay.stored, 2)
+        wait_stored(relay.stored, 2)
         loop.close_server(relay.server)
     stored = [GRPC.redact(o, redact) for o in relay.stored]
     text = json.dumps(stored)
@@ -229,7 +224,7 @@ def test_node_grpc_js_client_record_then_mock(gen: Path, loop: Loop, tmp_path: P
         real = run(server.port)
         relay = loop.run(start_relay(server.port))
         recorded = run(relay.port)
-        _wait_stored(relay.stored, 5)
+        wait_stored(relay.stored, 5)
         loop.close_server(relay.server)
     assert recorded == real
     assert real["hello"] == {"message": "Hello, node!"}

@@ -14,7 +14,6 @@ import base64
 import gzip
 import json
 import subprocess
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_raw import SERVICE, raw_server
-from grpc_support import Loop, start_mock, start_relay
+from grpc_support import Loop, start_mock, start_relay, wait_stored
 from node_support import node
 
 from devbox.replay.grpc import GrpcCalls
@@ -107,18 +106,12 @@ def _node_echo(port: int, algorithm: int, messages: list[bytes]) -> list[Any]:
     return [bytes.fromhex(x) if isinstance(x, str) else x for x in out]
 
 
-def _wait_stored(stored: list[Any], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(stored) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _record(loop: Loop, port: int, calls: list[tuple[bytes, grpc.Compression]]) -> list[Any]:
     relay = loop.run(start_relay(port))
     try:
         for message, compression in calls:
             assert _echo(relay.port, message, compression) == message
-        _wait_stored(relay.stored, len(calls))
+        wait_stored(relay.stored, len(calls))
     finally:
         loop.close_server(relay.server)
     assert len(relay.stored) == len(calls)
@@ -157,7 +150,7 @@ def test_node_and_grpcio_compress_alike_for_the_mock(loop: Loop) -> None:
         try:
             assert _node_echo(relay.port, 2, [from_node]) == [from_node]
             assert _echo(relay.port, from_python, GZIP) == from_python
-            _wait_stored(relay.stored, 2)
+            wait_stored(relay.stored, 2)
         finally:
             loop.close_server(relay.server)
         real = (
@@ -220,7 +213,7 @@ def test_a_recording_of_gzip_bytes_still_matches(loop: Loop) -> None:
             with grpc.insecure_channel(f"127.0.0.1:{relay.port}") as ch:
                 call = ch.unary_unary(f"/{SERVICE}/Echo")
                 assert call(message, timeout=10, compression=GZIP) == message
-            _wait_stored(relay.stored, 1)
+            wait_stored(relay.stored, 1)
         finally:
             loop.close_server(relay.server)
     (obj,) = json.loads(json.dumps(relay.stored))

@@ -10,12 +10,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
-from contextlib import contextmanager
 from typing import Any
 
 import grpc
 import pytest
+from grpc_raw import serving
 from grpc_support import Loop, start_mock, start_relay
 
 from devbox.wire.contract import Miss
@@ -38,18 +37,6 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
         if details.method == "/early.Gate/Collect":
             return grpc.stream_unary_rpc_method_handler(_gate)
         return None
-
-
-@contextmanager
-def _server() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((_Handler(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield port
-    finally:
-        server.stop(0).wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +78,7 @@ def _calls(port: int, wait: float) -> dict[str, Any]:
 
 
 def test_a_call_the_server_answered_before_the_request_ended(loop: Loop) -> None:
-    with _server() as port:
+    with serving(_Handler()) as port:
         real = _calls(port, 10)
         relay = loop.run(start_relay(port))
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import grpc
 import pytest
 from conftest import stop_process
 from grpc_raw import raw_server
-from grpc_support import Loop, start_mock, start_relay
+from grpc_support import Loop, start_mock, start_relay, wait_stored
 from node_support import node
 
 from devbox.wire.contract import Miss
@@ -151,12 +150,6 @@ def loop() -> Iterator[Loop]:
     lp.close()
 
 
-def _wait_stored(stored: list[Any], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(stored) < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _node_client(port: int) -> dict[str, Any]:
     done = subprocess.run(
         [node(), "-e", NODE_CLIENT, f"127.0.0.1:{port}"],
@@ -179,7 +172,7 @@ def test_grpc_js_client_gets_from_the_mock_what_it_got_from_the_server(loop: Loo
         relay = loop.run(start_relay(port))
         try:
             relayed = _node_client(relay.port)
-            _wait_stored(relay.stored, 7)
+            wait_stored(relay.stored, 7)
         finally:
             loop.close_server(relay.server)
     assert relayed == real
@@ -260,7 +253,7 @@ def test_grpc_js_server_recorded_and_mocked_for_grpcio(loop: Loop) -> None:
             relay = loop.run(start_relay(port))
             try:
                 assert _grpcio_calls(relay.port, compression) == real[compression]
-                _wait_stored(relay.stored, 6)
+                wait_stored(relay.stored, 6)
             finally:
                 loop.close_server(relay.server)
             stored.extend(json.loads(json.dumps(relay.stored)))
