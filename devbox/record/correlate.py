@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+InFlight = tuple[tuple[str, str | None], ...]  # (inbound exchange id, correlation value)
+
 
 class Correlator:
     """In-flight inbound exchanges. Used from the proxy's single event-loop thread."""
@@ -65,3 +67,25 @@ class Correlator:
         if self._in_flight:
             self.ambiguous += 1
         return None
+
+    def snapshot(self) -> InFlight | None:
+        """The inbound exchanges in flight now, for ``parent_among`` in the recording
+        worker (None, the common case, when there are none)."""
+        return tuple(self._in_flight.items()) if self._in_flight else None
+
+
+def parent_among(
+    in_flight: InFlight, header: str | None, headers: Iterable[tuple[str, str]]
+) -> tuple[str | None, bool]:
+    """``Correlator.parent_for`` over a snapshot: (the parent, whether it was ambiguous).
+    ``header`` is the lowercased correlation header."""
+    if header is not None:
+        value = next((v for k, v in headers if k.lower() == header), None)
+        if value is not None:
+            # the latest inbound exchange carrying the value, as ``_by_value`` keeps it
+            for xid, v in reversed(in_flight):
+                if v == value:
+                    return xid, False
+    if len(in_flight) == 1:
+        return in_flight[0][0], False
+    return None, bool(in_flight)

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 
 from devbox.core.model import Direction
 from devbox.record.h2relay import H2Relay
-from devbox.record.http1 import Head, MessageReader
+from devbox.record.http1 import Head
 from devbox.record.proxy_core import (
     Route,
     UpstreamConn,
     _error_response,
     describe_error,
 )
+from devbox.record.tee import TeeConn
 from devbox.wire.certs import LOCAL_HOSTS
 from devbox.wire.tls import TlsBridge, TlsTransport
 from devbox.wire.upstream import Upstream
@@ -97,12 +98,13 @@ async def intercept(conn: ClientConn, head: Head, host: str, port: int, source: 
             if up_alpn == "h2":
                 return H2Relay(core, route, t, proto)
             t.close()  # cannot happen (h2 is offered only then); stay safe
-        inner = type(conn)(core, route)
+        # one client, one upstream connection, both HTTP/1.1: relayed verbatim, read by
+        # the recording worker (devbox.record.tee). An upstream that chose h2 for this
+        # client, which speaks HTTP/1.1, is left for a fresh HTTP/1.1 connection.
         if up_alpn in (None, "http/1.1"):
-            adopt_upstream(inner, proto, up)
-        else:
-            t.close()  # the upstream speaks h2, this client HTTP/1.1: a fresh connection
-        return inner
+            return TeeConn(core, route, proto, up)
+        t.close()
+        return TeeConn(core, route, None, up)
 
     def refused(exc: ssl.SSLError | OSError) -> None:
         t.close()
@@ -113,19 +115,6 @@ async def intercept(conn: ClientConn, head: Head, host: str, port: int, source: 
         )
 
     hand_over(conn, TlsBridge(ctx, after_tls, on_failure=refused))
-
-
-def adopt_upstream(conn: ClientConn, proto: UpstreamConn, up: Upstream) -> None:
-    """Give ``conn`` the upstream connection opened before the client's handshake."""
-    proto.owner = conn
-    conn.up = proto
-    # an HTTP/1.1 server has nothing to say before a request: whatever came is not an
-    # answer to anything (reading resumes if it paused on it)
-    proto.take_early()
-    conn.up_target = up
-    conn.up_reader = MessageReader(is_request=False)
-    conn.up_buf = None
-    conn.up_served = 0
 
 
 def hand_over(conn: ClientConn, bridge: TlsBridge) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ class WorkerLink:
         self._lock = threading.Lock()
         self.dead: str | None = None  # why captures can no longer be written
         self.lost = 0  # captures that could not be handed over
+        # exchanges the worker read itself (``devbox.record.streams``), as it reports them:
+        # called on the link's reader thread with a list of ``Captured`` fields
+        self.on_captured: Callable[[list[list[Any]]], None] | None = None
+        self._summary: list[bytes] = []
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -60,6 +66,21 @@ class WorkerLink:
             raise EngineError(
                 "the recording worker did not start: " + (self.tail() or "no output"),
             )
+        self._reader = threading.Thread(target=self._read_out, daemon=True, name="devbox-record-r")
+        self._reader.start()
+
+    def _read_out(self) -> None:
+        """The worker's reports (``c`` lines) as they come; its last line is the summary."""
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(b"c "):
+                if self.on_captured is not None:
+                    try:
+                        self.on_captured(orjson.loads(line[2:]))
+                    except Exception:  # a live view's trouble never stops recording
+                        pass
+            elif line.strip():
+                self._summary.append(line)
 
     def _drain_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -74,11 +95,8 @@ class WorkerLink:
         if self.dead is not None:
             self.lost += len(messages)
             return
-        data = (
-            encode_frame(messages[0])
-            if len(messages) == 1
-            else b"".join(encode_frame(m) for m in messages)
-        )
+        # several as one frame: one marshal call each side, however many
+        data = encode_frame(messages[0] if len(messages) == 1 else ("batch", messages))
         view = memoryview(data)
         with self._lock:
             try:
@@ -105,16 +123,14 @@ class WorkerLink:
             proc.stdin.close()
         except OSError:
             pass
-        out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout_s)
+        if self._reader is not None:
+            self._reader.join(timeout_s)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        lines = (out[0] if out else b"").strip().splitlines()
+        lines = self._summary
         if not lines:
             raise EngineError("the recording worker ended without a summary: " + self.tail())
         summary: dict[str, Any] = orjson.loads(lines[-1])

@@ -173,6 +173,8 @@ class ProxyCore:
             else:
                 on_captured = self.on_captured
                 for capture in batch:
+                    if capture[0] != "x":
+                        continue  # a relayed connection's bytes: the worker reports those
                     source = capture[1]
                     self.captured[source] = self.captured.get(source, 0) + 1
                     if on_captured is not None:
@@ -180,6 +182,16 @@ class ProxyCore:
         held, self._held = self._held, []
         for conn in held:
             conn.release()
+
+    def read_by_worker(self, lines: list[list[Any]]) -> None:
+        """Exchanges the worker read from relayed connections (``devbox.record.tee``), as
+        it reported them: counted and shown like the ones captured here."""
+        on_captured = self.on_captured
+        for line in lines:
+            c = Captured(*line)
+            self.captured[c.source] = self.captured.get(c.source, 0) + 1
+            if on_captured is not None:
+                on_captured(c)
 
     def abort_all(self) -> None:
         for c in list(self.conns):

@@ -182,6 +182,7 @@ class Recorder:
             if d.upstream and self.options.forward_proxy_port is not None:
                 sources[d.name] = Direction.OUTBOUND.value
         self.stamp = self.options.stamp or new_stamp()
+        max_kb = self.options.max_body_kb or profile.record.max_body_kb
         self.link = WorkerLink(
             {
                 "profile": str(profile.path),
@@ -189,9 +190,11 @@ class Recorder:
                 "fsync": self.options.fsync,
                 "stamp": self.stamp,
                 "sources": sources,
+                # for the connections the worker reads itself (devbox.record.streams)
+                "max_body": max_kb * 1024,
+                "correlation": profile.record.correlation_header,
             }
         )
-        max_kb = self.options.max_body_kb or profile.record.max_body_kb
         self.correlator = Correlator(profile.record.correlation_header)
         ssl_context = None
         if self.options.ca_bundle is not None:
@@ -272,6 +275,7 @@ class Recorder:
     def start(self) -> tuple[Listener, ...]:
         """Bind every listener; raise EngineError (nothing left running) if one cannot."""
         recover(self.profile)
+        self.link.on_captured = self._read_by_worker
         self.link.start()
         loop = new_event_loop()
         self._loop = loop
@@ -401,6 +405,18 @@ class Recorder:
         except EngineError as exc:
             self._log(f"{exc.message}; recording stopped, relaying continues")
 
+    def _read_by_worker(self, lines: list[list[Any]]) -> None:
+        """The worker's report (its reader thread): to the loop thread, which owns the
+        counts; once the loop is gone, directly (nothing else touches them then)."""
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self.core.read_by_worker, lines)
+                return
+            except RuntimeError:
+                pass  # closed meanwhile
+        self.core.read_by_worker(lines)
+
     def _log(self, message: str) -> None:
         if self.on_log is not None:
             self.on_log(message)
@@ -430,7 +446,7 @@ class Recorder:
             backup=w.get("backup"),
             kept=tuple(w.get("kept", ())),
             skipped=self.skipped,
-            unlinked=self.correlator.ambiguous,
+            unlinked=self.correlator.ambiguous + int(w.get("unlinked", 0)),
             rejected=st.rejected,
             upstream_errors=st.upstream_errors,
             unrecorded=dict(st.unrecorded),

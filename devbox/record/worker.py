@@ -29,20 +29,28 @@ The worker answers on stdout: one ``ready`` line, then one JSON summary line.
 from __future__ import annotations
 
 import gc
+import io
 import marshal
 import os
+import select
 import signal
 import sys
+import time
 from functools import lru_cache
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
 from devbox.core.model import Direction, Exchange, Request, Response, Timing, parse_query
 from devbox.record.capture import split_target
 from devbox.record.frames import FRAME
+from devbox.record.streams import Streams
+
+if TYPE_CHECKING:
+    from devbox.record.sink import RecordingSink
 
 ORIGIN = "devbox record"
+REPORT_S = 0.05
 
 _DIRECTIONS = {d.value: d for d in Direction}
 # traffic repeats its query strings; the parsed pairs are immutable, so one parse serves all
@@ -106,11 +114,63 @@ def exchange_of(msg: tuple[Any, ...]) -> Exchange:
     )
 
 
-def _read_exact(f: BinaryIO, n: int) -> bytes | None:
-    data = f.read(n)
-    if data is None or len(data) < n:
-        return None  # end of input: the proxy is gone
-    return data
+class _Taker:
+    """What each message from the proxy does: a capture is written, an intercepted
+    connection's bytes are read (``Streams``), ``end`` says whether to commit."""
+
+    def __init__(self, sink: RecordingSink, streams: Streams) -> None:
+        self.sink = sink
+        self.streams = streams
+        self.failures: list[str] = []
+        self.live: list[list[Any]] = []  # what the live view has not heard of yet
+        self.commit: bool | None = None  # set by "end"
+
+    def take(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "x":
+            self._write(msg)
+            return
+        if kind == "end":
+            self.commit = bool(msg[1])
+            return
+        try:
+            captures = self.streams.take(msg)
+        except Exception as exc:  # a reading bug loses that connection, not the rest
+            self.streams.open.pop(msg[1], None)
+            self._failed(f"connection {msg[1]}: {type(exc).__name__}: {exc}")
+            return
+        for capture in captures:
+            self._write(capture)
+            self.live.append(_live_line(capture))
+
+    def _write(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.sink.write(exchange_of(msg))
+        except Exception as exc:  # one bad capture must not lose the others
+            self._failed(f"{type(exc).__name__}: {exc}")
+
+    def _failed(self, why: str) -> None:
+        if len(self.failures) < 20:
+            self.failures.append(why)
+
+
+def _readable(inp: BinaryIO, timeout: float) -> bool:
+    """Input comes within ``timeout`` seconds (a file that is not a pipe: at once)."""
+    try:
+        return bool(select.select([inp], [], [], timeout)[0])
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True
+
+
+def _report(out: BinaryIO, live: list[list[Any]]) -> None:
+    out.write(b"c " + orjson.dumps(live) + b"\n")
+    out.flush()
+
+
+def _live_line(c: tuple[Any, ...]) -> list[Any]:
+    """What the live view shows of an exchange read here (``proxy_core.Captured``)."""
+    resp = c[13]
+    return [c[1], c[7], split_target(c[8])[0], resp[0] if resp else None, c[19], c[17]]
 
 
 def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
@@ -130,25 +190,43 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
     )
     out.write(b"ready\n")
     out.flush()
-    failures: list[str] = []
-    commit = False
-    while True:
-        head = _read_exact(inp, FRAME.size)
-        if head is None:
+    taker = _Taker(
+        sink, Streams(config["stamp"], config.get("max_body", 1 << 20), config.get("correlation"))
+    )
+    buf = b""
+    reported = time.monotonic()
+    while taker.commit is None:
+        # the live view hears of what was read in one line every REPORT_S, or sooner
+        # when the input goes quiet: a line per read would wake the proxy's reader
+        # thread (and take the GIL from its event loop) thousands of times a second
+        if taker.live:
+            left = REPORT_S - (time.monotonic() - reported)
+            if left <= 0 or not _readable(inp, left):
+                _report(out, taker.live)
+                taker.live, reported = [], time.monotonic()
+        chunk = inp.read1(1 << 20)  # type: ignore[attr-defined]
+        if not chunk:
             break
-        (size,) = FRAME.unpack(head)
-        payload = _read_exact(inp, size)
-        if payload is None:
-            break
-        msg = marshal.loads(payload)
-        if msg[0] == "end":
-            commit = bool(msg[1])
-            break
-        try:
-            sink.write(exchange_of(msg))
-        except Exception as exc:  # one bad capture must not lose the others
-            if len(failures) < 20:
-                failures.append(f"{type(exc).__name__}: {exc}")
+        buf = buf + chunk if buf else chunk
+        pos = 0
+        while len(buf) - pos >= FRAME.size and taker.commit is None:
+            (size,) = FRAME.unpack_from(buf, pos)
+            if len(buf) - pos - FRAME.size < size:
+                break
+            msg = marshal.loads(buf[pos + FRAME.size : pos + FRAME.size + size])
+            pos += FRAME.size + size
+            if msg[0] == "batch":
+                for m in msg[1]:
+                    taker.take(m)
+            else:
+                taker.take(msg)
+        buf = buf[pos:]
+    if taker.live:
+        _report(out, taker.live)
+    streams = taker.streams
+    streams.end()
+    failures = taker.failures
+    commit = bool(taker.commit)
     if commit:
         result = sink.commit()
     else:
@@ -176,6 +254,8 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
         "backup": str(result.backup) if result.backup else None,
         "kept": list(result.kept),
         "failures": failures,
+        "linked": streams.correlation.linked,
+        "unlinked": streams.correlation.ambiguous,
     }
     out.write(orjson.dumps(summary) + b"\n")
     out.flush()

@@ -1,0 +1,275 @@
+"""HTTP/1.1 exchanges read back from the bytes of an intercepted connection (worker side).
+
+Theory of operation
+-------------------
+Inside an intercepted ``CONNECT`` whose two ends both speak HTTP/1.1, the proxy relays
+the plaintext verbatim (``devbox.record.tee``) and copies each chunk, stamped with the
+time it crossed, down the worker pipe. Reading those two byte streams back into
+exchanges here, in the recording worker, takes HTTP parsing and capture building off
+the proxy's event loop: the loop pays for TLS and a copy, this process for the rest.
+
+Sans-IO: chunks in, worker captures (``("x", ...)`` tuples, as ``worker.exchange_of``
+reads them) out. The streams are read with the wire layer's ``MessageReader``, as the
+proxy's own path reads them: requests in order, each response framed by the method of
+the request it answers (HEAD, 1xx, 204, 304), an accepted upgrade ends the reading.
+Whatever a side sent that does not parse is relayed all the same (the proxy never
+judges it); the exchange it broke is recorded with an error and the rest of that
+connection is not read.
+
+Frames from the proxy: ``("o", cid, source, direction, scheme, host, wall, perf)`` when a
+connection starts, ``("d", cid, side, perf, data, in_flight)`` for each chunk (side 0:
+client to upstream, 1: upstream to client; ``in_flight``: the inbound exchanges in
+flight when a client chunk came, for ``correlate.parent_among``), ``("c", cid, perf,
+who, text)`` when it ends (``who``: ``client``, ``upstream``, ``timeout`` or ``stop``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from devbox.record.capture import BodyCapture
+from devbox.record.correlate import parent_among
+from devbox.record.http1 import TUNNEL, Data, End, Head, MessageReader, ProtocolError
+
+Capture = tuple[Any, ...]
+
+CLIENT_GONE = "client closed the connection before the response completed"
+UPSTREAM_GONE = "upstream closed the connection before responding"
+UPSTREAM_CUT = "upstream closed the connection mid-response"
+
+
+class _Exchange:
+    __slots__ = ("head", "parent", "req_body", "resp_body", "resp_head", "t0", "t_first")
+
+    def __init__(self, head: Head, t0: float, parent: str | None, max_body: int) -> None:
+        self.head = head
+        self.t0 = t0
+        self.parent = parent
+        self.req_body = BodyCapture(max_body, head.header("content-encoding"))
+        self.resp_head: Head | None = None
+        self.resp_body: BodyCapture | None = None
+        self.t_first: float | None = None
+
+
+class Correlation:
+    """What the worker learns of linking: the same counts the proxy's correlator keeps."""
+
+    __slots__ = ("ambiguous", "header", "linked")
+
+    def __init__(self, header: str | None) -> None:
+        self.header = header.lower() if header else None
+        self.linked = 0
+        self.ambiguous = 0
+
+
+class Stream:
+    """One intercepted connection's two byte streams, read into captures."""
+
+    def __init__(
+        self, opened: tuple[Any, ...], stamp: str, max_body: int, correlation: Correlation
+    ) -> None:
+        _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened
+        self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
+        self.stamp = stamp
+        self.max_body = max_body
+        self.correlation = correlation
+        self.requests = MessageReader(is_request=True)
+        self.responses = MessageReader(is_request=False)
+        self.pending: deque[_Exchange] = deque()
+        self.current: _Exchange | None = None  # the request whose body is arriving
+        self.done = False  # an upgrade or unreadable bytes: nothing more is read
+        self.count = 0
+        self._in_flight: Any = None
+
+    # ------------------------------------------------------------ input
+
+    def client(self, t: float, data: bytes, in_flight: Any) -> list[Capture]:
+        if self.done:
+            return []
+        self._in_flight = in_flight
+        self.requests.receive(data)
+        return self._requests(t)
+
+    def server(self, t: float, data: bytes) -> list[Capture]:
+        if self.done:
+            return []
+        self.responses.receive(data)
+        return self._responses(t)
+
+    def close(self, t: float, who: str, text: str | None) -> list[Capture]:
+        """The connection ended: a response read to its close ends here; the rest is
+        recorded with what happened (``stop``: only a response under way, cut short)."""
+        out: list[Capture] = []
+        if not self.done:
+            self.responses.eof()
+            out = self._responses(t)
+        for x in self.pending:
+            if who == "stop":
+                if x.resp_body is not None:
+                    x.resp_body.truncated = True
+                    out.append(self._capture(x, t, text))
+                continue
+            if who == "client":
+                error = CLIENT_GONE
+            elif who == "upstream":
+                error = UPSTREAM_CUT if x.resp_head is not None else UPSTREAM_GONE
+            else:
+                error = text or who
+            out.append(self._capture(x, t, error))
+        self.pending.clear()
+        self.current = None
+        self.done = True
+        return out
+
+    # ------------------------------------------------------------ reading
+
+    def _requests(self, t: float) -> list[Capture]:
+        out: list[Capture] = []
+        reader = self.requests
+        while True:
+            try:
+                ev = reader.next_event()
+            except ProtocolError as exc:
+                return out + self._unreadable(t, f"invalid request framing: {exc}")
+            if ev is None:
+                return out
+            kind = type(ev)
+            if kind is Data:
+                assert isinstance(ev, Data)
+                if self.current is not None:
+                    self.current.req_body.add(ev.decoded)
+            elif kind is Head:
+                assert isinstance(ev, Head)
+                x = _Exchange(ev, t, self._parent(ev), self.max_body)
+                self.pending.append(x)
+                self.current = x
+                self.responses.expect(ev.method)
+            else:
+                self.current = None
+
+    def _responses(self, t: float) -> list[Capture]:
+        out: list[Capture] = []
+        reader = self.responses
+        while True:
+            try:
+                ev = reader.next_event()
+            except ProtocolError as exc:
+                return out + self._unreadable(t, f"invalid response from upstream: {exc}")
+            if ev is None:
+                return out
+            if not self.pending:
+                continue  # bytes no request asked for: relayed, nothing to record
+            x = self.pending[0]
+            kind = type(ev)
+            if kind is Data:
+                assert isinstance(ev, Data)
+                if x.resp_body is not None:
+                    x.resp_body.add(ev.decoded)
+            elif kind is Head:
+                assert isinstance(ev, Head)
+                if ev.interim:
+                    continue
+                x.resp_head = ev
+                x.t_first = t
+                x.resp_body = BodyCapture(self.max_body, ev.header("content-encoding"))
+            else:
+                assert isinstance(ev, End)
+                self.pending.popleft()
+                out.append(self._capture(x, t, None, ev.trailers))
+                if self._after(x):
+                    return out
+                out += self._requests(t)  # requests held behind an upgrade offer
+
+    def _after(self, x: _Exchange) -> bool:
+        """After a response: an accepted upgrade ends the reading (True)."""
+        head = x.resp_head
+        if head is not None and head.framing == TUNNEL:
+            self.done = True
+            return True
+        if self.requests.waiting_upgrade:
+            self.requests.resume()  # the upgrade was declined: HTTP/1.1 goes on
+        return False
+
+    def _unreadable(self, t: float, error: str) -> list[Capture]:
+        out = [self._capture(x, t, error) for x in self.pending]
+        self.pending.clear()
+        self.current = None
+        self.done = True
+        return out
+
+    def _parent(self, head: Head) -> str | None:
+        in_flight = self._in_flight
+        if not in_flight or self.direction == "inbound":
+            return None
+        c = self.correlation
+        parent, ambiguous = parent_among(in_flight, c.header, head.headers)
+        if parent is not None:
+            c.linked += 1
+        elif ambiguous:
+            c.ambiguous += 1
+        return parent
+
+    # ------------------------------------------------------------ output
+
+    def _capture(
+        self,
+        x: _Exchange,
+        t: float,
+        error: str | None,
+        trailers: list[tuple[str, str]] | None = None,
+    ) -> Capture:
+        self.count += 1
+        head, resp, rs = x.head, x.resp_head, x.resp_body
+        return (
+            "x",
+            self.source,
+            self.direction,
+            f"{self.source}-{self.stamp}-c{self.cid}-{self.count:04d}",
+            x.parent,
+            self.scheme,
+            self.host,
+            head.method,
+            head.target,
+            head.version,
+            head.headers,
+            x.req_body.body(),
+            x.req_body.truncated,
+            (resp.status, resp.reason, resp.version, resp.headers, trailers or [])
+            if resp is not None
+            else None,
+            rs.body() if rs is not None else b"",
+            rs is not None and rs.truncated,
+            x.t0 + self.offset,
+            (t - x.t0) * 1000.0,
+            (x.t_first - x.t0) * 1000.0 if x.t_first is not None else None,
+            error,
+        )
+
+
+class Streams:
+    """Every intercepted connection the worker is reading, by the proxy's id."""
+
+    def __init__(self, stamp: str, max_body: int, correlation_header: str | None) -> None:
+        self.stamp = stamp
+        self.max_body = max_body
+        self.correlation = Correlation(correlation_header)
+        self.open: dict[int, Stream] = {}
+
+    def take(self, msg: tuple[Any, ...]) -> list[Capture]:
+        kind = msg[0]
+        if kind == "d":
+            s = self.open.get(msg[1])
+            if s is None:
+                return []
+            return s.client(msg[3], msg[4], msg[5]) if msg[2] == 0 else s.server(msg[3], msg[4])
+        if kind == "o":
+            self.open[msg[1]] = Stream(msg, self.stamp, self.max_body, self.correlation)
+            return []
+        s = self.open.pop(msg[1], None)
+        return s.close(msg[2], msg[3], msg[4]) if s is not None else []
+
+    def end(self) -> None:
+        """Recording ends: connections still open had nothing under way worth keeping
+        (``stop`` frames came for those that had)."""
+        self.open.clear()

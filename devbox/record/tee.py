@@ -1,0 +1,257 @@
+"""An intercepted HTTP/1.1 connection relayed verbatim, its bytes copied to the worker.
+
+Theory of operation
+-------------------
+When the forward proxy intercepts a ``CONNECT`` and both the client and the upstream
+settle on HTTP/1.1, the connection inside the TLS is one client talking to one upstream
+connection for its whole life: nothing needs routing, rewriting or retrying. So the
+proxy does not read HTTP there at all. ``TeeConn`` relays every plaintext byte as it
+comes, in both directions, and puts a copy of each chunk (with the time it crossed and,
+for the client's, the inbound exchanges in flight, for linking) in the batch the
+recording worker gets once per loop iteration. The worker reads the two streams back
+into exchanges (``devbox.record.streams``). The event loop's share of a request is
+then TLS and a copy; parsing, capture, redaction and the append run in the worker,
+on the other core.
+
+What the client and the upstream see is exactly what the other sent: a request the
+upstream refuses is refused by the upstream, not by devbox. Crash safety is the
+proxy's usual one: upstream bytes reach the client only after the batch holding their
+copy went down the pipe (``ProxyCore.hold``), so a response a client has whole is in
+the worker's hands. An upstream that answers nothing for the response timeout after
+the client spoke ends the connection, recorded as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+import time
+from typing import TYPE_CHECKING, cast
+
+from devbox.record.proxy_core import (
+    ProxyCore,
+    Route,
+    UpstreamConn,
+    _error_response,
+    describe_error,
+)
+
+if TYPE_CHECKING:
+    from devbox.wire.upstream import Upstream
+
+HIGH_WATER = 256 * 1024
+
+_ids = itertools.count(1)
+
+
+class TeeConn(asyncio.Protocol):
+    """The inner side of an intercepted client connection, paired with ``up``."""
+
+    def __init__(
+        self, core: ProxyCore, route: Route, up: UpstreamConn | None, origin: Upstream
+    ) -> None:
+        self.core = core
+        self.route = route
+        self.up = up
+        self.origin = origin
+        self.cid = next(_ids)
+        self.transport: asyncio.Transport | None = None
+        self.held_out: list[bytes] | None = None  # see ProxyCore.hold
+        self.close_after = False
+        self.closed = False
+        self.ended = False  # the worker has this connection's "c" frame
+        # perf_counter time the client spoke with no upstream byte since (the timeout)
+        self.asked: float | None = None
+        self._tick: asyncio.TimerHandle | None = None
+        # the client's bytes while our own upstream connection opens (None: it is open)
+        self.up_buf: list[bytes] | None = None
+        if up is not None:
+            up.owner = self  # type: ignore[assignment]
+            up.take_early()  # an HTTP/1.1 server says nothing before a request
+
+    @property
+    def pending(self) -> tuple[float, ...]:
+        """Non-empty while an answer is owed, as far as the relay can tell (shutdown
+        waits for these, as for the parsing path's pending exchanges)."""
+        return (self.asked,) if self.asked is not None else ()
+
+    # ------------------------------------------------------------ client side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = t = cast(asyncio.Transport, transport)
+        t.set_write_buffer_limits(high=HIGH_WATER)
+        core = self.core
+        core.conns.add(self)  # type: ignore[arg-type]
+        core.stats.connections += 1
+        route = self.route
+        core.record(
+            (
+                "o",
+                self.cid,
+                route.source,
+                route.direction.value,
+                self.origin.scheme,
+                self.origin.authority,
+                time.time(),
+                time.perf_counter(),
+            )
+        )
+        self._arm()
+        if self.up is None:
+            # the upstream offered h2 to a client that speaks HTTP/1.1: a connection of
+            # our own, HTTP/1.1 only
+            self.up_buf = []
+            asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        core, origin = self.core, self.origin
+        proto = UpstreamConn(self)  # type: ignore[arg-type]
+        try:
+            async with asyncio.timeout(core.connect_timeout_s):
+                await asyncio.get_running_loop().create_connection(
+                    lambda: proto,
+                    origin.host,
+                    origin.port,
+                    ssl=core.ssl_context(),
+                    server_hostname=origin.host,
+                )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            status, error = describe_error(exc, core.connect_timeout_s)
+            core.stats.upstream_errors += 1
+            self._end("failed", error)
+            t = self.transport
+            if t is not None and not self.closed:
+                if self.up_buf:  # a request waits: it gets the answer nobody else can give
+                    core.hold(self)  # type: ignore[arg-type]
+                    assert self.held_out is not None
+                    self.held_out.append(_error_response(status, error))
+                self._close_client()
+            return
+        if self.closed:
+            if proto.transport is not None:
+                proto.transport.close()
+            return
+        assert proto.transport is not None
+        self.up = proto
+        buf, self.up_buf = self.up_buf or [], None
+        if self.transport is not None:
+            self.transport.resume_reading()
+        if buf:
+            proto.transport.write(b"".join(buf))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        core = self.core
+        core.record(("d", self.cid, 0, now, data, core.correlator.snapshot()))
+        if self.asked is None:
+            self.asked = now
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.write(data)
+        elif self.up_buf is not None:
+            self.up_buf.append(data)
+            if sum(map(len, self.up_buf)) > HIGH_WATER and self.transport is not None:
+                self.transport.pause_reading()  # a large body while the connection opens
+
+    def eof_received(self) -> bool | None:
+        # a client half-closing after its last request still gets the answers
+        up = self.up
+        if up is not None and up.transport is not None and up.transport.can_write_eof():
+            up.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.core.conns.discard(self)
+        self._end("client")
+        self._close_upstream()
+
+    def pause_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.resume_reading()
+
+    # ------------------------------------------------------------ upstream side
+
+    def upstream_data(self, data: bytes) -> None:
+        self.core.record(("d", self.cid, 1, time.perf_counter(), data, None))
+        self.asked = None
+        # the copy goes down the pipe before the client has these bytes
+        self.core.hold(self)  # type: ignore[arg-type]
+        assert self.held_out is not None
+        self.held_out.append(data)
+
+    def upstream_lost(self, proto: UpstreamConn, exc: Exception | None) -> None:
+        if proto is not self.up:
+            return
+        self.up = None
+        if self.asked is not None:
+            self.core.stats.upstream_errors += 1
+        self._end("upstream")
+        self._close_client()
+
+    # ------------------------------------------------------------ ends
+
+    def _arm(self) -> None:
+        period = min(1.0, self.core.response_timeout_s / 4)
+        self._tick = asyncio.get_running_loop().call_later(period, self._check)
+
+    def _check(self) -> None:
+        self._tick = None
+        if self.closed:
+            return
+        limit = self.core.response_timeout_s
+        if self.asked is not None and time.perf_counter() - self.asked >= limit:
+            self.core.stats.upstream_errors += 1
+            self._end("timeout", f"timeout: no response after {limit:g}s")
+            self._close_upstream()
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self._arm()
+
+    def _end(self, who: str, text: str | None = None) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        # connections cut because recording stops are not traffic (record_unfinished
+        # already said what was under way)
+        self.core.record(("c", self.cid, time.perf_counter(), who, text))
+
+    def record_unfinished(self, why: str) -> None:
+        """Recording stops: a response still coming is kept as it came so far, cut short."""
+        self._end("stop", why)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._close_upstream()
+
+    def _close_upstream(self) -> None:
+        up, self.up = self.up, None
+        if up is not None and up.transport is not None:
+            up.transport.close()
+
+    def _close_client(self) -> None:
+        if self.held_out is not None:
+            self.close_after = True
+        elif self.transport is not None:
+            self.transport.close()
+
+    def release(self) -> None:
+        out, self.held_out = self.held_out, None
+        t = self.transport
+        if t is None or self.closed:
+            return
+        if out:
+            t.write(b"".join(out) if len(out) > 1 else out[0])
+        if self.close_after:
+            self.close_after = False
+            t.close()

@@ -1,0 +1,313 @@
+"""Intercepted HTTP/1.1 connections are relayed verbatim and read back by the recording
+worker (devbox.record.tee, devbox.record.streams): what a client and a real upstream
+(nginx with TLS and http2, or a plain HTTP/1.1 TLS server of the test's own) send each
+other is recorded as it crossed, and every way a connection can end is recorded as
+what happened."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from grpc_support import make_test_ca
+from nginx_support import CHARGE, ITEM, Nginx, nginx
+from record_helpers import exchanges, wait_for, write_profile
+
+from devbox.core.profile import load_profile
+from devbox.record import Recorder, RecordOptions
+from devbox.record.proxy_core import Captured
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with nginx(tmp_path_factory.mktemp("nginx")) as n:
+        yield n
+
+
+@contextlib.contextmanager
+def recording(
+    tmp: Path,
+    url: str,
+    ca: Path,
+    *,
+    on_captured: Callable[[Captured], None] | None = None,
+    **opts: object,
+) -> Iterator[tuple[Recorder, int]]:
+    path = write_profile(tmp, {"shop": url})
+    rec = Recorder(
+        load_profile(path),
+        RecordOptions(ca_bundle=ca, forward_proxy_port=0, **opts),  # type: ignore[arg-type]
+        on_captured=on_captured,
+    )
+    rec.start()
+    try:
+        yield rec, rec.listener("forward").port
+    finally:
+        rec.stop()
+
+
+def tunnel(proxy: int, port: int, cafile: Path) -> ssl.SSLSocket:
+    """A client's connection through the forward proxy: CONNECT, then TLS (HTTP/1.1)."""
+    raw = socket.create_connection(("127.0.0.1", proxy), timeout=20)
+    raw.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = raw.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def read_response(s: ssl.SSLSocket, buf: bytearray, *, body: bool = True) -> tuple[bytes, bytes]:
+    """(head, body) of one Content-Length response from ``buf`` and the socket."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        assert chunk, bytes(buf)
+        buf += chunk
+    end = buf.index(b"\r\n\r\n") + 4
+    head = bytes(buf[:end])
+    del buf[:end]
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if not body:
+        return head, b""
+    while len(buf) < length:
+        chunk = s.recv(65536)
+        assert chunk
+        buf += chunk
+    out = bytes(buf[:length])
+    del buf[:length]
+    return head, out
+
+
+def test_pipelined_requests_are_recorded_as_the_client_sent_them(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    """nginx offers h2, the client HTTP/1.1 only: the proxy opens an HTTP/1.1 connection
+    of its own and relays; three requests in one write come back as three exchanges."""
+    with recording(tmp_path, upstream.url, upstream.ca_file) as (rec, proxy):
+        s = tunnel(proxy, upstream.tls_port, devbox_ca)
+        host = f"localhost:{upstream.tls_port}"
+        s.sendall(
+            f"GET /items/1?page=2 HTTP/1.1\r\nHost: {host}\r\nX-Trace: t-1\r\n\r\n"
+            f"HEAD /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n"
+            f"POST /charges HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\n"
+            '{"amo\r\n8\r\nunt": 5}\r\n0\r\n\r\n'.encode()
+        )
+        buf = bytearray()
+        got = [read_response(s, buf), read_response(s, buf, body=False), read_response(s, buf)]
+        s.close()
+        assert [h.split(b"\r\n")[0] for h, _ in got] == [
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 201 Created",
+        ]
+        assert got[0][1] == ITEM and got[2][1] == CHARGE
+        wait_for(lambda: rec.captured().get("shop") == 3)
+    saved = exchanges(rec.profile.mocks_dir, "shop")
+    assert [(e.request.method, e.request.path) for e in saved] == [
+        ("GET", "/items/1"),
+        ("HEAD", "/items/1"),
+        ("POST", "/charges"),
+    ]
+    get, head, post = saved
+    assert get.request.query == (("page", "2"),)
+    assert ("X-Trace", "t-1") in get.request.headers
+    assert get.request.scheme == "https" and get.request.host == f"localhost:{upstream.tls_port}"
+    assert get.response is not None and get.response.body == ITEM
+    assert head.response is not None and head.response.status == 200 and head.response.body == b""
+    # the chunked body is stored decoded, the headers as the client sent them
+    assert json.loads(post.request.body) == {"amount": 5}
+    assert ("Transfer-Encoding", "chunked") in post.request.headers
+    assert post.response is not None and post.response.status == 201
+    assert post.response.body == CHARGE
+    assert all(e.error is None for e in saved)
+    assert all(e.timing.duration_ms >= 0 and e.timing.started_at > 1e9 for e in saved)
+
+
+def test_a_real_client_on_one_connection_and_the_live_view(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    """httpx over HTTP/1.1 keeps one intercepted connection for many requests; a gzip
+    answer is stored decoded; the live view hears of each exchange the worker read."""
+    heard: list[Captured] = []
+    with recording(tmp_path, upstream.url, upstream.ca_file, on_captured=heard.append) as (
+        rec,
+        proxy,
+    ):
+        ctx = ssl.create_default_context(cafile=str(devbox_ca))
+        with httpx.Client(verify=ctx, proxy=f"http://127.0.0.1:{proxy}", timeout=20) as c:
+            for i in range(20):
+                r = c.get(f"{upstream.url}/items/1", params={"i": str(i)})
+                assert r.content == ITEM and r.http_version == "HTTP/1.1"
+            gz = c.get(f"{upstream.url}/gz/text.txt", headers={"Accept-Encoding": "gzip"})
+            assert gz.headers["content-encoding"] == "gzip"
+            assert gz.text == "hello world, " * 500
+        wait_for(lambda: len(heard) == 21)
+        assert rec.captured() == {"shop": 21}
+    assert {(c.source, c.method, c.status) for c in heard} == {("shop", "GET", 200)}
+    assert {c.path for c in heard} == {"/items/1", "/gz/text.txt"}
+    saved = exchanges(rec.profile.mocks_dir, "shop")
+    assert len(saved) == 21
+    assert [dict(e.request.query)["i"] for e in saved[:20]] == [str(i) for i in range(20)]
+    # one connection: every id names the same one
+    assert len({e.id.rsplit("-", 1)[0] for e in saved}) == 1
+    text = saved[20].response
+    assert text is not None and text.body == ("hello world, " * 500).encode()
+
+
+def test_what_the_upstream_refuses_it_answers_itself(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    """Bytes that are not HTTP go up as they came: the client gets nginx's own 400."""
+    with recording(tmp_path, upstream.url, upstream.ca_file) as (rec, proxy):
+        s = tunnel(proxy, upstream.tls_port, devbox_ca)
+        s.sendall(b"GET /items/1 HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        head, body = read_response(s, bytearray())
+        s.close()
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"Server: nginx" in head and b"nginx" in body
+    # nothing that parses, nothing recorded
+    assert all(x.exchanges == 0 for x in rec.stop().sources)
+
+
+# ---------------------------------------------------------------- an HTTP/1.1-only upstream
+
+
+class Server:
+    """A TLS server of the test's own, HTTP/1.1 only, that answers by path: ``/ok``,
+    ``/cut`` (a head promising 100 bytes, 10 of them, then a close), ``/stream`` (a
+    chunked answer's first chunk, then nothing) and ``/silent`` (nothing)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.ca = make_test_ca(tmp)
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(self.ca.cert, self.ca.key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            s = self.ctx.wrap_socket(raw, server_side=True)
+            buf = b""
+            while not self.stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                path = head.split(b" ")[1]
+                if path == b"/ok":
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                elif path == b"/cut":
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                    s.close()
+                    return
+                elif path == b"/stream":
+                    s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                    self.stop.wait(30)
+                    return
+                else:
+                    self.stop.wait(30)
+                    return
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.close()
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path / "ca")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_every_way_a_connection_ends_is_recorded(
+    tmp_path: Path, own: Server, devbox_ca: Path
+) -> None:
+    url = f"https://localhost:{own.port}"
+    with recording(tmp_path, url, own.ca.ca, response_timeout_s=1.0) as (rec, proxy):
+        # an upstream that closes mid-response: the client has what came, then the end
+        s = tunnel(proxy, own.port, devbox_ca)
+        s.sendall(f"GET /ok HTTP/1.1\r\nHost: localhost:{own.port}\r\n\r\n".encode())
+        assert read_response(s, bytearray())[1] == b"ok"
+        s.sendall(f"GET /cut HTTP/1.1\r\nHost: localhost:{own.port}\r\n\r\n".encode())
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+        assert got.endswith(b"\r\n\r\n0123456789")
+        s.close()
+        # a silent upstream: after the response timeout the connection ends
+        s = tunnel(proxy, own.port, devbox_ca)
+        s.sendall(f"GET /silent HTTP/1.1\r\nHost: localhost:{own.port}\r\n\r\n".encode())
+        t0 = time.monotonic()
+        with contextlib.suppress(OSError):
+            assert s.recv(4096) == b""
+        assert time.monotonic() - t0 < 15
+        s.close()
+        # a client that hangs up while it waits
+        s = tunnel(proxy, own.port, devbox_ca)
+        s.sendall(f"GET /silent?hang=up HTTP/1.1\r\nHost: localhost:{own.port}\r\n\r\n".encode())
+        time.sleep(0.2)
+        s.close()
+        wait_for(lambda: rec.captured().get("shop") == 4)
+        # a response under way when recording stops: kept as it came, cut short
+        s = tunnel(proxy, own.port, devbox_ca)
+        s.sendall(f"GET /stream HTTP/1.1\r\nHost: localhost:{own.port}\r\n\r\n".encode())
+        assert b"first" in s.recv(4096)
+        summary = rec.stop(drain_s=0.5)
+        s.close()
+    saved = exchanges(rec.profile.mocks_dir, "shop")
+    by_target = {(e.request.path, e.request.query): e for e in saved}
+    shop = next(x for x in summary.sources if x.source == "shop")
+    assert len(saved) == 5 and shop.exchanges == 5 and shop.errors == 4
+    ok = by_target["/ok", ()]
+    assert ok.error is None and ok.response is not None and ok.response.body == b"ok"
+    cut = by_target["/cut", ()]
+    assert cut.error == "upstream closed the connection mid-response"
+    assert cut.response is not None and cut.response.body == b"0123456789"
+    silent = by_target["/silent", ()]
+    assert silent.error == "timeout: no response after 1s" and silent.response is None
+    hung = by_target["/silent", (("hang", "up"),)]
+    assert hung.error == "client closed the connection before the response completed"
+    stream = by_target["/stream", ()]
+    assert stream.error == "recording stopped before the response ended"
+    assert stream.response is not None and stream.response.body == b"first"
+    assert stream.response_truncated
