@@ -140,6 +140,43 @@ def test_pipelined_requests_are_recorded_as_the_client_sent_them(
     assert all(e.timing.duration_ms >= 0 and e.timing.started_at > 1e9 for e in saved)
 
 
+def test_repeated_messages_are_each_recorded_whole(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    """The worker remembers a chunk that held one whole message and takes the same bytes
+    from there the next time: each repeat is still an exchange of its own, with its body,
+    and the same answer bytes to a HEAD are framed as a HEAD's."""
+    host = f"localhost:{upstream.tls_port}"
+    get = f"GET /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    post = (
+        f"POST /charges HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        'Content-Length: 13\r\n\r\n{"amount": 7}'
+    ).encode()
+    head = f"HEAD /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with recording(tmp_path, upstream.url, upstream.ca_file) as (rec, proxy):
+        s = tunnel(proxy, upstream.tls_port, devbox_ca)
+        buf = bytearray()
+        for req in (get, get, get, post, post, head, get, head):
+            s.sendall(req)
+            _, body = read_response(s, buf, body=req is not head)
+            assert body == (b"" if req is head else CHARGE if req is post else ITEM)
+        s.close()
+        wait_for(lambda: rec.captured().get("shop") == 8)
+    saved = exchanges(rec.profile.mocks_dir, "shop")
+    assert [e.request.method for e in saved] == [
+        "GET", "GET", "GET", "POST", "POST", "HEAD", "GET", "HEAD",
+    ]  # fmt: skip
+    assert len({e.id for e in saved}) == 8
+    for e in saved:
+        assert e.response is not None and e.error is None
+        want = {"GET": ITEM, "POST": CHARGE, "HEAD": b""}[e.request.method]
+        assert e.response.body == want, e.request.method
+        if e.request.method == "POST":
+            assert json.loads(e.request.body) == {"amount": 7}
+    starts = [e.timing.started_at for e in saved]
+    assert starts == sorted(starts) and len(set(starts)) == 8
+
+
 def test_a_real_client_on_one_connection_and_the_live_view(
     tmp_path: Path, upstream: Nginx, devbox_ca: Path
 ) -> None:
@@ -233,7 +270,9 @@ class Server:
                     s.close()
                     return
                 elif path == b"/stream":
-                    s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                    s.sendall(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+                    )
                     self.stop.wait(30)
                     return
                 else:

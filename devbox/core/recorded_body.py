@@ -14,8 +14,27 @@ from devbox.errors import RecordingError
 
 
 def encode_body(body: bytes) -> dict[str, Any] | None:
+    """How ``body`` is written in a recording. Read the result, never change it: small
+    bodies repeat (a polled answer), and each is encoded once (``_ENCODED``)."""
     if not body:
         return None
+    small = len(body) <= _ENCODED_BODY
+    if small and (seen := _ENCODED.get(body)) is not None:
+        return seen
+    spec = _encode(body)
+    if small:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[body] = spec
+    return spec
+
+
+_ENCODED: dict[bytes, dict[str, Any]] = {}
+_ENCODED_BODY = 8 * 1024
+_ENCODED_MAX = 1024
+
+
+def _encode(body: bytes) -> dict[str, Any]:
     head = body.lstrip()[:1]
     if head in (b"{", b"["):
         try:

@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 _CLEAN_HEADERS_MAX = 4096
 _CLEAN_TEXT_MAX = 4096
 _CLEAN_TEXT_LEN = 512
+_CLEAN_BODY = 8 * 1024  # bodies repeat (a polled answer): one left alone is left alone again
 _PLAIN, _CUSTOM, _SECRET, _PROVIDER = range(4)  # what a JSON field name asks for
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
@@ -154,6 +155,7 @@ class Redactor:
         # traffic repeats them, and a string the rules left alone is left alone again
         self._clean_text: set[str] = set()
         self._clean_values: set[tuple[str, str]] = set()
+        self._clean_bodies: set[tuple[str | None, bytes]] = set()
         self._name_class: dict[str, int] = {}
         self._custom_headers = frozenset(h.lower() for h in rules.headers)
         self._custom_query = frozenset(q.lower() for q in rules.query)
@@ -208,13 +210,8 @@ class Redactor:
         query = self._pairs(req.query, "secret-query")
         headers = self._headers(req.headers)
         body = self._body(req.body, req.headers)
-        if (host, path, query, headers, body) == (
-            req.host,
-            req.path,
-            req.query,
-            req.headers,
-            req.body,
-        ):
+        old = (req.host, req.path, req.query, req.headers, req.body)
+        if (host, path, query, headers, body) == old:
             return req
         return replace(req, host=host, path=path, query=query, headers=headers, body=body)
 
@@ -378,6 +375,17 @@ class Redactor:
     def _body(self, body: bytes, headers: Headers) -> bytes:
         if not body:
             return body
+        key = (header_get(headers, "content-type"), body) if len(body) <= _CLEAN_BODY else None
+        if key is not None and key in self._clean_bodies:
+            return body
+        out = self._any_body(body, headers)
+        if out is body and key is not None:
+            if len(self._clean_bodies) >= _CLEAN_TEXT_MAX:
+                self._clean_bodies.clear()
+            self._clean_bodies.add(key)
+        return out
+
+    def _any_body(self, body: bytes, headers: Headers) -> bytes:
         ctype = _content_type(headers)
         head = body.lstrip()[:1]
         if ctype.endswith(_JSON_TYPES) or (head in (b"{", b"[") and not ctype.startswith(_FORM)):

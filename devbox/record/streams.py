@@ -16,6 +16,11 @@ Whatever a side sent that does not parse is relayed all the same (the proxy neve
 judges it); the exchange it broke is recorded with an error and the rest of that
 connection is not read.
 
+Clients repeat themselves: a chunk that held exactly one whole message, read from a
+reader between messages, is remembered with what it parsed to (``Seen``), and the same
+bytes arriving the same way again are taken from there instead of read again. Responses
+are remembered with the method they answered, which decides their framing.
+
 Frames from the proxy: ``("o", cid, source, direction, scheme, host, wall, perf)`` when a
 connection starts, ``("d", cid, side, perf, data, in_flight)`` for each chunk (side 0:
 client to upstream, 1: upstream to client; ``in_flight``: the inbound exchanges in
@@ -31,25 +36,67 @@ from typing import Any
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
 from devbox.record.http1 import TUNNEL, Data, End, Head, MessageReader, ProtocolError
+from devbox.wire.http1_syntax import Limits
 
 Capture = tuple[Any, ...]
+
+# the bytes went through already (the upstream judged them): the worker only frames them,
+# within bounds that keep one connection's unfinished head from growing without end
+_LIMITS = Limits(1 << 20, 1 << 20, 10_000, 1 << 62)
+SEEN_CHUNK = 8 * 1024  # chunks up to this size are remembered...
+SEEN_MAX = 512  # ...this many per direction (cleared when full)
 
 CLIENT_GONE = "client closed the connection before the response completed"
 UPSTREAM_GONE = "upstream closed the connection before responding"
 UPSTREAM_CUT = "upstream closed the connection mid-response"
 
 
+class _Kept:
+    """A remembered message's body, as ``BodyCapture`` kept it the first time."""
+
+    __slots__ = ("_body", "truncated")
+
+    def __init__(self, body: bytes, truncated: bool) -> None:
+        self._body = body
+        self.truncated = truncated
+
+    def add(self, data: bytes) -> None:
+        pass  # a remembered message came whole: nothing follows
+
+    def body(self) -> bytes:
+        return self._body
+
+
 class _Exchange:
     __slots__ = ("head", "parent", "req_body", "resp_body", "resp_head", "t0", "t_first")
 
-    def __init__(self, head: Head, t0: float, parent: str | None, max_body: int) -> None:
+    def __init__(
+        self, head: Head, t0: float, parent: str | None, req_body: BodyCapture | _Kept
+    ) -> None:
         self.head = head
         self.t0 = t0
         self.parent = parent
-        self.req_body = BodyCapture(max_body, head.header("content-encoding"))
+        self.req_body = req_body
         self.resp_head: Head | None = None
-        self.resp_body: BodyCapture | None = None
+        self.resp_body: BodyCapture | _Kept | None = None
         self.t_first: float | None = None
+
+
+class Seen:
+    """Whole messages by the bytes that carried them: (method answered, chunk) -> (head,
+    decoded body, truncated, trailers). Heads are shared: read them, never change them."""
+
+    __slots__ = ("requests", "responses")
+
+    def __init__(self) -> None:
+        self.requests: dict[bytes, tuple[Head, bytes, bool]] = {}
+        self.responses: dict[tuple[str, bytes], tuple[Head, bytes, bool, list[Any]]] = {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= SEEN_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 class Correlation:
@@ -67,20 +114,27 @@ class Stream:
     """One intercepted connection's two byte streams, read into captures."""
 
     def __init__(
-        self, opened: tuple[Any, ...], stamp: str, max_body: int, correlation: Correlation
+        self,
+        opened: tuple[Any, ...],
+        stamp: str,
+        max_body: int,
+        correlation: Correlation,
+        seen: Seen,
     ) -> None:
         _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened
         self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
         self.stamp = stamp
         self.max_body = max_body
         self.correlation = correlation
-        self.requests = MessageReader(is_request=True)
+        self.seen = seen
+        self.requests = MessageReader(is_request=True, limits=_LIMITS)
         self.responses = MessageReader(is_request=False)
         self.pending: deque[_Exchange] = deque()
         self.current: _Exchange | None = None  # the request whose body is arriving
         self.done = False  # an upgrade or unreadable bytes: nothing more is read
         self.count = 0
         self._in_flight: Any = None
+        self._last_head: Head | None = None  # of the response read last
 
     # ------------------------------------------------------------ input
 
@@ -88,14 +142,56 @@ class Stream:
         if self.done:
             return []
         self._in_flight = in_flight
-        self.requests.receive(data)
-        return self._requests(t)
+        reader = self.requests
+        whole = len(data) <= SEEN_CHUNK and reader.idle
+        if whole:
+            seen = self.seen.requests.get(data)
+            if seen is not None:
+                head, body, truncated = seen
+                x = _Exchange(head, t, self._parent(head), _Kept(body, truncated))
+                self.pending.append(x)
+                self.responses.expect(head.method)
+                return []
+        count = len(self.pending)
+        reader.receive(data)
+        out = self._requests(t)
+        if (
+            whole
+            and not out
+            and len(self.pending) == count + 1
+            and self.current is None
+            and reader.idle
+            and not self.done
+        ):
+            x = self.pending[-1]
+            _remember(self.seen.requests, data, (x.head, x.req_body.body(), x.req_body.truncated))
+        return out
 
     def server(self, t: float, data: bytes) -> list[Capture]:
         if self.done:
             return []
-        self.responses.receive(data)
-        return self._responses(t)
+        reader = self.responses
+        pending = self.pending
+        key = None
+        if len(data) <= SEEN_CHUNK and reader.idle and pending and pending[0].resp_head is None:
+            key = (pending[0].head.method, data)
+            seen = self.seen.responses.get(key)
+            if seen is not None:
+                head, body, truncated, trailers = seen
+                x = pending.popleft()
+                reader.read_elsewhere()
+                x.resp_head = head
+                x.t_first = t
+                x.resp_body = _Kept(body, truncated)
+                return [self._capture(x, t, None, trailers)]
+        count = len(pending)
+        reader.receive(data)
+        out = self._responses(t)
+        if key is not None and len(out) == 1 and len(pending) == count - 1 and reader.idle:
+            c, last = out[0], self._last_head
+            if last is not None and c[19] is None and last.framing != TUNNEL:
+                _remember(self.seen.responses, key, (last, c[14], c[15], c[13][4]))
+        return out
 
     def close(self, t: float, who: str, text: str | None) -> list[Capture]:
         """The connection ended: a response read to its close ends here; the rest is
@@ -141,7 +237,8 @@ class Stream:
                     self.current.req_body.add(ev.decoded)
             elif kind is Head:
                 assert isinstance(ev, Head)
-                x = _Exchange(ev, t, self._parent(ev), self.max_body)
+                body = BodyCapture(self.max_body, ev.header("content-encoding"))
+                x = _Exchange(ev, t, self._parent(ev), body)
                 self.pending.append(x)
                 self.current = x
                 self.responses.expect(ev.method)
@@ -176,6 +273,7 @@ class Stream:
             else:
                 assert isinstance(ev, End)
                 self.pending.popleft()
+                self._last_head = x.resp_head
                 out.append(self._capture(x, t, None, ev.trailers))
                 if self._after(x):
                     return out
@@ -254,6 +352,7 @@ class Streams:
         self.stamp = stamp
         self.max_body = max_body
         self.correlation = Correlation(correlation_header)
+        self.seen = Seen()
         self.open: dict[int, Stream] = {}
 
     def take(self, msg: tuple[Any, ...]) -> list[Capture]:
@@ -264,7 +363,7 @@ class Streams:
                 return []
             return s.client(msg[3], msg[4], msg[5]) if msg[2] == 0 else s.server(msg[3], msg[4])
         if kind == "o":
-            self.open[msg[1]] = Stream(msg, self.stamp, self.max_body, self.correlation)
+            self.open[msg[1]] = Stream(msg, self.stamp, self.max_body, self.correlation, self.seen)
             return []
         s = self.open.pop(msg[1], None)
         return s.close(msg[2], msg[3], msg[4]) if s is not None else []

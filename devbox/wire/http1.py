@@ -164,6 +164,12 @@ class MessageReader:
         """Response readers: the method of the next request sent on this connection."""
         self._methods.append(method)
 
+    def read_elsewhere(self) -> None:
+        """Response readers: the caller read the next response itself (bytes it had read
+        whole before), so its request's method is no longer expected."""
+        if self._methods:
+            self._methods.popleft()
+
     @property
     def pending_expectations(self) -> int:
         return len(self._methods)
