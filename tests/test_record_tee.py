@@ -223,6 +223,30 @@ def test_what_the_upstream_refuses_it_answers_itself(
     assert all(x.exchanges == 0 for x in rec.stop().sources)
 
 
+def test_bytes_the_worker_cannot_read_are_relayed_and_reported(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    """nginx takes a request head with bare LF line endings; the worker's reader (strict,
+    as llhttp) does not: the answer still reaches the client, and the summary says that
+    connection went unrecorded from there."""
+    with recording(tmp_path, upstream.url, upstream.ca_file) as (rec, proxy):
+        s = tunnel(proxy, upstream.tls_port, devbox_ca)
+        host = f"localhost:{upstream.tls_port}"
+        buf = bytearray()
+        s.sendall(f"GET /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert read_response(s, buf)[1] == ITEM
+        s.sendall(f"GET /items/1 HTTP/1.1\nHost: {host}\n\n".encode())
+        head, body = read_response(s, buf)
+        assert head.startswith(b"HTTP/1.1 200") and body == ITEM
+        s.close()
+        wait_for(lambda: rec.captured().get("shop") == 1)
+    summary = rec.stop()
+    assert summary.unread == 1
+    assert summary.unread_first[0].startswith(f"shop (localhost:{upstream.tls_port}): ")
+    assert summary.to_json()["unread_connections"] == 1
+    assert len(exchanges(rec.profile.mocks_dir, "shop")) == 1
+
+
 # ---------------------------------------------------------------- an HTTP/1.1-only upstream
 
 

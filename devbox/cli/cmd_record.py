@@ -456,6 +456,11 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
         con.print(f"[red]recording error:[/red] {failure}")
     if s.failed and not s.committed and s.mode == "new":
         con.print("what was written stays in *.json.partial files; previous recordings untouched")
+    if s.unread:
+        con.print(
+            f"[yellow]{s.unread} intercepted connections stopped reading as HTTP/1.1[/yellow] "
+            "(relayed on, unrecorded from there): " + "; ".join(s.unread_first[:3])
+        )
     if s.unlinked:
         con.print(
             f"[yellow]{s.unlinked} outbound calls have no parent[/yellow]: several inbound "

@@ -93,7 +93,7 @@ class WorkerLink:
     def send(self, *messages: tuple[Any, ...]) -> None:
         """Hand captures over in one write; blocks while the pipe is full (back-pressure)."""
         if self.dead is not None:
-            self.lost += len(messages)
+            self.lost += _exchanges(messages)
             return
         # several as one frame: one marshal call each side, however many
         data = encode_frame(messages[0] if len(messages) == 1 else ("batch", messages))
@@ -104,7 +104,7 @@ class WorkerLink:
                     n = os.write(self._fd, view)
                     view = view[n:]
             except OSError as exc:
-                self.lost += len(messages)
+                self.lost += _exchanges(messages)
                 self.dead = f"the recording worker exited ({exc.strerror}): {self.tail()}"
                 raise EngineError(self.dead) from None
 
@@ -140,3 +140,9 @@ class WorkerLink:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _exchanges(messages: tuple[tuple[Any, ...], ...]) -> int:
+    """How many exchanges ``messages`` stand for: each capture, and each chunk a client
+    sent on a relayed connection (``devbox.record.tee``; mostly one request each)."""
+    return sum(1 for m in messages if m[0] == "x" or (m[0] == "d" and m[2] == 0))

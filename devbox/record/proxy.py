@@ -33,7 +33,6 @@ dependency's upstream, relays the rest, and tunnels ``CONNECT`` unrecorded.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections import deque
 from typing import cast
@@ -54,6 +53,7 @@ from devbox.record.proxy_core import (
     _error_response,
     _Pending,
     _rebuild_head,
+    connect_upstream,
     describe_error,
     finish_exchange,
 )
@@ -337,19 +337,11 @@ class ClientConn(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._connect(up))
 
     async def _connect(self, up: Upstream) -> None:
-        loop = asyncio.get_running_loop()
         proto = UpstreamConn(self)
-        try:
-            async with asyncio.timeout(self.core.connect_timeout_s):
-                ctx = self.core.ssl_context() if up.tls else None
-                name = up.host if up.tls else None
-                await loop.create_connection(
-                    lambda: proto, up.host, up.port, ssl=ctx, server_hostname=name
-                )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            status, error = describe_error(exc, self.core.connect_timeout_s)
+        failed = await connect_upstream(self.core, proto, up)
+        if failed is not None:
             self.up_buf = None
-            self._upstream_failed(status, error)
+            self._upstream_failed(*failed)
             return
         if self.closed or self.up_target is not up:
             if proto.transport is not None:

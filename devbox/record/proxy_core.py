@@ -374,6 +374,25 @@ class UpstreamConn(asyncio.Protocol):
             self.owner.transport.resume_reading()
 
 
+async def connect_upstream(
+    core: ProxyCore, proto: asyncio.Protocol, up: Upstream
+) -> tuple[int, str] | None:
+    """Open ``proto``'s connection to ``up`` (TLS verified with the core's context when
+    ``up`` is https): None, or the (status, error) the client is to be answered."""
+    try:
+        async with asyncio.timeout(core.connect_timeout_s):
+            await asyncio.get_running_loop().create_connection(
+                lambda: proto,
+                up.host,
+                up.port,
+                ssl=core.ssl_context() if up.tls else None,
+                server_hostname=up.host if up.tls else None,
+            )
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        return describe_error(exc, core.connect_timeout_s)
+    return None
+
+
 def finish_exchange(
     core: ProxyCore, p: _Pending, direction: Direction, error: str | None = None
 ) -> None:

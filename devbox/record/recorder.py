@@ -109,6 +109,10 @@ class RecordSummary:
     refused: Mapping[str, str] = field(default_factory=dict)  # host:port -> why tunnelled
     lost: int = 0  # captured but never handed to the worker (it died)
     failures: tuple[str, ...] = ()  # captures the worker could not turn into exchanges
+    # intercepted connections whose bytes stopped parsing as HTTP/1.1 (relayed on,
+    # unrecorded from there): how many, and the first few
+    unread: int = 0
+    unread_first: tuple[str, ...] = ()
 
     @property
     def exchanges(self) -> int:
@@ -157,6 +161,7 @@ class RecordSummary:
             "refused": dict(self.refused),
             "lost": self.lost,
             "failures": list(self.failures),
+            "unread_connections": self.unread,
         }
 
 
@@ -455,6 +460,8 @@ class Recorder:
             refused=dict(st.refused),
             lost=self.link.lost,
             failures=tuple(w.get("failures", ())),
+            unread=int(w.get("unread_count", 0)),
+            unread_first=tuple(w.get("unread", ())),
         )
 
 

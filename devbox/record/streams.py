@@ -12,9 +12,10 @@ Sans-IO: chunks in, worker captures (``("x", ...)`` tuples, as ``worker.exchange
 reads them) out. The streams are read with the wire layer's ``MessageReader``, as the
 proxy's own path reads them: requests in order, each response framed by the method of
 the request it answers (HEAD, 1xx, 204, 304), an accepted upgrade ends the reading.
-Whatever a side sent that does not parse is relayed all the same (the proxy never
-judges it); the exchange it broke is recorded with an error and the rest of that
-connection is not read.
+An answer that ends before its request's body did (an upstream that answers early and
+reads the rest) is recorded once the body has come. Whatever a side sent that does not
+parse is relayed all the same (the proxy never judges it); the exchange it broke is
+recorded with an error and the rest of that connection is not read.
 
 Clients repeat themselves: a chunk that held exactly one whole message, read from a
 reader between messages, is remembered with what it parsed to (``Seen``), and the same
@@ -120,6 +121,7 @@ class Stream:
         max_body: int,
         correlation: Correlation,
         seen: Seen,
+        unread: list[str],
     ) -> None:
         _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened
         self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
@@ -127,10 +129,15 @@ class Stream:
         self.max_body = max_body
         self.correlation = correlation
         self.seen = seen
+        # what could not be read (relayed all the same, unrecorded from there on)
+        self.unread = unread
         self.requests = MessageReader(is_request=True, limits=_LIMITS)
         self.responses = MessageReader(is_request=False)
         self.pending: deque[_Exchange] = deque()
         self.current: _Exchange | None = None  # the request whose body is arriving
+        # answered before its body came whole (an upstream may answer early and read the
+        # rest): (the exchange, when its answer ended, trailers), recorded with the body
+        self.early: tuple[_Exchange, float, list[Any]] | None = None
         self.done = False  # an upgrade or unreadable bytes: nothing more is read
         self.count = 0
         self._in_flight: Any = None
@@ -173,7 +180,13 @@ class Stream:
         reader = self.responses
         pending = self.pending
         key = None
-        if len(data) <= SEEN_CHUNK and reader.idle and pending and pending[0].resp_head is None:
+        if (
+            len(data) <= SEEN_CHUNK
+            and reader.idle
+            and pending
+            and pending[0].resp_head is None
+            and pending[0] is not self.current
+        ):
             key = (pending[0].head.method, data)
             seen = self.seen.responses.get(key)
             if seen is not None:
@@ -183,7 +196,12 @@ class Stream:
                 x.resp_head = head
                 x.t_first = t
                 x.resp_body = _Kept(body, truncated)
-                return [self._capture(x, t, None, trailers)]
+                out = [self._capture(x, t, None, trailers)]
+                # as after a response read afresh: a declined upgrade offer releases the
+                # requests held behind it (remembered answers are never an upgrade's)
+                if not self._after(x):
+                    out += self._requests(t)
+                return out
         count = len(pending)
         reader.receive(data)
         out = self._responses(t)
@@ -200,6 +218,7 @@ class Stream:
         if not self.done:
             self.responses.eof()
             out = self._responses(t)
+        out += self.cut()
         for x in self.pending:
             if who == "stop":
                 if x.resp_body is not None:
@@ -217,6 +236,16 @@ class Stream:
         self.current = None
         self.done = True
         return out
+
+    def cut(self) -> list[Capture]:
+        """An exchange answered whole while its request's body still came, with the body
+        cut short where the connection (or the proxy) ended."""
+        if self.early is None:
+            return []
+        x, t_end, trailers = self.early
+        self.early = None
+        x.req_body.truncated = True
+        return [self._capture(x, t_end, None, trailers)]
 
     # ------------------------------------------------------------ reading
 
@@ -243,6 +272,10 @@ class Stream:
                 self.current = x
                 self.responses.expect(ev.method)
             else:
+                early = self.early
+                if early is not None and early[0] is self.current:
+                    self.early = None
+                    out.append(self._capture(early[0], early[1], None, early[2]))
                 self.current = None
 
     def _responses(self, t: float) -> list[Capture]:
@@ -274,7 +307,11 @@ class Stream:
                 assert isinstance(ev, End)
                 self.pending.popleft()
                 self._last_head = x.resp_head
-                out.append(self._capture(x, t, None, ev.trailers))
+                head = x.resp_head
+                if x is self.current and head is not None and head.framing != TUNNEL:
+                    self.early = (x, t, ev.trailers)  # recorded when its body has come
+                else:
+                    out.append(self._capture(x, t, None, ev.trailers))
                 if self._after(x):
                     return out
                 out += self._requests(t)  # requests held behind an upgrade offer
@@ -290,7 +327,10 @@ class Stream:
         return False
 
     def _unreadable(self, t: float, error: str) -> list[Capture]:
-        out = [self._capture(x, t, error) for x in self.pending]
+        self.unread.append(f"{self.source} ({self.host}): {error}")
+        early, self.early = self.early, None
+        out = [self._capture(early[0], early[1], error, early[2])] if early else []
+        out += [self._capture(x, t, error) for x in self.pending]
         self.pending.clear()
         self.current = None
         self.done = True
@@ -353,6 +393,7 @@ class Streams:
         self.max_body = max_body
         self.correlation = Correlation(correlation_header)
         self.seen = Seen()
+        self.unread: list[str] = []  # one line per connection the worker stopped reading
         self.open: dict[int, Stream] = {}
 
     def take(self, msg: tuple[Any, ...]) -> list[Capture]:
@@ -363,12 +404,17 @@ class Streams:
                 return []
             return s.client(msg[3], msg[4], msg[5]) if msg[2] == 0 else s.server(msg[3], msg[4])
         if kind == "o":
-            self.open[msg[1]] = Stream(msg, self.stamp, self.max_body, self.correlation, self.seen)
+            self.open[msg[1]] = Stream(
+                msg, self.stamp, self.max_body, self.correlation, self.seen, self.unread
+            )
             return []
         s = self.open.pop(msg[1], None)
         return s.close(msg[2], msg[3], msg[4]) if s is not None else []
 
-    def end(self) -> None:
+    def end(self) -> list[Capture]:
         """Recording ends: connections still open had nothing under way worth keeping
-        (``stop`` frames came for those that had)."""
+        (``stop`` frames came for those that had), but for an answer a client had whole
+        while it still sent its body (the proxy died, no frame came): that is kept."""
+        out = [c for s in self.open.values() for c in s.cut()]
         self.open.clear()
+        return out

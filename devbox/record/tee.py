@@ -18,14 +18,14 @@ upstream refuses is refused by the upstream, not by devbox. Crash safety is the
 proxy's usual one: upstream bytes reach the client only after the batch holding their
 copy went down the pipe (``ProxyCore.hold``), so a response a client has whole is in
 the worker's hands. An upstream that answers nothing for the response timeout after
-the client spoke ends the connection, recorded as a timeout.
+the client last spoke ends the connection, recorded as a timeout (never once it
+switched protocols: a WebSocket's messages owe no answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import ssl
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -34,13 +34,14 @@ from devbox.record.proxy_core import (
     Route,
     UpstreamConn,
     _error_response,
-    describe_error,
+    connect_upstream,
 )
 
 if TYPE_CHECKING:
     from devbox.wire.upstream import Upstream
 
 HIGH_WATER = 256 * 1024
+_SWITCHING = (b" 101 ", b" 101\r")  # bytes 8 to 13 of a 101's status line
 
 _ids = itertools.count(1)
 
@@ -61,8 +62,10 @@ class TeeConn(asyncio.Protocol):
         self.close_after = False
         self.closed = False
         self.ended = False  # the worker has this connection's "c" frame
-        # perf_counter time the client spoke with no upstream byte since (the timeout)
+        # perf_counter time the client last spoke with no upstream byte since (the timeout)
         self.asked: float | None = None
+        # the upstream switched protocols (101): no byte owes an answer any more
+        self.switched = False
         self._tick: asyncio.TimerHandle | None = None
         # the client's bytes while our own upstream connection opens (None: it is open)
         self.up_buf: list[bytes] | None = None
@@ -105,27 +108,18 @@ class TeeConn(asyncio.Protocol):
             asyncio.get_running_loop().create_task(self._connect())
 
     async def _connect(self) -> None:
-        core, origin = self.core, self.origin
+        core = self.core
         proto = UpstreamConn(self)  # type: ignore[arg-type]
-        try:
-            async with asyncio.timeout(core.connect_timeout_s):
-                await asyncio.get_running_loop().create_connection(
-                    lambda: proto,
-                    origin.host,
-                    origin.port,
-                    ssl=core.ssl_context(),
-                    server_hostname=origin.host,
-                )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            status, error = describe_error(exc, core.connect_timeout_s)
+        failed = await connect_upstream(core, proto, self.origin)
+        if failed is not None:
             core.stats.upstream_errors += 1
-            self._end("failed", error)
+            self._end("failed", failed[1])
             t = self.transport
             if t is not None and not self.closed:
                 if self.up_buf:  # a request waits: it gets the answer nobody else can give
                     core.hold(self)  # type: ignore[arg-type]
                     assert self.held_out is not None
-                    self.held_out.append(_error_response(status, error))
+                    self.held_out.append(_error_response(*failed))
                 self._close_client()
             return
         if self.closed:
@@ -144,7 +138,9 @@ class TeeConn(asyncio.Protocol):
         now = time.perf_counter()
         core = self.core
         core.record(("d", self.cid, 0, now, data, core.correlator.snapshot()))
-        if self.asked is None:
+        if not self.switched:
+            # timed from the client's last byte, as the parsing path times an answer from
+            # the end of its request: a slow upload is not a silent upstream
             self.asked = now
         up = self.up
         if up is not None and up.transport is not None:
@@ -180,6 +176,13 @@ class TeeConn(asyncio.Protocol):
     def upstream_data(self, data: bytes) -> None:
         self.core.record(("d", self.cid, 1, time.perf_counter(), data, None))
         self.asked = None
+        if data[8:13] in _SWITCHING and data.startswith(b"HTTP/1.") and not self.switched:
+            # a 101 (a WebSocket): from here each side speaks when it likes, and a message
+            # the upstream does not answer is no timeout. The relay reads no HTTP, so an
+            # upstream chunk that starts with one is taken for it (a 101 is the answer to
+            # the request before it, sent alone); a body chunk that happens to start so
+            # only ends the timing of this connection
+            self.switched = True
         # the copy goes down the pipe before the client has these bytes
         self.core.hold(self)  # type: ignore[arg-type]
         assert self.held_out is not None

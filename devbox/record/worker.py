@@ -22,8 +22,13 @@ Frames (little-endian u32 length, then ``marshal.dumps(tuple)``):
 request_headers, request_body, request_truncated, (status, reason, version, headers) |
 None, response_body, response_truncated, started_at, duration_ms, wait_ms | None,
 error | None)`` (headers as sent upstream, already parsed by the proxy) and
-``("end", commit)``.
-The worker answers on stdout: one ``ready`` line, then one JSON summary line.
+``("end", commit)``. An intercepted HTTP/1.1 connection the proxy relays verbatim
+(``devbox.record.tee``) comes as ``("o", ...)``, ``("d", ...)`` and ``("c", ...)`` frames
+of its bytes, which ``devbox.record.streams`` reads into exchanges here. Several frames
+go as one ``("batch", (frame, ...))``.
+The worker answers on stdout: one ``ready`` line; ``c [[source, method, path, status,
+error, duration_ms], ...]`` lines for the exchanges it read itself, at most every
+``REPORT_S`` (the live view); then one JSON summary line.
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ class _Taker:
     def take(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "x":
-            self._write(msg)
+            self.write(msg)
             return
         if kind == "end":
             self.commit = bool(msg[1])
@@ -142,10 +147,10 @@ class _Taker:
             self._failed(f"connection {msg[1]}: {type(exc).__name__}: {exc}")
             return
         for capture in captures:
-            self._write(capture)
+            self.write(capture)
             self.live.append(_live_line(capture))
 
-    def _write(self, msg: tuple[Any, ...]) -> None:
+    def write(self, msg: tuple[Any, ...]) -> None:
         try:
             self.sink.write(exchange_of(msg))
         except Exception as exc:  # one bad capture must not lose the others
@@ -164,9 +169,14 @@ def _readable(inp: BinaryIO, timeout: float) -> bool:
         return True
 
 
-def _report(out: BinaryIO, live: list[list[Any]]) -> None:
-    out.write(b"c " + orjson.dumps(live) + b"\n")
-    out.flush()
+def _report(out: BinaryIO, live: list[list[Any]]) -> bool:
+    """False once the proxy can no longer hear (it died: its end of stdout is closed)."""
+    try:
+        out.write(b"c " + orjson.dumps(live) + b"\n")
+        out.flush()
+    except OSError:
+        return False
+    return True
 
 
 def _live_line(c: tuple[Any, ...]) -> list[Any]:
@@ -197,14 +207,19 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
     )
     buf = b""
     reported = time.monotonic()
+    heard = True  # the proxy reads our reports (False: it is gone, the pipe is drained)
     while taker.commit is None:
         # the live view hears of what was read in one line every REPORT_S, or sooner
         # when the input goes quiet: a line per read would wake the proxy's reader
         # thread (and take the GIL from its event loop) thousands of times a second
         if taker.live:
             left = REPORT_S - (time.monotonic() - reported)
-            if left <= 0 or not _readable(inp, left):
-                _report(out, taker.live)
+            if not heard:
+                taker.live = []
+            elif left <= 0 or not _readable(inp, left):
+                # a proxy killed (-9) cannot hear: what it handed over is written all
+                # the same, a broken pipe here must not end the draining
+                heard = _report(out, taker.live)
                 taker.live, reported = [], time.monotonic()
         chunk = inp.read1(1 << 20)  # type: ignore[attr-defined]
         if not chunk:
@@ -229,10 +244,11 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
             # writes would then have to wake it, which costs the proxy's loop more than
             # the write (a few thousand wake-ups a second under load)
             time.sleep(NAP_S)
-    if taker.live:
-        _report(out, taker.live)
+    if taker.live and heard:
+        heard = _report(out, taker.live)
     streams = taker.streams
-    streams.end()
+    for capture in streams.end():
+        taker.write(capture)
     failures = taker.failures
     commit = bool(taker.commit)
     if commit:
@@ -264,10 +280,20 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
         "failures": failures,
         "linked": streams.correlation.linked,
         "unlinked": streams.correlation.ambiguous,
+        "unread": streams.unread[:20],
+        "unread_count": len(streams.unread),
     }
-    out.write(orjson.dumps(summary) + b"\n")
-    out.flush()
+    if heard:
+        _report_summary(out, summary)
     return 0
+
+
+def _report_summary(out: BinaryIO, summary: dict[str, Any]) -> None:
+    try:
+        out.write(orjson.dumps(summary) + b"\n")
+        out.flush()
+    except OSError:
+        pass  # the proxy died: the files are closed, nobody asks for the summary
 
 
 def main() -> int:
