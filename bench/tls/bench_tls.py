@@ -12,7 +12,8 @@
    proxies run throughout and are measured in ``--rounds`` alternating rounds (medians,
    and the ratio of each round). Beside them, the floor (``floor_relay.py``): a Python
    TLS-intercepting relay on the same loop that records nothing, which bounds what any
-   Python proxy here can reach;
+   Python proxy here can reach. Each round also runs ``lean_client.py`` (the same
+   workload as a bare Protocol, about half the client CPU) through each proxy;
 5. the same through devbox's proxy and mitmdump with an HTTP/2 client (curl ``--http2
    --parallel``: 8 streams on one connection; the floor offers http/1.1 only), in
    alternating rounds, with each proxy's CPU per request.
@@ -49,6 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import lean_client  # noqa: E402
 from nginx_support import ITEM, Nginx, nginx  # noqa: E402
 
 from devbox.core.model import Direction, Exchange, Request, Response, Timing  # noqa: E402
@@ -261,6 +263,15 @@ def proxy_run(
     return uvloop.run(go())
 
 
+def lean_run(proxy: int, n: Nginx, cafile: Path, seconds: float) -> float:
+    """Requests per second through ``proxy`` with the lean client (lean_client.py)."""
+    import uvloop
+
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return uvloop.run(lean_client.throughput(proxy, n.tls_port, ctx, seconds))
+
+
 def measured(
     pid: int, n: Nginx, run: Callable[[], tuple[float, float, int]]
 ) -> tuple[tuple[float, float], tuple[float, float, float]]:
@@ -324,6 +335,7 @@ def proxies(
             mproc = stack.enter_context(started(mitm_cmd, mport, env))
             targets["mitmdump"] = (mproc.pid, mport, conf / "mitmproxy-ca-cert.pem")
         got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
+        lean: dict[str, list[float]] = {}
         h2got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
         names = list(targets)
         for r in range(rounds):
@@ -332,6 +344,7 @@ def proxies(
                 got.setdefault(name, []).append(
                     measured(pid, n, functools.partial(proxy_run, port, n, cafile, secs))
                 )
+                lean.setdefault(name, []).append(lean_run(port, n, cafile, secs))
         # 5. an HTTP/2 client through the two intercepting proxies (the floor offers
         # http/1.1 only), alternating as above; request counts sized to ~secs each
         url = f"https://localhost:{n.tls_port}/items/1"
@@ -388,6 +401,20 @@ def proxies(
             )
         )
         cpu_rows.append(("mitmdump", mt[2][0], mt[2][1], mt[2][2]))
+    if "mitmdump" in lean:
+        per_round = [x / y for x, y in zip(lean["devbox"], lean["mitmdump"], strict=True)]
+        rows.append(
+            (
+                "the same, lean client (lean_client.py): devbox",
+                f"{statistics.median(lean['devbox']):,.0f}",
+                f"{statistics.median(per_round):.1f}x mitmdump (rounds: "
+                + ", ".join(f"{x:.1f}" for x in per_round)
+                + f"); floor {statistics.median(lean['floor']):,.0f}",
+            )
+        )
+        rows.append(
+            ("the same, lean client: mitmdump", f"{statistics.median(lean['mitmdump']):,.0f}", "")
+        )
     if h2got:
         h2med = {k: statistics.median(x[0][0] for x in v) for k, v in h2got.items()}
         h2cpu = {k: statistics.median(x[1][0] for x in v) for k, v in h2got.items()}
