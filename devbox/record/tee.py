@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from devbox.wire.upstream import Upstream
 
 HIGH_WATER = 256 * 1024
+EOF_QUIET_S = 1.0
 _SWITCHING = (b" 101 ", b" 101\r")  # bytes 8 to 13 of a 101's status line
 
 _ids = itertools.count(1)
@@ -66,6 +67,8 @@ class TeeConn(asyncio.Protocol):
         self.asked: float | None = None
         # the upstream switched protocols (101): no byte owes an answer any more
         self.switched = False
+        self.client_eof = False  # the client half-closed (see eof_received)
+        self.last_up = time.perf_counter()  # when the upstream last sent anything
         self._tick: asyncio.TimerHandle | None = None
         # the client's bytes while our own upstream connection opens (None: it is open)
         self.up_buf: list[bytes] | None = None
@@ -151,7 +154,11 @@ class TeeConn(asyncio.Protocol):
                 self.transport.pause_reading()  # a large body while the connection opens
 
     def eof_received(self) -> bool | None:
-        # a client half-closing after its last request still gets the answers
+        # a client half-closing after its last request still gets the answers. TLS to
+        # the upstream cannot half-close, and the relay cannot tell when the last answer
+        # is whole: the connection ends once the upstream has been quiet for EOF_QUIET_S
+        # with nothing owed (_check), not at the upstream's keep-alive timeout
+        self.client_eof = True
         up = self.up
         if up is not None and up.transport is not None and up.transport.can_write_eof():
             up.transport.write_eof()
@@ -174,7 +181,8 @@ class TeeConn(asyncio.Protocol):
     # ------------------------------------------------------------ upstream side
 
     def upstream_data(self, data: bytes) -> None:
-        self.core.record(("d", self.cid, 1, time.perf_counter(), data, None))
+        self.last_up = now = time.perf_counter()
+        self.core.record(("d", self.cid, 1, now, data, None))
         self.asked = None
         if data[8:13] in _SWITCHING and data.startswith(b"HTTP/1.") and not self.switched:
             # a 101 (a WebSocket): from here each side speaks when it likes, and a message
@@ -208,12 +216,18 @@ class TeeConn(asyncio.Protocol):
         if self.closed:
             return
         limit = self.core.response_timeout_s
-        if self.asked is not None and time.perf_counter() - self.asked >= limit:
+        now = time.perf_counter()
+        if self.asked is not None and now - self.asked >= limit:
             self.core.stats.upstream_errors += 1
             self._end("timeout", f"timeout: no response after {limit:g}s")
             self._close_upstream()
             if self.transport is not None:
                 self.transport.abort()
+            return
+        if self.client_eof and self.asked is None and now - self.last_up >= EOF_QUIET_S:
+            self._end("client")
+            self._close_upstream()
+            self._close_client()
             return
         self._arm()
 
