@@ -251,6 +251,8 @@ def test_a_request_answered_early_still_goes_up_whole(
     ack = saved["/ack"]
     assert ack.error is None and ack.response is not None and ack.response.status == 202
     assert ack.response.body == b"accepted"
+    # recorded once the body had come, all of it (at the answer's end: what had come)
+    assert len(ack.request.body) == size and not ack.request_truncated
 
 
 def test_a_request_the_client_ended_goes_up_after_it_hangs_up(

@@ -60,7 +60,8 @@ class H2Exchange:
         self.resp_sent = False  # that head went to the client
         self.owed_client = 0  # client data taken but not yet acknowledged to it
         self.owed_up = 0  # upstream data taken but not yet acknowledged to it
-        self.answered = False  # recorded; the rest of the request still goes up
+        # answered before its request ended: recorded once the rest of it has come
+        self.answered = False
 
 
 def record(

@@ -176,8 +176,7 @@ class H2Relay(asyncio.Protocol):
             self.client.acknowledge(ev.stream_id, ev.flow)
             return
         data = ev.data
-        if not st.answered:  # once recorded, the rest only goes up
-            st.rq.add(data)
+        st.rq.add(data)
         if st.kept is not None:
             n = len(data)
             if len(st.kept) + n > RETRY_KEEP or self.kept + n > RETRY_KEEP_CONNECTION:
@@ -202,7 +201,7 @@ class H2Relay(asyncio.Protocol):
             self.up.end_stream(st.up_sid, ev.trailers)
         if st.answered:
             self.uploads.pop(st.up_sid, None)
-            self._done(st)
+            self._finish(st, None)  # answered early: recorded now that its body came
 
     def _open_waiting(self) -> None:
         """Streams up while the upstream's MAX_CONCURRENT_STREAMS allows (in order)."""
@@ -239,10 +238,10 @@ class H2Relay(asyncio.Protocol):
         st = self.by_client.get(sid)
         if st is None:
             return
-        if st.answered:  # recorded already: only its upload stops
+        if st.answered:  # it has its answer: its upload stops, cut short
             self.uploads.pop(st.up_sid, None)
             self.up.reset(st.up_sid, code)
-            self._done(st)
+            self._cut_upload(st)
             return
         if st in self.waiting:
             self.waiting.remove(st)
@@ -262,6 +261,8 @@ class H2Relay(asyncio.Protocol):
         for st in [*self.by_up.values(), *self.uploads.values()]:
             if not st.req_ended:  # the client will send no more of it
                 self.up.reset(st.up_sid, CANCEL)
+        for st in self.uploads.values():
+            self._cut_upload(st)
         self.by_up.clear()
         self.waiting.clear()
         self.uploads.clear()
@@ -349,11 +350,14 @@ class H2Relay(asyncio.Protocol):
         if st is None or st.resp is None:
             return
         st.resp_trailers = ev.trailers
-        self._finish(st, None)
-        self.core.hold(cast("ClientConn", self))  # captured before the client has the end
-        if not st.req_ended:
+        if st.req_ended:
+            self._finish(st, None)
+            self.core.hold(cast("ClientConn", self))  # captured before the client has the end
+        else:
             # answered before the request's end (RFC 9113 8.1): the upstream may still read
-            # the rest (or reset the stream to stop it), and its stream stays open till then
+            # the rest (or reset the stream to stop it), and its stream stays open till
+            # then. It is recorded when the body has come (or with what came, cut short,
+            # when that ends first): recorded now, a body still on its way was lost
             st.answered = True
             self.by_client[st.csid] = st
             self.uploads[st.up_sid] = st
@@ -375,7 +379,7 @@ class H2Relay(asyncio.Protocol):
                 # a reset would drop its end, and one that came later, with the client's
                 # upload stalled on its window, left node's client waiting for ever: the
                 # rest of the request is then taken and dropped, the client ends it
-                self._done(st)
+                self._cut_upload(st)
                 self.client.reset_if_sent(st.csid, code)
             return
         if code == REFUSED and st.kept is not None and st.attempts < MAX_ATTEMPTS:
@@ -432,7 +436,7 @@ class H2Relay(asyncio.Protocol):
             why = describe_error(exc, 0)[1] if exc is not None else "upstream closed"
             self._upstream_failed(f"{why} before responding")
         for st in self.uploads.values():  # answered: their uploads have nowhere to go
-            self._done(st)
+            self._cut_upload(st)
             self.client.reset_if_sent(st.csid, CANCEL)
         self.uploads.clear()
         self._flush_client()
@@ -522,9 +526,19 @@ class H2Relay(asyncio.Protocol):
         self._done(st)
         record(self.core, self.route, st, error, cut=cut)
 
+    def _cut_upload(self, st: H2Exchange) -> None:
+        """An early answer whose request body will not come whole: recorded with what
+        came of it, marked cut short."""
+        st.rq.truncated = True
+        self._finish(st, None)
+
     def record_unfinished(self, why: str) -> None:
         """Recording stops: each response still coming (an event stream that does not
-        end) is recorded with what came of it, cut short; the client already has that."""
+        end) is recorded with what came of it, cut short; the client already has that.
+        So is each early answer whose request body is still coming."""
+        for up_sid, st in list(self.uploads.items()):
+            del self.uploads[up_sid]
+            self._cut_upload(st)
         for up_sid, st in list(self.by_up.items()):
             if st.resp is not None:
                 del self.by_up[up_sid]
