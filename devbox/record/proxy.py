@@ -2,32 +2,31 @@
 
 Theory of operation
 -------------------
-Each accepted client connection (``ClientConn``) is paired with at most one
-upstream connection at a time (``UpstreamConn``), opened lazily on the first
-request and reused while both sides keep the connection alive. That 1:1
-pairing is what makes keep-alive, pipelining and ``Connection: close`` relay
-faithfully: requests go up in order, responses come back in order, and a
-FIFO of pending exchanges pairs them.
+Each accepted client connection (``ClientConn``) is paired with at most one upstream
+connection at a time (``UpstreamConn``), opened lazily on the first request and reused
+while both sides keep the connection alive. That 1:1 pairing is what makes keep-alive,
+pipelining and ``Connection: close`` relay faithfully: requests go up in order,
+responses come back in order, and a FIFO of pending exchanges pairs them.
 
-Bytes are relayed as they arrive (only an outbound request's head is rebuilt,
-to point ``Host`` at the real upstream); ``devbox.record.http1`` finds message
-boundaries and ``BodyCapture`` keeps a bounded, decoded copy. Flow control is
-end to end: when one side's write buffer fills, the other side stops reading.
+Bytes are relayed as they arrive (only an outbound request's head is rebuilt, to point
+``Host`` at the real upstream); ``devbox.record.http1`` finds message boundaries and
+``BodyCapture`` keeps a bounded, decoded copy. Flow control is end to end: when one
+side's write buffer fills, the other side stops reading.
 
-Crash safety: the last bytes of a response are written to the client only
-*after* the exchange was handed to the recording worker (``ProxyCore.flush``:
-the captures of one loop iteration go down the pipe in one write, then the held
-bytes go out). So every response a client received in full is in the worker's
-hands, and the worker writes what it holds even if this process is killed.
+Crash safety: the last bytes of a response are written to the client only *after* the
+exchange was handed to the recording worker (``ProxyCore.flush``: the captures of one
+loop iteration go down the pipe in one write, then the held bytes go out). So every
+response a client received in full is in the worker's hands, and the worker writes what
+it holds even if this process is killed (an early answer: once its body has come).
 
-Failures of the upstream (refused, timeout, TLS, DNS, a broken response) are
-answered with 502/504 when the client has seen nothing of the response yet,
-else the client connection is aborted; either way the exchange is recorded
-with ``error`` saying what happened.
+Failures of the upstream (refused, timeout, TLS, DNS, a broken response) are answered
+with 502/504 when the client has seen nothing of the response yet, else the client
+connection is aborted; either way the exchange is recorded with ``error`` saying what
+happened.
 
-The forward-proxy mode (``Route.upstream is None``) takes absolute-form
-requests (``GET http://host/...``), records those whose origin is a profile
-dependency's upstream, relays the rest, and tunnels ``CONNECT`` unrecorded.
+The forward-proxy mode (``Route.upstream is None``) takes absolute-form requests (``GET
+http://host/...``), records those whose origin is a profile dependency's upstream,
+relays the rest, and tunnels ``CONNECT`` unrecorded.
 """
 
 from __future__ import annotations
@@ -138,6 +137,7 @@ class ClientConn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.core.conns.discard(self)
+        self._cut_early()
         pending = list(self.pending)
         self.pending.clear()
         for p in pending:
@@ -158,8 +158,18 @@ class ClientConn(asyncio.Protocol):
             self.transport.abort()
         self._close_upstream()
 
+    def _cut_early(self) -> None:
+        """An early answer whose request body will not come whole: kept, cut short."""
+        p = self.current
+        if p is not None and p.early and p.req_body is not None:
+            self.current = None
+            p.req_body.truncated = True
+            self._finish(p)
+
     def record_unfinished(self, why: str) -> None:
-        """Recording stops: a response still coming is kept as it came so far, cut short."""
+        """Recording stops: a response still coming is kept as it came so far, cut short
+        (and an early answer's request body)."""
+        self._cut_early()
         for p in list(self.pending):
             if (body := p.resp_body) is not None:  # an event stream's: the client saw it
                 self.pending.remove(p)
@@ -226,7 +236,9 @@ class ClientConn(asyncio.Protocol):
                         self._keep(p, ev.raw)
                     p.req_done = True
                     self.current = None
-                    if self.pending and self.pending[0] is p and p.resp_head is None:
+                    if p.early:
+                        self._finish(p)
+                    elif self.pending and self.pending[0] is p and p.resp_head is None:
                         self._arm_timer(p)
 
     @staticmethod
@@ -429,9 +441,12 @@ class ClientConn(asyncio.Protocol):
                 p.sent = None
                 p.resp_trailers = ev.trailers
                 self.up_served += 1
-                # to the recording worker first, then the client gets the last bytes
-                self._finish(p)
-                self.core.hold(self)
+                if p.req_done:
+                    # to the recording worker first, then the client gets the last bytes
+                    self._finish(p)
+                    self.core.hold(self)
+                else:
+                    p.early = True  # answered early: recorded when its body has come
                 if out:
                     self._write(b"".join(out) if len(out) > 1 else out[0])
                 out = []
@@ -560,15 +575,11 @@ class ClientConn(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._open_tunnel(host, port))
 
     async def _open_tunnel(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
         proto = UpstreamConn(self)
-        try:
-            async with asyncio.timeout(self.core.connect_timeout_s):
-                await loop.create_connection(lambda: proto, host, port)
-        except (OSError, TimeoutError) as exc:
-            status, error = describe_error(exc, self.core.connect_timeout_s)
+        failed = await connect_upstream(self.core, proto, Upstream("http", host, port))
+        if failed is not None:
             if self.transport is not None and not self.closed:
-                self.transport.write(_error_response(status, error))
+                self.transport.write(_error_response(*failed))
                 self.transport.close()
             return
         if self.closed or self.transport is None:

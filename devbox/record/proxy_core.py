@@ -279,6 +279,7 @@ class _Pending:
     """One exchange in flight on a client connection."""
 
     __slots__ = (
+        "early",
         "error",
         "head",
         "host",
@@ -303,6 +304,7 @@ class _Pending:
     )
 
     def __init__(self, head: Head, id: str, source: str) -> None:
+        self.early = False  # answered whole before its body came: recorded with the body
         self.head = head
         self.id = id
         self.source = source
