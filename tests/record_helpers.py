@@ -281,3 +281,25 @@ def forward_recorder(tmp: Path, url: str, ca_bundle: Path, name: str = "shop") -
     rec = Recorder(load_profile(path), RecordOptions(ca_bundle=ca_bundle, forward_proxy_port=0))
     rec.start()
     return rec
+
+
+def children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (devbox record's recording worker)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.add(int(d.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (not gone, not a zombie)."""
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except OSError:
+        return False

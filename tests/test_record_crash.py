@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, free_port, wait_port
-from record_helpers import start_upstream, wait_for, write_profile
+from record_helpers import alive, children, start_upstream, wait_for, write_profile
 
 from devbox.core.model import Direction
 from devbox.core.profile import load_profile
@@ -22,26 +22,6 @@ from devbox.store import load_dir, load_file, write_recording
 CLIENTS = 4
 MAX_REQUESTS = 3000  # bounded load: the kill normally comes far earlier
 MAX_SECONDS = 20.0
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                out.add(int(d.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-    except OSError:
-        return False
 
 
 def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -> None:
@@ -95,11 +75,11 @@ def test_kill_9_keeps_every_completed_exchange_and_the_old_set(tmp_path: Path) -
         for t in threads:
             t.start()
         wait_for(lambda: len(completed) >= 300, timeout=MAX_SECONDS)
-        worker = _children(proc.pid)
+        worker = children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         # the recording worker drains what the proxy had handed it, then exits by itself
-        wait_for(lambda: not any(_alive(p) for p in worker), timeout=20)
+        wait_for(lambda: not any(alive(p) for p in worker), timeout=20)
         stop.set()
         for t in threads:
             t.join(10)

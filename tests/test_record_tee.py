@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from grpc_support import make_test_ca
 from nginx_support import CHARGE, ITEM, Nginx, nginx
-from record_helpers import exchanges, wait_for, write_profile
+from record_helpers import exchanges, wait_for
+from tee_support import Scripted, read_head, read_response, recording, scripted, tunnel
 
-from devbox.core.profile import load_profile
-from devbox.record import Recorder, RecordOptions
 from devbox.record.proxy_core import Captured
 
 
@@ -30,68 +26,6 @@ from devbox.record.proxy_core import Captured
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     with nginx(tmp_path_factory.mktemp("nginx")) as n:
         yield n
-
-
-@contextlib.contextmanager
-def recording(
-    tmp: Path,
-    url: str,
-    ca: Path,
-    *,
-    on_captured: Callable[[Captured], None] | None = None,
-    **opts: object,
-) -> Iterator[tuple[Recorder, int]]:
-    path = write_profile(tmp, {"shop": url})
-    rec = Recorder(
-        load_profile(path),
-        RecordOptions(ca_bundle=ca, forward_proxy_port=0, **opts),  # type: ignore[arg-type]
-        on_captured=on_captured,
-    )
-    rec.start()
-    try:
-        yield rec, rec.listener("forward").port
-    finally:
-        rec.stop()
-
-
-def tunnel(proxy: int, port: int, cafile: Path) -> ssl.SSLSocket:
-    """A client's connection through the forward proxy: CONNECT, then TLS (HTTP/1.1)."""
-    raw = socket.create_connection(("127.0.0.1", proxy), timeout=20)
-    raw.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = raw.recv(4096)
-        assert chunk, head
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 200"), head
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx.wrap_socket(raw, server_hostname="localhost")
-
-
-def read_response(s: ssl.SSLSocket, buf: bytearray, *, body: bool = True) -> tuple[bytes, bytes]:
-    """(head, body) of one Content-Length response from ``buf`` and the socket."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, bytes(buf)
-        buf += chunk
-    end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:end])
-    del buf[:end]
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if not body:
-        return head, b""
-    while len(buf) < length:
-        chunk = s.recv(65536)
-        assert chunk
-        buf += chunk
-    out = bytes(buf[:length])
-    del buf[:length]
-    return head, out
 
 
 def test_pipelined_requests_are_recorded_as_the_client_sent_them(
@@ -250,80 +184,34 @@ def test_bytes_the_worker_cannot_read_are_relayed_and_reported(
 # ---------------------------------------------------------------- an HTTP/1.1-only upstream
 
 
-class Server:
-    """A TLS server of the test's own, HTTP/1.1 only, that answers by path: ``/ok``,
-    ``/cut`` (a head promising 100 bytes, 10 of them, then a close), ``/stream`` (a
-    chunked answer's first chunk, then nothing) and ``/silent`` (nothing)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.ca = make_test_ca(tmp)
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(self.ca.cert, self.ca.key)
-        self.ctx.set_alpn_protocols(["http/1.1"])
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
-        try:
-            s = self.ctx.wrap_socket(raw, server_side=True)
-            buf = b""
-            while not self.stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                path = head.split(b" ")[1]
-                if path == b"/ok":
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                elif path == b"/cut":
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-                    s.close()
-                    return
-                elif path == b"/stream":
-                    s.sendall(
-                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
-                    )
-                    self.stop.wait(30)
-                    return
-                else:
-                    self.stop.wait(30)
-                    return
-        except OSError:
-            return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        for c in self.conns:
-            with contextlib.suppress(OSError):
-                c.close()
+def by_path(s: ssl.SSLSocket) -> None:
+    """Answers by path: ``/ok``, ``/cut`` (a head promising 100 bytes, 10 of them, then a
+    close), ``/stream`` (a chunked answer's first chunk, then nothing) and ``/silent``
+    (nothing); the last two wait for the connection's end."""
+    buf = bytearray()
+    while (head := read_head(s, buf)) is not None:
+        path = head.split(b" ")[1]
+        if path == b"/ok":
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            continue
+        if path == b"/cut":
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        elif path == b"/stream":
+            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            s.recv(1)  # until the proxy or the test ends the connection
+        else:
+            s.recv(1)
+        return
 
 
 @pytest.fixture
-def own(tmp_path: Path) -> Iterator[Server]:
-    s = Server(tmp_path / "ca")
-    try:
+def own(tmp_path: Path) -> Iterator[Scripted]:
+    with scripted(tmp_path, by_path) as s:
         yield s
-    finally:
-        s.close()
 
 
 def test_every_way_a_connection_ends_is_recorded(
-    tmp_path: Path, own: Server, devbox_ca: Path
+    tmp_path: Path, own: Scripted, devbox_ca: Path
 ) -> None:
     url = f"https://localhost:{own.port}"
     with recording(tmp_path, url, own.ca.ca, response_timeout_s=1.0) as (rec, proxy):

@@ -26,10 +26,19 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT, free_port, wait_port
-from grpc_support import make_test_ca
 from nginx_support import ITEM, Nginx, nginx
-from record_helpers import exchanges, wait_for, write_profile
-from test_record_tee import read_response, recording, tunnel
+from record_helpers import alive, children, exchanges, wait_for, write_profile
+from tee_support import (
+    Serve,
+    header,
+    read_exact,
+    read_head,
+    read_response,
+    recording,
+    request,
+    scripted,
+    tunnel,
+)
 
 from devbox.core.profile import load_profile
 from devbox.record import Recorder, RecordOptions
@@ -43,102 +52,6 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     with nginx(tmp_path_factory.mktemp("nginx")) as n:
         yield n
-
-
-# ---------------------------------------------------------------- a scripted TLS server
-
-
-def read_head(s: ssl.SSLSocket, buf: bytearray) -> bytes | None:
-    """One head from ``buf`` and the socket (None: the peer closed first)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-    end = buf.index(b"\r\n\r\n") + 4
-    head = bytes(buf[:end])
-    del buf[:end]
-    return head
-
-
-def read_exact(s: ssl.SSLSocket, buf: bytearray, n: int) -> bytes:
-    while len(buf) < n:
-        chunk = s.recv(65536)
-        assert chunk, f"closed after {len(buf)} of {n} bytes"
-        buf += chunk
-    out = bytes(buf[:n])
-    del buf[:n]
-    return out
-
-
-def header(head: bytes, name: str) -> str | None:
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() == name.encode():
-            return v.strip().decode("latin-1")
-    return None
-
-
-Serve = Callable[[ssl.SSLSocket], None]
-
-
-class Scripted:
-    """A TLS server of the test's own (HTTP/1.1 only) on 127.0.0.1: each connection is
-    handed to ``serve``, which speaks whatever the test needs."""
-
-    def __init__(self, tmp: Path, serve: Serve) -> None:
-        self.ca = make_test_ca(tmp)
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(self.ca.cert, self.ca.key)
-        self.ctx.set_alpn_protocols(["http/1.1"])
-        self.serve = serve
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"https://localhost:{self.port}"
-        self.conns: list[socket.socket] = []
-        self.errors: list[BaseException] = []
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
-
-    def _one(self, raw: socket.socket) -> None:
-        raw.settimeout(20)
-        try:
-            with self.ctx.wrap_socket(raw, server_side=True) as s:
-                self.serve(s)
-        except OSError:
-            pass
-        except BaseException as exc:  # an assertion in the script: the test reports it
-            self.errors.append(exc)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        for c in self.conns:
-            with contextlib.suppress(OSError):
-                c.close()
-
-
-@contextlib.contextmanager
-def scripted(tmp: Path, serve: Serve) -> Iterator[Scripted]:
-    s = Scripted(tmp / "ca", serve)
-    try:
-        yield s
-    finally:
-        s.close()
-    assert s.errors == []
-
-
-def request(path: str, port: int, extra: str = "") -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{extra}\r\n".encode()
 
 
 # ---------------------------------------------------------------- upgrades
@@ -669,23 +582,6 @@ def test_an_upstream_that_closes_after_its_answer(tmp_path: Path, devbox_ca: Pat
     assert e.error is None and e.response is not None and e.response.body == b"last"
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.add(int(d.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-    except OSError:
-        return False
-
-
 def test_kill_9_after_an_answer_through_the_tunnel_keeps_it(
     tmp_path: Path, upstream: Nginx, devbox_ca: Path
 ) -> None:
@@ -712,11 +608,11 @@ def test_kill_9_after_an_answer_through_the_tunnel_keeps_it(
         for i in range(5):
             s.sendall(request(f"/items/1?i={i}", upstream.tls_port))
             assert read_response(s, buf)[1] == ITEM
-        worker = _children(proc.pid)
+        worker = children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         s.close()
-        wait_for(lambda: not any(_alive(p) for p in worker), timeout=20)
+        wait_for(lambda: not any(alive(p) for p in worker), timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -55,6 +55,7 @@ from devbox.record.proxy_core import (
     connect_upstream,
     describe_error,
     finish_exchange,
+    take_upstream,
 )
 from devbox.record.proxy_core import make_ssl_context as make_ssl_context
 from devbox.wire.upstream import Upstream as Upstream
@@ -359,15 +360,7 @@ class ClientConn(asyncio.Protocol):
             if proto.transport is not None:
                 proto.transport.close()
             return
-        assert proto.transport is not None
-        self.up = proto
-        buf, self.up_buf = self.up_buf or [], None
-        if self.transport is not None:
-            # reading may have paused on a large body while the connection opened; if the
-            # upstream cannot take the buffered bytes at once, pause_writing pauses it again
-            self.transport.resume_reading()
-        if buf:
-            proto.transport.write(b"".join(buf))
+        take_upstream(self, proto)
 
     def _send_up(self, data: bytes) -> None:
         if not data:

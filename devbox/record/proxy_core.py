@@ -11,7 +11,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from devbox.core.model import Direction
 from devbox.record.capture import BodyCapture, split_target
@@ -393,6 +393,25 @@ async def connect_upstream(
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         return describe_error(exc, core.connect_timeout_s)
     return None
+
+
+class _Owner(Protocol):
+    up: UpstreamConn | None
+    up_buf: list[bytes] | None
+    transport: asyncio.Transport | None
+
+
+def take_upstream(owner: _Owner, proto: UpstreamConn) -> None:
+    """``proto``, just connected, becomes ``owner``'s upstream: what the client sent while
+    it opened goes up. Reading may have paused on a large body meanwhile; it resumes (if
+    the upstream cannot take the bytes at once, pause_writing pauses it again)."""
+    assert proto.transport is not None
+    owner.up = proto
+    buf, owner.up_buf = owner.up_buf or [], None
+    if owner.transport is not None:
+        owner.transport.resume_reading()
+    if buf:
+        proto.transport.write(b"".join(buf))
 
 
 def finish_exchange(

@@ -35,6 +35,7 @@ from devbox.record.proxy_core import (
     UpstreamConn,
     _error_response,
     connect_upstream,
+    take_upstream,
 )
 
 if TYPE_CHECKING:
@@ -129,13 +130,7 @@ class TeeConn(asyncio.Protocol):
             if proto.transport is not None:
                 proto.transport.close()
             return
-        assert proto.transport is not None
-        self.up = proto
-        buf, self.up_buf = self.up_buf or [], None
-        if self.transport is not None:
-            self.transport.resume_reading()
-        if buf:
-            proto.transport.write(b"".join(buf))
+        take_upstream(self, proto)
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter()
