@@ -41,8 +41,8 @@ def recording(
         rec.stop()
 
 
-def tunnel(proxy: int, port: int, cafile: Path) -> ssl.SSLSocket:
-    """A client's connection through the forward proxy: CONNECT, then TLS (HTTP/1.1)."""
+def tunnel(proxy: int, port: int, cafile: Path, alpn: str = "http/1.1") -> ssl.SSLSocket:
+    """A client's connection through the forward proxy: CONNECT, then TLS (``alpn``)."""
     raw = socket.create_connection(("127.0.0.1", proxy), timeout=20)
     raw.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n".encode())
     head = b""
@@ -52,7 +52,7 @@ def tunnel(proxy: int, port: int, cafile: Path) -> ssl.SSLSocket:
         head += chunk
     assert head.startswith(b"HTTP/1.1 200"), head
     ctx = ssl.create_default_context(cafile=str(cafile))
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols([alpn])
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 

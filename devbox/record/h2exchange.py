@@ -34,6 +34,7 @@ class H2Exchange:
         "rq",
         "rs",
         "started_at",
+        "stopped",
         "t0",
         "t_first",
         "up_sid",
@@ -62,6 +63,8 @@ class H2Exchange:
         self.owed_up = 0  # upstream data taken but not yet acknowledged to it
         # answered before its request ended: recorded once the rest of it has come
         self.answered = False
+        # answered, and the upstream stopped reading its body: the rest is taken, dropped
+        self.stopped = False
 
 
 def record(

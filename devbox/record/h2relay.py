@@ -69,6 +69,10 @@ if TYPE_CHECKING:
 
 REFUSED = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
+NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
+# how long an early answer's stream stays open for the rest of its request once the
+# upstream stopped reading it: a body already sent ends it cleanly (see _stop_upload)
+STOP_GRACE_S = 1.0
 # an upstream stream refused this often goes to the client as refused (it may retry)
 MAX_ATTEMPTS = 3
 
@@ -177,6 +181,9 @@ class H2Relay(asyncio.Protocol):
             return
         data = ev.data
         st.rq.add(data)
+        if st.stopped:  # the upstream reads no more of it
+            self.client.acknowledge(ev.stream_id, ev.flow)
+            return
         if st.kept is not None:
             n = len(data)
             if len(st.kept) + n > RETRY_KEEP or self.kept + n > RETRY_KEEP_CONNECTION:
@@ -197,7 +204,7 @@ class H2Relay(asyncio.Protocol):
             return
         st.req_ended = True
         st.req_trailers = ev.trailers
-        if st.up_sid:
+        if st.up_sid and not st.stopped:
             self.up.end_stream(st.up_sid, ev.trailers)
         if st.answered:
             self.uploads.pop(st.up_sid, None)
@@ -239,8 +246,9 @@ class H2Relay(asyncio.Protocol):
         if st is None:
             return
         if st.answered:  # it has its answer: its upload stops, cut short
-            self.uploads.pop(st.up_sid, None)
-            self.up.reset(st.up_sid, code)
+            if not st.stopped:
+                self.uploads.pop(st.up_sid, None)
+                self.up.reset(st.up_sid, code)
             self._cut_upload(st)
             return
         if st in self.waiting:
@@ -261,7 +269,7 @@ class H2Relay(asyncio.Protocol):
         for st in [*self.by_up.values(), *self.uploads.values()]:
             if not st.req_ended:  # the client will send no more of it
                 self.up.reset(st.up_sid, CANCEL)
-        for st in self.uploads.values():
+        for st in [*self.uploads.values(), *self._stopped_uploads()]:
             self._cut_upload(st)
         self.by_up.clear()
         self.waiting.clear()
@@ -374,13 +382,11 @@ class H2Relay(asyncio.Protocol):
         if st is None:
             st = self.uploads.pop(up_sid, None)
             if st is not None:
-                # answered, then the upstream stops reading (NO_ERROR: "stop sending",
-                # RFC 9113 8.1): the client hears it if it has the whole response. If not,
-                # a reset would drop its end, and one that came later, with the client's
-                # upload stalled on its window, left node's client waiting for ever: the
-                # rest of the request is then taken and dropped, the client ends it
-                self._cut_upload(st)
-                self.client.reset_if_sent(st.csid, code)
+                if code == NO_ERROR:
+                    self._stop_upload(st)
+                else:
+                    self._cut_upload(st)
+                    self.client.reset_if_sent(st.csid, code)
             return
         if code == REFUSED and st.kept is not None and st.attempts < MAX_ATTEMPTS:
             if not self.up.closed:
@@ -391,6 +397,26 @@ class H2Relay(asyncio.Protocol):
                 self.waiting.appendleft(st)
                 return
         self._give_up(st, f"upstream reset the stream (HTTP/2 error code {code})", code)
+
+    def _stop_upload(self, st: H2Exchange) -> None:
+        """Answered, then the upstream stops reading (NO_ERROR, RFC 9113 8.1). Passed on at
+        once, the reset met a client whose body was on its way (the upstream had the head
+        before the body, as it rarely has without us): curl 7.88 then fails the stream.
+        The rest is taken and dropped for STOP_GRACE_S: a request ended by then is recorded
+        whole; one still coming is cut, and reset unless that would drop the response's
+        end (waiting for the client's window: node's client then waited for ever)."""
+        st.stopped = True
+        self.client.acknowledge(st.csid, st.owed_client)
+        st.owed_client = 0
+        self.owing.discard(st)
+        asyncio.get_running_loop().call_later(STOP_GRACE_S, self._stop_grace_over, st)
+
+    def _stop_grace_over(self, st: H2Exchange) -> None:
+        if self.closed or self.by_client.get(st.csid) is not st:
+            return  # ended, reset or recorded meanwhile
+        self._cut_upload(st)
+        self.client.reset_if_sent(st.csid, NO_ERROR)
+        self._settle()
 
     def _give_up(self, st: H2Exchange, error: str, code: int) -> None:
         """The client hears the upstream's reason (a REFUSED_STREAM is retried)."""
@@ -522,6 +548,10 @@ class H2Relay(asyncio.Protocol):
         """``ClientConn``'s interface for the drain on stop: the exchanges in flight."""
         return [*self.by_up.values(), *self.waiting]
 
+    def _stopped_uploads(self) -> list[H2Exchange]:
+        """Early answers whose upstream stopped reading, their request still coming."""
+        return [st for st in self.by_client.values() if st.stopped]
+
     def _finish(self, st: H2Exchange, error: str | None, *, cut: bool = False) -> None:
         self._done(st)
         record(self.core, self.route, st, error, cut=cut)
@@ -538,6 +568,8 @@ class H2Relay(asyncio.Protocol):
         So is each early answer whose request body is still coming."""
         for up_sid, st in list(self.uploads.items()):
             del self.uploads[up_sid]
+            self._cut_upload(st)
+        for st in self._stopped_uploads():
             self._cut_upload(st)
         for up_sid, st in list(self.by_up.items()):
             if st.resp is not None:
