@@ -31,7 +31,10 @@ def main() -> None:
     sys.path.insert(0, sys.argv[1])
     import grpc
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # ROUTEGUIDE_COMPRESSION=gzip: every answer compressed, as a server configured so sends
+    gzip = os.environ.get("ROUTEGUIDE_COMPRESSION") == "gzip"
+    compression = grpc.Compression.Gzip if gzip else None
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), compression=compression)
     add_services(server)
     if len(sys.argv) > 4:
         with open(sys.argv[3], "rb") as c, open(sys.argv[4], "rb") as k:

@@ -141,17 +141,22 @@ class GrpcServer:
 
 @contextmanager
 def grpc_server(
-    gen: Path, tls: TestCa | None = None, *, port: int | None = None, db: str = "v1"
+    gen: Path,
+    tls: TestCa | None = None,
+    *,
+    port: int | None = None,
+    db: str = "v1",
+    compression: str = "",
 ) -> Iterator[GrpcServer]:
     """The real server; with ``tls``, on TLS only with the test CA's leaf; ``db="v2"``:
-    its changed database (``grpc_server.py``)."""
+    its changed database; ``compression="gzip"``: its answers gzipped (``grpc_server.py``)."""
     port = port or free_port()
     extra = [str(tls.cert), str(tls.key)] if tls is not None else []
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "grpc_server.py"), str(gen), str(port), *extra],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "ROUTEGUIDE_DB": db},
+        env={**os.environ, "ROUTEGUIDE_DB": db, "ROUTEGUIDE_COMPRESSION": compression},
     )
     server = GrpcServer(port, proc, tls is not None)
     try:

@@ -203,6 +203,45 @@ def test_a_compressed_request_is_redacted(loop: Loop) -> None:
     assert not any(isinstance(o, Miss) for o in mock.outputs)
 
 
+def test_a_compressed_answer_is_redacted(loop: Loop) -> None:
+    """The server gzips its answer (``context.set_compression``), which echoes a key. The
+    recording keeps an answer as the server sent it, compressed, and redaction read none
+    of it: the key was on disk for anyone to gunzip. Now the message inside is redacted
+    and compressed again; an answer with nothing to redact keeps the server's bytes."""
+    key = "sk_live_" + "a1b2c3d4e5f6g7h8i9j0k1l2"
+    name = "Ada " * 100
+    secret = b"\x0a" + encode_varint(len(key)) + key.encode() + b"\x12\x90\x03" + name.encode()
+    clean = _message("nothing to hide ")
+    redact = value_redactor(None)
+    with raw_server() as port:
+        relay = loop.run(start_relay(port))
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{relay.port}") as ch:
+                gzip_call = ch.unary_unary(f"/{SERVICE}/Gzip")
+                assert [gzip_call(m, timeout=10) for m in (secret, clean)] == [secret, clean]
+            wait_stored(relay.stored, 2)
+        finally:
+            loop.close_server(relay.server)
+    stored = json.loads(json.dumps(relay.stored))
+    assert [o["response_encoding"] for o in stored] == ["gzip", "gzip"]
+    # as the server sent them: compressed, so the key is not in the file's text at all
+    assert all(o["response"][0]["compressed"] is True for o in stored)
+    redacted = [GRPC.redact(o, redact) for o in stored]
+    inside = gzip.decompress(base64.b64decode(redacted[0]["response"][0]["base64"]))
+    assert key.encode() not in inside and b"<redacted:" in inside and inside.endswith(name.encode())
+    assert redacted[1]["response"] == stored[1]["response"]  # the server's very bytes
+    mock = loop.run(start_mock(redacted, MockOptions(name="raw", redact_value=redact)))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{mock.port}") as ch:
+            gzip_call = ch.unary_unary(f"/{SERVICE}/Gzip")
+            answers = [gzip_call(m, timeout=10) for m in (secret, clean)]
+    finally:
+        loop.close_server(mock.server)
+    # grpcio inflates the recompressed answer: the redacted message, the rest unchanged
+    assert answers[0] == inside and answers[1] == clean
+    assert not any(isinstance(o, Miss) for o in mock.outputs)
+
+
 def test_a_recording_of_gzip_bytes_still_matches(loop: Loop) -> None:
     """A recording made before (the request stored as its gzip bytes) is keyed by the
     message it holds: a request sent without compression matches it."""

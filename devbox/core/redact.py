@@ -14,12 +14,9 @@ machine using the same key, so:
 The key is a fixed public default (``DEFAULT_KEY``) unless ``DEVBOX_REDACT_KEY`` is set
 (or ``key=`` given). With the public key a short, guessable secret (a 4-digit PIN, a
 dictionary password) can be recovered by hashing candidates; set a team-wide private key
-where that matters. Long random tokens cannot be brute-forced either way.
-
-Redaction is idempotent: a placeholder is never redacted again, so re-importing an
-exported recording, or redacting an already redacted request, changes nothing.
-
-Pure: no I/O (the key override is read from the environment once, in the constructor).
+where that matters. Long random tokens cannot be brute-forced either way. Idempotent: a
+placeholder is never redacted again (re-importing an export changes nothing). Pure: no
+I/O (the key override is read from the environment once, in the constructor).
 """
 
 from __future__ import annotations
@@ -39,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
+from devbox.core.redact_grpc import redact_grpc_body
 from devbox.core.redact_multipart import map_multipart
 from devbox.core.redact_names import (
     Step,
@@ -404,8 +402,9 @@ class Redactor:
 
     def _text_body(self, body: bytes, headers: Headers, ctype: str) -> bytes:
         textual = any(t in ctype for t in _TEXTUAL)
-        if b"\x00" in body and not textual:
-            return body  # binary
+        if b"\x00" in body and not textual:  # binary: of it, only gRPC's messages are read
+            out = redact_grpc_body(body, headers, ctype, self.value, self.text)
+            return body if out is None else out
         charset = _charset(headers)
         try:
             text = body.decode(charset)

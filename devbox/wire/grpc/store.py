@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from devbox.core import redact_grpc
 from devbox.core.match_keys import Step, drop_paths, parse_json_path
 from devbox.errors import ConfigError
 from devbox.wire.contract import Hit
@@ -399,7 +400,8 @@ def redact_object(
     stored: dict[str, Any], redact_value: Callable[[str, str], str]
 ) -> dict[str, Any]:
     """Metadata by name (``authorization`` is a secret whatever it holds) and text rules;
-    message strings by the text rules (field numbers are no names)."""
+    message strings by the text rules (field numbers are no names), inside compressed
+    messages too (``devbox.core.redact_grpc``)."""
     out = dict(stored)
     for key in ("metadata", "response_metadata", "trailers"):
         meta = stored.get(key)
@@ -407,8 +409,9 @@ def redact_object(
             out[key] = {k: _redact_meta(k, v, redact_value) for k, v in meta.items()}
     for key in ("request", "response"):
         msgs = stored.get(key)
+        encoding = stored.get(f"{key}_encoding")
         if isinstance(msgs, list):
-            out[key] = [_redact_value(m, "", redact_value) for m in msgs]
+            out[key] = [_redact_stored(m, encoding, redact_value) for m in msgs]
     if isinstance(stored.get("grpc_message"), str):
         out["grpc_message"] = redact_value("grpc-message", stored["grpc_message"])
     return out
@@ -420,13 +423,8 @@ def _redact_meta(name: str, value: Any, redact_value: Callable[[str, str], str])
     return redact_value(name, value) if isinstance(value, str) else value
 
 
-def _redact_value(value: Any, name: str, redact_value: Callable[[str, str], str]) -> Any:
-    if isinstance(value, str):
-        return redact_value(name, value)
-    if isinstance(value, list):
-        return [_redact_value(v, name, redact_value) for v in value]
-    if isinstance(value, dict):
-        if "base64" in value or "fixed64" in value or "fixed32" in value:
-            return value
-        return {k: _redact_value(v, k, redact_value) for k, v in value.items()}
-    return value
+def _redact_stored(value: Any, encoding: Any, redact_value: Callable[[str, str], str]) -> Any:
+    if isinstance(value, dict) and value.get("compressed") is True:
+        enc = encoding if isinstance(encoding, str) else None
+        return redact_grpc.redact_stored_compressed(value, enc, redact_value)
+    return redact_grpc.redact_message(value, "", redact_value)
