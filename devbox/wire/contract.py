@@ -177,6 +177,13 @@ class RecorderConnection(Protocol):
 # ---------------------------------------------------------------- the kind
 
 
+# the field name a kind gives ``redact_value`` for source code (a Lua script, a function
+# body): only what a secret's format gives away is replaced there, as in an HTTP body of
+# JavaScript. The text rules read ``token = redis.call('get', ...)`` as a secret's
+# assignment and cut redis-py's lock script in two
+CODE_FIELD = "\x00code"
+
+
 @dataclass(frozen=True, slots=True)
 class MockOptions:
     """What the profile says about one mocked dependency, kind-independent."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from devbox.errors import NotFoundError, RecordingError
 from devbox.store import recording_files
 from devbox.wire import objects
+from devbox.wire.contract import CODE_FIELD
 
 if TYPE_CHECKING:
     from devbox.core.profile import RedactRules
@@ -77,6 +78,8 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     def redact_value(name: str, value: str) -> str:
         if not value or PLACEHOLDER_RE.fullmatch(value):
             return value
+        if name == CODE_FIELD:
+            return redactor.code(value)
         if is_secret_name(name):
             return redactor.placeholder("secret", value)
         return redactor.text(value)

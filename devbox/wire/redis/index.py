@@ -17,6 +17,7 @@ from typing import Any
 
 from devbox.errors import ConfigError
 from devbox.wire.contract import Hit, Reply
+from devbox.wire.redis import generated
 from devbox.wire.redis.handshake import Handshake
 from devbox.wire.redis.resp import Value, serialize
 from devbox.wire.redis.store import StoreError, command_args, label, reply_from_json
@@ -63,6 +64,7 @@ class Entry:
 
     __slots__ = (
         "delay_s",
+        "fresh",
         "hangs",
         "hit",
         "id",
@@ -85,11 +87,23 @@ class Entry:
         self.subscribed = -1  # subscriptions left after a (un)subscribe command
         self.wires: list[bytes | None] = [None, None, None, None]
         self.replies: list[Reply | None] = [None, None, None, None]  # made once, reused
+        self.fresh: Entry | None = None  # this reply, reported as found by shape (below)
 
     @property
     def plain(self) -> bool:
         """Answered at once and nothing follows it (not blocking, no pushes)."""
         return not self.delay_s and not self.pushes and self.subscribed < 0 and not self.hangs
+
+    def by_shape(self) -> Entry:
+        """The same reply, found only once generated values were set aside: reported so
+        (the dashboard's mock statistics show it), served alike. Made on first use, once
+        loading has filled in the pushes and delays."""
+        if self.fresh is None:
+            twin = self.fresh = Entry(self.id, "", self.reply, self.latency_s)
+            twin.hit = Hit(f"{self.hit.request} (generated values set aside)", self.id)
+            twin.delay_s, twin.hangs, twin.subscribed = self.delay_s, self.hangs, self.subscribed
+            twin.pushes, twin.wires, twin.replies = self.pushes, self.wires, self.replies
+        return self.fresh
 
     def answer(self, proto: int) -> Reply:
         reply = self.replies[proto]
@@ -113,6 +127,8 @@ class RedisIndex:
         self.table: dict[Key, list[Entry]] = {}
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
+        # the keys holding generated values, by their shape (``devbox.wire.redis.generated``)
+        self.shaped: dict[Key, list[Entry]] = {}
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
         self.redacted_memo: dict[tuple[bytes, ...], list[bytes]] = {}
@@ -137,12 +153,24 @@ class RedisIndex:
             self.by_command.setdefault(key[1], []).append(key)
         else:
             entries.append(entry)
+        shaped = generated.shape(key)
+        if shaped is not key:
+            self.shaped.setdefault(shaped, []).append(entry)
 
     def take(self, key: Key) -> Entry | None:
-        """The next recorded reply for ``key`` (advancing its sequence), else None."""
+        """The next recorded reply for ``key`` (advancing its sequence); else the next for
+        its shape, when it holds generated values; else None."""
         entries = self.table.get(key)
         if entries is None:
-            return None
+            if not self.shaped:
+                return None
+            key = generated.shape(key)
+            entries = self.shaped.get(key)
+            if entries is None:
+                return None
+            n = self.calls.get(key, 0)
+            self.calls[key] = n + 1
+            return (entries[n] if n < len(entries) else entries[-1]).by_shape()
         n = self.calls.get(key, 0)
         self.calls[key] = n + 1
         return entries[n] if n < len(entries) else entries[-1]

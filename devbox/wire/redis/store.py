@@ -26,6 +26,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from devbox.wire.contract import CODE_FIELD
 from devbox.wire.redis.resp import Value
 
 _TAGS = (
@@ -239,9 +240,21 @@ def _secret_positions(args: list[bytes]) -> set[int]:
     return set()
 
 
+def _script_position(args: list[bytes]) -> int:
+    """Where a command carries a Lua script or a function library (0: nowhere)."""
+    name = args[0].upper()
+    if name in (b"EVAL", b"EVAL_RO"):
+        return 1
+    if name in (b"SCRIPT", b"FUNCTION") and len(args) > 2 and args[1].upper() == b"LOAD":
+        return len(args) - 1  # FUNCTION LOAD [REPLACE] code
+    return 0
+
+
 def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> list[bytes]:
-    """Credentials always, other text arguments through the text rules (e-mails, tokens)."""
+    """Credentials always, a script by the code rules, other text arguments through the
+    text rules (e-mails, tokens)."""
     secret = _secret_positions(args)
+    script = _script_position(args)
     out = [args[0]]
     for i, a in enumerate(args[1:], start=1):
         try:
@@ -249,7 +262,8 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
         except UnicodeDecodeError:
             out.append(a)
             continue
-        red = redact_value("password" if i in secret else "arg", text)
+        name = "password" if i in secret else CODE_FIELD if i == script else "arg"
+        red = redact_value(name, text)
         out.append(red.encode("utf-8") if red != text else a)
     return out
 
