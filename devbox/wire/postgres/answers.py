@@ -128,12 +128,16 @@ class Answers:
             ]
             key = (norm, param_key(redacted))
             obj = index.take(key)
+        shaped = obj is None and (obj := index.take_shaped(key)) is not None
         if obj is not None:
-            # one Hit per recorded answer, made once (it only names what matched)
-            hit = index.hits.get(id(obj))
+            # one Hit per recorded answer, made once (it only names what matched); one
+            # found only with generated values set aside says so
+            ident = -id(obj) if shaped else id(obj)
+            hit = index.hits.get(ident)
             if hit is None:
-                hit = HitOut(one_line(sql), f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
-                index.hits[id(obj)] = hit
+                text = one_line(sql) + (" (generated values set aside)" if shaped else "")
+                hit = HitOut(text, f"{obj.get('conn', '?')}.{obj.get('seq', '?')}")
+                index.hits[ident] = hit
             ev.append(hit)
             if index.notifications:
                 self.notify.extend(index.notifications.get(id(obj), ()))

@@ -30,6 +30,7 @@ from typing import Any
 
 from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
+from devbox.wire import generated
 from devbox.wire.postgres import cursors, startup, types
 from devbox.wire.postgres.sql import normalise, scope, scoped, unscoped
 from devbox.wire.sequences import Sequences
@@ -153,6 +154,9 @@ class Index:
     asks it (a pool hands queries to any connection)."""
 
     entries: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    # the keys whose parameters hold values a client makes up each run (a uuid4 id), by
+    # their shape (``devbox.wire.generated``): looked in when the exact key misses
+    shaped: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
     # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
@@ -260,6 +264,9 @@ class Index:
         params = obj.get("params") or []
         key = (norm, param_key(params))
         self.entries.setdefault(key, []).append(obj)
+        shape = generated.values(key[1])
+        if shape is not key[1]:
+            self.shaped.setdefault((norm, shape), []).append(obj)
         self.by_sql.setdefault(norm, []).append(obj)
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
@@ -350,6 +357,17 @@ class Index:
         if not found:
             return None
         return found[self.sequences.take(key, len(found))]
+
+    def take_shaped(self, key: Key) -> dict[str, Any] | None:
+        """The next answer recorded for ``key``'s shape, its generated parameter values set
+        aside (its own sequence); None when it holds none or none was recorded so."""
+        if not self.shaped:
+            return None
+        shape = generated.values(key[1])
+        found = self.shaped.get((key[0], shape)) if shape is not key[1] else None
+        if not found:
+            return None
+        return found[self.sequences.take((key[0], shape), len(found))]
 
     def peek(self, key: Key) -> dict[str, Any] | None:
         """The answer ``take`` would give next, without taking it."""

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from devbox.errors import ConfigError
+from devbox.wire import generated
 from devbox.wire.contract import Hit, Reply
-from devbox.wire.redis import generated
 from devbox.wire.redis.handshake import Handshake
 from devbox.wire.redis.resp import Value, serialize
 from devbox.wire.redis.store import StoreError, command_args, label, reply_from_json
@@ -127,7 +127,7 @@ class RedisIndex:
         self.table: dict[Key, list[Entry]] = {}
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
-        # the keys holding generated values, by their shape (``devbox.wire.redis.generated``)
+        # the keys holding generated values, by their shape (``devbox.wire.generated``)
         self.shaped: dict[Key, list[Entry]] = {}
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
@@ -153,7 +153,7 @@ class RedisIndex:
             self.by_command.setdefault(key[1], []).append(key)
         else:
             entries.append(entry)
-        shaped = generated.shape(key)
+        shaped = generated.redis_shape(key)
         if shaped is not key:
             self.shaped.setdefault(shaped, []).append(entry)
 
@@ -164,7 +164,7 @@ class RedisIndex:
         if entries is None:
             if not self.shaped:
                 return None
-            key = generated.shape(key)
+            key = generated.redis_shape(key)
             entries = self.shaped.get(key)
             if entries is None:
                 return None
