@@ -1,4 +1,4 @@
-"""Queries whose parameters the client makes up on each run (``devbox.wire.generated``):
+"""Queries whose parameters the client makes up on each run (``devbox.core.generated``):
 an ORM's ``uuid4`` primary key, a random session token, recorded from a real server and
 replayed by the mock to psycopg (text parameters) and asyncpg (binary ``uuid``). Each
 insert missed (the new id never equals the recorded one) and the service's first write

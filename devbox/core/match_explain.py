@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from devbox.core.generated import both_generated
 from devbox.core.model import Exchange
 
 MAX_DIFFS = 40  # per candidate; enough to explain, bounded for huge bodies
@@ -32,6 +33,9 @@ class FieldDiff:
     name: str  # "$.amount", "page", "x-tenant"; "" for method, path, a non-JSON body
     recorded: str | None  # rendered value; None: absent in the recording
     got: str | None  # rendered value; None: absent in the live request
+    # both values made up afresh by the client (a uuid4, a random token: ``devbox.core.
+    # generated``): a candidate differing in nothing else answers (``MatchIndex._miss``)
+    generated: bool = False
 
     def describe(self, *, continued: bool = False) -> str:
         """``body $.amount (recorded 12.5, got 13.0)``; ``continued`` drops the field
@@ -61,6 +65,12 @@ class Candidate:
     differences: tuple[FieldDiff, ...]
     score: float  # share of compared fields that agree, 0..1
     more: int = 0  # differences beyond those kept
+
+    @property
+    def only_generated(self) -> bool:
+        """It differs from the live request only in values the client makes up each run."""
+        d = self.differences
+        return bool(d) and not self.more and all(x.generated for x in d)
 
     @property
     def label(self) -> str:
@@ -199,8 +209,14 @@ def _diff_query(
         if rv == lv:
             same += 1
         else:
-            diffs.append(FieldDiff("query", k, _qv(rv), _qv(lv)))
+            diffs.append(FieldDiff("query", k, _qv(rv), _qv(lv), _fresh(rv, lv)))
     return same
+
+
+def _fresh(rv: list[str] | None, lv: list[str] | None) -> bool:
+    if rv is None or lv is None or len(rv) != 1 or len(lv) != 1:
+        return False
+    return both_generated(rv[0], lv[0])
 
 
 def _qv(values: list[str] | None) -> str | None:
@@ -234,7 +250,8 @@ def _diff_json(rec: Any, got: Any, path: str, diffs: list[FieldDiff], counter: l
     if type(rec) is type(got) and rec == got:
         counter[0] += 1
     else:
-        _add(diffs, counter, FieldDiff("body", path, _render(rec), _render(got)))
+        fresh = isinstance(rec, str) and isinstance(got, str) and both_generated(rec, got)
+        _add(diffs, counter, FieldDiff("body", path, _render(rec), _render(got), fresh))
 
 
 def _add(diffs: list[FieldDiff], counter: list[int], d: FieldDiff) -> None:
@@ -274,3 +291,31 @@ def _describe_bytes(data: bytes, at: int) -> str:
     post = "…" if at + 20 < len(data) else ""
     where = f" at byte {at}" if at else ""
     return f"{len(data)} bytes{where}: {pre}{snippet}{post}"
+
+
+def hint_for(c: Candidate, of_dep: str, route_hint: str) -> str:
+    """What to change so the nearest candidate ``c`` matches (``of_dep``: " of dependency
+    NAME" or ""; ``route_hint``: what to say when the call was never recorded)."""
+    fields = {d.field for d in c.differences}
+    if not c.differences:
+        return ""
+    if fields & {"method", "path"}:
+        return route_hint
+    if len(c.differences) + c.more > 6:
+        return (
+            f"the nearest recording differs in {len(c.differences) + c.more} fields: this "
+            "call was probably never recorded; " + route_hint
+        )
+    parts = []
+    body = _generalize([d.name for d in c.differences if d.field == "body" and d.name])
+    if body:
+        parts.append(f"add {_names(body)} to match.ignore_body{of_dep}")
+    elif any(d.field == "body" for d in c.differences):
+        parts.append("the body differs and is not JSON, so no rule can ignore part of it")
+    query = [d.name for d in c.differences if d.field == "query"]
+    if query:
+        parts.append(f"add {_names(query)} to match.ignore_query{of_dep}")
+    headers = [d.name for d in c.differences if d.field == "header"]
+    if headers:
+        parts.append(f"remove {_names(headers)} from match.headers{of_dep}")
+    return "; ".join(parts)

@@ -64,10 +64,9 @@ from devbox.core.match_explain import (
     _body_diff,
     _diff_json,
     _diff_query,
-    _generalize,
-    _names,
     _Parts,
     _q,
+    hint_for,
 )
 from devbox.core.match_groups import _Bucket, _Group
 from devbox.core.match_keys import (
@@ -501,18 +500,24 @@ class MatchIndex:
             return MatchResult(None, text + self._origin_note(req))
         ranked, same_route = self._candidates(live)
         shown = [c for c, _ in ranked[:SHOWN_CANDIDATES]]
-        if allow_fuzzy and self.rules.fuzzy and same_route and ranked:
-            best, group = ranked[0]
-            pos, call = group.take()
+        best = ranked[0][0] if ranked and same_route and allow_fuzzy else None
+        # differing only in values the client makes up each run (an idempotency key): as
+        # the Redis and Postgres mocks, answered (reported fuzzy) without match.fuzzy
+        aside = best is not None and best.only_generated
+        if best is not None and (self.rules.fuzzy or aside):
+            pos, call = ranked[0][1].take()
+            how = "generated values set aside," if aside else "fuzzy match, strongest candidate"
             return MatchResult(
                 self._exchanges[pos],
-                f"{what}: fuzzy match, strongest candidate {best.describe()}",
+                f"{what}: {how} {best.describe()}",
                 candidates=tuple(shown),
                 position=pos,
                 fuzzy=True,
                 call=call,
             )
-        hint = self._hint(shown[0]) if shown else self._route_hint()
+        hint = (
+            hint_for(shown[0], self._of_dep(), self._route_hint()) if shown else self._route_hint()
+        )
         if shown:
             text = f"{what}: no recording matches. nearest: " + "; ".join(
                 c.describe() for c in shown
@@ -538,31 +543,6 @@ class MatchIndex:
 
     def _of_dep(self) -> str:
         return f" of dependency {self.name}" if self.name else ""
-
-    def _hint(self, c: Candidate) -> str:
-        fields = {d.field for d in c.differences}
-        if not c.differences:
-            return ""
-        if fields & {"method", "path"}:
-            return self._route_hint()
-        if len(c.differences) + c.more > 6:
-            return (
-                f"the nearest recording differs in {len(c.differences) + c.more} fields: this "
-                "call was probably never recorded; " + self._route_hint()
-            )
-        parts = []
-        body = _generalize([d.name for d in c.differences if d.field == "body" and d.name])
-        if body:
-            parts.append(f"add {_names(body)} to match.ignore_body{self._of_dep()}")
-        elif any(d.field == "body" for d in c.differences):
-            parts.append("the body differs and is not JSON, so no rule can ignore part of it")
-        query = [d.name for d in c.differences if d.field == "query"]
-        if query:
-            parts.append(f"add {_names(query)} to match.ignore_query{self._of_dep()}")
-        headers = [d.name for d in c.differences if d.field == "header"]
-        if headers:
-            parts.append(f"remove {_names(headers)} from match.headers{self._of_dep()}")
-        return "; ".join(parts)
 
     def _route_hint(self) -> str:
         dep = f" for dependency {self.name}" if self.name else ""

@@ -28,9 +28,9 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from devbox.core import generated
 from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
-from devbox.wire import generated
 from devbox.wire.postgres import cursors, startup, types
 from devbox.wire.postgres.sql import normalise, scope, scoped, unscoped
 from devbox.wire.sequences import Sequences
@@ -155,7 +155,7 @@ class Index:
 
     entries: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     # the keys whose parameters hold values a client makes up each run (a uuid4 id), by
-    # their shape (``devbox.wire.generated``): looked in when the exact key misses
+    # their shape (``devbox.core.generated``): looked in when the exact key misses
     shaped: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of

@@ -15,8 +15,8 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from devbox.core.generated import mark
 from devbox.errors import ConfigError
-from devbox.wire import generated
 from devbox.wire.contract import Hit, Reply
 from devbox.wire.redis.handshake import Handshake
 from devbox.wire.redis.resp import Value, serialize
@@ -48,6 +48,27 @@ def is_blocking(args: Sequence[bytes]) -> bool:
     if name in BLOCKING:
         return True
     return name in _BLOCK_WORD and any(a.upper() == b"BLOCK" for a in args[1:])
+
+
+# commands whose first argument names a script (by SHA1) or a function: never generated
+_NAMED_FIRST = frozenset({b"EVALSHA", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"})
+
+
+def shape(key: Key) -> Key:
+    """``key`` (database, command, arguments; for EXEC, its queued commands) with each
+    value a client makes up afresh set aside (``devbox.core.generated``): a lock's token,
+    a session id. The same object when it holds none."""
+    db, name, *args = key
+    if name == b"EXEC" and args and isinstance(args[0], tuple):
+        queued = tuple(_shape_command(cmd) for cmd in args[0])
+        return key if queued == args[0] else (db, name, queued)
+    out = _shape_command((name, *args))
+    return key if out == (name, *args) else (db, *out)
+
+
+def _shape_command(cmd: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    first = 2 if cmd[0].upper() in _NAMED_FIRST else 1
+    return (*cmd[:first], *(mark(a) for a in cmd[first:]))
 
 
 def match_key(db: int, args: Sequence[bytes]) -> Key:
@@ -127,7 +148,7 @@ class RedisIndex:
         self.table: dict[Key, list[Entry]] = {}
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
-        # the keys holding generated values, by their shape (``devbox.wire.generated``)
+        # the keys holding generated values, by their shape (``devbox.core.generated``)
         self.shaped: dict[Key, list[Entry]] = {}
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
@@ -153,7 +174,7 @@ class RedisIndex:
             self.by_command.setdefault(key[1], []).append(key)
         else:
             entries.append(entry)
-        shaped = generated.redis_shape(key)
+        shaped = shape(key)
         if shaped is not key:
             self.shaped.setdefault(shaped, []).append(entry)
 
@@ -164,7 +185,7 @@ class RedisIndex:
         if entries is None:
             if not self.shaped:
                 return None
-            key = generated.redis_shape(key)
+            key = shape(key)
             entries = self.shaped.get(key)
             if entries is None:
                 return None

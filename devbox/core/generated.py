@@ -1,9 +1,10 @@
 """Values a client makes up afresh on every run, told apart so a call that carries one
-still finds its recording (the Redis and Postgres mocks).
+still finds its recording (the HTTP, Redis and Postgres mocks).
 
 redis-py's ``Lock`` takes a lock with ``SET name <uuid1 hex> NX PX ms`` and frees it with
 ``EVALSHA <sha> 1 name <that token>``; a session store writes ``session:<uuid4 hex>``; an
-ORM inserts a row whose key is a ``uuid4`` made by the client. The value is new on each
+ORM inserts a row whose key is a ``uuid4`` made by the client; a payment call carries a
+fresh ``idempotency_key``. The value is new on each
 run, so the exact match key never equals the recording's and every such call missed:
 the service's lock failed, its sessions and inserts were refused. When the exact key
 misses, a mock looks again with each generated value replaced by one marker: a UUID, a
@@ -17,7 +18,6 @@ names the script and stays exact. Pure.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from devbox.core.secret_formats import looks_random
 
@@ -30,42 +30,32 @@ _RUNS = re.compile(
     # an e-mail or a card: those are data, and another one is another customer
     rb"|<redacted:token:[0-9a-f]{6,}>"
 )
-# commands whose first argument names a script (by SHA1) or a function: never generated
-_NAMED_FIRST = frozenset({b"EVALSHA", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"})
 
 
-def redis_shape(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A Redis match ``key`` (database, command, arguments; for EXEC, its queued
-    commands) with each generated value replaced by ``MARK``; the same object when it
-    holds none."""
-    db, name, *args = key
-    if name == b"EXEC" and args and isinstance(args[0], tuple):
-        queued = tuple(_command(cmd) for cmd in args[0])
-        return key if queued == args[0] else (db, name, queued)
-    out = _command((name, *args))
-    return key if out == (name, *args) else (db, *out)
-
-
-def _command(cmd: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    name = cmd[0].upper()
-    first = 2 if name in _NAMED_FIRST else 1
-    return (*cmd[:first], *(_arg(a) for a in cmd[first:]))
-
-
-def _arg(value: bytes) -> bytes:
+def mark(value: bytes) -> bytes:
+    """One value with its generated parts replaced by ``MARK`` (all of it when it is an
+    opaque random token); the same object when it holds none."""
     if 20 <= len(value) <= 512 and value.isascii() and looks_random(value.decode("ascii")):
         return MARK
     return _RUNS.sub(MARK, value) if len(value) >= 16 else value
 
 
 def text(value: str) -> str:
-    """One text value with its generated parts marked (``_arg`` for text)."""
+    """One text value with its generated parts marked (``mark`` for text)."""
     if len(value) < 16 or not value.isascii():
         return value
-    return _arg(value.encode("ascii")).decode("ascii")
+    return mark(value.encode("ascii")).decode("ascii")
 
 
 def values(items: tuple[str, ...]) -> tuple[str, ...]:
     """Several values (a query's parameters), the same object when none is generated."""
     out = tuple(text(v) for v in items)
     return items if out == items else out
+
+
+def both_generated(recorded: str | None, got: str | None) -> bool:
+    """Whether two values differ only in generated parts (a fresh ``uuid4`` each)."""
+    if recorded is None or got is None:
+        return False
+    shape = text(recorded)
+    return shape is not recorded and shape != recorded and shape == text(got)
