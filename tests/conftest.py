@@ -34,6 +34,17 @@ if not os.environ.get("DEVBOX_TEST_KEEP_XDG"):
 _HANDED_OUT: set[int] = set()
 
 
+def opaque_token() -> str:
+    """An opaque API token as a service mints one (``secrets``; mixed case and digits, no
+    dash): what devbox takes for a generated value (``devbox.core.generated``)."""
+    import secrets
+
+    while True:
+        t = secrets.token_urlsafe(24)
+        if any(c.isupper() for c in t) and any(c.isdigit() for c in t) and "-" not in t:
+            return t
+
+
 def free_port() -> int:
     """A port nothing listens on, never the same one twice in this process.
 

@@ -12,6 +12,7 @@ the body can be held back until the answer is in, every time."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from nginx_support import CHARGE, Nginx, nginx
 from record_helpers import exchanges, wait_for
 from tee_support import recording, tunnel
 
+from devbox.record import Recorder
 from devbox.record.h2relay import STOP_GRACE_S
 from devbox.record.proxy_core import Captured
 
@@ -89,17 +91,28 @@ def ended(sid: int) -> Any:
     return lambda evs: "StreamEnded" in kinds(evs, sid)
 
 
-def test_a_body_on_its_way_ends_the_stream_cleanly(
-    tmp_path: Path, upstream: Nginx, devbox_ca: Path
-) -> None:
+@contextlib.contextmanager
+def answered_early(
+    tmp: Path, upstream: Nginx, ca: Path
+) -> Iterator[tuple[Recorder, Client, int, list[Captured], float]]:
+    """Recording; a client through the proxy sent a POST's head, no body, and nginx's
+    answer came: (recorder, client, stream, what was captured, when the head went)."""
     captured: list[Captured] = []
-    with recording(tmp_path, upstream.url, upstream.ca_file, on_captured=captured.append) as (
+    with recording(tmp, upstream.url, upstream.ca_file, on_captured=captured.append) as (
         rec,
         proxy,
     ):
-        c = Client(proxy, upstream.tls_port, devbox_ca)
+        c = Client(proxy, upstream.tls_port, ca)
+        asked = time.monotonic()  # the grace starts later: once the answer has come up
         sid = c.post_head(upstream.tls_port)
         c.read_until(ended(sid), 10)  # nginx answered on the head alone
+        yield rec, c, sid, captured, asked
+
+
+def test_a_body_on_its_way_ends_the_stream_cleanly(
+    tmp_path: Path, upstream: Nginx, devbox_ca: Path
+) -> None:
+    with answered_early(tmp_path, upstream, devbox_ca) as (rec, c, sid, captured, _asked):
         data = b"".join(e.data for e in c.events if isinstance(e, h2.events.DataReceived))
         assert kinds(c.events, sid)[-1] == "StreamEnded" and data == CHARGE
         c.conn.send_data(sid, BODY, end_stream=True)  # the body, after the answer
@@ -123,15 +136,7 @@ def test_a_body_on_its_way_ends_the_stream_cleanly(
 def test_a_body_that_does_not_come_hears_the_reset_after_the_grace(
     tmp_path: Path, upstream: Nginx, devbox_ca: Path
 ) -> None:
-    captured: list[Captured] = []
-    with recording(tmp_path, upstream.url, upstream.ca_file, on_captured=captured.append) as (
-        rec,
-        proxy,
-    ):
-        c = Client(proxy, upstream.tls_port, devbox_ca)
-        asked = time.monotonic()  # the grace starts later: once the answer has come up
-        sid = c.post_head(upstream.tls_port)
-        c.read_until(ended(sid), 10)
+    with answered_early(tmp_path, upstream, devbox_ca) as (rec, c, sid, captured, asked):
         evs = c.read_until(lambda evs: "StreamReset" in kinds(evs, sid), STOP_GRACE_S + 5)
         waited = time.monotonic() - asked
         resets = [e for e in evs if isinstance(e, h2.events.StreamReset)]

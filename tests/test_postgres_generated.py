@@ -8,12 +8,12 @@ aside. A query that differs in anything else still misses."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from typing import Any
 
 import asyncpg
 import psycopg
+from conftest import opaque_token
 from pg_support import WireServers, relayed
 
 from devbox.wire.contract import Hit, Miss
@@ -24,20 +24,13 @@ SETUP = (
 )
 
 
-def token() -> str:
-    while True:
-        t = secrets.token_urlsafe(24)
-        if any(c.isupper() for c in t) and any(c.isdigit() for c in t) and "-" not in t:
-            return t
-
-
 def with_psycopg(url: str) -> list[Any]:
     sid = uuid.uuid4()
     with psycopg.connect(url, autocommit=True) as c:
         return [
             c.execute(
                 "INSERT INTO sessions VALUES (%s, %s, %s) RETURNING owner",
-                (sid, token(), "ada"),
+                (sid, opaque_token(), "ada"),
             ).fetchall(),
             c.execute("SELECT owner FROM sessions WHERE id = %s", (sid,)).fetchall(),
             c.execute("SELECT count(*) FROM sessions WHERE owner = %s", ("ada",)).fetchall(),

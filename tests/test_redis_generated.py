@@ -9,7 +9,6 @@ anything else still misses."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from conftest import opaque_token
 from redis_helpers import Loop, Mock, Recording, outcome, redis_server
 
 from devbox.wire.contract import Hit, MockOptions
@@ -34,14 +34,6 @@ def loop() -> Iterator[Loop]:
 KEY = "sk_live_" + "a1b2c3d4e5f6g7h8i9j0k1l2"
 
 
-def token() -> str:
-    """An opaque API token, as a service mints one (mixed case and digits)."""
-    while True:
-        t = secrets.token_urlsafe(24)
-        if any(c.isupper() for c in t) and any(c.isdigit() for c in t) and "-" not in t:
-            return t
-
-
 def workload(port: int) -> list[Any]:
     r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
     out: list[Any] = []
@@ -52,7 +44,7 @@ def workload(port: int) -> list[Any]:
     session = f"session:{uuid.uuid4()}"
     out.append(outcome(lambda: r.set(session, "ada", ex=60)))
     out.append(outcome(lambda: r.get(session)))
-    out.append(outcome(lambda: r.set("apikey:ada", token())))
+    out.append(outcome(lambda: r.set("apikey:ada", opaque_token())))
     # a key in a script is still found by its format
     out.append(outcome(lambda: r.eval(f"return '{KEY}' ~= ''", 0)))
     r.close()

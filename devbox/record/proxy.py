@@ -46,9 +46,8 @@ from devbox.record.proxy_core import Capture as Capture
 from devbox.record.proxy_core import Captured as Captured
 from devbox.record.proxy_core import ProxyCore as ProxyCore
 from devbox.record.proxy_core import ProxyStats as ProxyStats
-from devbox.record.proxy_core import Route as Route
-from devbox.record.proxy_core import UpstreamConn as UpstreamConn
 from devbox.record.proxy_core import (
+    RelaysUpstream,
     _error_response,
     _Pending,
     _rebuild_head,
@@ -57,6 +56,8 @@ from devbox.record.proxy_core import (
     finish_exchange,
     take_upstream,
 )
+from devbox.record.proxy_core import Route as Route
+from devbox.record.proxy_core import UpstreamConn as UpstreamConn
 from devbox.record.proxy_core import make_ssl_context as make_ssl_context
 from devbox.wire.upstream import Upstream as Upstream
 
@@ -67,7 +68,7 @@ RETRY_MAX = 64 * 1024
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 
 
-class ClientConn(asyncio.Protocol):
+class ClientConn(RelaysUpstream):
     """One client connection and its paired upstream connection."""
 
     def __init__(self, core: ProxyCore, route: Route) -> None:
@@ -145,14 +146,6 @@ class ClientConn(asyncio.Protocol):
             self._finish(p, error="client closed the connection before the response completed")
         self.current = None
         self._close_upstream()
-
-    def pause_writing(self) -> None:
-        if self.up is not None and self.up.transport is not None:
-            self.up.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.up is not None and self.up.transport is not None:
-            self.up.transport.resume_reading()
 
     def abort(self) -> None:
         if self.transport is not None:

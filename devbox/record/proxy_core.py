@@ -329,6 +329,22 @@ class _Pending:
 
 
 # unclaimed upstream bytes kept (see ``UpstreamConn.early``) before reading pauses
+class RelaysUpstream(asyncio.Protocol):
+    """A client side paired with one upstream connection (``up``): while its client
+    reads slowly, the upstream is not read either, so a slow reader slows its writer
+    rather than filling devbox."""
+
+    up: UpstreamConn | None
+
+    def pause_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None and self.up.transport is not None:
+            self.up.transport.resume_reading()
+
+
 EARLY_LIMIT = 256 * 1024
 
 

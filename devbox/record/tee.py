@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, cast
 
 from devbox.record.proxy_core import (
     ProxyCore,
+    RelaysUpstream,
     Route,
     UpstreamConn,
     _error_response,
@@ -48,7 +49,7 @@ _SWITCHING = (b" 101 ", b" 101\r")  # bytes 8 to 13 of a 101's status line
 _ids = itertools.count(1)
 
 
-class TeeConn(asyncio.Protocol):
+class TeeConn(RelaysUpstream):
     """The inner side of an intercepted client connection, paired with ``up``."""
 
     def __init__(
@@ -164,14 +165,6 @@ class TeeConn(asyncio.Protocol):
         self.core.conns.discard(self)
         self._end("client")
         self._close_upstream()
-
-    def pause_writing(self) -> None:
-        if self.up is not None and self.up.transport is not None:
-            self.up.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.up is not None and self.up.transport is not None:
-            self.up.transport.resume_reading()
 
     # ------------------------------------------------------------ upstream side
 
