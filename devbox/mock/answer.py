@@ -57,6 +57,7 @@ class Limits:
     header_timeout_s: float = 10.0  # from a request's first byte (or the connect) to its headers
     request_timeout_s: float = 60.0  # from a request's first byte to its last
     idle_timeout_s: float = 75.0  # a keep-alive connection with no request in progress
+    send_timeout_s: float = 60.0  # answers waiting on a client that takes none of them
     max_pipeline: int = 64  # answers pending on one connection before reading pauses
     journal_size: int = 10_000
     journal_body: int = 64 * 1024

@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 
 from devbox.mock.answer import Limits
 from devbox.mock.pyparser import PyParserError, PyParserUpgrade, PyRequestParser
+from devbox.mock.send_watch import SendWatch
 from devbox.mock.wire import rejection
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.http1 import ProtocolError
@@ -117,6 +118,8 @@ class _Conn(asyncio.Protocol):
         "queue",
         "read_paused",
         "requests",
+        "sends",
+        "sent",
         "srv",
         "started",
         "transport",
@@ -147,6 +150,8 @@ class _Conn(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.pre = b""  # a connection's first bytes while they may be the h2c preface
+        self.sends = SendWatch()
+        self.sent = 0  # bytes handed to the transport (what the client took: ``sends``)
 
     # ------------------------------------------------------------ transport events
 
@@ -289,6 +294,7 @@ class _Conn(asyncio.Protocol):
         if "expect" in hv and hv["expect"].lower() == "100-continue" and not self.queue:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.sent += 25
 
     def header_value(self, key: str) -> str | None:
         """A request header by lower-case name, from all of them (slow paths)."""
@@ -387,6 +393,7 @@ class _Conn(asyncio.Protocol):
         if t is None or t.is_closing():
             return
         t.write(data)
+        self.sent += len(data)
         if close:
             self.closing = True
             t.close()  # flushes what was written first
@@ -460,6 +467,14 @@ class _Conn(asyncio.Protocol):
     def timed_out(self, now: float) -> None:
         """Called by the sweeper: close connections that are idle or too slow."""
         lim = self.srv.limits
+        t = self.transport
+        if t is not None and not self.closing:
+            held = t.get_write_buffer_size()
+            taken = self.sent - held
+            if self.sends.stalled(now, taken, held > 0, self.last, lim.send_timeout_s):
+                self.srv.timeouts += 1
+                self.reset()  # what it did not take is dropped: nothing is left to say
+                return
         if self.queue or self.closing:
             return
         if self.in_request:

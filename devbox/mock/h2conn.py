@@ -29,6 +29,7 @@ import orjson
 
 from devbox.mock.answer import HttpRequest, Limits
 from devbox.mock.conn import _Conn, _Slot
+from devbox.mock.send_watch import SendWatch
 from devbox.mock.wire import serialize, split_response
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.h2 import Closed, Event, H2Endpoint, H2Request, Oversized
@@ -63,6 +64,7 @@ class H2Owner(Protocol):
     connections_total: int
     rejected: int
     backpressure: int
+    timeouts: int
     h2_connections: set[H2MockConn]
 
     def tls_context(self) -> ssl.SSLContext: ...
@@ -145,6 +147,8 @@ class H2MockConn(asyncio.Protocol):
         )
         self.transport: asyncio.Transport | None = None
         self.last = srv.tick
+        self.sends = SendWatch()
+        self.sent = 0  # bytes handed to the transport (what the client took: ``sends``)
         self.requests = 0
         # answers made while a read is processed go out in one write at its end (or as
         # soon as they pass _BATCH bytes: a write the client does not read must be able
@@ -314,8 +318,18 @@ class H2MockConn(asyncio.Protocol):
         out = self.h2.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)
+            self.sent += len(out)
 
     def timed_out(self, now: float) -> None:
+        t, lim = self.transport, self.srv.limits
+        if t is not None:
+            held = t.get_write_buffer_size()
+            waiting = held > 0 or self.h2.sending  # (or data held for its window)
+            taken = self.sent - held
+            if self.sends.stalled(now, taken, waiting, self.last, lim.send_timeout_s):
+                self.srv.timeouts += 1
+                t.abort()
+                return
         if self.h2.open_streams == 0 and now - self.last > self.srv.limits.idle_timeout_s:
             self.h2.close()
             self._flush()

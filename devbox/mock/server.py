@@ -303,6 +303,7 @@ class MockServer(MockState):
                     self.journal.append((seq, method, target, body, conn.hv, prep.id, prep.status))
                     assert conn.transport is not None
                     conn.transport.write(prep.keepalive)
+                    conn.sent += len(prep.keepalive)
                     return
                 # a recorded answer all the same: the step must not look it up again
                 self._apply(conn, self._serve_at(conn, pos, method, target, body, keep))
