@@ -1,14 +1,16 @@
-"""Commands that carry a value the client makes up on each run (``devbox.wire.redis.
+"""Commands that carry a value the client makes up on each run (``devbox.core.
 generated``), recorded from a real redis-server and replayed to redis-py: its ``Lock``
 (``SET name <uuid1 hex> NX PX``, then the release script with that token), session keys
-named by ``uuid4``, and a random API token that redaction turns into a placeholder whose
-hash differs with each token. The mock answered every one of them with DEVBOXMISS:
-the lock failed, the release raised ``LockError``. Now they are answered as recorded,
-and reported as found with generated values set aside; a command that differs in
-anything else still misses."""
+named by ``uuid4`` or ``token_urlsafe``, redis-om's ULID keys, and a random API token.
+The mock answered every one of them with DEVBOXMISS: the lock failed, the release
+raised ``LockError``. Now a write binds its fresh values to the recorded ones and what
+follows is matched through them; a read never binds, so a read by an id no write made
+still misses (it answered another customer's value while any uuid stood for any other),
+and with passthrough the real server answers."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +115,107 @@ def test_what_else_differs_still_misses(tmp_path: Path, loop: Loop) -> None:
         mock.close()
     assert all(m[0] == "ResponseError" and "DEVBOXMISS" in m[1] for m in missed), missed
     assert len(mock.misses) == 3
+
+
+ALICE = "3f1c2a9e-8d7b-4c6a-9e5f-1a2b3c4d5e6f"  # a customer seeded before the run
+BOB = "9b8a7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"  # another, never recorded
+
+
+def seeded(port: int) -> None:
+    r = redis.Redis(port=port)
+    r.set(f"customer:{ALICE}", "alice")
+    r.set(f"customer:{BOB}", "bob")
+    r.close()
+
+
+def test_a_read_by_an_id_no_write_made_misses(tmp_path: Path, loop: Loop) -> None:
+    """Only a write binds a generated value: asked for bob, never recorded, the mock
+    misses (it answered alice's value while any uuid stood for any other); with
+    passthrough the real server answers."""
+    with redis_server(tmp_path / "redis") as server:
+        seeded(server.port)
+        rec = Recording(loop, server.port).start()
+        r = redis.Redis(port=rec.port, decode_responses=True)
+        assert r.get(f"customer:{ALICE}") == "alice"
+        r.close()
+        rec.close()
+        for options, up in ((MockOptions("cache"), None), (PASS, server.port)):
+            mock = Mock(loop, rec.stored, options, upstream=up).start()
+            got = ask_for_bob(mock.port)
+            mock.close()
+            if up is None:
+                assert isinstance(got, tuple) and "DEVBOXMISS" in got[1], got
+            else:
+                assert got == "bob"
+
+
+PASS = MockOptions("cache", on_miss="passthrough")
+
+
+def ask_for_bob(port: int) -> Any:
+    r = redis.Redis(port=port, decode_responses=True, socket_timeout=10)
+    try:
+        return outcome(lambda: r.get(f"customer:{BOB}"))
+    finally:
+        r.close()
+
+
+def test_bound_and_exact_calls_interleave(tmp_path: Path, loop: Loop) -> None:
+    """A fresh user is written, alice (seeded) is read, the fresh user is read back: the
+    read back is the fresh user's, not alice's recorded value."""
+
+    def run(port: int) -> list[Any]:
+        r = redis.Redis(port=port, decode_responses=True, socket_timeout=10)
+        fresh = uuid.uuid4()
+        out = [
+            outcome(lambda: r.set(f"user:{fresh}", "newbie")),
+            outcome(lambda: r.get(f"customer:{ALICE}")),
+            outcome(lambda: r.get(f"user:{fresh}")),
+        ]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        seeded(server.port)
+        rec = Recording(loop, server.port).start()
+        recorded = run(rec.port)
+        rec.close()
+    mock = Mock(loop, rec.stored).start()
+    try:
+        assert run(mock.port) == recorded == [True, "alice", "newbie"]
+    finally:
+        mock.close()
+
+
+def test_session_and_model_keys_with_a_prefix(tmp_path: Path, loop: Loop) -> None:
+    """flask-session's ``session:<token_urlsafe(32)>`` and redis-om's
+    ``app.models.Customer:<ULID>``: the id is part of a key."""
+    crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def run(port: int) -> list[Any]:
+        r = redis.Redis(port=port, decode_responses=True, socket_timeout=10)
+        session = "session:" + secrets.token_urlsafe(32)
+        while True:
+            ulid = "01" + "".join(secrets.choice(crockford) for _ in range(24))
+            if sum(c.isdigit() for c in ulid) >= 3 and sum(c.isalpha() for c in ulid) >= 3:
+                break
+        model = f"app.models.Customer:{ulid}"
+        out = [
+            outcome(lambda: r.set(session, "ada", ex=60)),
+            outcome(lambda: r.get(session)),
+            outcome(lambda: r.hset(model, mapping={"name": "ada"})),
+            outcome(lambda: r.hget(model, "name")),
+        ]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = run(rec.port)
+        rec.close()
+    mock = Mock(loop, rec.stored).start()
+    try:
+        assert run(mock.port) == recorded == [True, "ada", 1, "ada"]
+        assert mock.misses == []
+    finally:
+        mock.close()

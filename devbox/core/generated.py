@@ -1,61 +1,140 @@
-"""Values a client makes up afresh on every run, told apart so a call that carries one
-still finds its recording (the HTTP, Redis and Postgres mocks).
+"""Values a client makes up afresh on every run, bound to the recording's so that the calls
+carrying them still find their recordings (the Redis and Postgres mocks).
 
 redis-py's ``Lock`` takes a lock with ``SET name <uuid1 hex> NX PX ms`` and frees it with
-``EVALSHA <sha> 1 name <that token>``; a session store writes ``session:<uuid4 hex>``; an
-ORM inserts a row whose key is a ``uuid4`` made by the client; a payment call carries a
-fresh ``idempotency_key``. The value is new on each
-run, so the exact match key never equals the recording's and every such call missed:
-the service's lock failed, its sessions and inserts were refused. When the exact key
-misses, a mock looks again with each generated value replaced by one marker: a UUID, a
-run of 16 or more hexadecimal digits, an opaque random token (``looks_random``), or the
-placeholder redaction made of such a token (its hash differs with the token). Everything
-else must still be equal: the command or SQL, the other arguments, the rest of a value
-around the token (``session:`` stays). A Redis script's SHA1 (``EVALSHA``'s first argument)
-names the script and stays exact. Pure.
+``EVALSHA <sha> 1 name <that token>``; a session store writes ``session:<uuid4>``; an ORM
+inserts a row whose key is a ``uuid4`` made by the client, then reads it back by that key.
+The value is new on each run, so the exact match key never equals the recording's and
+every such call missed: the service's lock failed, its inserts were refused.
+
+Only a *write* may introduce a value (``Bindings.bind``): a call that misses, that the
+mock's kind counts as a write, and that equals a recorded write but for its generated
+values (a UUID, 24 or more hexadecimal digits mixing letters and digits, an opaque
+random token, or the redaction placeholder of one) binds each of its values to the
+recorded one at the same place, if neither is bound to another yet. The recorded writes
+are taken in their order, each once, so a second lock or insert binds to the second one
+recorded. From then on every call of this run has its bound values replaced by the
+recorded ones before it is matched, exactly (``translate``): the release, the read by
+id. A read never binds: asked for a customer by an id that no write of this run made, a
+mock misses rather than hand back another customer's row. Bindings start again with the
+mock's sequences (``reset``). Pure.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from devbox.core.secret_formats import looks_random
 
-MARK = b"\x00generated\x00"
-TEXT_MARK = MARK.decode("ascii")
 _RUNS = re.compile(
-    rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"  # a UUID with its dashes
-    rb"|[0-9a-fA-F]{16,}"  # a UUID's hex, a random id, a snowflake id
+    rb"(?<![0-9A-Za-z])(?:"
+    rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"  # a UUID
+    # an id's hex (a uuid4's, an ObjectId): letters and digits mixed, so no decimal
+    # number (an amount, a bigint id) and few words are taken for one
+    rb"|(?=(?:[0-9]*[a-fA-F]){3})(?=(?:[a-fA-F]*[0-9]){3})[0-9a-fA-F]{24,}"
+    # a ULID (redis-om's keys): a time, then randomness, in Crockford's base 32
+    rb"|[0-7](?=(?:[A-Z]*[0-9]){3})(?=(?:[0-9]*[A-Z]){3})[0-9A-HJKMNP-TV-Z]{25}"
     # the placeholder of an opaque random token (its hash is the token's). Not that of
     # an e-mail or a card: those are data, and another one is another customer
     rb"|<redacted:token:[0-9a-f]{6,}>"
+    rb")(?![0-9A-Za-z])"
 )
+# an opaque random token within a value (``session:<token_urlsafe>``), whole or between
+# separators, as ``looks_random`` tells one
+_TOKENS = re.compile(rb"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{20,512}(?![A-Za-z0-9_\-])")
 
 
-def mark(value: bytes) -> bytes:
-    """One value with its generated parts replaced by ``MARK`` (all of it when it is an
-    opaque random token); the same object when it holds none."""
-    if 20 <= len(value) <= 512 and value.isascii() and looks_random(value.decode("ascii")):
-        return MARK
-    return _RUNS.sub(MARK, value) if len(value) >= 16 else value
+def _spans(value: bytes) -> list[tuple[int, int]]:
+    """Where the generated values of ``value`` are, in order."""
+    if len(value) < 20 or value.startswith(b"\\x"):  # (Postgres's form of binary values)
+        return []
+    found = [m.span() for m in _RUNS.finditer(value)]
+    for m in _TOKENS.finditer(value):
+        a, b = m.span()
+        if any(x < b and a < y for x, y in found) or not value.isascii():
+            continue
+        if looks_random(m.group(0).decode("ascii")):
+            found.append((a, b))
+    return sorted(found)
 
 
-def text(value: str) -> str:
-    """One text value with its generated parts marked (``mark`` for text)."""
-    if len(value) < 16 or not value.isascii():
+def runs(value: bytes) -> list[bytes]:
+    """The generated values in ``value``."""
+    return [value[a:b] for a, b in _spans(value)]
+
+
+def shape(value: bytes) -> bytes:
+    """``value`` with its generated values blanked: two values of one shape may bind."""
+    spans = _spans(value)
+    if not spans:
         return value
-    return mark(value.encode("ascii")).decode("ascii")
+    out, at = [], 0
+    for a, b in spans:
+        out += [value[at:a], b"\x00"]
+        at = b
+    out.append(value[at:])
+    return b"".join(out)
 
 
-def values(items: tuple[str, ...]) -> tuple[str, ...]:
-    """Several values (a query's parameters), the same object when none is generated."""
-    out = tuple(text(v) for v in items)
-    return items if out == items else out
+def _pairs(live: bytes, recorded: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The generated values of ``live`` beside ``recorded``'s at the same places, when the
+    two are equal but for them; else None."""
+    if live == recorded:  # its values, if any, stand for themselves
+        return [(v, v) for v in runs(live)]
+    mine, theirs = runs(live), runs(recorded)
+    if not mine or len(mine) != len(theirs) or shape(live) != shape(recorded):
+        return None
+    return list(zip(mine, theirs, strict=True))
 
 
-def both_generated(recorded: str | None, got: str | None) -> bool:
-    """Whether two values differ only in generated parts (a fresh ``uuid4`` each)."""
-    if recorded is None or got is None:
-        return False
-    shape = text(recorded)
-    return shape is not recorded and shape != recorded and shape == text(got)
+class Bindings:
+    """Live generated values -> the recorded ones they stand for, in one run."""
+
+    __slots__ = ("live", "taken")
+
+    def __init__(self) -> None:
+        self.live: dict[bytes, bytes] = {}
+        self.taken: dict[bytes, bytes] = {}  # recorded -> live
+
+    def reset(self) -> None:
+        self.live.clear()
+        self.taken.clear()
+
+    def translate(self, value: bytes) -> bytes:
+        """``value`` with each bound value replaced by its recorded one."""
+        if not self.live or len(value) < 20:
+            return value
+        spans = _spans(value)
+        if not spans:
+            return value
+        out, at = [], 0
+        for a, b in spans:
+            out += [value[at:a], self.live.get(value[a:b], value[a:b])]
+            at = b
+        out.append(value[at:])
+        return b"".join(out)
+
+    def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
+        """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated
+        values that can be bound to the recorded ones, consistently with those bound
+        already; if so they are bound."""
+        if len(live) != len(recorded):
+            return False
+        found: dict[bytes, bytes] = {}
+        for a, b in zip(live, recorded, strict=True):
+            pairs = _pairs(a, b)
+            if pairs is None:
+                return False
+            for lv, rv in pairs:
+                if found.setdefault(lv, rv) != rv:
+                    return False
+        if all(lv == rv for lv, rv in found.items()):
+            return False  # nothing to bind: equal, an exact match's business
+        for lv, rv in found.items():
+            if self.live.get(lv, rv) != rv or self.taken.get(rv, lv) != lv:
+                return False
+        for lv, rv in found.items():
+            self.live[lv] = rv
+            self.taken[rv] = lv
+        return True

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 
-from devbox.core.generated import both_generated
 from devbox.core.model import Exchange
 
 MAX_DIFFS = 40  # per candidate; enough to explain, bounded for huge bodies
@@ -33,9 +32,6 @@ class FieldDiff:
     name: str  # "$.amount", "page", "x-tenant"; "" for method, path, a non-JSON body
     recorded: str | None  # rendered value; None: absent in the recording
     got: str | None  # rendered value; None: absent in the live request
-    # both values made up afresh by the client (a uuid4, a random token: ``devbox.core.
-    # generated``): a candidate differing in nothing else answers (``MatchIndex._miss``)
-    generated: bool = False
 
     def describe(self, *, continued: bool = False) -> str:
         """``body $.amount (recorded 12.5, got 13.0)``; ``continued`` drops the field
@@ -65,12 +61,6 @@ class Candidate:
     differences: tuple[FieldDiff, ...]
     score: float  # share of compared fields that agree, 0..1
     more: int = 0  # differences beyond those kept
-
-    @property
-    def only_generated(self) -> bool:
-        """It differs from the live request only in values the client makes up each run."""
-        d = self.differences
-        return bool(d) and not self.more and all(x.generated for x in d)
 
     @property
     def label(self) -> str:
@@ -209,14 +199,8 @@ def _diff_query(
         if rv == lv:
             same += 1
         else:
-            diffs.append(FieldDiff("query", k, _qv(rv), _qv(lv), _fresh(rv, lv)))
+            diffs.append(FieldDiff("query", k, _qv(rv), _qv(lv)))
     return same
-
-
-def _fresh(rv: list[str] | None, lv: list[str] | None) -> bool:
-    if rv is None or lv is None or len(rv) != 1 or len(lv) != 1:
-        return False
-    return both_generated(rv[0], lv[0])
 
 
 def _qv(values: list[str] | None) -> str | None:
@@ -250,8 +234,7 @@ def _diff_json(rec: Any, got: Any, path: str, diffs: list[FieldDiff], counter: l
     if type(rec) is type(got) and rec == got:
         counter[0] += 1
     else:
-        fresh = isinstance(rec, str) and isinstance(got, str) and both_generated(rec, got)
-        _add(diffs, counter, FieldDiff("body", path, _render(rec), _render(got), fresh))
+        _add(diffs, counter, FieldDiff("body", path, _render(rec), _render(got)))
 
 
 def _add(diffs: list[FieldDiff], counter: list[int], d: FieldDiff) -> None:

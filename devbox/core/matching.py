@@ -500,16 +500,12 @@ class MatchIndex:
             return MatchResult(None, text + self._origin_note(req))
         ranked, same_route = self._candidates(live)
         shown = [c for c, _ in ranked[:SHOWN_CANDIDATES]]
-        best = ranked[0][0] if ranked and same_route and allow_fuzzy else None
-        # differing only in values the client makes up each run (an idempotency key): as
-        # the Redis and Postgres mocks, answered (reported fuzzy) without match.fuzzy
-        aside = best is not None and best.only_generated
-        if best is not None and (self.rules.fuzzy or aside):
-            pos, call = ranked[0][1].take()
-            how = "generated values set aside," if aside else "fuzzy match, strongest candidate"
+        if allow_fuzzy and self.rules.fuzzy and same_route and ranked:
+            best, group = ranked[0]
+            pos, call = group.take()
             return MatchResult(
                 self._exchanges[pos],
-                f"{what}: {how} {best.describe()}",
+                f"{what}: fuzzy match, strongest candidate {best.describe()}",
                 candidates=tuple(shown),
                 position=pos,
                 fuzzy=True,

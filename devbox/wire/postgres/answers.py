@@ -128,7 +128,10 @@ class Answers:
             ]
             key = (norm, param_key(redacted))
             obj = index.take(key)
-        shaped = obj is None and (obj := index.take_shaped(key)) is not None
+        # generated values set aside (``devbox.core.generated``), unless a miss goes to
+        # the real server: that is its own answer
+        aside = obj is None and self.options.on_miss == "fail"
+        shaped = aside and (obj := index.take_bound(key)) is not None
         if obj is not None:
             # one Hit per recorded answer, made once (it only names what matched); one
             # found only with generated values set aside says so

@@ -73,6 +73,33 @@ def param_key(params: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return tuple(types.canonical(p.get("value")) for p in params)
 
 
+# the first words of statements that only read: they never bind a generated value
+_READS = ("select", "show", "fetch", "explain", "table", "values")
+
+
+def writes(norm: str) -> bool:
+    """Whether a statement (normalised SQL) may write, and so bind a generated value."""
+    word = unscoped(norm)[0].lstrip("(").split(" ", 1)[0]
+    if word == "with":  # a writing CTE says so
+        return any(w in norm for w in (" insert ", " update ", " delete ", " merge "))
+    return word not in _READS
+
+
+def _b(v: str) -> bytes:
+    return v.encode("utf-8", "surrogatepass")
+
+
+def _s(v: bytes) -> str:
+    return v.decode("utf-8", "surrogatepass")
+
+
+def _shape(key: Key) -> Key | None:
+    """``key`` with its parameters' generated values blanked; None when it holds none."""
+    params = tuple(_b(v) for v in key[1])
+    shaped = tuple(generated.shape(v) for v in params)
+    return None if shaped == params else (key[0], tuple(_s(v) for v in shaped))
+
+
 def redact_value(name: str, value: str) -> str:
     """The one place Postgres values meet the core redaction rules (column or parameter
     name, value): the recorder's writer and the mock's live-side matching both use it."""
@@ -155,8 +182,10 @@ class Index:
 
     entries: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
     # the keys whose parameters hold values a client makes up each run (a uuid4 id), by
-    # their shape (``devbox.core.generated``): looked in when the exact key misses
-    shaped: dict[Key, list[dict[str, Any]]] = field(default_factory=dict)
+    # their shape, in recorded order (ordered sets), and the live values of this run
+    # bound to theirs (``devbox.core.generated``): looked in when the exact key misses
+    shaped: dict[Key, dict[Key, None]] = field(default_factory=dict)
+    bindings: generated.Bindings = field(default_factory=generated.Bindings)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
     # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
@@ -264,9 +293,9 @@ class Index:
         params = obj.get("params") or []
         key = (norm, param_key(params))
         self.entries.setdefault(key, []).append(obj)
-        shape = generated.values(key[1])
-        if shape is not key[1]:
-            self.shaped.setdefault((norm, shape), []).append(obj)
+        shape = _shape(key)
+        if shape is not None:
+            self.shaped.setdefault(shape, {})[key] = None
         self.by_sql.setdefault(norm, []).append(obj)
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
@@ -332,10 +361,11 @@ class Index:
             self.hits.setdefault(id(recorded), hit)
             room(self, self.turns)[(id(recorded), formats, status, rest)] = reply
 
-    def reset(self) -> None:
+    def reset(self) -> None:  # (also the bindings of generated values)
         """Start every nth-call sequence again (a new replay iteration)."""
         self.sequences.clear()
         self.described.clear()
+        self.bindings.reset()
 
     def replanned(self, failed: dict[str, Any], suffix: str = "") -> None:
         """After ``failed``, the server's refusal of a plan whose columns changed (a
@@ -358,16 +388,25 @@ class Index:
             return None
         return found[self.sequences.take(key, len(found))]
 
-    def take_shaped(self, key: Key) -> dict[str, Any] | None:
-        """The next answer recorded for ``key``'s shape, its generated parameter values set
-        aside (its own sequence); None when it holds none or none was recorded so."""
-        if not self.shaped:
+    def take_bound(self, key: Key) -> dict[str, Any] | None:
+        """The next answer for the recorded key ``key`` stands for once the generated
+        values bound in this run are set aside; a write binds its own (``devbox.core.
+        generated``: only a write may, so a read by an id no write made misses)."""
+        shape = _shape(key) if self.shaped else None
+        if shape is None:
             return None
-        shape = generated.values(key[1])
-        found = self.shaped.get((key[0], shape)) if shape is not key[1] else None
-        if not found:
+        live = tuple(_b(v) for v in key[1])
+        known = tuple(self.bindings.translate(v) for v in live)
+        if known != live:
+            rec = (key[0], tuple(_s(v) for v in known))
+            if rec in self.entries:
+                return self.take(rec)
+        if not writes(key[0]):
             return None
-        return found[self.sequences.take((key[0], shape), len(found))]
+        for rec in self.shaped.get(shape) or ():
+            if self.bindings.match(live, tuple(_b(v) for v in rec[1])):
+                return self.take(rec)
+        return None
 
     def peek(self, key: Key) -> dict[str, Any] | None:
         """The answer ``take`` would give next, without taking it."""

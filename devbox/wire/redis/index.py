@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from devbox.core.generated import mark
+from devbox.core import generated
 from devbox.errors import ConfigError
 from devbox.wire.contract import Hit, Reply
 from devbox.wire.redis.handshake import Handshake
@@ -52,23 +52,54 @@ def is_blocking(args: Sequence[bytes]) -> bool:
 
 # commands whose first argument names a script (by SHA1) or a function: never generated
 _NAMED_FIRST = frozenset({b"EVALSHA", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"})
+# commands that only read: they never bind a generated value (``devbox.core.generated``),
+# so a read by an id no write of this run made misses instead of answering another's
+READS = frozenset(
+    b"GET MGET GETRANGE SUBSTR STRLEN EXISTS TYPE TTL PTTL EXPIRETIME PEXPIRETIME KEYS SCAN"
+    b" RANDOMKEY HGET HMGET HGETALL HKEYS HVALS HLEN HEXISTS HSTRLEN HSCAN HRANDFIELD LRANGE"
+    b" LINDEX LLEN LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SSCAN SRANDMEMBER SINTER SUNION"
+    b" SDIFF SINTERCARD ZRANGE ZRANGEBYSCORE ZREVRANGE ZREVRANGEBYSCORE ZRANGEBYLEX"
+    b" ZREVRANGEBYLEX ZSCORE ZMSCORE ZRANK ZREVRANK ZCARD ZCOUNT ZLEXCOUNT ZSCAN ZRANDMEMBER"
+    b" ZINTER ZUNION ZDIFF XRANGE XREVRANGE XLEN XREAD XINFO XPENDING GEOPOS GEODIST GEOHASH"
+    b" GEOSEARCH GEORADIUS_RO GEORADIUSBYMEMBER_RO PFCOUNT BITCOUNT BITPOS GETBIT BITFIELD_RO"
+    b" DUMP OBJECT MEMORY DBSIZE INFO PING ECHO TIME LCS SORT_RO EVAL_RO EVALSHA_RO FCALL_RO"
+    b" JSON.GET JSON.MGET JSON.TYPE JSON.STRLEN JSON.ARRLEN JSON.OBJLEN".split()
+)
+
+
+def _values(key: Key) -> tuple[bytes, ...]:
+    """A match key's arguments as one list (an EXEC's queued commands one after another),
+    a script's SHA1 kept out: what generated values are found and bound in."""
+    name, args = key[1], key[2:]
+    if name == b"EXEC" and args and isinstance(args[0], tuple):
+        return tuple(a for cmd in args[0] for a in (b"\x01", *_values((0, *cmd))))
+    first = 1 if name.upper() in _NAMED_FIRST else 0
+    return tuple(args[first:])
+
+
+def _fixed(key: Key) -> Key:
+    """What of ``key`` must equal a recording's exactly: its database, its command (each
+    of an EXEC's) and a script's SHA1."""
+    name = key[1]
+    if name == b"EXEC" and len(key) > 2 and isinstance(key[2], tuple):
+        return (key[0], name, tuple(_fixed((0, *cmd))[1:] for cmd in key[2]))
+    return (key[0], name, *key[2:3]) if name.upper() in _NAMED_FIRST else (key[0], name)
 
 
 def shape(key: Key) -> Key:
-    """``key`` (database, command, arguments; for EXEC, its queued commands) with each
-    value a client makes up afresh set aside (``devbox.core.generated``): a lock's token,
-    a session id. The same object when it holds none."""
-    db, name, *args = key
-    if name == b"EXEC" and args and isinstance(args[0], tuple):
-        queued = tuple(_shape_command(cmd) for cmd in args[0])
-        return key if queued == args[0] else (db, name, queued)
-    out = _shape_command((name, *args))
-    return key if out == (name, *args) else (db, *out)
+    """``key`` with each generated value blanked (``devbox.core.generated``): the recorded
+    keys a live one may bind to share it. The same object when it holds none."""
+    flat = _values(key)
+    shaped = tuple(generated.shape(a) for a in flat)
+    return key if shaped == flat else (*_fixed(key), shaped)
 
 
-def _shape_command(cmd: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    first = 2 if cmd[0].upper() in _NAMED_FIRST else 1
-    return (*cmd[:first], *(mark(a) for a in cmd[first:]))
+def writes(key: Key) -> bool:
+    """Whether the call (a match key) may write, and so bind a generated value."""
+    name = key[1]
+    if name == b"EXEC" and len(key) > 2 and isinstance(key[2], tuple):
+        return any(writes((0, *cmd)) for cmd in key[2])
+    return name.upper() not in READS
 
 
 def match_key(db: int, args: Sequence[bytes]) -> Key:
@@ -148,8 +179,11 @@ class RedisIndex:
         self.table: dict[Key, list[Entry]] = {}
         self.calls: dict[Key, int] = {}
         self.by_command: dict[bytes, list[Key]] = {}
-        # the keys holding generated values, by their shape (``devbox.core.generated``)
-        self.shaped: dict[Key, list[Entry]] = {}
+        # recorded keys holding generated values, by their shape, in recorded order; the
+        # live values bound to theirs in this run (``devbox.core.generated``)
+        self.shaped: dict[Key, dict[Key, None]] = {}  # (ordered sets)
+        self.bindings = generated.Bindings()
+        self.set_aside = True  # off when a miss goes to the real server (passthrough)
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
         self.redacted_memo: dict[tuple[bytes, ...], list[bytes]] = {}
@@ -176,27 +210,45 @@ class RedisIndex:
             entries.append(entry)
         shaped = shape(key)
         if shaped is not key:
-            self.shaped.setdefault(shaped, []).append(entry)
+            self.shaped.setdefault(shaped, {})[key] = None
 
     def take(self, key: Key) -> Entry | None:
-        """The next recorded reply for ``key`` (advancing its sequence); else the next for
-        its shape, when it holds generated values; else None."""
+        """The next recorded reply for ``key`` (advancing its sequence); else, with the
+        generated values bound in this run set aside (binding them on a write), the next
+        for the recorded key they stand for; else None."""
         entries = self.table.get(key)
         if entries is None:
-            if not self.shaped:
+            if not self.shaped or not self.set_aside:
                 return None
-            key = shape(key)
-            entries = self.shaped.get(key)
-            if entries is None:
+            bound = self._bound(key)
+            if bound is None:
                 return None
-            n = self.calls.get(key, 0)
-            self.calls[key] = n + 1
-            return (entries[n] if n < len(entries) else entries[-1]).by_shape()
+            n = self.calls.get(bound, 0)
+            self.calls[bound] = n + 1
+            found = self.table[bound]
+            return (found[n] if n < len(found) else found[-1]).by_shape()
         n = self.calls.get(key, 0)
         self.calls[key] = n + 1
         return entries[n] if n < len(entries) else entries[-1]
 
+    def _bound(self, key: Key) -> Key | None:
+        """The recorded key ``key`` stands for once its generated values are bound."""
+        flat = _values(key)
+        live = tuple(self.bindings.translate(a) for a in flat)
+        if live != flat:
+            known = (*_fixed(key), live)
+            for rec in self.shaped.get(shape(key)) or ():
+                if (*_fixed(rec), _values(rec)) == known:
+                    return rec
+        if not writes(key):
+            return None
+        for rec in self.shaped.get(shape(key)) or ():
+            if self.bindings.match(flat, _values(rec)):
+                return rec
+        return None
+
     def reset(self) -> None:
+        self.bindings.reset()
         self.calls.clear()
         self.handshake.reset()  # connections are numbered again, as while recording
 

@@ -65,6 +65,9 @@ def timing_factor(timing: str) -> float | None:
 class RedisMockConnection:
     def __init__(self, index: RedisIndex, options: MockOptions) -> None:
         self.index = index
+        # a miss that goes to the real server is its own answer: no generated value is
+        # bound then (``devbox.core.generated``)
+        index.set_aside = options.on_miss == "fail"
         self.options = options
         self.serial = next(_IDS)  # unique in this process: names what it records live
         self.id = index.handshake.next_id()  # the client id the recorded server gave

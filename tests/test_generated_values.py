@@ -1,0 +1,69 @@
+"""``devbox.core.generated`` on its own: what counts as a generated value, and bindings
+that never tie one live value to two recorded ones (or two live values to one)."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devbox.core.generated import Bindings, runs, shape
+
+
+def test_what_is_generated_and_what_is_data() -> None:
+    u = str(uuid.uuid4()).encode()
+    assert runs(u) == [u] and runs(b"session:" + u) == [u]
+    assert runs(uuid.uuid4().hex.encode()) != []  # redis-py's lock token
+    assert runs(b"app.models.Customer:01HV3X9QK2M8Z7R4T6Y1B5N0CD") == [
+        b"01HV3X9QK2M8Z7R4T6Y1B5N0CD"
+    ]
+    for data in (
+        b"1234567890123456789",  # a bigint id
+        b"00000000000000000042",
+        b"DE89370400440532013000",  # an IBAN
+        b"\\x0001abcdef0123456789abcdef0123",  # a value asyncpg sent in binary
+        b"<redacted:email:0123456789ab>",  # another customer, not a fresh value
+        b"getUserProfileByIdentifier",
+    ):
+        assert runs(data) == [], data
+
+
+def test_a_value_binds_once_and_both_ways() -> None:
+    b = Bindings()
+    a1, a2, r1, r2 = (str(uuid.uuid4()).encode() for _ in range(4))
+    assert b.match([b"lock", a1], [b"lock", r1])
+    assert b.translate(b"key:" + a1) == b"key:" + r1
+    assert not b.match([b"lock", a2], [b"lock", r1])  # r1 is a1's
+    assert not b.match([b"lock", a1], [b"lock", r2])  # a1 is r1's
+    assert not b.match([b"other", a2], [b"lock", r2])  # not the same but for the id
+    assert b.match([b"lock", a2], [b"lock", r2])
+    # one live value where the recording has two: no binding can say both
+    a3, r3 = (str(uuid.uuid4()).encode() for _ in range(2))
+    assert not b.match([a3, a3], [r3, a3])
+    b.reset()
+    assert b.translate(a1) == a1
+
+
+values = st.one_of(
+    st.binary(max_size=80),
+    st.uuids().map(lambda u: str(u).encode()),
+    st.tuples(st.sampled_from([b"s:", b"", b"x-"]), st.uuids()).map(
+        lambda t: t[0] + t[1].hex.encode()
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(values, max_size=4), st.lists(values, max_size=4), values)
+def test_anything_binds_or_not_without_error(
+    live: list[bytes], rec: list[bytes], other: bytes
+) -> None:
+    b = Bindings()
+    bound = b.match(live, rec)
+    assert bound is (bound and len(live) == len(rec))
+    for v in (*live, other):
+        assert isinstance(b.translate(v), bytes)
+        assert shape(shape(v)) == shape(v)
+    if bound:  # what it bound translates the live arguments into the recorded ones
+        assert [b.translate(v) for v in live] == rec
