@@ -402,9 +402,9 @@ class Redactor:
 
     def _text_body(self, body: bytes, headers: Headers, ctype: str) -> bytes:
         textual = any(t in ctype for t in _TEXTUAL)
-        if b"\x00" in body and not textual:  # binary: of it, only gRPC's messages are read
-            out = redact_grpc_body(body, headers, ctype, self.value, self.text)
-            return body if out is None else out
+        out = redact_grpc_body(body, headers, ctype, self.value, self.text)  # None: not gRPC
+        if out is not None or (b"\x00" in body and not textual):
+            return body if out is None else out  # (else binary)
         charset = _charset(headers)
         try:
             text = body.decode(charset)

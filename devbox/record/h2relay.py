@@ -536,6 +536,8 @@ class H2Relay(asyncio.Protocol):
             return
         if self.by_up or self.uploads or self.waiting or self.client.sending:
             return
+        if self._stopped_uploads():  # in their grace: closed once it is over (_settle)
+            return
         self.transport.close()
 
     def abort(self) -> None:

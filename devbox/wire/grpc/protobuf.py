@@ -74,6 +74,23 @@ def encode_varint(value: int) -> bytes:
 # ---------------------------------------------------------------- decoding
 
 
+def fields(data: bytes) -> list[tuple[int, int, Any]] | None:
+    """A message's fields as they come: [(field number, wire type, raw value)] (varints
+    and fixed-width values as unsigned ints, length-delimited ones as bytes); None when
+    ``data`` is not a message."""
+    return _fields(data)
+
+
+def encode_field(number: int, wt: int, value: Any) -> bytes:
+    """One field from ``fields``' form (varints written in as few bytes as they need)."""
+    tag = encode_varint(number << 3 | wt)
+    if wt == 0:
+        return tag + encode_varint(value)
+    if wt in (1, 5):
+        return tag + int(value).to_bytes(8 if wt == 1 else 4, "little")
+    return tag + encode_varint(len(value)) + bytes(value)
+
+
 def _fields(data: bytes) -> list[tuple[int, int, Any]] | None:
     """[(field number, wire type, raw value)] or None when ``data`` is not a message."""
     out: list[tuple[int, int, Any]] = []
@@ -113,6 +130,11 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]] | None:
 
 def _printable(text: str) -> bool:
     return all(c.isprintable() or c in "\t\n\r" for c in text)
+
+
+def bytes_json(data: bytes) -> Any:
+    """A length-delimited field's value as stored: text, a nested message or base64."""
+    return _bytes_value(data, 0)
 
 
 def _bytes_value(data: bytes, depth: int) -> Any:
