@@ -28,9 +28,11 @@ HERE = Path(__file__).resolve().parent
 PROTO_DIR = HERE / "data" / "grpc"
 
 
-def compile_protos(out: Path) -> Path:
-    """``python -m grpc_tools.protoc`` on routeguide.proto into ``out``; returns ``out``."""
+def compile_protos(out: Path, proto: str = "routeguide.proto", *, stubs: bool = True) -> Path:
+    """``python -m grpc_tools.protoc`` on ``proto`` (in tests/data/grpc; with ``stubs``
+    its services too) into ``out``; returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    grpc_out = [f"--grpc_python_out={out}"] if stubs else []
     subprocess.run(
         [
             sys.executable,
@@ -38,8 +40,8 @@ def compile_protos(out: Path) -> Path:
             "grpc_tools.protoc",
             f"-I{PROTO_DIR}",
             f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            str(PROTO_DIR / "routeguide.proto"),
+            *grpc_out,
+            str(PROTO_DIR / proto),
         ],
         check=True,
     )

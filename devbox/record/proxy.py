@@ -178,12 +178,6 @@ class ClientConn(RelaysUpstream):
         elif self.transport is not None:
             self.transport.write(data)
 
-    def _close_client(self) -> None:
-        if self.held_out is not None:
-            self.close_after = True
-        elif self.transport is not None:
-            self.transport.close()
-
     def release(self) -> None:
         out, self.held_out = self.held_out, None
         if self.transport is None or self.closed:

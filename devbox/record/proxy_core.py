@@ -332,9 +332,19 @@ class _Pending:
 class RelaysUpstream(asyncio.Protocol):
     """A client side paired with one upstream connection (``up``): while its client
     reads slowly, the upstream is not read either, so a slow reader slows its writer
-    rather than filling devbox."""
+    rather than filling devbox; its close waits for the bytes held for the batch."""
 
     up: UpstreamConn | None
+    transport: asyncio.Transport | None
+    held_out: list[bytes] | None  # see ProxyCore.hold
+    close_after: bool
+
+    def _close_client(self) -> None:
+        """Close the client's side, after the bytes held for the worker's batch."""
+        if self.held_out is not None:
+            self.close_after = True
+        elif self.transport is not None:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         if self.up is not None and self.up.transport is not None:

@@ -244,12 +244,6 @@ class TeeConn(RelaysUpstream):
         if up is not None and up.transport is not None:
             up.transport.close()
 
-    def _close_client(self) -> None:
-        if self.held_out is not None:
-            self.close_after = True
-        elif self.transport is not None:
-            self.transport.close()
-
     def release(self) -> None:
         out, self.held_out = self.held_out, None
         t = self.transport
