@@ -52,6 +52,12 @@ def test_stream_of_features_redacted_and_replayed(
     def add(server: Any) -> None:
         pb_grpc.add_RouteGuideServicer_to_server(Guide(), server)
 
+    def calls(ch: grpc.Channel) -> tuple[list[Any], Any]:
+        """The 300-feature stream, then one feature whose name holds the key."""
+        stub = pb_grpc.RouteGuideStub(ch)
+        stream = list(stub.ListFeatures(rect, timeout=10))
+        return stream, stub.GetFeature(pb.Point(latitude=5, longitude=6), timeout=10)
+
     with tls_serving(ca, add, compression=compression) as port:
         rec = forward_recorder(tmp_path, f"https://localhost:{port}", ca.ca)
         opts = [("grpc.http_proxy", rec.listener("forward").url), ("grpc.enable_http_proxy", 1)]
@@ -59,9 +65,7 @@ def test_stream_of_features_redacted_and_replayed(
             with grpc.secure_channel(
                 f"localhost:{port}", creds, options=opts, compression=compression
             ) as ch:
-                stub = pb_grpc.RouteGuideStub(ch)
-                real = list(stub.ListFeatures(rect, timeout=10))
-                one = stub.GetFeature(pb.Point(latitude=5, longitude=6), timeout=10)
+                real, one = calls(ch)
         finally:
             rec.stop()
     assert len(real) == 300 and KEY in one.name
@@ -80,9 +84,7 @@ def test_stream_of_features_redacted_and_replayed(
         with grpc.secure_channel(
             f"127.0.0.1:{mport}", creds, options=name, compression=compression
         ) as ch:
-            stub = pb_grpc.RouteGuideStub(ch)
-            mocked = list(stub.ListFeatures(rect, timeout=10))
-            mone = stub.GetFeature(pb.Point(latitude=5, longitude=6), timeout=10)
+            mocked, mone = calls(ch)
     assert [(f.location.latitude, f.location.longitude) for f in mocked] == [
         (f.location.latitude, f.location.longitude) for f in real
     ]

@@ -7,7 +7,7 @@ inserts a row whose key is a ``uuid4`` made by the client, then reads it back by
 The value is new on each run, so the exact match key never equals the recording's and
 every such call missed: the service's lock failed, its inserts were refused.
 
-Only a *write* may introduce a value (``Bindings.bind``): a call that misses, that the
+Only a *write* may introduce a value (``Bindings.match``): a call that misses, that the
 mock's kind counts as a write, and that equals a recorded write but for its generated
 values (a UUID, 24 or more hexadecimal digits mixing letters and digits, an opaque
 random token, or the redaction placeholder of one) binds each of its values to the
@@ -23,7 +23,7 @@ mock's sequences (``reset``). Pure.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from devbox.core.secret_formats import looks_random
 
@@ -50,9 +50,9 @@ def _spans(value: bytes) -> list[tuple[int, int]]:
     if len(value) < 20 or value.startswith(b"\\x"):  # (Postgres's form of binary values)
         return []
     found = [m.span() for m in _RUNS.finditer(value)]
-    for m in _TOKENS.finditer(value):
+    for m in _TOKENS.finditer(value) if value.isascii() else ():
         a, b = m.span()
-        if any(x < b and a < y for x, y in found) or not value.isascii():
+        if any(x < b and a < y for x, y in found):
             continue
         if looks_random(m.group(0).decode("ascii")):
             found.append((a, b))
@@ -64,17 +64,24 @@ def runs(value: bytes) -> list[bytes]:
     return [value[a:b] for a, b in _spans(value)]
 
 
-def shape(value: bytes) -> bytes:
-    """``value`` with its generated values blanked: two values of one shape may bind."""
-    spans = _spans(value)
-    if not spans:
-        return value
+def _splice(value: bytes, spans: list[tuple[int, int]], put: Callable[[bytes], bytes]) -> bytes:
+    """``value`` with each span's bytes replaced by ``put`` of them."""
     out, at = [], 0
     for a, b in spans:
-        out += [value[at:a], b"\x00"]
+        out += [value[at:a], put(value[a:b])]
         at = b
     out.append(value[at:])
     return b"".join(out)
+
+
+def _blank(_run: bytes) -> bytes:
+    return b"\x00"
+
+
+def shape(value: bytes) -> bytes:
+    """``value`` with its generated values blanked: two values of one shape may bind."""
+    spans = _spans(value)
+    return _splice(value, spans, _blank) if spans else value
 
 
 def _pairs(live: bytes, recorded: bytes) -> list[tuple[bytes, bytes]] | None:
@@ -82,10 +89,12 @@ def _pairs(live: bytes, recorded: bytes) -> list[tuple[bytes, bytes]] | None:
     two are equal but for them; else None."""
     if live == recorded:  # its values, if any, stand for themselves
         return [(v, v) for v in runs(live)]
-    mine, theirs = runs(live), runs(recorded)
-    if not mine or len(mine) != len(theirs) or shape(live) != shape(recorded):
+    mine, theirs = _spans(live), _spans(recorded)
+    if not mine or len(mine) != len(theirs):
         return None
-    return list(zip(mine, theirs, strict=True))
+    if _splice(live, mine, _blank) != _splice(recorded, theirs, _blank):
+        return None
+    return [(live[a:b], recorded[c:d]) for (a, b), (c, d) in zip(mine, theirs, strict=True)]
 
 
 class Bindings:
@@ -108,12 +117,7 @@ class Bindings:
         spans = _spans(value)
         if not spans:
             return value
-        out, at = [], 0
-        for a, b in spans:
-            out += [value[at:a], self.live.get(value[a:b], value[a:b])]
-            at = b
-        out.append(value[at:])
-        return b"".join(out)
+        return _splice(value, spans, lambda run: self.live.get(run, run))
 
     def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated

@@ -129,7 +129,7 @@ def _walk_bytes(value: bytes, rule: ValueRule, depth: int) -> bytes | None:
     return _walk(value, rule, depth + 1)
 
 
-def _compress(data: bytes, encoding: str | None, was: bytes = b"") -> bytes:
+def _compress(data: bytes, encoding: str | None, was: bytes) -> bytes:
     """``data`` compressed as ``was`` (the message it replaces) was: gzip, or deflate in
     the zlib format (grpc-core, grpc-js) or raw (some others)."""
     enc = (encoding or "gzip").strip().lower()

@@ -328,7 +328,6 @@ class _Pending:
         self.error: str | None = None
 
 
-# unclaimed upstream bytes kept (see ``UpstreamConn.early``) before reading pauses
 class RelaysUpstream(asyncio.Protocol):
     """A client side paired with one upstream connection (``up``): while its client
     reads slowly, the upstream is not read either, so a slow reader slows its writer
@@ -355,6 +354,7 @@ class RelaysUpstream(asyncio.Protocol):
             self.up.transport.resume_reading()
 
 
+# unclaimed upstream bytes kept (see ``UpstreamConn.early``) before reading pauses
 EARLY_LIMIT = 256 * 1024
 
 

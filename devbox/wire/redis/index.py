@@ -12,7 +12,7 @@ recording; ``reset`` starts every sequence again.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from devbox.core import generated
@@ -77,21 +77,22 @@ def _values(key: Key) -> tuple[bytes, ...]:
     return tuple(args[first:])
 
 
-def _fixed(key: Key) -> Key:
-    """What of ``key`` must equal a recording's exactly: its database, its command (each
-    of an EXEC's) and a script's SHA1."""
-    name = key[1]
-    if name == b"EXEC" and len(key) > 2 and isinstance(key[2], tuple):
-        return (key[0], name, tuple(_fixed((0, *cmd))[1:] for cmd in key[2]))
-    return (key[0], name, *key[2:3]) if name.upper() in _NAMED_FIRST else (key[0], name)
+def _map(key: Key, fn: Callable[[bytes], bytes]) -> Key:
+    """``key`` with ``fn`` applied to each argument a generated value may be in (not a
+    command's name, nor a script's SHA1); the same object when nothing changed."""
+    db, name, *args = key
+    if name == b"EXEC" and args and isinstance(args[0], tuple):
+        out: Key = (db, name, tuple(_map((db, *cmd), fn)[1:] for cmd in args[0]))
+    else:
+        first = 1 if name.upper() in _NAMED_FIRST else 0
+        out = (db, name, *args[:first], *(fn(a) for a in args[first:]))
+    return key if out == key else out
 
 
 def shape(key: Key) -> Key:
     """``key`` with each generated value blanked (``devbox.core.generated``): the recorded
     keys a live one may bind to share it. The same object when it holds none."""
-    flat = _values(key)
-    shaped = tuple(generated.shape(a) for a in flat)
-    return key if shaped == flat else (*_fixed(key), shaped)
+    return _map(key, generated.shape)
 
 
 def writes(key: Key) -> bool:
@@ -233,15 +234,12 @@ class RedisIndex:
 
     def _bound(self, key: Key) -> Key | None:
         """The recorded key ``key`` stands for once its generated values are bound."""
-        flat = _values(key)
-        live = tuple(self.bindings.translate(a) for a in flat)
-        if live != flat:
-            known = (*_fixed(key), live)
-            for rec in self.shaped.get(shape(key)) or ():
-                if (*_fixed(rec), _values(rec)) == known:
-                    return rec
+        known = _map(key, self.bindings.translate)
+        if known is not key and known in self.table:
+            return known
         if not writes(key):
             return None
+        flat = _values(key)
         for rec in self.shaped.get(shape(key)) or ():
             if self.bindings.match(flat, _values(rec)):
                 return rec
