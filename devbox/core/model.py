@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode
 
+from devbox.core.frozen import fast_init
+
 Headers = tuple[tuple[str, str], ...]
 
 
@@ -43,6 +45,7 @@ def _raw_still_says(raw: str, query: tuple[tuple[str, str], ...]) -> bool:
     return parse_query(raw) == query
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str
@@ -78,6 +81,7 @@ class Request:
         return header_get(self.headers, name)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -92,6 +96,7 @@ class Response:
         return header_get(self.headers, name)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Timing:
     """Wall-clock start (epoch seconds) and how long the exchange took."""
@@ -102,6 +107,7 @@ class Timing:
     wait_ms: float | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and what came back (a response, or an error such as a refused connection)."""
