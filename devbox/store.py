@@ -215,6 +215,11 @@ class RecordingWriter:
 
     A ``kill -9`` at any moment leaves a file that loads with every exchange whose
     append returned. Appending to an existing file keeps its header.
+
+    With ``defer``, appends wait in memory for ``flush()`` (or ``close()``), which writes
+    them with one ``write()``: a kill then loses the exchanges appended since the last
+    flush, never a part of one. The recording worker flushes after each read from its
+    pipe, so a thousand exchanges a second cost a few writes, not a thousand.
     """
 
     def __init__(
@@ -225,12 +230,14 @@ class RecordingWriter:
         *,
         origin: str = "",
         fsync: bool = False,
+        defer: bool = False,
     ) -> None:
         self.final_path = path
         self.path = path
         self.count = 0
-        self.bytes_written = 0
+        self.bytes_written = 0  # appended, flushed or not
         self._fsync = fsync
+        self._later: list[bytes] | None = [] if defer else None
         path.parent.mkdir(parents=True, exist_ok=True)
         header = RecordingHeader(
             source=source, direction=direction, created_at=now_iso(), origin=origin
@@ -243,25 +250,41 @@ class RecordingWriter:
         # O_APPEND: concurrent appends from threads never interleave inside a chunk
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         if not exists:
-            self._write(header_to_text(header))
+            text = header_to_text(header)
+            self._write(text)
+            self.bytes_written += len(text)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
-        self.bytes_written += len(data)
         if self._fsync:
             os.fsync(self._fd)
 
     def append(self, exchange: Exchange) -> None:
-        self._write(exchange_to_text(exchange))
+        text = exchange_to_text(exchange)
+        self.bytes_written += len(text)
         self.count += 1
+        if self._later is None:
+            self._write(text)
+        else:
+            self._later.append(text)
+
+    def flush(self) -> None:
+        """Write what waits (``defer``), in one ``write()``."""
+        later = self._later
+        if later:
+            self._later = []
+            self._write(b"".join(later) if len(later) > 1 else later[0])
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self.flush()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> RecordingWriter:
         return self

@@ -247,3 +247,39 @@ def test_import_and_record_write_recordings_with_one_mode(tmp_path: Path) -> Non
         assert not list(tmp_path.glob(".*.tmp"))
     finally:
         os.umask(old)
+
+
+def test_a_deferring_writer_writes_at_flush_in_one_write(tmp_path: Path) -> None:
+    """The recording worker's mode: appends wait for flush(), which writes them whole
+    with one write(); close() flushes what is left."""
+    path = tmp_path / "rec.json"
+    w = RecordingWriter(path, "payments", Direction.OUTBOUND, defer=True)
+    header = path.stat().st_size
+    w.append(ex(1))
+    w.append(ex(2))
+    assert path.stat().st_size == header  # nothing written yet
+    assert w.count == 2 and w.bytes_written > header
+    w.flush()
+    assert path.stat().st_size == w.bytes_written
+    assert [e.id for e in load_file(path).decoded.exchanges] == ["ex-00001", "ex-00002"]
+    w.append(ex(3))
+    w.close()
+    assert path.stat().st_size == w.bytes_written
+    d = load_file(path).decoded
+    assert [e.id for e in d.exchanges] == ["ex-00001", "ex-00002", "ex-00003"]
+    assert not d.torn_tail
+
+
+def test_a_deferring_writer_reports_a_failed_flush(tmp_path: Path) -> None:
+    """A full disk at flush time raises (the worker reports it), and never leaves a
+    torn object behind that a later append would build on."""
+    if not Path("/dev/full").exists():
+        pytest.fail("/dev/full is needed")
+    path = tmp_path / "rec.json"
+    w = RecordingWriter(path, "payments", Direction.OUTBOUND, defer=True)
+    w.append(ex(1))
+    os.dup2(os.open("/dev/full", os.O_WRONLY), w._fd)
+    with pytest.raises(OSError):
+        w.flush()
+    w.close()  # what failed is not written again
+    assert [e.id for e in load_file(path).decoded.exchanges] == []

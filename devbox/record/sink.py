@@ -6,7 +6,8 @@ Every exchange passes through the profile's ``Redactor`` *before* its bytes
 exist anywhere but in this process's memory: no temporary file, no buffer on
 disk ever holds a secret in clear. The redacted exchange is appended with one
 ``write()`` to a ``RecordingWriter`` (append-only, so a ``kill -9`` leaves a
-file that loads and holds every exchange whose append returned).
+file that loads and holds every exchange whose append returned). The recording
+worker defers: what it read from one pipe read goes to each file in one write.
 
 A *new recording set* (the default) must not destroy the old one until the new
 one is complete. Each source directory ``D`` gets ``D/recording-<stamp>.json.partial``
@@ -99,11 +100,14 @@ class RecordingSink:
         fsync: bool = False,
         stamp: str | None = None,
         sources: Mapping[str, Direction] | None = None,
+        defer: bool = False,
     ) -> None:
         self.profile = profile
         self.redactor = redactor
         self.append = append
         self.fsync = fsync
+        # exchanges wait in memory for flush() (see RecordingWriter): the recording worker
+        self.defer = defer
         self.stamp = stamp or new_stamp()
         self._lock = threading.Lock()
         self._s = _State()
@@ -146,7 +150,12 @@ class RecordingSink:
                 path = self.file_for(ex.source)
                 try:
                     writer = RecordingWriter(
-                        path, ex.source, ex.direction, origin=ORIGIN, fsync=self.fsync
+                        path,
+                        ex.source,
+                        ex.direction,
+                        origin=ORIGIN,
+                        fsync=self.fsync,
+                        defer=self.defer,
                     )
                 except OSError as exc:
                     raise RecordingError(f"cannot write: {exc.strerror}", file=str(path)) from None
@@ -183,6 +192,12 @@ class RecordingSink:
     @property
     def total(self) -> int:
         return sum(s.exchanges for s in self._s.stats.values())
+
+    def flush(self) -> None:
+        """Write the exchanges waiting in memory (``defer``), one write per file."""
+        with self._lock:
+            for w in self._s.writers.values():
+                w.flush()
 
     def close(self) -> None:
         """Stop accepting exchanges and close files; partial files stay as they are."""

@@ -156,6 +156,13 @@ class _Taker:
         except Exception as exc:  # one bad capture must not lose the others
             self._failed(f"{type(exc).__name__}: {exc}")
 
+    def flush(self) -> None:
+        """What was read so far, to disk (the sink defers: one write per file per read)."""
+        try:
+            self.sink.flush()
+        except OSError as exc:
+            self._failed(f"cannot write: {exc.strerror or exc}")
+
     def _failed(self, why: str) -> None:
         if len(self.failures) < 20:
             self.failures.append(why)
@@ -199,6 +206,7 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
         fsync=config["fsync"],
         stamp=config["stamp"],
         sources={k: Direction(v) for k, v in config["sources"].items()},
+        defer=True,
     )
     out.write(b"ready\n")
     out.flush()
@@ -238,6 +246,7 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
             else:
                 taker.take(msg)
         buf = buf[pos:]
+        taker.flush()
         if len(chunk) < NAP_BELOW and taker.commit is None:
             # keeping up: let the next frames gather before reading again. Every read
             # from an empty pipe puts this process to sleep, and each of the proxy's
@@ -249,6 +258,7 @@ def run(config: dict[str, Any], inp: BinaryIO, out: BinaryIO) -> int:
     streams = taker.streams
     for capture in streams.end():
         taker.write(capture)
+    taker.flush()
     failures = taker.failures
     commit = bool(taker.commit)
     if commit:
