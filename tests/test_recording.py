@@ -344,3 +344,24 @@ def test_request_target_is_kept_as_recorded() -> None:
     changed = dataclasses.replace(ex.request, query=(("a", "REDACTED"),))
     assert changed.target == "/p%20q?a=REDACTED"
     assert Request("GET", "/x", (("k", "v w"),)).target == "/x?k=v+w"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        # fractions a hair under the next second, which round up into it
+        st.integers(0, 4_000_000_000).map(lambda s: s + 0.9999995),
+        st.integers(0, 4_000_000_000).map(lambda s: s + 0.99999949),
+    ),
+    st.floats(min_value=-2.0, max_value=2.0, allow_nan=False),
+)
+def test_timestamps_read_as_datetime_writes_them(ts: float, step: float) -> None:
+    """started_at is formatted from a per-second cache without datetime; every value,
+    and its neighbour in the same or the next second, reads exactly as
+    datetime.isoformat writes it (the rounding of the microseconds included)."""
+    from datetime import UTC, datetime
+
+    for t in (ts, max(0.0, ts + step)):
+        want = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+        assert recording._iso(t) == want

@@ -63,19 +63,23 @@ class Decoded:
 
 
 def _iso(ts: float) -> str:
+    # the date and time up to the second are formatted once per second of traffic, the
+    # microseconds rounded as datetime.fromtimestamp rounds them (half to even, from the
+    # same product); a fraction that rounds up to the next second takes the long way
+    sec = math.floor(ts)
+    if sec == _ISO_SECOND[0]:
+        us = round((ts - sec) * 1e6)
+        if us < 1_000_000:
+            return f"{_ISO_SECOND[1]}.{us:06d}+00:00"
     dt = datetime.fromtimestamp(ts, UTC)
-    sec, second, prefix = _ISO_SECOND
-    # the date and time up to the second are formatted once per second of traffic; the
-    # check on dt.second catches a fraction that rounded up into the next second
-    if sec == math.floor(ts) and second == dt.second:
-        return f"{prefix}.{dt.microsecond:06d}+00:00"
     text = dt.isoformat(timespec="microseconds")
-    _ISO_SECOND[:] = [math.floor(ts), dt.second, text[:-13]]
+    if dt.second == sec % 60:
+        _ISO_SECOND[:] = [sec, text[:-13]]
     return text
 
 
-# (whole second, its seconds field, "YYYY-MM-DDTHH:MM:SS") of the last timestamp formatted
-_ISO_SECOND: list[Any] = [None, -1, ""]
+# (whole second, "YYYY-MM-DDTHH:MM:SS") of the last timestamp formatted
+_ISO_SECOND: list[Any] = [None, ""]
 
 
 def _from_iso(s: str) -> float:
