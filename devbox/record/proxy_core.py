@@ -111,6 +111,9 @@ class ProxyCore:
         self._batch: list[Capture] = []
         self._held: list[ClientConn] = []
         self._scheduled = False
+        # the loop this core serves (one, the recorder's thread), kept at first use:
+        # asyncio.get_running_loop() makes a getpid() system call, here once per iteration
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -158,7 +161,10 @@ class ProxyCore:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Captures to the worker (one write), then the held response bytes to clients."""
