@@ -1,10 +1,15 @@
 """CPU per exchange of the recording worker alone, fed from memory.
 
     .venv/bin/python bench/record/bench_worker.py [--exchanges N] [--rounds R]
+    .venv/bin/python bench/record/bench_worker.py --relayed [--distinct]
 
 Runs ``devbox.record.worker.run`` in this process over N frames like the ones the proxy
 sends during bench_record.py (GET /, a small JSON answer), with the default redaction rules,
-appending to a recording in a temporary directory. It counts process CPU time, not wall
+appending to a recording in a temporary directory. ``--relayed``: the frames of 8
+intercepted HTTP/1.1 connections the proxy relays verbatim (``devbox.record.tee``: a
+chunk per request and per answer, as bench_tls.py's proxy rounds send them), which the
+worker reads back into exchanges; ``--distinct`` gives each of 1,000 paths its own body,
+so that no chunk repeats within the worker's memories. It counts process CPU time, not wall
 time: the figure holds on a busy machine, where the end-to-end benchmark does not.
 Compare two trees with PYTHONPATH=TREE.
 """
@@ -71,12 +76,45 @@ def frames(n: int) -> bytes:
     return bytes(buf)
 
 
+def relayed_frames(n: int, distinct: bool) -> bytes:
+    """8 connections' chunks, each in its own batch frame as the proxy's loop sends them."""
+    item = b'{"id": 1, "name": "widget", "price": 9.99, "tags": ["a", "b"]}'
+    buf = bytearray()
+    t = 1000.0
+    opened = tuple(
+        ("o", c, "payments", "outbound", "https", "api.example:443", 1764147000.0, t)
+        for c in range(8)
+    )
+    p = marshal.dumps(("batch", opened))
+    buf += FRAME.pack(len(p)) + p
+    for i in range(n):
+        key = i % 1000 if distinct else 1
+        body = item.replace(b"1", str(key).encode(), 1)
+        req = f"GET /items/{key} HTTP/1.1\r\nHost: api.example\r\n\r\n".encode()
+        resp = (
+            b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        t += 0.0001
+        for frame in (("d", i % 8, 0, t, req, None), ("d", i % 8, 1, t + 0.00005, resp, None)):
+            p = marshal.dumps(("batch", (frame,)))
+            buf += FRAME.pack(len(p)) + p
+    p = marshal.dumps(("end", False))
+    buf += FRAME.pack(len(p)) + p
+    return bytes(buf)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--exchanges", type=int, default=60_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--relayed", action="store_true", help="relayed connections' chunks")
+    ap.add_argument("--distinct", action="store_true", help="--relayed, 1,000 distinct paths")
     args = ap.parse_args()
-    data = frames(args.exchanges)
+    if args.relayed:
+        data = relayed_frames(args.exchanges, args.distinct)
+    else:
+        data = frames(args.exchanges)
     gc.set_threshold(100_000, 50, 100)  # as worker.main() sets it
     tmp = Path(tempfile.mkdtemp(prefix="devbox-bench-worker-"))
     here = Path.cwd()
@@ -91,6 +129,8 @@ def main() -> None:
             "fsync": False,
             "stamp": "x",
             "sources": {"payments": "outbound"},
+            "max_body": 1 << 20,
+            "correlation": None,
         }
         for _ in range(args.rounds):
             shutil.rmtree(tmp / "mocks", ignore_errors=True)
@@ -100,8 +140,9 @@ def main() -> None:
     finally:
         os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
+    kind = "relayed, " + ("distinct" if args.distinct else "repeated") if args.relayed else "x"
     print(
-        f"recording worker, {args.exchanges} exchanges per round, load average "
+        f"recording worker ({kind} frames), {args.exchanges} exchanges per round, load average "
         f"{os.getloadavg()[0]:.2f}\n"
     )
     print("| round | CPU/exchange |\n|---|---:|")
