@@ -67,10 +67,11 @@ def _iso(ts: float) -> str:
     # microseconds rounded as datetime.fromtimestamp rounds them (half to even, from the
     # same product); a fraction that rounds up to the next second takes the long way
     sec = math.floor(ts)
-    if sec == _ISO_SECOND[0]:
+    cached, prefix = _ISO_SECOND  # one read: another thread may replace both meanwhile
+    if sec == cached:
         us = round((ts - sec) * 1e6)
         if us < 1_000_000:
-            return f"{_ISO_SECOND[1]}.{us:06d}+00:00"
+            return f"{prefix}.{us:06d}+00:00"
     dt = datetime.fromtimestamp(ts, UTC)
     text = dt.isoformat(timespec="microseconds")
     if dt.second == sec % 60:
