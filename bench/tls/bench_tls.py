@@ -13,7 +13,9 @@
    and the ratio of each round). Beside them, the floor (``floor_relay.py``): a Python
    TLS-intercepting relay on the same loop that records nothing, which bounds what any
    Python proxy here can reach. Each round also runs ``lean_client.py`` (the same
-   workload as a bare Protocol, about half the client CPU) through each proxy;
+   workload as a bare Protocol, about half the client CPU) through each proxy, and the
+   lean client again asking for 1,000 distinct paths in turn, each answered with its own
+   body (so nothing devbox remembers of repeated bytes helps);
 5. the same through devbox's proxy and mitmdump with an HTTP/2 client (curl ``--http2
    --parallel``: 8 streams on one connection; the floor offers http/1.1 only), in
    alternating rounds, with each proxy's CPU per request.
@@ -57,6 +59,14 @@ from devbox.core.model import Direction, Exchange, Request, Response, Timing  # 
 from devbox.store import write_recording  # noqa: E402
 
 PY = sys.executable
+# the distinct-requests rounds: no request or answer repeats within this many, so what
+# devbox remembers of repeated bytes (streams.Seen, the redactor's clean bodies) is no help
+DISTINCT_PATHS = 1000
+# each /things/ path answered with a JSON body naming it (nginx's $uri)
+THINGS = (
+    "location /things/ { default_type application/json; "
+    """return 200 '{"id": "$uri", "name": "widget", "price": 9.99}'; }"""
+)
 MITMDUMP = ROOT / ".tools" / "mitmproxy" / "bin" / "mitmdump"
 
 
@@ -263,13 +273,14 @@ def proxy_run(
     return uvloop.run(go())
 
 
-def lean_run(proxy: int, n: Nginx, cafile: Path, seconds: float) -> float:
-    """Requests per second through ``proxy`` with the lean client (lean_client.py)."""
+def lean_run(proxy: int, n: Nginx, cafile: Path, seconds: float, distinct: int = 0) -> float:
+    """Requests per second through ``proxy`` with the lean client (lean_client.py);
+    ``distinct``: that many distinct paths and answers in turn."""
     import uvloop
 
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(["http/1.1"])
-    return uvloop.run(lean_client.throughput(proxy, n.tls_port, ctx, seconds))
+    return uvloop.run(lean_client.throughput(proxy, n.tls_port, ctx, seconds, distinct))
 
 
 def measured(
@@ -336,6 +347,7 @@ def proxies(
             targets["mitmdump"] = (mproc.pid, mport, conf / "mitmproxy-ca-cert.pem")
         got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
         lean: dict[str, list[float]] = {}
+        distinct: dict[str, list[float]] = {}
         h2got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
         names = list(targets)
         for r in range(rounds):
@@ -345,6 +357,9 @@ def proxies(
                     measured(pid, n, functools.partial(proxy_run, port, n, cafile, secs))
                 )
                 lean.setdefault(name, []).append(lean_run(port, n, cafile, secs))
+                distinct.setdefault(name, []).append(
+                    lean_run(port, n, cafile, secs, DISTINCT_PATHS)
+                )
         # 5. an HTTP/2 client through the two intercepting proxies (the floor offers
         # http/1.1 only), alternating as above; request counts sized to ~secs each
         url = f"https://localhost:{n.tls_port}/items/1"
@@ -415,6 +430,23 @@ def proxies(
         rows.append(
             ("the same, lean client: mitmdump", f"{statistics.median(lean['mitmdump']):,.0f}", "")
         )
+        per_round = [x / y for x, y in zip(distinct["devbox"], distinct["mitmdump"], strict=True)]
+        rows.append(
+            (
+                f"lean client, {DISTINCT_PATHS:,} distinct paths: devbox",
+                f"{statistics.median(distinct['devbox']):,.0f}",
+                f"{statistics.median(per_round):.1f}x mitmdump (rounds: "
+                + ", ".join(f"{x:.1f}" for x in per_round)
+                + f"); floor {statistics.median(distinct['floor']):,.0f}",
+            )
+        )
+        rows.append(
+            (
+                f"lean client, {DISTINCT_PATHS:,} distinct paths: mitmdump",
+                f"{statistics.median(distinct['mitmdump']):,.0f}",
+                "",
+            )
+        )
     if h2got:
         h2med = {k: statistics.median(x[0][0] for x in v) for k, v in h2got.items()}
         h2cpu = {k: statistics.median(x[1][0] for x in v) for k, v in h2got.items()}
@@ -467,7 +499,7 @@ def main() -> None:
         rec = recording(d)
         base = base_tree(a.base_ref, d)
         rows: list[tuple[str, str, str]] = []
-        with nginx(d / "nginx") as n:
+        with nginx(d / "nginx", server_opts=THINGS) as n:
             new_port, base_port = free_port(), free_port()
             with (
                 started(mock_cmd(ROOT, rec, new_port), new_port, env),

@@ -17,8 +17,13 @@ import time
 
 
 class _Conn(asyncio.Protocol):
-    def __init__(self, request: bytes, stop_at: float, limit: int) -> None:
+    def __init__(
+        self, request: bytes, stop_at: float, limit: int, others: list[bytes] | None = None
+    ) -> None:
         self.request = request
+        # the requests to send in turn after the first (--distinct rounds), or None: the
+        # first again and again
+        self.others = others
         self.stop_at = stop_at
         self.limit = limit
         self.done = 0
@@ -62,7 +67,8 @@ class _Conn(asyncio.Protocol):
                     self.finished.set_result(self.done)
                 return
             assert self.transport is not None
-            self.transport.write(self.request)
+            others = self.others
+            self.transport.write(others[self.done % len(others)] if others else self.request)
         self.buf = buf
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -71,14 +77,23 @@ class _Conn(asyncio.Protocol):
 
 
 async def connection(
-    proxy: int, port: int, ctx: ssl.SSLContext, stop_at: float, limit: int = 10**9
+    proxy: int,
+    port: int,
+    ctx: ssl.SSLContext,
+    stop_at: float,
+    limit: int = 10**9,
+    paths: list[str] | None = None,
 ) -> int:
     """Requests answered on one connection through the forward proxy ``proxy`` to
-    ``localhost:port`` until ``stop_at`` (or ``limit``)."""
+    ``localhost:port`` until ``stop_at`` (or ``limit``): ``GET /items/1`` each time, or
+    each of ``paths`` in turn."""
     loop = asyncio.get_running_loop()
     host = f"localhost:{port}"
-    request = f"GET /items/1 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    conn = _Conn(request, stop_at, limit)
+    requests = [
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for path in (paths or ["/items/1"])
+    ]
+    request = requests[0]
+    conn = _Conn(request, stop_at, limit, requests if paths else None)
     transport, _ = await loop.create_connection(lambda: conn, "127.0.0.1", proxy)
     transport.write(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     await conn.connected
@@ -93,9 +108,25 @@ async def connection(
         tls.close()
 
 
-async def throughput(proxy: int, port: int, ctx: ssl.SSLContext, seconds: float) -> float:
-    """Requests per second over 8 connections (after one warm-up connection)."""
+async def throughput(
+    proxy: int, port: int, ctx: ssl.SSLContext, seconds: float, distinct: int = 0
+) -> float:
+    """Requests per second over 8 connections (after one warm-up connection). With
+    ``distinct``, the connections ask for ``/things/0`` ... ``/things/{distinct - 1}``
+    in turn, each from its own offset, so no request or answer repeats within a few
+    hundred (bench_tls.py's nginx answers each path with a body naming it)."""
     await connection(proxy, port, ctx, time.monotonic() + 5, 50)
     t0 = time.monotonic()
-    counts = await asyncio.gather(*(connection(proxy, port, ctx, t0 + seconds) for _ in range(8)))
+
+    def paths(offset: int) -> list[str] | None:
+        if not distinct:
+            return None
+        return [f"/things/{(offset + i) % distinct}" for i in range(distinct)]
+
+    counts = await asyncio.gather(
+        *(
+            connection(proxy, port, ctx, t0 + seconds, paths=paths(c * distinct // 8))
+            for c in range(8)
+        )
+    )
     return sum(counts) / (time.monotonic() - t0)
