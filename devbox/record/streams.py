@@ -20,7 +20,9 @@ recorded with an error and the rest of that connection is not read.
 Clients repeat themselves: a chunk that held exactly one whole message, read from a
 reader between messages, is remembered with what it parsed to (``Seen``), and the same
 bytes arriving the same way again are taken from there instead of read again. Responses
-are remembered with the method they answered, which decides their framing.
+are remembered with the method they answered, which decides their framing. A response
+not met before that is one whole message framed by its length (most are) is read by
+``whole_response``, the reader's own head parser and framing rules without its events.
 
 Frames from the proxy: ``("o", cid, source, direction, scheme, host, wall, perf)`` when a
 connection starts, ``("d", cid, side, perf, data, in_flight)`` for each chunk (side 0:
@@ -37,6 +39,7 @@ from typing import Any
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
 from devbox.record.http1 import TUNNEL, Data, End, Head, MessageReader, ProtocolError
+from devbox.wire.http1 import whole_response
 from devbox.wire.http1_syntax import Limits
 
 Capture = tuple[Any, ...]
@@ -187,8 +190,20 @@ class Stream:
             and pending[0].resp_head is None
             and pending[0] is not self.current
         ):
-            key = (pending[0].head.method, data)
+            method = pending[0].head.method
+            key = (method, data)
             seen = self.seen.responses.get(key)
+            if seen is None:
+                # not met before, but one whole response framed by its length (the common
+                # case): read by the reader's own head parser and framing rules, without
+                # its events (a chunked, 1xx or partial answer goes to the reader)
+                whole = whole_response(data, method)
+                if whole is not None:
+                    head, raw = whole
+                    capture = BodyCapture(self.max_body, head.header("content-encoding"))
+                    capture.add(raw)
+                    seen = (head, capture.body(), capture.truncated, [])
+                    _remember(self.seen.responses, key, seen)
             if seen is not None:
                 head, body, truncated, trailers = seen
                 x = pending.popleft()
