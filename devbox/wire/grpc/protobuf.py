@@ -74,13 +74,6 @@ def encode_varint(value: int) -> bytes:
 # ---------------------------------------------------------------- decoding
 
 
-def fields(data: bytes) -> list[tuple[int, int, Any]] | None:
-    """A message's fields as they come: [(field number, wire type, raw value)] (varints
-    and fixed-width values as unsigned ints, length-delimited ones as bytes); None when
-    ``data`` is not a message."""
-    return _fields(data)
-
-
 def encode_field(number: int, wt: int, value: Any) -> bytes:
     """One field from ``fields``' form (varints written in as few bytes as they need)."""
     tag = encode_varint(number << 3 | wt)
@@ -91,8 +84,10 @@ def encode_field(number: int, wt: int, value: Any) -> bytes:
     return tag + encode_varint(len(value)) + bytes(value)
 
 
-def _fields(data: bytes) -> list[tuple[int, int, Any]] | None:
-    """[(field number, wire type, raw value)] or None when ``data`` is not a message."""
+def fields(data: bytes) -> list[tuple[int, int, Any]] | None:
+    """A message's fields as they come: [(field number, wire type, raw value)] (varints
+    and fixed-width values as unsigned ints, length-delimited ones as bytes); None when
+    ``data`` is not a message."""
     out: list[tuple[int, int, Any]] = []
     pos, n = 0, len(data)
     value: Any
@@ -158,12 +153,12 @@ def _bytes_value(data: bytes, depth: int) -> Any:
 def decode_message(data: bytes, depth: int = 0) -> dict[str, Any] | None:
     """The readable form of ``data``, or None when there is none that encodes back to
     exactly ``data``."""
-    fields = _fields(data)
-    if fields is None:
+    found = fields(data)
+    if found is None:
         return None
     out: dict[str, Any] = {}
     last = 0
-    for number, wt, raw in fields:
+    for number, wt, raw in found:
         key = str(number)
         if wt == 0:
             # an int32/int64 below zero is a 10-byte varint: shown signed (what the
@@ -244,30 +239,28 @@ def encode_message(message: dict[str, Any], where: str = "$") -> bytes:
 
 def _encode_field(number: int, value: Any, where: str) -> bytes:
     if isinstance(value, bool):
-        return encode_varint(number << 3) + encode_varint(int(value))
+        return encode_field(number, 0, int(value))
     if isinstance(value, int):
         if value < 0:
             value &= (1 << 64) - 1  # a hand-written negative int64: two's complement
         if value >> 64:
             raise ProtobufError("integer out of the 64-bit range", where)
-        return encode_varint(number << 3) + encode_varint(value)
+        return encode_field(number, 0, value)
     if isinstance(value, str):
-        data = value.encode("utf-8")
-        return encode_varint(number << 3 | 2) + encode_varint(len(data)) + data
+        return encode_field(number, 2, value.encode("utf-8"))
     if isinstance(value, dict):
         if len(value) == 1 and ("fixed64" in value or "fixed32" in value):
             wide = "fixed64" in value
             n = value["fixed64" if wide else "fixed32"]
             if isinstance(n, bool) or not isinstance(n, int):
                 raise ProtobufError("expected an integer", where)
-            size = 8 if wide else 4
-            n &= (1 << (8 * size)) - 1
-            return encode_varint(number << 3 | (1 if wide else 5)) + n.to_bytes(size, "little")
+            n &= (1 << (64 if wide else 32)) - 1
+            return encode_field(number, 1 if wide else 5, n)
         if len(value) == 1 and "base64" in value:
             data = _b64(value["base64"], where + ".base64")
         else:
             data = encode_message(value, where)
-        return encode_varint(number << 3 | 2) + encode_varint(len(data)) + data
+        return encode_field(number, 2, data)
     raise ProtobufError(
         "expected an integer, a string, a message object, "
         '{"base64": ...}, {"fixed32": n} or {"fixed64": n}',
