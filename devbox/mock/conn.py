@@ -293,8 +293,8 @@ class _Conn(asyncio.Protocol):
                 raise _Reject(413, "request body too large")
         if "expect" in hv and hv["expect"].lower() == "100-continue" and not self.queue:
             assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.sent += 25
+            self.transport.write(_CONTINUE)
+            self.sent += len(_CONTINUE)
 
     def header_value(self, key: str) -> str | None:
         """A request header by lower-case name, from all of them (slow paths)."""
@@ -497,6 +497,7 @@ class _Conn(asyncio.Protocol):
 # shared by requests that carry none of the captured headers; never mutated
 _EMPTY: dict[str, str] = {}
 _UNSEEN = "\0"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BODYLESS = frozenset({b"GET", b"HEAD", b"DELETE", b"OPTIONS", b"TRACE"})
 _METHODS = {
     m.encode(): m

@@ -93,11 +93,11 @@ def _s(v: bytes) -> str:
     return v.decode("utf-8", "surrogatepass")
 
 
-def _shape(key: Key) -> Key | None:
-    """``key`` with its parameters' generated values blanked; None when it holds none."""
-    params = tuple(_b(v) for v in key[1])
+def _shape(norm: str, params: tuple[bytes, ...]) -> Key | None:
+    """The key of ``norm`` and ``params`` (as bytes) with the parameters' generated values
+    blanked; None when they hold none."""
     shaped = tuple(generated.shape(v) for v in params)
-    return None if shaped == params else (key[0], tuple(_s(v) for v in shaped))
+    return None if shaped == params else (norm, tuple(_s(v) for v in shaped))
 
 
 def redact_value(name: str, value: str) -> str:
@@ -293,7 +293,7 @@ class Index:
         params = obj.get("params") or []
         key = (norm, param_key(params))
         self.entries.setdefault(key, []).append(obj)
-        shape = _shape(key)
+        shape = _shape(norm, tuple(_b(v) for v in key[1]))
         if shape is not None:
             self.shaped.setdefault(shape, {})[key] = None
         self.by_sql.setdefault(norm, []).append(obj)
@@ -392,10 +392,12 @@ class Index:
         """The next answer for the recorded key ``key`` stands for once the generated
         values bound in this run are set aside; a write binds its own (``devbox.core.
         generated``: only a write may, so a read by an id no write made misses)."""
-        shape = _shape(key) if self.shaped else None
-        if shape is None:
+        if not self.shaped:
             return None
         live = tuple(_b(v) for v in key[1])
+        shape = _shape(key[0], live)
+        if shape is None:
+            return None
         known = tuple(self.bindings.translate(v) for v in live)
         if known != live:
             rec = (key[0], tuple(_s(v) for v in known))

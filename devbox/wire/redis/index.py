@@ -67,16 +67,6 @@ READS = frozenset(
 )
 
 
-def _values(key: Key) -> tuple[bytes, ...]:
-    """A match key's arguments as one list (an EXEC's queued commands one after another),
-    a script's SHA1 kept out: what generated values are found and bound in."""
-    name, args = key[1], key[2:]
-    if name == b"EXEC" and args and isinstance(args[0], tuple):
-        return tuple(a for cmd in args[0] for a in (b"\x01", *_values((0, *cmd))))
-    first = 1 if name.upper() in _NAMED_FIRST else 0
-    return tuple(args[first:])
-
-
 def _map(key: Key, fn: Callable[[bytes], bytes]) -> Key:
     """``key`` with ``fn`` applied to each argument a generated value may be in (not a
     command's name, nor a script's SHA1); the same object when nothing changed."""
@@ -87,6 +77,19 @@ def _map(key: Key, fn: Callable[[bytes], bytes]) -> Key:
         first = 1 if name.upper() in _NAMED_FIRST else 0
         out = (db, name, *args[:first], *(fn(a) for a in args[first:]))
     return key if out == key else out
+
+
+def _values(key: Key) -> list[bytes]:
+    """The arguments ``_map`` visits, in order: what generated values are found and
+    bound in (keys of one shape have as many, in the same places)."""
+    out: list[bytes] = []
+
+    def keep(a: bytes) -> bytes:
+        out.append(a)
+        return a
+
+    _map(key, keep)
+    return out
 
 
 def shape(key: Key) -> Key:
