@@ -201,7 +201,9 @@ def streams(draw: st.DrawFn) -> bytes:
         line = method + sep + draw(targets()) + b" " + draw(st.sampled_from(VERSIONS))
         framing, body = draw(body_part())
         headers = draw(header_block()) + framing
-        out += line + eol + b"".join(h + eol for h in headers) + eol + body
+        # stray CRLFs before a request are skipped (RFC 9112 section 2.2), cut or whole
+        stray = b"\r\n" * draw(st.sampled_from([0, 0, 0, 0, 1, 2]))
+        out += stray + line + eol + b"".join(h + eol for h in headers) + eol + body
     return out
 
 

@@ -1,9 +1,10 @@
 """The recording worker's shortcuts read relayed HTTP/1.1 exactly as its reader does.
 
 ``devbox.record.streams`` takes a chunk holding one whole message from its memory of
-bytes met before (``Seen``) or, for a response framed by its length, straight through
-``whole_response``; anything else goes through the ``MessageReader``. Hypothesis builds
-keep-alive conversations (HEAD, 204, 304, 1xx, chunked, gzip, bodies in both ways) and
+bytes met before (``Seen``) or, for a message framed by its length, straight through
+``whole_request`` / ``whole_response``; anything else goes through the ``MessageReader``.
+Hypothesis builds keep-alive conversations (HEAD, 204, 304, 1xx, chunked and gzip both
+ways, upgrade offers declined, stray CRLFs, a broken head now and then) and
 feeds them three ways: one chunk per message (the shortcuts), the same again on the same
 worker (everything remembered), and cut into pieces (the reader alone). The captures
 must be the same.
@@ -28,9 +29,30 @@ def exchange(draw: st.DrawFn) -> Message:
     path = "/" + draw(st.text("abc123/-_", max_size=12))
     req_body = draw(st.binary(max_size=40)) if method == "POST" else b""
     req = f"{method} {path} HTTP/1.1\r\nHost: api.example\r\n".encode()
-    if req_body or method == "POST":
-        req += f"Content-Length: {len(req_body)}\r\n".encode()
-    req += b"\r\n" + req_body
+    # the request's framing and what the reader must judge: a length, chunked, gzip,
+    # an empty length, an upgrade offer (declined below), stray CRLFs, a broken header
+    form = draw(st.sampled_from(["plain", "plain", "chunked", "gzip", "zero", "offer", "crlf"]))
+    if form == "chunked" and method == "POST":
+        req += b"Transfer-Encoding: chunked\r\n\r\n"
+        if req_body:
+            req += f"{len(req_body):x}\r\n".encode() + req_body + b"\r\n"
+        req += b"0\r\n\r\n"
+    elif form == "gzip" and method == "POST":
+        packed = gzip.compress(req_body, mtime=0)
+        req += f"Content-Encoding: gzip\r\nContent-Length: {len(packed)}\r\n\r\n".encode()
+        req += packed
+    else:
+        if form == "zero" and not req_body:
+            req += b"Content-Length: 0\r\n"
+        elif req_body or method == "POST":
+            req += f"Content-Length: {len(req_body)}\r\n".encode()
+        if form == "offer":
+            req += b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        req += b"\r\n" + req_body
+        if form == "crlf":
+            req = b"\r\n" + req
+    if draw(st.integers(0, 40)) == 0:
+        req = req.replace(b"Host: ", b"Host ", 1)  # unreadable: the rest goes unread
     status = draw(st.sampled_from([200, 200, 201, 204, 304, 404]))
     body = draw(st.binary(max_size=60))
     shape = draw(st.sampled_from(["length", "chunked", "gzip", "none"]))

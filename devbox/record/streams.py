@@ -20,9 +20,10 @@ recorded with an error and the rest of that connection is not read.
 Clients repeat themselves: a chunk that held exactly one whole message, read from a
 reader between messages, is remembered with what it parsed to (``Seen``), and the same
 bytes arriving the same way again are taken from there instead of read again. Responses
-are remembered with the method they answered, which decides their framing. A response
-not met before that is one whole message framed by its length (most are) is read by
-``whole_response``, the reader's own head parser and framing rules without its events.
+are remembered with the method they answered, which decides their framing. A message
+not met before that is one whole message framed by its length, or without a body (most
+are), is read by ``whole_request`` / ``whole_response``: the reader's own head parsers
+and framing rules, without its events.
 
 Frames from the proxy: ``("o", cid, source, direction, scheme, host, wall, perf)`` when a
 connection starts, ``("d", cid, side, perf, data, in_flight)`` for each chunk (side 0:
@@ -39,7 +40,7 @@ from typing import Any
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
 from devbox.record.http1 import TUNNEL, Data, End, Head, MessageReader, ProtocolError
-from devbox.wire.http1 import whole_response
+from devbox.wire.http1 import whole_request, whole_response
 from devbox.wire.http1_syntax import Limits
 
 Capture = tuple[Any, ...]
@@ -158,6 +159,19 @@ class Stream:
             seen = self.seen.requests.get(data)
             if seen is not None:
                 head, body, truncated = seen
+                x = _Exchange(head, t, self._parent(head), _Kept(body, truncated))
+                self.pending.append(x)
+                self.responses.expect(head.method)
+                return []
+            # not met before, but one whole request with no body or one framed by its
+            # length (most are): read without the reader's events, as for responses
+            fresh = whole_request(data, _LIMITS)
+            if fresh is not None:
+                head, raw = fresh
+                capture = BodyCapture(self.max_body, head.header("content-encoding"))
+                capture.add(raw)
+                body, truncated = capture.body(), capture.truncated
+                _remember(self.seen.requests, data, (head, body, truncated))
                 x = _Exchange(head, t, self._parent(head), _Kept(body, truncated))
                 self.pending.append(x)
                 self.responses.expect(head.method)

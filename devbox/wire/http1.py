@@ -108,6 +108,7 @@ __all__ = [
     "parse_request_head",
     "parse_response_head",
     "response_framing",
+    "whole_request",
     "whole_response",
 ]
 
@@ -248,6 +249,8 @@ class MessageReader:
             while buf.startswith(b"\r\n", pos):
                 pos += 2
             self._pos = pos
+            if buf.endswith(b"\r") and len(buf) == pos + 1:
+                return None  # a stray CRLF cut in two: its LF comes next
         avail = len(buf) - pos
         if avail == 0:
             return None
@@ -546,6 +549,35 @@ def whole_response(data: bytes, method: str) -> tuple[Head, bytes] | None:
     if framing == NONE and len(data) == start:
         return head, b""
     return None
+
+
+def whole_request(data: bytes, limits: Limits) -> tuple[Head, bytes] | None:
+    """``whole_response``'s counterpart for requests: ``data`` is exactly one request
+    with no body or a Content-Length one, and no upgrade or CONNECT -> (head, body), the
+    head framed as a ``MessageReader(is_request=True, limits=limits)`` frames it. None
+    for anything else, and for anything that reader would refuse: feed one, it says why."""
+    if data[:2] == b"\r\n":
+        return None  # stray CRLFs first: the reader skips them
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    start = end + 4
+    try:
+        head = parse_request_head(data[:start], limits=limits)
+        if request_codings(head) is not None:
+            return None
+        length = content_length(head, strict=True) or 0
+    except ProtocolError:
+        return None
+    if length > limits.max_body or len(data) - start != length:
+        return None
+    if head.method == "CONNECT" or (
+        head.tokens("upgrade") and "upgrade" in head.tokens("connection")
+    ):
+        return None  # the reader waits for the answer before it reads on
+    head.framing = LENGTH if length else NONE
+    head.length = length
+    return head, data[start:]
 
 
 def iter_events(reader: MessageReader) -> list[Event]:
