@@ -1,4 +1,5 @@
-"""HTTP/2 through the intercepting forward proxy (``devbox.record.h2relay``) where it is
+"""HTTP/2 through the intercepting forward proxy (``devbox.record.tee``, read by
+``devbox.record.h2streams``) where it is
 easy to get wrong: what a client gets through the proxy must be what it gets from the
 server directly. Upstreams: node's own ``http2`` server and a real nginx (TLS + http2);
 clients: node's ``http2`` client (through ``CONNECT``, as a service with HTTPS_PROXY

@@ -1,4 +1,5 @@
-"""HTTP/2 flow through the intercepting forward proxy (``devbox.record.h2relay``): the
+"""HTTP/2 flow through the intercepting forward proxy (``devbox.record.tee``, read by
+``devbox.record.h2streams``): the
 upstream's connection preface that arrives during the client's handshake, its
 MAX_CONCURRENT_STREAMS, its RST_STREAM codes and its GOAWAY. Upstreams: a real nginx
 (TLS + http2) and, for what nginx does not do (SETTINGS late, REFUSED_STREAM), a small

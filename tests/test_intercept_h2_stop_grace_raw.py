@@ -23,7 +23,7 @@ from nginx_support import Nginx, nginx
 from record_helpers import exchanges, wait_for
 from test_intercept_h2_stop_sending import BODY, answered_early, ended, kinds
 
-from devbox.record.h2relay import STOP_GRACE_S
+from devbox.record.h2late import STOP_GRACE_S
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from record_helpers import exchanges, wait_for
 from tee_support import recording, tunnel
 
 from devbox.record import Recorder
-from devbox.record.h2relay import STOP_GRACE_S
+from devbox.record.h2late import STOP_GRACE_S
 from devbox.record.proxy_core import Captured
 
 BODY = b'{"amount": 5}'

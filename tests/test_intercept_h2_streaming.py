@@ -1,5 +1,5 @@
 """HTTP/2 through the intercepting forward proxy is relayed as it comes, not as whole
-messages (``devbox.record.h2relay``): a server-sent event stream reaches its client
+messages (``devbox.record.tee``): a server-sent event stream reaches its client
 event by event, and a bidirectional gRPC call gets each answer before it sends its next
 message. Upstreams: node's own ``http2`` server and the grpcio route guide server, both
 on TLS with a CA of the tests' own; clients: httpx ``http2=True`` and grpcio through
@@ -75,16 +75,18 @@ def test_an_event_stream_arrives_event_by_event(
 
     async def run() -> tuple[str, bytes, str, bytes]:
         ctx = ssl.create_default_context(cafile=str(devbox_ca))
-        async with httpx.AsyncClient(http2=True, verify=ctx, proxy=proxy, timeout=20) as c:
-            # until a tunnel has said h2, httpx opens one per request: both streams below
-            # then share one connection
-            assert (await c.get(f"{node_h2}/hello")).http_version == "HTTP/2"
+        async with (
+            httpx.AsyncClient(http2=True, verify=ctx, proxy=proxy, timeout=20) as c,
+            # /go on a connection of its own: httpx waits for ever for a second stream's
+            # answer on a connection whose first stream it is not reading, directly too
+            httpx.AsyncClient(http2=True, verify=ctx, proxy=proxy, timeout=20) as side,
+        ):
             async with c.stream("GET", f"{node_h2}/events") as r:
                 chunks = r.aiter_raw()
                 # the server sends its second event only after /go: a relay that waits
                 # for the end of the response never passes the first one on
                 first = await asyncio.wait_for(anext(chunks), 10)
-                go = await c.get(f"{node_h2}/go")
+                go = await side.get(f"{node_h2}/go")
                 rest = b"".join([c async for c in chunks])
                 return r.http_version, first, go.text, rest
 

@@ -11,10 +11,9 @@ upstream is intercepted, any other is tunnelled as before:
 2. it answers ``200 Connection established`` and terminates the client's TLS with a
    leaf of devbox's CA for ``host`` (``devbox.wire.tls.TlsBridge``), offering ``h2``
    only when the upstream chose it;
-3. inside: HTTP/1.1 is relayed by the ordinary ``ClientConn`` (Host, framing, retries,
-   crash-safe capture: everything the plain proxy does), handed the upstream
-   connection already open; HTTP/2 by ``H2Relay`` (``devbox.record.h2relay``), stream
-   by stream, each a normal exchange.
+3. inside: the client and the upstream connection, both HTTP/1.1 or both HTTP/2, are
+   relayed verbatim (``devbox.record.tee``) and the recording worker reads the copy of
+   their bytes into exchanges (``devbox.record.streams``, ``devbox.record.h2streams``).
 
 A client that refuses devbox's certificate (a pinned or self-contained trust store:
 the handshake ends with an alert, or the client hangs up mid-handshake) is reported
@@ -31,7 +30,6 @@ import ssl
 from typing import TYPE_CHECKING
 
 from devbox.core.model import Direction
-from devbox.record.h2relay import H2Relay
 from devbox.record.http1 import Head
 from devbox.record.proxy_core import (
     Route,
@@ -94,13 +92,12 @@ async def intercept(conn: ClientConn, head: Head, host: str, port: int, source: 
     route = Route(source, Direction.OUTBOUND, up, inside_tls=True)
 
     def after_tls(alpn: str | None, _sni: str | None, tt: TlsTransport) -> asyncio.Protocol:
-        if alpn == "h2":
-            if up_alpn == "h2":
-                return H2Relay(core, route, t, proto)
-            t.close()  # cannot happen (h2 is offered only then); stay safe
-        # one client, one upstream connection, both HTTP/1.1: relayed verbatim, read by
-        # the recording worker (devbox.record.tee). An upstream that chose h2 for this
-        # client, which speaks HTTP/1.1, is left for a fresh HTTP/1.1 connection.
+        # one client, one upstream connection, both speaking the same protocol: relayed
+        # verbatim, read by the recording worker (devbox.record.tee; h2streams for
+        # HTTP/2). An upstream that chose h2 for a client that speaks HTTP/1.1 is left
+        # for a fresh HTTP/1.1 connection.
+        if alpn == "h2" and up_alpn == "h2":
+            return TeeConn(core, route, proto, up, h2=True)
         if up_alpn in (None, "http/1.1"):
             return TeeConn(core, route, proto, up)
         t.close()

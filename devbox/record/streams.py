@@ -35,13 +35,16 @@ who, text)`` when it ends (``who``: ``client``, ``upstream``, ``timeout`` or ``s
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
 from devbox.record.http1 import TUNNEL, Data, End, Head, MessageReader, ProtocolError
 from devbox.wire.http1 import whole_request, whole_response
 from devbox.wire.http1_syntax import Limits
+
+if TYPE_CHECKING:
+    from devbox.record.h2streams import H2Stream
 
 Capture = tuple[Any, ...]
 
@@ -423,7 +426,7 @@ class Streams:
         self.correlation = Correlation(correlation_header)
         self.seen = Seen()
         self.unread: list[str] = []  # one line per connection the worker stopped reading
-        self.open: dict[int, Stream] = {}
+        self.open: dict[int, Stream | H2Stream] = {}
 
     def take(self, msg: tuple[Any, ...]) -> list[Capture]:
         kind = msg[0]
@@ -433,9 +436,17 @@ class Streams:
                 return []
             return s.client(msg[3], msg[4], msg[5]) if msg[2] == 0 else s.server(msg[3], msg[4])
         if kind == "o":
-            self.open[msg[1]] = Stream(
-                msg, self.stamp, self.max_body, self.correlation, self.seen, self.unread
-            )
+            if len(msg) > 8 and msg[8] == "h2":
+                # (imported here: h2streams shares this module's names)
+                from devbox.record.h2streams import H2Stream
+
+                self.open[msg[1]] = H2Stream(
+                    msg, self.stamp, self.max_body, self.correlation, self.unread
+                )
+            else:
+                self.open[msg[1]] = Stream(
+                    msg, self.stamp, self.max_body, self.correlation, self.seen, self.unread
+                )
             return []
         s = self.open.pop(msg[1], None)
         return s.close(msg[2], msg[3], msg[4]) if s is not None else []

@@ -29,6 +29,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, cast
 
+from devbox.record.h2late import STOP_GRACE_S, LateResets
 from devbox.record.proxy_core import (
     ProxyCore,
     RelaysUpstream,
@@ -38,11 +39,14 @@ from devbox.record.proxy_core import (
     connect_upstream,
     take_upstream,
 )
+from devbox.wire.tls import TlsTransport
 
 if TYPE_CHECKING:
     from devbox.wire.upstream import Upstream
 
 HIGH_WATER = 256 * 1024
+LINGER_S = 2.0  # a closed client's bytes read and dropped for this long at most
+H2_CLOSE_S = 1.0  # an HTTP/2 client's time to close first once the upstream has closed
 EOF_QUIET_S = 1.0
 _SWITCHING = (b" 101 ", b" 101\r")  # bytes 8 to 13 of a 101's status line
 
@@ -53,7 +57,13 @@ class TeeConn(RelaysUpstream):
     """The inner side of an intercepted client connection, paired with ``up``."""
 
     def __init__(
-        self, core: ProxyCore, route: Route, up: UpstreamConn | None, origin: Upstream
+        self,
+        core: ProxyCore,
+        route: Route,
+        up: UpstreamConn | None,
+        origin: Upstream,
+        *,
+        h2: bool = False,
     ) -> None:
         self.core = core
         self.route = route
@@ -67,16 +77,28 @@ class TeeConn(RelaysUpstream):
         self.ended = False  # the worker has this connection's "c" frame
         # perf_counter time the client last spoke with no upstream byte since (the timeout)
         self.asked: float | None = None
-        # the upstream switched protocols (101): no byte owes an answer any more
-        self.switched = False
+        # HTTP/2 on both sides: the client and the upstream speak to each other through
+        # the relay (preface, SETTINGS, streams); the worker reads the frames
+        self.h2 = h2
+        # the upstream switched protocols (101): no byte owes an answer any more. Over
+        # HTTP/2 none ever does as far as the relay can tell (a SETTINGS ack, a
+        # WINDOW_UPDATE, a PING are bytes the upstream need not answer): the client's own
+        # timeouts hold, as without devbox
+        self.switched = h2
+        self.late = LateResets() if h2 else None
         self.client_eof = False  # the client half-closed (see eof_received)
         self.last_up = time.perf_counter()  # when the upstream last sent anything
         self._tick: asyncio.TimerHandle | None = None
         # the client's bytes while our own upstream connection opens (None: it is open)
         self.up_buf: list[bytes] | None = None
+        # what the upstream sent during the client's handshake: an HTTP/2 server's
+        # SETTINGS (an HTTP/1.1 server says nothing before a request)
+        self.early = b""
         if up is not None:
             up.owner = self  # type: ignore[assignment]
-            up.take_early()  # an HTTP/1.1 server says nothing before a request
+            early = up.take_early()
+            if h2:
+                self.early = early
 
     @property
     def pending(self) -> tuple[float, ...]:
@@ -93,19 +115,21 @@ class TeeConn(RelaysUpstream):
         core.conns.add(self)  # type: ignore[arg-type]
         core.stats.connections += 1
         route = self.route
-        core.record(
-            (
-                "o",
-                self.cid,
-                route.source,
-                route.direction.value,
-                self.origin.scheme,
-                self.origin.authority,
-                time.time(),
-                time.perf_counter(),
-            )
+        opened = (
+            "o",
+            self.cid,
+            route.source,
+            route.direction.value,
+            self.origin.scheme,
+            self.origin.authority,
+            time.time(),
+            time.perf_counter(),
         )
+        core.record((*opened, "h2") if self.h2 else opened)
         self._arm()
+        if self.early:
+            early, self.early = self.early, b""
+            self.upstream_data(early)
         if self.up is None:
             # the upstream offered h2 to a client that speaks HTTP/1.1: a connection of
             # our own, HTTP/1.1 only
@@ -179,10 +203,26 @@ class TeeConn(RelaysUpstream):
             # the request before it, sent alone); a body chunk that happens to start so
             # only ends the timing of this connection
             self.switched = True
+        if self.late is not None:
+            data, late = self.late.split(data)
+            if late:
+                asyncio.get_running_loop().call_later(STOP_GRACE_S, self._pass_late, late)
         # the copy goes down the pipe before the client has these bytes
         self.core.hold(self)  # type: ignore[arg-type]
         assert self.held_out is not None
         self.held_out.append(data)
+
+    def _pass_late(self, resets: bytes) -> None:
+        """The upstream's stop-sending resets, after their grace (``h2late``); their
+        copy went down the pipe when they came."""
+        if self.closed or self.transport is None:
+            return
+        # an empty chunk tells the worker when: requests still coming are cut there
+        self.core.record(("d", self.cid, 1, time.perf_counter(), b"", None))
+        if self.held_out is not None:
+            self.held_out.append(resets)
+        else:
+            self.transport.write(resets)
 
     def upstream_lost(self, proto: UpstreamConn, exc: Exception | None) -> None:
         if proto is not self.up:
@@ -191,7 +231,14 @@ class TeeConn(RelaysUpstream):
         if self.asked is not None:
             self.core.stats.upstream_errors += 1
         self._end("upstream")
-        self._close_client()
+        if self.h2 and self.transport is not None and not self.closed:
+            # an HTTP/2 client told GOAWAY closes the connection itself once it has read
+            # its streams' ends, as it does when the upstream lingers. Our close right
+            # behind the upstream's last bytes made curl 7.88 fail a response it had
+            # whole ("partial file") while its upload waited for a window
+            asyncio.get_running_loop().call_later(H2_CLOSE_S, self._close_client)
+        else:
+            self._close_client()
 
     # ------------------------------------------------------------ ends
 
@@ -253,4 +300,14 @@ class TeeConn(RelaysUpstream):
             t.write(b"".join(out) if len(out) > 1 else out[0])
         if self.close_after:
             self.close_after = False
-            t.close()
+            self._close_client()
+
+    def _close_client(self) -> None:
+        """After the bytes held for the worker's batch, and lingering (``TlsTransport.
+        linger``): a client still sending when the upstream ended must get the end."""
+        if self.held_out is not None:
+            self.close_after = True
+        elif isinstance(self.transport, TlsTransport):
+            self.transport.linger(LINGER_S)
+        elif self.transport is not None:
+            self.transport.close()

@@ -12,16 +12,9 @@ Header names arrive lower-case (HTTP/2 requires it); pseudo-headers are taken ap
 into ``method``, ``path``, ``authority``, ``scheme`` (``status`` for responses), so a
 request maps onto the same model as HTTP/1.1: ``http1_headers()`` gives the header
 list with ``Host`` from ``:authority``. No sockets, no asyncio: the mock's HTTP/2
-connection (``devbox.mock.h2conn``) and gRPC replay drive it.
-
-A relay cannot wait for whole messages: a server-sent event stream or a bidirectional
-gRPC call never ends while the other side waits for what came so far. With
-``streaming=True`` (the recording proxy, ``devbox.record.h2relay``) a message comes as
-its head (an ``H2Request``/``H2Response`` with an empty body), its ``H2Data`` and its
-``H2End``, and goes out the same way (``start_request``/``start_response``,
-``send_data``, ``end_stream``). Received data is then acknowledged by the caller
-(``acknowledge``), once it has gone on: the peer sends no faster than the other side
-reads. Informational responses come as ``H2Info`` and go out with ``send_info``.
+connection (``devbox.mock.h2conn``, server side) and gRPC replay
+(``devbox.replay.grpc``, client side) drive it. Informational responses (1xx) are
+passed over: a client gets the final response.
 """
 
 from __future__ import annotations
@@ -42,9 +35,6 @@ if TYPE_CHECKING:
     from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame  # h2's own dependency
 
 Headers = tuple[tuple[str, str], ...]
-# the connection-level receive window of a streaming endpoint (each stream keeps the
-# protocol's 64 KiB)
-STREAMING_CONNECTION_WINDOW = 16 * 1024 * 1024
 # connection-specific headers HTTP/2 forbids (RFC 9113 8.2.2); dropped from what we send
 CONNECTION_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
@@ -79,33 +69,6 @@ class H2Response:
 
 
 @dataclass(frozen=True, slots=True)
-class H2Data:
-    """Streaming mode: a piece of a message's body (``acknowledge`` it once passed on)."""
-
-    stream_id: int
-    data: bytes
-    flow: int  # the flow-controlled length (padding included): what to acknowledge
-
-
-@dataclass(frozen=True, slots=True)
-class H2Info:
-    """Streaming mode: an informational response (1xx: 100 Continue, 103 Early Hints)
-    that came before the final one on this stream."""
-
-    stream_id: int
-    status: int
-    headers: Headers = ()
-
-
-@dataclass(frozen=True, slots=True)
-class H2End:
-    """Streaming mode: the message on this stream is complete."""
-
-    stream_id: int
-    trailers: Headers = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Oversized:
     """A request or response body passed ``max_body``: answer it (413) or give up on it;
     its remaining data is discarded."""
@@ -130,7 +93,7 @@ class Closed:
     last_stream_id: int = 0
 
 
-Event = H2Request | H2Response | H2Info | H2Data | H2End | Oversized | StreamReset | Closed
+Event = H2Request | H2Response | Oversized | StreamReset | Closed
 
 
 @dataclass(slots=True)
@@ -144,11 +107,10 @@ class _Inbound:
 
 @dataclass(slots=True)
 class _Outbound:
-    """What is still to go on one stream: data beyond the peer's window, then its end."""
+    """What is still to go on one stream: body beyond the peer's window, then trailers."""
 
     data: bytearray
     trailers: Headers = ()
-    ended: bool = False
 
 
 def _split(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -219,7 +181,6 @@ class H2Endpoint:
         max_body: int = 16 * 1024 * 1024,
         max_streams: int = 128,
         max_header_list: int = 64 * 1024,
-        streaming: bool = False,
     ) -> None:
         # what we send is built here, lower-case and free of connection headers: h2 need
         # not check it again per message (what we receive is checked)
@@ -232,7 +193,6 @@ class H2Endpoint:
         self.conn = _Connection(config=config)
         self.client = client
         self.max_body = max_body
-        self.streaming = streaming
         self.conn.local_settings = h2.settings.Settings(
             client=client,
             initial_values={
@@ -243,8 +203,8 @@ class H2Endpoint:
         )
         # h2 applies a MAX_HEADER_LIST_SIZE to its decoder only when an acknowledged
         # SETTINGS changes it, never the first one: it would keep 64 KiB whatever we
-        # said, and a larger header block ends the whole connection (a relay's limit is
-        # the peers', a mock's its configured one)
+        # said, and a larger header block ends the whole connection (a mock's limit is
+        # its configured one)
         self.conn.decoder.max_header_list_size = max_header_list
         self._in: dict[int, _Inbound] = {}
         # stream -> what is left to send on it, as the peer's windows allow
@@ -254,11 +214,6 @@ class H2Endpoint:
     def initiate(self) -> None:
         """Our preface and SETTINGS (a client also sends the connection preface)."""
         self.conn.initiate_connection()
-        if self.streaming:
-            # data is acknowledged only as it is passed on: one stream whose reader
-            # stalls must not shut the window every stream on the connection shares
-            opened = STREAMING_CONNECTION_WINDOW - self.conn.inbound_flow_control_window
-            self.conn.increment_flow_control_window(opened)
 
     def data_to_send(self) -> bytes:
         return self.conn.data_to_send()
@@ -266,13 +221,6 @@ class H2Endpoint:
     @property
     def open_streams(self) -> int:
         return len(self._in) + len(self._out)
-
-    def can_open(self) -> bool:
-        """A new stream of ours now stays within the peer's MAX_CONCURRENT_STREAMS (h2
-        refuses to open one beyond it) and the peer has not said GOAWAY."""
-        c = self.conn
-        limit = c.remote_settings.max_concurrent_streams
-        return not self.closed and c.open_outbound_streams < limit
 
     # ------------------------------------------------------------ receiving
 
@@ -296,14 +244,6 @@ class H2Endpoint:
             assert sid is not None
             pseudo, regular = _split(list(ev.headers or ()))
             self._in[sid] = _Inbound(headers=regular, pseudo=pseudo)
-            if self.streaming:
-                out.append(self._head(sid, self._in[sid]))
-        elif isinstance(ev, h2.events.InformationalResponseReceived):
-            if self.streaming:  # (before the final head: the stream is not in _in yet)
-                pseudo, regular = _split(list(ev.headers or ()))
-                status = pseudo.get(":status", "0")
-                code = int(status) if status.isdigit() else 0
-                out.append(H2Info(ev.stream_id, code, tuple(regular)))
         elif isinstance(ev, h2.events.DataReceived):
             self._data(ev, out)
         elif isinstance(ev, h2.events.TrailersReceived):
@@ -328,12 +268,6 @@ class H2Endpoint:
         sid = ev.stream_id
         assert sid is not None
         flow = ev.flow_controlled_length or 0
-        if self.streaming:
-            if sid in self._in:
-                out.append(H2Data(sid, ev.data or b"", flow))
-            else:  # a stream we reset: nobody passes it on
-                self.acknowledge(sid, flow)
-            return
         if flow:
             self.conn.acknowledge_received_data(flow, sid)
         st = self._in.get(sid)
@@ -349,13 +283,10 @@ class H2Endpoint:
         st = self._in.pop(sid, None)
         if st is None or st.discard:
             return
-        if self.streaming:
-            out.append(H2End(sid, tuple(st.trailers)))
-            return
-        out.append(self._head(sid, st))
+        out.append(self._message(sid, st))
 
-    def _head(self, sid: int, st: _Inbound) -> H2Request | H2Response:
-        """The message as received so far (streaming: its head, the body empty)."""
+    def _message(self, sid: int, st: _Inbound) -> H2Request | H2Response:
+        """The complete message received on this stream."""
         p = st.pseudo
         if self.client:
             status = p.get(":status", "0")
@@ -377,16 +308,6 @@ class H2Endpoint:
             tuple(st.trailers),
         )
 
-    def acknowledge(self, stream_id: int, n: int) -> None:
-        """Streaming: ``n`` bytes of this stream's data were passed on; the peer may send
-        as many more (a closed stream's count still opens the connection's window)."""
-        if n <= 0:
-            return
-        try:
-            self.conn.acknowledge_received_data(n, stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass
-
     # ------------------------------------------------------------ sending
 
     def send_response(
@@ -394,10 +315,6 @@ class H2Endpoint:
     ) -> None:
         """A whole response; a body larger than the window is sent as it opens."""
         self._send(stream_id, _response_head(status, headers), body, trailers)
-
-    def start_response(self, stream_id: int, status: int, headers: Headers) -> bool:
-        """Streaming: a response's head; its data follows (``send_data``, ``end_stream``)."""
-        return self._start(stream_id, _response_head(status, headers))
 
     def send_request(
         self,
@@ -411,85 +328,23 @@ class H2Endpoint:
         trailers: Headers = (),
     ) -> int:
         """A whole request on a new stream; its id is returned, 0 if no stream could be
-        opened (GOAWAY, or the peer's stream limit: ``can_open`` says beforehand)."""
-        sid, head = self._request_head(method, path, authority, headers, scheme)
-        return sid if sid and self._send(sid, head, body, trailers) else 0
-
-    def send_info(self, stream_id: int, status: int, headers: Headers) -> None:
-        """Streaming: an informational response (1xx) before the final one."""
-        head = _response_head(status, headers)
-        try:
-            self.conn.send_headers(stream_id, head, end_stream=False)
-        except h2.exceptions.ProtocolError:
-            pass  # the stream was reset meanwhile: nobody waits for it
-
-    def start_request(
-        self, method: str, path: str, authority: str, headers: Headers, *, scheme: str = "https"
-    ) -> int:
-        """Streaming: a request's head on a new stream (0: none could be opened); its
-        data follows (``send_data``, ``end_stream``)."""
-        sid, head = self._request_head(method, path, authority, headers, scheme)
-        return sid if sid and self._start(sid, head) else 0
-
-    def _request_head(
-        self, method: str, path: str, authority: str, headers: Headers, scheme: str
-    ) -> tuple[int, list[tuple[str, str]]]:
+        opened (GOAWAY, or the peer's stream limit)."""
         if self.closed:
-            return 0, []
+            return 0
         try:
             sid = int(self.conn.get_next_available_stream_id())
         except h2.exceptions.NoAvailableStreamIDError:
-            return 0, []
+            return 0
         head = [(":method", method), (":scheme", scheme), (":authority", authority)]
         head.append((":path", path))
         head.extend((k, v) for k, v in _outbound(headers) if k != "host")
-        return sid, head
-
-    def _start(self, sid: int, head: list[tuple[str, str]]) -> bool:
-        if self.closed:
-            return False
-        try:
-            self.conn.send_headers(sid, head, end_stream=False)
-        except h2.exceptions.ProtocolError:
-            return False
-        self._out[sid] = _Outbound(bytearray())
-        return True
-
-    def send_data(self, stream_id: int, data: bytes) -> None:
-        """Streaming: more of a started message's body, sent as the peer's window allows."""
-        out = self._out.get(stream_id)
-        if out is None or out.ended or not data:
-            return
-        out.data += data
-        self._pump_one(stream_id)
-
-    def end_stream(self, stream_id: int, trailers: Headers = ()) -> None:
-        """Streaming: the started message is complete (after what is still queued)."""
-        out = self._out.get(stream_id)
-        if out is None or out.ended:
-            return
-        out.trailers = tuple(_outbound(trailers))
-        out.ended = True
-        self._pump_one(stream_id)
-
-    def buffered(self, stream_id: int) -> int:
-        """Bytes of this stream waiting for the peer's window."""
-        out = self._out.get(stream_id)
-        return len(out.data) if out is not None else 0
+        return sid if sid and self._send(sid, head, body, trailers) else 0
 
     @property
     def sending(self) -> bool:
         """Some stream still has data or its end waiting for the peer's window: closing
         the connection now would cut it off."""
         return bool(self._out)
-
-    def reset_if_sent(self, stream_id: int, code: int) -> bool:
-        """Streaming: reset the stream if nothing queued on it waits for the peer's window
-        (a reset would drop the end of a message the peer must get); False if some does."""
-        if stream_id in self._out:
-            return False
-        self.reset(stream_id, code)
-        return True
 
     def _send(self, sid: int, head: list[tuple[str, str]], body: bytes, trailers: Headers) -> bool:
         if self.closed:
@@ -502,7 +357,7 @@ class H2Endpoint:
             # h2's exceptions must not escape into the protocol callback that called us
             return False
         if not end_now:
-            self._out[sid] = _Outbound(bytearray(body), tuple(_outbound(trailers)), True)
+            self._out[sid] = _Outbound(bytearray(body), tuple(_outbound(trailers)))
             self._pump_one(sid)
         return True
 
@@ -515,27 +370,19 @@ class H2Endpoint:
         if out is None:
             return
         data = out.data
-        ended = False
         try:
             while data:
                 window = min(
                     self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size
                 )
                 if window <= 0:
-                    break
+                    return  # the rest goes as the peer opens its window
                 chunk = bytes(data[:window])
                 del data[:window]
-                last = out.ended and not data and not out.trailers
-                self.conn.send_data(sid, chunk, end_stream=last)
-                if last:
-                    ended = True
-                    break
-            if data or not out.ended:
-                return
+                # the last data ends the stream, unless trailers follow
+                self.conn.send_data(sid, chunk, end_stream=not data and not out.trailers)
             if out.trailers:
                 self.conn.send_headers(sid, list(out.trailers), end_stream=True)
-            elif not ended:
-                self.conn.end_stream(sid)  # a streamed body ends after its last data
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
         del self._out[sid]
@@ -550,17 +397,6 @@ class H2Endpoint:
             self.conn.reset_stream(stream_id, error_code=code)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
-
-    def goaway(self, code: int = 0) -> None:
-        """GOAWAY, the peer's streams received so far still answered (``close`` stops
-        sending altogether)."""
-        state = self.conn.state_machine.state
-        try:
-            self.conn.close_connection(error_code=code)
-        except h2.exceptions.ProtocolError:
-            return
-        if state in _OPEN:
-            self.conn.state_machine.state = state  # h2 would refuse to send their answers
 
     def close(self, code: int = 0) -> None:
         """GOAWAY: no new streams (the ones open may finish)."""

@@ -56,6 +56,11 @@ class TlsTransport(asyncio.Transport):
     def close(self) -> None:
         self._bridge.close()
 
+    def linger(self, seconds: float) -> None:
+        """Close, but read on (and drop) what the client still sends for up to
+        ``seconds`` (``TlsBridge.close_lingering``)."""
+        self._bridge.close_lingering(seconds)
+
     def abort(self) -> None:
         self._bridge.abort()
 
@@ -159,6 +164,8 @@ class TlsBridge(asyncio.Protocol):
         pass  # start() is how a bridge gets its transport
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # closed lingering: what the client still sends is dropped
         self.incoming.write(data)
         if not self.handshaken:
             try:
@@ -192,29 +199,36 @@ class TlsBridge(asyncio.Protocol):
         self._flush()
 
     def _decrypt(self) -> None:
+        # every record this read brought goes to the inner protocol at once: a client
+        # writes a request's HEADERS and its first DATA as two records, which a
+        # verbatim relay would send upstream in two writes, where the client's own
+        # send would have brought them to the server together
         read, incoming, sslobj = self._c.read, self.incoming, self._c
+        chunks: list[bytes] = []
+        end = None
         while True:
             try:
                 chunk = read(_READ)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self._eof()
+                end = self._eof
                 break
             except (ssl.SSLError, OSError):
-                self.abort()
+                end = self.abort
                 break
             if not chunk:
-                self._eof()
+                end = self._eof
                 break
-            if self.inner is not None:
-                self.inner.data_received(chunk)
-            if self.closing:
-                break
+            chunks.append(chunk)
             if not incoming.pending and not sslobj.pending():
                 # nothing left to decrypt: skip the read that would only raise
                 # SSLWantReadError (an exception per request, ~1 µs)
                 break
+        if chunks and self.inner is not None and not self.closing:
+            self.inner.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if end is not None:
+            end()
 
     def _eof(self) -> None:
         inner = self.inner
@@ -222,6 +236,8 @@ class TlsBridge(asyncio.Protocol):
             self.close()
 
     def eof_received(self) -> bool | None:
+        if self.closing:
+            return False  # closed lingering: the client is done too
         inner = self.inner
         if inner is None:
             self._fail(ConnectionResetError("the client hung up during the TLS handshake"))
@@ -286,6 +302,27 @@ class TlsBridge(asyncio.Protocol):
             pass
         self._flush()
         self.raw.close()
+
+    def close_lingering(self, seconds: float) -> None:
+        """Our close_notify and a TCP FIN, then the client's bytes are read and dropped
+        until it closes too, for up to ``seconds``. Closing a socket whose unread input
+        holds bytes sends a reset, and a reset makes the client's kernel drop what it
+        had not yet read of ours: a client still uploading when the answer came (an
+        upstream's 413, then its close) would lose the answer (RFC 9112 9.6, nginx's
+        lingering close)."""
+        raw = self.raw
+        if self.closing or raw is None or not raw.can_write_eof():
+            self.close()
+            return
+        self.closing = True
+        try:
+            self.sslobj.unwrap()
+        except (ssl.SSLError, OSError):
+            pass
+        self._flush()
+        raw.write_eof()
+        raw.resume_reading()
+        asyncio.get_running_loop().call_later(seconds, raw.close)
 
     def abort(self) -> None:
         self.closing = True

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -62,18 +63,32 @@ class SettingsEvent:
     header_table_size: int | None
 
 
-FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent
+@dataclass(frozen=True, slots=True)
+class GoawayEvent:
+    """The sender processes no stream above ``last_stream_id`` (RFC 9113 6.8)."""
+
+    last_stream_id: int
+    error_code: int
+
+
+FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent | GoawayEvent
+
+# decoded header blocks kept per reader, by their bytes (see FrameReader._decode)
+BLOCK_MEMO = 512
 
 
 class FrameReader:
     """One direction of an HTTP/2 connection, read passively. ``from_client``: expect the
     connection preface first."""
 
-    def __init__(self, *, from_client: bool) -> None:
+    def __init__(self, *, from_client: bool, text: Callable[[bytes], str] | None = None) -> None:
         self._buf = bytearray()
         self._preface = from_client
         self.decoder = hpack.Decoder()
         self._block: tuple[int, int, bytearray] | None = None  # (stream, flags, fragments)
+        # header names and values from bytes (default: UTF-8, undecodable bytes kept)
+        self._text = text or _s
+        self._memo: dict[bytes, tuple[Any, Headers]] = {}
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         self._buf += data
@@ -119,23 +134,54 @@ class FrameReader:
                 self._end_block(out)
         elif ftype == RST_STREAM and len(payload) >= 4:
             out.append(ResetEvent(stream, int.from_bytes(payload[:4], "big")))
+        elif ftype == GOAWAY and len(payload) >= 8:
+            last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            out.append(GoawayEvent(last, int.from_bytes(payload[4:8], "big")))
         elif ftype == SETTINGS and not flags & 0x1:  # not an ACK
             size = None
             for i in range(0, len(payload) - 5, 6):
                 if int.from_bytes(payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
                     size = int.from_bytes(payload[i + 2 : i + 6], "big")
             out.append(SettingsEvent(size))
-        # PING, PRIORITY, WINDOW_UPDATE, GOAWAY, PUSH_PROMISE: nothing a call consists of
+        # PING, PRIORITY, WINDOW_UPDATE, PUSH_PROMISE: nothing a call consists of
 
     def _end_block(self, out: list[FrameEvent]) -> None:
         assert self._block is not None
         stream, flags, block = self._block
         self._block = None
+        headers = self._decode(bytes(block))
+        out.append(HeadersEvent(stream, list(headers), bool(flags & END_STREAM)))
+
+    def _decode(self, block: bytes) -> Headers:
+        """HPACK decoding is most of a passive reader's cost (~10 µs a block in the pure
+        Python ``hpack``), and a client repeating a request sends the same few bytes of
+        table references each time. A block decoded without changing the dynamic table
+        decodes alike while the table stays as it was: its headers are kept with the
+        table's state (its size, its newest entry, held so it cannot be another object
+        at the same address later) and taken from there while that state holds."""
+        table = self.decoder.header_table
+        entries = table.dynamic_entries
+        state = (len(entries), entries[0] if entries else None, table.maxsize)
+        kept = self._memo.get(block)
+        if kept is not None:
+            was, headers = kept
+            if was[0] == state[0] and was[1] is state[1] and was[2] == state[2]:
+                return headers
         try:
-            headers = [(_s(k), _s(v)) for k, v in self.decoder.decode(bytes(block), raw=True)]
+            raw = self.decoder.decode(block, raw=True)
         except hpack.HPACKError as exc:
             raise RemoteProtocolError(f"undecodable HTTP/2 header block: {exc}") from None
-        out.append(HeadersEvent(stream, headers, bool(flags & END_STREAM)))
+        text = self._text
+        headers = [(text(k), text(v)) for k, v in raw]
+        if (
+            len(entries) == state[0]
+            and (entries[0] if entries else None) is state[1]
+            and table.maxsize == state[2]
+        ):
+            if len(self._memo) >= BLOCK_MEMO:
+                self._memo.clear()
+            self._memo[block] = (state, headers)
+        return headers
 
 
 def _s(value: bytes | str) -> str:

@@ -15,6 +15,7 @@ from devbox.wire.grpc.http2 import (
     DataEvent,
     FrameEvent,
     FrameReader,
+    GoawayEvent,
     HeadersEvent,
     ResetEvent,
     SettingsEvent,
@@ -93,6 +94,8 @@ class GrpcRecorder:
                 other = self._server if from_client else self._client
                 other.decoder.max_allowed_table_size = ev.header_table_size
             return
+        if isinstance(ev, GoawayEvent):
+            return  # the calls it covers end as they end; a call it cuts is reset or open
         call = self._calls.get(ev.stream_id)
         if isinstance(ev, ResetEvent):
             if call is not None:
