@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import h2.exceptions
 import h2.settings
 import hpack
 
+from devbox.core.frozen import fast_init
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc import codec
 
@@ -38,6 +40,7 @@ Headers = list[tuple[str, str]]
 # ---------------------------------------------------------------- the passive reader
 
 
+@fast_init  # one or two a frame: built as fast as the traffic model's classes
 @dataclass(frozen=True, slots=True)
 class HeadersEvent:
     stream_id: int
@@ -45,6 +48,7 @@ class HeadersEvent:
     end_stream: bool
 
 
+@fast_init  # one or two a frame: built as fast as the traffic model's classes
 @dataclass(frozen=True, slots=True)
 class DataEvent:
     stream_id: int
@@ -75,6 +79,8 @@ FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent | GoawayEvent
 
 # decoded header blocks kept per reader, by their bytes (see FrameReader._decode)
 BLOCK_MEMO = 512
+# a frame header: its 24-bit length as a byte and a short, type, flags, stream id
+_FRAME_HEAD = struct.Struct(">BHBBL")
 
 
 class FrameReader:
@@ -91,37 +97,48 @@ class FrameReader:
         self._memo: dict[bytes, tuple[Any, Headers]] = {}
 
     def feed(self, data: bytes) -> list[FrameEvent]:
-        self._buf += data
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
         out: list[FrameEvent] = []
-        if self._preface:
-            if len(self._buf) < len(PREFACE):
-                if not PREFACE.startswith(bytes(self._buf)):
-                    raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
-                return out
-            if self._buf[: len(PREFACE)] != PREFACE:
-                raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
-            del self._buf[: len(PREFACE)]
-            self._preface = False
-        buf = self._buf
         pos = 0
-        while len(buf) - pos >= 9:
-            length = int.from_bytes(buf[pos : pos + 3], "big")
-            if len(buf) - pos < 9 + length:
+        if self._preface:
+            if len(data) < len(PREFACE):
+                if not PREFACE.startswith(data):
+                    raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+                self._buf += data
+                return out
+            if not data.startswith(PREFACE):
+                raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+            pos = len(PREFACE)
+            self._preface = False
+        n = len(data)
+        head = _FRAME_HEAD.unpack_from
+        while n - pos >= 9:
+            high, low, ftype, flags, stream = head(data, pos)
+            end = pos + 9 + (high << 16 | low)
+            if end > n:
                 break
-            ftype, flags = buf[pos + 3], buf[pos + 4]
-            stream = int.from_bytes(buf[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-            payload = bytes(buf[pos + 9 : pos + 9 + length])
-            pos += 9 + length
-            self._frame(ftype, flags, stream, payload, out)
-        del buf[:pos]
+            payload = data[pos + 9 : end]
+            pos = end
+            stream &= 0x7FFFFFFF
+            if ftype == DATA:
+                out.append(DataEvent(stream, _unpad(payload, flags), bool(flags & END_STREAM)))
+            elif ftype == HEADERS and flags & END_HEADERS and not flags & (PADDED | PRIORITY):
+                # the common case, a whole block in one frame: decoded as it is
+                headers = self._decode(payload)
+                out.append(HeadersEvent(stream, list(headers), bool(flags & END_STREAM)))
+            else:
+                self._frame(ftype, flags, stream, payload, out)
+        if pos < n:
+            self._buf += data[pos:]
         return out
 
     def _frame(
         self, ftype: int, flags: int, stream: int, payload: bytes, out: list[FrameEvent]
     ) -> None:
-        if ftype == DATA:
-            out.append(DataEvent(stream, _unpad(payload, flags), bool(flags & END_STREAM)))
-        elif ftype == HEADERS:
+        if ftype == HEADERS:
             body = _unpad(payload, flags)
             if flags & PRIORITY:
                 body = body[5:]
