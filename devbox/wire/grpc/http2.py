@@ -79,6 +79,7 @@ FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent | GoawayEvent
 
 # decoded header blocks kept per reader, by their bytes (see FrameReader._decode)
 BLOCK_MEMO = 512
+MAX_BLOCK = 16 << 20  # one header block's encoded bytes, CONTINUATIONs included
 # a frame header: its 24-bit length as a byte and a short, type, flags, stream id
 _FRAME_HEAD = struct.Struct(">BHBBL")
 
@@ -147,6 +148,10 @@ class FrameReader:
                 self._end_block(out)
         elif ftype == CONTINUATION and self._block is not None:
             self._block[2].extend(payload)
+            if len(self._block[2]) > MAX_BLOCK:
+                # a peer's CONTINUATION without end: the relay passes it on (the other
+                # side judges it), this reader does not keep it
+                raise RemoteProtocolError(f"a header block over {MAX_BLOCK} bytes")
             if flags & END_HEADERS:
                 self._end_block(out)
         elif ftype == RST_STREAM and len(payload) >= 4:
