@@ -118,6 +118,10 @@ def test_bad_stored_message_names_the_field() -> None:
     with pytest.raises(protobuf.ProtobufError) as err:
         protobuf.from_json({"1": {"2": 1.5}})
     assert err.value.field == "$.1.2"
+    # a key of digits that are not ASCII ones ("²".isdigit() is true, int("²") fails)
+    with pytest.raises(protobuf.ProtobufError) as err:
+        protobuf.from_json({"1": {"\u00b2": 1}})
+    assert err.value.field == "$.1.\u00b2"
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
+import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -192,3 +194,121 @@ def test_late_resets_are_exactly_the_whole_no_error_resets(
         pos = end
     assert b"".join(now) == b"".join(expect_now)
     assert b"".join(late) == b"".join(expect_late)
+
+
+def _pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection, list[Side]]:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, validate_outbound_headers=False)
+    )
+    client.initiate_connection()
+    server.initiate_connection()
+    wire: list[Side] = []
+    for side, a, b in ((0, client, server), (1, server, client), (0, client, server)):
+        data = a.data_to_send()
+        wire.append((side, data))
+        b.receive_data(data)
+    return client, server, wire
+
+
+def _ask(client: h2.connection.H2Connection, path: str, wire: list[Side]) -> int:
+    sid: int = client.get_next_available_stream_id()
+    head = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", path)]
+    client.send_headers(sid, head, end_stream=True)
+    wire.append((0, client.data_to_send()))
+    return sid
+
+
+def _streams_of(wire: list[Side]) -> tuple[list[Any], Streams]:
+    streams = Streams("s", 1 << 20, None)
+    out = list(streams.take(("o", 1, "api", "outbound", "https", "a", 1000.0, 0.0, "h2")))
+    for i, (side, data) in enumerate(wire):
+        out += streams.take(("d", 1, side, float(i), data, None))
+    out += streams.take(("c", 1, float(len(wire)), "client", None))
+    return out, streams
+
+
+def test_a_push_promise_keeps_the_table_in_step() -> None:
+    """A PUSH_PROMISE's header block is HPACK like any: skipping it broke every later
+    block of the connection (node's ``pushStream``, h2's ``push_stream``)."""
+    client, server, wire = _pair()
+    sid = _ask(client, "/page", wire)
+    server.receive_data(wire[-1][1])
+    pushed = server.get_next_available_stream_id()
+    promise = [(":method", "GET"), (":scheme", "https"), (":authority", "a")]
+    server.push_stream(sid, pushed, [*promise, (":path", "/style.css"), ("x-new", "entry")])
+    for s, path in ((pushed, "/style.css"), (sid, "/page")):
+        server.send_headers(s, [(":status", "200"), ("x-path", path), ("x-new", "entry")])
+        server.send_data(s, path.encode(), end_stream=True)
+    wire.append((1, server.data_to_send()))
+    for path in ("/b", "/c"):
+        s = _ask(client, path, wire)
+        server.receive_data(wire[-1][1])
+        server.send_headers(s, [(":status", "200"), ("x-path", path), ("x-new", "entry")])
+        server.send_data(s, path.encode(), end_stream=True)
+        wire.append((1, server.data_to_send()))
+    out, streams = _streams_of(wire)
+    assert [(c[8], c[13][0], c[14], c[19]) for c in out] == [
+        (p, 200, p.encode(), None) for p in ("/page", "/b", "/c")
+    ]  # the pushed stream is the client's to use, not an exchange it asked for
+    assert streams.unread == []
+
+
+def test_a_smaller_table_applies_once_acknowledged() -> None:
+    """The client lowers SETTINGS_HEADER_TABLE_SIZE while an answer encoded with the old
+    table is on its way (RFC 7541 4.2: the encoder may use it until it acknowledges)."""
+    client, server, wire = _pair()
+    for path in ("/one", "/two"):
+        s = _ask(client, path, wire)
+        server.receive_data(wire[-1][1])
+        big = [(":status", "200"), ("x-big", "v" * 3000), ("x-path", path)]
+        if path == "/two":
+            client.update_settings({h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+            wire.append((0, client.data_to_send()))  # crosses the answer below
+        server.send_headers(s, big)
+        server.send_data(s, b"ok", end_stream=True)
+        wire.append((1, server.data_to_send()))
+    server.receive_data(wire[-2][1])
+    wire.append((1, server.data_to_send()))  # the acknowledgement
+    s = _ask(client, "/three", wire)
+    server.receive_data(wire[-1][1])
+    server.send_headers(s, [(":status", "200"), ("x-big", "v" * 3000)], end_stream=True)
+    wire.append((1, server.data_to_send()))
+    out, streams = _streams_of(wire)
+    assert [(c[8], c[13][0], c[19]) for c in out] == [
+        ("/one", 200, None),
+        ("/two", 200, None),
+        ("/three", 200, None),
+    ]
+    assert streams.unread == []
+
+
+def test_a_header_bomb_stops_the_reading_not_the_worker() -> None:
+    """A 4 KB table entry referenced 4,000 times is 16 MB decoded from 4 KB on the wire:
+    the connection stops being read (relayed on), nothing that size is kept."""
+    client, _server, wire = _pair()
+    _ask(client, "/seed", wire)
+    enc = hpack.Encoder()
+    head = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/b")]
+    seed = enc.encode([*head, ("x-big", "v" * 4000)])  # the entry goes into both tables
+    frames = b""
+    for sid, block in ((3, seed), *((5 + 2 * i, b"\xbe" * 4000) for i in range(5))):
+        frames += len(block).to_bytes(3, "big") + b"\x01\x05" + sid.to_bytes(4, "big") + block
+    wire.append((0, frames))
+    out, streams = _streams_of(wire)
+    assert len(streams.unread) == 1 and "header list larger" in streams.unread[0]
+    assert all(sum(len(k) + len(v) for k, v in c[10]) < 1 << 20 for c in out)
+
+
+def test_a_status_that_is_not_ascii_digits() -> None:
+    """``'²'.isdigit()`` is true and ``int('²')`` fails: the connection's reading was lost."""
+    client, server, wire = _pair()
+    for path, status in (("/weird", b"\xb2"), ("/after", b"200")):
+        s = _ask(client, path, wire)
+        server.receive_data(wire[-1][1])
+        server.send_headers(s, [(b":status", status)])
+        server.send_data(s, b"x", end_stream=True)
+        wire.append((1, server.data_to_send()))
+    out, streams = _streams_of(wire)
+    assert [(c[8], c[13][0]) for c in out] == [("/weird", 0), ("/after", 200)]
+    assert streams.unread == []

@@ -458,7 +458,7 @@ def _print_summary(s: RecordSummary, outcome: RecordOutcome) -> None:
         con.print("what was written stays in *.json.partial files; previous recordings untouched")
     if s.unread:
         con.print(
-            f"[yellow]{s.unread} intercepted connections stopped reading as HTTP/1.1[/yellow] "
+            f"[yellow]{s.unread} intercepted connections stopped being read[/yellow] "
             "(relayed on, unrecorded from there): " + "; ".join(s.unread_first[:3])
         )
     if s.unlinked:

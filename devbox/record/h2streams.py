@@ -49,7 +49,11 @@ from devbox.wire.grpc.http2 import (
 
 REFUSED_STREAM = 0x7
 GRACE_SLACK_S = 0.05  # a timer may fire a little early
-MAX_HEADER_LIST = 16 << 20  # what one header block may decode to here
+# what one header block may decode to here, and all those of the streams open on one
+# connection: HPACK lets 4 KB on the wire reference a 4 KB table entry a thousand times,
+# so a hostile client's few blocks would otherwise take gigabytes here and on disk
+MAX_HEADER_LIST = 1 << 20
+MAX_OPEN_HEADERS = 8 << 20
 _DROPPED_HEADERS = ("proxy-connection",)
 
 
@@ -69,6 +73,7 @@ class _Stream:
         "resp_head",
         "rq",
         "rs",
+        "size",
         "stopped",
         "t0",
         "t_end",
@@ -93,6 +98,7 @@ class _Stream:
         self.method = method
         self.path = path
         self.headers = headers
+        self.size = 0  # its head's decoded bytes (H2Stream.held)
         self.parent: str | None = None
         self.t0 = t0
         self.rq = BodyCapture(max_body, encoding)
@@ -127,11 +133,13 @@ class H2Stream:
         self.responses = FrameReader(from_client=False, text=_latin1)
         for reader in (self.requests, self.responses):
             # the peers agreed on their limits (SETTINGS_MAX_HEADER_LIST_SIZE is advisory)
-            # and the bytes went through: hpack's default of 64 KiB must not refuse them
+            # and the bytes went through: hpack's default of 64 KiB must not refuse them,
+            # up to a bound of our own
             reader.decoder.max_header_list_size = MAX_HEADER_LIST
         self.open: dict[int, _Stream] = {}
         self.done = False  # unreadable bytes: nothing more is read
         self._why = ""  # what did not read
+        self.held = 0  # decoded header bytes of the open streams' requests
         self.count = 0
 
     # ------------------------------------------------------------ input
@@ -151,6 +159,11 @@ class H2Stream:
             if type(ev) is HeadersEvent:
                 if x is None:
                     x = _Stream(ev.headers, t, self.max_body)
+                    x.size = sum(len(k) + len(v) for k, v in ev.headers)
+                    self.held += x.size
+                    if self.held > MAX_OPEN_HEADERS:
+                        self._why = f"the open streams' headers decode to over {MAX_OPEN_HEADERS}"
+                        return out + self._unreadable(t)
                     x.parent = self._parent(x, in_flight)
                     self.open[ev.stream_id] = x
                 if ev.end_stream:
@@ -162,7 +175,7 @@ class H2Stream:
                 if ev.end_stream:
                     self._request_ended(ev.stream_id, x, out)
             elif type(ev) is ResetEvent:
-                del self.open[ev.stream_id]
+                self._drop(ev.stream_id)
                 if x.resp_done:  # answered; its request stops here
                     x.rq.truncated = True
                     out.append(self._capture(ev.stream_id, x, x.t_end, None))
@@ -222,11 +235,11 @@ class H2Stream:
                 # on its way ends the request within the grace the relay gives it
                 x.stopped = t
                 return
-            del self.open[ev.stream_id]
+            self._drop(ev.stream_id)
             x.rq.truncated = True
             out.append(self._capture(ev.stream_id, x, x.t_end, None))
             return
-        del self.open[ev.stream_id]
+        self._drop(ev.stream_id)
         if ev.error_code != REFUSED_STREAM or x.resp_head is not None:
             why = _code("upstream reset the stream", ev.error_code)
             out.append(self._capture(ev.stream_id, x, t, why))
@@ -235,12 +248,12 @@ class H2Stream:
         # streams above its last were not processed: the client retries them
         for sid in [s for s, x in self.open.items() if s > ev.last_stream_id]:
             if self.open[sid].resp_head is None:
-                del self.open[sid]
+                self._drop(sid)
 
     def _grace_over(self, t: float, out: list[Capture]) -> None:
         for sid, x in list(self.open.items()):
             if x.stopped is not None and x.stopped + STOP_GRACE_S <= t + GRACE_SLACK_S:
-                del self.open[sid]
+                self._drop(sid)
                 x.rq.truncated = True
                 out.append(self._capture(sid, x, x.t_end, None))
 
@@ -262,6 +275,7 @@ class H2Stream:
                 error = text or who
             out.append(self._capture(sid, x, t, error))
         self.open.clear()
+        self.held = 0
         self.done = True
         return out
 
@@ -271,7 +285,7 @@ class H2Stream:
         out: list[Capture] = []
         for sid, x in list(self.open.items()):
             if x.resp_done:
-                del self.open[sid]
+                self._drop(sid)
                 x.rq.truncated = True
                 out.append(self._capture(sid, x, x.t_end, None))
         return out
@@ -294,26 +308,30 @@ class H2Stream:
         self.unread.append(f"{self.source} ({self.host}): {error}")
         out = [self._capture(sid, x, t, error) for sid, x in self.open.items()]
         self.open.clear()
+        self.held = 0
         self.done = True
         return out
+
+    def _drop(self, sid: int) -> None:
+        self.held -= self.open.pop(sid).size
 
     @staticmethod
     def _table(ev: SettingsEvent, other: FrameReader) -> None:
         if ev.header_table_size is not None:
             # what one side allows bounds the other side's encoder
-            other.decoder.max_allowed_table_size = ev.header_table_size
+            other.allow_table_size(ev.header_table_size)
 
     def _request_ended(self, sid: int, x: _Stream, out: list[Capture]) -> None:
         x.req_ended = True
         if x.resp_done:
-            del self.open[sid]
+            self._drop(sid)
             out.append(self._capture(sid, x, x.t_end, None))
 
     def _response_ended(self, sid: int, x: _Stream, t: float, out: list[Capture]) -> None:
         x.resp_done = True
         x.t_end = t
         if x.req_ended:
-            del self.open[sid]
+            self._drop(sid)
             out.append(self._capture(sid, x, t, None))
 
     def _parent(self, x: _Stream, in_flight: Any) -> str | None:
@@ -362,7 +380,7 @@ class H2Stream:
 def _status(headers: list[tuple[str, str]]) -> int:
     for k, v in headers:
         if k == ":status":
-            return int(v) if v.isdigit() else 0
+            return int(v) if v.isascii() and v.isdigit() else 0
     return 0
 
 

@@ -30,7 +30,15 @@ from devbox.wire.grpc import codec
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x7, 0x9
+DATA, HEADERS, RST_STREAM, SETTINGS, PUSH_PROMISE, GOAWAY, CONTINUATION = (
+    0x0,
+    0x1,
+    0x3,
+    0x4,
+    0x5,
+    0x7,
+    0x9,
+)
 END_STREAM, END_HEADERS, PADDED, PRIORITY = 0x1, 0x4, 0x8, 0x20
 SETTINGS_HEADER_TABLE_SIZE = 0x1
 
@@ -80,6 +88,10 @@ FrameEvent = HeadersEvent | DataEvent | ResetEvent | SettingsEvent | GoawayEvent
 # decoded header blocks kept per reader, by their bytes (see FrameReader._decode)
 BLOCK_MEMO = 512
 MAX_BLOCK = 16 << 20  # one header block's encoded bytes, CONTINUATIONs included
+# what is memoised: ordinary blocks (a block of table references decodes to its
+# entries' size over and over: 4,000 references to a 4 KB entry kept 512 times is 8 GB)
+MEMO_BLOCK = 4096
+MEMO_DECODED = 16 * 1024
 # a frame header: its 24-bit length as a byte and a short, type, flags, stream id
 _FRAME_HEAD = struct.Struct(">BHBBL")
 
@@ -92,7 +104,9 @@ class FrameReader:
         self._buf = bytearray()
         self._preface = from_client
         self.decoder = hpack.Decoder()
-        self._block: tuple[int, int, bytearray] | None = None  # (stream, flags, fragments)
+        # a header block under way: (stream, flags, fragments), flags None for a
+        # PUSH_PROMISE's (decoded to keep the table in step, not reported)
+        self._block: tuple[int, int | None, bytearray] | None = None
         # header names and values from bytes (default: UTF-8, undecodable bytes kept)
         self._text = text or _s
         self._memo: dict[bytes, tuple[Any, Headers]] = {}
@@ -107,11 +121,11 @@ class FrameReader:
         if self._preface:
             if len(data) < len(PREFACE):
                 if not PREFACE.startswith(data):
-                    raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+                    raise RemoteProtocolError("not an HTTP/2 connection preface")
                 self._buf += data
                 return out
             if not data.startswith(PREFACE):
-                raise RemoteProtocolError("not an HTTP/2 connection preface (h2c)")
+                raise RemoteProtocolError("not an HTTP/2 connection preface")
             pos = len(PREFACE)
             self._preface = False
         n = len(data)
@@ -154,6 +168,12 @@ class FrameReader:
                 raise RemoteProtocolError(f"a header block over {MAX_BLOCK} bytes")
             if flags & END_HEADERS:
                 self._end_block(out)
+        elif ftype == PUSH_PROMISE:
+            # its header block is the sender's HPACK, as any: skipped, every later block
+            # of that direction would decode against a table out of step
+            self._block = (stream, None, bytearray(_unpad(payload, flags)[4:]))
+            if flags & END_HEADERS:
+                self._end_block(out)
         elif ftype == RST_STREAM and len(payload) >= 4:
             out.append(ResetEvent(stream, int.from_bytes(payload[:4], "big")))
         elif ftype == GOAWAY and len(payload) >= 8:
@@ -165,14 +185,22 @@ class FrameReader:
                 if int.from_bytes(payload[i : i + 2], "big") == SETTINGS_HEADER_TABLE_SIZE:
                     size = int.from_bytes(payload[i + 2 : i + 6], "big")
             out.append(SettingsEvent(size))
-        # PING, PRIORITY, WINDOW_UPDATE, PUSH_PROMISE: nothing a call consists of
+        # PING, PRIORITY, WINDOW_UPDATE: nothing an exchange consists of
 
     def _end_block(self, out: list[FrameEvent]) -> None:
         assert self._block is not None
         stream, flags, block = self._block
         self._block = None
         headers = self._decode(bytes(block))
-        out.append(HeadersEvent(stream, list(headers), bool(flags & END_STREAM)))
+        if flags is not None:
+            out.append(HeadersEvent(stream, list(headers), bool(flags & END_STREAM)))
+
+    def allow_table_size(self, size: int) -> None:
+        """The other side's SETTINGS_HEADER_TABLE_SIZE bounds this side's encoder, but
+        only once acknowledged (RFC 7541 4.2): blocks already on their way may use the
+        old size. A passive reader follows the larger of the two (the peers judge)."""
+        d = self.decoder
+        d.max_allowed_table_size = max(d.max_allowed_table_size, size)
 
     def _decode(self, block: bytes) -> Headers:
         """HPACK decoding is most of a passive reader's cost (~10 µs a block in the pure
@@ -196,9 +224,11 @@ class FrameReader:
         text = self._text
         headers = [(text(k), text(v)) for k, v in raw]
         if (
-            len(entries) == state[0]
+            len(block) <= MEMO_BLOCK
+            and len(entries) == state[0]
             and (entries[0] if entries else None) is state[1]
             and table.maxsize == state[2]
+            and sum(len(k) + len(v) for k, v in headers) <= MEMO_DECODED
         ):
             if len(self._memo) >= BLOCK_MEMO:
                 self._memo.clear()

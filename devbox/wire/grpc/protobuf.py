@@ -225,7 +225,7 @@ def _b64(text: Any, where: str) -> bytes:
 def encode_message(message: dict[str, Any], where: str = "$") -> bytes:
     out = bytearray()
     for key, value in message.items():
-        if not key.isdigit() or not 1 <= int(key) < 1 << 29:
+        if not (key.isascii() and key.isdigit()) or not 1 <= int(key) < 1 << 29:
             raise ProtobufError(
                 f"expected a field number, got {key!r}", f"{where}.{key}" if key else where
             )

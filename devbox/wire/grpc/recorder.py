@@ -92,7 +92,7 @@ class GrpcRecorder:
             if ev.header_table_size is not None:
                 # what one side allows limits the other side's encoder
                 other = self._server if from_client else self._client
-                other.decoder.max_allowed_table_size = ev.header_table_size
+                other.allow_table_size(ev.header_table_size)
             return
         if isinstance(ev, GoawayEvent):
             return  # the calls it covers end as they end; a call it cuts is reset or open
@@ -227,7 +227,7 @@ class GrpcRecorder:
             obj["incomplete"] = True
         status = dict(call.response_headers).get(":status")
         if status not in (None, "200"):
-            obj["http_status"] = int(status) if status.isdigit() else status
+            obj["http_status"] = int(status) if status.isascii() and status.isdigit() else status
         self._stored.append(obj)
 
     def take_stored(self) -> list[dict[str, Any]]:
