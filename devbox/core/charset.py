@@ -123,3 +123,19 @@ __all__ = [
     "mime_charset",
     "text_charset",
 ]
+
+
+# C0 controls that no text carries (tab, LF, FF, CR and ESC excepted), and DEL
+_CONTROLS = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+_BINARY_SAMPLE = 4096
+
+
+def looks_binary(body: bytes) -> bool:
+    """Bytes that are not text in any 8-bit charset, whatever their Content-Type says: a
+    NUL, or more than one in twenty of the first 4 KiB control characters (random bytes
+    hold about one in nine)."""
+    if b"\x00" in body:
+        return True
+    sample = body[:_BINARY_SAMPLE]
+    controls = len(sample) - len(sample.translate(None, _CONTROLS))
+    return controls * 20 > len(sample)

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from devbox.core.charset import looks_binary
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
 from devbox.core.redact_grpc import redact_grpc_body
 from devbox.core.redact_multipart import map_multipart
@@ -409,8 +410,8 @@ class Redactor:
         try:
             text = body.decode(charset)
         except (UnicodeDecodeError, LookupError):
-            if not textual:
-                return body  # binary, or a charset we do not guess at
+            if not textual or looks_binary(body):
+                return body  # binary (whatever its type says), or a charset we do not guess
             # declared text in an undeclared 8-bit charset: latin-1 maps every byte
             # one-to-one, so e-mails and tokens (ASCII) are found and the rest survives
             charset = "latin-1"
