@@ -33,9 +33,8 @@ from __future__ import annotations
 from typing import Any
 
 from devbox.record.capture import BodyCapture
-from devbox.record.correlate import parent_among
 from devbox.record.h2late import STOP_GRACE_S
-from devbox.record.streams import CLIENT_GONE, UPSTREAM_CUT, UPSTREAM_GONE, Capture, Correlation
+from devbox.record.streams import Capture, Correlation, capture, ended_by
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc.http2 import (
     DataEvent,
@@ -164,7 +163,7 @@ class H2Stream:
                     if self.held > MAX_OPEN_HEADERS:
                         self._why = f"the open streams' headers decode to over {MAX_OPEN_HEADERS}"
                         return out + self._unreadable(t)
-                    x.parent = self._parent(x, in_flight)
+                    x.parent = self.correlation.parent(in_flight, self.direction, x.headers)
                     self.open[ev.stream_id] = x
                 if ev.end_stream:
                     self._request_ended(ev.stream_id, x, out)
@@ -267,13 +266,7 @@ class H2Stream:
                     x.rs.truncated = True
                     out.append(self._capture(sid, x, t, text))
                 continue
-            if who == "client":
-                error = CLIENT_GONE
-            elif who == "upstream":
-                error = UPSTREAM_CUT if x.resp_head is not None else UPSTREAM_GONE
-            else:
-                error = text or who
-            out.append(self._capture(sid, x, t, error))
+            out.append(self._capture(sid, x, t, ended_by(who, text, x.resp_head is not None)))
         self.open.clear()
         self.held = 0
         self.done = True
@@ -334,45 +327,21 @@ class H2Stream:
             self._drop(sid)
             out.append(self._capture(sid, x, t, None))
 
-    def _parent(self, x: _Stream, in_flight: Any) -> str | None:
-        if not in_flight or self.direction == "inbound":
-            return None
-        c = self.correlation
-        parent, ambiguous = parent_among(in_flight, c.header, x.headers)
-        if parent is not None:
-            c.linked += 1
-        elif ambiguous:
-            c.ambiguous += 1
-        return parent
-
     # ------------------------------------------------------------ output
 
     def _capture(self, sid: int, x: _Stream, t: float, error: str | None) -> Capture:
-        self.count += 1
         headers = [(k, v) for k, v in x.headers if k not in _DROPPED_HEADERS]
         if not any(k == "host" for k, _ in headers):
             headers.insert(0, ("host", self.host))
-        resp, rs = x.resp_head, x.rs
-        return (
-            "x",
-            self.source,
-            self.direction,
-            f"{self.source}-{self.stamp}-c{self.cid}-{self.count:04d}",
+        resp = x.resp_head
+        return capture(
+            self,
             x.parent,
-            self.scheme,
-            self.host,
-            x.method,
-            x.path,
-            "HTTP/2",
-            headers,
-            x.rq.body(),
-            x.rq.truncated,
+            (x.method, x.path, "HTTP/2", headers),
+            x.rq,
             (resp[0], "", "HTTP/2", resp[1], x.trailers) if resp is not None else None,
-            rs.body() if rs is not None else b"",
-            rs is not None and rs.truncated,
-            x.t0 + self.offset,
-            (t - x.t0) * 1000.0,
-            (x.t_first - x.t0) * 1000.0 if x.t_first is not None else None,
+            x.rs,
+            (x.t0, t, x.t_first),
             error,
         )
 

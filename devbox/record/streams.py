@@ -35,7 +35,7 @@ who, text)`` when it ends (``who``: ``client``, ``upstream``, ``timeout`` or ``s
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
@@ -116,6 +116,78 @@ class Correlation:
         self.header = header.lower() if header else None
         self.linked = 0
         self.ambiguous = 0
+
+    def parent(self, in_flight: Any, direction: str, headers: list[tuple[str, str]]) -> str | None:
+        """The inbound exchange an outbound request with ``headers`` belongs to, among
+        those in flight when its bytes came (``correlate.parent_among``), counted."""
+        if not in_flight or direction == "inbound":
+            return None
+        parent, ambiguous = parent_among(in_flight, self.header, headers)
+        if parent is not None:
+            self.linked += 1
+        elif ambiguous:
+            self.ambiguous += 1
+        return parent
+
+
+class Reading(Protocol):
+    """What ``capture`` needs of a connection being read (``Stream``, ``H2Stream``)."""
+
+    source: str
+    direction: str
+    stamp: str
+    cid: int
+    count: int
+    scheme: str
+    host: str
+    offset: float
+
+
+def capture(
+    conn: Reading,
+    parent: str | None,
+    request: tuple[str, str, str, list[tuple[str, str]]],
+    req_body: BodyCapture | _Kept,
+    response: tuple[Any, ...] | None,
+    resp_body: BodyCapture | _Kept | None,
+    times: tuple[float, float, float | None],
+    error: str | None,
+) -> Capture:
+    """The worker capture (``worker.exchange_of``'s input) of one exchange read on
+    ``conn``: ``request`` (method, target, version, headers), ``response`` (status,
+    reason, version, headers, trailers), ``times`` (perf_counter at its start, at its
+    end, at its answer's first byte)."""
+    conn.count += 1
+    t0, t, t_first = times
+    return (
+        "x",
+        conn.source,
+        conn.direction,
+        f"{conn.source}-{conn.stamp}-c{conn.cid}-{conn.count:04d}",
+        parent,
+        conn.scheme,
+        conn.host,
+        *request,
+        req_body.body(),
+        req_body.truncated,
+        response,
+        resp_body.body() if resp_body is not None else b"",
+        resp_body is not None and resp_body.truncated,
+        t0 + conn.offset,
+        (t - t0) * 1000.0,
+        (t_first - t0) * 1000.0 if t_first is not None else None,
+        error,
+    )
+
+
+def ended_by(who: str, text: str | None, answering: bool) -> str:
+    """The error of an exchange under way when its connection ended: ``who`` ended it
+    (``client``, ``upstream``, ``timeout``...), ``answering``: its answer had begun."""
+    if who == "client":
+        return CLIENT_GONE
+    if who == "upstream":
+        return UPSTREAM_CUT if answering else UPSTREAM_GONE
+    return text or who
 
 
 class Stream:
@@ -257,13 +329,7 @@ class Stream:
                     x.resp_body.truncated = True
                     out.append(self._capture(x, t, text))
                 continue
-            if who == "client":
-                error = CLIENT_GONE
-            elif who == "upstream":
-                error = UPSTREAM_CUT if x.resp_head is not None else UPSTREAM_GONE
-            else:
-                error = text or who
-            out.append(self._capture(x, t, error))
+            out.append(self._capture(x, t, ended_by(who, text, x.resp_head is not None)))
         self.pending.clear()
         self.current = None
         self.done = True
@@ -369,16 +435,7 @@ class Stream:
         return out
 
     def _parent(self, head: Head) -> str | None:
-        in_flight = self._in_flight
-        if not in_flight or self.direction == "inbound":
-            return None
-        c = self.correlation
-        parent, ambiguous = parent_among(in_flight, c.header, head.headers)
-        if parent is not None:
-            c.linked += 1
-        elif ambiguous:
-            c.ambiguous += 1
-        return parent
+        return self.correlation.parent(self._in_flight, self.direction, head.headers)
 
     # ------------------------------------------------------------ output
 
@@ -389,30 +446,17 @@ class Stream:
         error: str | None,
         trailers: list[tuple[str, str]] | None = None,
     ) -> Capture:
-        self.count += 1
-        head, resp, rs = x.head, x.resp_head, x.resp_body
-        return (
-            "x",
-            self.source,
-            self.direction,
-            f"{self.source}-{self.stamp}-c{self.cid}-{self.count:04d}",
+        head, resp = x.head, x.resp_head
+        return capture(
+            self,
             x.parent,
-            self.scheme,
-            self.host,
-            head.method,
-            head.target,
-            head.version,
-            head.headers,
-            x.req_body.body(),
-            x.req_body.truncated,
+            (head.method, head.target, head.version, head.headers),
+            x.req_body,
             (resp.status, resp.reason, resp.version, resp.headers, trailers or [])
             if resp is not None
             else None,
-            rs.body() if rs is not None else b"",
-            rs is not None and rs.truncated,
-            x.t0 + self.offset,
-            (t - x.t0) * 1000.0,
-            (x.t_first - x.t0) * 1000.0 if x.t_first is not None else None,
+            x.resp_body,
+            (x.t0, t, x.t_first),
             error,
         )
 
