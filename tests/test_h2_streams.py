@@ -23,7 +23,7 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devbox.record.h2late import LateResets
+from devbox.record.h2late import FrameHeads, OpenStreams, late_resets
 from devbox.record.streams import Streams
 
 Side = tuple[int, bytes]  # (0: client to upstream, 1: upstream to client; the bytes)
@@ -175,25 +175,55 @@ def test_late_resets_are_exactly_the_whole_no_error_resets(
     stream = b"".join(fs)
     points = sorted({c % (len(stream) + 1) for c in cuts})
     bounds = list(zip([0, *points], [*points, len(stream)], strict=True))
-    split = LateResets()
+    heads, streams = FrameHeads(from_client=False), OpenStreams()
     now: list[bytes] = []
     late: list[bytes] = []
     for a, b in bounds:
-        n, lt = split.split(stream[a:b])
+        passed, found = heads.walk(stream[a:b])
+        streams.upstream(found)
+        n, lt = late_resets(passed, found)
         now.append(n)
         late.append(lt)
-    # a NO_ERROR reset held back is one that a single read held whole
+    # a head cut between reads waits for its rest: a NO_ERROR reset is held back when
+    # its 4 bytes came in the read that completed its head
     expect_now: list[bytes] = []
     expect_late: list[bytes] = []
     pos = 0
     for f in fs:
         end = pos + len(f)
         held = f[3] == 3 and f[-4:] == b"\x00\x00\x00\x00"
-        whole = any(a <= pos and end <= b for a, b in bounds)
-        (expect_late if held and whole else expect_now).append(f)
+        head_read_end = next(b for _a, b in bounds if b >= pos + 9)
+        (expect_late if held and end <= head_read_end else expect_now).append(f)
         pos = end
     assert b"".join(now) == b"".join(expect_now)
     assert b"".join(late) == b"".join(expect_late)
+
+
+def test_open_streams_follow_the_client_and_the_answers() -> None:
+    """What a stop waits for: streams the client opened whose answer has not ended."""
+    client, server, wire = _pair()
+    heads = (FrameHeads(from_client=True), FrameHeads(from_client=False))
+    streams = OpenStreams()
+
+    def seen() -> set[int]:
+        for side, data in wire:
+            found = heads[side].walk(data)[1]
+            (streams.upstream if side else streams.client)(found)
+        wire.clear()
+        return set(streams.ids)
+
+    a, b = _ask(client, "/a", wire), _ask(client, "/b", wire)
+    for data in (wire[-2][1], wire[-1][1]):
+        server.receive_data(data)
+    assert seen() == {a, b}
+    server.send_headers(a, [(":status", "103")])  # informational: still owed
+    server.send_headers(a, [(":status", "200")])
+    wire.append((1, server.data_to_send()))
+    assert seen() == {a, b}
+    server.send_data(a, b"ok", end_stream=True)
+    server.reset_stream(b, 8)
+    wire.append((1, server.data_to_send()))
+    assert seen() == set()
 
 
 def _pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection, list[Side]]:
@@ -312,3 +342,23 @@ def test_a_status_that_is_not_ascii_digits() -> None:
     out, streams = _streams_of(wire)
     assert [(c[8], c[13][0]) for c in out] == [("/weird", 0), ("/after", 200)]
     assert streams.unread == []
+
+
+def test_trailers_of_a_dropped_stream_open_no_exchange() -> None:
+    """The upstream refuses a stream (not processed: the client retries it) while the
+    client's trailers are on their way: they made a second, empty ``GET /``."""
+    client, server, wire = _pair()
+    sid = client.get_next_available_stream_id()
+    head = [(":method", "POST"), (":scheme", "https"), (":authority", "a"), (":path", "/up")]
+    client.send_headers(sid, head)
+    client.send_data(sid, b"part")
+    wire.append((0, client.data_to_send()))
+    server.receive_data(wire[-1][1])
+    server.reset_stream(sid, 7)  # REFUSED_STREAM
+    wire.append((1, server.data_to_send()))
+    # the client's trailers crossed the reset (written as the h2 package would have)
+    block = hpack.Encoder().encode([("x-checksum", "1")])
+    frame = len(block).to_bytes(3, "big") + b"\x01\x05" + sid.to_bytes(4, "big") + block
+    wire.append((0, frame))
+    out, streams = _streams_of(wire)
+    assert out == [] and streams.unread == []

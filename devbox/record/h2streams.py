@@ -139,6 +139,7 @@ class H2Stream:
         self.done = False  # unreadable bytes: nothing more is read
         self._why = ""  # what did not read
         self.held = 0  # decoded header bytes of the open streams' requests
+        self.highest = 0  # the client's highest stream id so far (they only grow)
         self.count = 0
 
     # ------------------------------------------------------------ input
@@ -157,8 +158,12 @@ class H2Stream:
             x = self.open.get(ev.stream_id)  # type: ignore[union-attr]
             if type(ev) is HeadersEvent:
                 if x is None:
+                    if ev.stream_id <= self.highest:
+                        continue  # trailers of a stream already dropped: no new exchange
+                    self.highest = ev.stream_id
                     x = _Stream(ev.headers, t, self.max_body)
-                    x.size = sum(len(k) + len(v) for k, v in ev.headers)
+                    # as HPACK counts a field (RFC 7541 4.1): one-byte fields cost too
+                    x.size = sum(32 + len(k) + len(v) for k, v in ev.headers)
                     self.held += x.size
                     if self.held > MAX_OPEN_HEADERS:
                         self._why = f"the open streams' headers decode to over {MAX_OPEN_HEADERS}"
@@ -349,7 +354,7 @@ class H2Stream:
 def _status(headers: list[tuple[str, str]]) -> int:
     for k, v in headers:
         if k == ":status":
-            return int(v) if v.isascii() and v.isdigit() else 0
+            return int(v) if len(v) == 3 and v.isascii() and v.isdigit() else 0
     return 0
 
 

@@ -26,9 +26,10 @@ are), is read by ``whole_request`` / ``whole_response``: the reader's own head p
 and framing rules, without its events.
 
 Frames from the proxy: ``("o", cid, source, direction, scheme, host, wall, perf)`` when a
-connection starts, ``("d", cid, side, perf, data, in_flight)`` for each chunk (side 0:
-client to upstream, 1: upstream to client; ``in_flight``: the inbound exchanges in
-flight when a client chunk came, for ``correlate.parent_among``), ``("c", cid, perf,
+connection starts (a 9th element ``"h2"``: an HTTP/2 connection, read by
+``devbox.record.h2streams``), ``("d", cid, side, perf, data, in_flight)`` for each chunk
+(side 0: client to upstream, 1: upstream to client; ``in_flight``: the inbound exchanges
+in flight when a client chunk came, for ``correlate.parent_among``), ``("c", cid, perf,
 who, text)`` when it ends (``who``: ``client``, ``upstream``, ``timeout`` or ``stop``).
 """
 

@@ -1,11 +1,12 @@
-"""An intercepted HTTP/1.1 connection relayed verbatim, its bytes copied to the worker.
+"""An intercepted connection relayed verbatim, its bytes copied to the worker.
 
 Theory of operation
 -------------------
 When the forward proxy intercepts a ``CONNECT`` and both the client and the upstream
-settle on HTTP/1.1, the connection inside the TLS is one client talking to one upstream
-connection for its whole life: nothing needs routing, rewriting or retrying. So the
-proxy does not read HTTP there at all. ``TeeConn`` relays every plaintext byte as it
+settle on HTTP/1.1, or both on HTTP/2, the connection inside the TLS is one client
+talking to one upstream connection for its whole life: nothing needs routing, rewriting
+or retrying. So the proxy does not read HTTP there at all (over HTTP/2 it follows frame
+heads only: ``devbox.record.h2late``). ``TeeConn`` relays every plaintext byte as it
 comes, in both directions, and puts a copy of each chunk (with the time it crossed and,
 for the client's, the inbound exchanges in flight, for linking) in the batch the
 recording worker gets once per loop iteration. The worker reads the two streams back
@@ -19,7 +20,8 @@ proxy's usual one: upstream bytes reach the client only after the batch holding 
 copy went down the pipe (``ProxyCore.hold``), so a response a client has whole is in
 the worker's hands. An upstream that answers nothing for the response timeout after
 the client last spoke ends the connection, recorded as a timeout (never once it
-switched protocols: a WebSocket's messages owe no answer).
+switched protocols: a WebSocket's messages owe no answer; never over HTTP/2, where a
+window update or a PING owes none either: the client's own timeouts hold).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, cast
 
-from devbox.record.h2late import STOP_GRACE_S, LateResets
+from devbox.record.h2late import STOP_GRACE_S, FrameHeads, OpenStreams, late_resets
 from devbox.record.proxy_core import (
     ProxyCore,
     RelaysUpstream,
@@ -85,7 +87,10 @@ class TeeConn(RelaysUpstream):
         # WINDOW_UPDATE, a PING are bytes the upstream need not answer): the client's own
         # timeouts hold, as without devbox
         self.switched = h2
-        self.late = LateResets() if h2 else None
+        # HTTP/2: each direction's frame heads, the streams owed an answer (h2late)
+        self.heads = (FrameHeads(from_client=True), FrameHeads(from_client=False)) if h2 else None
+        self.streams = OpenStreams()
+        self.late: list[bytes] = []  # resets held back, oldest first (h2late)
         self.client_eof = False  # the client half-closed (see eof_received)
         self.last_up = time.perf_counter()  # when the upstream last sent anything
         self._tick: asyncio.TimerHandle | None = None
@@ -104,6 +109,8 @@ class TeeConn(RelaysUpstream):
     def pending(self) -> tuple[float, ...]:
         """Non-empty while an answer is owed, as far as the relay can tell (shutdown
         waits for these, as for the parsing path's pending exchanges)."""
+        if self.heads is not None:
+            return (self.last_up,) * len(self.streams.ids)
         return (self.asked,) if self.asked is not None else ()
 
     # ------------------------------------------------------------ client side
@@ -161,6 +168,8 @@ class TeeConn(RelaysUpstream):
         now = time.perf_counter()
         core = self.core
         core.record(("d", self.cid, 0, now, data, core.correlator.snapshot()))
+        if self.heads is not None:
+            self.streams.client(self.heads[0].walk(data)[1])
         if not self.switched:
             # timed from the client's last byte, as the parsing path times an answer from
             # the end of its request: a slow upload is not a silent upstream
@@ -203,22 +212,29 @@ class TeeConn(RelaysUpstream):
             # the request before it, sent alone); a body chunk that happens to start so
             # only ends the timing of this connection
             self.switched = True
-        if self.late is not None:
-            data, late = self.late.split(data)
+        if self.heads is not None:
+            data, frames = self.heads[1].walk(data)
+            self.streams.upstream(frames)
+            data, late = late_resets(data, frames)
             if late:
-                asyncio.get_running_loop().call_later(STOP_GRACE_S, self._pass_late, late)
+                self.late.append(late)
+                asyncio.get_running_loop().call_later(STOP_GRACE_S, self._pass_late)
         # the copy goes down the pipe before the client has these bytes
         self.core.hold(self)  # type: ignore[arg-type]
         assert self.held_out is not None
         self.held_out.append(data)
 
-    def _pass_late(self, resets: bytes) -> None:
-        """The upstream's stop-sending resets, after their grace (``h2late``); their
-        copy went down the pipe when they came."""
+    def _pass_late(self) -> None:
+        """The upstream's oldest stop-sending resets, after their grace (``h2late``);
+        their copy went down the pipe when they came."""
+        if not self.late:
+            return  # passed on already, before the client's connection closed
+        resets = self.late.pop(0)
         if self.closed or self.transport is None:
             return
-        # an empty chunk tells the worker when: requests still coming are cut there
-        self.core.record(("d", self.cid, 1, time.perf_counter(), b"", None))
+        if not self.ended:
+            # an empty chunk tells the worker when: requests still coming are cut there
+            self.core.record(("d", self.cid, 1, time.perf_counter(), b"", None))
         if self.held_out is not None:
             self.held_out.append(resets)
         else:
@@ -270,6 +286,8 @@ class TeeConn(RelaysUpstream):
         if self.ended:
             return
         self.ended = True
+        self.asked = None  # nothing is owed on an ended connection (a lingering close)
+        self.streams.ids.clear()
         if self._tick is not None:
             self._tick.cancel()
             self._tick = None
@@ -305,6 +323,8 @@ class TeeConn(RelaysUpstream):
     def _close_client(self) -> None:
         """After the bytes held for the worker's batch, and lingering (``TlsTransport.
         linger``): a client still sending when the upstream ended must get the end."""
+        while self.late:  # the upstream's resets go before its end, graced or not
+            self._pass_late()
         if self.held_out is not None:
             self.close_after = True
         elif isinstance(self.transport, TlsTransport):

@@ -227,8 +227,8 @@ class TlsBridge(asyncio.Protocol):
                 break
         if chunks and self.inner is not None and not self.closing:
             self.inner.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if end is not None:
-            end()
+        if end is not None and not self.closing:
+            end()  # (an inner protocol that closed itself has had its end)
 
     def _eof(self) -> None:
         inner = self.inner

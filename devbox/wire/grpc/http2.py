@@ -91,7 +91,8 @@ MAX_BLOCK = 16 << 20  # one header block's encoded bytes, CONTINUATIONs included
 # what is memoised: ordinary blocks (a block of table references decodes to its
 # entries' size over and over: 4,000 references to a 4 KB entry kept 512 times is 8 GB)
 MEMO_BLOCK = 4096
-MEMO_DECODED = 16 * 1024
+MEMO_DECODED = 16 * 1024  # counted as HPACK counts (RFC 7541 4.1: 32 bytes a field more)
+MEMO_FIELDS = 64
 # a frame header: its 24-bit length as a byte and a short, type, flags, stream id
 _FRAME_HEAD = struct.Struct(">BHBBL")
 
@@ -110,10 +111,13 @@ class FrameReader:
         # header names and values from bytes (default: UTF-8, undecodable bytes kept)
         self._text = text or _s
         self._memo: dict[bytes, tuple[Any, Headers]] = {}
+        self._need = 0  # bytes the buffered, incomplete frame needs in all
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         if self._buf:
             self._buf += data
+            if len(self._buf) < self._need:
+                return []  # a large frame still coming: not copied again per read
             data = bytes(self._buf)
             self._buf.clear()
         out: list[FrameEvent] = []
@@ -134,6 +138,7 @@ class FrameReader:
             high, low, ftype, flags, stream = head(data, pos)
             end = pos + 9 + (high << 16 | low)
             if end > n:
+                self._need = end - pos
                 break
             payload = data[pos + 9 : end]
             pos = end
@@ -147,6 +152,8 @@ class FrameReader:
             else:
                 self._frame(ftype, flags, stream, payload, out)
         if pos < n:
+            if n - pos < 9:
+                self._need = 9
             self._buf += data[pos:]
         return out
 
@@ -228,7 +235,8 @@ class FrameReader:
             and len(entries) == state[0]
             and (entries[0] if entries else None) is state[1]
             and table.maxsize == state[2]
-            and sum(len(k) + len(v) for k, v in headers) <= MEMO_DECODED
+            and len(headers) <= MEMO_FIELDS
+            and sum(32 + len(k) + len(v) for k, v in headers) <= MEMO_DECODED
         ):
             if len(self._memo) >= BLOCK_MEMO:
                 self._memo.clear()

@@ -227,7 +227,8 @@ class GrpcRecorder:
             obj["incomplete"] = True
         status = dict(call.response_headers).get(":status")
         if status not in (None, "200"):
-            obj["http_status"] = int(status) if status.isascii() and status.isdigit() else status
+            numeric = len(status) == 3 and status.isascii() and status.isdigit()
+            obj["http_status"] = int(status) if numeric else status
         self._stored.append(obj)
 
     def take_stored(self) -> list[dict[str, Any]]:
