@@ -8,6 +8,7 @@ to re-apply gzip/deflate and a reader sees the plain body.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode
@@ -22,7 +23,9 @@ class Direction(enum.StrEnum):
     OUTBOUND = "outbound"  # the service called one of its dependencies
 
 
-def header_get(headers: Headers, name: str, default: str | None = None) -> str | None:
+def header_get(
+    headers: Iterable[tuple[str, str]], name: str, default: str | None = None
+) -> str | None:
     """First value of a header, case-insensitively."""
     low = name.lower()
     for k, v in headers:

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from devbox.core.model import header_get
 from devbox.record.capture import BodyCapture
 from devbox.record.h2late import STOP_GRACE_S
-from devbox.record.streams import Capture, Correlation, capture, ended_by
+from devbox.record.streams import Capture, Correlation, Reading, ended_by
 from devbox.wire.contract import RemoteProtocolError
 from devbox.wire.grpc.http2 import (
     DataEvent,
@@ -97,7 +98,9 @@ class _Stream:
         self.method = method
         self.path = path
         self.headers = headers
-        self.size = 0  # its head's decoded bytes (H2Stream.held)
+        # its head's decoded size (H2Stream.held), as HPACK counts a field (RFC 7541
+        # 4.1: 32 bytes more), so one-byte fields cost too
+        self.size = sum(32 + len(k) + len(v) for k, v in head)
         self.parent: str | None = None
         self.t0 = t0
         self.rq = BodyCapture(max_body, encoding)
@@ -111,7 +114,7 @@ class _Stream:
         self.t_end = t0
 
 
-class H2Stream:
+class H2Stream(Reading):
     """One intercepted HTTP/2 connection's two byte streams, read into captures."""
 
     def __init__(
@@ -122,12 +125,7 @@ class H2Stream:
         correlation: Correlation,
         unread: list[str],
     ) -> None:
-        _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened[:8]
-        self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
-        self.stamp = stamp
-        self.max_body = max_body
-        self.correlation = correlation
-        self.unread = unread
+        super().__init__(opened, stamp, max_body, correlation, unread)
         self.requests = FrameReader(from_client=True, text=_latin1)
         self.responses = FrameReader(from_client=False, text=_latin1)
         for reader in (self.requests, self.responses):
@@ -136,16 +134,14 @@ class H2Stream:
             # up to a bound of our own
             reader.decoder.max_header_list_size = MAX_HEADER_LIST
         self.open: dict[int, _Stream] = {}
-        self.done = False  # unreadable bytes: nothing more is read
         self._why = ""  # what did not read
         self.held = 0  # decoded header bytes of the open streams' requests
         self.highest = 0  # the client's highest stream id so far (they only grow)
-        self.count = 0
 
     # ------------------------------------------------------------ input
 
     def client(self, t: float, data: bytes, in_flight: Any) -> list[Capture]:
-        events = self._feed(self.requests, data, t)
+        events = self._feed(self.requests, data)
         if events is None:
             return self._unreadable(t)
         out: list[Capture] = []
@@ -162,8 +158,6 @@ class H2Stream:
                         continue  # trailers of a stream already dropped: no new exchange
                     self.highest = ev.stream_id
                     x = _Stream(ev.headers, t, self.max_body)
-                    # as HPACK counts a field (RFC 7541 4.1): one-byte fields cost too
-                    x.size = sum(32 + len(k) + len(v) for k, v in ev.headers)
                     self.held += x.size
                     if self.held > MAX_OPEN_HEADERS:
                         self._why = f"the open streams' headers decode to over {MAX_OPEN_HEADERS}"
@@ -179,18 +173,17 @@ class H2Stream:
                 if ev.end_stream:
                     self._request_ended(ev.stream_id, x, out)
             elif type(ev) is ResetEvent:
-                self._drop(ev.stream_id)
                 if x.resp_done:  # answered; its request stops here
-                    x.rq.truncated = True
-                    out.append(self._capture(ev.stream_id, x, x.t_end, None))
+                    out.append(self._answered(ev.stream_id, x))
                 else:
+                    self._drop(ev.stream_id)
                     began = "during" if x.resp_head is not None else "before"
                     why = f"client reset the stream {began} the response"
-                    out.append(self._capture(ev.stream_id, x, t, _code(why, ev.error_code)))
+                    out.append(self._capture(x, t, _code(why, ev.error_code)))
         return out
 
     def server(self, t: float, data: bytes) -> list[Capture]:
-        events = self._feed(self.responses, data, t)
+        events = self._feed(self.responses, data)
         if events is None:
             return self._unreadable(t)
         out: list[Capture] = []
@@ -226,7 +219,7 @@ class H2Stream:
             regular = [(k, v) for k, v in ev.headers if k[:1] != ":"]
             x.resp_head = (status, regular)
             x.t_first = t
-            x.rs = BodyCapture(self.max_body, _header(regular, "content-encoding"))
+            x.rs = BodyCapture(self.max_body, header_get(regular, "content-encoding"))
         else:
             x.trailers = [(k, v) for k, v in ev.headers if k[:1] != ":"]
         if ev.end_stream:
@@ -239,14 +232,12 @@ class H2Stream:
                 # on its way ends the request within the grace the relay gives it
                 x.stopped = t
                 return
-            self._drop(ev.stream_id)
-            x.rq.truncated = True
-            out.append(self._capture(ev.stream_id, x, x.t_end, None))
+            out.append(self._answered(ev.stream_id, x))
             return
         self._drop(ev.stream_id)
         if ev.error_code != REFUSED_STREAM or x.resp_head is not None:
             why = _code("upstream reset the stream", ev.error_code)
-            out.append(self._capture(ev.stream_id, x, t, why))
+            out.append(self._capture(x, t, why))
 
     def _goaway(self, ev: GoawayEvent) -> None:
         # streams above its last were not processed: the client retries them
@@ -257,21 +248,19 @@ class H2Stream:
     def _grace_over(self, t: float, out: list[Capture]) -> None:
         for sid, x in list(self.open.items()):
             if x.stopped is not None and x.stopped + STOP_GRACE_S <= t + GRACE_SLACK_S:
-                self._drop(sid)
-                x.rq.truncated = True
-                out.append(self._capture(sid, x, x.t_end, None))
+                out.append(self._answered(sid, x))
 
     def close(self, t: float, who: str, text: str | None) -> list[Capture]:
         """The connection ended: each exchange under way is recorded with who ended it
         (``stop``: only a response under way, cut short)."""
         out = self.cut()
-        for sid, x in self.open.items():
+        for x in self.open.values():
             if who == "stop":
                 if x.rs is not None:
                     x.rs.truncated = True
-                    out.append(self._capture(sid, x, t, text))
+                    out.append(self._capture(x, t, text))
                 continue
-            out.append(self._capture(sid, x, t, ended_by(who, text, x.resp_head is not None)))
+            out.append(self._capture(x, t, ended_by(who, text, x.resp_head is not None)))
         self.open.clear()
         self.held = 0
         self.done = True
@@ -283,14 +272,12 @@ class H2Stream:
         out: list[Capture] = []
         for sid, x in list(self.open.items()):
             if x.resp_done:
-                self._drop(sid)
-                x.rq.truncated = True
-                out.append(self._capture(sid, x, x.t_end, None))
+                out.append(self._answered(sid, x))
         return out
 
     # ------------------------------------------------------------ reading
 
-    def _feed(self, reader: FrameReader, data: bytes, t: float) -> list[FrameEvent] | None:
+    def _feed(self, reader: FrameReader, data: bytes) -> list[FrameEvent] | None:
         if self.done:
             return []
         try:
@@ -304,7 +291,7 @@ class H2Stream:
         way are recorded with why, and the rest of the connection is not read."""
         error = self._why
         self.unread.append(f"{self.source} ({self.host}): {error}")
-        out = [self._capture(sid, x, t, error) for sid, x in self.open.items()]
+        out = [self._capture(x, t, error) for sid, x in self.open.items()]
         self.open.clear()
         self.held = 0
         self.done = True
@@ -312,6 +299,13 @@ class H2Stream:
 
     def _drop(self, sid: int) -> None:
         self.held -= self.open.pop(sid).size
+
+    def _answered(self, sid: int, x: _Stream) -> Capture:
+        """An exchange answered whole whose request stops before its end: recorded as
+        of the answer's end, the request cut short."""
+        self._drop(sid)
+        x.rq.truncated = True
+        return self._capture(x, x.t_end, None)
 
     @staticmethod
     def _table(ev: SettingsEvent, other: FrameReader) -> None:
@@ -323,24 +317,23 @@ class H2Stream:
         x.req_ended = True
         if x.resp_done:
             self._drop(sid)
-            out.append(self._capture(sid, x, x.t_end, None))
+            out.append(self._capture(x, x.t_end, None))
 
     def _response_ended(self, sid: int, x: _Stream, t: float, out: list[Capture]) -> None:
         x.resp_done = True
         x.t_end = t
         if x.req_ended:
             self._drop(sid)
-            out.append(self._capture(sid, x, t, None))
+            out.append(self._capture(x, t, None))
 
     # ------------------------------------------------------------ output
 
-    def _capture(self, sid: int, x: _Stream, t: float, error: str | None) -> Capture:
+    def _capture(self, x: _Stream, t: float, error: str | None) -> Capture:
         headers = [(k, v) for k, v in x.headers if k not in _DROPPED_HEADERS]
         if not any(k == "host" for k, _ in headers):
             headers.insert(0, ("host", self.host))
         resp = x.resp_head
-        return capture(
-            self,
+        return self.captured(
             x.parent,
             (x.method, x.path, "HTTP/2", headers),
             x.rq,
@@ -356,13 +349,6 @@ def _status(headers: list[tuple[str, str]]) -> int:
         if k == ":status":
             return int(v) if len(v) == 3 and v.isascii() and v.isdigit() else 0
     return 0
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
 
 
 def _code(why: str, code: int) -> str:

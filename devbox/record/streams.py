@@ -36,7 +36,7 @@ who, text)`` when it ends (``who``: ``client``, ``upstream``, ``timeout`` or ``s
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from devbox.record.capture import BodyCapture
 from devbox.record.correlate import parent_among
@@ -131,54 +131,63 @@ class Correlation:
         return parent
 
 
-class Reading(Protocol):
-    """What ``capture`` needs of a connection being read (``Stream``, ``H2Stream``)."""
+class Reading:
+    """What the two connection readers share (``Stream`` here, ``h2streams.H2Stream``):
+    the connection the proxy opened, and how an exchange read on it becomes a worker
+    capture (``worker.exchange_of``'s input)."""
 
-    source: str
-    direction: str
-    stamp: str
-    cid: int
-    count: int
-    scheme: str
-    host: str
-    offset: float
+    def __init__(
+        self,
+        opened: tuple[Any, ...],
+        stamp: str,
+        max_body: int,
+        correlation: Correlation,
+        unread: list[str],
+    ) -> None:
+        _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened[:8]
+        self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
+        self.stamp = stamp
+        self.max_body = max_body
+        self.correlation = correlation
+        # what could not be read (relayed all the same, unrecorded from there on)
+        self.unread = unread
+        self.done = False  # nothing more is read on this connection
+        self.count = 0
 
-
-def capture(
-    conn: Reading,
-    parent: str | None,
-    request: tuple[str, str, str, list[tuple[str, str]]],
-    req_body: BodyCapture | _Kept,
-    response: tuple[Any, ...] | None,
-    resp_body: BodyCapture | _Kept | None,
-    times: tuple[float, float, float | None],
-    error: str | None,
-) -> Capture:
-    """The worker capture (``worker.exchange_of``'s input) of one exchange read on
-    ``conn``: ``request`` (method, target, version, headers), ``response`` (status,
-    reason, version, headers, trailers), ``times`` (perf_counter at its start, at its
-    end, at its answer's first byte)."""
-    conn.count += 1
-    t0, t, t_first = times
-    return (
-        "x",
-        conn.source,
-        conn.direction,
-        f"{conn.source}-{conn.stamp}-c{conn.cid}-{conn.count:04d}",
-        parent,
-        conn.scheme,
-        conn.host,
-        *request,
-        req_body.body(),
-        req_body.truncated,
-        response,
-        resp_body.body() if resp_body is not None else b"",
-        resp_body is not None and resp_body.truncated,
-        t0 + conn.offset,
-        (t - t0) * 1000.0,
-        (t_first - t0) * 1000.0 if t_first is not None else None,
-        error,
-    )
+    def captured(
+        self,
+        parent: str | None,
+        request: tuple[str, str, str, list[tuple[str, str]]],
+        req_body: BodyCapture | _Kept,
+        response: tuple[Any, ...] | None,
+        resp_body: BodyCapture | _Kept | None,
+        times: tuple[float, float, float | None],
+        error: str | None,
+    ) -> Capture:
+        """``request`` (method, target, version, headers), ``response`` (status,
+        reason, version, headers, trailers), ``times`` (perf_counter at its start, at
+        its end, at its answer's first byte)."""
+        self.count += 1
+        t0, t, t_first = times
+        return (
+            "x",
+            self.source,
+            self.direction,
+            f"{self.source}-{self.stamp}-c{self.cid}-{self.count:04d}",
+            parent,
+            self.scheme,
+            self.host,
+            *request,
+            req_body.body(),
+            req_body.truncated,
+            response,
+            resp_body.body() if resp_body is not None else b"",
+            resp_body is not None and resp_body.truncated,
+            t0 + self.offset,
+            (t - t0) * 1000.0,
+            (t_first - t0) * 1000.0 if t_first is not None else None,
+            error,
+        )
 
 
 def ended_by(who: str, text: str | None, answering: bool) -> str:
@@ -191,7 +200,7 @@ def ended_by(who: str, text: str | None, answering: bool) -> str:
     return text or who
 
 
-class Stream:
+class Stream(Reading):
     """One intercepted connection's two byte streams, read into captures."""
 
     def __init__(
@@ -203,14 +212,8 @@ class Stream:
         seen: Seen,
         unread: list[str],
     ) -> None:
-        _, self.cid, self.source, self.direction, self.scheme, self.host, wall, perf = opened
-        self.offset = wall - perf  # perf_counter -> wall clock, as the proxy saw it
-        self.stamp = stamp
-        self.max_body = max_body
-        self.correlation = correlation
+        super().__init__(opened, stamp, max_body, correlation, unread)
         self.seen = seen
-        # what could not be read (relayed all the same, unrecorded from there on)
-        self.unread = unread
         self.requests = MessageReader(is_request=True, limits=_LIMITS)
         self.responses = MessageReader(is_request=False)
         self.pending: deque[_Exchange] = deque()
@@ -218,8 +221,6 @@ class Stream:
         # answered before its body came whole (an upstream may answer early and read the
         # rest): (the exchange, when its answer ended, trailers), recorded with the body
         self.early: tuple[_Exchange, float, list[Any]] | None = None
-        self.done = False  # an upgrade or unreadable bytes: nothing more is read
-        self.count = 0
         self._in_flight: Any = None
         self._last_head: Head | None = None  # of the response read last
 
@@ -233,21 +234,15 @@ class Stream:
         whole = len(data) <= SEEN_CHUNK and reader.idle
         if whole:
             seen = self.seen.requests.get(data)
+            if seen is None:
+                # not met before, but one whole request with no body or one framed by
+                # its length (most are): read without the reader's events, as answers are
+                fresh = whole_request(data, _LIMITS)
+                if fresh is not None:
+                    seen = (fresh[0], *self._whole_body(*fresh))
+                    _remember(self.seen.requests, data, seen)
             if seen is not None:
                 head, body, truncated = seen
-                x = _Exchange(head, t, self._parent(head), _Kept(body, truncated))
-                self.pending.append(x)
-                self.responses.expect(head.method)
-                return []
-            # not met before, but one whole request with no body or one framed by its
-            # length (most are): read without the reader's events, as for responses
-            fresh = whole_request(data, _LIMITS)
-            if fresh is not None:
-                head, raw = fresh
-                capture = BodyCapture(self.max_body, head.header("content-encoding"))
-                capture.add(raw)
-                body, truncated = capture.body(), capture.truncated
-                _remember(self.seen.requests, data, (head, body, truncated))
                 x = _Exchange(head, t, self._parent(head), _Kept(body, truncated))
                 self.pending.append(x)
                 self.responses.expect(head.method)
@@ -289,10 +284,7 @@ class Stream:
                 # its events (a chunked, 1xx or partial answer goes to the reader)
                 whole = whole_response(data, method)
                 if whole is not None:
-                    head, raw = whole
-                    capture = BodyCapture(self.max_body, head.header("content-encoding"))
-                    capture.add(raw)
-                    seen = (head, capture.body(), capture.truncated, [])
+                    seen = (whole[0], *self._whole_body(*whole), [])
                     _remember(self.seen.responses, key, seen)
             if seen is not None:
                 head, body, truncated, trailers = seen
@@ -435,6 +427,12 @@ class Stream:
         self.done = True
         return out
 
+    def _whole_body(self, head: Head, raw: bytes) -> tuple[bytes, bool]:
+        """A message's body that came whole, as the recording keeps it (decoded, capped)."""
+        body = BodyCapture(self.max_body, head.header("content-encoding"))
+        body.add(raw)
+        return body.body(), body.truncated
+
     def _parent(self, head: Head) -> str | None:
         return self.correlation.parent(self._in_flight, self.direction, head.headers)
 
@@ -448,8 +446,7 @@ class Stream:
         trailers: list[tuple[str, str]] | None = None,
     ) -> Capture:
         head, resp = x.head, x.resp_head
-        return capture(
-            self,
+        return self.captured(
             x.parent,
             (head.method, head.target, head.version, head.headers),
             x.req_body,
