@@ -25,11 +25,10 @@ Sans-IO.
 
 from __future__ import annotations
 
+from devbox.wire.grpc.http2 import DATA, END_STREAM, FRAME_HEAD, HEADERS, PREFACE, RST_STREAM
+
 STOP_GRACE_S = 1.0
-_DATA, _HEADERS, _RST_STREAM = 0x0, 0x1, 0x3
-_END_STREAM = 0x1
-_HEAD = 9
-_PREFACE = 24  # the client's "PRI * HTTP/2.0..." before its first frame
+_HEAD = FRAME_HEAD.size
 _NO_ERROR = b"\x00\x00\x00\x00"
 
 # a frame whose head this read holds whole: (start, type, flags, stream, end); ``end``
@@ -43,7 +42,7 @@ class FrameHeads:
     __slots__ = ("_skip", "_tail")
 
     def __init__(self, *, from_client: bool) -> None:
-        self._skip = _PREFACE if from_client else 0  # bytes before the next frame head
+        self._skip = len(PREFACE) if from_client else 0  # bytes before the next frame head
         self._tail = b""  # a frame head cut at the end of the last read
 
     def walk(self, data: bytes) -> tuple[bytes, list[Frame]]:
@@ -57,13 +56,14 @@ class FrameHeads:
             return data, []
         pos, self._skip = self._skip, 0
         frames: list[Frame] = []
+        head = FRAME_HEAD.unpack_from
         while pos < n:
             if n - pos < _HEAD:
                 self._tail = data[pos:]
                 return data[:pos], frames
-            end = pos + _HEAD + int.from_bytes(data[pos : pos + 3], "big")
-            sid = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-            frames.append((pos, data[pos + 3], data[pos + 4], sid, end))
+            high, low, ftype, flags, sid = head(data, pos)
+            end = pos + _HEAD + (high << 16 | low)
+            frames.append((pos, ftype, flags, sid & 0x7FFFFFFF, end))
             pos = end
         self._skip = pos - n
         return data, frames
@@ -80,15 +80,15 @@ class OpenStreams:
 
     def client(self, frames: list[Frame]) -> None:
         for _, ftype, _, sid, _ in frames:
-            if ftype == _HEADERS and sid > self.highest:  # (else trailers)
+            if ftype == HEADERS and sid > self.highest:  # (else trailers)
                 self.highest = sid
                 self.ids.add(sid)
-            elif ftype == _RST_STREAM:
+            elif ftype == RST_STREAM:
                 self.ids.discard(sid)
 
     def upstream(self, frames: list[Frame]) -> None:
         for _, ftype, flags, sid, _ in frames:
-            if ftype == _RST_STREAM or (ftype in (_DATA, _HEADERS) and flags & _END_STREAM):
+            if ftype == RST_STREAM or (ftype in (DATA, HEADERS) and flags & END_STREAM):
                 self.ids.discard(sid)
 
 
@@ -98,7 +98,7 @@ def late_resets(data: bytes, frames: list[Frame]) -> tuple[bytes, bytes]:
     late = [
         (a, b)
         for a, ftype, _, _, b in frames
-        if ftype == _RST_STREAM and b - a == _HEAD + 4 and data[b - 4 : b] == _NO_ERROR
+        if ftype == RST_STREAM and b - a == _HEAD + 4 and data[b - 4 : b] == _NO_ERROR
     ]
     if not late:
         return data, b""

@@ -94,7 +94,7 @@ MEMO_BLOCK = 4096
 MEMO_DECODED = 16 * 1024  # counted as HPACK counts (RFC 7541 4.1: 32 bytes a field more)
 MEMO_FIELDS = 64
 # a frame header: its 24-bit length as a byte and a short, type, flags, stream id
-_FRAME_HEAD = struct.Struct(">BHBBL")
+FRAME_HEAD = struct.Struct(">BHBBL")
 
 
 class FrameReader:
@@ -133,7 +133,7 @@ class FrameReader:
             pos = len(PREFACE)
             self._preface = False
         n = len(data)
-        head = _FRAME_HEAD.unpack_from
+        head = FRAME_HEAD.unpack_from
         while n - pos >= 9:
             high, low, ftype, flags, stream = head(data, pos)
             end = pos + 9 + (high << 16 | low)
@@ -216,14 +216,10 @@ class FrameReader:
         decodes alike while the table stays as it was: its headers are kept with the
         table's state (its size, its newest entry, held so it cannot be another object
         at the same address later) and taken from there while that state holds."""
-        table = self.decoder.header_table
-        entries = table.dynamic_entries
-        state = (len(entries), entries[0] if entries else None, table.maxsize)
+        state = self._table_state()
         kept = self._memo.get(block)
-        if kept is not None:
-            was, headers = kept
-            if was[0] == state[0] and was[1] is state[1] and was[2] == state[2]:
-                return headers
+        if kept is not None and _same(kept[0], state):
+            return kept[1]
         try:
             raw = self.decoder.decode(block, raw=True)
         except hpack.HPACKError as exc:
@@ -232,9 +228,7 @@ class FrameReader:
         headers = [(text(k), text(v)) for k, v in raw]
         if (
             len(block) <= MEMO_BLOCK
-            and len(entries) == state[0]
-            and (entries[0] if entries else None) is state[1]
-            and table.maxsize == state[2]
+            and _same(self._table_state(), state)
             and len(headers) <= MEMO_FIELDS
             and sum(32 + len(k) + len(v) for k, v in headers) <= MEMO_DECODED
         ):
@@ -242,6 +236,17 @@ class FrameReader:
                 self._memo.clear()
             self._memo[block] = (state, headers)
         return headers
+
+    def _table_state(self) -> tuple[int, Any, int]:
+        table = self.decoder.header_table
+        entries = table.dynamic_entries
+        return len(entries), entries[0] if entries else None, table.maxsize
+
+
+def _same(a: tuple[int, Any, int], b: tuple[int, Any, int]) -> bool:
+    """Two states of a dynamic table are one: same size, same newest entry (the object
+    itself), same maximum."""
+    return a[0] == b[0] and a[1] is b[1] and a[2] == b[2]
 
 
 def _s(value: bytes | str) -> str:
