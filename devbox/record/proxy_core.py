@@ -349,7 +349,10 @@ class RelaysUpstream(asyncio.Protocol):
         if self.held_out is not None:
             self.close_after = True
         elif self.transport is not None:
-            self.transport.close()
+            self._close_transport(self.transport)
+
+    def _close_transport(self, t: asyncio.Transport) -> None:
+        t.close()
 
     def pause_writing(self) -> None:
         if self.up is not None and self.up.transport is not None:

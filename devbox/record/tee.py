@@ -79,15 +79,14 @@ class TeeConn(RelaysUpstream):
         self.ended = False  # the worker has this connection's "c" frame
         # perf_counter time the client last spoke with no upstream byte since (the timeout)
         self.asked: float | None = None
-        # HTTP/2 on both sides: the client and the upstream speak to each other through
-        # the relay (preface, SETTINGS, streams); the worker reads the frames
-        self.h2 = h2
         # the upstream switched protocols (101): no byte owes an answer any more. Over
         # HTTP/2 none ever does as far as the relay can tell (a SETTINGS ack, a
         # WINDOW_UPDATE, a PING are bytes the upstream need not answer): the client's own
         # timeouts hold, as without devbox
         self.switched = h2
-        # HTTP/2: each direction's frame heads, the streams owed an answer (h2late)
+        # HTTP/2 on both sides (the client and the upstream speak to each other through
+        # the relay; the worker reads the frames): each direction's frame heads and the
+        # streams owed an answer (h2late); None over HTTP/1.1
         self.heads = (FrameHeads(from_client=True), FrameHeads(from_client=False)) if h2 else None
         self.streams = OpenStreams()
         self.late: list[bytes] = []  # resets held back, oldest first (h2late)
@@ -132,7 +131,7 @@ class TeeConn(RelaysUpstream):
             time.time(),
             time.perf_counter(),
         )
-        core.record((*opened, "h2") if self.h2 else opened)
+        core.record((*opened, "h2") if self.heads is not None else opened)
         self._arm()
         if self.early:
             early, self.early = self.early, b""
@@ -247,7 +246,7 @@ class TeeConn(RelaysUpstream):
         if self.asked is not None:
             self.core.stats.upstream_errors += 1
         self._end("upstream")
-        if self.h2 and self.transport is not None and not self.closed:
+        if self.heads is not None and self.transport is not None and not self.closed:
             # an HTTP/2 client told GOAWAY closes the connection itself once it has read
             # its streams' ends, as it does when the upstream lingers. Our close right
             # behind the upstream's last bytes made curl 7.88 fail a response it had
@@ -321,13 +320,14 @@ class TeeConn(RelaysUpstream):
             self._close_client()
 
     def _close_client(self) -> None:
-        """After the bytes held for the worker's batch, and lingering (``TlsTransport.
-        linger``): a client still sending when the upstream ended must get the end."""
         while self.late:  # the upstream's resets go before its end, graced or not
             self._pass_late()
-        if self.held_out is not None:
-            self.close_after = True
-        elif isinstance(self.transport, TlsTransport):
-            self.transport.linger(LINGER_S)
-        elif self.transport is not None:
-            self.transport.close()
+        super()._close_client()
+
+    def _close_transport(self, t: asyncio.Transport) -> None:
+        # lingering (TlsTransport.linger): a client still sending when the upstream
+        # ended must get the end
+        if isinstance(t, TlsTransport):
+            t.linger(LINGER_S)
+        else:
+            t.close()

@@ -58,8 +58,8 @@ class TlsTransport(asyncio.Transport):
 
     def linger(self, seconds: float) -> None:
         """Close, but read on (and drop) what the client still sends for up to
-        ``seconds`` (``TlsBridge.close_lingering``)."""
-        self._bridge.close_lingering(seconds)
+        ``seconds`` (``TlsBridge.close``)."""
+        self._bridge.close(seconds)
 
     def abort(self) -> None:
         self._bridge.abort()
@@ -292,27 +292,15 @@ class TlsBridge(asyncio.Protocol):
         if out and not self.raw.is_closing():
             self.raw.write(out)
 
-    def close(self) -> None:
+    def close(self, linger_s: float = 0.0) -> None:
+        """Our close_notify (the peer's is not waited for), then the TCP close. With
+        ``linger_s``: a FIN instead, and the client's bytes are read and dropped until
+        it closes too, for up to ``linger_s``. Closing a socket whose unread input holds
+        bytes sends a reset, and a reset makes the client's kernel drop what it had not
+        yet read of ours: a client still uploading when the answer came (an upstream's
+        413, then its close) would lose the answer (RFC 9112 9.6, nginx's lingering
+        close)."""
         if self.closing:
-            return
-        self.closing = True
-        try:
-            self.sslobj.unwrap()  # our close_notify; the peer's is not waited for
-        except (ssl.SSLError, OSError):
-            pass
-        self._flush()
-        self.raw.close()
-
-    def close_lingering(self, seconds: float) -> None:
-        """Our close_notify and a TCP FIN, then the client's bytes are read and dropped
-        until it closes too, for up to ``seconds``. Closing a socket whose unread input
-        holds bytes sends a reset, and a reset makes the client's kernel drop what it
-        had not yet read of ours: a client still uploading when the answer came (an
-        upstream's 413, then its close) would lose the answer (RFC 9112 9.6, nginx's
-        lingering close)."""
-        raw = self.raw
-        if self.closing or raw is None or not raw.can_write_eof():
-            self.close()
             return
         self.closing = True
         try:
@@ -320,9 +308,13 @@ class TlsBridge(asyncio.Protocol):
         except (ssl.SSLError, OSError):
             pass
         self._flush()
-        raw.write_eof()
-        raw.resume_reading()
-        asyncio.get_running_loop().call_later(seconds, raw.close)
+        raw = self.raw
+        if linger_s and raw.can_write_eof():
+            raw.write_eof()
+            raw.resume_reading()
+            asyncio.get_running_loop().call_later(linger_s, raw.close)
+        else:
+            raw.close()
 
     def abort(self) -> None:
         self.closing = True
