@@ -464,26 +464,13 @@ class MessageReader:
         head = self.current
         if head is None or not self.is_request:
             return
-        if (head.tokens("upgrade") and "upgrade" in head.tokens("connection")) or (
-            head.method == "CONNECT"
-        ):
+        if asks_upgrade(head):
             self._state = _WAIT
 
     def _frame(self, head: Head) -> None:
         self._body_seen = 0
         if self.is_request:
-            te = request_codings(head)
-            cl = content_length(head, strict=True)
-            if te is not None:
-                if cl is not None:
-                    raise ProtocolError("both Transfer-Encoding and Content-Length")
-                self._set(head, CHUNKED)
-            elif cl:
-                if cl > self.limits.max_body:
-                    raise ProtocolError("request body too large", 413)
-                self._set(head, LENGTH, cl)
-            else:
-                self._set(head, NONE)
+            self._set(head, *request_framing(head, self.limits))
             return
         if head.interim:
             head.framing = NONE
@@ -511,6 +498,30 @@ class MessageReader:
             self._state = _CHUNK_SIZE
         else:
             self._state = _BODY_CLOSE
+
+
+def request_framing(head: Head, limits: Limits) -> tuple[str, int]:
+    """How a request is framed, as llhttp frames it (RFC 9112 6): (CHUNKED | LENGTH |
+    NONE, the length for LENGTH); ProtocolError for a framing the reader refuses."""
+    te = request_codings(head)
+    cl = content_length(head, strict=True)
+    if te is not None:
+        if cl is not None:
+            raise ProtocolError("both Transfer-Encoding and Content-Length")
+        return CHUNKED, 0
+    if cl:
+        if cl > limits.max_body:
+            raise ProtocolError("request body too large", 413)
+        return LENGTH, cl
+    return NONE, 0
+
+
+def asks_upgrade(head: Head) -> bool:
+    """A request whose answer decides what the bytes after it are (an upgrade offer, a
+    CONNECT): the reader waits for it before reading on."""
+    return head.method == "CONNECT" or bool(
+        head.tokens("upgrade") and "upgrade" in head.tokens("connection")
+    )
 
 
 def response_framing(head: Head, method: str) -> tuple[str, int]:
@@ -564,18 +575,12 @@ def whole_request(data: bytes, limits: Limits) -> tuple[Head, bytes] | None:
     start = end + 4
     try:
         head = parse_request_head(data[:start], limits=limits)
-        if request_codings(head) is not None:
-            return None
-        length = content_length(head, strict=True) or 0
+        framing, length = request_framing(head, limits)
     except ProtocolError:
         return None
-    if length > limits.max_body or len(data) - start != length:
+    if framing == CHUNKED or len(data) - start != length or asks_upgrade(head):
         return None
-    if head.method == "CONNECT" or (
-        head.tokens("upgrade") and "upgrade" in head.tokens("connection")
-    ):
-        return None  # the reader waits for the answer before it reads on
-    head.framing = LENGTH if length else NONE
+    head.framing = framing
     head.length = length
     return head, data[start:]
 
