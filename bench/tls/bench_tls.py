@@ -5,7 +5,8 @@
 2. the HTTPS mock against nginx HTTPS (wrk over TLS, HTTP/1.1 keep-alive);
 3. HTTP/2: h2load against the mock (TLS with ALPN h2, and h2c) and against nginx;
 4. recording through the TLS-intercepting forward proxy (``devbox record
-   --forward-proxy``) against mitmdump as a forward proxy, the same HTTPS workload to the
+   --forward-proxy``) against mitmdump as a forward proxy, both as a plain proxy and
+   recording its flows to a file (``-w``), the same HTTPS workload to the
    same nginx (a client doing CONNECT + TLS + keep-alive GETs): throughput with 8
    connections, the p50 a proxy adds on one reused connection, and the CPU each process
    (the proxy with its children, nginx's workers, this client) spent per request; both
@@ -345,6 +346,13 @@ def proxies(
             ]  # fmt: skip
             mproc = stack.enter_context(started(mitm_cmd, mport, env))
             targets["mitmdump"] = (mproc.pid, mport, conf / "mitmproxy-ca-cert.pem")
+            # mitmproxy's own way of recording: every flow written to a file (-w), the
+            # like-for-like comparison with devbox record; the same CA directory
+            wport = free_port()
+            mitm_w = [*mitm_cmd, "-w", str(d / "mitm.flows")]
+            mitm_w[mitm_w.index(str(mport))] = str(wport)
+            wproc = stack.enter_context(started(mitm_w, wport, env))
+            targets["mitmdump -w"] = (wproc.pid, wport, conf / "mitmproxy-ca-cert.pem")
         got: dict[str, list[tuple[tuple[float, float], tuple[float, float, float]]]] = {}
         lean: dict[str, list[float]] = {}
         distinct: dict[str, list[float]] = {}
@@ -363,7 +371,7 @@ def proxies(
         # 5. an HTTP/2 client through the two intercepting proxies (the floor offers
         # http/1.1 only), alternating as above; request counts sized to ~secs each
         url = f"https://localhost:{n.tls_port}/items/1"
-        counts = {"devbox": 2500 * secs, "mitmdump": 600 * secs}
+        counts = {"devbox": 2500 * secs, "mitmdump": 600 * secs, "mitmdump -w": 600 * secs}
         h2names = [x for x in names if x in counts]
         for r in range(rounds):
             for name in h2names if r % 2 == 0 else h2names[::-1]:
@@ -402,12 +410,14 @@ def proxies(
         )
     )
     cpu_rows.append(("floor (relay, no recording)", fl[2][0], fl[2][1], fl[2][2]))
-    if "mitmdump" in med:
-        mt = med["mitmdump"]
-        per_round = [x[0][0] / y[0][0] for x, y in zip(got["devbox"], got["mitmdump"], strict=True)]
+    for mitm, what in (("mitmdump", "not recording"), ("mitmdump -w", "recording (-w)")):
+        if mitm not in med:
+            continue
+        mt = med[mitm]
+        per_round = [x[0][0] / y[0][0] for x, y in zip(got["devbox"], got[mitm], strict=True)]
         rows.append(
             (
-                "mitmdump (forward proxy, TLS intercepted)",
+                f"{mitm} (forward proxy, TLS intercepted, {what})",
                 f"{mt[0]:,.0f}",
                 f"p50 {mt[1]:.3f} ms (+{mt[1] - direct_p50:.3f}); devbox "
                 f"{statistics.median(per_round):.1f}x (median of rounds: "
@@ -415,61 +425,50 @@ def proxies(
                 + ")",
             )
         )
-        cpu_rows.append(("mitmdump", mt[2][0], mt[2][1], mt[2][2]))
-    if "mitmdump" in lean:
-        per_round = [x / y for x, y in zip(lean["devbox"], lean["mitmdump"], strict=True)]
-        rows.append(
-            (
-                "the same, lean client (lean_client.py): devbox",
-                f"{statistics.median(lean['devbox']):,.0f}",
-                f"{statistics.median(per_round):.1f}x mitmdump (rounds: "
-                + ", ".join(f"{x:.1f}" for x in per_round)
-                + f"); floor {statistics.median(lean['floor']):,.0f}",
+        cpu_rows.append((mitm, mt[2][0], mt[2][1], mt[2][2]))
+    for mitm in ("mitmdump", "mitmdump -w"):
+        if mitm not in lean:
+            continue
+        for label, runs in (
+            ("the same, lean client (lean_client.py)", lean),
+            (f"lean client, {DISTINCT_PATHS:,} distinct paths", distinct),
+        ):
+            per_round = [x / y for x, y in zip(runs["devbox"], runs[mitm], strict=True)]
+            rows.append(
+                (
+                    f"{label}: {mitm}",
+                    f"{statistics.median(runs[mitm]):,.0f}",
+                    f"devbox {statistics.median(runs['devbox']):,.0f}, "
+                    f"{statistics.median(per_round):.1f}x (rounds: "
+                    + ", ".join(f"{x:.1f}" for x in per_round)
+                    + f"); floor {statistics.median(runs['floor']):,.0f}",
+                )
             )
-        )
-        rows.append(
-            ("the same, lean client: mitmdump", f"{statistics.median(lean['mitmdump']):,.0f}", "")
-        )
-        per_round = [x / y for x, y in zip(distinct["devbox"], distinct["mitmdump"], strict=True)]
-        rows.append(
-            (
-                f"lean client, {DISTINCT_PATHS:,} distinct paths: devbox",
-                f"{statistics.median(distinct['devbox']):,.0f}",
-                f"{statistics.median(per_round):.1f}x mitmdump (rounds: "
-                + ", ".join(f"{x:.1f}" for x in per_round)
-                + f"); floor {statistics.median(distinct['floor']):,.0f}",
-            )
-        )
-        rows.append(
-            (
-                f"lean client, {DISTINCT_PATHS:,} distinct paths: mitmdump",
-                f"{statistics.median(distinct['mitmdump']):,.0f}",
-                "",
-            )
-        )
     if h2got:
         h2med = {k: statistics.median(x[0][0] for x in v) for k, v in h2got.items()}
         h2cpu = {k: statistics.median(x[1][0] for x in v) for k, v in h2got.items()}
-        note = "curl --http2 --parallel (8 streams, one connection); "
-        note += f"proxy {h2cpu['devbox']:.0f} µs/req"
-        if "mitmdump" in h2med:
-            per_round = [
-                x[0][0] / y[0][0] for x, y in zip(h2got["devbox"], h2got["mitmdump"], strict=True)
-            ]
-            note += (
-                f"; {statistics.median(per_round):.1f}x mitmdump (rounds: "
-                + ", ".join(f"{x:.1f}" for x in per_round)
-                + ")"
-            )
         rows.append(
-            ("devbox record --forward-proxy, HTTP/2 client", f"{h2med['devbox']:,.0f}", note)
+            (
+                "devbox record --forward-proxy, HTTP/2 client",
+                f"{h2med['devbox']:,.0f}",
+                "curl --http2 --parallel (8 streams, one connection); "
+                f"proxy {h2cpu['devbox']:.0f} µs/req",
+            )
         )
-        if "mitmdump" in h2med:
+        for mitm in ("mitmdump", "mitmdump -w"):
+            if mitm not in h2med:
+                continue
+            per_round = [
+                x[0][0] / y[0][0] for x, y in zip(h2got["devbox"], h2got[mitm], strict=True)
+            ]
             rows.append(
                 (
-                    "mitmdump, HTTP/2 client",
-                    f"{h2med['mitmdump']:,.0f}",
-                    f"proxy {h2cpu['mitmdump']:.0f} µs/req",
+                    f"{mitm}, HTTP/2 client",
+                    f"{h2med[mitm]:,.0f}",
+                    f"proxy {h2cpu[mitm]:.0f} µs/req; devbox "
+                    f"{statistics.median(per_round):.1f}x (rounds: "
+                    + ", ".join(f"{x:.1f}" for x in per_round)
+                    + ")",
                 )
             )
     return cpu_rows
