@@ -65,7 +65,11 @@ def row(kind: str, obj: dict[str, Any]) -> Row:
     if reply is None and isinstance(obj.get("replies"), list):
         reply = obj["replies"][-1] if obj["replies"] else None
     failed = isinstance(reply, dict) and reply.get("type") in ("error", "blob_error")
-    note = " (queued)" if obj.get("queued") else " (no reply)" if obj.get("incomplete") else ""
+    note = " (queued)" if obj.get("queued") else ""
+    if obj.get("noreply"):
+        note += " (replies off)"
+    elif obj.get("incomplete"):
+        note += " (no reply)"
     ms = obj.get("latency_ms", 0.0)
     return Row(
         ident,

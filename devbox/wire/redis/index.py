@@ -348,6 +348,8 @@ def _add(
             last[conn] = (entry, at_ms)
         return
     args = command_args(dict(obj))
+    if obj.get("noreply"):
+        return  # the server answered nothing (CLIENT REPLY OFF): the mock answers nothing
     if obj.get("incomplete"):
         if is_blocking(args) and not obj.get("queued"):
             _hanging(index, obj, args)

@@ -32,6 +32,7 @@ from devbox.wire.contract import (
     Reply,
 )
 from devbox.wire.redis.index import Entry, Key, RedisIndex, describe, exec_key, match_key
+from devbox.wire.redis.reply_mode import ReplyMode
 from devbox.wire.redis.resp import (
     CommandParser,
     ReplyParser,
@@ -84,7 +85,9 @@ class RedisMockConnection:
         # recorded arguments were redacted: live ones must be too, or nothing would match
         self._redact = redact if index.redacted else None
         self._factor = timing_factor(options.timing)
+        # no recorded timing to keep and replies on: the hot paths may answer inline
         self._simple = self._factor is None
+        self._mode = ReplyMode()
         self._forward = options.on_miss in ("passthrough", "record")
         self._record = options.on_miss == "record"
         # passthrough: the upstream connection's replies, matched in order to what we sent
@@ -240,6 +243,32 @@ class RedisMockConnection:
     def _answer(self, args: list[bytes], out: list[Output], buf: list[bytes]) -> None:
         name = args[0].upper()
         args[0] = name
+        queued = self.multi is not None and name not in _TX_CONTROL
+        if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
+            args, queued
+        ):
+            self._simple = False  # every command through here until replies are back on
+            self._quietly(args, out)
+            return
+        self._simple = self._factor is None and not self._mode.quiet
+        self._reply(args, out, buf)
+
+    def _quietly(self, args: list[bytes], out: list[Output]) -> None:
+        """A command the client turned the reply of off: it changes the connection's
+        state as it would (database, ``MULTI``, ``QUIT``) and nothing is sent. The
+        recorder stored it without a reply (``noreply``), so nothing is looked up."""
+        name = args[0]
+        if self.multi is not None and name not in _TX_CONTROL:
+            self.multi.append(args)
+        elif name == b"EXEC":
+            self.multi = None
+        elif name in self._local:
+            self._local[name](args)
+            if name == b"QUIT":
+                out.append(Reply(b"", close=True))
+
+    def _reply(self, args: list[bytes], out: list[Output], buf: list[bytes]) -> None:
+        name = args[0]
         if self.multi is not None and name not in _TX_CONTROL:
             self.multi.append(args)  # as the recorder kept it: the EXEC matches on it
             refused = self.index.refused_in_multi.get(match_key(self.db, self._redacted(args)))
@@ -452,6 +481,10 @@ class RedisMockConnection:
                 )
             self.name = args[2] or None
             return _OK
+        if sub == b"REPLY":  # the mode itself is ReplyMode's
+            if len(args) != 3:
+                return _arity(b"client|reply")
+            return _OK if args[2].upper() in (b"ON", b"OFF", b"SKIP") else b"-ERR syntax error\r\n"
         if sub == b"GETNAME":
             return serialize(("bulk", self.name) if self.name else ("null", "bulk"), self.proto)
         if sub == b"ID":
@@ -476,7 +509,7 @@ class RedisMockConnection:
                 )
             )
             return serialize(("verbatim", (b"txt", text)), self.proto)
-        return _OK  # NO-EVICT, NO-TOUCH, REPLY ON: settings a mock has no use for
+        return _OK  # NO-EVICT, NO-TOUCH: settings a mock has no use for
 
     def _ping(self, args: list[bytes]) -> bytes:
         if len(args) > 2:

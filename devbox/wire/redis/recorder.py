@@ -5,7 +5,9 @@ except what the server pushes on its own: pub/sub messages and client-tracking
 invalidations are stored as ``push`` objects with their arrival time. A subscription
 command is answered once per channel, so it waits for that many replies. The state a
 command ran in (database, protocol version, inside ``MULTI``) is tracked from the
-commands themselves and stored with each one.
+commands themselves and stored with each one. A command the server does not answer
+(``CLIENT REPLY OFF`` or ``SKIP``, see ``reply_mode``) waits for no reply and is stored
+as ``noreply``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Relay, RemoteProtocolError
+from devbox.wire.redis.reply_mode import ReplyMode
 from devbox.wire.redis.resp import CommandParser, ReplyParser, Value
 from devbox.wire.redis.store import command_object, db_after_exec, reply_to_json
 
@@ -56,6 +59,7 @@ class RedisRecorder:
         self.db = 0
         self.proto = 2
         self._multi: list[list[bytes]] | None = None
+        self._mode = ReplyMode()
         self._subs: dict[bytes, set[bytes]] = {
             b"channels": set(),
             b"patterns": set(),
@@ -89,9 +93,15 @@ class RedisRecorder:
     def _command(self, args: list[bytes], now: float) -> None:
         name = args[0].upper()
         p = _Pending(args, now, self.db, self.proto)
-        if self._multi is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"WATCH"):
+        multi = self._multi
+        queued = multi is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"WATCH")
+        if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
+            [name, *args[1:]], queued
+        ):
+            p.expect = 0
+        if queued and multi is not None:
             p.queued = True
-            self._multi.append([name, *args[1:]])
+            multi.append([name, *args[1:]])
         elif name == b"MULTI":
             self._multi = []
         elif name == b"EXEC":
@@ -111,13 +121,21 @@ class RedisRecorder:
             names = set(args[1:])
             current = self._subs[kind]
             if subscribe:
-                p.expect = max(1, len(args) - 1)
+                p.expect = p.expect and max(1, len(args) - 1)
                 current |= names
             else:
                 # one reply per argument, repeated ones too; without any, per subscription
-                p.expect = max(1, len(args) - 1 if names else len(current))
+                p.expect = p.expect and max(1, len(args) - 1 if names else len(current))
                 current -= names if names else set(current)
         self._pending.append(p)
+        self._unanswered(now)
+
+    def _unanswered(self, now: float) -> None:
+        """Store the commands at the head of the queue the server will not answer: they
+        keep their place in the order the commands came in."""
+        pending = self._pending
+        while pending and not pending[0].expect:
+            self._store(pending.popleft(), now)
 
     def from_upstream(self, data: bytes) -> Relay:
         if self._blind:
@@ -151,6 +169,7 @@ class RedisRecorder:
                 elif p.transaction and value[0] == "array":
                     self._exec_selected(p, value[1])
                 self._store(p, now)
+                self._unanswered(now)
         return Relay(to_client=data)
 
     def _select_refused(self, p: _Pending) -> None:
@@ -208,7 +227,7 @@ class RedisRecorder:
             "db": p.db,
             "proto": p.proto,
             "at_ms": self._ms(p.at),
-            "latency_ms": round((now - p.at) * 1000.0, 3) if now is not None else 0.0,
+            "latency_ms": round((now - p.at) * 1000.0, 3) if now is not None and p.expect else 0.0,
         }
         obj.update(command_object(p.args))
         if p.transaction is not None:
@@ -217,7 +236,9 @@ class RedisRecorder:
             ]
         if p.queued:
             obj["queued"] = True
-        if now is None:
+        if not p.expect:
+            obj["noreply"] = True
+        elif now is None:
             obj["incomplete"] = True
         elif p.expect > 1 or len(p.replies) > 1:
             obj["replies"] = [reply_to_json(r) for r in p.replies]

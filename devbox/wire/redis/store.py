@@ -14,7 +14,8 @@ that are not UTF-8), ``simple``, ``error``, ``integer``, ``null``, ``array``/``s
 ``format``), ``attribute`` (``value`` pairs and the ``reply`` it annotates). Optional
 fields: ``replies`` (a subscription command answered once per channel),
 ``transaction`` (the commands an ``EXEC`` ran), ``queued`` (a command inside
-``MULTI``), ``incomplete`` (no reply before the connection ended). A message the server
+``MULTI``), ``incomplete`` (no reply before the connection ended), ``noreply`` (sent
+while the client had turned replies off: ``CLIENT REPLY OFF``/``SKIP``). A message the server
 pushed (pub/sub, client tracking) is ``{"connection": 3, "seq": 8, "at_ms": 40.1,
 "push": <reply>}``.
 """

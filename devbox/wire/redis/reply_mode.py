@@ -1,0 +1,49 @@
+"""``CLIENT REPLY ON|OFF|SKIP``: which commands redis-server answers.
+
+A client that only writes (a bulk loader, a fire-and-forget counter) turns replies off
+and sends commands the server runs without answering, errors included; ``SKIP`` drops
+the reply of the one command after it. The recorder must then wait for no reply (or
+it pairs every later reply with the wrong command), and the mock must send none (or
+the client reads an answer it never asked for as the answer to its next command).
+
+The rules are redis-server's (``networking.c``): ``OFF`` and ``SKIP`` send nothing,
+``ON`` answers ``+OK``; ``SKIP`` while replies are off does nothing; after each command
+a pending skip moves on to the next one; ``RESET`` turns replies back on. A ``CLIENT
+REPLY`` queued inside ``MULTI`` changes nothing until ``EXEC``, which this does not
+follow (docs/redis.md).
+"""
+
+from __future__ import annotations
+
+
+class ReplyMode:
+    __slots__ = ("_off", "_skip", "quiet")
+
+    def __init__(self) -> None:
+        self._off = False
+        self._skip = False  # the next command's reply is dropped
+        self.quiet = False  # off or skipping: some command will go unanswered
+
+    def answers(self, args: list[bytes], queued: bool = False) -> bool:
+        """Take the next command (``args[0]`` upper-cased); whether the server sends its
+        reply. ``queued``: a command inside ``MULTI``, answered ``QUEUED`` (or not), not
+        run."""
+        name = args[0]
+        skip_next = False
+        if name == b"CLIENT" and len(args) == 3 and not queued and args[1].upper() == b"REPLY":
+            mode = args[2].upper()
+            if mode == b"ON":
+                self._off = self._skip = False
+            elif mode == b"OFF":
+                self._off = True
+            elif mode == b"SKIP":
+                skip_next = not self._off
+            sent = mode not in (b"OFF", b"SKIP") and not (self._off or self._skip)
+        elif name == b"RESET" and not queued:
+            self._off = self._skip = False
+            sent = True
+        else:
+            sent = not (self._off or self._skip)
+        self._skip = skip_next
+        self.quiet = self._off or skip_next
+        return sent
