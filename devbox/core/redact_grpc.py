@@ -33,6 +33,8 @@ _WEB_TEXT = "application/grpc-web-text"
 _B64_CHUNK = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]{8,}")
 _MAX_DEPTH = 32
+# a map<string, V> entry's key as services name things (authorization, api_key, x-token)
+_MAP_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
 _COMPRESSED = 0x01
 _TRAILERS = 0x80  # gRPC-Web: the trailers travel as the body's last frame
 # a gzip stream's header and trailer as gRPC libraries write it (zlib's wbits)
@@ -67,6 +69,12 @@ def redact_message(value: Any, name: str, rule: ValueRule) -> Any:
             return value if walked is None else protobuf.bytes_json(walked)
         if "base64" in value or "fixed64" in value or "fixed32" in value:
             return value
+        key = value.get("1")
+        if isinstance(key, str) and list(value) == ["1", "2"] and _MAP_KEY.fullmatch(key):
+            # a map<string, string> entry on the wire (field 1 the key, 2 the value): its
+            # value is named by its key, as a JSON object's field is ({"api_key": ...});
+            # with the field number only, a password under "password" went to disk
+            return {"1": redact_message(key, "1", rule), "2": redact_message(value["2"], key, rule)}
         return {k: redact_message(v, k, rule) for k, v in value.items()}
     return value
 
@@ -165,7 +173,8 @@ def redact_grpc_body(
     with the secrets in its messages replaced; the same object when there were none;
     None when it is not gRPC framing (the caller's other rules apply). Message strings
     go through the text rules (field numbers are no names, and packed numbers can read
-    as a random token); gRPC-Web's trailers through ``rule``, by name."""
+    as a random token), a map entry's value through ``rule`` by its key; gRPC-Web's
+    trailers through ``rule``, by name."""
     if not ctype.startswith(GRPC_TYPE):
         return None
     encoding = header_get(headers, "grpc-encoding")
@@ -190,8 +199,9 @@ def _web_text(body: bytes, encoding: str | None, rule: ValueRule, text: TextRule
 
 
 def _frames(body: bytes, encoding: str | None, rule: ValueRule, text: TextRule) -> bytes | None:
-    def strings(_name: str, value: str) -> str:
-        return text(value)
+    def strings(name: str, value: str) -> str:
+        # a field number is no name: text rules; a map entry's key is (redact_message)
+        return text(value) if not name or name.isdigit() else rule(name, value)
 
     parts: list[bytes] = []
     changed = False
