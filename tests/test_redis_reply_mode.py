@@ -116,7 +116,7 @@ def test_replies_turned_off_are_recorded_and_mocked_as_the_server_sent_them(
     replies = {(o["command"], *o["args"]): o.get("reply") for o in stored if "reply" in o}
     assert replies[("GET", "b")] == {"type": "bulk", "value": "2"}
     assert replies[("GET", "c")] == {"type": "bulk", "value": "in 3"}
-    assert replies[("CLIENT", "REPLY", "BOGUS")]["type"] == "error"
+    assert replies[("CLIENT", "REPLY", "BOGUS")] == {"type": "error", "value": "ERR syntax error"}
     assert [o["db"] for o in stored if o["command"] == "GET" and o["args"] == ["c"]] == [3]
     assert not any(o.get("incomplete") for o in stored)
 
