@@ -454,6 +454,11 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _WORDY = re.compile(r"[a-z]{4,}")
 _HASHLIKE = re.compile(r"(?:sha|md)\d*[-=]", re.I)  # sha512-… subresource integrity
+# one part of a dotted name: words, acronyms and numbers run together (writeUInt16LE,
+# X509Certificate, PROTOCOL_SSLv23's parts); possessive, so a long run of capitals
+# cannot make the engine try every way to cut it
+_NAME_PART = re.compile(r"(?:[A-Z]{2,}+|[A-Z]?+[a-z]{2,}+|[0-9]++)++")
+_NAME_SEPARATORS = re.compile(r"[._/\-]+")
 
 
 def looks_random(value: str) -> bool:
@@ -477,4 +482,15 @@ def looks_random(value: str) -> bool:
         return False
     if value.startswith(("/", "http")) or _HASHLIKE.match(value):
         return False
+    if "." in value and _dotted_name(value):
+        return False
     return shannon_entropy(value) >= (3.5 if len(value) < 32 else 4.0)
+
+
+def _dotted_name(value: str) -> bool:
+    """A dotted name (``crypto.X509Certificate``, ``Buffer.writeUInt16LE``,
+    ``CLIENT_INFO_1.transformReply``, ``python-mappings/KOI8-U.TXT``): every part words,
+    acronyms and numbers. Token generators write no dots, and a token that has one
+    (``ya29.…``) has random parts, which are none of these."""
+    parts = [p for p in _NAME_SEPARATORS.split(value) if p]
+    return len(parts) >= 2 and all(len(p) < 4 or _NAME_PART.fullmatch(p) for p in parts)
