@@ -17,7 +17,8 @@ request compressed in an encoding devbox cannot inflate).
 ``response_at_ms`` is when each response message arrived, counted from the call's
 start. Optional: ``request_open`` (the client had not half-closed; with a ``status``,
 the server answered first: ``request_unfinished`` is the announced length of the message
-then on its way), ``reset`` (an
+then on its way; with answers and the client's reset, the client had what it wanted),
+``reset`` (an
 RST_STREAM code instead of trailers; ``reset_by``: ``"client"`` when the client
 cancelled, ``"server"``), ``incomplete`` (the connection ended first),
 ``http_status`` (not 200), ``response_encoding`` (the response's ``grpc-encoding``),
@@ -321,8 +322,11 @@ def _unfinished(obj: Mapping[str, Any]) -> int | None:
 
 def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     # a call the client had not finished sending is served only when the server had
-    # answered it all the same (a message over its limit, an error after the first)
-    early = bool(obj.get("request_open")) and "status" in obj
+    # answered it all the same (a message over its limit, an error after the first), or
+    # answered enough for the client, which then cancelled (grpcio-reflection's client
+    # reads one answer and drops the stream, its half-close sometimes still unsent)
+    gave_up = obj.get("reset_by") == "client" and bool(obj.get("response"))
+    early = bool(obj.get("request_open")) and ("status" in obj or gave_up)
     if obj.get("incomplete") or (obj.get("request_open") and not early):
         return
     pending = _unfinished(obj)

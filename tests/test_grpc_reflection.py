@@ -1,0 +1,147 @@
+"""Server reflection through devbox: grpcurl, Postman, Evans and grpc-ui discover a
+service by asking its server (``grpc.reflection.v1alpha.ServerReflection``, one
+bidirectional stream of questions and answers) before they call it. Real parts: a grpcio
+server with grpcio-reflection's service, the routeguide descriptors compiled by
+grpcio-tools, and grpcio-reflection's own client (``ProtoReflectionDescriptorDatabase``
+behind a ``DescriptorPool``), through devbox's gRPC recording relay and then against
+the mock made from that recording."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.descriptor_pool import DescriptorPool  # type: ignore[import-untyped]
+from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from grpc_support import Loop, compile_protos, load_modules, start_mock, start_relay, wait_stored
+
+from devbox.wire.contract import Miss
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    lp = Loop()
+    try:
+        yield lp
+    finally:
+        lp.close()
+
+
+def _discover(port: int) -> dict[str, Any]:
+    """What a reflection client learns: the services, RouteGuide's methods with their
+    types, and Point's and Feature's fields."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        services = sorted(db.get_services())
+        pool = DescriptorPool(db)
+        svc = pool.FindServiceByName("routeguide.RouteGuide")
+        methods = {
+            m.name: (m.input_type.full_name, m.output_type.full_name, m.server_streaming)
+            for m in svc.methods
+        }
+        fields = {
+            name: [(f.name, f.number, f.type) for f in pool.FindMessageTypeByName(name).fields]
+            for name in ("routeguide.Point", "routeguide.Feature")
+        }
+    return {"services": services, "methods": methods, "fields": fields}
+
+
+def test_a_reflection_client_discovers_the_service_through_the_relay_and_from_the_mock(
+    tmp_path: Path, loop: Loop
+) -> None:
+    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        direct = _discover(port)
+        relay = loop.run(start_relay(port))
+        try:
+            relayed = _discover(relay.port)
+            wait_stored(relay.stored, 1)
+        finally:
+            loop.close_server(relay.server)
+    finally:
+        server.stop(0).wait(5)
+    assert direct["services"] == [
+        "grpc.reflection.v1alpha.ServerReflection",
+        "routeguide.RouteGuide",
+    ]
+    assert direct["methods"]["RouteChat"] == ("routeguide.RouteNote", "routeguide.RouteNote", True)
+    assert relayed == direct
+
+    calls = [o for o in relay.stored if o.get("method") == "ServerReflectionInfo"]
+    # grpcio-reflection's client reads its one answer and drops the stream: the server's
+    # OK comes first, or the client's CANCEL does (recorded as such, the answer kept)
+    assert len(calls) == 2 and all(len(o["response"]) == 1 for o in calls)
+    assert all(o.get("status") == 0 or (o["reset"], o["reset_by"]) == (8, "client") for o in calls)
+    mock = loop.run(start_mock(relay.stored))
+    try:
+        mocked = _discover(mock.port)
+    finally:
+        loop.close_server(mock.server)
+    assert mocked == direct
+    assert [o for o in mock.outputs if isinstance(o, Miss)] == []
+
+
+def _ask(port: int, pb2: Any, grpc_mod: Any, half_close: bool) -> bytes:
+    """One reflection question; the client reads the answer and cancels. Without
+    ``half_close`` the stream stays open until then, as grpcio-reflection's client leaves
+    it when its cancel wins the race with its half-close."""
+    stop = threading.Event()
+
+    def questions() -> Iterator[Any]:
+        yield pb2.ServerReflectionRequest(list_services="")
+        if not half_close:
+            stop.wait(10)
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = grpc_mod.ServerReflectionStub(channel)
+        answers = stub.ServerReflectionInfo(questions(), timeout=10)
+        first = next(answers)
+        answers.cancel()
+        stop.set()
+    data: bytes = first.SerializeToString()
+    return data
+
+
+def test_a_call_cancelled_after_its_answer_with_the_request_still_open_is_served(
+    tmp_path: Path, loop: Loop
+) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        relay = loop.run(start_relay(port))
+        try:
+            recorded = _ask(relay.port, reflection_pb2, reflection_pb2_grpc, half_close=False)
+            wait_stored(relay.stored, 1)
+        finally:
+            loop.close_server(relay.server)
+    finally:
+        server.stop(0).wait(5)
+    [call] = relay.stored
+    assert call["request_open"] and (call["reset"], call["reset_by"]) == (8, "client")
+    assert len(call["response"]) == 1
+    mock = loop.run(start_mock(relay.stored))
+    try:
+        # the mock answers a client stream once it is half-closed (docs/grpc.md, Limits)
+        mocked = _ask(mock.port, reflection_pb2, reflection_pb2_grpc, half_close=True)
+    finally:
+        loop.close_server(mock.server)
+    assert mocked == recorded
