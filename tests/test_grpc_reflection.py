@@ -8,6 +8,7 @@ the mock made from that recording."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -145,3 +146,74 @@ def test_a_call_cancelled_after_its_answer_with_the_request_still_open_is_served
     finally:
         loop.close_server(mock.server)
     assert mocked == recorded
+
+
+def _converse(port: int, pb2: Any, grpc_mod: Any, questions: list[Any]) -> list[bytes]:
+    """grpcurl's way: one reflection stream, each question sent once the answer to the
+    one before it came; the answers as bytes (or the status the call ended with)."""
+    answered: queue.Queue[bool] = queue.Queue()
+
+    def asking() -> Iterator[Any]:
+        for q in questions:
+            yield q
+            answered.get(timeout=10)
+
+    got: list[bytes] = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = grpc_mod.ServerReflectionStub(channel)
+        try:
+            for answer in stub.ServerReflectionInfo(asking(), timeout=10):
+                got.append(answer.SerializeToString())
+                answered.put(True)
+        except grpc.RpcError as exc:
+            got.append(f"{exc.code().name}: {exc.details()}".encode())
+    return got
+
+
+def test_a_conversation_on_one_stream_is_answered_message_by_message(
+    tmp_path: Path, loop: Loop
+) -> None:
+    """Each question waits for the answer before it: a mock that answered at the
+    half-close alone left the client waiting for ever (its deadline ended the call)."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
+    ask = reflection_pb2.ServerReflectionRequest
+    questions = [
+        ask(list_services=""),
+        ask(file_containing_symbol="routeguide.RouteGuide"),
+        ask(file_containing_symbol="routeguide.Point"),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        direct = _converse(port, reflection_pb2, reflection_pb2_grpc, questions)
+        relay = loop.run(start_relay(port))
+        try:
+            relayed = _converse(relay.port, reflection_pb2, reflection_pb2_grpc, questions)
+            wait_stored(relay.stored, 1)
+        finally:
+            loop.close_server(relay.server)
+    finally:
+        server.stop(0).wait(5)
+    assert len(direct) == 3 and relayed == direct
+    [call] = relay.stored
+    assert len(call["request_at_ms"]) == 3 and call["response_at_ms"][0] < call["request_at_ms"][1]
+
+    mock = loop.run(start_mock(relay.stored))
+    try:
+        mocked = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, questions)
+        # a second question the recording does not hold: the first answer, then a miss
+        other = [questions[0], ask(file_containing_symbol="routeguide.Nothing")]
+        strayed = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, other)
+    finally:
+        loop.close_server(mock.server)
+    assert mocked == direct
+    assert strayed[0] == direct[0]
+    assert strayed[1].startswith(b"NOT_FOUND: devbox: the conversation left the recorded one")
+    assert [o.request for o in mock.outputs if isinstance(o, Miss)] == [
+        '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {"4":"routeguide.Nothing"}'
+    ]

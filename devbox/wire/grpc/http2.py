@@ -266,12 +266,15 @@ def _unpad(payload: bytes, flags: int) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Request:
     """A stream the client ended; or, with ``refused``, one it is still sending that is
-    answered now with that explanation (RESOURCE_EXHAUSTED: too much to buffer)."""
+    answered now with that explanation (RESOURCE_EXHAUSTED: too much to buffer); or, with
+    ``partial``, the messages that just came whole on a stream still open (``body``
+    holds those only: a conversation is answered message by message)."""
 
     stream_id: int
     headers: Headers
     body: bytes
     refused: str | None = None
+    partial: bool = False
 
 
 # what the mock buffers of one connection's unanswered requests: beyond it, the stream
@@ -393,12 +396,17 @@ class ServerConnection:
         return out
 
     def _data(self, ev: h2.events.DataReceived, out: list[Request]) -> None:
-        if ev.stream_id in self._bodies and ev.data:
-            self._bodies[ev.stream_id] += ev.data
+        sid = ev.stream_id
+        if sid in self._bodies and ev.data:
+            self._bodies[sid] += ev.data
             self._buffered += len(ev.data)
-            refused = self._over_limit(ev.stream_id)
+            was = self._scanned[sid]
+            refused = self._over_limit(sid)
             if refused is not None:
                 out.append(refused)
+            elif ev.stream_ended is None and self._scanned[sid] > was:
+                body = bytes(self._bodies[sid][was : self._scanned[sid]])
+                out.append(Request(sid, self._heads[sid], body, partial=True))
         if ev.flow_controlled_length:
             self._h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
         if ev.stream_ended is not None and ev.stream_id in self._heads:

@@ -6,7 +6,10 @@ half-closes): matched on its path and request messages, it gets the recorded res
 metadata, messages (the gaps between streamed messages as recorded; the first one after
 the recorded latency only with ``timing``), status, message and trailers. A miss answers
 ``UNIMPLEMENTED`` (no call of that method was recorded) or ``NOT_FOUND`` (none with this
-request), with the explanation in ``grpc-message``.
+request), with the explanation in ``grpc-message``. A call recorded as a conversation
+(the server answered before the client's last message) is also answered message by
+message while the client's messages follow it, so a client that waits for each answer
+before asking on is served.
 
 Calls on one connection run side by side, as on the server: each answered stream keeps
 its steps still to come (headers and first message, each later message, trailers, each
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
@@ -34,6 +39,17 @@ _IDS = itertools.count(1)
 Step = tuple[float, Callable[[], None]]
 
 
+@dataclass(slots=True)
+class _Talk:
+    """A stream answered message by message, as the recorded conversation went."""
+
+    entry: store.Entry
+    recorded: list[bytes]  # the recorded request messages' keys
+    heard: list[bytes] = field(default_factory=list)  # the keys of what came so far
+    sent: int = 0  # response messages sent
+    over: bool = False  # the client left the recorded conversation: answered with a miss
+
+
 class GrpcMockConnection:
     def __init__(self, index: store.GrpcIndex, options: MockOptions) -> None:
         self.index = index
@@ -43,6 +59,7 @@ class GrpcMockConnection:
         self._factor = timing_factor(options.timing)
         self._redact = options.redact_value if index.redacted else None
         self._steps: dict[int, deque[Step]] = {}  # per answered stream, still to come
+        self._talks: dict[int, _Talk] = {}  # streams answered message by message
 
     def data_received(self, data: bytes) -> list[Output]:
         try:
@@ -86,40 +103,29 @@ class GrpcMockConnection:
         fields = dict(req.headers)
         path = fields.get(":path", "")
         sid = req.stream_id
+        if req.partial:
+            if path in self.index.talks:
+                self._heard(sid, path, fields, req.body, out)
+            return
+        talk = self._talks.pop(sid, None)
+        if talk is not None and talk.over:
+            return  # answered already: the conversation left the recorded one
         if req.refused is not None:
             # as a gRPC server does: the status at once, then RST_STREAM so the client
             # stops sending what nobody reads
-            self._trailers_only(sid, codec.RESOURCE_EXHAUSTED, req.refused)
+            self._trailers_only(sid, codec.RESOURCE_EXHAUSTED, req.refused, talk)
             self._h2.reset(sid, 0)
             return
-        try:
-            frames, rest = codec.split_messages(req.body)
-        except RemoteProtocolError as exc:
-            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
-            self._trailers_only(sid, code, str(exc))
+        messages = self._messages(sid, path, fields, req.body, talk)
+        if messages is None:
             return
-        if rest:  # matching the complete messages alone could answer another call
-            self._trailers_only(sid, codec.INTERNAL, "the request ends inside a message")
+        if talk is not None:
+            self._talk_end(sid, path, talk, messages, out)
             return
-        if any(c for c, _ in frames) and fields.get("grpc-encoding", "identity") == "identity":
-            # what grpc-core answers; without it such a request would only miss
-            self._trailers_only(
-                sid, codec.INTERNAL, "Compression bit set but no encoding configured"
-            )
-            return
-        _enc, decode = store.coders(self.index.schema, path, False)
-        encoding = fields.get("grpc-encoding")
-        try:
-            messages: list[Any] = [codec.request_json(c, p, encoding, decode) for c, p in frames]
-        except RemoteProtocolError as exc:  # inflates beyond what a gRPC server takes
-            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
-            self._trailers_only(sid, code, str(exc))
-            return
-        if self._redact is not None:
-            messages = store.redact_object({"request": messages}, self._redact)["request"]
         entry = self.index.take(self.index.key(path, messages))
         if entry is None:
-            entry = self.index.take_early(path, messages, [len(p) for _c, p in frames])
+            sizes = [len(p) for _c, p in codec.split_messages(req.body)[0]]
+            entry = self.index.take_early(path, messages, sizes)
         if entry is None:
             code, text, nearest = self.index.explain(path, messages)
             self._flush(out)
@@ -163,6 +169,110 @@ class GrpcMockConnection:
         self._steps[sid] = steps
         self._advance(sid, out)
 
+    def _messages(
+        self, sid: int, path: str, fields: dict[str, str], body: bytes, talk: _Talk | None
+    ) -> list[Any] | None:
+        """The request's messages as stored (decoded, redacted); None once a broken one
+        was answered with the status a gRPC server gives it."""
+        try:
+            frames, rest = codec.split_messages(body)
+        except RemoteProtocolError as exc:
+            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
+            self._trailers_only(sid, code, str(exc), talk)
+            return None
+        if rest:  # matching the complete messages alone could answer another call
+            self._trailers_only(sid, codec.INTERNAL, "the request ends inside a message", talk)
+            return None
+        if any(c for c, _ in frames) and fields.get("grpc-encoding", "identity") == "identity":
+            # what grpc-core answers; without it such a request would only miss
+            why = "Compression bit set but no encoding configured"
+            self._trailers_only(sid, codec.INTERNAL, why, talk)
+            return None
+        _enc, decode = store.coders(self.index.schema, path, False)
+        encoding = fields.get("grpc-encoding")
+        try:
+            messages: list[Any] = [codec.request_json(c, p, encoding, decode) for c, p in frames]
+        except RemoteProtocolError as exc:  # inflates beyond what a gRPC server takes
+            code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
+            self._trailers_only(sid, code, str(exc), talk)
+            return None
+        if self._redact is not None:
+            messages = store.redact_object({"request": messages}, self._redact)["request"]
+        return messages
+
+    # ------------------------------------------------------------ conversations
+
+    def _heard(
+        self, sid: int, path: str, fields: dict[str, str], body: bytes, out: list[Output]
+    ) -> None:
+        """Messages that came whole on a stream still open, on a path with recorded
+        conversations: what the recorded server had sent before the client's next
+        message goes now, so a client that waits for each answer is answered."""
+        talk = self._talks.get(sid)
+        if talk is not None and talk.over:
+            return
+        messages = self._messages(sid, path, fields, body, talk)
+        if messages is None:
+            return
+        keys = self.index.message_keys(messages)
+        if talk is None:
+            # streams the client reset meanwhile are not talked to any more
+            self._talks = {k: t for k, t in self._talks.items() if self._h2.is_open(k)}
+            for recorded, entry, _messages in self.index.talks[path]:
+                if recorded[: len(keys)] == keys:
+                    talk = self._talks[sid] = _Talk(entry, recorded)
+                    out.append(entry.hit)
+                    self._h2.send_headers(sid, entry.headers)
+                    break
+            else:
+                return  # no conversation starts so: the whole request is matched at its end
+        heard = talk.heard + keys
+        if talk.recorded[: len(heard)] != heard:
+            self._left(sid, path, talk, len(talk.heard), messages, out)
+            return
+        talk.heard = heard
+        self._say(sid, talk, len(heard))
+
+    def _say(self, sid: int, talk: _Talk, heard: int) -> None:
+        """The answers the recorded server sent before the client's next message."""
+        entry = talk.entry
+        until = entry.request_at[heard] if heard < len(entry.request_at) else math.inf
+        while talk.sent < len(entry.messages) and entry.response_at[talk.sent] < until:
+            self._h2.send_data(sid, entry.messages[talk.sent][1])
+            talk.sent += 1
+
+    def _talk_end(
+        self, sid: int, path: str, talk: _Talk, messages: list[Any], out: list[Output]
+    ) -> None:
+        keys = self.index.message_keys(messages)
+        if keys != talk.recorded:
+            same = 0
+            while same < min(len(keys), len(talk.recorded)) and keys[same] == talk.recorded[same]:
+                same += 1
+            self._left(sid, path, talk, same, messages[same:], out)
+            return
+        self._say(sid, talk, len(keys))
+        if not talk.entry.client_ended:  # else the client's own cancel or deadline ends it
+            self._h2.send_trailers(sid, talk.entry.trailers)
+
+    def _left(
+        self,
+        sid: int,
+        path: str,
+        talk: _Talk,
+        at: int,
+        messages: list[Any],
+        out: list[Output],
+    ) -> None:
+        """The client said what the recorded one did not: the call ends with a miss."""
+        talk.over = True
+        self._talks[sid] = talk
+        text = f"the conversation left the recorded one at request message {at + 1}"
+        self._flush(out)
+        self._trailers_only(sid, codec.NOT_FOUND, "devbox: " + text, talk)
+        request = store.label(path, messages)
+        out.append(Miss(self._h2.take(), request=request, explanation=text))
+
     def _advance(self, sid: int, out: list[Output]) -> None:
         """Take the stream's steps due now; ask to be woken when the next one is."""
         steps = self._steps[sid]
@@ -173,11 +283,13 @@ class GrpcMockConnection:
         else:
             del self._steps[sid]
 
-    def _trailers_only(self, sid: int, code: int, text: str) -> None:
-        headers = [
-            (":status", "200"),
-            ("content-type", "application/grpc"),
+    def _trailers_only(self, sid: int, code: int, text: str, talk: _Talk | None = None) -> None:
+        status = [
             ("grpc-status", str(code)),
             ("grpc-message", codec.encode_grpc_message(text[:1000])),
         ]
+        if talk is not None:  # a conversation's headers went already: trailers end it
+            self._h2.send_trailers(sid, status)
+            return
+        headers = [(":status", "200"), ("content-type", "application/grpc"), *status]
         self._h2.send_trailers_only(sid, headers)

@@ -28,6 +28,7 @@ class _Call:
     at: float
     headers: list[tuple[str, str]]
     request: list[dict[str, Any]] = field(default_factory=list)
+    request_at: list[float] = field(default_factory=list)  # ms after the call's start
     # a message's bytes until it is whole: appended to, never copied per DATA frame (a
     # 32 MiB message in 16 KiB frames cost the relay's loop 14 s when it was)
     request_buf: bytearray = field(default_factory=bytearray)
@@ -114,6 +115,7 @@ class GrpcRecorder:
         elif call is not None:
             msgs = self._split(call.request_buf, ev.data, call, False)
             call.request.extend(msgs)
+            call.request_at.extend(self._ms(now, call.at) for _ in msgs)
         if call is not None and ev.end_stream:
             call.request_ended = now
 
@@ -201,6 +203,10 @@ class GrpcRecorder:
             obj["response_encoding"] = encoding
         obj["response"] = call.response
         obj["response_at_ms"] = call.response_at
+        if call.response_at and call.request_at and call.response_at[0] < call.request_at[-1]:
+            # a conversation: the server answered before the client's last message, so
+            # the mock answers message by message (when each one came is kept for that)
+            obj["request_at_ms"] = call.request_at
         if call.trailers is not None:
             code, text = codec.status_of(call.trailers)
             obj["status"] = code

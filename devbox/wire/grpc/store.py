@@ -74,6 +74,10 @@ class Entry:
     # the recorded answer was one HEADERS block ending the stream: ``headers`` and
     # ``trailers`` go together, as it came
     trailers_only: bool = False
+    # a conversation (``request_at_ms``): when each request and response message came,
+    # ms after the call's start; the mock answers it message by message
+    request_at: tuple[float, ...] = ()
+    response_at: tuple[float, ...] = ()
 
 
 def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
@@ -102,6 +106,8 @@ class GrpcIndex:
         self.early: list[tuple[str, list[Any], int | None, Entry]] = []
         self._early: dict[Key, list[Entry]] = {}
         self._early_longest: dict[str, int] = {}  # per path, the most messages one had
+        # conversations per path: (each request message's key, the call, its messages)
+        self.talks: dict[str, list[tuple[list[bytes], Entry, list[Any]]]] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.table.values()) + len(self.early)
@@ -117,6 +123,13 @@ class GrpcIndex:
             self.by_path.setdefault(path, []).append((key, messages))
         else:
             entries.append(entry)
+
+    def message_keys(self, messages: Sequence[Any]) -> list[bytes]:
+        """Each message as matching compares it (the profile's ``ignore_body`` paths out)."""
+        return [canonical([m], self.ignore) for m in messages]
+
+    def add_talk(self, path: str, messages: list[Any], entry: Entry) -> None:
+        self.talks.setdefault(path, []).append((self.message_keys(messages), entry, messages))
 
     def _early_key(self, path: str, messages: Sequence[Any], pending: int | None) -> Key:
         # "|" keeps these keys apart from the whole requests' (canonical JSON never ends so)
@@ -179,6 +192,9 @@ class GrpcIndex:
                     out.add(path, messages, entry)
         for path, messages, pending, entry in self.early:
             out.add_early(path, messages, pending, entry)
+        for path, talks in self.talks.items():
+            for _keys, entry, messages in talks:
+                out.add_talk(path, messages, entry)
         return out
 
     def explain(self, path: str, messages: list[Any]) -> tuple[int, str, str | None]:
@@ -320,6 +336,15 @@ def _unfinished(obj: Mapping[str, Any]) -> int | None:
     return pending
 
 
+def _times(obj: Mapping[str, Any], name: str) -> list[float]:
+    at = obj.get(name, [])
+    if not isinstance(at, list) or any(
+        isinstance(x, bool) or not isinstance(x, int | float) for x in at
+    ):
+        raise StoreError("expected a list of times in ms", name)
+    return [float(x) for x in at]
+
+
 def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     # a call the client had not finished sending is served only when the server had
     # answered it all the same (a message over its limit, an error after the first), or
@@ -334,13 +359,9 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
     request = _request(index, obj, path)
     encode_resp, _ = coders(index.schema, path, True)
     response = obj.get("response", [])
-    at = obj.get("response_at_ms", [])
+    at = _times(obj, "response_at_ms")
     if not isinstance(response, list):
         raise StoreError("expected a list of messages", "response")
-    if not isinstance(at, list) or any(
-        isinstance(x, bool) or not isinstance(x, int | float) for x in at
-    ):
-        raise StoreError("expected a list of times in ms", "response_at_ms")
     frames = []
     prev = 0.0
     for i, m in enumerate(response):
@@ -348,6 +369,7 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         data = codec.message_bytes(m, f"response[{i}]", encode_resp)
         frames.append((_gap(t - prev) if i else 0.0, data))
         prev = t
+    request_at = _times(obj, "request_at_ms")
     latency = _num(obj, "latency_ms")
     status = obj.get("status", 0)
     if isinstance(status, bool) or not isinstance(status, int):
@@ -390,7 +412,12 @@ def _add(index: GrpcIndex, obj: Mapping[str, Any]) -> None:
         client_ended=obj.get("reset_by") == "client",
         headers_only=bool(obj.get("no_grpc_status")),
         trailers_only=obj.get("trailers_only") is True and not frames,
+        request_at=tuple(request_at) if len(request_at) == len(request) else (),
+        response_at=tuple(at[i] if i < len(at) else 0.0 for i in range(len(frames))),
     )
+    talk = entry.request_at and frames and not entry.headers_only
+    if talk and (entry.reset is None or entry.client_ended):
+        index.add_talk(path, request, entry)  # answered message by message too
     if early:
         index.add_early(path, request, pending, entry)
     else:
