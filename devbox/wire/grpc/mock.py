@@ -26,7 +26,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
@@ -45,7 +45,7 @@ class _Talk:
 
     entry: store.Entry
     recorded: list[bytes]  # the recorded request messages' keys
-    heard: list[bytes] = field(default_factory=list)  # the keys of what came so far
+    heard: int = 0  # request messages that came so far (each as recorded)
     sent: int = 0  # response messages sent
     over: bool = False  # the client left the recorded conversation: answered with a miss
 
@@ -226,12 +226,11 @@ class GrpcMockConnection:
                     break
             else:
                 return  # no conversation starts so: the whole request is matched at its end
-        heard = talk.heard + keys
-        if talk.recorded[: len(heard)] != heard:
-            self._left(sid, path, talk, len(talk.heard), messages, out)
+        if talk.heard and talk.recorded[talk.heard : talk.heard + len(keys)] != keys:
+            self._left(sid, path, talk, talk.heard, messages, out)
             return
-        talk.heard = heard
-        self._say(sid, talk, len(heard))
+        talk.heard += len(keys)
+        self._say(sid, talk, talk.heard)
 
     def _say(self, sid: int, talk: _Talk, heard: int) -> None:
         """The answers the recorded server sent before the client's next message."""
