@@ -148,15 +148,19 @@ def test_a_call_cancelled_after_its_answer_with_the_request_still_open_is_served
     assert mocked == recorded
 
 
-def _converse(port: int, pb2: Any, grpc_mod: Any, questions: list[Any]) -> list[bytes]:
+def _converse(
+    port: int, pb2: Any, grpc_mod: Any, questions: list[Any], wait: bool = True
+) -> list[bytes]:
     """grpcurl's way: one reflection stream, each question sent once the answer to the
-    one before it came; the answers as bytes (or the status the call ended with)."""
+    one before it came (``wait=False``: all at once, then the half-close); the answers
+    as bytes (or the status the call ended with)."""
     answered: queue.Queue[bool] = queue.Queue()
 
     def asking() -> Iterator[Any]:
         for q in questions:
             yield q
-            answered.get(timeout=10)
+            if wait:
+                answered.get(timeout=10)
 
     got: list[bytes] = []
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -209,11 +213,18 @@ def test_a_conversation_on_one_stream_is_answered_message_by_message(
         # a second question the recording does not hold: the first answer, then a miss
         other = [questions[0], ask(file_containing_symbol="routeguide.Nothing")]
         strayed = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, other)
+        # begun unlike any conversation: nothing is answered before the half-close, not
+        # even the later message a recorded conversation begins with
+        late = [ask(file_containing_symbol="routeguide.Nothing"), questions[0]]
+        late_answers = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, late, False)
     finally:
         loop.close_server(mock.server)
     assert mocked == direct
     assert strayed[0] == direct[0]
     assert strayed[1].startswith(b"NOT_FOUND: devbox: the conversation left the recorded one")
+    assert len(late_answers) == 1 and late_answers[0].startswith(b"NOT_FOUND: devbox: no recorded")
+    nothing = '{"4":"routeguide.Nothing"}'
     assert [o.request for o in mock.outputs if isinstance(o, Miss)] == [
-        '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {"4":"routeguide.Nothing"}'
+        f"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {nothing}",
+        f'/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {nothing} {{"7":""}}',
     ]

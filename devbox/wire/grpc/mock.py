@@ -50,6 +50,15 @@ class _Talk:
     over: bool = False  # the client left the recorded conversation: answered with a miss
 
 
+class _Refused(Exception):
+    """A request a gRPC server refuses as it is (broken framing, an encoding it lacks)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
 class GrpcMockConnection:
     def __init__(self, index: store.GrpcIndex, options: MockOptions) -> None:
         self.index = index
@@ -60,6 +69,7 @@ class GrpcMockConnection:
         self._redact = options.redact_value if index.redacted else None
         self._steps: dict[int, deque[Step]] = {}  # per answered stream, still to come
         self._talks: dict[int, _Talk] = {}  # streams answered message by message
+        self._whole: set[int] = set()  # streams begun unlike any recorded conversation
 
     def data_received(self, data: bytes) -> list[Output]:
         try:
@@ -104,9 +114,10 @@ class GrpcMockConnection:
         path = fields.get(":path", "")
         sid = req.stream_id
         if req.partial:
-            if path in self.index.talks:
+            if path in self.index.talks and sid not in self._whole:
                 self._heard(sid, path, fields, req.body, out)
             return
+        self._whole.discard(sid)
         talk = self._talks.pop(sid, None)
         if talk is not None and talk.over:
             return  # answered already: the conversation left the recorded one
@@ -116,15 +127,23 @@ class GrpcMockConnection:
             self._trailers_only(sid, codec.RESOURCE_EXHAUSTED, req.refused, talk)
             self._h2.reset(sid, 0)
             return
-        messages = self._messages(sid, path, fields, req.body, talk)
-        if messages is None:
+        try:
+            messages = self._messages(path, fields, req.body)
+        except _Refused as refused:
+            self._trailers_only(sid, refused.code, refused.text, talk)
             return
         if talk is not None:
             self._talk_end(sid, path, talk, messages, out)
             return
+        self._lookup(sid, path, req.body, messages, out)
+
+    def _lookup(
+        self, sid: int, path: str, body: bytes, messages: list[Any], out: list[Output]
+    ) -> None:
+        """A whole request: its recorded answer played, or a miss."""
         entry = self.index.take(self.index.key(path, messages))
         if entry is None:
-            sizes = [len(p) for _c, p in codec.split_messages(req.body)[0]]
+            sizes = [len(p) for _c, p in codec.split_messages(body)[0]]
             entry = self.index.take_early(path, messages, sizes)
         if entry is None:
             code, text, nearest = self.index.explain(path, messages)
@@ -169,33 +188,26 @@ class GrpcMockConnection:
         self._steps[sid] = steps
         self._advance(sid, out)
 
-    def _messages(
-        self, sid: int, path: str, fields: dict[str, str], body: bytes, talk: _Talk | None
-    ) -> list[Any] | None:
-        """The request's messages as stored (decoded, redacted); None once a broken one
-        was answered with the status a gRPC server gives it."""
+    def _messages(self, path: str, fields: dict[str, str], body: bytes) -> list[Any]:
+        """The request's messages as stored (decoded, redacted); ``_Refused`` with the
+        status a gRPC server answers a broken one with."""
         try:
             frames, rest = codec.split_messages(body)
         except RemoteProtocolError as exc:
             code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
-            self._trailers_only(sid, code, str(exc), talk)
-            return None
+            raise _Refused(code, str(exc)) from None
         if rest:  # matching the complete messages alone could answer another call
-            self._trailers_only(sid, codec.INTERNAL, "the request ends inside a message", talk)
-            return None
+            raise _Refused(codec.INTERNAL, "the request ends inside a message")
         if any(c for c, _ in frames) and fields.get("grpc-encoding", "identity") == "identity":
             # what grpc-core answers; without it such a request would only miss
-            why = "Compression bit set but no encoding configured"
-            self._trailers_only(sid, codec.INTERNAL, why, talk)
-            return None
+            raise _Refused(codec.INTERNAL, "Compression bit set but no encoding configured")
         _enc, decode = store.coders(self.index.schema, path, False)
         encoding = fields.get("grpc-encoding")
         try:
             messages: list[Any] = [codec.request_json(c, p, encoding, decode) for c, p in frames]
         except RemoteProtocolError as exc:  # inflates beyond what a gRPC server takes
             code = exc.code if isinstance(exc.code, int) else codec.INTERNAL
-            self._trailers_only(sid, code, str(exc), talk)
-            return None
+            raise _Refused(code, str(exc)) from None
         if self._redact is not None:
             messages = store.redact_object({"request": messages}, self._redact)["request"]
         return messages
@@ -211,13 +223,15 @@ class GrpcMockConnection:
         talk = self._talks.get(sid)
         if talk is not None and talk.over:
             return
-        messages = self._messages(sid, path, fields, body, talk)
-        if messages is None:
-            return
+        try:
+            messages = self._messages(path, fields, body)
+        except _Refused:
+            return  # answered when the request ends, as a whole one would be
         keys = self.index.message_keys(messages)
         if talk is None:
-            # streams the client reset meanwhile are not talked to any more
+            # streams the client reset meanwhile are forgotten
             self._talks = {k: t for k, t in self._talks.items() if self._h2.is_open(k)}
+            self._whole = {k for k in self._whole if self._h2.is_open(k)}
             for recorded, entry, _messages in self.index.talks[path]:
                 if recorded[: len(keys)] == keys:
                     talk = self._talks[sid] = _Talk(entry, recorded)
@@ -225,7 +239,8 @@ class GrpcMockConnection:
                     self._h2.send_headers(sid, entry.headers)
                     break
             else:
-                return  # no conversation starts so: the whole request is matched at its end
+                self._whole.add(sid)  # no conversation starts so: matched whole at its end
+                return
         if talk.heard and talk.recorded[talk.heard : talk.heard + len(keys)] != keys:
             self._left(sid, path, talk, talk.heard, messages, out)
             return
@@ -265,7 +280,6 @@ class GrpcMockConnection:
     ) -> None:
         """The client said what the recorded one did not: the call ends with a miss."""
         talk.over = True
-        self._talks[sid] = talk
         text = f"the conversation left the recorded one at request message {at + 1}"
         self._flush(out)
         self._trailers_only(sid, codec.NOT_FOUND, "devbox: " + text, talk)
