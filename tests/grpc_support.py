@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +238,20 @@ async def start_mock(stored: list[dict[str, Any]], options: MockOptions | None =
         on_output=lambda conn, out: outputs.append(out),
     )
     return Mock(int(server.sockets[0].getsockname()[1]), outputs, server)
+
+
+def through_relay(
+    loop: Loop, upstream: int, run: Callable[[int], T], calls: int
+) -> tuple[T, Relay]:
+    """``run(port)`` through a recording relay in front of ``upstream``, once the relay
+    stored ``calls`` calls: (what ``run`` returned, the relay)."""
+    relay = loop.run(start_relay(upstream))
+    try:
+        got = run(relay.port)
+        wait_stored(relay.stored, calls)
+    finally:
+        loop.close_server(relay.server)
+    return got, relay
 
 
 def wait_stored(stored: list[Any], n: int) -> None:

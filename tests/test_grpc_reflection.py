@@ -8,10 +8,12 @@ the mock made from that recording."""
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from grpc_support import Loop, compile_protos, load_modules, start_mock, start_relay, wait_stored
+from grpc_support import Loop, compile_protos, load_modules, start_mock, through_relay
 
 from devbox.wire.contract import Miss
 
@@ -34,6 +36,22 @@ def loop() -> Iterator[Loop]:
         yield lp
     finally:
         lp.close()
+
+
+@contextmanager
+def reflection_server(tmp_path: Path) -> Iterator[int]:
+    """A grpcio server in this process offering reflection of RouteGuide (compiled by
+    grpcio-tools) and of itself; yields its port."""
+    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port: int = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0).wait(5)
 
 
 def _discover(port: int) -> dict[str, Any]:
@@ -58,22 +76,9 @@ def _discover(port: int) -> dict[str, Any]:
 def test_a_reflection_client_discovers_the_service_through_the_relay_and_from_the_mock(
     tmp_path: Path, loop: Loop
 ) -> None:
-    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with reflection_server(tmp_path) as port:
         direct = _discover(port)
-        relay = loop.run(start_relay(port))
-        try:
-            relayed = _discover(relay.port)
-            wait_stored(relay.stored, 1)
-        finally:
-            loop.close_server(relay.server)
-    finally:
-        server.stop(0).wait(5)
+        relayed, relay = through_relay(loop, port, _discover, 1)
     assert direct["services"] == [
         "grpc.reflection.v1alpha.ServerReflection",
         "routeguide.RouteGuide",
@@ -121,28 +126,16 @@ def test_a_call_cancelled_after_its_answer_with_the_request_still_open_is_served
 ) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        relay = loop.run(start_relay(port))
-        try:
-            recorded = _ask(relay.port, reflection_pb2, reflection_pb2_grpc, half_close=False)
-            wait_stored(relay.stored, 1)
-        finally:
-            loop.close_server(relay.server)
-    finally:
-        server.stop(0).wait(5)
+    with reflection_server(tmp_path) as port:
+        ask = functools.partial(_ask, pb2=reflection_pb2, grpc_mod=reflection_pb2_grpc)
+        recorded, relay = through_relay(loop, port, functools.partial(ask, half_close=False), 1)
     [call] = relay.stored
     assert call["request_open"] and (call["reset"], call["reset_by"]) == (8, "client")
     assert len(call["response"]) == 1
     mock = loop.run(start_mock(relay.stored))
     try:
         # the mock answers a client stream once it is half-closed (docs/grpc.md, Limits)
-        mocked = _ask(mock.port, reflection_pb2, reflection_pb2_grpc, half_close=True)
+        mocked = ask(mock.port, half_close=True)
     finally:
         loop.close_server(mock.server)
     assert mocked == recorded
@@ -181,42 +174,30 @@ def test_a_conversation_on_one_stream_is_answered_message_by_message(
     half-close alone left the client waiting for ever (its deadline ended the call)."""
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-    pb, _ = load_modules(compile_protos(tmp_path / "gen"))
     ask = reflection_pb2.ServerReflectionRequest
     questions = [
         ask(list_services=""),
         ask(file_containing_symbol="routeguide.RouteGuide"),
         ask(file_containing_symbol="routeguide.Point"),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    names = (pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        direct = _converse(port, reflection_pb2, reflection_pb2_grpc, questions)
-        relay = loop.run(start_relay(port))
-        try:
-            relayed = _converse(relay.port, reflection_pb2, reflection_pb2_grpc, questions)
-            wait_stored(relay.stored, 1)
-        finally:
-            loop.close_server(relay.server)
-    finally:
-        server.stop(0).wait(5)
+    talk = functools.partial(_converse, pb2=reflection_pb2, grpc_mod=reflection_pb2_grpc)
+    with reflection_server(tmp_path) as port:
+        direct = talk(port, questions=questions)
+        relayed, relay = through_relay(loop, port, functools.partial(talk, questions=questions), 1)
     assert len(direct) == 3 and relayed == direct
     [call] = relay.stored
     assert len(call["request_at_ms"]) == 3 and call["response_at_ms"][0] < call["request_at_ms"][1]
 
     mock = loop.run(start_mock(relay.stored))
     try:
-        mocked = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, questions)
+        mocked = talk(mock.port, questions=questions)
         # a second question the recording does not hold: the first answer, then a miss
         other = [questions[0], ask(file_containing_symbol="routeguide.Nothing")]
-        strayed = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, other)
+        strayed = talk(mock.port, questions=other)
         # begun unlike any conversation: nothing is answered before the half-close, not
         # even the later message a recorded conversation begins with
         late = [ask(file_containing_symbol="routeguide.Nothing"), questions[0]]
-        late_answers = _converse(mock.port, reflection_pb2, reflection_pb2_grpc, late, False)
+        late_answers = talk(mock.port, questions=late, wait=False)
     finally:
         loop.close_server(mock.server)
     assert mocked == direct
