@@ -62,8 +62,8 @@ def test_the_interpreters_dotted_names_are_not_tokens() -> None:
     names = _python_names()
     assert len(names) > 10_000
     taken = [n for n in names if looks_random(n)]
-    # before: 577 of 24,535 (2.4%); the rest are names like ipaddress.IPv6Network and
-    # socket.J1939_PGN_MAX, whose parts mix single letters and digits as tokens do
+    # before: 577 of 24,535 (2.4%); the rest (106) are names like ipaddress.IPv6Network
+    # and socket.J1939_PGN_MAX, whose parts mix single letters and digits as tokens do
     assert len(taken) <= len(names) // 200, taken[:20]
     for name in ("ssl.PROTOCOL_TLS_CLIENT", "codecs.BOM_UTF8", "http.HTTPStatus.UNAUTHORIZED"):
         assert not looks_random(name)
@@ -109,3 +109,47 @@ def test_tokens_with_dots_stay_tokens() -> None:
     kept = [t for t in tokens if not looks_random(t)]
     assert len(tokens) > 19_000
     assert len(kept) <= len(tokens) // 200, kept[:10]
+
+
+def test_dotted_tokens_made_to_pass_for_names_stay_tokens() -> None:
+    """Found by an adversarial run: parts all shorter than four characters passed for a
+    name whatever they held, and long runs of capitals and digits read as acronyms and
+    numbers."""
+    rng = random.Random(7)
+    caps36 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    for _ in range(500):
+        short = ".".join("".join(rng.choice(_B64URL) for _ in range(3)) for _ in range(8))
+        if looks_random(short.replace(".", "~")):
+            assert looks_random(short), short
+        live = "live." + "".join(rng.choice(caps36) for _ in range(32))
+        assert looks_random(live), live
+
+
+def test_tokens_without_a_digit_are_tokens_and_names_without_one_are_not() -> None:
+    """A random token with no digit (one in 35 of ``token_urlsafe(16)``'s, every
+    letters-only key) was never taken for one: a digit was required. Now a value with no
+    digit is a name only when its parts read as words run together."""
+    rng = random.Random(11)
+    letters = _B64URL[:52]
+    keys = ["".join(rng.choice(letters) for _ in range(32)) for _ in range(2000)]
+    assert sum(map(looks_random, keys)) >= 0.85 * len(keys)  # 89%; before, none
+    no_digit = []
+    while len(no_digit) < 2000:
+        t = "".join(rng.choice(_B64URL) for _ in range(22))
+        if not any(c.isdigit() for c in t):
+            no_digit.append(t)
+    assert sum(map(looks_random, no_digit)) >= 0.75 * len(no_digit)  # 84%; before, none
+    script = (
+        "const n = new Set();"
+        "for (const o of [Object, Array.prototype, String.prototype, Promise, Reflect,"
+        " Intl, require('fs'), require('http'), require('events').prototype,"
+        " require('stream').Readable.prototype, process])"
+        " for (const k of Object.getOwnPropertyNames(o)) n.add(k);"
+        "console.log(JSON.stringify([...n]));"
+    )
+    out = subprocess.run([node(), "-e", script], capture_output=True, text=True, timeout=60)
+    names = [n for n in json.loads(out.stdout) if len(n) >= 20 and not any(c.isdigit() for c in n)]
+    assert "getOwnPropertyDescriptors" in names
+    assert [n for n in names if looks_random(n)] == []
+    for name in ("ThisIsAnOrdinaryCamelCaseIdentifier", "BinaryToTextEncoding", "isReservedId"):
+        assert not looks_random(name)

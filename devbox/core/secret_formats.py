@@ -459,21 +459,25 @@ _HASHLIKE = re.compile(r"(?:sha|md)\d*[-=]", re.I)  # sha512-… subresource int
 # cannot make the engine try every way to cut it
 _NAME_PART = re.compile(r"(?:[A-Z]{2,}+|[A-Z]?+[a-z]{2,}+|[0-9]++)++")
 _NAME_SEPARATORS = re.compile(r"[._/\-]+")
+_DIGIT_RUNS = re.compile(r"[0-9]+")
+# a name's part when it has no digit: a lower-case start (is, get, x), then words,
+# acronyms and two-letter ones (To, Id, By): random letters seldom read so
+_WORDS = re.compile(r"[a-z]*+(?:[A-Z]{2,}+|[A-Z]?+[a-z]{2,}+|[A-Z][a-z])*+")
+_WORD_SEPARATORS = re.compile(r"[._/\-+=~]+")
 
 
 def looks_random(value: str) -> bool:
     """Whether a whole value is an opaque high-entropy token (an API key, a session id):
-    20+ token characters with upper case, lower case and digits mixed, not mostly runs of
-    four or more lower-case letters (words, paths, identifiers), high entropy. Pure
+    20+ token characters with upper and lower case mixed (and digits, or parts that do not
+    read as words), not mostly runs of four or more lower-case letters (words, paths,
+    identifiers), not a dotted name, high entropy. Pure
     hexadecimal (hashes, ETags, trace ids) and UUIDs are not: they are ids far more often
     than secrets, and secrets in those shapes are found by their names."""
     if not _TOKEN.fullmatch(value) or _HEX.fullmatch(value) or _UUID.fullmatch(value):
         return False
-    if not (
-        any(c.isupper() for c in value)
-        and any(c.islower() for c in value)
-        and any(c.isdigit() for c in value)
-    ):
+    if not (any(c.isupper() for c in value) and any(c.islower() for c in value)):
+        return False
+    if not any(c.isdigit() for c in value) and _words(value):
         return False
     wordy = _WORDY.findall(value)
     # three words or more that make up much of the value: an identifier, not a key (a
@@ -487,10 +491,33 @@ def looks_random(value: str) -> bool:
     return shannon_entropy(value) >= (3.5 if len(value) < 32 else 4.0)
 
 
+def _words(value: str) -> bool:
+    """A value with no digit whose parts all read as words run together
+    (``getOwnPropertyDescriptors``, ``BinaryToTextEncoding``, ``isReservedId``). A random
+    token with no digit in it (one in 35 of ``token_urlsafe(16)``'s, every letters-only
+    key) seldom does: it was taken for words all the same."""
+    return all(_WORDS.fullmatch(p) for p in _WORD_SEPARATORS.split(value) if p)
+
+
 def _dotted_name(value: str) -> bool:
     """A dotted name (``crypto.X509Certificate``, ``Buffer.writeUInt16LE``,
     ``CLIENT_INFO_1.transformReply``, ``python-mappings/KOI8-U.TXT``): every part words,
     acronyms and numbers. Token generators write no dots, and a token that has one
     (``ya29.…``) has random parts, which are none of these."""
     parts = [p for p in _NAME_SEPARATORS.split(value) if p]
-    return len(parts) >= 2 and all(len(p) < 4 or _NAME_PART.fullmatch(p) for p in parts)
+    return (
+        len(parts) >= 2
+        and any(len(p) >= 4 for p in parts)
+        and all(len(p) < 3 or _name_part(p) for p in parts)
+    )
+
+
+def _name_part(part: str) -> bool:
+    """Words, acronyms and numbers run together, as names have them (``UInt16LE``,
+    ``X509``, ``SSLv23``): numbers in two places at most, and a long part has a word in
+    lower case; random capitals and digits (``QRBJK8BU3MG2RIPZ``) have neither."""
+    return (
+        _NAME_PART.fullmatch(part) is not None
+        and len(_DIGIT_RUNS.findall(part)) <= 2
+        and (len(part) < 12 or not part.isupper())
+    )
