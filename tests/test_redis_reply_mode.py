@@ -125,3 +125,69 @@ def test_replies_turned_off_are_recorded_and_mocked_as_the_server_sent_them(
     m.close()
     assert mocked == EXPECTED
     assert m.misses == []
+
+
+def _cmd(*args: str) -> list[bytes]:
+    return [a.encode() for a in args]
+
+
+# found by an adversarial run, each against redis-server 7: what it does, the relay's
+# recording and the mock must do alike
+SCRIPTS = {
+    # RESET's own +RESET is skipped when a skip is on; replies are on after it
+    "skip-reset": [_cmd("CLIENT", "REPLY", "SKIP"), _cmd("RESET"), _cmd("PING")],
+    # (un)subscription replies go out as pushes, skipped or not, off or not
+    "skip-subscribe": [
+        _cmd("CLIENT", "REPLY", "SKIP"),
+        _cmd("SUBSCRIBE", "a", "b"),
+        _cmd("PING"),
+        _cmd("RESET"),
+    ],
+    "off-subscribe": [
+        _cmd("CLIENT", "REPLY", "OFF"),
+        _cmd("SUBSCRIBE", "a"),
+        _cmd("UNSUBSCRIBE"),
+        _cmd("CLIENT", "REPLY", "ON"),
+        _cmd("PING"),
+    ],
+    # RESP2 with a subscription: CLIENT REPLY is refused and changes nothing
+    "subscribed-refused": [
+        _cmd("SUBSCRIBE", "a"),
+        _cmd("CLIENT", "REPLY", "SKIP"),
+        _cmd("PING"),
+        _cmd("RESET"),
+    ],
+}
+
+
+def _send(port: int, script: list[list[bytes]]) -> bytes:
+    """The bytes the client got for ``script``, sent in one write, read until the
+    connection has been quiet for 0.3 s (or 10 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"".join(encode_command(a) for a in script) + encode_command([b"QUIT"]))
+        got = b""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # QUIT: the server closes once it has answered all
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_skips_resets_and_subscriptions_as_redis_server_does(
+    tmp_path: Path, loop: Loop, name: str
+) -> None:
+    script = SCRIPTS[name]
+    with redis_server(tmp_path / "redis") as server:
+        direct = _send(server.port, script)
+        rec = Recording(loop, server.port).start()
+        relayed = _send(rec.port, script)
+        rec.close()
+    assert relayed == direct and direct.endswith(b"+OK\r\n")  # QUIT's
+    assert not any(o.get("incomplete") for o in rec.stored)
+    m = Mock(loop, rec.stored).start()
+    mocked = _send(m.port, script)
+    m.close()
+    assert mocked == direct

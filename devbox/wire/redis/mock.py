@@ -32,7 +32,7 @@ from devbox.wire.contract import (
     Reply,
 )
 from devbox.wire.redis.index import Entry, Key, RedisIndex, describe, exec_key, match_key
-from devbox.wire.redis.reply_mode import ReplyMode
+from devbox.wire.redis.reply_mode import SUBSCRIBED_RESP2, ReplyMode
 from devbox.wire.redis.resp import (
     CommandParser,
     ReplyParser,
@@ -245,13 +245,18 @@ class RedisMockConnection:
         args[0] = name
         queued = self.multi is not None and name not in _TX_CONTROL
         if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
-            args, queued
+            args, queued, self._refused(name)
         ):
             self._simple = False  # every command through here until replies are back on
             self._quietly(args, out)
             return
         self._simple = self._factor is None and not self._mode.quiet
         self._reply(args, out, buf)
+
+    def _refused(self, name: bytes) -> bool:
+        """A RESP2 connection with subscriptions: the server refuses all but a few
+        commands (its error is in the recording, not answered here)."""
+        return self.subscribed > 0 and self.proto == 2 and name not in SUBSCRIBED_RESP2
 
     def _quietly(self, args: list[bytes], out: list[Output]) -> None:
         """A command the client turned the reply of off: it changes the connection's
@@ -262,7 +267,7 @@ class RedisMockConnection:
             self.multi.append(args)
         elif name == b"EXEC":
             self.multi = None
-        elif name in self._local:
+        elif name in self._local and not self._refused(name):
             self._local[name](args)
             if name == b"QUIT":
                 out.append(Reply(b"", close=True))
@@ -278,6 +283,8 @@ class RedisMockConnection:
         if local is not None:
             if name == b"CLIENT" and (len(args) < 2 or args[1].upper() not in _CLIENT_LOCAL):
                 pass  # CLIENT LIST, CLIENT KILL...: as recorded
+            elif self._refused(name):
+                pass  # the server's refusal, as recorded
             else:
                 self._emit(local(args), out, buf)
                 if name == b"QUIT":

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Relay, RemoteProtocolError
-from devbox.wire.redis.reply_mode import ReplyMode
+from devbox.wire.redis.reply_mode import SUBSCRIBED_RESP2, ReplyMode
 from devbox.wire.redis.resp import CommandParser, ReplyParser, Value
 from devbox.wire.redis.store import command_object, db_after_exec, reply_to_json
 
@@ -95,8 +95,10 @@ class RedisRecorder:
         p = _Pending(args, now, self.db, self.proto)
         multi = self._multi
         queued = multi is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"WATCH")
+        # RESP2 with subscriptions: the server refuses all but a few commands
+        refused = self.proto == 2 and name not in SUBSCRIBED_RESP2 and any(self._subs.values())
         if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
-            [name, *args[1:]], queued
+            [name, *args[1:]], queued, refused
         ):
             p.expect = 0
         if queued and multi is not None:

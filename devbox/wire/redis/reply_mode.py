@@ -6,14 +6,24 @@ the reply of the one command after it. The recorder must then wait for no reply 
 it pairs every later reply with the wrong command), and the mock must send none (or
 the client reads an answer it never asked for as the answer to its next command).
 
-The rules are redis-server's (``networking.c``): ``OFF`` and ``SKIP`` send nothing,
-``ON`` answers ``+OK``; ``SKIP`` while replies are off does nothing; after each command
-a pending skip moves on to the next one; ``RESET`` turns replies back on. A ``CLIENT
-REPLY`` queued inside ``MULTI`` changes nothing until ``EXEC``, which this does not
-follow (docs/redis.md).
+The rules are redis-server's (``networking.c``, checked against redis-server 7): ``OFF``
+and ``SKIP`` send nothing, ``ON`` answers ``+OK``; ``SKIP`` while replies are off does
+nothing; after each command a pending skip moves on to the next one; ``RESET`` turns
+replies back on, its own ``+RESET`` skipped if a skip was on; (un)subscription replies
+go out as pushes whatever the mode; in RESP2's subscribed context ``CLIENT REPLY`` is
+refused (an error, itself subject to the mode) and changes nothing. A ``CLIENT REPLY``
+queued inside ``MULTI`` changes nothing until ``EXEC``, which this does not follow
+(docs/redis.md).
 """
 
 from __future__ import annotations
+
+# the (un)subscription replies, sent as pushes: even while replies are off
+_PUSHED = frozenset(
+    {b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"}
+)
+# what a RESP2 connection with subscriptions may send; the server refuses anything else
+SUBSCRIBED_RESP2 = _PUSHED | {b"PING", b"QUIT", b"RESET"}
 
 
 class ReplyMode:
@@ -24,13 +34,18 @@ class ReplyMode:
         self._skip = False  # the next command's reply is dropped
         self.quiet = False  # off or skipping: some command will go unanswered
 
-    def answers(self, args: list[bytes], queued: bool = False) -> bool:
+    def answers(self, args: list[bytes], queued: bool = False, refused: bool = False) -> bool:
         """Take the next command (``args[0]`` upper-cased); whether the server sends its
         reply. ``queued``: a command inside ``MULTI``, answered ``QUEUED`` (or not), not
-        run."""
+        run; ``refused``: one the server refuses without running it (RESP2's subscribed
+        context)."""
         name = args[0]
         skip_next = False
-        if name == b"CLIENT" and len(args) == 3 and not queued and args[1].upper() == b"REPLY":
+        if refused or queued:
+            sent = not (self._off or self._skip)
+        elif name in _PUSHED:
+            sent = True
+        elif name == b"CLIENT" and len(args) == 3 and args[1].upper() == b"REPLY":
             mode = args[2].upper()
             if mode == b"ON":
                 self._off = self._skip = False
@@ -39,9 +54,9 @@ class ReplyMode:
             elif mode == b"SKIP":
                 skip_next = not self._off
             sent = mode not in (b"OFF", b"SKIP") and not (self._off or self._skip)
-        elif name == b"RESET" and not queued:
-            self._off = self._skip = False
-            sent = True
+        elif name == b"RESET":
+            sent = not self._skip
+            self._off = False
         else:
             sent = not (self._off or self._skip)
         self._skip = skip_next
