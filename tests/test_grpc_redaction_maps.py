@@ -70,3 +70,42 @@ def test_two_string_fields_that_are_no_map_entry_keep_their_rules(pb: ModuleType
     msg = pb.Call(attrs={"two words": "password"}).SerializeToString()
     answer = Response(status=200, headers=(("content-type", "application/grpc"),), body=frame(msg))
     assert Redactor().response(answer).body == frame(msg)
+
+
+@pytest.fixture(scope="module")
+def maps(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    out = compile_protos(tmp_path_factory.mktemp("gen"), "maps.proto", stubs=False)
+    sys.path.insert(0, str(out))
+    return importlib.import_module("maps_pb2")
+
+
+def _through_both(msg: bytes) -> list[bytes]:
+    """``msg`` redacted on the HTTP proxies' path and on the native recorder's."""
+    answer = Response(status=200, headers=(("content-type", "application/grpc"),), body=frame(msg))
+    http = Redactor().response(answer).body[5:]
+    stored = {"service": "maps.S", "method": "Call", "request": [protobuf.to_json(msg)]}
+    native = protobuf.from_json(GRPC.redact(stored, value_redactor(None))["request"][0])
+    return [http, native]
+
+
+def test_a_nested_message_under_a_secret_key_stays_a_message(maps: ModuleType) -> None:
+    """Found by an adversarial run: a map<string, Inner> entry under "token" whose Inner
+    reads as printable text was replaced whole by a placeholder string, and the real
+    class could no longer decode the message at all."""
+    msg = maps.M(inners={"token": maps.Inner(label="x" * 40, n=3)}, note="keep me")
+    for out in _through_both(msg.SerializeToString()):
+        back = maps.M.FromString(out)
+        assert back.note == "keep me" and back.inners["token"].n == 3
+        assert back.inners["token"].label.startswith("<redacted:")
+
+
+def test_a_struct_field_is_redacted_by_its_name(maps: ModuleType) -> None:
+    """google.protobuf.Struct (JSON-like metadata): each value is a nested Value whose
+    string field is named by its key."""
+    msg = maps.M(note="keep me")
+    msg.meta.update({"password": PASSWORD, "region": "eu-west-1", "count": 3})
+    for out in _through_both(msg.SerializeToString()):
+        assert PASSWORD.encode() not in out
+        back = maps.M.FromString(out)
+        assert back.meta["password"].startswith("<redacted:")
+        assert back.meta["region"] == "eu-west-1" and back.meta["count"] == 3

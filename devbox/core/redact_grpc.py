@@ -71,12 +71,31 @@ def redact_message(value: Any, name: str, rule: ValueRule) -> Any:
             return value
         key = value.get("1")
         if isinstance(key, str) and list(value) == ["1", "2"] and _MAP_KEY.fullmatch(key):
-            # a map<string, string> entry on the wire (field 1 the key, 2 the value): its
-            # value is named by its key, as a JSON object's field is ({"api_key": ...});
-            # with the field number only, a password under "password" went to disk
-            return {"1": redact_message(key, "1", rule), "2": redact_message(value["2"], key, rule)}
+            return {"1": redact_message(key, "1", rule), "2": _map_value(value["2"], key, rule)}
         return {k: redact_message(v, k, rule) for k, v in value.items()}
     return value
+
+
+def _map_value(value: Any, key: str, rule: ValueRule) -> Any:
+    """A map entry's value (field 1 the key, 2 the value, on the wire): named by its key,
+    as a JSON object's field is (``{"api_key": ...}``); with the field number only, a
+    password under "password" went to disk. A nested message (a ``Struct``'s ``Value``,
+    a ``map<string, Inner>``'s) stays one, its strings named by the key: replaced whole
+    when its bytes were printable, the outer message no longer decoded."""
+    if isinstance(value, str):
+        nested = protobuf.decode_message(value.encode("utf-8"))
+        if not nested:
+            return redact_message(value, key, rule)
+        clean = {f: _named(v, f, key, rule) for f, v in nested.items()}
+        return value if clean == nested else protobuf.bytes_json(protobuf.encode_message(clean))
+    if isinstance(value, dict) and not {"base64", "fixed32", "fixed64"} & set(value):
+        return {f: _named(v, f, key, rule) for f, v in value.items()}
+    return redact_message(value, "2", rule)
+
+
+def _named(value: Any, field: str, key: str, rule: ValueRule) -> Any:
+    """A field of a map entry's nested value: a string named by the entry's key."""
+    return redact_message(value, key if isinstance(value, str) else field, rule)
 
 
 def redact_payload(
