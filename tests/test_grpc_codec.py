@@ -332,3 +332,20 @@ def test_recorder_stores_a_call_from_both_directions_in_any_split() -> None:
     assert (call["service"], call["method"]) == ("routeguide.Greeter", "SayHello")
     assert call["request"] == [{"1": "Ada"}] and call["response"] == [{"1": "Hello, Ada!"}]
     assert (call["status"], call["trailers"]) == (0, {"x-db": "v1"})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("request_at_ms", [0, 10**400]),  # an integer no float holds: was OverflowError
+        ("request_at_ms", ["soon"]),
+        ("response_at_ms", [10**400]),
+        ("latency_ms", 10**400),
+    ],
+)
+def test_times_too_large_or_not_numbers_name_their_field(field: str, value: Any) -> None:
+    from devbox.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        GRPC.load([("r.json", 3, _stored_call(**{field: value}))])
+    assert (err.value.file, err.value.line, err.value.field) == ("r.json", 3, field)

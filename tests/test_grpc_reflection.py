@@ -209,3 +209,40 @@ def test_a_conversation_on_one_stream_is_answered_message_by_message(
         f"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {nothing}",
         f'/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo {nothing} {{"7":""}}',
     ]
+
+
+def test_branches_and_a_single_question_on_a_path_with_conversations(
+    tmp_path: Path, loop: Loop
+) -> None:
+    """Found by an adversarial run: a client asking [q0, q2] when [q0, q1, q2] and
+    [q0, q2] were both recorded followed the first one it began like and got NOT_FOUND;
+    a one-question stream got the conversation's start, then NOT_FOUND. The mock now
+    moves to the recorded branch that went as this one has, answers included, and ends
+    a request that is another recorded call whole with that call's answer."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    ask = reflection_pb2.ServerReflectionRequest
+    q0, q1, q2 = (
+        ask(list_services=""),
+        ask(file_containing_symbol="routeguide.RouteGuide"),
+        ask(file_containing_symbol="routeguide.Point"),
+    )
+    scripts = {"long": [q0, q1, q2], "branch": [q0, q2], "single": [q0]}
+    talk = functools.partial(_converse, pb2=reflection_pb2, grpc_mod=reflection_pb2_grpc)
+
+    def all_of(port: int) -> dict[str, list[bytes]]:
+        return {name: talk(port, questions=qs) for name, qs in scripts.items()}
+
+    with reflection_server(tmp_path) as port:
+        direct = all_of(port)
+        relayed, relay = through_relay(loop, port, all_of, 3)
+    assert relayed == direct
+    assert ["request_at_ms" in o for o in relay.stored] == [True, True, False]
+    mock = loop.run(start_mock(relay.stored))
+    try:
+        # the shorter ones first: each begins as the long conversation does
+        mocked = {name: talk(mock.port, questions=scripts[name]) for name in reversed(scripts)}
+    finally:
+        loop.close_server(mock.server)
+    assert mocked == direct
+    assert [o for o in mock.outputs if isinstance(o, Miss)] == []

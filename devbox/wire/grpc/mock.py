@@ -26,7 +26,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
@@ -45,9 +45,12 @@ class _Talk:
 
     entry: store.Entry
     recorded: list[bytes]  # the recorded request messages' keys
-    heard: int = 0  # request messages that came so far (each as recorded)
+    heard: list[bytes] = field(default_factory=list)  # the keys of what came so far
     sent: int = 0  # response messages sent
     over: bool = False  # the client left the recorded conversation: answered with a miss
+
+    def answered(self) -> list[bytes]:
+        return [data for _gap, data in self.entry.messages[: self.sent]]
 
 
 class _Refused(Exception):
@@ -133,7 +136,7 @@ class GrpcMockConnection:
             self._trailers_only(sid, refused.code, refused.text, talk)
             return
         if talk is not None:
-            self._talk_end(sid, path, talk, messages, out)
+            self._talk_end(sid, path, talk, req.body, messages, out)
             return
         self._lookup(sid, path, req.body, messages, out)
 
@@ -232,20 +235,41 @@ class GrpcMockConnection:
             # streams the client reset meanwhile are forgotten
             self._talks = {k: t for k, t in self._talks.items() if self._h2.is_open(k)}
             self._whole = {k for k in self._whole if self._h2.is_open(k)}
-            for recorded, entry, _messages in self.index.talks[path]:
-                if recorded[: len(keys)] == keys:
-                    talk = self._talks[sid] = _Talk(entry, recorded)
-                    out.append(entry.hit)
-                    self._h2.send_headers(sid, entry.headers)
-                    break
-            else:
+            found = self.index.talk(path, keys)
+            if found is None:
                 self._whole.add(sid)  # no conversation starts so: matched whole at its end
                 return
-        if talk.heard and talk.recorded[talk.heard : talk.heard + len(keys)] != keys:
-            self._left(sid, path, talk, talk.heard, messages, out)
-            return
-        talk.heard += len(keys)
-        self._say(sid, talk, talk.heard)
+            talk = self._talks[sid] = _Talk(found[1], found[0])
+            self._follow(talk, talk.entry)
+            out.append(talk.entry.hit)
+            self._h2.send_headers(sid, talk.entry.headers)
+        else:
+            n = len(talk.heard)
+            if talk.recorded[n : n + len(keys)] != keys and not self._switch(
+                path, talk, talk.heard + keys
+            ):
+                self._left(sid, path, talk, n, messages, out)
+                return
+        talk.heard.extend(keys)
+        self._say(sid, talk, len(talk.heard))
+
+    def _switch(self, path: str, talk: _Talk, heard: list[bytes], whole: bool = False) -> bool:
+        """Another recorded conversation that went as this one has so far, answers sent
+        included (two recorded branches after a shared start): followed from here.
+        ``whole``: one that ended right there."""
+        found = self.index.talk(path, heard, talk.answered())
+        if found is None or (whole and len(found[0]) != len(heard)):
+            return False
+        talk.recorded, entry = found
+        self._follow(talk, entry)
+        return True
+
+    def _follow(self, talk: _Talk, entry: store.Entry) -> None:
+        uses = self.index.talk_uses
+        if entry is not talk.entry:
+            uses[id(talk.entry)] -= 1
+        talk.entry = entry
+        uses[id(entry)] = uses.get(id(entry), 0) + 1
 
     def _say(self, sid: int, talk: _Talk, heard: int) -> None:
         """The answers the recorded server sent before the client's next message."""
@@ -256,15 +280,34 @@ class GrpcMockConnection:
             talk.sent += 1
 
     def _talk_end(
-        self, sid: int, path: str, talk: _Talk, messages: list[Any], out: list[Output]
+        self, sid: int, path: str, talk: _Talk, body: bytes, messages: list[Any], out: list[Output]
     ) -> None:
+        """The client half-closed: the conversation's rest and its status. A request that
+        is another recorded call whole (a one-question stream, where a conversation
+        began with the same question) ends with that call's answer, if what was sent
+        already is how it began."""
         keys = self.index.message_keys(messages)
-        if keys != talk.recorded:
-            same = 0
-            while same < min(len(keys), len(talk.recorded)) and keys[same] == talk.recorded[same]:
-                same += 1
-            self._left(sid, path, talk, same, messages[same:], out)
-            return
+        if keys != talk.recorded and not self._switch(path, talk, keys, whole=True):
+            entry = self.index.take(self.index.key(path, messages))
+            if entry is None:
+                sizes = [len(p) for _c, p in codec.split_messages(body)[0]]
+                entry = self.index.take_early(path, messages, sizes)
+            sent = talk.answered()
+            if (
+                entry is None
+                or entry.reset is not None
+                or entry.headers_only
+                or entry.trailers_only
+                or [data for _gap, data in entry.messages[: len(sent)]] != sent
+            ):
+                same = 0
+                while (
+                    same < min(len(keys), len(talk.recorded)) and keys[same] == talk.recorded[same]
+                ):
+                    same += 1
+                self._left(sid, path, talk, same, messages[same:], out)
+                return
+            self._follow(talk, entry)
         self._say(sid, talk, len(keys))
         if not talk.entry.client_ended:  # else the client's own cancel or deadline ends it
             self._h2.send_trailers(sid, talk.entry.trailers)

@@ -108,6 +108,9 @@ class GrpcIndex:
         self._early_longest: dict[str, int] = {}  # per path, the most messages one had
         # conversations per path: (each request message's key, the call, its messages)
         self.talks: dict[str, list[tuple[list[bytes], Entry, list[Any]]]] = {}
+        # how often each conversation was followed (by id): the n-th identical one the
+        # n-th time, then the last again, as ``calls`` does for whole requests
+        self.talk_uses: dict[int, int] = {}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.table.values()) + len(self.early)
@@ -130,6 +133,24 @@ class GrpcIndex:
 
     def add_talk(self, path: str, messages: list[Any], entry: Entry) -> None:
         self.talks.setdefault(path, []).append((self.message_keys(messages), entry, messages))
+
+    def talk(
+        self, path: str, heard: list[bytes], sent: Sequence[bytes] = ()
+    ) -> tuple[list[bytes], Entry] | None:
+        """The recorded conversation to follow after ``heard`` (its messages' keys), whose
+        answers begin with the ones ``sent`` already: of those that begin so, the first
+        followed least often."""
+        best: tuple[int, list[bytes], Entry] | None = None
+        n = len(heard)
+        for recorded, entry, _messages in self.talks.get(path, ()):
+            if recorded[:n] != heard or len(entry.messages) < len(sent):
+                continue
+            if any(entry.messages[i][1] != data for i, data in enumerate(sent)):
+                continue
+            uses = self.talk_uses.get(id(entry), 0)
+            if best is None or uses < best[0]:
+                best = (uses, recorded, entry)
+        return None if best is None else (best[1], best[2])
 
     def _early_key(self, path: str, messages: Sequence[Any], pending: int | None) -> Key:
         # "|" keeps these keys apart from the whole requests' (canonical JSON never ends so)
@@ -174,6 +195,7 @@ class GrpcIndex:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.talk_uses.clear()
         for variant in self._variants.values():
             variant.reset()
 
@@ -284,7 +306,7 @@ def build_index(
 
 def _num(obj: Mapping[str, Any], key: str) -> float:
     v = obj.get(key, 0)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e15:
         raise StoreError("expected a number >= 0", key)
     return float(v)
 
@@ -338,8 +360,9 @@ def _unfinished(obj: Mapping[str, Any]) -> int | None:
 
 def _times(obj: Mapping[str, Any], name: str) -> list[float]:
     at = obj.get(name, [])
+    # (an integer too large for a float would raise OverflowError)
     if not isinstance(at, list) or any(
-        isinstance(x, bool) or not isinstance(x, int | float) for x in at
+        isinstance(x, bool) or not isinstance(x, int | float) or not -1e15 < x < 1e15 for x in at
     ):
         raise StoreError("expected a list of times in ms", name)
     return [float(x) for x in at]
