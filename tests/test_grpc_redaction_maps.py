@@ -27,6 +27,7 @@ PASSWORD = "correct horse battery"  # no format to find it by: only its name say
 ATTRS = {
     "password": PASSWORD,
     "api_key": "plain-words-key",
+    "_token": "plain-words-too",
     "region": "eu-west-1",
     "note": "hello there",
 }
@@ -44,6 +45,7 @@ def _check(back: Any) -> None:
     assert set(attrs) == set(ATTRS)
     assert attrs["password"].startswith("<redacted:")
     assert attrs["api_key"].startswith("<redacted:")
+    assert attrs["_token"].startswith("<redacted:")
     assert attrs["region"] == "eu-west-1" and attrs["note"] == "hello there"
     assert back.name == "order-7" and list(back.tags) == ["password", "b"]
 

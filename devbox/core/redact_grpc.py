@@ -34,7 +34,7 @@ _B64_CHUNK = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]{8,}")
 _MAX_DEPTH = 32
 # a map<string, V> entry's key as services name things (authorization, api_key, x-token)
-_MAP_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,99}")
+_MAP_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
 _COMPRESSED = 0x01
 _TRAILERS = 0x80  # gRPC-Web: the trailers travel as the body's last frame
 # a gzip stream's header and trailer as gRPC libraries write it (zlib's wbits)
