@@ -133,7 +133,7 @@ def test_tokens_without_a_digit_are_tokens_and_names_without_one_are_not() -> No
     letters = _B64URL[:52]
     keys = ["".join(rng.choice(letters) for _ in range(32)) for _ in range(2000)]
     assert sum(map(looks_random, keys)) >= 0.85 * len(keys)  # 89%; before, none
-    no_digit = []
+    no_digit: list[str] = []
     while len(no_digit) < 2000:
         t = "".join(rng.choice(_B64URL) for _ in range(22))
         if not any(c.isdigit() for c in t):
