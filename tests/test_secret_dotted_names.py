@@ -125,20 +125,30 @@ def test_dotted_tokens_made_to_pass_for_names_stay_tokens() -> None:
         assert looks_random(live), live
 
 
-def test_tokens_without_a_digit_are_tokens_and_names_without_one_are_not() -> None:
-    """A random token with no digit (one in 35 of ``token_urlsafe(16)``'s, every
-    letters-only key) was never taken for one: a digit was required. Now a value with no
-    digit is a name only when its parts read as words run together."""
+def test_long_keys_without_a_digit_are_tokens_and_names_without_one_are_not() -> None:
+    """A letters-only key was never taken for a token: a digit was required. Now one of
+    32 characters or more with no separator is, unless it reads as words run together.
+    Shorter or separated values with no digit stay names: a first version took any
+    that did not read as words, and an adversarial scan of installed sources and docs
+    found 1 to 2% of harmless names among them (the examples below)."""
     rng = random.Random(11)
     letters = _B64URL[:52]
     keys = ["".join(rng.choice(letters) for _ in range(32)) for _ in range(2000)]
     assert sum(map(looks_random, keys)) >= 0.85 * len(keys)  # 89%; before, none
-    no_digit: list[str] = []
-    while len(no_digit) < 2000:
-        t = "".join(rng.choice(_B64URL) for _ in range(22))
-        if not any(c.isdigit() for c in t):
-            no_digit.append(t)
-    assert sum(map(looks_random, no_digit)) >= 0.75 * len(no_digit)  # 84%; before, none
+    for harmless in (
+        "X-Content-Type-Options",
+        "X-GitHub-Api-Version",
+        "ReadDirectoryChangesW",
+        "E-combining-dot-below",
+        "Objective-C-Quelltext",
+        "PyUnicode_FromFormatV",
+        "EAWiFiUnconfiguredAccessory",
+        "doc/changelogs/CHANGELOG_V10.md",
+        "src/x86/getcontext-linux.S",
+        "docs/libcurl/opts/CURLOPT_PREREQFUNCTION.3",
+        "SO=/tmp/expect-read1.",
+    ):
+        assert not looks_random(harmless), harmless
     script = (
         "const n = new Set();"
         "for (const o of [Object, Array.prototype, String.prototype, Promise, Reflect,"
