@@ -150,6 +150,20 @@ SCRIPTS = {
         _cmd("CLIENT", "REPLY", "ON"),
         _cmd("PING"),
     ],
+    # refused with a subscription, after the same commands answered before it (each
+    # gets its own recorded reply), and EXEC with no MULTI refused there too
+    "refused-repeats": [
+        _cmd("SELECT", "0"),
+        _cmd("ECHO", "x"),
+        _cmd("CLIENT", "SETNAME", "n"),
+        _cmd("SUBSCRIBE", "a"),
+        _cmd("SELECT", "0"),
+        _cmd("ECHO", "x"),
+        _cmd("CLIENT", "SETNAME", "n"),
+        _cmd("EXEC"),
+        _cmd("RESET"),
+        _cmd("SELECT", "0"),
+    ],
     # RESP2 with a subscription: CLIENT REPLY is refused and changes nothing
     "subscribed-refused": [
         _cmd("SUBSCRIBE", "a"),

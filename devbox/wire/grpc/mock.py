@@ -267,7 +267,8 @@ class GrpcMockConnection:
     def _follow(self, talk: _Talk, entry: store.Entry) -> None:
         uses = self.index.talk_uses
         if entry is not talk.entry:
-            uses[id(talk.entry)] -= 1
+            # (the counts may have been reset since: the edit loop resets between replays)
+            uses[id(talk.entry)] = max(0, uses.get(id(talk.entry), 0) - 1)
         talk.entry = entry
         uses[id(entry)] = uses.get(id(entry), 0) + 1
 

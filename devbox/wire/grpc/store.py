@@ -139,18 +139,19 @@ class GrpcIndex:
     ) -> tuple[list[bytes], Entry] | None:
         """The recorded conversation to follow after ``heard`` (its messages' keys), whose
         answers begin with the ones ``sent`` already: of those that begin so, the first
-        followed least often."""
-        best: tuple[int, list[bytes], Entry] | None = None
+        not followed yet, else the last (identical conversations in turn, then the last
+        again, as identical whole calls are answered)."""
+        last: tuple[list[bytes], Entry] | None = None
         n = len(heard)
         for recorded, entry, _messages in self.talks.get(path, ()):
             if recorded[:n] != heard or len(entry.messages) < len(sent):
                 continue
             if any(entry.messages[i][1] != data for i, data in enumerate(sent)):
                 continue
-            uses = self.talk_uses.get(id(entry), 0)
-            if best is None or uses < best[0]:
-                best = (uses, recorded, entry)
-        return None if best is None else (best[1], best[2])
+            if not self.talk_uses.get(id(entry), 0):
+                return recorded, entry
+            last = (recorded, entry)
+        return last
 
     def _early_key(self, path: str, messages: Sequence[Any], pending: int | None) -> Key:
         # "|" keeps these keys apart from the whole requests' (canonical JSON never ends so)

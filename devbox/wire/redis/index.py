@@ -455,7 +455,8 @@ def _answered_locally(index: RedisIndex, conn: Any, args: list[bytes], reply: Va
     """What the mock needs from commands it answers itself."""
     index.handshake.learn(conn if isinstance(conn, int) else 0, args, reply)
     if args[0] == b"SELECT" and len(args) == 2 and reply[0] == "error":
-        index.refused_select[args[1]] = reply  # a database the server does not have
+        if b"Can't execute" not in bytes(reply[1]):  # (not refused for the context it came in)
+            index.refused_select[args[1]] = reply  # a database the server does not have
 
 
 def _bad_tx(i: int) -> list[bytes]:

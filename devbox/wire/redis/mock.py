@@ -286,16 +286,20 @@ class RedisMockConnection:
             elif self._refused(name):
                 pass  # the server's refusal, as recorded
             else:
+                if name not in SUBSCRIBED_RESP2:
+                    # its recorded reply used up: a repeat refused in RESP2's subscribed
+                    # context then gets the recorded refusal, not this reply
+                    self.index.take(match_key(self.db, self._redacted(args)))
                 self._emit(local(args), out, buf)
                 if name == b"QUIT":
                     self._flush(out, buf)
                     out.append(Reply(b"", close=True))
                 return
         if name == b"EXEC":
-            if self.multi is None:
+            if self.multi is None and not self._refused(name):
                 self._emit(b"-ERR EXEC without MULTI\r\n", out, buf)
                 return
-            queued, self.multi = self.multi, None
+            queued, self.multi = self.multi or [], None
             key = exec_key(self.db, [self._redacted(c) for c in queued])
             entry = self.index.take(key)
             if entry is None:
