@@ -62,7 +62,7 @@ def test_the_interpreters_dotted_names_are_not_tokens() -> None:
     names = _python_names()
     assert len(names) > 10_000
     taken = [n for n in names if looks_random(n)]
-    # before: 577 of 24,535 (2.4%); the rest (106) are names like ipaddress.IPv6Network
+    # before: 577 of 24,535 (2.4%); the rest (95) are names like ipaddress.IPv6Network
     # and socket.J1939_PGN_MAX, whose parts mix single letters and digits as tokens do
     assert len(taken) <= len(names) // 200, taken[:20]
     for name in ("ssl.PROTOCOL_TLS_CLIENT", "codecs.BOM_UTF8", "http.HTTPStatus.UNAUTHORIZED"):
