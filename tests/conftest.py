@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loop_support import Loop
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -247,3 +248,13 @@ def make_demo_project(dest: Path) -> Path:
 def demo_project(tmp_path: Path) -> Path:
     """Path of profiles/demo.toml inside a private copy of the demo."""
     return make_demo_project(tmp_path / "project")
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    """A loop on a thread of its own for the test's relays and mocks (loop_support)."""
+    lp = Loop()
+    try:
+        yield lp
+    finally:
+        lp.close()

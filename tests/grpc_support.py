@@ -8,16 +8,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
 from conftest import free_port, stop_process
+from loop_support import Loop
 
 from devbox.wire import tcp
 from devbox.wire.contract import MockOptions, Output
@@ -168,35 +168,6 @@ def grpc_server(
         yield server
     finally:
         server.stop()
-
-
-@dataclass
-class Loop:
-    """One asyncio loop on a thread, for relays and mocks the (blocking) clients talk to."""
-
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    thread: threading.Thread | None = None
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close_server(self, server: asyncio.Server) -> None:
-        """Stop listening (on the loop's thread, where the server lives)."""
-        self.run(_close_server(server))
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        assert self.thread is not None
-        self.thread.join(10)
-        self.loop.close()
-
-
-async def _close_server(server: asyncio.Server) -> None:
-    server.close()
 
 
 @dataclass

@@ -23,7 +23,8 @@ import hpack
 import pytest
 from conftest import free_port, stop_process
 from grpc_raw import DETAILS, MB, SERVICE, big, channel, raw_server
-from grpc_support import Loop, Mock, start_mock, start_relay, wait_stored
+from grpc_support import Mock, start_mock, start_relay, wait_stored
+from loop_support import Loop
 
 from devbox.wire.grpc import codec
 from devbox.wire.grpc.http2 import PREFACE, FrameReader, HeadersEvent

@@ -18,7 +18,6 @@ import grpc
 import pytest
 from grpc_support import (
     PROTO_DIR,
-    Loop,
     compile_protos,
     grpc_server,
     load_modules,
@@ -26,6 +25,7 @@ from grpc_support import (
     start_relay,
     wait_stored,
 )
+from loop_support import Loop
 
 from devbox.wire.contract import Hit, Miss, MockOptions
 from devbox.wire.files import value_redactor

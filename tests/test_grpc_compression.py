@@ -22,7 +22,8 @@ from typing import Any
 import grpc
 import pytest
 from grpc_raw import SERVICE, raw_server
-from grpc_support import Loop, start_mock, start_relay, wait_stored
+from grpc_support import start_mock, start_relay, wait_stored
+from loop_support import Loop
 from node_support import node
 
 from devbox.replay.grpc import GrpcCalls

@@ -15,7 +15,8 @@ from typing import Any
 import grpc
 import pytest
 from grpc_raw import serving
-from grpc_support import Loop, start_mock, start_relay
+from grpc_support import start_mock, start_relay
+from loop_support import Loop
 
 from devbox.wire.contract import Miss
 

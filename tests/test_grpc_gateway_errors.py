@@ -14,7 +14,8 @@ import grpc
 import pytest
 from conftest import free_port
 from grpc_raw import SERVICE, channel
-from grpc_support import Loop, start_mock, start_relay
+from grpc_support import start_mock, start_relay
+from loop_support import Loop
 from nginx_support import nginx
 
 

@@ -18,7 +18,8 @@ import grpc
 import pytest
 from conftest import stop_process
 from grpc_raw import raw_server
-from grpc_support import Loop, start_mock, start_relay, wait_stored
+from grpc_support import start_mock, start_relay, wait_stored
+from loop_support import Loop
 from node_support import node
 
 from devbox.wire.contract import Miss

@@ -26,7 +26,8 @@ import grpc
 import grpc_support
 import pytest
 from grpc_raw import SERVICE, raw_server
-from grpc_support import Loop, compile_protos, make_test_ca, start_mock, start_relay, wait_stored
+from grpc_support import compile_protos, make_test_ca, start_mock, start_relay, wait_stored
+from loop_support import Loop
 from record_helpers import exchanges
 from tee_support import recording
 
@@ -47,15 +48,6 @@ def pb(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     out = compile_protos(tmp_path_factory.mktemp("gen"), "probe.proto", stubs=False)
     sys.path.insert(0, str(out))
     return importlib.import_module("probe_pb2")
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
 
 
 @contextmanager

@@ -18,24 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from google.protobuf.descriptor_pool import DescriptorPool  # type: ignore[import-untyped]
 from grpc_reflection.v1alpha import reflection
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from grpc_support import Loop, compile_protos, load_modules, start_mock, through_relay
+from grpc_support import compile_protos, load_modules, start_mock, through_relay
+from loop_support import Loop
 
 from devbox.wire.contract import Miss
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    try:
-        yield lp
-    finally:
-        lp.close()
 
 
 @contextmanager

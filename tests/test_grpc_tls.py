@@ -22,14 +22,8 @@ from typing import Any
 
 import grpc
 from conftest import free_port
-from grpc_support import (
-    PROTO_DIR,
-    Loop,
-    compile_protos,
-    grpc_server,
-    load_modules,
-    make_test_ca,
-)
+from grpc_support import PROTO_DIR, compile_protos, grpc_server, load_modules, make_test_ca
+from loop_support import Loop
 
 from devbox.core.profile import load_profile
 from devbox.engine.wiring import trust_env

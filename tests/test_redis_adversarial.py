@@ -14,31 +14,15 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis_helpers import (
-    Loop,
-    Mock,
-    Recording,
-    ask,
-    outcome,
-    raw_conn,
-    record_then_mock,
-    redis_server,
-)
+from loop_support import Loop
+from redis_helpers import Mock, Recording, ask, outcome, raw_conn, record_then_mock, redis_server
 
 from devbox.wire.contract import MockOptions
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
 
 
 def _command(client: Any, *args: Any) -> Any:

@@ -7,22 +7,14 @@ worker loop popped the same job forever)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
+from loop_support import Loop
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis_helpers import Loop, Mock, Recording, redis_server
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
+from redis_helpers import Mock, Recording, redis_server
 
 
 def _outcome(call: Any) -> Any:

@@ -10,13 +10,14 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+from loop_support import Loop
 from redis._parsers import (
     _AsyncHiredisParser,
     _AsyncRESP2Parser,
@@ -25,16 +26,9 @@ from redis._parsers import (
     _RESP2Parser,
     _RESP3Parser,
 )
-from redis_helpers import NODE_MODULES, Loop, Mock, Recording, redis_server
+from redis_helpers import NODE_MODULES, Mock, Recording, redis_server
 
 from devbox.wire.contract import MockOptions
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
 
 
 def record_then_mock(

@@ -12,26 +12,17 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from conftest import opaque_token
-from redis_helpers import Loop, Mock, Recording, outcome, redis_server
+from loop_support import Loop
+from redis_helpers import Mock, Recording, outcome, redis_server
 
 from devbox.wire.contract import Hit, MockOptions
 from devbox.wire.files import value_redactor
 from devbox.wire.redis import KIND
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
-
 
 KEY = "sk_live_" + "a1b2c3d4e5f6g7h8i9j0k1l2"
 

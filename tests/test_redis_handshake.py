@@ -18,26 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from conftest import free_port, stop_process, wait_port
-from redis_helpers import (
-    Loop,
-    Mock,
-    Recording,
-    ask,
-    outcome,
-    raw_conn,
-    record_then_mock,
-    redis_server,
-)
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
+from loop_support import Loop
+from redis_helpers import Mock, Recording, ask, outcome, raw_conn, record_then_mock, redis_server
 
 
 @contextmanager

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_helpers import Loop, Mock, Recording, redis_server
+from loop_support import Loop
+from redis_helpers import Mock, Recording, redis_server
 
 from devbox.wire.redis.resp import encode_command
 
@@ -60,13 +60,6 @@ EXPECTED = (
     b"$1\r\n1\r\n"
     b"$4\r\ndone\r\n"
 )
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
 
 
 def _run(port: int, one_by_one: bool) -> bytes:

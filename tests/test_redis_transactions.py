@@ -6,24 +6,15 @@ recorder and the mock both kept the database from before the ``MULTI``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
+from loop_support import Loop
 from redis._parsers import _RESP2Parser
-from redis_helpers import Loop, Mock, Recording, redis_server
+from redis_helpers import Mock, Recording, redis_server
 
 from devbox.wire.contract import MockOptions
-
-
-@pytest.fixture
-def loop() -> Iterator[Loop]:
-    lp = Loop()
-    yield lp
-    lp.close()
-
 
 _Connection: Any = redis.Connection  # redis-py's low-level API is untyped
 

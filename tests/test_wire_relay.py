@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 
 from conftest import free_port
-from redis_helpers import Loop, Recording, redis_server
+from loop_support import Loop
+from redis_helpers import Recording, redis_server
 
 from devbox.wire import tcp
 from devbox.wire.redis import KIND
