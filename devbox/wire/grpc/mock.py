@@ -131,23 +131,32 @@ class GrpcMockConnection:
             self._h2.reset(sid, 0)
             return
         try:
-            messages = self._messages(path, fields, req.body)
+            messages, sizes = self._messages(path, fields, req.body)
         except _Refused as refused:
             self._trailers_only(sid, refused.code, refused.text, talk)
             return
         if talk is not None:
-            self._talk_end(sid, path, talk, req.body, messages, out)
+            self._talk_end(sid, path, talk, messages, sizes, out)
             return
-        self._lookup(sid, path, req.body, messages, out)
+        self._play(sid, path, messages, self._recorded(path, messages, sizes), out)
 
-    def _lookup(
-        self, sid: int, path: str, body: bytes, messages: list[Any], out: list[Output]
-    ) -> None:
-        """A whole request: its recorded answer played, or a miss."""
+    def _recorded(self, path: str, messages: list[Any], sizes: list[int]) -> store.Entry | None:
+        """The recorded answer of a whole request (``sizes``: its messages' lengths on
+        the wire), or of one the server answered before it ended."""
         entry = self.index.take(self.index.key(path, messages))
         if entry is None:
-            sizes = [len(p) for _c, p in codec.split_messages(body)[0]]
             entry = self.index.take_early(path, messages, sizes)
+        return entry
+
+    def _play(
+        self,
+        sid: int,
+        path: str,
+        messages: list[Any],
+        entry: store.Entry | None,
+        out: list[Output],
+    ) -> None:
+        """A whole request's recorded answer played, or a miss."""
         if entry is None:
             code, text, nearest = self.index.explain(path, messages)
             self._flush(out)
@@ -191,9 +200,11 @@ class GrpcMockConnection:
         self._steps[sid] = steps
         self._advance(sid, out)
 
-    def _messages(self, path: str, fields: dict[str, str], body: bytes) -> list[Any]:
-        """The request's messages as stored (decoded, redacted); ``_Refused`` with the
-        status a gRPC server answers a broken one with."""
+    def _messages(
+        self, path: str, fields: dict[str, str], body: bytes
+    ) -> tuple[list[Any], list[int]]:
+        """The request's messages as stored (decoded, redacted) and their lengths on the
+        wire; ``_Refused`` with the status a gRPC server answers a broken one with."""
         try:
             frames, rest = codec.split_messages(body)
         except RemoteProtocolError as exc:
@@ -213,7 +224,7 @@ class GrpcMockConnection:
             raise _Refused(code, str(exc)) from None
         if self._redact is not None:
             messages = store.redact_object({"request": messages}, self._redact)["request"]
-        return messages
+        return messages, [len(p) for _c, p in frames]
 
     # ------------------------------------------------------------ conversations
 
@@ -227,7 +238,7 @@ class GrpcMockConnection:
         if talk is not None and talk.over:
             return
         try:
-            messages = self._messages(path, fields, body)
+            messages, _sizes = self._messages(path, fields, body)
         except _Refused:
             return  # answered when the request ends, as a whole one would be
         keys = self.index.message_keys(messages)
@@ -281,7 +292,13 @@ class GrpcMockConnection:
             talk.sent += 1
 
     def _talk_end(
-        self, sid: int, path: str, talk: _Talk, body: bytes, messages: list[Any], out: list[Output]
+        self,
+        sid: int,
+        path: str,
+        talk: _Talk,
+        messages: list[Any],
+        sizes: list[int],
+        out: list[Output],
     ) -> None:
         """The client half-closed: the conversation's rest and its status. A request that
         is another recorded call whole (a one-question stream, where a conversation
@@ -289,17 +306,13 @@ class GrpcMockConnection:
         already is how it began."""
         keys = self.index.message_keys(messages)
         if keys != talk.recorded and not self._switch(path, talk, keys, whole=True):
-            entry = self.index.take(self.index.key(path, messages))
-            if entry is None:
-                sizes = [len(p) for _c, p in codec.split_messages(body)[0]]
-                entry = self.index.take_early(path, messages, sizes)
-            sent = talk.answered()
+            entry = self._recorded(path, messages, sizes)
             if (
                 entry is None
                 or entry.reset is not None
                 or entry.headers_only
                 or entry.trailers_only
-                or [data for _gap, data in entry.messages[: len(sent)]] != sent
+                or not entry.begins_with(talk.answered())
             ):
                 same = 0
                 while (

@@ -79,6 +79,12 @@ class Entry:
     request_at: tuple[float, ...] = ()
     response_at: tuple[float, ...] = ()
 
+    def begins_with(self, sent: Sequence[bytes]) -> bool:
+        """Whether this answer's first messages are ``sent`` (frames as sent)."""
+        return len(self.messages) >= len(sent) and all(
+            self.messages[i][1] == data for i, data in enumerate(sent)
+        )
+
 
 def label(path: str, messages: Sequence[Any], limit: int = 160) -> str:
     body = " ".join(orjson.dumps(m).decode() for m in messages)
@@ -144,9 +150,7 @@ class GrpcIndex:
         last: tuple[list[bytes], Entry] | None = None
         n = len(heard)
         for recorded, entry, _messages in self.talks.get(path, ()):
-            if recorded[:n] != heard or len(entry.messages) < len(sent):
-                continue
-            if any(entry.messages[i][1] != data for i, data in enumerate(sent)):
+            if recorded[:n] != heard or not entry.begins_with(sent):
                 continue
             if not self.talk_uses.get(id(entry), 0):
                 return recorded, entry
