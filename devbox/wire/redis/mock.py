@@ -244,9 +244,7 @@ class RedisMockConnection:
         name = args[0].upper()
         args[0] = name
         queued = self.multi is not None and name not in _TX_CONTROL
-        if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
-            args, queued, self._refused(name)
-        ):
+        if self._mode.silent(args, queued, self._refused):
             self._simple = False  # every command through here until replies are back on
             self._quietly(args, out)
             return

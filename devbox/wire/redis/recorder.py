@@ -95,15 +95,12 @@ class RedisRecorder:
         p = _Pending(args, now, self.db, self.proto)
         multi = self._multi
         queued = multi is not None and name not in (b"EXEC", b"DISCARD", b"MULTI", b"WATCH")
-        # RESP2 with subscriptions: the server refuses all but a few commands
-        refused = self.proto == 2 and name not in SUBSCRIBED_RESP2 and any(self._subs.values())
-        if (self._mode.quiet or name in (b"CLIENT", b"RESET")) and not self._mode.answers(
-            [name, *args[1:]], queued, refused
-        ):
+        named = [name, *args[1:]]
+        if self._mode.silent(named, queued, self._refused):
             p.expect = 0
         if queued and multi is not None:
             p.queued = True
-            multi.append([name, *args[1:]])
+            multi.append(named)
         elif name == b"MULTI":
             self._multi = []
         elif name == b"EXEC":
@@ -131,6 +128,10 @@ class RedisRecorder:
                 current -= names if names else set(current)
         self._pending.append(p)
         self._unanswered(now)
+
+    def _refused(self, name: bytes) -> bool:
+        """RESP2 with subscriptions: the server refuses all but a few commands."""
+        return self.proto == 2 and name not in SUBSCRIBED_RESP2 and any(self._subs.values())
 
     def _unanswered(self, now: float) -> None:
         """Store the commands at the head of the queue the server will not answer: they

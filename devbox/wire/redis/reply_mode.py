@@ -18,6 +18,8 @@ queued inside ``MULTI`` changes nothing until ``EXEC``, which this does not foll
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # the (un)subscription replies, sent as pushes: even while replies are off
 _PUSHED = frozenset(
     {b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE"}
@@ -33,6 +35,15 @@ class ReplyMode:
         self._off = False
         self._skip = False  # the next command's reply is dropped
         self.quiet = False  # off or skipping: some command will go unanswered
+
+    def silent(self, args: list[bytes], queued: bool, refused: Callable[[bytes], bool]) -> bool:
+        """Take the next command (``args[0]`` upper-cased): whether the server sends it
+        no reply. While replies are on, only ``CLIENT`` and ``RESET`` can change that, so
+        the others cost one check; ``refused(name)``: the server refuses it unrun
+        (RESP2's subscribed context), asked only then."""
+        if not self.quiet and args[0] not in (b"CLIENT", b"RESET"):
+            return False
+        return not self.answers(args, queued, refused(args[0]))
 
     def answers(self, args: list[bytes], queued: bool = False, refused: bool = False) -> bool:
         """Take the next command (``args[0]`` upper-cased); whether the server sends its
