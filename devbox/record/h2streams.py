@@ -291,7 +291,7 @@ class H2Stream(Reading):
         way are recorded with why, and the rest of the connection is not read."""
         error = self._why
         self.unread.append(f"{self.source} ({self.host}): {error}")
-        out = [self._capture(x, t, error) for sid, x in self.open.items()]
+        out = [self._capture(x, t, error) for x in self.open.values()]
         self.open.clear()
         self.held = 0
         self.done = True
