@@ -29,6 +29,34 @@ def test_what_is_generated_and_what_is_data() -> None:
         assert runs(data) == [], data
 
 
+def test_clock_readings_are_generated_chosen_dates_are_data() -> None:
+    for stamp in (
+        b"2026-12-07T21:37:06.712974+00:00",  # Python's isoformat()
+        b"2026-12-07 21:37:06.712974+00",  # Postgres's text, psycopg's
+        b"2026-12-07T21:37:06.712Z",  # JavaScript's toISOString()
+        b"2026-12-07T21:37:06.712974",  # naive
+        b"2026-12-07T21:37:06.712974123+0530",
+    ):
+        assert runs(stamp) == [stamp], stamp
+        assert runs(b"VALUES ('" + stamp + b"'::timestamptz)") == [stamp]
+    for data in (
+        b"2026-12-07",  # a due date, a birthday
+        b"2026-12-07 21:37:06",  # a time to the second: may have been chosen
+        b"2026-12-07T21:37:06+00:00",
+        b"release 2026-12-07.1234",
+        b"12026-12-07T21:37:06.712",  # not a date
+    ):
+        assert runs(data) == [], data
+    b = Bindings()
+    sql = b"INSERT INTO t VALUES ('%s'::uuid, '%s'::timestamptz)"
+    live_id, rec_id = (str(uuid.uuid4()).encode() for _ in range(2))
+    live = sql.replace(b"%s", live_id, 1).replace(b"%s", b"2026-12-07T21:37:06.712974+00:00")
+    rec = sql.replace(b"%s", rec_id, 1).replace(b"%s", b"2026-12-01T08:00:00.000001+00:00")
+    assert shape(live) == shape(rec)
+    assert b.match([live], [rec])
+    assert b.translate(b"WHERE id = '" + live_id + b"'") == b"WHERE id = '" + rec_id + b"'"
+
+
 def test_a_value_binds_once_and_both_ways() -> None:
     b = Bindings()
     a1, a2, r1, r2 = (str(uuid.uuid4()).encode() for _ in range(4))

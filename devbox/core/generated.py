@@ -10,7 +10,8 @@ every such call missed: the service's lock failed, its inserts were refused.
 Only a *write* may introduce a value (``Bindings.match``): a call that misses, that the
 mock's kind counts as a write, and that equals a recorded write but for its generated
 values (a UUID, 24 or more hexadecimal digits mixing letters and digits, an opaque
-random token, or the redaction placeholder of one) binds each of its values to the
+random token, a clock reading to a fraction of a second, or the redaction placeholder of
+a token) binds each of its values to the
 recorded one at the same place, if neither is bound to another yet. The recorded writes
 are taken in their order, each once, so a second lock or insert binds to the second one
 recorded. From then on every call of this run has its bound values replaced by the
@@ -35,6 +36,11 @@ _RUNS = re.compile(
     rb"|(?=(?:[0-9]*[a-fA-F]){3})(?=(?:[a-fA-F]*[0-9]){3})[0-9a-fA-F]{24,}"
     # a ULID (redis-om's keys): a time, then randomness, in Crockford's base 32
     rb"|[0-7](?=(?:[A-Z]*[0-9]){3})(?=(?:[0-9]*[A-Z]){3})[0-9A-HJKMNP-TV-Z]{25}"
+    # a clock reading (``datetime.now()``, ``new Date().toISOString()``) written into a
+    # row or a message: a date and a time to a fraction of a second. A date alone, or a
+    # time to the second, may be a value someone chose (a due date, a birthday): data
+    rb"|[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3,9}"
+    rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
     # the placeholder of an opaque random token (its hash is the token's). Not that of
     # an e-mail or a card: those are data, and another one is another customer
     rb"|<redacted:token:[0-9a-f]{6,}>"

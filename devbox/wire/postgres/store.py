@@ -94,10 +94,15 @@ def _s(v: bytes) -> str:
 
 
 def _shape(norm: str, params: tuple[bytes, ...]) -> Key | None:
-    """The key of ``norm`` and ``params`` (as bytes) with the parameters' generated values
-    blanked; None when they hold none."""
+    """The key of ``norm`` and ``params`` (as bytes) with their generated values blanked;
+    None when they hold none. The SQL text's too: psycopg2 (and so Django and SQLAlchemy
+    on it) and psycopg's ``ClientCursor`` write every value into the text itself."""
+    text = _b(norm)
+    shaped_text = generated.shape(text)
     shaped = tuple(generated.shape(v) for v in params)
-    return None if shaped == params else (norm, tuple(_s(v) for v in shaped))
+    if shaped == params and shaped_text == text:
+        return None
+    return (_s(shaped_text), tuple(_s(v) for v in shaped))
 
 
 def redact_value(name: str, value: str) -> str:
@@ -394,19 +399,21 @@ class Index:
         generated``: only a write may, so a read by an id no write made misses)."""
         if not self.shaped:
             return None
-        live = tuple(_b(v) for v in key[1])
-        shape = _shape(key[0], live)
+        # the SQL text first, as one more value: a value inlined there binds as a
+        # parameter's does
+        live = (_b(key[0]), *(_b(v) for v in key[1]))
+        shape = _shape(key[0], live[1:])
         if shape is None:
             return None
         known = tuple(self.bindings.translate(v) for v in live)
         if known != live:
-            rec = (key[0], tuple(_s(v) for v in known))
+            rec = (_s(known[0]), tuple(_s(v) for v in known[1:]))
             if rec in self.entries:
                 return self.take(rec)
         if not writes(key[0]):
             return None
         for rec in self.shaped.get(shape) or ():
-            if self.bindings.match(live, tuple(_b(v) for v in rec[1])):
+            if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):
                 return self.take(rec)
         return None
 
