@@ -438,6 +438,13 @@ class Index:
         if nxt is not None and _columns(nxt) is not None:
             return nxt
         found = self.by_sql.get(norm) or []
+        # one whose parameter types the server told (none left 0, "unknown"): another
+        # client's execution of the same SQL may have declared a type 0 and never asked
+        # (psycopg), and a client that asks (asyncpg) takes a 0 for a type to look up
+        for obj in found:
+            types = obj.get("param_types")
+            if types and 0 not in types:
+                return obj
         for obj in found:
             if obj.get("param_types") is not None or _columns(obj) is not None:
                 return obj
