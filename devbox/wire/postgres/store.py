@@ -26,6 +26,7 @@ import difflib
 import struct
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from devbox.core import generated
@@ -97,12 +98,19 @@ def _shape(norm: str, params: tuple[bytes, ...]) -> Key | None:
     """The key of ``norm`` and ``params`` (as bytes) with their generated values blanked;
     None when they hold none. The SQL text's too: psycopg2 (and so Django and SQLAlchemy
     on it) and psycopg's ``ClientCursor`` write every value into the text itself."""
-    text = _b(norm)
-    shaped_text = generated.shape(text)
+    text = _shaped_text(norm)
     shaped = tuple(generated.shape(v) for v in params)
-    if shaped == params and shaped_text == text:
+    if shaped == params and text is None:
         return None
-    return (_s(shaped_text), tuple(_s(v) for v in shaped))
+    return (norm if text is None else text, tuple(_s(v) for v in shaped))
+
+
+@lru_cache(maxsize=8192)
+def _shaped_text(norm: str) -> str | None:
+    """``norm`` with its generated values blanked, None if none (read once per text)."""
+    text = _b(norm)
+    shaped = generated.shape(text)
+    return None if shaped == text else _s(shaped)
 
 
 def redact_value(name: str, value: str) -> str:
@@ -438,9 +446,8 @@ class Index:
         if nxt is not None and _columns(nxt) is not None:
             return nxt
         found = self.by_sql.get(norm) or []
-        # one whose parameter types the server told (none left 0, "unknown"): another
-        # client's execution of the same SQL may have declared a type 0 and never asked
-        # (psycopg), and a client that asks (asyncpg) takes a 0 for a type to look up
+        # one whose parameter types the server told: psycopg declares 0 ("unknown") and
+        # never asks; asyncpg, told 0 for the same SQL, looks the type up and misses
         for obj in found:
             types = obj.get("param_types")
             if types and 0 not in types:
