@@ -288,7 +288,7 @@ def test_redacted_recordings_hide_secrets_and_still_match(
     recorded: tuple[dict[str, Any], list[dict[str, Any]]],
 ) -> None:
     from devbox.wire.postgres.kind import POSTGRES
-    from devbox.wire.postgres.store import redact_value
+    from devbox.wire.postgres.redaction import redact_value
 
     _, stored = recorded
     redacted = [POSTGRES.redact(o, redact_value) for o in stored]

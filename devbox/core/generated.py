@@ -11,7 +11,7 @@ Only a *write* may introduce a value (``Bindings.match``): a call that misses, t
 mock's kind counts as a write, and that equals a recorded write but for its generated
 values (a UUID, 24 or more hexadecimal digits mixing letters and digits, an opaque
 random token, a clock reading to a fraction of a second, or the redaction placeholder of
-a token) binds each of its values to the
+a token or of a value redacted by its name) binds each of its values to the
 recorded one at the same place, if neither is bound to another yet. The recorded writes
 are taken in their order, each once, so a second lock or insert binds to the second one
 recorded. From then on every call of this run has its bound values replaced by the
@@ -41,9 +41,10 @@ _RUNS = re.compile(
     # time to the second, may be a value someone chose (a due date, a birthday): data
     rb"|[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3,9}"
     rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
-    # the placeholder of an opaque random token (its hash is the token's). Not that of
-    # an e-mail or a card: those are data, and another one is another customer
-    rb"|<redacted:token:[0-9a-f]{6,}>"
+    # the placeholder of an opaque random token (its hash is the token's), or of a value
+    # redacted by its name (a password hash: a fresh salt each run). Not that of an
+    # e-mail or a card: those are data, and another one is another customer
+    rb"|<redacted:(?:token|secret):[0-9a-f]{6,}>"
     rb")(?![0-9A-Za-z])"
 )
 # an opaque random token within a value (``session:<token_urlsafe>``), whole or between

@@ -17,6 +17,7 @@ from devbox.wire.contract import MockOptions, Output
 from devbox.wire.postgres import encode
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.cursors import Saved
+from devbox.wire.postgres.redaction import redact_literals, redact_value
 from devbox.wire.postgres.sql import (
     TX_ENDS,
     normalise,
@@ -27,10 +28,17 @@ from devbox.wire.postgres.sql import (
     stays_open,
     unscoped,
 )
-from devbox.wire.postgres.store import Index, Key, param_key, redact_value, wire_fields
+from devbox.wire.postgres.store import Index, Key, param_key, wire_fields
 
 MISS_SQLSTATE = "DX404"
 _TX_TAGS = ("BEGIN", "START", "COMMIT", "ROLLBACK")
+
+
+# a ROLLBACK of the whole transaction, normalised, and a server's answer to it
+_ROLLBACKS = frozenset(
+    f"{verb}{tail}" for verb in ("rollback", "abort") for tail in ("", " work", " transaction")
+)
+_ROLLED_BACK: dict[str, Any] = {"results": [{"tag": "ROLLBACK"}]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,12 @@ class Answers:
         self.notify: list[tuple[float, bytes]] = []
         self.redact = options.redact_value or redact_value
 
+    def _live_sql(self, sql: str) -> str:
+        """``sql`` as the recording would hold it: redacted as the recorder redacts (a
+        secret a client wrote into the text has its placeholder there), when the
+        recording's texts hold placeholders at all."""
+        return redact_literals(sql, self.redact) if self.index.sql_placeholders else sql
+
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
         if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
             return False
@@ -145,6 +159,11 @@ class Answers:
             if index.notifications:
                 self.notify.extend(index.notifications.get(id(obj), ()))
             return obj
+        if unscoped(norm)[0] in _ROLLBACKS:
+            # a server takes a ROLLBACK whatever came before: one the recording lacks (a
+            # transaction that failed on a miss) ends the transaction all the same, or
+            # the connection stayed failed for good (25P02 for every later query)
+            return _ROLLED_BACK
         request = request_line(sql, key_params)
         why, nearest = self.index.explain(norm, key_params)
         data = self._miss_error(sql, why, nearest)

@@ -14,7 +14,7 @@ from devbox.wire.contract import (
     MockOptions,
     RecorderConnection,
 )
-from devbox.wire.postgres import store
+from devbox.wire.postgres import redaction, store
 from devbox.wire.postgres.mock import PostgresMockConnection
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
 
@@ -42,7 +42,7 @@ class PostgresKind:
     def redact(
         self, stored: dict[str, Any], redact_value: Callable[[str, str], str]
     ) -> dict[str, Any]:
-        return store.redact_object(stored, redact_value)
+        return redaction.redact_object(stored, redact_value)
 
     def service_url(self, upstream: str, host: str, port: int, *, tls: bool = True) -> str:
         """Same scheme, user, password, database and query (``sslmode``...); the mock's

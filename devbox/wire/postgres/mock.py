@@ -216,6 +216,7 @@ class PostgresMockConnection(Answers):
     # ------------------------------------------------------------ simple query
 
     def _query(self, sql: str, out: list[bytes], ev: list[Output]) -> None:
+        sql = self._live_sql(sql)
         key, saved = self.ordinals.attempt(sql)
         norm = scoped(key, self.scope)
         if not norm:
@@ -261,7 +262,8 @@ class PostgresMockConnection(Answers):
 
     def _parse(self, p: m.Parse, out: list[bytes]) -> None:
         # a Parse runs nothing: a DECLARE opens its cursor when executed (``_bind``)
-        norm = scoped(self.ordinals.key(p.sql, run=False), self.scope)
+        sql = self._live_sql(p.sql)
+        norm = scoped(self.ordinals.key(sql, run=False), self.scope)
         if self._aborted(norm, out):
             # the server refuses the Parse itself in a failed transaction: a client that
             # describes the statement before it binds (asyncpg) gets 25P02, not a miss
@@ -278,7 +280,7 @@ class PostgresMockConnection(Answers):
             if rec:
                 oids = tuple(o or (rec[i] if i < len(rec) else 0) for i, o in enumerate(oids))
                 oids = oids + tuple(rec[len(oids) :])
-        self.statements[p.name] = Statement(p.sql, norm, oids, cursors.names_cursor(p.sql))
+        self.statements[p.name] = Statement(sql, norm, oids, cursors.names_cursor(sql))
         out.append(m.PARSE_COMPLETE)
 
     def _bind(self, b: m.Bind, out: list[bytes], ev: list[Output]) -> None:

@@ -46,7 +46,35 @@ def normalise(sql: str) -> str:
             out.append(text.lower())
     while out and out[-1] == ";":
         out.pop()
+    if "savepoint" in out or "release" in out or "to" in out:
+        _savepoints(out)
     return " ".join(out)
+
+
+SAVEPOINT = "<savepoint>"
+
+
+def _savepoints(words: list[str]) -> None:
+    """Each savepoint's name in ``words`` (a normalised statement's tokens) made
+    ``SAVEPOINT``: clients name them afresh (Django's ``s<thread id>_x<n>``), and a
+    savepoint's answer does not depend on its name. ``SAVEPOINT n``, ``RELEASE
+    [SAVEPOINT] n``, ``ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] n``."""
+    start = 0
+    for i, w in enumerate([*words, ";"]):
+        if w != ";":
+            continue
+        st = words[start:i]
+        at = None
+        if st[:1] == ["savepoint"]:
+            at = 1
+        elif st[:1] == ["release"]:
+            at = 2 if st[1:2] == ["savepoint"] else 1
+        elif st[:1] in (["rollback"], ["abort"]) and "to" in st[1:3]:
+            at = st.index("to") + 1
+            at += st[at : at + 1] == ["savepoint"]
+        if at is not None and at < len(st):
+            words[start + at] = SAVEPOINT
+        start = i + 1
 
 
 # the first words of a statement that ends a transaction (or leaves a failed one)

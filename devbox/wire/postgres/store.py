@@ -30,7 +30,6 @@ from functools import lru_cache
 from typing import Any
 
 from devbox.core import generated
-from devbox.core import redact as core_redact
 from devbox.errors import ConfigError
 from devbox.wire.postgres import cursors, startup, types
 from devbox.wire.postgres.sql import normalise, scope, scoped, unscoped
@@ -113,61 +112,6 @@ def _shaped_text(norm: str) -> str | None:
     return None if shaped == text else _s(shaped)
 
 
-def redact_value(name: str, value: str) -> str:
-    """The one place Postgres values meet the core redaction rules (column or parameter
-    name, value): the recorder's writer and the mock's live-side matching both use it."""
-    fn: Callable[[str, str], str] | None = getattr(core_redact, "redact_value", None)
-    if fn is not None:
-        return fn(name, value)
-    # until the core's own single-value API is there: the same two rules by hand
-    if not _FALLBACK:
-        _FALLBACK.append(core_redact.Redactor())
-    redactor = _FALLBACK[0]
-    if not value or core_redact.PLACEHOLDER_RE.fullmatch(value):
-        return value
-    if name and core_redact.is_secret_name(name):
-        return redactor.placeholder("secret", value)
-    return redactor.text(value)
-
-
-_FALLBACK: list[core_redact.Redactor] = []
-
-
-def redact_object(
-    stored: dict[str, Any], redact: Callable[[str, str], str] = redact_value
-) -> dict[str, Any]:
-    """Every string value a secret could hide in: parameters (named ``$1``...), row values
-    (named by their column), COPY data, startup parameters. Shape unchanged."""
-    out = dict(stored)
-    if "params" in out:
-        out["params"] = [
-            {**p, "value": redact(f"${i}", p["value"])} if isinstance(p.get("value"), str) else p
-            for i, p in enumerate(out["params"], 1)
-        ]
-    if "results" in out:
-        results = []
-        for res in out["results"]:
-            res = dict(res)
-            if "rows" in res:
-                names = [c.get("name", "") for c in res.get("columns") or []]
-                res["rows"] = [
-                    [
-                        redact(names[i] if i < len(names) else "", v) if isinstance(v, str) else v
-                        for i, v in enumerate(row)
-                    ]
-                    for row in res["rows"]
-                ]
-            if "data" in res:
-                res["data"] = [redact("", d) if isinstance(d, str) else d for d in res["data"]]
-            results.append(res)
-        out["results"] = results
-    if "startup" in out:
-        out["startup"] = {k: redact(k, v) for k, v in out["startup"].items()}
-    if isinstance(out.get("payload"), str):
-        out["payload"] = redact("payload", out["payload"])
-    return out
-
-
 # where an answer failed before its statement ran (``stage``): no cursor opened
 _NOT_RUN = ("parse", "describe")
 
@@ -222,6 +166,7 @@ class Index:
     # nth-call counters; ``devbox.mock.workers`` swaps in counters shared by processes
     sequences: Sequences = field(default_factory=Sequences)
     has_placeholders: bool = False
+    sql_placeholders: bool = False  # the same in SQL texts (``literals``)
     # normalised SQL of every stored query -> its original text (for explanations)
     originals: dict[str, str] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
@@ -312,6 +257,8 @@ class Index:
         self.by_sql.setdefault(norm, []).append(obj)
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
+        if not self.sql_placeholders and "<redacted:" in norm:
+            self.sql_placeholders = True
 
     def _count_parse(self, obj: Mapping[str, Any], norm: str, where: Hashable) -> None:
         """Count the Parse an extended query's answer implies: the unnamed statement is

@@ -1,0 +1,173 @@
+"""What a Postgres recording could leak, redacted: parameters, values written into the
+SQL text, row values, COPY data, start-up parameters (``redact_object``), each value by
+the core rules (``redact_value``).
+
+Values written into the SQL text
+--------------------------------
+
+psycopg2 (and so Django and SQLAlchemy on it) and psycopg's ``ClientCursor`` send no
+parameters: every value is quoted into the statement, ``INSERT INTO "auth_user"
+("password", "email") VALUES ('pbkdf2_sha256$…', 'ada@example.com')``. Redacting only
+parameters let those values reach the recording whole. Here each string constant is
+handed to the same per-value rule as a parameter (``redact_value``), named by its
+column where the statement says which: the column list of an ``INSERT … VALUES``, or
+the name before ``=`` (``SET "password" = '…'``, ``WHERE "token" = '…'``). Any other
+constant is redacted by its format only. The mock redacts a live statement the same way
+before it looks again, as it does a parameter, so the same secret finds its placeholder.
+
+Dollar-quoted constants (``$$…$$``) are kept: drivers do not quote values so. Text the
+lexer cannot read is redacted whole by format, so nothing passes unseen. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pglast import parser
+
+from devbox.wire import files
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# tokens that end the value list of an INSERT (what follows names no column)
+_AFTER_VALUES = frozenset({"RETURNING", "ON", "ASCII_59"})
+
+
+def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
+    """``sql`` with each string constant passed through ``redact(name, value)``."""
+    if "'" not in sql:
+        return sql
+    try:
+        tokens = parser.scan(_SURROGATES.sub("\ufffd", sql))
+    except Exception:  # pglast's own ParseError, or any failure: by format, whole
+        return redact("", sql)
+    out: list[str] = []
+    at = 0
+    rows = _Rows()
+    prev: tuple[str, str] = ("", "")  # the token before (name, text)
+    before: tuple[str, str] = ("", "")  # and the one before that
+    for tok in tokens:
+        text = sql[tok.start : tok.end + 1]
+        name = tok.name
+        if name in ("C_COMMENT", "SQL_COMMENT"):
+            continue
+        if name == "SCONST" and not text.startswith("$"):
+            column = rows.column()
+            if column is None:
+                column = _ident(before[1]) if prev[0] == "ASCII_61" else ""  # name = '…'
+            out.append(sql[at : tok.start])
+            out.append(_redacted(text, column, redact))
+            at = tok.end + 1
+        else:
+            rows.feed(name, text)
+        before, prev = prev, (name, text)
+    out.append(sql[at:])
+    return "".join(out)
+
+
+class _Rows:
+    """Which column of an ``INSERT (columns) VALUES (…), (…)`` the constant being read
+    is for, followed token by token."""
+
+    __slots__ = ("base", "columns", "depth", "listing", "pos", "values")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.base: int | None = None  # an INSERT's depth, before its columns or VALUES
+        self.columns: list[str] = []  # its column list
+        self.listing = False  # reading that list
+        self.values: int | None = None  # the INSERT's depth, inside its VALUES
+        self.pos = 0  # which value of a row
+
+    def column(self) -> str | None:
+        if self.values is None or not self.columns:
+            return None
+        return self.columns[self.pos] if self.pos < len(self.columns) else ""
+
+    def feed(self, name: str, text: str) -> None:
+        if name == "INSERT":
+            self.base, self.columns, self.listing, self.values = self.depth, [], False, None
+        elif name == "ASCII_40":  # (
+            self.depth += 1
+            if self.base is not None and self.depth == self.base + 1 and not self.columns:
+                self.listing = True
+            elif self.values is not None and self.depth == self.values + 1:
+                self.pos = 0
+        elif name == "ASCII_41":  # )
+            self.depth -= 1
+            self.listing = self.listing and self.depth > (self.base or 0)
+        elif self.listing:
+            if name != "ASCII_44":
+                self.columns.append(_ident(text))
+        elif name == "VALUES" and self.base is not None:
+            self.values, self.base = self.base, None
+        elif self.values is not None and self.depth == self.values and name in _AFTER_VALUES:
+            self.values, self.columns = None, []
+        elif name == "ASCII_44" and self.values is not None and self.depth == self.values + 1:
+            self.pos += 1
+
+
+def _ident(text: str) -> str:
+    return text[1:-1].replace('""', '"') if text.startswith('"') else text.lower()
+
+
+def _redacted(text: str, column: str, redact: Callable[[str, str], str]) -> str:
+    """One constant (``'…'`` or ``E'…'``) with its value redacted, quoted as it was."""
+    if text[:1] in ("E", "e"):
+        head, body = text[:2], text[2:-1]  # escapes kept as written: a placeholder has none
+        new = redact(column, body)
+        return text if new == body else head + new + "'"
+    body = text[1:-1].replace("''", "'")
+    new = redact(column, body)
+    return text if new == body else "'" + new.replace("'", "''") + "'"
+
+
+def redact_value(name: str, value: str) -> str:
+    """One value (column or parameter name, value) under the default rules, as ``devbox
+    record`` redacts it (``files.value_redactor``): what a mock given no redactor of its
+    own (``MockOptions.redact_value``) redacts a live value with before it looks again."""
+    if not _DEFAULT:
+        _DEFAULT.append(files.value_redactor(None))
+    return _DEFAULT[0](name, value)
+
+
+_DEFAULT: list[Callable[[str, str], str]] = []
+
+
+def redact_object(
+    stored: dict[str, Any], redact: Callable[[str, str], str] = redact_value
+) -> dict[str, Any]:
+    """Every string value a secret could hide in: parameters (named ``$1``...), values
+    written into the SQL text (``literals``), row values (named by their column), COPY
+    data, startup parameters. Shape unchanged."""
+    out = dict(stored)
+    if isinstance(out.get("sql"), str):
+        out["sql"] = redact_literals(out["sql"], redact)
+    if "params" in out:
+        out["params"] = [
+            {**p, "value": redact(f"${i}", p["value"])} if isinstance(p.get("value"), str) else p
+            for i, p in enumerate(out["params"], 1)
+        ]
+    if "results" in out:
+        results = []
+        for res in out["results"]:
+            res = dict(res)
+            if "rows" in res:
+                names = [c.get("name", "") for c in res.get("columns") or []]
+                res["rows"] = [
+                    [
+                        redact(names[i] if i < len(names) else "", v) if isinstance(v, str) else v
+                        for i, v in enumerate(row)
+                    ]
+                    for row in res["rows"]
+                ]
+            if "data" in res:
+                res["data"] = [redact("", d) if isinstance(d, str) else d for d in res["data"]]
+            results.append(res)
+        out["results"] = results
+    if "startup" in out:
+        out["startup"] = {k: redact(k, v) for k, v in out["startup"].items()}
+    if isinstance(out.get("payload"), str):
+        out["payload"] = redact("payload", out["payload"])
+    return out

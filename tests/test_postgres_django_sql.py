@@ -1,0 +1,147 @@
+"""What Django on psycopg2 sends, recorded from a real server and replayed by the mock:
+values written into the SQL text (psycopg2 sends no parameters), savepoints named after
+the thread (``s<thread id>_x<n>``), a ``ROLLBACK`` after a failure.
+
+Found by running a Django 5.2 service's first hour through devbox:
+- a password hash, an e-mail and a GitHub token written into an ``INSERT``'s text reached
+  the recording whole (only parameters were redacted);
+- ``create_user`` (a fresh salt each run) missed;
+- every nested ``transaction.atomic()`` missed: its savepoint's name holds the thread id;
+- after any miss inside a transaction, the client's ``ROLLBACK`` missed too, and the
+  connection answered 25P02 for good.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import psycopg2
+import pytest
+from pg_support import WireServers, relayed
+
+from devbox.wire.contract import Hit, Miss
+from devbox.wire.files import value_redactor
+from devbox.wire.registry import get
+
+SETUP = (
+    'CREATE TABLE "auth_user" ("id" serial PRIMARY KEY, "password" text, "email" text,'
+    ' "username" text UNIQUE, "api_token" text);'
+    'CREATE TABLE "shop_order" ("id" serial PRIMARY KEY, "item" text)'
+)
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token's format
+
+
+def password_hash() -> str:
+    """Django's format; a fresh salt every time, as ``make_password`` makes one."""
+    return f"pbkdf2_sha256$1000000${secrets.token_urlsafe(16)}${secrets.token_urlsafe(32)}="
+
+
+def signup(url: str, hashed: str) -> list[Any]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                'INSERT INTO "auth_user" ("password", "email", "username", "api_token")'
+                ' VALUES (%s, %s, %s, %s) RETURNING "auth_user"."id"',
+                (hashed, "ada@example.com", "ada", TOKEN),
+            )
+            uid = cur.fetchall()
+            cur.execute(
+                'SELECT "auth_user"."username" FROM "auth_user" WHERE "auth_user"."email" = %s',
+                ("ada@example.com",),
+            )
+            return [uid, cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def redacted(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """As ``devbox record`` writes them (``record.wire_relay``: the kind's redaction with
+    the default rules)."""
+    kind, red = get("postgres"), value_redactor(None)
+    return [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+
+
+def mocked(stored: list[dict[str, Any]], fn: Any) -> tuple[Any, list[Any]]:
+    mock = WireServers()
+    try:
+        port = mock.mock(stored)
+        return fn(f"postgresql://devbox:whatever@127.0.0.1:{port}/app"), mock.outputs
+    finally:
+        mock.close()
+
+
+def test_values_in_the_sql_text_are_redacted_and_a_fresh_hash_binds() -> None:
+    first = password_hash()
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = signup(url, first)
+        stored = redacted(ws.stored_once(lambda s: any(o.get("sql") == "COMMIT" for o in s)))
+    text = json.dumps(stored)
+    for secret in (first, TOKEN, "ada@example.com"):
+        assert secret not in text, secret
+    assert "<redacted:secret:" in text and "<redacted:email:" in text
+    # the same values again find their placeholders; a fresh password hash (another
+    # salt, as every create_user makes) is bound as a generated value
+    for hashed in (first, password_hash()):
+        replayed, outputs = mocked(stored, lambda u, h=hashed: signup(u, h))
+        assert replayed == recorded == [[(1,)], [("ada",)]]
+        assert not [o for o in outputs if isinstance(o, Miss)]
+        shown = " ".join(o.request for o in outputs if isinstance(o, Hit))
+        assert TOKEN not in shown and hashed not in shown  # nor in what the mock reports
+
+
+def nested(url: str, thread: int) -> list[Any]:
+    """Django's ``atomic()`` inside ``atomic()``: savepoints named after the thread's id
+    (another in every process) and a counter."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f'SAVEPOINT "s{thread}_x1"')
+            cur.execute('INSERT INTO "shop_order" ("item") VALUES (%s) RETURNING "id"', ("pen",))
+            row = cur.fetchall()
+            cur.execute(f'RELEASE SAVEPOINT "s{thread}_x1"')
+            cur.execute(f'SAVEPOINT "s{thread}_x2"')
+            cur.execute(f'ROLLBACK TO SAVEPOINT "s{thread}_x2"')
+            cur.execute(f'RELEASE SAVEPOINT "s{thread}_x2"')
+        return row
+    finally:
+        conn.close()
+
+
+def test_savepoints_named_after_another_thread() -> None:
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = nested(url, 140531781859008)
+        stored = ws.stored_once(lambda s: any(o.get("sql") == "COMMIT" for o in s))
+    replayed, outputs = mocked(stored, lambda u: nested(u, 139822671058496))
+    assert replayed == recorded == [(1,)]
+    assert not [o for o in outputs if isinstance(o, Miss)]
+
+
+def after_a_failure(url: str, fail: bool) -> list[Any]:
+    conn = psycopg2.connect(url)
+    out: list[Any] = []
+    try:
+        cur = conn.cursor()
+        if fail:
+            with pytest.raises(psycopg2.Error):
+                cur.execute('SELECT "item" FROM "shop_order" WHERE "id" = 99')  # a miss
+            conn.rollback()  # never recorded
+        cur.execute('SELECT count(*) FROM "shop_order"')
+        out.append(cur.fetchall())
+        conn.commit()
+    finally:
+        conn.close()
+    return out
+
+
+def test_rollback_the_recording_lacks_ends_the_failed_transaction() -> None:
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = after_a_failure(url, False)
+        stored = ws.stored_once(lambda s: any(o.get("sql") == "COMMIT" for o in s))
+    replayed, outputs = mocked(stored, lambda u: after_a_failure(u, True))
+    assert replayed == recorded == [[(0,)]]
+    assert [o.request for o in outputs if isinstance(o, Miss)] == [
+        'SELECT "item" FROM "shop_order" WHERE "id" = 99'
+    ]
