@@ -100,7 +100,7 @@ def nested(url: str, thread: int) -> list[Any]:
         with conn, conn.cursor() as cur:
             cur.execute(f'SAVEPOINT "s{thread}_x1"')
             cur.execute('INSERT INTO "shop_order" ("item") VALUES (%s) RETURNING "id"', ("pen",))
-            row = cur.fetchall()
+            row: list[Any] = cur.fetchall()
             cur.execute(f'RELEASE SAVEPOINT "s{thread}_x1"')
             cur.execute(f'SAVEPOINT "s{thread}_x2"')
             cur.execute(f'ROLLBACK TO SAVEPOINT "s{thread}_x2"')
