@@ -73,6 +73,28 @@ def test_a_value_binds_once_and_both_ways() -> None:
     assert b.translate(a1) == a1
 
 
+def test_a_recorded_value_sent_back_binds_nothing() -> None:
+    """A worker pops a job id from a reply (the recorded one) and writes under it and a
+    fresh id of its own; the client that made the job binds its own id afterwards."""
+    b = Bindings()
+    made, rec_job, fresh, rec_exec = (str(uuid.uuid4()).encode() for _ in range(4))
+    assert b.match([b"SET", b"job:" + made], [b"SET", b"job:" + rec_job])  # the client
+    # the worker, with the id the mock's reply gave it, and one of its own
+    assert b.match(
+        [b"HSET", b"exec:" + rec_job + b":" + fresh],
+        [b"HSET", b"exec:" + rec_job + b":" + rec_exec],
+    )
+    assert b.translate(b"exec:" + fresh) == b"exec:" + rec_exec
+    b.reset()
+    # the other order: the worker first, then the client binds the job id
+    assert b.match(
+        [b"SETEX", b"meta-" + rec_job + b":" + fresh],
+        [b"SETEX", b"meta-" + rec_job + b":" + rec_exec],
+    )
+    assert b.match([b"LPUSH", b"q", made], [b"LPUSH", b"q", rec_job])
+    assert b.translate(made) == rec_job
+
+
 values = st.one_of(
     st.binary(max_size=80),
     st.uuids().map(lambda u: str(u).encode()),

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2
@@ -145,3 +147,68 @@ def test_rollback_the_recording_lacks_ends_the_failed_transaction() -> None:
     assert [o.request for o in outputs if isinstance(o, Miss)] == [
         'SELECT "item" FROM "shop_order" WHERE "id" = 99'
     ]
+
+
+SESSIONS = (
+    'CREATE TABLE "django_session" ("session_key" varchar(40) PRIMARY KEY,'
+    ' "session_data" text NOT NULL, "expire_date" timestamptz NOT NULL)'
+)
+
+
+def session_key() -> str:
+    """``get_random_string(32)`` of Django's session backends (lower case and digits)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        key = "".join(secrets.choice(alphabet) for _ in range(32))
+        if sum(c.isdigit() for c in key) >= 4 and sum(c.isalpha() for c in key) >= 4:
+            return key
+
+
+def signed(payload: str) -> str:
+    """``signing.dumps``: the payload, the second it was signed in base 62, an HMAC."""
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    n, stamp = int(time.time()), ""
+    while n:
+        n, r = divmod(n, 62)
+        stamp = digits[r] + stamp
+    return f"{payload}:{stamp}:{secrets.token_urlsafe(32)}"
+
+
+def login(url: str) -> list[Any]:
+    """Django's database session backend on a login: a fresh key checked free, the
+    session written, then loaded as long as it has not expired (as of now)."""
+    key, now = session_key(), datetime.now(UTC)
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            'SELECT 1 AS "a" FROM "django_session" WHERE "django_session"."session_key" = %s'
+            " LIMIT 1",
+            (key,),
+        )
+        free = cur.fetchall()
+        cur.execute(
+            'INSERT INTO "django_session" ("session_key", "session_data", "expire_date")'
+            " VALUES (%s, %s, %s)",
+            (key, signed("eyJfYXV0aF91c2VyX2lkIjoiMSJ9"), now + timedelta(days=14)),
+        )
+        cur.execute(
+            'SELECT "django_session"."session_data" FROM "django_session" WHERE'
+            ' ("django_session"."expire_date" > %s AND "django_session"."session_key" = %s)'
+            " LIMIT 21",
+            (datetime.now(UTC), key),
+        )
+        return [free, cur.rowcount, len(cur.fetchall())]
+    finally:
+        conn.close()
+
+
+def test_a_database_session_is_created_and_loaded_with_fresh_values() -> None:
+    with relayed(SESSIONS) as (_pg, ws, url):
+        recorded = login(url)
+        stored = ws.stored_once(lambda s: sum("session_data" in str(o) for o in s) >= 2)
+    time.sleep(1.1)  # another second to sign in: the signed data differs in its stamp too
+    replayed, outputs = mocked(stored, login)
+    assert replayed == recorded == [[], 1, 1]
+    assert not [o for o in outputs if isinstance(o, Miss)]

@@ -23,11 +23,18 @@ mock's sequences (``reset``). Pure.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Sequence
 
 from devbox.core.secret_formats import looks_random
 
+# a date and a time to a fraction of a second (see ``_RUNS``)
+_CLOCK_READING = (
+    rb"[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3,9}"
+    rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+_CLOCK = re.compile(_CLOCK_READING)
 _RUNS = re.compile(
     rb"(?<![0-9A-Za-z])(?:"
     rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"  # a UUID
@@ -36,16 +43,25 @@ _RUNS = re.compile(
     rb"|(?=(?:[0-9]*[a-fA-F]){3})(?=(?:[a-fA-F]*[0-9]){3})[0-9a-fA-F]{24,}"
     # a ULID (redis-om's keys): a time, then randomness, in Crockford's base 32
     rb"|[0-7](?=(?:[A-Z]*[0-9]){3})(?=(?:[0-9]*[A-Z]){3})[0-9A-HJKMNP-TV-Z]{25}"
+    # a session key as Django makes them: 32 lower-case letters and digits, mixed
+    rb"|(?=(?:[a-z]*[0-9]){4})(?=(?:[0-9]*[a-z]){4})[0-9a-z]{32}"
+    # a value Django signed with the time (``signing.dumps``: a session's data): its
+    # payload, the second it was signed in base 62, an HMAC
+    rb"|\.?[A-Za-z0-9_\-]{2,}:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
     # a clock reading (``datetime.now()``, ``new Date().toISOString()``) written into a
     # row or a message: a date and a time to a fraction of a second. A date alone, or a
     # time to the second, may be a value someone chose (a due date, a birthday): data
-    rb"|[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3,9}"
-    rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+    rb"|" + _CLOCK_READING +
     # the placeholder of an opaque random token (its hash is the token's), or of a value
     # redacted by its name (a password hash: a fresh salt each run). Not that of an
     # e-mail or a card: those are data, and another one is another customer
     rb"|<redacted:(?:token|secret):[0-9a-f]{6,}>"
     rb")(?![0-9A-Za-z])"
+)
+# Django's cache session keys: the key glued to its prefix
+_GLUED = re.compile(
+    rb"(?:(?<=django\.contrib\.sessions\.cache)|(?<=django\.contrib\.sessions\.cached_db))"
+    rb"[0-9a-z]{32}(?![0-9A-Za-z])"
 )
 # an opaque random token within a value (``session:<token_urlsafe>``), whole or between
 # separators, as ``looks_random`` tells one
@@ -57,13 +73,43 @@ def _spans(value: bytes) -> list[tuple[int, int]]:
     if len(value) < 20 or value.startswith(b"\\x"):  # (Postgres's form of binary values)
         return []
     found = [m.span() for m in _RUNS.finditer(value)]
+    if b"sessions.cache" in value:
+        found += [m.span() for m in _GLUED.finditer(value)]
     for m in _TOKENS.finditer(value) if value.isascii() else ():
         a, b = m.span()
         if any(x < b and a < y for x, y in found):
             continue
-        if looks_random(m.group(0).decode("ascii")):
+        if looks_random(m.group(0).decode("ascii")) and not _encoded_text(value, a, b):
             found.append((a, b))
     return sorted(found)
+
+
+# the base64 alphabets, both
+_B64 = re.compile(rb"[A-Za-z0-9+/_\-]*={0,2}")
+
+
+def _encoded_text(value: bytes, a: int, b: int) -> bool:
+    """Whether the token at ``value[a:b]`` is part of base64 that encodes readable text
+    (celery's task arguments, a JSON body stored encoded): data, not a random value.
+    Another job's arguments must miss, not bind to the recorded job's."""
+    while a > 0 and value[a - 1] in _B64_BYTES:
+        a -= 1
+    run = _B64.match(value, a)
+    text = run.group(0) if run is not None else value[a:b]
+    if len(text) < 24:
+        return False
+    body = text.rstrip(b"=")
+    body += b"=" * (-len(body) % 4)
+    alt = b"-_" if b"-" in body or b"_" in body else None
+    try:
+        raw = base64.b64decode(body, altchars=alt, validate=True)
+    except ValueError:
+        return False
+    readable = sum(1 for c in raw if 32 <= c < 127 or c in (9, 10, 13))
+    return readable >= 0.95 * len(raw)
+
+
+_B64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 
 
 def runs(value: bytes) -> list[bytes]:
@@ -126,6 +172,38 @@ class Bindings:
             return value
         return _splice(value, spans, lambda run: self.live.get(run, run))
 
+    def as_of_now(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
+        """Whether a read (``live``, bound values translated) equals ``recorded`` but for
+        clock readings: the same question asked "as of now" (a session not expired, rows
+        published before now). Its recorded answer is the answer; nothing is bound, and
+        any other value that differs (an id no write made) still misses."""
+        if len(live) != len(recorded):
+            return False
+        differ = False
+        for a, b in zip(live, recorded, strict=True):
+            pairs = _pairs(a, b)
+            if pairs is None:
+                return False
+            for lv, rv in pairs:
+                if lv != rv:
+                    if not (_CLOCK.fullmatch(lv) and _CLOCK.fullmatch(rv)):
+                        return False
+                    differ = True
+        return differ
+
+    def fresh(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
+        """Whether ``live`` equals ``recorded`` but for values of its own that nothing in
+        this run bound: values it made up just now (a new key it checks is free)."""
+        if len(live) != len(recorded):
+            return False
+        differ = False
+        for a, b in zip(live, recorded, strict=True):
+            pairs = _pairs(a, b)
+            if pairs is None or any(lv in self.live for lv, rv in pairs if lv != rv):
+                return False
+            differ = differ or any(lv != rv for lv, rv in pairs)
+        return differ
+
     def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated
         values that can be bound to the recorded ones, consistently with those bound
@@ -143,9 +221,15 @@ class Bindings:
         if all(lv == rv for lv, rv in found.items()):
             return False  # nothing to bind: equal, an exact match's business
         for lv, rv in found.items():
-            if self.live.get(lv, rv) != rv or self.taken.get(rv, lv) != lv:
+            if self.live.get(lv, rv) != rv:
+                return False
+            # a recorded value sent as it is (a reply handed it out: a job id a worker
+            # popped) stands for itself and binds nothing: bound, it kept the value's
+            # own live counterpart (the client that made the job) from binding to it
+            if lv != rv and self.taken.get(rv, lv) != lv:
                 return False
         for lv, rv in found.items():
-            self.live[lv] = rv
-            self.taken[rv] = lv
+            if lv != rv:
+                self.live[lv] = rv
+                self.taken[rv] = lv
         return True

@@ -93,6 +93,12 @@ def _s(v: bytes) -> str:
     return v.decode("utf-8", "surrogatepass")
 
 
+def _no_rows(obj: Mapping[str, Any]) -> bool:
+    """A recorded answer that found nothing: results without a row, no error."""
+    results = obj.get("results") or []
+    return bool(results) and all("columns" in r and not r.get("rows") for r in results)
+
+
 def _shape(norm: str, params: tuple[bytes, ...]) -> Key | None:
     """The key of ``norm`` and ``params`` (as bytes) with their generated values blanked;
     None when they hold none. The SQL text's too: psycopg2 (and so Django and SQLAlchemy
@@ -366,6 +372,16 @@ class Index:
             if rec in self.entries:
                 return self.take(rec)
         if not writes(key[0]):
+            # a read asked as of now (``generated.Bindings.as_of_now``), or of a fresh
+            # value no write made, as recorded for the same read of its fresh value if
+            # that found no row (a new key checked free before the INSERT, Django's
+            # sessions): nobody's row goes out, nothing is bound
+            for rec in self.shaped.get(shape) or ():
+                old = (_b(rec[0]), *(_b(v) for v in rec[1]))
+                if self.bindings.as_of_now(known, old) or (
+                    self.bindings.fresh(live, old) and _no_rows(self.peek(rec) or {})
+                ):
+                    return self.take(rec)
             return None
         for rec in self.shaped.get(shape) or ():
             if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):

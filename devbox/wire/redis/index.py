@@ -115,6 +115,14 @@ def exec_key(db: int, queued: Sequence[Sequence[bytes]]) -> Key:
     return (db, b"EXEC", tuple(tuple(c) for c in queued))
 
 
+def _empty(reply: Value) -> bool:
+    tag, v = reply
+    return tag == "null" or (tag == "integer" and v == 0) or (tag in _LISTS and not v)
+
+
+_LISTS = frozenset(("array", "set", "map"))
+
+
 class Entry:
     """One recorded reply, its bytes for each protocol version made once."""
 
@@ -241,12 +249,33 @@ class RedisIndex:
         if known is not key and known in self.table:
             return known
         if not writes(key):
-            return None
+            return self._read(key, known)
         flat = _values(key)
         for rec in self.shaped.get(shape(key)) or ():
             if self.bindings.match(flat, _values(rec)):
                 return rec
         return None
+
+    def _read(self, key: Key, known: Key) -> Key | None:
+        """A read asked as of now (``generated.Bindings.as_of_now``; ``known``: ``key``
+        with its bound values translated), or of a fresh value no write of this run
+        made, answered as the recording answered the same read of its fresh value when
+        that answer (its next) held nothing (nil, 0, empty): a client checking that its
+        new key is free before it writes it (Django's sessions: ``EXISTS``, then
+        ``SET``). Nobody's data goes out; nothing is bound."""
+        flat, live = _values(known), _values(key)
+        for rec in self.shaped.get(shape(key)) or ():
+            old = _values(rec)
+            if self.bindings.as_of_now(flat, old) or (
+                self.bindings.fresh(live, old) and _empty(self._next(rec).reply)
+            ):
+                return rec
+        return None
+
+    def _next(self, key: Key) -> Entry:
+        """The entry ``take`` gives next for the recorded ``key``, not taken."""
+        found = self.table[key]
+        return found[min(self.calls.get(key, 0), len(found) - 1)]
 
     def reset(self) -> None:
         self.bindings.reset()

@@ -1,0 +1,161 @@
+"""What job queues and session stores send, recorded from a real redis-server and replayed
+to redis-py with fresh values (``devbox.core.generated``).
+
+Found by running rq, celery and Django's cache sessions through devbox:
+- a worker writes under the job id the mock's reply gave it (the recorded one) and an id
+  of its own (rq's ``rq:execution:<job id>:<uuid4 hex>``): that write missed, because
+  the recorded job id was bound to the client's, and a recorded value sent back counted
+  as a binding of its own;
+- a store checks that its fresh key is free before it writes it (Django's sessions:
+  ``EXISTS`` then ``SET``): the read missed, as every read of a value no write made;
+- Django's cache session keys (glued to their prefix) were not generated values;
+- a job's arguments stored base64-encoded (celery) were taken for a random token, so
+  another job's arguments matched the recorded job's: a wrong answer, not a miss.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from loop_support import Loop
+from redis_helpers import Mock, Recording, outcome, redis_server
+
+from devbox.wire.contract import Hit
+from devbox.wire.files import value_redactor
+from devbox.wire.redis import KIND
+
+
+def recorded_then(loop: Loop, tmp: Path, flow: Any) -> tuple[list[Any], list[Any], Mock]:
+    """``flow`` through the recording relay, then through the mock of what it stored."""
+    with redis_server(tmp / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = flow(rec.port)
+        rec.close()
+    redact = value_redactor(None)
+    stored = [KIND.redact(o, redact) for o in rec.stored]  # as devbox record writes them
+    mock = Mock(loop, stored).start()
+    try:
+        replayed = flow(mock.port)
+    finally:
+        mock.close()
+    return recorded, replayed, mock
+
+
+def queue(port: int) -> list[Any]:
+    """A client enqueues a job by a fresh id; a worker pops it and records its execution
+    under the job id and a fresh id of its own (rq's shape)."""
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    job = str(uuid.uuid4())
+    out = [
+        outcome(lambda: r.hset(f"job:{job}", mapping={"func": "add", "status": "queued"})),
+        outcome(lambda: r.rpush("queue:default", job)),
+    ]
+    popped = str(r.lpop("queue:default"))
+    out.append(popped != "None")
+    run = uuid.uuid4().hex
+    out.append(outcome(lambda: r.hset(f"exec:{popped}:{run}", "state", "started")))
+    out.append(outcome(lambda: r.hset(f"job:{popped}", "status", "finished")))
+    out.append(outcome(lambda: r.hget(f"job:{job}", "status")))
+    r.close()
+    return out
+
+
+def test_a_worker_writes_under_the_job_id_a_reply_gave_it(tmp_path: Path, loop: Loop) -> None:
+    recorded, replayed, mock = recorded_then(loop, tmp_path, queue)
+    assert recorded == [2, 1, True, 1, 0, "finished"]
+    assert replayed == recorded
+    assert mock.misses == []
+
+
+PICKLED = "gAWVFAAAAAAAAAB9lIwEY2FydJRdlChLAUsCZXMu"  # the session's data as Django stores it
+
+
+def django_session(port: int) -> list[Any]:
+    """Django's cache session backend: a fresh key checked free, then written, read."""
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    alphabet = string.ascii_lowercase + string.digits
+    key = "".join(secrets.choice(alphabet) for _ in range(32))
+    while sum(c.isdigit() for c in key) < 4 or sum(c.isalpha() for c in key) < 4:
+        key = "".join(secrets.choice(alphabet) for _ in range(32))
+    name = f":1:django.contrib.sessions.cache{key}"
+    out = [
+        outcome(lambda: r.exists(name)),
+        outcome(lambda: r.set(name, PICKLED, ex=1209600, nx=True)),
+        outcome(lambda: r.get(name)),
+    ]
+    r.close()
+    return out
+
+
+def test_a_fresh_session_key_checked_free_then_written(tmp_path: Path, loop: Loop) -> None:
+    recorded, replayed, mock = recorded_then(loop, tmp_path, django_session)
+    assert recorded == [0, True, PICKLED]
+    assert replayed == recorded
+    assert mock.misses == []
+    aside = [o.request for o in mock.outputs if isinstance(o, Hit)]
+    assert all(a.endswith("(generated values set aside)") for a in aside), aside
+
+
+def test_a_read_of_a_fresh_key_is_answered_only_when_it_found_nothing(
+    tmp_path: Path, loop: Loop
+) -> None:
+    """The same read that found a value while recording still misses with a fresh key:
+    that value is another session's."""
+
+    def flow(port: int) -> list[Any]:
+        r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+        fresh = str(uuid.uuid4())
+        out = [outcome(lambda: r.get(f"session:{fresh}"))]
+        if port == recording_port[0]:
+            out.append(outcome(lambda: r.set(f"session:{fresh}", "ada")))
+            out.append(outcome(lambda: r.get(f"session:{fresh}")))
+        else:
+            out.append(outcome(lambda: r.get(f"session:{uuid.uuid4()}")))
+        r.close()
+        return out
+
+    recording_port: list[int] = []
+
+    def first(port: int) -> list[Any]:
+        if not recording_port:
+            recording_port.append(port)
+        return flow(port)
+
+    recorded, replayed, mock = recorded_then(loop, tmp_path, first)
+    assert recorded == [None, True, "ada"]
+    # the first GET found nothing while recording: answered; the second asks for a key
+    # the recorded GET found "ada" under: that is someone else's, a miss
+    assert replayed[0] is None
+    assert "DEVBOXMISS" in str(replayed[1])
+    assert len(mock.misses) == 1
+
+
+def payloads(port: int, args: list[int]) -> list[Any]:
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    body = base64.b64encode(json.dumps([args, {}, {"chain": None}]).encode()).decode()
+    message = json.dumps({"body": body, "headers": {"task": "tasks.add"}})
+    out = [outcome(lambda: r.lpush("celery", message))]
+    r.close()
+    return out
+
+
+def test_another_jobs_encoded_arguments_miss(tmp_path: Path, loop: Loop) -> None:
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        assert payloads(rec.port, [2, 3]) == [1]
+        rec.close()
+    mock = Mock(loop, rec.stored).start()
+    try:
+        same = payloads(mock.port, [2, 3])
+        other = payloads(mock.port, [7, 8])
+    finally:
+        mock.close()
+    assert same == [1]
+    assert "DEVBOXMISS" in str(other[0])
