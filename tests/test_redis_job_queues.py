@@ -2,6 +2,8 @@
 to redis-py with fresh values (``devbox.core.generated``).
 
 Found by running rq, celery and Django's cache sessions through devbox:
+- replies carried the recorded values, not the client's own: a worker popped the recorded
+  job id, a lock read back the recorded token (``Lock.owned()`` was False);
 - a worker writes under the job id the mock's reply gave it (the recorded one) and an id
   of its own (rq's ``rq:execution:<job id>:<uuid4 hex>``): that write missed, because
   the recorded job id was bound to the client's, and a recorded value sent back counted
@@ -58,7 +60,7 @@ def queue(port: int) -> list[Any]:
         outcome(lambda: r.rpush("queue:default", job)),
     ]
     popped = str(r.lpop("queue:default"))
-    out.append(popped != "None")
+    out.append(popped == job)  # its own job id, not the recorded one
     run = uuid.uuid4().hex
     out.append(outcome(lambda: r.hset(f"exec:{popped}:{run}", "state", "started")))
     out.append(outcome(lambda: r.hset(f"job:{popped}", "status", "finished")))
@@ -67,7 +69,9 @@ def queue(port: int) -> list[Any]:
     return out
 
 
-def test_a_worker_writes_under_the_job_id_a_reply_gave_it(tmp_path: Path, loop: Loop) -> None:
+def test_a_worker_pops_the_job_its_client_pushed_and_writes_under_it(
+    tmp_path: Path, loop: Loop
+) -> None:
     recorded, replayed, mock = recorded_then(loop, tmp_path, queue)
     assert recorded == [2, 1, True, 1, 0, "finished"]
     assert replayed == recorded
@@ -75,6 +79,27 @@ def test_a_worker_writes_under_the_job_id_a_reply_gave_it(tmp_path: Path, loop: 
 
 
 PICKLED = "gAWVFAAAAAAAAAB9lIwEY2FydJRdlChLAUsCZXMu"  # the session's data as Django stores it
+
+
+def lock(port: int) -> list[Any]:
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    held = r.lock("report", timeout=30)
+    out = [
+        outcome(lambda: held.acquire(blocking=False)),
+        outcome(held.owned),  # GET report: the client's own token back
+        outcome(lambda: held.extend(10)),
+        outcome(held.release),
+    ]
+    r.close()
+    return out
+
+
+def test_a_lock_reads_back_its_own_token(tmp_path: Path, loop: Loop) -> None:
+    """Replies carried the recorded token, so ``owned()`` was False against the mock."""
+    recorded, replayed, mock = recorded_then(loop, tmp_path, lock)
+    assert recorded == [True, True, True, None]
+    assert replayed == recorded
+    assert mock.misses == []
 
 
 def django_session(port: int) -> list[Any]:

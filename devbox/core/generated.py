@@ -204,6 +204,16 @@ class Bindings:
             differ = differ or any(lv != rv for lv, rv in pairs)
         return differ
 
+    def back(self, value: bytes) -> bytes:
+        """``value`` (a recorded reply's) with each recorded value bound in this run given
+        back as its live one: a lock's token read back is the client's own."""
+        if not self.taken or len(value) < 20:
+            return value
+        spans = _spans(value)
+        if not spans:
+            return value
+        return _splice(value, spans, lambda run: self.taken.get(run, run))
+
     def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated
         values that can be bound to the recorded ones, consistently with those bound

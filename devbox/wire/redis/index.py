@@ -115,6 +115,22 @@ def exec_key(db: int, queued: Sequence[Sequence[bytes]]) -> Key:
     return (db, b"EXEC", tuple(tuple(c) for c in queued))
 
 
+def _given_back(value: Value, back: Callable[[bytes], bytes]) -> Value:
+    """``value`` with ``back`` applied to its strings; the same object when unchanged."""
+    tag, v = value
+    if isinstance(v, bytes):
+        new = back(v)
+        return value if new is v else (tag, new)
+    if tag in ("array", "set", "push", "_concat") and v:
+        items = [_given_back(item, back) for item in v]
+        return value if all(a is b for a, b in zip(items, v, strict=True)) else (tag, items)
+    if tag == "map" and v:
+        pairs = [(_given_back(k, back), _given_back(item, back)) for k, item in v]
+        same = all(a[0] is b[0] and a[1] is b[1] for a, b in zip(pairs, v, strict=True))
+        return value if same else (tag, pairs)
+    return value
+
+
 def _empty(reply: Value) -> bool:
     tag, v = reply
     return tag == "null" or (tag == "integer" and v == 0) or (tag in _LISTS and not v)
@@ -238,10 +254,29 @@ class RedisIndex:
             n = self.calls.get(bound, 0)
             self.calls[bound] = n + 1
             found = self.table[bound]
-            return (found[n] if n < len(found) else found[-1]).by_shape()
+            return self._own((found[n] if n < len(found) else found[-1]).by_shape())
         n = self.calls.get(key, 0)
         self.calls[key] = n + 1
-        return entries[n] if n < len(entries) else entries[-1]
+        return self._own(entries[n] if n < len(entries) else entries[-1])
+
+    def _own(self, entry: Entry) -> Entry:
+        """``entry`` with the recorded values bound in this run given back as the live
+        ones they stand for, in its reply and its pushes: a client reads back its own
+        lock token, a worker pops the job id its client pushed, a subscriber hears on
+        the channel it named. The same entry when none is in it."""
+        if not self.bindings.taken:
+            return entry
+        back = self.bindings.back
+        reply = _given_back(entry.reply, back)
+        pushes = [(s, _given_back(v, back)) for s, v in entry.pushes]
+        if reply is entry.reply and all(
+            a[1] is b[1] for a, b in zip(pushes, entry.pushes, strict=True)
+        ):
+            return entry
+        twin = Entry(entry.id, "", reply, entry.latency_s)
+        twin.hit, twin.delay_s, twin.hangs = entry.hit, entry.delay_s, entry.hangs
+        twin.subscribed, twin.pushes = entry.subscribed, pushes
+        return twin
 
     def _bound(self, key: Key) -> Key | None:
         """The recorded key ``key`` stands for once its generated values are bound."""
