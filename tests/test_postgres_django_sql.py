@@ -212,3 +212,44 @@ def test_a_database_session_is_created_and_loaded_with_fresh_values() -> None:
     replayed, outputs = mocked(stored, login)
     assert replayed == recorded == [[], 1, 1]
     assert not [o for o in outputs if isinstance(o, Miss)]
+
+
+def requests(url: str) -> list[Any]:
+    """Three requests of one session: each saves the cart, the next loads it as of now."""
+    key = session_key()
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    carts = []
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            'INSERT INTO "django_session" ("session_key", "session_data", "expire_date")'
+            " VALUES (%s, %s, %s)",
+            (key, signed("e30"), datetime.now(UTC) + timedelta(days=14)),
+        )
+        for item in ("a", "b", "c"):
+            cur.execute(
+                'UPDATE "django_session" SET "session_data" = %s, "expire_date" = %s'
+                ' WHERE "django_session"."session_key" = %s',
+                (signed(f"cart-{item}"), datetime.now(UTC) + timedelta(days=14), key),
+            )
+            cur.execute(
+                'SELECT "django_session"."session_data" FROM "django_session" WHERE'
+                ' ("django_session"."expire_date" > %s AND "django_session"."session_key" = %s)',
+                (datetime.now(UTC), key),
+            )
+            carts.append(cur.fetchall()[0][0].split(":")[0])
+    finally:
+        conn.close()
+    return carts
+
+
+def test_each_load_as_of_now_gets_its_own_recorded_answer() -> None:
+    """Every load differs from every recorded one only in its clock reading: the first
+    recorded load answered all three (the cart as after the first request), silently."""
+    with relayed(SESSIONS) as (_pg, ws, url):
+        recorded = requests(url)
+        stored = ws.stored_once(lambda s: sum("SELECT" in str(o) for o in s) >= 3)
+    replayed, outputs = mocked(stored, requests)
+    assert replayed == recorded == ["cart-a", "cart-b", "cart-c"]
+    assert not [o for o in outputs if isinstance(o, Miss)]

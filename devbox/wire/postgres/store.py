@@ -149,6 +149,7 @@ class Index:
     # bound to theirs (``devbox.core.generated``): looked in when the exact key misses
     shaped: dict[Key, dict[Key, None]] = field(default_factory=dict)
     bindings: generated.Bindings = field(default_factory=generated.Bindings)
+    aside: set[Key] = field(default_factory=set)  # recorded reads taken so, this run
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
     # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
@@ -332,6 +333,7 @@ class Index:
         self.sequences.clear()
         self.described.clear()
         self.bindings.reset()
+        self.aside.clear()
 
     def replanned(self, failed: dict[str, Any], suffix: str = "") -> None:
         """After ``failed``, the server's refusal of a plan whose columns changed (a
@@ -376,13 +378,19 @@ class Index:
             # value no write made, as recorded for the same read of its fresh value if
             # that found no row (a new key checked free before the INSERT, Django's
             # sessions): nobody's row goes out, nothing is bound
-            for rec in self.shaped.get(shape) or ():
-                old = (_b(rec[0]), *(_b(v) for v in rec[1]))
-                if self.bindings.as_of_now(known, old) or (
-                    self.bindings.fresh(live, old) and _no_rows(self.peek(rec) or {})
-                ):
-                    return self.take(rec)
-            return None
+            # the recorded reads it may stand for, each once in recorded order, then the
+            # last again: the nth session load of a run gets the nth recorded one
+            found = [
+                rec
+                for rec in self.shaped.get(shape) or ()
+                if self.bindings.as_of_now(known, old := (_b(rec[0]), *map(_b, rec[1])))
+                or (self.bindings.fresh(live, old) and _no_rows(self.peek(rec) or {}))
+            ]
+            if not found:
+                return None
+            rec = next((r for r in found if r not in self.aside), found[-1])
+            self.aside.add(rec)
+            return self.take(rec)
         for rec in self.shaped.get(shape) or ():
             if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):
                 return self.take(rec)

@@ -299,13 +299,15 @@ class RedisIndex:
         new key is free before it writes it (Django's sessions: ``EXISTS``, then
         ``SET``). Nobody's data goes out; nothing is bound."""
         flat, live = _values(known), _values(key)
-        for rec in self.shaped.get(shape(key)) or ():
-            old = _values(rec)
-            if self.bindings.as_of_now(flat, old) or (
-                self.bindings.fresh(live, old) and _empty(self._next(rec).reply)
-            ):
-                return rec
-        return None
+        found = [
+            rec
+            for rec in self.shaped.get(shape(key)) or ()
+            if self.bindings.as_of_now(flat, old := _values(rec))
+            or (self.bindings.fresh(live, old) and _empty(self._next(rec).reply))
+        ]
+        # each once in recorded order, then the last again: the nth such read of a run
+        # gets the nth recorded one
+        return next((r for r in found if not self.calls.get(r)), found[-1] if found else None)
 
     def _next(self, key: Key) -> Entry:
         """The entry ``take`` gives next for the recorded ``key``, not taken."""
