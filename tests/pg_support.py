@@ -204,15 +204,22 @@ class WireServers:
 
         return self.call(start())
 
-    def mock(self, stored: list[dict[str, object]], **match: object) -> int:
+    def mock(
+        self,
+        stored: list[dict[str, object]],
+        redact: Callable[[str, str], str] | None = None,
+        **match: object,
+    ) -> int:
         from devbox.wire.registry import get
 
         index = get("postgres").load([("rec.json", i + 2, obj) for i, obj in enumerate(stored)])
-        return self.serve(index, **match)
+        return self.serve(index, redact, **match)
 
-    def serve(self, index: Any, **match: object) -> int:
+    def serve(
+        self, index: Any, redact: Callable[[str, str], str] | None = None, **match: object
+    ) -> int:
         """The mock of ``index`` (kept by the caller: to reset it, to look at its caches);
-        its port."""
+        its port. ``redact``: the profile's value redaction (the default rules')."""
         from devbox.wire import tcp
         from devbox.wire.contract import MockOptions
         from devbox.wire.registry import get
@@ -221,7 +228,9 @@ class WireServers:
 
         async def start() -> int:  # the loop devbox mock serves wire kinds with
             server = await tcp.start_mock_server(
-                lambda: kind.mock_connection(index, MockOptions("db", match=match)),
+                lambda: kind.mock_connection(
+                    index, MockOptions("db", match=match, redact_value=redact)
+                ),
                 on_output=lambda _conn, out: self.outputs.append(out),
             )
             self.servers.append(server)

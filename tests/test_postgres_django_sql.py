@@ -23,6 +23,7 @@ import psycopg2
 import pytest
 from pg_support import WireServers, relayed
 
+from devbox.core.profile_model import RedactRules
 from devbox.wire.contract import Hit, Miss
 from devbox.wire.files import value_redactor
 from devbox.wire.registry import get
@@ -59,17 +60,21 @@ def signup(url: str, hashed: str) -> list[Any]:
         conn.close()
 
 
-def redacted(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def redacted(
+    stored: list[dict[str, Any]], rules: RedactRules | None = None
+) -> list[dict[str, Any]]:
     """As ``devbox record`` writes them (``record.wire_relay``: the kind's redaction with
-    the default rules)."""
-    kind, red = get("postgres"), value_redactor(None)
+    the profile's rules, the default ones without)."""
+    kind, red = get("postgres"), value_redactor(rules)
     return [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
 
 
-def mocked(stored: list[dict[str, Any]], fn: Any) -> tuple[Any, list[Any]]:
+def mocked(
+    stored: list[dict[str, Any]], fn: Any, rules: RedactRules | None = None
+) -> tuple[Any, list[Any]]:
     mock = WireServers()
     try:
-        port = mock.mock(stored)
+        port = mock.mock(stored, value_redactor(rules))
         return fn(f"postgresql://devbox:whatever@127.0.0.1:{port}/app"), mock.outputs
     finally:
         mock.close()
@@ -92,6 +97,24 @@ def test_values_in_the_sql_text_are_redacted_and_a_fresh_hash_binds() -> None:
         assert not [o for o in outputs if isinstance(o, Miss)]
         shown = " ".join(o.request for o in outputs if isinstance(o, Hit))
         assert TOKEN not in shown and hashed not in shown  # nor in what the mock reports
+
+
+def test_a_kept_password_hash_binds_as_a_fresh_one() -> None:
+    """With the by-name rule off (``[redact] disable = ["secret-field"]``, so that Django's
+    logins, which check the hash, replay), the hash is kept: it was redacted all the
+    same. A fresh hash (another salt) is a generated value by its format."""
+    first = password_hash()
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = signup(url, first)
+        raw = ws.stored_once(lambda s: any(o.get("sql") == "COMMIT" for o in s))
+    stored = redacted(raw, RedactRules(disable=("secret-field",)))
+    text = json.dumps(stored)
+    assert first in text and "ada@example.com" not in text
+    replayed, outputs = mocked(
+        stored, lambda u: signup(u, password_hash()), RedactRules(disable=("secret-field",))
+    )
+    assert replayed == recorded
+    assert not [o for o in outputs if isinstance(o, Miss)]
 
 
 def nested(url: str, thread: int) -> list[Any]:

@@ -48,6 +48,10 @@ _RUNS = re.compile(
     # a value Django signed with the time (``signing.dumps``: a session's data): its
     # payload, the second it was signed in base 62, an HMAC
     rb"|\.?[A-Za-z0-9_\-]{2,}:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
+    # a password hash with its fresh salt: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``,
+    # ``argon2$…``, ``bcrypt_sha256$…``) and crypt's (``$2b$12$…``, ``$argon2id$…``)
+    rb"|(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
+    rb"|\$(?:2[aby]|argon2id|argon2i|5|6)\$[!-&(-~]{20,}"
     # a clock reading (``datetime.now()``, ``new Date().toISOString()``) written into a
     # row or a message: a date and a time to a fraction of a second. A date alone, or a
     # time to the second, may be a value someone chose (a due date, a birthday): data

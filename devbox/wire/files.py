@@ -75,12 +75,16 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     if callable(native):
         return native  # type: ignore[no-any-return]
 
+    # ``[redact] disable = ["secret-field"]`` turns the by-name rule off here as for HTTP
+    # (it was applied whatever the profile said)
+    name_rule = "secret-field" in redactor.enabled
+
     def redact_value(name: str, value: str) -> str:
         if not value or PLACEHOLDER_RE.fullmatch(value):
             return value
         if name == CODE_FIELD:
             return redactor.code(value)
-        if is_secret_name(name):
+        if name_rule and is_secret_name(name):
             return redactor.placeholder("secret", value)
         return redactor.text(value)
 
