@@ -31,7 +31,9 @@ from devbox.wire import files
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # tokens that end the value list of an INSERT (what follows names no column)
-_AFTER_VALUES = frozenset({"RETURNING", "ON", "ASCII_59"})
+_AFTER_VALUES = frozenset(
+    {"RETURNING", "ON", "ASCII_59", "FROM", "WHERE", "GROUP_P", "ORDER", "UNION", "LIMIT"}
+)
 
 
 def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
@@ -44,67 +46,115 @@ def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
         return redact("", sql)
     out: list[str] = []
     at = 0
-    rows = _Rows()
-    prev: tuple[str, str] = ("", "")  # the token before (name, text)
-    before: tuple[str, str] = ("", "")  # and the one before that
+    rows, names = _Rows(), _Names()
     for tok in tokens:
         text = sql[tok.start : tok.end + 1]
         name = tok.name
         if name in ("C_COMMENT", "SQL_COMMENT"):
             continue
-        if name == "SCONST" and not text.startswith("$"):
+        if name in ("SCONST", "USCONST") and not text.startswith("$"):
             column = rows.column()
-            if column is None:
-                column = _ident(before[1]) if prev[0] == "ASCII_61" else ""  # name = '…'
             out.append(sql[at : tok.start])
-            out.append(_redacted(text, column, redact))
+            out.append(_redacted(text, names.name() if column is None else column, redact))
             at = tok.end + 1
         else:
             rows.feed(name, text)
-        before, prev = prev, (name, text)
+        names.feed(name, text, rows.depth)
     out.append(sql[at:])
     return "".join(out)
 
 
-class _Rows:
-    """Which column of an ``INSERT (columns) VALUES (…), (…)`` the constant being read
-    is for, followed token by token."""
+class _Names:
+    """The name a constant outside an INSERT's rows is compared with or assigned to:
+    ``name = '…'``, ``name <> '…'``, ``name IN ('…', '…')``, ``name LIKE '…'``, and the
+    branches of ``name = CASE WHEN … THEN '…' ELSE '…' END`` (a bulk update)."""
 
-    __slots__ = ("base", "columns", "depth", "listing", "pos", "values")
+    __slots__ = ("cases", "last", "prev", "subject")
 
     def __init__(self) -> None:
-        self.depth = 0
+        self.prev = ""  # the last token's lexer name
+        self.last = ""  # the last word-like token's text, just before this one
+        self.subject: tuple[str, int] | None = None  # (name, depth) being compared
+        self.cases: list[tuple[str, int]] = []  # open CASEs: (their name, depth)
+
+    def name(self) -> str:
+        if self.cases and self.prev in ("THEN", "ELSE"):
+            return self.cases[-1][0]
+        return self.subject[0] if self.subject is not None else ""
+
+    def feed(self, name: str, text: str, depth: int) -> None:
+        subject = self.subject
+        if name in _COMPARING:
+            self.subject = (_ident(self.last), depth) if self.last else None
+        elif name == "CASE":
+            self.cases.append((subject[0] if subject and self.prev == "ASCII_61" else "", depth))
+        elif name == "END_P" and self.cases and self.cases[-1][1] == depth:
+            self.cases.pop()
+        elif subject is not None and (
+            name in _ENDS_COMPARISON
+            or depth < subject[1]
+            or (name == "ASCII_44" and depth == subject[1])
+        ):
+            self.subject = None
+        word = name == "IDENT" or (text[:1].isalpha() and name not in _COMPARING)
+        self.last = text if word else ""
+        self.prev = name
+
+
+# the tokens that compare a name with what follows, and those that end a comparison
+_COMPARING = frozenset(
+    {"ASCII_61", "NOT_EQUALS", "ASCII_60", "ASCII_62", "LESS_EQUALS", "GREATER_EQUALS"}
+    | {"IN_P", "LIKE", "ILIKE", "SIMILAR", "Op"}
+)
+_ENDS_COMPARISON = frozenset({"AND", "OR", "WHERE", "SET", "FROM", "ON", "ASCII_59", "WHEN"})
+
+
+class _Rows:
+    """Which column of an ``INSERT (columns) VALUES (…), (…)`` (or ``SELECT …``) the
+    constant being read is for, followed token by token."""
+
+    __slots__ = ("base", "columns", "depth", "flat", "listing", "pos", "values")
+
+    def __init__(self) -> None:
+        self.depth = 0  # parentheses and brackets
         self.base: int | None = None  # an INSERT's depth, before its columns or VALUES
         self.columns: list[str] = []  # its column list
         self.listing = False  # reading that list
         self.values: int | None = None  # the INSERT's depth, inside its VALUES
+        self.flat = False  # an INSERT … SELECT: one row, not in parentheses
         self.pos = 0  # which value of a row
 
     def column(self) -> str | None:
         if self.values is None or not self.columns:
             return None
+        if self.depth < self._row():
+            return None
         return self.columns[self.pos] if self.pos < len(self.columns) else ""
+
+    def _row(self) -> int:
+        assert self.values is not None
+        return self.values if self.flat else self.values + 1
 
     def feed(self, name: str, text: str) -> None:
         if name == "INSERT":
             self.base, self.columns, self.listing, self.values = self.depth, [], False, None
-        elif name == "ASCII_40":  # (
+        elif name in ("ASCII_40", "ASCII_91"):  # ( [
             self.depth += 1
             if self.base is not None and self.depth == self.base + 1 and not self.columns:
-                self.listing = True
-            elif self.values is not None and self.depth == self.values + 1:
+                self.listing = name == "ASCII_40"
+            elif self.values is not None and not self.flat and self.depth == self.values + 1:
                 self.pos = 0
-        elif name == "ASCII_41":  # )
+        elif name in ("ASCII_41", "ASCII_93"):  # ) ]
             self.depth -= 1
             self.listing = self.listing and self.depth > (self.base or 0)
         elif self.listing:
             if name != "ASCII_44":
                 self.columns.append(_ident(text))
-        elif name == "VALUES" and self.base is not None:
-            self.values, self.base = self.base, None
+        elif name in ("VALUES", "SELECT") and self.base is not None and self.depth == self.base:
+            self.values, self.base, self.flat, self.pos = self.base, None, name == "SELECT", 0
         elif self.values is not None and self.depth == self.values and name in _AFTER_VALUES:
             self.values, self.columns = None, []
-        elif name == "ASCII_44" and self.values is not None and self.depth == self.values + 1:
+        elif name == "ASCII_44" and self.values is not None and self.depth == self._row():
             self.pos += 1
 
 
@@ -114,6 +164,10 @@ def _ident(text: str) -> str:
 
 def _redacted(text: str, column: str, redact: Callable[[str, str], str]) -> str:
     """One constant (``'…'`` or ``E'…'``) with its value redacted, quoted as it was."""
+    if text[:2] in ("U&", "u&"):
+        head, body = text[:3], text[3:-1]  # escapes kept as written: a placeholder has none
+        new = redact(column, body)
+        return text if new == body else head + new + "'"
     if text[:1] in ("E", "e"):
         head, body = text[:2], text[2:-1]  # escapes kept as written: a placeholder has none
         new = redact(column, body)
