@@ -50,6 +50,15 @@ def recorded_then(loop: Loop, tmp: Path, flow: Any) -> tuple[list[Any], list[Any
     return recorded, replayed, mock
 
 
+def run_once(loop: Loop, stored: list[dict[str, Any]], flow: Any, arg: Any) -> Any:
+    """``flow(port, arg)`` against a fresh mock of ``stored``."""
+    mock = Mock(loop, stored).start()
+    try:
+        return flow(mock.port, arg)
+    finally:
+        mock.close()
+
+
 def queue(port: int) -> list[Any]:
     """A client enqueues a job by a fresh id; a worker pops it and records its execution
     under the job id and a fresh id of its own (rq's shape)."""
@@ -162,25 +171,94 @@ def test_a_read_of_a_fresh_key_is_answered_only_when_it_found_nothing(
     assert len(mock.misses) == 1
 
 
-def payloads(port: int, args: list[int]) -> list[Any]:
+def payloads(port: int, args: list[Any]) -> list[Any]:
+    """A celery message: its arguments base64-encoded JSON, the task id in the headers."""
     r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
     body = base64.b64encode(json.dumps([args, {}, {"chain": None}]).encode()).decode()
-    message = json.dumps({"body": body, "headers": {"task": "tasks.add"}})
+    task = str(uuid.uuid4())
+    message = json.dumps({"body": body, "headers": {"task": "tasks.ship", "id": task}})
     out = [outcome(lambda: r.lpush("celery", message))]
     r.close()
     return out
 
 
 def test_another_jobs_encoded_arguments_miss(tmp_path: Path, loop: Loop) -> None:
+    """The same task for a fresh order id (inside the encoded arguments) binds; other
+    arguments miss (they matched the recorded job's while the whole base64 counted as a
+    random token; then, for a while, a fresh id inside missed too)."""
+    order = str(uuid.uuid4())
     with redis_server(tmp_path / "redis") as server:
         rec = Recording(loop, server.port).start()
-        assert payloads(rec.port, [2, 3]) == [1]
+        assert payloads(rec.port, [order, 2]) == [1]
+        rec.close()
+    same, other = (run_once(loop, rec.stored, payloads, [str(uuid.uuid4()), n]) for n in (2, 3))
+    assert same == [1]
+    assert "DEVBOXMISS" in str(other[0])
+
+
+def test_a_read_of_an_id_the_recording_never_wrote_still_misses(tmp_path: Path, loop: Loop) -> None:
+    """Recorded: a read of an unknown customer (nil). A fresh id read so may be one the
+    server holds: a miss, not "not found" (as long as the recording did not write it
+    after its read, which would make that read a check that the id is free)."""
+    known = str(uuid.uuid4())
+
+    def flow(port: int, who: str) -> list[Any]:
+        r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+        out = [outcome(lambda: r.get(f"customer:{who}"))]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        assert flow(rec.port, known) == [None]
         rec.close()
     mock = Mock(loop, rec.stored).start()
     try:
-        same = payloads(mock.port, [2, 3])
-        other = payloads(mock.port, [7, 8])
+        replayed = flow(mock.port, str(uuid.uuid4()))
     finally:
         mock.close()
-    assert same == [1]
+    assert "DEVBOXMISS" in str(replayed[0])
+
+
+def test_a_token_after_a_numeric_id_is_no_signed_value(tmp_path: Path, loop: Loop) -> None:
+    """``auth:<user id>:<token_urlsafe()>`` looked like Django's signed values (payload,
+    six characters, 43 characters): another user's key bound to the recorded user's."""
+
+    def flow(port: int, user: int) -> list[Any]:
+        r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+        key = f"auth:{user}:{secrets.token_urlsafe()}"
+        out = [outcome(lambda: r.set(key, "1")), outcome(lambda: r.get(key))]
+        r.close()
+        return out
+
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        assert flow(rec.port, 100042) == [True, "1"]
+        rec.close()
+    same, other = (run_once(loop, rec.stored, flow, user) for user in (100042, 100099))
+    assert same == [True, "1"]
     assert "DEVBOXMISS" in str(other[0])
+
+
+def test_free_checks_of_keys_mixing_bound_and_fresh_values(tmp_path: Path, loop: Loop) -> None:
+    """``EXISTS exec:<bound job id>:<fresh run id>``, and ``EXISTS``/``TTL`` of a fresh
+    key in ``MULTI``, answered as recorded (they missed)."""
+
+    def flow(port: int) -> list[Any]:
+        r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+        job, run, tmp = str(uuid.uuid4()), uuid.uuid4().hex, str(uuid.uuid4())
+        out = [outcome(lambda: r.set(f"job:{job}", "queued"))]
+        out.append(outcome(lambda: r.exists(f"exec:{job}:{run}")))
+        out.append(outcome(lambda: r.hset(f"exec:{job}:{run}", "state", "started")))
+        pipe = r.pipeline(transaction=True)
+        pipe.exists(f"tmp:{tmp}")
+        pipe.ttl(f"tmp:{tmp}")
+        out.append(outcome(pipe.execute))
+        out.append(outcome(lambda: r.set(f"tmp:{tmp}", "x", ex=60)))
+        r.close()
+        return out
+
+    recorded, replayed, mock = recorded_then(loop, tmp_path, flow)
+    assert recorded == [True, 0, 1, [0, -2], True]
+    assert replayed == recorded
+    assert mock.misses == []

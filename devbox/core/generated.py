@@ -24,8 +24,9 @@ mock's sequences (``reset``). Pure.
 from __future__ import annotations
 
 import base64
+import bisect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from devbox.core.secret_formats import looks_random
 
@@ -46,8 +47,8 @@ _RUNS = re.compile(
     # a session key as Django makes them: 32 lower-case letters and digits, mixed
     rb"|(?=(?:[a-z]*[0-9]){4})(?=(?:[0-9]*[a-z]){4})[0-9a-z]{32}"
     # a value Django signed with the time (``signing.dumps``: a session's data): its
-    # payload, the second it was signed in base 62, an HMAC
-    rb"|\.?[A-Za-z0-9_\-]{2,}:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
+    # JSON payload (plain or compressed), the second it was signed in base 62, an HMAC
+    rb"|(?:eyJ|\.eJ)[A-Za-z0-9_\-]*:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
     # a password hash with its fresh salt: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``,
     # ``argon2$…``, ``bcrypt_sha256$…``) and crypt's (``$2b$12$…``, ``$argon2id$…``)
     rb"|(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
@@ -76,44 +77,63 @@ def _spans(value: bytes) -> list[tuple[int, int]]:
     """Where the generated values of ``value`` are, in order."""
     if len(value) < 20 or value.startswith(b"\\x"):  # (Postgres's form of binary values)
         return []
+    # base64 that encodes text (celery's task arguments, a JSON body stored encoded) is
+    # data: another job's arguments must miss, not bind to the recorded job's. It counts
+    # as one generated value only when its text holds some, and then shapes as that text
+    # does (``_blank``): the same task for a fresh order id binds, another task misses
+    encoded = list(_encoded(value))
     found = [m.span() for m in _RUNS.finditer(value)]
+    found = [span for span in found if not _within(span, encoded)]
+    found += [(a, b) for a, b, holds in encoded if holds and not _within((a, b), found)]
     if b"sessions.cache" in value:
         found += [m.span() for m in _GLUED.finditer(value)]
+    taken = sorted([*found, *((a, b) for a, b, _ in encoded)])
+    starts = [a for a, _ in taken]
     for m in _TOKENS.finditer(value) if value.isascii() else ():
         a, b = m.span()
-        if any(x < b and a < y for x, y in found):
-            continue
-        if looks_random(m.group(0).decode("ascii")) and not _encoded_text(value, a, b):
+        i = bisect.bisect_left(starts, b)  # the intervals starting before this token ends
+        if i and max(y for _, y in taken[max(0, i - 8) : i]) > a:
+            continue  # (intervals do not nest deeper than a few)
+        if looks_random(m.group(0).decode("ascii")):
             found.append((a, b))
     return sorted(found)
 
 
-# the base64 alphabets, both
-_B64 = re.compile(rb"[A-Za-z0-9+/_\-]*={0,2}")
+def _within(span: tuple[int, int], spans: Sequence[tuple[int, ...]]) -> bool:
+    a, b = span
+    return any(x <= a and b <= y for x, y, *_ in spans)
 
 
-def _encoded_text(value: bytes, a: int, b: int) -> bool:
-    """Whether the token at ``value[a:b]`` is part of base64 that encodes readable text
-    (celery's task arguments, a JSON body stored encoded): data, not a random value.
-    Another job's arguments must miss, not bind to the recorded job's."""
-    while a > 0 and value[a - 1] in _B64_BYTES:
-        a -= 1
-    run = _B64.match(value, a)
-    text = run.group(0) if run is not None else value[a:b]
-    if len(text) < 24:
-        return False
-    body = text.rstrip(b"=")
+# a run of base64 (either alphabet), whole
+_B64_RUN = re.compile(rb"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/_\-=])")
+_UNREADABLE = bytes(c for c in range(256) if not (32 <= c < 127 or c in (9, 10, 13)))
+
+
+def _encoded(value: bytes) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, whether its text holds generated values) of each base64 run of
+    ``value`` that encodes readable text."""
+    if not value.isascii():
+        return
+    for m in _B64_RUN.finditer(value):
+        text = _decoded_text(m.group(0))
+        if text is not None:
+            yield m.start(), m.end(), bool(_spans(text))
+
+
+def _decoded_text(run: bytes) -> bytes | None:
+    """``run`` decoded when it is base64 of readable text, else None."""
+    if len(run) < 24:
+        return None
+    body = run.rstrip(b"=")
     body += b"=" * (-len(body) % 4)
     alt = b"-_" if b"-" in body or b"_" in body else None
     try:
         raw = base64.b64decode(body, altchars=alt, validate=True)
     except ValueError:
-        return False
-    readable = sum(1 for c in raw if 32 <= c < 127 or c in (9, 10, 13))
-    return readable >= 0.95 * len(raw)
-
-
-_B64_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
+        return None
+    if len(raw.translate(None, _UNREADABLE)) < 0.95 * len(raw):
+        return None
+    return raw
 
 
 def runs(value: bytes) -> list[bytes]:
@@ -131,8 +151,10 @@ def _splice(value: bytes, spans: list[tuple[int, int]], put: Callable[[bytes], b
     return b"".join(out)
 
 
-def _blank(_run: bytes) -> bytes:
-    return b"\x00"
+def _blank(run: bytes) -> bytes:
+    # encoded text stands for its shape: equal but for its generated values, or not
+    text = _decoded_text(run) if len(run) >= 24 else None
+    return b"\x00" if text is None else b"\x00" + shape(text) + b"\x00"
 
 
 def shape(value: bytes) -> bytes:
@@ -197,13 +219,14 @@ class Bindings:
 
     def fresh(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` equals ``recorded`` but for values of its own that nothing in
-        this run bound: values it made up just now (a new key it checks is free)."""
+        this run bound (values it made up just now: a new key it checks is free), and
+        values bound to the recorded ones there."""
         if len(live) != len(recorded):
             return False
         differ = False
         for a, b in zip(live, recorded, strict=True):
             pairs = _pairs(a, b)
-            if pairs is None or any(lv in self.live for lv, rv in pairs if lv != rv):
+            if pairs is None or any(self.live.get(lv, rv) != rv for lv, rv in pairs):
                 return False
             differ = differ or any(lv != rv for lv, rv in pairs)
         return differ

@@ -150,6 +150,9 @@ class Index:
     shaped: dict[Key, dict[Key, None]] = field(default_factory=dict)
     bindings: generated.Bindings = field(default_factory=generated.Bindings)
     aside: set[Key] = field(default_factory=set)  # recorded reads taken so, this run
+    # generated values the recording wrote: a read of one that found no row was a client
+    # checking its new value free before it wrote it (``take_bound``)
+    written: set[bytes] = field(default_factory=set)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
     # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
@@ -261,6 +264,9 @@ class Index:
         shape = _shape(norm, tuple(_b(v) for v in key[1]))
         if shape is not None:
             self.shaped.setdefault(shape, {})[key] = None
+            if writes(norm):
+                values = (_b(norm), *map(_b, key[1]))
+                self.written.update(run for v in values for run in generated.runs(v))
         self.by_sql.setdefault(norm, []).append(obj)
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
@@ -384,7 +390,11 @@ class Index:
                 rec
                 for rec in self.shaped.get(shape) or ()
                 if self.bindings.as_of_now(known, old := (_b(rec[0]), *map(_b, rec[1])))
-                or (self.bindings.fresh(live, old) and _no_rows(self.peek(rec) or {}))
+                or (
+                    _no_rows(self.peek(rec) or {})
+                    and self._wrote(old)
+                    and self.bindings.fresh(live, old)
+                )
             ]
             if not found:
                 return None
@@ -395,6 +405,12 @@ class Index:
             if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):
                 return self.take(rec)
         return None
+
+    def _wrote(self, values: tuple[bytes, ...]) -> bool:
+        """The recording wrote every generated value of ``values`` (a read's): the read
+        checked them free before the write (an unknown id read so is no such check)."""
+        found = [run for v in values for run in generated.runs(v)]
+        return bool(found) and all(run in self.written for run in found)
 
     def peek(self, key: Key) -> dict[str, Any] | None:
         """The answer ``take`` would give next, without taking it."""

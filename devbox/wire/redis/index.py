@@ -132,8 +132,12 @@ def _given_back(value: Value, back: Callable[[bytes], bytes]) -> Value:
 
 
 def _empty(reply: Value) -> bool:
+    """A reply that found nothing: nil, 0 (``EXISTS``), -2 (``TTL`` of no key), an empty
+    list, or a transaction's replies that all did."""
     tag, v = reply
-    return tag == "null" or (tag == "integer" and v == 0) or (tag in _LISTS and not v)
+    if tag in _LISTS:
+        return not v or (tag == "array" and all(_empty(item) for item in v))
+    return tag == "null" or (tag == "integer" and v in (0, -2))
 
 
 _LISTS = frozenset(("array", "set", "map"))
@@ -211,6 +215,9 @@ class RedisIndex:
         # live values bound to theirs in this run (``devbox.core.generated``)
         self.shaped: dict[Key, dict[Key, None]] = {}  # (ordered sets)
         self.bindings = generated.Bindings()
+        # generated values the recording wrote: a read of one that found nothing was a
+        # client checking its new value free before it wrote it (``_read``)
+        self.written: set[bytes] = set()
         self.set_aside = True  # off when a miss goes to the real server (passthrough)
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
@@ -239,6 +246,8 @@ class RedisIndex:
         shaped = shape(key)
         if shaped is not key:
             self.shaped.setdefault(shaped, {})[key] = None
+            if writes(key):
+                self.written.update(run for v in _values(key) for run in generated.runs(v))
 
     def take(self, key: Key) -> Entry | None:
         """The next recorded reply for ``key`` (advancing its sequence); else, with the
@@ -303,11 +312,20 @@ class RedisIndex:
             rec
             for rec in self.shaped.get(shape(key)) or ()
             if self.bindings.as_of_now(flat, old := _values(rec))
-            or (self.bindings.fresh(live, old) and _empty(self._next(rec).reply))
+            or (self._checked_free(rec) and self.bindings.fresh(live, old))
         ]
         # each once in recorded order, then the last again: the nth such read of a run
         # gets the nth recorded one
         return next((r for r in found if not self.calls.get(r)), found[-1] if found else None)
+
+    def _checked_free(self, rec: Key) -> bool:
+        """The recorded read ``rec`` found nothing for values the recording then wrote:
+        its client checked them free. (A read of an unknown id that found nothing is no
+        such check: a fresh id read so still misses, where the server may hold data.)"""
+        if not _empty(self._next(rec).reply):
+            return False
+        found = [run for v in _values(rec) for run in generated.runs(v)]
+        return bool(found) and all(run in self.written for run in found)
 
     def _next(self, key: Key) -> Entry:
         """The entry ``take`` gives next for the recorded ``key``, not taken."""
