@@ -176,6 +176,30 @@ def _pairs(live: bytes, recorded: bytes) -> list[tuple[bytes, bytes]] | None:
     return [(live[a:b], recorded[c:d]) for (a, b), (c, d) in zip(mine, theirs, strict=True)]
 
 
+def _replaced(value: bytes, table: dict[bytes, bytes]) -> bytes:
+    """``value`` with each generated value found in ``table`` replaced by its entry."""
+    if not table or len(value) < 20:
+        return value
+    spans = _spans(value)
+    if not spans:
+        return value
+    return _splice(value, spans, lambda run: table.get(run, run))
+
+
+def _differing(live: Sequence[bytes], recorded: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """The generated values of ``live`` that differ from ``recorded``'s at the same places
+    (live, recorded), when the two are equal but for generated values; else []."""
+    if len(live) != len(recorded):
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    for a, b in zip(live, recorded, strict=True):
+        pairs = _pairs(a, b)
+        if pairs is None:
+            return []
+        out += [(lv, rv) for lv, rv in pairs if lv != rv]
+    return out
+
+
 class Bindings:
     """Live generated values -> the recorded ones they stand for, in one run."""
 
@@ -191,55 +215,27 @@ class Bindings:
 
     def translate(self, value: bytes) -> bytes:
         """``value`` with each bound value replaced by its recorded one."""
-        if not self.live or len(value) < 20:
-            return value
-        spans = _spans(value)
-        if not spans:
-            return value
-        return _splice(value, spans, lambda run: self.live.get(run, run))
+        return _replaced(value, self.live)
+
+    def back(self, value: bytes) -> bytes:
+        """``value`` (a recorded reply's) with each recorded value bound in this run given
+        back as its live one: a lock's token read back is the client's own."""
+        return _replaced(value, self.taken)
 
     def as_of_now(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether a read (``live``, bound values translated) equals ``recorded`` but for
         clock readings: the same question asked "as of now" (a session not expired, rows
         published before now). Its recorded answer is the answer; nothing is bound, and
         any other value that differs (an id no write made) still misses."""
-        if len(live) != len(recorded):
-            return False
-        differ = False
-        for a, b in zip(live, recorded, strict=True):
-            pairs = _pairs(a, b)
-            if pairs is None:
-                return False
-            for lv, rv in pairs:
-                if lv != rv:
-                    if not (_CLOCK.fullmatch(lv) and _CLOCK.fullmatch(rv)):
-                        return False
-                    differ = True
-        return differ
+        pairs = _differing(live, recorded)
+        return bool(pairs) and all(_CLOCK.fullmatch(a) and _CLOCK.fullmatch(b) for a, b in pairs)
 
     def fresh(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` equals ``recorded`` but for values of its own that nothing in
         this run bound (values it made up just now: a new key it checks is free), and
         values bound to the recorded ones there."""
-        if len(live) != len(recorded):
-            return False
-        differ = False
-        for a, b in zip(live, recorded, strict=True):
-            pairs = _pairs(a, b)
-            if pairs is None or any(self.live.get(lv, rv) != rv for lv, rv in pairs):
-                return False
-            differ = differ or any(lv != rv for lv, rv in pairs)
-        return differ
-
-    def back(self, value: bytes) -> bytes:
-        """``value`` (a recorded reply's) with each recorded value bound in this run given
-        back as its live one: a lock's token read back is the client's own."""
-        if not self.taken or len(value) < 20:
-            return value
-        spans = _spans(value)
-        if not spans:
-            return value
-        return _splice(value, spans, lambda run: self.taken.get(run, run))
+        pairs = _differing(live, recorded)
+        return bool(pairs) and all(self.live.get(lv, rv) == rv for lv, rv in pairs)
 
     def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated
