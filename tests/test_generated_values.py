@@ -73,6 +73,15 @@ def test_a_value_binds_once_and_both_ways() -> None:
     assert b.translate(a1) == a1
 
 
+def test_a_uuid_is_one_value_however_it_is_spelled() -> None:
+    b = Bindings()
+    live, rec = uuid.uuid4(), uuid.uuid4()
+    assert b.match([b"{" + live.hex.encode() + b"}"], [b"{" + rec.hex.encode() + b"}"])
+    assert b.translate(str(live).encode()) == str(rec).encode()
+    assert b.translate(str(live).upper().encode()) == str(rec).upper().encode()
+    assert b.back(b"id=" + rec.hex.encode()) == b"id=" + live.hex.encode()
+
+
 def test_a_recorded_value_sent_back_binds_nothing() -> None:
     """A worker pops a job id from a reply (the recorded one) and writes under it and a
     fresh id of its own; the client that made the job binds its own id afterwards."""

@@ -197,3 +197,29 @@ def test_clock_readings_as_parameters() -> None:
     replayed, outputs = mocked(stored, both)
     assert replayed == recorded == [1, [("mug",)], "INSERT 0 1", "cup"]
     assert not [o for o in outputs if isinstance(o, Miss)]
+
+
+def test_a_uuid_bound_in_one_spelling_is_found_in_another() -> None:
+    """psycopg 3 sends a ``uuid[]`` as dash-less hex (``uuid.hex``) and one uuid in
+    binary, which the recording reads back dashed: the read by one of the new ids missed,
+    its binding made from the other spelling."""
+
+    def client(url: str) -> list[Any]:
+        ids = [uuid.uuid4() for _ in range(3)]
+        with psycopg.connect(url, autocommit=True) as c:
+            n = c.execute(
+                "INSERT INTO orders (id, created_at, item)"
+                " SELECT i, now(), t FROM unnest(%s::uuid[], %s::text[]) AS u(i, t)",
+                (ids, ["a", "b", "c"]),
+            ).rowcount
+            one = c.execute("SELECT item FROM orders WHERE id = %s", (ids[1],)).fetchall()
+        return [n, one]
+
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = client(url)
+        stored = ws.stored_once(lambda s: any("WHERE id" in str(o.get("sql")) for o in s))
+    spelled = [p["value"] for o in stored for p in o.get("params") or []]
+    assert spelled[0].startswith("{") and "-" not in spelled[0] and "-" in spelled[-1]
+    replayed, outputs = mocked(stored, client)
+    assert replayed == recorded == [3, [("b",)]]
+    assert not [o for o in outputs if isinstance(o, Miss)]

@@ -176,14 +176,53 @@ def _pairs(live: bytes, recorded: bytes) -> list[tuple[bytes, bytes]] | None:
     return [(live[a:b], recorded[c:d]) for (a, b), (c, d) in zip(mine, theirs, strict=True)]
 
 
-def _replaced(value: bytes, table: dict[bytes, bytes]) -> bytes:
-    """``value`` with each generated value found in ``table`` replaced by its entry."""
+def _replaced(value: bytes, table: dict[bytes, bytes], words: dict[bytes, bytes]) -> bytes:
+    """``value`` with each generated value found in ``table`` (by ``_value``) replaced by
+    its entry, as it was spelled when bound (``words``), or a uuid spelled as the one it
+    replaces when that is spelled otherwise."""
     if not table or len(value) < 20:
         return value
     spans = _spans(value)
     if not spans:
         return value
-    return _splice(value, spans, lambda run: table.get(run, run))
+
+    def put(run: bytes) -> bytes:
+        key = _value(run)
+        found = table.get(key)
+        if found is None:
+            return run
+        other = words.get(found, found)
+        # spelled as when bound, the other as it was then; else as this one is spelled
+        return other if words.get(key, key) == run else _spelled(other, run)
+
+    return _splice(value, spans, put)
+
+
+# a uuid, dashed or not: one value however it is spelled (psycopg 3 sends a uuid[] as
+# dash-less hex, one uuid parameter in binary, read back dashed)
+_A_UUID = re.compile(
+    rb"[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}"
+)
+
+
+def _is_uuid(run: bytes) -> bool:
+    return len(run) in (32, 36) and _A_UUID.fullmatch(run) is not None
+
+
+def _value(run: bytes) -> bytes:
+    """What bindings are keyed by: a uuid's 32 hex digits in lower case, else ``run``."""
+    return run.replace(b"-", b"").lower() if _is_uuid(run) else run
+
+
+def _spelled(value: bytes, like: bytes) -> bytes:
+    """``value`` (a binding's) spelled as ``like`` is, when both are uuids: dashed or not,
+    upper case or not."""
+    if not (_is_uuid(value) and _is_uuid(like)):
+        return value
+    value = _value(value)
+    if len(like) == 36:
+        value = b"-".join((value[:8], value[8:12], value[12:16], value[16:20], value[20:]))
+    return value.upper() if like.upper() == like and like.lower() != like else value
 
 
 def _differing(live: Sequence[bytes], recorded: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
@@ -203,24 +242,27 @@ def _differing(live: Sequence[bytes], recorded: Sequence[bytes]) -> list[tuple[b
 class Bindings:
     """Live generated values -> the recorded ones they stand for, in one run."""
 
-    __slots__ = ("live", "taken")
+    __slots__ = ("live", "taken", "words")
 
     def __init__(self) -> None:
+        # keyed and valued by ``_value`` (a uuid by its 32 hex digits, whatever spelling)
         self.live: dict[bytes, bytes] = {}
         self.taken: dict[bytes, bytes] = {}  # recorded -> live
+        self.words: dict[bytes, bytes] = {}  # a uuid's value -> its spelling when bound
 
     def reset(self) -> None:
         self.live.clear()
         self.taken.clear()
+        self.words.clear()
 
     def translate(self, value: bytes) -> bytes:
         """``value`` with each bound value replaced by its recorded one."""
-        return _replaced(value, self.live)
+        return _replaced(value, self.live, self.words)
 
     def back(self, value: bytes) -> bytes:
         """``value`` (a recorded reply's) with each recorded value bound in this run given
         back as its live one: a lock's token read back is the client's own."""
-        return _replaced(value, self.taken)
+        return _replaced(value, self.taken, self.words)
 
     def as_of_now(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether a read (``live``, bound values translated) equals ``recorded`` but for
@@ -235,7 +277,9 @@ class Bindings:
         this run bound (values it made up just now: a new key it checks is free), and
         values bound to the recorded ones there."""
         pairs = _differing(live, recorded)
-        return bool(pairs) and all(self.live.get(lv, rv) == rv for lv, rv in pairs)
+        return bool(pairs) and all(
+            self.live.get(_value(lv), _value(rv)) == _value(rv) for lv, rv in pairs
+        )
 
     def match(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether ``live`` (a write's arguments) equals ``recorded`` but for generated
@@ -244,13 +288,15 @@ class Bindings:
         if len(live) != len(recorded):
             return False
         found: dict[bytes, bytes] = {}
+        spellings: list[tuple[bytes, bytes]] = []
         for a, b in zip(live, recorded, strict=True):
             pairs = _pairs(a, b)
             if pairs is None:
                 return False
             for lv, rv in pairs:
-                if found.setdefault(lv, rv) != rv:
+                if found.setdefault(_value(lv), _value(rv)) != _value(rv):
                     return False
+            spellings += pairs
         if all(lv == rv for lv, rv in found.items()):
             return False  # nothing to bind: equal, an exact match's business
         for lv, rv in found.items():
@@ -265,4 +311,7 @@ class Bindings:
             if lv != rv:
                 self.live[lv] = rv
                 self.taken[rv] = lv
+        for lv, rv in spellings:  # a uuid's spelling, given back where it is not one
+            self.words.setdefault(_value(lv), lv)
+            self.words.setdefault(_value(rv), rv)
         return True
