@@ -386,21 +386,22 @@ class Index:
             # sessions): nobody's row goes out, nothing is bound
             # the recorded reads it may stand for, each once in recorded order, then the
             # last again: the nth session load of a run gets the nth recorded one
-            found = [
-                rec
-                for rec in self.shaped.get(shape) or ()
-                if self.bindings.as_of_now(known, old := (_b(rec[0]), *map(_b, rec[1])))
-                or (
+            def stands_for(rec: Key) -> bool:
+                old = (_b(rec[0]), *map(_b, rec[1]))
+                return self.bindings.as_of_now(known, old) or (
                     _no_rows(self.peek(rec) or {})
                     and self._wrote(old)
                     and self.bindings.fresh(live, old)
                 )
-            ]
-            if not found:
+
+            recs = self.shaped.get(shape) or {}
+            found = next((r for r in recs if r not in self.aside and stands_for(r)), None)
+            if found is None:  # each taken once: the last of them again
+                found = next((r for r in reversed(recs) if stands_for(r)), None)
+            if found is None:
                 return None
-            rec = next((r for r in found if r not in self.aside), found[-1])
-            self.aside.add(rec)
-            return self.take(rec)
+            self.aside.add(found)
+            return self.take(found)
         for rec in self.shaped.get(shape) or ():
             if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):
                 return self.take(rec)

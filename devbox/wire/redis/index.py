@@ -308,15 +308,18 @@ class RedisIndex:
         new key is free before it writes it (Django's sessions: ``EXISTS``, then
         ``SET``). Nobody's data goes out; nothing is bound."""
         flat, live = _values(known), _values(key)
-        found = [
-            rec
-            for rec in self.shaped.get(shape(key)) or ()
-            if self.bindings.as_of_now(flat, old := _values(rec))
-            or (self._checked_free(rec) and self.bindings.fresh(live, old))
-        ]
+
+        def stands_for(rec: Key) -> bool:
+            old = _values(rec)
+            return self.bindings.as_of_now(flat, old) or (
+                self._checked_free(rec) and self.bindings.fresh(live, old)
+            )
+
         # each once in recorded order, then the last again: the nth such read of a run
-        # gets the nth recorded one
-        return next((r for r in found if not self.calls.get(r)), found[-1] if found else None)
+        # gets the nth recorded one (those taken are passed over without a look)
+        recs = self.shaped.get(shape(key)) or {}
+        found = next((r for r in recs if not self.calls.get(r) and stands_for(r)), None)
+        return found or next((r for r in reversed(recs) if stands_for(r)), None)
 
     def _checked_free(self, rec: Key) -> bool:
         """The recorded read ``rec`` found nothing for values the recording then wrote:
