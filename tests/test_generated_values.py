@@ -73,6 +73,19 @@ def test_a_value_binds_once_and_both_ways() -> None:
     assert b.translate(a1) == a1
 
 
+def test_django_signed_values_are_generated_other_triples_are_not() -> None:
+    sig = b"9Wcq4n2jWOW1gmZKXA3bZpC361kWGO_NtjGYJpoZ_o0"
+    for payload in (
+        b"e30",
+        b"eyJfYXV0aF91c2VyX2lkIjoiMSJ9",
+        b".eJyrVkrOzytJzSvRUVAqSsxLzVWyUlAqSS0qUaoFAFyVBz4",
+    ):
+        signed = payload + b":1xahyP:" + sig
+        assert runs(signed) == [signed], signed
+    # a user id, then a token: no signed value (another user's key bound to the recorded one)
+    assert runs(b"auth:100042:" + sig) == [sig]
+
+
 def test_a_uuid_is_one_value_however_it_is_spelled() -> None:
     b = Bindings()
     live, rec = uuid.uuid4(), uuid.uuid4()

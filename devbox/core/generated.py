@@ -47,8 +47,9 @@ _RUNS = re.compile(
     # a session key as Django makes them: 32 lower-case letters and digits, mixed
     rb"|(?=(?:[a-z]*[0-9]){4})(?=(?:[0-9]*[a-z]){4})[0-9a-z]{32}"
     # a value Django signed with the time (``signing.dumps``: a session's data): its
-    # JSON payload (plain or compressed), the second it was signed in base 62, an HMAC
-    rb"|(?:eyJ|\.eJ)[A-Za-z0-9_\-]*:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
+    # JSON payload (an object, ``{}`` for an empty session, or compressed), the second it
+    # was signed in base 62, an HMAC
+    rb"|(?:eyJ|e30|\.eJ)[A-Za-z0-9_\-]*:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
     # a password hash with its fresh salt: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``,
     # ``argon2$…``, ``bcrypt_sha256$…``) and crypt's (``$2b$12$…``, ``$argon2id$…``)
     rb"|(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
