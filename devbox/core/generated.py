@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from devbox.core.secret_formats import looks_random
 
@@ -90,11 +91,12 @@ def _spans(value: bytes) -> list[tuple[int, int]]:
         found += [m.span() for m in _GLUED.finditer(value)]
     taken = sorted([*found, *((a, b) for a, b, _ in encoded)])
     starts = [a for a, _ in taken]
+    reach = list(itertools.accumulate((b for _, b in taken), max))  # furthest end so far
     for m in _TOKENS.finditer(value) if value.isascii() else ():
         a, b = m.span()
         i = bisect.bisect_left(starts, b)  # the intervals starting before this token ends
-        if i and max(y for _, y in taken[max(0, i - 8) : i]) > a:
-            continue  # (intervals do not nest deeper than a few)
+        if i and reach[i - 1] > a:
+            continue  # one of them overlaps it
         if looks_random(m.group(0).decode("ascii")):
             found.append((a, b))
     return sorted(found)
@@ -312,7 +314,27 @@ class Bindings:
             if lv != rv:
                 self.live[lv] = rv
                 self.taken[rv] = lv
-        for lv, rv in spellings:  # a uuid's spelling, given back where it is not one
-            self.words.setdefault(_value(lv), lv)
-            self.words.setdefault(_value(rv), rv)
+        for word in (w for pair in spellings for w in pair if _is_uuid(w)):
+            self.words.setdefault(_value(word), word)  # a uuid's spelling when bound
         return True
+
+
+class Written:
+    """The generated values a recording wrote. A recorded read that found nothing for
+    values the recording then wrote was its client checking them free (a new session key
+    before its ``INSERT`` or ``SET``): the mocks answer a read of a fresh value as that
+    read was answered (``Bindings.fresh``), and only then."""
+
+    __slots__ = ("runs",)
+
+    def __init__(self) -> None:
+        self.runs: set[bytes] = set()
+
+    def add(self, values: Iterable[bytes]) -> None:
+        """A recorded write's values."""
+        self.runs.update(run for v in values for run in runs(v))
+
+    def holds(self, values: Iterable[bytes]) -> bool:
+        """Whether ``values`` (a recorded read's) hold generated values, all written."""
+        found = [run for v in values for run in runs(v)]
+        return bool(found) and all(run in self.runs for run in found)

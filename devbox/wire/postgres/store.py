@@ -150,9 +150,7 @@ class Index:
     shaped: dict[Key, dict[Key, None]] = field(default_factory=dict)
     bindings: generated.Bindings = field(default_factory=generated.Bindings)
     aside: set[Key] = field(default_factory=set)  # recorded reads taken so, this run
-    # generated values the recording wrote: a read of one that found no row was a client
-    # checking its new value free before it wrote it (``take_bound``)
-    written: set[bytes] = field(default_factory=set)
+    written: generated.Written = field(default_factory=generated.Written)
     by_sql: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # normalised SQL that failed at Parse (or Describe) while recording -> the outcome of
     # each Parse of it in recorded order, the error or None (parsed): the nth Parse gets
@@ -176,7 +174,7 @@ class Index:
     # nth-call counters; ``devbox.mock.workers`` swaps in counters shared by processes
     sequences: Sequences = field(default_factory=Sequences)
     has_placeholders: bool = False
-    sql_placeholders: bool = False  # the same in SQL texts (``literals``)
+    sql_placeholders: bool = False  # the same in SQL texts (``redaction.redact_literals``)
     # normalised SQL of every stored query -> its original text (for explanations)
     originals: dict[str, str] = field(default_factory=dict)
     # (id of a stored answer, result formats) -> its encoded rows and tag (the mock's cache)
@@ -265,8 +263,7 @@ class Index:
         if shape is not None:
             self.shaped.setdefault(shape, {})[key] = None
             if writes(norm):
-                values = (_b(norm), *map(_b, key[1]))
-                self.written.update(run for v in values for run in generated.runs(v))
+                self.written.add((_b(norm), *map(_b, key[1])))
         self.by_sql.setdefault(norm, []).append(obj)
         if not self.has_placeholders and "<redacted:" in str(params):
             self.has_placeholders = True
@@ -383,14 +380,14 @@ class Index:
             # a read asked as of now (``generated.Bindings.as_of_now``), or of a fresh
             # value no write made, as recorded for the same read of its fresh value if
             # that found no row (a new key checked free before the INSERT, Django's
-            # sessions): nobody's row goes out, nothing is bound
-            # the recorded reads it may stand for, each once in recorded order, then the
-            # last again: the nth session load of a run gets the nth recorded one
+            # sessions): nobody's row goes out, nothing is bound. The recorded reads it
+            # may stand for go each once in recorded order, then the last again: the nth
+            # session load of a run gets the nth recorded one
             def stands_for(rec: Key) -> bool:
                 old = (_b(rec[0]), *map(_b, rec[1]))
                 return self.bindings.as_of_now(known, old) or (
                     _no_rows(self.peek(rec) or {})
-                    and self._wrote(old)
+                    and self.written.holds(old)
                     and self.bindings.fresh(live, old)
                 )
 
@@ -406,12 +403,6 @@ class Index:
             if self.bindings.match(live, (_b(rec[0]), *(_b(v) for v in rec[1]))):
                 return self.take(rec)
         return None
-
-    def _wrote(self, values: tuple[bytes, ...]) -> bool:
-        """The recording wrote every generated value of ``values`` (a read's): the read
-        checked them free before the write (an unknown id read so is no such check)."""
-        found = [run for v in values for run in generated.runs(v)]
-        return bool(found) and all(run in self.written for run in found)
 
     def peek(self, key: Key) -> dict[str, Any] | None:
         """The answer ``take`` would give next, without taking it."""

@@ -215,9 +215,7 @@ class RedisIndex:
         # live values bound to theirs in this run (``devbox.core.generated``)
         self.shaped: dict[Key, dict[Key, None]] = {}  # (ordered sets)
         self.bindings = generated.Bindings()
-        # generated values the recording wrote: a read of one that found nothing was a
-        # client checking its new value free before it wrote it (``_read``)
-        self.written: set[bytes] = set()
+        self.written = generated.Written()
         self.set_aside = True  # off when a miss goes to the real server (passthrough)
         self.redacted = False  # recorded arguments hold redaction placeholders
         # live arguments -> their redacted form (the mock connections' shared memo)
@@ -247,7 +245,7 @@ class RedisIndex:
         if shaped is not key:
             self.shaped.setdefault(shaped, {})[key] = None
             if writes(key):
-                self.written.update(run for v in _values(key) for run in generated.runs(v))
+                self.written.add(_values(key))
 
     def take(self, key: Key) -> Entry | None:
         """The next recorded reply for ``key`` (advancing its sequence); else, with the
@@ -260,13 +258,15 @@ class RedisIndex:
             bound = self._bound(key)
             if bound is None:
                 return None
-            n = self.calls.get(bound, 0)
-            self.calls[bound] = n + 1
-            found = self.table[bound]
-            return self._own((found[n] if n < len(found) else found[-1]).by_shape())
+            return self._own(self._advance(bound, self.table[bound]).by_shape())
+        return self._own(self._advance(key, entries))
+
+    def _advance(self, key: Key, found: list[Entry]) -> Entry:
+        """The next of ``found`` (the recorded ``key``'s entries), its sequence advanced;
+        the last again once all were taken."""
         n = self.calls.get(key, 0)
         self.calls[key] = n + 1
-        return self._own(entries[n] if n < len(entries) else entries[-1])
+        return found[n] if n < len(found) else found[-1]
 
     def _own(self, entry: Entry) -> Entry:
         """``entry`` with the recorded values bound in this run given back as the live
@@ -325,10 +325,7 @@ class RedisIndex:
         """The recorded read ``rec`` found nothing for values the recording then wrote:
         its client checked them free. (A read of an unknown id that found nothing is no
         such check: a fresh id read so still misses, where the server may hold data.)"""
-        if not _empty(self._next(rec).reply):
-            return False
-        found = [run for v in _values(rec) for run in generated.runs(v)]
-        return bool(found) and all(run in self.written for run in found)
+        return _empty(self._next(rec).reply) and self.written.holds(_values(rec))
 
     def _next(self, key: Key) -> Entry:
         """The entry ``take`` gives next for the recorded ``key``, not taken."""
