@@ -10,9 +10,11 @@ parameters: every value is quoted into the statement, ``INSERT INTO "auth_user"
 ("password", "email") VALUES ('pbkdf2_sha256$…', 'ada@example.com')``. Redacting only
 parameters let those values reach the recording whole. Here each string constant is
 handed to the same per-value rule as a parameter (``redact_value``), named by its
-column where the statement says which: the column list of an ``INSERT … VALUES``, or
-the name before ``=`` (``SET "password" = '…'``, ``WHERE "token" = '…'``). Any other
-constant is redacted by its format only. The mock redacts a live statement the same way
+column where the statement says which: by position in the column list of an ``INSERT …
+VALUES`` or ``INSERT … SELECT`` (``_Rows``), else by the name it is compared with or
+assigned to (``SET "password" = '…'``, ``"token" IN ('…')``, ``<>``, ``LIKE``, the
+branches of ``name = CASE …``: ``_Names``). Any other constant is redacted by its format
+only. The mock redacts a live statement the same way
 before it looks again, as it does a parameter, so the same secret finds its placeholder.
 
 Dollar-quoted constants (``$$…$$``) are kept: drivers do not quote values so. Text the
@@ -21,15 +23,12 @@ lexer cannot read is redacted whole by format, so nothing passes unseen. Pure.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-from pglast import parser
-
 from devbox.wire import files
+from devbox.wire.postgres.sql import scan
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # tokens that end the value list of an INSERT (what follows names no column)
 _AFTER_VALUES = frozenset(
     {"RETURNING", "ON", "ASCII_59", "FROM", "WHERE", "GROUP_P", "ORDER", "UNION", "LIMIT"}
@@ -41,7 +40,7 @@ def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
     if "'" not in sql:
         return sql
     try:
-        tokens = parser.scan(_SURROGATES.sub("\ufffd", sql))
+        tokens = scan(sql)
     except Exception:  # pglast's own ParseError, or any failure: by format, whole
         return redact("", sql)
     out: list[str] = []
@@ -163,13 +162,11 @@ def _ident(text: str) -> str:
 
 
 def _redacted(text: str, column: str, redact: Callable[[str, str], str]) -> str:
-    """One constant (``'…'`` or ``E'…'``) with its value redacted, quoted as it was."""
-    if text[:2] in ("U&", "u&"):
-        head, body = text[:3], text[3:-1]  # escapes kept as written: a placeholder has none
-        new = redact(column, body)
-        return text if new == body else head + new + "'"
-    if text[:1] in ("E", "e"):
-        head, body = text[:2], text[2:-1]  # escapes kept as written: a placeholder has none
+    """One constant (``'…'``, ``E'…'`` or ``U&'…'``) with its value redacted, quoted as
+    it was."""
+    escaped = 3 if text[:2] in ("U&", "u&") else 2 if text[:1] in ("E", "e") else 0
+    if escaped:
+        head, body = text[:escaped], text[escaped:-1]  # escapes kept: a placeholder has none
         new = redact(column, body)
         return text if new == body else head + new + "'"
     body = text[1:-1].replace("''", "'")
@@ -193,7 +190,7 @@ def redact_object(
     stored: dict[str, Any], redact: Callable[[str, str], str] = redact_value
 ) -> dict[str, Any]:
     """Every string value a secret could hide in: parameters (named ``$1``...), values
-    written into the SQL text (``literals``), row values (named by their column), COPY
+    written into the SQL text (``redact_literals``), row values (named by their column), COPY
     data, startup parameters. Shape unchanged."""
     out = dict(stored)
     if isinstance(out.get("sql"), str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from pglast import parser
 
@@ -22,14 +23,19 @@ _CONSTANTS = frozenset({"SCONST", "USCONST", "FCONST", "ICONST", "BCONST", "XCON
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
+def scan(sql: str) -> Any:
+    """PostgreSQL's lexer's tokens of ``sql`` (pglast's; it raises what it raises on text
+    it cannot read). pglast cannot encode a lone surrogate to UTF-8. Each becomes U+FFFD
+    for the lexer, one character for one, so that token offsets still index ``sql``
+    itself; the lexer reads either as an identifier or string character, as the server
+    reads a high byte."""
+    return parser.scan(_SURROGATES.sub("\ufffd", sql))
+
+
 @lru_cache(maxsize=8192)
 def normalise(sql: str) -> str:
-    # pglast cannot encode a lone surrogate to UTF-8. Each becomes U+FFFD for the lexer,
-    # one character for one, so that token offsets still index ``sql`` itself; the lexer
-    # reads either as an identifier or string character, as the server reads a high byte.
-    lexed = _SURROGATES.sub("\ufffd", sql)
     try:
-        tokens = parser.scan(lexed)
+        tokens = scan(sql)
     except Exception:  # pglast raises its own ParseError; any failure: keep the text
         return " ".join(sql.split()).rstrip(";").strip()
     out: list[str] = []
