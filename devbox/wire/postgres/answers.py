@@ -17,7 +17,7 @@ from devbox.wire.contract import MockOptions, Output
 from devbox.wire.postgres import encode
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.cursors import Saved
-from devbox.wire.postgres.redaction import redact_literals, redact_value
+from devbox.wire.postgres.redaction import redact_literals, redact_params, redact_value
 from devbox.wire.postgres.sql import (
     TX_ENDS,
     normalise,
@@ -134,12 +134,7 @@ class Answers:
         index = self.index
         obj = index.take(key)
         if obj is None and index.has_placeholders and portal is not None and portal.values:
-            redacted = [
-                {"value": self.redact(f"${i}", p["value"])}
-                if isinstance(p.get("value"), str)
-                else p
-                for i, p in enumerate(portal.params, 1)
-            ]
+            redacted = redact_params(sql, portal.params, self.redact)
             key = (norm, param_key(redacted))
             obj = index.take(key)
         # generated values set aside (``devbox.core.generated``), unless a miss goes to

@@ -24,6 +24,7 @@ lexer cannot read is redacted whole by format, so nothing passes unseen. Pure.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from devbox.wire import files
@@ -40,27 +41,75 @@ def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
     if "'" not in sql:
         return sql
     try:
-        tokens = scan(sql)
+        named = _named(sql)
     except Exception:  # pglast's own ParseError, or any failure: by format, whole
         return redact("", sql)
     out: list[str] = []
     at = 0
+    for start, end, column in named:
+        text = sql[start:end]
+        if text.startswith("$"):
+            continue  # a parameter: named by param_columns
+        out.append(sql[at:start])
+        out.append(_redacted(text, column, redact))
+        at = end
+    out.append(sql[at:])
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def param_columns(sql: str) -> dict[int, str]:
+    """The column each parameter (``$n``) of ``sql`` is for, where the statement says, as
+    for a constant: ``INSERT INTO u (email, password) VALUES ($1, $2)`` gives ``{1:
+    "email", 2: "password"}``. A password bound by asyncpg or psycopg 3 was named ``$2``
+    only, which no rule knows for a credential, and reached the recording whole."""
+    if "$" not in sql:
+        return {}
+    try:
+        named = _named(sql)
+    except Exception:  # pglast's own ParseError, or any failure: the parameters by number
+        return {}
+    out: dict[int, str] = {}
+    for start, end, column in named:
+        number = sql[start + 1 : end]
+        if sql[start] == "$" and number.isdigit() and column:
+            out.setdefault(int(number), column)
+    return out
+
+
+def redact_params(
+    sql: str, params: list[dict[str, Any]], redact: Callable[[str, str], str]
+) -> list[dict[str, Any]]:
+    """``params`` of ``sql`` with each text value redacted under its column's name, else
+    its number (``$1``): as the recorder writes them, and as the mock redacts a live
+    statement's to look again."""
+    columns = param_columns(sql)
+    return [
+        {**p, "value": redact(columns.get(i, f"${i}"), p["value"])}
+        if isinstance(p.get("value"), str)
+        else p
+        for i, p in enumerate(params, 1)
+    ]
+
+
+def _named(sql: str) -> list[tuple[int, int, str]]:
+    """(start, end, column or "") of each string constant (not dollar-quoted) and each
+    parameter of ``sql``: the column it is for, by ``_Rows`` inside an INSERT's values,
+    else by ``_Names``."""
+    out = []
     rows, names = _Rows(), _Names()
-    for tok in tokens:
-        text = sql[tok.start : tok.end + 1]
+    for tok in scan(sql):
         name = tok.name
         if name in ("C_COMMENT", "SQL_COMMENT"):
             continue
-        if name in ("SCONST", "USCONST") and not text.startswith("$"):
+        text = sql[tok.start : tok.end + 1]
+        if name == "PARAM" or (name in ("SCONST", "USCONST") and not text.startswith("$")):
             column = rows.column()
-            out.append(sql[at : tok.start])
-            out.append(_redacted(text, names.name() if column is None else column, redact))
-            at = tok.end + 1
-        else:
+            out.append((tok.start, tok.end + 1, names.name() if column is None else column))
+        if name not in ("SCONST", "USCONST") or text.startswith("$"):
             rows.feed(name, text)
         names.feed(name, text, rows.depth)
-    out.append(sql[at:])
-    return "".join(out)
+    return out
 
 
 class _Names:
@@ -189,17 +238,16 @@ _DEFAULT: list[Callable[[str, str], str]] = []
 def redact_object(
     stored: dict[str, Any], redact: Callable[[str, str], str] = redact_value
 ) -> dict[str, Any]:
-    """Every string value a secret could hide in: parameters (named ``$1``...), values
+    """Every string value a secret could hide in: parameters (named by their column, else
+    ``$1``...), values
     written into the SQL text (``redact_literals``), row values (named by their column), COPY
     data, startup parameters. Shape unchanged."""
     out = dict(stored)
     if isinstance(out.get("sql"), str):
         out["sql"] = redact_literals(out["sql"], redact)
     if "params" in out:
-        out["params"] = [
-            {**p, "value": redact(f"${i}", p["value"])} if isinstance(p.get("value"), str) else p
-            for i, p in enumerate(out["params"], 1)
-        ]
+        sql = out["sql"] if isinstance(out.get("sql"), str) else ""
+        out["params"] = redact_params(sql, out["params"], redact)
     if "results" in out:
         results = []
         for res in out["results"]:
