@@ -20,6 +20,7 @@ from typing import Any
 
 from pg_support import WireServers, running_postgres
 
+from devbox.core.profile_model import RedactRules
 from devbox.wire.contract import Hit, Miss
 from devbox.wire.files import value_redactor
 from devbox.wire.registry import get
@@ -43,7 +44,7 @@ def django(port: int, step: str, user: str, password: str) -> Any:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1]) if step == "flow" else None
+    return json.loads(done.stdout.splitlines()[-1]) if step != "migrate" else None
 
 
 def test_a_django_service_replays_with_fresh_values() -> None:
@@ -85,3 +86,40 @@ def test_a_django_service_replays_with_fresh_values() -> None:
     assert replayed[1:] == recorded[1:]
     aside = [o for o in mock.outputs if isinstance(o, Hit) and "set aside" in o.request]
     assert len(aside) >= 6, [o.request for o in mock.outputs if isinstance(o, Hit)]
+
+
+def test_a_login_replays_when_the_profile_keeps_the_password_hash() -> None:
+    """Django's login checks the password against the stored hash, and its session holds
+    an HMAC of that hash: a redacted hash logs nobody in. ``[redact] keep = ["password"]``
+    writes the test user's hash as it is (and nothing else changes): the login replays."""
+    with running_postgres() as pg:
+        django(pg.port, "migrate", pg.user, pg.password)
+        ws = WireServers()
+        try:
+            port = ws.relay((pg.host, pg.port))
+            recorded = django(port, "login", pg.user, pg.password)
+            stored = ws.stored_once(lambda s: sum("DELETE" in str(o) for o in s) >= 1, 20)
+            stored = ws.stored_once(lambda s: len(s) > len(stored), 2)
+        finally:
+            ws.close()
+    assert recorded[1:4] == [["login", True], ["session", True], ["still logged in", True]]
+    kind = get("postgres")
+    results = {}
+    for keep in ((), ("password",)):
+        red = value_redactor(RedactRules(keep=keep))
+        written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+        text = json.dumps(written)
+        assert "ada@example.com" not in text  # whatever is kept, the rest is redacted
+        assert ("pbkdf2_sha256$" in text) == bool(keep)
+        mock = WireServers()
+        try:
+            mport = mock.mock(written, redact=red)
+            results[keep] = django(mport, "login", "devbox", "whatever")
+        finally:
+            mock.close()
+        misses = [f"{o.request}: {o.explanation}" for o in mock.outputs if isinstance(o, Miss)]
+        assert misses == []
+    # redacted, the hash matches no password and the session's HMAC of it no user
+    assert results[()][1] == ["login", False]
+    assert results[()][3] == ["still logged in", False]
+    assert results[("password",)][1:] == recorded[1:]

@@ -155,6 +155,9 @@ class RedactRules:
     query: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # extra regexes redacted anywhere in text
     disable: tuple[str, ...] = ()  # names of default rules turned off
+    # field names whose values are written as they are, whatever a rule says (a test
+    # user's password hash: Django's login checks it, and its session signs it)
+    keep: tuple[str, ...] = ()
     # e-mail addresses in documents and code (HTML, JavaScript, CSS, Markdown, API specs)
     # are public far more often than personal: redacted only when the profile says so
     document_emails: bool = False

@@ -325,7 +325,9 @@ def record_section(ctx: Ctx, raw: Any) -> RecordSettings:
 
 def redact_section(ctx: Ctx, raw: Any) -> RedactRules:
     w = "redact"
-    t = ctx.table(raw, w, ("json", "headers", "query", "patterns", "disable", "document_emails"))
+    t = ctx.table(
+        raw, w, ("json", "headers", "query", "patterns", "disable", "keep", "document_emails")
+    )
     patterns = ctx.strs(t, "patterns", w)
     for p in patterns:
         try:
@@ -352,11 +354,26 @@ def redact_section(ctx: Ctx, raw: Any) -> RedactRules:
                 else "default rules: " + ", ".join(DEFAULT_RULES)
             )
             raise ctx.error("redact.disable", f"unknown redaction rule {rule!r}", hint)
+    headers = tuple(h.lower() for h in ctx.strs(t, "headers", w))
+    query = ctx.strs(t, "query", w)
+    keep = tuple(k.lower() for k in ctx.strs(t, "keep", w))
+    redacted = {f.lower() for f in (*fields, *headers, *query)}
+    for name in keep:
+        if not name.strip() or name.startswith("$"):
+            raise ctx.error(
+                "redact.keep",
+                f"not a field name: {name!r}",
+                hint='name the field whose values are written as they are ("password")',
+            )
+        if name in redacted:
+            # which of the two the user meant cannot be guessed: say so rather than pick
+            raise ctx.error("redact.keep", f"{name!r} is also a name [redact] redacts")
     return RedactRules(
         json=fields,
-        headers=tuple(h.lower() for h in ctx.strs(t, "headers", w)),
-        query=ctx.strs(t, "query", w),
+        headers=headers,
+        query=query,
         patterns=patterns,
         disable=disable,
+        keep=keep,
         document_emails=ctx.bool_(t, "document_emails", w, False),
     )

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from devbox.core.charset import looks_binary
+from devbox.core.charset import looks_binary, mime_charset
 from devbox.core.model import Exchange, Headers, Request, Response, header_get
 from devbox.core.redact_grpc import redact_grpc_body
 from devbox.core.redact_multipart import map_multipart
@@ -47,6 +47,7 @@ from devbox.core.redact_names import (
     is_schema_object,
     is_secret_name,
     kind_of,
+    map_leaves,
     parse_path,
     path_matches,
     reserialize,
@@ -97,7 +98,7 @@ _CLEAN_HEADERS_MAX = 4096
 _CLEAN_TEXT_MAX = 4096
 _CLEAN_TEXT_LEN = 512
 _CLEAN_BODY = 8 * 1024  # bodies repeat (a polled answer): one left alone is left alone again
-_PLAIN, _CUSTOM, _SECRET, _PROVIDER = range(4)  # what a JSON field name asks for
+_PLAIN, _CUSTOM, _SECRET, _PROVIDER, _KEEP = range(5)  # what a JSON field name asks for
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -108,11 +109,6 @@ _CODE = ("javascript", "ecmascript", "css", "html", "markdown", "typescript", "j
 
 def _content_type(headers: Headers) -> str:
     return (header_get(headers, "content-type") or "").split(";", 1)[0].strip().lower()
-
-
-def _charset(headers: Headers) -> str:
-    m = re.search(r"charset=\"?([A-Za-z0-9_.:-]+)", header_get(headers, "content-type") or "", re.I)
-    return m.group(1).lower() if m else "utf-8"
 
 
 class Redactor:
@@ -163,6 +159,7 @@ class Redactor:
             (parse_path(j), kind_of(j.rsplit(".", 1)[-1])) for j in rules.json if j.startswith("$")
         )
         self._patterns = tuple(re.compile(p) for p in rules.patterns)
+        self._keep = frozenset(k.lower() for k in rules.keep)
         self._data = TextScanner(self.enabled, Context(data=True), self._custom_query)
         self._code = TextScanner(self.enabled, Context(data=False, emails=rules.document_emails))
         self._keywords = "secret-format" in self.enabled
@@ -233,18 +230,22 @@ class Redactor:
     def exchanges(self, exchanges: Iterable[Exchange]) -> list[Exchange]:
         return [self.exchange(e) for e in exchanges]
 
+    def keeps(self, name: str) -> bool:
+        """Values under ``name`` are written as they are (``[redact] keep``)."""
+        return name.lower() in self._keep
+
     def value(self, name: str, value: str) -> str:
         """One value of a named field, for protocols other than HTTP (a Redis key's value, a
         Postgres column or startup parameter, a message header): the whole value becomes a
         placeholder when ``name`` denotes a credential (``password``, ``api_key``, a profile
         ``[redact] json``/``query`` name), otherwise only the secrets found in it are
         replaced (by format, name=value inside it, e-mails, cards, URL credentials,
-        encoded secrets, or the whole value when it is an opaque high-entropy token). An
-        empty ``name`` means "no name": value rules only. Idempotent, and stable like
-        every placeholder (same secret, same placeholder)."""
-        if not value or _is_redacted(value):
-            return value
+        encoded secrets, or the whole value when it is an opaque high-entropy token). A
+        ``[redact] keep`` name keeps its value. An empty ``name``: value rules only.
+        Idempotent, and stable like every placeholder (same secret, same placeholder)."""
         low = name.lower()
+        if not value or _is_redacted(value) or low in self._keep:
+            return value
         if low and (low in self._custom_json_names or low in self._custom_query):
             return self._hit("profile:json", kind_of(name), value)
         if low and "secret-field" in self.enabled and is_secret_name(name):
@@ -302,7 +303,7 @@ class Redactor:
         out = []
         for k, v in pairs:
             lk = k.lower()
-            if not v or _is_redacted(v):
+            if not v or _is_redacted(v) or lk in self._keep:
                 pass
             elif lk in self._custom_query:
                 v = self._hit("profile:query", kind_of(k), v)
@@ -338,7 +339,7 @@ class Redactor:
 
     def _header(self, name: str, value: str) -> str:
         low = name.lower()
-        if not value or PLACEHOLDER_RE.fullmatch(value):
+        if not value or PLACEHOLDER_RE.fullmatch(value) or low in self._keep:
             return value
         if low in self._custom_headers:
             return self._hit("profile:headers", kind_of(low), value)
@@ -406,7 +407,7 @@ class Redactor:
         out = redact_grpc_body(body, headers, ctype, self.value, self.text)  # None: not gRPC
         if out is not None or (b"\x00" in body and not textual):
             return body if out is None else out  # (else binary)
-        charset = _charset(headers)
+        charset = mime_charset(header_get(headers, "content-type")) or "utf-8"
         try:
             text = body.decode(charset)
         except (UnicodeDecodeError, LookupError):
@@ -439,7 +440,7 @@ class Redactor:
         return map_multipart(body, header_get(headers, "content-type") or "", self._part)
 
     def _part(self, name: str, is_file: bool, ctype: str, text: str) -> str:
-        if _is_redacted(text):
+        if _is_redacted(text) or (not is_file and name.lower() in self._keep):
             return text
         if not is_file and name.lower() in self._custom_query:
             return self._hit("profile:query", "secret", text)
@@ -502,6 +503,8 @@ class Redactor:
                 c = classes.get(k)
                 if c is None:
                     c = self._classify(k)
+                if c == _KEEP:
+                    continue
                 if c == _CUSTOM:
                     nv = self._wipe(v, "profile:json", kind_of(k))
                 elif c == _SECRET:
@@ -525,7 +528,9 @@ class Redactor:
 
     def _classify(self, name: str) -> int:
         """What a JSON field name asks for (remembered per Redactor, bounded)."""
-        if name.lower() in self._custom_json_names:
+        if name.lower() in self._keep:
+            c = _KEEP
+        elif name.lower() in self._custom_json_names:
             c = _CUSTOM
         elif "secret-field" in self.enabled and is_secret_name(name):
             c = _SECRET
@@ -540,22 +545,20 @@ class Redactor:
 
     def _json_doc(self, value: Any) -> Any:
         """A schema or an API description: only secrets recognisable by format."""
-        if isinstance(value, dict):
-            out = {k: self._json_doc(v) for k, v in value.items()}
-            return value if all(out[k] is value[k] for k in value) else out
-        if isinstance(value, list):
-            items = [self._json_doc(v) for v in value]
-            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-        if isinstance(value, str):
-            red = self.code(value)
-            return value if red == value else red
-        return value
+
+        def leaf(v: Any) -> Any:
+            red = self.code(v) if isinstance(v, str) else v
+            return v if red == v else red
+
+        return map_leaves(value, leaf)
 
     def _json_field(self, key: str, v: Any, where: tuple[Step, ...]) -> Any:
         for pattern, kind in self._custom_json_paths:
             if path_matches(pattern, where):
                 return self._wipe(v, "profile:json", kind)
         low = key.lower()
+        if low in self._keep:
+            return v
         if low in self._custom_json_names:
             return self._wipe(v, "profile:json", kind_of(key))
         if "secret-field" in self.enabled and is_secret_name(key) and not is_schema_object(v):
@@ -566,21 +569,15 @@ class Redactor:
 
     def _wipe(self, v: Any, rule: str, kind: str) -> Any:
         """Every scalar under a secret name is replaced; booleans and null say nothing."""
-        if isinstance(v, dict):
-            out = {k: self._wipe(x, rule, kind) for k, x in v.items()}
-            return v if all(out[k] is v[k] for k in v) else out
-        if isinstance(v, list):
-            items = [self._wipe(x, rule, kind) for x in v]
-            return v if all(a is b for a, b in zip(items, v, strict=True)) else items
-        if isinstance(v, bool) or v is None:
-            return v
-        if isinstance(v, str):
-            if not v or _is_redacted(v):
-                return v
-            return self._secret(rule, kind, v)
-        if isinstance(v, int | float):
-            return self._hit(rule, kind, json.dumps(v))
-        return v
+
+        def leaf(x: Any) -> Any:
+            if isinstance(x, str):
+                return x if not x or _is_redacted(x) else self._secret(rule, kind, x)
+            if isinstance(x, int | float) and not isinstance(x, bool):
+                return self._hit(rule, kind, json.dumps(x))
+            return x
+
+        return map_leaves(v, leaf)
 
 
 _DEFAULT_REDACTOR: list[Redactor] = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -132,8 +132,17 @@ _KEY_QUALIFIERS = frozenset(
 
 
 def words_of(name: str) -> tuple[str, ...]:
-    """The lower-case words of a name: ``X-Api-Key``, ``apiKey``, ``api_key`` -> api, key."""
-    return tuple(w.lower() for w in _WORD_SPLIT.split(name) if w)
+    """The lower-case words of a name: ``X-Api-Key``, ``apiKey``, ``api_key`` -> api, key.
+    ``passWord`` and ``PassPhrase`` are one word, as ``password`` is (legacy and SOAP
+    APIs write them so, and they went to disk as "pass" and "word")."""
+    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
+    for i in range(len(words) - 1, 0, -1):
+        if words[i - 1] == "pass" and words[i] in _PASS_WORDS:
+            words[i - 1 : i + 1] = ["pass" + words[i]]
+    return tuple(words)
+
+
+_PASS_WORDS = frozenset({"word", "phrase", "code", "wd"})
 
 
 @lru_cache(maxsize=8192)
@@ -296,6 +305,19 @@ def path_matches(pattern: tuple[Step | None, ...], here: tuple[Step, ...]) -> bo
     if len(pattern) != len(here):
         return False
     return all(p is None or p == h for p, h in zip(pattern, here, strict=True))
+
+
+def map_leaves(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``value`` (parsed JSON) with ``leaf`` applied to every scalar in it: the very same
+    object wherever nothing changed, so a caller tells "untouched" by identity and writes
+    the original bytes back."""
+    if isinstance(value, dict):
+        out = {k: map_leaves(v, leaf) for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if isinstance(value, list):
+        items = [map_leaves(v, leaf) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return leaf(value)
 
 
 def kind_of(name: str) -> str:

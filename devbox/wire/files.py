@@ -80,7 +80,7 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     name_rule = "secret-field" in redactor.enabled
 
     def redact_value(name: str, value: str) -> str:
-        if not value or PLACEHOLDER_RE.fullmatch(value):
+        if not value or PLACEHOLDER_RE.fullmatch(value) or redactor.keeps(name):
             return value
         if name == CODE_FIELD:
             return redactor.code(value)

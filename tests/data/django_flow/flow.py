@@ -2,6 +2,8 @@
 
     python flow.py PORT migrate   # create the tables (run against the real server)
     python flow.py PORT flow      # the requests; prints one JSON line of results
+    python flow.py PORT login     # and a login: the password checked, the session's
+                                  # hash of it checked against the user read back
 
 What the ORM does here is what a service does on a login and an order: a user created
 (a password hash with a fresh salt), a database session created (its key checked free,
@@ -47,22 +49,37 @@ settings.configure(
 )
 django.setup()
 
+from django.contrib.auth import HASH_SESSION_KEY, authenticate  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
+from django.utils.crypto import constant_time_compare  # noqa: E402
 from shop.models import Order, Tag  # noqa: E402
 
 
-def flow() -> list[Any]:
+def flow(login: bool) -> list[Any]:
     out: list[Any] = []
     user = User.objects.create_user("ada", "ada@example.com", "correct horse battery")
     out.append(["user", user.username, User.objects.get(username="ada").email])
+    if login:
+        # what django.contrib.auth.login does: the password checked against the stored
+        # hash, an HMAC of that hash kept in the session
+        user = authenticate(username="ada", password="correct horse battery")
+        out.append(["login", user is not None])
+        user = user or User.objects.get(username="ada")
     session = SessionStore()
     session["_auth_user_id"] = str(user.pk)
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     loaded = SessionStore(session_key=session.session_key).load()
     out.append(["session", loaded.get("_auth_user_id") == str(user.pk)])
+    if login:
+        # what django.contrib.auth.get_user does on the next request: the user read back,
+        # the session's hash checked against that user's (a mismatch logs them out)
+        again = User.objects.get(pk=loaded["_auth_user_id"])
+        same = constant_time_compare(loaded[HASH_SESSION_KEY], again.get_session_auth_hash())
+        out.append(["still logged in", same])
     book = Order.objects.create(owner=user, item="book", data={"qty": 1})
     Order.objects.create(owner=user, item="pen", data={"qty": 2})
     got = Order.objects.get(pk=book.pk)
@@ -88,4 +105,4 @@ if __name__ == "__main__":
             editor.create_model(Tag)
             editor.create_model(Order)
     else:
-        print(json.dumps(flow()))
+        print(json.dumps(flow(sys.argv[2] == "login")))
