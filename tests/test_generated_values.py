@@ -29,6 +29,14 @@ def test_what_is_generated_and_what_is_data() -> None:
         assert runs(data) == [], data
 
 
+def test_a_redacted_jwt_is_generated_as_its_claims_and_signature() -> None:
+    """A JWT signed at each login (its iat, exp, jti) is redacted to placeholders of its
+    claims and signature; those bind as a token's do. Its header is the same each time."""
+    claims, sig = b"<redacted:jwt:0123456789ab>", b"<redacted:jwt-sig:ba9876543210>"
+    head = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"  # {"alg":"HS256","typ":"JWT"}
+    assert runs(b"session:" + head + b"." + claims + b"." + sig) == [claims, sig]
+
+
 def test_clock_readings_are_generated_chosen_dates_are_data() -> None:
     for stamp in (
         b"2026-12-07T21:37:06.712974+00:00",  # Python's isoformat()

@@ -18,9 +18,12 @@ Found by running rq, celery and Django's cache sessions through devbox:
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
 import string
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -260,5 +263,34 @@ def test_free_checks_of_keys_mixing_bound_and_fresh_values(tmp_path: Path, loop:
 
     recorded, replayed, mock = recorded_then(loop, tmp_path, flow)
     assert recorded == [True, 0, 1, [0, -2], True]
+    assert replayed == recorded
+    assert mock.misses == []
+
+
+def jwt_session(port: int) -> list[Any]:
+    """A service that signs a fresh JWT at each login (its ``iat``, ``exp`` and ``jti``
+    change) and keeps the session under it: the JWT's payload and signature are redacted
+    to placeholders, which were not generated values, so the write missed."""
+    now = int(time.time())
+    claims = {"sub": "42", "iat": now, "exp": now + 3600, "jti": secrets.token_hex(8)}
+    head, body = (
+        base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+        for part in ({"alg": "HS256", "typ": "JWT"}, claims)
+    )
+    mac = hmac.new(b"service-signing-key", f"{head}.{body}".encode(), hashlib.sha256)
+    token = f"{head}.{body}." + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    out = [
+        outcome(lambda: r.set(f"session:{token}", "user:42", ex=3600)),
+        outcome(lambda: r.get(f"session:{token}")),
+        outcome(lambda: r.ttl(f"session:{token}") > 0),
+    ]
+    r.close()
+    return out
+
+
+def test_a_session_kept_under_a_fresh_jwt_replays(tmp_path: Path, loop: Loop) -> None:
+    recorded, replayed, mock = recorded_then(loop, tmp_path, jwt_session)
+    assert recorded == [True, "user:42", True]
     assert replayed == recorded
     assert mock.misses == []

@@ -11,7 +11,7 @@ Only a *write* may introduce a value (``Bindings.match``): a call that misses, t
 mock's kind counts as a write, and that equals a recorded write but for its generated
 values (a UUID, 24 or more hexadecimal digits mixing letters and digits, an opaque
 random token, a clock reading to a fraction of a second, or the redaction placeholder of
-a token or of a value redacted by its name) binds each of its values to the
+a token, a JWT or a value redacted by its name) binds each of its values to the
 recorded one at the same place, if neither is bound to another yet. The recorded writes
 are taken in their order, each once, so a second lock or insert binds to the second one
 recorded. From then on every call of this run has its bound values replaced by the
@@ -59,10 +59,11 @@ _RUNS = re.compile(
     # row or a message: a date and a time to a fraction of a second. A date alone, or a
     # time to the second, may be a value someone chose (a due date, a birthday): data
     rb"|" + _CLOCK_READING +
-    # the placeholder of an opaque random token (its hash is the token's), or of a value
-    # redacted by its name (a password hash: a fresh salt each run). Not that of an
-    # e-mail or a card: those are data, and another one is another customer
-    rb"|<redacted:(?:token|secret):[0-9a-f]{6,}>"
+    # the placeholder of an opaque random token (its hash is the token's), of a value
+    # redacted by its name (a password hash: a fresh salt each run), or of a JWT's claims
+    # and signature (signed afresh at each login: its iat, exp and jti change). Not that
+    # of an e-mail or a card: those are data, and another one is another customer
+    rb"|<redacted:(?:token|secret|jwt|jwt-sig):[0-9a-f]{6,}>"
     rb")(?![0-9A-Za-z])"
 )
 # Django's cache session keys: the key glued to its prefix

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devbox.errors import NotFoundError, RecordingError
 from devbox.store import recording_files
 from devbox.wire import objects
-from devbox.wire.contract import CODE_FIELD
+from devbox.wire.contract import CODE_FIELD, MockOptions
 
 if TYPE_CHECKING:
     from devbox.core.profile import RedactRules
@@ -63,6 +64,20 @@ def read_stored(directory: Path, kind: str, *, include_partial: bool = False) ->
             )
         out.extend((str(path), line, obj) for line, obj in f.objects)
     return out
+
+
+def redactor_of(options: MockOptions) -> Callable[[str, str], str]:
+    """The redaction a mock applies to live values to look them up again: the profile's
+    (``MockOptions.redact_value``), else the default rules, as ``devbox record`` writes
+    without a profile. A mock given none redacted nothing: a JWT a service signs afresh,
+    redacted in the recording, then never bound to the live one."""
+    return options.redact_value or default_redactor()
+
+
+@lru_cache(maxsize=1)
+def default_redactor() -> Callable[[str, str], str]:
+    """``value_redactor`` of the default rules, made once (a Redactor caches)."""
+    return value_redactor(None)
 
 
 def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devbox.wire import files
 from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
 from devbox.wire.grpc import codec, store
 from devbox.wire.grpc.http2 import Request, ServerConnection
@@ -69,7 +70,7 @@ class GrpcMockConnection:
         self.id = next(_IDS)
         self._h2 = ServerConnection()
         self._factor = timing_factor(options.timing)
-        self._redact = options.redact_value if index.redacted else None
+        self._redact = files.redactor_of(options) if index.redacted else None
         self._steps: dict[int, deque[Step]] = {}  # per answered stream, still to come
         self._talks: dict[int, _Talk] = {}  # streams answered message by message
         self._whole: set[int] = set()  # streams begun unlike any recorded conversation

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devbox.wire import files
 from devbox.wire.contract import Hit as HitOut
 from devbox.wire.contract import Miss as MissOut
 from devbox.wire.contract import MockOptions, Output
 from devbox.wire.postgres import encode
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.cursors import Saved
-from devbox.wire.postgres.redaction import redact_literals, redact_params, redact_value
+from devbox.wire.postgres.redaction import redact_literals, redact_params
 from devbox.wire.postgres.sql import (
     TX_ENDS,
     normalise,
@@ -101,7 +102,7 @@ class Answers:
         self.scope = ""
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
         self.notify: list[tuple[float, bytes]] = []
-        self.redact = options.redact_value or redact_value
+        self.redact = files.redactor_of(options)
 
     def _live_sql(self, sql: str) -> str:
         """``sql`` as the recording would hold it: redacted as the recorder redacts (a

@@ -227,12 +227,7 @@ def redact_value(name: str, value: str) -> str:
     """One value (column or parameter name, value) under the default rules, as ``devbox
     record`` redacts it (``files.value_redactor``): what a mock given no redactor of its
     own (``MockOptions.redact_value``) redacts a live value with before it looks again."""
-    if not _DEFAULT:
-        _DEFAULT.append(files.value_redactor(None))
-    return _DEFAULT[0](name, value)
-
-
-_DEFAULT: list[Callable[[str, str], str]] = []
+    return files.default_redactor()(name, value)
 
 
 def redact_object(

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from devbox.wire import files
 from devbox.wire.contract import (
     Forward,
     Miss,
@@ -81,9 +82,8 @@ class RedisMockConnection:
         # waiting on a command the recorded server never answered: so is everything after
         self.blocked = False
         self._parser = CommandParser()
-        redact = options.redact_value
         # recorded arguments were redacted: live ones must be too, or nothing would match
-        self._redact = redact if index.redacted else None
+        self._redact = files.redactor_of(options) if index.redacted else None
         self._factor = timing_factor(options.timing)
         # no recorded timing to keep and replies on: the hot paths may answer inline
         self._simple = self._factor is None
