@@ -8,6 +8,7 @@ this part sends it, as the server would have.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,6 +298,8 @@ class Answers:
         if cols is not None:
             if formats is None:  # a simple query's: an extended one's comes at Describe
                 out.append(encode.description(cols, asked))
+            if self.index.bindings.taken and res.get("rows"):
+                res = _given_back(res, self.index.bindings.back)
             try:
                 rows = encode.rows(res, cols, asked)
             except ValueError as exc:
@@ -362,3 +365,19 @@ class Answers:
             return False
         self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
         return True
+
+
+def _given_back(res: dict[str, Any], back: Callable[[bytes], bytes]) -> dict[str, Any]:
+    """``res`` with the recorded values bound in this run given back in its rows as the
+    live ones they stand for: an ``INSERT … RETURNING id`` or a read by the new key
+    answers the client's own id, not the recording's (SQLAlchemy matches the rows of a
+    bulk insert to its parameters by such values, and an app hands its ids on)."""
+
+    def one(v: Any) -> Any:
+        if not isinstance(v, str) or len(v) < 20:
+            return v
+        raw = v.encode("utf-8", "surrogatepass")
+        new = back(raw)
+        return v if new is raw else new.decode("utf-8", "surrogatepass")
+
+    return {**res, "rows": [[one(v) for v in row] for row in res["rows"]]}

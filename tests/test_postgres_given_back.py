@@ -1,0 +1,79 @@
+"""Rows give the values this run bound back as the client's own (``answers._given_back``).
+
+The Postgres mock answered a read by a fresh id with the recorded row, the recorded id in
+it. An app handing the id on got the recording's, and SQLAlchemy's ORM, which matches the
+rows an ``INSERT … RETURNING`` sends back to the objects it inserted by their client-made
+keys (its "sentinel"), refused the answer outright. Recorded from a real server, replayed
+to the same clients with fresh ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from pg_support import WireServers, relayed
+from sqlalchemy import DateTime, String, Uuid, create_engine, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from devbox.wire.contract import Miss
+
+SETUP = (
+    "CREATE TABLE items (id uuid PRIMARY KEY, name text NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String)
+    # made by the server: the ORM asks for it back with RETURNING, row by row
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def flow(url: str) -> list[Any]:
+    ids = [uuid.uuid4() for _ in range(3)]
+    with psycopg.connect(url, autocommit=True) as c:
+        returned = c.execute(
+            "INSERT INTO items (id, name) VALUES (%s, %s) RETURNING id", (ids[0], "first")
+        ).fetchone()
+        read = c.execute("SELECT id, name FROM items WHERE id = %s", (ids[0],)).fetchone()
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with Session(engine) as s:
+            made = [Item(name=n) for n in ("a", "b", "c")]
+            s.add_all(made)
+            s.commit()  # one INSERT … RETURNING for the three, matched back by id
+            keys = [m.id for m in made]
+            names = s.scalars(select(Item.name).where(Item.id.in_(keys)).order_by(Item.name))
+            found = list(names)
+    finally:
+        engine.dispose()
+    return [
+        returned == (ids[0],),  # the client's own id, not the recording's
+        read == (ids[0], "first"),
+        found,
+        all(m.created_at is not None for m in made),
+    ]
+
+
+def test_rows_answer_the_clients_own_fresh_ids() -> None:
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = flow(url)
+        stored = ws.stored_once(lambda s: any("ORDER BY items.name" in str(o) for o in s))
+    assert recorded == [True, True, ["a", "b", "c"], True]
+    mock = WireServers()
+    try:
+        port = mock.mock(stored)
+        replayed = flow(f"postgresql://devbox:whatever@127.0.0.1:{port}/app")
+    finally:
+        mock.close()
+    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    assert replayed == recorded
