@@ -147,3 +147,41 @@ def test_anything_binds_or_not_without_error(
         assert shape(shape(v)) == shape(v)
     if bound:  # what it bound translates the live arguments into the recorded ones
         assert [b.translate(v) for v in live] == rec
+
+
+def test_passlib_password_hashes_are_generated() -> None:
+    """passlib's own formats (FastAPI's tutorial hashes with it): a fresh salt each run."""
+    for h in (
+        b"$pbkdf2-sha256$29000$N2YuJYSQUgpBCKGUkjImZA$jMJdNlTeuAeaIw4bQ.vA1Jg8VXAW/GZmLqcG3UGwYJk",
+        b"$bcrypt-sha256$v=2,t=2b,r=12$n79VH.0Q2TMWmt3Oqt9uku$Kq4Noyk3094Y2QlB8NdRT8SvGiI4ft2",
+        b"$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E",
+    ):
+        assert runs(h) == [h], h
+
+
+def test_clock_readings_bind_nothing_so_two_writes_may_share_one() -> None:
+    """Two writes stamped in one millisecond (a fast replay) stood for two recorded in
+    two: one-to-one binding refused the second (a Node service's ``new Date()``)."""
+    first, second = b"2026-12-07T21:37:06.712Z", b"2026-12-07T21:37:06.713Z"
+    now = b"2026-12-08T10:00:00.001Z"
+    b = Bindings()
+    assert b.match([b"INSERT a " + now], [b"INSERT a " + first])
+    assert b.match([b"INSERT b " + now], [b"INSERT b " + second])
+    b = Bindings()  # and the other way round
+    assert b.match([b"INSERT a " + first], [b"INSERT a " + now])
+    assert b.match([b"INSERT b " + second], [b"INSERT b " + now])
+    assert not b.match([b"INSERT b " + now], [b"INSERT c " + now])  # the rest still counts
+
+
+def test_a_standard_base64_token_is_one_value() -> None:
+    """``crypto.randomBytes(n).toString('base64')``: its ``+``, ``/`` and padding cut it
+    into pieces too short to read as tokens, and the write missed."""
+    import base64
+    import random
+
+    rng = random.Random(7)  # fixed: a random id may lack a digit, and then reads as a word
+    for size in (16, 24, 32):
+        live, rec = (b"sess:" + base64.b64encode(rng.randbytes(size)) for _ in range(2))
+        assert b"+" in live + rec or b"/" in live + rec or b"=" in live
+        assert Bindings().match([live], [rec]), (live, rec)
+    assert runs(base64.b64encode(b'{"user": 42, "cart": [1, 2, 3]}')) == []  # data

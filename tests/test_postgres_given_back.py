@@ -9,6 +9,8 @@ to the same clients with fresh ids.
 
 from __future__ import annotations
 
+import json
+import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -19,6 +21,8 @@ from sqlalchemy import DateTime, String, Uuid, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from devbox.wire.contract import Miss
+from devbox.wire.files import value_redactor
+from devbox.wire.registry import get
 
 SETUP = (
     "CREATE TABLE items (id uuid PRIMARY KEY, name text NOT NULL,"
@@ -73,6 +77,39 @@ def test_rows_answer_the_clients_own_fresh_ids() -> None:
     try:
         port = mock.mock(stored)
         replayed = flow(f"postgresql://devbox:whatever@127.0.0.1:{port}/app")
+    finally:
+        mock.close()
+    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    assert replayed == recorded
+
+
+TOKENS = "CREATE TABLE tokens (id serial PRIMARY KEY, token text NOT NULL, user_id int NOT NULL)"
+
+
+def rotate(url: str) -> list[Any]:
+    """A refresh token stored, looked up, rotated: redacted in the recording (its column
+    names a credential), the client read back a placeholder, which it cannot use."""
+    old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("INSERT INTO tokens (token, user_id) VALUES (%s, %s)", (old, 42))
+        row = c.execute("SELECT token, user_id FROM tokens WHERE token = %s", (old,)).fetchone()
+        turned = c.execute(
+            "UPDATE tokens SET token = %s WHERE token = %s RETURNING token", (new, old)
+        ).fetchone()
+    return [row == (old, 42), turned == (new,)]
+
+
+def test_a_stored_secret_is_read_back_as_the_clients_own() -> None:
+    with relayed(TOKENS) as (_pg, ws, url):
+        recorded = rotate(url)
+        stored = ws.stored_once(lambda s: any("RETURNING token" in str(o) for o in s))
+    assert recorded == [True, True]
+    kind, red = get("postgres"), value_redactor(None)
+    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    assert "<redacted:secret:" in json.dumps(written)
+    mock = WireServers()
+    try:
+        replayed = rotate(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
     finally:
         mock.close()
     assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []

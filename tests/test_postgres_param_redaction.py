@@ -17,9 +17,12 @@ from typing import Any
 
 import psycopg
 from pg_support import WireServers, relayed
+from sqlalchemy import String, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from devbox.wire.contract import Miss
 from devbox.wire.files import value_redactor
+from devbox.wire.postgres.redaction import param_columns, redact_params
 from devbox.wire.registry import get
 
 SETUP = "CREATE TABLE users (id serial PRIMARY KEY, email text, password text, api_token text)"
@@ -78,3 +81,87 @@ def test_bound_secrets_are_redacted_by_column_and_still_replay() -> None:
         mock.close()
     assert replayed == recorded
     assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String)
+    password: Mapped[str] = mapped_column(String)
+    api_token: Mapped[str | None] = mapped_column(String, nullable=True)
+
+
+def bulk(url: str) -> list[Any]:
+    """SQLAlchemy 2's ORM inserts several rows in one statement, its values read from
+    ``FROM (VALUES ($1, $2, 0), ($3, $4, 1))``: no column list beside them."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with Session(engine) as s:
+            s.add_all([User(email=f"u{i}@example.com", password=PASSWORD + str(i)) for i in (1, 2)])
+            s.commit()
+            return list(s.scalars(select(User.email).order_by(User.email)))
+    finally:
+        engine.dispose()
+
+
+def test_a_bulk_insert_names_its_parameters_by_column() -> None:
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = bulk(url)
+        stored = ws.stored_once(lambda s: any("ORDER BY users.email" in str(o) for o in s))
+    assert recorded == ["u1@example.com", "u2@example.com"]
+    assert any("FROM (VALUES" in str(o.get("sql")) for o in stored)  # the shape named here
+    kind, red = get("postgres"), value_redactor(None)
+    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    assert PASSWORD not in json.dumps(written)
+    mock = WireServers()
+    try:
+        replayed = bulk(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
+    finally:
+        mock.close()
+    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    # the e-mails come back as the recording holds them: redacted
+    assert len(replayed) == 2 and all(e.startswith("<redacted:email:") for e in replayed)
+
+
+def test_a_recording_made_before_parameters_were_named_still_replays() -> None:
+    """Written when parameters were redacted by number only (``$2``): the mock looks
+    again by number after by column, so a recording made then still matches."""
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = both(url)
+        stored = ws.stored_once(lambda s: sum("count(*)" in str(o) for o in s) >= 1)
+    kind, red = get("postgres"), value_redactor(None)
+    by_number = []
+    for o in stored:
+        if o.get("type") == "query":
+            written = kind.redact(o, red)
+            if o.get("params"):
+                written["params"] = redact_params("", o["params"], red, by_column=False)
+            o = written
+        by_number.append(o)
+    assert "<redacted:secret:" not in json.dumps(by_number)  # as it was: $2 is no name
+    mock = WireServers()
+    try:
+        replayed = both(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(by_number)}/app")
+    finally:
+        mock.close()
+    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    assert replayed == recorded
+
+
+def test_what_names_a_parameter() -> None:
+    assert param_columns("SELECT * FROM t WHERE token = $1 ORDER BY id LIMIT $2 OFFSET $3") == {
+        1: "token"
+    }
+    assert param_columns("SELECT 1 FROM t WHERE password::text = $1") == {1: "password"}
+    assert param_columns("SELECT 1 FROM t WHERE id = $1 OR password = $1") == {1: "password"}
+    assert param_columns(
+        "INSERT INTO t (a, password) SELECT * FROM UNNEST(($1)::varchar[], ($2)::varchar[])"
+    ) == {1: "a", 2: "password"}  # Django's bulk_create
+    assert param_columns(
+        "WITH x AS (INSERT INTO t (a, password) VALUES ($1, $2) RETURNING id)"
+        " SELECT * FROM x WHERE id = $3"
+    ) == {1: "a", 2: "password", 3: "id"}

@@ -20,7 +20,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
+import random
 import secrets
 import string
 import time
@@ -32,6 +34,7 @@ import redis
 from loop_support import Loop
 from redis_helpers import Mock, Recording, outcome, redis_server
 
+from devbox.core.profile_model import RedactRules
 from devbox.wire.contract import Hit
 from devbox.wire.files import value_redactor
 from devbox.wire.redis import KIND
@@ -284,6 +287,10 @@ def jwt_session(port: int) -> list[Any]:
         outcome(lambda: r.set(f"session:{token}", "user:42", ex=3600)),
         outcome(lambda: r.get(f"session:{token}")),
         outcome(lambda: r.ttl(f"session:{token}") > 0),
+        # stored under a fixed key and read back: the client's own token, not the
+        # placeholder the recording holds (nothing can verify that)
+        outcome(lambda: r.set("user_token:42", token, ex=900)),
+        outcome(lambda: r.get("user_token:42") == token),
     ]
     r.close()
     return out
@@ -291,6 +298,121 @@ def jwt_session(port: int) -> list[Any]:
 
 def test_a_session_kept_under_a_fresh_jwt_replays(tmp_path: Path, loop: Loop) -> None:
     recorded, replayed, mock = recorded_then(loop, tmp_path, jwt_session)
-    assert recorded == [True, "user:42", True]
+    assert recorded == [True, "user:42", True, True, True]
+    assert replayed == recorded
+    assert mock.misses == []
+
+
+_SEEDS = itertools.count(11)
+
+
+def session_id() -> str:
+    """``token_urlsafe(24)``'s shape, new on each call but the same on every test run: one
+    random id in a few hundred has no digit and reads as words run together, so a test
+    of truly random ones would fail now and then."""
+    return base64.urlsafe_b64encode(random.Random(next(_SEEDS)).randbytes(24)).decode()
+
+
+def express_session(port: int) -> list[Any]:
+    """connect-redis's shape: a session id of random letters and digits under a prefix
+    (``sess:<id>``). The id is a bearer credential: it reached the recording whole."""
+    sid = session_id()
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    out = [
+        outcome(lambda: r.set(f"sess:{sid}", json.dumps({"user": 42}), ex=600)),
+        outcome(lambda: json.loads(str(r.get(f"sess:{sid}")))),
+    ]
+    r.close()
+    return out
+
+
+def test_a_session_id_under_a_prefix_is_redacted_and_replays(tmp_path: Path, loop: Loop) -> None:
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        sid = session_id()
+        r = redis.Redis(port=rec.port, socket_timeout=10)
+        r.set(f"sess:{sid}", "x")
+        r.close()
+        rec.close()
+    written = json.dumps([KIND.redact(o, value_redactor(None)) for o in rec.stored])
+    assert sid not in written and "sess:<redacted:token:" in written
+    recorded, replayed, mock = recorded_then(loop, tmp_path / "again", express_session)
+    assert recorded == [True, {"user": 42}]
+    assert replayed == recorded
+    assert mock.misses == []
+
+
+def test_the_servers_password_is_redacted_whatever_the_profile_keeps() -> None:
+    """``[redact] keep = ["password"]`` keeps a test user's hash; Redis's AUTH password
+    is the server's credential, never so named."""
+    red = value_redactor(RedactRules(keep=("password", "value", "arg")))
+    for args in (
+        [b"AUTH", b"redis-prod-pw-9f3k"],
+        [b"HELLO", b"3", b"AUTH", b"default", b"redis-prod-pw-9f3k"],
+        [b"CONFIG", b"SET", b"requirepass", b"redis-prod-pw-9f3k"],
+    ):
+        obj = KIND.redact(
+            {"command": args[0].decode(), "args": [a.decode() for a in args[1:]]}, red
+        )
+        assert "redis-prod-pw-9f3k" not in json.dumps(obj), obj
+    # and a value is named by nothing a profile could keep: its e-mail is redacted
+    obj = KIND.redact({"command": "SET", "args": ["k", "ada@example.com"]}, red)
+    assert "ada@example.com" not in json.dumps(obj)
+
+
+def user_hash(port: int) -> list[Any]:
+    """A user kept in a hash: fields named like credentials name their values."""
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    out = [
+        outcome(lambda: r.hset("user:1", mapping={"email": "ada@example.com", **HASHED})),
+        outcome(lambda: sorted(r.hgetall("user:1"))),
+        outcome(lambda: r.hmget("user:1", ["api_key", "name"])[1]),
+    ]
+    r.close()
+    return out
+
+
+HASHED: dict[str | bytes | bytearray | memoryview[int] | int | float, str] = {
+    "password_hash": "scrypt:32768:8:1$kU3mQ9zLp2Vb$9f8e7d6c5b4a",
+    "api_key": "ak_9f8e7d6c5b4a3",
+}
+
+
+def test_a_hashs_fields_name_its_values(tmp_path: Path, loop: Loop) -> None:
+    with redis_server(tmp_path / "redis") as server:
+        rec = Recording(loop, server.port).start()
+        recorded = user_hash(rec.port)
+        rec.close()
+    assert recorded == [3, ["api_key", "email", "password_hash"], None]
+    written = json.dumps([KIND.redact(o, value_redactor(None)) for o in rec.stored])
+    for secret in (*HASHED.values(), "ada@example.com"):
+        assert secret not in written, secret
+
+
+def notify(port: int) -> list[Any]:
+    """A subscriber hears what a publisher sends after it subscribed: a fresh id in it."""
+    r = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    sub = r.pubsub()
+    sub.subscribe("notify")
+    assert sub.get_message(timeout=5) is not None  # the subscription's confirmation
+    time.sleep(0.05)
+    msg_id = str(uuid.uuid4())
+    publisher = redis.Redis(port=port, socket_timeout=10, decode_responses=True)
+    out = [outcome(lambda: publisher.publish("notify", json.dumps({"msgId": msg_id})))]
+    heard = sub.get_message(timeout=5)
+    out.append(heard is not None and json.loads(heard["data"])["msgId"] == msg_id)
+    sub.close()
+    publisher.close()
+    r.close()
+    return out
+
+
+def test_a_message_published_after_the_subscription_carries_the_fresh_id(
+    tmp_path: Path, loop: Loop
+) -> None:
+    """The message was made when the subscription was answered, before the publish bound
+    its id: the subscriber heard the recorded id."""
+    recorded, replayed, mock = recorded_then(loop, tmp_path, notify)
+    assert recorded == [1, True]
     assert replayed == recorded
     assert mock.misses == []

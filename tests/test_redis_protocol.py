@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devbox.wire.contract import Hit, Miss, MockOptions, RemoteProtocolError, Reply
+from devbox.wire.contract import Hit, Miss, MockOptions, RemoteProtocolError, Reply, Wake
 from devbox.wire.redis import KIND
 from devbox.wire.redis.resp import (
     CommandParser,
@@ -253,10 +253,14 @@ def test_miss_names_the_nearest_and_blocking_and_pushes_keep_recorded_timing() -
     outs = _send(conn, [b"BLPOP", b"q", b"1"])
     assert [o.delay_s for o in outs if isinstance(o, Reply)] == [1.0]
     outs = _send(conn, [b"SUBSCRIBE", b"news"])
-    replies = [o for o in outs if isinstance(o, Reply)]
-    assert [round(o.delay_s, 3) for o in replies] == [0.0, 0.1, 0.2]
-    assert replies[2].data.endswith(b"$1\r\nb\r\n")
-    assert replies[1].data.startswith(b"*3\r\n")  # RESP2 client: pushes arrive as arrays
+    assert [round(o.delay_s, 3) for o in outs if isinstance(o, Reply)] == [0.0]
+    # each message is made when it is due, at its recorded time from the subscription
+    wakes = [o for o in outs if isinstance(o, Wake)]
+    assert [round(o.delay_s, 3) for o in wakes] == [0.1, 0.3]
+    replies = [r for w in wakes for r in conn.wake(w.token) if isinstance(r, Reply)]
+    assert replies[1].data.endswith(b"$1\r\nb\r\n")
+    assert replies[0].data.startswith(b"*3\r\n")  # RESP2 client: pushes arrive as arrays
+    assert conn.wake(wakes[0].token) == []  # each once
     assert _bytes(_send(conn, [b"PING"])) == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
 
 

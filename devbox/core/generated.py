@@ -52,9 +52,11 @@ _RUNS = re.compile(
     # was signed in base 62, an HMAC
     rb"|(?:eyJ|e30|\.eJ)[A-Za-z0-9_\-]*:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
     # a password hash with its fresh salt: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``,
-    # ``argon2$…``, ``bcrypt_sha256$…``) and crypt's (``$2b$12$…``, ``$argon2id$…``)
+    # ``argon2$…``, ``bcrypt_sha256$…``), crypt's (``$2b$12$…``, ``$argon2id$…``) and
+    # passlib's (``$pbkdf2-sha256$…``, ``$bcrypt-sha256$v=2,…``, ``$scrypt$…``)
     rb"|(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
-    rb"|\$(?:2[aby]|argon2id|argon2i|5|6)\$[!-&(-~]{20,}"
+    rb"|\$(?:2[aby]|argon2id|argon2i|5|6|pbkdf2(?:-sha(?:1|256|512))?|bcrypt-sha256|scrypt)"
+    rb"\$[!-&(-~]{20,}"
     # a clock reading (``datetime.now()``, ``new Date().toISOString()``) written into a
     # row or a message: a date and a time to a fraction of a second. A date alone, or a
     # time to the second, may be a value someone chose (a due date, a birthday): data
@@ -90,6 +92,14 @@ def _spans(value: bytes) -> list[tuple[int, int]]:
     found += [(a, b) for a, b, holds in encoded if holds and not _within((a, b), found)]
     if b"sessions.cache" in value:
         found += [m.span() for m in _GLUED.finditer(value)]
+    if value.isascii() and (b"+" in value or b"/" in value or b"=" in value):
+        # standard base64 of random bytes (``randomBytes(24).toString('base64')``, a
+        # session id): one token, not the pieces between its ``+`` and ``/``
+        found += [
+            m.span()
+            for m in _STD_B64.finditer(value)
+            if not _within(m.span(), found) and looks_random(m.group(0).decode("ascii"))
+        ]
     taken = sorted([*found, *((a, b) for a, b, _ in encoded)])
     starts = [a for a, _ in taken]
     reach = list(itertools.accumulate((b for _, b in taken), max))  # furthest end so far
@@ -108,6 +118,11 @@ def _within(span: tuple[int, int], spans: Sequence[tuple[int, ...]]) -> bool:
     return any(x <= a and b <= y for x, y, *_ in spans)
 
 
+# a run of standard base64 with a ``+`` or a ``/`` in it, or padded
+_STD_B64 = re.compile(
+    rb"(?<![A-Za-z0-9+/=_\-])(?:(?=[A-Za-z0-9]*[+/])[A-Za-z0-9+/]{20,512}={0,2}"
+    rb"|[A-Za-z0-9]{20,512}={1,2})(?![A-Za-z0-9+/=_\-])"
+)
 # a run of base64 (either alphabet), whole
 _B64_RUN = re.compile(rb"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/_\-=])")
 _UNREADABLE = bytes(c for c in range(256) if not (32 <= c < 127 or c in (9, 10, 13)))
@@ -246,18 +261,35 @@ def _differing(live: Sequence[bytes], recorded: Sequence[bytes]) -> list[tuple[b
 class Bindings:
     """Live generated values -> the recorded ones they stand for, in one run."""
 
-    __slots__ = ("live", "taken", "words")
+    __slots__ = ("live", "raw", "taken", "words")
 
     def __init__(self) -> None:
         # keyed and valued by ``_value`` (a uuid by its 32 hex digits, whatever spelling)
         self.live: dict[bytes, bytes] = {}
         self.taken: dict[bytes, bytes] = {}  # recorded -> live
         self.words: dict[bytes, bytes] = {}  # a uuid's value -> its spelling when bound
+        # a live value's placeholder -> the value (``learn``); kept across resets: the
+        # same value always has the same placeholder
+        self.raw: dict[bytes, bytes] = {}
 
     def reset(self) -> None:
         self.live.clear()
         self.taken.clear()
         self.words.clear()
+
+    @property
+    def gives_back(self) -> bool:
+        """Whether ``back`` may change anything."""
+        return bool(self.taken or self.raw)
+
+    def learn(self, raw: bytes, redacted: bytes) -> None:
+        """A live value (``raw``) and what the mock made of it to look it up
+        (``redacted``): each placeholder in it stands for the part of ``raw`` it replaced.
+        A reply that holds the placeholder gives the client its own value back (a token
+        it stored, read back), not the placeholder, which no client can use."""
+        if len(self.raw) >= _LEARNED:
+            self.raw.clear()
+        self.raw.update(_unredacted(raw, redacted))
 
     def translate(self, value: bytes) -> bytes:
         """``value`` with each bound value replaced by its recorded one."""
@@ -265,8 +297,12 @@ class Bindings:
 
     def back(self, value: bytes) -> bytes:
         """``value`` (a recorded reply's) with each recorded value bound in this run given
-        back as its live one: a lock's token read back is the client's own."""
-        return _replaced(value, self.taken, self.words)
+        back as its live one: a lock's token read back is the client's own; and each
+        placeholder of a live value in it as that value (``learn``)."""
+        out = _replaced(value, self.taken, self.words)
+        if self.raw and b"<redacted:" in out:
+            out = _PLACEHOLDER.sub(lambda m: self.raw.get(m.group(0), m.group(0)), out)
+        return out
 
     def as_of_now(self, live: Sequence[bytes], recorded: Sequence[bytes]) -> bool:
         """Whether a read (``live``, bound values translated) equals ``recorded`` but for
@@ -293,15 +329,22 @@ class Bindings:
             return False
         found: dict[bytes, bytes] = {}
         spellings: list[tuple[bytes, bytes]] = []
+        clocks = False  # clock readings differ
         for a, b in zip(live, recorded, strict=True):
             pairs = _pairs(a, b)
             if pairs is None:
                 return False
             for lv, rv in pairs:
+                if _CLOCK.fullmatch(lv) and _CLOCK.fullmatch(rv):
+                    # a reading stands for any other and binds nothing: two writes in one
+                    # millisecond share one (a fast replay), two recorded ones did not,
+                    # or the other way round, and one-to-one binding refused the second
+                    clocks = clocks or lv != rv
+                    continue
                 if found.setdefault(_value(lv), _value(rv)) != _value(rv):
                     return False
             spellings += pairs
-        if all(lv == rv for lv, rv in found.items()):
+        if not clocks and all(lv == rv for lv, rv in found.items()):
             return False  # nothing to bind: equal, an exact match's business
         for lv, rv in found.items():
             if self.live.get(lv, rv) != rv:
@@ -318,6 +361,28 @@ class Bindings:
         for word in (w for pair in spellings for w in pair if _is_uuid(w)):
             self.words.setdefault(_value(word), word)  # a uuid's spelling when bound
         return True
+
+
+_LEARNED = 65536
+_PLACEHOLDER = re.compile(rb"<redacted:[a-z0-9-]{1,40}:[0-9a-f]{6,}>")
+
+
+def _unredacted(raw: bytes, redacted: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(placeholder, the part of ``raw`` it replaced) for each placeholder of ``redacted``,
+    where the text around them fixes that part; none where it does not (two placeholders
+    side by side)."""
+    parts = _PLACEHOLDER.split(redacted)
+    found = _PLACEHOLDER.findall(redacted)
+    if not found or not raw.startswith(parts[0]) or not raw.endswith(parts[-1]):
+        return
+    pos, stop = len(parts[0]), len(raw) - len(parts[-1])
+    for i, placeholder in enumerate(found):
+        after = parts[i + 1]
+        end = stop if i == len(found) - 1 else raw.find(after, pos) if after else -1
+        if end < pos or end > stop:
+            return
+        yield placeholder, raw[pos:end]
+        pos = end + len(after)
 
 
 class Written:

@@ -46,11 +46,13 @@ from devbox.core.redact_names import (
     is_schema_document,
     is_schema_object,
     is_secret_name,
+    is_weak_name,
     kind_of,
     map_leaves,
     parse_path,
     path_matches,
     reserialize,
+    secret_named,
 )
 from devbox.core.redact_rules import (
     DEFAULT_KEY,
@@ -98,7 +100,7 @@ _CLEAN_HEADERS_MAX = 4096
 _CLEAN_TEXT_MAX = 4096
 _CLEAN_TEXT_LEN = 512
 _CLEAN_BODY = 8 * 1024  # bodies repeat (a polled answer): one left alone is left alone again
-_PLAIN, _CUSTOM, _SECRET, _PROVIDER, _KEEP = range(5)  # what a JSON field name asks for
+_PLAIN, _CUSTOM, _SECRET, _PROVIDER, _KEEP, _WEAK = range(6)  # what a JSON name asks for
 _JSON_TYPES = ("json", "+json")
 _FORM = "application/x-www-form-urlencoded"
 _MULTIPART = "multipart/form-data"
@@ -248,9 +250,9 @@ class Redactor:
             return value
         if low and (low in self._custom_json_names or low in self._custom_query):
             return self._hit("profile:json", kind_of(name), value)
-        if low and "secret-field" in self.enabled and is_secret_name(name):
+        if low and "secret-field" in self.enabled and secret_named(name, value):
             return self._secret("secret-field", "secret", value)
-        return self._data_value(value, name)
+        return self.data_value(value, name)
 
     # ------------------------------------------------------------ internals
 
@@ -264,7 +266,7 @@ class Redactor:
         """A whole value that is a secret by its name, shaped when it has a known format."""
         return shaped(value, self._hit, rule, kind)
 
-    def _data_value(self, value: str, name: str = "") -> str:
+    def data_value(self, value: str, name: str = "") -> str:
         """A whole data value (header, query, form field, JSON string) under a neutral name
         (or under a provider's: ``algolia_app_key``, see ``secret_keywords``)."""
         if name and self._keywords:
@@ -307,10 +309,10 @@ class Redactor:
                 pass
             elif lk in self._custom_query:
                 v = self._hit("profile:query", kind_of(k), v)
-            elif rule in self.enabled and is_secret_name(k):
+            elif rule in self.enabled and secret_named(k, v):
                 v = self._secret(rule, "secret", v)
             else:
-                v = self._data_value(v, k)
+                v = self.data_value(v, k)
             out.append((k, v))
         result = tuple(out)
         return pairs if result == pairs else result
@@ -362,7 +364,7 @@ class Redactor:
             return value if _is_redacted(value) else self._secret("token-header", "token", value)
         if header_is_not_credential(low):
             return self.text(value)  # a nonce or a key that is no credential: formats only
-        return self._data_value(value, name)
+        return self.data_value(value, name)
 
     def _cookie_pair(self, pair: str) -> str:
         name, sep, val = pair.partition("=")
@@ -444,13 +446,13 @@ class Redactor:
             return text
         if not is_file and name.lower() in self._custom_query:
             return self._hit("profile:query", "secret", text)
-        if not is_file and "secret-query" in self.enabled and is_secret_name(name):
+        if not is_file and "secret-query" in self.enabled and secret_named(name, text):
             return self._secret("secret-query", "secret", text)
         if "\x00" in text:
             return text
         if is_file:
             return self.code(text) if any(c in ctype for c in _CODE) else self.text(text)
-        return self._data_value(text, name)
+        return self.data_value(text, name)
 
     def _json_body(self, body: bytes) -> bytes | None:
         try:
@@ -487,7 +489,7 @@ class Redactor:
                 return items
             return value
         if isinstance(value, str):
-            red = self._data_value(value)
+            red = self.data_value(value)
             return value if red == value else red
         return value
 
@@ -507,12 +509,12 @@ class Redactor:
                     continue
                 if c == _CUSTOM:
                     nv = self._wipe(v, "profile:json", kind_of(k))
-                elif c == _SECRET:
+                elif c == _SECRET or (c == _WEAK and secret_named(k, v)):
                     nv = v if is_schema_object(v) else self._wipe(v, "secret-field", "secret")
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
                 elif c == _PROVIDER and isinstance(v, str) and len(v) >= KEYWORD_MIN_VALUE:
-                    nv = self._data_value(v, k)
+                    nv = self.data_value(v, k)
                 else:
                     continue
                 if nv is not v:
@@ -533,7 +535,7 @@ class Redactor:
         elif name.lower() in self._custom_json_names:
             c = _CUSTOM
         elif "secret-field" in self.enabled and is_secret_name(name):
-            c = _SECRET
+            c = _WEAK if is_weak_name(name) else _SECRET
         elif self._keywords and rules_for_name(name):
             c = _PROVIDER
         else:
@@ -561,10 +563,10 @@ class Redactor:
             return v
         if low in self._custom_json_names:
             return self._wipe(v, "profile:json", kind_of(key))
-        if "secret-field" in self.enabled and is_secret_name(key) and not is_schema_object(v):
+        if "secret-field" in self.enabled and secret_named(key, v) and not is_schema_object(v):
             return self._wipe(v, "secret-field", "secret")
         if isinstance(v, str) and v and self._keywords and not _is_redacted(v):
-            return self._data_value(v, key)
+            return self.data_value(v, key)
         return self._json(v, where)
 
     def _wipe(self, v: Any, rule: str, kind: str) -> Any:

@@ -161,6 +161,32 @@ def is_secret_name(name: str) -> bool:
     return False
 
 
+# names that hold a credential only sometimes: ``?key=AIza…``, but also a map entry's or a
+# settings row's name (``{"Key": "env", "Value": "prod"}``, ``SELECT key, value``)
+_WEAK_NAMES = frozenset({"key"})
+_WORDS_ONLY = re.compile(r"[A-Za-z]+(?:[._:/\-][A-Za-z]+)*")
+_A_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def secret_named(name: str, value: object) -> bool:
+    """Whether ``value`` is a credential by ``name`` (``is_secret_name``); under a name that
+    holds one only sometimes (``key``), only a value that could be one: a string of 8 or
+    more characters, no whitespace, not words (``feature.new-checkout``), not a uuid. An
+    AWS tag's ``Key``, a key/value table's ``key`` column were redacted whole, the data
+    damaged."""
+    if not is_secret_name(name):
+        return False
+    if name.lower() not in _WEAK_NAMES:
+        return True
+    if not isinstance(value, str) or len(value) < 8 or any(c.isspace() for c in value):
+        return False
+    return not (_WORDS_ONLY.fullmatch(value) or _A_UUID.fullmatch(value))
+
+
+def is_weak_name(name: str) -> bool:
+    return name.lower() in _WEAK_NAMES
+
+
 # ---------------------------------------------------------------- headers
 
 # Headers named like credentials whose value is not one: CORS flags and header lists, the

@@ -17,6 +17,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections import Counter
@@ -491,7 +492,32 @@ def looks_random(value: str) -> bool:
         return False
     if "." in value and _dotted_name(value):
         return False
-    return shannon_entropy(value) >= (3.5 if len(value) < 32 else 4.0)
+    if shannon_entropy(value) < (3.5 if len(value) < 32 else 4.0):
+        return False
+    return not _encodes_data(value)
+
+
+# what serialized data starts with: pickle (protocols 2 to 5), zlib, gzip
+_DATA_MAGIC = tuple(
+    bytes.fromhex(h) for h in ("8002", "8003", "8004", "8005", "789c", "7801", "78da", "1f8b")
+)
+
+
+def _encodes_data(value: str) -> bool:
+    """Base64 of serialized data or of text, not random bytes: a Django session pickled
+    (``gAWV…``), a compressed payload, a JSON document. A cache holds such values; taken
+    for tokens, they were replaced, and the app read a placeholder back."""
+    body = value.rstrip("=")
+    if len(body) % 4 == 1 or not body.isascii():
+        return False
+    try:
+        raw = base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
+    except ValueError:
+        return False
+    if raw.startswith(_DATA_MAGIC):
+        return True
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in raw)
+    return printable >= 0.9 * len(raw)
 
 
 def _words(value: str) -> bool:

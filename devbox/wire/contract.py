@@ -182,6 +182,10 @@ class RecorderConnection(Protocol):
 # JavaScript. The text rules read ``token = redis.call('get', ...)`` as a secret's
 # assignment and cut redis-py's lock script in two
 CODE_FIELD = "\x00code"
+# the field name for a protocol's own credential (Redis ``AUTH``'s password): always
+# redacted whole, whatever the profile keeps or turns off (``[redact] keep = ["password"]``
+# keeps a test user's hash in a column, never the server's password)
+CREDENTIAL_FIELD = "\x00credential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +200,18 @@ class MockOptions:
     # whose recordings hold redaction placeholders applies it to live requests before
     # matching, so a redacted recording still matches
     redact_value: Callable[[str, str], str] | None = None
+
+
+def timing_factor(timing: str) -> float | None:
+    """``MockOptions.timing`` as a factor on recorded delays: None for none."""
+    if timing == "recorded":
+        return 1.0
+    if timing.endswith("x"):
+        try:
+            return float(timing[:-1])
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass(frozen=True, slots=True)

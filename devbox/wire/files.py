@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from devbox.errors import NotFoundError, RecordingError
 from devbox.store import recording_files
 from devbox.wire import objects
-from devbox.wire.contract import CODE_FIELD, MockOptions
+from devbox.wire.contract import CODE_FIELD, CREDENTIAL_FIELD, MockOptions
 
 if TYPE_CHECKING:
     from devbox.core.profile import RedactRules
@@ -82,8 +82,10 @@ def default_redactor() -> Callable[[str, str], str]:
 
 def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     """``redact_value(field_name, value) -> value`` for the kinds' ``redact`` (credentials by
-    field name, then the text rules: tokens, e-mails, cards, the profile's patterns)."""
-    from devbox.core.redact import PLACEHOLDER_RE, Redactor, is_secret_name
+    field name, then the value rules: tokens, e-mails, cards, the profile's patterns, a
+    whole value that is a random token)."""
+    from devbox.core.redact import PLACEHOLDER_RE, Redactor
+    from devbox.core.redact_names import secret_named
 
     redactor = Redactor(rules)
     native = getattr(redactor, "redact_value", None)
@@ -95,13 +97,19 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     name_rule = "secret-field" in redactor.enabled
 
     def redact_value(name: str, value: str) -> str:
-        if not value or PLACEHOLDER_RE.fullmatch(value) or redactor.keeps(name):
+        if not value or PLACEHOLDER_RE.fullmatch(value):
+            return value
+        if name == CREDENTIAL_FIELD:
+            return redactor.placeholder("secret", value)
+        if redactor.keeps(name):
             return value
         if name == CODE_FIELD:
             return redactor.code(value)
-        if name_rule and is_secret_name(name):
+        if name_rule and secret_named(name, value):
             return redactor.placeholder("secret", value)
-        return redactor.text(value)
+        # the text rules, and a whole value that is an opaque random token (a session id
+        # in a parameter or a Redis argument went to disk: only HTTP values were so read)
+        return redactor.data_value(value, name)
 
     return redact_value
 

@@ -30,10 +30,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devbox.wire import files
-from devbox.wire.contract import Miss, MockOptions, Output, RemoteProtocolError, Reply, Wake
+from devbox.wire.contract import (
+    Miss,
+    MockOptions,
+    Output,
+    RemoteProtocolError,
+    Reply,
+    Wake,
+    timing_factor,
+)
 from devbox.wire.grpc import codec, store
 from devbox.wire.grpc.http2 import Request, ServerConnection
-from devbox.wire.redis.mock import timing_factor
 
 _IDS = itertools.count(1)
 # (seconds after the step before it, what to send then)

@@ -109,7 +109,18 @@ class Answers:
         """``sql`` as the recording would hold it: redacted as the recorder redacts (a
         secret a client wrote into the text has its placeholder there), when the
         recording's texts hold placeholders at all."""
-        return redact_literals(sql, self.redact) if self.index.sql_placeholders else sql
+        if not self.index.sql_placeholders:
+            return sql
+        red = redact_literals(sql, self.redact)
+        if red != sql:  # rows that hold its placeholders give the client its values back
+            self.index.bindings.learn(sql.encode(*_UTF8), red.encode(*_UTF8))
+        return red
+
+    def _learn(self, live: list[dict[str, Any]], redacted: list[dict[str, Any]]) -> None:
+        for p, r in zip(live, redacted, strict=True):
+            v, w = p.get("value"), r.get("value")
+            if isinstance(v, str) and isinstance(w, str) and v != w:
+                self.index.bindings.learn(v.encode(*_UTF8), w.encode(*_UTF8))
 
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
         if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
@@ -135,14 +146,27 @@ class Answers:
         key: Key = (norm, key_params)
         index = self.index
         obj = index.take(key)
+        keys = [key]
         if obj is None and index.has_placeholders and portal is not None and portal.values:
-            redacted = redact_params(sql, portal.params, self.redact)
-            key = (norm, param_key(redacted))
-            obj = index.take(key)
+            # as the recorder redacts them: by column, and by number as recordings made
+            # before parameters were named by their column hold them
+            for named in (True, False):
+                redacted = redact_params(sql, portal.params, self.redact, by_column=named)
+                self._learn(portal.params, redacted)
+                key = (norm, param_key(redacted))
+                if key not in keys:
+                    keys.append(key)
+                    obj = index.take(key)
+                    if obj is not None:
+                        break
         # generated values set aside (``devbox.core.generated``), unless a miss goes to
         # the real server: that is its own answer
         aside = obj is None and self.options.on_miss == "fail"
-        shaped = aside and (obj := index.take_bound(key)) is not None
+        shaped = False
+        for key in (keys[1:] or keys) if aside else ():  # the redacted ones, if any
+            if (obj := index.take_bound(key)) is not None:
+                shaped = True
+                break
         if obj is not None:
             # one Hit per recorded answer, made once (it only names what matched); one
             # found only with generated values set aside says so
@@ -298,7 +322,7 @@ class Answers:
         if cols is not None:
             if formats is None:  # a simple query's: an extended one's comes at Describe
                 out.append(encode.description(cols, asked))
-            if self.index.bindings.taken and res.get("rows"):
+            if self.index.bindings.gives_back and res.get("rows"):
                 res = _given_back(res, self.index.bindings.back)
             try:
                 rows = encode.rows(res, cols, asked)
@@ -365,6 +389,9 @@ class Answers:
             return False
         self.status = "T" if stays_open(sql, nth) else "I"  # ROLLBACK TO SAVEPOINT: T
         return True
+
+
+_UTF8 = ("utf-8", "surrogatepass")
 
 
 def _given_back(res: dict[str, Any], back: Callable[[bytes], bytes]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from devbox.core.redact import is_secret_name
 from devbox.wire import files
 from devbox.wire.postgres.sql import scan
 
@@ -57,7 +58,6 @@ def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=4096)
 def param_columns(sql: str) -> dict[int, str]:
     """The column each parameter (``$n``) of ``sql`` is for, where the statement says, as
     for a constant: ``INSERT INTO u (email, password) VALUES ($1, $2)`` gives ``{1:
@@ -65,6 +65,13 @@ def param_columns(sql: str) -> dict[int, str]:
     only, which no rule knows for a credential, and reached the recording whole."""
     if "$" not in sql:
         return {}
+    # a statement repeats for every execution; a long one (a bulk insert's) is lexed
+    # each time rather than kept
+    return _param_columns(sql) if len(sql) <= 2048 else _param_columns.__wrapped__(sql)
+
+
+@lru_cache(maxsize=1024)
+def _param_columns(sql: str) -> dict[int, str]:
     try:
         named = _named(sql)
     except Exception:  # pglast's own ParseError, or any failure: the parameters by number
@@ -73,17 +80,25 @@ def param_columns(sql: str) -> dict[int, str]:
     for start, end, column in named:
         number = sql[start + 1 : end]
         if sql[start] == "$" and number.isdigit() and column:
-            out.setdefault(int(number), column)
+            # one parameter used twice (``id = $1 OR token = $1``): a secret name wins
+            n = int(number)
+            if n not in out or is_secret_name(column):
+                out[n] = column
     return out
 
 
 def redact_params(
-    sql: str, params: list[dict[str, Any]], redact: Callable[[str, str], str]
+    sql: str,
+    params: list[dict[str, Any]],
+    redact: Callable[[str, str], str],
+    *,
+    by_column: bool = True,
 ) -> list[dict[str, Any]]:
     """``params`` of ``sql`` with each text value redacted under its column's name, else
     its number (``$1``): as the recorder writes them, and as the mock redacts a live
-    statement's to look again."""
-    columns = param_columns(sql)
+    statement's to look again (``by_column=False``: by number only, as recordings made
+    before this naming hold them)."""
+    columns = param_columns(sql) if by_column else {}
     return [
         {**p, "value": redact(columns.get(i, f"${i}"), p["value"])}
         if isinstance(p.get("value"), str)
@@ -144,8 +159,9 @@ class _Names:
             or (name == "ASCII_44" and depth == subject[1])
         ):
             self.subject = None
-        word = name == "IDENT" or (text[:1].isalpha() and name not in _COMPARING)
-        self.last = text if word else ""
+        if name != "TYPECAST" and self.prev != "TYPECAST":  # ``name::type``: still the name
+            word = name == "IDENT" or (text[:1].isalpha() and name not in _COMPARING)
+            self.last = text if word else ""
         self.prev = name
 
 
@@ -154,14 +170,19 @@ _COMPARING = frozenset(
     {"ASCII_61", "NOT_EQUALS", "ASCII_60", "ASCII_62", "LESS_EQUALS", "GREATER_EQUALS"}
     | {"IN_P", "LIKE", "ILIKE", "SIMILAR", "Op"}
 )
-_ENDS_COMPARISON = frozenset({"AND", "OR", "WHERE", "SET", "FROM", "ON", "ASCII_59", "WHEN"})
+_ENDS_COMPARISON = frozenset(
+    {"AND", "OR", "WHERE", "SET", "FROM", "ON", "ASCII_59", "WHEN", "LIMIT", "OFFSET"}
+    | {"ORDER", "GROUP_P", "HAVING", "RETURNING", "FETCH"}
+)
 
 
 class _Rows:
     """Which column of an ``INSERT (columns) VALUES (…), (…)`` (or ``SELECT …``) the
-    constant being read is for, followed token by token."""
+    constant being read is for, followed token by token. An ``INSERT … SELECT`` that reads
+    its rows from ``FROM (VALUES (…), (…))`` (SQLAlchemy 2's bulk insert) or ``FROM
+    UNNEST(…, …)`` (Django's ``bulk_create``) has them by position there too."""
 
-    __slots__ = ("base", "columns", "depth", "flat", "listing", "pos", "values")
+    __slots__ = ("base", "columns", "depth", "flat", "listing", "pos", "source", "unnest", "values")
 
     def __init__(self) -> None:
         self.depth = 0  # parentheses and brackets
@@ -171,6 +192,8 @@ class _Rows:
         self.values: int | None = None  # the INSERT's depth, inside its VALUES
         self.flat = False  # an INSERT … SELECT: one row, not in parentheses
         self.pos = 0  # which value of a row
+        self.source = False  # in the FROM of an INSERT … SELECT, its columns kept
+        self.unnest = False  # that FROM's UNNEST, before its arguments
 
     def column(self) -> str | None:
         if self.values is None or not self.columns:
@@ -186,24 +209,43 @@ class _Rows:
     def feed(self, name: str, text: str) -> None:
         if name == "INSERT":
             self.base, self.columns, self.listing, self.values = self.depth, [], False, None
+            self.source = self.unnest = False
         elif name in ("ASCII_40", "ASCII_91"):  # ( [
-            self.depth += 1
-            if self.base is not None and self.depth == self.base + 1 and not self.columns:
-                self.listing = name == "ASCII_40"
-            elif self.values is not None and not self.flat and self.depth == self.values + 1:
-                self.pos = 0
+            self._open(name)
         elif name in ("ASCII_41", "ASCII_93"):  # ) ]
-            self.depth -= 1
-            self.listing = self.listing and self.depth > (self.base or 0)
+            self._close()
         elif self.listing:
             if name != "ASCII_44":
                 self.columns.append(_ident(text))
         elif name in ("VALUES", "SELECT") and self.base is not None and self.depth == self.base:
             self.values, self.base, self.flat, self.pos = self.base, None, name == "SELECT", 0
+        elif self.source and self.values is None and name == "VALUES":
+            self.values, self.flat, self.pos = self.depth, False, 0
+        elif self.source and self.values is None and text.lower() == "unnest":
+            self.unnest = True
         elif self.values is not None and self.depth == self.values and name in _AFTER_VALUES:
-            self.values, self.columns = None, []
+            # the FROM of an INSERT … SELECT may hold its rows: the columns are kept for it
+            self.source = name == "FROM" and self.flat and bool(self.columns)
+            self.values = None
+            if not self.source:
+                self.columns = []
         elif name == "ASCII_44" and self.values is not None and self.depth == self._row():
             self.pos += 1
+
+    def _open(self, name: str) -> None:
+        self.depth += 1
+        if self.base is not None and self.depth == self.base + 1 and not self.columns:
+            self.listing = name == "ASCII_40"
+        elif self.unnest:  # UNNEST(a[], b[]): one flat row of its arguments
+            self.values, self.flat, self.pos, self.unnest = self.depth, True, 0, False
+        elif self.values is not None and not self.flat and self.depth == self.values + 1:
+            self.pos = 0
+
+    def _close(self) -> None:
+        self.depth -= 1
+        self.listing = self.listing and self.depth > (self.base or 0)
+        if self.values is not None and self.depth < self.values:
+            self.values, self.columns, self.source = None, [], False  # its rows ended
 
 
 def _ident(text: str) -> str:
@@ -258,10 +300,27 @@ def redact_object(
                 ]
             if "data" in res:
                 res["data"] = [redact("", d) if isinstance(d, str) else d for d in res["data"]]
+            if isinstance(res.get("error"), dict):
+                res["error"] = _said(res["error"], redact)
             results.append(res)
         out["results"] = results
+    if isinstance(out.get("notices"), list):
+        out["notices"] = [_said(n, redact) if isinstance(n, dict) else n for n in out["notices"]]
     if "startup" in out:
         out["startup"] = {k: redact(k, v) for k, v in out["startup"].items()}
     if isinstance(out.get("payload"), str):
-        out["payload"] = redact("payload", out["payload"])
+        out["payload"] = redact("", out["payload"])
     return out
+
+
+# the fields of an error or a notice that quote values: a unique violation's DETAIL holds
+# the key (``Key (email)=(ada@example.com)``), a NOT NULL one's the whole row
+_QUOTING = frozenset({"message", "detail", "hint", "where", "internal_query"})
+
+
+def _said(fields: dict[str, Any], redact: Callable[[str, str], str]) -> dict[str, Any]:
+    """An error's or a notice's fields with the text of those that quote values redacted
+    by the value rules."""
+    return {
+        k: redact("", v) if k in _QUOTING and isinstance(v, str) else v for k, v in fields.items()
+    }

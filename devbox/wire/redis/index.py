@@ -270,22 +270,24 @@ class RedisIndex:
 
     def _own(self, entry: Entry) -> Entry:
         """``entry`` with the recorded values bound in this run given back as the live
-        ones they stand for, in its reply and its pushes: a client reads back its own
-        lock token, a worker pops the job id its client pushed, a subscriber hears on
-        the channel it named. The same entry when none is in it."""
-        if not self.bindings.taken:
+        ones they stand for, in its reply: a client reads back its own lock token, a
+        worker pops the job id its client pushed, a subscriber hears on the channel it
+        named. (Its pushes are given back as each is sent: ``given_back``.) The same
+        entry when none is in it."""
+        if not self.bindings.gives_back:
             return entry
-        back = self.bindings.back
-        reply = _given_back(entry.reply, back)
-        pushes = [(s, _given_back(v, back)) for s, v in entry.pushes]
-        if reply is entry.reply and all(
-            a[1] is b[1] for a, b in zip(pushes, entry.pushes, strict=True)
-        ):
+        reply = _given_back(entry.reply, self.bindings.back)
+        if reply is entry.reply:
             return entry
         twin = Entry(entry.id, "", reply, entry.latency_s)
         twin.hit, twin.delay_s, twin.hangs = entry.hit, entry.delay_s, entry.hangs
-        twin.subscribed, twin.pushes = entry.subscribed, pushes
+        twin.subscribed, twin.pushes = entry.subscribed, entry.pushes
         return twin
+
+    def given_back(self, value: Value) -> Value:
+        """A pushed message as it is sent, with the values bound so far given back: a
+        message published after the subscription carries the publisher's own ids."""
+        return _given_back(value, self.bindings.back) if self.bindings.gives_back else value
 
     def _bound(self, key: Key) -> Key | None:
         """The recorded key ``key`` stands for once its generated values are bound."""

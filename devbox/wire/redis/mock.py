@@ -31,6 +31,8 @@ from devbox.wire.contract import (
     Output,
     RemoteProtocolError,
     Reply,
+    Wake,
+    timing_factor,
 )
 from devbox.wire.redis.index import Entry, Key, RedisIndex, describe, exec_key, match_key
 from devbox.wire.redis.reply_mode import SUBSCRIBED_RESP2, ReplyMode
@@ -51,17 +53,6 @@ _REDACT_MEMO = 8192
 _REQUEST_MEMO = 8192  # distinct one-command reads remembered per mock
 _REQUEST_MEMO_BYTES = 512  # longer reads are parsed every time
 _TX_CONTROL = frozenset({b"EXEC", b"DISCARD", b"MULTI", b"WATCH", b"QUIT", b"RESET"})
-
-
-def timing_factor(timing: str) -> float | None:
-    if timing == "recorded":
-        return 1.0
-    if timing.endswith("x"):
-        try:
-            return float(timing[:-1])
-        except ValueError:
-            return None
-    return None
 
 
 class RedisMockConnection:
@@ -85,6 +76,8 @@ class RedisMockConnection:
         # recorded arguments were redacted: live ones must be too, or nothing would match
         self._redact = files.redactor_of(options) if index.redacted else None
         self._factor = timing_factor(options.timing)
+        self._push_ids = itertools.count(1)
+        self._due: dict[int, Value] = {}  # pushed messages to send when woken
         # no recorded timing to keep and replies on: the hot paths may answer inline
         self._simple = self._factor is None
         self._mode = ReplyMode()
@@ -192,7 +185,10 @@ class RedisMockConnection:
         return []
 
     def wake(self, token: int) -> list[Output]:
-        return []  # one request after another: delays are the loop's, in order
+        message = self._due.pop(token, None)
+        if message is None:
+            return []
+        return [Reply(serialize(self.index.given_back(message), self.proto))]
 
     def upstream_data(self, data: bytes) -> list[Output]:
         if self._up_parser is None:
@@ -322,6 +318,9 @@ class RedisMockConnection:
             if len(memo) >= _REDACT_MEMO:
                 memo.clear()
             done = memo[whole] = redact_args(args, self._redact)
+            for raw, red in zip(args, done, strict=True):
+                if raw is not red and raw != red:
+                    self.index.bindings.learn(raw, red)  # its replies give it back
         return list(done)
 
     def _lookup(
@@ -357,9 +356,15 @@ class RedisMockConnection:
             self._pushes(entry, out, buf)
 
     def _pushes(self, entry: Entry, out: list[Output], buf: list[bytes]) -> None:
+        """Each message is made when it is due (``wake``), not when the subscription is
+        answered: one published in between (``PUBLISH`` with a fresh id) binds first."""
         self._flush(out, buf)
+        at = 0.0
         for delay, message in entry.pushes:
-            out.append(Reply(serialize(message, self.proto), delay_s=delay))
+            at += delay
+            token = next(self._push_ids)
+            self._due[token] = message
+            out.append(Wake(at, token))
 
     def _miss(
         self,
@@ -369,6 +374,13 @@ class RedisMockConnection:
         buf: list[bytes],
         queued: list[list[bytes]] | None,
     ) -> None:
+        if self._redact is not None and queued is None and len(args) > 1:
+            raw = match_key(self.db, args)
+            if raw != key and (entry := self.index.take(raw)) is not None:
+                # as recorded before a rule redacted what it holds (a random token read
+                # whole since): the command as it came is the recording's
+                self._serve(entry, out, buf)
+                return
         request = describe(key)
         if self._forward:
             self._flush(out, buf)

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from devbox.wire.contract import CODE_FIELD
+from devbox.wire.contract import CODE_FIELD, CREDENTIAL_FIELD
 from devbox.wire.redis.resp import Value
 
 _TAGS = (
@@ -252,10 +253,12 @@ def _script_position(args: list[bytes]) -> int:
 
 
 def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> list[bytes]:
-    """Credentials always, a script by the code rules, other text arguments through the
-    text rules (e-mails, tokens)."""
+    """Credentials always, a script by the code rules, a hash's value by its field's name
+    (``HSET user:1 password_hash …``), other text arguments through the value rules
+    (e-mails, tokens)."""
     secret = _secret_positions(args)
     script = _script_position(args)
+    fields = _field_names(args)
     out = [args[0]]
     for i, a in enumerate(args[1:], start=1):
         try:
@@ -263,13 +266,54 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
         except UnicodeDecodeError:
             out.append(a)
             continue
-        name = "password" if i in secret else CODE_FIELD if i == script else "arg"
-        red = redact_value(name, text)
+        # an argument has no name of its own: the value rules only ("", never one a
+        # profile's ``keep`` could name)
+        name = CREDENTIAL_FIELD if i in secret else CODE_FIELD if i == script else ""
+        red = _redacted(name or fields.get(i, ""), text, redact_value)
         out.append(red.encode("utf-8") if red != text else a)
     return out
 
 
-def redact_reply(value: Value, redact_value: Callable[[str, str], str]) -> Value:
+def _field_names(args: list[bytes]) -> dict[int, str]:
+    """The field each value of a hash write is under, by position (``HSET``, ``HMSET``,
+    ``HSETNX``): a field named like a credential names it (an API key, a password hash
+    kept in a user's hash went to disk whole)."""
+    if args[0].upper() not in (b"HSET", b"HMSET", b"HSETNX") or len(args) < 4:
+        return {}
+    return {i + 1: args[i].decode("utf-8", "replace") for i in range(2, len(args) - 1, 2)}
+
+
+def reply_names(args: list[bytes]) -> list[str] | None:
+    """The field names a hash read's reply holds values of, by position: ``HGET``'s one,
+    ``HMGET``'s, and ``HGETALL``'s (``["", …]``: fields and values alternate, RESP2);
+    None for any other command. A RESP3 map names its values by its keys anyway."""
+    name = args[0].upper() if args else b""
+    if name == b"HGET" and len(args) == 3:
+        return [args[2].decode("utf-8", "replace")]
+    if name == b"HMGET":
+        return [a.decode("utf-8", "replace") for a in args[2:]]
+    return [""] if name == b"HGETALL" else None
+
+
+# a key of parts (``sess:<id>``, ``user:42:cart``): no space, quote or brace
+_KEY_LIKE = re.compile(r"[\w.\-/+=@]+(?::[\w.\-/+=@]*)+")
+
+
+def _redacted(name: str, text: str, redact_value: Callable[[str, str], str]) -> str:
+    """``text`` redacted as a value, and a key's parts each as a whole value: a session
+    id under its prefix (``sess:<id>``, as express-session and connect-redis write it) is
+    a bearer credential that the value rules, which look at the whole, let through."""
+    red = redact_value(name, text)
+    if red != text or name or not _KEY_LIKE.fullmatch(text):
+        return red
+    return ":".join(redact_value("", p) if len(p) >= 20 else p for p in text.split(":"))
+
+
+def redact_reply(
+    value: Value, redact_value: Callable[[str, str], str], names: list[str] | None = None
+) -> Value:
+    """``value`` with its strings redacted; ``names``: the field names of a hash read's
+    values (``reply_names``)."""
     tag, v = value
     if tag in ("bulk", "simple", "verbatim"):
         data = v[1] if tag == "verbatim" else v
@@ -277,15 +321,20 @@ def redact_reply(value: Value, redact_value: Callable[[str, str], str]) -> Value
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return value
-        red = redact_value("value", text)
+        red = _redacted(names[0] if names else "", text, redact_value)
         if red == text:
             return value
         new = red.encode("utf-8")
         return (tag, (v[0], new)) if tag == "verbatim" else (tag, new)
     if tag in ("array", "set", "push"):
-        return tag, [redact_reply(i, redact_value) for i in v]
+        named: list[list[str] | None] = [None] * len(v)
+        if names == [""] and tag == "array":  # HGETALL in RESP2: field, value, field...
+            named = [[_text(v[i - 1])] if i % 2 else None for i in range(len(v))]
+        elif names and len(names) == len(v):
+            named = [[n] for n in names]
+        return tag, [redact_reply(x, redact_value, named[i]) for i, x in enumerate(v)]
     if tag == "map":
-        return tag, [(k, redact_reply(i, redact_value)) for k, i in v]
+        return tag, [(k, redact_reply(i, redact_value, [_text(k)])) for k, i in v]
     if tag == "attribute":
         return tag, (v[0], redact_reply(v[1], redact_value))
     return value
@@ -305,15 +354,23 @@ def redact_object(
                 [text_or_b64(a) for a in redact_args([_b(x) for x in cmd], redact_value)]
                 for cmd in stored["transaction"]
             ]
+    names = reply_names(command_args(stored)) if "command" in stored else None
     for key in ("reply", "push"):
         if isinstance(stored.get(key), dict):
-            out[key] = reply_to_json(redact_reply(reply_from_json(stored[key], key), redact_value))
+            value = reply_from_json(stored[key], key)
+            out[key] = reply_to_json(redact_reply(value, redact_value, names))
     if isinstance(stored.get("replies"), list):
         out["replies"] = [
             reply_to_json(redact_reply(reply_from_json(r, "replies"), redact_value))
             for r in stored["replies"]
         ]
     return out
+
+
+def _text(value: Value) -> str:
+    """A reply's string as a field name ("" for anything else)."""
+    tag, v = value
+    return v.decode("utf-8", "replace") if tag in ("bulk", "simple") else ""
 
 
 def _b(x: Any) -> bytes:

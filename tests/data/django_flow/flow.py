@@ -4,6 +4,8 @@
     python flow.py PORT flow      # the requests; prints one JSON line of results
     python flow.py PORT login     # and a login: the password checked, the session's
                                   # hash of it checked against the user read back
+    python flow.py PORT existing  # a login of a user the database held before (made
+                                  # by migrate): its hash is not this run's
 
 What the ORM does here is what a service does on a login and an order: a user created
 (a password hash with a fresh salt), a database session created (its key checked free,
@@ -98,11 +100,29 @@ def flow(login: bool) -> list[Any]:
     return out
 
 
+def existing() -> list[Any]:
+    user = authenticate(username="grace", password="correct horse battery")
+    out: list[Any] = [["login", user is not None]]
+    if user is not None:
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        loaded = SessionStore(session_key=session.session_key).load()
+        again = User.objects.get(pk=loaded["_auth_user_id"])
+        same = constant_time_compare(loaded[HASH_SESSION_KEY], again.get_session_auth_hash())
+        out.append(["still logged in", same])
+    return out
+
+
 if __name__ == "__main__":
     if sys.argv[2] == "migrate":
         call_command("migrate", verbosity=0)  # auth, contenttypes, sessions
         with connection.schema_editor() as editor:  # the shop has no migrations
             editor.create_model(Tag)
             editor.create_model(Order)
+        User.objects.create_user("grace", "grace@example.com", "correct horse battery")
+    elif sys.argv[2] == "existing":
+        print(json.dumps(existing()))
     else:
         print(json.dumps(flow(sys.argv[2] == "login")))
