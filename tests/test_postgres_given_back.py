@@ -114,3 +114,26 @@ def test_a_stored_secret_is_read_back_as_the_clients_own() -> None:
         mock.close()
     assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
     assert replayed == recorded
+
+
+def test_a_miss_names_the_value_that_cannot_bind() -> None:
+    """A write that misses for its item names the item, not the fresh id beside it,
+    which would have bound (the first differing parameter was named)."""
+
+    def insert(url: str, name: str) -> str:
+        with psycopg.connect(url, autocommit=True) as c:
+            try:
+                c.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (uuid.uuid4(), name))
+            except psycopg.Error as exc:
+                return str(exc)
+            return "inserted"
+
+    with relayed(SETUP) as (_pg, ws, url):
+        assert insert(url, "mug") == "inserted"
+        stored = ws.stored_once(lambda s: any("INSERT INTO items" in str(o) for o in s))
+    mock = WireServers()
+    try:
+        said = insert(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(stored)}/app", "cup")
+    finally:
+        mock.close()
+    assert "$2 = 'cup' here, recorded 'mug'" in said, said

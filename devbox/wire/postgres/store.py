@@ -451,8 +451,13 @@ class Index:
             rec = param_key(best.get("params") or [])
             if len(rec) != len(params):
                 why = f"recorded with {len(rec)} parameters, asked with {len(params)}"
+            elif rec == params:  # every recorded answer of it was taken: a write binds once
+                why = "its recorded answers were taken (generated values bind a write once)"
             else:
-                i = next(i for i, (a, b) in enumerate(zip(rec, params, strict=True)) if a != b)
+                diffs = [i for i, (a, b) in enumerate(zip(rec, params, strict=True)) if a != b]
+                # one that differs only in generated values (a fresh uuid) could bind: the
+                # one that cannot is the reason (a Unix time, another hash format)
+                i = next((i for i in diffs if not _could_bind(params[i], rec[i])), diffs[0])
                 why = f"${i + 1} = {_show(params[i])} here, recorded {_show(rec[i])}"
             return f"same query recorded with other parameter values: {why}", best["sql"]
         bare, database = unscoped(norm)
@@ -469,6 +474,11 @@ class Index:
         if close:
             return "query text never recorded", self.originals[close[0]]
         return "query text never recorded (no similar query either)", None
+
+
+def _could_bind(live: str, recorded: str) -> bool:
+    utf8 = ("utf-8", "surrogatepass")
+    return generated.shape(live.encode(*utf8)) == generated.shape(recorded.encode(*utf8))
 
 
 def _show(v: str) -> str:
