@@ -137,3 +137,28 @@ def test_a_miss_names_the_value_that_cannot_bind() -> None:
     finally:
         mock.close()
     assert "$2 = 'cup' here, recorded 'mug'" in said, said
+
+
+def test_a_secret_quoted_into_the_text_comes_back_unquoted() -> None:
+    """psycopg's ``ClientCursor`` writes a token with a quote in it as ``'Zx9''kQ…'``: the
+    value given back is the token, not its quoted spelling in the text."""
+    token = "Zx9'kQ2mLp7Vb4Rt8Wy1N3cXa"
+
+    def flow(url: str) -> list[Any]:
+        with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor) as c:
+            c.execute("INSERT INTO tokens (token, user_id) VALUES (%s, %s)", (token, 7))
+            found = c.execute("SELECT token FROM tokens WHERE user_id = %s", (7,)).fetchone()
+        return [found == (token,)]
+
+    with relayed(TOKENS) as (_pg, ws, url):
+        recorded = flow(url)
+        stored = ws.stored_once(lambda s: any("SELECT token" in str(o) for o in s))
+    kind, red = get("postgres"), value_redactor(None)
+    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    assert "Zx9" not in json.dumps(written)
+    mock = WireServers()
+    try:
+        replayed = flow(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
+    finally:
+        mock.close()
+    assert replayed == recorded == [True]

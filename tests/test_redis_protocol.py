@@ -261,6 +261,11 @@ def test_miss_names_the_nearest_and_blocking_and_pushes_keep_recorded_timing() -
     assert replies[1].data.endswith(b"$1\r\nb\r\n")
     assert replies[0].data.startswith(b"*3\r\n")  # RESP2 client: pushes arrive as arrays
     assert conn.wake(wakes[0].token) == []  # each once
+    # a RESET leaves the subscription: none of its messages comes after
+    again = conn.__class__(conn.index, conn.options)
+    wakes = [o for o in _send(again, [b"SUBSCRIBE", b"news"]) if isinstance(o, Wake)]
+    assert wakes and _bytes(_send(again, [b"RESET"])) == b"+RESET\r\n"
+    assert [r for w in wakes for r in again.wake(w.token)] == []
     assert _bytes(_send(conn, [b"PING"])) == b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
 
 

@@ -268,14 +268,15 @@ class Bindings:
         self.live: dict[bytes, bytes] = {}
         self.taken: dict[bytes, bytes] = {}  # recorded -> live
         self.words: dict[bytes, bytes] = {}  # a uuid's value -> its spelling when bound
-        # a live value's placeholder -> the value (``learn``); kept across resets: the
-        # same value always has the same placeholder
-        self.raw: dict[bytes, bytes] = {}
+        self.raw: dict[bytes, bytes] = {}  # a live value's placeholder -> the value (learn)
 
     def reset(self) -> None:
+        """A new run: nothing bound, nothing learnt (a run that never sent a token gets
+        no value of an earlier run's back)."""
         self.live.clear()
         self.taken.clear()
         self.words.clear()
+        self.raw.clear()
 
     @property
     def gives_back(self) -> bool:

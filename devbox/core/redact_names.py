@@ -183,6 +183,17 @@ def secret_named(name: str, value: object) -> bool:
     return not (_WORDS_ONLY.fullmatch(value) or _A_UUID.fullmatch(value))
 
 
+# a session's id is a bearer credential, whatever its name's last word says
+_SESSION_WORDS = frozenset(
+    {"sess", "session", "sessions", "sid", "sessid", "sessionid", "phpsessid", "jsessionid"}
+)
+
+
+def session_named(name: str) -> bool:
+    """Whether ``name`` (a column, a Redis key's prefix) says it holds a session's id."""
+    return not _SESSION_WORDS.isdisjoint(words_of(name))
+
+
 def is_weak_name(name: str) -> bool:
     return name.lower() in _WEAK_NAMES
 

@@ -504,9 +504,10 @@ _DATA_MAGIC = tuple(
 
 
 def _encodes_data(value: str) -> bool:
-    """Base64 of serialized data or of text, not random bytes: a Django session pickled
-    (``gAWV…``), a compressed payload, a JSON document. A cache holds such values; taken
-    for tokens, they were replaced, and the app read a placeholder back."""
+    """Base64 of serialized data, not random bytes: a Django session pickled (``gAWV…``), a
+    compressed payload, a JSON or XML document. A cache holds such values; taken for
+    tokens, they were replaced, and the app read a placeholder back. Base64 of other text
+    stays a token: it may be a credential (``user:password``, a token encoded again)."""
     body = value.rstrip("=")
     if len(body) % 4 == 1 or not body.isascii():
         return False
@@ -516,6 +517,8 @@ def _encodes_data(value: str) -> bool:
         return False
     if raw.startswith(_DATA_MAGIC):
         return True
+    if raw.lstrip()[:1] not in (b"{", b"[", b"<"):
+        return False
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in raw)
     return printable >= 0.9 * len(raw)
 

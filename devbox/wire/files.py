@@ -82,10 +82,11 @@ def default_redactor() -> Callable[[str, str], str]:
 
 def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     """``redact_value(field_name, value) -> value`` for the kinds' ``redact`` (credentials by
-    field name, then the value rules: tokens, e-mails, cards, the profile's patterns, a
-    whole value that is a random token)."""
+    field name, then the text rules: tokens, e-mails, cards, the profile's patterns; a
+    random token under a session's name)."""
     from devbox.core.redact import PLACEHOLDER_RE, Redactor
-    from devbox.core.redact_names import secret_named
+    from devbox.core.redact_names import secret_named, session_named
+    from devbox.core.secret_formats import looks_random
 
     redactor = Redactor(rules)
     native = getattr(redactor, "redact_value", None)
@@ -107,9 +108,13 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
             return redactor.code(value)
         if name_rule and secret_named(name, value):
             return redactor.placeholder("secret", value)
-        # the text rules, and a whole value that is an opaque random token (a session id
-        # in a parameter or a Redis argument went to disk: only HTTP values were so read)
-        return redactor.data_value(value, name)
+        red = redactor.text(value)
+        if red == value and session_named(name) and looks_random(value):
+            # a session id under a neutral name (``sid``, a ``sess:<id>`` key's part) went
+            # to disk whole; any random value is not taken so here: a wire value is
+            # stored data far more often than an HTTP one (ids, flags, payloads)
+            return redactor.placeholder("token", value)
+        return red
 
     return redact_value
 

@@ -111,16 +111,16 @@ class Answers:
         recording's texts hold placeholders at all."""
         if not self.index.sql_placeholders:
             return sql
-        red = redact_literals(sql, self.redact)
-        if red != sql:  # rows that hold its placeholders give the client its values back
-            self.index.bindings.learn(sql.encode(*_UTF8), red.encode(*_UTF8))
-        return red
+        return redact_literals(sql, self._learning)
 
-    def _learn(self, live: list[dict[str, Any]], redacted: list[dict[str, Any]]) -> None:
-        for p, r in zip(live, redacted, strict=True):
-            v, w = p.get("value"), r.get("value")
-            if isinstance(v, str) and isinstance(w, str) and v != w:
-                self.index.bindings.learn(v.encode(*_UTF8), w.encode(*_UTF8))
+    def _learning(self, name: str, value: str) -> str:
+        """``redact`` of one live value (a parameter, a constant in the text, unquoted),
+        remembering what its placeholders stand for: rows that hold them give the client
+        its own value back (``Bindings.learn``)."""
+        red = self.redact(name, value)
+        if red != value:
+            self.index.bindings.learn(value.encode(*_UTF8), red.encode(*_UTF8))
+        return red
 
     def _aborted(self, norm: str, out: list[bytes]) -> bool:
         if self.status != "E" or unscoped(norm)[0].split(" ", 1)[0] in TX_ENDS:
@@ -151,8 +151,7 @@ class Answers:
             # as the recorder redacts them: by column, and by number as recordings made
             # before parameters were named by their column hold them
             for named in (True, False):
-                redacted = redact_params(sql, portal.params, self.redact, by_column=named)
-                self._learn(portal.params, redacted)
+                redacted = redact_params(sql, portal.params, self._learning, by_column=named)
                 key = (norm, param_key(redacted))
                 if key not in keys:
                     keys.append(key)

@@ -336,6 +336,9 @@ class RedisIndex:
 
     def reset(self) -> None:
         self.bindings.reset()
+        # commands are redacted (and so learnt from: ``Bindings.learn``) afresh each run
+        self.redacted_memo.clear()
+        self.requests.clear()
         self.calls.clear()
         self.handshake.reset()  # connections are numbered again, as while recording
 

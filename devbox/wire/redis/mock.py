@@ -352,6 +352,8 @@ class RedisMockConnection:
             self._emit(entry.wire(self.proto), out, buf)
         if entry.subscribed >= 0:
             self.subscribed = entry.subscribed
+            if not self.subscribed:
+                self._due.clear()  # unsubscribed from all: no message comes after
         if entry.pushes:
             self._pushes(entry, out, buf)
 
@@ -549,6 +551,7 @@ class RedisMockConnection:
 
     def _reset(self, args: list[bytes]) -> bytes:
         self.proto, self.db, self.name, self.multi, self.subscribed = 2, 0, None, None, 0
+        self._due.clear()  # no message of a subscription it left comes after
         return b"+RESET\r\n"
 
     def _watch(self, args: list[bytes]) -> bytes:

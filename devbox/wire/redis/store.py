@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -278,9 +279,14 @@ def _field_names(args: list[bytes]) -> dict[int, str]:
     """The field each value of a hash write is under, by position (``HSET``, ``HMSET``,
     ``HSETNX``): a field named like a credential names it (an API key, a password hash
     kept in a user's hash went to disk whole)."""
-    if args[0].upper() not in (b"HSET", b"HMSET", b"HSETNX") or len(args) < 4:
+    name = args[0].upper()
+    start = 2
+    if name == b"HSETEX":  # HSETEX key [options] FIELDS n field value ...
+        ups = [a.upper() for a in args]
+        start = ups.index(b"FIELDS") + 2 if b"FIELDS" in ups else len(args)
+    elif name not in (b"HSET", b"HMSET", b"HSETNX"):
         return {}
-    return {i + 1: args[i].decode("utf-8", "replace") for i in range(2, len(args) - 1, 2)}
+    return {i + 1: args[i].decode("utf-8", "replace") for i in range(start, len(args) - 1, 2)}
 
 
 def reply_names(args: list[bytes]) -> list[str] | None:
@@ -300,13 +306,17 @@ _KEY_LIKE = re.compile(r"[\w.\-/+=@]+(?::[\w.\-/+=@]*)+")
 
 
 def _redacted(name: str, text: str, redact_value: Callable[[str, str], str]) -> str:
-    """``text`` redacted as a value, and a key's parts each as a whole value: a session
-    id under its prefix (``sess:<id>``, as express-session and connect-redis write it) is
-    a bearer credential that the value rules, which look at the whole, let through."""
+    """``text`` redacted as a value, and a key's parts after its first part each named by
+    the part before: a session id under its prefix (``sess:<id>``, connect-redis's;
+    ``PHPREDIS_SESSION:<id>``) is a bearer credential the value rules let through."""
     red = redact_value(name, text)
     if red != text or name or not _KEY_LIKE.fullmatch(text):
         return red
-    return ":".join(redact_value("", p) if len(p) >= 20 else p for p in text.split(":"))
+    parts = text.split(":")
+    return ":".join(
+        [parts[0]]
+        + [redact_value(b, p) if len(p) >= 20 else p for b, p in itertools.pairwise(parts)]
+    )
 
 
 def redact_reply(

@@ -1,0 +1,72 @@
+"""What the wire kinds' value redaction takes for a secret and what it leaves as data.
+
+From running Node, async Python, PHP-style clients through devbox and two adversarial
+reviews: session ids under neutral names went to disk; taking every random-looking wire
+value for a token then damaged stored data (a payment intent's id, a nanoid, a flag's
+name, a pickled session); base64 of credentials must stay a token.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+import zlib
+
+from devbox.core.profile_model import RedactRules
+from devbox.core.redact import Redactor
+from devbox.core.secret_formats import looks_random
+from devbox.wire.files import value_redactor
+from devbox.wire.redis.store import redact_args
+
+RED = value_redactor(None)
+SID = "3sUgTMr67mQHyyi3nCYUBvaS16lj7raF"  # uid-safe's shape: connect-pg-simple's sid
+
+
+def test_a_session_id_is_a_token_under_a_sessions_name_and_data_elsewhere() -> None:
+    for name in ("sid", "session_id", "sess", "PHPSESSID"):
+        assert RED(name, SID).startswith("<redacted:token:"), name
+    for name in ("$1", "", "payment_intent", "flag"):
+        assert RED(name, SID) == SID, name  # stored data: an id, a flag, a payload
+    for value in ("pi_3MtwBwLkdIwHu7ix28a3tqPa", "newCheckoutFlowV2Enabled2024"):
+        assert RED("", value) == value
+
+
+def test_a_redis_keys_parts_are_named_by_the_part_before() -> None:
+    def key(k: str) -> str:
+        return redact_args([b"GET", k.encode()], RED)[1].decode()
+
+    assert key(f"sess:{SID}").startswith("sess:<redacted:token:")  # connect-redis
+    assert key(f"PHPREDIS_SESSION:{SID}").startswith("PHPREDIS_SESSION:<redacted:token:")
+    for k in (f"user:{SID}", "user:V1StGXR8_Z5jdHi6B-myT", "rq:job:0b7e5f0c-8d9a-4c1e-9b2f"):
+        assert key(k) == k  # an entity's id is no credential
+
+
+def test_a_hash_value_is_named_by_its_field() -> None:
+    for args in (
+        [b"HSET", b"u:1", b"password", b"hunter2 horse", b"name", b"ada"],
+        [b"HSETEX", b"u:1", b"EX", b"60", b"FIELDS", b"1", b"password", b"hunter2 horse"],
+    ):
+        out = redact_args(args, RED)
+        assert b"hunter2 horse" not in out and (b"ada" in out) == (b"ada" in args)
+
+
+def test_base64_of_serialized_data_is_data_and_of_a_credential_a_token() -> None:
+    pickled = base64.b64encode(pickle.dumps({"cart": [1, 2]}, protocol=5)).decode()
+    packed = base64.b64encode(zlib.compress(b'{"cart": [1, 2, 3, 4, 5]}' * 3)).decode()
+    document = base64.b64encode(b'{"user": 42, "roles": ["admin", "ops"]}').decode()
+    for data in (pickled, packed, document):
+        assert not looks_random(data), data
+    for secret in (b"admin:S3cr3tP@ssw0rd!", b"Zx9kQ2mLp7Vb4Rt8Wy1N3cXaD5eF6gH0"):
+        assert looks_random(base64.b64encode(secret).decode()), secret
+
+
+def test_key_alone_is_a_credential_only_when_its_value_could_be_one() -> None:
+    r = Redactor()
+    assert r.value("key", "theme") == "theme"
+    assert r.value("Key", "feature.new-checkout") == "feature.new-checkout"
+    assert r.value("key", "AIzaSyB-9xK2mQ7pL4vR8tW1nY5cZ3dF6gH0jS") != (
+        "AIzaSyB-9xK2mQ7pL4vR8tW1nY5cZ3dF6gH0jS"
+    )
+    assert r.value("api_key", "theme") != "theme"  # a qualified key is one whatever it holds
+    kept = Redactor(RedactRules(keep=("key",)))
+    assert kept.value("key", "AIzaSyB-9xK2mQ7pL4vR8tW1nY5cZ3dF6gH0jS").startswith("AIza")
