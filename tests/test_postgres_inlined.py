@@ -223,3 +223,30 @@ def test_a_uuid_bound_in_one_spelling_is_found_in_another() -> None:
     replayed, outputs = mocked(stored, client)
     assert replayed == recorded == [3, [("b",)]]
     assert not [o for o in outputs if isinstance(o, Miss)]
+
+
+def test_inlined_values_over_the_extended_protocol_with_no_parameters() -> None:
+    """ActiveRecord without prepared statements, ruby-pg's ``exec_params(sql, [])`` and
+    PHP's ``pg_query_params(sql, [])`` send SQL with the values written in through
+    Parse/Bind/Describe/Execute. Describe looked the text up as it came: every statement
+    with a fresh id or clock reading in it missed there, before Execute could bind."""
+
+    def client(url: str) -> list[Any]:
+        oid, now = uuid.uuid4(), datetime.now(UTC).isoformat()
+        with psycopg.connect(url, autocommit=True) as c:
+            out = []
+            for sql in (
+                f"INSERT INTO orders VALUES ('{oid}', '{now}', 'kite') RETURNING item",
+                f"SELECT item FROM orders WHERE id = '{oid}'",
+            ):
+                res = c.pgconn.exec_params(sql.encode(), [])  # libpq's PQexecParams, 0 params
+                out.append(res.get_value(0, 0) if res.ntuples else res.error_message.decode())
+        return out
+
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = client(url)
+        stored = ws.stored_once(lambda s: any("SELECT item" in str(o.get("sql")) for o in s))
+    assert recorded == [b"kite", b"kite"]
+    replayed, outputs = mocked(stored, client)
+    assert replayed == recorded
+    assert not [o for o in outputs if isinstance(o, Miss)]

@@ -85,6 +85,26 @@ def test_the_mock_replays_the_notifications_to_a_listener(
     assert not [o for o in ws.outputs if type(o).__name__ == "Miss"]
 
 
+def test_a_sessions_own_notification_comes_before_its_ready_for_query(
+    recorded: tuple[list[tuple[str, str]], list[dict[str, Any]]],
+) -> None:
+    """A client that polls once right after its NOTIFY (PHP's ``pg_get_notify``) finds it:
+    the mock sent it after ReadyForQuery, in a write of its own, and the poll raced it."""
+    _got, stored = recorded
+    ws = WireServers()
+    try:
+        port = ws.mock(stored)
+        with psycopg.connect(f"postgresql://devbox:x@127.0.0.1:{port}/app", autocommit=True) as c:
+            c.pgconn.exec_(b"LISTEN jobs")
+            c.pgconn.exec_(b"NOTIFY jobs, 'own'")
+            heard = []
+            while (n := c.pgconn.notifies()) is not None:  # what arrived with the answers
+                heard.append(n.extra)
+    finally:
+        ws.close()
+    assert b"own" in heard, heard
+
+
 def test_the_fast_loop_replays_them_too(
     recorded: tuple[list[tuple[str, str]], list[dict[str, Any]]],
 ) -> None:

@@ -24,6 +24,8 @@ from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import normalise, request_line, scoped
 from devbox.wire.postgres.store import Index, room, wire_fields
 
+_AT_ONCE_S = 0.001  # a notification recorded this soon after its answer came with it
+
 
 class PostgresMockConnection(Answers):
     def __init__(self, index: Index, options: MockOptions) -> None:
@@ -99,6 +101,15 @@ class PostgresMockConnection(Answers):
             bad = f"devbox mock: malformed message: {exc}"
             out.append(m.error("08P01", bad, severity="FATAL"))
             self.phase = "closed"
+        if self.notify and out and out[-1][:1] == b"Z":
+            # a notification that came with the answer (the session's own NOTIFY, sent at
+            # commit) goes before its ReadyForQuery, as the server sends it: after it, a
+            # client that polls once (PHP's pg_get_notify) found nothing
+            at_once = 0
+            while at_once < len(self.notify) and self.notify[at_once][0] <= _AT_ONCE_S:
+                at_once += 1
+            out[-1:-1] = [data for _delay, data in self.notify[:at_once]]
+            self.notify = self.notify[at_once:]
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
@@ -162,6 +173,13 @@ class PostgresMockConnection(Answers):
             pass
         elif typ in (b"d", b"c", b"f"):
             pass  # COPY data after the COPY was refused: the server ignores it too
+        elif typ == b"F":
+            # a fastpath FunctionCall (libpq's large objects) stands alone, as a simple
+            # query does: no Sync follows, so the error is followed by ReadyForQuery here
+            # (skipping until a Sync hung the client for good)
+            self._fail(m.error("0A000", "devbox mock: FunctionCall (fastpath) not supported"), out)
+            self.skipping = False
+            out.append(m.ready(self.status))
         else:
             self._fail(m.error("0A000", f"devbox mock: message {typ!r} not supported"), out)
 

@@ -436,7 +436,15 @@ class Index:
                 return obj
         # a statement prepared and described but never executed (recordings made before
         # these were stored have none: the answer is as it was)
-        return self.statement_described.get(norm) or (found[0] if found else None)
+        described = self.statement_described.get(norm) or (found[0] if found else None)
+        if described is None and key is not None and self.shaped:
+            # values written into the text (ActiveRecord without prepared statements,
+            # ``exec_params(sql, [])``): a portal is described before its Execute binds
+            # them, by a recorded execution of the same shape (the same columns)
+            shape = _shape(norm, tuple(_b(v) for v in key[1]))
+            for rec in (self.shaped.get(shape) or {}) if shape is not None else ():
+                return self.entries[rec][0]
+        return described
 
     def explain(self, norm: str, params: tuple[str, ...]) -> tuple[str, str | None]:
         """Why nothing matched: the nearest recorded query and the differing parameter."""
