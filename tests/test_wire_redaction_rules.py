@@ -70,3 +70,25 @@ def test_key_alone_is_a_credential_only_when_its_value_could_be_one() -> None:
     assert r.value("api_key", "theme") != "theme"  # a qualified key is one whatever it holds
     kept = Redactor(RedactRules(keep=("key",)))
     assert kept.value("key", "AIzaSyB-9xK2mQ7pL4vR8tW1nY5cZ3dF6gH0jS").startswith("AIza")
+
+
+def test_a_password_hash_is_a_secret_wherever_it_is() -> None:
+    """PHP's ``password_hash`` under ``SET user:42:pw`` went to disk: no name said so."""
+    hashed = "$2y$10$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+    for args in ([b"SET", b"user:42:pw", hashed.encode()], [b"LPUSH", b"audit", hashed.encode()]):
+        assert hashed.encode() not in redact_args(args, RED)
+    assert RED("", "$2y$ is bcrypt's PHP prefix") == "$2y$ is bcrypt's PHP prefix"
+
+
+def test_phps_session_id_is_a_token_under_its_prefix_and_a_generated_value() -> None:
+    """Debian's php.ini makes session ids of 26 characters of 0-9a-v (5 bits each): not
+    mixed case, so neither a random token nor a generated value before."""
+    from devbox.core.generated import Bindings
+
+    live, recorded = "k3m9q2lp7vb4rt8u1n3c5a0d6e", "a1b2c3d4e5f6g7h8i9j0k1l2m3"
+    key = redact_args([b"GET", f"PHPREDIS_SESSION:{live}".encode()], RED)[1]
+    assert key.startswith(b"PHPREDIS_SESSION:<redacted:token:")
+    assert Bindings().match(
+        [f"SETEX PHPREDIS_SESSION:{live} 1440 x".encode()],
+        [f"SETEX PHPREDIS_SESSION:{recorded} 1440 x".encode()],
+    )

@@ -37,6 +37,25 @@ _CLOCK_READING = (
     rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 )
 _CLOCK = re.compile(_CLOCK_READING)
+# a password hash: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``, ``argon2$…``,
+# ``bcrypt_sha256$…``), crypt's (``$2b$12$…``, PHP's ``$2y$``, ``$argon2id$…``) and
+# passlib's (``$pbkdf2-sha256$…``, ``$bcrypt-sha256$v=2,…``, ``$scrypt$…``)
+_PASSWORD_HASH = (
+    rb"(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
+    rb"|\$(?:2[abxy]|argon2id|argon2i|5|6|pbkdf2(?:-sha(?:1|256|512))?|bcrypt-sha256|scrypt)"
+    rb"\$[!-&(-~]{20,}"
+)
+_HASHED = re.compile(_PASSWORD_HASH)
+
+
+def is_password_hash(value: str) -> bool:
+    """A whole value that is a password hash: redacted as a secret wherever it is (a
+    bcrypt hash under ``SET user:42:pw`` went to disk), a generated value once redacted."""
+    return value.startswith(("$", "pbkdf2", "argon2", "bcrypt", "scrypt")) and bool(
+        _HASHED.fullmatch(value.encode("utf-8", "surrogatepass"))
+    )
+
+
 _RUNS = re.compile(
     rb"(?<![0-9A-Za-z])(?:"
     rb"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"  # a UUID
@@ -51,12 +70,10 @@ _RUNS = re.compile(
     # JSON payload (an object, ``{}`` for an empty session, or compressed), the second it
     # was signed in base 62, an HMAC
     rb"|(?:eyJ|e30|\.eJ)[A-Za-z0-9_\-]*:[0-9A-Za-z]{6}:[A-Za-z0-9_\-]{43}"
-    # a password hash with its fresh salt: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``,
-    # ``argon2$…``, ``bcrypt_sha256$…``), crypt's (``$2b$12$…``, ``$argon2id$…``) and
-    # passlib's (``$pbkdf2-sha256$…``, ``$bcrypt-sha256$v=2,…``, ``$scrypt$…``)
-    rb"|(?:pbkdf2_sha(?:1|256)|argon2|bcrypt(?:_sha256)?|scrypt)\$[!-&(-~]{20,}"
-    rb"|\$(?:2[aby]|argon2id|argon2i|5|6|pbkdf2(?:-sha(?:1|256|512))?|bcrypt-sha256|scrypt)"
-    rb"\$[!-&(-~]{20,}"
+    # a password hash with its fresh salt (``_PASSWORD_HASH``)
+    rb"|" + _PASSWORD_HASH +
+    # PHP's session id as Debian's php.ini makes it (26 characters of 0-9a-v)
+    rb"|(?=(?:[a-v]*[0-9]){3})(?=(?:[0-9]*[a-v]){3})[0-9a-v]{26}"
     # a clock reading (``datetime.now()``, ``new Date().toISOString()``) written into a
     # row or a message: a date and a time to a fraction of a second. A date alone, or a
     # time to the second, may be a value someone chose (a due date, a birthday): data

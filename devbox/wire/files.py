@@ -84,9 +84,14 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     """``redact_value(field_name, value) -> value`` for the kinds' ``redact`` (credentials by
     field name, then the text rules: tokens, e-mails, cards, the profile's patterns; a
     random token under a session's name)."""
+    from devbox.core.generated import is_password_hash, runs
     from devbox.core.redact import PLACEHOLDER_RE, Redactor
     from devbox.core.redact_names import secret_named, session_named
     from devbox.core.secret_formats import looks_random
+
+    def is_generated(value: str) -> bool:  # a session id made as a uuid, or PHP's
+        raw = value.encode("utf-8", "surrogatepass")
+        return runs(raw) == [raw]
 
     redactor = Redactor(rules)
     native = getattr(redactor, "redact_value", None)
@@ -109,7 +114,9 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
         if name_rule and secret_named(name, value):
             return redactor.placeholder("secret", value)
         red = redactor.text(value)
-        if red == value and session_named(name) and looks_random(value):
+        if red == value and is_password_hash(value):
+            return redactor.placeholder("secret", value)
+        if red == value and session_named(name) and (looks_random(value) or is_generated(value)):
             # a session id under a neutral name (``sid``, a ``sess:<id>`` key's part) went
             # to disk whole; any random value is not taken so here: a wire value is
             # stored data far more often than an HTTP one (ids, flags, payloads)
