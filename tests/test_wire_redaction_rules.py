@@ -92,3 +92,17 @@ def test_phps_session_id_is_a_token_under_its_prefix_and_a_generated_value() -> 
         [f"SETEX PHPREDIS_SESSION:{live} 1440 x".encode()],
         [f"SETEX PHPREDIS_SESSION:{recorded} 1440 x".encode()],
     )
+
+
+def test_a_bare_secret_name_names_the_value_after_it() -> None:
+    """A stream entry's fields (``XADD``, and ``XRANGE``'s reply), a key named ``token``:
+    the value after a secret's name went to disk whole."""
+    from devbox.wire.redis.store import redact_reply
+
+    out = redact_args([b"XADD", b"s", b"*", b"user", b"ada", b"password", b"hunter2 horse"], RED)
+    assert out[:6] == [b"XADD", b"s", b"*", b"user", b"ada", b"password"]
+    assert out[6].startswith(b"<redacted:secret:")
+    entry = ("array", [("bulk", b"password"), ("bulk", b"hunter2 horse"), ("bulk", b"ada")])
+    replied = redact_reply(("array", [("bulk", b"1-0"), entry]), RED)
+    assert b"hunter2 horse" not in repr(replied).encode() and b"ada" in repr(replied).encode()
+    assert redact_args([b"SET", b"greeting", b"hello world"], RED)[2] == b"hello world"

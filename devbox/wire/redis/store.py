@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from devbox.core.redact_names import is_secret_name
 from devbox.wire.contract import CODE_FIELD, CREDENTIAL_FIELD
 from devbox.wire.redis.resp import Value
 
@@ -270,9 +271,22 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
         # an argument has no name of its own: the value rules only ("", never one a
         # profile's ``keep`` could name)
         name = CREDENTIAL_FIELD if i in secret else CODE_FIELD if i == script else ""
-        red = _redacted(name or fields.get(i, ""), text, redact_value)
+        name = name or fields.get(i) or _named_by(args[i - 1])
+        red = _redacted(name, text, redact_value)
         out.append(red.encode("utf-8") if red != text else a)
     return out
+
+
+_BARE_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_\-]{1,63}")
+
+
+def _named_by(before: bytes) -> str:
+    """The name a bare secret name before a value gives it (``XADD s * password …``,
+    ``SET token …``, a stream entry's or ``CONFIG GET``'s field), else none."""
+    if not _BARE_NAME.fullmatch(before):
+        return ""
+    name = before.decode("ascii")
+    return name if is_secret_name(name) else ""
 
 
 def _field_names(args: list[bytes]) -> dict[int, str]:
@@ -342,6 +356,10 @@ def redact_reply(
             named = [[_text(v[i - 1])] if i % 2 else None for i in range(len(v))]
         elif names and len(names) == len(v):
             named = [[n] for n in names]
+        else:  # a secret name among strings names the next: a stream entry's fields
+            for i in range(1, len(v)):
+                if v[i - 1][0] in ("bulk", "simple") and (n := _named_by(v[i - 1][1])):
+                    named[i] = [n]
         return tag, [redact_reply(x, redact_value, named[i]) for i, x in enumerate(v)]
     if tag == "map":
         return tag, [(k, redact_reply(i, redact_value, [_text(k)])) for k, i in v]
