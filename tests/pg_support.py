@@ -296,6 +296,31 @@ def mocked(stored: list[dict[str, Any]]) -> Iterator[str]:
         ws.close()
 
 
+def as_written(
+    stored: list[dict[str, Any]], redact: Callable[[str, str], str] | None = None
+) -> list[dict[str, Any]]:
+    """What the relay stored, redacted as ``devbox record`` writes it (``redact``: the
+    profile's value redaction; default: the default rules)."""
+    from devbox.wire.files import value_redactor
+    from devbox.wire.registry import get
+
+    kind, red = get("postgres"), redact or value_redactor(None)
+    return [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+
+
+def against_mock(
+    stored: list[dict[str, Any]], flow: Callable[[str], T], **mock: Any
+) -> tuple[T, list[Any]]:
+    """``flow(url)`` run against a mock of ``stored`` (any password): what it returned and
+    the mock's outputs (hits and misses)."""
+    ws = WireServers()
+    try:
+        port = ws.mock(stored, **mock)
+        return flow(f"postgresql://devbox:whatever@127.0.0.1:{port}/app"), ws.outputs
+    finally:
+        ws.close()
+
+
 def psql(url: str, sql: str) -> str:
     """What ``psql -A -c sql`` prints (and its errors), as a user would read it."""
     done = subprocess.run(

@@ -16,13 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from pg_support import WireServers, relayed
+from pg_support import against_mock, as_written, relayed
 from sqlalchemy import DateTime, String, Uuid, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from devbox.wire.contract import Miss
-from devbox.wire.files import value_redactor
-from devbox.wire.registry import get
 
 SETUP = (
     "CREATE TABLE items (id uuid PRIMARY KEY, name text NOT NULL,"
@@ -73,13 +71,8 @@ def test_rows_answer_the_clients_own_fresh_ids() -> None:
         recorded = flow(url)
         stored = ws.stored_once(lambda s: any("ORDER BY items.name" in str(o) for o in s))
     assert recorded == [True, True, ["a", "b", "c"], True]
-    mock = WireServers()
-    try:
-        port = mock.mock(stored)
-        replayed = flow(f"postgresql://devbox:whatever@127.0.0.1:{port}/app")
-    finally:
-        mock.close()
-    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    replayed, outputs = against_mock(stored, flow)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
     assert replayed == recorded
 
 
@@ -104,15 +97,10 @@ def test_a_stored_secret_is_read_back_as_the_clients_own() -> None:
         recorded = rotate(url)
         stored = ws.stored_once(lambda s: any("RETURNING token" in str(o) for o in s))
     assert recorded == [True, True]
-    kind, red = get("postgres"), value_redactor(None)
-    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    written = as_written(stored)
     assert "<redacted:secret:" in json.dumps(written)
-    mock = WireServers()
-    try:
-        replayed = rotate(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
-    finally:
-        mock.close()
-    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    replayed, outputs = against_mock(written, rotate)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
     assert replayed == recorded
 
 
@@ -131,11 +119,7 @@ def test_a_miss_names_the_value_that_cannot_bind() -> None:
     with relayed(SETUP) as (_pg, ws, url):
         assert insert(url, "mug") == "inserted"
         stored = ws.stored_once(lambda s: any("INSERT INTO items" in str(o) for o in s))
-    mock = WireServers()
-    try:
-        said = insert(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(stored)}/app", "cup")
-    finally:
-        mock.close()
+    said, _outputs = against_mock(stored, lambda url: insert(url, "cup"))
     assert "$2 = 'cup' here, recorded 'mug'" in said, said
 
 
@@ -153,12 +137,7 @@ def test_a_secret_quoted_into_the_text_comes_back_unquoted() -> None:
     with relayed(TOKENS) as (_pg, ws, url):
         recorded = flow(url)
         stored = ws.stored_once(lambda s: any("SELECT token" in str(o) for o in s))
-    kind, red = get("postgres"), value_redactor(None)
-    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    written = as_written(stored)
     assert "Zx9" not in json.dumps(written)
-    mock = WireServers()
-    try:
-        replayed = flow(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
-    finally:
-        mock.close()
+    replayed, _outputs = against_mock(written, flow)
     assert replayed == recorded == [True]

@@ -16,14 +16,13 @@ import json
 from typing import Any
 
 import psycopg
-from pg_support import WireServers, relayed
+from pg_support import against_mock, as_written, relayed
 from sqlalchemy import String, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from devbox.wire.contract import Miss
 from devbox.wire.files import value_redactor
 from devbox.wire.postgres.redaction import param_columns, redact_params
-from devbox.wire.registry import get
 
 SETUP = "CREATE TABLE users (id serial PRIMARY KEY, email text, password text, api_token text)"
 PASSWORD = "hunter2 horse staple"  # no format gives it away: only its column does
@@ -68,19 +67,13 @@ def test_bound_secrets_are_redacted_by_column_and_still_replay() -> None:
         recorded = both(url)
         stored = ws.stored_once(lambda s: sum("count(*)" in str(o) for o in s) >= 1)
     assert recorded == ["INSERT 0 1", True, 1, [(1,)]]
-    kind, red = get("postgres"), value_redactor(None)
-    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    written = as_written(stored)
     text = json.dumps(written)
     for secret in (PASSWORD, TOKEN, "ada@example.com"):
         assert secret not in text, secret
-    mock = WireServers()
-    try:
-        port = mock.mock(written)
-        replayed = both(f"postgresql://devbox:whatever@127.0.0.1:{port}/app")
-    finally:
-        mock.close()
+    replayed, outputs = against_mock(written, both)
     assert replayed == recorded
-    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
 
 
 class Base(DeclarativeBase):
@@ -114,15 +107,10 @@ def test_a_bulk_insert_names_its_parameters_by_column() -> None:
         stored = ws.stored_once(lambda s: any("ORDER BY users.email" in str(o) for o in s))
     assert recorded == ["u1@example.com", "u2@example.com"]
     assert any("FROM (VALUES" in str(o.get("sql")) for o in stored)  # the shape named here
-    kind, red = get("postgres"), value_redactor(None)
-    written = [kind.redact(o, red) if o.get("type") == "query" else o for o in stored]
+    written = as_written(stored)
     assert PASSWORD not in json.dumps(written)
-    mock = WireServers()
-    try:
-        replayed = bulk(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(written)}/app")
-    finally:
-        mock.close()
-    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    replayed, outputs = against_mock(written, bulk)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
     # redacted in the recording, the e-mails come back as this run wrote them
     assert replayed == recorded
 
@@ -133,22 +121,14 @@ def test_a_recording_made_before_parameters_were_named_still_replays() -> None:
     with relayed(SETUP) as (_pg, ws, url):
         recorded = both(url)
         stored = ws.stored_once(lambda s: sum("count(*)" in str(o) for o in s) >= 1)
-    kind, red = get("postgres"), value_redactor(None)
-    by_number = []
-    for o in stored:
-        if o.get("type") == "query":
-            written = kind.redact(o, red)
-            if o.get("params"):
-                written["params"] = redact_params("", o["params"], red, by_column=False)
-            o = written
-        by_number.append(o)
+    red = value_redactor(None)
+    by_number = as_written(stored)
+    for written, o in zip(by_number, stored, strict=True):
+        if o.get("type") == "query" and o.get("params"):
+            written["params"] = redact_params("", o["params"], red, by_column=False)
     assert "<redacted:secret:" not in json.dumps(by_number)  # as it was: $2 is no name
-    mock = WireServers()
-    try:
-        replayed = both(f"postgresql://devbox:whatever@127.0.0.1:{mock.mock(by_number)}/app")
-    finally:
-        mock.close()
-    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+    replayed, outputs = against_mock(by_number, both)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
     assert replayed == recorded
 
 
