@@ -106,3 +106,16 @@ def test_a_bare_secret_name_names_the_value_after_it() -> None:
     replied = redact_reply(("array", [("bulk", b"1-0"), entry]), RED)
     assert b"hunter2 horse" not in repr(replied).encode() and b"ada" in repr(replied).encode()
     assert redact_args([b"SET", b"greeting", b"hello world"], RED)[2] == b"hello world"
+
+
+def test_hash_reads_that_name_their_fields_in_arguments_or_replies() -> None:
+    """``HGETDEL``/``HGETEX`` name the fields in the command; ``HSCAN`` and
+    ``HRANDFIELD … WITHVALUES`` return them beside the values."""
+    from devbox.wire.redis.store import redact_reply, reply_names
+
+    values = ("array", [("bulk", b"hunter2 horse"), ("bulk", b"ada")])
+    for command in (b"HGETDEL", b"HGETEX"):
+        names = reply_names([command, b"u:1", b"FIELDS", b"2", b"password", b"name"])
+        assert repr(redact_reply(values, RED, names)).count("hunter2") == 0
+    scanned = ("array", [("bulk", b"0"), ("array", [("bulk", b"password"), values[1][0]])])
+    assert "hunter2" not in repr(redact_reply(scanned, RED))

@@ -312,6 +312,10 @@ def reply_names(args: list[bytes]) -> list[str] | None:
         return [args[2].decode("utf-8", "replace")]
     if name == b"HMGET":
         return [a.decode("utf-8", "replace") for a in args[2:]]
+    if name in (b"HGETDEL", b"HGETEX"):  # … FIELDS n field ...
+        ups = [a.upper() for a in args]
+        at = ups.index(b"FIELDS") + 2 if b"FIELDS" in ups else len(args)
+        return [a.decode("utf-8", "replace") for a in args[at:]]
     return [""] if name == b"HGETALL" else None
 
 
