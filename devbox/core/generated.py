@@ -29,6 +29,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from devbox.core.redact_text import PLACEHOLDER_RE
 from devbox.core.secret_formats import looks_random
 
 # a date and a time to a fraction of a second (see ``_RUNS``)
@@ -382,7 +383,7 @@ class Bindings:
 
 
 _LEARNED = 65536
-_PLACEHOLDER = re.compile(rb"<redacted:[a-z0-9-]{1,40}:[0-9a-f]{6,}>")
+_PLACEHOLDER = re.compile(PLACEHOLDER_RE.pattern.encode("ascii"))  # redaction's, in bytes
 
 
 def _unredacted(raw: bytes, redacted: bytes) -> Iterator[tuple[bytes, bytes]]:
