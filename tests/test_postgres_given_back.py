@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from pg_support import against_mock, as_written, relayed
+from pg_support import WireServers, against_mock, as_written, relayed
 from sqlalchemy import DateTime, String, Uuid, create_engine, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from devbox.wire.contract import Miss
+from devbox.wire.registry import get
 
 SETUP = (
     "CREATE TABLE items (id uuid PRIMARY KEY, name text NOT NULL,"
@@ -141,3 +142,24 @@ def test_a_secret_quoted_into_the_text_comes_back_unquoted() -> None:
     assert "Zx9" not in json.dumps(written)
     replayed, _outputs = against_mock(written, flow)
     assert replayed == recorded == [True]
+
+
+def test_each_replay_gets_its_own_ids_back() -> None:
+    """``devbox up`` replays again and again against one mock, reset in between. The
+    mock caches an answer's encoded rows: a cache of rows holding the first run's ids
+    handed them to every later run, whose reads by them then missed."""
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = flow(url)
+        stored = ws.stored_once(lambda s: any("ORDER BY items.name" in str(o) for o in s))
+    index = get("postgres").load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
+    mock = WireServers()
+    try:
+        port = mock.serve(index)
+        runs = []
+        for _ in range(3):
+            index.reset()  # as devbox up does before every replay
+            runs.append(flow(f"postgresql://devbox:whatever@127.0.0.1:{port}/app"))
+    finally:
+        mock.close()
+    assert runs == [recorded] * 3
+    assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []

@@ -104,6 +104,7 @@ class Answers:
         # notifications the queries answered so far are followed by (LISTEN/NOTIFY)
         self.notify: list[tuple[float, bytes]] = []
         self.redact = files.redactor_of(options)
+        self.gave_back = False  # rows carried this run's values (``_given_back``)
 
     def _live_sql(self, sql: str) -> str:
         """``sql`` as the recording would hold it: redacted as the recorder redacts (a
@@ -322,7 +323,10 @@ class Answers:
             if formats is None:  # a simple query's: an extended one's comes at Describe
                 out.append(encode.description(cols, asked))
             if self.index.bindings.gives_back and res.get("rows"):
-                res = _given_back(res, self.index.bindings.back)
+                given = _given_back(res, self.index.bindings.back)
+                # this run's values: no cache may keep these bytes for another run
+                self.gave_back = self.gave_back or given["rows"] != res["rows"]
+                res = given
             try:
                 rows = encode.rows(res, cols, asked)
             except ValueError as exc:

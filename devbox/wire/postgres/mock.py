@@ -65,6 +65,7 @@ class PostgresMockConnection(Answers):
                 done.append(Forward(relay.to_upstream, record=self.options.on_miss == "record"))
             return done
         pending, failures = None, self.failures
+        self.gave_back = False
         if self.phase == "ready" and self.status != "E" and not self.skipping and self.framer.empty:
             kept, pending = turns.lookup(self.index, self.statements, self.status, data)
             if kept is not None:
@@ -113,7 +114,9 @@ class PostgresMockConnection(Answers):
         result: list[Output] = [*events]
         if out or self.phase == "closed":
             result.append(Reply(b"".join(out), close=self.phase == "closed"))
-        if pending is not None and self.failures == failures and not self.notify:
+        # a turn whose rows carried this run's values is no bytes to answer another with
+        kept_ok = self.failures == failures and not self.notify and not self.gave_back
+        if pending is not None and kept_ok:
             turns.keep(pending, self.index, result, self.status)
         if self.notify and self.phase != "closed":
             # after the answers, each after its recorded delay (the loop waits in order)
@@ -416,8 +419,10 @@ class PostgresMockConnection(Answers):
                 self._results(obj, portal.result_formats, out, portal, max_rows)
                 return
             part: list[bytes] = []
+            before, self.gave_back = self.gave_back, False
             self._results(obj, portal.result_formats, part, portal, 0)
-            if self.skipping:  # could not encode: the error went out, nothing to cache
+            mine, self.gave_back = self.gave_back, self.gave_back or before
+            if self.skipping or mine:  # an error, or this run's values
                 out.extend(part)
                 return
             cached = b"".join(part)
