@@ -151,7 +151,7 @@ def test_each_replay_gets_its_own_ids_back() -> None:
     with relayed(SETUP) as (_pg, ws, url):
         recorded = flow(url)
         stored = ws.stored_once(lambda s: any("ORDER BY items.name" in str(o) for o in s))
-    index = get("postgres").load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
+    index: Any = get("postgres").load([("rec.json", i + 2, o) for i, o in enumerate(stored)])
     mock = WireServers()
     try:
         port = mock.serve(index)
