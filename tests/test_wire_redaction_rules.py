@@ -119,3 +119,17 @@ def test_hash_reads_that_name_their_fields_in_arguments_or_replies() -> None:
         assert repr(redact_reply(values, RED, names)).count("hunter2") == 0
     scanned = ("array", [("bulk", b"0"), ("array", [("bulk", b"password"), values[1][0]])])
     assert "hunter2" not in repr(redact_reply(scanned, RED))
+
+
+def test_a_quoted_secret_with_escapes_in_it_is_redacted_whole() -> None:
+    """A JSON string in a value (a Redis value, a jsonb parameter) whose secret holds an
+    escape (``\\"``, ``\\u00e9``, ``\\\\``) was redacted up to the backslash only."""
+    for text, secret in (
+        ('{"password": "Tr0ub\\"4dor&3horse"}', "4dor&3horse"),
+        ('{"password": "p\\u00e9ss w\\\\rd", "x": 1}', "ss w"),
+    ):
+        out = RED("", text)
+        assert secret not in out and out.startswith('{"password": "<redacted:secret:'), out
+    nested = 'msg="{\\"password\\": \\"hunter2 horse\\", \\"x\\": 1}"'  # JSON in a string
+    out = RED("", nested)
+    assert "hunter2" not in out and '\\"x\\": 1}"' in out, out

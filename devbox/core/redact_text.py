@@ -83,8 +83,12 @@ _KV = (
     r"(?!=)(?P<kv_val>(?:<redacted:[a-z0-9-]{1,40}:[0-9a-f]{12}>|(?!-----BEGIN)[^&#\s\"'<>;,])+)"
 )
 _JSON_KV = (
-    r"(?P<jk>\\?\"(?P<jk_name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?\"\s*:\s*\\?\")"
-    r"(?P<jk_val>[^\"\\]{1,1024})"
+    # a value with escapes in it (``\"``, ``\u00e9``) runs to its closing quote: it stopped
+    # at the first backslash and the rest went to disk. In JSON quoted inside a string
+    # (``\"password\": \"…\"``) a backslash ends it, as before
+    r"(?P<jk>\\?\"(?P<jk_name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})\\?\"\s*:\s*(?P<jk_q>\\)?\")"
+    r"(?P<jk_val>(?(jk_q)[^\"\\]{1,1024}"
+    r"|(?=[^\"])[^\"\\]{0,1024}(?:\\[^\n][^\"\\]{0,1024}){0,64}))"
 )
 _COLON_KV = (
     r"(?P<ck>(?<![A-Za-z0-9_.\-:<])(?P<ck_name>[A-Za-z][A-Za-z0-9_.\-]{0,63}):[ \t]*)"
