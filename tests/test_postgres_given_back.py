@@ -163,3 +163,23 @@ def test_each_replay_gets_its_own_ids_back() -> None:
         mock.close()
     assert runs == [recorded] * 3
     assert [o.explanation for o in mock.outputs if isinstance(o, Miss)] == []
+
+
+def test_copy_out_gives_the_clients_own_ids_back() -> None:
+    """``COPY … TO STDOUT`` of rows this run wrote answered the recorded ids while a
+    ``SELECT`` of them answered the client's own."""
+
+    def copied(url: str) -> list[Any]:
+        made = uuid.uuid4()
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("INSERT INTO items (id, name) VALUES (%s, %s)", (made, "lamp"))
+            with c.cursor().copy("COPY (SELECT id, name FROM items) TO STDOUT") as copy:
+                rows = [bytes(r).decode() for r in copy]
+        return [rows == [f"{made}\tlamp\n"]]
+
+    with relayed(SETUP) as (_pg, ws, url):
+        recorded = copied(url)
+        stored = ws.stored_once(lambda s: any("COPY" in str(o.get("sql")) for o in s))
+    replayed, outputs = against_mock(stored, copied)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
+    assert replayed == recorded == [True]

@@ -369,6 +369,15 @@ class Answers:
     ) -> list[bytes] | None:
         """A recorded COPY; for a COPY FROM STDIN, the bytes to send once the client's
         data ends (its tag, then ``after``: the query's results that follow it)."""
+        if res["copy"] == "out" and self.index.bindings.gives_back and res.get("data"):
+            # its rows give this run's values back, as a SELECT's do (``_given_back``)
+            back = self.index.bindings.back
+            data = [
+                back(d.encode(*_UTF8)).decode(*_UTF8) if isinstance(d, str) else d
+                for d in res["data"]
+            ]
+            self.gave_back = self.gave_back or data != res["data"]
+            res = {**res, "data": data}
         out.extend(encode.copy_start(res))
         cut = bool(res.get("interrupted"))  # by the error that comes next, not a tag
         if res["copy"] == "out":
