@@ -371,11 +371,7 @@ class Answers:
         data ends (its tag, then ``after``: the query's results that follow it)."""
         if res["copy"] == "out" and self.index.bindings.gives_back and res.get("data"):
             # its rows give this run's values back, as a SELECT's do (``_given_back``)
-            back = self.index.bindings.back
-            data = [
-                back(d.encode(*_UTF8)).decode(*_UTF8) if isinstance(d, str) else d
-                for d in res["data"]
-            ]
+            data = [_back(d, self.index.bindings.back) for d in res["data"]]
             self.gave_back = self.gave_back or data != res["data"]
             res = {**res, "data": data}
         out.extend(encode.copy_start(res))
@@ -412,11 +408,14 @@ def _given_back(res: dict[str, Any], back: Callable[[bytes], bytes]) -> dict[str
     answers the client's own id, not the recording's (SQLAlchemy matches the rows of a
     bulk insert to its parameters by such values, and an app hands its ids on)."""
 
-    def one(v: Any) -> Any:
-        if not isinstance(v, str) or len(v) < 20:
-            return v
-        raw = v.encode("utf-8", "surrogatepass")
-        new = back(raw)
-        return v if new is raw else new.decode("utf-8", "surrogatepass")
+    return {**res, "rows": [[_back(v, back) for v in row] for row in res["rows"]]}
 
-    return {**res, "rows": [[one(v) for v in row] for row in res["rows"]]}
+
+def _back(v: Any, back: Callable[[bytes], bytes]) -> Any:
+    """One recorded value (a row's, a COPY line) with this run's values given back; the
+    same object when none is in it (too short to hold one, or not text)."""
+    if not isinstance(v, str) or len(v) < 20:
+        return v
+    raw = v.encode(*_UTF8)
+    new = back(raw)
+    return v if new is raw else new.decode(*_UTF8)

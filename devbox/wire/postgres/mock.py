@@ -419,10 +419,10 @@ class PostgresMockConnection(Answers):
                 self._results(obj, portal.result_formats, out, portal, max_rows)
                 return
             part: list[bytes] = []
-            before, self.gave_back = self.gave_back, False
             self._results(obj, portal.result_formats, part, portal, 0)
-            mine, self.gave_back = self.gave_back, self.gave_back or before
-            if self.skipping or mine:  # an error, or this run's values
+            # an error, or rows with this run's values (in this read: caching is only
+            # work saved, so one that gave back earlier in it keeps this out too)
+            if self.skipping or self.gave_back:
                 out.extend(part)
                 return
             cached = b"".join(part)
