@@ -27,7 +27,8 @@ import base64
 import bisect
 import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Reversible, Sequence
+from typing import TypeVar
 
 from devbox.core.redact_text import PLACEHOLDER_RE
 from devbox.core.secret_formats import looks_random
@@ -402,6 +403,22 @@ def _unredacted(raw: bytes, redacted: bytes) -> Iterator[tuple[bytes, bytes]]:
             return
         yield placeholder, raw[pos:end]
         pos = end + len(after)
+
+
+K = TypeVar("K")
+
+
+def standing_read(
+    recorded: Reversible[K], taken: Callable[[K], bool], stands_for: Callable[[K], bool]
+) -> K | None:
+    """Which recorded read (``recorded``, in recorded order) a live read that binds
+    nothing stands for (``Bindings.as_of_now``, ``Bindings.fresh``): each once in order,
+    those ``taken`` passed over without a look, then the last again once all were taken,
+    so the nth such read of a run gets the nth recorded one. None if none stands for it."""
+    found = next((r for r in recorded if not taken(r) and stands_for(r)), None)
+    if found is None:
+        found = next((r for r in reversed(recorded) if stands_for(r)), None)
+    return found
 
 
 class Written:

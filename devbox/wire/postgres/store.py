@@ -392,9 +392,7 @@ class Index:
                 )
 
             recs = self.shaped.get(shape) or {}
-            found = next((r for r in recs if r not in self.aside and stands_for(r)), None)
-            if found is None:  # each taken once: the last of them again
-                found = next((r for r in reversed(recs) if stands_for(r)), None)
+            found = generated.standing_read(recs, self.aside.__contains__, stands_for)
             if found is None:
                 return None
             self.aside.add(found)
@@ -485,8 +483,7 @@ class Index:
 
 
 def _could_bind(live: str, recorded: str) -> bool:
-    utf8 = ("utf-8", "surrogatepass")
-    return generated.shape(live.encode(*utf8)) == generated.shape(recorded.encode(*utf8))
+    return generated.shape(_b(live)) == generated.shape(_b(recorded))
 
 
 def _show(v: str) -> str:

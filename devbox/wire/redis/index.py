@@ -317,11 +317,8 @@ class RedisIndex:
                 self._checked_free(rec) and self.bindings.fresh(live, old)
             )
 
-        # each once in recorded order, then the last again: the nth such read of a run
-        # gets the nth recorded one (those taken are passed over without a look)
         recs = self.shaped.get(shape(key)) or {}
-        found = next((r for r in recs if not self.calls.get(r) and stands_for(r)), None)
-        return found or next((r for r in reversed(recs) if stands_for(r)), None)
+        return generated.standing_read(recs, lambda r: bool(self.calls.get(r)), stands_for)
 
     def _checked_free(self, rec: Key) -> bool:
         """The recorded read ``rec`` found nothing for values the recording then wrote:
