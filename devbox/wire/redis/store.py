@@ -268,8 +268,9 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
         except UnicodeDecodeError:
             out.append(a)
             continue
-        # an argument has no name of its own: the value rules only ("", never one a
-        # profile's ``keep`` could name)
+        # an argument is named only by what the command says of it (a credential, a
+        # script, a hash's field) or by a bare secret name just before it; never by a
+        # word of devbox's own, which a profile's ``keep`` could name
         name = CREDENTIAL_FIELD if i in secret else CODE_FIELD if i == script else ""
         name = name or fields.get(i) or _named_by(args[i - 1])
         red = _redacted(name, text, redact_value)
@@ -296,11 +297,17 @@ def _field_names(args: list[bytes]) -> dict[int, str]:
     name = args[0].upper()
     start = 2
     if name == b"HSETEX":  # HSETEX key [options] FIELDS n field value ...
-        ups = [a.upper() for a in args]
-        start = ups.index(b"FIELDS") + 2 if b"FIELDS" in ups else len(args)
+        start = _after_fields(args)
     elif name not in (b"HSET", b"HMSET", b"HSETNX"):
         return {}
     return {i + 1: args[i].decode("utf-8", "replace") for i in range(start, len(args) - 1, 2)}
+
+
+def _after_fields(args: list[bytes]) -> int:
+    """Where the fields of a Redis 8 hash command start (``… FIELDS n field …``: after
+    the count); past the end when it names none."""
+    ups = [a.upper() for a in args]
+    return ups.index(b"FIELDS") + 2 if b"FIELDS" in ups else len(args)
 
 
 def reply_names(args: list[bytes]) -> list[str] | None:
@@ -313,9 +320,7 @@ def reply_names(args: list[bytes]) -> list[str] | None:
     if name == b"HMGET":
         return [a.decode("utf-8", "replace") for a in args[2:]]
     if name in (b"HGETDEL", b"HGETEX"):  # … FIELDS n field ...
-        ups = [a.upper() for a in args]
-        at = ups.index(b"FIELDS") + 2 if b"FIELDS" in ups else len(args)
-        return [a.decode("utf-8", "replace") for a in args[at:]]
+        return [a.decode("utf-8", "replace") for a in args[_after_fields(args) :]]
     return [""] if name == b"HGETALL" else None
 
 
