@@ -252,7 +252,7 @@ class Redactor:
             return self._hit("profile:json", kind_of(name), value)
         if low and "secret-field" in self.enabled and secret_named(name, value):
             return self._secret("secret-field", "secret", value)
-        return self.data_value(value, name)
+        return self._data_value(value, name)
 
     # ------------------------------------------------------------ internals
 
@@ -266,7 +266,7 @@ class Redactor:
         """A whole value that is a secret by its name, shaped when it has a known format."""
         return shaped(value, self._hit, rule, kind)
 
-    def data_value(self, value: str, name: str = "") -> str:
+    def _data_value(self, value: str, name: str = "") -> str:
         """A whole data value (header, query, form field, JSON string) under a neutral name
         (or under a provider's: ``algolia_app_key``, see ``secret_keywords``)."""
         if name and self._keywords:
@@ -312,7 +312,7 @@ class Redactor:
             elif rule in self.enabled and secret_named(k, v):
                 v = self._secret(rule, "secret", v)
             else:
-                v = self.data_value(v, k)
+                v = self._data_value(v, k)
             out.append((k, v))
         result = tuple(out)
         return pairs if result == pairs else result
@@ -364,7 +364,7 @@ class Redactor:
             return value if _is_redacted(value) else self._secret("token-header", "token", value)
         if header_is_not_credential(low):
             return self.text(value)  # a nonce or a key that is no credential: formats only
-        return self.data_value(value, name)
+        return self._data_value(value, name)
 
     def _cookie_pair(self, pair: str) -> str:
         name, sep, val = pair.partition("=")
@@ -452,7 +452,7 @@ class Redactor:
             return text
         if is_file:
             return self.code(text) if any(c in ctype for c in _CODE) else self.text(text)
-        return self.data_value(text, name)
+        return self._data_value(text, name)
 
     def _json_body(self, body: bytes) -> bytes | None:
         try:
@@ -489,7 +489,7 @@ class Redactor:
                 return items
             return value
         if isinstance(value, str):
-            red = self.data_value(value)
+            red = self._data_value(value)
             return value if red == value else red
         return value
 
@@ -514,7 +514,7 @@ class Redactor:
                 elif isinstance(v, dict | list):
                     nv = self._json_names(v)
                 elif c == _PROVIDER and isinstance(v, str) and len(v) >= KEYWORD_MIN_VALUE:
-                    nv = self.data_value(v, k)
+                    nv = self._data_value(v, k)
                 else:
                     continue
                 if nv is not v:
@@ -566,7 +566,7 @@ class Redactor:
         if "secret-field" in self.enabled and secret_named(key, v) and not is_schema_object(v):
             return self._wipe(v, "secret-field", "secret")
         if isinstance(v, str) and v and self._keywords and not _is_redacted(v):
-            return self.data_value(v, key)
+            return self._data_value(v, key)
         return self._json(v, where)
 
     def _wipe(self, v: Any, rule: str, kind: str) -> Any:

@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from devbox.core.secret_formats import is_uuid
+
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 # a name whose last word is one of these is a secret: access_token, client_secret, db_password
 _SECRET_LAST = frozenset(
@@ -165,7 +167,6 @@ def is_secret_name(name: str) -> bool:
 # settings row's name (``{"Key": "env", "Value": "prod"}``, ``SELECT key, value``)
 _WEAK_NAMES = frozenset({"key"})
 _WORDS_ONLY = re.compile(r"[A-Za-z]+(?:[._:/\-][A-Za-z]+)*")
-_A_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def secret_named(name: str, value: object) -> bool:
@@ -180,7 +181,7 @@ def secret_named(name: str, value: object) -> bool:
         return True
     if not isinstance(value, str) or len(value) < 8 or any(c.isspace() for c in value):
         return False
-    return not (_WORDS_ONLY.fullmatch(value) or _A_UUID.fullmatch(value))
+    return not (_WORDS_ONLY.fullmatch(value) or is_uuid(value))
 
 
 # a session's id is a bearer credential, whatever its name's last word says

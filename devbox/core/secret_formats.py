@@ -467,6 +467,11 @@ _WORDS = re.compile(r"[a-z]*+(?:[A-Z]{2,}+|[A-Z]?+[a-z]{2,}+|[A-Z][a-z])*+")
 _WORD_SEPARATORS = re.compile(r"[._/\-+=~]+")
 
 
+def is_uuid(value: str) -> bool:
+    """A UUID, dashed as written (``8-4-4-4-12``)."""
+    return _UUID.fullmatch(value) is not None
+
+
 def looks_random(value: str) -> bool:
     """Whether a whole value is an opaque high-entropy token (an API key, a session id):
     20+ token characters with upper and lower case mixed (and digits; or, without one,

@@ -94,10 +94,6 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
         return runs(raw) == [raw]
 
     redactor = Redactor(rules)
-    native = getattr(redactor, "redact_value", None)
-    if callable(native):
-        return native  # type: ignore[no-any-return]
-
     # ``[redact] disable = ["secret-field"]`` turns the by-name rule off here as for HTTP
     # (it was applied whatever the profile said)
     name_rule = "secret-field" in redactor.enabled
