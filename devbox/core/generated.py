@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Reversible, Sequence
 from typing import TypeVar
 
+from devbox.core import serialized
 from devbox.core.redact_text import PLACEHOLDER_RE
 from devbox.core.secret_formats import looks_random
 
@@ -319,6 +320,14 @@ class Bindings:
         """``value`` (a recorded reply's) with each recorded value bound in this run given
         back as its live one: a lock's token read back is the client's own; and each
         placeholder of a live value in it as that value (``learn``)."""
+        if serialized.may_be(value):
+            # a PHP or Marshal value: each string given back, its length made right
+            whole = serialized.mapped(value, lambda _name, part: self._back(part))
+            if whole is not None:
+                return whole
+        return self._back(value)
+
+    def _back(self, value: bytes) -> bytes:
         out = _replaced(value, self.taken, self.words)
         if self.raw and b"<redacted:" in out:
             out = _PLACEHOLDER.sub(lambda m: self.raw.get(m.group(0), m.group(0)), out)
@@ -391,6 +400,15 @@ def _unredacted(raw: bytes, redacted: bytes) -> Iterator[tuple[bytes, bytes]]:
     """(placeholder, the part of ``raw`` it replaced) for each placeholder of ``redacted``,
     where the text around them fixes that part; none where it does not (two placeholders
     side by side)."""
+    if serialized.may_be(raw):
+        # a PHP or Marshal value: its strings side by side (the lengths before each
+        # differ between the two, so the text around a placeholder does not fix it)
+        ours, theirs = serialized.strings(raw), serialized.strings(redacted)
+        if ours is not None and theirs is not None and len(ours) == len(theirs):
+            for part, red in zip(ours, theirs, strict=True):
+                if part != red:
+                    yield from _unredacted(part, red)
+            return
     parts = _PLACEHOLDER.split(redacted)
     found = _PLACEHOLDER.findall(redacted)
     if not found or not raw.startswith(parts[0]) or not raw.endswith(parts[-1]):

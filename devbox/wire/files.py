@@ -84,6 +84,7 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     """``redact_value(field_name, value) -> value`` for the kinds' ``redact`` (credentials by
     field name, then the text rules: tokens, e-mails, cards, the profile's patterns; a
     random token under a session's name)."""
+    from devbox.core import serialized
     from devbox.core.generated import is_password_hash, runs
     from devbox.core.redact import PLACEHOLDER_RE, Redactor
     from devbox.core.redact_names import secret_named, session_named
@@ -109,6 +110,12 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
             return redactor.code(value)
         if name_rule and secret_named(name, value):
             return redactor.placeholder("secret", value)
+        if serialized.may_be_text(value):
+            # PHP's serialize() or session, Ruby's Marshal: each string by its key, and
+            # each length prefix made right (text rules alone left them stale)
+            raw = serialized.mapped(value.encode("utf-8", "surrogatepass"), leaf, name)
+            if raw is not None:
+                return raw.decode("utf-8", "surrogatepass")
         red = redactor.text(value)
         if red == value and name_rule and is_password_hash(value):
             # a secret by what it is, as by its name: with the by-name rule off (stop 37's
@@ -121,6 +128,7 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
             return redactor.placeholder("token", value)
         return red
 
+    leaf = serialized.text_leaf(redact_value)
     return redact_value
 
 

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from devbox.core import serialized
 from devbox.core.redact_names import is_secret_name
 from devbox.wire.contract import CODE_FIELD, CREDENTIAL_FIELD
 from devbox.wire.redis.resp import Value
@@ -263,16 +264,16 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
     fields = _field_names(args)
     out = [args[0]]
     for i, a in enumerate(args[1:], start=1):
-        try:
-            text = a.decode("utf-8")
-        except UnicodeDecodeError:
-            out.append(a)
-            continue
         # an argument is named only by what the command says of it (a credential, a
         # script, a hash's field) or by a bare secret name just before it; never by a
         # word of devbox's own, which a profile's ``keep`` could name
         name = CREDENTIAL_FIELD if i in secret else CODE_FIELD if i == script else ""
         name = name or fields.get(i) or _named_by(args[i - 1])
+        try:
+            text = a.decode("utf-8")
+        except UnicodeDecodeError:
+            out.append(_binary(name, a, redact_value))
+            continue
         red = _redacted(name, text, redact_value)
         out.append(red.encode("utf-8") if red != text else a)
     return out
@@ -342,6 +343,16 @@ def _redacted(name: str, text: str, redact_value: Callable[[str, str], str]) -> 
     )
 
 
+def _binary(name: str, data: bytes, redact_value: Callable[[str, str], str]) -> bytes:
+    """A value that is no UTF-8 text: a Ruby ``Marshal`` dump (a Rails cache entry, whose
+    numbers and binary parts are not text) has its strings redacted all the same; any
+    other is kept as it is (no rule reads it)."""
+    if not data.startswith(serialized.MARSHAL):
+        return data
+    red = serialized.mapped(data, serialized.text_leaf(redact_value), name)
+    return data if red is None or red == data else red
+
+
 def redact_reply(
     value: Value, redact_value: Callable[[str, str], str], names: list[str] | None = None
 ) -> Value:
@@ -350,11 +361,15 @@ def redact_reply(
     tag, v = value
     if tag in ("bulk", "simple", "verbatim"):
         data = v[1] if tag == "verbatim" else v
+        name = names[0] if names else ""
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return value
-        red = _redacted(names[0] if names else "", text, redact_value)
+            new = _binary(name, data, redact_value)
+            if new is data:
+                return value
+            return (tag, (v[0], new)) if tag == "verbatim" else (tag, new)
+        red = _redacted(name, text, redact_value)
         if red == text:
             return value
         new = red.encode("utf-8")
