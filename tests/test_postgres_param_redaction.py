@@ -145,3 +145,38 @@ def test_what_names_a_parameter() -> None:
         "WITH x AS (INSERT INTO t (a, password) VALUES ($1, $2) RETURNING id)"
         " SELECT * FROM x WHERE id = $3"
     ) == {1: "a", 2: "password", 3: "id"}
+
+
+ROLE_PASSWORD = "correct horse battery"  # words: only the PASSWORD keyword gives it away
+DO_PASSWORD = "staple 42 gun"
+
+
+def role_flow(url: str) -> list[Any]:
+    """What a service's setup or a migration sends: a role and its password, a DO block,
+    a function whose body holds a constant."""
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"CREATE ROLE devbox_app LOGIN PASSWORD '{ROLE_PASSWORD}'")
+        c.execute(f"DO $$ BEGIN ALTER ROLE devbox_app PASSWORD '{DO_PASSWORD}'; END $$")
+        c.execute(
+            "CREATE FUNCTION support() RETURNS text LANGUAGE sql"
+            " AS $body$ SELECT 'help@example.com' $body$"
+        )
+        got = c.execute("SELECT support(), rolname FROM pg_roles WHERE rolname = 'devbox_app'")
+        return [list(r) for r in got.fetchall()]
+
+
+def test_a_role_s_password_and_dollar_quoted_bodies_are_redacted() -> None:
+    with relayed("SELECT 1") as (_pg, ws, url):
+        recorded = role_flow(url)
+        stored = as_written(ws.stored_once(lambda s: any("support()," in str(o) for o in s)))
+    text = json.dumps(stored)
+    # the keyword names the first; the block's own statement is read as SQL for the
+    # second; the function's body keeps its SQL, its constant redacted by format
+    assert ROLE_PASSWORD not in text and DO_PASSWORD not in text
+    assert "help@example.com" not in text and "SELECT '<redacted:email:" in text
+    assert recorded == [["help@example.com", "devbox_app"]]
+    replayed, outputs = against_mock(stored, role_flow)
+    assert [o.explanation for o in outputs if isinstance(o, Miss)] == []
+    # the row answers with what the function returned when recorded: its e-mail is data
+    # the recording redacted, not a value this run wrote
+    assert replayed[0][1] == "devbox_app"

@@ -17,18 +17,23 @@ branches of ``name = CASE …``: ``_Names``). Any other constant is redacted by 
 only. The mock redacts a live statement the same way
 before it looks again, as it does a parameter, so the same secret finds its placeholder.
 
-Dollar-quoted constants (``$$…$$``) are kept: drivers do not quote values so. Text the
-lexer cannot read is redacted whole by format, so nothing passes unseen. Pure.
+The constant after ``PASSWORD`` (``ALTER ROLE app PASSWORD '…'``, ``CREATE USER``) is a
+credential whatever it looks like. Drivers do not quote values with dollars, but a
+``DO $$ … $$`` block or a function's body is SQL too: its own constants are read by the
+same rules (a role's password set inside a ``DO`` block went to disk). Text the lexer
+cannot read is redacted whole by format, so nothing passes unseen. Pure.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from devbox.core.redact import is_secret_name
 from devbox.wire import files
+from devbox.wire.contract import CREDENTIAL_FIELD
 from devbox.wire.postgres.sql import scan
 
 # tokens that end the value list of an INSERT (what follows names no column)
@@ -37,10 +42,11 @@ _AFTER_VALUES = frozenset(
 )
 
 
-def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
-    """``sql`` with each string constant passed through ``redact(name, value)``."""
-    if "'" not in sql:
-        return sql
+def redact_literals(sql: str, redact: Callable[[str, str], str], depth: int = 0) -> str:
+    """``sql`` with each string constant passed through ``redact(name, value)``, and the
+    constants of a dollar-quoted body (``depth``: bodies around this one) likewise."""
+    if "'" not in sql and ("$" not in sql or _DOLLAR_QUOTE.search(sql) is None):
+        return sql  # (a statement with parameters only, the most common: no lexing)
     try:
         named = _named(sql)
     except Exception:  # pglast's own ParseError, or any failure: by format, whole
@@ -49,10 +55,14 @@ def redact_literals(sql: str, redact: Callable[[str, str], str]) -> str:
     at = 0
     for start, end, column in named:
         text = sql[start:end]
-        if text.startswith("$"):
+        if column == _BODY:
+            new = _body(text, redact, depth)
+        elif text.startswith("$"):
             continue  # a parameter: named by param_columns
+        else:
+            new = _redacted(text, column, redact)
         out.append(sql[at:start])
-        out.append(_redacted(text, column, redact))
+        out.append(new)
         at = end
     out.append(sql[at:])
     return "".join(out)
@@ -107,6 +117,24 @@ def redact_params(
     ]
 
 
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")
+_BODY = "\x00body"  # a dollar-quoted constant's mark in what _named finds
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+
+
+def _body(text: str, redact: Callable[[str, str], str], depth: int) -> str:
+    """A dollar-quoted constant (``$tag$…$tag$``) with the constants of the SQL in it
+    redacted (a ``DO`` block, a function's body); a body the lexer cannot read, or one
+    nested too deep, by format whole."""
+    tag = _DOLLAR_TAG.match(text)
+    if tag is None or len(text) < 2 * len(tag.group(0)):
+        return redact("", text)
+    n = len(tag.group(0))
+    body = text[n:-n]
+    new = redact_literals(body, redact, depth + 1) if depth < 4 else redact("", body)
+    return text if new == body else text[:n] + new + text[-n:]
+
+
 def _named(sql: str) -> list[tuple[int, int, str]]:
     """(start, end, column or "") of each string constant (not dollar-quoted) and each
     parameter of ``sql``: the column it is for, by ``_Rows`` inside an INSERT's values,
@@ -121,6 +149,8 @@ def _named(sql: str) -> list[tuple[int, int, str]]:
         if name == "PARAM" or (name in ("SCONST", "USCONST") and not text.startswith("$")):
             column = rows.column()
             out.append((tok.start, tok.end + 1, names.name() if column is None else column))
+        elif name == "SCONST":
+            out.append((tok.start, tok.end + 1, _BODY))
         if name not in ("SCONST", "USCONST") or text.startswith("$"):
             rows.feed(name, text)
         names.feed(name, text, rows.depth)
@@ -141,6 +171,8 @@ class _Names:
         self.cases: list[tuple[str, int]] = []  # open CASEs: (their name, depth)
 
     def name(self) -> str:
+        if self.prev == "PASSWORD":  # ALTER ROLE … PASSWORD '…': juxtaposed, a credential
+            return CREDENTIAL_FIELD
         if self.cases and self.prev in ("THEN", "ELSE"):
             return self.cases[-1][0]
         return self.subject[0] if self.subject is not None else ""
