@@ -502,6 +502,22 @@ def looks_random(value: str) -> bool:
     return not _encodes_data(value)
 
 
+def random_enough(value: str) -> bool:
+    """Whether a whole value under a session's name is its random id: 20+ token
+    characters, letters and digits or both cases mixed, not words. ``looks_random`` asks
+    more, to tell keys from identifiers anywhere, and refused one express-session id in
+    about 150 (``YFYrKDEiyXXlOLNhjH-P-rQyaBJnBtrm``: its entropy by chance below the bar),
+    whose session then missed on replay."""
+    if not _TOKEN.fullmatch(value) or _UUID.fullmatch(value):
+        return False
+    kinds = (str.isupper, str.islower, str.isdigit)
+    classes = sum(any(kind(c) for c in value) for kind in kinds)
+    entropy = shannon_entropy(value)
+    # letters only can read as words run together by chance; random ones carry more
+    # entropy than any identifier (4.25 and up against 4.0 at most, measured)
+    return classes >= 2 and entropy >= 3.0 and (entropy >= 4.2 or not _words(value))
+
+
 # what serialized data starts with: pickle (protocols 2 to 5), zlib, gzip
 _DATA_MAGIC = tuple(
     bytes.fromhex(h) for h in ("8002", "8003", "8004", "8005", "789c", "7801", "78da", "1f8b")

@@ -88,7 +88,7 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
     from devbox.core.generated import is_password_hash, runs
     from devbox.core.redact import PLACEHOLDER_RE, Redactor
     from devbox.core.redact_names import secret_named, session_named
-    from devbox.core.secret_formats import looks_random
+    from devbox.core.secret_formats import random_enough
 
     def is_generated(value: str) -> bool:  # a session id made as a uuid, or PHP's
         raw = value.encode("utf-8", "surrogatepass")
@@ -121,7 +121,7 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
             # a secret by what it is, as by its name: with the by-name rule off (stop 37's
             # way to keep test users' hashes) it is kept too
             return redactor.placeholder("secret", value)
-        if red == value and session_named(name) and (looks_random(value) or is_generated(value)):
+        if red == value and session_named(name) and (random_enough(value) or is_generated(value)):
             # a session id under a neutral name (``sid``, a ``sess:<id>`` key's part) went
             # to disk whole; any random value is not taken so here: a wire value is
             # stored data far more often than an HTTP one (ids, flags, payloads)

@@ -153,7 +153,7 @@ class Answers:
             # before parameters were named by their column hold them
             for named in (True, False):
                 redacted = redact_params(sql, portal.params, self._learning, by_column=named)
-                key = (norm, param_key(redacted))
+                key = (norm, param_key(redacted, norm))
                 if key not in keys:
                     keys.append(key)
                     obj = index.take(key)

@@ -20,6 +20,7 @@ from devbox.wire.contract import Miss as MissOut
 from devbox.wire.postgres import auth, cursors, encode, turns
 from devbox.wire.postgres import messages as m
 from devbox.wire.postgres.answers import Answers, Portal, Statement
+from devbox.wire.postgres.clock_params import timeless
 from devbox.wire.postgres.recorder import PostgresRecorderConnection
 from devbox.wire.postgres.sql import normalise, request_line, scoped
 from devbox.wire.postgres.store import Index, room, wire_fields
@@ -319,6 +320,7 @@ class PostgresMockConnection(Answers):
             self.skipping = True
             return
         values, key = turns.bind_values(b.values, b.param_formats, stmt.oids)
+        key = timeless(stmt.norm, key)  # as param_key makes a recorded one
         portal = Portal(stmt, key, values, b.result_formats, undo=saved)
         if self.index.stage((stmt.norm, key)) == "bind":
             # the server failed the Bind (planning folded a constant: 1 / $1 with 0), so

@@ -32,6 +32,7 @@ from typing import Any
 from devbox.core import generated
 from devbox.errors import ConfigError
 from devbox.wire.postgres import cursors, startup, types
+from devbox.wire.postgres.clock_params import timeless
 from devbox.wire.postgres.sql import normalise, scope, scoped, unscoped
 from devbox.wire.sequences import Sequences
 
@@ -69,8 +70,9 @@ def wire_fields(items: Mapping[str, Any]) -> dict[str, str]:
 Key = tuple[str, tuple[str, ...]]
 
 
-def param_key(params: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    return tuple(types.canonical(p.get("value")) for p in params)
+def param_key(params: Sequence[Mapping[str, Any]], norm: str) -> tuple[str, ...]:
+    """What the parameters of ``norm`` are matched by (a Unix time set aside)."""
+    return timeless(norm, tuple(types.canonical(p.get("value")) for p in params))
 
 
 # the first words of statements that only read: they never bind a generated value
@@ -257,7 +259,7 @@ class Index:
             # came out later instead of rows (the same query after ROLLBACK)
             return
         params = obj.get("params") or []
-        key = (norm, param_key(params))
+        key = (norm, param_key(params, norm))
         self.entries.setdefault(key, []).append(obj)
         shape = _shape(norm, tuple(_b(v) for v in key[1]))
         if shape is not None:
@@ -450,11 +452,11 @@ class Index:
         if same:
             best, best_score = same[0], -1
             for obj in same[:5000]:
-                rec = param_key(obj.get("params") or [])
+                rec = param_key(obj.get("params") or [], norm)
                 score = sum(1 for a, b in zip(rec, params, strict=False) if a == b)
                 if score > best_score:
                     best, best_score = obj, score
-            rec = param_key(best.get("params") or [])
+            rec = param_key(best.get("params") or [], norm)
             if len(rec) != len(params):
                 why = f"recorded with {len(rec)} parameters, asked with {len(params)}"
             elif rec == params:  # every recorded answer of it was taken: a write binds once
