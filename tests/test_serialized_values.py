@@ -373,3 +373,120 @@ def test_a_serialized_column_records_redacted_and_replays(tmp_path: Path) -> Non
     # the row the mock answers is the value this run wrote, given back whole: it
     # unserializes as the client's own
     assert replayed == recorded, [o.explanation for o in outputs if hasattr(o, "explanation")]
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def _php_session(code: str) -> bytes:
+    return php(
+        'ob_start(); ini_set("session.use_cookies", "0"); session_start();'
+        f" {code} $s = session_encode(); ob_end_clean(); echo $s;"
+    )
+
+
+def test_php_values_that_are_not_utf8_are_redacted_in_redis() -> None:
+    from devbox.wire.redis.store import redact_reply
+
+    data = php(
+        'echo serialize(["password" => "hunter2-Secret", "email" => "ada@example.com",'
+        ' "salt" => chr(255) . chr(0)]);'
+    )
+    tag, red = redact_reply(("bulk", data), default_redactor())
+    assert tag == "bulk" and isinstance(red, bytes)
+    assert b"hunter2-Secret" not in red and b"ada@example.com" not in red
+    assert b's:2:"\xff\x00";' in red  # the binary string kept
+
+
+def test_sessions_whose_keys_hold_any_bytes_but_a_bar(tmp_path: Path) -> None:
+    data = _php_session(
+        '$_SESSION["user:42"] = 1; $_SESSION["a:b"] = 2; $_SESSION["my key"] = "x";'
+        ' $_SESSION["x;y{z}"] = 3; $_SESSION["password"] = "hunter2-Secret";'
+    )
+    assert serialized.mapped(data, identity) == data
+    red = serialized.mapped(data, serialized.text_leaf(default_redactor()))
+    assert red is not None and b"hunter2-Secret" not in red
+    path = tmp_path / "sess"
+    path.write_bytes(red)
+    got = json.loads(
+        php(
+            'ob_start(); ini_set("session.use_cookies", "0"); session_start();'
+            f' $ok = session_decode(file_get_contents("{path}")); ob_end_clean();'
+            " echo json_encode([$ok, $_SESSION]);"
+        )
+    )
+    assert got[0] is True and got[1]["user:42"] == 1 and got[1]["x;y{z}"] == 3
+
+
+def test_ruby_symbols_with_their_encoding() -> None:
+    data = ruby(
+        "# encoding: utf-8\n"
+        'S = Struct.new(:naïve, :password); class Café; def initialize; @café = "x";'
+        ' @email = "a@example.com"; @password = "hunter2-Secret"; end; end\n'
+        'print Marshal.dump([Café.new, S.new("n", "pw-struct-Secret"), {naïve: 1}])'
+    )
+    assert serialized.mapped(data, identity) == data
+    red = serialized.mapped(data, serialized.text_leaf(default_redactor()))
+    assert red is not None
+    for secret in (b"hunter2-Secret", b"a@example.com", b"pw-struct-Secret"):
+        assert secret not in red
+    loaded = ruby(
+        "# encoding: utf-8\nS = Struct.new(:naïve, :password); class Café; end\n"
+        "v = Marshal.load($stdin.read); print v[1].password",
+        red,
+    )
+    assert loaded.startswith(b"<redacted:secret:")
+
+
+def test_numbers_and_lists_under_a_name_are_read_too() -> None:
+    redact = serialized.text_leaf(default_redactor())
+    data = php(
+        'echo serialize(["password" => ["hunter2-Secret", "older-Secret-2"],'
+        ' "card" => 4111111111111111, "n" => 42]);'
+    )
+    red = serialized.mapped(data, redact) or b""
+    assert b"hunter2-Secret" not in red and b"older-Secret-2" not in red
+    assert b"4111111111111111" not in red and b's:1:"n";i:42;' in red
+    rb = ruby(
+        'print Marshal.dump({"cards" => [4111111111111111, 7], "password" => ["pw-Secret-9"]})'
+    )
+    red_rb = serialized.mapped(rb, redact)
+    assert red_rb is not None and b"pw-Secret-9" not in red_rb
+    shown = ruby("print Marshal.load($stdin.read).inspect", red_rb).decode()
+    assert "4111111111111111" not in shown and "<redacted:" in shown and ", 7]" in shown
+
+
+def test_a_deep_marshal_dump_is_still_read() -> None:
+    data = ruby(
+        'N = Struct.new(:inner); v = {"password" => "hunter2-Secret"};'
+        " 100.times { v = N.new(v) }; print Marshal.dump(v)"
+    )
+    from devbox.wire.redis.store import redact_reply
+
+    _tag, red = redact_reply(("bulk", data), default_redactor())
+    assert isinstance(red, bytes) and b"hunter2-Secret" not in red
+
+
+def test_a_long_string_in_a_marshal_dump_is_redacted_without_error() -> None:
+    from devbox.wire.redis.store import redact_args
+
+    data = ruby('print Marshal.dump({"note" => "write to ada@example.com " + "x" * 100})')
+    assert data.decode("utf-8")  # text, until a redaction makes a length past 127
+    assert "ada@example.com" not in default_redactor()("", data.decode())
+    red = redact_args([b"SET", b"k", data], default_redactor())[2]
+    assert b"ada@example.com" not in red
+    assert b"<redacted:email:" in ruby("print Marshal.load($stdin.read)['note']", red)
+
+
+def test_a_value_given_back_inside_a_value_serialized_twice(tmp_path: Path) -> None:
+    """Laravel keeps a session through its cache: ``serialize()`` of ``serialize()``."""
+    from devbox.core.generated import Bindings
+
+    token = secrets.token_hex(16)
+    raw = php(f'echo serialize(["cache" => serialize(["api_token" => "{token}"])]);')
+    redacted = default_redactor()("", raw.decode()).encode()
+    assert token.encode() not in redacted
+    bindings = Bindings()
+    bindings.learn(raw, redacted)
+    back = bindings.back(redacted)
+    assert back == raw

@@ -326,7 +326,8 @@ class Bindings:
         placeholder of a live value in it as that value (``learn``)."""
         if serialized.may_be(value):
             # a PHP or Marshal value: each string given back, its length made right
-            whole = serialized.mapped(value, lambda _name, part: self._back(part))
+            # (one serialized inside another's string, as Laravel's cache keeps a session)
+            whole = serialized.mapped(value, lambda _name, part: self.back(part))
             if whole is not None:
                 return whole
         return self._back(value)

@@ -30,11 +30,12 @@ from collections.abc import Callable
 # (name, string) -> the string's new bytes
 Leaf = Callable[[str, bytes], bytes]
 
-MAX_DEPTH = 64
+MAX_DEPTH = 200  # (three Python frames a level at most: within the interpreter's limit)
 MARSHAL = b"\x04\x08"
 
 # what a PHP value or a PHP session (``name|value…``) starts with; Marshal's version
-_PHP_START = re.compile(rb"(?:[aO]:\d|s:\d|[ibdEC]:|[NrR][;:]|[^|;:{}\"\s]{1,64}\|)")
+# (a session's first key: any bytes but ``|``, as PHP writes them: ``user:42|…``)
+_PHP_START = re.compile(rb"(?:[aO]:\d|s:\d|[ibdEC]:|[NrR][;:]|[^|]{1,256}\|)")
 _PHP_INT = re.compile(rb"-?\d{1,20}")
 _PHP_FLOAT = re.compile(rb"-?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|INF)|NAN")
 _PHP_LEN = re.compile(rb"\d{1,12}")
@@ -120,20 +121,23 @@ class _Php:
     def whole(self, name: str) -> bytes:
         d = self.d
         if d[:1] in b"aOsibdNECrR" and d[1:2] in b":;":
-            self.value(name, 0)
-        else:  # a session: name|value name|value ...
-            while self.i < len(d):
-                bar = d.find(b"|", self.i)
-                if bar <= self.i:
-                    raise _Bad
-                key = d[self.i : bar]
-                if any(c in key for c in b';{}"'):
-                    raise _Bad
-                self.out.append(d[self.i : bar + 1])
-                self.i = bar + 1
-                self.value(key.decode("utf-8", "replace"), 0)
-        if self.i != len(d):
-            raise _Bad
+            try:
+                self.value(name, 0)
+                if self.i == len(d):
+                    return b"".join(self.out)
+            except (_Bad, IndexError, ValueError):
+                pass  # a session whose first key reads like a value's start (``a:b|…``)
+            self.i, self.out = 0, []
+        while self.i < len(d):  # a session: name|value name|value ...
+            bar = d.find(b"|", self.i)
+            if bar <= self.i:
+                raise _Bad
+            key = d[self.i : bar]
+            # a key is a name, but text that merely reads as a session (``… ada@example.com|N;``)
+            # must not keep what the text rules find in it
+            self.out.append(self.leaf("", key) + b"|")
+            self.i = bar + 1
+            self.value(key.decode("utf-8", "replace"), 0)
         return b"".join(self.out)
 
     def _take(self, rx: re.Pattern[bytes], end: bytes) -> bytes:
@@ -166,12 +170,15 @@ class _Php:
         self.i += 2
         if tag == b"N;":
             self.out.append(tag)
-        elif tag in (b"b:", b"i:", b"r:", b"R:"):
+        elif tag in (b"b:", b"r:", b"R:"):
             self._take(_PHP_INT, b";")
             self.out.append(d[start : self.i])
-        elif tag == b"d:":
-            self._take(_PHP_FLOAT, b";")
-            self.out.append(d[start : self.i])
+        elif tag in (b"i:", b"d:"):
+            # a number is data too: a card number, a PIN under its name. Redacted, it
+            # becomes a string holding the placeholder
+            number = self._take(_PHP_INT if tag == b"i:" else _PHP_FLOAT, b";")
+            new = self.leaf(name, number)
+            self.out.append(d[start : self.i] if new == number else b's:%d:"%s";' % (len(new), new))
         elif tag == b"s:":
             new = self.leaf(name, self._string())
             self._expect(b";")
@@ -181,11 +188,14 @@ class _Php:
             self._expect(b";")
             self.out.append(d[start : self.i])
         elif tag == b"a:":
-            self._members(int(self._take(_PHP_INT, b":{")), d[start : self.i], depth, False)
+            count = int(self._take(_PHP_INT, b":{"))
+            self._members(d[start : self.i], count, name, depth, False)
         elif tag == b"O:":
-            self._string()
+            # a stdClass's properties are data (json_decode's objects), a class's are code
+            props = self._string() != b"stdClass"
             self._expect(b":")
-            self._members(int(self._take(_PHP_INT, b":{")), d[start : self.i], depth, True)
+            count = int(self._take(_PHP_INT, b":{"))
+            self._members(d[start : self.i], count, name, depth, props)
         elif tag == b"C:":  # Serializable: the class's own payload, often serialize()'s
             self._string()
             self._expect(b":")
@@ -200,7 +210,10 @@ class _Php:
         else:
             raise _Bad
 
-    def _members(self, count: int, head: bytes, depth: int, props: bool) -> None:
+    def _members(self, head: bytes, count: int, outer: str, depth: int, props: bool) -> None:
+        """An array's or an object's members (``head``: up to its ``{``). A member under
+        a number (a list's element) is under the container's own name (``"password" =>
+        ["…"]``)."""
         self.out.append(head)
         d = self.d
         for _ in range(count):
@@ -209,7 +222,7 @@ class _Php:
             self.i += 2
             if tag == b"i:":
                 self._take(_PHP_INT, b";")
-                name = ""
+                name = outer
             elif tag == b"s:":
                 key = self._string()
                 self._expect(b";")
@@ -295,13 +308,17 @@ class _Marshal:
             return sym
         if tag == 0x3B:  # ';' one met before
             return self.symbols[self._int()]
+        if tag == 0x49 and self.d[self.i] == 0x3A:  # 'I:' a symbol with its encoding
+            sym = self._symbol()  # (``@café``, ``:naïve``): registered before the encoding's
+            self._ivars(MAX_DEPTH - 1)
+            return sym
         raise _Bad
 
     def _key(self, depth: int) -> str:
         """A hash key, read (and kept) as it is: its text when it is a symbol or a
         string, the name of the value after it."""
         tag = self.d[self.i]
-        if tag in (0x3A, 0x3B):
+        if tag in (0x3A, 0x3B) or (tag == 0x49 and self.d[self.i + 1] == 0x3A):
             return self._symbol()
         if tag == 0x22 or (tag == 0x49 and self.d[self.i + 1] == 0x22):  # '"', 'I"'
             # a string key is data too (an e-mail address as a key): redacted unnamed
@@ -336,9 +353,9 @@ class _Marshal:
         elif tag == 0x49:  # 'I' a value with instance variables (a string's encoding)
             self.value(name, depth + 1)
             self._ivars(depth)
-        elif tag == 0x5B:  # '['
+        elif tag == 0x5B:  # '[' its elements under its own name (``"password" => ["…"]``)
             for _ in range(self._int()):
-                self.value("", depth + 1)
+                self.value(name, depth + 1)
         elif tag in b"{}":
             for _ in range(self._int()):
                 key = self._key(depth)
@@ -354,8 +371,27 @@ class _Marshal:
         elif tag == 0x75:  # 'u' _dump's bytes: the class's own format
             self._symbol()
             self._string(name)
+        elif tag == 0x6C:  # 'l' a bignum (a card number): one object, as a string is
+            self._bignum(name)
         else:
             self._scalar(tag)
+
+    def _bignum(self, name: str) -> None:
+        """A bignum (sign, its length in 16-bit words, its bytes) given to ``leaf`` as its
+        digits; redacted, a string in its place. (A Fixnum is not: it is no object, and a
+        string in its place would shift every later object link.)"""
+        at = self.i - 1
+        sign = self._byte()
+        if sign not in b"+-":
+            raise _Bad
+        n = int.from_bytes(self._bytes(2 * self._int()), "little")
+        digits = b"%s%d" % (b"-" if sign == 0x2D else b"", n)
+        new = self.leaf(name, digits)
+        if new != digits:
+            end, self.i = self.i, at
+            self._copy()
+            self.i = self.start = end
+            self.out.append(b'"' + _marshal_int(len(new)) + new)
 
     def _scalar(self, tag: int) -> None:
         """Past a value that holds no string (read to know where it ends)."""
@@ -368,10 +404,6 @@ class _Marshal:
             self._symbol()
         elif tag in b"fcmM":  # a float's text, a class's or module's name
             self._bytes(self._int())
-        elif tag == 0x6C:  # 'l' a bignum: sign, then its length in 16-bit words
-            if self._byte() not in b"+-":
-                raise _Bad
-            self._bytes(2 * self._int())
         elif tag == 0x2F:  # '/' a regexp's source and options
             self._bytes(self._int())
             self._byte()

@@ -114,8 +114,11 @@ def value_redactor(rules: RedactRules | None) -> Callable[[str, str], str]:
             # PHP's serialize() or session, Ruby's Marshal: each string by its key, and
             # each length prefix made right (text rules alone left them stale)
             raw = serialized.mapped(value.encode("utf-8", "surrogatepass"), leaf, name)
-            if raw is not None:
-                return raw.decode("utf-8", "surrogatepass")
+            try:
+                if raw is not None:
+                    return raw.decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                pass  # a Marshal length past 127 is no UTF-8: the text rules, as before
         red = redactor.text(value)
         if red == value and name_rule and is_password_hash(value):
             # a secret by what it is, as by its name: with the by-name rule off (stop 37's

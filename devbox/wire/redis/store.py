@@ -269,9 +269,8 @@ def redact_args(args: list[bytes], redact_value: Callable[[str, str], str]) -> l
         # word of devbox's own, which a profile's ``keep`` could name
         name = CREDENTIAL_FIELD if i in secret else CODE_FIELD if i == script else ""
         name = name or fields.get(i) or _named_by(args[i - 1])
-        try:
-            text = a.decode("utf-8")
-        except UnicodeDecodeError:
+        text = _text_of(a)
+        if text is None:
             out.append(_binary(name, a, redact_value))
             continue
         red = _redacted(name, text, redact_value)
@@ -343,13 +342,29 @@ def _redacted(name: str, text: str, redact_value: Callable[[str, str], str]) -> 
     )
 
 
+def _text_of(data: bytes) -> str | None:
+    """``data`` as text, or None: not UTF-8, or a Marshal dump (read as bytes, ``_binary``)."""
+    if data.startswith(serialized.MARSHAL):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _binary(name: str, data: bytes, redact_value: Callable[[str, str], str]) -> bytes:
-    """A value that is no UTF-8 text: a Ruby ``Marshal`` dump (a Rails cache entry, whose
-    numbers and binary parts are not text) has its strings redacted all the same; any
-    other is kept as it is (no rule reads it)."""
-    if not data.startswith(serialized.MARSHAL):
+    """A value that is no UTF-8 text, or a Ruby ``Marshal`` dump (a Rails cache entry:
+    its lengths and numbers are binary, and a longer string's length need not be UTF-8):
+    a Marshal dump or a PHP value (a session holding ``random_bytes()``) has its strings
+    redacted all the same, each length made right; a dump that does not read whole goes
+    through the text rules byte for byte (its lengths may go stale: nothing leaks); any
+    other value is kept as it is (no rule reads binary data)."""
+    if not serialized.may_be(data):
         return data
     red = serialized.mapped(data, serialized.text_leaf(redact_value), name)
+    if red is None and data.startswith(serialized.MARSHAL):
+        text = data.decode("latin-1")
+        red = redact_value(name, text).encode("latin-1", "replace")
     return data if red is None or red == data else red
 
 
@@ -362,9 +377,8 @@ def redact_reply(
     if tag in ("bulk", "simple", "verbatim"):
         data = v[1] if tag == "verbatim" else v
         name = names[0] if names else ""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
+        text = _text_of(data)
+        if text is None:
             new = _binary(name, data, redact_value)
             if new is data:
                 return value
