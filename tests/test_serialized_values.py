@@ -143,18 +143,23 @@ def test_redacted_php_values_still_unserialize(php_values: list[bytes], tmp_path
     assert b's:5:"three";' in first and b"d:1.0E+25;" in first
 
 
-def test_a_redacted_php_session_still_decodes(php_values: list[bytes], tmp_path: Path) -> None:
-    red = serialized.mapped(php_values[-1], serialized.text_leaf(default_redactor()))
-    assert red is not None and b"hunter2" not in red and b"b@example.org" not in red
+def _decoded_session(tmp_path: Path, data: bytes) -> Any:
+    """[whether PHP's session_decode() took ``data``, the session it read]."""
     path = tmp_path / "sess"
-    path.write_bytes(red)
-    got = json.loads(
+    path.write_bytes(data)
+    return json.loads(
         php(
             'ob_start(); ini_set("session.use_cookies", "0"); session_start();'
             f' $ok = session_decode(file_get_contents("{path}")); ob_end_clean();'
             " echo json_encode([$ok, $_SESSION]);"
         )
     )
+
+
+def test_a_redacted_php_session_still_decodes(php_values: list[bytes], tmp_path: Path) -> None:
+    red = serialized.mapped(php_values[-1], serialized.text_leaf(default_redactor()))
+    assert red is not None and b"hunter2" not in red and b"b@example.org" not in red
+    got = _decoded_session(tmp_path, red)
     assert got[0] is True
     assert got[1]["uid"] == 7 and got[1]["user"]["roles"] == ["admin"]
     assert got[1]["password"].startswith("<redacted:secret:")
@@ -305,21 +310,30 @@ def _recorded_and_replayed(
     return recorded, replayed, text, mock
 
 
+def _service_replays(
+    tmp_path: Path, cmd: list[str], source: str, cached: bytes, want: dict[str, Any]
+) -> str:
+    """The service (``cmd`` + its script ``source``) recorded, then replayed to the mock:
+    the same outcome both times (``want``) and no miss. The recording's text."""
+    script = tmp_path / "flow"
+    script.write_text(source)
+    recorded, replayed, text, mock = _recorded_and_replayed(tmp_path, [*cmd, str(script)], cached)
+    assert recorded == want
+    # the mock's answers unserialize: the cached user (placeholders, lengths right) and
+    # the values this run wrote, given back as the client wrote them
+    assert replayed == want, [m.explanation for m in mock.misses]
+    assert not mock.misses
+    return text
+
+
 def test_a_php_service_s_cache_and_sessions_record_redacted_and_replay(tmp_path: Path) -> None:
     cached = php(
         'echo serialize(["name" => "Ada", "email" => "ada@example.com", "roles" => ["admin"],'
         ' "password_hash" => password_hash("hunter2", PASSWORD_BCRYPT)]);'
     )
-    script = tmp_path / "flow.php"
-    script.write_text(PHP_FLOW)
-    recorded, replayed, text, mock = _recorded_and_replayed(tmp_path, [PHP, str(script)], cached)
     want = {"cached": ["Ada", ["admin"]], "own_token": True, "session": True}
-    assert recorded == want
-    # the mock's answers unserialize: the cached user (placeholders, lengths right) and
-    # the values this run wrote, given back as the client wrote them
-    assert replayed == want, [m.explanation for m in mock.misses]
+    text = _service_replays(tmp_path, [PHP], PHP_FLOW, cached, want)
     assert "ada@example.com" not in text and "$2y$" not in text
-    assert not mock.misses
 
 
 def test_a_ruby_service_s_marshal_values_record_redacted_and_replay(tmp_path: Path) -> None:
@@ -327,14 +341,10 @@ def test_a_ruby_service_s_marshal_values_record_redacted_and_replay(tmp_path: Pa
         'print Marshal.dump({"name" => "Ada", "email" => "ada@example.com",'
         ' "roles" => ["admin"], "password" => "hunter2-Secret", "n" => 2**40})'
     )
-    script = tmp_path / "flow.rb"
-    script.write_text(RUBY_FLOW)
-    recorded, replayed, text, mock = _recorded_and_replayed(tmp_path, [RUBY, str(script)], cached)
-    want = {"cached": ["Ada", ["admin"]], "own_token": True}
-    assert recorded == want
-    assert replayed == want, [m.explanation for m in mock.misses]
+    text = _service_replays(
+        tmp_path, [RUBY], RUBY_FLOW, cached, {"cached": ["Ada", ["admin"]], "own_token": True}
+    )
     assert "hunter2-Secret" not in text and "ada@example.com" not in text
-    assert not mock.misses
 
 
 # ---------------------------------------------------------------- through Postgres
@@ -406,15 +416,7 @@ def test_sessions_whose_keys_hold_any_bytes_but_a_bar(tmp_path: Path) -> None:
     assert serialized.mapped(data, identity) == data
     red = serialized.mapped(data, serialized.text_leaf(default_redactor()))
     assert red is not None and b"hunter2-Secret" not in red
-    path = tmp_path / "sess"
-    path.write_bytes(red)
-    got = json.loads(
-        php(
-            'ob_start(); ini_set("session.use_cookies", "0"); session_start();'
-            f' $ok = session_decode(file_get_contents("{path}")); ob_end_clean();'
-            " echo json_encode([$ok, $_SESSION]);"
-        )
-    )
+    got = _decoded_session(tmp_path, red)
     assert got[0] is True and got[1]["user:42"] == 1 and got[1]["x;y{z}"] == 3
 
 
