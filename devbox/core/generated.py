@@ -34,14 +34,18 @@ from devbox.core import serialized
 from devbox.core.redact_text import PLACEHOLDER_RE
 from devbox.core.secret_formats import looks_random
 
-# a date and a time to a fraction of a second (see ``_RUNS``); and express-session's
+# a date and a time to a fraction of a second (see ``_RUNS``); express-session's
 # cookie's ``originalMaxAge``, the milliseconds left when the session was saved: its
 # max age less a millisecond now and then (every store of the usual Express sessions,
-# connect-pg-simple, connect-redis, writes it; one run in ten missed on it)
+# connect-pg-simple, connect-redis, writes it; one run in ten missed on it); and a Unix
+# time, in seconds (a fraction allowed) or milliseconds, under a JSON key that says it is
+# one (``_at``, ``At``: Sidekiq's jobs carry ``"created_at":1796708648.396183``, and every
+# enqueue missed). A bare number is not one: it may be an id
 _CLOCK_READING = (
     rb"(?:[0-9]{4}-[01][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-5][0-9]:[0-6][0-9]\.[0-9]{3,9}"
     rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
-    rb'|"originalMaxAge":[0-9]{1,15})'
+    rb'|"originalMaxAge":[0-9]{1,15}'
+    rb'|"[A-Za-z_]{0,40}(?:_at|At)":[0-9]{10}(?:[0-9]{3})?(?:\.[0-9]{1,9})?)'
 )
 _CLOCK = re.compile(_CLOCK_READING)
 # a password hash: Django's (``pbkdf2_sha256$<n>$<salt>$<hash>``, ``argon2$…``,
