@@ -508,7 +508,7 @@ def random_enough(value: str) -> bool:
     more, to tell keys from identifiers anywhere, and refused one express-session id in
     about 150 (``YFYrKDEiyXXlOLNhjH-P-rQyaBJnBtrm``: its entropy by chance below the bar),
     whose session then missed on replay."""
-    if not _TOKEN.fullmatch(value) or _UUID.fullmatch(value):
+    if not _TOKEN.fullmatch(value) or is_uuid(value):
         return False
     kinds = (str.isupper, str.islower, str.isdigit)
     classes = sum(any(kind(c) for c in value) for kind in kinds)

@@ -42,6 +42,7 @@ _PHP_LEN = re.compile(rb"\d{1,12}")
 
 
 _PHP_START_TEXT = re.compile(_PHP_START.pattern.decode("ascii"))
+_MARSHAL_TEXT = MARSHAL.decode("ascii")
 
 
 class _Bad(Exception):
@@ -55,20 +56,18 @@ def may_be(data: bytes) -> bool:
 
 def may_be_text(text: str) -> bool:
     """``may_be`` for a value already decoded as UTF-8."""
-    return text.startswith("\x04\x08") or _PHP_START_TEXT.match(text) is not None
+    return text.startswith(_MARSHAL_TEXT) or _PHP_START_TEXT.match(text) is not None
 
 
 def mapped(data: bytes, leaf: Leaf, name: str = "") -> bytes | None:
     """``data`` with each string it holds replaced by ``leaf(name, string)`` and its
     length made right, or None when ``data`` is no whole serialized value. ``name``:
     what the value as a whole is under (a top-level string's name)."""
-    if not data:
+    if not data or not may_be(data):
         return None
     try:
         if data.startswith(MARSHAL):
             return _Marshal(data, leaf).whole(name)
-        if _PHP_START.match(data) is None:
-            return None
         return _Php(data, leaf).whole(name)
     except (_Bad, IndexError, ValueError, RecursionError):
         return None
@@ -109,6 +108,11 @@ def _prop_name(key: bytes) -> str:
     if key.startswith(b"\0"):
         key = key[key.find(b"\0", 1) + 1 :]
     return key.decode("utf-8", "replace")
+
+
+def _php_string(value: bytes) -> bytes:
+    """``value`` as PHP serializes a string: its length in bytes, then the bytes."""
+    return b's:%d:"%s";' % (len(value), value)
 
 
 class _Php:
@@ -157,7 +161,7 @@ class _Php:
         n = int(self._take(_PHP_LEN, b':"'))
         start = self.i
         self.i += n
-        if self.d[self.i : self.i + 1] != b'"' or self.i > len(self.d):
+        if self.d[self.i : self.i + 1] != b'"':  # (past the end too)
             raise _Bad
         self.i += 1
         return self.d[start : self.i - 1]
@@ -178,11 +182,11 @@ class _Php:
             # becomes a string holding the placeholder
             number = self._take(_PHP_INT if tag == b"i:" else _PHP_FLOAT, b";")
             new = self.leaf(name, number)
-            self.out.append(d[start : self.i] if new == number else b's:%d:"%s";' % (len(new), new))
+            self.out.append(d[start : self.i] if new == number else _php_string(new))
         elif tag == b"s:":
             new = self.leaf(name, self._string())
             self._expect(b";")
-            self.out.append(b's:%d:"%s";' % (len(new), new))
+            self.out.append(_php_string(new))
         elif tag == b"E:":  # an enum's case ("Suit:Hearts"): a name, not data
             self._string()
             self._expect(b";")
@@ -230,8 +234,7 @@ class _Php:
                     name = _prop_name(key)
                 else:  # an array's key is data too (an e-mail address as a key)
                     name = key.decode("utf-8", "replace")
-                    new = self.leaf("", key)
-                    self.out.append(b's:%d:"%s";' % (len(new), new))
+                    self.out.append(_php_string(self.leaf("", key)))
                     self.value(name, depth + 1)
                     continue
             else:

@@ -23,8 +23,9 @@ from devbox.wire.postgres.sql import scan
 # what may follow the parameter inside to_timestamp( … ): a cast, a scale (``$1 / 1000``
 # for milliseconds), nothing else
 _AFTER = frozenset({"TYPECAST", "ASCII_47", "ASCII_42", "ICONST", "FCONST", "IDENT"})
-_TYPE_WORDS = frozenset({"DOUBLE_P", "PRECISION", "BIGINT", "INTEGER", "INT_P", "NUMERIC"})
-_TYPE_WORDS |= {"REAL", "FLOAT_P", "DECIMAL_P", "SMALLINT"}
+_TYPE_WORDS = frozenset(
+    "DOUBLE_P PRECISION BIGINT INTEGER INT_P NUMERIC REAL FLOAT_P DECIMAL_P SMALLINT".split()
+)
 MARK = "\x00unix-time"  # a Unix-time parameter's value in a match key
 
 

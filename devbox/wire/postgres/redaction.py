@@ -45,7 +45,7 @@ _AFTER_VALUES = frozenset(
 def redact_literals(sql: str, redact: Callable[[str, str], str], depth: int = 0) -> str:
     """``sql`` with each string constant passed through ``redact(name, value)``, and the
     constants of a dollar-quoted body (``depth``: bodies around this one) likewise."""
-    if "'" not in sql and ("$" not in sql or _DOLLAR_QUOTE.search(sql) is None):
+    if "'" not in sql and ("$" not in sql or _DOLLAR_TAG.search(sql) is None):
         return sql  # (a statement with parameters only, the most common: no lexing)
     try:
         named = _named(sql)
@@ -117,7 +117,6 @@ def redact_params(
     ]
 
 
-_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_]\w*)?\$")
 _BODY = "\x00body"  # a dollar-quoted constant's mark in what _named finds
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
 
